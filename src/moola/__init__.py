@@ -1,0 +1,10 @@
+"""moola: reproducible, leakage-free machine learning on OHLCV market bars."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("moola")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,50 @@
+"""Errors a user can cause.
+
+Every error raised because of user input (a bad file, flag, config or split) is a
+``MoolaError``. Its message names the file, row, column or flag involved and says how to
+fix it; the CLI prints it as one paragraph and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class MoolaError(Exception):
+    """Base class of all user-facing moola errors."""
+
+    exit_code: int = 2
+
+
+class ConfigError(MoolaError):
+    """A settings value, config file or command-line flag is invalid."""
+
+
+class SourceError(MoolaError):
+    """A source file is missing, unreadable or not in the declared format."""
+
+
+class BarValidationError(MoolaError):
+    """Bars break one or more schema rules (strict mode refuses them)."""
+
+    def __init__(self, message: str, violations: list | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+
+class RegistryError(MoolaError):
+    """A registry operation cannot be done (unknown dataset, bad name, ...)."""
+
+
+class VersionExistsError(RegistryError):
+    """A dataset version that already exists was written again (versions are write-once)."""
+
+
+class IntegrityError(RegistryError):
+    """Stored bytes no longer match the content hashes in their manifest."""
+
+
+class SplitError(MoolaError):
+    """A split cannot be built or fails validation (overlap, out of range, coverage)."""
+
+
+class LeakageError(SplitError):
+    """A split or dataset would let information from the future (or from test) leak into training."""
