@@ -47,4 +47,4 @@ class SplitError(MoolaError):
 
 
 class LeakageError(SplitError):
-    """A split or dataset would let information from the future (or from test) leak into training."""
+    """A split or dataset would let future (or test) information leak into training."""

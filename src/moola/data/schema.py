@@ -21,7 +21,7 @@ BAR_COLUMNS: tuple[str, ...] = ("timestamp", *NUMERIC_COLUMNS, "symbol", "timefr
 
 def make_bars(
     timestamp: Sequence | np.ndarray | pd.Series | pd.DatetimeIndex,
-    open: Sequence[float] | np.ndarray,  # noqa: A002 - the column's name
+    open: Sequence[float] | np.ndarray,
     high: Sequence[float] | np.ndarray,
     low: Sequence[float] | np.ndarray,
     close: Sequence[float] | np.ndarray,
@@ -42,9 +42,7 @@ def make_bars(
             "high": np.asarray(high, dtype=np.float64),
             "low": np.asarray(low, dtype=np.float64),
             "close": np.asarray(close, dtype=np.float64),
-            "volume": (
-                np.zeros(n) if volume is None else np.asarray(volume, dtype=np.float64)
-            ),
+            "volume": (np.zeros(n) if volume is None else np.asarray(volume, dtype=np.float64)),
         }
     )
     frame["symbol"] = pd.Series([symbol] * n, dtype="string")

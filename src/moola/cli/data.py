@@ -1,0 +1,232 @@
+"""``moola data ...``: ingest, generate, list, show, verify, window and split datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from moola.cli._common import console, err_console, settings_of
+from moola.core.errors import ConfigError
+from moola.data import datasets
+from moola.data.registry import Registry
+
+app = typer.Typer(help="Ingest, inspect, verify, window and split datasets.", no_args_is_help=True)
+
+
+def _registry(ctx: typer.Context) -> Registry:
+    return Registry(settings_of(ctx).data_root)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="Bars file (CSV, Parquet, HistData, Coinbase, DBN)."),
+    name: str = typer.Option(..., "--name", help="Dataset name in the registry."),
+    format: str | None = typer.Option(
+        None, "--format", help="csv, parquet, histdata, coinbase or dbn (default: by extension)."
+    ),
+    symbol: str | None = typer.Option(None, help="Symbol of the bars (if the file has none)."),
+    timeframe: str | None = typer.Option(None, help="Bar time frame, e.g. 1m, 5m, 1h, 1d."),
+    mode: str = typer.Option("strict", help="strict (refuse bad bars) or repair (fix and record)."),
+    calendar: str | None = typer.Option(
+        None, help="Session calendar for the gap report: crypto, fx, futures or equities."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of naive timestamps (CSV/Parquet)."
+    ),
+) -> None:
+    """Validate a bars file and store it as a new raw dataset version."""
+    from moola.data.ingest import ingest_file
+
+    if mode not in ("strict", "repair"):
+        raise ConfigError(f"--mode must be 'strict' or 'repair', not {mode!r}.")
+    options = {"timezone": tz} if tz else {}
+    with console.status(f"Ingesting {path}"):
+        result = ingest_file(
+            _registry(ctx),
+            path,
+            name=name,
+            format=format,
+            symbol=symbol,
+            timeframe=timeframe,
+            mode=mode,
+            calendar=calendar,
+            options=options,  # type: ignore[arg-type]
+        )
+    report = result.validation
+    console.print(f"[green]Stored[/] {result.ref}  ({report.n_output:,} bars)")
+    for repair in report.repairs:
+        console.print(f"  repaired: {repair.get('action')}: {repair.get('count', '')}")
+    if result.gaps:
+        console.print(
+            f"  gaps: {result.gaps.get('missing', 0):,} missing bars vs {calendar} calendar"
+        )
+    console.print(f"  content hash {result.ref.content_hash}")
+
+
+@app.command()
+def synth(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="Dataset name in the registry."),
+    bars: int = typer.Option(100_000, min=1, help="Number of bars."),
+    seed: int = typer.Option(0, help="Generator seed (same seed, same bars)."),
+    symbol: str = typer.Option("SYN", help="Symbol of the generated bars."),
+    timeframe: str = typer.Option("1m", help="Bar time frame."),
+    calendar: str = typer.Option("futures", help="crypto, fx or futures sessions."),
+    patterns: int = typer.Option(0, min=0, help="Planted labelled patterns (0 = none)."),
+) -> None:
+    """Generate a synthetic market and store it as a new raw dataset version."""
+    with console.status("Generating synthetic market"):
+        ref, _ = datasets.synthesize_raw(
+            _registry(ctx),
+            name,
+            n_bars=bars,
+            seed=seed,
+            symbol=symbol,
+            timeframe=timeframe,
+            calendar=calendar,
+            n_patterns=patterns,
+        )
+    console.print(f"[green]Stored[/] {ref}  content hash {ref.content_hash}")
+
+
+@app.command("list")
+def list_datasets(ctx: typer.Context) -> None:
+    """List every stored dataset version and split."""
+    registry = _registry(ctx)
+    rows = registry.list()
+    table = Table(title=f"Datasets under {registry.data_dir}")
+    for column in ("kind", "name", "version", "created (UTC)", "summary", "content hash"):
+        table.add_column(column)
+    for info in rows:
+        ref = info.ref
+        table.add_row(
+            ref.kind,
+            ref.name,
+            f"v{ref.version}",
+            info.created_at,
+            info.summary,
+            ref.content_hash[:19],
+        )
+    console.print(table)
+    splits = Table(title="Splits")
+    for column in ("name", "versions"):
+        splits.add_column(column)
+    for name in registry.split_names():
+        splits.add_row(name, ", ".join(f"v{v}" for v in registry.split_versions(name)))
+    console.print(splits)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME or NAME@vN."),
+    kind: str | None = typer.Option(None, help="raw, labeled, unlabeled or synthetic."),
+) -> None:
+    """Print a dataset version's meta and manifest."""
+    registry = _registry(ctx)
+    dataset = registry.resolve_text(ref, kind)
+    console.print(f"[bold]{dataset}[/]")
+    console.print_json(
+        json.dumps(
+            {"meta": registry.meta(dataset), "manifest": registry.manifest(dataset)}, default=str
+        )
+    )
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    full: bool = typer.Option(False, "--full", help="Hash every byte (default: sampled check)."),
+) -> None:
+    """Check every stored dataset and split against its manifest; non-zero exit on mismatch."""
+    registry = _registry(ctx)
+    with console.status("Verifying registry" + (" (full hashes)" if full else "")):
+        problems = registry.verify(full=full)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[red]mismatch:[/] {problem}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(
+        f"[green]ok[/]: {len(registry.list())} dataset versions verified "
+        f"({'full' if full else 'fast'} check)"
+    )
+
+
+@app.command()
+def windows(
+    ctx: typer.Context,
+    raw: str = typer.Argument(..., help="Raw dataset NAME or NAME@vN to window."),
+    name: str = typer.Option(..., "--name", help="Name of the new windows dataset."),
+    length: int = typer.Option(105, min=2, help="Window length T in bars."),
+    stride: int = typer.Option(1, min=1, help="Bars between consecutive window starts."),
+    labels: Path | None = typer.Option(
+        None,
+        help="CSV/Parquet of labels (start or start_ts, label[, grade, source]): "
+        "makes a labeled dataset; without it the windows are unlabeled.",
+    ),
+    allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
+) -> None:
+    """Make unlabeled windows (an index over raw bars) or labeled windows from a labels file."""
+    registry = _registry(ctx)
+    raw_ref = registry.resolve_text(raw, "raw")
+    with console.status("Building windows"):
+        if labels is None:
+            ref = registry.write_unlabeled(
+                name, raw_ref, length=length, stride=stride, allow_gaps=allow_gaps
+            )
+        else:
+            ref = datasets.labeled_from_file(registry, name, raw_ref, labels, length=length)
+    meta = registry.meta(ref)
+    console.print(f"[green]Stored[/] {ref}  ({meta['windows']:,} windows x {length} bars)")
+
+
+@app.command()
+def split(
+    ctx: typer.Context,
+    dataset: str = typer.Argument(..., help="Labeled or unlabeled windows NAME[@vN]."),
+    strategy: str = typer.Option(
+        ..., help="forward-chaining, purged-kfold, walk-forward or stratified."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Split name (default: DATASET-STRATEGY)."),
+    purge: str = typer.Option(
+        "0", help="Gap kept clear between parts: bars (N) or a duration (30min)."
+    ),
+    embargo: str = typer.Option("0", help="Embargo after each test part: bars (N) or a duration."),
+    folds: int = typer.Option(5, min=2, help="Folds (purged-kfold) or splits (walk-forward)."),
+    val_fraction: float = typer.Option(0.15, help="Validation fraction (forward-chaining)."),
+    test_fraction: float = typer.Option(0.15, help="Test fraction (forward-chaining)."),
+    test_size: int | None = typer.Option(None, help="Samples per test block (walk-forward)."),
+    train_size: int | None = typer.Option(
+        None, help="Rolling train size (walk-forward; default expanding)."
+    ),
+    time_independent: bool = typer.Option(
+        False, help="Declare samples time-independent (required by stratified)."
+    ),
+    seed: int = typer.Option(0, help="Seed (stratified only)."),
+) -> None:
+    """Split windows without leakage and store the split as a new version."""
+    registry = _registry(ctx)
+    ref = registry.resolve_text(dataset)
+    split_name, version, built = datasets.make_and_store_split(
+        registry,
+        ref,
+        strategy,
+        name=name,
+        purge=purge,
+        embargo=embargo,
+        folds=folds,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        test_size=test_size,
+        train_size=train_size,
+        time_independent=time_independent,
+        seed=seed,
+    )
+    counts = built.counts if hasattr(built, "counts") else {}
+    console.print(f"[green]Stored[/] split {split_name}@v{version} over {ref}: {counts}")
+    if built.purged:
+        err_console.print(f"  {len(built.purged)} samples purged/embargoed (recorded in the split)")

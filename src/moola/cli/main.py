@@ -1,0 +1,95 @@
+"""The ``moola`` command: thin Typer commands that call one library function and print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from moola.cli import data as data_commands
+from moola.cli._common import console, err_console, settings_of
+from moola.core.errors import MoolaError
+from moola.core.settings import load_settings
+
+app = typer.Typer(
+    name="moola",
+    help="Reproducible, leakage-free machine learning on OHLCV market bars.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_commands.app, name="data")
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Data root (default: $MOOLA_HOME or ./moola_data)."
+    ),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or mps."),
+    seed: int | None = typer.Option(None, help="Global random seed."),
+    log_level: str | None = typer.Option(None, help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    ctx.obj = load_settings(home=data_root, device=device, seed=seed, log_level=log_level)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check Python, packages, torch devices, TA-Lib, the data root and free disk."""
+    from rich.table import Table
+
+    from moola.core.doctor import run_checks
+
+    settings = settings_of(ctx)
+    checks = run_checks(settings.data_root)
+    table = Table(title="moola doctor")
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else "[red]PROBLEM[/]"
+        table.add_row(check.name, status, check.detail)
+    console.print(table)
+    problems = [check for check in checks if not check.ok and check.required]
+    for check in problems:
+        err_console.print(f"[red]problem:[/] {check.name}: {check.detail}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    bars: int = typer.Option(150_000, min=5_000, help="Synthetic 1-minute bars to generate."),
+    patterns: int = typer.Option(240, min=10, help="Planted, labelled patterns."),
+    seed: int = typer.Option(7, help="Seed of the synthetic market."),
+) -> None:
+    """Run the pipeline end to end on the embedded synthetic market; ends in an HTML report."""
+    from moola.demo import run_demo
+
+    settings = settings_of(ctx)
+    with console.status("moola demo") as status:
+        result = run_demo(
+            settings.data_root,
+            n_bars=bars,
+            n_patterns=patterns,
+            seed=seed,
+            on_step=lambda text: status.update(f"moola demo: {text}"),
+        )
+    for line in result.lines:
+        console.print(line)
+    console.print(f"\n[bold]Report:[/] {result.report_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a user error prints one paragraph and exits non-zero."""
+    try:
+        app(args=argv, prog_name="moola")
+    except MoolaError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

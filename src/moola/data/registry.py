@@ -1,0 +1,831 @@
+"""The versioned, write-once dataset registry under the data root.
+
+Every dataset moola stores (raw bars, labeled windows, unlabeled windows, synthetic
+augmented sets) and every split lives here, under ``$MOOLA_HOME/data``::
+
+    data/<kind>/<name>/v<N>/   data files + meta.json + manifest.json
+    data/splits/<name>/v<N>.json
+
+A version is written once, atomically (temporary directory, then rename), and never
+changed: writing an existing version is refused. Reads check the stored bytes against the
+manifest (sampled hash by default, every byte with ``full=True``) and refuse on mismatch.
+The registry is the only writer of files under the data root.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.atomic import TMP_PREFIX, atomic_directory, atomic_write_text
+from moola.core.errors import (
+    IntegrityError,
+    LeakageError,
+    RegistryError,
+    SplitError,
+    VersionExistsError,
+)
+from moola.core.hashing import canonical_json
+from moola.core.provenance import provenance
+from moola.data._manifest import (
+    MANIFEST_FILE,
+    META_FILE,
+    DatasetRef,
+    check_files,
+    content_hash,
+    file_records,
+    read_json,
+    write_json,
+)
+from moola.data.quality import returns_ks_pvalue, window_log_returns
+from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
+from moola.data.splits import Split, validate_split
+from moola.data.windows import WindowSet, window_starts
+
+DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", "features", "labels")
+TABLE_KINDS: tuple[str, ...] = ("features", "labels")
+SPLITS_DIR = "splits"
+MIN_SYNTHETIC_KS_PVALUE = 0.1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+_REF = re.compile(r"^(?P<name>[^@]+?)(?:@v?(?P<version>\d+))?$")
+
+
+def parse_ref(text: str) -> tuple[str, int | None]:
+    """Split ``"name"`` or ``"name@v3"`` (also ``"name@3"``) into name and version."""
+    match = _REF.match(text.strip())
+    if not match:
+        raise RegistryError(f"Cannot read dataset reference {text!r}; use NAME or NAME@vN.")
+    version = match.group("version")
+    return match.group("name"), int(version) if version else None
+
+
+@dataclass(frozen=True)
+class LabeledPart:
+    """One part (train, val or test) of a labeled dataset, materialised for training."""
+
+    X: np.ndarray  # (n, T, D) float32
+    y: np.ndarray  # (n,) int64 class indices into LabeledData.classes
+    indices: np.ndarray  # (n,) rows of the labeled table; -1 for synthetic samples
+    synthetic: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    """A labeled dataset version, optionally cut by a split, with its audit trail.
+
+    ``audit`` records exactly what was read: dataset and split identities with hashes,
+    counts per part, the synthetic ratio of train and the synthetic count of val/test
+    (always zero). It is meant to be copied verbatim into a run manifest.
+    """
+
+    ref: DatasetRef
+    table: pd.DataFrame
+    classes: tuple[str, ...]
+    X: np.ndarray
+    y: np.ndarray
+    split: Split | None
+    parts: dict[str, LabeledPart]
+    folds: list[dict[str, LabeledPart]]
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train(self) -> LabeledPart:
+        return self._part("train")
+
+    @property
+    def val(self) -> LabeledPart:
+        return self._part("val")
+
+    @property
+    def test(self) -> LabeledPart:
+        return self._part("test")
+
+    def _part(self, name: str) -> LabeledPart:
+        if name not in self.parts:
+            raise RegistryError(
+                f"{self.ref} was loaded without a train/val/test split; pass split=NAME "
+                "to Registry.load_labeled."
+            )
+        return self.parts[name]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of ``Registry.list``: a stored version and its headline facts."""
+
+    ref: DatasetRef
+    created_at: str
+    summary: str
+
+
+class Registry:
+    """Versioned, write-once store of datasets and splits rooted at the data root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def dataset_dir(self, kind: str, name: str, version: int) -> Path:
+        _check_kind(kind)
+        return self.data_dir / kind / name / f"v{version}"
+
+    def versions(self, kind: str, name: str) -> list[int]:
+        """Stored versions of ``kind/name``, oldest first (empty if none)."""
+        _check_kind(kind)
+        base = self.data_dir / kind / name
+        if not base.is_dir():
+            return []
+        found = (_VERSION_DIR.match(entry.name) for entry in base.iterdir())
+        return sorted(int(match.group(1)) for match in found if match)
+
+    def names(self, kind: str) -> list[str]:
+        _check_kind(kind)
+        base = self.data_dir / kind
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and self.versions(kind, p.name))
+
+    def kinds_of(self, name: str) -> list[str]:
+        """Dataset kinds that hold a dataset called ``name``."""
+        return [kind for kind in DATASET_KINDS if self.versions(kind, name)]
+
+    def resolve(self, kind: str, name: str, version: int | None = None) -> DatasetRef:
+        """The reference of ``kind/name@vN`` (latest version when ``version`` is None)."""
+        versions = self.versions(kind, name)
+        if not versions:
+            known = ", ".join(self.names(kind)) or "none yet"
+            raise RegistryError(
+                f"No {kind} dataset named {name!r} under {self.data_dir}. "
+                f"Known {kind} datasets: {known}. See `moola data list`."
+            )
+        if version is None:
+            version = versions[-1]
+        elif version not in versions:
+            raise RegistryError(
+                f"{kind}/{name} has no version v{version}; stored versions: "
+                + ", ".join(f"v{v}" for v in versions)
+                + "."
+            )
+        manifest = self._read_manifest(self.dataset_dir(kind, name, version))
+        return DatasetRef(kind, name, version, manifest["content_hash"])
+
+    def resolve_text(self, text: str, kind: str | None = None) -> DatasetRef:
+        """Resolve ``NAME[@vN]``; when ``kind`` is None the name must be unambiguous."""
+        name, version = parse_ref(text)
+        if kind is None:
+            kinds = self.kinds_of(name)
+            if not kinds:
+                raise RegistryError(
+                    f"No dataset named {name!r} under {self.data_dir}. See `moola data list`."
+                )
+            if len(kinds) > 1:
+                raise RegistryError(
+                    f"{name!r} names datasets of several kinds ({', '.join(kinds)}); "
+                    "say which with --kind."
+                )
+            kind = kinds[0]
+        return self.resolve(kind, name, version)
+
+    # ----------------------------------------------------------------- writing
+    def _write(
+        self,
+        kind: str,
+        name: str,
+        files: dict[str, Any],
+        meta: dict[str, Any],
+        manifest: dict[str, Any],
+        version: int | None,
+    ) -> DatasetRef:
+        """Write one dataset version atomically; ``files`` maps file name -> writer(path)."""
+        _check_name(name)
+        existing = self.versions(kind, name)
+        if version is None:
+            version = (existing[-1] + 1) if existing else 1
+        elif version < 1:
+            raise RegistryError(f"Version must be 1 or more, got {version}.")
+        final = self.dataset_dir(kind, name, version)
+        if version in existing or final.exists():
+            raise VersionExistsError(
+                f"{kind}/{name}@v{version} already exists at {final}; versions are write-once. "
+                "Write a new version (omit the version to get the next free one) or use "
+                "another name."
+            )
+        try:
+            with atomic_directory(final) as tmp:
+                for file_name, writer in files.items():
+                    writer(tmp / file_name)
+                records = file_records(tmp, list(files))
+                digest = content_hash(records)
+                write_json(
+                    tmp / META_FILE, {"kind": kind, "name": name, "version": version, **meta}
+                )
+                write_json(
+                    tmp / MANIFEST_FILE,
+                    {
+                        "kind": kind,
+                        "name": name,
+                        "version": version,
+                        "content_hash": digest,
+                        "files": records,
+                        **manifest,
+                        **provenance(),
+                    },
+                )
+        except FileExistsError:
+            raise VersionExistsError(
+                f"{kind}/{name}@v{version} was written by another process meanwhile; "
+                "retry to get the next free version."
+            ) from None
+        return DatasetRef(kind, name, version, digest)
+
+    def write_raw(
+        self,
+        name: str,
+        bars: pd.DataFrame,
+        *,
+        sources: list[dict[str, Any]],
+        transformations: list[dict[str, Any]] | None = None,
+        parents: list[DatasetRef] | None = None,
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store validated canonical bars as ``raw/<name>@vN``.
+
+        ``sources`` describe where the bars came from (paths with content hashes, or a
+        generator config); ``transformations`` list every change made on the way (repairs
+        included), with parameters.
+        """
+        if tuple(bars.columns) != BAR_COLUMNS:
+            raise RegistryError(
+                f"Raw bars must have the canonical columns {list(BAR_COLUMNS)}; got "
+                f"{list(bars.columns)}. Build them with moola.data.make_bars or a source reader."
+            )
+        bars = bars.reset_index(drop=True)
+        meta = {
+            "rows": len(bars),
+            "columns": {column: str(bars[column].dtype) for column in bars.columns},
+            "symbols": sorted(bars["symbol"].unique().tolist()),
+            "timeframe": sorted(bars["timeframe"].unique().tolist()),
+            "start": _iso(bars["timestamp"].min()) if len(bars) else None,
+            "end": _iso(bars["timestamp"].max()) if len(bars) else None,
+        }
+        manifest = {
+            "sources": sources,
+            "transformations": transformations or [],
+            "parents": [parent.to_dict() for parent in parents or []],
+        }
+        files = {"bars.parquet": lambda path: bars.to_parquet(path, index=False)}
+        return self._write("raw", name, files, meta, manifest, version)
+
+    def write_unlabeled(
+        self,
+        name: str,
+        raw: DatasetRef,
+        *,
+        length: int = 105,
+        stride: int = 1,
+        allow_gaps: bool = False,
+        columns: tuple[str, ...] = PRICE_COLUMNS,
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store an index of windows over ``raw`` bars (start positions only, no copies)."""
+        bars = self.load_raw(raw.name, raw.version)
+        starts = window_starts(bars, length, stride=stride, allow_gaps=allow_gaps)
+        if len(starts) == 0:
+            raise RegistryError(
+                f"{raw} has {len(bars)} bars, too few (or too fragmented by gaps) for a "
+                f"single window of {length} bars. Use a shorter --length or more data."
+            )
+        params = {
+            "length": length,
+            "stride": stride,
+            "allow_gaps": allow_gaps,
+            "columns": list(columns),
+        }
+        meta = {"windows": len(starts), **params, "raw": raw.to_dict()}
+        manifest = {
+            "parents": [raw.to_dict()],
+            "transformations": [{"name": "window_starts", "params": params}],
+        }
+        files = {"starts.npy": lambda path: np.save(path, starts.astype(np.int64))}
+        return self._write("unlabeled", name, files, meta, manifest, version)
+
+    def write_labeled(
+        self,
+        name: str,
+        raw: DatasetRef,
+        table: pd.DataFrame,
+        *,
+        length: int,
+        columns: tuple[str, ...] = PRICE_COLUMNS,
+        transformations: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store labeled windows as references into ``raw`` bars plus label, grade, source.
+
+        ``table`` is what ``moola.data.windows.labeled_windows_table`` returns.
+        """
+        required = {"symbol", "start", "end", "start_ts", "end_ts", "label", "grade", "source"}
+        missing = required - set(table.columns)
+        if missing:
+            raise RegistryError(
+                f"Labeled windows table lacks columns {sorted(missing)}; build it with "
+                "moola.data.windows.labeled_windows_table."
+            )
+        raw_meta = self.meta(raw)
+        if len(table) and int(table["end"].max()) >= raw_meta["rows"]:
+            raise RegistryError(
+                f"Labeled windows reach bar {int(table['end'].max())} but {raw} has only "
+                f"{raw_meta['rows']} bars; the table was built on other bars."
+            )
+        table = table.reset_index(drop=True)
+        labels = table["label"].astype(str)
+        meta = {
+            "windows": len(table),
+            "length": length,
+            "columns": list(columns),
+            "classes": sorted(labels.unique().tolist()),
+            "class_counts": {str(k): int(v) for k, v in labels.value_counts().sort_index().items()},
+            "grades": {str(k): int(v) for k, v in table["grade"].value_counts().items()},
+            "label_sources": sorted(table["source"].astype(str).unique().tolist()),
+            "raw": raw.to_dict(),
+        }
+        manifest = {"parents": [raw.to_dict()], "transformations": transformations or []}
+        files = {"windows.parquet": lambda path: table.to_parquet(path, index=False)}
+        return self._write("labeled", name, files, meta, manifest, version)
+
+    def write_synthetic(
+        self,
+        name: str,
+        X: np.ndarray,
+        labels: np.ndarray | list[str],
+        *,
+        parent: DatasetRef,
+        split: str,
+        augmentation: dict[str, Any],
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store a train-only augmented set made from ``parent``'s train part under ``split``.
+
+        Its quality statistic, the two-sample KS p-value of its within-window close returns
+        against the real train windows', is computed here and stored; loading a set with
+        p < 0.1 is refused unless explicitly overridden.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        labels = np.asarray(labels).astype(str)
+        real = self.load_labeled(parent.name, parent.version, split=split)
+        if X.ndim != 3 or X.shape[1:] != real.X.shape[1:]:
+            raise RegistryError(
+                f"Synthetic windows have shape {X.shape}; {parent} windows are "
+                f"(n, {real.X.shape[1]}, {real.X.shape[2]})."
+            )
+        if len(labels) != len(X):
+            raise RegistryError(f"{len(X)} synthetic windows but {len(labels)} labels.")
+        unknown = sorted(set(labels) - set(real.classes))
+        if unknown:
+            raise RegistryError(
+                f"Synthetic labels {unknown} are not classes of {parent} ({list(real.classes)})."
+            )
+        columns = self.meta(parent)["columns"]
+        if "close" not in columns:
+            raise RegistryError(f"{parent} windows have no close column; cannot check quality.")
+        close = columns.index("close")
+        pvalue = returns_ks_pvalue(
+            window_log_returns(X, close), window_log_returns(real.train.X, close)
+        )
+        y = np.array([real.classes.index(label) for label in labels], dtype=np.int64)
+        split_ref = self.split_record(split)
+        meta = {
+            "windows": len(X),
+            "shape": list(X.shape),
+            "classes": list(real.classes),
+            "ks_pvalue": pvalue,
+            "parent": parent.to_dict(),
+            "split": split_ref,
+        }
+        manifest = {
+            "parents": [parent.to_dict()],
+            "split": split_ref,
+            "augmentation": augmentation,
+            "quality": {"statistic": "ks_2samp_close_log_returns", "pvalue": pvalue},
+        }
+        files = {
+            "X.npy": lambda path: np.save(path, X),
+            "y.npy": lambda path: np.save(path, y),
+        }
+        return self._write("synthetic", name, files, meta, manifest, version)
+
+    def write_table(
+        self,
+        kind: str,
+        name: str,
+        table: pd.DataFrame,
+        *,
+        parents: list[DatasetRef],
+        meta: dict[str, Any] | None = None,
+        transformations: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store a derived table (``features`` or ``labels``) computed from ``parents``.
+
+        ``meta`` holds what a reader needs (e.g. the feature spec and its hash, label
+        horizons); ``transformations`` how the table was computed.
+        """
+        if kind not in TABLE_KINDS:
+            raise RegistryError(f"write_table stores {', '.join(TABLE_KINDS)}, not {kind!r}.")
+        table = table.reset_index(drop=True)
+        full_meta = {
+            "rows": len(table),
+            "columns": {column: str(table[column].dtype) for column in table.columns},
+            **(meta or {}),
+        }
+        manifest = {
+            "parents": [parent.to_dict() for parent in parents],
+            "transformations": transformations or [],
+        }
+        files = {"table.parquet": lambda path: table.to_parquet(path, index=False)}
+        return self._write(kind, name, files, full_meta, manifest, version)
+
+    def load_table(self, kind: str, name: str, version: int | None = None) -> pd.DataFrame:
+        """A stored ``features`` or ``labels`` table, verified against its manifest."""
+        ref = self.resolve(kind, name, version)
+        table = pd.read_parquet(self._verified_dir(ref) / "table.parquet")
+        table.attrs["dataset"] = str(ref)
+        return table
+
+    # ----------------------------------------------------------------- reading
+    def meta(self, ref: DatasetRef) -> dict[str, Any]:
+        return read_json(self.dataset_dir(ref.kind, ref.name, ref.version) / META_FILE)
+
+    def manifest(self, ref: DatasetRef) -> dict[str, Any]:
+        return self._read_manifest(self.dataset_dir(ref.kind, ref.name, ref.version))
+
+    def _verified_dir(self, ref: DatasetRef, *, full: bool = False) -> Path:
+        directory = self.dataset_dir(ref.kind, ref.name, ref.version)
+        problems = check_files(directory, self.manifest(ref)["files"], full=full)
+        if problems:
+            raise IntegrityError(
+                f"{ref} failed its integrity check and was not loaded: "
+                + "; ".join(problems)
+                + ". Stored versions must never change: restore the files from a backup or "
+                "re-create the data as a new version."
+            )
+        return directory
+
+    def load_raw(
+        self, name: str, version: int | None = None, *, full: bool = False
+    ) -> pd.DataFrame:
+        """Canonical bars of ``raw/<name>@vN`` (latest when ``version`` is None), verified."""
+        ref = self.resolve("raw", name, version)
+        directory = self._verified_dir(ref, full=full)
+        bars = pd.read_parquet(directory / "bars.parquet")
+        bars.attrs["dataset"] = str(ref)
+        return bars
+
+    def _bar_values(
+        self, raw: dict[str, Any], columns: list[str]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        bars = self.load_raw(raw["name"], raw["version"])
+        current = self.resolve("raw", raw["name"], raw["version"])
+        if current.content_hash != raw["content_hash"]:
+            raise IntegrityError(
+                f"Windows refer to raw/{raw['name']}@v{raw['version']} with content hash "
+                f"{raw['content_hash']}, but the stored version now hashes to "
+                f"{current.content_hash}; the bars they index were replaced."
+            )
+        values = np.ascontiguousarray(bars[columns].to_numpy(dtype=np.float32))
+        return bars, values
+
+    def load_unlabeled(self, name: str, version: int | None = None) -> WindowSet:
+        """Lazy windows of ``unlabeled/<name>@vN``: views over the raw bars, no copies."""
+        ref = self.resolve("unlabeled", name, version)
+        directory = self._verified_dir(ref)
+        meta = self.meta(ref)
+        _, values = self._bar_values(meta["raw"], meta["columns"])
+        starts = np.load(directory / "starts.npy", mmap_mode="r")
+        return WindowSet(values, np.asarray(starts), meta["length"])
+
+    def load_labeled(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        split: str | None = None,
+        synthetic: str | None = None,
+        allow_low_quality_synthetic: bool = False,
+    ) -> LabeledData:
+        """Labeled windows of ``labeled/<name>@vN``, cut into parts by ``split``.
+
+        ``synthetic`` names a synthetic set (``NAME[@vN]``) to append to train only; val and
+        test never receive synthetic samples. A synthetic set whose KS p-value is below 0.1
+        is refused unless ``allow_low_quality_synthetic`` is set, which is then recorded.
+        """
+        ref = self.resolve("labeled", name, version)
+        directory = self._verified_dir(ref)
+        meta = self.meta(ref)
+        table = pd.read_parquet(directory / "windows.parquet")
+        _, values = self._bar_values(meta["raw"], meta["columns"])
+        windows = WindowSet(values, table["start"].to_numpy(np.int64), meta["length"])
+        classes = tuple(meta["classes"])
+        X = windows.take(np.arange(len(table)))
+        y = pd.Categorical(table["label"].astype(str), categories=classes).codes.astype(np.int64)
+        audit: dict[str, Any] = {"dataset": ref.to_dict(), "classes": list(classes)}
+        parts: dict[str, LabeledPart] = {}
+        folds: list[dict[str, LabeledPart]] = []
+        split_obj = None
+        if synthetic is not None and split is None:
+            raise LeakageError(
+                "A synthetic set can only be appended to a train part: pass split=NAME too, so "
+                "moola can keep val and test free of synthetic samples."
+            )
+        if split is not None:
+            split_obj, split_record = self.load_split(split, expect_dataset=ref)
+            audit["split"] = split_record
+
+            def real_part(indices: list[int]) -> LabeledPart:
+                idx = np.asarray(indices, dtype=np.int64)
+                return LabeledPart(X[idx], y[idx], idx, np.zeros(len(idx), dtype=bool))
+
+            for part in ("train", "val", "test"):
+                parts[part] = real_part(getattr(split_obj, part))
+            for fold in split_obj.folds or []:
+                folds.append(
+                    {
+                        part: real_part(getattr(fold, part))
+                        for part in ("train", "val", "test")
+                        if getattr(fold, part, None) is not None
+                    }
+                )
+            audit["counts"] = {part: len(value) for part, value in parts.items()}
+        if synthetic is not None:
+            parts["train"], audit["synthetic"] = self._append_synthetic(
+                synthetic, parts["train"], ref, classes, allow_low_quality_synthetic
+            )
+        audit["train_synthetic_ratio"] = (
+            float(parts["train"].synthetic.mean()) if parts and len(parts["train"]) else 0.0
+        )
+        audit["val_synthetic_count"] = int(parts["val"].synthetic.sum()) if parts else 0
+        audit["test_synthetic_count"] = int(parts["test"].synthetic.sum()) if parts else 0
+        return LabeledData(ref, table, classes, X, y, split_obj, parts, folds, audit)
+
+    def _append_synthetic(
+        self,
+        text: str,
+        train: LabeledPart,
+        parent: DatasetRef,
+        classes: tuple[str, ...],
+        allow_low_quality: bool,
+    ) -> tuple[LabeledPart, dict[str, Any]]:
+        syn_name, syn_version = parse_ref(text)
+        ref = self.resolve("synthetic", syn_name, syn_version)
+        directory = self._verified_dir(ref)
+        meta = self.meta(ref)
+        if meta["parent"]["content_hash"] != parent.content_hash:
+            raise LeakageError(
+                f"{ref} was made from {meta['parent']['name']}@v{meta['parent']['version']}, "
+                f"not from {parent}; a synthetic set may only be mixed into its own parent's "
+                "train part."
+            )
+        if tuple(meta["classes"]) != classes:
+            raise RegistryError(f"{ref} has classes {meta['classes']}, {parent} has {classes}.")
+        pvalue = float(meta["ks_pvalue"])
+        low = pvalue < MIN_SYNTHETIC_KS_PVALUE
+        if low and not allow_low_quality:
+            raise LeakageError(
+                f"{ref} has KS p-value {pvalue:.3g} < {MIN_SYNTHETIC_KS_PVALUE} against the real "
+                "train returns: its windows do not look like real data. Regenerate it with "
+                "milder augmentation, or pass allow_low_quality_synthetic=True "
+                "(--allow-low-quality-synthetic) to use it anyway; the override is recorded."
+            )
+        X_syn = np.load(directory / "X.npy")
+        y_syn = np.load(directory / "y.npy")
+        merged = LabeledPart(
+            np.concatenate([train.X, X_syn]),
+            np.concatenate([train.y, y_syn]),
+            np.concatenate([train.indices, np.full(len(y_syn), -1, dtype=np.int64)]),
+            np.concatenate([train.synthetic, np.ones(len(y_syn), dtype=bool)]),
+        )
+        record = {
+            "dataset": ref.to_dict(),
+            "windows": len(y_syn),
+            "ks_pvalue": pvalue,
+            "low_quality_override": bool(low and allow_low_quality),
+        }
+        return merged, record
+
+    # ------------------------------------------------------------------ splits
+    def split_path(self, name: str, version: int) -> Path:
+        return self.data_dir / SPLITS_DIR / name / f"v{version}.json"
+
+    def split_versions(self, name: str) -> list[int]:
+        base = self.data_dir / SPLITS_DIR / name
+        if not base.is_dir():
+            return []
+        found = (re.match(r"^v(\d+)\.json$", entry.name) for entry in base.iterdir())
+        return sorted(int(match.group(1)) for match in found if match)
+
+    def split_names(self) -> list[str]:
+        base = self.data_dir / SPLITS_DIR
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and self.split_versions(p.name))
+
+    def write_split(
+        self, name: str, split: Split, dataset: DatasetRef, *, version: int | None = None
+    ) -> tuple[str, int]:
+        """Validate ``split`` against ``dataset``'s sample spans and store it write-once."""
+        _check_name(name)
+        starts, ends = self.sample_spans(dataset)
+        validate_split(split, starts, ends)
+        existing = self.split_versions(name)
+        version = version or ((existing[-1] + 1) if existing else 1)
+        path = self.split_path(name, version)
+        payload = {
+            "name": name,
+            "version": version,
+            "split": split.model_dump(mode="json"),
+            "split_hash": split.content_hash(),
+            "dataset": dataset.to_dict(),
+            **provenance(),
+        }
+        try:
+            atomic_write_text(path, canonical_json(payload))
+        except FileExistsError:
+            raise VersionExistsError(
+                f"Split {name}@v{version} already exists at {path}; splits are write-once. "
+                "Omit the version to write the next one, or use another name."
+            ) from None
+        return name, version
+
+    def split_record(self, text: str) -> dict[str, Any]:
+        """Name, version, hash and dataset of a stored split (for manifests)."""
+        _, record = self.load_split(text)
+        return record
+
+    def load_split(
+        self, text: str, *, expect_dataset: DatasetRef | None = None
+    ) -> tuple[Split, dict[str, Any]]:
+        """Read and re-validate split ``NAME[@vN]``; refuse it if its dataset changed."""
+        name, version = parse_ref(text)
+        versions = self.split_versions(name)
+        if not versions:
+            known = ", ".join(self.split_names()) or "none yet"
+            raise SplitError(f"No split named {name!r}. Known splits: {known}.")
+        version = versions[-1] if version is None else version
+        path = self.split_path(name, version)
+        if not path.is_file():
+            raise SplitError(
+                f"Split {name} has no version v{version}; stored: "
+                + ", ".join(f"v{v}" for v in versions)
+            )
+        payload = read_json(path)
+        split = Split.model_validate(payload["split"])
+        if split.content_hash() != payload["split_hash"]:
+            raise IntegrityError(
+                f"Split file {path} was edited: its indices no longer hash to "
+                "the recorded split_hash. Re-create the split."
+            )
+        recorded = payload["dataset"]
+        current = self.resolve(recorded["kind"], recorded["name"], recorded["version"])
+        if current.content_hash != recorded["content_hash"]:
+            raise IntegrityError(
+                f"Split file {path} was made for {recorded['kind']}/{recorded['name']}"
+                f"@v{recorded['version']} with hash {recorded['content_hash']}, but that "
+                f"dataset now hashes to {current.content_hash}. Re-create the split for the "
+                "current data."
+            )
+        if expect_dataset is not None and current != expect_dataset:
+            raise SplitError(
+                f"Split {name}@v{version} belongs to {current}, not to {expect_dataset}."
+            )
+        starts, ends = self.sample_spans(current)
+        validate_split(split, starts, ends)
+        record = {
+            "name": name,
+            "version": version,
+            "strategy": split.strategy,
+            "params": split.params,
+            "split_hash": payload["split_hash"],
+            "dataset": recorded,
+            "counts": {
+                "train": len(split.train),
+                "val": len(split.val),
+                "test": len(split.test),
+                "purged": len(split.purged),
+                "folds": len(split.folds or []),
+            },
+        }
+        return split, record
+
+    def sample_spans(self, ref: DatasetRef) -> tuple[np.ndarray, np.ndarray]:
+        """Time spans (int64 ns, inclusive) of the samples of a windows dataset."""
+        directory = self._verified_dir(ref)
+        if ref.kind == "labeled":
+            table = pd.read_parquet(directory / "windows.parquet", columns=["start_ts", "end_ts"])
+            return _ns(table["start_ts"]), _ns(table["end_ts"])
+        if ref.kind == "unlabeled":
+            meta = self.meta(ref)
+            bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
+            starts = np.load(directory / "starts.npy")
+            stamps = _ns(bars["timestamp"])
+            return stamps[starts], stamps[starts + meta["length"] - 1]
+        raise SplitError(
+            f"{ref} is a {ref.kind} dataset; splits are made over labeled or unlabeled windows."
+        )
+
+    # ------------------------------------------------------------- inspecting
+    def list(self) -> list[DatasetInfo]:
+        """Every stored dataset version, by kind, name and version."""
+        rows = []
+        for kind in DATASET_KINDS:
+            for name in self.names(kind):
+                for version in self.versions(kind, name):
+                    directory = self.dataset_dir(kind, name, version)
+                    manifest = self._read_manifest(directory)
+                    meta = read_json(directory / META_FILE)
+                    ref = DatasetRef(kind, name, version, manifest["content_hash"])
+                    rows.append(DatasetInfo(ref, manifest.get("created_at", ""), _summary(meta)))
+        return rows
+
+    def verify(self, *, full: bool = False) -> list[str]:
+        """Check every stored version (and split) against its manifest; return problems."""
+        problems: list[str] = []
+        for kind in DATASET_KINDS:
+            base = self.data_dir / kind
+            if base.is_dir():
+                problems += [
+                    f"{p}: unfinished write left behind (safe to delete)"
+                    for p in base.rglob(f"{TMP_PREFIX}*")
+                ]
+            for name in self.names(kind):
+                for version in self.versions(kind, name):
+                    directory = self.dataset_dir(kind, name, version)
+                    try:
+                        manifest = self._read_manifest(directory)
+                    except IntegrityError as exc:
+                        problems.append(str(exc))
+                        continue
+                    problems += check_files(directory, manifest["files"], full=full)
+        for name in self.split_names():
+            for version in self.split_versions(name):
+                try:
+                    self.load_split(f"{name}@v{version}")
+                except (IntegrityError, SplitError, RegistryError) as exc:
+                    problems.append(str(exc))
+        return problems
+
+    def _read_manifest(self, directory: Path) -> dict[str, Any]:
+        path = directory / MANIFEST_FILE
+        try:
+            return read_json(path)
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"Manifest {path} is missing or unreadable ({exc}).") from None
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DATASET_KINDS:
+        raise RegistryError(f"Unknown dataset kind {kind!r}; kinds are {', '.join(DATASET_KINDS)}.")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise RegistryError(
+            f"Dataset name {name!r} is not allowed: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (at most 128 characters)."
+        )
+
+
+def _iso(stamp: pd.Timestamp) -> str:
+    return pd.Timestamp(stamp).isoformat()
+
+
+def _ns(column: pd.Series) -> np.ndarray:
+    return column.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _summary(meta: dict[str, Any]) -> str:
+    if meta["kind"] == "raw":
+        return (
+            f"{meta['rows']:,} bars {'/'.join(meta['symbols'])} {'/'.join(meta['timeframe'])} "
+            f"{(meta['start'] or '')[:10]}..{(meta['end'] or '')[:10]}"
+        )
+    if meta["kind"] == "labeled":
+        counts = ", ".join(f"{k} {v}" for k, v in meta["class_counts"].items())
+        return f"{meta['windows']:,} windows x {meta['length']} ({counts})"
+    if meta["kind"] == "unlabeled":
+        return f"{meta['windows']:,} windows x {meta['length']} over {meta['raw']['name']}"
+    if meta["kind"] == "synthetic":
+        return f"{meta['windows']:,} synthetic windows, KS p={meta['ks_pvalue']:.3g}"
+    return f"{meta['rows']:,} rows x {len(meta['columns'])} columns"

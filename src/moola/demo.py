@@ -1,0 +1,200 @@
+"""``moola demo``: the pipeline end to end on the embedded synthetic market.
+
+Generates a seeded synthetic futures market with planted, labelled patterns; stores raw
+bars, unlabeled windows, labeled windows and a purged forward-chaining split through the
+registry; loads the split back with its audit trail; and writes an HTML report of what
+was made into a run folder. Every step is recorded in manifests with content hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moola.core.hashing import sha256_json
+from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
+from moola.data.registry import Registry
+from moola.evaluation.report import Section, pre_html, render_report, table_html
+from moola.tracking.runs import RunStore, new_run_id
+
+WINDOW_LENGTH = 105
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo made: printable lines, the report's path and the run id."""
+
+    run_id: str
+    report_path: Path
+    lines: list[str]
+    audit: dict[str, Any]
+
+
+def run_demo(
+    data_root: str | Path,
+    *,
+    n_bars: int = 150_000,
+    n_patterns: int = 240,
+    seed: int = 7,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> DemoResult:
+    """Run the demo pipeline under ``data_root`` and return what it made."""
+    started = time.perf_counter()
+    registry = Registry(data_root)
+    timings: dict[str, float] = {}
+
+    def step(label: str) -> None:
+        on_step(label)
+        timings[label] = time.perf_counter()
+
+    step("generating and ingesting the synthetic market")
+    raw, market = synthesize_raw(
+        registry,
+        "demo-market",
+        n_bars=n_bars,
+        seed=seed,
+        symbol="NQ-SYN",
+        timeframe="1m",
+        calendar="futures",
+        n_patterns=n_patterns,
+        pattern_length=WINDOW_LENGTH,
+    )
+    step("indexing unlabeled windows")
+    unlabeled = registry.write_unlabeled("demo-unlabeled", raw, length=WINDOW_LENGTH)
+    step("storing labeled windows")
+    labeled = planted_labeled(registry, "demo-labeled", raw, market)
+    step("splitting (forward chaining, purge and embargo)")
+    split_name, split_version, _ = make_and_store_split(
+        registry,
+        labeled,
+        "forward-chaining",
+        name="demo-forward",
+        purge=WINDOW_LENGTH,
+        embargo=WINDOW_LENGTH,
+        val_fraction=0.15,
+        test_fraction=0.15,
+    )
+    step("loading train/val/test with the audit trail")
+    data = registry.load_labeled(
+        labeled.name, labeled.version, split=f"{split_name}@v{split_version}"
+    )
+    step("verifying the registry")
+    problems = registry.verify()
+
+    raw_manifest = registry.manifest(raw)
+    validation = raw_manifest["transformations"][0]["report"]
+    gaps = next(
+        (t["summary"] for t in raw_manifest["transformations"] if t["name"] == "gap_report"), {}
+    )
+    datasets = [raw, unlabeled, labeled]
+    dataset_rows = [
+        {
+            "dataset": str(ref),
+            "summary": _summary(registry, ref),
+            "content hash": ref.content_hash[:23],
+        }
+        for ref in datasets
+    ]
+    parts = [
+        {"part": part, "windows": len(value), **_class_counts(value.y, data.classes)}
+        for part, value in data.parts.items()
+    ]
+    split_record = data.audit["split"]
+    run_id = new_run_id("demo")
+    manifest = {
+        "kind": "demo",
+        "config": {
+            "n_bars": n_bars,
+            "n_patterns": n_patterns,
+            "seed": seed,
+            "window_length": WINDOW_LENGTH,
+        },
+        "config_hash": sha256_json({"n_bars": n_bars, "n_patterns": n_patterns, "seed": seed}),
+        "data": data.audit,
+        "datasets": [ref.to_dict() for ref in datasets],
+        "registry_problems": problems,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    sections = [
+        Section(
+            "Datasets written",
+            table_html(dataset_rows),
+            "Write-once versions; each has meta.json and manifest.json with content hashes.",
+        ),
+        Section(
+            "Bar validation",
+            table_html(
+                [
+                    {
+                        "input rows": validation["n_input"],
+                        "stored rows": validation["n_output"],
+                        "violations": sum(validation["summary"].values()),
+                        "repairs": len(validation["repairs"]),
+                    }
+                ]
+            ),
+        ),
+        Section("Gap report (futures calendar)", table_html([gaps] if gaps else [])),
+        Section(
+            "Split",
+            table_html(
+                [
+                    {
+                        "split": f"{split_record['name']}@v{split_record['version']}",
+                        "strategy": split_record["strategy"],
+                        **split_record["counts"],
+                    }
+                ]
+            ),
+            "Purge and embargo of one window length keep every train window clear of "
+            "val/test in time; the split is re-validated on every load.",
+        ),
+        Section("Labeled parts", table_html(parts)),
+        Section(
+            "Registry check",
+            "<p>All stored bytes match their manifests.</p>"
+            if not problems
+            else table_html([{"problem": p} for p in problems]),
+        ),
+        Section("Run manifest", pre_html(json.dumps(manifest, indent=2, default=str))),
+    ]
+    report = render_report("moola demo", sections, subtitle=f"run {run_id}")
+    store = RunStore(registry.root)
+    run_dir = store.write_run(run_id, manifest, {"report.html": report})
+    store.append_result(
+        {
+            "run_id": run_id,
+            "kind": "demo",
+            "data": data.audit["dataset"],
+            "split": split_record["split_hash"],
+            "counts": data.audit["counts"],
+        }
+    )
+    lines = [f"[green]stored[/] {row['dataset']}: {row['summary']}" for row in dataset_rows]
+    lines.append(
+        f"[green]stored[/] split {split_name}@v{split_version}: "
+        + ", ".join(f"{k} {v}" for k, v in split_record["counts"].items())
+    )
+    lines.append(
+        "train/val/test classes: "
+        + "; ".join(f"{p['part']} " + ", ".join(f"{c} {p[c]}" for c in data.classes) for p in parts)
+    )
+    lines.append(
+        "synthetic in val/test: "
+        f"{data.audit['val_synthetic_count'] + data.audit['test_synthetic_count']}; "
+        f"registry check: {'ok' if not problems else f'{len(problems)} problems'}; "
+        f"{manifest['wall_time_s']:.1f} s"
+    )
+    return DemoResult(run_id, run_dir / "report.html", lines, data.audit)
+
+
+def _summary(registry: Registry, ref: Any) -> str:
+    return next(info.summary for info in registry.list() if info.ref == ref)
+
+
+def _class_counts(y: Any, classes: tuple[str, ...]) -> dict[str, int]:
+    return {name: int((y == index).sum()) for index, name in enumerate(classes)}

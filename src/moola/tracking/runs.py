@@ -1,0 +1,78 @@
+"""Run folders and the experiment log: where every run's manifest and outputs are kept.
+
+Each run gets an id (UTC time, git short sha, label) and a folder
+``artifacts/runs/<run_id>/`` written atomically; one JSON line per run is appended to
+``experiment_results.jsonl`` under an exclusive lock, so concurrent runs never interleave.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from moola.core.atomic import atomic_directory
+from moola.core.hashing import canonical_json
+from moola.core.provenance import git_sha, provenance
+
+RESULTS_FILE = "experiment_results.jsonl"
+
+
+def new_run_id(label: str) -> str:
+    """``<UTC time>-<git short sha>-<label>``, sortable by time and traceable to code."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    sha = (git_sha() or "nogit")[:7]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "run"
+    return f"{stamp}-{sha}-{safe}"
+
+
+class RunStore:
+    """Writes run folders under ``<root>/artifacts/runs`` and the results log under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "artifacts" / "runs"
+
+    def write_run(
+        self, run_id: str, manifest: dict[str, Any], files: dict[str, str | bytes]
+    ) -> Path:
+        """Create the run folder with ``manifest.json`` and ``files``, all or nothing."""
+        final = self.runs_dir / run_id
+        with atomic_directory(final) as tmp:
+            for name, content in files.items():
+                path = tmp / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    path.write_bytes(content)
+                else:
+                    path.write_text(content)
+            payload = {"run_id": run_id, **manifest, **provenance()}
+            (tmp / "manifest.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        return final
+
+    def append_result(self, record: dict[str, Any]) -> None:
+        """Append one line to the experiment log; whole lines only, even under concurrency."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = (canonical_json(record) + "\n").encode()
+        fd = os.open(self.root / RESULTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every line of the experiment log, oldest first."""
+        path = self.root / RESULTS_FILE
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

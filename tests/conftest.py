@@ -1,0 +1,37 @@
+"""Shared fixtures: small canonical bar tables and an empty registry per test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moola.data.registry import Registry
+from moola.data.schema import make_bars
+
+
+def random_walk_bars(
+    n: int, *, symbol: str = "TEST", start: str = "2024-01-01", timeframe: str = "1m", seed: int = 0
+) -> pd.DataFrame:
+    """Valid canonical bars: a seeded random walk with consistent OHLC."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.0005, n)) * close
+    high = np.maximum(open_, close) + spread
+    low = np.minimum(open_, close) - spread
+    stamps = pd.date_range(
+        start, periods=n, freq=pd.Timedelta(timeframe.replace("m", "min")), tz="UTC"
+    )
+    volume = rng.integers(1, 100, n).astype(float)
+    return make_bars(stamps, open_, high, low, close, volume, symbol=symbol, timeframe=timeframe)
+
+
+@pytest.fixture
+def bars() -> pd.DataFrame:
+    return random_walk_bars(2_000)
+
+
+@pytest.fixture
+def registry(tmp_path) -> Registry:
+    return Registry(tmp_path / "moola_data")
