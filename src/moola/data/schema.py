@@ -45,9 +45,14 @@ def make_bars(
             "volume": (np.zeros(n) if volume is None else np.asarray(volume, dtype=np.float64)),
         }
     )
-    frame["symbol"] = pd.Series([symbol] * n, dtype="string")
-    frame["timeframe"] = pd.Series([timeframe] * n, dtype="string")
+    frame["symbol"] = constant_strings(symbol, n)
+    frame["timeframe"] = constant_strings(timeframe, n)
     return frame
+
+
+def constant_strings(value: str, n: int) -> pd.Series:
+    """A "string" column of ``n`` copies of ``value``, built without a Python list (fast at 10M)."""
+    return pd.Series(pd.array([value], dtype="string").take(np.zeros(n, dtype=np.intp)))
 
 
 def empty_bars() -> pd.DataFrame:
