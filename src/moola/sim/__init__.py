@@ -1,0 +1,104 @@
+"""Simulation core: instruments, costs, orders, exact accounting and two engines.
+
+Pure numpy/pandas (+ numba for the vectorised kernel); no torch and no I/O. The backtest,
+the RL environment and the live runtime all account through :class:`Portfolio`.
+
+Conventions (see each module's docstring for the full contract):
+
+- Target positions are fractions of equity (``[-1, 1]``, clipped to the instrument's
+  ``max_leverage``). A change of target at bar ``t`` is decided at ``t``'s close and fills
+  at the open of bar ``t + latency_bars`` (default 1); the position is re-sized only when
+  the target changes. Units: :meth:`Instrument.units_for` (equity and close at ``t``,
+  rounded toward zero to ``lot_size``).
+- Costs: buy fills at ``reference + half_spread + slippage``, sells at ``reference -
+  half_spread - slippage``; commission per order (:mod:`moola.sim.costs`).
+- Accounting is cash-settled PnL: ``equity = initial + realised - fees + unrealised``.
+- Fill rules on OHLC bars (limit needs a trade-through, stops fill gaps at the worse open,
+  stop before take-profit in one bar): :mod:`moola.sim.orders`.
+
+Entry points::
+
+    backtest_positions(open, high, low, close, volume, target_fraction, *, instrument,
+                       initial_cash=100_000.0, spread=None, slippage=None, commission=None,
+                       latency_bars=1, timestamp=None) -> SimResult        # fast path
+    EventEngine(bars, instrument, *, initial_cash=100_000.0, spread=None, slippage=None,
+                commission=None, latency_bars=1).run(strategy) -> SimResult
+    TargetPositionStrategy(target_fraction)   # reproduces backtest_positions exactly
+    evaluate_rules(equity, trades, rules=FTMO_DEFAULTS) -> list[RuleResult]
+"""
+
+from __future__ import annotations
+
+from moola.sim._result import FILL_COLUMNS, REJECTION_COLUMNS, SimResult
+from moola.sim.costs import (
+    CommissionModel,
+    FixedBps,
+    SlippageModel,
+    SlippageTerms,
+    SpreadModel,
+    SquareRootImpact,
+    VolatilityScaled,
+)
+from moola.sim.engine import BarContext, EventEngine, Strategy, TargetPositionStrategy
+from moola.sim.instruments import (
+    Instrument,
+    crypto_instrument,
+    equity_instrument,
+    futures_instrument,
+    fx_instrument,
+)
+from moola.sim.orders import Order, OrderType, limit, market, stop
+from moola.sim.portfolio import TRADE_COLUMNS, Portfolio, Trade, trades_frame
+from moola.sim.propfirm import (
+    FTMO_DEFAULTS,
+    DailyLossLimit,
+    MinimumTradingDays,
+    ProfitTarget,
+    Rule,
+    RuleResult,
+    TotalLossLimit,
+    challenge_passed,
+    evaluate_rules,
+)
+from moola.sim.vectorised import backtest_positions
+
+__all__ = [
+    "FILL_COLUMNS",
+    "FTMO_DEFAULTS",
+    "REJECTION_COLUMNS",
+    "TRADE_COLUMNS",
+    "BarContext",
+    "CommissionModel",
+    "DailyLossLimit",
+    "EventEngine",
+    "FixedBps",
+    "Instrument",
+    "MinimumTradingDays",
+    "Order",
+    "OrderType",
+    "Portfolio",
+    "ProfitTarget",
+    "Rule",
+    "RuleResult",
+    "SimResult",
+    "SlippageModel",
+    "SlippageTerms",
+    "SpreadModel",
+    "SquareRootImpact",
+    "Strategy",
+    "TargetPositionStrategy",
+    "TotalLossLimit",
+    "Trade",
+    "VolatilityScaled",
+    "backtest_positions",
+    "challenge_passed",
+    "crypto_instrument",
+    "equity_instrument",
+    "evaluate_rules",
+    "futures_instrument",
+    "fx_instrument",
+    "limit",
+    "market",
+    "stop",
+    "trades_frame",
+]

@@ -1,0 +1,161 @@
+"""Prop-firm rules on constructed equity paths, with hand-computed breach points."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from moola.core.errors import ConfigError
+from moola.sim import (
+    FTMO_DEFAULTS,
+    DailyLossLimit,
+    MinimumTradingDays,
+    ProfitTarget,
+    TotalLossLimit,
+    challenge_passed,
+    evaluate_rules,
+)
+
+
+def _equity(points: dict[str, float]) -> pd.Series:
+    return pd.Series(list(points.values()), index=pd.DatetimeIndex(list(points), tz="UTC"))
+
+
+def _intraday_drop(low: float) -> pd.Series:
+    """Day 1 ends at 100_000; day 2 dips to ``low`` at 10:00 UTC, then recovers."""
+    return _equity(
+        {
+            "2024-01-01 09:00": 100_000.0,
+            "2024-01-01 20:00": 100_000.0,
+            "2024-01-02 09:00": 99_000.0,
+            "2024-01-02 10:00": low,
+            "2024-01-02 11:00": 99_500.0,
+        }
+    )
+
+
+def test_a_5_1_percent_intraday_drop_breaches_at_its_timestamp() -> None:
+    result = DailyLossLimit(pct=0.05).check(_intraday_drop(94_900.0))
+    assert not result.passed
+    assert result.breach_time == pd.Timestamp("2024-01-02 10:00", tz="UTC")
+    assert result.breach_value == pytest.approx(0.051)
+    assert result.limit == 0.05
+
+
+def test_a_4_9_percent_drop_does_not_breach() -> None:
+    result = DailyLossLimit(pct=0.05).check(_intraday_drop(95_100.0))
+    assert result.passed and result.breach_time is None
+
+
+def test_start_of_day_balance_is_the_previous_days_last_equity() -> None:
+    def path(low: float) -> pd.Series:
+        return _equity(
+            {"2024-01-01 09:00": 100_000.0, "2024-01-01 20:00": 102_000.0, "2024-01-02 10:00": low}
+        )
+
+    # 97_000 is 4.90% below 102_000 (but 3% below the initial balance): no breach
+    assert DailyLossLimit().check(path(97_000.0)).passed
+    # 96_800 is 5.10% below 102_000
+    result = DailyLossLimit().check(path(96_800.0))
+    assert not result.passed and result.breach_value == pytest.approx(5_200 / 102_000)
+
+
+def test_day_boundary_follows_the_timezone() -> None:
+    equity = _equity(
+        {
+            "2024-01-01 12:00": 100_000.0,
+            "2024-01-01 22:00": 100_000.0,  # 23:00 in Prague (CET = UTC+1)
+            "2024-01-01 23:30": 96_000.0,  # already 00:30 on Jan 2 in Prague
+            "2024-01-02 01:00": 94_000.0,
+        }
+    )
+    # UTC days: Jan 1 loses 4%, Jan 2 starts at 96_000 and loses 2.08%
+    assert DailyLossLimit(timezone="UTC").check(equity).passed
+    # Prague days: Jan 2 starts at 100_000 and loses 6% by 01:00 UTC
+    result = DailyLossLimit(timezone="Europe/Prague").check(equity)
+    assert not result.passed
+    assert result.breach_time == pd.Timestamp("2024-01-02 01:00", tz="UTC")
+    assert result.breach_value == pytest.approx(0.06)
+
+
+def test_daily_loss_on_initial_basis() -> None:
+    equity = _equity(
+        {
+            "2024-01-01 09:00": 100_000.0,
+            "2024-01-01 20:00": 110_000.0,
+            "2024-01-02 10:00": 104_900.0,
+        }
+    )
+    # 5_100 lost today: 4.64% of the start-of-day 110_000, but 5.1% of the initial 100_000
+    assert DailyLossLimit(basis="start_of_day").check(equity).passed
+    result = DailyLossLimit(basis="initial").check(equity)
+    assert not result.passed and result.breach_value == pytest.approx(0.051)
+
+
+def _daily(values: list[float]) -> pd.Series:
+    index = pd.date_range("2024-03-01 21:00", periods=len(values), freq="1D", tz="UTC")
+    return pd.Series(values, index=index)
+
+
+def test_total_loss_on_a_slow_bleed() -> None:
+    # 1% of the initial balance lost per day: never a daily breach, total breach on day 11
+    equity = _daily([100_000.0 - 1_000.0 * k for k in range(12)])  # ... 90_000, 89_000
+    assert DailyLossLimit().check(equity).passed
+    result = TotalLossLimit(pct=0.10).check(equity)
+    assert not result.passed
+    assert result.breach_time == pd.Timestamp("2024-03-12 21:00", tz="UTC")  # 89_000
+    assert result.breach_value == pytest.approx(0.11)
+    # touching exactly -10% is not a breach
+    assert TotalLossLimit(pct=0.10).check(equity.iloc[:11]).passed
+
+
+def test_profit_target_reached_date() -> None:
+    equity = _daily([100_000.0 + 2_000.0 * k for k in range(8)])  # 110_000 on day 5
+    result = ProfitTarget(pct=0.10).check(equity)
+    assert result.passed
+    assert result.breach_time == pd.Timestamp("2024-03-06 21:00", tz="UTC")
+    assert result.breach_value == pytest.approx(0.10)
+    assert not ProfitTarget(pct=0.10).check(equity.iloc[:5]).passed
+
+
+def _trades(entries: list[str]) -> pd.DataFrame:
+    stamps = pd.DatetimeIndex(entries, tz="UTC")
+    return pd.DataFrame({"entry_time": stamps, "exit_time": stamps, "pnl": 0.0})
+
+
+def test_minimum_trading_days_counts_distinct_entry_days() -> None:
+    equity = _daily([100_000.0, 100_000.0])
+    three = _trades(
+        ["2024-03-01 10:00", "2024-03-01 15:00", "2024-03-04 10:00", "2024-03-05 10:00"]
+    )
+    result = MinimumTradingDays(days=4).check(equity, three)
+    assert not result.passed and result.breach_value == 3.0
+    four = _trades([*three["entry_time"].astype(str), "2024-03-07 09:00"])
+    result = MinimumTradingDays(days=4).check(equity, four)
+    assert result.passed and result.breach_value == 4.0
+    assert result.breach_time == pd.Timestamp("2024-03-07 09:00", tz="UTC")
+    # 23:30 UTC on Mar 4 is Mar 5 in Prague, a day already counted
+    late = _trades(["2024-03-01 10:00", "2024-03-02 10:00", "2024-03-04 23:30", "2024-03-05 10:00"])
+    assert MinimumTradingDays(days=4, timezone="UTC").check(equity, late).passed
+    assert not MinimumTradingDays(days=4, timezone="Europe/Prague").check(equity, late).passed
+    assert not MinimumTradingDays().check(equity, None).passed
+
+
+def test_evaluate_rules_and_challenge_verdict() -> None:
+    equity = _daily([100_000.0, 103_000.0, 106_000.0, 109_000.0, 111_000.0])
+    trades = _trades(
+        ["2024-03-01 10:00", "2024-03-02 10:00", "2024-03-03 10:00", "2024-03-04 10:00"]
+    )
+    results = evaluate_rules(equity, trades)
+    assert [r.name for r in results] == [rule.name for rule in FTMO_DEFAULTS]
+    assert challenge_passed(results)
+    losing = evaluate_rules(_daily([100_000.0, 94_000.0]), trades)
+    assert not challenge_passed(losing)
+    assert [r.passed for r in losing] == [False, True, False, True]
+
+
+def test_rules_refuse_an_equity_without_time_index() -> None:
+    with pytest.raises(ConfigError, match="timestamps"):
+        TotalLossLimit().check(pd.Series([1.0, 2.0]))
+    with pytest.raises(ConfigError, match="timezone"):
+        DailyLossLimit(timezone="Mars/Olympus").check(_daily([1.0, 2.0]))
