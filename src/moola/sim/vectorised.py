@@ -28,7 +28,7 @@ from moola.sim.instruments import Instrument
 from moola.sim.portfolio import TRADE_COLUMNS
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _run_kernel(
     open_,
     close,
@@ -131,7 +131,7 @@ def _run_kernel(
     return n_fills
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _trades_kernel(
     fill_bar, fill_qty, fill_price, fill_fee, point_value, dust
 ):  # pragma: no cover - compiled

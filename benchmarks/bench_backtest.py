@@ -1,0 +1,158 @@
+"""Backtest benchmarks: signal backtests against a plain numpy pass over the same arrays.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/bench_backtest.py [--bars 1000000
+10000000] [--event-bars 100000]``).
+
+For each size, a seeded random walk of 1-minute bars and a hysteresis signal (held ~30
+bars on average) are built once; then, in the same run, these are timed (best of
+``--repeats``):
+
+- floor: the cheapest possible PnL pass, ``np.cumsum(np.diff(close) * position[:-1])``
+  (no sizing, costs, latency or accounting); every other row is reported as a multiple
+  of it;
+- ``moola.sim.backtest_positions``: the compiled kernel with spread, slippage,
+  commission, whole-unit sizing, fills and trades tables;
+- ``moola.backtest.run`` (vectorised): the kernel plus input checks, statistics and the
+  prop-firm rules (the full user-facing call);
+- ``moola.backtest.positions_from_probabilities``: probabilities to positions.
+
+The event engine runs on ``--event-bars`` bars. numba compile time is excluded: every
+compiled function is called once on small inputs before timing. Target: the vectorised
+backtest within 5x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import numpy as np
+import pandas as pd
+
+from moola.backtest import positions_from_probabilities, run
+from moola.data.schema import make_bars
+from moola.sim import CommissionModel, FixedBps, backtest_positions, equity_instrument
+
+COSTS = dict(spread=0.01, slippage=FixedBps(1.0), commission=CommissionModel(rate=0.0002))
+
+
+def _best_of(repeats: int, func) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _market(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    wiggle = np.abs(rng.normal(0.0, 2e-4, n)) * close
+    stamps = pd.date_range("2000-01-03", periods=n, freq="1min", tz="UTC")
+    bars = make_bars(
+        stamps,
+        open_,
+        np.maximum(open_, close) + wiggle,
+        np.minimum(open_, close) - wiggle,
+        close,
+        rng.integers(1, 1_000, n).astype(np.float64),
+        symbol="BENCH",
+        timeframe="1m",
+    )
+    # A persistent probability (AR(1) noise), so positions are held for tens of bars.
+    noise = rng.normal(0.0, 1.0, n)
+    z = pd.Series(noise).ewm(alpha=0.05, adjust=False).mean().to_numpy() * 6.0
+    prob = 1.0 / (1.0 + np.exp(-z))
+    return bars, prob, close
+
+
+def _positions(prob: np.ndarray) -> np.ndarray:
+    return positions_from_probabilities(
+        prob, long_threshold=0.6, short_threshold=0.4, exit_threshold=0.5
+    )
+
+
+def _warm_up() -> None:
+    bars, prob, _ = _market(2_000, seed=0)
+    position = _positions(prob)
+    run(bars, position, **COSTS)
+    run(bars, position, engine="event", **COSTS)
+
+
+def _row(step: str, n: int, seconds: float, floor: float) -> dict:
+    return {
+        "step": step,
+        "bars": f"{n:,}",
+        "seconds": seconds,
+        "bars/s": n / seconds,
+        "x floor": seconds / floor,
+    }
+
+
+def bench_size(n: int, repeats: int, *, event: bool) -> list[dict]:
+    bars, prob, close = _market(n, seed=1)
+    position = _positions(prob)
+    trades = int(np.count_nonzero(np.diff(position)))
+    floor = _best_of(repeats, lambda: np.cumsum(np.diff(close) * position[:-1]))
+    rows = [_row(f"numpy floor ({trades:,} position changes)", n, floor, floor)]
+    if event:
+        seconds = _best_of(1, lambda: run(bars, position, engine="event", **COSTS))
+        rows.append(_row("moola.backtest.run (event engine)", n, seconds, floor))
+        return rows
+    arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
+    instrument = equity_instrument("BENCH")
+    kernel = _best_of(
+        repeats,
+        lambda: backtest_positions(
+            *arrays, position, instrument=instrument, timestamp=bars["timestamp"], **COSTS
+        ),
+    )
+    rows.append(_row("moola.sim.backtest_positions", n, kernel, floor))
+    full = _best_of(repeats, lambda: run(bars, position, **COSTS))
+    rows.append(_row("moola.backtest.run (vectorised)", n, full, floor))
+    signals = _best_of(repeats, lambda: _positions(prob))
+    rows.append(_row("positions_from_probabilities", n, signals, floor))
+    return rows
+
+
+def _print_table(title: str, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for row in rows:
+        table.add_row(
+            *(
+                f"{v:,.0f}" if k == "bars/s" else f"{v:,.3f}" if isinstance(v, float) else str(v)
+                for k, v in row.items()
+            )
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--event-bars", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    _warm_up()  # compile every numba function first: compile time is not measured
+    rows: list[dict] = []
+    for n in args.bars:
+        rows += bench_size(n, args.repeats, event=False)
+    rows += bench_size(args.event_bars, args.repeats, event=True)
+    _print_table(
+        f"Signal backtests vs a numpy PnL pass (best of {args.repeats}; event engine: 1 run; "
+        "numba warmed up)",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

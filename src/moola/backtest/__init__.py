@@ -1,0 +1,33 @@
+"""Backtest signals: positions -> trades, equity, statistics, prop-firm checks, charts.
+
+``run(bars, positions, ...)`` is the entry point; it simulates through ``moola.sim`` and
+returns a :class:`BacktestResult` that can write itself to a directory. Probabilities
+become positions with :func:`positions_from_probabilities`; :func:`compute_stats` gives
+the statistics of any equity curve and trades table.
+"""
+
+from __future__ import annotations
+
+from moola.backtest.metrics import compute_stats, observed_periods_per_year, periods_per_year
+from moola.backtest.run import (
+    ENGINES,
+    BacktestResult,
+    align_positions,
+    check_bars,
+    resolve_instrument,
+    run,
+)
+from moola.backtest.signals import positions_from_probabilities
+
+__all__ = [
+    "ENGINES",
+    "BacktestResult",
+    "align_positions",
+    "check_bars",
+    "compute_stats",
+    "observed_periods_per_year",
+    "periods_per_year",
+    "positions_from_probabilities",
+    "resolve_instrument",
+    "run",
+]

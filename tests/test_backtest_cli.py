@@ -1,0 +1,140 @@
+"""``moola backtest`` as a user runs it: outputs, printed results, and clean failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from moola.cli.backtest import app
+from moola.core.errors import ConfigError, SourceError
+from moola.core.settings import Settings
+from tests.conftest import random_walk_bars
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path):
+    bars = random_walk_bars(600, symbol="ES", timeframe="1h")
+    frame = bars[["timestamp", "open", "high", "low", "close", "volume"]].copy()
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    bars_path = tmp_path / "es.csv"
+    frame.to_csv(bars_path, index=False)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(600, size=40, replace=False))
+    signals = pd.DataFrame(
+        {
+            "timestamp": bars["timestamp"].iloc[rows].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
+            "position": rng.choice([-1.0, 0.0, 0.5, 1.0], size=40),
+        }
+    )
+    signals_path = tmp_path / "signals.csv"
+    signals.to_csv(signals_path, index=False)
+    return bars_path, signals_path, signals
+
+
+def invoke(tmp_path, *args: str):
+    return runner.invoke(app, list(args), obj=Settings(home=tmp_path / "home"))
+
+
+def test_backtest_writes_results_and_prints_them(tmp_path, files):
+    bars_path, signals_path, _ = files
+    out = tmp_path / "out"
+    result = invoke(
+        tmp_path, "--bars", str(bars_path), "--signals", str(signals_path), "--out", str(out),
+        "--symbol", "ES", "--timeframe", "1h", "--commission", "0.0005", "--spread", "0.02",
+        "--slippage-bps", "1", "--cash", "50000",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "Sharpe" in result.stdout and "Prop-firm rules" in result.stdout
+    assert "daily_loss_limit" in result.stdout and "stats.json" in result.stdout
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["initial_equity"] == 50_000 and stats["instrument"] == "ES"
+    assert stats["commission_paid"] > 0 and stats["spread_slippage_paid"] > 0
+    assert (out / "equity.png").exists() and (out / "trades.csv").exists()
+    assert len(pd.read_csv(out / "equity.csv")) == 600
+
+
+def test_event_engine_futures_and_parquet_signals(tmp_path, files):
+    bars_path, _, signals = files
+    parquet = tmp_path / "signals.parquet"
+    signals.to_parquet(parquet, index=False)
+    out = tmp_path / "nq"
+    result = invoke(
+        tmp_path, "--bars", str(bars_path), "--signals", str(parquet), "--out", str(out),
+        "--symbol", "NQ", "--timeframe", "1h", "--instrument", "futures:NQ",
+        "--engine", "event", "--commission-per-unit", "2.5", "--latency", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    config = json.loads((out / "config.json").read_text())
+    assert config["engine"] == "event" and config["latency_bars"] == 2
+    assert config["instrument"]["point_value"] == 20.0
+    fills = pd.read_csv(out / "fills.csv")
+    assert (fills["fee"] == 2.5 * fills["qty"].abs()).all()
+    assert (fills["bar"] - fills["decision_bar"] == 2).all()
+
+
+def test_missing_bars_file_fails_cleanly(tmp_path, files):
+    _, signals_path, _ = files
+    out = tmp_path / "out"
+    result = invoke(
+        tmp_path, "--bars", str(tmp_path / "nope.csv"), "--signals", str(signals_path),
+        "--out", str(out), "--timeframe", "1h",
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SourceError)
+    assert "nope.csv" in str(result.exception) and "does not exist" in str(result.exception)
+    assert not out.exists()
+
+
+def test_missing_signals_file_fails_cleanly(tmp_path, files):
+    bars_path, _, _ = files
+    out = tmp_path / "out"
+    result = invoke(
+        tmp_path, "--bars", str(bars_path), "--signals", str(tmp_path / "sig.csv"),
+        "--out", str(out), "--symbol", "ES", "--timeframe", "1h",
+    )  # fmt: skip
+    assert result.exit_code != 0 and isinstance(result.exception, SourceError)
+    assert "sig.csv" in str(result.exception)
+    assert not out.exists()
+
+
+def test_signals_out_of_range_fail_naming_file_and_rows(tmp_path, files):
+    bars_path, signals_path, signals = files
+    signals.loc[[3, 7], "position"] = [2.0, -1.5]
+    signals.to_csv(signals_path, index=False)
+    out = tmp_path / "out"
+    result = invoke(
+        tmp_path, "--bars", str(bars_path), "--signals", str(signals_path), "--out", str(out),
+        "--symbol", "ES", "--timeframe", "1h",
+    )  # fmt: skip
+    assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
+    message = str(result.exception)
+    assert str(signals_path) in message and "rows 3" in message and "7" in message
+    assert "[-1, 1]" in message
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["es.csv", "signals.csv"]
+
+
+def test_bad_flags_and_existing_output(tmp_path, files):
+    bars_path, signals_path, _ = files
+    base = ["--bars", str(bars_path), "--signals", str(signals_path), "--symbol", "ES",
+            "--timeframe", "1h"]  # fmt: skip
+    result = invoke(tmp_path, *base, "--out", str(tmp_path / "a"), "--engine", "fast")
+    assert isinstance(result.exception, ConfigError) and "engine" in str(result.exception)
+    assert not (tmp_path / "a").exists()
+    result = invoke(tmp_path, *base, "--out", str(tmp_path / "a"), "--latency", "0")
+    assert result.exit_code != 0 and "latency" in result.output.lower()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = invoke(tmp_path, *base, "--out", str(taken))
+    assert isinstance(result.exception, ConfigError) and "--overwrite" in str(result.exception)
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+    result = invoke(tmp_path, *base, "--out", str(taken), "--overwrite")
+    assert result.exit_code == 0 and (taken / "stats.json").exists()
+    assert not (taken / "keep.txt").exists()
