@@ -1,0 +1,136 @@
+"""Bar-range and volume features: how wide and how busy a bar is against its recent norm.
+
+``spread`` measures the bar's high-low range raw, as a share of the price and in units of
+the average true range, so a model sees whether a bar is unusually wide for the current
+volatility. ``volume`` compares the bar's volume with its moving average and gives the
+direction volume is moving in (rising participation confirms a move, fading volume does
+not). Averages come from TA-Lib (``ATR``, ``SMA``, ``LINEARREG_SLOPE``), which computes
+forward from the first bar it is given, so the value at bar t depends on bars[: t + 1]
+only; warm-up rows are NaN.
+
+Ratios whose denominator is 0 (a flat market with ATR 0, or a market with no recorded
+volume) are defined as 1.0, "as usual": a zero average forces the current bar to be 0
+as well, so the bar equals its norm; ``volume_trend`` is then 0 (no trend).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import talib
+from pydantic import Field
+
+from moola.features.base import Feature, FeatureParams, register_feature
+
+__all__ = ["Spread", "Volume", "atr_lookback", "ema_lookback"]
+
+#: Weight the seed of a recursive average (ATR, EMA) may keep within ``lookback()`` bars:
+#: the same rule as ``moola.features.indicators``.
+SETTLE_TOLERANCE = 1e-12
+
+
+def _settle(alpha: float) -> int:
+    """Bars after which a seed weighted by (1 - alpha) per bar keeps < SETTLE_TOLERANCE."""
+    return math.ceil(math.log(SETTLE_TOLERANCE) / math.log1p(-alpha))
+
+
+def atr_lookback(period: int) -> int:
+    """Bars one TA-Lib ATR(period) value needs to agree with the full series within 1e-12.
+
+    ATR is Wilder-smoothed: it never forgets its seed, whose weight decays by (1 - 1/period)
+    per bar, so the lookback is the warm-up (period + 1 bars) plus the bars that weight
+    takes to fall below ``SETTLE_TOLERANCE``.
+    """
+    return period + 1 + (_settle(1.0 / period) if period > 1 else 0)
+
+
+def ema_lookback(period: int) -> int:
+    """Bars one TA-Lib EMA(period) value needs to agree with the full series within 1e-12."""
+    return period + _settle(2.0 / (period + 1))
+
+
+def column(bars: pd.DataFrame, name: str) -> np.ndarray:
+    """One bar column as a contiguous float64 array (the form TA-Lib takes)."""
+    return np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64))
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray, *, zero: float) -> np.ndarray:
+    """numerator / denominator, with ``zero`` where the denominator is 0 (NaN stays NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = numerator / denominator
+    return np.where(denominator == 0.0, zero, out)
+
+
+def frame(bars: pd.DataFrame, columns: tuple[str, ...], values: list[np.ndarray]) -> pd.DataFrame:
+    """A float64 frame of ``values`` (one array per column) on ``bars``' index."""
+    data = np.empty((len(columns), len(bars)))  # one row per column: pandas' own block layout
+    for row, value in zip(data, values, strict=True):
+        row[:] = value
+    return pd.DataFrame(data.T, index=bars.index, columns=list(columns), copy=False)
+
+
+class SpreadParams(FeatureParams):
+    atr_period: int = Field(14, ge=1, le=100_000, description="ATR window in bars.")
+
+
+@register_feature
+class Spread(Feature):
+    """The bar's range: ``spread`` = high - low, ``spread_pct`` = spread / close, ``atr``
+    (TA-Lib ATR over ``atr_period`` bars) and ``spread_atr`` = spread / atr.
+
+    ``spread`` and ``spread_pct`` are defined from the first bar; ``atr`` and
+    ``spread_atr`` are NaN for the first ``atr_period`` bars (ATR needs the previous close).
+    """
+
+    name = "spread"
+    Params = SpreadParams
+
+    def columns(self) -> tuple[str, ...]:
+        return ("spread", "spread_pct", "atr", "spread_atr")
+
+    def lookback(self) -> int:
+        return atr_lookback(self.params.atr_period)
+
+    def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
+        high, low, close = (column(bars, name) for name in ("high", "low", "close"))
+        spread = high - low
+        atr = talib.ATR(high, low, close, timeperiod=self.params.atr_period)
+        values = [spread, ratio(spread, close, zero=np.nan), atr, ratio(spread, atr, zero=1.0)]
+        return frame(bars, self.columns(), values)
+
+
+class VolumeParams(FeatureParams):
+    period: int = Field(20, ge=2, le=100_000, description="Averaging window in bars.")
+
+
+@register_feature
+class Volume(Feature):
+    """Participation: ``volume_ma`` (simple moving average of volume over ``period`` bars),
+    ``volume_ratio`` = volume / volume_ma, and ``volume_trend``, the least-squares slope of
+    volume over the last ``period`` bars times ``period`` over volume_ma: by how much of
+    its average the volume rose (> 0) or fell (< 0) across the window. The ratio and trend
+    are scale-free, so they compare across symbols. NaN for the first ``period - 1`` bars.
+    """
+
+    name = "volume"
+    Params = VolumeParams
+
+    def columns(self) -> tuple[str, ...]:
+        return ("volume_ma", "volume_ratio", "volume_trend")
+
+    def lookback(self) -> int:
+        return self.params.period
+
+    def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
+        period = self.params.period
+        volume = column(bars, "volume")
+        average = talib.SMA(volume, timeperiod=period)
+        slope = talib.LINEARREG_SLOPE(volume, timeperiod=period)
+        values = [
+            average,
+            ratio(volume, average, zero=1.0),
+            ratio(slope * period, average, zero=0.0),
+        ]
+        return frame(bars, self.columns(), values)

@@ -1,0 +1,7 @@
+"""Conformance checkers that moola ships and runs in CI over everything registered."""
+
+from __future__ import annotations
+
+from moola.testing.lookahead import check_feature, check_incremental, check_label
+
+__all__ = ["check_feature", "check_incremental", "check_label"]
