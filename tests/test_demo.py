@@ -11,7 +11,9 @@ def test_demo_builds_every_dataset_split_and_report(tmp_path):
     result = run_demo(tmp_path, n_bars=30_000, n_patterns=60, seed=3)
     registry = Registry(tmp_path)
     kinds = {info.ref.kind for info in registry.list()}
-    assert {"raw", "unlabeled", "labeled"} <= kinds
+    assert {"raw", "unlabeled", "labeled", "features"} <= kinds
+    features = registry.load_table("features", "demo-price-action")
+    assert features.shape == (60, 20) and features.notna().all().all()
     assert registry.split_names() == ["demo-forward"]
     assert registry.verify(full=True) == []
     html = result.report_path.read_text()

@@ -19,6 +19,7 @@ from moola.core.hashing import sha256_json
 from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.evaluation.report import Section, pre_html, render_report, table_html
+from moola.features.window import PRICE_ACTION_COLUMNS, price_action_features, relative_windows
 from moola.tracking.runs import RunStore, new_run_id
 
 WINDOW_LENGTH = 105
@@ -82,6 +83,21 @@ def run_demo(
     data = registry.load_labeled(
         labeled.name, labeled.version, split=f"{split_name}@v{split_version}"
     )
+    step("computing relative (11-D) and price-action (20) window features")
+    relative = relative_windows(data.X)
+    price_action = price_action_features(data.X)
+    features = registry.write_table(
+        "features",
+        "demo-price-action",
+        price_action,
+        parents=[labeled],
+        meta={
+            "feature_set": "price_action20",
+            "columns": list(PRICE_ACTION_COLUMNS),
+            "rows_are": "rows of the labeled windows table",
+        },
+        transformations=[{"name": "price_action_features", "params": {"length": WINDOW_LENGTH}}],
+    )
     step("verifying the registry")
     problems = registry.verify()
 
@@ -90,7 +106,7 @@ def run_demo(
     gaps = next(
         (t["summary"] for t in raw_manifest["transformations"] if t["name"] == "gap_report"), {}
     )
-    datasets = [raw, unlabeled, labeled]
+    datasets = [raw, unlabeled, labeled, features]
     dataset_rows = [
         {
             "dataset": str(ref),
@@ -155,6 +171,12 @@ def run_demo(
         ),
         Section("Labeled parts", table_html(parts)),
         Section(
+            "Window features by class (train part only)",
+            table_html(_feature_means(price_action, data), ["feature", *data.classes]),
+            f"Price-action features of every labeled window, stored as {features}; the "
+            f"relative view feeds sequence models as {relative.shape} float32 arrays.",
+        ),
+        Section(
             "Registry check",
             "<p>All stored bytes match their manifests.</p>"
             if not problems
@@ -190,6 +212,17 @@ def run_demo(
         f"{manifest['wall_time_s']:.1f} s"
     )
     return DemoResult(run_id, run_dir / "report.html", lines, data.audit)
+
+
+def _feature_means(table: Any, data: Any) -> list[dict[str, Any]]:
+    """Mean of each window feature per class over the train part: how separable are they?"""
+    train = table.iloc[data.train.indices]
+    labels = [data.classes[i] for i in data.train.y]
+    means = train.groupby(labels).mean()
+    return [
+        {"feature": column, **{c: float(means.loc[c, column]) for c in means.index}}
+        for column in PRICE_ACTION_COLUMNS
+    ]
 
 
 def _summary(registry: Registry, ref: Any) -> str:

@@ -148,7 +148,7 @@ def verify(
         problems = registry.verify(full=full)
     if problems:
         for problem in problems:
-            err_console.print(f"[red]mismatch:[/] {problem}", soft_wrap=True)
+            err_console.print(f"mismatch: {problem}", soft_wrap=True, markup=False)
         raise typer.Exit(1)
     console.print(
         f"[green]ok[/]: {len(registry.list())} dataset versions verified "

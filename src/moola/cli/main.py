@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
+from moola.cli import backtest as backtest_command
+from moola.cli import bars as bars_commands
 from moola.cli import data as data_commands
+from moola.cli import features as features_commands
+from moola.cli import labels as labels_commands
 from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import MoolaError
 from moola.core.settings import load_settings
@@ -20,6 +25,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(features_commands.app, name="features")
+app.add_typer(bars_commands.app, name="bars")
+app.add_typer(labels_commands.app, name="labels")
+# `backtest` is a single command, not a group: mount it at the top level.
+app.registered_commands.extend(backtest_command.app.registered_commands)
 
 
 @app.callback()
@@ -87,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="moola")
     except MoolaError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        message = Text("error: ", style="bold red")
+        message.append(str(exc))  # plain text: brackets in paths or lists are not markup
+        err_console.print(message, soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
 
 
