@@ -1,16 +1,20 @@
 # One virtual environment (.venv) is created on first use and reused; it is
 # reinstalled only when pyproject.toml changes.
 PYTHON ?= python3.11
+# Installed before the project so that pip keeps it (the CPU build here and in CI); on a
+# GPU machine set TORCH to the CUDA build you want, e.g. TORCH="torch==2.13.0 --index-url ...".
+TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "moola needs $(PYTHON) on PATH (set PYTHON=/path/to/python3.11)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 

@@ -2,7 +2,9 @@
 
 from moola.core.errors import (
     BarValidationError,
+    CheckpointError,
     ConfigError,
+    DeviceError,
     IntegrityError,
     LeakageError,
     MoolaError,
@@ -15,7 +17,9 @@ from moola.core.timeframes import parse_timeframe
 
 __all__ = [
     "BarValidationError",
+    "CheckpointError",
     "ConfigError",
+    "DeviceError",
     "IntegrityError",
     "LeakageError",
     "MoolaError",

@@ -48,3 +48,11 @@ class SplitError(MoolaError):
 
 class LeakageError(SplitError):
     """A split or dataset would let future (or test) information leak into training."""
+
+
+class CheckpointError(MoolaError):
+    """A saved model or checkpoint is corrupt or incompatible with what loads it."""
+
+
+class DeviceError(MoolaError):
+    """A requested compute device (cuda, mps) is not available on this machine."""

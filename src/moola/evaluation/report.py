@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,14 @@ def table_html(rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None 
 def pre_html(text: str) -> str:
     """Preformatted, escaped text (manifests, JSON)."""
     return f"<pre>{html.escape(text)}</pre>"
+
+
+def image_html(png: bytes, alt: str) -> str:
+    """An inline (base64) PNG image, so the report stays one self-contained file."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+    )
 
 
 def render_report(title: str, sections: Sequence[Section], *, subtitle: str = "") -> str:

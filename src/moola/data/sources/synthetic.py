@@ -149,7 +149,9 @@ class SyntheticMarketConfig(BaseModel):
             )
         step_ns = int(parse_timeframe(self.timeframe).value)
         weeks = self.n_bars / _bars_in_week(step_ns, self.calendar) + 2
-        if pd.Timestamp(self.start) + pd.Timedelta(weeks=weeks) >= _LAST_TIME:
+        # Compare in days as floats: a Timedelta of the full span could itself overflow.
+        days_left = (_LAST_TIME - pd.Timestamp(self.start)).total_seconds() / 86_400
+        if weeks * 7 >= days_left:
             raise ValueError(
                 f"{self.n_bars} bars of {self.timeframe} from {self.start.date()} would run past "
                 f"{_LAST_TIME.date()}, the last time a bar table can hold; lower n_bars or use "
