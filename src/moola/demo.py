@@ -162,7 +162,11 @@ def run_demo(
                 ]
             ),
         ),
-        Section("Gap report (futures calendar)", table_html([gaps] if gaps else [])),
+        Section(
+            "Gap report (futures calendar)",
+            table_html([{k: v for k, v in gaps.items() if not isinstance(v, dict | list)}]),
+            "Bars expected by the CME Globex session calendar (DST-aware) against bars present.",
+        ),
         Section(
             "Split",
             table_html(

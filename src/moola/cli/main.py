@@ -13,6 +13,7 @@ from moola.cli import bars as bars_commands
 from moola.cli import data as data_commands
 from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
+from moola.cli import runs as runs_commands
 from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import MoolaError
 from moola.core.settings import load_settings
@@ -28,6 +29,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(features_commands.app, name="features")
 app.add_typer(bars_commands.app, name="bars")
 app.add_typer(labels_commands.app, name="labels")
+app.add_typer(runs_commands.app, name="runs")
 # `backtest` is a single command, not a group: mount it at the top level.
 app.registered_commands.extend(backtest_command.app.registered_commands)
 

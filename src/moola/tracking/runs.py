@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moola.core.atomic import atomic_directory
+from moola.core.errors import RegistryError
 from moola.core.hashing import canonical_json
 from moola.core.provenance import git_sha, provenance
 
@@ -69,6 +70,23 @@ class RunStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of ``run_id`` (an unambiguous prefix is enough)."""
+        exact = self.runs_dir / run_id
+        if exact.is_dir():
+            return exact
+        matches = sorted(self.runs_dir.glob(f"{run_id}*")) if self.runs_dir.is_dir() else []
+        matches = [m for m in matches if m.is_dir() and not m.name.startswith(".")]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RegistryError(f"No run {run_id!r} under {self.runs_dir}. See `moola runs list`.")
+        raise RegistryError(
+            f"Run prefix {run_id!r} matches {len(matches)} runs: "
+            + ", ".join(m.name for m in matches[:5])
+            + ". Give more of the id."
+        )
 
     def results(self) -> list[dict[str, Any]]:
         """Every line of the experiment log, oldest first."""

@@ -1,0 +1,110 @@
+"""``moola runs ...``: the experiment log as tables (list, show, compare)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from moola.cli._common import console, settings_of
+from moola.core.errors import ConfigError
+from moola.tracking.runs import RunStore
+
+app = typer.Typer(
+    help="List, show and compare runs from experiment_results.jsonl.", no_args_is_help=True
+)
+
+_HEADLINE = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
+
+
+def _store(ctx: typer.Context) -> RunStore:
+    return RunStore(settings_of(ctx).data_root)
+
+
+def _metric(record: dict[str, Any], key: str) -> Any:
+    return (record.get("metrics") or {}).get(key)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    last: int = typer.Option(20, min=1, help="Show the most recent N runs."),
+) -> None:
+    """The most recent runs with their headline metrics."""
+    records = _store(ctx).results()[-last:]
+    table = Table(title=f"Runs ({len(records)} shown)")
+    table.add_column("run id", overflow="fold", min_width=20)
+    for column in ("kind", "model", "data", *_HEADLINE):
+        table.add_column(column)
+    for record in records:
+        table.add_row(
+            record["run_id"],
+            record.get("kind", ""),
+            record.get("model", "-"),
+            str(record.get("dataset", "-")),
+            *(_fmt(_metric(record, k)) for k in _HEADLINE),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    ctx: typer.Context, run_id: str = typer.Argument(..., help="Run id (a prefix works).")
+) -> None:
+    """Print a run's manifest."""
+    store = _store(ctx)
+    run_dir = store.run_dir(run_id)
+    console.print(f"[bold]{run_dir.name}[/]  ({run_dir})")
+    console.print_json((run_dir / "manifest.json").read_text())
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    run_ids: list[str] = typer.Argument(None, help="Runs to compare (default: all)."),
+    sort: str = typer.Option("accuracy", help="Metric to sort by (any key in the metrics)."),
+    ascending: bool = typer.Option(False, help="Sort ascending (e.g. for ece or brier)."),
+) -> None:
+    """A table across runs, sortable by any metric."""
+    records = [r for r in _store(ctx).results() if r.get("metrics")]
+    if run_ids:
+        records = [r for r in records if any(r["run_id"].startswith(p) for p in run_ids)]
+    known = sorted({key for r in records for key in r["metrics"]})
+    if records and sort not in known:
+        raise ConfigError(
+            f"--sort {sort!r} is not a metric of these runs; choose one of: "
+            + ", ".join(known)
+            + "."
+        )
+
+    def key(record: dict[str, Any]) -> float:
+        value = _metric(record, sort)
+        if not isinstance(value, int | float) or math.isnan(value):
+            return math.inf
+        return value if ascending else -value
+
+    records.sort(key=key)
+    columns = [c for c in (sort, *_HEADLINE) if c in known]
+    columns = list(dict.fromkeys(columns))
+    table = Table(title=f"Runs sorted by {sort}")
+    table.add_column("run id", overflow="fold", min_width=20)
+    for column in ("model", "data", *columns):
+        table.add_column(column)
+    for record in records:
+        table.add_row(
+            record["run_id"],
+            record.get("model", "-"),
+            str(record.get("dataset", "-")),
+            *(_fmt(_metric(record, c)) for c in columns),
+        )
+    console.print(table)
+    if not records:
+        console.print("No runs with metrics yet: train one with `moola train`.")
