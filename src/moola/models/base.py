@@ -1,0 +1,67 @@
+"""The estimator contract every moola model follows, neural or not.
+
+Pipelines never special-case a model: each is created by ``moola.models.create(name,
+**params)`` and used through these methods. Inputs are float arrays shaped ``(N, T, D)``
+for sequence models and ``(N, F)`` for tabular ones; labels are integer class indices
+``0..K-1`` (``(N,)`` int64). As in scikit-learn, ``__init__`` only stores parameters,
+``fit`` returns ``self``, and learned state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+InputKind = Literal["sequence", "tabular", "probabilities"]
+
+
+class Estimator(ABC):
+    """Base class: ``fit`` / ``predict_proba`` / ``predict`` / ``save`` / ``load``."""
+
+    #: Registry name of the model (e.g. ``"simple_lstm"``).
+    name: ClassVar[str]
+    #: What ``X`` must look like: ``(N, T, D)`` windows, ``(N, F)`` features, or
+    #: ``(N, M*K)`` base-model probabilities (the stacking meta-learner).
+    input_kind: ClassVar[InputKind]
+
+    def __init__(self, **params: Any) -> None:
+        self.params = dict(params)
+
+    @abstractmethod
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> Estimator:
+        """Learn from ``X``, ``y``; ``X_val``/``y_val`` only steer early stopping."""
+
+    @abstractmethod
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, ``(N, K)`` float64, rows summing to 1."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable class index per sample, ``(N,)`` int64."""
+        return np.asarray(self.predict_proba(X)).argmax(axis=1).astype(np.int64)
+
+    @abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write everything needed to predict (config, weights, normaliser) to ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> Estimator:
+        """Rebuild a fitted estimator from ``save``'s output; refuses incompatible files."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters: what a run manifest records to rebuild the model."""
+        return dict(self.params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"

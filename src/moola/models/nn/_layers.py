@@ -1,0 +1,240 @@
+"""Blocks shared by the moola networks, and the checks their configs run.
+
+Written by hand because torch has no ready-made sinusoidal encoding, additive attention
+pooling or uncertainty-weighted multi-task loss; each is a few lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from moola.core.errors import ConfigError
+
+# ----------------------------------------------------------------------------- config checks
+
+
+def _where(config: Any, name: str) -> str:
+    return f"{type(config).__name__}.{name}={getattr(config, name)!r}"
+
+
+def require_int(config: Any, name: str, *, minimum: int = 1) -> None:
+    """Raise ConfigError unless ``config.<name>`` is an int ``>= minimum``."""
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: it must be an integer >= {minimum}. "
+            f"Pass {name}=<int >= {minimum}>."
+        )
+
+
+def require_fraction(config: Any, name: str) -> None:
+    """Raise ConfigError unless ``config.<name>`` is a float in ``[0, 1)`` (a dropout rate)."""
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: it must be a number in [0, 1). "
+            f"Pass {name}=0.1 (for example)."
+        )
+
+
+def require_choice(config: Any, name: str, choices: Sequence[str]) -> None:
+    """Raise ConfigError unless ``config.<name>`` is one of ``choices``."""
+    if getattr(config, name) not in choices:
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: choose one of {', '.join(map(repr, choices))}."
+        )
+
+
+def require_bool(config: Any, name: str) -> None:
+    """Raise ConfigError unless ``config.<name>`` is a bool."""
+    if not isinstance(getattr(config, name), bool):
+        raise ConfigError(f"{_where(config, name)} is invalid: pass True or False.")
+
+
+def coerce_int_tuple(config: Any, name: str, *, allow_empty: bool = True) -> None:
+    """Turn ``config.<name>`` (list or tuple of positive ints) into a tuple, in place.
+
+    Lists are accepted so a config read back from JSON or YAML rebuilds the same module.
+    """
+    value = getattr(config, name)
+    items = tuple(value) if isinstance(value, list | tuple) else None
+    if (
+        items is None
+        or (not items and not allow_empty)
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items)
+    ):
+        empty = " (may be empty)" if allow_empty else ""
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: it must be a list of positive integers"
+            f"{empty}, e.g. {name}=[128, 64]."
+        )
+    object.__setattr__(config, name, items)
+
+
+def require_divisible(config: Any, name: str, by: str) -> None:
+    """Raise ConfigError unless ``config.<name>`` is a multiple of ``config.<by>``."""
+    if getattr(config, name) % getattr(config, by) != 0:
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: it must be a multiple of "
+            f"{_where(config, by)} (each attention head gets {name} / {by} channels)."
+        )
+
+
+def unknown_key_error(kind: str, key: str, valid: Sequence[str]) -> ConfigError:
+    """A ConfigError for an unknown ``key`` with a 'did you mean' and the valid keys."""
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"Unknown {kind} '{key}'.{hint} Valid: {', '.join(valid)}.")
+
+
+def check_input(x: Tensor, input_dim: int, owner: str) -> None:
+    """Raise ConfigError unless ``x`` is ``(B, T, input_dim)``."""
+    if x.dim() != 3 or x.shape[-1] != input_dim:
+        raise ConfigError(
+            f"{owner} got input of shape {tuple(x.shape)} but was built for (B, T, {input_dim}). "
+            f"Rebuild it with input_dim={x.shape[-1] if x.dim() == 3 else '<channels>'} "
+            "or pass windows shaped (batch, time, channels)."
+        )
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class MLPHead(nn.Module):
+    """``Linear -> ReLU -> Dropout`` per hidden width, then a final ``Linear`` to ``out_dim``."""
+
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # (..., in_dim) -> (..., out_dim)
+
+
+def sinusoid_table(length: int, dim: int) -> Tensor:
+    """The ``(length, dim)`` sine/cosine position table of Vaswani et al. (2017)."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])  # odd dim: one fewer cosine column
+    return table
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Adds fixed sine/cosine positions to ``(B, T, dim)``; no learned weights.
+
+    The table is a non-persistent buffer (it is a function of ``dim`` alone), so it never
+    enters a checkpoint; windows longer than ``max_len`` get a table computed on the spot.
+    """
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("table", sinusoid_table(max_len, dim), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps = x.shape[1]
+        table = self.table if steps <= self.table.shape[0] else sinusoid_table(steps, self.dim)
+        return x + table[:steps].to(device=x.device, dtype=x.dtype)  # (B, T, dim)
+
+
+class AttentionPooling(nn.Module):
+    """Additive (Bahdanau) attention pooling: ``(B, T, dim) -> (B, dim)`` plus weights.
+
+    ``score_t = v . tanh(W h_t + b)``; the weights are ``softmax_t(score)``; the pooled
+    vector is ``sum_t weight_t h_t``. The weights show which steps the model looked at.
+    """
+
+    def __init__(self, dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (B, T)
+        weights = torch.softmax(scores, dim=1)  # (B, T)
+        pooled = torch.bmm(weights.unsqueeze(1), h).squeeze(1)  # (B, dim)
+        return pooled, weights
+
+
+class MultiTaskLoss(nn.Module):
+    """Combines per-task losses into one scalar, with learned or fixed weights.
+
+    ``weighting="uncertainty"`` (Kendall, Gal & Cipolla, CVPR 2018, in the common
+    simplified form): each task ``i`` has a learned log-variance ``s_i`` (start 0) and
+    contributes ``exp(-s_i) * L_i + s_i``; a noisy task learns a large ``s_i`` and is
+    down-weighted, and the ``+ s_i`` term stops every weight collapsing to zero. Give the
+    loss's parameters to the optimizer with the model's. The total may be negative.
+
+    ``weighting="fixed"``: ``sum_i w_i * L_i`` with ``weights`` (missing tasks weigh 1).
+
+    Parameters
+    ----------
+    tasks : sequence of str
+        Task names, e.g. ``("direction", "volatility", "regime")``; ``forward`` wants
+        exactly these keys.
+    weighting : {"uncertainty", "fixed"}, default "uncertainty"
+    weights : mapping of str to float, optional
+        Fixed weights (only with ``weighting="fixed"``).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        weighting: Literal["uncertainty", "fixed"] = "uncertainty",
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.tasks = tuple(tasks)
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"MultiTaskLoss tasks={tasks!r}: give distinct task names.")
+        if weighting not in ("uncertainty", "fixed"):
+            raise ConfigError(
+                f"MultiTaskLoss weighting={weighting!r}: choose 'uncertainty' or 'fixed'."
+            )
+        if weights is not None and weighting != "fixed":
+            raise ConfigError("MultiTaskLoss weights= needs weighting='fixed'.")
+        for key in weights or {}:
+            if key not in self.tasks:
+                raise unknown_key_error("MultiTaskLoss weight task", key, self.tasks)
+        self.weighting = weighting
+        if weighting == "uncertainty":
+            self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))  # (n_tasks,)
+        else:
+            fixed = [float((weights or {}).get(t, 1.0)) for t in self.tasks]
+            self.register_buffer("fixed_weights", torch.tensor(fixed))  # (n_tasks,)
+
+    def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
+        missing = [t for t in self.tasks if t not in losses]
+        extra = [k for k in losses if k not in self.tasks]
+        if missing or extra:
+            raise ConfigError(
+                f"MultiTaskLoss was built for tasks {list(self.tasks)} but got losses for "
+                f"{list(losses)} (missing {missing}, unexpected {extra}). Pass one scalar "
+                "loss per task."
+            )
+        stacked = torch.stack([losses[t] for t in self.tasks])  # (n_tasks,)
+        if self.weighting == "uncertainty":
+            return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
+        return (self.fixed_weights * stacked).sum()
+
+    def task_weights(self) -> dict[str, float]:
+        """The current weight of each task (``exp(-s_i)`` or the fixed weight), for logging."""
+        with torch.no_grad():
+            w = torch.exp(-self.log_vars) if self.weighting == "uncertainty" else self.fixed_weights
+        return dict(zip(self.tasks, w.tolist(), strict=True))

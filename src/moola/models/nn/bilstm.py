@@ -1,0 +1,97 @@
+"""BiLSTM: the stacked bidirectional LSTM of the per-symbol direction model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from moola.models.nn._layers import (
+    MLPHead,
+    check_input,
+    coerce_int_tuple,
+    require_choice,
+    require_fraction,
+    require_int,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BiLSTMConfig:
+    """Shape of a :class:`BiLSTM`.
+
+    Parameters
+    ----------
+    input_dim : int, default 31
+        Features per step (the crypto model's 31).
+    seq_len : int, default 60
+        Window length the model is meant for (recorded; any length runs).
+    n_classes : int, default 2
+        Output logits; 1 gives one logit for binary direction (apply a sigmoid; train
+        with ``BCEWithLogitsLoss``) or one regression value.
+    hidden : int, default 64
+        LSTM width per direction.
+    num_layers : int, default 2
+        Stacked LSTM layers.
+    fc : list of int, default (64,)
+        Hidden widths of the head, which reads the ``2 * hidden`` (128) summary: the
+        DOMAIN's "FC 128-64-1" is 128 in, 64 hidden, K out.
+    dropout : float, default 0.2
+        Dropout between LSTM layers and in the head.
+    pooling : {"last", "mean"}, default "last"
+        Summary of the top layer: each direction's final state, or the mean over time.
+    """
+
+    input_dim: int = 31
+    seq_len: int = 60
+    n_classes: int = 2
+    hidden: int = 64
+    num_layers: int = 2
+    fc: tuple[int, ...] = (64,)
+    dropout: float = 0.2
+    pooling: Literal["last", "mean"] = "last"
+
+    def __post_init__(self) -> None:
+        for name in ("input_dim", "seq_len", "n_classes", "hidden", "num_layers"):
+            require_int(self, name)
+        coerce_int_tuple(self, "fc")
+        require_fraction(self, "dropout")
+        require_choice(self, "pooling", ("last", "mean"))
+
+
+class BiLSTM(nn.Module):
+    """Stacked bidirectional LSTM + MLP head: ``(B, T, D) -> (B, K)``.
+
+    Size: 157,378 parameters at the defaults (input (60, 31), 2 x 64 x 2 layers, head
+    128-64-2; 157,313 with ``n_classes=1``). DOMAIN.md's "~62K" cannot hold for this
+    shape: the two bidirectional layers alone have 148,992 parameters (a unidirectional
+    2 x 64 LSTM with a 64-64-1 head would be about 62K).
+    """
+
+    architecture = "bilstm"
+
+    def __init__(self, config: BiLSTMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.lstm = nn.LSTM(
+            c.input_dim,
+            c.hidden,
+            num_layers=c.num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(c.dropout)
+        self.head = MLPHead(2 * c.hidden, c.fc, c.n_classes, c.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.config.input_dim, type(self).__name__)
+        seq, (h_n, _) = self.lstm(x)  # (B, T, 2H), (layers * 2, B, H)
+        if self.config.pooling == "last":
+            summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): top layer fwd, bwd
+        else:
+            summary = seq.mean(dim=1)  # (B, 2H)
+        return self.head(self.drop(summary))  # (B, K)

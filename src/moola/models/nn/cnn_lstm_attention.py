@@ -1,0 +1,173 @@
+"""CNNLSTMAttention: Conv1d features -> bidirectional LSTM -> attention pooling -> heads.
+
+The FX sequence model. The direction head is always there; optional volatility
+(regression) and regime (classification) heads share the trunk and are trained together
+with :class:`moola.models.nn.MultiTaskLoss`.
+
+Convolutions use 'same' padding (centred kernels). That is safe here: a window holds only
+bars at or before its decision time, so a kernel reaching "ahead" of step t inside the
+window still sees nothing after the window's end. (Causal padding would matter only for
+per-step streaming outputs, which this model does not give.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from moola.core.errors import ConfigError
+from moola.models.nn._layers import (
+    AttentionPooling,
+    MLPHead,
+    check_input,
+    coerce_int_tuple,
+    require_bool,
+    require_fraction,
+    require_int,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CNNLSTMAttentionConfig:
+    """Shape of a :class:`CNNLSTMAttention`.
+
+    Parameters
+    ----------
+    input_dim : int, default 4
+        Channels per step.
+    seq_len : int, default 120
+        Window length the model is meant for (recorded; any length runs).
+    n_classes : int, default 2
+        Direction classes (logits); 1 gives a single binary logit.
+    conv_channels : list of int, default (32, 64)
+        Output channels of each Conv1d layer.
+    kernel_sizes : list of int, default (3, 5)
+        Kernel size of each Conv1d layer (same length as ``conv_channels``).
+    lstm_hidden : int, default 64
+        LSTM width per direction.
+    lstm_layers : int, default 1
+        Stacked LSTM layers.
+    attention_dim : int, default 64
+        Width of the additive attention scorer.
+    fc : list of int, default (64,)
+        Hidden widths of each head.
+    dropout : float, default 0.2
+        Dropout after each convolution, between LSTM layers, and in the heads.
+    volatility_head : bool, default False
+        Add a regression head ``"volatility"`` (one value per window).
+    regime_head : bool, default False
+        Add a classification head ``"regime"`` with ``n_regimes`` logits.
+    n_regimes : int, default 3
+        Regime classes (low / medium / high volatility).
+    """
+
+    input_dim: int = 4
+    seq_len: int = 120
+    n_classes: int = 2
+    conv_channels: tuple[int, ...] = (32, 64)
+    kernel_sizes: tuple[int, ...] = (3, 5)
+    lstm_hidden: int = 64
+    lstm_layers: int = 1
+    attention_dim: int = 64
+    fc: tuple[int, ...] = (64,)
+    dropout: float = 0.2
+    volatility_head: bool = False
+    regime_head: bool = False
+    n_regimes: int = 3
+
+    def __post_init__(self) -> None:
+        for name in (
+            "input_dim",
+            "seq_len",
+            "n_classes",
+            "lstm_hidden",
+            "lstm_layers",
+            "attention_dim",
+            "n_regimes",
+        ):
+            require_int(self, name)
+        coerce_int_tuple(self, "conv_channels", allow_empty=False)
+        coerce_int_tuple(self, "kernel_sizes", allow_empty=False)
+        if len(self.conv_channels) != len(self.kernel_sizes):
+            raise ConfigError(
+                f"CNNLSTMAttentionConfig.conv_channels={list(self.conv_channels)} and "
+                f"kernel_sizes={list(self.kernel_sizes)} must have the same length "
+                "(one kernel size per convolution layer)."
+            )
+        coerce_int_tuple(self, "fc")
+        require_fraction(self, "dropout")
+        require_bool(self, "volatility_head")
+        require_bool(self, "regime_head")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Names of the heads, in output order: ``direction`` first."""
+        extra = (("volatility",) if self.volatility_head else ()) + (
+            ("regime",) if self.regime_head else ()
+        )
+        return ("direction", *extra)
+
+
+class CNNLSTMAttention(nn.Module):
+    """``(B, T, D)`` -> direction logits ``(B, K)``, or a dict of heads.
+
+    With only the direction head, ``forward`` returns the logits tensor. With auxiliary
+    heads it returns ``{"direction": (B, K), "volatility": (B,), "regime": (B, n_regimes)}``
+    (only the heads configured). Volatility is an unconstrained value: train it on a
+    log or standardised volatility target.
+
+    Size: 93,986 parameters at the defaults (input (120, 4), conv 32/64 with kernels 3/5,
+    BiLSTM 2 x 64, attention 64, direction head 128-64-2).
+    """
+
+    architecture = "cnn_lstm_attention"
+
+    def __init__(self, config: CNNLSTMAttentionConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        layers: list[nn.Module] = []
+        width = c.input_dim
+        for channels, kernel in zip(c.conv_channels, c.kernel_sizes, strict=True):
+            layers += [
+                nn.Conv1d(width, channels, kernel, padding="same"),
+                nn.ReLU(),
+                nn.Dropout(c.dropout),
+            ]
+            width = channels
+        self.conv = nn.Sequential(*layers)
+        self.lstm = nn.LSTM(
+            width,
+            c.lstm_hidden,
+            num_layers=c.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=c.dropout if c.lstm_layers > 1 else 0.0,
+        )
+        self.pool = AttentionPooling(2 * c.lstm_hidden, c.attention_dim)
+        trunk = 2 * c.lstm_hidden
+        self.direction_head = MLPHead(trunk, c.fc, c.n_classes, c.dropout)
+        if c.volatility_head:
+            self.volatility_head = MLPHead(trunk, c.fc, 1, c.dropout)
+        if c.regime_head:
+            self.regime_head = MLPHead(trunk, c.fc, c.n_regimes, c.dropout)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The shared trunk: pooled ``(B, 2*lstm_hidden)`` and attention weights ``(B, T)``."""
+        check_input(x, self.config.input_dim, type(self).__name__)
+        z = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, D, T) -> (B, T, C)
+        h, _ = self.lstm(z)  # (B, T, 2H)
+        return self.pool(h)  # (B, 2H), (B, T)
+
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        pooled, _ = self.encode(x)
+        direction = self.direction_head(pooled)  # (B, K)
+        if len(self.config.tasks) == 1:
+            return direction
+        out = {"direction": direction}
+        if self.config.volatility_head:
+            out["volatility"] = self.volatility_head(pooled).squeeze(-1)  # (B,)
+        if self.config.regime_head:
+            out["regime"] = self.regime_head(pooled)  # (B, n_regimes)
+        return out

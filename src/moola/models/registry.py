@@ -1,0 +1,199 @@
+"""The model registry: the one place a model name becomes an estimator.
+
+Every model has a card (role, inputs, outputs, intended use). ``ACTIVE`` models are built
+by ``create(name, **params)``; ``LEGACY`` names raise an error that says why they were
+retired and what to use instead.
+
+Entries name their estimator as ``"module:attribute"`` and are imported only when created
+(as Gymnasium's registry does). This keeps ``import moola.models`` light, and lets the
+neural estimators, which need the training loop, live in ``moola.training`` without this
+layer importing the one above it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from moola.core.errors import ConfigError
+from moola.models.base import Estimator, InputKind
+
+Role = Literal["ACTIVE", "LEGACY"]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, takes, gives and is for; ``moola models list`` prints these."""
+
+    name: str
+    role: Role
+    input_kind: InputKind
+    outputs: str
+    intended_use: str
+    entry_point: str = ""
+    fixed_params: dict[str, Any] = field(default_factory=dict)
+    retired_because: str = ""
+    replacement: str = ""
+
+
+_NEURAL = "moola.training.neural:NeuralEstimator"
+
+MODEL_CARDS: dict[str, ModelCard] = {
+    card.name: card
+    for card in (
+        ModelCard(
+            "simple_lstm",
+            "ACTIVE",
+            "sequence",
+            "class probabilities",
+            "Small streaming-safe classifier for tiny labeled sets (unidirectional LSTM 72, "
+            "4-head causal self-attention, FC 128-64-K; 70,578 parameters on (105, 4): an LSTM "
+            "of 128 alone would exceed the 70K budget). Can load a pretrained 2x128 BiLSTM "
+            "encoder through a 256->72 projection.",
+            _NEURAL,
+            {"architecture": "simple_lstm"},
+        ),
+        ModelCard(
+            "enhanced_simple_lstm",
+            "ACTIVE",
+            "sequence",
+            "class probabilities",
+            "Dual input: windows through a bidirectional LSTM encoder (pretrained weights "
+            "loadable) and ~20 engineered window features through an MLP, fused before the "
+            "head. X is (N, T, D + F): the last F channels of the first step hold the features.",
+            _NEURAL,
+            {"architecture": "enhanced_simple_lstm"},
+        ),
+        ModelCard(
+            "bilstm",
+            "ACTIVE",
+            "sequence",
+            "class probabilities (or a regression value)",
+            "Stacked bidirectional LSTM (2 x 64, dropout 0.2, FC 128-64-K; 157K parameters on "
+            "(60, 31)): the per-symbol direction model.",
+            _NEURAL,
+            {"architecture": "bilstm"},
+        ),
+        ModelCard(
+            "cnn_lstm_attention",
+            "ACTIVE",
+            "sequence",
+            "class probabilities (+ aux heads)",
+            "Conv1d features, bidirectional LSTM, attention pooling; optional volatility and "
+            "regime heads trained with a weighted multi-task loss.",
+            _NEURAL,
+            {"architecture": "cnn_lstm_attention"},
+        ),
+        ModelCard(
+            "transformer",
+            "ACTIVE",
+            "sequence",
+            "class probabilities or trend strength [0, 1]",
+            "Input projection, sinusoidal positions, 4 encoder layers x 8 heads, d_model 128, "
+            "FFN 512: the multi-symbol trend-strength model.",
+            _NEURAL,
+            {"architecture": "transformer"},
+        ),
+        ModelCard(
+            "minirocket",
+            "ACTIVE",
+            "sequence",
+            "class probabilities",
+            "MiniRocket random convolution features (aeon) + logistic regression: the fixed-"
+            "feature control any learned model must beat.",
+            "moola.models.minirocket:MiniRocketClassifier",
+        ),
+        ModelCard(
+            "logistic_regression",
+            "ACTIVE",
+            "tabular",
+            "class probabilities",
+            "Standardised logistic regression on engineered features: the first baseline.",
+            "moola.models.tabular:TabularClassifier",
+            {"kind": "logistic_regression"},
+        ),
+        ModelCard(
+            "random_forest",
+            "ACTIVE",
+            "tabular",
+            "class probabilities",
+            "Random forest on engineered features.",
+            "moola.models.tabular:TabularClassifier",
+            {"kind": "random_forest"},
+        ),
+        ModelCard(
+            "gradient_boosting",
+            "ACTIVE",
+            "tabular",
+            "class probabilities",
+            "LightGBM gradient boosting on engineered features.",
+            "moola.models.tabular:TabularClassifier",
+            {"kind": "gradient_boosting"},
+        ),
+        ModelCard(
+            "stack",
+            "ACTIVE",
+            "probabilities",
+            "class probabilities",
+            "Meta-learner (logistic regression or random forest) over base models' "
+            "out-of-fold probabilities; never trained on in-fold predictions.",
+            "moola.models.stack:StackingClassifier",
+        ),
+        ModelCard(
+            "cnn_transformer",
+            "LEGACY",
+            "sequence",
+            "class probabilities",
+            "Retired hybrid.",
+            retired_because="too large for the labeled set sizes moola "
+            "targets (it overfit 174 windows in every seed)",
+            replacement="simple_lstm",
+        ),
+        ModelCard(
+            "rwkv_ts",
+            "LEGACY",
+            "sequence",
+            "class probabilities",
+            "Retired recurrent transformer.",
+            retired_because="never beat simple_lstm out of "
+            "fold and had no maintained implementation",
+            replacement="simple_lstm",
+        ),
+    )
+}
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of ``name``; unknown names get a 'did you mean' and the list of models."""
+    if name not in MODEL_CARDS:
+        close = difflib.get_close_matches(name, MODEL_CARDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        active = ", ".join(n for n, c in MODEL_CARDS.items() if c.role == "ACTIVE")
+        raise ConfigError(f"Unknown model '{name}'.{hint} Active models: {active}.")
+    return MODEL_CARDS[name]
+
+
+def create(name: str, **params: Any) -> Estimator:
+    """A new, unfitted estimator for model ``name`` with ``params``."""
+    card = model_card(name)
+    if card.role == "LEGACY":
+        raise ConfigError(
+            f"Model '{name}' is retired (LEGACY): {card.retired_because}. "
+            f"Use '{card.replacement}' instead."
+        )
+    module_name, attribute = card.entry_point.split(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    clashes = {k for k in card.fixed_params if k in params and params[k] != card.fixed_params[k]}
+    if clashes:
+        raise ConfigError(
+            f"Model '{name}' fixes {sorted(clashes)} to "
+            f"{ {k: card.fixed_params[k] for k in sorted(clashes)} }; do not override it."
+        )
+    return factory(**{**params, **card.fixed_params})
+
+
+def list_models(role: Role | None = None) -> list[ModelCard]:
+    """Cards of every registered model (or only those of ``role``), in registry order."""
+    return [card for card in MODEL_CARDS.values() if role is None or card.role == role]

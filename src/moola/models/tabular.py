@@ -1,0 +1,195 @@
+"""Classifiers on engineered features (N, F): the baselines every sequence model must beat.
+
+One estimator, three kinds, each a scikit-learn-compatible model with a seeded
+``random_state``:
+
+- ``logistic_regression``: StandardScaler + LogisticRegression (``class_weight="balanced"``,
+  so the minority class is not ignored on small, imbalanced sets);
+- ``random_forest``: RandomForestClassifier (300 trees, ``class_weight="balanced"``);
+- ``gradient_boosting``: LightGBM ``LGBMClassifier``, deterministic and single-threaded,
+  with small leaves (``min_child_samples=5``) because LightGBM's default of 20 samples per
+  leaf barely splits a labeled set of a few hundred windows.
+
+Extra keyword parameters go to the underlying model and override these defaults (e.g.
+``create("logistic_regression", C=0.1)``). ``X`` may be a pandas DataFrame: its column
+names are remembered, and a DataFrame given to ``predict_proba`` is reordered to them.
+Validation data is accepted and ignored: none of these kinds early-stops here, since a
+validation fold of a few dozen windows makes the stopping point noise.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+
+from moola.core.errors import ConfigError
+from moola.models._persist import SklearnEstimator, check_finite
+
+__all__ = ["TABULAR_KINDS", "TabularClassifier"]
+
+TABULAR_KINDS: tuple[str, ...] = ("logistic_regression", "random_forest", "gradient_boosting")
+
+
+def _build(kind: str, random_state: int, params: dict[str, Any]) -> BaseEstimator:
+    """The unfitted library model of ``kind``, defaults overridden by ``params``."""
+    if kind == "logistic_regression":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        model: BaseEstimator = LogisticRegression(
+            class_weight="balanced", max_iter=2_000, random_state=random_state
+        )
+    elif kind == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        model = RandomForestClassifier(
+            n_estimators=300, class_weight="balanced", n_jobs=1, random_state=random_state
+        )
+    elif kind == "gradient_boosting":
+        from lightgbm import LGBMClassifier
+
+        model = LGBMClassifier(
+            n_estimators=200,
+            learning_rate=0.05,
+            num_leaves=15,
+            min_child_samples=5,
+            verbose=-1,
+            deterministic=True,
+            force_col_wise=True,  # LightGBM's determinism needs a fixed histogram layout
+            n_jobs=1,
+            random_state=random_state,
+        )
+    else:
+        close = difflib.get_close_matches(str(kind), TABULAR_KINDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"TabularClassifier: unknown kind {kind!r}.{hint} Choose one of {list(TABULAR_KINDS)}."
+        )
+    _set_params(model, kind, params)
+    if kind == "logistic_regression":
+        return Pipeline([("scale", StandardScaler()), ("model", model)])
+    return model
+
+
+def _set_params(model: BaseEstimator, kind: str, params: dict[str, Any]) -> None:
+    """Apply user parameters; unknown names get a 'did you mean' from the model's own list."""
+    known = model.get_params(deep=False)
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"{kind}: unknown parameter '{key}'.{hint} It takes: {', '.join(sorted(known))}."
+            )
+    try:
+        model.set_params(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{kind}: bad parameter value ({exc}).") from exc
+
+
+class TabularClassifier(SklearnEstimator):
+    """A classifier on ``(N, F)`` features: logistic regression, random forest or LightGBM.
+
+    Parameters
+    ----------
+    kind : str, default "logistic_regression"
+        One of ``TABULAR_KINDS``; the registry sets it from the model name.
+    random_state : int, default 0
+        Seed of the underlying model (same seed and data give the same probabilities).
+    n_classes : int or None, default None
+        Number of classes K; ``None`` takes ``max(y) + 1``. Set it when a training fold
+        may miss the highest class, so every fold predicts K columns.
+    **params
+        Passed to the underlying model (``LogisticRegression``, ``RandomForestClassifier``
+        or ``LGBMClassifier``), overriding moola's defaults.
+    """
+
+    input_kind = "tabular"
+
+    def __init__(
+        self,
+        kind: str = "logistic_regression",
+        *,
+        random_state: int = 0,
+        n_classes: int | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(kind=kind, random_state=random_state, n_classes=n_classes, **params)
+
+    @property
+    def name(self) -> str:  # the registry name is the kind
+        """Registry name of this model: its ``kind``."""
+        return str(self.params["kind"])
+
+    def fit(
+        self,
+        X: np.ndarray | pd.DataFrame,
+        y: np.ndarray,
+        *,
+        X_val: np.ndarray | pd.DataFrame | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> TabularClassifier:
+        """Fit on features ``X`` (N, F) and class indices ``y`` (N,); validation is ignored."""
+        names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+        values = self._matrix(X, "X")
+        labels = self._labels(y, len(values))
+        extra = {
+            k: v for k, v in self.params.items() if k not in ("kind", "random_state", "n_classes")
+        }
+        model = _build(self.params["kind"], self.params["random_state"], extra)
+        model.fit(values, labels)
+        self.model_ = model
+        self.feature_names_ = names
+        self.n_features_in_ = values.shape[1]
+        return self
+
+    def predict_proba(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """Class probabilities ``(N, K)`` float64, columns in class-index order."""
+        self._require_fitted()
+        values = self._matrix(self._aligned(X), "X")
+        if values.shape[1] != self.n_features_in_:
+            raise ConfigError(
+                f"{self.name}: X has {values.shape[1]} features but the model was fitted on "
+                f"{self.n_features_in_}; give it the same feature columns."
+            )
+        return self._full_proba(self.model_.predict_proba(values), self.model_.classes_)
+
+    def _aligned(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """A DataFrame reordered to the training columns; other inputs unchanged."""
+        if not isinstance(X, pd.DataFrame) or self.feature_names_ is None:
+            return X
+        given = [str(c) for c in X.columns]
+        missing = [c for c in self.feature_names_ if c not in given]
+        extra = [c for c in given if c not in self.feature_names_]
+        if missing or extra:
+            raise ConfigError(
+                f"{self.name}: X's columns differ from the training features: missing "
+                f"{missing}, unexpected {extra}. Build X with the same feature set."
+            )
+        return X.set_axis(given, axis=1)[self.feature_names_]
+
+    def _matrix(self, X: np.ndarray | pd.DataFrame, what: str) -> np.ndarray:
+        """``X`` as a finite 2-D float64 array, or a ``ConfigError`` saying what is wrong."""
+        if isinstance(X, pd.DataFrame):
+            non_numeric = [
+                str(c) for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+            ]
+            if non_numeric:
+                raise ConfigError(
+                    f"{self.name}: {what} has non-numeric columns {non_numeric}; tabular "
+                    "models take numeric features only."
+                )
+        values = np.asarray(X, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] == 0:
+            raise ConfigError(
+                f"{self.name}: {what} must be 2-D (N samples, F features); got shape "
+                f"{values.shape}. Windows (N, T, D) go to a sequence model, or summarise "
+                "them first (moola.features.window.price_action_features)."
+            )
+        check_finite(values, f"{self.name}: {what}")
+        return values

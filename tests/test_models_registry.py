@@ -1,0 +1,117 @@
+"""The model registry and ``moola models list``: names become estimators, or clear errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from moola.cli import models as models_cli
+from moola.core.errors import ConfigError
+from moola.models import Estimator, create, list_models
+
+NON_NEURAL = [
+    card.name
+    for card in list_models("ACTIVE")
+    if not card.entry_point.startswith("moola.training.")
+]
+
+
+def _inputs(input_kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Small learnable data of the shape a model of ``input_kind`` takes."""
+    y = np.arange(40) % 2
+    if input_kind == "sequence":
+        return rng.normal(size=(40, 12, 2)) + 2 * y[:, None, None], y
+    if input_kind == "tabular":
+        return rng.normal(size=(40, 3)) + 2 * y[:, None], y
+    p = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.1, 40), 0, 1)
+    return np.column_stack([1 - p, p]), y
+
+
+def test_the_non_neural_models_are_all_registered():
+    assert set(NON_NEURAL) == {
+        "minirocket",
+        "logistic_regression",
+        "random_forest",
+        "gradient_boosting",
+        "stack",
+    }
+
+
+@pytest.mark.parametrize("name", NON_NEURAL)
+def test_create_gives_a_working_estimator_matching_its_card(name, tmp_path):
+    card = next(c for c in list_models() if c.name == name)
+    params = {"n_kernels": 84} if name == "minirocket" else {}
+    model = create(name, **params)
+    assert isinstance(model, Estimator)
+    assert model.name == name and model.input_kind == card.input_kind
+    X, y = _inputs(card.input_kind, np.random.default_rng(0))
+    assert model.fit(X, y) is model
+    proba = model.predict_proba(X)
+    assert proba.shape == (40, 2) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    prediction = model.predict(X)
+    assert prediction.dtype == np.int64 and (prediction == y).mean() > 0.8
+    path = tmp_path / f"{name}.pkl"
+    model.save(path)
+    np.testing.assert_array_equal(type(model).load(path).predict_proba(X), proba)
+
+
+def test_create_passes_parameters_through():
+    assert create("minirocket", n_kernels=500).get_params()["n_kernels"] == 500
+    assert create("logistic_regression", C=0.5).get_params()["C"] == 0.5
+    assert create("stack", meta="random_forest").get_params()["meta"] == "random_forest"
+
+
+@pytest.mark.parametrize("name", [c.name for c in list_models("LEGACY")])
+def test_legacy_names_say_why_they_were_retired_and_what_to_use(name):
+    card = next(c for c in list_models("LEGACY") if c.name == name)
+    with pytest.raises(ConfigError, match="retired") as error:
+        create(name)
+    assert card.retired_because in str(error.value)
+    assert f"Use '{card.replacement}' instead" in str(error.value)
+
+
+def test_unknown_names_get_a_did_you_mean():
+    with pytest.raises(
+        ConfigError, match=r"Unknown model 'mini_rocket'\. Did you mean 'minirocket'"
+    ):
+        create("mini_rocket")
+    with pytest.raises(ConfigError, match=r"Active models: .*gradient_boosting"):
+        create("xgboost_v9")
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(models_cli.app, list(args))
+    return result, " ".join(result.output.split())
+
+
+def test_cli_list_shows_every_card():
+    result, text = invoke("list")
+    assert result.exit_code == 0, result.output
+    for card in list_models():
+        assert card.name in text
+        assert card.role in text
+    assert "tabular" in text and "probabilities" in text
+    # Legacy models show why they were retired and what replaces them.
+    assert "Retired: too large for the labeled set sizes" in text
+    assert "Use 'simple_lstm' instead" in text
+
+
+def test_cli_list_filters_by_role():
+    result, text = invoke("list", "--role", "legacy")
+    assert result.exit_code == 0
+    assert "cnn_transformer" in text and "rwkv_ts" in text and "minirocket" not in text
+    result, _ = invoke("list", "--role", "retired")
+    assert isinstance(result.exception, ConfigError)
+    assert "ACTIVE or LEGACY" in str(result.exception)
+
+
+def test_parameter_counts_are_dash_when_the_neural_code_is_unavailable(monkeypatch):
+    card = next(c for c in list_models() if c.name == "simple_lstm")
+    monkeypatch.setitem(sys.modules, "moola.models.nn", None)  # import now fails
+    assert models_cli._parameter_count(card) == "-"
+    tabular = next(c for c in list_models() if c.name == "random_forest")
+    assert models_cli._parameter_count(tabular) == "-"
