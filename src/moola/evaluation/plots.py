@@ -1,0 +1,207 @@
+"""Evaluation charts as PNG bytes: reliability diagram, confusion matrix, precision-recall
+curves and learning curves.
+
+As in ``moola.backtest.plots``, each figure is drawn on a matplotlib ``Figure`` with the Agg
+canvas (never ``pyplot``, so no global state and no display), cleared after saving, and
+returned as bytes; the caller decides where they go (a run folder, an HTML report).
+Inputs of the wrong shape raise ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+from moola.core.errors import ConfigError
+from moola.evaluation.metrics import BinStrategy, reliability_bins, validate_proba
+
+DEFAULT_SIZE: tuple[int, int] = (700, 500)
+_DPI = 100
+
+
+def _figure(size: tuple[int, int]) -> Figure:
+    width, height = size
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI)
+    fig.clear()
+    return buffer.getvalue()
+
+
+def _class_names(classes: Sequence[str] | None, n_classes: int) -> list[str]:
+    if classes is None:
+        return [str(k) for k in range(n_classes)]
+    names = [str(c) for c in classes]
+    if len(names) != n_classes:
+        raise ConfigError(f"Got {len(names)} class names for {n_classes} classes.")
+    return names
+
+
+def reliability_png(
+    y_true: Any,
+    proba: Any,
+    *,
+    n_bins: int = 10,
+    strategy: BinStrategy = "uniform",
+    size: tuple[int, int] = DEFAULT_SIZE,
+    title: str = "Reliability",
+) -> bytes:
+    """Top-label reliability diagram: accuracy against mean confidence per bin (with the
+    diagonal of perfect calibration), and below it the number of samples in each bin."""
+    bins = reliability_bins(y_true, proba, n_bins=n_bins, strategy=strategy)
+    filled = [i for i, count in enumerate(bins["count"]) if count]
+    fig = _figure(size)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    top.plot(
+        [bins["confidence"][i] for i in filled],
+        [bins["accuracy"][i] for i in filled],
+        marker="o",
+        label="model",
+    )
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.set_title(title)
+    top.legend(loc="upper left")
+    centres = [(bins["low"][i] + bins["high"][i]) / 2 for i in range(len(bins["count"]))]
+    widths = [max(bins["high"][i] - bins["low"][i], 0.01) for i in range(len(bins["count"]))]
+    bars = bottom.bar(centres, bins["count"], width=widths, edgecolor="black", alpha=0.6)
+    bottom.bar_label(bars, labels=[str(c) if c else "" for c in bins["count"]], fontsize=7)
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top-label probability)")
+    bottom.set_ylabel("count")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_png(
+    matrix: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    normalize: bool = False,
+    size: tuple[int, int] = (500, 450),
+    title: str = "Confusion matrix",
+) -> bytes:
+    """Confusion matrix (rows true, columns predicted) with counts, or row fractions when
+    ``normalize`` (each true class's recall on the diagonal)."""
+    cm = np.asarray(matrix, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 2:
+        raise ConfigError(
+            f"A confusion matrix must be square (K, K) with K >= 2, got shape {cm.shape}."
+        )
+    if not np.all(np.isfinite(cm)) or cm.min() < 0:
+        raise ConfigError("A confusion matrix holds non-negative counts.")
+    names = _class_names(classes, cm.shape[0])
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+    fig = _figure(size)
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax)
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=30, ha="right")
+    ax.set_yticks(ticks, names)
+    threshold = cm.max() / 2 if cm.max() > 0 else 0.5
+    for (i, j), value in np.ndenumerate(cm):
+        text = f"{value:.2f}" if normalize else f"{int(value)}"
+        colour = "white" if value > threshold else "black"
+        ax.text(j, i, text, ha="center", va="center", color=colour)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def pr_curve_png(
+    y_true: Any,
+    proba: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    positive: int | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    title: str = "Precision-recall",
+) -> bytes:
+    """Precision-recall curve of the ``positive`` class (binary; default the minority),
+    or one one-vs-rest curve per class; the legend gives each curve's average precision
+    and the dotted line its prevalence (a no-skill model's precision)."""
+    y, p = validate_proba(y_true, proba)
+    names = _class_names(classes, p.shape[1])
+    if positive is None and p.shape[1] == 2:
+        positive = int(np.argmin(np.bincount(y, minlength=2)))
+    if positive is not None and not 0 <= positive < p.shape[1]:
+        raise ConfigError(f"positive={positive} is not a class index 0..{p.shape[1] - 1}.")
+    shown = [positive] if positive is not None else list(range(p.shape[1]))
+    fig = _figure(size)
+    ax = fig.add_subplot()
+    for k in shown:
+        target = (y == k).astype(np.int64)
+        if target.sum() == 0:
+            continue  # no positives: the curve is undefined
+        precision, recall, _ = precision_recall_curve(target, p[:, k])
+        ap = average_precision_score(target, p[:, k])
+        (line,) = ax.step(recall, precision, where="post", label=f"{names[k]} (AP {ap:.3f})")
+        ax.axhline(target.mean(), linestyle=":", color=line.get_color(), linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _losses(values: Any, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ConfigError(f"{what} must be a non-empty 1-D sequence (one value per epoch).")
+    return array
+
+
+def learning_curve_png(
+    train_loss: Any,
+    val_loss: Any = None,
+    *,
+    best_epoch: int | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    title: str = "Learning curves",
+) -> bytes:
+    """Train (and validation) loss per epoch (epochs counted from 1); ``best_epoch`` (1-based,
+    e.g. the early-stopping pick) is marked with a vertical line."""
+    train = _losses(train_loss, "train_loss")
+    val = None if val_loss is None else _losses(val_loss, "val_loss")
+    if val is not None and val.size != train.size:
+        raise ConfigError(
+            f"train_loss has {train.size} epochs but val_loss has {val.size}; give one value "
+            "per epoch for both."
+        )
+    if best_epoch is not None and not 1 <= best_epoch <= train.size:
+        raise ConfigError(f"best_epoch must be in 1..{train.size}, got {best_epoch}.")
+    epochs = np.arange(1, train.size + 1)
+    fig = _figure(size)
+    ax = fig.add_subplot()
+    ax.plot(epochs, train, marker=".", label="train")
+    if val is not None:
+        ax.plot(epochs, val, marker=".", label="validation")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, linestyle="--", color="grey", linewidth=1, label="best epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,285 @@
+"""Out-of-fold (OOF) predictions: every sample predicted by a model that never saw it.
+
+:func:`out_of_fold` walks the folds of a purged k-fold or walk-forward
+:class:`~moola.data.splits.Split`, fits a fresh estimator on each fold's train indices
+(its ``val`` indices, when the fold has them, go to ``fit`` as ``X_val``/``y_val`` for early
+stopping only) and predicts the fold's test indices. The split is validated first
+(``validate_split``: purge, embargo, ranges), and a sample tested by two folds is refused,
+so each OOF row comes from exactly one model that neither trained nor early-stopped on it.
+Samples no fold tests (walk-forward's first block, purged ones) keep NaN rows and
+``covered=False``; evaluate and stack only the covered rows.
+
+:func:`stack_oof` joins several base models' OOF probabilities into the input of a
+stacking meta-learner (``moola.models.stack.StackingClassifier``). The meta-learner is
+trained ONLY on these OOF predictions (never on in-sample predictions of the base models,
+which are over-confident and would teach it to trust them); to report the stack's own
+performance honestly, run the stacking itself inside an outer split, since the OOF
+predictions of one split were all used to fit it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import ConfigError, SplitError
+from moola.data.splits import Split, validate_split
+from moola.evaluation.metrics import classification_report
+from moola.models.base import Estimator
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What one fold did: sizes, timings (seconds) and metrics on its test part."""
+
+    index: int
+    n_train: int
+    n_val: int
+    n_test: int
+    fit_seconds: float
+    predict_seconds: float
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary."""
+        return {
+            "index": self.index,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_test": self.n_test,
+            "fit_seconds": self.fit_seconds,
+            "predict_seconds": self.predict_seconds,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class OOFResult:
+    """Out-of-fold probabilities and how they were made.
+
+    ``oof_proba`` is ``(N, K)`` with NaN rows where ``covered`` is False; ``fold_of`` gives
+    the fold that predicted each sample (-1 if none); ``models`` holds the fold estimators
+    when ``keep_models=True``, else ``None``.
+    """
+
+    oof_proba: np.ndarray
+    covered: np.ndarray
+    fold_of: np.ndarray
+    folds: list[FoldResult]
+    classes: list[str]
+    split_hash: str
+    total_seconds: float
+    models: list[Estimator] | None = field(default=None, repr=False)
+
+    @property
+    def fold_metrics(self) -> list[dict[str, Any]]:
+        """Each fold's classification report, in fold order."""
+        return [fold.metrics for fold in self.folds]
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of samples with an OOF prediction."""
+        return float(self.covered.mean()) if self.covered.size else 0.0
+
+    def report(self, y: Any, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+        """:func:`~moola.evaluation.metrics.classification_report` over the covered samples."""
+        labels = np.asarray(y)
+        if labels.shape != self.covered.shape:
+            raise ConfigError(
+                f"Got {labels.shape} labels for {self.covered.size} OOF rows; pass the y given "
+                "to out_of_fold."
+            )
+        return classification_report(
+            labels[self.covered],
+            self.oof_proba[self.covered],
+            classes=self.classes,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (no arrays): coverage, split hash, folds, timings."""
+        return {
+            "n_samples": int(self.covered.size),
+            "n_covered": int(self.covered.sum()),
+            "coverage": self.coverage,
+            "classes": list(self.classes),
+            "split_hash": self.split_hash,
+            "total_seconds": self.total_seconds,
+            "folds": [fold.to_dict() for fold in self.folds],
+        }
+
+
+def _take(X: Any, idx: np.ndarray) -> Any:
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[idx]
+    return X[idx]
+
+
+def _check_folds(split: Split, n: int) -> None:
+    if not split.folds:
+        raise SplitError(
+            f"Split strategy {split.strategy!r} has no folds; out-of-fold predictions need a "
+            "purged-kfold or walk-forward split (moola.data.splits.make_split)."
+        )
+    if split.spans and len(split.spans) != n:
+        raise SplitError(
+            f"The split was made for {len(split.spans)} samples but X has {n}; rebuild the "
+            "split for this data."
+        )
+    validate_split(split)
+    tested = np.zeros(n, dtype=np.int64)
+    for k, fold in enumerate(split.folds):
+        for part in ("train", "val", "test"):
+            idx = np.asarray(getattr(fold, part), dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise SplitError(
+                    f"Fold {k}: {part} indices run outside 0..{n - 1}; the split was made "
+                    "for other data. Rebuild it."
+                )
+        if not fold.train or not fold.test:
+            raise SplitError(f"Fold {k} has an empty train or test part; rebuild the split.")
+        np.add.at(tested, np.asarray(fold.test, dtype=np.int64), 1)
+    twice = np.flatnonzero(tested > 1)
+    if twice.size:
+        raise SplitError(
+            f"{twice.size} sample(s) are in the test part of more than one fold, first "
+            f"{twice[:5].tolist()}; out-of-fold predictions need each sample tested at most once."
+        )
+
+
+def out_of_fold(
+    make_estimator: Callable[[], Estimator],
+    X: Any,
+    y: Any,
+    split: Split,
+    *,
+    on_fold_end: Callable[[FoldResult, Estimator], None] | None = None,
+    keep_models: bool = False,
+    classes: Sequence[str] | None = None,
+    fold_bootstrap: int = 200,
+    seed: int = 0,
+) -> OOFResult:
+    """Fit a fresh estimator per fold of ``split`` and predict the fold's test samples.
+
+    Parameters
+    ----------
+    make_estimator : callable
+        Returns a new, unfitted estimator each call (e.g. ``lambda: create("bilstm")``).
+    X : array (N, ...) or DataFrame
+        Inputs; rows are indexed by the split's sample indices.
+    y : (N,) int
+        Class indices ``0..K-1``.
+    split : Split
+        A fold strategy (``purged-kfold``, ``walk-forward``) made for these N samples.
+    on_fold_end : callable, optional
+        Called with each fold's :class:`FoldResult` and fitted estimator (logging,
+        checkpoints, pruning).
+    keep_models : bool, default False
+        Keep the fitted fold estimators in ``OOFResult.models``.
+    classes : sequence of str, optional
+        Class names (default ``"0".."K-1"`` with ``K = max(y) + 1``).
+    fold_bootstrap : int, default 200
+        Bootstrap resamples of the per-fold metric intervals.
+    seed : int, default 0
+        Seed of those resamples (model seeds belong to ``make_estimator``).
+    """
+    labels = np.asarray(y)
+    n = len(X)
+    if labels.ndim != 1 or labels.size != n:
+        raise ConfigError(f"y must be 1-D with one label per row of X ({n}), got {labels.shape}.")
+    if labels.dtype.kind not in "iu":
+        raise ConfigError(f"y must hold integer class indices, got dtype {labels.dtype}.")
+    labels = labels.astype(np.int64)
+    n_classes = len(classes) if classes is not None else int(labels.max()) + 1
+    names = [str(c) for c in classes] if classes is not None else [str(k) for k in range(n_classes)]
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ConfigError(f"y must lie in 0..{n_classes - 1} for classes {names}.")
+    _check_folds(split, n)
+
+    oof = np.full((n, n_classes), np.nan)
+    fold_of = np.full(n, -1, dtype=np.int64)
+    results: list[FoldResult] = []
+    models: list[Estimator] = []
+    started = time.perf_counter()
+    for k, fold in enumerate(split.folds or []):
+        train, test = np.asarray(fold.train), np.asarray(fold.test)
+        val = np.asarray(fold.val, dtype=np.int64)
+        estimator = make_estimator()
+        tick = time.perf_counter()
+        if val.size:
+            estimator.fit(_take(X, train), labels[train], X_val=_take(X, val), y_val=labels[val])
+        else:
+            estimator.fit(_take(X, train), labels[train])
+        fit_seconds = time.perf_counter() - tick
+        tick = time.perf_counter()
+        proba = np.asarray(estimator.predict_proba(_take(X, test)), dtype=np.float64)
+        predict_seconds = time.perf_counter() - tick
+        if proba.shape != (test.size, n_classes):
+            raise ConfigError(
+                f"Fold {k}: {type(estimator).__name__}.predict_proba returned shape "
+                f"{proba.shape}, expected ({test.size}, {n_classes}); the estimator must "
+                f"return one column per class (set n_classes={n_classes} if a fold's train "
+                "part lacks a class)."
+            )
+        oof[test] = proba
+        fold_of[test] = k
+        result = FoldResult(
+            index=k,
+            n_train=int(train.size),
+            n_val=int(val.size),
+            n_test=int(test.size),
+            fit_seconds=fit_seconds,
+            predict_seconds=predict_seconds,
+            metrics=classification_report(
+                labels[test], proba, classes=names, n_bootstrap=fold_bootstrap, seed=seed
+            ),
+        )
+        results.append(result)
+        if on_fold_end is not None:
+            on_fold_end(result, estimator)
+        if keep_models:
+            models.append(estimator)
+    return OOFResult(
+        oof_proba=oof,
+        covered=fold_of >= 0,
+        fold_of=fold_of,
+        folds=results,
+        classes=names,
+        split_hash=split.content_hash(),
+        total_seconds=time.perf_counter() - started,
+        models=models if keep_models else None,
+    )
+
+
+def stack_oof(base_results: Mapping[str, OOFResult]) -> tuple[np.ndarray, np.ndarray]:
+    """The meta-learner's training input from base models' OOF results.
+
+    Returns ``X_meta`` ``(N, M * K)``: the base models' OOF probabilities side by side in
+    the mapping's order (model ``m`` in columns ``m*K .. m*K + K - 1``), and ``covered``,
+    the samples every base model predicted. Fit the meta-learner on ``X_meta[covered]``
+    only. All results must come from the same split (same content hash) and classes.
+    """
+    if not base_results:
+        raise ConfigError("stack_oof needs at least one base model's OOFResult.")
+    items = list(base_results.items())
+    first_name, first = items[0]
+    for name, result in items[1:]:
+        if result.split_hash != first.split_hash:
+            raise ConfigError(
+                f"Base models {first_name!r} and {name!r} were cross-validated on different "
+                "splits; run every base model's out_of_fold on the same split before stacking."
+            )
+        if result.classes != first.classes:
+            raise ConfigError(
+                f"Base models {first_name!r} and {name!r} have different classes "
+                f"({first.classes} vs {result.classes})."
+            )
+    X_meta = np.concatenate([result.oof_proba for _, result in items], axis=1)
+    covered = np.logical_and.reduce([result.covered for _, result in items])
+    return X_meta, covered

@@ -1,0 +1,64 @@
+"""Evaluation plots: PNG bytes out, ConfigError for inputs of the wrong shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moola.core.errors import ConfigError
+from moola.evaluation.plots import (
+    confusion_png,
+    learning_curve_png,
+    pr_curve_png,
+    reliability_png,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _data(n: int = 80, k: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k)) + (y[:, None] == np.arange(k))
+    return y, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_every_plot_returns_png_bytes(k):
+    y, p = _data(k=k)
+    names = [f"c{i}" for i in range(k)]
+    assert reliability_png(y, p).startswith(PNG)
+    assert reliability_png(y, p, strategy="quantile", n_bins=5).startswith(PNG)
+    assert confusion_png(np.eye(k) * 5 + 1, names).startswith(PNG)
+    assert confusion_png(np.eye(k) * 5 + 1, names, normalize=True).startswith(PNG)
+    assert pr_curve_png(y, p, names).startswith(PNG)
+    assert learning_curve_png([1.0, 0.8, 0.7], [1.1, 0.9, 0.95], best_epoch=2).startswith(PNG)
+    assert learning_curve_png([1.0]).startswith(PNG)
+
+
+def test_size_sets_the_pixel_dimensions():
+    png = learning_curve_png([1.0, 0.5], size=(320, 240))
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (320, 240)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda y, p: reliability_png(y, p[:, 0]),
+        lambda y, p: reliability_png(y[:-1], p),
+        lambda y, p: pr_curve_png(y, p[:-1]),
+        lambda y, p: pr_curve_png(y, p, ["only-one"]),
+        lambda y, p: confusion_png(np.ones((2, 3))),
+        lambda y, p: confusion_png(np.ones(4)),
+        lambda y, p: confusion_png(np.ones((2, 2)), ["a", "b", "c"]),
+        lambda y, p: learning_curve_png(np.ones((3, 2))),
+        lambda y, p: learning_curve_png([1.0, 0.9], [1.0]),
+        lambda y, p: learning_curve_png([]),
+        lambda y, p: learning_curve_png([1.0, 0.9], best_epoch=3),
+    ],
+)
+def test_wrong_shapes_raise_config_error(call):
+    y, p = _data()
+    with pytest.raises(ConfigError):
+        call(y, p)
