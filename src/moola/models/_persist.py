@@ -244,10 +244,14 @@ class SklearnEstimator(Estimator):
         return labels
 
     def _full_proba(self, proba: np.ndarray, fitted_classes: np.ndarray) -> np.ndarray:
-        """``(N, len(fitted_classes))`` -> ``(N, K)`` float64, absent classes at 0."""
+        """``(N, len(fitted_classes))`` -> ``(N, K)`` float64, absent classes at 0.
+
+        Rows are renormalised in float64: a classifier fitted on float32 features (e.g.
+        MiniRocket's) returns float32 probabilities whose rows miss 1 by ~1e-7.
+        """
         out = np.zeros((len(proba), self.n_classes_), dtype=np.float64)
         out[:, np.asarray(fitted_classes, dtype=np.int64)] = proba
-        return out
+        return out / out.sum(axis=1, keepdims=True)
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "n_classes_"):

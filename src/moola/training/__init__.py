@@ -1,0 +1,75 @@
+"""Training: the one loop (``Trainer``), its callbacks and losses, and ``NeuralEstimator``.
+
+Names are imported on first use (PEP 562), so ``import moola.training`` stays light and
+pulls in torch only when a torch-backed name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moola.training.callbacks import (
+        Callback,
+        CheckpointCallback,
+        EarlyStopping,
+        ProgressCallback,
+        TrainingState,
+    )
+    from moola.training.losses import FocalLoss, balanced_class_weights, build_loss
+    from moola.training.neural import NeuralEstimator
+    from moola.training.trainer import (
+        StepFn,
+        SupervisedStep,
+        Trainer,
+        TrainerConfig,
+        TrainingSummary,
+        scheduled_lr,
+    )
+
+_EXPORTS = {
+    "Callback": "moola.training.callbacks",
+    "CheckpointCallback": "moola.training.callbacks",
+    "EarlyStopping": "moola.training.callbacks",
+    "ProgressCallback": "moola.training.callbacks",
+    "TrainingState": "moola.training.callbacks",
+    "FocalLoss": "moola.training.losses",
+    "balanced_class_weights": "moola.training.losses",
+    "build_loss": "moola.training.losses",
+    "NeuralEstimator": "moola.training.neural",
+    "StepFn": "moola.training.trainer",
+    "SupervisedStep": "moola.training.trainer",
+    "Trainer": "moola.training.trainer",
+    "TrainerConfig": "moola.training.trainer",
+    "TrainingSummary": "moola.training.trainer",
+    "scheduled_lr": "moola.training.trainer",
+}
+
+__all__ = [
+    "Callback",
+    "CheckpointCallback",
+    "EarlyStopping",
+    "FocalLoss",
+    "NeuralEstimator",
+    "ProgressCallback",
+    "StepFn",
+    "SupervisedStep",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingState",
+    "TrainingSummary",
+    "balanced_class_weights",
+    "build_loss",
+    "scheduled_lr",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'moola.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

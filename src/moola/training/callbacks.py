@@ -1,0 +1,194 @@
+"""Callbacks: how a user extends the training loop without copying it.
+
+As in Stable-Baselines3, the ``Trainer`` owns the one loop and calls each callback at
+three points: ``on_train_start(state)``, ``on_epoch_end(state) -> bool`` (``True`` asks
+the loop to stop after this epoch) and ``on_train_end(state)``. ``state`` is the loop's
+live ``TrainingState``: callbacks read it (losses, epoch, the module) and must not
+change its fields.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from moola.core.atomic import atomic_write_bytes
+from moola.core.errors import ConfigError
+
+__all__ = [
+    "Callback",
+    "CheckpointCallback",
+    "EarlyStopping",
+    "ProgressCallback",
+    "TrainingState",
+]
+
+
+@dataclass
+class TrainingState:
+    """What the loop knows at the end of an epoch; epochs count from 1."""
+
+    module: nn.Module
+    epochs: int
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    lr: float = 0.0
+    train_loss: float = math.nan
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    train_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def monitored_loss(self) -> float:
+        """The validation loss when there is validation data, else the training loss."""
+        return self.train_loss if self.val_loss is None else self.val_loss
+
+
+class Callback:
+    """Base class; override any of the three hooks (the defaults do nothing)."""
+
+    def on_train_start(self, state: TrainingState) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        """Called after each epoch's training and validation; return ``True`` to stop."""
+        return False
+
+    def on_train_end(self, state: TrainingState) -> None:
+        """Called once after the last epoch (also when the loop was stopped or raised)."""
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored loss has not improved by more than ``min_delta`` for
+    ``patience`` epochs in a row.
+
+    An epoch improves when its loss is below ``best - min_delta``. It monitors the
+    validation loss, or the training loss when the run has no validation data.
+    ``stopped_epoch`` is the epoch after which it stopped the loop (``None``: it did not).
+    """
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ConfigError(f"EarlyStopping patience must be at least 1 (got {patience}).")
+        if min_delta < 0:
+            raise ConfigError(f"EarlyStopping min_delta must be >= 0 (got {min_delta}).")
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_train_start(self, state: TrainingState) -> None:
+        self.best, self.wait, self.stopped_epoch = math.inf, 0, None
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        loss = state.monitored_loss
+        if loss < self.best - self.min_delta:
+            self.best, self.wait = loss, 0
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = state.epoch
+            return True
+        return False
+
+
+class ProgressCallback(Callback):
+    """A rich progress bar over epochs showing the latest train and validation loss.
+
+    Silent when ``verbose`` is False or the output is not a terminal (logs, CI, pipes).
+    """
+
+    def __init__(self, verbose: bool = True, description: str = "training") -> None:
+        self.verbose = verbose
+        self.description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def on_train_start(self, state: TrainingState) -> None:
+        if not self.verbose:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("train {task.fields[train]}  val {task.fields[val]}"),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(
+            self.description, total=state.epochs, train="-", val="-"
+        )
+        self._progress.start()
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        if self._progress is not None:
+            val = "-" if state.val_loss is None else f"{state.val_loss:.4f}"
+            self._progress.update(
+                self._task, completed=state.epoch, train=f"{state.train_loss:.4f}", val=val
+            )
+        return False
+
+    def on_train_end(self, state: TrainingState) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class CheckpointCallback(Callback):
+    """Write the module's weights to ``path`` when the monitored loss improves (or every
+    epoch with ``best_only=False``), atomically, so a crash never leaves a torn file.
+
+    The file is ``torch.save`` of ``{"format": "moola-checkpoint", "format_version": 1,
+    "epoch", "train_loss", "val_loss", "state_dict"}``.
+    """
+
+    FORMAT = "moola-checkpoint"
+
+    def __init__(self, path: str | Path, *, best_only: bool = True) -> None:
+        self.path = Path(path)
+        self.best_only = best_only
+        self.best = math.inf
+        self.saved_epochs: list[int] = []
+
+    def on_train_start(self, state: TrainingState) -> None:
+        self.best, self.saved_epochs = math.inf, []
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        loss = state.monitored_loss
+        if self.best_only and not loss < self.best:
+            return False
+        self.best = min(self.best, loss)
+        self._write(state)
+        return False
+
+    def _write(self, state: TrainingState) -> None:
+        import torch
+
+        payload = {
+            "format": self.FORMAT,
+            "format_version": 1,
+            "epoch": state.epoch,
+            "train_loss": state.train_loss,
+            "val_loss": state.val_loss,
+            "state_dict": {k: v.detach().cpu() for k, v in state.module.state_dict().items()},
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(self.path, buffer.getvalue(), overwrite=True)
+        self.saved_epochs.append(state.epoch)

@@ -1,0 +1,122 @@
+"""Training losses and the class weights that balance them.
+
+With a few dozen to a few hundred labeled windows and a rare minority class (the class
+that matters), an unweighted loss lets a model score well by always predicting the
+majority. ``balanced_class_weights`` gives each class the same total weight, and the
+focal loss (Lin et al., 2017) further down-weights samples the model already gets right.
+
+torch ships cross-entropy, BCE and MSE; the focal loss is written here because torch has
+no multi-class focal loss (torchvision's ``sigmoid_focal_loss`` is binary and would add a
+dependency). Its mean over a batch is normalised like weighted cross-entropy (by the sum
+of the sample weights), so ``gamma=0`` gives exactly ``F.cross_entropy(weight=w)``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moola.core.errors import ConfigError
+
+__all__ = ["LOSS_NAMES", "FocalLoss", "LossName", "balanced_class_weights", "build_loss"]
+
+LossName = Literal["cross_entropy", "focal", "bce", "mse"]
+LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "focal", "bce", "mse")
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Weights ``n / (K * count_k)`` per class, ``(K,)`` float64 (scikit-learn's "balanced").
+
+    Every class then carries the same total weight in the loss. A class absent from ``y``
+    gets weight 1: no training sample uses it, and it stays neutral in a validation loss.
+    """
+    labels = np.asarray(y).astype(np.int64, copy=False).ravel()
+    if n_classes < 1:
+        raise ConfigError(f"balanced_class_weights needs n_classes >= 1 (got {n_classes}).")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ConfigError(
+            f"Labels must be class indices 0..{n_classes - 1}; found values from "
+            f"{labels.min()} to {labels.max()}."
+        )
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.ones(n_classes, dtype=np.float64)
+    present = counts > 0
+    weights[present] = labels.size / (n_classes * counts[present])
+    return weights
+
+
+class FocalLoss(nn.Module):
+    """Multi-class focal loss ``-w_y (1 - p_y)^gamma log p_y``, weighted mean over the batch.
+
+    ``logits`` are ``(B, K)``, ``target`` ``(B,)`` int64 class indices; ``weight`` is an
+    optional ``(K,)`` per-class weight.
+    """
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.gamma = float(gamma)
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)  # (B,)
+        modulating = (1.0 - log_p.exp()).clamp_min(0.0).pow(self.gamma)  # (B,)
+        if self.weight is None:
+            return (-modulating * log_p).mean()
+        sample_weight = self.weight[target]  # (B,)
+        return (-sample_weight * modulating * log_p).sum() / sample_weight.sum()
+
+
+class _BinaryLoss(nn.Module):
+    """BCE-with-logits or MSE on one output per sample: ``(B,)`` or ``(B, 1)`` vs ``(B,)``."""
+
+    def __init__(self, kind: Literal["bce", "mse"], pos_weight: torch.Tensor | None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output = output.float().reshape(target.shape[0], -1)  # (B, 1)
+        if output.shape[1] != 1:
+            raise ConfigError(
+                f"loss '{self.kind}' needs one output per sample, got {output.shape[1]}: "
+                "build the module with one output (n_classes=1) or use loss=cross_entropy."
+            )
+        output = output[:, 0]  # (B,)
+        target = target.float()
+        if self.kind == "mse":
+            return F.mse_loss(output, target)
+        return F.binary_cross_entropy_with_logits(output, target, pos_weight=self.pos_weight)
+
+
+def build_loss(
+    name: str, *, class_weights: np.ndarray | None = None, focal_gamma: float = 2.0
+) -> nn.Module:
+    """The loss module for ``name``; ``class_weights`` is ``(K,)`` or ``None``.
+
+    ``cross_entropy`` and ``focal`` take ``(B, K)`` logits and int64 targets. ``bce`` takes
+    one logit per sample and targets in [0, 1]; class weights become its ``pos_weight``
+    (``w1 / w0``). ``mse`` takes one output per sample and float targets; it has no class
+    weights.
+    """
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(weight=weight)
+    if name == "focal":
+        return FocalLoss(focal_gamma, weight)
+    if name == "bce":
+        if weight is not None and weight.numel() != 2:
+            raise ConfigError(
+                f"loss 'bce' is binary but got {weight.numel()} class weights; "
+                "use loss=cross_entropy for more than two classes."
+            )
+        pos_weight = None if weight is None else (weight[1] / weight[0]).reshape(1)
+        return _BinaryLoss("bce", pos_weight)
+    if name == "mse":
+        if weight is not None:
+            raise ConfigError("loss 'mse' is a regression loss: set class_weights to None.")
+        return _BinaryLoss("mse", None)
+    raise ConfigError(f"Unknown loss {name!r}; use one of {', '.join(LOSS_NAMES)}.")

@@ -1,0 +1,486 @@
+"""``NeuralEstimator``: any ``moola.models.nn`` architecture behind the ``Estimator`` API.
+
+``NeuralEstimator("simple_lstm", hidden=32, epochs=30)`` takes one flat set of parameters
+and routes each key to where it belongs: module config keys (``hidden``, ``dropout``, ...)
+to ``moola.models.nn.build_module`` and trainer keys (``epochs``, ``lr``, ...) to
+``TrainerConfig``. An unknown key is an error naming it and the valid keys; as in
+scikit-learn, nothing is checked before ``fit``.
+
+``fit`` learns a per-channel normaliser (mean and standard deviation over the training
+samples and time steps; validation and prediction data are scaled with the training
+statistics, never their own), builds the module (``input_dim``, ``seq_len`` and
+``n_classes`` come from the data unless given), seeds its initial weights with the
+trainer's ``seed`` and trains it with ``Trainer``. Losses: ``cross_entropy`` and ``focal``
+train K logits (softmax); ``bce`` trains one logit for two classes (sigmoid).
+
+``save`` writes ONE file, ``torch.save`` of a dict of plain values and tensors::
+
+    {"format": "moola-model", "format_version": 1, "model": <architecture>,
+     "class": "moola.training.neural.NeuralEstimator", "params": ..., "architecture": ...,
+     "module_config": ..., "state_dict": ..., "normaliser": {"mean", "std"},
+     "n_channels": D, "seq_len": T, "n_classes": K, "trainer_config": ..., "classes": [...],
+     "moola_version": ..., "library_versions": {"torch", "numpy"}, "training_summary": ...}
+
+``load`` reads it with ``torch.load(weights_only=True)`` (no code runs while loading) and
+refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to predict.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moola.core.atomic import atomic_write_bytes
+from moola.core.errors import CheckpointError, ConfigError, MoolaError
+from moola.models.base import Estimator
+from moola.models.nn import ARCHITECTURES, build_module, config_of
+from moola.training.callbacks import ProgressCallback
+from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
+
+__all__ = ["NeuralEstimator"]
+
+FORMAT = "moola-model"
+FORMAT_VERSION = 1
+_ESTIMATOR_KEYS = ("architecture", "verbose")
+_PREDICT_BATCH = 1024
+_REQUIRED = (
+    "format_version",
+    "class",
+    "params",
+    "architecture",
+    "module_config",
+    "state_dict",
+    "normaliser",
+    "n_channels",
+    "n_classes",
+    "trainer_config",
+)
+
+
+class NeuralEstimator(Estimator):
+    """A ``moola.models.nn`` network trained by ``Trainer``; ``name`` is the architecture.
+
+    Parameters
+    ----------
+    architecture : str, default "simple_lstm"
+        A key of ``moola.models.nn.ARCHITECTURES``.
+    verbose : bool, default False
+        Show a progress bar while training (only on a terminal).
+    **params
+        Module config keys of that architecture and ``TrainerConfig`` fields.
+    """
+
+    input_kind = "sequence"
+
+    def __init__(self, architecture: str = "simple_lstm", **params: Any) -> None:
+        super().__init__(architecture=architecture, **params)
+
+    @property
+    def name(self) -> str:  # the registry name is the architecture
+        return str(self.params["architecture"])
+
+    # -- fitting ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> NeuralEstimator:
+        """Learn the normaliser, build the module and train it; returns ``self``."""
+        architecture = self.params["architecture"]
+        module_kwargs, trainer_kwargs = split_params(architecture, self.params)
+        trainer = Trainer(**trainer_kwargs)
+        loss = trainer.config.loss
+        if loss == "mse":
+            raise ConfigError(
+                "NeuralEstimator is a classifier: loss='mse' is for regression. Use "
+                "loss='cross_entropy', 'focal' or 'bce', or train with moola.training.Trainer."
+            )
+        X = _windows(X, "X")
+        labels = _labels(y, len(X), "y")
+        n_classes = int(self.params.get("n_classes") or labels.max() + 1)
+        if labels.max() >= n_classes:
+            raise ConfigError(
+                f"y holds class index {labels.max()} but n_classes={n_classes}; "
+                "class indices run 0..n_classes-1."
+            )
+        if loss == "bce" and n_classes != 2:
+            raise ConfigError(
+                f"loss='bce' trains one logit for two classes, but y has {n_classes} classes; "
+                "use loss='cross_entropy' or 'focal'."
+            )
+        val_arrays = None
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ConfigError("Pass both X_val and y_val, or neither.")
+            X_val = _windows(X_val, "X_val")
+            val_labels = _labels(y_val, len(X_val), "y_val")
+            if X_val.shape[2] != X.shape[2]:
+                raise ConfigError(
+                    f"X_val has {X_val.shape[2]} channels but X has {X.shape[2]}; "
+                    "pass validation windows built like the training ones."
+                )
+            if val_labels.max() >= n_classes:
+                raise ConfigError(
+                    f"y_val holds class index {val_labels.max()}, but the model has "
+                    f"{n_classes} classes (0..{n_classes - 1})."
+                )
+            val_arrays = (X_val, val_labels)
+
+        config_cls = ARCHITECTURES[architecture][0]
+        config_names = {f.name for f in fields(config_cls)}
+        n_features = 0
+        if "n_features" in config_names:  # packed engineered features ride as extra channels
+            n_features = int(
+                module_kwargs.get("n_features", _field_default(config_cls, "n_features"))
+            )
+        inferred = {
+            "input_dim": X.shape[2] - n_features,
+            "seq_len": X.shape[1],
+        }
+        for key, value in inferred.items():
+            if key in config_names:
+                module_kwargs.setdefault(key, value)
+        module_kwargs["n_classes"] = 1 if loss == "bce" else n_classes
+
+        mean, std = _channel_stats(X, n_features)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(trainer.config.seed)
+            module = build_module(architecture, **module_kwargs)
+        callbacks = [ProgressCallback(bool(self.params.get("verbose", False)), architecture)]
+        summary = trainer.fit(
+            module,
+            _normalise(X, mean, std),
+            labels,
+            None if val_arrays is None else _normalise(val_arrays[0], mean, std),
+            None if val_arrays is None else val_arrays[1],
+            callbacks=callbacks,
+            n_classes=n_classes,
+        )
+        self.module_ = module
+        self.module_config_ = config_of(module)
+        self.mean_, self.std_ = mean, std
+        self.n_channels_ = int(X.shape[2])
+        self.seq_len_ = int(X.shape[1])
+        self.n_classes_ = n_classes
+        self.trainer_config_ = trainer.config
+        self.training_summary_ = summary
+        self.source_path_: Path | None = None
+        return self
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, K)`` float64, from the module in eval mode, batched."""
+        self._require_fitted()
+        X = _windows(X, "X")
+        if X.shape[2] != self.n_channels_:
+            problem = (
+                f"X has {X.shape[2]} channels per step but this {self.name} model was "
+                f"trained on {self.n_channels_}"
+            )
+            fix = "Build X the way the training windows were built (same feature set)."
+            if self.source_path_ is not None:
+                raise CheckpointError(f"Model file {self.source_path_}: {problem}. {fix}")
+            raise ConfigError(f"{problem}. {fix}")
+        module = self.module_
+        module.eval()
+        device = next(module.parameters()).device
+        inputs = torch.from_numpy(_normalise(X, self.mean_, self.std_))
+        chunks = []
+        with torch.inference_mode():
+            for batch in inputs.split(_PREDICT_BATCH):
+                output = module(batch.to(device))
+                if isinstance(output, dict):
+                    output = output["direction"]
+                chunks.append(output.double().cpu())
+        logits = torch.cat(chunks) if chunks else torch.zeros(0, self._n_outputs())
+        if self._n_outputs() == 1:  # bce: one logit for class 1
+            p1 = torch.sigmoid(logits.reshape(-1))
+            proba = torch.stack([1.0 - p1, p1], dim=1)
+        else:
+            proba = torch.softmax(logits, dim=1)
+        return proba.numpy().astype(np.float64, copy=False)
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to ONE file, atomically (see the module docstring)."""
+        if not hasattr(self, "module_"):
+            raise ConfigError(
+                f"Cannot save {self.name} to {path}: it is not fitted. Call fit(X, y) first."
+            )
+        from moola import __version__
+
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "class": _qualified_name(type(self)),
+            "params": _plain(self.get_params()),
+            "architecture": self.params["architecture"],
+            "module_config": self.module_config_,
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+            "normaliser": {
+                "mean": torch.from_numpy(self.mean_.copy()),
+                "std": torch.from_numpy(self.std_.copy()),
+            },
+            "n_channels": self.n_channels_,
+            "seq_len": self.seq_len_,
+            "n_classes": self.n_classes_,
+            "trainer_config": self.trainer_config_.model_dump(),
+            "classes": list(range(self.n_classes_)),
+            "moola_version": __version__,
+            "library_versions": _library_versions(),
+            "training_summary": self.training_summary_.to_dict(),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
+
+    @classmethod
+    def load(cls, path: str | Path, *, architecture: str | None = None) -> NeuralEstimator:
+        """Rebuild a model written by ``save`` (weights on the CPU).
+
+        Raises ``CheckpointError`` naming ``path`` for a missing, corrupt or foreign file,
+        one from another model class or a newer format, or (with ``architecture``) one
+        holding another architecture.
+        """
+        path = Path(path)
+        payload = _read_checkpoint(path)
+        expected = _qualified_name(cls)
+        if payload["class"] != expected:
+            raise CheckpointError(
+                f"Model file {path} holds a '{payload.get('model')}' model saved by "
+                f"{payload['class']}, not a {expected}. Load it with that class's load(), or "
+                "point to a file saved by this model."
+            )
+        saved_arch = payload["architecture"]
+        if architecture is not None and saved_arch != architecture:
+            raise CheckpointError(
+                f"Model file {path} holds a '{saved_arch}' network, not '{architecture}'. "
+                f"Load it as '{saved_arch}' or point to a '{architecture}' model file."
+            )
+        _warn_on_version_change(payload.get("library_versions"), path)
+        try:
+            module_config = dict(payload["module_config"])
+            module = build_module(module_config.pop("architecture", saved_arch), **module_config)
+            module.load_state_dict(payload["state_dict"])
+        except (MoolaError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"Model file {path}: its '{saved_arch}' network cannot be rebuilt by this "
+                f"moola ({type(exc).__name__}: {exc}). Retrain and save it again."
+            ) from exc
+        module.eval()
+        estimator = cls(**payload["params"])
+        estimator.module_ = module
+        estimator.module_config_ = config_of(module)
+        estimator.mean_ = payload["normaliser"]["mean"].numpy().astype(np.float64)
+        estimator.std_ = payload["normaliser"]["std"].numpy().astype(np.float64)
+        estimator.n_channels_ = int(payload["n_channels"])
+        estimator.seq_len_ = int(payload.get("seq_len") or 0)
+        estimator.n_classes_ = int(payload["n_classes"])
+        try:
+            estimator.trainer_config_ = TrainerConfig(**payload["trainer_config"])
+            summary = payload.get("training_summary")
+            estimator.training_summary_ = _summary_from(summary) if summary else None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(
+                f"Model file {path} holds a trainer config or training summary this moola "
+                f"cannot read ({type(exc).__name__}: {exc}). Retrain and save it again."
+            ) from exc
+        estimator.source_path_ = path
+        if estimator.mean_.shape != (estimator.n_channels_,):
+            raise CheckpointError(
+                f"Model file {path} is inconsistent: its normaliser has "
+                f"{estimator.mean_.shape} entries for {estimator.n_channels_} channels."
+            )
+        return estimator
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise ConfigError(f"{self.name} is not fitted; call fit(X, y) or load(path) first.")
+
+    def _n_outputs(self) -> int:
+        return int(self.module_config_.get("n_classes", self.n_classes_))
+
+
+def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]:
+    """``params`` -> (module config kwargs, trainer kwargs); unknown keys are an error."""
+    if architecture not in ARCHITECTURES:
+        close = difflib.get_close_matches(str(architecture), ARCHITECTURES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"Unknown architecture '{architecture}'.{hint} Valid: {', '.join(ARCHITECTURES)}."
+        )
+    module_keys = [f.name for f in fields(ARCHITECTURES[architecture][0])]
+    trainer_keys = list(TrainerConfig.model_fields)
+    module_kwargs, trainer_kwargs, unknown = {}, {}, []
+    for key, value in params.items():
+        if key in _ESTIMATOR_KEYS:
+            continue
+        if key in module_keys:
+            module_kwargs[key] = value
+        elif key in trainer_keys:
+            trainer_kwargs[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, module_keys + trainer_keys, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ConfigError(
+            f"Unknown parameter(s) for {architecture}: {', '.join(hints)}. Valid module keys: "
+            f"{', '.join(module_keys)}. Valid trainer keys: {', '.join(trainer_keys)}. "
+            f"Also: {', '.join(_ESTIMATOR_KEYS)}."
+        )
+    return module_kwargs, trainer_kwargs
+
+
+def _windows(X: Any, what: str) -> np.ndarray:
+    """``X`` as a finite float64 ``(N, T, D)`` array with N >= 1."""
+    values = np.asarray(X, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] == 0:
+        raise ConfigError(
+            f"{what} must be windows shaped (N, T, D) with N >= 1; got shape {values.shape}."
+        )
+    if not np.isfinite(values).all():
+        rows = np.flatnonzero(~np.isfinite(values).all(axis=(1, 2)))
+        raise ConfigError(
+            f"{what} holds NaN or infinite values in windows {rows[:5].tolist()}; "
+            "drop or fill them first."
+        )
+    return values
+
+
+def _labels(y: Any, n: int, what: str) -> np.ndarray:
+    """Integer class indices ``(N,)`` int64 with at least two classes in training labels."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ConfigError(
+            f"{what} must be 1-D with one label per window ({n}); got shape {labels.shape}."
+        )
+    if labels.dtype.kind not in "iub" and not (
+        labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0)
+    ):
+        raise ConfigError(
+            f"{what} must hold integer class indices 0..K-1; got dtype {labels.dtype}. "
+            "Map labels to indices first (e.g. np.unique(..., return_inverse=True))."
+        )
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise ConfigError(f"{what} holds negative class index {labels.min()}; use 0..K-1.")
+    if what == "y" and len(np.unique(labels)) < 2:
+        raise ConfigError(
+            f"y holds a single class ({labels[0]}) in {n} windows; a classifier needs at "
+            "least 2. Use a split (or fold) whose training part contains every class."
+        )
+    return labels
+
+
+def _channel_stats(X: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std over samples and time (``(D,)`` float64 each).
+
+    Packed feature channels (the last ``n_features``) live on step 0 only, so their
+    statistics come from that step. A constant channel gets std 1 (left unscaled).
+    """
+    mean = X.mean(axis=(0, 1))
+    std = X.std(axis=(0, 1))
+    if n_features:
+        mean[-n_features:] = X[:, 0, -n_features:].mean(axis=0)
+        std[-n_features:] = X[:, 0, -n_features:].std(axis=0)
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean, std
+
+
+def _normalise(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((X - mean) / std).astype(np.float32)
+
+
+def _field_default(config_cls: type, name: str) -> Any:
+    return next(f.default for f in fields(config_cls) if f.name == name)
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _library_versions() -> dict[str, str]:
+    return {"torch": str(torch.__version__), "numpy": str(np.__version__)}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays made plain (``torch.load`` safe mode)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"Model file {path} does not exist (or is not a file).")
+    try:
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: we refuse them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, or holding arbitrary objects
+        raise CheckpointError(
+            f"Model file {path} cannot be read as a moola neural model: it is corrupt, "
+            f"truncated or not a file written by NeuralEstimator.save ({type(exc).__name__}). "
+            "Point to a saved model, or save the model again."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a moola model file (no 'format': '{FORMAT}' header); it was not "
+            "written by Estimator.save."
+        )
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"Model file {path} is incomplete: it lacks {missing}.")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"Model file {path} has format version {version!r}, newer than the "
+            f"{FORMAT_VERSION} this moola reads; upgrade moola to load it."
+        )
+    return payload
+
+
+def _warn_on_version_change(saved: Any, path: Path) -> None:
+    if not isinstance(saved, dict):
+        return
+    now = _library_versions()
+    changed = [f"{k} {v} (now {now[k]})" for k, v in saved.items() if k in now and v != now[k]]
+    if changed:
+        warnings.warn(
+            f"Model file {path} was saved with {', '.join(changed)}; predictions may differ "
+            "slightly from the saved model's. Retrain to be sure.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _summary_from(data: dict[str, Any]) -> TrainingSummary:
+    data = dict(data)
+    data["train_loss_history"] = tuple(data["train_loss_history"])
+    data["val_loss_history"] = tuple(data["val_loss_history"])
+    return TrainingSummary(**data)

@@ -1,0 +1,473 @@
+"""The training loop: one skeleton for every model moola trains.
+
+``Trainer`` owns everything a module must not: the device, mixed precision, seeding,
+batching, the optimiser and learning-rate schedule, gradient clipping, validation, early
+stopping and restoring the best weights. Models are pure ``nn.Module``s; what one step
+computes is a *step function* ``step(module, batch) -> loss``. ``fit`` trains a classifier
+or regressor with the configured loss; pretraining objectives call ``run`` with their own
+step, and users extend either through callbacks (``moola.training.callbacks``).
+
+Reproducibility: a fit seeds torch (inside ``torch.random.fork_rng``, so the caller's
+CPU random state is untouched) and shuffles with its own seeded ``torch.Generator``; two fits
+with one seed and one initial module give identical weights on the CPU.
+
+Learning rate per optimiser step ``s`` of ``S`` (``W`` warm-up steps = ``warmup_epochs``
+x steps per epoch): ``lr * (s + 1) / W`` while ``s < W``, then with the cosine schedule
+``lr * (1 + cos(pi * (s - W) / (S - W))) / 2`` (the constant schedule keeps ``lr``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from moola.core.devices import select_device
+from moola.core.errors import ConfigError
+from moola.core.settings import DeviceName
+from moola.training.callbacks import Callback, EarlyStopping, TrainingState
+from moola.training.losses import LossName, balanced_class_weights, build_loss
+
+__all__ = [
+    "StepFn",
+    "SupervisedStep",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingSummary",
+    "scheduled_lr",
+]
+
+#: One training or validation step: the mean loss of ``module`` on ``batch``.
+StepFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
+
+_EVAL_BATCH = 1024  # samples per validation batch: no gradients, so larger is fine
+_CLASSIFICATION_LOSSES = ("cross_entropy", "focal")
+
+
+class TrainerConfig(BaseModel):
+    """How to train: frozen, keyword-only, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(100, ge=1, description="Maximum number of passes over the data.")
+    batch_size: int = Field(32, ge=1, description="Samples per optimiser step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 (adam) or decoupled (adamw) decay.")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="After warm-up: cosine decay to 0 over the run, or constant."
+    )
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear learning-rate warm-up.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this (None: no clipping)."
+    )
+    loss: LossName = "cross_entropy"
+    class_weights: Literal["balanced"] | None = Field(
+        None, description="'balanced': weight classes by n / (K * count) of the training set."
+    )
+    focal_gamma: float = Field(2.0, ge=0, description="Focusing exponent of the focal loss.")
+    patience: int | None = Field(
+        10, ge=1, description="Early-stopping patience in epochs (needs validation data)."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Smallest val-loss drop that counts.")
+    seed: int = Field(0, ge=0, description="Seed of initial weights, shuffling and dropout.")
+    device: DeviceName = "auto"
+    mixed_precision: bool = Field(True, description="bf16/fp16 autocast on CUDA (no-op on CPU).")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: in-process).")
+
+
+def trainer_config(**values: Any) -> TrainerConfig:
+    """``TrainerConfig(**values)``, with invalid values reported as one ``ConfigError``."""
+    try:
+        return TrainerConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(root)"
+            if error["type"] == "extra_forbidden":
+                valid = ", ".join(TrainerConfig.model_fields)
+                problems.append(f"unknown key '{key}' (valid keys: {valid})")
+            else:
+                problems.append(f"'{key}': {error['msg']}")
+        raise ConfigError("Invalid trainer config: " + "; ".join(problems) + ".") from None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a fit did; goes into run manifests and saved models (``to_dict``)."""
+
+    epochs_run: int
+    early_stop_epoch: int | None
+    best_epoch: int | None
+    best_val_loss: float | None
+    train_loss_history: tuple[float, ...]
+    val_loss_history: tuple[float, ...]
+    wall_time_s: float
+    device: str
+    samples_per_s: float
+    n_train: int
+    n_val: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (lists, floats, ints, strings, None)."""
+        out = asdict(self)
+        out["train_loss_history"] = list(self.train_loss_history)
+        out["val_loss_history"] = list(self.val_loss_history)
+        return out
+
+
+def scheduled_lr(
+    step: int, *, base_lr: float, warmup_steps: int, total_steps: int, schedule: str = "cosine"
+) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) of ``total_steps``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class SupervisedStep(nn.Module):
+    """``loss(module(x), y)`` for a batch ``(x, y)``; a dict output uses its ``head``."""
+
+    def __init__(self, loss: nn.Module, head: str = "direction") -> None:
+        super().__init__()
+        self.loss = loss
+        self.head = head
+
+    def forward(self, module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch
+        output = module(x)
+        if isinstance(output, dict):
+            output = output[self.head]
+        return self.loss(output, y)
+
+
+class Trainer:
+    """Trains ``nn.Module``s with one loop; see the module docstring.
+
+    ``Trainer(config)`` or ``Trainer(**config_values)`` (``TrainerConfig`` fields).
+    Subclasses may override ``build_optimizer``.
+    """
+
+    def __init__(self, config: TrainerConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = trainer_config(**overrides)
+        elif overrides:
+            config = trainer_config(**{**config.model_dump(), **overrides})
+        self.config = config
+
+    # -- extension points ---------------------------------------------------------------
+
+    def build_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """The optimiser over ``module``'s trainable parameters."""
+        cfg = self.config
+        params = [p for p in module.parameters() if p.requires_grad]
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def build_step(self, y: np.ndarray, n_classes: int | None = None) -> SupervisedStep:
+        """The supervised step for the configured loss; class weights come from ``y``."""
+        cfg = self.config
+        weights = None
+        if cfg.class_weights == "balanced":
+            if cfg.loss == "mse":
+                raise ConfigError("class_weights='balanced' does not apply to loss='mse'.")
+            if cfg.loss == "bce":  # binary: weights of the (rounded) 0/1 targets
+                weights = balanced_class_weights(np.rint(y), 2)
+            else:
+                k = n_classes if n_classes is not None else int(np.max(y)) + 1
+                weights = balanced_class_weights(y, k)
+        return SupervisedStep(
+            build_loss(cfg.loss, class_weights=weights, focal_gamma=cfg.focal_gamma)
+        )
+
+    # -- entry points -------------------------------------------------------------------
+
+    def fit(
+        self,
+        module: nn.Module,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        callbacks: Sequence[Callback] = (),
+        *,
+        n_classes: int | None = None,
+    ) -> TrainingSummary:
+        """Train ``module`` on ``(X, y)`` with the configured loss; see ``run``.
+
+        ``y`` holds class indices for ``cross_entropy``/``focal`` and floats (targets in
+        [0, 1] for ``bce``) otherwise. ``n_classes`` sizes balanced class weights
+        (default: ``max(y) + 1``).
+        """
+        if (X_val is None) != (y_val is None):
+            raise ConfigError("Pass both X_val and y_val, or neither.")
+        train = _supervised_arrays(X, y, self.config.loss, "X", "y")
+        val = None
+        if X_val is not None and y_val is not None:
+            val = _supervised_arrays(X_val, y_val, self.config.loss, "X_val", "y_val")
+        step = self.build_step(train[1], n_classes)
+        return self.run(module, train, val, step=step, callbacks=callbacks)
+
+    def run(
+        self,
+        module: nn.Module,
+        train: Sequence[np.ndarray | torch.Tensor],
+        val: Sequence[np.ndarray | torch.Tensor] | None = None,
+        *,
+        step: StepFn,
+        callbacks: Sequence[Callback] = (),
+    ) -> TrainingSummary:
+        """Train ``module`` in place with ``step`` over aligned arrays ``train``.
+
+        Each batch is the tuple of ``train`` arrays at the same shuffled rows. With ``val``
+        the loop also computes the validation loss each epoch, stops early after
+        ``patience`` epochs without improvement, and restores the weights of the epoch with
+        the lowest validation loss. Returns the ``TrainingSummary``.
+        """
+        cfg = self.config
+        started = time.perf_counter()
+        device = select_device(cfg.device)
+        train_t = _as_tensors(train, "train")
+        val_t = _as_tensors(val, "val") if val is not None else None
+        n = train_t[0].shape[0]
+        order_chunks = _chunk_sizes(n, cfg.batch_size)
+        steps_per_epoch = len(order_chunks)
+        n_used = sum(order_chunks)
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup_steps = cfg.warmup_epochs * steps_per_epoch
+        callbacks = list(callbacks)
+        if val_t is not None and cfg.patience is not None:
+            callbacks.append(EarlyStopping(cfg.patience, cfg.min_delta))
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            generator = torch.Generator().manual_seed(cfg.seed)
+            module.to(device)
+            if isinstance(step, nn.Module):
+                step.to(device)
+            optimizer = self.build_optimizer(module)
+            autocast, scaler = _mixed_precision(device, cfg.mixed_precision)
+            state = TrainingState(module=module, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
+            best_weights: dict[str, torch.Tensor] | None = None
+            early_stop_epoch = None
+            for callback in callbacks:
+                callback.on_train_start(state)
+            try:
+                for epoch in range(1, cfg.epochs + 1):
+                    module.train()
+                    loss_sum = torch.zeros((), device=device)
+                    order = torch.randperm(n, generator=generator)
+                    for batch in self._batches(train_t, order, order_chunks, device):
+                        lr = scheduled_lr(
+                            state.step,
+                            base_lr=cfg.lr,
+                            warmup_steps=warmup_steps,
+                            total_steps=total_steps,
+                            schedule=cfg.lr_schedule,
+                        )
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                        with autocast():
+                            loss = step(module, batch)
+                        optimizer.zero_grad(set_to_none=True)
+                        if scaler is not None:  # fp16 on CUDA: scale to keep small grads alive
+                            scaler.scale(loss).backward()
+                            scaler.unscale_(optimizer)
+                            self._clip(module)
+                            scaler.step(optimizer)
+                            scaler.update()
+                        else:
+                            loss.backward()
+                            self._clip(module)
+                            optimizer.step()
+                        loss_sum += loss.detach().float() * batch[0].shape[0]
+                        state.step += 1
+                        state.lr = lr
+
+                    state.epoch = epoch
+                    state.train_loss = loss_sum.item() / n_used  # one device sync per epoch
+                    if not math.isfinite(state.train_loss):
+                        raise ConfigError(
+                            f"Training loss became {state.train_loss} in epoch {epoch}: the run "
+                            f"diverged. Lower lr (now {cfg.lr:g}), keep grad_clip set, or check "
+                            "the inputs for extreme values."
+                        )
+                    state.train_losses.append(state.train_loss)
+                    if val_t is not None:
+                        state.val_loss = self.evaluate(module, val_t, step, device, autocast)
+                        state.val_losses.append(state.val_loss)
+                        if state.best_val_loss is None or state.val_loss < state.best_val_loss:
+                            state.best_val_loss, state.best_epoch = state.val_loss, epoch
+                            best_weights = {
+                                k: v.detach().clone() for k, v in module.state_dict().items()
+                            }
+                    state.elapsed_s = time.perf_counter() - started
+                    stops = [callback.on_epoch_end(state) for callback in callbacks]
+                    if any(stops):
+                        early_stop_epoch = epoch
+                        break
+
+                if best_weights is not None:
+                    module.load_state_dict(best_weights)
+            finally:  # also when the loop raises: progress bars and the like must close
+                module.eval()
+                for callback in callbacks:
+                    callback.on_train_end(state)
+
+        wall = time.perf_counter() - started
+        return TrainingSummary(
+            epochs_run=state.epoch,
+            early_stop_epoch=early_stop_epoch,
+            best_epoch=state.best_epoch,
+            best_val_loss=state.best_val_loss,
+            train_loss_history=tuple(state.train_losses),
+            val_loss_history=tuple(state.val_losses),
+            wall_time_s=wall,
+            device=str(device),
+            samples_per_s=n_used * state.epoch / wall if wall > 0 else math.inf,
+            n_train=n,
+            n_val=0 if val_t is None else val_t[0].shape[0],
+        )
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        module: nn.Module,
+        arrays: Sequence[torch.Tensor],
+        step: StepFn,
+        device: torch.device,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> float:
+        """Mean of ``step``'s loss over ``arrays`` in eval mode (batches weighted by size)."""
+        module.eval()
+        n = arrays[0].shape[0]
+        total = torch.zeros((), device=device)
+        order = torch.arange(n)
+        for batch in self._batches(arrays, order, _chunk_sizes(n, _EVAL_BATCH, 0), device):
+            with autocast():
+                total += step(module, batch).detach().float() * batch[0].shape[0]
+        return total.item() / n
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _clip(self, module: nn.Module) -> None:
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+
+    def _batches(
+        self,
+        tensors: Sequence[torch.Tensor],
+        order: torch.Tensor,
+        sizes: list[int],
+        device: torch.device,
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches of ``tensors`` at rows ``order`` split by ``sizes``, on ``device``."""
+        on_cuda = device.type == "cuda"
+        chunks = order[: sum(sizes)].split(sizes)
+        if self.config.num_workers > 0:
+            from torch.utils.data import DataLoader, TensorDataset
+
+            loader = DataLoader(
+                TensorDataset(*tensors),
+                batch_sampler=[chunk.tolist() for chunk in chunks],
+                num_workers=self.config.num_workers,
+                pin_memory=on_cuda,
+                # Workers' base seed from its own generator, not torch's global one, which
+                # dropout draws from: results then do not depend on num_workers.
+                generator=torch.Generator().manual_seed(0),
+            )
+            for batch in loader:
+                yield tuple(t.to(device, non_blocking=on_cuda) for t in batch)
+            return
+        for index in chunks:
+            if on_cuda:  # pinned host memory lets the copy overlap with compute
+                yield tuple(t[index].pin_memory().to(device, non_blocking=True) for t in tensors)
+            elif device.type == "cpu":
+                yield tuple(t[index] for t in tensors)
+            else:
+                yield tuple(t[index].to(device) for t in tensors)
+
+
+def _chunk_sizes(n: int, batch_size: int, min_last: int = 2) -> list[int]:
+    """Batch sizes covering ``n`` rows; a trailing batch smaller than ``min_last`` is
+    dropped when other batches exist (a 1-sample batch breaks batch statistics)."""
+    if n < 1:
+        raise ConfigError("The training (or validation) arrays are empty; pass samples.")
+    sizes = [batch_size] * (n // batch_size)
+    if n % batch_size:
+        sizes.append(n % batch_size)
+    if len(sizes) > 1 and sizes[-1] < min_last:
+        sizes.pop()
+    return sizes
+
+
+def _as_tensors(arrays: Sequence[np.ndarray | torch.Tensor], what: str) -> list[torch.Tensor]:
+    """CPU tensors (floats as float32) of one length."""
+    tensors = []
+    for array in arrays:
+        if isinstance(array, torch.Tensor):
+            tensor = array.detach().cpu()
+        else:
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        tensors.append(tensor)
+    lengths = {t.shape[0] for t in tensors}
+    if len(lengths) != 1:
+        raise ConfigError(f"The {what} arrays must have one length; got {sorted(lengths)}.")
+    return tensors
+
+
+def _supervised_arrays(
+    X: np.ndarray, y: np.ndarray, loss: str, x_name: str, y_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as finite float32 and ``y`` as int64 class indices or float32 targets."""
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y).reshape(-1)
+    if X.shape[0] != y.shape[0]:
+        raise ConfigError(
+            f"{x_name} has {X.shape[0]} samples but {y_name} has {y.shape[0]}; they must match."
+        )
+    if not np.isfinite(X).all():
+        bad = int(np.argwhere(~np.isfinite(X).reshape(X.shape[0], -1).all(axis=1))[0, 0])
+        raise ConfigError(
+            f"{x_name} holds NaN or infinite values (first at sample {bad}); "
+            "clean or drop those samples before training."
+        )
+    if loss in _CLASSIFICATION_LOSSES:
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+            raise ConfigError(
+                f"{y_name} must hold integer class indices for loss={loss!r}; "
+                "use loss='mse' for real-valued targets."
+            )
+        y = y.astype(np.int64)
+        if y.size and y.min() < 0:
+            raise ConfigError(f"{y_name} holds negative class indices; classes are 0..K-1.")
+        return X, y
+    y = y.astype(np.float32)
+    if not np.isfinite(y).all():
+        raise ConfigError(f"{y_name} holds NaN or infinite targets; drop those samples.")
+    return X, y
+
+
+def _mixed_precision(
+    device: torch.device, enabled: bool
+) -> tuple[Callable[[], contextlib.AbstractContextManager[Any]], Any]:
+    """An autocast context factory and a grad scaler (fp16 only); no-ops off CUDA."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
