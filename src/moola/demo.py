@@ -23,6 +23,8 @@ from moola.data.registry import Registry
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
 from moola.features.dc import dc_features
 from moola.features.window import PRICE_ACTION_COLUMNS, price_action_features, relative_windows
+from moola.pipeline.lifecycle import write_report
+from moola.pipeline.train import TrainConfig, flat_metrics, run_training
 from moola.sim import CommissionModel, futures_instrument
 from moola.tracking.runs import RunStore, new_run_id
 
@@ -38,6 +40,7 @@ class DemoResult:
     report_path: Path
     lines: list[str]
     audit: dict[str, Any]
+    models: list[dict[str, Any]]
 
 
 def run_demo(
@@ -46,9 +49,13 @@ def run_demo(
     n_bars: int = 150_000,
     n_patterns: int = 240,
     seed: int = 7,
+    quick: bool = False,
     on_step: Callable[[str], None] = lambda _: None,
 ) -> DemoResult:
-    """Run the demo pipeline under ``data_root`` and return what it made."""
+    """Run the demo pipeline under ``data_root`` and return what it made.
+
+    ``quick`` trains smaller models (fewer MiniRocket kernels, fewer epochs): for tests.
+    """
     started = time.perf_counter()
     registry = Registry(data_root)
     timings: dict[str, float] = {}
@@ -105,6 +112,13 @@ def run_demo(
     )
     step("backtesting a baseline rule on the held-out period, with costs")
     backtest = _baseline_backtest(registry.load_raw(raw.name, raw.version), data)
+    step("splitting for out-of-fold validation (purged k-fold, embargo)")
+    kfold_name, kfold_version, _ = make_and_store_split(
+        registry, labeled, "purged-kfold", name="demo-kfold", folds=5, embargo=WINDOW_LENGTH
+    )
+    models = _train_models(
+        registry, labeled, f"{kfold_name}@v{kfold_version}", seed, step, quick=quick
+    )
     step("verifying the registry")
     problems = registry.verify()
 
@@ -140,6 +154,7 @@ def run_demo(
         "data": data.audit,
         "datasets": [ref.to_dict() for ref in datasets],
         "registry_problems": problems,
+        "models": models,
         "backtest": {"rule": f"dc_trend(up={DC_THRESHOLD})", "stats": backtest.stats},
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
@@ -189,6 +204,14 @@ def run_demo(
             f"relative view feeds sequence models as {relative.shape} float32 arrays.",
         ),
         Section(
+            "Models, out of fold (purged 5-fold, embargo of one window)",
+            table_html(models, ["model", "run", *MODEL_COLUMNS]),
+            "Each model is trained five times, each fold predicting only windows its model "
+            "never saw; metrics are on those out-of-fold predictions after cross-fitted Platt "
+            "calibration, with 95% bootstrap intervals in each run's own report. The stack "
+            "learns only from the base models' out-of-fold probabilities.",
+        ),
+        Section(
             "Backtest of a baseline rule on the test period",
             _backtest_html(backtest),
             "No trained model exists yet at this stage of moola, so the demo trades a "
@@ -227,6 +250,13 @@ def run_demo(
         + "; ".join(f"{p['part']} " + ", ".join(f"{c} {p[c]}" for c in data.classes) for p in parts)
     )
     lines.append(
+        "models (out of fold): "
+        + "; ".join(
+            f"{m['model']} acc {m['accuracy']:.3f} minority F1 {m['minority_f1']:.3f}"
+            for m in models
+        )
+    )
+    lines.append(
         f"baseline rule backtest on the test period: {backtest.stats.get('n_trades')} trades, "
         f"total return {backtest.stats.get('total_return') or 0:+.2%} after costs"
     )
@@ -236,7 +266,73 @@ def run_demo(
         f"registry check: {'ok' if not problems else f'{len(problems)} problems'}; "
         f"{manifest['wall_time_s']:.1f} s"
     )
-    return DemoResult(run_id, run_dir / "report.html", lines, data.audit)
+    return DemoResult(run_id, run_dir / "report.html", lines, data.audit, models)
+
+
+MODEL_COLUMNS = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
+
+
+def _train_models(
+    registry: Registry,
+    labeled: Any,
+    split: str,
+    seed: int,
+    step: Callable[[str], None],
+    *,
+    quick: bool,
+) -> list[dict[str, Any]]:
+    """Train the comparison set with OOF validation; one row of headline metrics each."""
+    plan = [
+        ("logistic_regression", {}),
+        ("minirocket", {"n_kernels": 840 if quick else 4_000}),
+        ("simple_lstm", {"epochs": 3 if quick else 30, "patience": 5}),
+    ]
+    rows = []
+    runs = []
+    for model, params in plan:
+        step(f"training {model} (5 folds)")
+        config = TrainConfig(
+            model=model,
+            dataset=f"{labeled.name}@v{labeled.version}",
+            split=split,
+            params=params,
+            seed=seed,
+            n_bootstrap=200 if quick else 1000,
+        )
+        result = run_training(registry, config)
+        runs.append(result.run_id)
+        rows.append(
+            {
+                "model": model,
+                "run": result.run_id,
+                **{
+                    k: flat_metrics(result.calibrated_report or result.report)[k]
+                    for k in MODEL_COLUMNS
+                },
+            }
+        )
+    step("training the stacking ensemble on out-of-fold probabilities")
+    stack = run_training(
+        registry,
+        TrainConfig(
+            model="stack",
+            dataset=f"{labeled.name}@v{labeled.version}",
+            split=split,
+            base_runs=runs,
+            seed=seed,
+            n_bootstrap=200 if quick else 1000,
+        ),
+    )
+    rows.append(
+        {
+            "model": "stack",
+            "run": stack.run_id,
+            **{k: flat_metrics(stack.calibrated_report or stack.report)[k] for k in MODEL_COLUMNS},
+        }
+    )
+    for run_id in [*runs, stack.run_id]:
+        write_report(registry, run_id)
+    return rows
 
 
 def _baseline_backtest(bars: Any, data: Any) -> Any:

@@ -13,7 +13,9 @@ from moola.cli import bars as bars_commands
 from moola.cli import data as data_commands
 from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
+from moola.cli import models as models_commands
 from moola.cli import runs as runs_commands
+from moola.cli import train as train_commands
 from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import MoolaError
 from moola.core.settings import load_settings
@@ -30,8 +32,10 @@ app.add_typer(features_commands.app, name="features")
 app.add_typer(bars_commands.app, name="bars")
 app.add_typer(labels_commands.app, name="labels")
 app.add_typer(runs_commands.app, name="runs")
-# `backtest` is a single command, not a group: mount it at the top level.
+app.add_typer(models_commands.app, name="models")
+# Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(backtest_command.app.registered_commands)
+app.registered_commands.extend(train_commands.app.registered_commands)
 
 
 @app.callback()
@@ -76,8 +80,11 @@ def demo(
     bars: int = typer.Option(150_000, min=5_000, help="Synthetic 1-minute bars to generate."),
     patterns: int = typer.Option(240, min=10, help="Planted, labelled patterns."),
     seed: int = typer.Option(7, help="Seed of the synthetic market."),
+    quick: bool = typer.Option(False, help="Smaller models and fewer epochs (a smoke test)."),
 ) -> None:
     """Run the pipeline end to end on the embedded synthetic market; ends in an HTML report."""
+    from rich.table import Table
+
     from moola.demo import run_demo
 
     settings = settings_of(ctx)
@@ -87,10 +94,20 @@ def demo(
             n_bars=bars,
             n_patterns=patterns,
             seed=seed,
+            quick=quick,
             on_step=lambda text: status.update(f"moola demo: {text}"),
         )
     for line in result.lines:
         console.print(line)
+    table = Table(title="Models, out of fold (calibrated)")
+    columns = [c for c in result.models[0] if c != "run"] if result.models else []
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result.models:
+        table.add_row(
+            *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
+        )
+    console.print(table)
     console.print(f"\n[bold]Report:[/] {result.report_path}")
 
 

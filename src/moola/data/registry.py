@@ -47,8 +47,8 @@ from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
 from moola.data.splits import Split, validate_split
 from moola.data.windows import WindowSet, window_starts
 
-DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", "features", "labels")
-TABLE_KINDS: tuple[str, ...] = ("features", "labels")
+TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions")
+DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", *TABLE_KINDS)
 SPLITS_DIR = "splits"
 MIN_SYNTHETIC_KS_PVALUE = 0.1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

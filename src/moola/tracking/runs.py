@@ -60,9 +60,20 @@ class RunStore:
 
     def append_result(self, record: dict[str, Any]) -> None:
         """Append one line to the experiment log; whole lines only, even under concurrency."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._append(self.root / RESULTS_FILE, record)
+
+    def append_log(self, name: str, record: dict[str, Any]) -> None:
+        """Append one record to ``artifacts/<name>`` (ledgers of decisions, append-only)."""
+        self._append(self.root / "artifacts" / name, record)
+
+    def read_log(self, name: str) -> list[dict[str, Any]]:
+        """Every record of ``artifacts/<name>``, oldest first (empty if none)."""
+        return _read_lines(self.root / "artifacts" / name)
+
+    def _append(self, path: Path, record: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         line = (canonical_json(record) + "\n").encode()
-        fd = os.open(self.root / RESULTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line)
@@ -90,7 +101,10 @@ class RunStore:
 
     def results(self) -> list[dict[str, Any]]:
         """Every line of the experiment log, oldest first."""
-        path = self.root / RESULTS_FILE
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return _read_lines(self.root / RESULTS_FILE)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

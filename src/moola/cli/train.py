@@ -1,0 +1,174 @@
+"""``moola train | evaluate | report | promote``: runs from training to promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from moola.cli._common import console, settings_of
+from moola.core.errors import ConfigError
+from moola.core.settings import load_config
+from moola.data.registry import Registry
+
+app = typer.Typer()
+
+
+def _registry(ctx: typer.Context) -> Registry:
+    return Registry(settings_of(ctx).data_root)
+
+
+def _status_block(info: dict[str, Any]) -> None:
+    lines = "\n".join(f"[bold]{key}[/]: {value}" for key, value in info.items())
+    console.print(Panel(lines, title="run status", expand=False))
+
+
+def _results_block(info: dict[str, Any]) -> None:
+    table = Table(title=f"results ({info['mode']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("uncalibrated", justify="right")
+    for key, value in info["metrics"].items():
+        raw = info["uncalibrated"].get(key)
+        table.add_row(key, _fmt(value), _fmt(raw))
+    console.print(table)
+    console.print(f"run folder: {info['run_dir']}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _on_event(kind: str, info: dict[str, Any]) -> None:
+    if kind == "status":
+        _status_block(info)
+    elif kind == "fold":
+        console.print(
+            f"  fold {info.get('fold')}: "
+            + ", ".join(
+                f"{k} {_fmt(v)}" for k, v in info.items() if k != "fold" and not isinstance(v, dict)
+            )
+        )
+    elif kind == "results":
+        _results_block(info)
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, help="Model name (see `moola models list`)."),
+    dataset: str | None = typer.Option(None, help="Labeled dataset NAME or NAME@vN."),
+    split: str | None = typer.Option(None, help="Split NAME or NAME@vN (folds: OOF run)."),
+    config: Path | None = typer.Option(None, help="YAML run config; flags override it."),
+    params: str | None = typer.Option(None, help='Model params as JSON, e.g. {"epochs": 20}.'),
+    calibration: str | None = typer.Option(None, help="none, platt, isotonic or temperature."),
+    inputs: str | None = typer.Option(None, help="auto, relative, price_action or ohlc."),
+    synthetic: str | None = typer.Option(None, help="Synthetic set to add to train only."),
+    base_run: list[str] = typer.Option(None, help="Base run ids for the stack model."),
+    seed: int | None = typer.Option(None, help="Seed (default: the global --seed or 0)."),
+    bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
+) -> None:
+    """Train one model with out-of-fold or holdout validation and record the run."""
+    from moola.pipeline.train import TrainConfig, run_training
+
+    overrides: dict[str, Any] = {
+        "model": model,
+        "dataset": dataset,
+        "split": split,
+        "calibration": calibration,
+        "inputs": inputs,
+        "synthetic": synthetic,
+        "seed": seed,
+        "n_bootstrap": bootstrap,
+        "base_runs": base_run or None,
+    }
+    if params is not None:
+        try:
+            overrides["params"] = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--params is not valid JSON ({exc}): {params}") from None
+    if overrides["seed"] is None:
+        overrides["seed"] = settings_of(ctx).seed
+    if config is not None:
+        resolved = load_config(config, TrainConfig, **overrides)
+    else:
+        missing = [flag for flag in ("model", "dataset", "split") if overrides[flag] is None]
+        if missing:
+            raise ConfigError(
+                "moola train needs "
+                + ", ".join(f"--{m}" for m in missing)
+                + " (or a --config file that sets them)."
+            )
+        resolved = load_config_from_flags(TrainConfig, overrides)
+    run_training(_registry(ctx), resolved, on_event=_on_event)
+
+
+def load_config_from_flags(model: Any, overrides: dict[str, Any]) -> Any:
+    """Build a run config from flags alone, with the same error messages as a file."""
+    from pydantic import ValidationError
+
+    from moola.core.settings import _describe
+
+    try:
+        return model.model_validate({k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "flags")) from None
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix works)."),
+    test: bool = typer.Option(False, "--test", help="Score the split's untouched test part."),
+    allow_test_reuse: bool = typer.Option(
+        False, help="Score a test part that was already looked at (recorded)."
+    ),
+) -> None:
+    """Score a run on its test part, once; every look is recorded in the test ledger."""
+    from moola.pipeline.lifecycle import evaluate_test
+
+    if not test:
+        raise ConfigError(
+            "Say what to evaluate: `moola evaluate RUN --test` scores the test "
+            "part (once). Validation/OOF metrics are already in the run."
+        )
+    report = evaluate_test(_registry(ctx), run_id, allow_reuse=allow_test_reuse)
+    table = Table(title="test part")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    for key, value in report["metrics"].items():
+        interval = report["intervals"].get(key, {})
+        table.add_row(
+            key, _fmt(value), f"[{_fmt(interval.get('low'))}, {_fmt(interval.get('high'))}]"
+        )
+    console.print(table)
+
+
+@app.command()
+def report(ctx: typer.Context, run_id: str = typer.Argument(..., help="Run id or prefix.")) -> None:
+    """Write the run's self-contained HTML report and print its path."""
+    from moola.pipeline.lifecycle import write_report
+
+    console.print(str(write_report(_registry(ctx), run_id)))
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id or prefix."),
+    min_accuracy: float = typer.Option(0.68, help="Gate: minimum accuracy."),
+    max_ece: float = typer.Option(0.05, help="Gate: maximum expected calibration error."),
+) -> None:
+    """Copy a run's model into artifacts/models/promoted if it passes every gate."""
+    from moola.evaluation.gates import GateConfig
+    from moola.pipeline.lifecycle import promote as promote_run
+
+    decision = promote_run(
+        _registry(ctx), run_id, GateConfig(min_accuracy=min_accuracy, max_ece=max_ece)
+    )
+    console.print(f"[green]promoted[/] on {decision['basis']} metrics: {decision['path']}")

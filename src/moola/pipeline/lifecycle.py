@@ -1,0 +1,265 @@
+"""After training: score the test part once, write the report, promote through gates.
+
+- ``evaluate_test`` scores a holdout run on its split's test part. The test part is a
+  one-time resource: every look is written to ``artifacts/test_ledger.jsonl`` before the
+  score is shown, and a second look at the same split's test part (by any run) is refused
+  unless explicitly allowed, which is recorded too. Model selection on test is how small
+  labeled sets produce results that do not survive contact with new data.
+- ``write_report`` renders a run's self-contained HTML report.
+- ``promote`` checks a run against the promotion gates; the decision (pass or refusal,
+  with every gate's value and threshold) is appended to ``artifacts/gate_decisions.jsonl``
+  before anything is copied to ``artifacts/models/promoted/<run_id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moola.core.atomic import atomic_directory, atomic_write_text
+from moola.core.errors import ConfigError, LeakageError
+from moola.core.provenance import utc_now_iso
+from moola.data.registry import Registry
+from moola.evaluation.gates import GateConfig, evaluate_gates
+from moola.evaluation.metrics import classification_report
+from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
+from moola.models import create
+from moola.pipeline.train import TrainConfig, flat_metrics, model_inputs
+from moola.tracking.runs import RunStore
+
+TEST_LEDGER = "test_ledger.jsonl"
+GATE_DECISIONS = "gate_decisions.jsonl"
+
+
+def load_manifest(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
+    """A run's folder and manifest."""
+    run_dir = store.run_dir(run_id)
+    return run_dir, json.loads((run_dir / "manifest.json").read_text())
+
+
+def _test_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    folder = run_dir / "evaluations"
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("test-*.json"))]
+
+
+def evaluate_test(
+    registry: Registry, run_id: str, *, allow_reuse: bool = False, n_bootstrap: int = 1000
+) -> dict[str, Any]:
+    """Score a holdout run on its split's test part, once; returns the metrics report."""
+    store = RunStore(registry.root)
+    run_dir, manifest = load_manifest(store, run_id)
+    if manifest.get("kind") != "train":
+        raise ConfigError(
+            f"Run {run_dir.name} is a {manifest.get('kind')} run, not a training run."
+        )
+    if manifest["mode"] != "holdout":
+        raise ConfigError(
+            f"Run {run_dir.name} was evaluated out of fold over all its samples; it has no "
+            "untouched test part. Use a forward-chaining split to hold out a test part."
+        )
+    config = TrainConfig.model_validate(manifest["config"])
+    split_hash = manifest["data"]["split"]["split_hash"]
+    earlier = [entry for entry in store.read_log(TEST_LEDGER) if entry["split_hash"] == split_hash]
+    if earlier and not allow_reuse:
+        runs = ", ".join(sorted({entry["run_id"] for entry in earlier}))
+        raise LeakageError(
+            f"The test part of split {config.split} was already looked at (by run(s) {runs}). "
+            "Scoring it again turns it into a model-selection set and its numbers stop "
+            "being an unbiased estimate. Make a new split with a later test period, or "
+            "pass --allow-test-reuse to do it anyway (recorded in the ledger)."
+        )
+    data = registry.load_labeled(*_ref(manifest["data"]["dataset"]), split=f"{config.split}")
+    X, _ = model_inputs(config.inputs, config.model, data.X)
+    estimator = type(create(config.model)).load(run_dir / "model.bin")
+    proba = estimator.predict_proba(X[data.test.indices])
+    calibrated = None
+    if (run_dir / "calibrator.pkl").is_file():
+        calibrator = pickle.loads((run_dir / "calibrator.pkl").read_bytes())
+        calibrated = calibrator.transform(proba)
+    store.append_log(
+        TEST_LEDGER,
+        {
+            "run_id": run_dir.name,
+            "split_hash": split_hash,
+            "split": config.split,
+            "at": utc_now_iso(),
+            "reuse_allowed": bool(earlier) and allow_reuse,
+        },
+    )
+    report = classification_report(
+        data.test.y,
+        calibrated if calibrated is not None else proba,
+        classes=data.classes,
+        n_bootstrap=n_bootstrap,
+        seed=config.seed,
+    )
+    record = {
+        "at": utc_now_iso(),
+        "part": "test",
+        "calibrated": calibrated is not None,
+        "samples": len(data.test),
+        "metrics": report,
+        "reused_test": bool(earlier),
+    }
+    name = f"test-{record['at'].replace(':', '')}.json"
+    atomic_write_text(run_dir / "evaluations" / name, json.dumps(record, indent=2) + "\n")
+    store.append_result(
+        {
+            "run_id": run_dir.name,
+            "kind": "evaluate",
+            "part": "test",
+            "model": config.model,
+            "dataset": manifest["data"]["dataset"],
+            "metrics": flat_metrics(report),
+        }
+    )
+    return report
+
+
+def gate_basis(run_dir: Path, manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The metrics promotion is judged on: test if scored, else calibrated OOF."""
+    tests = _test_evaluations(run_dir)
+    if tests:
+        return "test", tests[-1]["metrics"]
+    if manifest["mode"] == "oof":
+        chosen = manifest.get("calibrated_metrics") or manifest["metrics"]
+        return "out-of-fold", chosen
+    raise ConfigError(
+        f"Run {run_dir.name} has no test evaluation; score it once with "
+        f"`moola evaluate {run_dir.name} --test` before promoting."
+    )
+
+
+def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) -> dict[str, Any]:
+    """Promote a run that passes every gate; refuse, listing each failed gate, otherwise."""
+    store = RunStore(registry.root)
+    run_dir, manifest = load_manifest(store, run_id)
+    basis, report = gate_basis(run_dir, manifest)
+    metrics = {**report["metrics"], **flat_metrics(report)}
+    backtest = manifest.get("backtest", {}).get("stats") if manifest.get("backtest") else None
+    record = evaluate_gates(metrics, gates or GateConfig(), backtest)
+    decision = {
+        "run_id": run_dir.name,
+        "at": utc_now_iso(),
+        "basis": basis,
+        "gates": record.to_dict(),
+    }
+    store.append_log(GATE_DECISIONS, decision)  # recorded before anything acts on it
+    if not record.passed:
+        failed = [g for g in decision["gates"]["gates"] if not g["passed"]]
+        reasons = "; ".join(
+            f"{g['name']}: {g.get('value')} vs threshold {g.get('threshold')}"
+            + (f" ({g['reason']})" if g.get("reason") else "")
+            for g in failed
+        )
+        raise ConfigError(
+            f"Run {run_dir.name} was not promoted ({basis} metrics). Failed gates: {reasons}. "
+            "The decision is recorded in " + str(store.root / "artifacts" / GATE_DECISIONS) + "."
+        )
+    target = store.root / "artifacts" / "models" / "promoted" / run_dir.name
+    with atomic_directory(target) as tmp:
+        for name in ("model.bin", "calibrator.pkl", "manifest.json"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, tmp / name)
+        (tmp / "gate.json").write_text(json.dumps(decision, indent=2) + "\n")
+    return {**decision, "path": str(target)}
+
+
+def write_report(registry: Registry, run_id: str) -> Path:
+    """Render ``report.html`` for a run from its manifest and plots; returns its path."""
+    store = RunStore(registry.root)
+    run_dir, manifest = load_manifest(store, run_id)
+    config = manifest["config"]
+    report = manifest["metrics"]
+    calibrated = manifest.get("calibrated_metrics")
+    status = [
+        {
+            "model": config["model"],
+            "params": json.dumps(manifest["resolved_params"]),
+            "inputs": manifest["inputs"],
+            "data": manifest["data"]["dataset"]["name"]
+            + f"@v{manifest['data']['dataset']['version']}",
+            "split": manifest["data"]["split"]["name"],
+            "mode": manifest["mode"],
+            "seed": manifest["seed"],
+            "calibration": config["calibration"],
+        }
+    ]
+    sections = [
+        Section(
+            "Status",
+            table_html(status),
+            f"Counts: {manifest['data']['split']['counts']}; "
+            f"train synthetic ratio {manifest['data']['train_synthetic_ratio']:.2f}; "
+            f"val/test synthetic {manifest['data']['val_synthetic_count']}/"
+            f"{manifest['data']['test_synthetic_count']}.",
+        ),
+        Section(
+            "Metrics with 95% bootstrap intervals",
+            _metrics_table(report, calibrated),
+            "Out-of-fold"
+            if manifest["mode"] == "oof"
+            else "Validation part (the calibrator "
+            "was fitted on it, so only uncalibrated validation metrics are shown)",
+        ),
+        Section(
+            "Per class (minority first)",
+            table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
+        ),
+    ]
+    for evaluation in _test_evaluations(run_dir):
+        sections.append(
+            Section(
+                f"Test part, scored {evaluation['at']}",
+                _metrics_table(evaluation["metrics"], None),
+                "Looked at once and recorded in the test ledger."
+                + (
+                    " This split's test part had been looked at before."
+                    if evaluation["reused_test"]
+                    else ""
+                ),
+            )
+        )
+    plots = "".join(
+        image_html((run_dir / name).read_bytes(), name)
+        for name in ("reliability.png", "confusion.png", "pr_curve.png", "learning_curve.png")
+        if (run_dir / name).is_file()
+    )
+    sections.append(Section("Plots", plots))
+    sections.append(Section("Manifest", pre_html(json.dumps(manifest, indent=2, default=str))))
+    html = render_report(f"moola run {run_dir.name}", sections, subtitle=config["model"])
+    path = run_dir / "report.html"
+    atomic_write_text(path, html, overwrite=True)
+    return path
+
+
+def _metrics_table(report: dict[str, Any], calibrated: dict[str, Any] | None) -> str:
+    rows = []
+    for key, value in report["metrics"].items():
+        interval = report.get("intervals", {}).get(key, {})
+        row = {
+            "metric": key,
+            "value": _num(value),
+            "95% interval": f"[{_num(interval.get('low'))}, {_num(interval.get('high'))}]",
+        }
+        if calibrated is not None:
+            row["calibrated"] = _num(calibrated["metrics"].get(key))
+        rows.append(row)
+    return table_html(rows)
+
+
+def _num(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _ref(dataset: dict[str, Any]) -> tuple[str, int]:
+    return dataset["name"], dataset["version"]

@@ -1,0 +1,486 @@
+"""``moola train``: one model, one labeled dataset, one split -> an auditable run.
+
+A run estimates performance honestly and records exactly what it trained on:
+
+- **Split with folds** (purged k-fold, walk-forward): a fresh model per fold predicts the
+  fold's test samples, giving out-of-fold (OOF) probabilities for every covered sample.
+  The headline metrics are OOF metrics. The calibrator is cross-fitted (for each fold it
+  is fitted on the other folds' OOF predictions), so calibrated OOF metrics are honest too.
+  The final model is then fitted on all covered samples, with a calibrator fitted on all
+  OOF predictions.
+- **Split with train/val/test** (forward chaining): the model is fitted on train (early
+  stopping on val), calibrated on val, and reported on val. The test part is not touched;
+  ``moola evaluate RUN --test`` scores it once, on purpose, and records that it did.
+
+Everything goes into ``artifacts/runs/<run_id>/`` with a manifest (resolved config, seed,
+data lineage with hashes, split, metrics, training summary, library versions) and one
+line in ``experiment_results.jsonl``. OOF predictions are stored through the registry as
+a ``predictions`` table whose parent is the labeled dataset.
+"""
+
+from __future__ import annotations
+
+import pickle
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from moola.core.errors import ConfigError, LeakageError
+from moola.core.hashing import sha256_json
+from moola.core.settings import RunConfig
+from moola.data.registry import LabeledData, Registry, parse_ref
+from moola.evaluation.metrics import classification_report
+from moola.features.window import price_action_features, relative_windows
+from moola.models import create, model_card
+from moola.models.base import Estimator
+from moola.tracking.runs import RunStore, new_run_id
+from moola.training.calibration import Calibrator, calibrate
+from moola.training.oof import out_of_fold
+
+InputView = Literal["auto", "relative", "price_action", "ohlc"]
+CalibrationMethod = Literal["none", "platt", "isotonic", "temperature"]
+HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "torch", "aeon", "lightgbm", "ta-lib")
+
+
+class TrainConfig(RunConfig):
+    """Everything that defines a training run; its hash is recorded with the run."""
+
+    model: str
+    dataset: str
+    split: str
+    inputs: InputView = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
+    calibration: CalibrationMethod = "platt"
+    seed: int = 0
+    n_bootstrap: int = 1000
+    synthetic: str | None = None
+    allow_low_quality_synthetic: bool = False
+    base_runs: list[str] = Field(default_factory=list)
+
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class _Outcome(NamedTuple):
+    """What either validation mode hands back to ``run_training``."""
+
+    model: Estimator
+    calibrator: Calibrator | None
+    report: dict[str, Any]
+    calibrated_report: dict[str, Any] | None
+    predictions: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced: where it lives and what it measured."""
+
+    run_id: str
+    run_dir: Path
+    mode: str
+    report: dict[str, Any]
+    calibrated_report: dict[str, Any] | None
+    manifest: dict[str, Any]
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries a result depends on (None when not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def model_inputs(view: InputView, model: str, X: np.ndarray) -> tuple[np.ndarray, str]:
+    """The array a model sees: scale-free relative bars, price-action features or raw OHLC."""
+    if view == "auto":
+        kind = model_card(model).input_kind
+        view = "price_action" if kind == "tabular" else "relative"
+    if view == "relative":
+        return relative_windows(X), view
+    if view == "price_action":
+        return price_action_features(X).to_numpy(np.float64), view
+    return np.asarray(X, dtype=np.float32), view
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
+    """Headline scalars of a metrics report, plus minority-class F1 and recall."""
+    flat = {key: report["metrics"].get(key) for key in HEADLINE}
+    minority = report["per_class"][0]
+    flat["minority_f1"] = minority["f1"]
+    flat["minority_recall"] = minority["recall"]
+    return flat
+
+
+def run_training(
+    registry: Registry,
+    config: TrainConfig,
+    *,
+    on_event: EventSink = lambda *_: None,
+) -> TrainResult:
+    """Train, evaluate and record one run (see the module docstring)."""
+    started = time.perf_counter()
+    data = registry.load_labeled(
+        *_name_version(config.dataset),
+        split=config.split,
+        synthetic=config.synthetic,
+        allow_low_quality_synthetic=config.allow_low_quality_synthetic,
+    )
+    split = data.split
+    assert split is not None
+    card = model_card(config.model)
+    params = {**config.params}
+    if "random_state" in _param_names(config.model) and "random_state" not in params:
+        params["random_state"] = config.seed
+    if card.input_kind == "sequence" and card.entry_point.startswith("moola.training"):
+        params.setdefault("seed", config.seed)
+    run_id = new_run_id(config.model)
+    status = {
+        "run_id": run_id,
+        "model": config.model,
+        "params": params,
+        "data": str(data.ref),
+        "split": f"{data.audit['split']['name']}@v{data.audit['split']['version']}",
+        "strategy": split.strategy,
+        "counts": data.audit["split"]["counts"],
+        "synthetic": data.audit.get("synthetic"),
+        "train_synthetic_ratio": data.audit["train_synthetic_ratio"],
+        "calibration": config.calibration,
+        "seed": config.seed,
+    }
+    on_event("status", status)
+
+    if card.input_kind == "probabilities":
+        X_all, view = _stacked_inputs(registry, config, data), "oof_probabilities"
+    else:
+        X_all, view = model_inputs(config.inputs, config.model, data.X)
+
+    def make_estimator() -> Estimator:
+        return create(config.model, **params)
+
+    files: dict[str, bytes | str] = {}
+    if split.folds:
+        if config.synthetic is not None:
+            raise ConfigError(
+                "Synthetic sets can be mixed into a train/val/test split only (forward "
+                "chaining); out-of-fold runs over folds do not support them yet."
+            )
+        mode = "oof"
+        outcome = _run_oof(config, data, X_all, make_estimator, on_event)
+    else:
+        mode = "holdout"
+        outcome = _run_holdout(config, data, X_all, make_estimator, on_event)
+    final, calibrator, report, calibrated, predictions, summary = outcome
+
+    files["model.bin"] = _saved_bytes(final)
+    if calibrator is not None:
+        files["calibrator.pkl"] = pickle.dumps(calibrator)
+    files.update(_plots(report, predictions, data.classes, summary))
+
+    predictions_ref = registry.write_table(
+        "predictions",
+        run_id,
+        predictions,
+        parents=[data.ref],
+        meta={"run_id": run_id, "mode": mode, "classes": list(data.classes)},
+        transformations=[{"name": "train", "params": {"model": config.model, **params}}],
+    )
+    manifest = {
+        "kind": "train",
+        "mode": mode,
+        "config": config.model_dump(mode="json"),
+        "config_hash": sha256_json(config.model_dump(mode="json")),
+        "resolved_params": params,
+        "inputs": view,
+        "seed": config.seed,
+        "data": data.audit,
+        "predictions": predictions_ref.to_dict(),
+        "metrics": report,
+        "calibrated_metrics": calibrated,
+        "training": summary,
+        "libraries": library_versions(),
+        "test_evaluated": False,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    store = RunStore(registry.root)
+    run_dir = store.write_run(run_id, manifest, files)
+    headline = flat_metrics(calibrated or report)
+    store.append_result(
+        {
+            "run_id": run_id,
+            "kind": "train",
+            "mode": mode,
+            "model": config.model,
+            "dataset": str(data.ref),
+            "split": status["split"],
+            "config_hash": manifest["config_hash"],
+            "seed": config.seed,
+            "metrics": headline,
+            "uncalibrated": flat_metrics(report),
+            "wall_time_s": manifest["wall_time_s"],
+        }
+    )
+    on_event(
+        "results",
+        {
+            "run_id": run_id,
+            "mode": mode,
+            "metrics": headline,
+            "uncalibrated": flat_metrics(report),
+            "run_dir": str(run_dir),
+        },
+    )
+    return TrainResult(run_id, run_dir, mode, report, calibrated, manifest)
+
+
+def _run_oof(
+    config: TrainConfig,
+    data: LabeledData,
+    X_all: np.ndarray,
+    make_estimator: Callable[[], Estimator],
+    on_event: EventSink,
+) -> _Outcome:
+    """Out-of-fold predictions, cross-fitted calibration, and a final model on all."""
+    split = data.split
+    result = out_of_fold(
+        make_estimator,
+        X_all,
+        data.y,
+        split,
+        classes=list(data.classes),
+        seed=config.seed,
+        on_fold_end=lambda fold, _estimator: on_event("fold", _fold_event(fold)),
+    )
+    covered = np.asarray(result.covered)
+    oof = np.asarray(result.oof_proba)
+    y = data.y
+    report = classification_report(
+        y[covered],
+        oof[covered],
+        classes=data.classes,
+        n_bootstrap=config.n_bootstrap,
+        seed=config.seed,
+    )
+    calibrated_report = None
+    calibrated_oof = None
+    calibrator: Calibrator | None = None
+    if config.calibration != "none":
+        calibrated_oof = _cross_fitted_calibration(config.calibration, oof, y, split, covered)
+        calibrated_report = classification_report(
+            y[covered],
+            calibrated_oof[covered],
+            classes=data.classes,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.seed,
+        )
+        calibrator = calibrate(config.calibration, oof[covered], y[covered], origin="oof")
+    idx = np.flatnonzero(covered)
+    final = make_estimator().fit(X_all[idx], y[idx])
+    predictions = _predictions_table(data, oof, calibrated_oof, covered, "oof")
+    summary = {
+        "folds": len(split.folds),
+        "covered": int(covered.sum()),
+        "fold_metrics": result.fold_metrics,
+        "final_fit_samples": len(idx),
+        "training": _training_summary(final),
+    }
+    return _Outcome(final, calibrator, report, calibrated_report, predictions, summary)
+
+
+def _run_holdout(
+    config: TrainConfig,
+    data: LabeledData,
+    X_all: np.ndarray,
+    make_estimator: Callable[[], Estimator],
+    on_event: EventSink,
+) -> _Outcome:
+    """Fit on train (early stopping on val), calibrate on val, report on val."""
+    train, val = data.train, data.val
+    X_train = _view_of_part(X_all, train, data, config)
+    X_val = X_all[val.indices]
+    estimator = make_estimator().fit(X_train, train.y, X_val=X_val, y_val=val.y)
+    proba_val = estimator.predict_proba(X_val)
+    report = classification_report(
+        val.y,
+        proba_val,
+        classes=data.classes,
+        n_bootstrap=config.n_bootstrap,
+        seed=config.seed,
+    )
+    calibrator = None
+    calibrated_report = None
+    if config.calibration != "none":
+        calibrator = calibrate(config.calibration, proba_val, val.y, origin="validation")
+        calibrated_report = None  # fitted on val: scoring it on val would flatter it
+    n = len(data.y)
+    proba = np.full((n, len(data.classes)), np.nan)
+    proba[val.indices] = proba_val
+    covered = np.zeros(n, dtype=bool)
+    covered[val.indices] = True
+    predictions = _predictions_table(data, proba, None, covered, "val")
+    summary = {
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "training": _training_summary(estimator),
+    }
+    on_event("fold", {"fold": "holdout", "val_accuracy": report["metrics"]["accuracy"]})
+    return _Outcome(estimator, calibrator, report, calibrated_report, predictions, summary)
+
+
+def _view_of_part(
+    X_all: np.ndarray, part: Any, data: LabeledData, config: TrainConfig
+) -> np.ndarray:
+    """Inputs of a part; synthetic train samples get the same input view as real ones."""
+    real = part.indices >= 0
+    if real.all():
+        return X_all[part.indices]
+    synthetic_view, _ = model_inputs(config.inputs, config.model, part.X[~real])
+    out = np.empty((len(part.indices), *X_all.shape[1:]), dtype=X_all.dtype)
+    out[real] = X_all[part.indices[real]]
+    out[~real] = synthetic_view
+    return out
+
+
+def _cross_fitted_calibration(
+    method: str, oof: np.ndarray, y: np.ndarray, split: Any, covered: np.ndarray
+) -> np.ndarray:
+    """Calibrate each fold's OOF predictions with a calibrator fitted on the other folds."""
+    out = np.full_like(oof, np.nan)
+    for fold in split.folds:
+        test = np.asarray(fold.test, dtype=np.int64)
+        test = test[covered[test]]
+        others = np.flatnonzero(covered)
+        others = np.setdiff1d(others, test)
+        if len(test) == 0:
+            continue
+        if len(np.unique(y[others])) < 2:
+            out[test] = oof[test]
+            continue
+        out[test] = calibrate(method, oof[others], y[others], origin="oof").transform(oof[test])
+    return out
+
+
+def _predictions_table(
+    data: LabeledData,
+    proba: np.ndarray,
+    calibrated: np.ndarray | None,
+    covered: np.ndarray,
+    kind: str,
+) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "row": np.arange(len(data.y)),
+            "start_ts": data.table["start_ts"].to_numpy(),
+            "end_ts": data.table["end_ts"].to_numpy(),
+            "label": data.y,
+            "covered": covered,
+            "kind": kind,
+        }
+    )
+    for k, name in enumerate(data.classes):
+        table[f"p_{name}"] = proba[:, k]
+        if calibrated is not None:
+            table[f"p_cal_{name}"] = calibrated[:, k]
+    return table
+
+
+def _stacked_inputs(registry: Registry, config: TrainConfig, data: LabeledData) -> np.ndarray:
+    """Concatenate base runs' OOF probabilities (the only inputs a stack may see)."""
+    if not config.base_runs:
+        raise ConfigError(
+            "The stack model needs base_runs: runs whose OOF predictions it "
+            "learns from (train them first with a folds split)."
+        )
+    blocks = []
+    for run in config.base_runs:
+        table = registry.load_table("predictions", run)
+        meta = registry.meta(registry.resolve("predictions", run))
+        if meta["mode"] != "oof":
+            raise LeakageError(
+                f"Run {run} has {meta['mode']} predictions; a stack trains only on "
+                "out-of-fold predictions. Retrain the base model on a folds split."
+            )
+        if len(table) != len(data.y):
+            raise ConfigError(
+                f"Run {run} predicted {len(table)} windows; {data.ref} has "
+                f"{len(data.y)}. Base runs must use the same dataset."
+            )
+        blocks.append(table[[f"p_{c}" for c in data.classes]].to_numpy(np.float64))
+    return np.hstack(blocks)
+
+
+def _plots(
+    report: dict[str, Any],
+    predictions: pd.DataFrame,
+    classes: tuple[str, ...],
+    summary: dict[str, Any],
+) -> dict[str, bytes]:
+    from moola.evaluation import plots
+
+    covered = predictions["covered"].to_numpy()
+    y = predictions["label"].to_numpy()[covered]
+    proba = predictions[[f"p_{c}" for c in classes]].to_numpy()[covered]
+    out = {
+        "reliability.png": plots.reliability_png(y, proba),
+        "confusion.png": plots.confusion_png(np.asarray(report["confusion_matrix"]), classes),
+        "pr_curve.png": plots.pr_curve_png(y, proba, positive=classes.index(report["minority"])),
+    }
+    history = summary.get("training") or {}
+    if history.get("train_loss_history"):
+        out["learning_curve.png"] = plots.learning_curve_png(
+            history["train_loss_history"],
+            history.get("val_loss_history") or None,
+            best_epoch=history.get("best_epoch"),
+        )
+    return out
+
+
+def _training_summary(estimator: Estimator) -> dict[str, Any] | None:
+    """The neural trainer's summary (epochs, early stop, losses, wall time, device)."""
+    summary = getattr(estimator, "training_summary_", None)
+    return summary.to_dict() if summary is not None else None
+
+
+def _fold_event(fold: Any) -> dict[str, Any]:
+    metrics = (fold.metrics or {}).get("metrics", {})
+    return {
+        "fold": fold.index,
+        "train": fold.n_train,
+        "test": fold.n_test,
+        "accuracy": metrics.get("accuracy"),
+        "fit_s": round(fold.fit_seconds, 2),
+    }
+
+
+def _param_names(model: str) -> set[str]:
+    return (
+        {"random_state"}
+        if model_card(model).input_kind in ("tabular", "probabilities") or model == "minirocket"
+        else set()
+    )
+
+
+def _name_version(text: str) -> tuple[str, int | None]:
+    return parse_ref(text)
+
+
+def _saved_bytes(model: Estimator) -> bytes:
+    """The bytes ``model.save`` writes (the run folder is then written in one piece)."""
+    with tempfile.TemporaryDirectory(prefix="moola-run-") as tmp:
+        path = Path(tmp) / "model.bin"
+        model.save(path)
+        return path.read_bytes()
