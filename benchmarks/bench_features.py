@@ -10,7 +10,8 @@ Run: ``.venv/bin/python benchmarks/bench_features.py [--bars N] [--updates N]``.
    lines for the derived columns (close/SMA - 1, %B, width) to those calls, the work
    the features must do at the least. The whole set is shown against all raw calls,
    with each other feature's own time, so the cost of the features TA-Lib has no
-   function for (sessions, volatility percentile, ...) is visible.
+   function for (sessions, volatility percentile, ...) is visible; the regime's
+   trailing percentile rank is also timed alone, next to pandas' rolling rank.
 2. Run time: ``FeatureSet.stream`` primed with history, then ``update(bar)`` for each of
    M new bars; mean, median and p99 latency per bar. Target: mean and p99 under 1 ms.
    Each feature's share of ``update`` is timed in a second pass over the same bars.
@@ -28,6 +29,7 @@ import talib
 
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features import load_feature_set
+from moola.features.regime import atr_percentile_rank
 
 
 def _best_of(repeats: int, func) -> float:
@@ -108,9 +110,30 @@ def bench_batch(bars: pd.DataFrame, repeats: int) -> list[dict]:
         for label, name, seconds in per_feature
         if name not in _TALIB_FEATURES
     ]
+    rows += _regime_rows(fset, bars, repeats, lambda step, s: row(step, s, ref_a, "A"))
     rows.append(row(f"intraday31 compute ({len(fset.columns)} columns)", total, ref_a, "A"))
     rows.append(row("  of which feature-set bookkeeping", bookkeeping, ref_a, "A"))
     return rows
+
+
+def _regime_rows(fset, bars: pd.DataFrame, repeats: int, row) -> list[dict]:
+    """The volatility regime's trailing percentile rank alone (its ATR precomputed), and
+    pandas' rolling rank, its definition, on the same ATR: the part no TA-Lib call does."""
+    regimes = [f for f in fset.features if f.name == "volatility_regime"]
+    if not regimes:
+        return []
+    p = regimes[0].params
+    high, low, close = (
+        np.ascontiguousarray(bars[c].to_numpy(np.float64)) for c in ("high", "low", "close")
+    )
+    atr = talib.ATR(high, low, close, timeperiod=p.atr_period)
+    kernel = _best_of(repeats, lambda: atr_percentile_rank(atr, p.window))
+    series = pd.Series(atr)
+    pandas = _best_of(repeats, lambda: series.rolling(p.window, min_periods=p.window).rank())
+    return [
+        row(f"    of which percentile rank over {p.window} bars", kernel),
+        row("    (pandas rolling rank, same window, for scale)", pandas),
+    ]
 
 
 def bench_stream(bars: pd.DataFrame, updates: int) -> list[dict]:

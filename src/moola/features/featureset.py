@@ -380,15 +380,18 @@ class IncrementalFeatures:
         self._narrow = [i for i, (_, d) in enumerate(feature_set._dtype_list) if d != "float64"]
         # Each feature gets at least its own lookback, rounded up to a power of 16 so that
         # features of similar lookback share one slice of the buffer (slicing a frame
-        # costs more than a TA-Lib call on a thousand extra bars).
+        # costs more than a TA-Lib call on a thousand extra bars). A feature of the bar
+        # alone (lookback 1) takes the shortest slice another feature needs anyway.
+        spans = [min(_span(e.feature.lookback()), self.lookback) for e in feature_set._entries]
+        longer = [span for span in spans if span > 1]
         self._plan = [
             (
                 entry.feature,
-                min(_span(entry.feature.lookback()), self.lookback),
+                min(longer) if span == 1 and longer else span,
                 entry.take,
                 getattr(entry.feature, "update_last", None),
             )
-            for entry in feature_set._entries
+            for entry, span in zip(feature_set._entries, spans, strict=True)
         ]
         if history is not None and len(history):
             self._prime(history)
@@ -498,11 +501,15 @@ class IncrementalFeatures:
             stamps = pd.arrays.DatetimeArray._simple_new(self._stamps.view("M8[ns]"), dtype=utc)
         except (AttributeError, TypeError):
             stamps = pd.array(self._stamps.view("M8[ns]"), dtype=utc)
-        # One float block over the (5, capacity) buffer, then the other columns.
-        frame = pd.DataFrame(self._values.T, columns=pd.Index(_STREAM_COLUMNS[1:]), copy=False)
+        # One float block over the (5, capacity) buffer, then the other columns. Column
+        # names in an object index and the strings in Python storage: the frame is sliced
+        # and its columns looked up on every bar, which costs twice as much with pyarrow.
+        columns = pd.Index(_STREAM_COLUMNS[1:], dtype=object)
+        frame = pd.DataFrame(self._values.T, columns=columns, copy=False)
         frame.insert(0, "timestamp", pd.Series(stamps, copy=False))
-        frame["symbol"] = pd.array([self.symbol or ""] * n, dtype="string")
-        frame["timeframe"] = pd.array([self.timeframe or ""] * n, dtype="string")
+        strings = pd.StringDtype("python")
+        frame["symbol"] = pd.array([self.symbol or ""] * n, dtype=strings)
+        frame["timeframe"] = pd.array([self.timeframe or ""] * n, dtype=strings)
         shared = np.shares_memory(frame["timestamp"].array.asi8, self._stamps) and all(
             np.shares_memory(frame[column].to_numpy(), self._values)
             for column in _STREAM_COLUMNS[1:]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pandas as pd
 import talib
@@ -63,12 +64,57 @@ def ratio(numerator: np.ndarray, denominator: np.ndarray, *, zero: float) -> np.
     return np.where(denominator == 0.0, zero, out)
 
 
-def frame(bars: pd.DataFrame, columns: tuple[str, ...], values: list[np.ndarray]) -> pd.DataFrame:
-    """A float64 frame of ``values`` (one array per column) on ``bars``' index."""
-    data = np.empty((len(columns), len(bars)))  # one row per column: pandas' own block layout
-    for row, value in zip(data, values, strict=True):
-        row[:] = value
+def frame(
+    bars: pd.DataFrame, columns: tuple[str, ...], values: list[np.ndarray] | np.ndarray
+) -> pd.DataFrame:
+    """A float64 frame of ``values`` (one array per column, or a float64 array of shape
+    ``(len(columns), len(bars))`` taken without a copy) on ``bars``' index."""
+    if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype == np.float64:
+        data = values
+        if data.shape != (len(columns), len(bars)):
+            raise ValueError(f"values of shape {data.shape} for {len(columns)} columns")
+    else:
+        data = np.empty((len(columns), len(bars)))  # one row per column: pandas' block layout
+        for row, value in zip(data, values, strict=True):
+            row[:] = value
     return pd.DataFrame(data.T, index=bars.index, columns=list(columns), copy=False)
+
+
+def need_a_bar(bars: pd.DataFrame) -> None:
+    """``update_last`` gives the last row: refuse bars without one, as indexing would."""
+    if len(bars) == 0:
+        raise IndexError("update_last needs at least one bar; got an empty bar table.")
+
+
+# The kernels below write each column in one pass over the bars (numpy would take one pass
+# per operation). They repeat ``ratio``'s arithmetic operation by operation (IEEE division,
+# no fast-math), so the values are those of the numpy expressions in their docstrings.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _spread_rows(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray, out: np.ndarray
+) -> None:
+    """out[:, i] = spread, ratio(spread, close, zero=nan), atr, ratio(spread, atr, zero=1)."""
+    for i in range(high.shape[0]):
+        spread = high[i] - low[i]
+        out[0, i] = spread
+        out[1, i] = np.nan if close[i] == 0.0 else spread / close[i]
+        out[2, i] = atr[i]
+        out[3, i] = 1.0 if atr[i] == 0.0 else spread / atr[i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _volume_rows(
+    volume: np.ndarray, average: np.ndarray, slope: np.ndarray, period: float, out: np.ndarray
+) -> None:
+    """out[:, i] = average, ratio(volume, average, zero=1), ratio(slope * period, average,
+    zero=0)."""
+    for i in range(volume.shape[0]):
+        mean = average[i]
+        out[0, i] = mean
+        out[1, i] = 1.0 if mean == 0.0 else volume[i] / mean
+        out[2, i] = 0.0 if mean == 0.0 else (slope[i] * period) / mean
 
 
 class SpreadParams(FeatureParams):
@@ -95,10 +141,20 @@ class Spread(Feature):
 
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
         high, low, close = (column(bars, name) for name in ("high", "low", "close"))
-        spread = high - low
         atr = talib.ATR(high, low, close, timeperiod=self.params.atr_period)
-        values = [spread, ratio(spread, close, zero=np.nan), atr, ratio(spread, atr, zero=1.0)]
-        return frame(bars, self.columns(), values)
+        out = np.empty((4, len(bars)))
+        _spread_rows(high, low, close, atr, out)
+        return frame(bars, self.columns(), out)
+
+    def update_last(self, bars: pd.DataFrame) -> np.ndarray:
+        """The last row of ``compute(bars)``: the ATR still runs over all ``bars`` (it is
+        recursive), the rest over the last bar only (the run-time path)."""
+        need_a_bar(bars)
+        high, low, close = (column(bars, name) for name in ("high", "low", "close"))
+        atr = talib.ATR(high, low, close, timeperiod=self.params.atr_period)
+        out = np.empty((4, 1))
+        _spread_rows(high[-1:], low[-1:], close[-1:], atr[-1:], out)
+        return out[:, 0]
 
 
 class VolumeParams(FeatureParams):
@@ -124,13 +180,22 @@ class Volume(Feature):
         return self.params.period
 
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
+        out = np.empty((3, len(bars)))
+        self._rows(column(bars, "volume"), out, slice(None))
+        return frame(bars, self.columns(), out)
+
+    def update_last(self, bars: pd.DataFrame) -> np.ndarray:
+        """The last row of ``compute(bars)`` (the run-time path). The averages run over all
+        ``bars``: TA-Lib's running sums start at the first bar, so a shorter input could
+        differ in the last bits."""
+        need_a_bar(bars)
+        out = np.empty((3, 1))
+        self._rows(column(bars, "volume"), out, slice(-1, None))
+        return out[:, 0]
+
+    def _rows(self, volume: np.ndarray, out: np.ndarray, rows: slice) -> None:
+        """Write the columns of the bars ``rows`` into ``out`` (the averages see all bars)."""
         period = self.params.period
-        volume = column(bars, "volume")
         average = talib.SMA(volume, timeperiod=period)
         slope = talib.LINEARREG_SLOPE(volume, timeperiod=period)
-        values = [
-            average,
-            ratio(volume, average, zero=1.0),
-            ratio(slope * period, average, zero=0.0),
-        ]
-        return frame(bars, self.columns(), values)
+        _volume_rows(volume[rows], average[rows], slope[rows], float(period), out)

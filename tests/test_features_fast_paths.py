@@ -1,0 +1,307 @@
+"""Fast paths of the custom features give exactly the values of their plain definitions.
+
+The regime's rolling percentile, the session clocks and the spread/volume columns are
+computed by numba kernels, and each of these features has an ``update_last`` for run time.
+Each is compared here, bit for bit, with the definition it replaces: pandas' rolling rank,
+pandas' ``tz_convert`` wall clock, numpy ratios; and ``update_last`` with the last row of
+``compute`` on the same bars, at many random cut points of synthetic and real bars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from moola.data.schema import make_bars
+from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
+from moola.features import load_feature_set
+from moola.features.price import Spread, Volume, ratio
+from moola.features.regime import VolatilityRegime, atr_percentile_rank, last_percentile_rank
+from moola.features.sessions import FuturesSessions, Sessions
+from moola.features.sessions import _wall_clock as _wall_clock_ns
+from moola.testing import check_incremental
+from tests.conftest import random_walk_bars
+
+MINUTE_NS = 60 * 10**9
+
+
+@pytest.fixture(scope="module")
+def sp500() -> pd.DataFrame:
+    from arch.data import sp500
+
+    raw = sp500.load()
+    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
+    return make_bars(
+        stamps, raw["Open"], raw["High"], raw["Low"], raw["Close"], raw["Volume"],
+        symbol="SPX", timeframe="1d",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> pd.DataFrame:
+    config = SyntheticMarketConfig(seed=7, n_bars=6_000, calendar="fx", symbol="SYN")
+    return generate_market(config).bars
+
+
+def _stamped(stamps) -> pd.DataFrame:
+    ones = np.ones(len(stamps))
+    return make_bars(stamps, ones, ones, ones, ones, ones, symbol="X", timeframe="1m")
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+def _pandas_percentile(values: np.ndarray, window: int) -> np.ndarray:
+    ranks = pd.Series(values).rolling(window, min_periods=window).rank(method="average")
+    return (ranks.to_numpy(dtype=np.float64) - 1.0) / (window - 1)
+
+
+def _regime_definition(bars: pd.DataFrame, feature: VolatilityRegime) -> np.ndarray:
+    p = feature.params
+    high, low, close = (bars[c].to_numpy(np.float64) for c in ("high", "low", "close"))
+    rank = _pandas_percentile(talib.ATR(high, low, close, timeperiod=p.atr_period), p.window)
+    is_low, is_high = rank < p.low_quantile, rank > p.high_quantile
+    flags = [is_low, ~(is_low | is_high), is_high]
+    return np.column_stack([np.where(np.isnan(rank), np.nan, f) for f in flags])
+
+
+def _wall_clock(bars: pd.DataFrame, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """(day, minute of day) on ``tz``'s wall clock, through pandas' tz_convert."""
+    utc = pd.DatetimeIndex(bars["timestamp"])
+    utc = utc.tz_localize("UTC") if utc.tz is None else utc
+    minutes = utc.tz_convert(tz).tz_localize(None).as_unit("ns").asi8 // MINUTE_NS
+    day = minutes // 1440
+    return day, minutes - day * 1440
+
+
+def _sessions_definition(bars: pd.DataFrame, market: str) -> np.ndarray:
+    hours = {"Asia/Tokyo": (540, 1080), "Europe/London": (480, 1020)}
+    hours["America/New_York"] = (480, 1020)
+    columns = []
+    for tz, (start, end) in hours.items():
+        day, minute = _wall_clock(bars, tz)
+        flag = (minute >= start) & (minute < end)
+        columns.append(flag if market == "crypto" else flag & ((day + 3) % 7 < 5))
+    day, minute = _wall_clock(bars, "UTC" if market == "crypto" else "America/New_York")
+    minute = minute + {"crypto": 0, "fx": 420, "futures": 360}[market]
+    weekday = (day + minute // 1440 + 3) % 7
+    weekend = weekday >= 5
+    if market == "futures":
+        weekend |= (weekday == 4) & (minute % 1440 >= 23 * 60)
+    return np.column_stack([*columns, weekday, weekend]).astype(np.float64)
+
+
+def _futures_sessions_definition(bars: pd.DataFrame) -> np.ndarray:
+    day, minute = _wall_clock(bars, "America/New_York")
+    weekday = (day + 3) % 7
+    closed = (
+        (weekday == 5)
+        | ((weekday == 6) & (minute < 1080))
+        | ((weekday == 4) & (minute >= 1020))
+        | ((minute >= 1020) & (minute < 1080))
+    )
+    rth = (minute >= 570) & (minute < 960) & (weekday < 5)
+    parts = [(minute >= 1080) | (minute < 180), (minute >= 180) & (minute < 570)]
+    parts += [(minute >= 570) & (minute < 720), (minute >= 720) & (minute < 1020)]
+    return np.column_stack([rth, *(part & ~closed for part in parts)]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- regime
+
+
+def _series(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "noise":
+        return rng.normal(size=n)
+    if kind == "walk":
+        return np.cumsum(rng.normal(size=n))
+    if kind == "ties":  # a handful of values: ties run across many blocks of the window
+        return rng.integers(0, 3, n).astype(float)
+    if kind == "plateaus":
+        return np.repeat(rng.integers(0, 5, n // 40 + 1), 40)[:n].astype(float)
+    if kind == "rising":  # every value enters above all others: the top block keeps filling
+        return np.arange(n, dtype=float)
+    if kind == "falling":
+        return -np.arange(n, dtype=float)
+    values = rng.integers(0, 30, n).astype(float)  # "gaps": missing and infinite values
+    values[rng.random(n) < 0.004] = np.nan
+    values[rng.random(n) < 0.002] = np.inf
+    values[n // 3 : n // 3 + 400] = np.nan  # longer than a window: the window empties
+    return values
+
+
+KINDS = ("noise", "walk", "ties", "plateaus", "rising", "falling", "gaps")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("window", [3, 7, 50, 129, 300, 1_000, 5_000])
+def test_percentile_rank_is_pandas_rolling_rank_bit_for_bit(kind: str, window: int) -> None:
+    values = _series(kind, max(3_000, 3 * window), np.random.default_rng(window))
+    np.testing.assert_array_equal(
+        atr_percentile_rank(values, window), _pandas_percentile(values, window)
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_percentile_rank_is_the_last_value_of_the_rolling_one(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    values = _series(kind, 1_500, rng)
+    window = 200
+    full = atr_percentile_rank(values, window)
+    for t in [*rng.integers(0, len(values), 60), 0, window - 2, window - 1, len(values) - 1]:
+        got = last_percentile_rank(values[: t + 1], window)
+        assert got == full[t] or (np.isnan(got) and np.isnan(full[t])), t
+
+
+def test_percentile_rank_of_short_and_empty_input() -> None:
+    assert atr_percentile_rank(np.array([]), 5).shape == (0,)
+    assert np.isnan(atr_percentile_rank(np.arange(4.0), 5)).all()
+    assert np.isnan(last_percentile_rank(np.arange(4.0), 5))
+    # Hand-computed: [3, 1, 1] ranks the last 1 at (1 + 2) / 2 = 1.5 -> 0.25.
+    assert atr_percentile_rank(np.array([3.0, 1.0, 1.0]), 3)[-1] == 0.25
+
+
+@pytest.mark.parametrize(
+    "feature",
+    [VolatilityRegime(), VolatilityRegime(atr_period=5, window=300), VolatilityRegime(window=3)],
+)
+def test_regime_equals_its_pandas_definition(feature, synthetic, sp500) -> None:
+    for bars in (synthetic, sp500):
+        np.testing.assert_array_equal(
+            feature.compute(bars).to_numpy(), _regime_definition(bars, feature)
+        )
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@pytest.fixture(scope="module")
+def every_157_minutes_1900_2100() -> pd.DataFrame:
+    """Times through two centuries of clock changes, at every minute of the day in turn."""
+    return _stamped(pd.date_range("1900-01-01", "2100-12-31", freq="157min", tz="UTC"))
+
+
+@pytest.mark.parametrize("market", ["fx", "crypto", "futures"])
+def test_sessions_equal_pandas_tz_convert_from_1900_to_2100(
+    market: str, every_157_minutes_1900_2100
+) -> None:
+    bars = every_157_minutes_1900_2100
+    np.testing.assert_array_equal(
+        Sessions(market=market).compute(bars).to_numpy(), _sessions_definition(bars, market)
+    )
+
+
+def test_futures_sessions_equal_pandas_tz_convert(every_157_minutes_1900_2100) -> None:
+    bars = every_157_minutes_1900_2100
+    np.testing.assert_array_equal(
+        FuturesSessions().compute(bars).to_numpy(), _futures_sessions_definition(bars)
+    )
+
+
+def test_sessions_on_random_minutes_unsorted_and_naive_times() -> None:
+    rng = np.random.default_rng(3)
+    lo, hi = pd.Timestamp("1678-01-01").value, pd.Timestamp("2261-12-31").value
+    stamps = pd.DatetimeIndex(rng.integers(lo, hi, 20_000) // MINUTE_NS * MINUTE_NS, tz="UTC")
+    # Around every UK and US clock change of 2023-2025, minute by minute.
+    changes = ["2023-03-12 07:00", "2023-03-26 01:00", "2024-03-10 07:00", "2024-03-31 01:00"]
+    changes += ["2024-10-27 01:00", "2024-11-03 06:00", "2025-03-09 07:00", "2025-11-02 06:00"]
+    near = [pd.date_range(pd.Timestamp(c, tz="UTC") - pd.Timedelta("3h"), periods=360,
+                          freq="1min") for c in changes]  # fmt: skip
+    stamps = stamps.append(near).unique()
+    shuffled = _stamped(stamps[rng.permutation(len(stamps))])  # not in time order
+    for tz in ("Asia/Tokyo", "Europe/London", "America/New_York"):  # to the minute
+        got = _wall_clock_ns(shuffled["timestamp"].array.asi8, tz)
+        np.testing.assert_array_equal(np.array(got), np.array(_wall_clock(shuffled, tz)))
+    naive = shuffled.assign(timestamp=shuffled["timestamp"].dt.tz_localize(None))
+    for bars in (shuffled, naive):
+        for market in ("fx", "crypto", "futures"):
+            np.testing.assert_array_equal(
+                Sessions(market=market).compute(bars).to_numpy(),
+                _sessions_definition(bars, market),
+            )
+        np.testing.assert_array_equal(
+            FuturesSessions().compute(bars).to_numpy(), _futures_sessions_definition(bars)
+        )
+
+
+# --------------------------------------------------------------------------- spread, volume
+
+
+def _with_zeros(bars: pd.DataFrame) -> pd.DataFrame:
+    """Flat stretches (ATR 0), a zero close and bars without volume."""
+    bars = bars.copy()
+    flat = slice(200, 260)
+    for column in ("open", "high", "low", "close"):
+        bars.loc[bars.index[flat], column] = 100.0
+    bars.loc[bars.index[300:340], "volume"] = 0.0
+    bars.loc[bars.index[400], ["open", "high", "low", "close"]] = [0.0, 0.0, 0.0, 0.0]
+    return bars
+
+
+def test_spread_and_volume_equal_their_numpy_definitions(synthetic, sp500) -> None:
+    for bars in (synthetic, sp500, _with_zeros(random_walk_bars(600))):
+        high, low, close, volume = (
+            bars[c].to_numpy(np.float64) for c in ("high", "low", "close", "volume")
+        )
+        spread = high - low
+        atr = talib.ATR(high, low, close, timeperiod=14)
+        expected = [spread, ratio(spread, close, zero=np.nan), atr, ratio(spread, atr, zero=1.0)]
+        np.testing.assert_array_equal(Spread().compute(bars).to_numpy(), np.column_stack(expected))
+        average = talib.SMA(volume, timeperiod=20)
+        slope = talib.LINEARREG_SLOPE(volume, timeperiod=20)
+        expected = [
+            average,
+            ratio(volume, average, zero=1.0),
+            ratio(slope * 20, average, zero=0.0),
+        ]
+        np.testing.assert_array_equal(Volume().compute(bars).to_numpy(), np.column_stack(expected))
+
+
+# --------------------------------------------------------------------------- update_last
+
+FAST = [
+    Sessions(market="fx"),
+    Sessions(market="crypto"),
+    Sessions(market="futures"),
+    Spread(),
+    Spread(atr_period=3),
+    Volume(),
+    Volume(period=5),
+    VolatilityRegime(window=100),
+    VolatilityRegime(atr_period=5, window=300),
+]
+
+
+@pytest.mark.parametrize("feature", FAST, ids=repr)
+def test_update_last_is_the_last_row_of_compute(feature, synthetic, sp500) -> None:
+    rng = np.random.default_rng(11)
+    zeros = _with_zeros(random_walk_bars(600))
+    for bars in (synthetic, sp500, zeros):
+        ends = [*rng.integers(1, len(bars) + 1, 40), 1, len(bars)]
+        for end in ends:
+            start = int(rng.integers(0, end)) if rng.random() < 0.5 else 0  # a run-time slice
+            part = bars.iloc[start:end]
+            expected = feature.compute(part).to_numpy()[-1]
+            np.testing.assert_array_equal(feature.update_last(part), expected, err_msg=str(end))
+
+
+@pytest.mark.parametrize("feature", FAST, ids=repr)
+def test_update_last_of_no_bars_is_an_error_as_for_compute(feature) -> None:
+    with pytest.raises(IndexError):
+        feature.update_last(random_walk_bars(5).iloc[:0])
+
+
+def test_update_last_of_sessions_on_naive_times() -> None:
+    bars = random_walk_bars(50)
+    naive = bars.assign(timestamp=bars["timestamp"].dt.tz_localize(None))
+    for end in (1, 17, 50):
+        np.testing.assert_array_equal(
+            Sessions().update_last(naive.iloc[:end]), Sessions().compute(bars).to_numpy()[end - 1]
+        )
+
+
+def test_intraday31_streams_each_bar_as_batch_with_the_fast_paths(sp500) -> None:
+    # The session flags take the slice of another feature at run time (they need one
+    # bar): the stream must still give the batch rows.
+    check_incremental(load_feature_set("intraday31"), sp500.iloc[:2_300], start=1_900)
