@@ -24,27 +24,16 @@ backtest within 5x of the floor.
 from __future__ import annotations
 
 import argparse
-import gc
-import time
 
 import numpy as np
 import pandas as pd
 
+from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
 from moola.backtest import positions_from_probabilities, run
 from moola.data.schema import make_bars
 from moola.sim import CommissionModel, FixedBps, backtest_positions, equity_instrument
 
 COSTS = dict(spread=0.01, slippage=FixedBps(1.0), commission=CommissionModel(rate=0.0002))
-
-
-def _best_of(repeats: int, func) -> float:
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _market(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -97,43 +86,26 @@ def bench_size(n: int, repeats: int, *, event: bool) -> list[dict]:
     bars, prob, close = _market(n, seed=1)
     position = _positions(prob)
     trades = int(np.count_nonzero(np.diff(position)))
-    floor = _best_of(repeats, lambda: np.cumsum(np.diff(close) * position[:-1]))
+    floor = best_of(repeats, lambda: np.cumsum(np.diff(close) * position[:-1]))
     rows = [_row(f"numpy floor ({trades:,} position changes)", n, floor, floor)]
     if event:
-        seconds = _best_of(1, lambda: run(bars, position, engine="event", **COSTS))
+        seconds = best_of(1, lambda: run(bars, position, engine="event", **COSTS))
         rows.append(_row("moola.backtest.run (event engine)", n, seconds, floor))
         return rows
     arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
     instrument = equity_instrument("BENCH")
-    kernel = _best_of(
+    kernel = best_of(
         repeats,
         lambda: backtest_positions(
             *arrays, position, instrument=instrument, timestamp=bars["timestamp"], **COSTS
         ),
     )
     rows.append(_row("moola.sim.backtest_positions", n, kernel, floor))
-    full = _best_of(repeats, lambda: run(bars, position, **COSTS))
+    full = best_of(repeats, lambda: run(bars, position, **COSTS))
     rows.append(_row("moola.backtest.run (vectorised)", n, full, floor))
-    signals = _best_of(repeats, lambda: _positions(prob))
+    signals = best_of(repeats, lambda: _positions(prob))
     rows.append(_row("positions_from_probabilities", n, signals, floor))
     return rows
-
-
-def _print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column == "step" else "right")
-    for row in rows:
-        table.add_row(
-            *(
-                f"{v:,.0f}" if k == "bars/s" else f"{v:,.3f}" if isinstance(v, float) else str(v)
-                for k, v in row.items()
-            )
-        )
-    Console().print(table)
 
 
 def main() -> None:
@@ -147,7 +119,7 @@ def main() -> None:
     for n in args.bars:
         rows += bench_size(n, args.repeats, event=False)
     rows += bench_size(args.event_bars, args.repeats, event=True)
-    _print_table(
+    print_table(
         f"Signal backtests vs a numpy PnL pass (best of {args.repeats}; event engine: 1 run; "
         "numba warmed up)",
         rows,

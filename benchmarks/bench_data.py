@@ -15,27 +15,17 @@ from __future__ import annotations
 import argparse
 import gc
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
 from moola.data.sources import read_bars
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.data.validation import validate_bars
 from moola.data.windows import WindowSet, window_starts
-
-
-def _best_of(repeats: int, func) -> float:
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_ingest(n_bars: int, repeats: int, workdir: Path) -> list[dict]:
@@ -46,10 +36,10 @@ def bench_ingest(n_bars: int, repeats: int, workdir: Path) -> list[dict]:
     market.bars.to_parquet(path, index=False)
     del market
     gc.collect()
-    read_s = _best_of(repeats, lambda: pd.read_parquet(path))
-    source_s = _best_of(repeats, lambda: read_bars(path, format="parquet"))
+    read_s = best_of(repeats, lambda: pd.read_parquet(path))
+    source_s = best_of(repeats, lambda: read_bars(path, format="parquet"))
     bars = read_bars(path, format="parquet")
-    validate_s = _best_of(repeats, lambda: validate_bars(bars, mode="strict"))
+    validate_s = best_of(repeats, lambda: validate_bars(bars, mode="strict"))
     total = source_s + validate_s
     return [
         {
@@ -109,18 +99,6 @@ def bench_windows(n_windows: int, length: int) -> list[dict]:
     ]
 
 
-def _print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("step", "measure") else "right")
-    for row in rows:
-        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console().print(table)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=10_000_000)
@@ -129,11 +107,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        _print_table(
+        print_table(
             f"Ingest + validate, {args.bars:,} 1m bars from Parquet (best of {args.repeats})",
             bench_ingest(args.bars, args.repeats, Path(tmp)),
         )
-    _print_table("Windows: memory added over the bars", bench_windows(args.windows, args.length))
+    print_table("Windows: memory added over the bars", bench_windows(args.windows, args.length))
 
 
 if __name__ == "__main__":

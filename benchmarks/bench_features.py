@@ -20,26 +20,16 @@ Run: ``.venv/bin/python benchmarks/bench_features.py [--bars N] [--updates N]``.
 from __future__ import annotations
 
 import argparse
-import gc
 import time
 
 import numpy as np
 import pandas as pd
 import talib
 
+from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features import load_feature_set
 from moola.features.regime import atr_percentile_rank
-
-
-def _best_of(repeats: int, func) -> float:
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _raw_talib_calls(bars: pd.DataFrame, *, derived: bool = False) -> dict[str, object]:
@@ -75,19 +65,19 @@ _TALIB_FEATURES = ("sma", "rsi", "macd", "bbands")
 def bench_batch(bars: pd.DataFrame, repeats: int) -> list[dict]:
     fset = load_feature_set("intraday31")
     n = len(bars)
-    raw = {name: _best_of(repeats, call) for name, call in _raw_talib_calls(bars).items()}
+    raw = {name: best_of(repeats, call) for name, call in _raw_talib_calls(bars).items()}
     ref_a = sum(raw.values())
     ref_b = sum(v for k, v in raw.items() if not k.startswith("ATR"))
     inline = _raw_talib_calls(bars, derived=True)
     inline_b = sum(
-        _best_of(repeats, call) for name, call in inline.items() if not name.startswith("ATR")
+        best_of(repeats, call) for name, call in inline.items() if not name.startswith("ATR")
     )
     per_feature = []
     for feature in fset.features:
-        seconds = _best_of(repeats, lambda feature=feature: feature.compute(bars))
+        seconds = best_of(repeats, lambda feature=feature: feature.compute(bars))
         per_feature.append((repr(feature), feature.name, seconds))
     wrapped = sum(s for _, name, s in per_feature if name in _TALIB_FEATURES)
-    total = _best_of(repeats, lambda: fset.compute(bars))
+    total = best_of(repeats, lambda: fset.compute(bars))
     bookkeeping = total - sum(s for *_, s in per_feature)
 
     def row(step: str, seconds: float, reference: float, which: str) -> dict:
@@ -127,9 +117,9 @@ def _regime_rows(fset, bars: pd.DataFrame, repeats: int, row) -> list[dict]:
         np.ascontiguousarray(bars[c].to_numpy(np.float64)) for c in ("high", "low", "close")
     )
     atr = talib.ATR(high, low, close, timeperiod=p.atr_period)
-    kernel = _best_of(repeats, lambda: atr_percentile_rank(atr, p.window))
+    kernel = best_of(repeats, lambda: atr_percentile_rank(atr, p.window))
     series = pd.Series(atr)
-    pandas = _best_of(repeats, lambda: series.rolling(p.window, min_periods=p.window).rank())
+    pandas = best_of(repeats, lambda: series.rolling(p.window, min_periods=p.window).rank())
     return [
         row(f"    of which percentile rank over {p.window} bars", kernel),
         row("    (pandas rolling rank, same window, for scale)", pandas),
@@ -202,18 +192,6 @@ def _feature_shares(fset, history: pd.DataFrame, new: list[dict]) -> list[dict]:
     return rows
 
 
-def _print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("step", "measure") else "right")
-    for row in rows:
-        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console().print(table)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
@@ -222,12 +200,12 @@ def main() -> None:
     args = parser.parse_args()
     config = SyntheticMarketConfig(seed=1, n_bars=args.bars, calendar="fx", symbol="BENCH")
     bars = generate_market(config).bars
-    _print_table(
+    print_table(
         f"intraday31 batch on {args.bars:,} 1m bars (best of {args.repeats})",
         bench_batch(bars, args.repeats),
     )
     stream_bars = bars.iloc[-(load_feature_set("intraday31").lookback + args.updates) :]
-    _print_table(
+    print_table(
         "intraday31 at run time: latency per new bar", bench_stream(stream_bars, args.updates)
     )
 

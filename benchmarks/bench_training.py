@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _common import print_table  # benchmarks/ is on sys.path when run as scripts
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features.window import relative_windows
 from moola.models.nn import build_module, count_parameters
@@ -98,18 +99,6 @@ def run(n: int, epochs: int, repeats: int) -> tuple[list[dict], int]:
     return rows, count_parameters(initial)
 
 
-def _print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column == "loop" else "right")
-    for row in rows:
-        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console().print(table)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=512)
@@ -120,7 +109,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows, n_params = run(args.samples, args.epochs, args.repeats)
-    _print_table(
+    print_table(
         f"simple_lstm ({n_params:,} parameters) training throughput on CPU "
         f"({torch.get_num_threads()} threads): {args.samples} windows x 105 x 11, batch "
         f"{BATCH}, {args.epochs} epochs, best of {args.repeats}",

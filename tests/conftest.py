@@ -35,3 +35,22 @@ def bars() -> pd.DataFrame:
 @pytest.fixture
 def registry(tmp_path) -> Registry:
     return Registry(tmp_path / "moola_data")
+
+
+@pytest.fixture(scope="session")
+def sp500() -> pd.DataFrame:
+    """Real prices: S&P 500 daily OHLCV 1999-2018 shipped by the ``arch`` package."""
+    from arch.data import sp500 as source
+
+    raw = source.load()
+    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
+    return make_bars(
+        stamps,
+        raw["Open"],
+        raw["High"],
+        raw["Low"],
+        raw["Close"],
+        raw["Volume"],
+        symbol="SPX",
+        timeframe="1d",
+    )

@@ -17,23 +17,6 @@ from moola.sim import CommissionModel, TotalLossLimit
 from tests.conftest import random_walk_bars
 
 
-@pytest.fixture(scope="module")
-def sp500_bars() -> pd.DataFrame:
-    from arch.data import sp500
-
-    frame = sp500.load()
-    return make_bars(
-        frame.index,
-        frame["Open"],
-        frame["High"],
-        frame["Low"],
-        frame["Close"],
-        frame["Volume"],
-        symbol="SPX",
-        timeframe="1d",
-    )
-
-
 def _bars(open_, close, *, symbol="TEST", timeframe="1d") -> pd.DataFrame:
     open_, close = np.asarray(open_, float), np.asarray(close, float)
     stamps = pd.date_range("2024-01-01", periods=len(open_), freq="D", tz="UTC")
@@ -47,13 +30,13 @@ HAND_BARS = dict(open_=[10, 11, 12, 13, 14, 15], close=[10.5, 11.5, 12.5, 13.5, 
 
 
 @pytest.mark.parametrize("engine", ["vectorised", "event"])
-def test_buy_and_hold_sp500_matches_the_sizing_rule(sp500_bars, engine):
+def test_buy_and_hold_sp500_matches_the_sizing_rule(sp500, engine):
     cash = 100_000.0
     result = run(
-        sp500_bars, np.ones(len(sp500_bars)), initial_cash=cash, engine=engine,
+        sp500, np.ones(len(sp500)), initial_cash=cash, engine=engine,
         prop_firm_rules=False,
     )  # fmt: skip
-    open_, close = sp500_bars["open"].to_numpy(), sp500_bars["close"].to_numpy()
+    open_, close = sp500["open"].to_numpy(), sp500["close"].to_numpy()
     # Decided at bar 0's close with equity = cash: whole shares, rounded down. Filled at
     # bar 1's open; the leftover cash earns nothing (the cash drag of whole-unit sizing).
     units = math.floor(cash / close[0])

@@ -28,18 +28,6 @@ MINUTE_NS = 60 * 10**9
 
 
 @pytest.fixture(scope="module")
-def sp500() -> pd.DataFrame:
-    from arch.data import sp500
-
-    raw = sp500.load()
-    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
-    return make_bars(
-        stamps, raw["Open"], raw["High"], raw["Low"], raw["Close"], raw["Volume"],
-        symbol="SPX", timeframe="1d",
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def synthetic() -> pd.DataFrame:
     config = SyntheticMarketConfig(seed=7, n_bars=6_000, calendar="fx", symbol="SYN")
     return generate_market(config).bars

@@ -20,18 +20,6 @@ def _bars(ohlc: list[tuple[float, float, float, float]], volume=None) -> pd.Data
     return make_bars(stamps, o, h, low, c, volume, symbol="X", timeframe="1m")
 
 
-@pytest.fixture(scope="module")
-def sp500() -> pd.DataFrame:
-    from arch.data import sp500
-
-    raw = sp500.load()
-    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
-    return make_bars(
-        stamps, raw["Open"], raw["High"], raw["Low"], raw["Close"], raw["Volume"],
-        symbol="SPX", timeframe="1d",
-    )  # fmt: skip
-
-
 def test_spread_hand_computed() -> None:
     bars = _bars(
         [

@@ -30,18 +30,6 @@ def _bars_with_ranges(ranges, *, noise: float = 0.0, seed: int = 0) -> pd.DataFr
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sp500() -> pd.DataFrame:
-    from arch.data import sp500
-
-    raw = sp500.load()
-    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
-    return make_bars(
-        stamps, raw["Open"], raw["High"], raw["Low"], raw["Close"], raw["Volume"],
-        symbol="SPX", timeframe="1d",
-    )  # fmt: skip
-
-
 def test_hand_computed_small_example() -> None:
     # ATR(1) is the true range (from bar 1 on): 1, 2, 3, 1, 1, 5, 3.
     bars = _bars_with_ranges([1, 1, 2, 3, 1, 1, 5, 3])

@@ -22,18 +22,6 @@ def _bars(ohlc, volume) -> pd.DataFrame:
     return make_bars(stamps, o, h, low, c, volume, symbol="X", timeframe="1m")
 
 
-@pytest.fixture(scope="module")
-def sp500() -> pd.DataFrame:
-    from arch.data import sp500
-
-    raw = sp500.load()
-    stamps = pd.DatetimeIndex(raw.index).tz_localize("UTC")
-    return make_bars(
-        stamps, raw["Open"], raw["High"], raw["Low"], raw["Close"], raw["Volume"],
-        symbol="SPX", timeframe="1d",
-    )  # fmt: skip
-
-
 def test_hand_computed_rows() -> None:
     bars = _bars(
         [(99, 100, 98, 100), (101, 104, 99, 102), (98, 99, 97, 97.5), (97.5, 97.5, 97.5, 97.5)],

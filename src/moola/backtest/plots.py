@@ -7,32 +7,14 @@ display, and they return bytes rather than writing files (the caller decides whe
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from moola.backtest.metrics import drawdown_series
+from moola.core.figures import figure_png, new_figure
 
 DEFAULT_SIZE: tuple[int, int] = (1000, 400)
-_DPI = 100
 _MAX_POINTS = 20_000  # longer series are thinned to this many points (charts, not data)
-
-
-def _figure(size: tuple[int, int]) -> Figure:
-    width, height = size
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    fig.clear()
-    return buffer.getvalue()
 
 
 def _thin(n: int) -> np.ndarray:
@@ -53,7 +35,7 @@ def equity_png(
 ) -> bytes:
     """The equity curve (``equity`` column against ``timestamp``) as PNG bytes of ``size``
     pixels (width, height)."""
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     keep = _thin(len(equity_df))
     stamps = equity_df["timestamp"] if "timestamp" in equity_df.columns else None
@@ -64,14 +46,14 @@ def equity_png(
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def drawdown_png(
     equity_df: pd.DataFrame, *, size: tuple[int, int] = DEFAULT_SIZE, title: str = "Drawdown"
 ) -> bytes:
     """The drawdown below the running equity peak, in percent, as PNG bytes."""
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     keep = _thin(len(equity_df))
     stamps = equity_df["timestamp"] if "timestamp" in equity_df.columns else None
@@ -84,7 +66,7 @@ def drawdown_png(
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def trades_png(
@@ -97,7 +79,7 @@ def trades_png(
 ) -> bytes:
     """Close prices with each trade's entry (triangle: up = long, down = short) and exit
     (x) at its fill price, as PNG bytes. Only the last ``max_trades`` trades are marked."""
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     keep = _thin(len(bars))
     x = _x(bars["timestamp"], len(bars))[keep]
@@ -134,4 +116,4 @@ def trades_png(
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)

@@ -9,34 +9,17 @@ Inputs of the wrong shape raise ``ConfigError``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from moola.core.errors import ConfigError
+from moola.core.figures import figure_png, new_figure
 from moola.evaluation.metrics import BinStrategy, reliability_bins, validate_proba
 
 DEFAULT_SIZE: tuple[int, int] = (700, 500)
-_DPI = 100
-
-
-def _figure(size: tuple[int, int]) -> Figure:
-    width, height = size
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    fig.clear()
-    return buffer.getvalue()
 
 
 def _class_names(classes: Sequence[str] | None, n_classes: int) -> list[str]:
@@ -61,7 +44,7 @@ def reliability_png(
     diagonal of perfect calibration), and below it the number of samples in each bin."""
     bins = reliability_bins(y_true, proba, n_bins=n_bins, strategy=strategy)
     filled = [i for i, count in enumerate(bins["count"]) if count]
-    fig = _figure(size)
+    fig = new_figure(size)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
     top.plot(
@@ -82,7 +65,7 @@ def reliability_png(
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("count")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def confusion_png(
@@ -106,7 +89,7 @@ def confusion_png(
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     image = ax.imshow(cm, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax)
@@ -122,7 +105,7 @@ def confusion_png(
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def pr_curve_png(
@@ -144,7 +127,7 @@ def pr_curve_png(
     if positive is not None and not 0 <= positive < p.shape[1]:
         raise ConfigError(f"positive={positive} is not a class index 0..{p.shape[1] - 1}.")
     shown = [positive] if positive is not None else list(range(p.shape[1]))
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     for k in shown:
         target = (y == k).astype(np.int64)
@@ -162,7 +145,7 @@ def pr_curve_png(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower left")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _losses(values: Any, what: str) -> np.ndarray:
@@ -192,7 +175,7 @@ def learning_curve_png(
     if best_epoch is not None and not 1 <= best_epoch <= train.size:
         raise ConfigError(f"best_epoch must be in 1..{train.size}, got {best_epoch}.")
     epochs = np.arange(1, train.size + 1)
-    fig = _figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     ax.plot(epochs, train, marker=".", label="train")
     if val is not None:
@@ -204,4 +187,4 @@ def learning_curve_png(
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
