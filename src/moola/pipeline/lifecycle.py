@@ -75,7 +75,10 @@ def evaluate_test(
             "being an unbiased estimate. Make a new split with a later test period, or "
             "pass --allow-test-reuse to do it anyway (recorded in the ledger)."
         )
-    data = registry.load_labeled(*_ref(manifest["data"]["dataset"]), split=f"{config.split}")
+    recorded = manifest["data"]["split"]  # the exact split version the run trained on
+    data = registry.load_labeled(
+        *_ref(manifest["data"]["dataset"]), split=f"{recorded['name']}@v{recorded['version']}"
+    )
     X, _ = model_inputs(config.inputs, config.model, data.X)
     estimator = type(create(config.model)).load(run_dir / "model.bin")
     proba = estimator.predict_proba(X[data.test.indices])

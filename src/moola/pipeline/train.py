@@ -40,7 +40,7 @@ from moola.core.settings import RunConfig
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.features.window import price_action_features, relative_windows
-from moola.models import create, model_card
+from moola.models import ModelCard, create, model_card
 from moola.models.base import Estimator
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate
@@ -135,7 +135,7 @@ def run_training(
     """Train, evaluate and record one run (see the module docstring)."""
     started = time.perf_counter()
     data = registry.load_labeled(
-        *_name_version(config.dataset),
+        *parse_ref(config.dataset),
         split=config.split,
         synthetic=config.synthetic,
         allow_low_quality_synthetic=config.allow_low_quality_synthetic,
@@ -143,11 +143,7 @@ def run_training(
     split = data.split
     assert split is not None
     card = model_card(config.model)
-    params = {**config.params}
-    if "random_state" in _param_names(config.model) and "random_state" not in params:
-        params["random_state"] = config.seed
-    if card.input_kind == "sequence" and card.entry_point.startswith("moola.training"):
-        params.setdefault("seed", config.seed)
+    params = {_seed_parameter(card): config.seed, **config.params}
     run_id = new_run_id(config.model)
     status = {
         "run_id": run_id,
@@ -466,16 +462,10 @@ def _fold_event(fold: Any) -> dict[str, Any]:
     }
 
 
-def _param_names(model: str) -> set[str]:
-    return (
-        {"random_state"}
-        if model_card(model).input_kind in ("tabular", "probabilities") or model == "minirocket"
-        else set()
-    )
-
-
-def _name_version(text: str) -> tuple[str, int | None]:
-    return parse_ref(text)
+def _seed_parameter(card: ModelCard) -> str:
+    """Which constructor parameter seeds a model: the trainer's ``seed`` for neural models,
+    scikit-learn's ``random_state`` for the others."""
+    return "seed" if card.entry_point.startswith("moola.training") else "random_state"
 
 
 def _saved_bytes(model: Estimator) -> bytes:
