@@ -243,3 +243,70 @@ def test_doctor_reports_and_passes_on_a_healthy_machine(capsys, tmp_path):
     assert code == 0
     for needle in ("python", "pandas", "data root", "free disk", "torch"):
         assert needle in out
+
+
+def test_labeled_windows_from_a_labels_file_drop_blacklisted_grade_d(capsys, tmp_path, csv_file):
+    root = tmp_path / "data"
+    base = ["--data-root", str(root)]
+    run(
+        capsys,
+        *base,
+        "data",
+        "ingest",
+        str(csv_file),
+        "--name",
+        "es",
+        "--symbol",
+        "ES",
+        "--timeframe",
+        "1m",
+    )
+    bars = Registry(root).load_raw("es")
+    labels = tmp_path / "labels.csv"
+    starts = [0, 40, 80, 120, 160]
+    stamps = bars["timestamp"].iloc[starts].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = ["start_ts,label,grade"] + [
+        f"{ts},{label},{grade}"
+        for ts, label, grade in zip(
+            stamps, ["up", "down", "up", "down", "up"], ["A", "B", "D", "C", "A"], strict=True
+        )
+    ]
+    labels.write_text("\n".join(lines) + "\n")
+    code, _, err = run(
+        capsys,
+        *base,
+        "data",
+        "windows",
+        "es",
+        "--name",
+        "es-lab",
+        "--length",
+        "30",
+        "--labels",
+        str(labels),
+    )
+    assert code == 0, err
+    registry = Registry(root)
+    data = registry.load_labeled("es-lab")
+    assert data.table["start"].tolist() == [0, 40, 120, 160]  # grade D (start 80) dropped
+    assert data.table["grade"].tolist() == ["A", "B", "C", "A"]
+    manifest = registry.manifest(registry.resolve("labeled", "es-lab"))
+    dropped = next(t for t in manifest["transformations"] if t["name"].startswith("drop"))
+    assert dropped["params"]["dropped"] == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("start_ts,label\n1999-01-01T00:00:00Z,up\n")
+    code, _, err = run(
+        capsys,
+        *base,
+        "data",
+        "windows",
+        "es",
+        "--name",
+        "es-bad",
+        "--length",
+        "30",
+        "--labels",
+        str(bad),
+    )
+    assert code != 0 and "match no bar" in err
+    assert registry.versions("labeled", "es-bad") == []
