@@ -12,7 +12,7 @@ from rich.table import Table
 
 from moola.cli._common import console, settings_of
 from moola.core.errors import ConfigError
-from moola.core.settings import load_config
+from moola.core.settings import load_config, parse_config
 from moola.data.registry import Registry
 
 app = typer.Typer()
@@ -103,20 +103,9 @@ def train(
                 + ", ".join(f"--{m}" for m in missing)
                 + " (or a --config file that sets them)."
             )
-        resolved = load_config_from_flags(TrainConfig, overrides)
+        given = {key: value for key, value in overrides.items() if value is not None}
+        resolved = parse_config(TrainConfig, given, where="moola train flags")
     run_training(_registry(ctx), resolved, on_event=_on_event)
-
-
-def load_config_from_flags(model: Any, overrides: dict[str, Any]) -> Any:
-    """Build a run config from flags alone, with the same error messages as a file."""
-    from pydantic import ValidationError
-
-    from moola.core.settings import _describe
-
-    try:
-        return model.model_validate({k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, "flags")) from None
 
 
 @app.command()

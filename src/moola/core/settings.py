@@ -54,8 +54,12 @@ class RunConfig(BaseModel):
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
-def load_config(path: str | Path, model: type[ConfigT], **overrides: object) -> ConfigT:
-    """Read YAML ``path`` into ``model``, applying non-``None`` ``overrides`` on top."""
+def load_config(path: str | Path, schema: type[ConfigT], /, **overrides: object) -> ConfigT:
+    """Read YAML ``path`` into ``schema``, applying non-``None`` ``overrides`` on top.
+
+    ``path`` and ``schema`` are positional-only, so overrides may use any field name
+    (a run config has a ``model`` field, for instance).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Check the path you passed.")
@@ -66,10 +70,15 @@ def load_config(path: str | Path, model: type[ConfigT], **overrides: object) -> 
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of keys to values.")
     raw.update({key: value for key, value in overrides.items() if value is not None})
+    return parse_config(schema, raw, where=f"config file {path}")
+
+
+def parse_config(schema: type[ConfigT], values: dict, *, where: str) -> ConfigT:
+    """Validate ``values`` into ``schema``; errors name each bad key and ``where`` it came from."""
     try:
-        return model.model_validate(raw)
+        return schema.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, f"config file {path}")) from None
+        raise ConfigError(_describe(exc, where)) from None
 
 
 def _describe(exc: ValidationError, where: str) -> str:
