@@ -3,12 +3,16 @@ facts of real returns and recognisable planted patterns."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from moola.data.schema import is_canonical
 from moola.data.sources.synthetic import (
@@ -19,6 +23,7 @@ from moola.data.sources.synthetic import (
     _garch_variance,
     generate_market,
 )
+from moola.features.window import price_action_features
 
 NEW_YORK = "America/New_York"
 # Isolates one mechanism: no regimes, no intraday profile, no session jumps.
@@ -359,6 +364,132 @@ def test_window_range_alone_does_not_separate_the_labels(planted: SyntheticMarke
     assert best < 0.85
 
 
+# --------------------------------------------------------------------------- pattern strength
+
+
+def _digest(market: SyntheticMarket) -> str:
+    """sha256 over the raw bytes of every column of the bars and the patterns table."""
+    digest = hashlib.sha256()
+    for frame in (market.bars, market.patterns):
+        for name in frame.columns:
+            column = frame[name]
+            if column.dtype == "string":
+                digest.update("\n".join(column).encode())
+            elif isinstance(column.dtype, pd.DatetimeTZDtype):
+                digest.update(column.astype("int64").to_numpy().tobytes())
+            else:
+                digest.update(column.to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+# Digests of markets made by the generator before pattern_strength existed (commit e74be85):
+# full strength must keep stored datasets (the demo's, the tests') byte for byte.
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"n_bars": 20_000, "n_patterns": 40, "seed": 11},
+            "93bb1dbb9ee7ee7cc82dd28db132771d4cbbb2c6913c2e6b38119f1450fae2b2",
+        ),
+        (
+            {
+                "n_bars": 8_000,
+                "n_patterns": 12,
+                "seed": 5,
+                "calendar": "fx",
+                "timeframe": "5m",
+                "start_price": 1.1,
+                "tick_size": 0.0001,
+            },
+            "d84f97431cc2883043a42d8651690aa7cf5a964a6a5ec006715609034b6e5971",
+        ),
+    ],
+)
+def test_full_pattern_strength_gives_the_bars_of_earlier_versions(
+    overrides: dict[str, object], expected: str
+) -> None:
+    assert _digest(_market(**overrides)) == expected
+    assert _digest(_market(pattern_strength=1.0, **overrides)) == expected
+
+
+def test_weakened_markets_are_deterministic_and_depend_on_the_strength() -> None:
+    config = SyntheticMarketConfig(n_bars=6_000, n_patterns=12, seed=2, pattern_strength=0.4)
+    assert _digest(generate_market(config)) == _digest(generate_market(config))
+    assert _digest(generate_market(config)) != _digest(_market(**{**dict(config), "seed": 3}))
+    digests = {
+        _digest(_market(n_bars=6_000, n_patterns=12, seed=2, pattern_strength=s))
+        for s in (1.0, 0.7, 0.4, 0.1)
+    }
+    assert len(digests) == 4
+
+
+def test_strength_changes_only_the_bars_inside_pattern_windows() -> None:
+    full = _market(n_bars=8_000, n_patterns=15, seed=4)
+    weak = _market(n_bars=8_000, n_patterns=15, seed=4, pattern_strength=0.3)
+    pd.testing.assert_frame_equal(full.patterns, weak.patterns)
+    pd.testing.assert_series_equal(full.bars["timestamp"], weak.bars["timestamp"])
+    inside = np.zeros(len(full.bars), dtype=bool)
+    for start, end in zip(full.patterns["start"], full.patterns["end"], strict=True):
+        inside[start : end + 1] = True
+    volume = full.bars["volume"].to_numpy(), weak.bars["volume"].to_numpy()
+    np.testing.assert_array_equal(volume[0][~inside], volume[1][~inside])
+    # returns outside the windows are the same; the price level after a window may move
+    full_returns, weak_returns = _log_returns(full), _log_returns(weak)
+    outside = ~inside[1:]
+    np.testing.assert_allclose(weak_returns[outside], full_returns[outside], atol=1e-12)
+    assert not np.allclose(weak_returns[~outside], full_returns[~outside])
+
+
+def test_weakened_bars_stay_canonical_and_sane() -> None:
+    for strength in (0.6, 0.05):
+        market = _market(n_bars=6_000, n_patterns=20, seed=1, pattern_strength=strength)
+        bars = market.bars
+        assert is_canonical(bars)
+        o, h, low, c = (bars[col].to_numpy() for col in ("open", "high", "low", "close"))
+        assert np.isfinite(np.stack([o, h, low, c])).all() and (low > 0).all()
+        assert (h >= np.maximum(o, c)).all() and (low <= np.minimum(o, c)).all()
+        assert (bars["volume"] >= 0).all()
+        assert len(market.patterns) == 20
+
+
+def test_weak_consolidations_lose_their_quiet_range() -> None:
+    def quietness(strength: float) -> float:
+        market = _market(n_bars=30_000, n_patterns=120, seed=3, pattern_strength=strength)
+        return float(np.mean([_last_part_vol(*w) for w in _window_paths(market, "consolidation")]))
+
+    textbook, weak = quietness(1.0), quietness(0.2)
+    assert textbook < 0.5
+    assert weak > textbook + 0.2 and weak > 0.6
+
+
+def _holdout_accuracy(strength: float, seed: int) -> tuple[float, float]:
+    """Accuracy of a logistic regression on the price-action features of the planted
+    windows (first 70% chronologically to train, last 30% to test), and the test part's
+    majority-class rate."""
+    market = _market(n_bars=60_000, n_patterns=240, seed=seed, pattern_strength=strength)
+    ohlc = market.bars[["open", "high", "low", "close"]].to_numpy()
+    starts = market.patterns["start"].to_numpy()
+    features = price_action_features(ohlc[starts[:, None] + np.arange(105)]).to_numpy()
+    truth = (market.patterns["label"] == "retracement").to_numpy()
+    cut = int(0.7 * truth.size)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2_000))
+    model.fit(features[:cut], truth[:cut])
+    accuracy = float((model.predict(features[cut:]) == truth[cut:]).mean())
+    return accuracy, float(max(truth[cut:].mean(), 1.0 - truth[cut:].mean()))
+
+
+def test_weaker_patterns_are_harder_to_tell_apart_but_still_learnable() -> None:
+    seeds = (0, 1, 2)
+    runs = {
+        s: np.mean([_holdout_accuracy(s, seed) for seed in seeds], axis=0) for s in (1.0, 0.6, 0.3)
+    }
+    (strong, _), (middle, majority), (weak, _) = runs[1.0], runs[0.6], runs[0.3]
+    assert strong > 0.95
+    assert weak < strong - 0.12  # the classes overlap
+    assert middle > majority + 0.08  # but a weakened pattern is still there to learn
+    assert weak < middle
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -397,6 +528,8 @@ def test_config_is_frozen_and_rejects_unknown_keys() -> None:
         ({"annual_vol": float("nan")}, "annual_vol"),
         ({"tick_size": 0.0}, "tick_size"),
         ({"retracement_fraction": 1.5}, "retracement_fraction"),
+        ({"pattern_strength": 0.0}, "pattern_strength"),
+        ({"pattern_strength": 1.01}, "pattern_strength"),
         ({"n_bars": 1_000, "n_patterns": 10}, "need n_bars >= 1995"),
         ({"timeframe": "1d", "n_bars": 100_000}, "past 2262"),
     ],

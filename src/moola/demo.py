@@ -49,6 +49,7 @@ def run_demo(
     n_bars: int = 150_000,
     n_patterns: int = 240,
     seed: int = 7,
+    pattern_strength: float = 0.5,
     quick: bool = False,
     on_step: Callable[[str], None] = lambda _: None,
 ) -> DemoResult:
@@ -75,6 +76,7 @@ def run_demo(
         calendar="futures",
         n_patterns=n_patterns,
         pattern_length=WINDOW_LENGTH,
+        pattern_strength=pattern_strength,
     )
     step("indexing unlabeled windows")
     unlabeled = registry.write_unlabeled("demo-unlabeled", raw, length=WINDOW_LENGTH)
@@ -148,6 +150,7 @@ def run_demo(
             "n_bars": n_bars,
             "n_patterns": n_patterns,
             "seed": seed,
+            "pattern_strength": pattern_strength,
             "window_length": WINDOW_LENGTH,
         },
         "config_hash": sha256_json({"n_bars": n_bars, "n_patterns": n_patterns, "seed": seed}),

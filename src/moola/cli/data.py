@@ -77,6 +77,9 @@ def synth(
     timeframe: str = typer.Option("1m", help="Bar time frame."),
     calendar: str = typer.Option("futures", help="crypto, fx or futures sessions."),
     patterns: int = typer.Option(0, min=0, help="Planted labelled patterns (0 = none)."),
+    pattern_strength: float = typer.Option(
+        1.0, min=0.01, max=1.0, help="How distinct planted patterns are (1 = textbook)."
+    ),
 ) -> None:
     """Generate a synthetic market and store it as a new raw dataset version."""
     with console.status("Generating synthetic market"):
@@ -89,6 +92,7 @@ def synth(
             timeframe=timeframe,
             calendar=calendar,
             n_patterns=patterns,
+            pattern_strength=pattern_strength,
         )
     console.print(f"[green]Stored[/] {ref}  content hash {ref.content_hash}")
 

@@ -80,6 +80,9 @@ def demo(
     bars: int = typer.Option(150_000, min=5_000, help="Synthetic 1-minute bars to generate."),
     patterns: int = typer.Option(240, min=10, help="Planted, labelled patterns."),
     seed: int = typer.Option(7, help="Seed of the synthetic market."),
+    pattern_strength: float = typer.Option(
+        0.5, min=0.01, max=1.0, help="How distinct the planted patterns are (1 = textbook)."
+    ),
     quick: bool = typer.Option(False, help="Smaller models and fewer epochs (a smoke test)."),
 ) -> None:
     """Run the pipeline end to end on the embedded synthetic market; ends in an HTML report."""
@@ -94,6 +97,7 @@ def demo(
             n_bars=bars,
             n_patterns=patterns,
             seed=seed,
+            pattern_strength=pattern_strength,
             quick=quick,
             on_step=lambda text: status.update(f"moola demo: {text}"),
         )

@@ -38,6 +38,7 @@ def synthesize_raw(
     calendar: str = "futures",
     n_patterns: int = 0,
     pattern_length: int = 105,
+    pattern_strength: float = 1.0,
 ) -> tuple[DatasetRef, SyntheticMarket]:
     """Generate a seeded synthetic market and store its bars as ``raw/<name>``."""
     config = SyntheticMarketConfig(
@@ -48,6 +49,7 @@ def synthesize_raw(
         calendar=calendar,
         n_patterns=n_patterns,
         pattern_length=pattern_length,
+        pattern_strength=pattern_strength,
     )
     market = generate_market(config)
     settings = config.model_dump(mode="json")
