@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from moola.cli._common import console
+from moola.cli._common import console, settings_of
+from moola.core.errors import ConfigError
 
 app = typer.Typer(help="Backtest target positions on bars, with costs and prop-firm checks.")
 
@@ -49,13 +51,44 @@ def _show(value: object, spec: str) -> str:
 
 @app.command()
 def backtest(
-    bars: Path = typer.Option(..., "--bars", help="Bars file (CSV, Parquet, HistData, DBN...)."),
-    signals: Path = typer.Option(
-        ..., "--signals", help="CSV or Parquet with columns timestamp and position in [-1, 1]."
+    ctx: typer.Context,
+    bars: Path | None = typer.Option(
+        None, "--bars", help="Bars file (CSV, Parquet, HistData, DBN...)."
     ),
-    out: Path = typer.Option(..., "--out", help="Directory to write results into (new)."),
+    signals: Path | None = typer.Option(
+        None, "--signals", help="CSV or Parquet with columns timestamp and position in [-1, 1]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Directory to write results into (new); with --bars/--signals."
+    ),
+    run_id: str | None = typer.Option(
+        None,
+        "--run",
+        help="Backtest this training run's out-of-fold predictions on its dataset's bars "
+        "(instead of --bars/--signals); results go into the run folder.",
+    ),
+    long_class: str | None = typer.Option(
+        None, "--long-class", help="With --run: go long when p(class) >= --threshold."
+    ),
+    short_class: str | None = typer.Option(
+        None, "--short-class", help="With --run: go short when p(class) >= --threshold."
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="With --run: probability that triggers a signal, in (0, 1] (default 0.5).",
+    ),
+    hold_bars: int | None = typer.Option(
+        None, "--hold-bars", help="With --run: bars each signal's position is held."
+    ),
+    allow_leaky_skip: bool = typer.Option(
+        False,
+        "--allow-leaky-skip",
+        help="With --run: drop predictions whose traded period their fold trained on "
+        "(counted in the record) instead of refusing.",
+    ),
     symbol: str | None = typer.Option(
-        None, help="Symbol to backtest (from a multi-symbol file, or to name the bars)."
+        None, help="Symbol to backtest (from a multi-symbol file or dataset, or to name the bars)."
     ),
     timeframe: str | None = typer.Option(None, help="Bar time frame, e.g. 1m, 1h, 1d."),
     cash: float = typer.Option(100_000.0, "--cash", min=0.0, help="Initial cash."),
@@ -74,10 +107,75 @@ def backtest(
     engine: str = typer.Option("vectorised", "--engine", help="vectorised or event."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
-    """Backtest SIGNALS on BARS: fills at the next open(s) with costs, then stats, prop-firm
-    rule checks, trades, equity and charts written to OUT."""
+    """Backtest SIGNALS on BARS (or a training RUN's out-of-fold predictions): fills at the
+    next open(s) with costs, then stats, prop-firm rule checks, trades, equity and charts
+    written to OUT (or into the run folder)."""
     from moola.backtest.run import align_positions, check_bars, load_bars, read_signals, run
     from moola.sim import CommissionModel
+
+    comm = None
+    if commission or commission_per_unit:
+        comm = CommissionModel(per_unit=commission_per_unit, rate=commission)
+    run_options = {
+        "--long-class": long_class,
+        "--short-class": short_class,
+        "--hold-bars": hold_bars,
+        "--threshold": threshold,
+        "--allow-leaky-skip": allow_leaky_skip or None,
+    }
+    if run_id is not None:
+        file_options = {
+            "--bars": bars,
+            "--signals": signals,
+            "--out": out,
+            "--timeframe": timeframe,
+            "--overwrite": overwrite or None,
+        }
+        given = [flag for flag, value in file_options.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"--run backtests the run's own predictions on its dataset's bars and writes "
+                f"into the run folder; it cannot be combined with {', '.join(given)}. Use "
+                "either --run RUN or --bars/--signals/--out."
+            )
+        missing = [f for f in ("--long-class", "--hold-bars") if run_options[f] is None]
+        if missing:
+            raise ConfigError(
+                f"--run needs {' and '.join(missing)}: the class whose probability goes long "
+                "(e.g. --long-class up) and how many bars each signal is held (e.g. "
+                "--hold-bars 20, usually the label's horizon)."
+            )
+        _backtest_run(
+            ctx,
+            run_id,
+            long_class=str(long_class),
+            short_class=short_class,
+            threshold=0.5 if threshold is None else threshold,
+            hold_bars=int(hold_bars or 0),
+            symbol=symbol,
+            instrument=instrument,
+            initial_cash=cash,
+            commission=comm,
+            spread=spread or None,
+            slippage=slippage_bps or None,
+            latency_bars=latency,
+            engine=engine,  # type: ignore[arg-type]
+            skip_leaky=allow_leaky_skip,
+        )
+        return
+    given = [flag for flag, value in run_options.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply with --run RUN; add --run or drop them.")
+    missing = [
+        flag for flag, value in (("--bars", bars), ("--signals", signals), ("--out", out))
+        if value is None
+    ]  # fmt: skip
+    if missing:
+        raise ConfigError(
+            f"Missing {', '.join(missing)}: give --bars, --signals and --out to backtest a "
+            "signals file, or --run RUN to backtest a training run's predictions."
+        )
+    assert bars is not None and signals is not None and out is not None
 
     with console.status("Backtesting"):
         bar_table = load_bars(bars, symbol=symbol, timeframe=timeframe)
@@ -86,9 +184,6 @@ def backtest(
         positions = align_positions(
             bar_table, table, where=f"Signals file {signals} (rows counted from 0)"
         )
-        comm = None
-        if commission or commission_per_unit:
-            comm = CommissionModel(per_unit=commission_per_unit, rate=commission)
         result = run(
             bar_table,
             positions,
@@ -101,8 +196,35 @@ def backtest(
             engine=engine,  # type: ignore[arg-type]
         )
         written = result.to_dir(out, overwrite=overwrite)
+    _print_result(result.stats, written)
 
-    stats = result.stats
+
+def _backtest_run(ctx: typer.Context, run_id: str, **options: Any) -> None:
+    from moola.data.registry import Registry
+    from moola.pipeline.backtest_run import backtest_run
+    from moola.tracking.runs import RunStore
+
+    registry = Registry(settings_of(ctx).data_root)
+    with console.status(f"Backtesting run {run_id}"):
+        result, record = backtest_run(registry, run_id, **options)
+    counts = record["counts"]
+    console.print(
+        f"Run {record['run_id']}: {counts['used']} out-of-fold signals on "
+        f"{record['symbol']} ({counts['long']} long, {counts['short']} short, "
+        f"{counts['flat']} flat), held {record['hold_bars']} bars, threshold "
+        f"{record['threshold']}."
+    )
+    if record["leakage_check"]["passed"]:
+        console.print("Leakage check: passed (no signal trades a period its model trained on).")
+    else:
+        console.print(
+            f"[yellow]Leakage check: {counts['skipped_leaky']} prediction(s) traded a period "
+            "their fold's model trained on and were skipped (--allow-leaky-skip).[/]"
+        )
+    _print_result(result.stats, RunStore(registry.root).run_dir(record["run_id"]) / record["path"])
+
+
+def _print_result(stats: dict[str, Any], written: Path) -> None:
     summary = Table(title=f"Backtest of {stats['instrument']} ({stats['engine']})")
     summary.add_column("statistic")
     summary.add_column("value", justify="right")

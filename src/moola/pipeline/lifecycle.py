@@ -126,6 +126,17 @@ def evaluate_test(
     return report
 
 
+def latest_backtest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Folder and record of the run's newest backtest whose predictions passed the leakage
+    check (or had the leaky ones skipped, as recorded); None when there is none."""
+    found = None
+    for path in sorted((run_dir / "backtests").glob("*/backtest.json")):
+        record = json.loads(path.read_text())
+        if record["leakage_check"]["passed"] or record["leakage_check"]["skipped"]:
+            found = (path.parent, record)
+    return found
+
+
 def gate_basis(run_dir: Path, manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The metrics promotion is judged on: test if scored, else calibrated OOF."""
     tests = _test_evaluations(run_dir)
@@ -146,8 +157,9 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     run_dir, manifest = load_manifest(store, run_id)
     basis, report = gate_basis(run_dir, manifest)
     metrics = {**report["metrics"], **flat_metrics(report)}
-    backtest = manifest.get("backtest", {}).get("stats") if manifest.get("backtest") else None
-    record = evaluate_gates(metrics, gates or GateConfig(), backtest)
+    backtest = latest_backtest(run_dir)
+    stats = backtest[1]["stats"] if backtest else None
+    record = evaluate_gates(metrics, gates or GateConfig(), stats)
     decision = {
         "run_id": run_dir.name,
         "at": utc_now_iso(),
@@ -230,6 +242,9 @@ def write_report(registry: Registry, run_id: str) -> Path:
                 ),
             )
         )
+    backtest = latest_backtest(run_dir)
+    if backtest is not None:
+        sections.append(_backtest_section(*backtest))
     plots = "".join(
         image_html((run_dir / name).read_bytes(), name)
         for name in ("reliability.png", "confusion.png", "pr_curve.png", "learning_curve.png")
@@ -241,6 +256,41 @@ def write_report(registry: Registry, run_id: str) -> Path:
     path = run_dir / "report.html"
     atomic_write_text(path, html, overwrite=True)
     return path
+
+
+def _backtest_section(folder: Path, record: dict[str, Any]) -> Section:
+    """Stats, counts, leakage check and charts of the run's latest valid backtest."""
+    keys = (
+        "total_return",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "n_trades",
+        "win_rate",
+        "profit_factor",
+        "costs_paid",
+        "exposure",
+    )
+    stats = [
+        {"metric": k, "value": _num(record["stats"].get(k))} for k in keys if k in record["stats"]
+    ]
+    leakage = record["leakage_check"]
+    charts = "".join(
+        image_html((folder / name).read_bytes(), name)
+        for name in ("equity.png", "drawdown.png", "trades.png")
+        if (folder / name).is_file()
+    )
+    note = (
+        f"Out-of-fold predictions traded on the raw bars: {record['counts']['used']} used, "
+        f"{record['counts']['skipped_leaky']} skipped as leaky. Leakage check "
+        + (
+            "passed."
+            if leakage["passed"]
+            else "found predictions whose fold model trained on "
+            "the traded period; they were skipped, as recorded."
+        )
+    )
+    return Section("Backtest of the run's predictions", table_html(stats) + charts, note)
 
 
 def _metrics_table(report: dict[str, Any], calibrated: dict[str, Any] | None) -> str:

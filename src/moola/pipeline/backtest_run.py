@@ -1,0 +1,583 @@
+"""``moola backtest --run RUN``: what a trained run's out-of-fold signals would have earned.
+
+A run's out-of-fold (OOF) predictions become trading signals on its dataset's raw bars,
+and ``moola.backtest.run`` turns them into trades, equity and statistics after costs.
+
+Signals. Prediction ``i`` is about a window whose last bar is ``end_i``. At that bar's close
+the target position becomes +1 when ``p(long_class) >= threshold``, -1 when a
+``short_class`` is given and ``p(short_class) >= threshold`` (when both pass, the larger
+probability wins and a tie stays flat), else 0. The target holds for ``hold_bars`` bars:
+it is the target decided at bars ``end_i .. end_i + hold_bars - 1``, so the position is
+held over bars ``end_i + 1 .. end_i + hold_bars`` (filled at the open after the decision,
+``latency_bars`` later in general) and flat after, unless another signal comes first. A
+later signal replaces an earlier one, a flat one too (the model's "stay out" is a decision).
+The probabilities are the raw OOF ones: the run's calibrated OOF probabilities come from
+calibrators fitted on the other folds' labels, which cover the traded periods.
+
+Leakage check. An OOF prediction of fold ``k`` comes from a model fitted on fold ``k``'s
+train (and val) samples. Its traded period runs from the bar after the decision to the last
+bar whose prices the trade depends on (``end_i + 1 .. end_i + hold_bars + latency_bars -
+1``, timestamps). When a fitted sample's window ``[start_ts, end_ts]`` overlaps that period,
+the model has seen the prices it is being scored on trading: purged k-fold keeps training
+data after each test fold, and without an embargo of at least the holding time the first
+window after the fold lies inside the last trades' periods. Such predictions are refused
+(``LeakageError``) or, when asked, dropped and counted. Overlap is about time only, across
+symbols, like the splits' purge.
+
+Only out-of-fold runs are backtested: a holdout run's predictions are on its validation
+part, which early stopping and calibration used, and its test part is scored once by
+``moola evaluate RUN --test``. Results go into the run folder under
+``backtests/<UTC stamp>/`` (the run's own files stay unchanged) with a ``backtest.json``
+record, all or nothing, and one ``backtest`` line is appended to the experiment log.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moola.backtest import metrics
+from moola.backtest.run import BacktestResult, Engine, run
+from moola.core.atomic import atomic_directory, atomic_write_text
+from moola.core.errors import ConfigError, IntegrityError, LeakageError
+from moola.core.provenance import utc_now_iso
+from moola.data.registry import Registry
+from moola.data.splits import Fold, Split
+from moola.pipeline.lifecycle import load_manifest
+from moola.sim import CommissionModel, Instrument, Rule, SlippageModel, SpreadModel
+from moola.tracking.runs import RunStore
+
+BACKTESTS_DIR = "backtests"
+RECORD_FILE = "backtest.json"
+_SHOWN = 3  # leaky predictions described in a message
+_SHOWN_ROWS = 5  # overlapping train rows named per leaky prediction
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """Which predictions trade a period their fold's model was fitted on.
+
+    ``leaky`` is a mask over the checked predictions; ``fold`` the fold that tested each;
+    ``examples`` the first leaky ones as ``(position in the checked arrays, fold,
+    overlapping fitted rows)``; ``needed_embargo_ns`` the embargo after each test fold that
+    would have kept every overlapping sample out (0 when none leak).
+    """
+
+    leaky: np.ndarray
+    fold: np.ndarray
+    examples: list[tuple[int, int, list[int]]]
+    needed_embargo_ns: int
+
+    @property
+    def count(self) -> int:
+        return int(self.leaky.sum())
+
+
+def signal_targets(p_long: np.ndarray, p_short: np.ndarray | None, threshold: float) -> np.ndarray:
+    """+1, -1 or 0 per prediction from the long (and short) class probabilities."""
+    p_long = np.asarray(p_long, dtype=np.float64)
+    long = p_long >= threshold
+    if p_short is None:
+        return long.astype(np.float64)
+    p_short = np.asarray(p_short, dtype=np.float64)
+    short = p_short >= threshold
+    both = long & short
+    long = long & ~(both & (p_short >= p_long))
+    short = short & ~(both & (p_long >= p_short))
+    return long.astype(np.float64) - short.astype(np.float64)
+
+
+def hold_positions(
+    n_bars: int, signal_bars: np.ndarray, values: np.ndarray, hold_bars: int
+) -> np.ndarray:
+    """Per-bar target (decided at each bar's close) from signals at ``signal_bars``.
+
+    Signal ``j`` sets the target to ``values[j]`` for bars ``signal_bars[j] .. signal_bars[j]
+    + hold_bars - 1``, unless a later signal (a later bar, or a later entry at the same bar)
+    replaces it; the target is 0 elsewhere.
+    """
+    signal_bars = np.asarray(signal_bars, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(signal_bars, kind="stable")
+    at, vals = signal_bars[order], values[order]
+    latest = np.full(n_bars, -1, dtype=np.int64)
+    np.maximum.at(latest, at, np.arange(at.size, dtype=np.int64))
+    latest = np.maximum.accumulate(latest)
+    active = latest >= 0
+    safe = np.where(active, latest, 0)
+    age = np.arange(n_bars, dtype=np.int64) - (at[safe] if at.size else 0)
+    keep = active & (age < hold_bars)
+    return np.where(keep, vals[safe] if vals.size else 0.0, 0.0)
+
+
+def find_leaks(
+    rows: np.ndarray,
+    traded_start: np.ndarray,
+    traded_end: np.ndarray,
+    folds: Sequence[Fold],
+    span_start: np.ndarray,
+    span_end: np.ndarray,
+) -> LeakageReport:
+    """Which predictions (labeled ``rows``) trade ``[traded_start, traded_end]`` (int64 ns,
+    inclusive; empty when start > end) overlapping a sample their fold fitted on (train or
+    val), whose spans are ``[span_start, span_end]`` per labeled row.
+
+    Raises ``IntegrityError`` for a row that no fold tested (the split is not the run's).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    traded_start = np.asarray(traded_start, dtype=np.int64)
+    traded_end = np.asarray(traded_end, dtype=np.int64)
+    fold_of_row = np.full(span_start.size, -1, dtype=np.int64)
+    for k, fold in enumerate(folds):
+        fold_of_row[np.asarray(fold.test, dtype=np.int64)] = k
+    fold = fold_of_row[rows]
+    untested = np.flatnonzero(fold < 0)
+    if untested.size:
+        raise IntegrityError(
+            f"Predicted row(s) {rows[untested[:_SHOWN_ROWS]].tolist()} are in no fold's test "
+            "part of the run's split, so they are not out-of-fold predictions of it; the "
+            "split or predictions no longer match the run. Retrain the run."
+        )
+    leaky = np.zeros(rows.size, dtype=bool)
+    fitted_of: list[np.ndarray] = []
+    for k, part in enumerate(folds):
+        fitted = np.union1d(np.asarray(part.train, np.int64), np.asarray(part.val, np.int64))
+        fitted_of.append(fitted)
+        here = np.flatnonzero((fold == k) & (traded_start <= traded_end))
+        if not here.size or not fitted.size:
+            continue
+        # A fitted span [s, e] meets [a, b] iff s <= b and e >= a: among the spans starting
+        # by b (a prefix once sorted by start), the latest end must reach a.
+        by_start = np.argsort(span_start[fitted], kind="stable")
+        starts = span_start[fitted][by_start]
+        latest_end = np.maximum.accumulate(span_end[fitted][by_start])
+        count = np.searchsorted(starts, traded_end[here], side="right")
+        reach = latest_end[np.maximum(count - 1, 0)]
+        leaky[here] = (count > 0) & (reach >= traded_start[here])
+    examples = []
+    for position in np.flatnonzero(leaky)[:_SHOWN]:
+        fitted = fitted_of[int(fold[position])]
+        meets = (span_start[fitted] <= traded_end[position]) & (
+            span_end[fitted] >= traded_start[position]
+        )
+        examples.append((int(position), int(fold[position]), fitted[meets].tolist()))
+    needed = 0
+    if leaky.any():
+        last_test_end = np.array(
+            [span_end[np.asarray(f.test, np.int64)].max() if f.test else 0 for f in folds]
+        )
+        needed = int(max(0, (traded_end[leaky] - last_test_end[fold[leaky]]).max()))
+    return LeakageReport(leaky, fold, examples, needed)
+
+
+def backtest_run(
+    registry: Registry,
+    run_id: str,
+    *,
+    long_class: str,
+    short_class: str | None = None,
+    threshold: float = 0.5,
+    hold_bars: int,
+    symbol: str | None = None,
+    instrument: Instrument | str | None = None,
+    initial_cash: float = 100_000.0,
+    commission: CommissionModel | float | None = None,
+    spread: SpreadModel | float | None = None,
+    slippage: SlippageModel | float | None = None,
+    latency_bars: int = 1,
+    engine: Engine = "vectorised",
+    prop_firm_rules: bool | Sequence[Rule] = True,
+    periods_per_year: float | None = None,
+    skip_leaky: bool = False,
+) -> tuple[BacktestResult, dict[str, Any]]:
+    """Backtest run ``run_id``'s out-of-fold predictions as signals (module notes).
+
+    Parameters
+    ----------
+    long_class, short_class : str
+        Classes whose probability at or above ``threshold`` goes long / short.
+    threshold : float, default 0.5
+        In (0, 1].
+    hold_bars : int
+        Bars a signal's position is held (>= 1).
+    symbol : str, optional
+        The symbol to trade when the dataset holds several.
+    skip_leaky : bool, default False
+        Drop predictions whose traded period their fold's model was fitted on (and
+        count them) instead of raising ``LeakageError``.
+    instrument, initial_cash, commission, spread, slippage, latency_bars, engine,
+    prop_firm_rules, periods_per_year
+        As in :func:`moola.backtest.run.run`.
+
+    Returns the backtest and its record (also written to
+    ``<run folder>/backtests/<UTC stamp>/backtest.json`` beside the backtest's files).
+    Raises ``ConfigError`` for a holdout run or bad options, ``LeakageError`` as above.
+    """
+    _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
+    store = RunStore(registry.root)
+    run_dir, manifest = load_manifest(store, run_id)
+    inputs = _load_inputs(registry, run_dir.name, manifest, long_class, short_class, symbol)
+    run_id, table, bars, rows = inputs.run_id, inputs.table, inputs.bars, inputs.rows
+    p_long = inputs.predictions[f"p_{long_class}"].to_numpy(np.float64)[rows]
+    p_short = (
+        inputs.predictions[f"p_{short_class}"].to_numpy(np.float64)[rows] if short_class else None
+    )
+    if not np.isfinite(p_long).all() or (p_short is not None and not np.isfinite(p_short).all()):
+        raise IntegrityError(f"Run {run_id} has covered predictions without probabilities.")
+    values = signal_targets(p_long, p_short, threshold)
+    signal_bars = np.searchsorted(inputs.bar_rows, table["end"].to_numpy(np.int64)[rows])
+    traded_start, traded_end = traded_periods(
+        _ns(bars["timestamp"]), signal_bars, hold_bars, latency_bars
+    )
+    split = inputs.split
+    report = find_leaks(
+        rows,
+        traded_start,
+        traded_end,
+        split.folds or [],
+        _ns(table["start_ts"]),
+        _ns(table["end_ts"]),
+    )
+    split_params = _gaps(split.params, split.spans_unit)
+    if report.count and not skip_leaky:
+        split_text = f"{inputs.split_text}, " + ", ".join(
+            [split.strategy, *(f"{key} {value}" for key, value in split_params.items())]
+        )
+        raise LeakageError(
+            _leak_message(
+                run_id, report, rows, traded_start, traded_end, split_text, hold_bars,
+                inputs.dataset["name"],
+            )
+        )  # fmt: skip
+    used = ~report.leaky
+    positions = hold_positions(len(bars), signal_bars[used], values[used], hold_bars)
+    result = run(
+        bars,
+        positions,
+        instrument=instrument,
+        initial_cash=initial_cash,
+        commission=commission,
+        spread=spread,
+        slippage=slippage,
+        latency_bars=latency_bars,
+        engine=engine,
+        prop_firm_rules=prop_firm_rules,
+        periods_per_year=periods_per_year,
+    )
+
+    folder = _new_folder(run_dir / BACKTESTS_DIR)
+    covered = inputs.predictions["covered"].to_numpy(bool)
+    record: dict[str, Any] = metrics.json_safe(  # type: ignore[assignment]
+        {
+            "kind": "backtest",
+            "run_id": run_id,
+            "at": utc_now_iso(),
+            "path": f"{BACKTESTS_DIR}/{folder.name}",
+            "model": manifest["config"]["model"],
+            "dataset": inputs.dataset,
+            "split": inputs.split_record,
+            "raw": inputs.raw,
+            "symbol": inputs.symbol,
+            "probabilities": "out-of-fold, uncalibrated",
+            "long_class": long_class,
+            "short_class": short_class,
+            "threshold": float(threshold),
+            "hold_bars": int(hold_bars),
+            "config": result.config,
+            "counts": {
+                "predictions": len(covered),
+                "covered": int(covered.sum()),
+                "other_symbols": int(covered.sum()) - int(rows.size),
+                "checked": int(rows.size),
+                "used": int(used.sum()),
+                "skipped_leaky": report.count,
+                "long": int((values[used] > 0).sum()),
+                "short": int((values[used] < 0).sum()),
+                "flat": int((values[used] == 0).sum()),
+            },
+            "leakage_check": {
+                "passed": report.count == 0,
+                "leaky": report.count,
+                "skipped": bool(skip_leaky and report.count),
+                "traded_period": "bars end+1 .. end+hold_bars+latency_bars-1 of each window",
+                "fitted_parts": "train and val of the fold that tested the window",
+                "split_params": split_params,
+                "needed_embargo": _duration(report.needed_embargo_ns) if report.count else None,
+                "leaky_rows": rows[report.leaky][:50].tolist(),
+            },
+            "stats": result.stats,
+        }
+    )
+    _save(store, folder, result, record)
+    return result, record
+
+
+def traded_periods(
+    stamps: np.ndarray, signal_bars: np.ndarray, hold_bars: int, latency_bars: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The time span (int64 ns, inclusive) each signal's trade depends on: bar open times
+    ``signal + 1 .. signal + hold_bars + latency_bars - 1``, cut at the last bar; empty
+    (start > end) for a signal at the last bar, which never fills."""
+    last = len(stamps) - 1
+    first_bar = signal_bars + 1
+    last_bar = np.minimum(signal_bars + hold_bars + latency_bars - 1, last)
+    end = stamps[last_bar]
+    start = np.where(first_bar > last, end + 1, stamps[np.minimum(first_bar, last)])
+    return start, end
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a run's backtest reads: its windows, split, predictions and one symbol's bars."""
+
+    run_id: str
+    dataset: dict[str, Any]
+    split: Split
+    split_record: dict[str, Any]
+    split_text: str
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    raw: dict[str, Any]
+    symbol: str
+    bars: pd.DataFrame
+    bar_rows: np.ndarray  # positions of ``bars`` in the raw table
+    rows: np.ndarray  # covered prediction rows of ``symbol``
+
+
+def _load_inputs(
+    registry: Registry,
+    run_id: str,
+    manifest: dict[str, Any],
+    long_class: str,
+    short_class: str | None,
+    symbol: str | None,
+) -> _Inputs:
+    """The run's exact dataset, split version and predictions, checked against each other."""
+    _check_run(run_id, manifest)
+    recorded = manifest["data"]["split"]
+    dataset = manifest["data"]["dataset"]
+    split_text = f"{recorded['name']}@v{recorded['version']}"
+    data = registry.load_labeled(dataset["name"], dataset["version"], split=split_text)
+    if data.ref.content_hash != dataset["content_hash"]:
+        raise IntegrityError(
+            f"Run {run_id} trained on {dataset['name']}@v{dataset['version']} with hash "
+            f"{dataset['content_hash']}; it now hashes to {data.ref.content_hash}."
+        )
+    if data.audit["split"]["split_hash"] != recorded["split_hash"] or data.split is None:
+        raise IntegrityError(
+            f"Split {split_text} no longer hashes to the {recorded['split_hash']} run "
+            f"{run_id} trained on."
+        )
+    ref = manifest["predictions"]
+    predictions = registry.load_table("predictions", ref["name"], ref["version"])
+    meta = registry.meta(registry.resolve("predictions", ref["name"], ref["version"]))
+    _check_classes(list(meta["classes"]), long_class, short_class)
+    table = data.table
+    if len(predictions) != len(table) or not np.array_equal(
+        _ns(predictions["end_ts"]), _ns(table["end_ts"])
+    ):
+        raise IntegrityError(
+            f"The predictions of run {run_id} ({len(predictions)} rows) do not line up with "
+            f"the windows of {data.ref} ({len(table)} rows). Retrain the run."
+        )
+    symbols = sorted(pd.unique(table["symbol"].astype(str)).tolist())
+    traded = _pick_symbol(symbols, symbol, data.ref)
+    raw = registry.meta(data.ref)["raw"]
+    all_bars = registry.load_raw(raw["name"], raw["version"])
+    bar_rows = np.flatnonzero(all_bars["symbol"].astype(str).to_numpy() == traded)
+    mine = table["symbol"].astype(str).to_numpy() == traded
+    rows = np.flatnonzero(predictions["covered"].to_numpy(bool) & mine)
+    if rows.size == 0:
+        raise ConfigError(
+            f"Run {run_id} has no out-of-fold predictions for symbol {traded!r}; "
+            "nothing to backtest."
+        )
+    return _Inputs(
+        run_id=run_id,
+        dataset=dataset,
+        split=data.split,
+        split_record={key: recorded[key] for key in ("name", "version", "split_hash")},
+        split_text=split_text,
+        table=table,
+        predictions=predictions,
+        raw=raw,
+        symbol=traded,
+        bars=all_bars.iloc[bar_rows].reset_index(drop=True),
+        bar_rows=bar_rows,
+        rows=rows,
+    )
+
+
+def _save(store: RunStore, folder: Path, result: BacktestResult, record: dict[str, Any]) -> None:
+    """The backtest's files and its record into ``folder``, all or nothing; then a line in
+    the experiment log."""
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    with atomic_directory(folder) as tmp:
+        result.to_dir(tmp, overwrite=True)
+        atomic_write_text(tmp / RECORD_FILE, text)
+    dataset = record["dataset"]
+    store.append_result(
+        {
+            "run_id": record["run_id"],
+            "kind": "backtest",
+            "model": record["model"],
+            "dataset": f"{dataset['name']}@v{dataset['version']}",
+            "path": record["path"],
+            "metrics": {
+                key: result.stats.get(key)
+                for key in ("sharpe", "max_drawdown", "total_return", "n_trades")
+            },
+        }
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_options(
+    hold_bars: int,
+    threshold: float,
+    latency_bars: int,
+    long_class: str,
+    short_class: str | None,
+) -> None:
+    if isinstance(hold_bars, bool) or not isinstance(hold_bars, (int, np.integer)) or hold_bars < 1:
+        raise ConfigError(f"--hold-bars must be a whole number of bars >= 1, got {hold_bars!r}.")
+    if not isinstance(threshold, (int, float)) or not (0.0 < float(threshold) <= 1.0):
+        raise ConfigError(f"--threshold must be a probability in (0, 1], got {threshold!r}.")
+    if isinstance(latency_bars, bool) or not isinstance(latency_bars, (int, np.integer)):
+        raise ConfigError(f"--latency must be a whole number of bars >= 1, got {latency_bars!r}.")
+    if latency_bars < 1:
+        raise ConfigError(f"--latency must be >= 1 (fill after the decision), got {latency_bars}.")
+    if short_class is not None and short_class == long_class:
+        raise ConfigError(
+            f"--long-class and --short-class are both {long_class!r}; give two classes, or "
+            "leave --short-class out to trade long only."
+        )
+
+
+def _check_run(run_id: str, manifest: dict[str, Any]) -> None:
+    if manifest.get("kind") != "train":
+        raise ConfigError(f"Run {run_id} is a {manifest.get('kind')} run, not a training run.")
+    if manifest.get("mode") != "oof":
+        raise ConfigError(
+            f"Run {run_id} was trained on a train/val/test split (mode "
+            f"{manifest.get('mode')!r}): its only predictions are on the validation part, "
+            "which early stopping and calibration used, and its test part is scored once by "
+            "`moola evaluate RUN --test`. A backtest of signals needs out-of-fold "
+            "predictions: split with folds (`moola data split DATASET --strategy "
+            "purged-kfold --embargo N`, N at least --hold-bars) and train again."
+        )
+
+
+def _check_classes(classes: list[str], long_class: str, short_class: str | None) -> None:
+    for flag, name in (("--long-class", long_class), ("--short-class", short_class)):
+        if name is None or name in classes:
+            continue
+        close = difflib.get_close_matches(str(name), classes, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{flag} {name!r} is not a class of this run.{hint} Its classes are: "
+            + ", ".join(repr(c) for c in classes)
+            + "."
+        )
+
+
+def _pick_symbol(symbols: list[str], symbol: str | None, ref: object) -> str:
+    if symbol is None:
+        if len(symbols) == 1:
+            return symbols[0]
+        raise ConfigError(
+            f"{ref} holds windows of {len(symbols)} symbols ({', '.join(symbols[:10])}); a "
+            "backtest trades one. Pick it with --symbol."
+        )
+    if symbol not in symbols:
+        raise ConfigError(
+            f"--symbol {symbol!r} has no windows in {ref}; it holds {', '.join(symbols[:10])}."
+        )
+    return symbol
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _leak_message(
+    run_id: str,
+    report: LeakageReport,
+    rows: np.ndarray,
+    traded_start: np.ndarray,
+    traded_end: np.ndarray,
+    split_text: str,
+    hold_bars: int,
+    dataset: str,
+) -> str:
+    shown = []
+    for position, fold, overlapping in report.examples:
+        names = ", ".join(str(r) for r in overlapping[:_SHOWN_ROWS])
+        if len(overlapping) > _SHOWN_ROWS:
+            names += f" and {len(overlapping) - _SHOWN_ROWS} more"
+        shown.append(
+            f"row {int(rows[position])} (fold {fold}, trades {_iso(traded_start[position])} .. "
+            f"{_iso(traded_end[position])}; fold {fold} trained on row(s) {names})"
+        )
+    more = f" and {report.count - len(shown)} more" if report.count > len(shown) else ""
+    embargo = _duration(report.needed_embargo_ns)
+    return (
+        f"{report.count} of {rows.size} out-of-fold predictions of run {run_id} would trade "
+        f"a period that their fold's model was trained on (split {split_text}): "
+        f"{'; '.join(shown)}{more}. Backtesting them would count profits the model had "
+        "already seen. Re-split with an embargo of at least --hold-bars "
+        f"({hold_bars}) bars, and at least {embargo} in time (the longest traded period "
+        "here ends that long after its fold's last window; session gaps stretch it): "
+        f"`moola data split {dataset} --strategy purged-kfold --embargo {embargo}`, train "
+        "again and backtest that run; or pass --allow-leaky-skip to drop these predictions "
+        "(the count is recorded)."
+    )
+
+
+def _gaps(params: dict[str, Any], unit: str) -> dict[str, Any]:
+    """Split parameters with purge and embargo readable (durations when stored in ns)."""
+    out = dict(params)
+    for key in ("purge", "embargo"):
+        if unit == "ns" and isinstance(out.get(key), int):
+            out[key] = _duration(out[key])
+    return out
+
+
+def _new_folder(base: Path) -> Path:
+    """A new ``<UTC stamp>`` folder name under ``base`` (suffixed if taken)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
+    return folder
+
+
+def _ns(column: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(pd.to_datetime(column, utc=True)).asi8.astype(np.int64)
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns), tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _duration(ns: int) -> str:
+    """A duration as the split command reads it, rounded up (``20min``, ``3h``, ``2d``)."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        step = size * 10**9
+        if ns >= step and ns % step == 0:
+            return f"{ns // step}{unit}"
+    return f"{math.ceil(ns / 60e9)}min" if ns > 0 else "0"

@@ -1,0 +1,325 @@
+"""``moola backtest --run``: a trained run's out-of-fold signals, backtested honestly.
+
+The data: a seeded synthetic futures market (sessions with daily breaks and weekends),
+windows of 50 bars every 60 bars labelled by the direction of the next 20 bars' return,
+so the first window after a test fold starts 11 bars after its last window ends: inside
+the 20 bars that window's signal trades unless the split has an embargo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from moola.cli.backtest import app
+from moola.core.errors import ConfigError, IntegrityError, LeakageError
+from moola.core.settings import Settings
+from moola.data.datasets import make_and_store_split, synthesize_raw
+from moola.data.registry import Registry
+from moola.data.splits import Fold
+from moola.data.windows import labeled_windows_table, window_starts
+from moola.evaluation.gates import GateConfig
+from moola.features.labels import forward_return_direction
+from moola.pipeline.backtest_run import backtest_run, find_leaks, hold_positions, signal_targets
+from moola.pipeline.lifecycle import promote, write_report
+from moola.pipeline.train import TrainConfig, run_training
+from moola.tracking.runs import RunStore
+
+LENGTH, STRIDE, HORIZON = 50, 60, 20
+runner = CliRunner()
+
+
+class Lab:
+    registry: Registry
+    bars: pd.DataFrame
+    leaky_run: str
+    safe_run: str
+    holdout_run: str
+    leak_message: str
+    safe_embargo: str
+
+
+def _train(registry: Registry, split: str) -> str:
+    config = TrainConfig(model="logistic_regression", dataset="dir", split=split, n_bootstrap=50)
+    return run_training(registry, config).run_id
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Lab:
+    """Runs on a purged k-fold without embargo, with the embargo the refusal asks for,
+    and on a forward-chaining (holdout) split."""
+    out = Lab()
+    out.registry = registry = Registry(tmp_path_factory.mktemp("home"))
+    raw, _ = synthesize_raw(registry, "mkt", n_bars=40_000, seed=3, calendar="futures")
+    out.bars = bars = registry.load_raw("mkt")
+    starts = window_starts(bars, LENGTH, stride=STRIDE)
+    direction = forward_return_direction(bars, HORIZON)["label"].to_numpy()[starts + LENGTH - 1]
+    keep = np.isfinite(direction) & (direction != 0)
+    labels = np.where(direction[keep] > 0, "up", "down")
+    table = labeled_windows_table(bars, starts[keep], LENGTH, labels)
+    ref = registry.write_labeled("dir", raw, table, length=LENGTH)
+    make_and_store_split(registry, ref, "purged-kfold", name="kf0", folds=5, embargo=0)
+    make_and_store_split(registry, ref, "forward-chaining", name="fc", purge=HORIZON)
+    out.leaky_run = _train(registry, "kf0")
+    out.holdout_run = _train(registry, "fc")
+    with pytest.raises(LeakageError) as caught:
+        backtest_run(
+            registry, out.leaky_run, long_class="up", short_class="down", hold_bars=HORIZON
+        )
+    out.leak_message = str(caught.value)
+    out.safe_embargo = re.search(r"--embargo (\S+)`", out.leak_message).group(1)
+    make_and_store_split(
+        registry, ref, "purged-kfold", name="kf-safe", folds=5, embargo=out.safe_embargo
+    )
+    out.safe_run = _train(registry, "kf-safe")
+    return out
+
+
+def _leaky_rows_by_hand(registry: Registry, run_id: str, bars: pd.DataFrame, hold: int) -> set:
+    """Covered rows whose bars end+1 .. end+hold meet a window their fold trained on."""
+    manifest = json.loads((RunStore(registry.root).run_dir(run_id) / "manifest.json").read_text())
+    split, _ = registry.load_split(manifest["config"]["split"])
+    table = registry.load_labeled("dir").table
+    stamps = bars["timestamp"]
+    found = set()
+    for fold in split.folds:
+        train = table.iloc[fold.train]
+        for row in fold.test:
+            end = int(table["end"].iloc[row])
+            first, last = stamps.iloc[end + 1], stamps.iloc[min(end + hold, len(bars) - 1)]
+            if ((train["start_ts"] <= last) & (train["end_ts"] >= first)).any():
+                found.add(row)
+    return found
+
+
+# ------------------------------------------------------------------------- pure parts
+
+
+def test_signal_targets_follow_threshold_and_the_larger_probability():
+    p_up = np.array([0.7, 0.5, 0.3, 0.49, 0.6, 0.55])
+    p_down = np.array([0.3, 0.5, 0.7, 0.51, 0.6, 0.45])
+    assert signal_targets(p_up, None, 0.5).tolist() == [1, 1, 0, 0, 1, 1]
+    assert signal_targets(p_up, p_down, 0.5).tolist() == [1, 0, -1, -1, 0, 1]
+    assert signal_targets(p_up, p_down, 0.6).tolist() == [1, 0, -1, 0, 0, 0]
+
+
+def test_hold_positions_hold_then_go_flat_and_later_signals_replace_earlier():
+    # bar 2 long, bar 4 short (replaces it), bar 8 long then bar 9 flat (replaces it),
+    # two signals at bar 11: the later entry wins.
+    targets = hold_positions(
+        14, np.array([2, 4, 8, 9, 11, 11]), np.array([1.0, -1.0, 1.0, 0.0, 1.0, -1.0]), 3
+    )
+    expected = [0, 0, 1, 1, -1, -1, -1, 0, 1, 0, 0, 0, 0, 0]
+    expected[11:14] = [-1, -1, -1]
+    assert targets.tolist() == expected
+    assert hold_positions(5, np.array([], dtype=np.int64), np.array([]), 3).tolist() == [0] * 5
+
+
+# ----------------------------------------------------------------------- leakage check
+
+
+def test_run_without_embargo_is_refused_naming_rows_fold_and_fix(lab):
+    message = lab.leak_message
+    assert "trained on row(s)" in message and "--allow-leaky-skip" in message
+    assert f"at least --hold-bars ({HORIZON}) bars" in message
+    # the suggested embargo covers the holding time
+    assert pd.Timedelta(lab.safe_embargo) >= pd.Timedelta(minutes=HORIZON)
+    named = re.search(r"row (\d+) \(fold (\d+), .*?trained on row\(s\) ([\d, ]+)", message)
+    row, fold, trained = int(named[1]), int(named[2]), [int(x) for x in named[3].split(",")]
+    split, _ = lab.registry.load_split("kf0")
+    assert row in split.folds[fold].test and set(trained) <= set(split.folds[fold].train)
+    assert row in _leaky_rows_by_hand(lab.registry, lab.leaky_run, lab.bars, HORIZON)
+    run_dir = RunStore(lab.registry.root).run_dir(lab.leaky_run)
+    assert not (run_dir / "backtests").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("hold", [HORIZON, STRIDE - LENGTH + 1, STRIDE - LENGTH])
+def test_skipping_leaky_predictions_runs_and_counts_them(lab, hold):
+    """The next window starts 11 bars after a window ends (within a session): holding 11
+    bars reaches it, holding 10 does not."""
+    _, record = backtest_run(
+        lab.registry,
+        lab.leaky_run,
+        long_class="up",
+        short_class="down",
+        hold_bars=hold,
+        skip_leaky=True,
+        prop_firm_rules=False,
+    )
+    by_hand = _leaky_rows_by_hand(lab.registry, lab.leaky_run, lab.bars, hold)
+    counts, check = record["counts"], record["leakage_check"]
+    assert counts["skipped_leaky"] == len(by_hand)
+    assert set(check["leaky_rows"]) == by_hand and check["passed"] == (not by_hand)
+    assert counts["used"] == counts["checked"] - len(by_hand)
+    if hold > STRIDE - LENGTH:
+        assert by_hand and check["skipped"]
+
+
+def test_find_leaks_counts_spans_that_touch_the_traded_period():
+    # row 0 is tested and trades [100, 200]; rows 1..4 are fitted on.
+    span_start = np.array([10, 50, 50, 200, 201])
+    span_end = np.array([90, 99, 100, 250, 300])
+    folds = [Fold(train=[1, 2, 3, 4], test=[0])]
+    report = find_leaks(
+        np.array([0]), np.array([100]), np.array([200]), folds, span_start, span_end
+    )
+    assert report.leaky.tolist() == [True] and report.examples == [(0, 0, [2, 3])]
+    assert report.needed_embargo_ns == 200 - 90
+    for touching, row in (([1, 2], 2), ([3, 4], 3)):  # only one span touches an end
+        one = [Fold(train=touching, test=[0])]
+        report = find_leaks(
+            np.array([0]), np.array([100]), np.array([200]), one, span_start, span_end
+        )
+        assert report.examples == [(0, 0, [row])]
+    clear = [Fold(train=[1, 4], test=[0])]
+    report = find_leaks(
+        np.array([0]), np.array([100]), np.array([200]), clear, span_start, span_end
+    )
+    assert report.count == 0 and report.needed_embargo_ns == 0
+    nothing_traded = find_leaks(np.array([0]), np.array([201]), np.array([200]), folds,
+                                span_start, span_end)  # fmt: skip
+    assert nothing_traded.count == 0
+    with pytest.raises(IntegrityError, match=r"row\(s\) \[1\]"):
+        find_leaks(np.array([1]), np.array([100]), np.array([200]), folds, span_start, span_end)
+
+
+def test_split_with_the_suggested_embargo_backtests_into_the_run_folder(lab):
+    store = RunStore(lab.registry.root)
+    run_dir = store.run_dir(lab.safe_run)
+    manifest_hash = hashlib.sha256((run_dir / "manifest.json").read_bytes()).hexdigest()
+    result, record = backtest_run(
+        lab.registry,
+        lab.safe_run,
+        long_class="up",
+        short_class="down",
+        hold_bars=HORIZON,
+        commission=0.0002,
+    )
+    assert record["leakage_check"]["passed"] and record["counts"]["skipped_leaky"] == 0
+    assert _leaky_rows_by_hand(lab.registry, lab.safe_run, lab.bars, HORIZON) == set()
+    folder = run_dir / record["path"]
+    assert folder.parent == run_dir / "backtests"
+    for name in ("backtest.json", "trades.csv", "equity.csv", "stats.json", "equity.png"):
+        assert (folder / name).is_file()
+    assert json.loads((folder / "backtest.json").read_text()) == record
+    assert record["stats"]["n_trades"] == len(result.trades) > 0
+    assert record["stats"]["commission_paid"] > 0
+    assert record["counts"]["long"] + record["counts"]["short"] > 0
+    assert hashlib.sha256((run_dir / "manifest.json").read_bytes()).hexdigest() == manifest_hash
+    line = store.results()[-1]
+    assert line["kind"] == "backtest" and line["run_id"] == lab.safe_run
+
+    # The backtest now feeds the run's report and its promotion gates.
+    html = write_report(lab.registry, lab.safe_run).read_text()
+    assert "Backtest of the run" in html and "Leakage check passed" in html
+    impossible = GateConfig(min_accuracy=0.0, max_ece=1.0, min_sharpe=1e9)
+    with pytest.raises(ConfigError, match=r"sharpe: .* vs threshold 1000000000"):
+        promote(lab.registry, lab.safe_run, impossible)
+    decision = RunStore(lab.registry.root).read_log("gate_decisions.jsonl")[-1]
+    sharpe = next(g for g in decision["gates"]["gates"] if g["name"] == "sharpe")
+    assert sharpe["value"] == pytest.approx(record["stats"]["sharpe"])
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_signals_fill_after_the_window_ends_and_hold_for_the_horizon(lab, latency):
+    result, record = backtest_run(
+        lab.registry,
+        lab.safe_run,
+        long_class="up",
+        hold_bars=HORIZON,
+        latency_bars=latency,
+        prop_firm_rules=False,
+    )
+    table = lab.registry.load_labeled("dir").table
+    predictions = lab.registry.load_table("predictions", lab.safe_run)
+    ends = table["end"].to_numpy()[predictions["covered"].to_numpy(bool)]
+    longs = predictions["p_up"].to_numpy()[predictions["covered"].to_numpy(bool)] >= 0.5
+    stamps = lab.bars["timestamp"]
+    # Position held, by hand: long over bars end+latency .. end+hold+latency-1 of the latest
+    # signal (a later signal, long or flat, takes over).
+    expected = np.zeros(len(lab.bars), dtype=bool)
+    for end, long in zip(ends, longs, strict=True):
+        expected[end + latency : end + HORIZON + latency] = long
+    held = result.equity["position"].to_numpy() != 0
+    assert (held == expected).all()
+    # Entries: at the open of the bar `latency` after a long signal's window end, never earlier.
+    entry_bars = stamps.searchsorted(result.trades["entry_time"])
+    assert set(entry_bars) <= set(ends[longs] + latency)
+    first_window_end = stamps.iloc[ends[longs].min()]
+    assert (result.trades["entry_time"] > first_window_end).all()
+    assert np.allclose(result.trades["entry_price"], lab.bars["open"].to_numpy()[entry_bars])
+    fills = result.fills
+    assert (fills["bar"] - fills["decision_bar"] == latency).all()
+    assert record["config"]["latency_bars"] == latency and record["short_class"] is None
+
+
+def test_holdout_run_is_refused(lab):
+    with pytest.raises(ConfigError, match="out-of-fold predictions"):
+        backtest_run(lab.registry, lab.holdout_run, long_class="up", hold_bars=HORIZON)
+
+
+def test_bad_options_are_refused_by_flag(lab):
+    with pytest.raises(ConfigError, match=r"--long-class 'upp'.*Did you mean 'up'"):
+        backtest_run(lab.registry, lab.safe_run, long_class="upp", hold_bars=HORIZON)
+    with pytest.raises(ConfigError, match="--hold-bars"):
+        backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=0)
+    with pytest.raises(ConfigError, match="--threshold"):
+        backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, threshold=1.5)
+    with pytest.raises(ConfigError, match="--symbol 'ES'"):
+        backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, symbol="ES")
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def _invoke(lab: Lab, *args: str):
+    return runner.invoke(app, list(args), obj=Settings(home=lab.registry.root))
+
+
+def test_cli_backtests_a_run(lab):
+    run_dir = RunStore(lab.registry.root).run_dir(lab.safe_run)
+    before = set((run_dir / "backtests").iterdir()) if (run_dir / "backtests").exists() else set()
+    result = _invoke(
+        lab, "--run", lab.safe_run[:22], "--long-class", "up", "--short-class", "down",
+        "--hold-bars", str(HORIZON), "--threshold", "0.52", "--spread", "0.25",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "Leakage check: passed" in result.stdout and "Sharpe" in result.stdout
+    (new,) = set((run_dir / "backtests").iterdir()) - before
+    record = json.loads((new / "backtest.json").read_text())
+    assert record["threshold"] == 0.52 and record["config"]["spread"] == 0.25
+    predictions = lab.registry.load_table("predictions", lab.safe_run)
+    covered = predictions[predictions["covered"]]
+    undecided = (covered["p_up"] < 0.52) & (covered["p_down"] < 0.52)
+    assert record["counts"]["flat"] == int(undecided.sum())
+    assert record["counts"]["long"] == int((covered["p_up"] >= 0.52).sum())
+
+
+def test_cli_refuses_bad_flags_and_leaky_runs(lab):
+    result = _invoke(lab, "--run", lab.safe_run, "--long-class", "UP", "--hold-bars", "5")
+    assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
+    assert "'UP' is not a class" in str(result.exception)
+    result = _invoke(
+        lab, "--run", lab.safe_run, "--signals", "s.csv", "--long-class", "up", "--hold-bars", "5"
+    )
+    assert isinstance(result.exception, ConfigError) and "--signals" in str(result.exception)
+    result = _invoke(lab, "--run", lab.safe_run, "--long-class", "up")
+    assert isinstance(result.exception, ConfigError) and "--hold-bars" in str(result.exception)
+    result = _invoke(lab, "--bars", "b.csv", "--signals", "s.csv", "--out", "o", "--hold-bars", "5")
+    assert isinstance(result.exception, ConfigError) and "only apply with --run" in str(
+        result.exception
+    )
+    result = _invoke(lab, "--run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20")
+    assert result.exit_code != 0 and isinstance(result.exception, LeakageError)
+    result = _invoke(
+        lab, "--run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20",
+        "--allow-leaky-skip",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "skipped" in result.stdout
