@@ -27,6 +27,7 @@ DEFAULT_INPUT = {
     "bilstm": (60, 31),
     "cnn_lstm_attention": (120, 4),
     "transformer": (100, 31),
+    "adapter_lstm": (105, 11),
 }
 
 #: Small shapes for the learning check: (T, D, config kwargs), dropout off.
@@ -54,6 +55,21 @@ TINY = {
         16,
         4,
         {"input_dim": 4, "d_model": 16, "n_layers": 1, "heads": 2, "ffn": 32, "fc": [16]},
+    ),
+    "adapter_lstm": (
+        16,
+        4,
+        {
+            "input_dim": 4,
+            "encoder_hidden": 8,
+            "encoder_repr_dim": 16,
+            "encoder_depth": 1,
+            "adapter_dim": 4,
+            "lstm_hidden": 8,
+            "fc": [16],
+            "dropout": 0.0,
+            "freeze_encoder": False,
+        },
     ),
 }
 

@@ -97,6 +97,18 @@ MODEL_CARDS: dict[str, ModelCard] = {
             {"architecture": "transformer"},
         ),
         ModelCard(
+            "adapter_lstm",
+            "ACTIVE",
+            "sequence",
+            "class probabilities",
+            "Frozen TS2Vec dilated-conv encoder (pretrained on unlabeled bars; 64/320, depth "
+            "10) read by a 320-16-320 bottleneck adapter, an LSTM 32 and an MLP head over "
+            "[last LSTM state, max-pooled representation]; 705,138 parameters, 67,250 "
+            "trainable, on (105, 11) relative windows.",
+            _NEURAL,
+            {"architecture": "adapter_lstm"},
+        ),
+        ModelCard(
             "minirocket",
             "ACTIVE",
             "sequence",

@@ -22,6 +22,7 @@ from moola.models.nn._layers import (
     SinusoidalPositionalEncoding,
     unknown_key_error,
 )
+from moola.models.nn.adapter_lstm import AdapterLSTM, AdapterLSTMConfig
 from moola.models.nn.bilstm import BiLSTM, BiLSTMConfig
 from moola.models.nn.cnn_lstm_attention import CNNLSTMAttention, CNNLSTMAttentionConfig
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
@@ -40,6 +41,7 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "bilstm": (BiLSTMConfig, BiLSTM),
     "cnn_lstm_attention": (CNNLSTMAttentionConfig, CNNLSTMAttention),
     "transformer": (TransformerConfig, TransformerModel),
+    "adapter_lstm": (AdapterLSTMConfig, AdapterLSTM),
 }
 
 
@@ -86,6 +88,8 @@ def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
 
 __all__ = [
     "ARCHITECTURES",
+    "AdapterLSTM",
+    "AdapterLSTMConfig",
     "AttentionPooling",
     "BiLSTM",
     "BiLSTMConfig",
