@@ -14,6 +14,7 @@ from moola.cli import data as data_commands
 from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
 from moola.cli import models as models_commands
+from moola.cli import pretrain as pretrain_commands
 from moola.cli import runs as runs_commands
 from moola.cli import train as train_commands
 from moola.cli._common import console, err_console, settings_of
@@ -33,6 +34,7 @@ app.add_typer(bars_commands.app, name="bars")
 app.add_typer(labels_commands.app, name="labels")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(models_commands.app, name="models")
+app.add_typer(pretrain_commands.app, name="pretrain")
 # Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(backtest_command.app.registered_commands)
 app.registered_commands.extend(train_commands.app.registered_commands)

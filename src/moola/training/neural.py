@@ -23,6 +23,13 @@ train K logits (softmax); ``bce`` trains one logit for two classes (sigmoid).
 
 ``load`` reads it with ``torch.load(weights_only=True)`` (no code runs while loading) and
 refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to predict.
+
+Pretrained encoders: ``pretrained_encoder=PATH`` (an artifact of ``moola pretrain``) is
+loaded into the freshly built module's ``encoder`` by ``moola.pretrain.transfer``, which
+raises ``CheckpointError`` below 80% matched. The encoder then trains at ``encoder_lr_scale``
+x the learning rate, and with ``freeze_epochs=N`` not at all for the first N epochs. The
+load report, with that schedule under ``fine_tuning``, is ``load_report_`` and is saved in
+the model file (``"load_report"``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import difflib
 import io
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +48,22 @@ from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import CheckpointError, ConfigError, MoolaError
 from moola.models.base import Estimator
 from moola.models.nn import ARCHITECTURES, build_module, config_of
-from moola.training.callbacks import ProgressCallback
+from moola.pretrain.transfer import LoadReport, load_pretrained_encoder
+from moola.training.callbacks import Callback, ProgressCallback, TrainingState
 from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
 
 __all__ = ["NeuralEstimator"]
 
 FORMAT = "moola-model"
 FORMAT_VERSION = 1
-_ESTIMATOR_KEYS = ("architecture", "verbose")
+_ESTIMATOR_KEYS = (
+    "architecture",
+    "verbose",
+    "pretrained_encoder",
+    "freeze_epochs",
+    "encoder_lr_scale",
+)
+_ENCODER_PREFIX = "encoder."
 _PREDICT_BATCH = 1024
 _REQUIRED = (
     "format_version",
@@ -73,6 +88,12 @@ class NeuralEstimator(Estimator):
         A key of ``moola.models.nn.ARCHITECTURES``.
     verbose : bool, default False
         Show a progress bar while training (only on a terminal).
+    pretrained_encoder : str or None, default None
+        Encoder artifact to load into the module's ``encoder`` before training.
+    freeze_epochs : int, default 0
+        Epochs the loaded encoder stays frozen (needs ``pretrained_encoder``).
+    encoder_lr_scale : float, default 0.1
+        The loaded encoder's learning rate, as a fraction of ``lr``, once it trains.
     **params
         Module config keys of that architecture and ``TrainerConfig`` fields.
     """
@@ -99,6 +120,7 @@ class NeuralEstimator(Estimator):
         """Learn the normaliser, build the module and train it; returns ``self``."""
         architecture = self.params["architecture"]
         module_kwargs, trainer_kwargs = split_params(architecture, self.params)
+        pretrained, freeze_epochs, lr_scale = _fine_tuning_params(self.params)
         trainer = Trainer(**trainer_kwargs)
         loss = trainer.config.loss
         if loss == "mse":
@@ -157,7 +179,17 @@ class NeuralEstimator(Estimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(trainer.config.seed)
             module = build_module(architecture, **module_kwargs)
-        callbacks = [ProgressCallback(bool(self.params.get("verbose", False)), architecture)]
+        callbacks: list[Callback] = [
+            ProgressCallback(bool(self.params.get("verbose", False)), architecture)
+        ]
+        report = None
+        unfreeze = None
+        if pretrained is not None:
+            report = load_pretrained_encoder(module, pretrained, freeze=freeze_epochs > 0)
+            trainer = _FineTuningTrainer(trainer.config, encoder_lr_scale=lr_scale)
+            if freeze_epochs > 0:
+                unfreeze = _UnfreezeEncoder(freeze_epochs)
+                callbacks.append(unfreeze)
         summary = trainer.fit(
             module,
             _normalise(X, mean, std),
@@ -175,6 +207,18 @@ class NeuralEstimator(Estimator):
         self.n_classes_ = n_classes
         self.trainer_config_ = trainer.config
         self.training_summary_ = summary
+        self.load_report_: LoadReport | None = None
+        if report is not None:
+            self.load_report_ = replace(
+                report,
+                fine_tuning={
+                    "freeze_epochs": freeze_epochs,
+                    "encoder_lr_scale": lr_scale,
+                    "encoder_lr": trainer.config.lr * lr_scale,
+                    "unfrozen_after_epoch": None if unfreeze is None else unfreeze.unfrozen_after,
+                    "epochs_run": summary.epochs_run,
+                },
+            )
         self.source_path_: Path | None = None
         return self
 
@@ -222,6 +266,7 @@ class NeuralEstimator(Estimator):
             )
         from moola import __version__
 
+        report = getattr(self, "load_report_", None)
         payload = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -243,6 +288,7 @@ class NeuralEstimator(Estimator):
             "moola_version": __version__,
             "library_versions": _library_versions(),
             "training_summary": self.training_summary_.to_dict(),
+            "load_report": None if report is None else _plain(report.to_dict()),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -294,6 +340,8 @@ class NeuralEstimator(Estimator):
             estimator.trainer_config_ = TrainerConfig(**payload["trainer_config"])
             summary = payload.get("training_summary")
             estimator.training_summary_ = _summary_from(summary) if summary else None
+            report = payload.get("load_report")
+            estimator.load_report_ = LoadReport.from_dict(report) if report else None
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(
                 f"Model file {path} holds a trainer config or training summary this moola "
@@ -315,6 +363,79 @@ class NeuralEstimator(Estimator):
 
     def _n_outputs(self) -> int:
         return int(self.module_config_.get("n_classes", self.n_classes_))
+
+
+class _FineTuningTrainer(Trainer):
+    """A ``Trainer`` whose optimiser puts the ``encoder.*`` parameters (trainable or frozen
+    for now) in their own group, at ``encoder_lr_scale`` x the scheduled learning rate."""
+
+    def __init__(self, config: TrainerConfig, *, encoder_lr_scale: float) -> None:
+        super().__init__(config)
+        self.encoder_lr_scale = encoder_lr_scale
+
+    def build_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        cfg = self.config
+        encoder, rest = [], []
+        for name, parameter in module.named_parameters():
+            if name.startswith(_ENCODER_PREFIX):
+                encoder.append(parameter)  # frozen ones get no gradient: the step skips them
+            elif parameter.requires_grad:
+                rest.append(parameter)
+        groups = [
+            {"params": rest, "lr_scale": 1.0},
+            {"params": encoder, "lr_scale": self.encoder_lr_scale},
+        ]
+        groups = [group for group in groups if group["params"]]
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class _UnfreezeEncoder(Callback):
+    """Turn gradients of the ``encoder.*`` parameters back on after ``epochs`` epochs."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.unfrozen_after: int | None = None
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        if state.epoch == self.epochs < state.epochs:  # epochs remain to train it in
+            self._unfreeze(state)
+            self.unfrozen_after = state.epoch
+        return False
+
+    def on_train_end(self, state: TrainingState) -> None:
+        self._unfreeze(state)  # a fitted model holds no frozen parameters
+
+    @staticmethod
+    def _unfreeze(state: TrainingState) -> None:
+        for name, parameter in state.module.named_parameters():
+            if name.startswith(_ENCODER_PREFIX):
+                parameter.requires_grad_(True)
+
+
+def _fine_tuning_params(params: dict[str, Any]) -> tuple[str | None, int, float]:
+    """``pretrained_encoder``, ``freeze_epochs`` and ``encoder_lr_scale``, checked."""
+    pretrained = params.get("pretrained_encoder")
+    freeze_epochs = params.get("freeze_epochs", 0)
+    lr_scale = params.get("encoder_lr_scale", 0.1)
+    if pretrained is not None and not isinstance(pretrained, str | Path):
+        raise ConfigError(
+            f"pretrained_encoder must be the path of an encoder artifact, got {pretrained!r}."
+        )
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise ConfigError(f"freeze_epochs must be an integer >= 0 (got {freeze_epochs!r}).")
+    if isinstance(lr_scale, bool) or not isinstance(lr_scale, int | float) or not lr_scale > 0:
+        raise ConfigError(
+            f"encoder_lr_scale must be a number > 0 (got {lr_scale!r}); to keep the encoder "
+            "fixed use freeze_epochs."
+        )
+    if freeze_epochs and pretrained is None:
+        raise ConfigError(
+            f"freeze_epochs={freeze_epochs} freezes a pretrained encoder, but no "
+            "pretrained_encoder was given; pass pretrained_encoder=PATH or drop freeze_epochs."
+        )
+    return (None if pretrained is None else str(pretrained)), freeze_epochs, float(lr_scale)
 
 
 def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]:

@@ -11,6 +11,13 @@ Reproducibility: a fit seeds torch (inside ``torch.random.fork_rng``, so the cal
 CPU random state is untouched) and shuffles with its own seeded ``torch.Generator``; two fits
 with one seed and one initial module give identical weights on the CPU.
 
+Data too large to hold as arrays (a pretraining corpus) comes as a ``BatchSource``: the loop
+still draws the shuffled order, and the source builds each batch on demand. Long runs resume:
+at the end of an epoch a callback may save ``state.snapshot()`` (weights, optimiser, RNG
+states, step, losses), and ``run(..., resume=snapshot)`` continues from it, ending (on the
+CPU) with the weights an uninterrupted run would have. A parameter group's ``lr_scale`` (1 by
+default) multiplies the scheduled learning rate for that group.
+
 Learning rate per optimiser step ``s`` of ``S`` (``W`` warm-up steps = ``warmup_epochs``
 x steps per epoch): ``lr * (s + 1) / W`` while ``s < W``, then with the cosine schedule
 ``lr * (1 + cos(pi * (s - W) / (S - W))) / 2`` (the constant schedule keeps ``lr``).
@@ -19,11 +26,12 @@ x steps per epoch): ``lr * (s + 1) / W`` while ``s < W``, then with the cosine s
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,12 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from moola.core.devices import select_device
-from moola.core.errors import ConfigError
+from moola.core.errors import CheckpointError, ConfigError
 from moola.core.settings import DeviceName
 from moola.training.callbacks import Callback, EarlyStopping, TrainingState
 from moola.training.losses import LossName, balanced_class_weights, build_loss
 
 __all__ = [
+    "BatchSource",
+    "LoopState",
     "StepFn",
     "SupervisedStep",
     "Trainer",
@@ -50,6 +60,24 @@ StepFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
 
 _EVAL_BATCH = 1024  # samples per validation batch: no gradients, so larger is fine
 _CLASSIFICATION_LOSSES = ("cross_entropy", "focal")
+_SNAPSHOT_FORMAT = "moola-loop-state"
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """Training (or validation) samples built on demand instead of held as arrays.
+
+    ``len(source)`` is the number of samples; ``source.batch(indices, key)`` returns the
+    tuple of CPU tensors for the samples at ``indices`` (a 1-D int64 tensor). ``key`` is a
+    number unique to the batch within its pass (the optimiser step it feeds, or the batch's
+    position in a validation pass): a source that draws random numbers (augmentation,
+    masks) should derive them from ``key``, so that batches do not depend on worker
+    processes and are the same when a run resumes.
+    """
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: torch.Tensor, key: int) -> tuple[torch.Tensor, ...]: ...
 
 
 class TrainerConfig(BaseModel):
@@ -134,6 +162,45 @@ def scheduled_lr(
         return base_lr
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class LoopState(TrainingState):
+    """``TrainingState`` plus the loop's optimiser, shuffling generator and best weights;
+    ``snapshot()`` captures all a run needs to resume after this epoch."""
+
+    optimizer: torch.optim.Optimizer | None = None
+    generator: torch.Generator | None = None
+    best_weights: dict[str, torch.Tensor] | None = None
+    n_train: int = 0
+    seed: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain values and CPU tensors (``torch.load(weights_only=True)`` safe)."""
+        if self.optimizer is None or self.generator is None:
+            raise ConfigError("snapshot() is only available while Trainer.run is running.")
+        return {
+            "format": _SNAPSHOT_FORMAT,
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "n_train": self.n_train,
+            "seed": self.seed,
+            "train_losses": list(self.train_losses),
+            "val_losses": list(self.val_losses),
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "elapsed_s": self.elapsed_s,
+            "module": {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # not the live tensors
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "best_weights": None
+            if self.best_weights is None
+            else {k: v.detach().cpu().clone() for k, v in self.best_weights.items()},
+        }
 
 
 class SupervisedStep(nn.Module):
@@ -223,25 +290,30 @@ class Trainer:
     def run(
         self,
         module: nn.Module,
-        train: Sequence[np.ndarray | torch.Tensor],
-        val: Sequence[np.ndarray | torch.Tensor] | None = None,
+        train: Sequence[np.ndarray | torch.Tensor] | BatchSource,
+        val: Sequence[np.ndarray | torch.Tensor] | BatchSource | None = None,
         *,
         step: StepFn,
         callbacks: Sequence[Callback] = (),
+        resume: dict[str, Any] | None = None,
     ) -> TrainingSummary:
         """Train ``module`` in place with ``step`` over aligned arrays ``train``.
 
-        Each batch is the tuple of ``train`` arrays at the same shuffled rows. With ``val``
-        the loop also computes the validation loss each epoch, stops early after
-        ``patience`` epochs without improvement, and restores the weights of the epoch with
-        the lowest validation loss. Returns the ``TrainingSummary``.
+        Each batch is the tuple of ``train`` arrays at the same shuffled rows (or, for a
+        ``BatchSource``, what it builds for those rows). With ``val`` the loop also computes
+        the validation loss each epoch, stops early after ``patience`` epochs without
+        improvement, and restores the weights of the epoch with the lowest validation loss.
+        ``resume`` is a ``LoopState.snapshot()`` of an earlier run of this config over the
+        same data: training continues after its epoch. Returns the ``TrainingSummary``.
         """
         cfg = self.config
         started = time.perf_counter()
         device = select_device(cfg.device)
-        train_t = _as_tensors(train, "train")
-        val_t = _as_tensors(val, "val") if val is not None else None
-        n = train_t[0].shape[0]
+        train_t = train if isinstance(train, BatchSource) else _as_tensors(train, "train")
+        val_t: Any = None
+        if val is not None:
+            val_t = val if isinstance(val, BatchSource) else _as_tensors(val, "val")
+        n = _n_samples(train_t)
         order_chunks = _chunk_sizes(n, cfg.batch_size)
         steps_per_epoch = len(order_chunks)
         n_used = sum(order_chunks)
@@ -259,17 +331,29 @@ class Trainer:
                 step.to(device)
             optimizer = self.build_optimizer(module)
             autocast, scaler = _mixed_precision(device, cfg.mixed_precision)
-            state = TrainingState(module=module, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch)
-            best_weights: dict[str, torch.Tensor] | None = None
+            state = LoopState(
+                module=module,
+                epochs=cfg.epochs,
+                steps_per_epoch=steps_per_epoch,
+                optimizer=optimizer,
+                generator=generator,
+                n_train=n,
+                seed=cfg.seed,
+            )
+            if resume is not None:
+                _restore(state, resume, device)
+            first_epoch = state.epoch + 1
+            resumed_s = state.elapsed_s
             early_stop_epoch = None
             for callback in callbacks:
                 callback.on_train_start(state)
             try:
-                for epoch in range(1, cfg.epochs + 1):
+                for epoch in range(first_epoch, cfg.epochs + 1):
                     module.train()
                     loss_sum = torch.zeros((), device=device)
                     order = torch.randperm(n, generator=generator)
-                    for batch in self._batches(train_t, order, order_chunks, device):
+                    batches = self._batches(train_t, order, order_chunks, device, state.step)
+                    for batch in batches:
                         lr = scheduled_lr(
                             state.step,
                             base_lr=cfg.lr,
@@ -278,7 +362,7 @@ class Trainer:
                             schedule=cfg.lr_schedule,
                         )
                         for group in optimizer.param_groups:
-                            group["lr"] = lr
+                            group["lr"] = lr * group.get("lr_scale", 1.0)
                         with autocast():
                             loss = step(module, batch)
                         optimizer.zero_grad(set_to_none=True)
@@ -310,23 +394,24 @@ class Trainer:
                         state.val_losses.append(state.val_loss)
                         if state.best_val_loss is None or state.val_loss < state.best_val_loss:
                             state.best_val_loss, state.best_epoch = state.val_loss, epoch
-                            best_weights = {
+                            state.best_weights = {
                                 k: v.detach().clone() for k, v in module.state_dict().items()
                             }
-                    state.elapsed_s = time.perf_counter() - started
+                    state.elapsed_s = resumed_s + time.perf_counter() - started
                     stops = [callback.on_epoch_end(state) for callback in callbacks]
                     if any(stops):
                         early_stop_epoch = epoch
                         break
 
-                if best_weights is not None:
-                    module.load_state_dict(best_weights)
+                if state.best_weights is not None:
+                    module.load_state_dict(state.best_weights)
             finally:  # also when the loop raises: progress bars and the like must close
                 module.eval()
                 for callback in callbacks:
                     callback.on_train_end(state)
 
         wall = time.perf_counter() - started
+        epochs_now = state.epoch - first_epoch + 1  # epochs this call ran (after a resume)
         return TrainingSummary(
             epochs_run=state.epoch,
             early_stop_epoch=early_stop_epoch,
@@ -336,23 +421,23 @@ class Trainer:
             val_loss_history=tuple(state.val_losses),
             wall_time_s=wall,
             device=str(device),
-            samples_per_s=n_used * state.epoch / wall if wall > 0 else math.inf,
+            samples_per_s=n_used * epochs_now / wall if wall > 0 else math.inf,
             n_train=n,
-            n_val=0 if val_t is None else val_t[0].shape[0],
+            n_val=0 if val_t is None else _n_samples(val_t),
         )
 
     @torch.no_grad()
     def evaluate(
         self,
         module: nn.Module,
-        arrays: Sequence[torch.Tensor],
+        arrays: Sequence[torch.Tensor] | BatchSource,
         step: StepFn,
         device: torch.device,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> float:
         """Mean of ``step``'s loss over ``arrays`` in eval mode (batches weighted by size)."""
         module.eval()
-        n = arrays[0].shape[0]
+        n = _n_samples(arrays)
         total = torch.zeros((), device=device)
         order = torch.arange(n)
         for batch in self._batches(arrays, order, _chunk_sizes(n, _EVAL_BATCH, 0), device):
@@ -368,14 +453,19 @@ class Trainer:
 
     def _batches(
         self,
-        tensors: Sequence[torch.Tensor],
+        tensors: Sequence[torch.Tensor] | BatchSource,
         order: torch.Tensor,
         sizes: list[int],
         device: torch.device,
+        first_key: int = 0,
     ) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Batches of ``tensors`` at rows ``order`` split by ``sizes``, on ``device``."""
+        """Batches of ``tensors`` at rows ``order`` split by ``sizes``, on ``device``; a
+        ``BatchSource``'s batch ``i`` is built with key ``first_key + i``."""
         on_cuda = device.type == "cuda"
         chunks = order[: sum(sizes)].split(sizes)
+        if isinstance(tensors, BatchSource):
+            yield from self._source_batches(tensors, chunks, device, first_key)
+            return
         if self.config.num_workers > 0:
             from torch.utils.data import DataLoader, TensorDataset
 
@@ -398,6 +488,94 @@ class Trainer:
                 yield tuple(t[index] for t in tensors)
             else:
                 yield tuple(t[index].to(device) for t in tensors)
+
+    def _source_batches(
+        self,
+        source: BatchSource,
+        chunks: Sequence[torch.Tensor],
+        device: torch.device,
+        first_key: int,
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """``source``'s batches for ``chunks``, built in worker processes when configured."""
+        on_cuda = device.type == "cuda"
+        if self.config.num_workers > 0:
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(
+                _KeyedBatches(source, list(chunks), first_key),
+                batch_size=None,  # each item already is a batch
+                num_workers=self.config.num_workers,
+                pin_memory=on_cuda,
+                generator=torch.Generator().manual_seed(0),
+            )
+            for batch in loader:
+                yield tuple(t.to(device, non_blocking=on_cuda) for t in batch)
+            return
+        for i, index in enumerate(chunks):
+            batch = source.batch(index, first_key + i)
+            if device.type == "cpu":
+                yield tuple(batch)
+            elif on_cuda:
+                yield tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
+            else:
+                yield tuple(t.to(device) for t in batch)
+
+
+class _KeyedBatches:
+    """Map-style dataset whose item ``i`` is ``source.batch(chunks[i], first_key + i)``."""
+
+    def __init__(self, source: BatchSource, chunks: list[torch.Tensor], first_key: int) -> None:
+        self.source, self.chunks, self.first_key = source, chunks, first_key
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return self.source.batch(self.chunks[i], self.first_key + i)
+
+
+def _n_samples(data: Sequence[torch.Tensor] | BatchSource) -> int:
+    return len(data) if isinstance(data, BatchSource) else int(data[0].shape[0])
+
+
+def _restore(state: LoopState, snapshot: dict[str, Any], device: torch.device) -> None:
+    """Put the loop back where ``snapshot`` was taken; refuses one of another run's shape."""
+    if not isinstance(snapshot, dict) or snapshot.get("format") != _SNAPSHOT_FORMAT:
+        raise CheckpointError(
+            "The resume state is not a Trainer loop snapshot (LoopState.snapshot()); pass "
+            "the 'loop' entry of a checkpoint written during training."
+        )
+    for key in ("n_train", "steps_per_epoch", "epochs", "seed"):
+        saved, now = snapshot.get(key), getattr(state, key)
+        if saved != now:
+            raise CheckpointError(
+                f"Cannot resume: the checkpoint was taken with {key}={saved} but this run has "
+                f"{key}={now}. Resume with the same data and trainer settings."
+            )
+    try:
+        state.module.load_state_dict(snapshot["module"])
+        if state.optimizer is not None:
+            state.optimizer.load_state_dict(snapshot["optimizer"])
+        if state.generator is not None:
+            state.generator.set_state(snapshot["generator"])
+        torch.set_rng_state(snapshot["torch_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"Cannot resume from the checkpoint: its state does not fit this module or "
+            f"optimiser ({type(exc).__name__}: {exc})."
+        ) from exc
+    state.epoch, state.step = int(snapshot["epoch"]), int(snapshot["step"])
+    state.lr = float(snapshot.get("lr", 0.0))
+    state.train_losses = [float(v) for v in snapshot["train_losses"]]
+    state.val_losses = [float(v) for v in snapshot["val_losses"]]
+    if state.train_losses:
+        state.train_loss = state.train_losses[-1]
+    if state.val_losses:
+        state.val_loss = state.val_losses[-1]
+    state.best_val_loss, state.best_epoch = snapshot["best_val_loss"], snapshot["best_epoch"]
+    best = snapshot.get("best_weights")
+    state.best_weights = None if best is None else {k: v.to(device) for k, v in best.items()}
+    state.elapsed_s = float(snapshot.get("elapsed_s", 0.0))
 
 
 def _chunk_sizes(n: int, batch_size: int, min_last: int = 2) -> list[int]:
