@@ -223,3 +223,44 @@ def test_freezing_without_a_pretrained_encoder_is_a_config_error(labeled):
         NeuralEstimator("simple_lstm", freeze_epochs=2, epochs=1).fit(X, y)
     with pytest.raises(ConfigError, match="encoder_lr_scale"):
         NeuralEstimator("simple_lstm", encoder_lr_scale=0, epochs=1).fit(X, y)
+
+
+def test_moola_train_loads_the_encoder_and_records_the_load_report(pretrained, tmp_path, capsys):
+    import json
+
+    from moola.cli.main import main
+    from moola.data.datasets import make_and_store_split, planted_labeled
+    from moola.tracking.runs import RunStore
+
+    registry = Registry(tmp_path)
+    raw, market = synthesize_raw(registry, "mkt", n_bars=12_000, n_patterns=30, seed=4)
+    labeled = planted_labeled(registry, "pat", raw, market)
+    make_and_store_split(registry, labeled, "purged-kfold", name="kf", folds=3, embargo=105)
+    params = {"encoder_projection": True, "encoder_hidden": 8, "encoder_layers": 1, "epochs": 1}
+    try:
+        main(
+            [
+                "--data-root",
+                str(tmp_path),
+                "train",
+                "--model",
+                "simple_lstm",
+                "--dataset",
+                "pat",
+                "--split",
+                "kf",
+                "--bootstrap",
+                "20",
+                "--params",
+                json.dumps(params),
+                "--pretrained-encoder",
+                str(pretrained.path),
+            ]
+        )
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    run_id = RunStore(tmp_path).results()[-1]["run_id"]
+    manifest = json.loads((RunStore(tmp_path).run_dir(run_id) / "manifest.json").read_text())
+    load = manifest["training"]["training"]["pretrained_load"]
+    assert load["matched_fraction"] == 1.0
+    assert manifest["resolved_params"]["pretrained_encoder"] == str(pretrained.path)

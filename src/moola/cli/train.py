@@ -69,6 +69,9 @@ def train(
     inputs: str | None = typer.Option(None, help="auto, relative, price_action or ohlc."),
     synthetic: str | None = typer.Option(None, help="Synthetic set to add to train only."),
     base_run: list[str] = typer.Option(None, help="Base run ids for the stack model."),
+    pretrained_encoder: Path | None = typer.Option(
+        None, help="Encoder artifact (moola pretrain) to load into the model before training."
+    ),
     seed: int | None = typer.Option(None, help="Seed (default: the global --seed or 0)."),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
 ) -> None:
@@ -91,6 +94,11 @@ def train(
             overrides["params"] = json.loads(params)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--params is not valid JSON ({exc}): {params}") from None
+    if pretrained_encoder is not None:
+        overrides["params"] = {
+            **(overrides.get("params") or {}),
+            "pretrained_encoder": str(pretrained_encoder),
+        }
     if overrides["seed"] is None:
         overrides["seed"] = settings_of(ctx).seed
     if config is not None:

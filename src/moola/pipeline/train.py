@@ -446,9 +446,13 @@ def _plots(
 
 
 def _training_summary(estimator: Estimator) -> dict[str, Any] | None:
-    """The neural trainer's summary (epochs, early stop, losses, wall time, device)."""
+    """The neural trainer's summary (epochs, early stop, losses, wall time, device) and,
+    when a pretrained encoder was loaded, its load report and freeze schedule."""
     summary = getattr(estimator, "training_summary_", None)
-    return summary.to_dict() if summary is not None else None
+    if summary is None:
+        return None
+    report = getattr(estimator, "load_report_", None)
+    return {**summary.to_dict(), "pretrained_load": report.to_dict() if report else None}
 
 
 def _fold_event(fold: Any) -> dict[str, Any]:
