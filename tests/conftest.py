@@ -27,6 +27,18 @@ def random_walk_bars(
     return make_bars(stamps, open_, high, low, close, volume, symbol=symbol, timeframe=timeframe)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One torch thread for the whole suite: the test models are tiny and gain nothing
+    from more, and on a busy 2-core machine spinning thread pools slow them down 10x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def bars() -> pd.DataFrame:
     return random_walk_bars(2_000)

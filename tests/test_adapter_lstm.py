@@ -25,16 +25,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models gain nothing from more, and on a busy machine
-    spinning thread pools slow them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _x(batch: int, T: int, D: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, T, D, generator=torch.Generator().manual_seed(seed))
 

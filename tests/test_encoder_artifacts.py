@@ -33,14 +33,6 @@ from moola.training.trainer import Trainer
 TINY = {"hidden": 6, "num_layers": 1, "decoder_hidden": 8, "batch_size": 32, "max_windows": 96}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _registry(root) -> Registry:
     registry = Registry(root)
     raw, _ = synthesize_raw(registry, "mkt", n_bars=3000, seed=5)

@@ -19,14 +19,6 @@ from moola.pretrain.masking import block_mask, make_mask, masked_count, random_m
 from moola.training.trainer import BatchSource, Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     registry = Registry(tmp_path_factory.mktemp("mae"))

@@ -15,17 +15,6 @@ from moola.features.window import relative_windows
 from moola.models import create
 from moola.training.neural import NeuralEstimator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models gain nothing from more, and on a busy machine
-    spinning thread pools slow them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = {"hidden": 16, "heads": 2, "fc": (16,)}
 FAST = {"epochs": 10, "batch_size": 16, "lr": 3e-3, "class_weights": "balanced"}
 

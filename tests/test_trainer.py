@@ -22,16 +22,6 @@ from moola.training.losses import FocalLoss, balanced_class_weights, build_loss
 from moola.training.trainer import Trainer, TrainerConfig, scheduled_lr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny models gain nothing from more, and on a busy machine
-    spinning thread pools slow them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyNet(nn.Module):
     """(B, T, D) -> (B, K): a GRU over the window with dropout, small enough to be fast."""
 

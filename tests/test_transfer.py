@@ -19,14 +19,6 @@ from moola.pretrain.transfer import LoadReport, load_pretrained_encoder
 from moola.training.neural import NeuralEstimator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny masked-AE encoder (11 inputs, 1 x 8) pretrained on a synthetic corpus."""
