@@ -133,7 +133,7 @@ def run_demo(
     dataset_rows = [
         {
             "dataset": str(ref),
-            "summary": _summary(registry, ref),
+            "summary": registry.summary(ref),
             "content hash": ref.content_hash[:23],
         }
         for ref in datasets
@@ -383,10 +383,6 @@ def _feature_means(table: Any, data: Any) -> list[dict[str, Any]]:
         {"feature": column, **{c: float(means.loc[c, column]) for c in means.index}}
         for column in PRICE_ACTION_COLUMNS
     ]
-
-
-def _summary(registry: Registry, ref: Any) -> str:
-    return next(info.summary for info in registry.list() if info.ref == ref)
 
 
 def _class_counts(y: Any, classes: tuple[str, ...]) -> dict[str, int]:

@@ -406,7 +406,7 @@ class Registry:
             window_log_returns(X, close), window_log_returns(real.train.X, close)
         )
         y = np.array([real.classes.index(label) for label in labels], dtype=np.int64)
-        split_ref = self.split_record(split)
+        split_ref = real.audit["split"]
         meta = {
             "windows": len(X),
             "shape": list(X.shape),
@@ -669,11 +669,6 @@ class Registry:
             ) from None
         return name, version
 
-    def split_record(self, text: str) -> dict[str, Any]:
-        """Name, version, hash and dataset of a stored split (for manifests)."""
-        _, record = self.load_split(text)
-        return record
-
     def load_split(
         self, text: str, *, expect_dataset: DatasetRef | None = None
     ) -> tuple[Split, dict[str, Any]]:
@@ -746,6 +741,10 @@ class Registry:
         )
 
     # ------------------------------------------------------------- inspecting
+    def summary(self, ref: DatasetRef) -> str:
+        """One line describing a stored version (rows or windows, symbols, dates...)."""
+        return _summary(self.meta(ref))
+
     def list(self) -> list[DatasetInfo]:
         """Every stored dataset version, by kind, name and version."""
         rows = []
