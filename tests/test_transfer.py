@@ -85,6 +85,19 @@ def test_a_pretrained_encoder_loads_fully_and_the_model_trains(pretrained, label
     assert "matched 8/8 encoder tensors (100.0%)" in report.summary()
 
 
+def test_fine_tuning_scales_inputs_as_the_encoder_saw_them_in_pretraining(pretrained, labeled):
+    X, y = labeled
+    params = {"encoder_projection": True, "encoder_hidden": 8, "encoder_layers": 1, "epochs": 1}
+    tuned = create("simple_lstm", pretrained_encoder=str(pretrained.path), **params).fit(X, y)
+    scratch = create("simple_lstm", **params).fit(X, y)
+    corpus = pretrained.card["normaliser"]
+    np.testing.assert_allclose(tuned.mean_, corpus["mean"], rtol=1e-6)
+    np.testing.assert_allclose(tuned.std_, corpus["std"], rtol=1e-6)
+    assert tuned.load_report_.fine_tuning["normaliser"] == "pretraining corpus"
+    np.testing.assert_allclose(scratch.mean_, X.mean(axis=(0, 1), dtype=np.float64), atol=1e-9)
+    assert not np.allclose(scratch.mean_, tuned.mean_)
+
+
 def test_a_frozen_encoder_keeps_its_pretrained_weights(pretrained, labeled):
     X, y = labeled
     model = NeuralEstimator(

@@ -28,7 +28,7 @@ __all__ = ["MIN_MATCHED_FRACTION", "LoadReport", "load_pretrained_encoder"]
 
 MIN_MATCHED_FRACTION = 0.8
 PREFIX = "encoder."
-_CARD_KEYS = ("name", "version", "objective", "features", "epochs", "final_loss")
+_CARD_KEYS = ("name", "version", "objective", "features", "epochs", "final_loss", "normaliser")
 
 
 @dataclass(frozen=True)

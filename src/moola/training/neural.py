@@ -27,8 +27,9 @@ refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to
 Pretrained encoders: ``pretrained_encoder=PATH`` (an artifact of ``moola pretrain``) is
 loaded into the freshly built module's ``encoder`` by ``moola.pretrain.transfer``, which
 raises ``CheckpointError`` below 80% matched. The encoder then trains at ``encoder_lr_scale``
-x the learning rate, and with ``freeze_epochs=N`` not at all for the first N epochs. The
-load report, with that schedule under ``fine_tuning``, is ``load_report_`` and is saved in
+x the learning rate, and with ``freeze_epochs=N`` not at all for the first N epochs. Its
+inputs are scaled with the pretraining corpus's statistics from the encoder's card (the
+scale the encoder learned on), not the labeled set's. The load report, with that schedule under ``fine_tuning``, is ``load_report_`` and is saved in
 the model file (``"load_report"``).
 """
 
@@ -186,6 +187,9 @@ class NeuralEstimator(Estimator):
         unfreeze = None
         if pretrained is not None:
             report = load_pretrained_encoder(module, pretrained, freeze=freeze_epochs > 0)
+            corpus = _corpus_normaliser(report, X.shape[2] - n_features)
+            if corpus is not None:  # the encoder learned on inputs scaled this way
+                mean[: len(corpus[0])], std[: len(corpus[0])] = corpus
             trainer = _FineTuningTrainer(trainer.config, encoder_lr_scale=lr_scale)
             if freeze_epochs > 0:
                 unfreeze = _UnfreezeEncoder(freeze_epochs)
@@ -215,6 +219,7 @@ class NeuralEstimator(Estimator):
                     "freeze_epochs": freeze_epochs,
                     "encoder_lr_scale": lr_scale,
                     "encoder_lr": trainer.config.lr * lr_scale,
+                    "normaliser": "pretraining corpus" if corpus is not None else "labeled train",
                     "unfrozen_after_epoch": None if unfreeze is None else unfreeze.unfrozen_after,
                     "epochs_run": summary.epochs_run,
                 },
@@ -524,6 +529,21 @@ def _channel_stats(X: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarr
         mean[-n_features:] = X[:, 0, -n_features:].mean(axis=0)
         std[-n_features:] = X[:, 0, -n_features:].std(axis=0)
     std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean, std
+
+
+def _corpus_normaliser(report: LoadReport, n_channels: int) -> tuple[np.ndarray, ...] | None:
+    """The pretraining corpus's per-channel mean and std from the encoder's card, when it
+    has one for exactly ``n_channels`` sequence channels (else None: keep train stats).
+
+    The encoder learned on inputs scaled with these statistics; scaling the labeled
+    windows with their own (a few hundred windows) would shift what it sees.
+    """
+    saved = report.card.get("normaliser") or {}
+    mean = np.asarray(saved.get("mean", ()), dtype=np.float64)
+    std = np.asarray(saved.get("std", ()), dtype=np.float64)
+    if mean.shape != (n_channels,) or std.shape != (n_channels,) or not np.all(std > 0):
+        return None
     return mean, std
 
 
