@@ -29,8 +29,9 @@ loaded into the freshly built module's ``encoder`` by ``moola.pretrain.transfer`
 raises ``CheckpointError`` below 80% matched. The encoder then trains at ``encoder_lr_scale``
 x the learning rate, and with ``freeze_epochs=N`` not at all for the first N epochs. Its
 inputs are scaled with the pretraining corpus's statistics from the encoder's card (the
-scale the encoder learned on), not the labeled set's. The load report, with that schedule under ``fine_tuning``, is ``load_report_`` and is saved in
-the model file (``"load_report"``).
+scale the encoder learned on), not the labeled set's. The load report, with that
+schedule under ``fine_tuning``, is ``load_report_`` and is saved in the model file
+(``"load_report"``).
 """
 
 from __future__ import annotations
