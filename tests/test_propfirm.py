@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moola.core.errors import ConfigError
 from moola.sim import (
@@ -76,6 +79,30 @@ def test_day_boundary_follows_the_timezone() -> None:
     assert not result.passed
     assert result.breach_time == pd.Timestamp("2024-01-02 01:00", tz="UTC")
     assert result.breach_value == pytest.approx(0.06)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hours=st.lists(st.integers(0, 24 * 20), min_size=1, max_size=60),
+    moves=st.lists(st.floats(-0.03, 0.03), min_size=60, max_size=60),
+    timezone=st.sampled_from(["UTC", "Europe/Prague", "America/New_York", "Asia/Tokyo"]),
+)
+def test_daily_loss_matches_a_pandas_day_grouping_reference(hours, moves, timezone) -> None:
+    """Any stamps (unsorted, repeated, across DST changes): the start-of-day balance is the
+    equity before the day's first bar, as a plain pandas groupby over local dates says."""
+    stamps = pd.Timestamp("2024-03-20", tz="UTC") + pd.to_timedelta(hours, unit="h")
+    values = 100_000.0 * np.cumprod(1.0 + np.asarray(moves[: len(hours)]))
+    equity = pd.Series(values, index=pd.DatetimeIndex(stamps))
+    previous = equity.shift(1).fillna(100_000.0)
+    local_dates = equity.index.tz_convert(timezone).tz_localize(None).normalize()
+    start_of_day = previous.groupby(local_dates).transform("first").to_numpy()
+    loss = (start_of_day - values) / start_of_day
+    result = DailyLossLimit(pct=0.04, timezone=timezone, initial_balance=100_000.0).check(equity)
+    breaches = np.flatnonzero(values < start_of_day * (1 - 0.04))
+    assert result.passed == (breaches.size == 0)
+    if breaches.size:
+        assert result.breach_time == equity.index[breaches[0]]
+        assert result.breach_value == pytest.approx(loss[breaches[0]])
 
 
 def test_daily_loss_on_initial_basis() -> None:

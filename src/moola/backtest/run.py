@@ -351,7 +351,9 @@ def _timeframe(bars: pd.DataFrame) -> str | None:
 
 def annualisation(timestamps: pd.Series | pd.DatetimeIndex, timeframe: str | None) -> float:
     """Bars per year for bars at ``timestamps`` of ``timeframe`` (rule in the module notes)."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
+    stamps = pd.DatetimeIndex(timestamps)  # parsing (to_datetime) is for text only:
+    if stamps.tz is None:  # on a million datetimes it costs more than the backtest
+        stamps = stamps.tz_localize("UTC")
     span_days = (stamps[-1] - stamps[0]).total_seconds() / metrics.SECONDS_PER_DAY
     if span_days >= MIN_OBSERVED_DAYS or timeframe is None:
         observed = metrics.observed_periods_per_year(stamps)

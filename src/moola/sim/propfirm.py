@@ -57,6 +57,9 @@ class Rule(ABC):
         """Evaluate the rule on ``equity`` (time-indexed) and optionally ``trades``."""
 
 
+_NS_PER_DAY = 86_400_000_000_000
+
+
 def _validated(equity: pd.Series) -> pd.Series:
     if not isinstance(equity, pd.Series) or not isinstance(equity.index, pd.DatetimeIndex):
         raise ConfigError(
@@ -73,15 +76,35 @@ def _validated(equity: pd.Series) -> pd.Series:
     return pd.Series(values, index=index)
 
 
-def _local_days(index: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
-    """Calendar day (midnight, naive) of each stamp in ``timezone``."""
+def _local_days(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Calendar day of each stamp in ``timezone``, as int64 days since 1970-01-01 there."""
     try:
         local = index.tz_convert(timezone)
     except Exception as exc:
         raise ConfigError(
             f"Unknown timezone {timezone!r}; use an IANA name such as 'UTC' or 'Europe/Prague'."
         ) from exc
-    return local.tz_localize(None).normalize()
+    wall = local.tz_localize(None).as_unit("ns").asi8  # local wall-clock times
+    return np.floor_divide(wall, _NS_PER_DAY)
+
+
+def _first_of_group(keys: np.ndarray) -> np.ndarray:
+    """For each row, the row where its key first appeared (keys in any order)."""
+    if keys.size and np.all(keys[1:] >= keys[:-1]):  # time order, the usual case
+        is_first = np.concatenate(([True], keys[1:] != keys[:-1]))
+        return np.flatnonzero(is_first)[np.cumsum(is_first) - 1]
+    codes, _ = pd.factorize(keys)
+    first_rows = np.flatnonzero(codes > np.maximum.accumulate(np.concatenate(([-1], codes[:-1]))))
+    return first_rows[codes]  # factorize numbers keys in order of first appearance
+
+
+def _utc_index(values: pd.Series) -> pd.DatetimeIndex:
+    """``values`` as UTC timestamps; only text is parsed (parsing a million datetimes
+    again costs more than a whole backtest)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        index = pd.DatetimeIndex(values)
+        return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
 
 
 def _first_true(mask: np.ndarray) -> int | None:
@@ -111,11 +134,10 @@ class DailyLossLimit(Rule):
             )
         initial = float(eq.iloc[0]) if self.initial_balance is None else self.initial_balance
         days = _local_days(eq.index, self.timezone)
-        previous = eq.shift(1)
-        previous.iloc[0] = initial
-        sod = previous.groupby(days).transform("first").to_numpy()
-        base = sod if self.basis == "start_of_day" else np.full(len(eq), initial)
         values = eq.to_numpy()
+        previous = np.concatenate(([initial], values[:-1]))  # balance before each bar
+        sod = previous[_first_of_group(days)]
+        base = sod if self.basis == "start_of_day" else np.full(len(eq), initial)
         loss = (sod - values) / base
         hit = _first_true(values < sod - self.pct * base)
         if hit is None:
@@ -244,14 +266,14 @@ class MinimumTradingDays(Rule):
                 f"0 trading days (minimum {self.days})",
             )
         try:
-            stamps = pd.DatetimeIndex(pd.to_datetime(trades["entry_time"], utc=True))
+            stamps = _utc_index(trades["entry_time"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 "trades.entry_time must hold timestamps; run the backtest with bar timestamps."
             ) from exc
         stamps = stamps.sort_values()
         days = _local_days(stamps, self.timezone)
-        new_day = ~days.duplicated()
+        new_day = ~pd.Index(days).duplicated()
         count = int(new_day.sum())
         if count < self.days:
             return RuleResult(
