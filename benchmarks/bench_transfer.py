@@ -1,6 +1,6 @@
 """Transfer evidence: does masked-AE pretraining help simple_lstm on tiny labeled sets?
 
-Run: ``.venv/bin/python benchmarks/bench_transfer.py [--corpus-windows 200000]
+Run: ``make evidence`` or ``.venv/bin/python benchmarks/bench_transfer.py [--corpus-windows 200000]
 [--pretrain-epochs 1] [--sizes 50,100,200] [--seeds 5] [--data-root DIR]``.
 
 Two synthetic markets from one configuration (1-minute bars, planted consolidation and

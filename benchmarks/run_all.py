@@ -1,4 +1,9 @@
-"""Run every benchmark in this folder, one after another (``make bench``)."""
+"""Run every speed benchmark in this folder, one after another (``make bench``).
+
+``bench_transfer.py`` is an experiment, not a speed benchmark: it pretrains on 200K
+windows and fine-tunes hundreds of models (about an hour on 2 CPU cores), so it runs only
+with ``make evidence`` (or directly).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+LONG = {"bench_transfer.py"}
 
 if __name__ == "__main__":
     failed = 0
     for script in sorted(HERE.glob("bench_*.py")):
+        if script.name in LONG:
+            print(f"\n=== {script.name}: skipped (about an hour; `make evidence`) ===")
+            continue
         print(f"\n=== {script.name} ===", flush=True)
         failed |= subprocess.call([sys.executable, str(script), *sys.argv[1:]])
     sys.exit(failed)
