@@ -1,4 +1,6 @@
-"""Self-supervised pretraining: objectives, augmentations, encoder artifacts and transfer.
+"""Self-supervised pretraining: objectives (masked autoencoder, TS2Vec), augmentations,
+encoder artifacts and transfer. The runs over a registry corpus are in
+``moola.pipeline.pretrain`` (``moola pretrain masked-ae | ts2vec``).
 
 Names are imported on first use (PEP 562), so ``import moola.pretrain`` stays light and
 pulls in torch only when a torch-backed name is used.
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
         masked_mse,
     )
     from moola.pretrain.masking import block_mask, make_mask, random_mask
-    from moola.pretrain.transfer import LoadReport, load_pretrained_encoder
+    from moola.pretrain.transfer import LoadReport, encoder_shape, load_pretrained_encoder
+    from moola.pretrain.ts2vec import TS2VecConfig, TS2VecModel, TS2VecStep
 
 _EXPORTS = {
     "EncoderArtifact": "moola.pretrain.artifacts",
@@ -45,7 +48,11 @@ _EXPORTS = {
     "make_mask": "moola.pretrain.masking",
     "random_mask": "moola.pretrain.masking",
     "LoadReport": "moola.pretrain.transfer",
+    "encoder_shape": "moola.pretrain.transfer",
     "load_pretrained_encoder": "moola.pretrain.transfer",
+    "TS2VecConfig": "moola.pretrain.ts2vec",
+    "TS2VecModel": "moola.pretrain.ts2vec",
+    "TS2VecStep": "moola.pretrain.ts2vec",
 }
 
 __all__ = [
@@ -57,8 +64,12 @@ __all__ = [
     "MaskedAEStep",
     "MaskedAutoencoder",
     "ResumeCheckpoint",
+    "TS2VecConfig",
+    "TS2VecModel",
+    "TS2VecStep",
     "UnlabeledWindows",
     "block_mask",
+    "encoder_shape",
     "load_encoder_artifact",
     "load_pretrained_encoder",
     "load_training_checkpoint",

@@ -5,9 +5,11 @@ A corpus of millions of windows is a ``WindowSet``: bar values plus one start pe
 draws a seeded shuffled order over the whole corpus each epoch, and for each batch of
 indices the source copies only those windows, turns them into the scale-free relative view
 (``relative_windows``), normalises each channel with the corpus statistics, augments them
-and draws their masks. Every random number of a batch comes from a generator seeded with
-``(seed, key)``, ``key`` being the optimiser step the batch feeds, so batches are the same
-with or without worker processes and when a run resumes.
+and (for the masked autoencoder) draws their masks; TS2Vec crops and masks inside its
+training step, so it asks for windows only (``masks=False``). Every random number of a
+batch comes from a generator seeded with ``(seed, key)``, ``key`` being the optimiser step
+the batch feeds, so batches are the same with or without worker processes and when a run
+resumes.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def fit_normaliser(
 
 
 class UnlabeledWindows:
-    """``BatchSource`` of ``(x (B, T, D) float32, mask (B, T) bool)`` pretraining batches.
+    """``BatchSource`` of ``(x (B, T, D) float32, mask (B, T) bool)`` pretraining batches,
+    or of ``(x,)`` alone with ``masks=False``.
 
     Parameters
     ----------
@@ -72,6 +75,9 @@ class UnlabeledWindows:
         Normaliser of the relative view (``fit_normaliser``).
     mask_ratio, mask_kind, block_length
         The masks (``moola.pretrain.masking.make_mask``).
+    masks : bool, default True
+        Draw a mask per window; False yields ``(x,)`` batches (objectives that mask
+        inside their step, e.g. TS2Vec). The windows are the same either way.
     augment : AugmentConfig or None
         Augmentations applied before masking (None: none).
     seed : int
@@ -88,6 +94,7 @@ class UnlabeledWindows:
         mask_ratio: float = 0.15,
         mask_kind: MaskKind = "random",
         block_length: int = 5,
+        masks: bool = True,
         augment: AugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
@@ -101,6 +108,7 @@ class UnlabeledWindows:
                 f"relative view has {self.n_channels} channels."
             )
         self.mask_ratio, self.mask_kind, self.block_length = mask_ratio, mask_kind, block_length
+        self.masks = masks
         self.augmenter = Augmenter(augment) if augment is not None else None
         self.seed = seed
 
@@ -123,6 +131,9 @@ class UnlabeledWindows:
         rng = np.random.default_rng([self.seed, 3, key])
         if self.augmenter is not None:
             x = self.augmenter(x, rng)
+        windows = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if not self.masks:
+            return (windows,)
         mask = make_mask(
             len(rows),
             x.shape[1],
@@ -131,4 +142,4 @@ class UnlabeledWindows:
             kind=self.mask_kind,
             block_length=self.block_length,
         )
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(mask)
+        return windows, torch.from_numpy(mask)

@@ -17,6 +17,10 @@ even under the trainer's mixed precision.
 Written by hand: the objective is a few tensor lines and no maintained package exposes it
 apart from the authors' own training loop. ``TS2VecStep`` plugs it into the one training
 loop, ``moola.training.trainer.Trainer.run``; it needs only ``(windows,)`` batches.
+``moola.pipeline.pretrain.pretrain_ts2vec`` (``moola pretrain ts2vec``) runs it over a
+registry's unlabeled corpus, streamed, with resumable checkpoints, and writes the encoder
+as ``artifacts/encoders/dilconv_ts2vec_rel11_vN.pt`` (``ARCH``, ``OBJECTIVE``) with its
+card; ``adapter_lstm`` loads it (``pretrained_encoder=PATH``).
 
 Randomness: in training mode crops and masks come from torch's global RNG, which
 ``Trainer.run`` seeds, so a seeded run is repeatable on the CPU. In eval mode (validation)
@@ -37,7 +41,13 @@ from torch.nn import functional as F
 from moola.core.errors import ConfigError
 from moola.models.nn.ts2vec_encoder import TS2VecEncoder, TS2VecEncoderConfig
 
+#: Name parts of the encoder artifacts TS2Vec pretraining writes: dilated-convolution
+#: encoder, TS2Vec objective (``dilconv_ts2vec_rel11_vN``).
+ARCH, OBJECTIVE = "dilconv", "ts2vec"
+
 __all__ = [
+    "ARCH",
+    "OBJECTIVE",
     "CropPair",
     "TS2VecConfig",
     "TS2VecModel",

@@ -26,8 +26,12 @@ refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to
 
 Pretrained encoders: ``pretrained_encoder=PATH`` (an artifact of ``moola pretrain``) is
 loaded into the freshly built module's ``encoder`` by ``moola.pretrain.transfer``, which
-raises ``CheckpointError`` below 80% matched. The encoder then trains at ``encoder_lr_scale``
-x the learning rate, and with ``freeze_epochs=N`` not at all for the first N epochs. Its
+raises ``CheckpointError`` below 80% matched or for an encoder of another kind (a masked-AE
+BiLSTM for ``adapter_lstm``, a TS2Vec encoder for ``simple_lstm``). Encoder shape keys the
+caller left unset (``encoder_hidden``, ``encoder_repr_dim``, ...) come from the artifact's
+card. The encoder then trains at ``encoder_lr_scale`` x the learning rate, and with
+``freeze_epochs=N`` not at all for the first N epochs; a module that freezes its own
+encoder (``adapter_lstm``'s ``freeze_encoder=True``, the default) keeps it frozen. Its
 inputs are scaled with the pretraining corpus's statistics from the encoder's card (the
 scale the encoder learned on), not the labeled set's. The load report, with that
 schedule under ``fine_tuning``, is ``load_report_`` and is saved in the model file
@@ -50,7 +54,7 @@ from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import CheckpointError, ConfigError, MoolaError
 from moola.models.base import Estimator
 from moola.models.nn import ARCHITECTURES, build_module, config_of
-from moola.pretrain.transfer import LoadReport, load_pretrained_encoder
+from moola.pretrain.transfer import LoadReport, encoder_shape, load_pretrained_encoder
 from moola.training.callbacks import Callback, ProgressCallback, TrainingState
 from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
 
@@ -176,6 +180,10 @@ class NeuralEstimator(Estimator):
             if key in config_names:
                 module_kwargs.setdefault(key, value)
         module_kwargs["n_classes"] = 1 if loss == "bce" else n_classes
+        if pretrained is not None:
+            for key, value in encoder_shape(pretrained, architecture).items():
+                module_kwargs.setdefault(key, value)  # the artifact's shape unless set
+            _check_freeze_schedule(architecture, config_cls, module_kwargs, freeze_epochs)
 
         mean, std = _channel_stats(X, n_features)
         with torch.random.fork_rng(devices=[]):
@@ -222,6 +230,11 @@ class NeuralEstimator(Estimator):
                     "encoder_lr": trainer.config.lr * lr_scale,
                     "normaliser": "pretraining corpus" if corpus is not None else "labeled train",
                     "unfrozen_after_epoch": None if unfreeze is None else unfreeze.unfrozen_after,
+                    "encoder_frozen": not any(
+                        p.requires_grad
+                        for n, p in module.named_parameters()
+                        if n.startswith(_ENCODER_PREFIX)
+                    ),
                     "epochs_run": summary.epochs_run,
                 },
             )
@@ -442,6 +455,22 @@ def _fine_tuning_params(params: dict[str, Any]) -> tuple[str | None, int, float]
             "pretrained_encoder was given; pass pretrained_encoder=PATH or drop freeze_epochs."
         )
     return (None if pretrained is None else str(pretrained)), freeze_epochs, float(lr_scale)
+
+
+def _check_freeze_schedule(
+    architecture: str, config_cls: type, module_kwargs: dict[str, Any], freeze_epochs: int
+) -> None:
+    """Refuse ``freeze_epochs`` (unfreeze after N epochs) for a module configured to keep
+    its encoder frozen throughout (``freeze_encoder=True``): the two contradict."""
+    if not freeze_epochs or "freeze_encoder" not in {f.name for f in fields(config_cls)}:
+        return
+    if module_kwargs.get("freeze_encoder", _field_default(config_cls, "freeze_encoder")):
+        raise ConfigError(
+            f"freeze_epochs={freeze_epochs} unfreezes the pretrained encoder after "
+            f"{freeze_epochs} epochs, but {architecture} keeps its encoder frozen throughout "
+            "(freeze_encoder=True, the default). Pass freeze_encoder=False with "
+            "freeze_epochs to fine-tune it later, or drop freeze_epochs."
+        )
 
 
 def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]:

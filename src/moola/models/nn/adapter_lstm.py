@@ -1,10 +1,10 @@
 """AdapterLSTM: a frozen, pretrained TS2Vec encoder read by small trainable parts.
 
-For tiny labeled sets: the encoder (pretrained on unlabeled bars by
-``moola.pretrain.ts2vec``) stays fixed, and only bottleneck adapters on its per-step
-representations, a small LSTM and an MLP head learn from the labels. Freezing keeps the
-number of trained weights near the ~70K budget of ``simple_lstm`` while reading a
-representation learned from far more windows.
+For tiny labeled sets: the encoder (pretrained on unlabeled bars by ``moola pretrain
+ts2vec``, artifact ``dilconv_ts2vec_rel11_vN``) stays fixed, and only bottleneck adapters
+on its per-step representations, a small LSTM and an MLP head learn from the labels.
+Freezing keeps the number of trained weights near the ~70K budget of ``simple_lstm`` while
+reading a representation learned from far more windows.
 """
 
 from __future__ import annotations
@@ -131,13 +131,17 @@ class AdapterLSTM(nn.Module):
 
     The encoder is the attribute ``encoder``, a :class:`TS2VecEncoder` (timestamp
     masking off), so a TS2Vec checkpoint's ``encoder.*`` tensors load under the same
-    names. With ``freeze_encoder`` its parameters have ``requires_grad=False``, so the
-    trainer's optimiser leaves them out, and while none of them trains the encoder stays
-    in eval mode (no dropout) even when the model is put in training mode. Gradual
-    unfreezing: give ``encoder_parameters()`` and ``head_parameters()`` their own
-    optimiser parameter groups (e.g. a smaller learning rate for the encoder) and call
+    names: ``pretrained_encoder=PATH`` (``moola train --pretrained-encoder``) loads an
+    artifact of ``moola pretrain ts2vec`` and, unless set, takes ``encoder_hidden``,
+    ``encoder_repr_dim`` and ``encoder_depth`` from its card. With ``freeze_encoder``
+    its parameters have ``requires_grad=False``, so the trainer's optimiser leaves them
+    out, and while none of them trains the encoder stays in eval mode (no dropout) even
+    when the model is put in training mode. Gradual unfreezing: give
+    ``encoder_parameters()`` and ``head_parameters()`` their own optimiser parameter
+    groups (e.g. a smaller learning rate for the encoder) and call
     ``set_encoder_trainable(True)`` at the chosen epoch; the next ``train()`` call then
-    puts the encoder in training mode.
+    puts the encoder in training mode (the estimator does this with
+    ``freeze_encoder=False, freeze_epochs=N``).
 
     Not causal: the encoder's convolutions are centred, so a step's features read ahead.
     """

@@ -12,7 +12,9 @@ authors' ``ts2vec`` repository is a script bundle with its own training loop). L
 follow that repository (``input_fc``, blocks of ``conv1``/``conv2``/``projector``) so the
 architecture is easy to check against it. A model that takes pretrained TS2Vec weights holds
 this module as the attribute ``encoder`` (tensor names ``encoder.input_fc.weight``,
-``encoder.blocks.0.conv1.weight``, ...), as the pretraining model does.
+``encoder.blocks.0.conv1.weight``, ...), as the pretraining model does; ``input_fc`` is
+the layer that reads the input channels, so ``moola.pretrain.transfer`` refuses an artifact
+whose ``input_fc.weight`` was trained on another feature set.
 
 Not causal: each convolution is centred (it reads ``dilation`` steps ahead), as in the paper.
 """
