@@ -1,7 +1,7 @@
 """Transfer evidence: does masked-AE pretraining help simple_lstm on tiny labeled sets?
 
 Run: ``make evidence`` or ``.venv/bin/python benchmarks/bench_transfer.py [--corpus-windows 200000]
-[--pretrain-epochs 1] [--sizes 50,100,200] [--seeds 5] [--data-root DIR]``.
+[--pretrain-epochs 1] [--sizes 50,100,200] [--seeds 5] [--jobs 2] [--data-root DIR]``.
 
 Two synthetic markets from one configuration (1-minute bars, planted consolidation and
 retracement windows at ``--strength``, 30% retracement), different seeds:
@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +180,22 @@ def score(pool: Pool, rows: np.ndarray, params: dict, seed: int) -> dict[str, fl
     }
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(pool: Pool, plan: dict[str, dict], threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(pool=pool, plan=plan)
+
+
+def _score_draw(task: tuple[int, int]) -> tuple[int, int, dict[str, dict[str, float]]]:
+    """Every arm on draw ``(n, seed)``: the same windows and folds for each."""
+    n, seed = task
+    pool, plan = _WORKER["pool"], _WORKER["plan"]
+    rows = draw(pool, n, seed)
+    return n, seed, {name: score(pool, rows, params, seed) for name, params in plan.items()}
+
+
 def interval(values: list[float]) -> tuple[float, float, float]:
     """Mean and 95% t-interval over seeds."""
     a = np.asarray(values, dtype=np.float64)
@@ -219,11 +237,12 @@ def main() -> None:
     parser.add_argument("--freeze-epochs", type=int, default=10)
     parser.add_argument("--strength", type=float, default=0.5, help="pattern_strength")
     parser.add_argument("--pool-patterns", type=int, default=600)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--jobs", type=int, default=2, help="draws fine-tuned in parallel")
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/moola-bench-transfer"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/moola-bench-transfer.json"))
     args, _ = parser.parse_known_args()  # run_all.py passes every script the same flags
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads * args.jobs)  # pretraining runs alone
     sizes = [int(s) for s in args.sizes.split(",")]
 
     artifact = pretrain(args.data_root, args)
@@ -235,17 +254,21 @@ def main() -> None:
     )
     pool = labeled_pool(args)
     plan = arms(artifact, args)
-    results: dict = {n: {name: [] for name in plan} for n in sizes}
-    for n in sizes:
-        for seed in range(args.seeds):
-            rows = draw(pool, n, seed)
-            for name, params in plan.items():
-                results[n][name].append(score(pool, rows, params, seed))
-                last = results[n][name][-1]
+    tasks = [(n, seed) for n in sizes for seed in range(args.seeds)]
+    results: dict = {n: {name: [None] * args.seeds for name in plan} for n in sizes}
+    with ProcessPoolExecutor(
+        args.jobs,
+        mp_context=multiprocessing.get_context("spawn"),  # torch's thread pools do not fork
+        initializer=_init_worker,
+        initargs=(pool, plan, args.threads),
+    ) as executor:
+        for n, seed, scores in executor.map(_score_draw, tasks):
+            for name, row in scores.items():
+                results[n][name][seed] = row
                 print(
-                    f"  n={n} seed={seed} {name}: acc {last['accuracy']:.3f} "
-                    f"bal {last['balanced_accuracy']:.3f} F1 {last['minority_f1']:.3f} "
-                    f"({last['seconds']:.0f} s)",
+                    f"  n={n} seed={seed} {name}: acc {row['accuracy']:.3f} "
+                    f"bal {row['balanced_accuracy']:.3f} F1 {row['minority_f1']:.3f} "
+                    f"({row['seconds']:.0f} s)",
                     flush=True,
                 )
     table = summarise(results, sizes, list(plan))
