@@ -20,7 +20,7 @@ class weights):
 - ``scratch``: simple_lstm with the 2 x 128 BiLSTM encoder and projection, random init;
 - ``pretrained``: the same model, encoder loaded from the artifact, frozen for
   ``--freeze-epochs`` then trained at 0.1 x the learning rate;
-- ``pretrained, frozen``: the encoder loaded and never trained (only the head learns);
+- ``pretrained (frozen)``: the encoder loaded and never trained (only the head learns);
 - ``simple_lstm (70K)``: the default small model from scratch, for reference.
 
 Per arm and size: OOF accuracy, balanced accuracy and minority (retracement) F1, mean over
@@ -137,10 +137,13 @@ def draw(pool: Pool, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def arms(artifact: EncoderArtifact, args: argparse.Namespace) -> dict[str, dict]:
+ARMS = ("scratch", "pretrained", "pretrained (frozen)", "simple_lstm (70K)")
+NEEDS_ENCODER = ("pretrained", "pretrained (frozen)")
+
+
+def arms(path: str, args: argparse.Namespace) -> dict[str, dict]:
     encoder = {"encoder_projection": True, "encoder_hidden": 128, "encoder_layers": 2}
     common = {"epochs": args.epochs, "batch_size": 16, "lr": 1e-3, "class_weights": "balanced"}
-    path = str(artifact.path)
     return {
         "scratch": {**encoder, **common},
         "pretrained": {
@@ -150,7 +153,7 @@ def arms(artifact: EncoderArtifact, args: argparse.Namespace) -> dict[str, dict]
             "freeze_epochs": args.freeze_epochs,
             "encoder_lr_scale": 0.1,
         },
-        "pretrained, frozen": {
+        "pretrained (frozen)": {
             **encoder,
             **common,
             "pretrained_encoder": path,
@@ -215,7 +218,7 @@ def summarise(results: dict, sizes: list[int], names: list[str]) -> list[dict]:
                 values = [r[metric] for r in results[n][name]]
                 mean, low, high = interval(values)
                 row[metric] = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-                if name != "scratch":
+                if name != "scratch" and "scratch" in results[n]:
                     base = [r[metric] for r in results[n]["scratch"]]
                     paired = [v - b for v, b in zip(values, base, strict=True)]
                     d_mean, d_low, d_high = interval(paired)
@@ -225,6 +228,29 @@ def summarise(results: dict, sizes: list[int], names: list[str]) -> list[dict]:
             row["fit s"] = float(np.mean([r["seconds"] for r in results[n][name]]))
             rows.append(row)
     return rows
+
+
+def print_summary(record: dict) -> None:
+    results = {int(n): arms_of_n for n, arms_of_n in record["results"].items()}
+    names = [name for name in ARMS if name in next(iter(results.values()))]
+    args = record["args"]
+    print_table(
+        f"OOF on the labeled market (strength {args['strength']}; mean [95% t-interval] over "
+        f"{args['seeds']} seeds; d = paired difference to scratch)",
+        summarise(results, sorted(results), names),
+    )
+
+
+def merge(paths: list[Path]) -> None:
+    """One table from runs that scored different arms on the same draws."""
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    merged = records[0]
+    for record in records[1:]:
+        for n, arms_of_n in record["results"].items():
+            merged["results"].setdefault(n, {}).update(arms_of_n)
+        merged["encoder"] = merged["encoder"] or record["encoder"]
+    print(f"encoder: {merged['encoder']}")
+    print_summary(merged)
 
 
 def main() -> None:
@@ -241,19 +267,31 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="draws fine-tuned in parallel")
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/moola-bench-transfer"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/moola-bench-transfer.json"))
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to score")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print one table from --out files")
     args, _ = parser.parse_known_args()  # run_all.py passes every script the same flags
     torch.set_num_threads(args.threads * args.jobs)  # pretraining runs alone
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    artifact = pretrain(args.data_root, args)
-    card = artifact.card
-    print(
-        f"encoder {artifact}: {card['unlabeled']['windows_used']:,} windows, "
-        f"{card['epochs']} epoch(s), loss {card['loss_curve']}, "
-        f"{card['wall_time_s']:.0f} s, {card['windows_per_s']:.0f} windows/s"
-    )
+    if args.merge:
+        return merge(args.merge)
+    chosen = [name.strip() for name in args.arms.split(",")]
+    unknown = sorted(set(chosen) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown --arms {unknown}; choose from {list(ARMS)}")
+    encoder: dict = {}
+    path = ""
+    if set(chosen) & set(NEEDS_ENCODER):
+        artifact = pretrain(args.data_root, args)
+        card, path = artifact.card, str(artifact.path)
+        encoder = {
+            **{k: card.get(k) for k in ("epochs", "loss_curve", "wall_time_s", "windows_per_s")},
+            "windows_used": card["unlabeled"]["windows_used"],
+            "path": path,
+        }
+        print(f"encoder {artifact}: {encoder}")
     pool = labeled_pool(args)
-    plan = arms(artifact, args)
+    plan = {name: params for name, params in arms(path, args).items() if name in chosen}
     tasks = [(n, seed) for n in sizes for seed in range(args.seeds)]
     results: dict = {n: {name: [None] * args.seeds for name in plan} for n in sizes}
     with ProcessPoolExecutor(
@@ -271,22 +309,12 @@ def main() -> None:
                     f"({row['seconds']:.0f} s)",
                     flush=True,
                 )
-    table = summarise(results, sizes, list(plan))
-    print_table(
-        f"OOF on the labeled market (strength {args.strength}; mean [95% t-interval] over "
-        f"{args.seeds} seeds; d = paired difference to scratch)",
-        table,
-    )
     record = {
         "args": {k: str(v) for k, v in vars(args).items()},
-        "encoder": {
-            **{k: card.get(k) for k in ("epochs", "loss_curve", "wall_time_s", "windows_per_s")},
-            "windows_used": card["unlabeled"]["windows_used"],
-            "path": str(artifact.path),
-        },
+        "encoder": encoder,
         "results": {str(n): v for n, v in results.items()},
-        "table": table,
     }
+    print_summary(record)
     args.out.write_text(json.dumps(record, indent=2, default=str))
     print(f"results: {args.out}")
 
