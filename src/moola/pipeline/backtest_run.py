@@ -24,6 +24,10 @@ window after the fold lies inside the last trades' periods. Such predictions are
 (``LeakageError``) or, when asked, dropped and counted. Overlap is about time only, across
 symbols, like the splits' purge.
 
+Period. ``start`` backtests only the bars from a time on (a held-out period): the bars
+before it are cut off, so equity, statistics and prop-firm checks cover that period alone,
+and predictions decided before its first bar are not traded (they are counted).
+
 Only out-of-fold runs are backtested: a holdout run's predictions are on its validation
 part, which early stopping and calibration used, and its test part is scored once by
 ``moola evaluate RUN --test``. Results go into the run folder under
@@ -198,6 +202,7 @@ def backtest_run(
     prop_firm_rules: bool | Sequence[Rule] = True,
     periods_per_year: float | None = None,
     skip_leaky: bool = False,
+    start: str | pd.Timestamp | None = None,
 ) -> tuple[BacktestResult, dict[str, Any]]:
     """Backtest run ``run_id``'s out-of-fold predictions as signals (module notes).
 
@@ -214,6 +219,9 @@ def backtest_run(
     skip_leaky : bool, default False
         Drop predictions whose traded period their fold's model was fitted on (and
         count them) instead of raising ``LeakageError``.
+    start : str or pd.Timestamp, optional
+        Backtest only the bars from this time on (naive times are UTC); predictions
+        decided before its first bar are dropped and counted (module notes).
     instrument, initial_cash, commission, spread, slippage, latency_bars, engine,
     prop_firm_rules, periods_per_year
         As in :func:`moola.backtest.run.run`.
@@ -235,6 +243,17 @@ def backtest_run(
         raise IntegrityError(f"Run {run_id} has covered predictions without probabilities.")
     values = signal_targets(p_long, p_short, threshold)
     signal_bars = np.searchsorted(inputs.bar_rows, table["end"].to_numpy(np.int64)[rows])
+    symbol_rows = int(rows.size)
+    first_bar = 0 if start is None else _first_bar_from(bars, start, run_id)
+    if first_bar:
+        keep = signal_bars >= first_bar
+        if not keep.any():
+            raise ConfigError(
+                f"Run {run_id} has no predictions decided at or after start={start}; "
+                "nothing to backtest in that period."
+            )
+        rows, values, signal_bars = rows[keep], values[keep], signal_bars[keep] - first_bar
+        bars = bars.iloc[first_bar:].reset_index(drop=True)
     traded_start, traded_end = traded_periods(
         _ns(bars["timestamp"]), signal_bars, hold_bars, latency_bars
     )
@@ -292,11 +311,13 @@ def backtest_run(
             "short_class": short_class,
             "threshold": float(threshold),
             "hold_bars": int(hold_bars),
+            "start": None if start is None else str(start),
             "config": result.config,
             "counts": {
                 "predictions": len(covered),
                 "covered": int(covered.sum()),
-                "other_symbols": int(covered.sum()) - int(rows.size),
+                "other_symbols": int(covered.sum()) - symbol_rows,
+                "before_start": symbol_rows - int(rows.size),
                 "checked": int(rows.size),
                 "used": int(used.sum()),
                 "skipped_leaky": report.count,
@@ -493,6 +514,26 @@ def _check_classes(classes: list[str], long_class: str, short_class: str | None)
             + ", ".join(repr(c) for c in classes)
             + "."
         )
+
+
+def _first_bar_from(bars: pd.DataFrame, start: str | pd.Timestamp, run_id: str) -> int:
+    """Position of the first bar at or after ``start`` (naive times are UTC)."""
+    try:
+        stamp = pd.Timestamp(start)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"start={start!r} is not a time; give e.g. 2024-03-01 or 2024-03-01T14:30Z."
+        ) from None
+    if pd.isna(stamp):
+        raise ConfigError(f"start={start!r} is not a time; give e.g. 2024-03-01.")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    first = int(np.searchsorted(_ns(bars["timestamp"]), stamp.value, side="left"))
+    if first >= len(bars):
+        raise ConfigError(
+            f"start={stamp.isoformat()} is after the last bar of run {run_id}'s data "
+            f"({bars['timestamp'].iloc[-1]}); give an earlier start."
+        )
+    return first
 
 
 def _pick_symbol(symbols: list[str], symbol: str | None, ref: object) -> str:

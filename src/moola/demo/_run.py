@@ -1,10 +1,4 @@
-"""``moola demo``: the pipeline end to end on the embedded synthetic market.
-
-Generates a seeded synthetic futures market with planted, labelled patterns; stores raw
-bars, unlabeled windows, labeled windows and a purged forward-chaining split through the
-registry; loads the split back with its audit trail; and writes an HTML report of what
-was made into a run folder. Every step is recorded in manifests with content hashes.
-"""
+"""``run_demo``: the steps of ``moola demo`` in order, its report and its printed lines."""
 
 from __future__ import annotations
 
@@ -15,21 +9,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moola.backtest import run as run_backtest
-from moola.backtest.plots import equity_png
+import pandas as pd
+
 from moola.core.hashing import sha256_json
 from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
-from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
-from moola.features.dc import dc_features
+from moola.demo._backtest import backtest_line, backtest_record, backtest_section, model_backtest
+from moola.demo._pretrain import (
+    PRETRAINED_ROW,
+    fine_tuning_params,
+    pretrain_encoder,
+    pretraining_line,
+    pretraining_record,
+    pretraining_section,
+)
+from moola.evaluation.report import Section, pre_html, render_report, table_html
 from moola.features.window import PRICE_ACTION_COLUMNS, price_action_features, relative_windows
 from moola.pipeline.lifecycle import write_report
-from moola.pipeline.train import TrainConfig, flat_metrics, run_training
-from moola.sim import CommissionModel, futures_instrument
+from moola.pipeline.train import TrainConfig, TrainResult, flat_metrics, run_training
 from moola.tracking.runs import RunStore, new_run_id
 
 WINDOW_LENGTH = 105
-DC_THRESHOLD = 0.002  # directional-change threshold of the baseline trend rule
+MODEL_COLUMNS = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,12 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo pipeline under ``data_root`` and return what it made.
 
-    ``quick`` trains smaller models (fewer MiniRocket kernels, fewer epochs): for tests.
+    ``quick`` trains smaller models (fewer MiniRocket kernels, fewer epochs, seconds of
+    pretraining): for tests.
     """
     started = time.perf_counter()
     registry = Registry(data_root)
-    timings: dict[str, float] = {}
-
-    def step(label: str) -> None:
-        on_step(label)
-        timings[label] = time.perf_counter()
-
+    step = on_step
     step("generating and ingesting the synthetic market")
     raw, market = synthesize_raw(
         registry,
@@ -80,6 +77,8 @@ def run_demo(
     )
     step("indexing unlabeled windows")
     unlabeled = registry.write_unlabeled("demo-unlabeled", raw, length=WINDOW_LENGTH)
+    step("pretraining a BiLSTM masked autoencoder on the unlabeled windows")
+    encoder = pretrain_encoder(registry, unlabeled, seed, quick=quick)
     step("storing labeled windows")
     labeled = planted_labeled(registry, "demo-labeled", raw, market)
     step("splitting (forward chaining, purge and embargo)")
@@ -112,15 +111,23 @@ def run_demo(
         },
         transformations=[{"name": "price_action_features", "params": {"length": WINDOW_LENGTH}}],
     )
-    step("backtesting a baseline rule on the held-out period, with costs")
-    backtest = _baseline_backtest(registry.load_raw(raw.name, raw.version), data)
     step("splitting for out-of-fold validation (purged k-fold, embargo)")
     kfold_name, kfold_version, _ = make_and_store_split(
         registry, labeled, "purged-kfold", name="demo-kfold", folds=5, embargo=WINDOW_LENGTH
     )
-    models = _train_models(
-        registry, labeled, f"{kfold_name}@v{kfold_version}", seed, step, quick=quick
+    models, load = _train_models(
+        registry,
+        labeled,
+        f"{kfold_name}@v{kfold_version}",
+        seed,
+        step,
+        quick=quick,
+        fine_tuning=fine_tuning_params(encoder, quick=quick),
     )
+    pretraining = pretraining_record(encoder, load)
+    # The held-out period: from the first window of the pattern split's test part on.
+    held_out_start = pd.Timestamp(data.table.loc[data.test.indices, "start_ts"].min())
+    backtest = model_backtest(registry, raw, held_out_start, seed, step, length=WINDOW_LENGTH)
     step("verifying the registry")
     problems = registry.verify()
 
@@ -129,7 +136,7 @@ def run_demo(
     gaps = next(
         (t["summary"] for t in raw_manifest["transformations"] if t["name"] == "gap_report"), {}
     )
-    datasets = [raw, unlabeled, labeled, features]
+    datasets = [raw, unlabeled, labeled, features, *backtest.datasets]
     dataset_rows = [
         {
             "dataset": str(ref),
@@ -152,13 +159,15 @@ def run_demo(
             "seed": seed,
             "pattern_strength": pattern_strength,
             "window_length": WINDOW_LENGTH,
+            "quick": quick,
         },
         "config_hash": sha256_json({"n_bars": n_bars, "n_patterns": n_patterns, "seed": seed}),
         "data": data.audit,
         "datasets": [ref.to_dict() for ref in datasets],
         "registry_problems": problems,
+        "pretraining": pretraining,
         "models": models,
-        "backtest": {"rule": f"dc_trend(up={DC_THRESHOLD})", "stats": backtest.stats},
+        "backtest": backtest_record(backtest),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     sections = [
@@ -206,22 +215,15 @@ def run_demo(
             f"Price-action features of every labeled window, stored as {features}; the "
             f"relative view feeds sequence models as {relative.shape} float32 arrays.",
         ),
+        pretraining_section(pretraining, next(m for m in models if m["model"] == PRETRAINED_ROW)),
         Section(
             "Models, out of fold (purged 5-fold, embargo of one window)",
             table_html(models, ["model", "run", *MODEL_COLUMNS]),
             "Each model is trained five times, each fold predicting only windows its model "
             "never saw; metrics are on those out-of-fold predictions after cross-fitted Platt "
             "calibration, with 95% bootstrap intervals in each run's own report. The stack "
-            "learns only from the base models' out-of-fold probabilities.",
-        ),
-        Section(
-            "Backtest of a baseline rule on the test period",
-            _backtest_html(backtest),
-            "No trained model exists yet at this stage of moola, so the demo trades a "
-            "transparent rule instead: long 1 NQ contract in a directional-change up-trend "
-            f"(threshold {DC_THRESHOLD:.1%}), short in a down-trend, over the bars from the "
-            "first test window on. Fills at the next bar's open, one tick of spread, 1 bp "
-            "slippage, $2.50 commission per contract.",
+            "learns only from the out-of-fold probabilities of the three base models above "
+            f"it (not of {PRETRAINED_ROW!r}).",
         ),
         Section(
             "Registry check",
@@ -230,6 +232,7 @@ def run_demo(
             else table_html([{"problem": p} for p in problems]),
         ),
         Section("Run manifest", pre_html(json.dumps(manifest, indent=2, default=str))),
+        backtest_section(backtest),
     ]
     report = render_report("moola demo", sections, subtitle=f"run {run_id}")
     store = RunStore(registry.root)
@@ -252,6 +255,7 @@ def run_demo(
         "train/val/test classes: "
         + "; ".join(f"{p['part']} " + ", ".join(f"{c} {p[c]}" for c in data.classes) for p in parts)
     )
+    lines.append(pretraining_line(pretraining))
     lines.append(
         "models (out of fold): "
         + "; ".join(
@@ -259,10 +263,7 @@ def run_demo(
             for m in models
         )
     )
-    lines.append(
-        f"baseline rule backtest on the test period: {backtest.stats.get('n_trades')} trades, "
-        f"total return {backtest.stats.get('total_return') or 0:+.2%} after costs"
-    )
+    lines.append(backtest_line(backtest))
     lines.append(
         "synthetic in val/test: "
         f"{data.audit['val_synthetic_count'] + data.audit['test_synthetic_count']}; "
@@ -270,9 +271,6 @@ def run_demo(
         f"{manifest['wall_time_s']:.1f} s"
     )
     return DemoResult(run_id, run_dir / "report.html", lines, data.audit, models)
-
-
-MODEL_COLUMNS = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
 
 
 def _train_models(
@@ -283,95 +281,51 @@ def _train_models(
     step: Callable[[str], None],
     *,
     quick: bool,
-) -> list[dict[str, Any]]:
-    """Train the comparison set with OOF validation; one row of headline metrics each."""
+    fine_tuning: dict[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Train the comparison set with OOF validation; one row of headline metrics each, and
+    the load report of the model with the pretrained encoder."""
     plan = [
-        ("logistic_regression", {}),
-        ("minirocket", {"n_kernels": 840 if quick else 4_000}),
-        ("simple_lstm", {"epochs": 3 if quick else 30, "patience": 5}),
+        ("logistic_regression", "logistic_regression", {}),
+        ("minirocket", "minirocket", {"n_kernels": 840 if quick else 4_000}),
+        ("simple_lstm", "simple_lstm", {"epochs": 3 if quick else 30, "patience": 5}),
+        (PRETRAINED_ROW, "simple_lstm", fine_tuning),
     ]
-    rows = []
-    runs = []
-    for model, params in plan:
-        step(f"training {model} (5 folds)")
+    dataset = f"{labeled.name}@v{labeled.version}"
+    n_bootstrap = 200 if quick else 1000
+    results: dict[str, TrainResult] = {}
+    # The torch models train first: once MiniRocket has run numba's OpenMP threads, torch's
+    # own OpenMP threads in the same process can run many times slower on a busy machine.
+    for row, model, params in sorted(plan, key=lambda item: item[1] != "simple_lstm"):
+        step(f"training {row} (5 folds)")
         config = TrainConfig(
             model=model,
-            dataset=f"{labeled.name}@v{labeled.version}",
+            dataset=dataset,
             split=split,
             params=params,
             seed=seed,
-            n_bootstrap=200 if quick else 1000,
+            n_bootstrap=n_bootstrap,
         )
-        result = run_training(registry, config)
-        runs.append(result.run_id)
-        rows.append(
-            {
-                "model": model,
-                "run": result.run_id,
-                **{
-                    k: flat_metrics(result.calibrated_report or result.report)[k]
-                    for k in MODEL_COLUMNS
-                },
-            }
-        )
+        results[row] = run_training(registry, config)
     step("training the stacking ensemble on out-of-fold probabilities")
-    stack = run_training(
-        registry,
-        TrainConfig(
-            model="stack",
-            dataset=f"{labeled.name}@v{labeled.version}",
-            split=split,
-            base_runs=runs,
-            seed=seed,
-            n_bootstrap=200 if quick else 1000,
-        ),
+    bases = [results[name].run_id for name in ("logistic_regression", "minirocket", "simple_lstm")]
+    config = TrainConfig(
+        model="stack",
+        dataset=dataset,
+        split=split,
+        base_runs=bases,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
     )
-    rows.append(
-        {
-            "model": "stack",
-            "run": stack.run_id,
-            **{k: flat_metrics(stack.calibrated_report or stack.report)[k] for k in MODEL_COLUMNS},
-        }
-    )
-    for run_id in [*runs, stack.run_id]:
-        write_report(registry, run_id)
-    return rows
-
-
-def _baseline_backtest(bars: Any, data: Any) -> Any:
-    """Trade the causal DC trend (+1/-1) on the bars after the last val window."""
-    trend = dc_features(bars, up=DC_THRESHOLD)["dc_trend"].fillna(0.0).to_numpy()
-    test_start = data.table.loc[data.test.indices, "start_ts"].min()
-    keep = (bars["timestamp"] >= test_start).to_numpy()
-    held_out = bars.loc[keep].reset_index(drop=True)
-    return run_backtest(
-        held_out,
-        0.5 * trend[keep],
-        instrument=futures_instrument("NQ"),
-        initial_cash=1_000_000.0,
-        commission=CommissionModel(per_unit=2.5),
-        spread=0.25,
-        slippage=1.0,
-    )
-
-
-def _backtest_html(result: Any) -> str:
-    stats = result.stats
-    keys = (
-        "total_return",
-        "sharpe",
-        "max_drawdown",
-        "n_trades",
-        "win_rate",
-        "profit_factor",
-        "costs_paid",
-        "exposure",
-    )
-    rows = [{"metric": key, "value": stats.get(key)} for key in keys if key in stats]
-    rules = [{"rule": r.name, "passed": r.passed, "detail": r.detail} for r in result.rules]
-    return (
-        table_html(rows) + table_html(rules) + image_html(equity_png(result.equity), "equity curve")
-    )
+    results["stack"] = run_training(registry, config)
+    rows = []
+    for row in [*(name for name, _, _ in plan), "stack"]:
+        result = results[row]
+        write_report(registry, result.run_id)
+        metrics = flat_metrics(result.calibrated_report or result.report)
+        rows.append({"model": row, "run": result.run_id, **{k: metrics[k] for k in MODEL_COLUMNS}})
+    summary = results[PRETRAINED_ROW].manifest["training"].get("training") or {}
+    return rows, summary.get("pretrained_load")
 
 
 def _feature_means(table: Any, data: Any) -> list[dict[str, Any]]:
