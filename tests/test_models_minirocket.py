@@ -98,3 +98,14 @@ def test_short_univariate_windows_work():
     model = MiniRocketClassifier(84, random_state=0).fit(X, y)
     assert model.predict_proba(X).shape == (40, 2)
     assert (model.predict(X) == y).mean() > 0.8
+
+
+def test_minirocket_runs_numba_on_its_own_threads_not_a_second_openmp_pool(fitted):
+    """A second OpenMP runtime beside torch's made later torch training crawl (~40x)."""
+    import os
+
+    import numba
+
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        pytest.skip("the user chose numba's threading layer")
+    assert numba.threading_layer() == "workqueue"

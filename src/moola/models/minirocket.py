@@ -17,10 +17,16 @@ hundred windows.
 Input is moola's ``(N, T, D)`` (e.g. ``relative_windows(X)``, D = 11), transposed here to
 aeon's ``(N, D, T)``; MiniRocket's kernels span 9 steps, so T must be at least 9, and a
 fitted model predicts windows of its training length and channel count only.
+
+aeon runs the transform on numba's parallel threads. Numba's default OpenMP layer brings
+a second OpenMP runtime beside torch's, and in one process the two pools spin against each
+other: torch training after MiniRocket ran up to ~40x slower on 2 cores. So unless the user
+chose one (``NUMBA_THREADING_LAYER``), numba is told to use its own "workqueue" threads.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -33,6 +39,14 @@ __all__ = ["MIN_TIMEPOINTS", "MiniRocketClassifier"]
 #: MiniRocket's kernels have length 9.
 MIN_TIMEPOINTS = 9
 
+
+def use_workqueue_threads() -> None:
+    """Run numba's parallel code on its "workqueue" threads unless the user chose a layer;
+    must happen before numba's first parallel launch (later it has no effect)."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
 
 class MiniRocketClassifier(SklearnEstimator):
     """aeon's MiniRocket transform + StandardScaler + LogisticRegression on ``(N, T, D)``.
@@ -145,6 +159,7 @@ class MiniRocketClassifier(SklearnEstimator):
 
     def _series(self, X: Any) -> np.ndarray:
         """moola's ``(N, T, D)`` as aeon's ``(N, D, T)`` float64, after shape checks."""
+        use_workqueue_threads()  # every path into aeon's transform passes here
         values = np.asarray(X, dtype=np.float64)
         if values.ndim != 3:
             raise ConfigError(
