@@ -29,7 +29,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-# Does pretraining help on tiny labeled sets? About an hour on 2 CPU cores.
+# Does pretraining help on tiny labeled sets? An hour or more on 2 CPU cores.
 evidence: $(STAMP)
 	$(BIN)/python benchmarks/bench_transfer.py
 

@@ -1,7 +1,7 @@
 """Run every speed benchmark in this folder, one after another (``make bench``).
 
 ``bench_transfer.py`` is an experiment, not a speed benchmark: it pretrains on 200K
-windows and fine-tunes hundreds of models (about an hour on 2 CPU cores), so it runs only
+windows and fine-tunes hundreds of models (an hour or more on 2 CPU cores), so it runs only
 with ``make evidence`` (or directly).
 """
 
