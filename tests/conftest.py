@@ -66,3 +66,18 @@ def sp500() -> pd.DataFrame:
         symbol="SPX",
         timeframe="1d",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_labeled_windows() -> tuple[np.ndarray, np.ndarray]:
+    """40 random-walk windows in the 11-channel relative view (105 steps), labels 0/1:
+    enough for fine-tuning paths to run, not to learn anything."""
+    from moola.features.window import relative_windows
+
+    rng = np.random.default_rng(0)
+    steps = rng.normal(0, 1e-3, size=(40, 106)).cumsum(axis=1)
+    close = 100 * np.exp(steps)
+    ohlc = np.stack([close[:, :-1], close[:, 1:] * 1.001, close[:, :-1] * 0.999, close[:, 1:]], -1)
+    ohlc[:, :, 1] = ohlc.max(axis=2)
+    ohlc[:, :, 2] = ohlc.min(axis=2)
+    return relative_windows(ohlc), np.arange(40) % 2

@@ -9,7 +9,6 @@ import torch
 from moola.core.errors import CheckpointError, ConfigError
 from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
-from moola.features.window import relative_windows
 from moola.models import create
 from moola.models.nn import build_module
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
@@ -29,17 +28,6 @@ def pretrained(tmp_path_factory):
         epochs=1, batch_size=32, hidden=8, num_layers=1, decoder_hidden=8, max_windows=64
     )
     return pretrain_masked_ae(registry, "unl", config)
-
-
-@pytest.fixture(scope="module")
-def labeled() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    steps = rng.normal(0, 1e-3, size=(40, 106)).cumsum(axis=1)
-    close = 100 * np.exp(steps)
-    ohlc = np.stack([close[:, :-1], close[:, 1:] * 1.001, close[:, :-1] * 0.999, close[:, 1:]], -1)
-    ohlc[:, :, 1] = ohlc.max(axis=2)
-    ohlc[:, :, 2] = ohlc.min(axis=2)
-    return relative_windows(ohlc), np.arange(40) % 2
 
 
 def _artifact(root, input_dim: int, hidden: int, layers: int, name: str = "x"):
@@ -65,8 +53,8 @@ def _encoder_tensors(model) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
 
 
-def test_a_pretrained_encoder_loads_fully_and_the_model_trains(pretrained, labeled):
-    X, y = labeled
+def test_a_pretrained_encoder_loads_fully_and_the_model_trains(pretrained, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     model = create(
         "simple_lstm",
         encoder_projection=True,
@@ -85,8 +73,10 @@ def test_a_pretrained_encoder_loads_fully_and_the_model_trains(pretrained, label
     assert "matched 8/8 encoder tensors (100.0%)" in report.summary()
 
 
-def test_fine_tuning_scales_inputs_as_the_encoder_saw_them_in_pretraining(pretrained, labeled):
-    X, y = labeled
+def test_fine_tuning_scales_inputs_as_the_encoder_saw_them_in_pretraining(
+    pretrained, tiny_labeled_windows
+):
+    X, y = tiny_labeled_windows
     params = {"encoder_projection": True, "encoder_hidden": 8, "encoder_layers": 1, "epochs": 1}
     tuned = create("simple_lstm", pretrained_encoder=str(pretrained.path), **params).fit(X, y)
     scratch = create("simple_lstm", **params).fit(X, y)
@@ -98,8 +88,8 @@ def test_fine_tuning_scales_inputs_as_the_encoder_saw_them_in_pretraining(pretra
     assert not np.allclose(scratch.mean_, tuned.mean_)
 
 
-def test_a_frozen_encoder_keeps_its_pretrained_weights(pretrained, labeled):
-    X, y = labeled
+def test_a_frozen_encoder_keeps_its_pretrained_weights(pretrained, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     model = NeuralEstimator(
         "simple_lstm",
         encoder_projection=True,
@@ -116,8 +106,10 @@ def test_a_frozen_encoder_keeps_its_pretrained_weights(pretrained, labeled):
     assert all(p.requires_grad for p in model.module_.parameters())  # fitted: none frozen
 
 
-def test_the_encoder_trains_after_its_freeze_at_its_scaled_learning_rate(pretrained, labeled):
-    X, y = labeled
+def test_the_encoder_trains_after_its_freeze_at_its_scaled_learning_rate(
+    pretrained, tiny_labeled_windows
+):
+    X, y = tiny_labeled_windows
 
     def fit(**params):
         return NeuralEstimator(
@@ -149,8 +141,8 @@ def test_the_encoder_trains_after_its_freeze_at_its_scaled_learning_rate(pretrai
     assert projection.abs().max().item() > 1e-4  # the rest of the model trains at full lr
 
 
-def test_the_load_report_survives_save_and_load(pretrained, labeled, tmp_path):
-    X, y = labeled
+def test_the_load_report_survives_save_and_load(pretrained, tiny_labeled_windows, tmp_path):
+    X, y = tiny_labeled_windows
     model = NeuralEstimator(
         "simple_lstm",
         encoder_projection=True,
@@ -222,8 +214,8 @@ def test_files_that_are_not_encoders_and_models_without_one_are_refused(tmp_path
         load_pretrained_encoder(build_module("simple_lstm", input_dim=11), pretrained.path)
 
 
-def test_freezing_without_a_pretrained_encoder_is_a_config_error(labeled):
-    X, y = labeled
+def test_freezing_without_a_pretrained_encoder_is_a_config_error(tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     with pytest.raises(ConfigError, match="freeze_epochs=2"):
         NeuralEstimator("simple_lstm", freeze_epochs=2, epochs=1).fit(X, y)
     with pytest.raises(ConfigError, match="encoder_lr_scale"):

@@ -15,7 +15,6 @@ from moola.core.errors import CheckpointError, ConfigError, DeviceError, Registr
 from moola.core.settings import Settings
 from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
-from moola.features.window import relative_windows
 from moola.models import create
 from moola.models.nn import build_module
 from moola.models.nn.adapter_lstm import AdapterLSTM, AdapterLSTMConfig
@@ -52,17 +51,6 @@ def corpus(tmp_path_factory) -> Registry:
 def artifact(corpus):
     """A tiny TS2Vec encoder (hidden 8, repr 16, depth 2), one epoch over 64 windows."""
     return pretrain_ts2vec(corpus, "unl", TS2VecPretrainConfig(epochs=1, device="cpu", **TINY))
-
-
-@pytest.fixture(scope="module")
-def labeled() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    steps = rng.normal(0, 1e-3, size=(40, 106)).cumsum(axis=1)
-    close = 100 * np.exp(steps)
-    ohlc = np.stack([close[:, :-1], close[:, 1:] * 1.001, close[:, :-1] * 0.999, close[:, 1:]], -1)
-    ohlc[:, :, 1] = ohlc.max(axis=2)
-    ohlc[:, :, 2] = ohlc.min(axis=2)
-    return relative_windows(ohlc), np.arange(40) % 2
 
 
 def _encoders(root) -> list[str]:
@@ -239,8 +227,10 @@ def test_cli_refuses_a_masked_ae_checkpoint_and_a_corrupt_one(clean, corpus, tmp
 # --------------------------------------------------------------- transfer: adapter_lstm
 
 
-def test_adapter_lstm_fine_tunes_from_the_artifact_with_the_encoder_frozen(artifact, labeled):
-    X, y = labeled
+def test_adapter_lstm_fine_tunes_from_the_artifact_with_the_encoder_frozen(
+    artifact, tiny_labeled_windows
+):
+    X, y = tiny_labeled_windows
     model = create("adapter_lstm", pretrained_encoder=str(artifact.path), **HEAD).fit(X, y)
     report = model.load_report_
     assert report.matched_fraction == 1.0 and report.n_target == len(artifact.state_dict)
@@ -263,8 +253,8 @@ def test_adapter_lstm_fine_tunes_from_the_artifact_with_the_encoder_frozen(artif
     assert model.predict_proba(X).shape == (40, 2)
 
 
-def test_an_explicit_encoder_shape_that_differs_is_reported(artifact, labeled):
-    X, y = labeled
+def test_an_explicit_encoder_shape_that_differs_is_reported(artifact, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     with pytest.raises(CheckpointError) as error:
         create(
             "adapter_lstm", pretrained_encoder=str(artifact.path), encoder_repr_dim=32, **HEAD
@@ -299,8 +289,8 @@ def test_another_input_dimension_is_refused_at_the_input_projection(artifact):
     assert "encoder.input_fc.weight artifact [8, 11] vs model [8, 4]" in str(error.value)
 
 
-def test_freeze_epochs_needs_an_encoder_the_model_lets_train(artifact, labeled):
-    X, y = labeled
+def test_freeze_epochs_needs_an_encoder_the_model_lets_train(artifact, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     with pytest.raises(ConfigError, match="freeze_encoder=False"):
         create("adapter_lstm", pretrained_encoder=str(artifact.path), freeze_epochs=1, **HEAD).fit(
             X, y
@@ -325,9 +315,9 @@ def test_freeze_epochs_needs_an_encoder_the_model_lets_train(artifact, labeled):
 
 
 @pytest.mark.parametrize("with_class", [True, False])
-def test_a_masked_ae_encoder_is_refused_by_adapter_lstm(tmp_path, labeled, with_class):
+def test_a_masked_ae_encoder_is_refused_by_adapter_lstm(tmp_path, tiny_labeled_windows, with_class):
     path = _bilstm_artifact(tmp_path, with_class=with_class)
-    X, y = labeled
+    X, y = tiny_labeled_windows
     with pytest.raises(CheckpointError) as error:
         create("adapter_lstm", pretrained_encoder=str(path), **HEAD).fit(X, y)
     message = str(error.value)
@@ -335,8 +325,8 @@ def test_a_masked_ae_encoder_is_refused_by_adapter_lstm(tmp_path, labeled, with_
     assert "moola pretrain ts2vec" in message
 
 
-def test_a_ts2vec_encoder_is_refused_by_simple_lstm(artifact, labeled):
-    X, y = labeled
+def test_a_ts2vec_encoder_is_refused_by_simple_lstm(artifact, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
     with pytest.raises(CheckpointError) as error:
         create(
             "simple_lstm",
