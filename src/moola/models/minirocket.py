@@ -48,6 +48,7 @@ def use_workqueue_threads() -> None:
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
 
+
 class MiniRocketClassifier(SklearnEstimator):
     """aeon's MiniRocket transform + StandardScaler + LogisticRegression on ``(N, T, D)``.
 
