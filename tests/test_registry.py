@@ -79,17 +79,19 @@ def test_tampered_bytes_are_refused_naming_the_file(registry, bars):
     assert ref.version == 1
 
 
-def test_full_check_catches_what_the_sampled_check_cannot(tmp_path):
+def test_a_flip_in_the_middle_of_a_large_file_is_caught_by_every_load(tmp_path):
     registry = Registry(tmp_path)
     big = random_walk_bars(200_000, seed=1)  # several MiB of Parquet
     registry.write_raw("big", big, sources=SOURCE)
     path = registry.dataset_dir("raw", "big", 1) / "bars.parquet"
     assert path.stat().st_size > 2 * (1 << 20)
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # the middle: outside the sampled first and last MiB
+    data[len(data) // 2] ^= 0xFF  # the middle: where a first/last-MiB sample never looks
     path.write_bytes(bytes(data))
-    assert registry.verify() == []
-    assert any("content hash differs" in problem for problem in registry.verify(full=True))
+    assert any("XXH3 check" in problem for problem in registry.verify())
+    assert any("SHA-256 check" in problem for problem in registry.verify(full=True))
+    with pytest.raises(IntegrityError, match="bars.parquet"):
+        registry.load_raw("big")
 
 
 def test_unknown_names_and_versions_say_what_exists(registry, bars):

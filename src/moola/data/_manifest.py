@@ -1,24 +1,23 @@
 """Manifests: what a stored dataset version is made of, so any result traces to its bytes.
 
-A manifest lists each data file with its size, full SHA-256 and a *sample* hash (first and
-last MiB). The fast check compares sizes and sample hashes (constant time per file); the
-full check re-hashes every byte.
+A manifest lists each data file's record (size, SHA-256, XXH3-128: see
+``moola.core.integrity``), the SHA-256 of ``meta.json`` (so the facts a reader relies on,
+window length, columns, classes, the raw reference, are covered too) and the dataset's
+content hash. The manifest's own SHA-256 is anchored in the write journal
+(``moola.core.anchors``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from moola.core.hashing import HASH_PREFIX, sha256_file, sha256_json
+from moola.core.hashing import sha256_json
+from moola.core.integrity import check_file
 
 MANIFEST_FILE = "manifest.json"
 META_FILE = "meta.json"
-_SAMPLE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,33 +32,13 @@ class DatasetRef:
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}@v{self.version}"
 
+    @property
+    def key(self) -> str:
+        """Its key in the write journal."""
+        return f"dataset:{self}"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sample_sha256(path: Path) -> str:
-    """Hash of a file's size, first MiB and last MiB: cheap evidence the bytes are unchanged."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(_SAMPLE))
-        if size > _SAMPLE:
-            handle.seek(max(_SAMPLE, size - _SAMPLE))
-            digest.update(handle.read(_SAMPLE))
-    return HASH_PREFIX + digest.hexdigest()
-
-
-def file_records(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Size, full hash and sample hash of each named data file in ``directory``."""
-    records = {}
-    for name in sorted(names):
-        path = directory / name
-        records[name] = {
-            "bytes": path.stat().st_size,
-            "sha256": sha256_file(path),
-            "sample_sha256": sample_sha256(path),
-        }
-    return records
 
 
 def content_hash(files: dict[str, dict[str, Any]]) -> str:
@@ -68,27 +47,16 @@ def content_hash(files: dict[str, dict[str, Any]]) -> str:
 
 
 def check_files(directory: Path, files: dict[str, dict[str, Any]], *, full: bool) -> list[str]:
-    """Problems found comparing files on disk to their manifest records (empty when intact)."""
+    """Problems found comparing files on disk to their manifest records (empty when intact).
+
+    Every byte is hashed: XXH3 by default, SHA-256 with ``full``.
+    """
     problems = []
     for name, record in files.items():
-        path = directory / name
-        if not path.is_file():
-            problems.append(f"{path}: missing (listed in {directory / MANIFEST_FILE})")
+        if not isinstance(record, dict):
+            problems.append(f"{directory / name}: its manifest record is not an object")
             continue
-        size = os.path.getsize(path)
-        if size != record["bytes"]:
-            problems.append(f"{path}: size {size} bytes, manifest says {record['bytes']}")
-        elif full and sha256_file(path) != record["sha256"]:
-            problems.append(f"{path}: content hash differs from the manifest (full check)")
-        elif not full and sample_sha256(path) != record["sample_sha256"]:
-            problems.append(f"{path}: sampled hash differs from the manifest (fast check)")
+        problem = check_file(directory / name, record, full=full)
+        if problem:
+            problems.append(problem)
     return problems
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Pretty, key-sorted JSON (manifests are read by people too)."""
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

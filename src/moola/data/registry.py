@@ -7,13 +7,19 @@ augmented sets) and every split lives here, under ``$MOOLA_HOME/data``::
     data/splits/<name>/v<N>.json
 
 A version is written once, atomically (temporary directory, then rename), and never
-changed: writing an existing version is refused. Reads check the stored bytes against the
-manifest (sampled hash by default, every byte with ``full=True``) and refuse on mismatch.
-The registry is the only writer of files under the data root.
+changed: writing an existing version is refused. The version number is picked under a
+lock on the name, so concurrent writers take consecutive versions. Each manifest's SHA-256
+is recorded in the write journal before the version becomes visible
+(``moola.core.anchors``). Every load checks every byte it reads against the manifest
+(XXH3, or SHA-256 with ``full=True``), the manifest against the journal and ``meta.json``
+against the manifest, and refuses on any mismatch naming the file. Names and references
+resolve inside the data root only (``moola.core.paths``).
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +28,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moola.core.atomic import TMP_PREFIX, atomic_directory, atomic_write_text
+from moola.core.anchors import Anchors
+from moola.core.atomic import locked, stale_temporaries, temporary_directory
 from moola.core.errors import (
+    ConfigError,
     IntegrityError,
     LeakageError,
+    MoolaError,
     RegistryError,
     SplitError,
     VersionExistsError,
 )
-from moola.core.hashing import canonical_json
+from moola.core.hashing import canonical_json, sha256_bytes
+from moola.core.integrity import file_records, read_json_bytes, read_verified, write_json
+from moola.core.paths import confined
 from moola.core.provenance import provenance
 from moola.data._manifest import (
     MANIFEST_FILE,
@@ -38,9 +49,6 @@ from moola.data._manifest import (
     DatasetRef,
     check_files,
     content_hash,
-    file_records,
-    read_json,
-    write_json,
 )
 from moola.data.quality import returns_ks_pvalue, window_log_returns
 from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
@@ -62,6 +70,7 @@ def parse_ref(text: str) -> tuple[str, int | None]:
     if not match:
         raise RegistryError(f"Cannot read dataset reference {text!r}; use NAME or NAME@vN.")
     version = match.group("version")
+    _check_name(match.group("name"))
     return match.group("name"), int(version) if version else None
 
 
@@ -132,20 +141,27 @@ class Registry:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.anchors = Anchors(self.root)
 
     # ------------------------------------------------------------------ layout
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
 
-    def dataset_dir(self, kind: str, name: str, version: int) -> Path:
+    def _name_dir(self, kind: str, name: str) -> Path:
         _check_kind(kind)
-        return self.data_dir / kind / name / f"v{version}"
+        _check_name(name)
+        try:
+            return confined(self.data_dir, kind, name, what="dataset")
+        except ConfigError as exc:
+            raise RegistryError(str(exc)) from None
+
+    def dataset_dir(self, kind: str, name: str, version: int) -> Path:
+        return self._name_dir(kind, name) / f"v{int(version)}"
 
     def versions(self, kind: str, name: str) -> list[int]:
         """Stored versions of ``kind/name``, oldest first (empty if none)."""
-        _check_kind(kind)
-        base = self.data_dir / kind / name
+        base = self._name_dir(kind, name)
         if not base.is_dir():
             return []
         found = (_VERSION_DIR.match(entry.name) for entry in base.iterdir())
@@ -179,7 +195,7 @@ class Registry:
                 + ", ".join(f"v{v}" for v in versions)
                 + "."
             )
-        manifest = self._read_manifest(self.dataset_dir(kind, name, version))
+        manifest = self._read_manifest(kind, name, version)
         return DatasetRef(kind, name, version, manifest["content_hash"])
 
     def resolve_text(self, text: str, kind: str | None = None) -> DatasetRef:
@@ -209,30 +225,36 @@ class Registry:
         manifest: dict[str, Any],
         version: int | None,
     ) -> DatasetRef:
-        """Write one dataset version atomically; ``files`` maps file name -> writer(path)."""
-        _check_name(name)
-        existing = self.versions(kind, name)
-        if version is None:
-            version = (existing[-1] + 1) if existing else 1
-        elif version < 1:
+        """Write one dataset version atomically; ``files`` maps file name -> writer(path).
+
+        The data files are written first, outside any lock; then, under the name's lock,
+        the next free version is picked (or ``version`` checked), ``meta.json`` and the
+        manifest are written, the manifest is anchored in the journal and the folder is
+        renamed into place.
+        """
+        base = self._name_dir(kind, name)
+        if version is not None and version < 1:
             raise RegistryError(f"Version must be 1 or more, got {version}.")
-        final = self.dataset_dir(kind, name, version)
-        if version in existing or final.exists():
-            raise VersionExistsError(
-                f"{kind}/{name}@v{version} already exists at {final}; versions are write-once. "
-                "Write a new version (omit the version to get the next free one) or use "
-                "another name."
-            )
-        try:
-            with atomic_directory(final) as tmp:
-                for file_name, writer in files.items():
-                    writer(tmp / file_name)
-                records = file_records(tmp, list(files))
-                digest = content_hash(records)
-                write_json(
+        with temporary_directory(base, "write") as tmp:
+            for file_name, writer in files.items():
+                writer(tmp / file_name)
+            records = file_records(tmp, list(files))
+            digest = content_hash(records)
+            with locked(base):
+                existing = self.versions(kind, name)
+                if version is None:
+                    version = (existing[-1] + 1) if existing else 1
+                final = base / f"v{version}"
+                if version in existing or final.exists():
+                    raise VersionExistsError(
+                        f"{kind}/{name}@v{version} already exists at {final}; versions are "
+                        "write-once. Write a new version (omit the version to get the next "
+                        "free one) or use another name."
+                    )
+                meta_bytes = write_json(
                     tmp / META_FILE, {"kind": kind, "name": name, "version": version, **meta}
                 )
-                write_json(
+                manifest_bytes = write_json(
                     tmp / MANIFEST_FILE,
                     {
                         "kind": kind,
@@ -240,16 +262,15 @@ class Registry:
                         "version": version,
                         "content_hash": digest,
                         "files": records,
+                        "meta_sha256": sha256_bytes(meta_bytes),
                         **manifest,
                         **provenance(),
                     },
                 )
-        except FileExistsError:
-            raise VersionExistsError(
-                f"{kind}/{name}@v{version} was written by another process meanwhile; "
-                "retry to get the next free version."
-            ) from None
-        return DatasetRef(kind, name, version, digest)
+                ref = DatasetRef(kind, name, version, digest)
+                self.anchors.record(ref.key, manifest_bytes)  # journaled before it is visible
+                os.rename(tmp, final)
+        return ref
 
     def write_raw(
         self,
@@ -461,36 +482,51 @@ class Registry:
     def load_table(self, kind: str, name: str, version: int | None = None) -> pd.DataFrame:
         """A stored ``features`` or ``labels`` table, verified against its manifest."""
         ref = self.resolve(kind, name, version)
-        table = pd.read_parquet(self._verified_dir(ref) / "table.parquet")
+        table = pd.read_parquet(io.BytesIO(self.read_file(ref, "table.parquet")))
         table.attrs["dataset"] = str(ref)
         return table
 
     # ----------------------------------------------------------------- reading
     def meta(self, ref: DatasetRef) -> dict[str, Any]:
-        return read_json(self.dataset_dir(ref.kind, ref.name, ref.version) / META_FILE)
+        """``meta.json`` of a stored version, checked against its manifest's hash of it."""
+        manifest = self.manifest(ref)
+        path = self.dataset_dir(ref.kind, ref.name, ref.version) / META_FILE
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"{path} is missing or unreadable ({exc.strerror}).") from None
+        recorded = manifest.get("meta_sha256")
+        if recorded is not None and sha256_bytes(data) != recorded:
+            raise IntegrityError(
+                f"{path} differs from the hash its manifest recorded: the facts of {ref} "
+                "(window length, columns, classes, raw reference) were edited after it was "
+                "written. Restore it from a backup or re-create the data as a new version."
+            )
+        meta = read_json_bytes(data, path)
+        if not isinstance(meta, dict):
+            raise IntegrityError(f"{path} is corrupt: it holds no JSON object.")
+        return meta
 
     def manifest(self, ref: DatasetRef) -> dict[str, Any]:
-        return self._read_manifest(self.dataset_dir(ref.kind, ref.name, ref.version))
+        return self._read_manifest(ref.kind, ref.name, ref.version)
 
-    def _verified_dir(self, ref: DatasetRef, *, full: bool = False) -> Path:
+    def read_file(self, ref: DatasetRef, file_name: str, *, full: bool = False) -> bytes:
+        """The bytes of one data file of ``ref``, every byte checked against the manifest."""
+        record = self.manifest(ref).get("files", {}).get(file_name)
         directory = self.dataset_dir(ref.kind, ref.name, ref.version)
-        problems = check_files(directory, self.manifest(ref)["files"], full=full)
-        if problems:
+        if record is None:
             raise IntegrityError(
-                f"{ref} failed its integrity check and was not loaded: "
-                + "; ".join(problems)
-                + ". Stored versions must never change: restore the files from a backup or "
-                "re-create the data as a new version."
+                f"{directory / MANIFEST_FILE} does not list {file_name}: {ref} is incomplete "
+                "or its manifest was edited."
             )
-        return directory
+        return read_verified(directory / file_name, record, what=str(ref), full=full)
 
     def load_raw(
         self, name: str, version: int | None = None, *, full: bool = False
     ) -> pd.DataFrame:
         """Canonical bars of ``raw/<name>@vN`` (latest when ``version`` is None), verified."""
         ref = self.resolve("raw", name, version)
-        directory = self._verified_dir(ref, full=full)
-        bars = pd.read_parquet(directory / "bars.parquet")
+        bars = pd.read_parquet(io.BytesIO(self.read_file(ref, "bars.parquet", full=full)))
         bars.attrs["dataset"] = str(ref)
         return bars
 
@@ -511,11 +547,10 @@ class Registry:
     def load_unlabeled(self, name: str, version: int | None = None) -> WindowSet:
         """Lazy windows of ``unlabeled/<name>@vN``: views over the raw bars, no copies."""
         ref = self.resolve("unlabeled", name, version)
-        directory = self._verified_dir(ref)
+        starts = _npy(self.read_file(ref, "starts.npy"), ref)
         meta = self.meta(ref)
         _, values = self._bar_values(meta["raw"], meta["columns"])
-        starts = np.load(directory / "starts.npy", mmap_mode="r")
-        return WindowSet(values, np.asarray(starts), meta["length"])
+        return WindowSet(values, starts, meta["length"])
 
     def load_labeled(
         self,
@@ -533,9 +568,8 @@ class Registry:
         is refused unless ``allow_low_quality_synthetic`` is set, which is then recorded.
         """
         ref = self.resolve("labeled", name, version)
-        directory = self._verified_dir(ref)
+        table = pd.read_parquet(io.BytesIO(self.read_file(ref, "windows.parquet")))
         meta = self.meta(ref)
-        table = pd.read_parquet(directory / "windows.parquet")
         _, values = self._bar_values(meta["raw"], meta["columns"])
         windows = WindowSet(values, table["start"].to_numpy(np.int64), meta["length"])
         classes = tuple(meta["classes"])
@@ -590,7 +624,6 @@ class Registry:
     ) -> tuple[LabeledPart, dict[str, Any]]:
         syn_name, syn_version = parse_ref(text)
         ref = self.resolve("synthetic", syn_name, syn_version)
-        directory = self._verified_dir(ref)
         meta = self.meta(ref)
         if meta["parent"]["content_hash"] != parent.content_hash:
             raise LeakageError(
@@ -609,8 +642,8 @@ class Registry:
                 "milder augmentation, or pass allow_low_quality_synthetic=True "
                 "(--allow-low-quality-synthetic) to use it anyway; the override is recorded."
             )
-        X_syn = np.load(directory / "X.npy")
-        y_syn = np.load(directory / "y.npy")
+        X_syn = _npy(self.read_file(ref, "X.npy"), ref)
+        y_syn = _npy(self.read_file(ref, "y.npy"), ref)
         merged = LabeledPart(
             np.concatenate([train.X, X_syn]),
             np.concatenate([train.y, y_syn]),
@@ -626,11 +659,18 @@ class Registry:
         return merged, record
 
     # ------------------------------------------------------------------ splits
+    def _split_dir(self, name: str) -> Path:
+        _check_name(name)
+        try:
+            return confined(self.data_dir, SPLITS_DIR, name, what="split")
+        except ConfigError as exc:
+            raise RegistryError(str(exc)) from None
+
     def split_path(self, name: str, version: int) -> Path:
-        return self.data_dir / SPLITS_DIR / name / f"v{version}.json"
+        return self._split_dir(name) / f"v{int(version)}.json"
 
     def split_versions(self, name: str) -> list[int]:
-        base = self.data_dir / SPLITS_DIR / name
+        base = self._split_dir(name)
         if not base.is_dir():
             return []
         found = (re.match(r"^v(\d+)\.json$", entry.name) for entry in base.iterdir())
@@ -645,28 +685,36 @@ class Registry:
     def write_split(
         self, name: str, split: Split, dataset: DatasetRef, *, version: int | None = None
     ) -> tuple[str, int]:
-        """Validate ``split`` against ``dataset``'s sample spans and store it write-once."""
-        _check_name(name)
+        """Validate ``split`` against ``dataset``'s sample spans and store it write-once.
+
+        The version is picked under the split name's lock (concurrent writers take
+        consecutive versions); the file's SHA-256 is anchored in the journal before the
+        file becomes visible.
+        """
+        base = self._split_dir(name)
         starts, ends = self.sample_spans(dataset)
         validate_split(split, starts, ends)
-        existing = self.split_versions(name)
-        version = version or ((existing[-1] + 1) if existing else 1)
-        path = self.split_path(name, version)
-        payload = {
+        body = {
             "name": name,
-            "version": version,
             "split": split.model_dump(mode="json"),
             "split_hash": split.content_hash(),
             "dataset": dataset.to_dict(),
             **provenance(),
         }
-        try:
-            atomic_write_text(path, canonical_json(payload))
-        except FileExistsError:
-            raise VersionExistsError(
-                f"Split {name}@v{version} already exists at {path}; splits are write-once. "
-                "Omit the version to write the next one, or use another name."
-            ) from None
+        with temporary_directory(base, "split") as tmp, locked(base):
+            existing = self.split_versions(name)
+            if version is not None and version in existing:
+                raise VersionExistsError(
+                    f"Split {name}@v{version} already exists at {self.split_path(name, version)}"
+                    "; splits are write-once. Omit the version to write the next one, or use "
+                    "another name."
+                )
+            version = version or ((existing[-1] + 1) if existing else 1)
+            data = canonical_json({**body, "version": version}).encode()
+            staged = tmp / "split.json"
+            staged.write_bytes(data)
+            self.anchors.record(f"split:{name}@v{version}", data)
+            os.rename(staged, self.split_path(name, version))
         return name, version
 
     def load_split(
@@ -685,14 +733,23 @@ class Registry:
                 f"Split {name} has no version v{version}; stored: "
                 + ", ".join(f"v{v}" for v in versions)
             )
-        payload = read_json(path)
-        split = Split.model_validate(payload["split"])
-        if split.content_hash() != payload["split_hash"]:
+        data = path.read_bytes()
+        self.anchors.check(f"split:{name}@v{version}", data, path)
+        payload = read_json_bytes(data, path)
+        try:
+            split = Split.model_validate(payload["split"])
+            recorded = payload["dataset"]
+            recorded_hash = payload["split_hash"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(
+                f"Split file {path} is corrupt or incomplete ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}). Re-create the split."
+            ) from None
+        if split.content_hash() != recorded_hash:
             raise IntegrityError(
                 f"Split file {path} was edited: its indices no longer hash to "
                 "the recorded split_hash. Re-create the split."
             )
-        recorded = payload["dataset"]
         current = self.resolve(recorded["kind"], recorded["name"], recorded["version"])
         if current.content_hash != recorded["content_hash"]:
             raise IntegrityError(
@@ -712,7 +769,7 @@ class Registry:
             "version": version,
             "strategy": split.strategy,
             "params": split.params,
-            "split_hash": payload["split_hash"],
+            "split_hash": recorded_hash,
             "dataset": recorded,
             "counts": {
                 "train": len(split.train),
@@ -726,14 +783,15 @@ class Registry:
 
     def sample_spans(self, ref: DatasetRef) -> tuple[np.ndarray, np.ndarray]:
         """Time spans (int64 ns, inclusive) of the samples of a windows dataset."""
-        directory = self._verified_dir(ref)
         if ref.kind == "labeled":
-            table = pd.read_parquet(directory / "windows.parquet", columns=["start_ts", "end_ts"])
+            table = pd.read_parquet(
+                io.BytesIO(self.read_file(ref, "windows.parquet")), columns=["start_ts", "end_ts"]
+            )
             return _ns(table["start_ts"]), _ns(table["end_ts"])
         if ref.kind == "unlabeled":
             meta = self.meta(ref)
             bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
-            starts = np.load(directory / "starts.npy")
+            starts = _npy(self.read_file(ref, "starts.npy"), ref)
             stamps = _ns(bars["timestamp"])
             return stamps[starts], stamps[starts + meta["length"] - 1]
         raise SplitError(
@@ -751,46 +809,91 @@ class Registry:
         for kind in DATASET_KINDS:
             for name in self.names(kind):
                 for version in self.versions(kind, name):
-                    directory = self.dataset_dir(kind, name, version)
-                    manifest = self._read_manifest(directory)
-                    meta = read_json(directory / META_FILE)
+                    manifest = self._read_manifest(kind, name, version)
                     ref = DatasetRef(kind, name, version, manifest["content_hash"])
-                    rows.append(DatasetInfo(ref, manifest.get("created_at", ""), _summary(meta)))
+                    rows.append(
+                        DatasetInfo(ref, manifest.get("created_at", ""), _summary(self.meta(ref)))
+                    )
         return rows
 
     def verify(self, *, full: bool = False) -> list[str]:
-        """Check every stored version (and split) against its manifest; return problems."""
-        problems: list[str] = []
+        """Check every stored version and split; return problems (never raises on bad data).
+
+        Each manifest is checked against its journal anchor, ``meta.json`` against the
+        manifest, and every data file's every byte against the manifest (XXH3, or SHA-256
+        with ``full``). Temporaries left by interrupted writes are listed too.
+        """
+        problems = [
+            f"{p}: unfinished write left behind (remove with `moola data gc`)"
+            for p in stale_temporaries(self.data_dir)
+        ]
         for kind in DATASET_KINDS:
-            base = self.data_dir / kind
-            if base.is_dir():
-                problems += [
-                    f"{p}: unfinished write left behind (safe to delete)"
-                    for p in base.rglob(f"{TMP_PREFIX}*")
-                ]
             for name in self.names(kind):
                 for version in self.versions(kind, name):
-                    directory = self.dataset_dir(kind, name, version)
                     try:
-                        manifest = self._read_manifest(directory)
-                    except IntegrityError as exc:
-                        problems.append(str(exc))
-                        continue
-                    problems += check_files(directory, manifest["files"], full=full)
+                        manifest = self._read_manifest(kind, name, version)
+                        ref = DatasetRef(kind, name, version, str(manifest["content_hash"]))
+                        self.meta(ref)
+                        problems += check_files(
+                            self.dataset_dir(kind, name, version), manifest["files"], full=full
+                        )
+                    except (MoolaError, KeyError, TypeError, AttributeError) as exc:
+                        problems.append(_problem(exc, self.dataset_dir(kind, name, version)))
         for name in self.split_names():
             for version in self.split_versions(name):
                 try:
                     self.load_split(f"{name}@v{version}")
-                except (IntegrityError, SplitError, RegistryError) as exc:
-                    problems.append(str(exc))
+                except (MoolaError, KeyError, TypeError, AttributeError) as exc:
+                    problems.append(_problem(exc, self.split_path(name, version)))
         return problems
 
-    def _read_manifest(self, directory: Path) -> dict[str, Any]:
-        path = directory / MANIFEST_FILE
+    def unanchored(self) -> list[str]:
+        """Stored versions and splits with no journal anchor (written before anchors)."""
+        table = self.anchors.table()
+        found = [
+            f"{kind}/{name}@v{version}"
+            for kind in DATASET_KINDS
+            for name in self.names(kind)
+            for version in self.versions(kind, name)
+            if f"dataset:{kind}/{name}@v{version}" not in table
+        ]
+        found += [
+            f"split {name}@v{version}"
+            for name in self.split_names()
+            for version in self.split_versions(name)
+            if f"split:{name}@v{version}" not in table
+        ]
+        return found
+
+    def _read_manifest(self, kind: str, name: str, version: int) -> dict[str, Any]:
+        path = self.dataset_dir(kind, name, version) / MANIFEST_FILE
         try:
-            return read_json(path)
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"Manifest {path} is missing or unreadable ({exc}).") from None
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(
+                f"Manifest {path} is missing or unreadable ({exc.strerror})."
+            ) from None
+        self.anchors.check(f"dataset:{kind}/{name}@v{version}", data, path)
+        manifest = read_json_bytes(data, path)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise IntegrityError(f"Manifest {path} is corrupt: it lists no files.")
+        if "content_hash" not in manifest:
+            raise IntegrityError(f"Manifest {path} is corrupt: it has no content_hash.")
+        return manifest
+
+
+def _problem(exc: BaseException, where: Path) -> str:
+    if isinstance(exc, MoolaError):
+        return str(exc)
+    return f"{where}: unreadable record ({type(exc).__name__}: {exc})"
+
+
+def _npy(data: bytes, ref: DatasetRef) -> np.ndarray:
+    """A verified ``.npy`` payload as an array (never pickled objects)."""
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise IntegrityError(f"{ref}: a stored array cannot be read ({exc}).") from None
 
 
 def _check_kind(kind: str) -> None:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moola.core.atomic import atomic_directory, atomic_write_text
+from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, LeakageError
+from moola.core.integrity import read_json_bytes
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig, evaluate_gates
@@ -30,23 +30,28 @@ from moola.evaluation.metrics import classification_report
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
 from moola.models import create
 from moola.pipeline.train import TrainConfig, flat_metrics, model_inputs
-from moola.tracking.runs import RunStore
+from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
 
 TEST_LEDGER = "test_ledger.jsonl"
+#: Run files a promoted model carries (besides the manifest and the gate decision).
+PROMOTED_FILES = ("model.bin", "calibrator.pkl")
 GATE_DECISIONS = "gate_decisions.jsonl"
 
 
 def load_manifest(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
-    """A run's folder and manifest."""
+    """A run's folder (inside the data root) and its manifest, checked against the journal."""
     run_dir = store.run_dir(run_id)
-    return run_dir, json.loads((run_dir / "manifest.json").read_text())
+    return run_dir, store.manifest(run_dir)
 
 
-def _test_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+def _test_evaluations(store: RunStore, run_dir: Path) -> list[dict[str, Any]]:
     folder = run_dir / "evaluations"
     if not folder.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("test-*.json"))]
+    return [
+        read_json_bytes(store.read_added_file(run_dir, f"evaluations/{p.name}"), p)
+        for p in sorted(folder.glob("test-*.json"))
+    ]
 
 
 def evaluate_test(
@@ -80,7 +85,7 @@ def evaluate_test(
         *_ref(manifest["data"]["dataset"]), split=f"{recorded['name']}@v{recorded['version']}"
     )
     X, _ = model_inputs(config.inputs, config.model, data.X)
-    estimator = type(create(config.model)).load(run_dir / "model.bin")
+    estimator = type(create(config.model)).load(store.verified_path(run_dir, "model.bin"))
     proba = estimator.predict_proba(X[data.test.indices])
     calibrated = None
     if (run_dir / "calibrator.pkl").is_file():
@@ -112,7 +117,7 @@ def evaluate_test(
         "reused_test": bool(earlier),
     }
     name = f"test-{record['at'].replace(':', '')}.json"
-    atomic_write_text(run_dir / "evaluations" / name, json.dumps(record, indent=2) + "\n")
+    store.add_file(run_dir, f"evaluations/{name}", (json.dumps(record, indent=2) + "\n").encode())
     store.append_result(
         {
             "run_id": run_dir.name,
@@ -126,20 +131,22 @@ def evaluate_test(
     return report
 
 
-def latest_backtest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+def latest_backtest(store: RunStore, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """Folder and record of the run's newest backtest whose predictions passed the leakage
     check (or had the leaky ones skipped, as recorded); None when there is none."""
     found = None
     for path in sorted((run_dir / "backtests").glob("*/backtest.json")):
-        record = json.loads(path.read_text())
+        record = read_json_bytes(store.read_addition(path.parent, path.name), path)
         if record["leakage_check"]["passed"] or record["leakage_check"]["skipped"]:
             found = (path.parent, record)
     return found
 
 
-def gate_basis(run_dir: Path, manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def gate_basis(
+    store: RunStore, run_dir: Path, manifest: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """The metrics promotion is judged on: test if scored, else calibrated OOF."""
-    tests = _test_evaluations(run_dir)
+    tests = _test_evaluations(store, run_dir)
     if tests:
         return "test", tests[-1]["metrics"]
     if manifest["mode"] == "oof":
@@ -155,13 +162,14 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     """Promote a run that passes every gate; refuse, listing each failed gate, otherwise."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    basis, report = gate_basis(run_dir, manifest)
+    basis, report = gate_basis(store, run_dir, manifest)
     metrics = {**report["metrics"], **flat_metrics(report)}
-    backtest = latest_backtest(run_dir)
+    backtest = latest_backtest(store, run_dir)
     stats = backtest[1]["stats"] if backtest else None
     record = evaluate_gates(metrics, gates or GateConfig(), stats)
     decision = {
         "run_id": run_dir.name,
+        "manifest_sha256": store.manifest_hash(run_dir),
         "at": utc_now_iso(),
         "basis": basis,
         "gates": record.to_dict(),
@@ -178,12 +186,14 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
             f"Run {run_dir.name} was not promoted ({basis} metrics). Failed gates: {reasons}. "
             "The decision is recorded in " + str(store.root / "artifacts" / GATE_DECISIONS) + "."
         )
-    target = store.root / "artifacts" / "models" / "promoted" / run_dir.name
-    with atomic_directory(target) as tmp:
-        for name in ("model.bin", "calibrator.pkl", "manifest.json"):
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, tmp / name)
-        (tmp / "gate.json").write_text(json.dumps(decision, indent=2) + "\n")
+    files = {
+        name: store.read_bytes(run_dir, name)
+        for name in PROMOTED_FILES
+        if store.has_file(run_dir, name)
+    }
+    files[MANIFEST_FILE] = store.manifest_bytes(run_dir)
+    files["gate.json"] = (json.dumps(decision, indent=2) + "\n").encode()
+    target = store.write_promoted(run_dir.name, files)
     return {**decision, "path": str(target)}
 
 
@@ -229,7 +239,7 @@ def write_report(registry: Registry, run_id: str) -> Path:
             table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
         ),
     ]
-    for evaluation in _test_evaluations(run_dir):
+    for evaluation in _test_evaluations(store, run_dir):
         sections.append(
             Section(
                 f"Test part, scored {evaluation['at']}",
@@ -242,23 +252,23 @@ def write_report(registry: Registry, run_id: str) -> Path:
                 ),
             )
         )
-    backtest = latest_backtest(run_dir)
+    backtest = latest_backtest(store, run_dir)
     if backtest is not None:
-        sections.append(_backtest_section(*backtest))
+        sections.append(_backtest_section(store, *backtest))
     plots = "".join(
-        image_html((run_dir / name).read_bytes(), name)
+        image_html(store.read_bytes(run_dir, name), name)
         for name in ("reliability.png", "confusion.png", "pr_curve.png", "learning_curve.png")
-        if (run_dir / name).is_file()
+        if store.has_file(run_dir, name)
     )
     sections.append(Section("Plots", plots))
     sections.append(Section("Manifest", pre_html(json.dumps(manifest, indent=2, default=str))))
     html = render_report(f"moola run {run_dir.name}", sections, subtitle=config["model"])
-    path = run_dir / "report.html"
+    path = run_dir / REPORT_FILE
     atomic_write_text(path, html, overwrite=True)
     return path
 
 
-def _backtest_section(folder: Path, record: dict[str, Any]) -> Section:
+def _backtest_section(store: RunStore, folder: Path, record: dict[str, Any]) -> Section:
     """Stats, counts, leakage check and charts of the run's latest valid backtest."""
     keys = (
         "total_return",
@@ -276,7 +286,7 @@ def _backtest_section(folder: Path, record: dict[str, Any]) -> Section:
     ]
     leakage = record["leakage_check"]
     charts = "".join(
-        image_html((folder / name).read_bytes(), name)
+        image_html(store.read_addition(folder, name), name)
         for name in ("equity.png", "drawdown.png", "trades.png")
         if (folder / name).is_file()
     )
