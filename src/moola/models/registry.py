@@ -36,6 +36,10 @@ class ModelCard:
     fixed_params: dict[str, Any] = field(default_factory=dict)
     retired_because: str = ""
     replacement: str = ""
+    packed_features: str = ""
+    """Engineered window features the model reads beside the window itself, packed into
+    the last channels of step 0 (``"price_action"``: the 20 of
+    ``moola.features.window.price_action_features``); empty for single-input models."""
 
 
 _NEURAL = "moola.training.neural:NeuralEstimator"
@@ -62,9 +66,11 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "class probabilities",
             "Dual input: windows through a bidirectional LSTM encoder (pretrained weights "
             "loadable) and ~20 engineered window features through an MLP, fused before the "
-            "head. X is (N, T, D + F): the last F channels of the first step hold the features.",
+            "head. X is (N, T, D + F): the last F channels of the first step hold the features "
+            "(moola train packs each window's 20 price-action features beside its bars).",
             _NEURAL,
             {"architecture": "enhanced_simple_lstm"},
+            packed_features="price_action",
         ),
         ModelCard(
             "bilstm",

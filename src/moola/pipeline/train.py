@@ -39,14 +39,13 @@ from moola.core.hashing import sha256_json
 from moola.core.settings import RunConfig
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
-from moola.features.window import price_action_features, relative_windows
 from moola.models import ModelCard, create, model_card
 from moola.models.base import Estimator
+from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate
 from moola.training.oof import out_of_fold
 
-InputView = Literal["auto", "relative", "price_action", "ohlc"]
 CalibrationMethod = Literal["none", "platt", "isotonic", "temperature"]
 HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "torch", "aeon", "lightgbm", "ta-lib")
@@ -105,18 +104,6 @@ def library_versions() -> dict[str, str | None]:
     return found
 
 
-def model_inputs(view: InputView, model: str, X: np.ndarray) -> tuple[np.ndarray, str]:
-    """The array a model sees: scale-free relative bars, price-action features or raw OHLC."""
-    if view == "auto":
-        kind = model_card(model).input_kind
-        view = "price_action" if kind == "tabular" else "relative"
-    if view == "relative":
-        return relative_windows(X), view
-    if view == "price_action":
-        return price_action_features(X).to_numpy(np.float64), view
-    return np.asarray(X, dtype=np.float32), view
-
-
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
     """Headline scalars of a metrics report, plus minority-class F1 and recall."""
     flat = {key: report["metrics"].get(key) for key in HEADLINE}
@@ -143,7 +130,7 @@ def run_training(
     split = data.split
     assert split is not None
     card = model_card(config.model)
-    params = {_seed_parameter(card): config.seed, **config.params}
+    params = model_params(config.model, {_seed_parameter(card): config.seed, **config.params})
     run_id = new_run_id(config.model)
     status = {
         "run_id": run_id,

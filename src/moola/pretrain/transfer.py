@@ -22,21 +22,30 @@ copied then.
 
 ``encoder_shape`` reads an artifact's card for the model parameters that give a model the
 artifact's encoder shape (e.g. ``adapter_lstm``'s ``encoder_hidden``, ``encoder_repr_dim``,
-``encoder_depth``), so a user need not repeat them.
+``encoder_depth``), so a user need not repeat them. ``encoder_params`` turns on the switch
+a model needs to hold an encoder at all (``simple_lstm``'s ``encoder_projection``), so
+giving an encoder is enough; it refuses models that cannot hold one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from moola.core.errors import CheckpointError
+from moola.core.errors import CheckpointError, ConfigError
 from moola.pretrain.artifacts import EncoderArtifact, load_encoder_artifact
 
-__all__ = ["MIN_MATCHED_FRACTION", "LoadReport", "encoder_shape", "load_pretrained_encoder"]
+__all__ = [
+    "MIN_MATCHED_FRACTION",
+    "LoadReport",
+    "encoder_params",
+    "encoder_shape",
+    "load_pretrained_encoder",
+]
 
 MIN_MATCHED_FRACTION = 0.8
 PREFIX = "encoder."
@@ -81,6 +90,8 @@ _KINDS = {
     ),
 }
 _INPUT_LAYERS = tuple(name for kind in _KINDS.values() for name in kind.input_layers)
+# Model parameters without which a model holds no encoder to load into.
+_SWITCHES: dict[str, dict[str, Any]] = {"simple_lstm": {"encoder_projection": True}}
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,29 @@ def _refusal(report: LoadReport, kind: _EncoderKind | None, min_fraction: float)
             "blocks, which would stay untrained)"
         )
     return None
+
+
+def encoder_params(architecture: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` of model ``architecture`` with its encoder switched on, for loading a
+    pretrained encoder: ``simple_lstm`` gets ``encoder_projection=True`` (the only way it
+    holds one); models that always hold one are unchanged. ``ConfigError`` in one line
+    naming what to change when ``params`` switch the encoder off or the model holds none.
+    """
+    holders = [name for kind in _KINDS.values() for name in kind.architectures]
+    if architecture not in holders:
+        raise ConfigError(
+            f"Model '{architecture}' holds no encoder to load pretrained_encoder into; "
+            f"drop pretrained_encoder or train one of {', '.join(holders)}."
+        )
+    out = dict(params)
+    for key, value in _SWITCHES.get(architecture, {}).items():
+        if key in out and out[key] != value:
+            raise ConfigError(
+                f"pretrained_encoder loads into {architecture} only with {key}={value}; "
+                f"drop {key}={out[key]!r} from its parameters or drop pretrained_encoder."
+            )
+        out[key] = value
+    return out
 
 
 def encoder_shape(path: str | Path, architecture: str) -> dict[str, Any]:

@@ -27,7 +27,9 @@ refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to
 Pretrained encoders: ``pretrained_encoder=PATH`` (an artifact of ``moola pretrain``) is
 loaded into the freshly built module's ``encoder`` by ``moola.pretrain.transfer``, which
 raises ``CheckpointError`` below 80% matched or for an encoder of another kind (a masked-AE
-BiLSTM for ``adapter_lstm``, a TS2Vec encoder for ``simple_lstm``). Encoder shape keys the
+BiLSTM for ``adapter_lstm``, a TS2Vec encoder for ``simple_lstm``). A model that holds an
+encoder only when asked gets it switched on (``simple_lstm``: ``encoder_projection=True``;
+``encoder_projection=False`` with an encoder is an error). Encoder shape keys the
 caller left unset (``encoder_hidden``, ``encoder_repr_dim``, ...) come from the artifact's
 card. The encoder then trains at ``encoder_lr_scale`` x the learning rate, and with
 ``freeze_epochs=N`` not at all for the first N epochs; a module that freezes its own
@@ -54,7 +56,12 @@ from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import CheckpointError, ConfigError, MoolaError
 from moola.models.base import Estimator
 from moola.models.nn import ARCHITECTURES, build_module, config_of
-from moola.pretrain.transfer import LoadReport, encoder_shape, load_pretrained_encoder
+from moola.pretrain.transfer import (
+    LoadReport,
+    encoder_params,
+    encoder_shape,
+    load_pretrained_encoder,
+)
 from moola.training.callbacks import Callback, ProgressCallback, TrainingState
 from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
 
@@ -127,6 +134,8 @@ class NeuralEstimator(Estimator):
         architecture = self.params["architecture"]
         module_kwargs, trainer_kwargs = split_params(architecture, self.params)
         pretrained, freeze_epochs, lr_scale = _fine_tuning_params(self.params)
+        if pretrained is not None:  # e.g. simple_lstm holds an encoder only with projection
+            module_kwargs = encoder_params(architecture, module_kwargs)
         trainer = Trainer(**trainer_kwargs)
         loss = trainer.config.loss
         if loss == "mse":
