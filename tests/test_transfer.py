@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -208,6 +211,11 @@ def test_files_that_are_not_encoders_and_models_without_one_are_refused(tmp_path
         load_pretrained_encoder(_target(), corrupt)
     weights = tmp_path / "weights.pt"
     torch.save(_target().state_dict(), weights)
+    with pytest.raises(CheckpointError, match=r"has no card weights\.json"):
+        load_pretrained_encoder(_target(), weights)
+    (tmp_path / "weights.json").write_text(
+        json.dumps({"sha256": hashlib.sha256(weights.read_bytes()).hexdigest()})
+    )
     with pytest.raises(CheckpointError, match="not a moola encoder artifact"):
         load_pretrained_encoder(_target(), weights)
     with pytest.raises(CheckpointError, match="has no 'encoder'"):

@@ -63,7 +63,7 @@ def show(
     store = _store(ctx)
     run_dir = store.run_dir(run_id)
     console.print(f"[bold]{run_dir.name}[/]  ({run_dir})")
-    console.print_json((run_dir / "manifest.json").read_text())
+    console.print_json(store.manifest_bytes(run_dir).decode("utf-8", errors="replace"))
 
 
 @app.command()

@@ -51,7 +51,7 @@ import pandas as pd
 
 from moola.backtest import metrics
 from moola.backtest.run import BacktestResult, Engine, run
-from moola.core.atomic import atomic_directory, atomic_write_text
+from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
@@ -445,7 +445,8 @@ def _save(store: RunStore, folder: Path, result: BacktestResult, record: dict[st
     """The backtest's files and its record into ``folder``, all or nothing; then a line in
     the experiment log."""
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
-    with atomic_directory(folder) as tmp:
+    run_dir = folder.parent.parent
+    with store.addition(run_dir, str(folder.relative_to(run_dir))) as tmp:
         result.to_dir(tmp, overwrite=True)
         atomic_write_text(tmp / RECORD_FILE, text)
     dataset = record["dataset"]

@@ -14,6 +14,9 @@ SHA-256: the unlabeled dataset (name, version, content hash), objective and
 hyperparameters, epochs, loss curve, wall time, device, library versions and provenance.
 Versions are write-once like datasets: writing an existing one raises
 ``VersionExistsError``; both files are written atomically and a failure leaves neither.
+The card's SHA-256 is anchored in the data root's write journal before either file is
+written (``moola.core.anchors``), and loading compares the ``.pt`` bytes with the card's
+SHA-256 (and the card with its anchor) before ``torch.load`` sees a byte.
 
 A training checkpoint (``ResumeCheckpoint``, after every epoch) holds the loop's snapshot
 (weights, optimiser, shuffling and dropout RNG states, step, losses) and the run's settings,
@@ -36,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from moola.core.anchors import Anchors
 from moola.core.atomic import atomic_write_bytes, atomic_write_text
-from moola.core.errors import CheckpointError, ConfigError, VersionExistsError
+from moola.core.errors import CheckpointError, ConfigError, IntegrityError, VersionExistsError
+from moola.core.integrity import read_json_bytes
 from moola.core.provenance import provenance
 
 if TYPE_CHECKING:
@@ -188,6 +193,7 @@ def write_encoder_artifact(
     data = buffer.getvalue()
     full_card["sha256"] = hashlib.sha256(data).hexdigest()
     text = json.dumps(full_card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    Anchors(root).record(f"encoder:{stem}_v{version}", text.encode())
     try:
         atomic_write_bytes(path, data)
     except FileExistsError:
@@ -211,6 +217,7 @@ def load_encoder_artifact(path: str | Path) -> EncoderArtifact:
     newer format.
     """
     path = Path(path)
+    _check_against_card(path)
     payload, digest = _torch_load(path, "encoder artifact")
     if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
         what = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -314,6 +321,38 @@ def library_versions() -> dict[str, str]:
         "numpy": str(np.__version__),
         "python": platform.python_version(),
     }
+
+
+def _check_against_card(path: Path) -> None:
+    """Refuse an encoder whose bytes differ from its card's SHA-256, or whose card differs
+    from its journal anchor (when it lies in a data root's ``artifacts/encoders``)."""
+    card_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise CheckpointError(f"The encoder artifact {path} does not exist (or is not a file).")
+    try:
+        card_bytes = card_path.read_bytes()
+    except OSError:
+        raise CheckpointError(
+            f"Encoder {path} has no card {card_path.name} beside it, so its bytes cannot be "
+            "checked. Copy the card with the .pt file (both are written by `moola pretrain`)."
+        ) from None
+    if path.parent.name == "encoders" and path.parent.parent.name == "artifacts":
+        try:
+            Anchors(path.parent.parent.parent).check(f"encoder:{path.stem}", card_bytes, card_path)
+        except IntegrityError as exc:
+            raise CheckpointError(str(exc)) from None
+    try:
+        card = read_json_bytes(card_bytes, card_path)
+    except IntegrityError as exc:
+        raise CheckpointError(str(exc)) from None
+    recorded = card.get("sha256") if isinstance(card, dict) else None
+    if not isinstance(recorded, str):
+        raise CheckpointError(f"Encoder card {card_path} records no sha256 of {path.name}.")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.removeprefix("sha256:"):
+        raise CheckpointError(
+            f"Encoder {path} differs from the SHA-256 its card {card_path.name} recorded: "
+            "the file was changed after it was written. Restore it, or pretrain again."
+        )
 
 
 def _torch_load(path: Path, what: str) -> tuple[Any, str]:
