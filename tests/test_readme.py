@@ -1,9 +1,17 @@
-"""The README's Python examples run as written (docs that drift are bugs)."""
+"""The README's examples run as written (docs that drift are bugs): its Python block, and
+every command of its "Command line" list, with flags that exist, on small data."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,3 +31,212 @@ def test_ci_runs_the_readme_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     command = [line for line in ci.splitlines() if line and not line.startswith("#")][-1]
     assert command.strip() in README.read_text()
+
+
+# -- the "Command line" list ---------------------------------------------------------------
+#
+# Every command the README lists runs here, in the order a user would type them, on tiny
+# data (a 3,000-bar random walk, 40 labelled windows, one-epoch 8-unit networks). Values
+# in braces are filled in when the command runs: {tmp} (input files), {root} (the data
+# root), {oof} / {holdout} (the last out-of-fold / holdout run).
+
+TINY_LSTM = json.dumps({"epochs": 1, "hidden": 8, "heads": 2, "fc": [8], "batch_size": 16})
+TINY_ENHANCED = json.dumps({"epochs": 1, "feature_hidden": [8], "fc": [8], "batch_size": 16})
+ENCODER = "{root}/artifacts/encoders/bilstm_mae_rel11_v1.pt"
+COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("doctor",),
+    ("data", "ingest", "{tmp}/es.csv", "--name", "es", "--format", "csv", "--symbol", "ES",
+     "--timeframe", "1m", "--mode", "strict", "--calendar", "futures", "--tz", "UTC"),
+    ("data", "synth", "--name", "mkt", "--bars", "3000", "--seed", "0",
+     "--calendar", "crypto", "--patterns", "5"),
+    ("data", "list"),
+    ("data", "show", "es@v1"),
+    ("data", "verify", "--full"),
+    ("data", "windows", "mkt", "--name", "unl", "--length", "105", "--stride", "10"),
+    ("data", "windows", "es@v1", "--name", "pat", "--length", "105",
+     "--labels", "{tmp}/labels.csv"),
+    ("data", "split", "pat", "--strategy", "purged-kfold", "--folds", "3", "--purge", "105",
+     "--embargo", "1h", "--name", "kf"),
+    ("data", "split", "pat", "--strategy", "forward-chaining", "--purge", "30min",
+     "--val-fraction", "0.25", "--test-fraction", "0.25", "--name", "fc"),
+    ("data", "split", "pat", "--strategy", "walk-forward", "--folds", "2", "--test-size", "8",
+     "--train-size", "16", "--purge", "105", "--name", "wf"),
+    ("features", "list"),
+    ("features", "build", "--raw", "es", "--set", "intraday31", "--name", "es-f"),
+    ("features", "show", "es-f", "--rows", "3"),
+    ("features", "build", "--bars", "{tmp}/es.csv", "--set", "relative11",
+     "--out", "{tmp}/rel.parquet", "--symbol", "ES", "--timeframe", "1m"),
+    ("bars", "dc", "--raw", "es", "--threshold", "0.001", "--out", "{tmp}/dc.csv"),
+    ("labels", "build", "--kind", "triple-barrier", "--horizon", "10", "--raw", "es",
+     "--name", "es-tb", "--pt-mult", "2", "--sl-mult", "1"),
+    ("labels", "build", "--kind", "forward-return", "--horizon", "5", "--bars", "{tmp}/es.csv",
+     "--out", "{tmp}/fwd.csv", "--symbol", "ES", "--timeframe", "1m", "--neutral-band", "0.0001"),
+    ("pretrain", "masked-ae", "--unlabeled", "unl", "--epochs", "1", "--mask-ratio", "0.15",
+     "--hidden", "8", "--layers", "1", "--max-windows", "64", "--batch-size", "32"),
+    ("pretrain", "ts2vec", "--unlabeled", "unl", "--epochs", "1", "--hidden", "8",
+     "--repr-dim", "16", "--depth", "1", "--max-windows", "64", "--batch-size", "32"),
+    ("models", "list"),
+    ("train", "--model", "simple_lstm", "--dataset", "pat", "--split", "kf",
+     "--params", TINY_LSTM, "--bootstrap", "20", "--pretrained-encoder", ENCODER),
+    ("train", "--config", "{tmp}/run.yaml"),
+    ("train", "--model", "enhanced_simple_lstm", "--dataset", "pat", "--split", "fc",
+     "--inputs", "relative", "--calibration", "temperature", "--params", TINY_ENHANCED,
+     "--bootstrap", "20", "--pretrained-encoder", ENCODER),
+    ("evaluate", "{holdout}", "--test"),
+    ("runs", "list"),
+    ("runs", "show", "{oof}"),
+    ("runs", "compare", "--sort", "ece", "--ascending"),
+    ("report", "{oof}"),
+    ("promote", "{holdout}", "--min-accuracy", "0", "--max-ece", "1"),
+    ("backtest", "--bars", "{tmp}/es.csv", "--signals", "{tmp}/signals.csv",
+     "--out", "{tmp}/bt", "--symbol", "ES", "--timeframe", "1m", "--instrument", "futures:NQ",
+     "--commission", "0.0005", "--spread", "0.25", "--slippage-bps", "1", "--latency", "1",
+     "--engine", "event"),
+    ("backtest", "--run", "{oof}", "--long-class", "up", "--short-class", "down",
+     "--hold-bars", "10", "--threshold", "0.55"),
+)  # fmt: skip
+
+
+def _cli_tree() -> Any:
+    from typer.main import get_command
+
+    from moola.cli.main import app
+
+    return get_command(app)
+
+
+def _command_name(argv: tuple[str, ...] | list[str], tree: Any) -> str:
+    """``moola ARGV``'s command: ``data ingest``, ``train``, ..."""
+    group = tree.commands[argv[0]]
+    return f"{argv[0]} {argv[1]}" if hasattr(group, "commands") else argv[0]
+
+
+def _readme_entries() -> list[str]:
+    """The "Command line" block's entries: each ``moola ...`` line joined with its
+    continuation lines, comments dropped."""
+    section = README.read_text().split("## Command line", 1)[1]
+    block = re.search(r"```text\n(.*?)```", section, flags=re.S).group(1)
+    entries: list[str] = []
+    for line in block.splitlines():
+        text = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if text.startswith("moola "):
+            entries.append(text)
+        elif text:
+            entries[-1] += " " + text
+    return entries
+
+
+def _entry_commands(entry: str, tree: Any) -> list[str]:
+    """Command names in one README entry; ``runs list | show RUN | compare`` names three."""
+    tokens = entry.split()[1:]
+    group = tree.commands.get(tokens[0])
+    assert group is not None, f"README lists `moola {tokens[0]}`, which is no moola command"
+    if not hasattr(group, "commands"):
+        return [tokens[0]]
+    subs = [tokens[1]] + [b for a, b in itertools.pairwise(tokens) if a == "|"]
+    for sub in subs[:1]:
+        assert sub in group.commands, f"README lists `moola {tokens[0]} {sub}`: no such command"
+    return [f"{tokens[0]} {sub}" for sub in subs if sub in group.commands]
+
+
+def _required_flags(entry: str) -> set[str]:
+    """Flags an entry shows outside ``[optional]`` and ``(alternative)`` groups."""
+    text, previous = entry, None
+    while text != previous:
+        previous, text = text, re.sub(r"\[[^\[\]]*\]|\([^()]*\)", "", text)
+    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
+
+
+def _options(tree: Any, name: str) -> set[str]:
+    command = tree
+    for part in name.split():
+        command = command.commands[part]
+    return {
+        flag
+        for param in command.params
+        if param.param_type_name == "option"
+        for flag in (*param.opts, *param.secondary_opts)
+    }
+
+
+def test_the_readme_lists_commands_and_every_one_has_a_runnable_invocation():
+    tree = _cli_tree()
+    listed = {name for entry in _readme_entries() for name in _entry_commands(entry, tree)}
+    assert {"data ingest", "train", "runs compare", "backtest"} <= listed  # the parse works
+    covered = {_command_name(argv, tree) for argv in COMMANDS}
+    assert listed <= covered, f"README commands without an invocation here: {listed - covered}"
+    for entry in _readme_entries():  # each form: `backtest --bars ...` and `backtest --run ...`
+        names, required = _entry_commands(entry, tree), _required_flags(entry)
+        models = set(re.findall(r"--model ([a-z_]+)", entry))
+        assert any(
+            _command_name(argv, tree) in names
+            and required <= set(argv)
+            and models <= {b for a, b in itertools.pairwise(argv) if a == "--model"}
+            for argv in COMMANDS
+        ), f"no invocation here runs the README's `{entry[:70]}...`"
+
+
+def test_every_flag_the_readme_shows_exists_on_its_command():
+    tree = _cli_tree()
+    global_flags = {f for p in tree.params for f in (*p.opts, *p.secondary_opts)}
+    for entry in _readme_entries():
+        valid = set(global_flags)
+        for name in _entry_commands(entry, tree):
+            valid |= _options(tree, name)
+        unknown = set(re.findall(r"--[a-z][a-z0-9-]*", entry)) - valid
+        assert not unknown, f"README line `{entry[:60]}...` shows flags moola lacks: {unknown}"
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """The files the commands read: bars, labels (40 windows), signals and a run config."""
+    from tests.conftest import random_walk_bars
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bars = random_walk_bars(3_000, symbol="ES")
+    frame = bars[["timestamp", "open", "high", "low", "close", "volume"]].copy()
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    frame.to_csv(folder / "es.csv", index=False)
+    starts = np.arange(40) * 70
+    pd.DataFrame({"start": starts, "label": np.where(starts % 140, "up", "down")}).to_csv(
+        folder / "labels.csv", index=False
+    )
+    rows = np.arange(0, 3_000, 50)
+    pd.DataFrame(
+        {"timestamp": frame["timestamp"].iloc[rows], "position": np.sign(np.sin(rows))}
+    ).to_csv(folder / "signals.csv", index=False)
+    (folder / "run.yaml").write_text(
+        "model: logistic_regression\ndataset: pat\nsplit: fc\nn_bootstrap: 20\n"
+    )
+    return folder
+
+
+def _filled(arg: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(tmp|root|oof|holdout)\}", lambda match: values[match[1]], arg)
+
+
+def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
+    from typer.testing import CliRunner
+
+    from moola.cli.main import app
+    from moola.tracking.runs import RunStore
+
+    root = tmp_path / "moola_data"
+    runner = CliRunner()
+    for argv in COMMANDS:
+        runs = RunStore(root).results() if root.exists() else []
+        values = {
+            "tmp": str(inputs),
+            "root": str(root),
+            "oof": next((r["run_id"] for r in reversed(runs) if r.get("mode") == "oof"), "-"),
+            "holdout": next(
+                (r["run_id"] for r in reversed(runs) if r.get("mode") == "holdout"), "-"
+            ),
+        }
+        args = [_filled(arg, values) for arg in argv]
+        result = runner.invoke(app, ["--data-root", str(root), *args])
+        assert result.exit_code == 0, (
+            f"`moola {' '.join(args)}` exited {result.exit_code}:\n{result.output}"
+            f"{result.exception!r}"
+        )
