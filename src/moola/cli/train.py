@@ -66,11 +66,17 @@ def train(
     config: Path | None = typer.Option(None, help="YAML run config; flags override it."),
     params: str | None = typer.Option(None, help='Model params as JSON, e.g. {"epochs": 20}.'),
     calibration: str | None = typer.Option(None, help="none, platt, isotonic or temperature."),
-    inputs: str | None = typer.Option(None, help="auto, relative, price_action or ohlc."),
+    inputs: str | None = typer.Option(
+        None,
+        help="auto, relative, price_action or ohlc (enhanced_simple_lstm: relative or ohlc, "
+        "beside each window's 20 price-action features).",
+    ),
     synthetic: str | None = typer.Option(None, help="Synthetic set to add to train only."),
     base_run: list[str] = typer.Option(None, help="Base run ids for the stack model."),
     pretrained_encoder: Path | None = typer.Option(
-        None, help="Encoder artifact (moola pretrain) to load into the model before training."
+        None,
+        help="Encoder artifact (moola pretrain) to load into the model before training "
+        "(turns simple_lstm's encoder_projection on).",
     ),
     seed: int | None = typer.Option(None, help="Seed (default: the global --seed or 0)."),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
