@@ -156,3 +156,12 @@ def test_dual_input_windows_carry_their_own_features_on_step_zero():
     y = np.array([0, 1] * 3)
     model = create("enhanced_simple_lstm", encoder_hidden=4, **TINY_ENHANCED).fit(packed, y)
     assert model.predict_proba(packed).shape == (6, 2)
+
+
+def test_from_python_an_encoder_alone_configures_simple_lstm(encoder, tiny_labeled_windows):
+    X, y = tiny_labeled_windows
+    model = create(
+        "simple_lstm", pretrained_encoder=str(encoder.path), epochs=1, hidden=8, heads=2
+    ).fit(X, y)
+    assert model.module_config_["encoder_projection"] is True
+    assert model.load_report_.matched_fraction == 1.0
