@@ -64,7 +64,16 @@ def load_config(path: str | Path, schema: type[ConfigT], /, **overrides: object)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Check the path you passed.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); a run "
+            "config is a YAML text file. Check you passed the right file."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {path} cannot be read: {exc.strerror}.") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -13,18 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError, SourceError
+from moola.core.errors import ConfigError
 from moola.core.hashing import sha256_file, sha256_json
 from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.data.ingest import ingest_bars
+from moola.data.labels_file import read_labels_file
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
 from moola.data.splits import Split, make_split
 from moola.data.windows import labeled_windows_table
 
 PLANTED_LABEL_SOURCE = "synthetic-planted"
-BLACKLISTED_GRADE = "D"
 
 
 def synthesize_raw(
@@ -99,75 +99,24 @@ def labeled_from_file(
     ``source``. Grade D windows are blacklisted: they are dropped and the drop recorded.
     """
     path = Path(path)
-    labels = _read_table(path)
-    if "label" not in labels.columns or not ({"start", "start_ts"} & set(labels.columns)):
-        raise SourceError(
-            f"Labels file {path} needs a 'label' column and a 'start' (bar position) or "
-            f"'start_ts' (timestamp) column; it has {list(labels.columns)}."
-        )
     bars = registry.load_raw(raw.name, raw.version)
-    starts = _label_starts(labels, bars, path)
-    grades = labels["grade"].tolist() if "grade" in labels.columns else None
-    source = labels["source"].astype(str).tolist() if "source" in labels.columns else "human"
-    keep = np.ones(len(labels), dtype=bool)
-    if grades is not None:
-        keep = np.array([str(g).upper() != BLACKLISTED_GRADE for g in grades])
+    rows = read_labels_file(path, bars, length=length)
     table = labeled_windows_table(
         bars,
-        starts[keep],
+        rows.starts,
         length,
-        labels.loc[keep, "label"].tolist(),
-        grades=[g for g, k in zip(grades, keep, strict=True) if k] if grades else None,
-        source=source
-        if isinstance(source, str)
-        else [s for s, k in zip(source, keep, strict=True) if k],
+        rows.labels,
+        grades=rows.grades,
+        source=rows.sources if rows.sources is not None else "human",  # type: ignore[arg-type]
     )
     steps = [
         {
             "name": "labels_file",
             "params": {"path": str(path.resolve()), "sha256": sha256_file(path), "length": length},
         },
-        {"name": "drop_blacklisted_grade_D", "params": {"dropped": int((~keep).sum())}},
+        {"name": "drop_blacklisted_grade_D", "params": {"dropped": rows.dropped}},
     ]
     return registry.write_labeled(name, raw, table, length=length, transformations=steps)
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise SourceError(f"Labels file {path} does not exist.")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise SourceError(f"Cannot read labels file {path}: {exc}") from None
-
-
-def _label_starts(labels: pd.DataFrame, bars: pd.DataFrame, path: Path) -> np.ndarray:
-    if "start" in labels.columns:
-        return labels["start"].to_numpy(np.int64)
-    stamps = pd.to_datetime(labels["start_ts"], utc=True)
-    keys = pd.DataFrame({"timestamp": stamps})
-    if "symbol" in labels.columns:
-        keys["symbol"] = labels["symbol"].astype(str)
-    elif bars["symbol"].nunique() > 1:
-        raise SourceError(
-            f"Labels file {path} has no 'symbol' column but the bars hold several symbols; "
-            "add a symbol column."
-        )
-    lookup = bars[["timestamp", *(["symbol"] if "symbol" in keys else [])]].copy()
-    if "symbol" in lookup:
-        lookup["symbol"] = lookup["symbol"].astype(str)
-    lookup["position"] = np.arange(len(bars), dtype=np.int64)
-    merged = keys.merge(lookup, how="left", on=list(keys.columns))
-    missing = merged["position"].isna().to_numpy()
-    if missing.any():
-        rows = np.flatnonzero(missing)[:5].tolist()
-        raise SourceError(
-            f"Labels file {path}: start_ts of rows {rows} match no bar in the dataset "
-            "(timestamps are bar open times in UTC)."
-        )
-    return merged["position"].to_numpy(np.int64)
 
 
 def to_time_units(value: str | int, bar: pd.Timedelta) -> int:

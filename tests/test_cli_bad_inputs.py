@@ -1,0 +1,64 @@
+"""Bad input found by a hostile-user audit: each is one clean error (exit 2) that names the
+file, row, key or flag, and leaves the data root as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
+from moola.data.registry import Registry
+from tests.fuzz_helpers import snapshot
+from tests.test_cli import run
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Raw ``mkt``, labeled ``pat`` (40 windows of 30 bars), split ``fc``, unlabeled ``uw``."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    registry = Registry(root)
+    raw, market = synthesize_raw(registry, "mkt", n_bars=6_000, n_patterns=40, pattern_length=30)
+    labeled = planted_labeled(registry, "pat", raw, market)
+    make_and_store_split(registry, labeled, "forward-chaining", name="fc")
+    registry.write_unlabeled("uw", raw, length=30, stride=30)
+    return root
+
+
+def refused(capsys, root, *argv: str) -> str:
+    """Run ``moola ARGV``; assert a clean exit 2 that left ``root`` unchanged; return stderr."""
+    before = snapshot(root)
+    code, out, err = run(capsys, "--data-root", str(root), *argv)
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    assert snapshot(root) == before
+    return err
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("start,label\n5,up\nabc,down\n", ["column 'start'", "line 3 ('abc')"]),
+        ("start_ts,label\nnot-a-time,up\n", ["column 'start_ts'", "line 2 ('not-a-time')"]),
+        ("start,label\n10.5,up\n20,down\n", ["column 'start'", "whole", "line 2 (10.5)"]),
+        ("start,label\n10,up\n-20,down\n", ["column 'start'", "line 3 (-20)", "0..5970"]),
+        ("start,label,grade\n10,up,A\n20,down,Q\n", ["column 'grade'", "line 3 ('Q')"]),
+        ("start,label\n10,up\n20,\n", ["column 'label'", "line 3"]),
+        ("start,label\n", ["no rows"]),
+    ],
+)
+def test_bad_labels_files_name_the_file_row_and_column(capsys, root, tmp_path, text, needles):
+    labels = tmp_path / "my-labels.csv"
+    labels.write_text(text)
+    err = refused(
+        capsys, root, "data", "windows", "mkt", "--name", "lw", "--length", "30",
+        "--labels", str(labels),
+    )  # fmt: skip
+    assert "my-labels.csv" in err
+    for needle in needles:
+        assert needle in err
+
+
+def test_a_binary_config_file_is_named_not_a_traceback(capsys, root, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(bytes(range(128, 256)))
+    err = refused(capsys, root, "train", "--config", str(config))
+    assert "run.yaml" in err and "UTF-8" in err
