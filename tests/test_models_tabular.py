@@ -6,7 +6,10 @@ refusals a user meets with a wrong, corrupt, foreign or newer file.
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,7 @@ import pytest
 from moola.core.errors import CheckpointError, ConfigError
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features.window import price_action_features
-from moola.models._persist import FORMAT_VERSION
+from moola.models._persist import FORMAT_VERSION, HEADER_MEMBER
 from moola.models.stack import StackingClassifier
 from moola.models.tabular import TABULAR_KINDS, TabularClassifier
 
@@ -153,16 +156,27 @@ def saved(tmp_path):
     return path, model, X
 
 
+def _header(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read(HEADER_MEMBER))
+
+
 def _rewrite(path, **changes) -> None:
-    payload = pickle.loads(path.read_bytes())
-    payload.update(changes)
-    path.write_bytes(pickle.dumps(payload))
+    """Rewrite the model file's JSON header with ``changes``, its payload unchanged."""
+    header = {**_header(path), **changes}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            if name != HEADER_MEMBER:
+                target.writestr(name, source.read(name))
+        target.writestr(HEADER_MEMBER, json.dumps(header))
+    path.write_bytes(buffer.getvalue())
 
 
 def test_saved_file_records_what_it_is_and_what_made_it(saved):
     path, _, _ = saved
-    payload = pickle.loads(path.read_bytes())
-    assert payload["format"] == "moola-model" and payload["format_version"] == 1
+    payload = _header(path)
+    assert payload["format"] == "moola-model" and payload["format_version"] == 2
     assert payload["model"] == "logistic_regression"
     assert payload["class"] == "moola.models.tabular.TabularClassifier"
     assert payload["n_features_in"] == 3 and payload["classes"] == [0, 1]
@@ -177,11 +191,18 @@ def test_truncated_file_is_refused_naming_it(saved):
         TabularClassifier.load(path)
 
 
-@pytest.mark.parametrize("content", [b"timestamp,open\n1,2\n", pickle.dumps({"weights": [1]})])
+@pytest.mark.parametrize("content", [b"timestamp,open\n1,2\n", b"PK\x03\x04 not a zip"])
 def test_a_file_that_is_not_a_moola_model_is_refused(tmp_path, content):
     path = tmp_path / "other.pkl"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=r"other\.pkl is not a moola model file"):
+    with pytest.raises(CheckpointError, match=r"other\.pkl (is not a moola model|cannot be read)"):
+        TabularClassifier.load(path)
+
+
+def test_a_pickle_is_refused_unread_with_the_migrate_command(tmp_path):
+    path = tmp_path / "old.bin"
+    path.write_bytes(pickle.dumps({"format": "moola-model", "format_version": 1}))
+    with pytest.raises(CheckpointError, match=r"old\.bin is in moola's old pickle.*runs migrate"):
         TabularClassifier.load(path)
 
 
@@ -207,7 +228,7 @@ def test_newer_format_version_is_refused(saved):
 
 def test_other_library_versions_load_with_a_warning_naming_them(saved):
     path, model, X = saved
-    payload = pickle.loads(path.read_bytes())
+    payload = _header(path)
     _rewrite(path, library_versions={**payload["library_versions"], "sklearn": "0.1.0"})
     with pytest.warns(UserWarning, match=r"scikit-learn 0\.1\.0 \(now "):
         loaded = TabularClassifier.load(path)
