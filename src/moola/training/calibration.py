@@ -19,26 +19,45 @@ estimator (``CalibratedClassifierCV``), not on stored probabilities. Platt follo
 ``(N+ + 1)/(N+ + 2)`` and ``1/(N- + 2)``, which keeps the fit finite on separable data.
 Temperature scaling (Guo et al., 2017) fits one ``T > 0`` minimising the NLL of
 ``softmax(z / T)`` on logits ``z`` (log-probabilities when given probabilities).
+
+Saving: a fitted calibrator is its fitted parameters, written as JSON
+(``save_calibrator`` -> bytes, ``load_calibrator`` <- bytes; ``to_dict``/``from_dict``)::
+
+    {"format": "moola-calibrator", "format_version": 1, "method": "platt",
+     "n_classes": K, "origin": "oof", "params": {...}}
+
+with ``params`` ``{"coef": {"<k>": [a, b]}}`` (Platt), ``{"columns": {"<k>":
+{"X_thresholds": [...], "y_thresholds": [...], "X_min": .., "X_max": .., "increasing":
+..}}}`` (isotonic: the fitted thresholds, from which scikit-learn's own ``__setstate__``
+rebuilds the interpolation) or ``{"inputs": "proba", "temperature": T}``. Never a
+pickle: run folders are shared, and unpickling a file runs whatever code it holds.
+Loading validates every key, type, shape and range and raises ``CheckpointError`` naming
+the file, so a hand-edited or crafted file never yields a calibrator that misbehaves later.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, logsumexp
 from sklearn.isotonic import IsotonicRegression
 
-from moola.core.errors import ConfigError, LeakageError
+from moola.core.errors import CheckpointError, ConfigError, LeakageError
 
 Origin = Literal["validation", "oof"]
 Inputs = Literal["proba", "logits"]
 ORIGINS: tuple[str, ...] = ("validation", "oof")
 _EPS = 1e-12
 _LOG_T_BOUNDS = (-5.0, 5.0)  # temperature in [e^-5, e^5] ~ [0.0067, 148]
+CALIBRATOR_FORMAT = "moola-calibrator"
+CALIBRATOR_FORMAT_VERSION = 1
+_DOCUMENT_KEYS = ("format", "format_version", "method", "n_classes", "origin", "params")
 
 
 def _check_origin(origin: str) -> str:
@@ -153,6 +172,55 @@ class Calibrator(ABC):
     def _validate_inputs(self, values: Any, what: str, n_classes: int | None = None) -> np.ndarray:
         return _as_proba(values, what, n_classes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted calibrator as plain JSON values (see the module docstring)."""
+        if not hasattr(self, "n_classes_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted; call fit() first.")
+        return {
+            "format": CALIBRATOR_FORMAT,
+            "format_version": CALIBRATOR_FORMAT_VERSION,
+            "method": self.method,
+            "n_classes": self.n_classes_,
+            "origin": self.origin_,
+            "params": self._params(),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Any, path: str | Path = "<calibrator>") -> Calibrator:
+        """Rebuild a calibrator from ``to_dict``'s output, validating every field.
+
+        Raises ``CheckpointError`` naming ``path`` for another format or a newer version,
+        an unknown method, missing or unexpected keys, or values of the wrong type, shape
+        or range. Called on a subclass, it also refuses another method.
+        """
+        where = Path(path)
+        if not isinstance(document, dict) or document.get("format") != CALIBRATOR_FORMAT:
+            _refuse(where, f"it is not a moola calibrator (no 'format': '{CALIBRATOR_FORMAT}')")
+        _exact_keys(document, _DOCUMENT_KEYS, where, "the calibrator")
+        version = document["format_version"]
+        if not _is_int(version) or version > CALIBRATOR_FORMAT_VERSION or version < 1:
+            _refuse(
+                where,
+                f"its format version {version!r} is not one this moola reads "
+                f"({CALIBRATOR_FORMAT_VERSION}); upgrade moola to load it",
+            )
+        method = document["method"]
+        known = {c.method: c for c in CALIBRATORS.values()}
+        if method not in known:
+            _refuse(where, f"its method {method!r} is not one of {sorted(known)}")
+        if cls is not Calibrator and known[method] is not cls:
+            _refuse(where, f"it holds a {method!r} calibrator, not a {cls.method!r} one")
+        n_classes = document["n_classes"]
+        if not _is_int(n_classes) or n_classes < 2:
+            _refuse(where, f"its n_classes {n_classes!r} is not an integer >= 2")
+        if document["origin"] not in ORIGINS:
+            _refuse(where, f"its origin {document['origin']!r} is not one of {list(ORIGINS)}")
+        calibrator = known[method].__new__(known[method])
+        calibrator.origin_ = document["origin"]
+        calibrator.n_classes_ = int(n_classes)
+        calibrator._restore(document["params"], where)
+        return calibrator
+
     @abstractmethod
     def _fit(self, values: np.ndarray, y: np.ndarray) -> None:
         """Learn from validated ``(N, K)`` inputs and labels."""
@@ -160,6 +228,53 @@ class Calibrator(ABC):
     @abstractmethod
     def _transform(self, values: np.ndarray) -> np.ndarray:
         """Map validated ``(N, K)`` inputs to probabilities."""
+
+    @abstractmethod
+    def _params(self) -> dict[str, Any]:
+        """The fitted parameters as plain JSON values."""
+
+    @abstractmethod
+    def _restore(self, params: Any, where: Path) -> None:
+        """Set the fitted state from ``_params``' output; ``CheckpointError`` if invalid."""
+
+
+def _refuse(where: Path, problem: str) -> NoReturn:
+    raise CheckpointError(
+        f"Calibrator file {where} cannot be used: {problem}. It was not written by this "
+        "moola (or was edited); retrain the run to get a new one."
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _exact_keys(mapping: Any, keys: tuple[str, ...], where: Path, what: str) -> None:
+    if not isinstance(mapping, dict):
+        _refuse(where, f"{what} is not a JSON object")
+    missing = [k for k in keys if k not in mapping]
+    extra = sorted(str(k) for k in mapping if k not in keys)
+    if missing or extra:
+        _refuse(where, f"{what} lacks {missing} / has unexpected {extra}")
+
+
+def _finite(value: Any, where: Path, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        _refuse(where, f"{what} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _finite_vector(value: Any, where: Path, what: str) -> np.ndarray:
+    if not isinstance(value, list) or not value:
+        _refuse(where, f"{what} is not a non-empty list of numbers")
+    return np.array([_finite(v, where, what) for v in value], dtype=np.float64)
+
+
+def _class_keys(params: Any, where: Path, n_classes: int, what: str) -> dict[int, Any]:
+    """``{"<k>": value}`` with exactly the calibrated columns of ``n_classes`` -> ``{k: value}``."""
+    expected = tuple(str(k) for k in _one_vs_rest_columns(n_classes))
+    _exact_keys(params, expected, where, what)
+    return {int(k): params[k] for k in expected}
 
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
@@ -200,6 +315,21 @@ class PlattCalibrator(Calibrator):
         columns = {k: expit(a * _log_odds(values[:, k]) + b) for k, (a, b) in self.coef_.items()}
         return _assemble(columns, values.shape[0], values.shape[1])
 
+    def _params(self) -> dict[str, Any]:
+        return {"coef": {str(k): [a, b] for k, (a, b) in self.coef_.items()}}
+
+    def _restore(self, params: Any, where: Path) -> None:
+        _exact_keys(params, ("coef",), where, "the Platt parameters")
+        coef = {}
+        for k, pair in _class_keys(params["coef"], where, self.n_classes_, "coef").items():
+            if not isinstance(pair, list) or len(pair) != 2:
+                _refuse(where, f"coef of class {k} is {pair!r}, not a pair [a, b]")
+            coef[k] = (
+                _finite(pair[0], where, f"coef[{k}][0]"),
+                _finite(pair[1], where, f"coef[{k}][1]"),
+            )
+        self.coef_ = coef
+
 
 class IsotonicCalibrator(Calibrator):
     """Isotonic (monotone, non-parametric) regression of each class's indicator on its
@@ -218,6 +348,59 @@ class IsotonicCalibrator(Calibrator):
     def _transform(self, values: np.ndarray) -> np.ndarray:
         columns = {k: reg.predict(values[:, k]) for k, reg in self.regressors_.items()}
         return _assemble(columns, values.shape[0], values.shape[1])
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "columns": {
+                str(k): {
+                    "X_thresholds": reg.X_thresholds_.tolist(),
+                    "y_thresholds": reg.y_thresholds_.tolist(),
+                    "X_min": float(reg.X_min_),
+                    "X_max": float(reg.X_max_),
+                    "increasing": bool(reg.increasing_),
+                }
+                for k, reg in self.regressors_.items()
+            }
+        }
+
+    def _restore(self, params: Any, where: Path) -> None:
+        _exact_keys(params, ("columns",), where, "the isotonic parameters")
+        columns = _class_keys(params["columns"], where, self.n_classes_, "columns")
+        self.regressors_ = {k: _isotonic(fitted, where, k) for k, fitted in columns.items()}
+
+
+_ISOTONIC_KEYS = ("X_thresholds", "y_thresholds", "X_min", "X_max", "increasing")
+
+
+def _isotonic(fitted: Any, where: Path, k: int) -> IsotonicRegression:
+    """A fitted ``IsotonicRegression`` rebuilt from its thresholds (validated first).
+
+    scikit-learn's ``__setstate__`` rebuilds the interpolation from ``X_thresholds_`` and
+    ``y_thresholds_``, exactly as after unpickling, so ``predict`` is the fitted one's.
+    """
+    _exact_keys(fitted, _ISOTONIC_KEYS, where, f"the isotonic fit of class {k}")
+    x = _finite_vector(fitted["X_thresholds"], where, f"X_thresholds of class {k}")
+    y = _finite_vector(fitted["y_thresholds"], where, f"y_thresholds of class {k}")
+    if x.shape != y.shape:
+        _refuse(where, f"class {k} has {x.size} X_thresholds but {y.size} y_thresholds")
+    if np.any(np.diff(x) < 0) or y.min() < 0.0 or y.max() > 1.0:
+        _refuse(where, f"class {k}'s thresholds are not sorted, or map outside [0, 1]")
+    low = _finite(fitted["X_min"], where, f"X_min of class {k}")
+    high = _finite(fitted["X_max"], where, f"X_max of class {k}")
+    if not isinstance(fitted["increasing"], bool) or low > high:
+        _refuse(where, f"class {k} has X_min > X_max or a non-boolean 'increasing'")
+    regressor = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    regressor.__setstate__(
+        {
+            **regressor.__getstate__(),  # carries the running sklearn version
+            "increasing_": fitted["increasing"],
+            "X_min_": np.float64(low),
+            "X_max_": np.float64(high),
+            "X_thresholds_": x,
+            "y_thresholds_": y,
+        }
+    )
+    return regressor
 
 
 class TemperatureScaler(Calibrator):
@@ -264,6 +447,19 @@ class TemperatureScaler(Calibrator):
     def _transform(self, values: np.ndarray) -> np.ndarray:
         return np.exp(log_softmax(self._logits(values) / self.temperature_, axis=1))
 
+    def _params(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "temperature": self.temperature_}
+
+    def _restore(self, params: Any, where: Path) -> None:
+        _exact_keys(params, ("inputs", "temperature"), where, "the temperature parameters")
+        if params["inputs"] not in ("proba", "logits"):
+            _refuse(where, f"inputs is {params['inputs']!r}, not 'proba' or 'logits'")
+        temperature = _finite(params["temperature"], where, "temperature")
+        if temperature <= 0:
+            _refuse(where, f"temperature is {temperature}, not > 0")
+        self.inputs = params["inputs"]
+        self.temperature_ = temperature
+
 
 CALIBRATORS: dict[str, type[Calibrator]] = {
     "platt": PlattCalibrator,
@@ -286,3 +482,24 @@ def calibrate(
             f"Unknown calibration method {method!r}; allowed: {', '.join(CALIBRATORS)}.{hint}"
         )
     return CALIBRATORS[key]().fit(val_proba, val_y, origin=origin)
+
+
+def save_calibrator(calibrator: Calibrator) -> bytes:
+    """The fitted ``calibrator`` as UTF-8 JSON bytes (a run's ``calibrator.json``)."""
+    return (json.dumps(calibrator.to_dict(), indent=2, allow_nan=False) + "\n").encode()
+
+
+def load_calibrator(data: bytes, path: str | Path) -> Calibrator:
+    """Rebuild a calibrator from ``save_calibrator``'s bytes, read from ``path``.
+
+    No code in the file runs: it is parsed as JSON and every field is validated.
+    Raises ``CheckpointError`` naming ``path`` if it is not valid JSON or not a calibrator.
+    """
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(
+            f"Calibrator file {path} is not valid JSON ({type(exc).__name__}: {exc}); it is "
+            "corrupt or not a moola calibrator. Retrain the run to get a new one."
+        ) from None
+    return Calibrator.from_dict(document, path)
