@@ -53,7 +53,7 @@ def test_oof_run_records_lineage_and_beats_the_majority_class(lab):
     assert result.report["metrics"]["accuracy"] > majority + 0.1
     predictions = lab.manifest(lab.resolve("predictions", result.run_id))
     assert predictions["parents"][0]["content_hash"] == dataset.content_hash
-    for name in ("manifest.json", "model.bin", "calibrator.pkl", "reliability.png"):
+    for name in ("manifest.json", "model.bin", "calibrator.json", "reliability.png"):
         assert (result.run_dir / name).is_file()
     line = RunStore(lab.root).results()[-1]
     assert line["run_id"] == result.run_id and line["metrics"]["accuracy"] is not None

@@ -14,14 +14,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from moola.core.atomic import atomic_write_text
-from moola.core.errors import ConfigError, LeakageError
+from moola.core.errors import CheckpointError, ConfigError, LeakageError
 from moola.core.integrity import read_json_bytes
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
@@ -29,12 +28,18 @@ from moola.evaluation.gates import GateConfig, evaluate_gates
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
 from moola.models import create
+from moola.models.base import Estimator
 from moola.pipeline.train import TrainConfig, flat_metrics, model_inputs
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
+from moola.training.calibration import Calibrator, load_calibrator
 
 TEST_LEDGER = "test_ledger.jsonl"
 #: Run files a promoted model carries (besides the manifest and the gate decision).
-PROMOTED_FILES = ("model.bin", "calibrator.pkl")
+MODEL_FILE = "model.bin"
+CALIBRATOR_FILE = "calibrator.json"
+#: The calibrator file of runs written before calibrators were saved as JSON: a pickle.
+LEGACY_CALIBRATOR_FILE = "calibrator.pkl"
+PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE)
 GATE_DECISIONS = "gate_decisions.jsonl"
 
 
@@ -85,12 +90,9 @@ def evaluate_test(
         *_ref(manifest["data"]["dataset"]), split=f"{recorded['name']}@v{recorded['version']}"
     )
     X, _ = model_inputs(config.inputs, config.model, data.X)
-    estimator = type(create(config.model)).load(store.verified_path(run_dir, "model.bin"))
+    estimator, calibrator = load_model_files(store, run_dir, config.model)
     proba = estimator.predict_proba(X[data.test.indices])
-    calibrated = None
-    if (run_dir / "calibrator.pkl").is_file():
-        calibrator = pickle.loads((run_dir / "calibrator.pkl").read_bytes())
-        calibrated = calibrator.transform(proba)
+    calibrated = None if calibrator is None else calibrator.transform(proba)
     store.append_log(
         TEST_LEDGER,
         {
@@ -131,6 +133,33 @@ def evaluate_test(
     return report
 
 
+def load_model_files(
+    store: RunStore, run_dir: Path, model: str
+) -> tuple[Estimator, Calibrator | None]:
+    """A run's model and calibrator (None without one), every byte verified, no code run.
+
+    Model files load through the model's own safe loader (skops with trusted types, or
+    ``torch.load(weights_only=True)``) and the calibrator from JSON. A run still holding
+    an old pickled calibrator is refused unread, naming the migration that converts it.
+    """
+    if (
+        store.has_file(run_dir, LEGACY_CALIBRATOR_FILE)
+        or (run_dir / LEGACY_CALIBRATOR_FILE).exists()
+    ):
+        raise CheckpointError(
+            f"Run {run_dir.name} holds {run_dir / LEGACY_CALIBRATOR_FILE}, a calibrator in the "
+            "old pickle format, which runs whatever code the file holds while it loads; moola "
+            "no longer reads it. If you trust where the run came from, convert it with "
+            f"`moola runs migrate {run_dir.name} --trust`; otherwise retrain."
+        )
+    estimator = type(create(model)).load(store.verified_path(run_dir, MODEL_FILE))
+    calibrator = None
+    if store.has_file(run_dir, CALIBRATOR_FILE):
+        data = store.read_bytes(run_dir, CALIBRATOR_FILE)
+        calibrator = load_calibrator(data, run_dir / CALIBRATOR_FILE)
+    return estimator, calibrator
+
+
 def latest_backtest(store: RunStore, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """Folder and record of the run's newest backtest whose predictions passed the leakage
     check (or had the leaky ones skipped, as recorded); None when there is none."""
@@ -162,6 +191,8 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     """Promote a run that passes every gate; refuse, listing each failed gate, otherwise."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
+    # What is promoted must load safely: refuse old pickles and crafted files up front.
+    load_model_files(store, run_dir, TrainConfig.model_validate(manifest["config"]).model)
     basis, report = gate_basis(store, run_dir, manifest)
     metrics = {**report["metrics"], **flat_metrics(report)}
     backtest = latest_backtest(store, run_dir)

@@ -20,7 +20,6 @@ a ``predictions`` table whose parent is the labeled dataset.
 
 from __future__ import annotations
 
-import pickle
 import platform
 import tempfile
 import time
@@ -43,7 +42,7 @@ from moola.models import ModelCard, create, model_card
 from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
-from moola.training.calibration import Calibrator, calibrate
+from moola.training.calibration import Calibrator, calibrate, save_calibrator
 from moola.training.oof import out_of_fold
 
 CalibrationMethod = Literal["none", "platt", "isotonic", "temperature"]
@@ -171,7 +170,7 @@ def run_training(
 
     files["model.bin"] = _saved_bytes(final)
     if calibrator is not None:
-        files["calibrator.pkl"] = pickle.dumps(calibrator)
+        files["calibrator.json"] = save_calibrator(calibrator)  # parameters, never a pickle
     files.update(_plots(report, predictions, data.classes, summary))
 
     predictions_ref = registry.write_table(
