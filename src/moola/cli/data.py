@@ -144,20 +144,42 @@ def show(
 @app.command()
 def verify(
     ctx: typer.Context,
-    full: bool = typer.Option(False, "--full", help="Hash every byte (default: sampled check)."),
+    full: bool = typer.Option(
+        False, "--full", help="Re-hash every byte with SHA-256 (default: XXH3 of every byte)."
+    ),
 ) -> None:
-    """Check every stored dataset and split against its manifest; non-zero exit on mismatch."""
-    registry = _registry(ctx)
-    with console.status("Verifying registry" + (" (full hashes)" if full else "")):
-        problems = registry.verify(full=full)
-    if problems:
-        for problem in problems:
+    """Check everything under the data root: datasets, splits, runs, promoted models,
+    encoders, the experiment log, ledgers and journal. Non-zero exit naming every problem."""
+    from moola.pipeline.integrity import verify_root
+
+    root = settings_of(ctx).data_root
+    with console.status("Verifying the data root" + (" (SHA-256)" if full else "")):
+        report = verify_root(root, full=full)
+    for note in report.notes:
+        console.print(f"note: {note}", soft_wrap=True, markup=False, style="dim")
+    counts = ", ".join(f"{n} {what}" for what, n in report.checked.items())
+    for log, head in report.chain_heads.items():
+        console.print(f"chain head {log}: {head}", soft_wrap=True, markup=False, style="dim")
+    if not report.ok:
+        for problem in report.problems:
             err_console.print(f"mismatch: {problem}", soft_wrap=True, markup=False)
+        if any("moola data gc" in problem for problem in report.problems):
+            err_console.print("Run `moola data gc` to remove unfinished writes.")
+        err_console.print(f"{len(report.problems)} problem(s) in {root} ({counts}).")
         raise typer.Exit(1)
-    console.print(
-        f"[green]ok[/]: {len(registry.list())} dataset versions verified "
-        f"({'full' if full else 'fast'} check)"
-    )
+    console.print(f"[green]ok[/]: {counts} verified ({'SHA-256' if full else 'XXH3'} check)")
+
+
+@app.command()
+def gc(ctx: typer.Context) -> None:
+    """Remove temporaries left by interrupted writes (never a write still in progress)."""
+    from moola.pipeline.integrity import collect_garbage
+
+    removed = collect_garbage(settings_of(ctx).data_root)
+    for path, size in removed:
+        console.print(f"removed {path} ({size:,} bytes)", soft_wrap=True, markup=False)
+    total = sum(size for _, size in removed)
+    console.print(f"[green]ok[/]: {len(removed)} leftover(s) removed, {total:,} bytes freed")
 
 
 @app.command()

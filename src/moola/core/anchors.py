@@ -9,8 +9,13 @@ visible: its key and the SHA-256 of its manifest. Readers compare the manifest t
 with the line: this is the top of a Merkle chain (journal line -> manifest -> file
 hashes). The journal's lines are themselves chained (``moola.core.chainlog``).
 
-An artifact written before anchors existed has no line: it is read as before and
-``moola data verify`` lists it as unanchored, without failing.
+Append-only logs (the experiment log, the ledgers) anchor their chain head after every
+line (key ``log:<path>``), so a truncated or deleted log is caught too.
+
+Every manifest written since anchors exist says so (``"integrity": INTEGRITY``); for such
+an artifact a missing anchor is an error (the journal was truncated or deleted). An
+artifact written before anchors existed has no line and no marker: it is read as before
+and ``moola data verify`` lists it as unanchored, without failing.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from moola.core.errors import IntegrityError
 from moola.core.hashing import sha256_bytes
 from moola.core.provenance import utc_now_iso
 
-__all__ = ["JOURNAL_DIR", "WRITES_FILE", "Anchors"]
+__all__ = ["INTEGRITY", "JOURNAL_DIR", "WRITES_FILE", "Anchors"]
 
 JOURNAL_DIR = "journal"
 WRITES_FILE = "writes.jsonl"
+#: Version of the integrity scheme written into every manifest (2: anchored, full hashes).
+INTEGRITY = 2
 
 
 class Anchors:
@@ -42,7 +49,10 @@ class Anchors:
 
     def record(self, key: str, manifest: bytes, **facts: object) -> str:
         """Append the anchor of ``key`` (the SHA-256 of its manifest bytes); returns it."""
-        digest = sha256_bytes(manifest)
+        return self.record_digest(key, sha256_bytes(manifest), **facts)
+
+    def record_digest(self, key: str, digest: str, **facts: object) -> str:
+        """Append the anchor of ``key`` as an already computed SHA-256."""
         append_record(
             self.path,
             {"event": "write", "key": key, "sha256": digest, "at": utc_now_iso(), **facts},
@@ -58,7 +68,14 @@ class Anchors:
             return {}
         state = (stat.st_size, stat.st_mtime_ns)
         if self._cache is None or self._cache[0] != state:
-            records, _ = read_records(self.path)
+            records, problems = read_records(self.path)
+            if problems:  # fail closed: a damaged journal vouches for nothing
+                raise IntegrityError(
+                    f"The write journal {self.path} is damaged ({problems[0]}"
+                    f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}), so "
+                    "no artifact can be checked against it and nothing is loaded. Restore "
+                    "it from a backup; `moola data verify` lists every damaged line."
+                )
             table = {
                 str(r["key"]): str(r["sha256"])
                 for r in records
@@ -71,10 +88,20 @@ class Anchors:
         """The anchored hash of ``key``'s manifest, or None if it was never anchored."""
         return self.table().get(key)
 
-    def check(self, key: str, manifest: bytes, path: Path) -> bool:
-        """Refuse ``manifest`` bytes that differ from their anchor; False if unanchored."""
+    def check(self, key: str, manifest: bytes, path: Path, *, required: bool = False) -> bool:
+        """Refuse ``manifest`` bytes that differ from their anchor; False if unanchored.
+
+        ``required``: the artifact was written with an anchor (its manifest says so), so
+        a missing one means the journal lost lines: refused.
+        """
         expected = self.expected(key)
         if expected is None:
+            if required:
+                raise IntegrityError(
+                    f"{path} was written with an anchor in {self.path}, but the journal has no "
+                    f"line for {key}: the journal was truncated, replaced or deleted. Restore "
+                    "it from a backup."
+                )
             return False
         if sha256_bytes(manifest) != expected:
             raise IntegrityError(
@@ -83,3 +110,8 @@ class Anchors:
                 "a backup, or re-create the artifact."
             )
         return True
+
+    def check_marked(self, key: str, data: bytes, path: Path, payload: object) -> bool:
+        """``check``, with the anchor required when ``payload`` carries the integrity marker."""
+        marked = isinstance(payload, dict) and payload.get("integrity", 0) >= INTEGRITY
+        return self.check(key, data, path, required=marked)

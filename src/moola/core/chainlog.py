@@ -14,8 +14,8 @@ user can keep it elsewhere. Lines written before chaining (no ``_hash``) are sti
 covered by the next chained line's ``_prev``.
 
 Readers never fail on a bad line: ``read_records`` returns the good records plus one
-problem per bad line (file and line number), so one corrupt byte cannot break
-``moola runs list``.
+problem per bad line (unreadable, or whose ``_hash`` no longer matches), with file and
+line number, so one corrupt byte cannot break ``moola runs list``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,18 @@ def _last_line(fd: int) -> bytes | None:
     return buffer.rstrip(b"\n") or None
 
 
-def append_record(path: str | Path, record: dict[str, Any]) -> str:
-    """Append ``record`` as one chained line under an exclusive lock; returns its hash.
+def append_record(
+    path: str | Path,
+    record: dict[str, Any],
+    *,
+    then: Callable[[str], object] | None = None,
+) -> str:
+    """Append ``record`` as one chained line under an exclusive lock.
 
     Whole lines only, even when processes append concurrently (``flock``), and the line is
     on disk (``fsync``) before this returns: a decision is recorded before it acts.
+    Returns the new chain head (the SHA-256 of the line's bytes); ``then(head)`` runs
+    while the lock is still held (to anchor the head elsewhere in the same order).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +85,10 @@ def append_record(path: str | Path, record: dict[str, Any]) -> str:
         line = canonical_json(body).encode()
         os.write(fd, line + b"\n")
         os.fsync(fd)
-        return body["_hash"]
+        head = _line_sha(line)
+        if then is not None:
+            then(head)
+        return head
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -106,11 +117,18 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         if not raw.strip():
             continue
         record, problem = _parse(raw, path, number)
+        if problem is None and "_hash" in record and _own_hash(record) != record["_hash"]:
+            problem = f"{path} line {number}: content differs from its _hash (edited); skipped"
         if problem:
             problems.append(problem)
             continue
         records.append({k: v for k, v in record.items() if k not in _CHAIN_KEYS})
     return records, problems
+
+
+def _own_hash(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "_hash"}
+    return HASH_PREFIX + hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def verify_log(path: str | Path) -> list[str]:
@@ -127,10 +145,8 @@ def verify_log(path: str | Path) -> list[str]:
         if problem:
             problems.append(problem)
         elif "_hash" in record:
-            body = {k: v for k, v in record.items() if k != "_hash"}
-            own = HASH_PREFIX + hashlib.sha256(canonical_json(body).encode()).hexdigest()
             expected_prev = GENESIS if previous is None else _line_sha(previous)
-            if own != record["_hash"]:
+            if _own_hash(record) != record["_hash"]:
                 problems.append(f"{path} line {number}: content differs from its _hash (edited)")
             elif record.get("_prev") != expected_prev:
                 problems.append(

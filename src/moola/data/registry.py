@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moola.core.anchors import Anchors
+from moola.core.anchors import INTEGRITY, Anchors
 from moola.core.atomic import locked, stale_temporaries, temporary_directory
 from moola.core.errors import (
     ConfigError,
@@ -263,6 +263,7 @@ class Registry:
                         "content_hash": digest,
                         "files": records,
                         "meta_sha256": sha256_bytes(meta_bytes),
+                        "integrity": INTEGRITY,
                         **manifest,
                         **provenance(),
                     },
@@ -511,7 +512,11 @@ class Registry:
         return self._read_manifest(ref.kind, ref.name, ref.version)
 
     def read_file(self, ref: DatasetRef, file_name: str, *, full: bool = False) -> bytes:
-        """The bytes of one data file of ``ref``, every byte checked against the manifest."""
+        """The bytes of one data file of ``ref``, every byte checked against the manifest.
+
+        ``meta.json`` is checked too: a loader never uses data whose facts were edited.
+        """
+        self.meta(ref)
         record = self.manifest(ref).get("files", {}).get(file_name)
         directory = self.dataset_dir(ref.kind, ref.name, ref.version)
         if record is None:
@@ -699,6 +704,7 @@ class Registry:
             "split": split.model_dump(mode="json"),
             "split_hash": split.content_hash(),
             "dataset": dataset.to_dict(),
+            "integrity": INTEGRITY,
             **provenance(),
         }
         with temporary_directory(base, "split") as tmp, locked(base):
@@ -734,8 +740,8 @@ class Registry:
                 + ", ".join(f"v{v}" for v in versions)
             )
         data = path.read_bytes()
-        self.anchors.check(f"split:{name}@v{version}", data, path)
         payload = read_json_bytes(data, path)
+        self.anchors.check_marked(f"split:{name}@v{version}", data, path, payload)
         try:
             split = Split.model_validate(payload["split"])
             recorded = payload["dataset"]
@@ -873,8 +879,8 @@ class Registry:
             raise IntegrityError(
                 f"Manifest {path} is missing or unreadable ({exc.strerror})."
             ) from None
-        self.anchors.check(f"dataset:{kind}/{name}@v{version}", data, path)
         manifest = read_json_bytes(data, path)
+        self.anchors.check_marked(f"dataset:{kind}/{name}@v{version}", data, path, manifest)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             raise IntegrityError(f"Manifest {path} is corrupt: it lists no files.")
         if "content_hash" not in manifest:

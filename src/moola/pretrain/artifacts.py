@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from moola.core.anchors import Anchors
+from moola.core.anchors import INTEGRITY, Anchors
 from moola.core.atomic import atomic_write_bytes, atomic_write_text
 from moola.core.errors import CheckpointError, ConfigError, IntegrityError, VersionExistsError
 from moola.core.integrity import read_json_bytes
@@ -55,6 +55,7 @@ __all__ = [
     "EncoderArtifact",
     "ResumeCheckpoint",
     "artifact_stem",
+    "check_encoder_bytes",
     "checkpoint_path",
     "encoder_dir",
     "encoder_versions",
@@ -175,6 +176,7 @@ def write_encoder_artifact(
         "n_parameters": int(sum(v.numel() for v in tensors.values())),
         "library_versions": library_versions(),
         "provenance": provenance(),
+        "integrity": INTEGRITY,
     }
     payload = {
         "format": ENCODER_FORMAT,
@@ -217,7 +219,7 @@ def load_encoder_artifact(path: str | Path) -> EncoderArtifact:
     newer format.
     """
     path = Path(path)
-    _check_against_card(path)
+    check_encoder_bytes(path)
     payload, digest = _torch_load(path, "encoder artifact")
     if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
         what = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -323,7 +325,7 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _check_against_card(path: Path) -> None:
+def check_encoder_bytes(path: Path) -> None:
     """Refuse an encoder whose bytes differ from its card's SHA-256, or whose card differs
     from its journal anchor (when it lies in a data root's ``artifacts/encoders``)."""
     card_path = path.with_suffix(".json")
@@ -336,13 +338,12 @@ def _check_against_card(path: Path) -> None:
             f"Encoder {path} has no card {card_path.name} beside it, so its bytes cannot be "
             "checked. Copy the card with the .pt file (both are written by `moola pretrain`)."
         ) from None
-    if path.parent.name == "encoders" and path.parent.parent.name == "artifacts":
-        try:
-            Anchors(path.parent.parent.parent).check(f"encoder:{path.stem}", card_bytes, card_path)
-        except IntegrityError as exc:
-            raise CheckpointError(str(exc)) from None
     try:
         card = read_json_bytes(card_bytes, card_path)
+        if path.parent.name == "encoders" and path.parent.parent.name == "artifacts":
+            Anchors(path.parent.parent.parent).check_marked(
+                f"encoder:{path.stem}", card_bytes, card_path, card
+            )
     except IntegrityError as exc:
         raise CheckpointError(str(exc)) from None
     recorded = card.get("sha256") if isinstance(card, dict) else None

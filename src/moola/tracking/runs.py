@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from moola.core.anchors import Anchors
+from moola.core.anchors import INTEGRITY, Anchors
 from moola.core.atomic import atomic_write_bytes, temporary_directory
-from moola.core.chainlog import append_record, read_records
+from moola.core.chainlog import append_record, chain_head, read_records
 from moola.core.errors import ConfigError, IntegrityError, RegistryError
 from moola.core.hashing import sha256_bytes
 from moola.core.integrity import file_records, read_json_bytes, read_verified
@@ -102,6 +102,7 @@ class RunStore:
                 "run_id": run_id,
                 **manifest,
                 **provenance(),
+                "integrity": INTEGRITY,
                 "files": file_records(tmp, listed),
             }
             data = (json.dumps(payload, indent=2, default=str) + "\n").encode()
@@ -126,6 +127,7 @@ class RunStore:
             payload = {
                 "run_id": run_dir.name,
                 "path": relpath,
+                "integrity": INTEGRITY,
                 "files": file_records(tmp, _relative_files(tmp)),
             }
             data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
@@ -157,7 +159,11 @@ class RunStore:
         with temporary_directory(self.promoted_dir, run_id) as tmp:
             for name, content in files.items():
                 confined(tmp, name, what="promoted file").write_bytes(content)
-            listing = {"run_id": run_id, "files": file_records(tmp, list(files))}
+            listing = {
+                "run_id": run_id,
+                "integrity": INTEGRITY,
+                "files": file_records(tmp, list(files)),
+            }
             data = (json.dumps(listing, indent=2, sort_keys=True) + "\n").encode()
             (tmp / PROMOTED_FILE).write_bytes(data)
             self.anchors.record(f"promoted:{run_id}", data)
@@ -175,8 +181,8 @@ class RunStore:
             raise RegistryError(
                 f"No promoted model {run_id!r} under {self.promoted_dir}."
             ) from None
-        self.anchors.check(f"promoted:{run_id}", data, path)
         listing = read_json_bytes(data, path)
+        self.anchors.check(f"promoted:{run_id}", data, path, required=True)
         record = listing.get("files", {}).get(name) if isinstance(listing, dict) else None
         if record is None:
             raise IntegrityError(f"{folder / name} is not listed in {path}.")
@@ -209,7 +215,8 @@ class RunStore:
         )
 
     def manifest_bytes(self, run_dir: Path) -> bytes:
-        """The raw bytes of a run's manifest, checked against the journal's anchor."""
+        """The raw bytes of a run's manifest, checked against the journal's anchor (required
+        for a run written with one)."""
         path = run_dir / MANIFEST_FILE
         try:
             data = path.read_bytes()
@@ -218,7 +225,7 @@ class RunStore:
                 f"Run folder {run_dir} has no readable {MANIFEST_FILE} ({exc.strerror}); it is "
                 "not a complete moola run."
             ) from None
-        self.anchors.check(f"run:{run_dir.name}", data, path)
+        self.anchors.check_marked(f"run:{run_dir.name}", data, path, _loads_or_none(data))
         return data
 
     def manifest(self, run_dir: Path) -> dict[str, Any]:
@@ -259,9 +266,18 @@ class RunStore:
     def read_added_file(self, run_dir: Path, relpath: str) -> bytes:
         """A file added to the run later, checked against its anchor when it has one."""
         path = confined(run_dir, relpath, what="run addition")
-        data = path.read_bytes()
-        self.anchors.check(f"run:{run_dir.name}/{relpath}", data, path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"{path} cannot be read ({exc.strerror}).") from None
+        required = self._marked(run_dir)
+        self.anchors.check(f"run:{run_dir.name}/{relpath}", data, path, required=required)
         return data
+
+    def _marked(self, run_dir: Path) -> bool:
+        """Whether the run was written with anchors (so its additions have them too)."""
+        payload = _loads_or_none(self.manifest_bytes(run_dir))
+        return isinstance(payload, dict) and payload.get("integrity", 0) >= INTEGRITY
 
     def read_addition(self, folder: Path, name: str) -> bytes:
         """One file of an addition folder (e.g. ``backtests/<stamp>``), verified."""
@@ -271,8 +287,8 @@ class RunStore:
         if not manifest_path.is_file():  # written before additions had manifests
             return confined(folder, name, what="run file").read_bytes()
         data = manifest_path.read_bytes()
-        self.anchors.check(f"run:{run_dir.name}/{relpath}", data, manifest_path)
         manifest = read_json_bytes(data, manifest_path)
+        self.anchors.check_marked(f"run:{run_dir.name}/{relpath}", data, manifest_path, manifest)
         record = manifest.get("files", {}).get(name) if isinstance(manifest, dict) else None
         if record is None:
             raise IntegrityError(f"{folder / name} is not listed in {manifest_path}.")
@@ -281,11 +297,19 @@ class RunStore:
     # -------------------------------------------------------------------- logs
     def append_result(self, record: dict[str, Any]) -> None:
         """Append one line to the experiment log; whole lines only, even under concurrency."""
-        append_record(self.root / RESULTS_FILE, record)
+        self._append(RESULTS_FILE, record)
 
     def append_log(self, name: str, record: dict[str, Any]) -> None:
         """Append one record to ``artifacts/<name>`` (ledgers of decisions, append-only)."""
-        append_record(self.root / "artifacts" / name, record)
+        check_safe_name(name, "Log name")
+        self._append(f"artifacts/{name}", record)
+
+    def _append(self, relpath: str, record: dict[str, Any]) -> None:
+        """Append a chained line and anchor the log's new head, both under the log's lock."""
+        key = f"log:{relpath}"
+        append_record(
+            self.root / relpath, record, then=lambda head: self.anchors.record_digest(key, head)
+        )
 
     def read_log(self, name: str) -> list[dict[str, Any]]:
         """Every readable record of ``artifacts/<name>``, oldest first (empty if none)."""
@@ -296,9 +320,26 @@ class RunStore:
         return read_records(self.root / RESULTS_FILE)[0]
 
     def results_problems(self) -> list[str]:
-        """Lines of the experiment log that could not be read (file and line number)."""
-        return read_records(self.root / RESULTS_FILE)[1]
+        """Lines of the experiment log that could not be read (file and line number), and a
+        note if the log no longer ends where the journal says it ended (truncated)."""
+        path = self.root / RESULTS_FILE
+        problems = read_records(path)[1]
+        anchored = self.anchors.expected(f"log:{RESULTS_FILE}")
+        if anchored is not None and chain_head(path) != anchored:
+            problems.append(
+                f"{path}: does not end with the line the journal recorded last: lines were "
+                "removed or the file was replaced"
+            )
+        return problems
 
     def manifest_hash(self, run_dir: Path) -> str:
         """SHA-256 of the run's manifest bytes (its identity for promotion records)."""
         return sha256_bytes(self.manifest_bytes(run_dir))
+
+
+def _loads_or_none(data: bytes) -> Any:
+    """Parsed JSON, or None when it does not parse (the caller reports that itself)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
