@@ -3,10 +3,13 @@ file, row, key or flag, and leaves the data root as it was."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
+from moola.tracking.runs import RunStore
 from tests.fuzz_helpers import snapshot
 from tests.test_cli import run
 
@@ -62,3 +65,44 @@ def test_a_binary_config_file_is_named_not_a_traceback(capsys, root, tmp_path):
     config.write_bytes(bytes(range(128, 256)))
     err = refused(capsys, root, "train", "--config", str(config))
     assert "run.yaml" in err and "UTF-8" in err
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "needles"),
+    [
+        ("logistic_regression", '{"C": -1}', ["logistic_regression", "'C'", "C=-1"]),
+        ("logistic_regression", '{"fit_intercept": "yes"}', ["fit_intercept"]),
+        ("gradient_boosting", '{"learning_rate": -1}', ["learning_rate"]),
+        ("random_forest", '{"criterion": "best"}', ["criterion"]),
+        ("minirocket", '{"num_kernels": 84}', ["num_kernels", "Did you mean 'n_kernels'?"]),
+        ("logistic_regression", "[1, 2]", ["--params", "JSON object"]),
+    ],
+)
+def test_model_parameters_a_library_refuses_are_named(capsys, root, model, params, needles):
+    err = refused(
+        capsys, root, "train", "--model", model, "--dataset", "pat", "--split", "fc",
+        "--bootstrap", "10", "--params", params,
+    )  # fmt: skip
+    for needle in needles:
+        assert needle in err
+
+
+def _trained_seed(capsys, root, *argv: str) -> int:
+    code, _, err = run(capsys, "--data-root", str(root), *argv)
+    assert code == 0, err
+    run_id = RunStore(root).results()[-1]["run_id"]
+    manifest = json.loads((RunStore(root).run_dir(run_id) / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == manifest["seed"]
+    return manifest["seed"]
+
+
+def test_the_config_files_seed_is_used_unless_a_seed_flag_is_given(capsys, root, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: logistic_regression\ndataset: pat\nsplit: fc\nn_bootstrap: 10\nseed: 11\n"
+    )
+    assert _trained_seed(capsys, root, "train", "--config", str(config)) == 11
+    assert _trained_seed(capsys, root, "train", "--config", str(config), "--seed", "5") == 5
+    assert _trained_seed(capsys, root, "--seed", "3", "train", "--config", str(config)) == 3
+    config.write_text("model: logistic_regression\ndataset: pat\nsplit: fc\nn_bootstrap: 10\n")
+    assert _trained_seed(capsys, root, "train", "--config", str(config)) == 0

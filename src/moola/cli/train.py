@@ -78,7 +78,9 @@ def train(
         help="Encoder artifact (moola pretrain) to load into the model before training "
         "(turns simple_lstm's encoder_projection on).",
     ),
-    seed: int | None = typer.Option(None, help="Seed (default: the global --seed or 0)."),
+    seed: int | None = typer.Option(
+        None, help="Seed (default: the global --seed, else the --config file's seed, else 0)."
+    ),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
 ) -> None:
     """Train one model with out-of-fold or holdout validation and record the run."""
@@ -100,16 +102,27 @@ def train(
             overrides["params"] = json.loads(params)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--params is not valid JSON ({exc}): {params}") from None
+        if not isinstance(overrides["params"], dict):
+            raise ConfigError(
+                f"--params must be a JSON object of parameter names and values, e.g. "
+                f'{{"C": 0.5}}; got {params}'
+            )
     if pretrained_encoder is not None:
         overrides["params"] = {
             **(overrides.get("params") or {}),
             "pretrained_encoder": str(pretrained_encoder),
         }
+    # Seed precedence: this --seed, the global --seed, the config file's seed, then the
+    # settings' seed (MOOLA_SEED or 0).
     if overrides["seed"] is None:
-        overrides["seed"] = settings_of(ctx).seed
+        overrides["seed"] = ctx.find_root().params.get("seed")
+    fallback_seed = settings_of(ctx).seed
     if config is not None:
         resolved = load_config(config, TrainConfig, **overrides)
+        if "seed" not in resolved.model_fields_set:
+            resolved = resolved.model_copy(update={"seed": fallback_seed})
     else:
+        overrides["seed"] = fallback_seed if overrides["seed"] is None else overrides["seed"]
         missing = [flag for flag in ("model", "dataset", "split") if overrides[flag] is None]
         if missing:
             raise ConfigError(

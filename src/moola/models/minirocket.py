@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from moola.core.errors import ConfigError
+from moola.models._params import non_default, params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
 
 __all__ = ["MIN_TIMEPOINTS", "MiniRocketClassifier"]
@@ -114,30 +115,31 @@ class MiniRocketClassifier(SklearnEstimator):
         series = self._series(X)
         labels = self._labels(y, len(series))
         p = self.params
-        if int(p["n_kernels"]) < 1:
-            raise ConfigError(f"minirocket: n_kernels must be >= 1; got {p['n_kernels']}.")
-        transform = MiniRocket(
-            n_kernels=int(p["n_kernels"]),
-            max_dilations_per_kernel=int(p["max_dilations_per_kernel"]),
-            n_jobs=int(p["n_jobs"]),
-            random_state=int(p["random_state"]),
-        )
-        features = transform.fit_transform(series)  # (N, n_features)
-        classifier = Pipeline(
-            [
-                ("scale", StandardScaler()),
-                (
-                    "model",
-                    LogisticRegression(
-                        C=float(p["C"]),
-                        class_weight=p["class_weight"],
-                        max_iter=2_000,
-                        random_state=int(p["random_state"]),
+        with params_checked_by_library(self.name, non_default(type(self), p)):
+            if int(p["n_kernels"]) < 1:
+                raise ConfigError(f"minirocket: n_kernels must be >= 1; got {p['n_kernels']}.")
+            transform = MiniRocket(
+                n_kernels=int(p["n_kernels"]),
+                max_dilations_per_kernel=int(p["max_dilations_per_kernel"]),
+                n_jobs=int(p["n_jobs"]),
+                random_state=int(p["random_state"]),
+            )
+            features = transform.fit_transform(series)  # (N, n_features)
+            classifier = Pipeline(
+                [
+                    ("scale", StandardScaler()),
+                    (
+                        "model",
+                        LogisticRegression(
+                            C=float(p["C"]),
+                            class_weight=p["class_weight"],
+                            max_iter=2_000,
+                            random_state=int(p["random_state"]),
+                        ),
                     ),
-                ),
-            ]
-        )
-        classifier.fit(features, labels)
+                ]
+            )
+            classifier.fit(features, labels)
         self.transform_ = transform
         self.classifier_ = classifier
         self.n_features_in_ = series.shape[1]  # channels D

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from moola.core.errors import ConfigError
+from moola.models._params import check_param_names
 from moola.models.base import Estimator, InputKind
 
 Role = Literal["ACTIVE", "LEGACY"]
@@ -209,6 +210,7 @@ def create(name: str, **params: Any) -> Estimator:
             f"Model '{name}' fixes {sorted(clashes)} to "
             f"{ {k: card.fixed_params[k] for k in sorted(clashes)} }; do not override it."
         )
+    check_param_names(name, factory, params)
     return factory(**{**params, **card.fixed_params})
 
 

@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from moola.core.errors import ConfigError
+from moola.models._params import params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
 
 __all__ = ["TABULAR_KINDS", "TabularClassifier"]
@@ -142,7 +143,8 @@ class TabularClassifier(SklearnEstimator):
             k: v for k, v in self.params.items() if k not in ("kind", "random_state", "n_classes")
         }
         model = _build(self.params["kind"], self.params["random_state"], extra)
-        model.fit(values, labels)
+        with params_checked_by_library(self.name, extra):
+            model.fit(values, labels)
         self.model_ = model
         self.feature_names_ = names
         self.n_features_in_ = values.shape[1]
