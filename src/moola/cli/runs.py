@@ -1,4 +1,4 @@
-"""``moola runs ...``: the experiment log as tables (list, show, compare)."""
+"""``moola runs ...``: the experiment log as tables (list, show, compare); migrate old runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from moola.cli._common import console, settings_of
+from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import ConfigError
 from moola.tracking.runs import RunStore
 
 app = typer.Typer(
-    help="List, show and compare runs from experiment_results.jsonl.", no_args_is_help=True
+    help="List, show and compare runs from experiment_results.jsonl; migrate old runs.",
+    no_args_is_help=True,
 )
 
 _HEADLINE = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
@@ -39,7 +40,10 @@ def list_runs(
     last: int = typer.Option(20, min=1, help="Show the most recent N runs."),
 ) -> None:
     """The most recent runs with their headline metrics."""
-    records = _store(ctx).results()[-last:]
+    store = _store(ctx)
+    for problem in store.results_problems():
+        err_console.print(f"warning: {problem}", soft_wrap=True, markup=False)
+    records = store.results()[-last:]
     table = Table(title=f"Runs ({len(records)} shown)")
     table.add_column("run id", overflow="fold", min_width=20)
     for column in ("kind", "model", "data", *_HEADLINE):
@@ -108,3 +112,39 @@ def compare(
     console.print(table)
     if not records:
         console.print("No runs with metrics yet: train one with `moola train`.")
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id (a prefix works)."),
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Confirm you trust the run: migration unpickles its old files, which runs "
+        "whatever code they hold.",
+    ),
+) -> None:
+    """Convert a run written by an older moola (pickled model/calibrator, no file hashes)."""
+    from moola.pipeline.migrate import MIGRATIONS_FILE, MigrationNeedsTrust, migrate_run
+
+    root = settings_of(ctx).data_root
+    try:
+        result = migrate_run(root, run_id, trust=trust)
+    except MigrationNeedsTrust as exc:
+        raise ConfigError(
+            f"{exc} To do it anyway: `moola runs migrate {run_id} --trust`."
+        ) from None
+    if not result.changed:
+        console.print(f"Run {result.run_id} is already in the current format; nothing to do.")
+        return
+    console.print(f"[green]migrated[/] {result.run_id}  ({result.run_dir})")
+    for old, new in result.converted.items():
+        console.print(
+            f"  {old} (pickle, {result.old_sha256[old][:19]}...) -> {new} "
+            f"({result.new_sha256[new][:19]}...)",
+            highlight=False,
+        )
+    if result.hashes_added:
+        console.print("  every file's hashes recorded in manifest.json")
+    console.print(f"  recorded in {root / MIGRATIONS_FILE}; manifest anchored in the journal")

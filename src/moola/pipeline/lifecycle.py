@@ -142,10 +142,7 @@ def load_model_files(
     ``torch.load(weights_only=True)``) and the calibrator from JSON. A run still holding
     an old pickled calibrator is refused unread, naming the migration that converts it.
     """
-    if (
-        store.has_file(run_dir, LEGACY_CALIBRATOR_FILE)
-        or (run_dir / LEGACY_CALIBRATOR_FILE).exists()
-    ):
+    if store.has_file(run_dir, LEGACY_CALIBRATOR_FILE):
         raise CheckpointError(
             f"Run {run_dir.name} holds {run_dir / LEGACY_CALIBRATOR_FILE}, a calibrator in the "
             "old pickle format, which runs whatever code the file holds while it loads; moola "

@@ -255,7 +255,9 @@ def _exact_keys(mapping: Any, keys: tuple[str, ...], where: Path, what: str) -> 
     missing = [k for k in keys if k not in mapping]
     extra = sorted(str(k) for k in mapping if k not in keys)
     if missing or extra:
-        _refuse(where, f"{what} lacks {missing} / has unexpected {extra}")
+        problems = [f"lacks {missing}"] if missing else []
+        problems += [f"has unexpected keys {extra}"] if extra else []
+        _refuse(where, f"{what} " + " and ".join(problems))
 
 
 def _finite(value: Any, where: Path, what: str) -> float:
