@@ -106,3 +106,20 @@ def test_the_config_files_seed_is_used_unless_a_seed_flag_is_given(capsys, root,
     assert _trained_seed(capsys, root, "--seed", "3", "train", "--config", str(config)) == 3
     config.write_text("model: logistic_regression\ndataset: pat\nsplit: fc\nn_bootstrap: 10\n")
     assert _trained_seed(capsys, root, "train", "--config", str(config)) == 0
+
+
+def test_synth_names_the_calendar_flag_and_the_allowed_calendars(capsys, root):
+    err = refused(
+        capsys, root, "data", "synth", "--name", "s", "--bars", "500", "--calendar", "bogus"
+    )
+    assert "--calendar" in err and "'bogus'" in err and "crypto, fx, futures" in err
+
+
+def test_walk_forward_without_test_size_uses_the_documented_default(capsys, root):
+    code, _, err = run(
+        capsys, "--data-root", str(root), "data", "split", "uw", "--strategy", "Walk_Forward",
+        "--folds", "4", "--name", "wf",
+    )  # fmt: skip
+    assert code == 0, err
+    split, _ = Registry(root).load_split("wf")
+    assert [len(fold.test) for fold in split.folds] == [200 // 5] * 4

@@ -209,6 +209,16 @@ def test_walk_forward_hand_example():
     assert [(f.train, f.test) for f in rolling.folds] == [([2, 3], [4, 5, 6]), ([5, 6], [7, 8, 9])]
 
 
+def test_walk_forward_test_size_defaults_like_time_series_split():
+    # 14 samples, 3 folds: blocks of 14 // 4 = 3 tile the end, the first trains on 5.
+    s = np.arange(14)
+    split = walk_forward(s, s, n_splits=3)
+    assert [f.test for f in split.folds] == [[5, 6, 7], [8, 9, 10], [11, 12, 13]]
+    assert split.folds[0].train == [0, 1, 2, 3, 4]
+    with pytest.raises(SplitError, match="3 samples cannot hold 3 walk-forward folds"):
+        walk_forward(np.arange(3), np.arange(3), n_splits=3)
+
+
 @FAST
 @given(spans(), st.integers(1, 4), st.integers(1, 8), st.none() | st.integers(1, 20), gaps, gaps)
 def test_walk_forward_never_leaks(data, n_splits, test_size, train_size, purge, embargo):

@@ -82,6 +82,13 @@ def synth(
     ),
 ) -> None:
     """Generate a synthetic market and store it as a new raw dataset version."""
+    from moola.data.sources.synthetic import SYNTHETIC_CALENDARS
+
+    if calendar not in SYNTHETIC_CALENDARS:
+        raise ConfigError(
+            f"--calendar {calendar!r} is not a calendar of synthetic markets; use one of "
+            f"{', '.join(SYNTHETIC_CALENDARS)}."
+        )
     with console.status("Generating synthetic market"):
         ref, _ = datasets.synthesize_raw(
             _registry(ctx),
@@ -225,7 +232,11 @@ def split(
     folds: int = typer.Option(5, min=2, help="Folds (purged-kfold) or splits (walk-forward)."),
     val_fraction: float = typer.Option(0.15, help="Validation fraction (forward-chaining)."),
     test_fraction: float = typer.Option(0.15, help="Test fraction (forward-chaining)."),
-    test_size: int | None = typer.Option(None, help="Samples per test block (walk-forward)."),
+    test_size: int | None = typer.Option(
+        None,
+        help="Samples per test block (walk-forward; default: samples // (folds + 1), as "
+        "scikit-learn's TimeSeriesSplit).",
+    ),
     train_size: int | None = typer.Option(
         None, help="Rolling train size (walk-forward; default expanding)."
     ),

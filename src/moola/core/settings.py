@@ -97,5 +97,5 @@ def _describe(exc: ValidationError, where: str) -> str:
         if error["type"] == "extra_forbidden":
             problems.append(f"unknown key '{key}'")
         else:
-            problems.append(f"'{key}': {error['msg']}")
+            problems.append(f"'{key}': {error['msg'].rstrip('.')}")
     return f"Invalid {where}: " + "; ".join(problems) + "."

@@ -15,6 +15,7 @@ import pandas as pd
 
 from moola.core.errors import ConfigError
 from moola.core.hashing import sha256_file, sha256_json
+from moola.core.settings import parse_config
 from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.data.ingest import ingest_bars
@@ -41,16 +42,17 @@ def synthesize_raw(
     pattern_strength: float = 1.0,
 ) -> tuple[DatasetRef, SyntheticMarket]:
     """Generate a seeded synthetic market and store its bars as ``raw/<name>``."""
-    config = SyntheticMarketConfig(
-        seed=seed,
-        symbol=symbol,
-        timeframe=timeframe,
-        n_bars=n_bars,
-        calendar=calendar,
-        n_patterns=n_patterns,
-        pattern_length=pattern_length,
-        pattern_strength=pattern_strength,
-    )
+    values = {
+        "seed": seed,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "n_bars": n_bars,
+        "calendar": calendar,
+        "n_patterns": n_patterns,
+        "pattern_length": pattern_length,
+        "pattern_strength": pattern_strength,
+    }
+    config = parse_config(SyntheticMarketConfig, values, where="synthetic market settings")
     market = generate_market(config)
     settings = config.model_dump(mode="json")
     source = {
@@ -150,6 +152,9 @@ def make_and_store_split(
     **params: Any,
 ) -> tuple[str, int, Split]:
     """Split ``ref``'s windows with ``strategy`` and store the split; returns name, version."""
+    # The spelling make_split accepts (Walk_Forward -> walk-forward), so the per-strategy
+    # parameters below are picked for any spelling of the name.
+    strategy = str(strategy).strip().lower().replace("_", "-").replace(" ", "-")
     starts, ends = registry.sample_spans(ref)
     raw = registry.meta(ref)["raw"]
     timeframes = registry.meta(registry.resolve("raw", raw["name"], raw["version"]))["timeframe"]

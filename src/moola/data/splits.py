@@ -373,7 +373,7 @@ def walk_forward(
     ends: Any,
     *,
     n_splits: int,
-    test_size: int,
+    test_size: int | None = None,
     train_size: int | None = None,
     purge: int = 0,
     embargo: int = 0,
@@ -384,12 +384,22 @@ def walk_forward(
     series; each trains on the samples before its block: all of them (expanding, when
     ``train_size`` is None) or the last ``train_size`` (rolling).
 
+    ``test_size`` defaults to ``n // (n_splits + 1)`` samples, as in scikit-learn's
+    ``TimeSeriesSplit``: the first fold then trains on as many samples as each block tests.
+
     Train samples reaching within ``purge`` of the block's first start are purged; test
     samples starting within ``embargo`` after the last kept train end are dropped (see the
     module docstring). Block edges move to shared start times, so sizes may differ slightly.
     """
     s, e, unit = _spans(starts, ends, spans_unit)
     purge, embargo = _gap(purge, "purge"), _gap(embargo, "embargo")
+    if test_size is None and isinstance(n_splits, (int, np.integer)) and n_splits >= 1:
+        test_size = s.size // (n_splits + 1)
+        if test_size < 1:
+            raise SplitError(
+                f"{s.size} samples cannot hold {n_splits} walk-forward folds and a train "
+                "part; lower n_splits."
+            )
     for what, value in (("n_splits", n_splits), ("test_size", test_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SplitError(f"{what} must be a positive integer, got {value!r}.")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -38,6 +38,7 @@ from moola.data.schema import make_bars
 __all__ = [
     "PATTERN_COLUMNS",
     "PATTERN_LABELS",
+    "SYNTHETIC_CALENDARS",
     "SyntheticMarket",
     "SyntheticMarketConfig",
     "generate_market",
@@ -47,6 +48,8 @@ PATTERN_LABELS: tuple[str, str] = ("consolidation", "retracement")
 PATTERN_COLUMNS: tuple[str, ...] = ("symbol", "start", "end", "start_ts", "end_ts", "label")
 
 Calendar = Literal["crypto", "fx", "futures"]
+SYNTHETIC_CALENDARS: tuple[str, ...] = get_args(Calendar)
+"""Session calendars a synthetic market can follow."""
 
 _NEW_YORK = ZoneInfo("America/New_York")
 _NS_PER_MINUTE = 60 * 10**9
