@@ -123,3 +123,16 @@ def test_walk_forward_without_test_size_uses_the_documented_default(capsys, root
     assert code == 0, err
     split, _ = Registry(root).load_split("wf")
     assert [len(fold.test) for fold in split.folds] == [200 // 5] * 4
+
+
+def test_a_csv_with_two_close_columns_is_refused_naming_them(capsys, root, tmp_path):
+    bars = tmp_path / "two-closes.csv"
+    bars.write_text(
+        "timestamp,open,high,low,close,close\n"
+        "2024-01-01 00:00:00,1,2,0.5,1.5,1.2\n2024-01-01 00:01:00,1,2,0.5,1.5,1.3\n"
+    )
+    err = refused(
+        capsys, root, "data", "ingest", str(bars), "--name", "two", "--symbol", "X",
+        "--timeframe", "1m",
+    )  # fmt: skip
+    assert "two-closes.csv" in err and "['close']" in err

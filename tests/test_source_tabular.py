@@ -279,6 +279,20 @@ def test_parquet_naive_epoch_and_bad_values(tmp_path):
         )
 
 
+def test_a_repeated_column_name_is_refused_not_guessed(tmp_path):
+    # pandas would read the second close as 'close.1' and volume would silently become 0.
+    path = write(tmp_path, "timestamp,open,high,low,close,close\n2024-01-02,1,2,0.5,1.5,1.2\n")
+    with pytest.raises(SourceError, match=r"bars\.csv: the column name\(s\) \['close'\]"):
+        read_csv_bars(path, symbol="X", timeframe="1m")
+    table = pa.Table.from_arrays(
+        [pa.array(["2024-01-02"]), *(pa.array([1.0]) for _ in range(5))],
+        names=["timestamp", "open", "high", "low", "close", "open"],
+    )
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(SourceError, match=r"twice\.parquet: the column name\(s\) \['open'\]"):
+        read_parquet_bars(tmp_path / "twice.parquet", symbol="X", timeframe="1m")
+
+
 def test_corrupt_parquet_is_a_source_error(tmp_path):
     frame = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-02"]), "open": [1.0]})
     path = tmp_path / "bars.parquet"

@@ -8,6 +8,7 @@ OHLC rules here: that is ``moola.data.validation``'s job.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def read_csv_bars(
     # The whole file is read (no usecols): pandas then refuses lines with extra fields
     # instead of silently cutting them.
     frame = _read_csv(file)
+    _refuse_duplicates(file, _csv_header(file))
     header = [str(name) for name in frame.columns]
     if len(header) == 1 and (sep := next((s for s in ";\t|" if s in header[0]), None)):
         raise SourceError(
@@ -128,6 +130,7 @@ def read_parquet_bars(
     where = Where(file, "row {}", 1)
     try:
         header = list(pq.read_schema(file).names)
+        _refuse_duplicates(file, header)
         resolved, stamp_columns = _pick_columns(header, where, columns)
         wanted = list(dict.fromkeys([*resolved.values(), *stamp_columns]))
         frame = pq.read_table(file, columns=wanted).to_pandas(ignore_metadata=True)
@@ -159,6 +162,23 @@ def _read_csv(file: Path, **options) -> pd.DataFrame:
             f"{file}: not a UTF-8 text file. If it is a Parquet file pass format='parquet'; "
             "if it is text in another encoding, save it as UTF-8."
         ) from None
+
+
+def _csv_header(file: Path) -> list[str]:
+    """The header line's names as written (pandas renames a repeated ``close`` to
+    ``close.1``, which would hide the repetition)."""
+    with file.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _refuse_duplicates(file: Path, header: list[str]) -> None:
+    """Two columns with one name: which one holds the bars is a guess, so refuse."""
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise SourceError(
+            f"{file}: the column name(s) {repeated} appear more than once in the header; "
+            "rename or remove the extra column(s) so each name is used once."
+        )
 
 
 def _pick_columns(
