@@ -26,7 +26,7 @@ import skops.io as sio
 import torch
 
 from moola.core.chainlog import read_records
-from moola.core.errors import CheckpointError, MoolaError
+from moola.core.errors import CheckpointError, IntegrityError, MoolaError
 from moola.core.hashing import sha256_bytes
 from moola.core.integrity import file_records
 from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
@@ -408,3 +408,18 @@ def test_migration_without_trust_is_a_library_error_naming_the_files(lab):
     with pytest.raises(MigrationNeedsTrust, match=r"unpickles.*calibrator\.pkl.*model\.bin"):
         migrate_run(registry.root, run_id, trust=False)
     assert issubclass(MigrationNeedsTrust, MoolaError)
+
+
+def test_migration_refuses_a_run_whose_other_files_were_tampered_with(lab):
+    """Migration re-hashes files; it must not launder an edited one into the new manifest."""
+    registry, source = lab
+    run_id = _copy_run(
+        registry, source, "tampered", put=_legacy_files(source), drop=("calibrator.json",)
+    )
+    plot = source.parent / run_id / "reliability.png"
+    plot.write_bytes(plot.read_bytes() + b"edited")
+    with pytest.raises(IntegrityError, match=r"reliability\.png"):
+        migrate_run(registry.root, run_id, trust=True)
+    assert (source.parent / run_id / "calibrator.pkl").is_file()
+    journal = registry.root / "journal" / "migrations.jsonl"
+    assert all(r["run_id"] != run_id for r in read_records(journal)[0])

@@ -36,7 +36,7 @@ import numpy as np
 from moola import __version__
 from moola.core.atomic import TMP_PREFIX, temporary_directory
 from moola.core.chainlog import append_record
-from moola.core.errors import CheckpointError, ConfigError
+from moola.core.errors import CheckpointError, ConfigError, IntegrityError
 from moola.core.hashing import sha256_bytes
 from moola.core.integrity import file_records
 from moola.core.provenance import creator, utc_now_iso
@@ -104,6 +104,7 @@ def migrate_run(root: str | Path, run_id: str, *, trust: bool) -> MigrationResul
         converted = _convert(tmp, plan, manifest, run_id)
         listed = _listed(tmp, manifest, converted)
         new_files = file_records(tmp, listed)
+        _check_unchanged(new_files, plan.verified, tmp)
         payload = {
             **manifest,
             "files": new_files,
@@ -145,6 +146,7 @@ class _Plan:
     pickles: dict[str, bytes]
     add_hashes: bool
     old_sha256: dict[str, str]
+    verified: dict[str, str]  # SHA-256 of every other listed file, checked on read
 
 
 def _plan(store: RunStore, run_dir: Path, manifest: dict[str, Any]) -> _Plan:
@@ -161,7 +163,24 @@ def _plan(store: RunStore, run_dir: Path, manifest: dict[str, Any]) -> _Plan:
             continue
         if name == LEGACY_CALIBRATOR_FILE or is_legacy_pickle(data):
             pickles[name] = data
-    return _Plan(pickles, not hashed, {n: sha256_bytes(d) for n, d in pickles.items()})
+    verified = {}
+    if hashed and pickles:  # the other files keep their hashes: check them, never launder
+        for name in manifest["files"]:
+            if name not in pickles:
+                verified[name] = sha256_bytes(store.read_bytes(run_dir, name))
+    return _Plan(pickles, not hashed, {n: sha256_bytes(d) for n, d in pickles.items()}, verified)
+
+
+def _check_unchanged(
+    records: dict[str, dict[str, Any]], verified: dict[str, str], tmp: Path
+) -> None:
+    """Refuse when a file copied for the new manifest differs from its verified bytes."""
+    changed = [name for name, digest in verified.items() if records[name]["sha256"] != digest]
+    if changed:
+        raise IntegrityError(
+            f"Run files {changed} changed while the run was being migrated (copied to {tmp}); "
+            "nothing was changed. Run the migration again."
+        )
 
 
 def _trust_message(run_id: str, plan: _Plan) -> str:
