@@ -136,3 +136,16 @@ def test_a_csv_with_two_close_columns_is_refused_naming_them(capsys, root, tmp_p
         "--timeframe", "1m",
     )  # fmt: skip
     assert "two-closes.csv" in err and "['close']" in err
+
+
+@pytest.mark.parametrize("name", ["bad name", "lab@v2", "../up"])
+def test_labels_build_checks_the_name_before_computing_any_label(capsys, root, monkeypatch, name):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("labels were computed before the name was checked")
+
+    monkeypatch.setattr("moola.cli.labels.build_labels", must_not_run)
+    err = refused(
+        capsys, root, "labels", "build", "--kind", "forward-return", "--horizon", "5",
+        "--raw", "mkt", "--name", name,
+    )  # fmt: skip
+    assert "--name" in err and repr(name) in err

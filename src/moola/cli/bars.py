@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from moola.cli._common import console, settings_of
+from moola.cli._common import check_new_name, console, settings_of
 from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import ConfigError
 from moola.data import DatasetRef, Registry
@@ -109,6 +109,8 @@ def dc(
     _check_threshold(down, "--down")
     check_table_path(out, "--out")
     check_table_path(dc_bars_out, "--dc-bars-out")
+    check_new_name(name, "--name")
+    check_new_name(dc_bars_name, "--dc-bars-name")
     if (name or dc_bars_name) and raw is None:
         raise ConfigError(
             "--name/--dc-bars-name store into the registry, which records the raw dataset the "

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from moola.cli._common import console, err_console, settings_of
+from moola.cli._common import check_new_name, console, err_console, settings_of
 from moola.core.errors import ConfigError
 from moola.data import datasets
 from moola.data.registry import Registry
@@ -43,6 +43,7 @@ def ingest(
 
     if mode not in ("strict", "repair"):
         raise ConfigError(f"--mode must be 'strict' or 'repair', not {mode!r}.")
+    check_new_name(name, "--name")
     options = {"timezone": tz} if tz else {}
     with console.status(f"Ingesting {path}"):
         result = ingest_file(
@@ -84,6 +85,7 @@ def synth(
     """Generate a synthetic market and store it as a new raw dataset version."""
     from moola.data.sources.synthetic import SYNTHETIC_CALENDARS
 
+    check_new_name(name, "--name")
     if calendar not in SYNTHETIC_CALENDARS:
         raise ConfigError(
             f"--calendar {calendar!r} is not a calendar of synthetic markets; use one of "
@@ -204,6 +206,7 @@ def windows(
     allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
 ) -> None:
     """Make unlabeled windows (an index over raw bars) or labeled windows from a labels file."""
+    check_new_name(name, "--name")
     registry = _registry(ctx)
     raw_ref = registry.resolve_text(raw, "raw")
     with console.status("Building windows"):

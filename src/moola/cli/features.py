@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from moola.cli._common import console, err_console, settings_of
+from moola.cli._common import check_new_name, console, err_console, settings_of
 from moola.core.errors import ConfigError
 from moola.data.registry import Registry
 
@@ -91,6 +91,7 @@ def build(
     if raw is not None:
         if name is None or out is not None:
             raise ConfigError("--raw stores a features dataset: give --name OUT, not --out.")
+        check_new_name(name, "--name")
         registry = _registry(ctx)
         raw_ref = registry.resolve_text(raw, "raw")
         with console.status(f"Computing {fset.name} ({len(fset.columns)} columns) on {raw_ref}"):

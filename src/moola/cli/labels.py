@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from moola.cli._common import console, settings_of
+from moola.cli._common import check_new_name, console, settings_of
 from moola.cli.bars import check_table_path, load_input_bars, write_frame
 from moola.core.errors import ConfigError
 from moola.data import Registry
@@ -77,6 +77,7 @@ def build(
     params = {"horizon": horizon, **{k: v for k, v in given.items() if v is not None}}
     check_label_params(kind, params, as_flags=True)
     check_table_path(out, "--out")
+    check_new_name(name, "--name")
     if name is None and out is None:
         raise ConfigError("Say where the labels go: --name NAME (with --raw) or --out FILE.")
     if name is not None and raw is None:
