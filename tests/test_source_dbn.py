@@ -184,6 +184,22 @@ def test_truncated_file_is_a_source_error(tmp_path, keep, message):
         read_dbn(tmp_path / "cut.dbn")
 
 
+def test_other_records_are_skipped_and_a_damaged_one_is_named(tmp_path):
+    heartbeat = dbn.SystemMsg(T0, "heartbeat")
+    path = write_dbn(tmp_path / "mixed.dbn", [ES_BARS[0], heartbeat, ES_BARS[1]])
+    assert read_dbn(path)["volume"].tolist() == [120.0, 95.0]
+    # A trade record (rtype 0) whose header claims 16 bytes: databento_dbn's decoder
+    # panics on it (a Rust abort, not an exception); the reader names it instead.
+    short_trade = bytes([4, 0]) + bytes(14)
+    data = write_dbn(tmp_path / "full.dbn", ES_BARS).read_bytes()
+    (tmp_path / "bad.dbn").write_bytes(data + short_trade + bytes([4, 0]))
+    with pytest.raises(SourceError, match=r"bad\.dbn.*truncated"):
+        read_dbn(tmp_path / "bad.dbn")
+    (tmp_path / "zero.dbn").write_bytes(data + bytes(16))
+    with pytest.raises(SourceError, match=r"zero\.dbn.*record 3 at byte \d+ declares 0 bytes"):
+        read_dbn(tmp_path / "zero.dbn")
+
+
 def test_truncated_zstd_and_garbage_are_source_errors(tmp_path):
     data = write_dbn(tmp_path / "es.dbn.zst", ES_BARS, compress=True).read_bytes()
     (tmp_path / "cut.dbn.zst").write_bytes(data[: len(data) // 2])

@@ -41,6 +41,7 @@ _RTYPE_TIMEFRAMES: dict[int, str] = {
     databento_dbn.RType.OHLCV_1D.value: "1d",
 }
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_HEADER_BYTES = 16  # every DBN record starts with a 16-byte header
 # One OHLCV record as DBN lays it out (little-endian): a 16-byte record header, then bar.
 _RECORD = [
     ("length", "u1"),  # record size in 4-byte words
@@ -126,10 +127,17 @@ def _metadata(data: bytes, file: Path) -> tuple[databento_dbn.Metadata, int]:
         )
     try:
         return databento_dbn.Metadata.decode(data[:body_start]), body_start
-    except databento_dbn.DBNError as error:
+    except BaseException as error:  # DBNError, or a Rust panic on a damaged header
+        if not isinstance(error, databento_dbn.DBNError) and not _is_panic(error):
+            raise
         raise SourceError(
             f"{file}: the DBN metadata header is corrupt ({error}). Download the file again."
         ) from None
+
+
+def _is_panic(error: BaseException) -> bool:
+    """A Rust panic raised through pyo3 (a ``BaseException``, not an ``Exception``)."""
+    return type(error).__name__ == "PanicException"
 
 
 def _records(
@@ -144,41 +152,45 @@ def _records(
             records["rtype"], list(_RTYPE_TIMEFRAMES)
         ).all():
             return records
-    return _decode_records(data, file)
+    return _decode_records(data, body_start, file)
 
 
-def _decode_records(data: bytes, file: Path) -> np.ndarray:
-    """Slow path: let the decoder walk mixed or damaged content, keeping the OHLCV bars."""
-    decoder = databento_dbn.DBNDecoder()
-    try:
-        decoder.write(data)
-        decoded = decoder.decode()
-    except databento_dbn.DBNError as error:
-        raise SourceError(
-            f"{file}: the DBN records are corrupt ({error}). Download the file again."
-        ) from None
-    if decoder.buffer():
-        raise SourceError(
-            f"{file}: the DBN file is truncated ({len(decoder.buffer())} bytes of an "
-            f"incomplete record after {len(decoded) - 1} whole records). Download it again."
-        )
-    bars = [record for record in decoded if isinstance(record, databento_dbn.OHLCVMsg)]
-    rows = [
-        (
-            0,
-            record.rtype.value if hasattr(record.rtype, "value") else int(record.rtype),
-            0,
-            record.instrument_id,
-            record.ts_event,
-            record.open,
-            record.high,
-            record.low,
-            record.close,
-            record.volume,
-        )
-        for record in bars
-    ]
-    return np.array(rows, dtype=np.dtype(_RECORD)) if rows else np.zeros(0, np.dtype(_RECORD))
+def _decode_records(data: bytes, body_start: int, file: Path) -> np.ndarray:
+    """Slow path for mixed or damaged content: walk the records one by one by their length
+    headers, keeping the OHLCV bars.
+
+    Done here rather than with databento_dbn's decoder because the decoder panics (a Rust
+    abort printed with its backtrace, uncatchable as an ordinary error) on a record shorter
+    than its type; this walk names the record and byte instead.
+    """
+    dtype = np.dtype(_RECORD)
+    offsets: list[int] = []
+    offset, count = body_start, 0
+    while offset < len(data):
+        length = data[offset] * 4
+        if length < _HEADER_BYTES:
+            raise SourceError(
+                f"{file}: the DBN records are corrupt (record {count} at byte {offset} declares "
+                f"{length} bytes, less than a record header). Download the file again."
+            )
+        if offset + length > len(data):
+            raise SourceError(
+                f"{file}: the DBN file is truncated ({len(data) - offset} bytes of an "
+                f"incomplete record after {count} whole records). Download it again."
+            )
+        if data[offset + 1] in _RTYPE_TIMEFRAMES:
+            if length < dtype.itemsize:
+                raise SourceError(
+                    f"{file}: the DBN records are corrupt (bar record {count} at byte {offset} "
+                    f"has {length} of its {dtype.itemsize} bytes). Download the file again."
+                )
+            offsets.append(offset)
+        offset += length
+        count += 1
+    rows = np.zeros(len(offsets), dtype)
+    for row, start in enumerate(offsets):
+        rows[row] = np.frombuffer(data, dtype, count=1, offset=start)[0]
+    return rows
 
 
 def _timeframe(
