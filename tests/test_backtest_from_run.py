@@ -323,3 +323,67 @@ def test_cli_refuses_bad_flags_and_leaky_runs(lab):
     )  # fmt: skip
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "skipped" in result.stdout
+
+
+# ------------------------------------------------------------ promotion on a backtest
+
+
+def _promote_cli(capsys, lab: Lab, run_id: str, *gates: str) -> tuple[int, str, str]:
+    from tests.test_cli import run
+
+    return run(
+        capsys, "--data-root", str(lab.registry.root), "promote", run_id,
+        "--min-accuracy", "0", "--max-ece", "1", *gates,
+    )  # fmt: skip
+
+
+def test_promote_with_backtest_gates_refuses_a_run_without_a_backtest(capsys, lab):
+    store = RunStore(lab.registry.root)
+    fresh = _train(lab.registry, "kf-safe")  # out of fold, never backtested
+    ledger = len(store.read_log("gate_decisions.jsonl"))
+    code, _, err = _promote_cli(capsys, lab, fresh, "--min-sharpe", "1.0", "--max-drawdown", "0.15")
+    assert code == 2
+    assert f"run `moola backtest --run {fresh} --long-class CLASS --hold-bars N` first" in err
+    assert "--min-sharpe and --max-drawdown" in err
+    assert len(store.read_log("gate_decisions.jsonl")) == ledger  # nothing judged, nothing noted
+    assert not (lab.registry.root / "artifacts/models/promoted" / fresh).exists()
+    # Without the backtest gates the same run is judged on its metrics alone.
+    code, out, _ = _promote_cli(capsys, lab, fresh)
+    assert code == 0 and "promoted" in out
+
+
+def test_promote_gates_on_the_latest_valid_backtests_sharpe_and_drawdown(capsys, lab):
+    store = RunStore(lab.registry.root)
+    run_id = _train(lab.registry, "kf-safe")
+    _, record = backtest_run(
+        lab.registry, run_id, long_class="up", short_class="down", hold_bars=HORIZON
+    )
+    sharpe, drawdown = record["stats"]["sharpe"], record["stats"]["max_drawdown"]
+    assert drawdown > 0
+    # A drawdown gate below the backtest's drawdown refuses, recorded before anything moves.
+    code, _, err = _promote_cli(
+        capsys, lab, run_id, "--min-sharpe", str(sharpe - 1), "--max-drawdown", str(drawdown / 2)
+    )
+    assert code == 2 and "max_drawdown" in err and "above maximum" in err
+    refused = store.read_log("gate_decisions.jsonl")[-1]
+    assert refused["run_id"] == run_id and not refused["gates"]["passed"]
+    assert refused["backtest"] == record["path"]
+    assert not (lab.registry.root / "artifacts/models/promoted" / run_id).exists()
+    # Thresholds the backtest clears: promoted, with both values in the gate record.
+    code, out, _ = _promote_cli(
+        capsys, lab, run_id, "--min-sharpe", str(sharpe - 1), "--max-drawdown", str(drawdown)
+    )
+    assert code == 0 and record["path"] in out
+    decision = store.read_log("gate_decisions.jsonl")[-1]
+    values = {g["name"]: g["value"] for g in decision["gates"]["gates"]}
+    assert values["sharpe"] == pytest.approx(sharpe)
+    assert values["max_drawdown"] == pytest.approx(drawdown)
+    gate = json.loads(
+        (lab.registry.root / "artifacts/models/promoted" / run_id / "gate.json").read_text()
+    )
+    assert gate["gates"]["passed"] and gate["backtest"] == record["path"]
+
+
+def test_promote_refuses_a_drawdown_given_in_percent(capsys, lab):
+    code, _, err = _promote_cli(capsys, lab, lab.safe_run, "--max-drawdown", "15")
+    assert code == 2 and "--max-drawdown" in err

@@ -179,12 +179,41 @@ def promote(
     run_id: str = typer.Argument(..., help="Run id or prefix."),
     min_accuracy: float = typer.Option(0.68, help="Gate: minimum accuracy."),
     max_ece: float = typer.Option(0.05, help="Gate: maximum expected calibration error."),
+    min_sharpe: float | None = typer.Option(
+        None, help="Gate: minimum Sharpe ratio of the run's latest valid backtest, e.g. 1.0."
+    ),
+    max_drawdown: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Gate: maximum drawdown of the run's latest valid backtest, a fraction of the "
+        "peak (0.15 = 15%).",
+    ),
 ) -> None:
-    """Copy a run's model into artifacts/models/promoted if it passes every gate."""
+    """Copy a run's model into artifacts/models/promoted if it passes every gate.
+
+    --min-sharpe and --max-drawdown judge the run's latest backtest whose leakage check
+    passed (`moola backtest --run RUN ...`).
+    """
     from moola.evaluation.gates import GateConfig
+    from moola.pipeline.lifecycle import NoBacktestError
     from moola.pipeline.lifecycle import promote as promote_run
 
-    decision = promote_run(
-        _registry(ctx), run_id, GateConfig(min_accuracy=min_accuracy, max_ece=max_ece)
+    gates = GateConfig(
+        min_accuracy=min_accuracy,
+        max_ece=max_ece,
+        min_sharpe=min_sharpe,
+        max_drawdown=max_drawdown,
     )
+    try:
+        decision = promote_run(_registry(ctx), run_id, gates)
+    except NoBacktestError as exc:
+        flags = " and ".join("--" + gate.replace("_", "-") for gate in exc.gates)
+        raise ConfigError(
+            f"Run {exc.run_id} has no backtest whose leakage check passed, so {flags} have "
+            f"nothing to judge: run `moola backtest --run {exc.run_id} --long-class CLASS "
+            "--hold-bars N` first, then promote again (or drop " + flags + ")."
+        ) from None
     console.print(f"[green]promoted[/] on {decision['basis']} metrics: {decision['path']}")
+    if "backtest" in decision:
+        console.print(f"  backtest gates judged on {decision['backtest']}")

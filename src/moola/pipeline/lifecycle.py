@@ -184,17 +184,52 @@ def gate_basis(
     )
 
 
+class NoBacktestError(ConfigError):
+    """A backtest gate (Sharpe, drawdown) was asked for but the run has no valid backtest.
+
+    Raised before the gate ledger is written: there is nothing to judge yet. ``run_id``
+    and ``gates`` (the backtest gates asked for) let the caller say how to make one.
+    """
+
+    def __init__(self, run_id: str, gates: tuple[str, ...]) -> None:
+        self.run_id, self.gates = run_id, gates
+        super().__init__(
+            f"Run {run_id} has no backtest whose leakage check passed, so the "
+            f"{' and '.join(gates)} gate(s) have nothing to judge. Backtest the run's "
+            f"predictions first (moola.pipeline.backtest_run.backtest_run on run {run_id}), "
+            "then promote it; or leave those gates out."
+        )
+
+
+def backtest_gated(gates: GateConfig) -> bool:
+    """Whether ``gates`` judge a backtest (a Sharpe or drawdown threshold is set)."""
+    return bool(_backtest_gates(gates))
+
+
+def _backtest_gates(gates: GateConfig) -> tuple[str, ...]:
+    names = (("min_sharpe", gates.min_sharpe), ("max_drawdown", gates.max_drawdown))
+    return tuple(name for name, value in names if value is not None)
+
+
 def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) -> dict[str, Any]:
-    """Promote a run that passes every gate; refuse, listing each failed gate, otherwise."""
+    """Promote a run that passes every gate; refuse, listing each failed gate, otherwise.
+
+    ``gates.min_sharpe`` and ``gates.max_drawdown`` are judged on the stats of the run's
+    latest backtest whose leakage check passed (:func:`latest_backtest`); asking for them
+    on a run without one raises :class:`NoBacktestError` before anything is recorded.
+    """
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
     # What is promoted must load safely: refuse old pickles and crafted files up front.
     load_model_files(store, run_dir, TrainConfig.model_validate(manifest["config"]).model)
     basis, report = gate_basis(store, run_dir, manifest)
     metrics = {**report["metrics"], **flat_metrics(report)}
+    gates = gates or GateConfig()
     backtest = latest_backtest(store, run_dir)
+    if backtest is None and backtest_gated(gates):
+        raise NoBacktestError(run_dir.name, _backtest_gates(gates))
     stats = backtest[1]["stats"] if backtest else None
-    record = evaluate_gates(metrics, gates or GateConfig(), stats)
+    record = evaluate_gates(metrics, gates, stats)
     decision = {
         "run_id": run_dir.name,
         "manifest_sha256": store.manifest_hash(run_dir),
@@ -202,6 +237,8 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
         "basis": basis,
         "gates": record.to_dict(),
     }
+    if backtest is not None:  # which backtest the Sharpe and drawdown came from
+        decision["backtest"] = str(backtest[0].relative_to(run_dir))
     store.append_log(GATE_DECISIONS, decision)  # recorded before anything acts on it
     if not record.passed:
         failed = [g for g in decision["gates"]["gates"] if not g["passed"]]
