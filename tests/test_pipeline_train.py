@@ -124,3 +124,20 @@ def test_legacy_and_unknown_models_are_refused_before_any_work(lab):
     with pytest.raises(ConfigError, match="Did you mean 'minirocket'"):
         _train(lab, model="minirockett", dataset="pat", split="kf")
     assert len(RunStore(lab.root).results()) == before
+
+
+def test_default_calibration_is_chosen_out_of_fold_and_recorded(lab):
+    result = _train(lab, model="logistic_regression", dataset="pat", split="kf")
+    record = result.manifest["calibration"]
+    assert record["requested"] == "auto"
+    methods = {row["method"]: row for row in record["candidates"]}
+    assert set(methods) == {"none", "platt", "isotonic", "temperature"}
+    assert [m for m, row in methods.items() if row["chosen"]] == [record["method"]]
+    assert methods[record["method"]]["eligible"]
+    assert 0.0 < record["threshold"] < 1.0 and "minority_f1" in record["thresholded"]
+    has_calibrator = RunStore(lab.root).has_file(result.run_dir, "calibrator.json")
+    assert has_calibrator == (record["method"] != "none")
+    explicit = _train(
+        lab, model="logistic_regression", dataset="pat", split="kf", calibration="isotonic"
+    )
+    assert explicit.manifest["calibration"] == {"requested": "isotonic", "method": "isotonic"}

@@ -7,7 +7,9 @@ A run estimates performance honestly and records exactly what it trained on:
   The headline metrics are OOF metrics. The calibrator is cross-fitted (for each fold it
   is fitted on the other folds' OOF predictions), so calibrated OOF metrics are honest too.
   The final model is then fitted on all covered samples, with a calibrator fitted on all
-  OOF predictions.
+  OOF predictions. With ``calibration="auto"`` (the default) the method itself is chosen
+  out of fold (``moola.training.calibration_choice``): a calibration that costs the
+  minority class is refused, and the minority decision threshold is chosen and recorded.
 - **Split with train/val/test** (forward chaining): the model is fitted on train (early
   stopping on val), calibrated on val, and reported on val. The test part is not touched;
   ``moola evaluate RUN --test`` scores it once, on purpose, and records that it did.
@@ -43,9 +45,10 @@ from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
+from moola.training.calibration_choice import choose_calibration, contiguous_blocks
 from moola.training.oof import out_of_fold
 
-CalibrationMethod = Literal["none", "platt", "isotonic", "temperature"]
+CalibrationMethod = Literal["auto", "none", "platt", "isotonic", "temperature"]
 HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "torch", "aeon", "lightgbm", "ta-lib")
 
@@ -58,7 +61,7 @@ class TrainConfig(RunConfig):
     split: str
     inputs: InputView = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
-    calibration: CalibrationMethod = "platt"
+    calibration: CalibrationMethod = "auto"
     seed: int = 0
     n_bootstrap: int = 1000
     synthetic: str | None = None
@@ -78,6 +81,7 @@ class _Outcome(NamedTuple):
     calibrated_report: dict[str, Any] | None
     predictions: pd.DataFrame
     summary: dict[str, Any]
+    calibration: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ def run_training(
     else:
         mode = "holdout"
         outcome = _run_holdout(config, data, X_all, make_estimator, on_event)
-    final, calibrator, report, calibrated, predictions, summary = outcome
+    final, calibrator, report, calibrated, predictions, summary, calibration = outcome
 
     files["model.bin"] = _saved_bytes(final)
     if calibrator is not None:
@@ -193,6 +197,7 @@ def run_training(
         "predictions": predictions_ref.to_dict(),
         "metrics": report,
         "calibrated_metrics": calibrated,
+        "calibration": calibration,
         "training": summary,
         "libraries": library_versions(),
         "test_evaluated": False,
@@ -260,8 +265,9 @@ def _run_oof(
     calibrated_report = None
     calibrated_oof = None
     calibrator: Calibrator | None = None
-    if config.calibration != "none":
-        calibrated_oof = _cross_fitted_calibration(config.calibration, oof, y, split, covered)
+    method, calibration = _chosen_method(config, report, data, oof, y, _fold_groups(split, covered))
+    if method != "none":
+        calibrated_oof = _cross_fitted_calibration(method, oof, y, split, covered)
         calibrated_report = classification_report(
             y[covered],
             calibrated_oof[covered],
@@ -269,7 +275,7 @@ def _run_oof(
             n_bootstrap=config.n_bootstrap,
             seed=config.seed,
         )
-        calibrator = calibrate(config.calibration, oof[covered], y[covered], origin="oof")
+        calibrator = calibrate(method, oof[covered], y[covered], origin="oof")
     idx = np.flatnonzero(covered)
     final = make_estimator().fit(X_all[idx], y[idx])
     predictions = _predictions_table(data, oof, calibrated_oof, covered, "oof")
@@ -280,7 +286,49 @@ def _run_oof(
         "final_fit_samples": len(idx),
         "training": _training_summary(final),
     }
-    return _Outcome(final, calibrator, report, calibrated_report, predictions, summary)
+    return _Outcome(final, calibrator, report, calibrated_report, predictions, summary, calibration)
+
+
+def _fold_groups(split: Any, covered: np.ndarray) -> list[np.ndarray]:
+    """The covered samples of each fold's test part (disjoint, together all covered)."""
+    groups = []
+    for fold in split.folds:
+        test = np.asarray(fold.test, dtype=np.int64)
+        test = test[covered[test]]
+        if len(test):
+            groups.append(test)
+    return groups
+
+
+def _chosen_method(
+    config: TrainConfig,
+    report: dict[str, Any],
+    data: LabeledData,
+    proba: np.ndarray,
+    y: np.ndarray,
+    groups: list[np.ndarray],
+) -> tuple[str, dict[str, Any]]:
+    """The calibration method to use and the record of how it was chosen."""
+    if config.calibration != "auto":
+        return config.calibration, {"requested": config.calibration, "method": config.calibration}
+    minority = report["minority"]
+    intervals = report.get("intervals") or {}
+    per_class = (intervals.get("per_class") or {}).get(minority) or {}
+    floors = {
+        "minority_f1": (per_class.get("f1") or {}).get("low", report["per_class"][0]["f1"]),
+        "balanced_accuracy": (intervals.get("balanced_accuracy") or {}).get(
+            "low", report["metrics"]["balanced_accuracy"]
+        ),
+    }
+    choice, _ = choose_calibration(
+        proba, y, groups, minority=data.classes.index(minority), floors=floors
+    )
+    return choice.method, {
+        "requested": "auto",
+        "minority": minority,
+        "floors": floors,
+        **choice.to_dict(),
+    }
 
 
 def _run_holdout(
@@ -305,8 +353,10 @@ def _run_holdout(
     )
     calibrator = None
     calibrated_report = None
-    if config.calibration != "none":
-        calibrator = calibrate(config.calibration, proba_val, val.y, origin="validation")
+    blocks = contiguous_blocks(np.arange(len(val.y)))
+    method, calibration = _chosen_method(config, report, data, proba_val, val.y, blocks)
+    if method != "none":
+        calibrator = calibrate(method, proba_val, val.y, origin="validation")
         calibrated_report = None  # fitted on val: scoring it on val would flatter it
     n = len(data.y)
     proba = np.full((n, len(data.classes)), np.nan)
@@ -320,7 +370,9 @@ def _run_holdout(
         "training": _training_summary(estimator),
     }
     on_event("fold", {"fold": "holdout", "val_accuracy": report["metrics"]["accuracy"]})
-    return _Outcome(estimator, calibrator, report, calibrated_report, predictions, summary)
+    return _Outcome(
+        estimator, calibrator, report, calibrated_report, predictions, summary, calibration
+    )
 
 
 def _view_of_part(
