@@ -304,7 +304,7 @@ def test_labeled_table_keeps_integer_labels(market):
         ([0], ["a"], ["E"], "Grade"),
         ([0, 1], ["a", 2], None, "mix"),
         ([0, 1], ["a", None], None, "missing"),
-        ([0], [1.5], None, "strings or integers"),
+        ([0], [1.5], None, "whole-number class indices"),
     ],
 )
 def test_labeled_table_rejects_bad_inputs(market, starts, labels, grades, match):

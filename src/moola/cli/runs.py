@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from moola.cli._common import console, err_console, settings_of
@@ -34,6 +36,40 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _dataset(record: dict[str, Any]) -> str:
+    """The run's dataset as ``name@vN``, whichever form the log line holds it in (a
+    ``kind/name@vN`` string from train, a reference object from evaluate, ``data`` from demo)."""
+    value = record.get("dataset", record.get("data"))
+    if isinstance(value, dict) and "name" in value and "version" in value:
+        return f"{value['name']}@v{value['version']}"
+    if isinstance(value, str):
+        return value.rsplit("/", 1)[-1]
+    return "-" if value is None else str(value)
+
+
+def _runs_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table whose run ids fold and whose other cells are never cut (see ``_print``)."""
+    table = Table(title=title)
+    table.add_column("run id", overflow="fold", min_width=20)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
+
+
+def _print(table: Table) -> None:
+    """Print ``table`` as wide as its cells need, whatever the console's width (a pipe
+    counts as 80 columns): only the run ids fold (to 20 characters); no name or metric is
+    ever cut."""
+    wide = console.options.update_width(100_000)
+    natural = Measurement.get(console, wide, table).maximum
+    longest_id = max((len(str(cell)) for cell in table.columns[0].cells), default=0)
+    needed = natural - max(0, longest_id - 20)
+    if needed <= console.width:
+        console.print(table)
+    else:  # wider than the console: a console of the needed width, on the same output
+        Console(width=needed).print(table)
+
+
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
@@ -44,19 +80,16 @@ def list_runs(
     for problem in store.results_problems():
         err_console.print(f"warning: {problem}", soft_wrap=True, markup=False)
     records = store.results()[-last:]
-    table = Table(title=f"Runs ({len(records)} shown)")
-    table.add_column("run id", overflow="fold", min_width=20)
-    for column in ("kind", "model", "data", *_HEADLINE):
-        table.add_column(column)
+    table = _runs_table(f"Runs ({len(records)} shown)", ("kind", "model", "data", *_HEADLINE))
     for record in records:
         table.add_row(
             record["run_id"],
             record.get("kind", ""),
             record.get("model", "-"),
-            str(record.get("dataset", "-")),
+            _dataset(record),
             *(_fmt(_metric(record, k)) for k in _HEADLINE),
         )
-    console.print(table)
+    _print(table)
 
 
 @app.command()
@@ -98,18 +131,15 @@ def compare(
     records.sort(key=key)
     columns = [c for c in (sort, *_HEADLINE) if c in known]
     columns = list(dict.fromkeys(columns))
-    table = Table(title=f"Runs sorted by {sort}")
-    table.add_column("run id", overflow="fold", min_width=20)
-    for column in ("model", "data", *columns):
-        table.add_column(column)
+    table = _runs_table(f"Runs sorted by {sort}", ("model", "data", *columns))
     for record in records:
         table.add_row(
             record["run_id"],
             record.get("model", "-"),
-            str(record.get("dataset", "-")),
+            _dataset(record),
             *(_fmt(_metric(record, c)) for c in columns),
         )
-    console.print(table)
+    _print(table)
     if not records:
         console.print("No runs with metrics yet: train one with `moola train`.")
 

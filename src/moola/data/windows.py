@@ -289,6 +289,8 @@ def _labels_series(labels: Sequence[Any] | np.ndarray | pd.Series, n: int) -> pd
         )
     if isinstance(values.dtype, pd.StringDtype):
         return values.astype("string")
+    if values.dtype.kind == "f":
+        return _whole_labels(values.to_numpy(np.float64))
     is_str = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
     if is_str.all():
         return values.astype("string")
@@ -302,11 +304,42 @@ def _labels_series(labels: Sequence[Any] | np.ndarray | pd.Series, n: int) -> pd
             "Labels mix strings and integers (first integer at window "
             f"{int(np.argmax(is_int))}); use one kind for all windows."
         )
+    is_float = values.map(lambda v: isinstance(v, (float, np.floating))).to_numpy(dtype=bool)
+    if is_float.all():
+        return _whole_labels(values.to_numpy(np.float64))
     first = int(np.argmax(~(is_str | is_int)))
+    shown = values.iloc[first]
+    shown = shown.item() if isinstance(shown, np.generic) else shown
     raise WindowError(
-        f"Labels must be strings or integers; window {first} has {values.iloc[first]!r} "
-        f"({type(values.iloc[first]).__name__})."
+        f"Labels must be class names (text) or whole-number class indices; window {first} "
+        f"has {shown!r}, a {type(shown).__name__}."
     )
+
+
+def _whole_labels(values: np.ndarray) -> pd.Series:
+    """Float labels that are whole numbers (``1.0``, as label tables store classes) as ints;
+    fractional ones are a regression target, not a class, and are refused by window."""
+    fractional = np.flatnonzero(values != np.floor(values))
+    if fractional.size:
+        shown = ", ".join(f"window {i} ({values[i]:g})" for i in fractional[:5])
+        more = f" and {fractional.size - 5} more" if fractional.size > 5 else ""
+        raise WindowError(
+            f"Labels must be class names or whole-number class indices, but {fractional.size} "
+            f"of {len(values)} are fractional: {shown}{more}. A continuous target (trend "
+            "strength, realized volatility) is not a class: bin it into classes first, or "
+            "label with a classification kind (forward-return, triple-barrier, vol-regime)."
+        )
+    return pd.Series(values.astype(np.int64))
+
+
+def _sources_series(source: str | Sequence[str], n: int) -> pd.Series:
+    """One source for every window, or one per window (a labels file's ``source`` column)."""
+    if isinstance(source, str):
+        return pd.Series([source] * n, dtype="string")
+    values = pd.Series(list(source), dtype=object)
+    if len(values) != n:
+        raise WindowError(f"Got {len(values)} sources for {n} window starts; give one per window.")
+    return values.astype("string")
 
 
 def _grades_series(grades: Sequence[Any] | None, n: int) -> pd.Series:
@@ -332,14 +365,15 @@ def labeled_windows_table(
     labels: Sequence[Any] | np.ndarray | pd.Series,
     *,
     grades: Sequence[str | None] | None = None,
-    source: str = "human",
+    source: str | Sequence[str] = "human",
 ) -> pd.DataFrame:
     """Labelled windows as references into ``bars`` (no copies of values).
 
     Columns: ``symbol, start, end`` (inclusive bar positions), ``start_ts, end_ts`` (open
-    times of the first and last bar), ``label`` (all strings or all ints), ``grade``
-    (``"A"``-``"D"`` or missing) and ``source``. Raises ``WindowError`` when the counts do
-    not match, a start is out of range, or a window spans two symbols.
+    times of the first and last bar), ``label`` (all strings or all ints; whole floats such
+    as ``1.0`` become ints), ``grade`` (``"A"``-``"D"`` or missing) and ``source`` (one for
+    all windows, or one per window). Raises ``WindowError`` when the counts do not match, a
+    start is out of range, a label is fractional, or a window spans two symbols.
     """
     _check_length(length)
     _require_columns(bars, ("timestamp", "symbol"))
@@ -350,6 +384,7 @@ def labeled_windows_table(
     n = starts_arr.size
     label_values = _labels_series(labels, n)
     grade_values = _grades_series(grades, n)
+    source_values = _sources_series(source, n)
     n_bars = len(bars)
     bad = np.flatnonzero((starts_arr < 0) | (starts_arr > n_bars - length))
     if bad.size:
@@ -378,6 +413,6 @@ def labeled_windows_table(
         "end_ts": stamps.iloc[ends_arr],
         "label": label_values,
         "grade": grade_values,
-        "source": pd.Series([source] * n, dtype="string"),
+        "source": source_values,
     }
     return pd.DataFrame({name: column.reset_index(drop=True) for name, column in table.items()})

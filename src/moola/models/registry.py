@@ -108,8 +108,9 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "ACTIVE",
             "sequence",
             "class probabilities",
-            "Frozen TS2Vec dilated-conv encoder (pretrained on unlabeled bars; 64/320, depth "
-            "10) read by a 320-16-320 bottleneck adapter, an LSTM 32 and an MLP head over "
+            "Frozen TS2Vec dilated-conv encoder (pretrained on unlabeled bars; hidden 64, "
+            "representation 320, depth 10) read by a 320-16-320 bottleneck adapter, an LSTM "
+            "32 and an MLP head over "
             "[last LSTM state, max-pooled representation]; 705,138 parameters, 67,250 "
             "trainable, on (105, 11) relative windows.",
             _NEURAL,
