@@ -109,6 +109,28 @@ def test_cli_list_filters_by_role():
     assert "ACTIVE or LEGACY" in str(result.exception)
 
 
+@pytest.mark.parametrize("name", ["cnn_transformer", "rwkv_ts"])
+def test_train_with_a_legacy_model_says_why_what_instead_and_how_to_bring_it_back(
+    capsys, tmp_path, name
+):
+    """Refused before the data is read: the dataset and split named here do not exist."""
+    from tests.test_cli import run
+
+    card = next(c for c in list_models("LEGACY") if c.name == name)
+    code, out, err = run(
+        capsys, "--data-root", str(tmp_path), "train", "--model", name,
+        "--dataset", "nowhere", "--split", "nothing",
+    )  # fmt: skip
+    assert code == 2 and "Traceback" not in out + err
+    assert f"Model '{name}' is retired (LEGACY): {card.retired_because}" in err
+    assert "Use 'simple_lstm' instead" in err
+    assert "not available in this version" in err
+    assert "no flag, setting or environment variable brings it back" in err
+    assert "register it as ACTIVE" in err  # the way back, if one must
+    assert "nowhere" not in err  # the model was judged first
+    assert not (tmp_path / "artifacts").exists()
+
+
 def test_parameter_counts_are_dash_when_the_neural_code_is_unavailable(monkeypatch):
     card = next(c for c in list_models() if c.name == "simple_lstm")
     monkeypatch.setitem(sys.modules, "moola.models.nn", None)  # import now fails

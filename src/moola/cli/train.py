@@ -84,6 +84,7 @@ def train(
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
 ) -> None:
     """Train one model with out-of-fold or holdout validation and record the run."""
+    from moola.models import require_active
     from moola.pipeline.train import TrainConfig, run_training
 
     overrides: dict[str, Any] = {
@@ -132,6 +133,8 @@ def train(
             )
         given = {key: value for key, value in overrides.items() if value is not None}
         resolved = parse_config(TrainConfig, given, where="moola train flags")
+    # A retired or unknown model is refused before the data is read.
+    require_active(resolved.model)
     run_training(_registry(ctx), resolved, on_event=_on_event)
 
 

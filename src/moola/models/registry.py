@@ -37,6 +37,8 @@ class ModelCard:
     fixed_params: dict[str, Any] = field(default_factory=dict)
     retired_because: str = ""
     replacement: str = ""
+    reenable: str = ""
+    """For a LEGACY model: whether and how it can be brought back if one must."""
     packed_features: str = ""
     """Engineered window features the model reads beside the window itself, packed into
     the last channels of step 0 (``"price_action"``: the 20 of
@@ -44,6 +46,13 @@ class ModelCard:
 
 
 _NEURAL = "moola.training.neural:NeuralEstimator"
+_NO_IMPLEMENTATION = (
+    "It is not available in this version: moola ships no implementation of it, so no flag, "
+    "setting or environment variable brings it back. If you must run it, implement it "
+    "behind the Estimator interface (moola.models.base), register it as ACTIVE with an "
+    "entry point in moola.models.registry.MODEL_CARDS, and compare it out of fold against "
+    "its replacement on the same split."
+)
 
 MODEL_CARDS: dict[str, ModelCard] = {
     card.name: card
@@ -170,6 +179,7 @@ MODEL_CARDS: dict[str, ModelCard] = {
             retired_because="too large for the labeled set sizes moola "
             "targets (it overfit 174 windows in every seed)",
             replacement="simple_lstm",
+            reenable=_NO_IMPLEMENTATION,
         ),
         ModelCard(
             "rwkv_ts",
@@ -180,6 +190,7 @@ MODEL_CARDS: dict[str, ModelCard] = {
             retired_because="never beat simple_lstm out of "
             "fold and had no maintained implementation",
             replacement="simple_lstm",
+            reenable=_NO_IMPLEMENTATION,
         ),
     )
 }
@@ -195,14 +206,24 @@ def model_card(name: str) -> ModelCard:
     return MODEL_CARDS[name]
 
 
-def create(name: str, **params: Any) -> Estimator:
-    """A new, unfitted estimator for model ``name`` with ``params``."""
+def require_active(name: str) -> ModelCard:
+    """The card of ``name`` if it can be built; a cheap check to run before any work.
+
+    A LEGACY name raises ``ConfigError`` saying why it was retired, what replaces it and
+    whether (and how) it can be brought back; an unknown name gets a 'did you mean'.
+    """
     card = model_card(name)
     if card.role == "LEGACY":
         raise ConfigError(
             f"Model '{name}' is retired (LEGACY): {card.retired_because}. "
-            f"Use '{card.replacement}' instead."
+            f"Use '{card.replacement}' instead. {card.reenable}".rstrip()
         )
+    return card
+
+
+def create(name: str, **params: Any) -> Estimator:
+    """A new, unfitted estimator for model ``name`` with ``params``."""
+    card = require_active(name)
     module_name, attribute = card.entry_point.split(":")
     factory = getattr(importlib.import_module(module_name), attribute)
     clashes = {k for k in card.fixed_params if k in params and params[k] != card.fixed_params[k]}
