@@ -141,3 +141,11 @@ def test_default_calibration_is_chosen_out_of_fold_and_recorded(lab):
         lab, model="logistic_regression", dataset="pat", split="kf", calibration="isotonic"
     )
     assert explicit.manifest["calibration"] == {"requested": "isotonic", "method": "isotonic"}
+
+
+def test_the_report_shows_the_calibration_choice_with_the_chosen_method_marked(lab):
+    result = _train(lab, model="logistic_regression", dataset="pat", split="kf")
+    html = write_report(lab, result.run_id).read_text()
+    assert "Calibration, chosen out of fold" in html
+    chosen = result.manifest["calibration"]["method"]
+    assert f"\u2713 {chosen}" in html and "decision threshold chosen out of fold" in html

@@ -65,7 +65,11 @@ def train(
     split: str | None = typer.Option(None, help="Split NAME or NAME@vN (folds: OOF run)."),
     config: Path | None = typer.Option(None, help="YAML run config; flags override it."),
     params: str | None = typer.Option(None, help='Model params as JSON, e.g. {"epochs": 20}.'),
-    calibration: str | None = typer.Option(None, help="none, platt, isotonic or temperature."),
+    calibration: str | None = typer.Option(
+        None,
+        help="auto (default: chosen out of fold, never at the minority class's expense), "
+        "none, platt, isotonic or temperature.",
+    ),
     inputs: str | None = typer.Option(
         None,
         help="auto, relative, price_action or ohlc (enhanced_simple_lstm: relative or ohlc, "

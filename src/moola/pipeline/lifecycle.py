@@ -118,7 +118,11 @@ def evaluate_test(
         "metrics": report,
         "reused_test": bool(earlier),
     }
-    name = f"test-{record['at'].replace(':', '')}.json"
+    stamp, n = record["at"].replace(":", ""), 1
+    name = f"test-{stamp}.json"
+    while (run_dir / "evaluations" / name).exists():  # two looks within one second
+        n += 1
+        name = f"test-{stamp}-{n}.json"
     store.add_file(run_dir, f"evaluations/{name}", (json.dumps(record, indent=2) + "\n").encode())
     store.append_result(
         {
@@ -303,6 +307,7 @@ def write_report(registry: Registry, run_id: str) -> Path:
             "Per class (minority first)",
             table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
         ),
+        *_calibration_section(manifest.get("calibration")),
     ]
     for evaluation in _test_evaluations(store, run_dir):
         sections.append(
@@ -331,6 +336,32 @@ def write_report(registry: Registry, run_id: str) -> Path:
     path = run_dir / REPORT_FILE
     atomic_write_text(path, html, overwrite=True)
     return path
+
+
+def _calibration_section(record: dict[str, Any] | None) -> list[Section]:
+    """How the calibration was chosen: each candidate out of fold, the chosen one marked."""
+    if not record or "candidates" not in record:
+        return []
+    rows = [
+        {
+            "method": ("\u2713 " if row["chosen"] else "") + row["method"],
+            "log loss": _num(row["log_loss"]),
+            "balanced accuracy": _num(row["balanced_accuracy"]),
+            "minority F1": _num(row["minority_f1"]),
+            "refused because": row.get("refused_because") or "-",
+        }
+        for row in record["candidates"]
+    ]
+    note = f"Chosen: {record['method']} ({record['reason']})."
+    if record.get("threshold") is not None:
+        thresholded = record.get("thresholded") or {}
+        note += (
+            f" Minority ({record.get('minority')}) decision threshold chosen out of fold: "
+            f"{record['threshold']:.2f} (out-of-fold balanced accuracy "
+            f"{_num(thresholded.get('balanced_accuracy'))}, minority F1 "
+            f"{_num(thresholded.get('minority_f1'))})."
+        )
+    return [Section("Calibration, chosen out of fold", table_html(rows), note)]
 
 
 def _backtest_section(store: RunStore, folder: Path, record: dict[str, Any]) -> Section:

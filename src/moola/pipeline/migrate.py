@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from moola import __version__
+from moola.core.anchors import INTEGRITY
 from moola.core.atomic import TMP_PREFIX, temporary_directory
 from moola.core.chainlog import append_record
 from moola.core.errors import CheckpointError, ConfigError, IntegrityError
@@ -107,6 +108,7 @@ def migrate_run(root: str | Path, run_id: str, *, trust: bool) -> MigrationResul
         _check_unchanged(new_files, plan.verified, tmp)
         payload = {
             **manifest,
+            "integrity": INTEGRITY,
             "files": new_files,
             "migrated": {
                 "at": utc_now_iso(),
