@@ -39,7 +39,7 @@ def list_features() -> None:
         table.add_row(name, params or "-", ", ".join(feature.columns()), str(feature.lookback()))
     console.print(table)
     sets = Table(title="Shipped feature sets (--set NAME)")
-    for column in ("name", "version", "columns", "lookback", "description"):
+    for column in ("name", "version", "columns", "lookback", "bars", "description"):
         sets.add_column(column)
     for name in list_feature_sets():
         fset = load_feature_set(name)
@@ -48,6 +48,7 @@ def list_features() -> None:
             f"v{fset.spec.version}",
             str(len(fset.columns)),
             str(fset.lookback),
+            "/".join(fset.spec.timeframes) or "any",
             fset.spec.description,
         )
     console.print(sets)
@@ -97,6 +98,8 @@ def build(
         with console.status(f"Computing {fset.name} ({len(fset.columns)} columns) on {raw_ref}"):
             ref = build_features(registry, raw_ref, fset, name=name, allow_short=allow_short)
         meta = registry.meta(ref)
+        for note in meta.get("suitability", []):
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         console.print(
             f"[green]Stored[/] {ref}  ({meta['rows']:,} rows x {len(fset.columns)} features, "
             f"lookback {fset.lookback:,} bars)"
@@ -118,6 +121,9 @@ def build(
         frame = read_bars(bars, format=format, symbol=symbol, timeframe=timeframe)
     if not allow_short:
         fset.check_history(frame)
+    for timeframe in sorted(frame["timeframe"].astype(str).unique()):
+        for note in fset.suitability(timeframe):
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     with console.status(
         f"Computing {fset.name} ({len(fset.columns)} columns) on {len(frame):,} bars"
     ):

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from moola.core.errors import BarValidationError, ConfigError
 from moola.core.hashing import sha256_json
+from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.features.base import Feature, create_feature
 
@@ -83,7 +84,20 @@ class FeatureSetSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     version: int = Field(1, ge=1)
     description: str = ""
+    #: Bar time frames the set is made for ("1m", "1h", "1d"...); empty: any. It does not
+    #: change what is computed (nor the content hash), only what users are told.
+    timeframes: list[str] = Field(default_factory=list)
     features: list[FeatureSpecEntry] = Field(min_length=1)
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known_timeframes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                parse_timeframe(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return values
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FeatureSetSpec:
@@ -258,6 +272,32 @@ class FeatureSet:
     def lookback(self) -> int:
         """Bars of history one row needs: the largest lookback of the set's features."""
         return max(entry.feature.lookback() for entry in self._entries)
+
+    def suitability(self, timeframe: str) -> list[str]:
+        """What changes when the set runs on ``timeframe`` bars it was not made for.
+
+        Empty when the set declares no time frames or lists this one. Otherwise one note
+        for the warm-up (in bars and in time at this bar size) and one for each
+        feature whose logic assumes intraday bars (trading sessions).
+        """
+        declared = self.spec.timeframes
+        if not declared or timeframe in declared:
+            return []
+        bar = parse_timeframe(timeframe)
+        warm = bar * self.lookback
+        notes = [
+            f"Feature set '{self.name}' is made for {'/'.join(declared)} bars, not "
+            f"{timeframe}. On {timeframe} bars its warm-up of {self.lookback:,} bars is "
+            f"{_duration(warm)} of history before the first settled row."
+        ]
+        intraday = [f.name for f in self.features if f.name in _INTRADAY_FEATURES]
+        if intraday and bar >= pd.Timedelta(days=1):
+            notes.append(
+                f"Its {', '.join(sorted(set(intraday)))} feature(s) describe hours within a "
+                f"trading day, which {timeframe} bars do not have: every bar gets the same "
+                "flags. Use a session-free set for daily bars (e.g. 'daily24')."
+            )
+        return notes
 
     def __repr__(self) -> str:
         return f"FeatureSet({self.name!r} v{self.spec.version}, {len(self.columns)} columns)"
@@ -573,13 +613,19 @@ def build_features(
 
     The stored table has ``timestamp`` and ``symbol`` (to join back to the bars) and then
     the set's columns, one row per bar in the bars' order. Its meta records the spec, its
-    hash, the columns and the lookback (rows before it are warm-up). Raises
+    hash, the columns, the lookback (rows before it are warm-up) and the suitability notes
+    when the bars' time frame is not one the set is made for. Raises
     ``ConfigError`` when a symbol has fewer bars than the lookback unless ``allow_short``.
     """
     fset = load_feature_set(feature_set)
     bars = registry.load_raw(raw.name, raw.version)
     if not allow_short:
         fset.check_history(bars)
+    notes = [
+        note
+        for timeframe in sorted(bars["timeframe"].astype(str).unique())
+        for note in fset.suitability(timeframe)
+    ]
     table = feature_table(fset, bars)
     spec = fset.spec.model_dump(mode="json")
     spec_hash = fset.spec.content_hash()
@@ -594,6 +640,7 @@ def build_features(
             "columns": list(fset.columns),
             "dtypes": fset.dtypes,
             "lookback": fset.lookback,
+            "suitability": notes,
         },
         transformations=[
             {
@@ -603,4 +650,23 @@ def build_features(
             }
         ],
         version=version,
+    )
+
+
+#: Features whose logic assumes bars inside a trading day.
+_INTRADAY_FEATURES = frozenset({"sessions", "futures_sessions"})
+
+
+def _duration(delta: pd.Timedelta) -> str:
+    """A warm-up length in the unit a person would use (minutes, hours, days or years)."""
+    days = delta / pd.Timedelta(days=1)
+    if days >= 365:
+        return f"about {days / 365.25:.1f} years"
+    if days >= 1:
+        return f"about {days:,.0f} days"
+    hours = delta / pd.Timedelta(hours=1)
+    return (
+        f"about {hours:,.1f} hours"
+        if hours >= 1
+        else f"{delta / pd.Timedelta(minutes=1):.0f} minutes"
     )
