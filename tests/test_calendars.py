@@ -251,26 +251,61 @@ def test_custom_calendar_needs_only_is_open_and_session_date():
     ]  # fmt: skip
 
 
-def test_gap_report_on_real_daily_sp500_shows_market_holidays():
-    """arch's S&P 500 daily bars: the equities calendar does not model holidays, so every
-    weekday without a bar is missing; NYSE closures must be among them."""
-    sp500 = pytest.importorskip("arch.data.sp500").load()
-    frame = make_bars(
-        sp500.index, sp500["Open"], sp500["High"], sp500["Low"], sp500["Close"], sp500["Volume"],
-        symbol="SPX", timeframe="1d",
-    )  # fmt: skip
-    report = gap_report(frame, "equities")
+def test_gap_report_on_real_daily_sp500_shows_no_holiday_gaps(sp500):
+    """arch's S&P 500 daily bars 1999-2018: every weekday without a bar is an NYSE closure
+    (185 of them, ad hoc ones included), so against the equities calendar nothing is
+    missing and nothing is outside a session."""
+    report = gap_report(sp500, "equities")
     weekdays = int(np.busday_count("1999-01-04", "2019-01-01"))  # 1999-01-04 .. 2018-12-31
-    assert report["expected"].sum() == weekdays == len(report)
-    assert report["present"].sum() == len(frame) == 5031
-    assert report["outside_session"].sum() == 0
-    gaps = set(report.loc[report["missing"] > 0, "date"].dt.strftime("%Y-%m-%d"))
-    assert len(gaps) == weekdays - 5031
-    closures = {
+    assert weekdays - len(sp500) == 185  # the closures the weekly hours alone reported
+    assert report["expected"].sum() == report["present"].sum() == len(sp500) == 5031
+    assert report["missing"].sum() == 0 and report["outside_session"].sum() == 0
+    closures = [
         "2001-09-11", "2001-09-12", "2001-09-13", "2001-09-14",  # September 11
         "2012-10-29", "2012-10-30",  # Hurricane Sandy
         "2018-12-05",  # President Bush's funeral
         "2018-12-25", "2018-07-04", "2018-01-01",
-    }  # fmt: skip
-    assert closures <= gaps
-    assert "2018-12-24" not in gaps  # an early close, not a closure: the bar is there
+    ]  # fmt: skip
+    trading = get_calendar("equities").trading_dates("1999-01-01", "2018-12-31")
+    assert not set(np.array(closures, dtype="datetime64[D]")) & set(trading)
+    assert np.datetime64("2018-12-24") in trading  # an early close, not a closure
+
+
+def test_equities_early_close_and_holiday_in_minutes():
+    counts = sessions("equities", utc("2018-11-21"), utc("2018-11-24"))
+    # Wednesday full day, Thanksgiving closed, Friday closes at 13:00 New York.
+    assert counts.to_dict() == {pd.Timestamp("2018-11-21"): 390, pd.Timestamp("2018-11-23"): 210}
+    cal = get_calendar("equities")
+    friday = cal.expected_times(utc("2018-11-23"), utc("2018-11-24"), "1m")
+    assert friday[-1] == ny("2018-11-23 12:59")
+    assert not cal.is_open(pd.DatetimeIndex([ny("2018-11-23 13:00"), ny("2018-11-22 10:00")])).any()
+
+
+def test_futures_christmas_is_closed_and_christmas_eve_closes_early():
+    cal = get_calendar("futures")
+    counts = sessions("futures", ny("2019-12-22 12:00"), ny("2019-12-27 12:00"))
+    counts.index = counts.index.strftime("%Y-%m-%d")
+    # Monday's session is the usual 23 hours; Tuesday's (from Monday 18:00) stops at
+    # 12:00 Chicago; Wednesday (Christmas) has none; Thursday's starts Christmas 18:00.
+    assert counts["2019-12-23"] == 1380
+    assert counts["2019-12-24"] == (19 * 60)  # 18:00 -> 13:00 New York
+    assert "2019-12-25" not in counts
+    assert cal.is_open(pd.DatetimeIndex([ny("2019-12-25 18:00")])).all()
+    dates = [str(d) for d in cal.trading_dates("2019-12-23", "2019-12-27")]
+    assert dates == ["2019-12-23", "2019-12-24", "2019-12-26", "2019-12-27"]
+
+
+def test_holiday_rules_come_from_the_installed_package_without_the_network(monkeypatch):
+    """exchange_calendars ships its rules: building a calendar never opens a connection."""
+    import socket
+
+    from moola.data import calendars
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the calendar tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    calendars._special_days.cache_clear()
+    dates = get_calendar("equities").trading_dates("2024-07-01", "2024-07-05")
+    assert [str(d) for d in dates] == ["2024-07-01", "2024-07-02", "2024-07-03", "2024-07-05"]

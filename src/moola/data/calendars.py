@@ -13,11 +13,12 @@ has a *session date*, the day it is reported under:
 ``futures``
     CME Globex equity-index hours: Sunday 18:00 to Friday 17:00 America/New_York with a
     daily break 17:00-18:00 (Monday to Thursday). Each session is 23 hours, from 18:00 the
-    day before to 17:00 on its session date.
+    day before to 17:00 on its session date. CME holidays and early closes (exchange
+    calendar ``CMES``) are taken out.
 ``equities``
     US regular hours, 09:30-16:00 America/New_York, Monday to Friday; the session date is
-    the New York date. Exchange holidays and early closes are *not* modelled: they show up
-    in the gap report as missing days or bars.
+    the New York date. NYSE holidays (ad hoc closures such as 2001-09-11 and Hurricane
+    Sandy included), early closes and late opens (exchange calendar ``XNYS``) are taken out.
 
 Local times are converted with ``zoneinfo``, so sessions keep their wall-clock hours
 across daylight-saving changes (a futures session is 23 hours in both March and
@@ -26,15 +27,21 @@ November; in UTC it starts an hour earlier in summer).
 Daily bars (time frame ``"1d"``) are matched by date, not time: a daily bar stamped at
 midnight UTC on date D is the bar of session D, and one is expected on every trading date.
 
-The calendars are written here rather than taken from ``exchange_calendars`` or
-``pandas_market_calendars``: those model exchange holidays but not the 24/5 FX week or a
-24/7 market, and moola only needs weekly hours, vectorised over tens of millions of bars.
+Weekly hours are written here; exchange holidays, early closes and late opens come from
+``exchange_calendars``, which keeps them as rules shipped in the package (nothing is
+downloaded). That library has no 24/5 FX week or 24/7 market, so ``fx`` and ``crypto``
+keep moola's weekly sessions alone. The library's own regular hours are not used (its
+``CMES`` sessions have no daily break): only the days it closes, and the times it closes
+early or opens late, are applied to moola's hours (``ExchangeHolidays``). Everything stays
+vectorised over tens of millions of bars: holidays are one ``isin`` per call and special
+days one ``searchsorted``.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,6 +54,7 @@ from moola.core.timeframes import parse_timeframe
 __all__ = [
     "CALENDARS",
     "GAP_COLUMNS",
+    "ExchangeHolidays",
     "SessionCalendar",
     "WeeklySessionCalendar",
     "gap_report",
@@ -202,6 +210,85 @@ class WeeklySessionCalendar(SessionCalendar):
         return _as_dates(days[self._trading_day(days)])
 
 
+_SPECIAL_DAYS_FROM = 1970  # holidays are computed from this year (or the data's, if earlier)
+
+
+@lru_cache(maxsize=8)
+def _special_days(exchange: str, first_year: int, last_year: int) -> tuple[np.ndarray, ...]:
+    """Of ``exchange`` (an ``exchange_calendars`` code) from ``first_year`` to ``last_year``:
+    the weekdays it does not trade (day numbers since 1970-01-01, sorted) and its special
+    sessions (sorted day numbers, with each one's open and close in UTC ns)."""
+    import exchange_calendars
+
+    calendar = exchange_calendars.get_calendar(
+        exchange, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+    )
+    sessions = calendar.sessions.values.astype("datetime64[D]").astype(np.int64)
+    first = np.datetime64(f"{first_year}-01-01", "D").astype(np.int64)
+    last = np.datetime64(f"{last_year}-12-31", "D").astype(np.int64)
+    days = np.arange(first, last + 1, dtype=np.int64)
+    weekdays = days[(days + 3) % 7 < 5]  # 1970-01-01 was a Thursday
+    closed = np.setdiff1d(weekdays, sessions)
+    special = pd.DatetimeIndex(calendar.early_closes).union(pd.DatetimeIndex(calendar.late_opens))
+    schedule = calendar.schedule.loc[special]
+    return (
+        closed,
+        special.values.astype("datetime64[D]").astype(np.int64),
+        _utc_index(schedule["open"]).asi8,
+        _utc_index(schedule["close"]).asi8,
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class ExchangeHolidays(SessionCalendar):
+    """moola's weekly ``hours`` without the days ``exchange`` is closed, and cut to its
+    hours on the days it closes early or opens late.
+
+    ``exchange`` is an ``exchange_calendars`` code (``XNYS``, ``CMES``) whose session dates
+    mean what ``hours``' session dates mean (the date a session closes on). A session
+    date the exchange does not trade is closed all day; on a special day a bar is open
+    only if it opens inside the exchange's ``[open, close)`` of that day too.
+    """
+
+    name: str
+    hours: WeeklySessionCalendar
+    exchange: str
+
+    def _tables(self, days: np.ndarray) -> tuple[np.ndarray, ...]:
+        if not len(days):
+            return _special_days(self.exchange, _SPECIAL_DAYS_FROM, _SPECIAL_DAYS_FROM)
+        years = _as_dates(np.array([days.min(), days.max()])).astype("datetime64[Y]")
+        first, last = (int(y) + 1970 for y in years.astype(np.int64))
+        # Cached per span of whole decades, so growing data does not rebuild it per call.
+        return _special_days(self.exchange, min(first, _SPECIAL_DAYS_FROM), last - last % 10 + 9)
+
+    def _keep(self, timestamps: pd.DatetimeIndex, open_: np.ndarray, day: np.ndarray) -> np.ndarray:
+        closed, special, special_open, special_close = self._tables(day)
+        open_ = open_ & ~np.isin(day, closed)
+        slot = np.minimum(np.searchsorted(special, day), max(len(special) - 1, 0))
+        hit = open_ & (special[slot] == day) if len(special) else np.zeros_like(open_)
+        if hit.any():
+            stamps = _utc_index(timestamps).asi8[hit]
+            inside = (stamps >= special_open[slot[hit]]) & (stamps < special_close[slot[hit]])
+            open_[np.flatnonzero(hit)[~inside]] = False
+        return open_
+
+    def is_open(self, timestamps: pd.DatetimeIndex) -> np.ndarray:
+        return self.classify(timestamps)[0]
+
+    def session_date(self, timestamps: pd.DatetimeIndex) -> np.ndarray:
+        return self.hours.session_date(timestamps)
+
+    def classify(self, timestamps: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        open_, dates = self.hours.classify(timestamps)
+        return self._keep(timestamps, open_, dates.astype(np.int64)), dates
+
+    def trading_dates(self, first: Any, last: Any) -> np.ndarray:
+        dates = self.hours.trading_dates(first, last)
+        closed = self._tables(dates.astype(np.int64))[0]
+        return dates[~np.isin(dates.astype(np.int64), closed)]
+
+
 _HOUR = pd.Timedelta(hours=1)
 _WEEKDAYS = frozenset(range(5))
 _REGISTRY: dict[str, SessionCalendar] = {
@@ -211,16 +298,24 @@ _REGISTRY: dict[str, SessionCalendar] = {
     "fx": WeeklySessionCalendar(
         "fx", "America/New_York", 7 * _HOUR, pd.Timedelta(0), 24 * _HOUR, _WEEKDAYS
     ),
-    "futures": WeeklySessionCalendar(
-        "futures", "America/New_York", 6 * _HOUR, pd.Timedelta(0), 23 * _HOUR, _WEEKDAYS
+    "futures": ExchangeHolidays(
+        "futures",
+        WeeklySessionCalendar(
+            "futures", "America/New_York", 6 * _HOUR, pd.Timedelta(0), 23 * _HOUR, _WEEKDAYS
+        ),
+        "CMES",
     ),
-    "equities": WeeklySessionCalendar(
+    "equities": ExchangeHolidays(
         "equities",
-        "America/New_York",
-        pd.Timedelta(0),
-        pd.Timedelta(hours=9, minutes=30),
-        16 * _HOUR,
-        _WEEKDAYS,
+        WeeklySessionCalendar(
+            "equities",
+            "America/New_York",
+            pd.Timedelta(0),
+            pd.Timedelta(hours=9, minutes=30),
+            16 * _HOUR,
+            _WEEKDAYS,
+        ),
+        "XNYS",
     ),
 }
 CALENDARS: tuple[str, ...] = tuple(sorted(_REGISTRY))
