@@ -219,8 +219,8 @@ def load_encoder_artifact(path: str | Path) -> EncoderArtifact:
     newer format.
     """
     path = Path(path)
-    check_encoder_bytes(path)
-    payload, digest = _torch_load(path, "encoder artifact")
+    data = check_encoder_bytes(path)  # torch parses exactly the bytes that were checked
+    payload, digest = _torch_load(path, "encoder artifact", data)
     if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
         what = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
@@ -325,8 +325,8 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def check_encoder_bytes(path: Path) -> None:
-    """Refuse an encoder whose bytes differ from its card's SHA-256, or whose card differs
+def check_encoder_bytes(path: Path) -> bytes:
+    """The encoder's bytes, refused if they differ from its card's SHA-256 or the card
     from its journal anchor (when it lies in a data root's ``artifacts/encoders``)."""
     card_path = path.with_suffix(".json")
     if not path.is_file():
@@ -349,18 +349,22 @@ def check_encoder_bytes(path: Path) -> None:
     recorded = card.get("sha256") if isinstance(card, dict) else None
     if not isinstance(recorded, str):
         raise CheckpointError(f"Encoder card {card_path} records no sha256 of {path.name}.")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != recorded.removeprefix("sha256:"):
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != recorded.removeprefix("sha256:"):
         raise CheckpointError(
             f"Encoder {path} differs from the SHA-256 its card {card_path.name} recorded: "
             "the file was changed after it was written. Restore it, or pretrain again."
         )
+    return data
 
 
-def _torch_load(path: Path, what: str) -> tuple[Any, str]:
-    """The object in ``path`` (``weights_only``: no code runs) and the file's SHA-256."""
-    if not path.is_file():
-        raise CheckpointError(f"The {what} {path} does not exist (or is not a file).")
-    data = path.read_bytes()
+def _torch_load(path: Path, what: str, data: bytes | None = None) -> tuple[Any, str]:
+    """The object in ``path`` (or in its already read ``data``; ``weights_only``: no code
+    runs) and the bytes' SHA-256."""
+    if data is None:
+        if not path.is_file():
+            raise CheckpointError(f"The {what} {path} does not exist (or is not a file).")
+        data = path.read_bytes()
     try:
         with warnings.catch_warnings():  # torch's notes on foreign pickles: we refuse them
             warnings.simplefilter("ignore")
