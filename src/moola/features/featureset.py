@@ -16,7 +16,9 @@ allow it (``check_history``).
 
 Shipped sets live in ``moola/features/sets/*.yaml``: ``intraday31`` (the 31 intraday
 columns: sessions, spread, volume, SMA 7/14/21/50 with ratios, RSI, MACD, Bollinger
-bands, volatility regime) and ``relative11`` (the scale-free 11-D view of each bar).
+bands, volatility regime), ``relative11`` (the scale-free 11-D view of each bar) and
+``mtf1m`` (1-minute bars with closed 5m/15m/1h trends and their alignment score; EMA
+3/8 keeps its lookback at 13,020 bars, see the YAML).
 The 20 price-action features are window-level (one row per window, not per bar) and so
 are not a feature set: use ``moola.features.window.price_action_features``.
 
