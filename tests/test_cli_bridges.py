@@ -114,3 +114,138 @@ def test_runs_list_shows_name_at_version_and_never_cuts_a_column(capsys, tmp_pat
     assert "0.8123" in out and "0.0321" in out and "enhanced_simple_lstm" in out
     code, out, err = run(capsys, "--data-root", str(root), "runs", "compare", "--sort", "ece")
     assert code == 0 and out.count("pattern-windows-long-name@v12") == 2 and "…" not in out
+
+
+# --- labels into windows ------------------------------------------------------------------
+
+
+def _synth(capsys, root, *extra: str) -> None:
+    code, _, err = run(
+        capsys, "--data-root", str(root), "data", "synth", "--name", "mkt", "--bars", "3000",
+        "--seed", "0", "--calendar", "crypto", *extra,
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def test_synth_labels_out_round_trips_through_data_windows(capsys, tmp_path):
+    root, labels = tmp_path / "moola_data", tmp_path / "planted.csv"
+    _synth(capsys, root, "--patterns", "5", "--labels-out", str(labels))
+    code, out, err = run(
+        capsys, "--data-root", str(root), "data", "windows", "mkt", "--name", "pat",
+        "--labels", str(labels),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "5 windows x 105 bars" in out and "left out: none" in out
+    planted = pd.read_csv(labels)
+    table = Registry(root).load_labeled("pat").table
+    assert pd.to_datetime(planted["start_ts"], utc=True).tolist() == table["start_ts"].tolist()
+    assert planted["label"].tolist() == table["label"].tolist()
+    assert set(table["source"]) == {"synthetic-planted"}
+    assert (table["end"] - table["start"] == 104).all()
+    code, _, err = run(
+        capsys, "--data-root", str(root), "data", "synth", "--name", "m2", "--bars", "500",
+        "--labels-out", str(tmp_path / "none.csv"),
+    )  # fmt: skip
+    assert code == 2 and "--patterns" in err and not (tmp_path / "none.csv").exists()
+    assert Registry(root).versions("raw", "m2") == []
+
+
+def _labels(capsys, root, *argv: str) -> None:
+    code, _, err = run(
+        capsys, "--data-root", str(root), "labels", "build", "--kind", "forward-return",
+        "--horizon", "5", *argv,
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def test_labels_from_a_stored_table_windows_end_at_the_labelled_bar(capsys, tmp_path):
+    root = tmp_path / "moola_data"
+    _synth(capsys, root)
+    _labels(capsys, root, "--raw", "mkt", "--name", "fwd")
+    code, out, err = run(
+        capsys, "--data-root", str(root), "data", "windows", "mkt@v1", "--name", "fw",
+        "--length", "30", "--labels-from", "fwd@v1",
+    )  # fmt: skip
+    assert code == 0, err
+    # 3000 bars: the last 5 have no 5-bar future, the first 29 no complete 30-bar window.
+    assert "2,966 windows" in out
+    assert "5 label or horizon undefined" in out and "29 no complete window" in out
+    registry = Registry(root)
+    labels = registry.load_table("labels", "fwd")
+    bars = registry.load_raw("mkt")
+    data = registry.load_labeled("fw")
+    table = data.table
+    assert (table["end"] - table["start"] == 29).all()
+    assert table["end_ts"].tolist() == labels["timestamp"].iloc[table["end"]].tolist()
+    assert table["label"].tolist() == labels["label"].iloc[table["end"]].astype(int).tolist()
+    assert (table["horizon_end_ts"] > table["end_ts"]).all()
+    # Each window's bars are exactly the bars up to its labelled bar, none after it.
+    close = bars["close"].to_numpy(np.float32)
+    for i in (0, 100, len(table) - 1):
+        end = int(table["end"].iloc[i])
+        np.testing.assert_array_equal(data.X[i, :, 3], close[end - 29 : end + 1])
+
+
+def test_a_window_and_its_label_never_see_bars_after_the_label_horizon(registry):
+    from moola.data.ingest import ingest_bars
+    from moola.features.labels import build_labels
+    from moola.pipeline.labeled_windows import labeled_from_labels
+
+    def windows_of(bars, name):
+        raw = ingest_bars(registry, bars, name=name, sources=[{"test": name}]).ref
+        table = build_labels(bars, "forward-return", horizon=5)
+        registry.write_table("labels", name, table, parents=[raw], meta={"target": "label"})
+        labeled_from_labels(registry, name, raw, name, length=20)
+        return registry.load_labeled(name)
+
+    bars = random_walk_bars(400)
+    before = windows_of(bars, "a")
+    k = 150  # a window in the middle; change every bar after its label's horizon
+    horizon_end = bars.index[bars["timestamp"] == before.table["horizon_end_ts"].iloc[k]][0]
+    changed = bars.copy()
+    later = changed.index > horizon_end
+    for column in ("open", "high", "low", "close"):
+        changed.loc[later, column] = changed.loc[later, column] * 1.5
+    after = windows_of(changed, "b")
+    assert before.table["end"].iloc[k] == after.table["end"].iloc[k]
+    np.testing.assert_array_equal(before.X[: k + 1], after.X[: k + 1])
+    assert (
+        before.table["label"].iloc[: k + 1].tolist() == after.table["label"].iloc[: k + 1].tolist()
+    )
+    assert not np.array_equal(before.X[-1], after.X[-1])  # the change is real
+
+
+def test_labels_from_refuses_labels_of_other_bars_and_continuous_targets(capsys, tmp_path):
+    root = tmp_path / "moola_data"
+    _synth(capsys, root)
+    _labels(capsys, root, "--raw", "mkt", "--name", "fwd")
+    run(capsys, "--data-root", str(root), "data", "synth", "--name", "other", "--bars", "3000")
+    base = ["--data-root", str(root), "data", "windows"]
+    code, _, err = run(capsys, *base, "other", "--name", "x", "--labels-from", "fwd")
+    assert code == 2 and "raw/mkt@v1" in err and "raw/other@v1" in err and "labels/fwd@v1" in err
+    code, _, err = run(
+        capsys, *base, "mkt", "--name", "x", "--labels-from", "fwd", "--label-column",
+        "forward_return",
+    )  # fmt: skip
+    assert code == 2 and "'forward_return'" in err and "fractional" in err
+    assert "np.float64" not in err and "classes" in err
+    code, _, err = run(capsys, *base, "mkt", "--name", "x", "--label-column", "label")
+    assert code == 2 and "--labels-from" in err
+    assert Registry(root).versions("labeled", "x") == []
+
+
+def test_labels_build_out_file_feeds_data_windows_labels(capsys, tmp_path):
+    root, out = tmp_path / "moola_data", tmp_path / "fwd.csv"
+    _synth(capsys, root)
+    _labels(capsys, root, "--raw", "mkt", "--out", str(out), "--name", "fwd")
+    base = ["--data-root", str(root), "data", "windows", "mkt", "--length", "30"]
+    code, out_text, err = run(capsys, *base, "--name", "from-file", "--labels", str(out))
+    assert code == 0, err
+    assert "2,966 windows" in out_text and "5 label or horizon undefined" in out_text
+    code, _, err = run(capsys, *base, "--name", "from-table", "--labels-from", "fwd")
+    assert code == 0, err
+    registry = Registry(root)
+    from_file = registry.load_labeled("from-file").table
+    from_table = registry.load_labeled("from-table").table
+    for column in ("start", "end", "label", "horizon_end_ts"):
+        assert from_file[column].astype(str).tolist() == from_table[column].astype(str).tolist()

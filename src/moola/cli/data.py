@@ -81,18 +81,28 @@ def synth(
     pattern_strength: float = typer.Option(
         1.0, min=0.01, max=1.0, help="How distinct planted patterns are (1 = textbook)."
     ),
+    labels_out: Path | None = typer.Option(
+        None,
+        "--labels-out",
+        help="Write the planted patterns' labels here (.csv/.parquet), for "
+        "`moola data windows NAME --labels FILE --length 105`.",
+    ),
 ) -> None:
     """Generate a synthetic market and store it as a new raw dataset version."""
+    from moola.cli.bars import check_table_path, write_frame
     from moola.data.sources.synthetic import SYNTHETIC_CALENDARS
 
     check_new_name(name, "--name")
+    check_table_path(labels_out, "--labels-out")
+    if labels_out is not None and patterns == 0:
+        raise ConfigError("--labels-out writes the planted patterns' labels: add --patterns N.")
     if calendar not in SYNTHETIC_CALENDARS:
         raise ConfigError(
             f"--calendar {calendar!r} is not a calendar of synthetic markets; use one of "
             f"{', '.join(SYNTHETIC_CALENDARS)}."
         )
     with console.status("Generating synthetic market"):
-        ref, _ = datasets.synthesize_raw(
+        ref, market = datasets.synthesize_raw(
             _registry(ctx),
             name,
             n_bars=bars,
@@ -104,6 +114,12 @@ def synth(
             pattern_strength=pattern_strength,
         )
     console.print(f"[green]Stored[/] {ref}  content hash {ref.content_hash}")
+    if labels_out is not None:
+        write_frame(datasets.planted_labels_file(market), labels_out)
+        console.print(
+            f"[green]Wrote[/] {labels_out}  ({len(market.patterns):,} planted pattern labels, "
+            f"windows of {market.config.pattern_length} bars)"
+        )
 
 
 @app.command("list")
@@ -200,24 +216,46 @@ def windows(
     stride: int = typer.Option(1, min=1, help="Bars between consecutive window starts."),
     labels: Path | None = typer.Option(
         None,
-        help="CSV/Parquet of labels (start or start_ts, label[, grade, source]): "
-        "makes a labeled dataset; without it the windows are unlabeled.",
+        help="CSV/Parquet of labels (start or start_ts, label[, grade, source]; or "
+        "timestamp, label as `moola labels build --out` writes, timestamp = the window's "
+        "last bar): makes a labeled dataset; without labels the windows are unlabeled.",
+    ),
+    labels_from: str | None = typer.Option(
+        None,
+        "--labels-from",
+        help="Stored labels table NAME[@vN] (moola labels build --name) of this raw version: "
+        "one window ending at each labelled bar.",
+    ),
+    label_column: str | None = typer.Option(
+        None, "--label-column", help="Column of --labels-from to use (default: its target)."
     ),
     allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
 ) -> None:
-    """Make unlabeled windows (an index over raw bars) or labeled windows from a labels file."""
+    """Make unlabeled windows (an index over raw bars), or labeled windows from a labels
+    file (--labels) or a stored labels table (--labels-from)."""
+    from moola.data.label_ends import describe_dropped
+    from moola.pipeline.labeled_windows import build_windows
+
     check_new_name(name, "--name")
-    registry = _registry(ctx)
-    raw_ref = registry.resolve_text(raw, "raw")
+    if labels is not None and labels_from is not None:
+        raise ConfigError("Give --labels FILE or --labels-from NAME[@vN], not both.")
+    if label_column is not None and labels_from is None:
+        raise ConfigError("--label-column picks a column of --labels-from; give that too.")
     with console.status("Building windows"):
-        if labels is None:
-            ref = registry.write_unlabeled(
-                name, raw_ref, length=length, stride=stride, allow_gaps=allow_gaps
-            )
-        else:
-            ref = datasets.labeled_from_file(registry, name, raw_ref, labels, length=length)
-    meta = registry.meta(ref)
-    console.print(f"[green]Stored[/] {ref}  ({meta['windows']:,} windows x {length} bars)")
+        result = build_windows(
+            _registry(ctx),
+            raw,
+            name=name,
+            length=length,
+            stride=stride,
+            allow_gaps=allow_gaps,
+            labels_file=labels,
+            labels_from=labels_from,
+            label_column=label_column,
+        )
+    console.print(f"[green]Stored[/] {result.ref}  ({result.windows:,} windows x {length} bars)")
+    if labels is not None or labels_from is not None:
+        console.print(f"  label rows left out: {describe_dropped(result.dropped)}")
 
 
 @app.command()

@@ -2,24 +2,23 @@
 
 Each function here reads through the registry, computes with the pure modules (sources,
 windows, splits) and writes one new version back, recording its parameters in the
-manifest. The CLI's ``moola data synth | windows | split`` and the demo call these.
+manifest. The CLI's ``moola data synth | split`` and the demo call these (windows from labels:
+``moola.pipeline.labeled_windows``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError
-from moola.core.hashing import sha256_file, sha256_json
+from moola.core.hashing import sha256_json
 from moola.core.settings import parse_config
 from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.data.ingest import ingest_bars
-from moola.data.labels_file import read_labels_file
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
 from moola.data.splits import Split, make_split
@@ -91,34 +90,22 @@ def planted_labeled(
     return registry.write_labeled(name, raw, table, length=length, transformations=[step])
 
 
-def labeled_from_file(
-    registry: Registry, name: str, raw: DatasetRef, path: str | Path, *, length: int
-) -> DatasetRef:
-    """Store labeled windows described by a labels file over ``raw`` bars.
+def planted_labels_file(market: SyntheticMarket) -> pd.DataFrame:
+    """The market's planted patterns as a labels file (``symbol, start_ts, label, source``)
+    that ``moola data windows RAW --labels FILE --length <pattern length>`` reads back.
 
-    The file (CSV or Parquet) has ``label`` and either ``start`` (bar position) or
-    ``start_ts`` (+ ``symbol`` for multi-symbol bars), and optionally ``grade`` (A-D) and
-    ``source``. Grade D windows are blacklisted: they are dropped and the drop recorded.
+    Start times rather than positions, so the file stays right for any version of the
+    same bars.
     """
-    path = Path(path)
-    bars = registry.load_raw(raw.name, raw.version)
-    rows = read_labels_file(path, bars, length=length)
-    table = labeled_windows_table(
-        bars,
-        rows.starts,
-        length,
-        rows.labels,
-        grades=rows.grades,
-        source=rows.sources if rows.sources is not None else "human",  # type: ignore[arg-type]
-    )
-    steps = [
+    patterns = market.patterns
+    return pd.DataFrame(
         {
-            "name": "labels_file",
-            "params": {"path": str(path.resolve()), "sha256": sha256_file(path), "length": length},
-        },
-        {"name": "drop_blacklisted_grade_D", "params": {"dropped": rows.dropped}},
-    ]
-    return registry.write_labeled(name, raw, table, length=length, transformations=steps)
+            "symbol": patterns["symbol"].astype(str).to_numpy(),
+            "start_ts": patterns["start_ts"].to_numpy(),
+            "label": patterns["label"].astype(str).to_numpy(),
+            "source": PLANTED_LABEL_SOURCE,
+        }
+    )
 
 
 def to_time_units(value: str | int, bar: pd.Timedelta) -> int:

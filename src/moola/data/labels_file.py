@@ -3,20 +3,26 @@
 A labels file (CSV or Parquet) has a ``label`` column and either ``start`` (the bar
 position of the window's first bar) or ``start_ts`` (its open time, plus ``symbol`` when
 the bars hold several), and optionally ``grade`` (A-D; D blacklists the row) and
-``source``. Every problem is a ``SourceError`` naming the file, the column and the rows
+``source``. A file with ``timestamp`` instead, as ``moola labels build --out`` writes
+(one label per bar, describing what follows it), gives each window's *last* bar: the
+window ends at the labelled bar (``moola.data.label_ends``), and rows whose label or
+``horizon_end_ts`` is missing, or where no complete window ends, are left out and counted.
+
+Every problem is a ``SourceError`` naming the file, the column and the rows
 (CSV lines counted with the header as line 1, Parquet rows from 1), because these files
 are typed or exported by hand and a bad cell must be easy to find.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from moola.core.errors import SourceError
+from moola.data.label_ends import windows_ending_at
 from moola.data.sources._common import Where
 from moola.data.windows import GRADES
 
@@ -26,47 +32,79 @@ _PARQUET = (".parquet", ".pq")
 
 @dataclass(frozen=True)
 class LabelRows:
-    """The rows of a labels file that become windows (grade D rows dropped)."""
+    """The rows of a labels file that become windows (grade D rows dropped).
+
+    ``horizons`` (UTC open time of the last bar each label looks at) and ``skipped``
+    (rows left out, by reason: see ``moola.data.label_ends``) come from a ``timestamp``
+    file; a ``start``/``start_ts`` file has none and skips nothing.
+    """
 
     starts: np.ndarray
     labels: list
     grades: list | None
     sources: list[str] | None
     dropped: int
+    horizons: pd.Series | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
-def read_labels_file(path: Path, bars: pd.DataFrame, *, length: int) -> LabelRows:
+def read_labels_file(
+    path: Path, bars: pd.DataFrame, *, length: int, allow_gaps: bool = False
+) -> LabelRows:
     """Read ``path`` and resolve each row to a window start over ``bars`` of ``length``.
 
     Raises ``SourceError`` naming the file, column and rows of: a missing, unreadable or
     empty file, missing columns, starts that are not whole bar positions or fall outside
-    the bars, timestamps that do not parse or match no bar, missing labels, and grades
-    other than A-D.
+    the bars, timestamps that do not parse or match no bar, missing labels (in a
+    ``start``/``start_ts`` file), and grades other than A-D. ``allow_gaps`` lets a
+    ``timestamp`` file's windows span missing bars.
     """
     table = _read(path)
     where = Where(path, "row {}", 1) if path.suffix.lower() in _PARQUET else Where(path)
-    if "label" not in table.columns or not ({"start", "start_ts"} & set(table.columns)):
+    if "label" not in table.columns or not (
+        {"start", "start_ts", "timestamp"} & set(table.columns)
+    ):
         raise SourceError(
-            f"Labels file {path} needs a 'label' column and a 'start' (bar position) or "
-            f"'start_ts' (timestamp) column; it has {list(map(str, table.columns))}."
+            f"Labels file {path} needs a 'label' column and a 'start' (bar position of the "
+            "window's first bar), 'start_ts' (its open time) or 'timestamp' (open time of the "
+            f"window's last bar, as `moola labels build --out` writes) column; it has "
+            f"{list(map(str, table.columns))}."
         )
     if table.empty:
         raise SourceError(f"Labels file {path} has no rows: add one row per labelled window.")
+    rows = np.arange(len(table))
+    horizons, skipped = None, {}
     if "start" in table.columns:
         starts = _positions(table["start"], where)
+        _check_range(starts, table, where, n_bars=len(bars), length=length)
+    elif "start_ts" in table.columns:
+        starts = _stamp_positions(table, bars, where, "start_ts")
+        _check_range(starts, table, where, n_bars=len(bars), length=length)
     else:
-        starts = _stamp_positions(table, bars, where)
-    _check_range(starts, table, where, n_bars=len(bars), length=length)
-    labels = _labels(table["label"], where)
-    grades = _grades(table["grade"], where) if "grade" in table.columns else None
-    keep = np.array([g != BLACKLISTED_GRADE for g in grades or [None] * len(table)])
-    sources = table["source"].astype(str).tolist() if "source" in table.columns else None
+        ends = _stamp_positions(table, bars, where, "timestamp")
+        defined = table["label"].notna().to_numpy().copy()
+        if "horizon_end_ts" in table.columns:
+            horizon = _stamps(table["horizon_end_ts"])
+            defined &= horizon.notna().to_numpy()
+        chosen = windows_ending_at(bars, ends, defined, length=length, allow_gaps=allow_gaps)
+        rows, starts, skipped = chosen.rows, chosen.starts, chosen.dropped
+        if "horizon_end_ts" in table.columns:
+            horizons = horizon.iloc[rows].reset_index(drop=True)
+    labels = _labels(table["label"], where, rows)
+    grades = None
+    if "grade" in table.columns:
+        every = _grades(table["grade"], where)
+        grades = [every[row] for row in rows]
+    keep = np.array([g != BLACKLISTED_GRADE for g in grades or [None] * len(rows)], dtype=bool)
+    sources = table["source"].iloc[rows].astype(str).tolist() if "source" in table.columns else None
     return LabelRows(
         starts=starts[keep],
         labels=[v for v, k in zip(labels, keep, strict=True) if k],
         grades=[g for g, k in zip(grades, keep, strict=True) if k] if grades else None,
         sources=[s for s, k in zip(sources, keep, strict=True) if k] if sources else None,
         dropped=int((~keep).sum()),
+        horizons=horizons[keep].reset_index(drop=True) if horizons is not None else None,
+        skipped=skipped,
     )
 
 
@@ -116,16 +154,23 @@ def _positions(column: pd.Series, where: Where) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _stamp_positions(table: pd.DataFrame, bars: pd.DataFrame, where: Where) -> np.ndarray:
-    """The bar position of each row's ``start_ts`` (and ``symbol``) in ``bars``."""
-    raw = table["start_ts"]
+def _stamps(raw: pd.Series) -> pd.Series:
+    """UTC timestamps of a column; NaT where a cell is not one."""
     try:
-        stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+        return pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
     except (TypeError, ValueError):  # cells that are not scalars (Parquet lists, ...)
-        stamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+
+
+def _stamp_positions(
+    table: pd.DataFrame, bars: pd.DataFrame, where: Where, column: str
+) -> np.ndarray:
+    """The bar position of each row's ``column`` time (and ``symbol``) in ``bars``."""
+    raw = table[column]
+    stamps = _stamps(raw)
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if bad.size:
-        _refuse(where, "start_ts", bad, raw, "not a timestamp (e.g. 2024-03-01 14:30:00)")
+        _refuse(where, column, bad, raw, "not a timestamp (e.g. 2024-03-01 14:30:00)")
     keys = pd.DataFrame({"timestamp": stamps})
     if "symbol" in table.columns:
         keys["symbol"] = table["symbol"].astype(str)
@@ -141,12 +186,13 @@ def _stamp_positions(table: pd.DataFrame, bars: pd.DataFrame, where: Where) -> n
     merged = keys.merge(lookup, how="left", on=list(keys.columns))
     missing = np.flatnonzero(merged["position"].isna().to_numpy())
     if missing.size:
+        what = "start" if column == "start_ts" else "bar"
         _refuse(
             where,
-            "start_ts",
+            column,
             missing,
             raw,
-            "start times that match no bar in the dataset (bar open times, UTC)",
+            f"{what} times that match no bar in the dataset (bar open times, UTC)",
         )
     return merged["position"].to_numpy(np.int64)
 
@@ -167,19 +213,29 @@ def _check_range(
         )
 
 
-def _labels(column: pd.Series, where: Where) -> list:
-    """Class names (text) or class indices (whole numbers); a blank label is refused."""
-    missing = np.flatnonzero(column.isna().to_numpy())
+def _labels(column: pd.Series, where: Where, rows: np.ndarray) -> list:
+    """Class names (text) or class indices (whole numbers) of ``rows``; a blank label is
+    refused. Errors name the file's rows, whichever subset ``rows`` is."""
+    chosen = column.iloc[rows]
+    missing = rows[chosen.isna().to_numpy()]
     if missing.size:
         _refuse(where, "label", missing, column, "no label")
-    if column.dtype.kind == "f":
-        fractional = np.flatnonzero(column.to_numpy() != np.floor(column.to_numpy()))
+    if chosen.dtype.kind == "f":
+        values = chosen.to_numpy()
+        fractional = rows[values != np.floor(values)]
         if fractional.size:
-            _refuse(where, "label", fractional, column, "not a class name or index")
-        return column.astype(np.int64).tolist()
-    if column.dtype.kind in "iu":
-        return column.astype(np.int64).tolist()
-    return column.astype(str).tolist()
+            _refuse(
+                where,
+                "label",
+                fractional,
+                column,
+                "not a class (a name, or a whole-number index); a continuous target such as "
+                "trend strength must be binned into classes first",
+            )
+        return chosen.astype(np.int64).tolist()
+    if chosen.dtype.kind in "iu":
+        return chosen.astype(np.int64).tolist()
+    return chosen.astype(str).tolist()
 
 
 def _grades(column: pd.Series, where: Where) -> list:

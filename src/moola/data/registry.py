@@ -59,6 +59,8 @@ TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions")
 DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", *TABLE_KINDS)
 SPLITS_DIR = "splits"
 MIN_SYNTHETIC_KS_PVALUE = 0.1
+# Optional column of labeled windows: open time of the last bar the label looks at.
+LABEL_HORIZON = "horizon_end_ts"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _REF = re.compile(r"^(?P<name>[^@]+?)(?:@v?(?P<version>\d+))?$")
@@ -788,12 +790,16 @@ class Registry:
         return split, record
 
     def sample_spans(self, ref: DatasetRef) -> tuple[np.ndarray, np.ndarray]:
-        """Time spans (int64 ns, inclusive) of the samples of a windows dataset."""
+        """Time spans (int64 ns, inclusive) of the samples of a windows dataset: from a
+        window's first bar to its last, or to its label's horizon end when that is later."""
         if ref.kind == "labeled":
-            table = pd.read_parquet(
-                io.BytesIO(self.read_file(ref, "windows.parquet")), columns=["start_ts", "end_ts"]
-            )
-            return _ns(table["start_ts"]), _ns(table["end_ts"])
+            # A label that looks past its window (moola labels build) spans to its horizon
+            # end, so purging and embargo keep that future out of other parts too.
+            table = pd.read_parquet(io.BytesIO(self.read_file(ref, "windows.parquet")))
+            ends = _ns(table["end_ts"])
+            if LABEL_HORIZON in table.columns:
+                ends = np.maximum(ends, _ns(table[LABEL_HORIZON]))
+            return _ns(table["start_ts"]), ends
         if ref.kind == "unlabeled":
             meta = self.meta(ref)
             bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
