@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from moola.core.anchors import JOURNAL_DIR, Anchors
 from moola.core.atomic import TMP_PREFIX, is_in_flight, remove_temporary, stale_temporaries
 from moola.core.chainlog import chain_head, verify_log
-from moola.core.errors import CheckpointError, MoolaError
+from moola.core.errors import CheckpointError, IntegrityError, MoolaError
 from moola.core.integrity import check_file, read_json_bytes
 from moola.data.registry import DATASET_KINDS, Registry
 from moola.pretrain.artifacts import check_encoder_bytes, encoder_dir
@@ -127,13 +128,9 @@ def _verify_runs(store: RunStore, report: VerifyReport, *, full: bool) -> None:
                 f"recorded); `moola runs migrate {run_dir.name} --trust` converts it"
             )
             continue
-        for name, record in files.items():
-            problem = check_file(
-                run_dir / name, record if isinstance(record, dict) else {}, full=full
-            )
-            if problem:
-                report.problems.append(problem)
-        report.problems += _unlisted(run_dir, {*files, MANIFEST_FILE, REPORT_FILE}, _ADDITIONS)
+        _check_listing(
+            run_dir, files, {MANIFEST_FILE, REPORT_FILE}, report, full=full, skip=_ADDITIONS
+        )
         _verify_additions(store, run_dir, report, full=full)
 
 
@@ -154,22 +151,46 @@ def _verify_additions(store: RunStore, run_dir: Path, report: VerifyReport, *, f
         if not manifest_path.is_file():
             report.notes.append(f"{folder}: no manifest (written before backtests had one)")
             continue
-        try:
-            data = manifest_path.read_bytes()
-            key = f"run:{run_dir.name}/{folder.relative_to(run_dir)}"
-            if not store.anchors.check(key, data, manifest_path):
-                report.notes.append(f"{folder}: unanchored (written before the journal)")
-            files = read_json_bytes(data, manifest_path).get("files", {})
-        except (MoolaError, AttributeError) as exc:
-            report.problems.append(str(exc))
-            continue
-        for name, record in files.items():
-            problem = check_file(
-                folder / name, record if isinstance(record, dict) else {}, full=full
-            )
-            if problem:
-                report.problems.append(problem)
-        report.problems += _unlisted(folder, {*files, MANIFEST_FILE}, ())
+        key = f"run:{run_dir.name}/{folder.relative_to(run_dir)}"
+        files = _anchored_listing(store, key, manifest_path, report)
+        if files is not None:
+            _check_listing(folder, files, {MANIFEST_FILE}, report, full=full)
+
+
+def _anchored_listing(
+    store: RunStore, key: str, path: Path, report: VerifyReport
+) -> dict[str, Any] | None:
+    """The ``files`` of a listing checked against its anchor; None (and a problem) if bad."""
+    try:
+        data = path.read_bytes()
+        listing = read_json_bytes(data, path)
+        if not store.anchors.check_marked(key, data, path, listing):
+            report.notes.append(f"{path.parent}: unanchored (written before the journal)")
+        files = listing.get("files") if isinstance(listing, dict) else None
+        if not isinstance(files, dict):
+            raise IntegrityError(f"{path} is corrupt: it lists no files.")
+        return files
+    except MoolaError as exc:
+        report.problems.append(str(exc))
+        return None
+
+
+def _check_listing(
+    folder: Path,
+    files: dict[str, Any],
+    own: set[str],
+    report: VerifyReport,
+    *,
+    full: bool,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Every listed file against its record, and any file the listing does not name
+    (besides ``own`` files and the ``skip`` folders, which are checked on their own)."""
+    for name, record in files.items():
+        problem = check_file(folder / name, record if isinstance(record, dict) else {}, full=full)
+        if problem:
+            report.problems.append(problem)
+    report.problems += _unlisted(folder, {*files, *own}, skip)
 
 
 def _verify_promoted(store: RunStore, report: VerifyReport, *, full: bool) -> None:
@@ -184,20 +205,9 @@ def _verify_promoted(store: RunStore, report: VerifyReport, *, full: bool) -> No
         if not path.is_file():
             report.notes.append(f"{folder}: no {PROMOTED_FILE} (promoted before listings)")
             continue
-        try:
-            data = path.read_bytes()
-            store.anchors.check(f"promoted:{folder.name}", data, path)
-            files = read_json_bytes(data, path).get("files", {})
-        except (MoolaError, AttributeError) as exc:
-            report.problems.append(str(exc))
-            continue
-        for name, record in files.items():
-            problem = check_file(
-                folder / name, record if isinstance(record, dict) else {}, full=full
-            )
-            if problem:
-                report.problems.append(problem)
-        report.problems += _unlisted(folder, {*files, PROMOTED_FILE}, ())
+        files = _anchored_listing(store, f"promoted:{folder.name}", path, report)
+        if files is not None:
+            _check_listing(folder, files, {PROMOTED_FILE}, report, full=full)
 
 
 def _verify_encoders(root: Path, report: VerifyReport) -> None:
