@@ -149,3 +149,16 @@ def test_labels_build_checks_the_name_before_computing_any_label(capsys, root, m
         "--raw", "mkt", "--name", name,
     )  # fmt: skip
     assert "--name" in err and repr(name) in err
+
+
+def test_a_signal_timestamp_beyond_2262_is_named_not_a_traceback(capsys, root, tmp_path):
+    bars = tmp_path / "bars.csv"
+    bars.write_text("timestamp,open,high,low,close\n2024-01-01 00:00:00,1,2,0.5,1.5\n")
+    signals = tmp_path / "far-signals.csv"
+    signals.write_text("timestamp,position\n2024-01-01 00:00:00,1\n3024-01-01 00:15:00,0\n")
+    err = refused(
+        capsys, root, "backtest", "--bars", str(bars), "--signals", str(signals),
+        "--out", str(tmp_path / "bt"), "--symbol", "ES", "--timeframe", "1m",
+    )  # fmt: skip
+    assert "far-signals.csv" in err and "3024" in err
+    assert not (tmp_path / "bt").exists()

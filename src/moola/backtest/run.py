@@ -257,11 +257,14 @@ def _align_table(bars: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndar
             f"(has {list(table.columns)[:10]})."
         )
     try:
-        stamps = pd.DatetimeIndex(pd.to_datetime(table["timestamp"], utc=True))
+        # As nanoseconds, like the bars: a year such as 3024 parses (in seconds) but cannot
+        # be matched to a bar, so it is refused here, by row, rather than while matching.
+        stamps = pd.DatetimeIndex(pd.to_datetime(table["timestamp"], utc=True)).as_unit("ns")
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{where}: the 'timestamp' column is not readable as dates ({exc}); use ISO 8601 "
-            "such as 2024-01-02T14:30:00Z (naive times are read as UTC)."
+            f"{where}: the 'timestamp' column is not readable as dates between the years "
+            f"1677 and 2262 ({exc}); use ISO 8601 such as 2024-01-02T14:30:00Z (naive times "
+            "are read as UTC)."
         ) from None
     try:
         values = pd.to_numeric(table["position"], errors="raise").to_numpy(np.float64)

@@ -202,7 +202,7 @@ def model_card(name: str) -> ModelCard:
         close = difflib.get_close_matches(name, MODEL_CARDS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         active = ", ".join(n for n, c in MODEL_CARDS.items() if c.role == "ACTIVE")
-        raise ConfigError(f"Unknown model '{name}'.{hint} Active models: {active}.")
+        raise ConfigError(f"Unknown model {name!r}.{hint} Active models: {active}.")
     return MODEL_CARDS[name]
 
 
