@@ -22,7 +22,7 @@ def _csv(path, bars: pd.DataFrame) -> str:
     return str(path)
 
 
-def _ingest(capsys, root, path, name="es", *extra: str) -> tuple[int, str, str]:
+def _ingest(capsys, root, path, *extra: str, name: str = "es") -> tuple[int, str, str]:
     return run(
         capsys,
         "--data-root",
@@ -249,3 +249,79 @@ def test_labels_build_out_file_feeds_data_windows_labels(capsys, tmp_path):
     from_table = registry.load_labeled("from-table").table
     for column in ("start", "end", "label", "horizon_end_ts"):
         assert from_file[column].astype(str).tolist() == from_table[column].astype(str).tolist()
+
+
+# --- ingest of several files --------------------------------------------------------------
+
+
+@pytest.fixture
+def month_files(tmp_path):
+    """Three files of one series: the second overlaps the first by 50 identical bars, and
+    50 bars are missing between the second and the third."""
+    bars = random_walk_bars(900, symbol="ES")
+    folder = tmp_path / "months"
+    folder.mkdir()
+    _csv(folder / "es-01.csv", bars.iloc[:400])
+    _csv(folder / "es-02.csv", bars.iloc[350:600])
+    _csv(folder / "es-03.csv", bars.iloc[650:])
+    return folder, bars
+
+
+def test_ingest_several_files_makes_one_version_reporting_overlaps_and_gaps(
+    capsys, tmp_path, month_files
+):
+    folder, bars = month_files
+    root = tmp_path / "moola_data"
+    code, out, err = _ingest(capsys, root, str(folder / "es-*.csv"))
+    assert code == 0, err
+    assert "raw/es@v1" in out and "850 bars" in out
+    assert "50 identical bars in both es-01.csv and es-02.csv" in out
+    assert "50 bars missing" in out and "(es-02.csv)" in out and "(es-03.csv)" in out
+    registry = Registry(root)
+    stored = registry.load_raw("es")
+    expected = pd.concat([bars.iloc[:600], bars.iloc[650:]])
+    assert stored["timestamp"].tolist() == expected["timestamp"].tolist()
+    np.testing.assert_allclose(stored["close"], expected["close"])
+    sources = registry.manifest(registry.resolve("raw", "es"))["sources"]
+    assert [s["name"] for s in sources] == ["es-01.csv", "es-02.csv", "es-03.csv"]
+    assert all(s["sha256"].startswith("sha256:") for s in sources)
+
+
+def test_ingest_refuses_files_that_disagree_on_a_bar_naming_both(capsys, tmp_path, month_files):
+    folder, _ = month_files
+    second = pd.read_csv(folder / "es-02.csv")
+    second.loc[10, "close"] += 1.0
+    second.to_csv(folder / "es-02.csv", index=False)
+    root = tmp_path / "moola_data"
+    code, _, err = _ingest(capsys, root, [str(folder / "es-01.csv"), str(folder / "es-02.csv")])
+    assert code == 2 and "es-01.csv and es-02.csv" in err and "differ" in err
+    assert Registry(root).versions("raw", "es") == []
+
+
+def test_identical_reingest_writes_nothing_unless_forced(capsys, tmp_path, month_files):
+    folder, _ = month_files
+    root = tmp_path / "moola_data"
+    files = [str(folder / "es-01.csv"), str(folder / "es-02.csv")]
+    assert _ingest(capsys, root, files)[0] == 0
+    journal = (root / "journal" / "writes.jsonl").read_bytes()
+    code, out, err = _ingest(capsys, root, files[::-1])  # same bytes, any order
+    assert code == 0, err
+    assert "raw/es@v1 already holds these bytes" in out and "--force" in out
+    assert Registry(root).versions("raw", "es") == [1]
+    assert (root / "journal" / "writes.jsonl").read_bytes() == journal
+    code, out, err = _ingest(capsys, root, files, "--mode", "repair")  # read another way
+    assert code == 0 and "raw/es@v2" in out, err
+    code, out, _ = _ingest(capsys, root, files, "--force")
+    assert code == 0 and "raw/es@v3" in out
+
+
+def test_ingest_names_every_missing_flag_at_once(capsys, tmp_path, month_files):
+    folder, _ = month_files
+    root = tmp_path / "moola_data"
+    base = ["--data-root", str(root), "data", "ingest", str(folder / "es-01.csv"), "--name", "x"]
+    code, _, err = run(capsys, *base)
+    assert code == 2
+    assert "--symbol and --timeframe are required for a CSV" in err and "es-01.csv" in err
+    code, _, err = run(capsys, *base, "--symbol", "ES")
+    assert code == 2 and "--timeframe is required" in err and "--symbol" not in err.split("e.g.")[0]
+    assert not (root / "data" / "raw").exists() or Registry(root).versions("raw", "x") == []

@@ -16,6 +16,9 @@ from moola.data.registry import Registry
 app = typer.Typer(help="Ingest, inspect, verify, window and split datasets.", no_args_is_help=True)
 
 
+_EXAMPLES = {"symbol": "ES", "timeframe": "1m"}
+
+
 def _registry(ctx: typer.Context) -> Registry:
     return Registry(settings_of(ctx).data_root)
 
@@ -23,7 +26,11 @@ def _registry(ctx: typer.Context) -> Registry:
 @app.command()
 def ingest(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., help="Bars file (CSV, Parquet, HistData, Coinbase, DBN)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Bars file(s) (CSV, Parquet, HistData, Coinbase, DBN); several files or a glob "
+        "(e.g. a month-per-file series) make one version.",
+    ),
     name: str = typer.Option(..., "--name", help="Dataset name in the registry."),
     format: str | None = typer.Option(
         None, "--format", help="csv, parquet, histdata, coinbase or dbn (default: by extension)."
@@ -37,28 +44,72 @@ def ingest(
     tz: str | None = typer.Option(
         None, "--tz", help="Time zone of naive timestamps (CSV/Parquet)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Store a new version even if one already holds these bytes."
+    ),
 ) -> None:
-    """Validate a bars file and store it as a new raw dataset version."""
-    from moola.data.ingest import ingest_file
+    """Validate bars file(s) and store them as a new raw dataset version."""
+    from moola.data.ingest import MissingIdentity, ingest_files
 
     if mode not in ("strict", "repair"):
         raise ConfigError(f"--mode must be 'strict' or 'repair', not {mode!r}.")
     check_new_name(name, "--name")
     options = {"timezone": tz} if tz else {}
-    with console.status(f"Ingesting {path}"):
-        result = ingest_file(
-            _registry(ctx),
-            path,
-            name=name,
-            format=format,
-            symbol=symbol,
-            timeframe=timeframe,
-            mode=mode,
-            calendar=calendar,
-            options=options,  # type: ignore[arg-type]
+    shown = str(paths[0]) if len(paths) == 1 else f"{len(paths)} paths"
+    try:
+        with console.status(f"Ingesting {shown}"):
+            result = ingest_files(
+                _registry(ctx),
+                list(paths),
+                name=name,
+                format=format,
+                symbol=symbol,
+                timeframe=timeframe,
+                mode=mode,  # type: ignore[arg-type]
+                calendar=calendar,
+                options=options,
+                force=force,
+            )
+    except MissingIdentity as exc:
+        flags = " and ".join(f"--{param}" for param in exc.missing)
+        files = ", ".join(str(path) for path in exc.files[:3])
+        example = " ".join(f"--{param} {_EXAMPLES[param]}" for param in exc.missing)
+        raise ConfigError(
+            f"{flags} {'are' if len(exc.missing) > 1 else 'is'} required for a CSV/Parquet "
+            f"file without {'/'.join(exc.missing)} columns ({files}); e.g. {example}."
+        ) from None
+    if result.already:
+        console.print(
+            f"{result.ref} already holds these bytes, read the same way; nothing written. "
+            "Pass --force to store a new version anyway.",
+            soft_wrap=True,
         )
+        return
     report = result.validation
+    assert report is not None
     console.print(f"[green]Stored[/] {result.ref}  ({report.n_output:,} bars)")
+    if len(result.files) > 1:
+        for info in result.files:
+            console.print(
+                f"  {info['name']}: {info['bars']:,} bars {info['first']} .. {info['last']}  "
+                f"{info['sha256'][:26]}...",
+                soft_wrap=True,
+                markup=False,
+            )
+    for overlap in result.overlaps:
+        console.print(
+            f"  overlap: {overlap['bars']:,} identical bars in both {overlap['files'][0]} and "
+            f"{overlap['files'][1]} (kept once)",
+            soft_wrap=True,
+            markup=False,
+        )
+    for gap in result.between:
+        console.print(
+            f"  gap between files: {gap['missing_bars']:,} bars missing from {gap['from']} "
+            f"({gap['after']}) to {gap['to']} ({gap['before']})",
+            soft_wrap=True,
+            markup=False,
+        )
     for repair in report.repairs:
         console.print(f"  repaired: {repair.get('action')}: {repair.get('count', '')}")
     if result.gaps:
@@ -256,6 +307,20 @@ def windows(
     console.print(f"[green]Stored[/] {result.ref}  ({result.windows:,} windows x {length} bars)")
     if labels is not None or labels_from is not None:
         console.print(f"  label rows left out: {describe_dropped(result.dropped)}")
+    _print_blacklist_steps(_registry(ctx).manifest(result.ref))
+
+
+def _print_blacklist_steps(manifest: dict) -> None:
+    """Grade D windows added to the blacklist and windows it excluded, from a manifest."""
+    from moola.data.blacklist import BLACKLIST_FILE, excluded_count
+
+    for step in manifest.get("transformations", []):
+        added = step.get("params", {}).get("added_to_blacklist")
+        if step.get("name") == "drop_blacklisted_grade_D" and added:
+            console.print(f"  {added:,} grade D window(s) added to the blacklist {BLACKLIST_FILE}")
+    excluded = excluded_count(manifest)
+    if excluded is not None:
+        console.print(f"  {excluded:,} window(s) excluded: they overlap the blacklist")
 
 
 @app.command()
@@ -306,5 +371,13 @@ def split(
     )
     counts = built.counts if hasattr(built, "counts") else {}
     console.print(f"[green]Stored[/] split {split_name}@v{version} over {ref}: {counts}")
-    if built.purged:
-        err_console.print(f"  {len(built.purged)} samples purged/embargoed (recorded in the split)")
+    blacklisted = int(built.params.get("blacklist", {}).get("excluded", 0))
+    if "blacklist" in built.params:
+        console.print(
+            f"  {blacklisted:,} window(s) excluded: they overlap the blacklist (in no part; "
+            "recorded in the split)"
+        )
+    if len(built.purged) > blacklisted:
+        err_console.print(
+            f"  {len(built.purged) - blacklisted} samples purged/embargoed (recorded in the split)"
+        )
