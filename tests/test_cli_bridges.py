@@ -325,3 +325,73 @@ def test_ingest_names_every_missing_flag_at_once(capsys, tmp_path, month_files):
     code, _, err = run(capsys, *base, "--symbol", "ES")
     assert code == 2 and "--timeframe is required" in err and "--symbol" not in err.split("e.g.")[0]
     assert not (root / "data" / "raw").exists() or Registry(root).versions("raw", "x") == []
+
+
+# --- augment ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def patterns_split(capsys, tmp_path):
+    """40 planted patterns over a synthetic market, as labeled windows split forward."""
+    root, labels = tmp_path / "moola_data", tmp_path / "planted.csv"
+    code, _, err = run(
+        capsys, "--data-root", str(root), "data", "synth", "--name", "mkt", "--bars", "20000",
+        "--calendar", "crypto", "--patterns", "40", "--labels-out", str(labels),
+    )  # fmt: skip
+    assert code == 0, err
+    base = ["--data-root", str(root), "data"]
+    assert run(capsys, *base, "windows", "mkt", "--name", "pat", "--labels", str(labels))[0] == 0
+    code, _, err = run(
+        capsys, *base, "split", "pat", "--strategy", "forward-chaining", "--purge", "105",
+        "--name", "fc",
+    )  # fmt: skip
+    assert code == 0, err
+    return root
+
+
+def test_augment_stores_a_train_only_set_and_prints_its_ks_quality(capsys, patterns_split):
+    root = patterns_split
+    code, out, err = run(
+        capsys, "--data-root", str(root), "data", "augment", "pat", "--split", "fc",
+        "--method", "scaling", "--name", "syn", "--copies", "2", "--seed", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    registry = Registry(root)
+    meta = registry.meta(registry.resolve("synthetic", "syn"))
+    train = registry.load_labeled("pat", split="fc").train
+    assert meta["windows"] == 2 * len(train)
+    assert f"KS statistic {meta['ks_statistic']:.4f}" in out and "p-value" in out
+    assert meta["ks_pvalue"] >= 0.1 and "below" not in out
+    data = registry.load_labeled("pat", split="fc", synthetic="syn")
+    assert data.audit["val_synthetic_count"] == 0 and data.audit["test_synthetic_count"] == 0
+    assert data.train.synthetic.sum() == 2 * len(train)
+
+
+def test_a_strong_augmentation_is_refused_by_train_unless_overridden(capsys, patterns_split):
+    root = patterns_split
+    code, out, err = run(
+        capsys, "--data-root", str(root), "data", "augment", "pat", "--split", "fc",
+        "--method", "jitter", "--sigma", "0.01", "--name", "strong",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "below the 0.1 quality bar" in out
+    train = ["--data-root", str(root), "train", "--model", "logistic_regression", "--dataset",
+             "pat", "--split", "fc", "--synthetic", "strong", "--bootstrap", "10"]  # fmt: skip
+    code, _, err = run(capsys, *train)
+    assert code == 2 and "KS p-value" in err and "--allow-low-quality-synthetic" in err
+    assert not RunStore(root).results()
+    code, _, err = run(capsys, *train, "--allow-low-quality-synthetic")
+    assert code == 0, err
+    (record,) = RunStore(root).results()
+    store = RunStore(root)
+    manifest = store.manifest_bytes(store.run_dir(record["run_id"])).decode()
+    assert '"low_quality_override": true' in manifest and "override_reason" in manifest
+
+
+def test_augment_refuses_an_unknown_method_naming_the_choices(capsys, patterns_split):
+    code, _, err = run(
+        capsys, "--data-root", str(patterns_split), "data", "augment", "pat", "--split", "fc",
+        "--method", "warp", "--name", "x",
+    )  # fmt: skip
+    assert code == 2 and "jitter, scaling, time-warp" in err
+    assert Registry(patterns_split).versions("synthetic", "x") == []

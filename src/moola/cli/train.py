@@ -76,6 +76,11 @@ def train(
         "beside each window's 20 price-action features).",
     ),
     synthetic: str | None = typer.Option(None, help="Synthetic set to add to train only."),
+    allow_low_quality_synthetic: bool | None = typer.Option(
+        None,
+        "--allow-low-quality-synthetic",
+        help="Use a --synthetic set whose KS p-value is below 0.1 anyway (recorded in the run).",
+    ),
     base_run: list[str] = typer.Option(None, help="Base run ids for the stack model."),
     pretrained_encoder: Path | None = typer.Option(
         None,
@@ -98,6 +103,7 @@ def train(
         "calibration": calibration,
         "inputs": inputs,
         "synthetic": synthetic,
+        "allow_low_quality_synthetic": allow_low_quality_synthetic,
         "seed": seed,
         "n_bootstrap": bootstrap,
         "base_runs": base_run or None,

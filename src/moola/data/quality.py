@@ -21,6 +21,13 @@ def window_log_returns(windows: np.ndarray, close_column: int) -> np.ndarray:
 
 def returns_ks_pvalue(synthetic: np.ndarray, real: np.ndarray) -> float:
     """Two-sample KS p-value that ``synthetic`` and ``real`` returns share a distribution."""
+    return returns_ks_test(synthetic, real)[1]
+
+
+def returns_ks_test(synthetic: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """Two-sample KS statistic (largest gap between the two empirical CDFs, 0..1) and
+    p-value; (1.0, 0.0) when either side has no returns."""
     if len(synthetic) == 0 or len(real) == 0:
-        return 0.0
-    return float(stats.ks_2samp(synthetic, real).pvalue)
+        return 1.0, 0.0
+    result = stats.ks_2samp(synthetic, real)
+    return float(result.statistic), float(result.pvalue)

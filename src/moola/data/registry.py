@@ -50,7 +50,7 @@ from moola.data._manifest import (
     check_files,
     content_hash,
 )
-from moola.data.quality import returns_ks_pvalue, window_log_returns
+from moola.data.quality import returns_ks_test, window_log_returns
 from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
 from moola.data.splits import Split, validate_split
 from moola.data.windows import WindowSet, window_starts
@@ -426,7 +426,7 @@ class Registry:
         if "close" not in columns:
             raise RegistryError(f"{parent} windows have no close column; cannot check quality.")
         close = columns.index("close")
-        pvalue = returns_ks_pvalue(
+        statistic, pvalue = returns_ks_test(
             window_log_returns(X, close), window_log_returns(real.train.X, close)
         )
         y = np.array([real.classes.index(label) for label in labels], dtype=np.int64)
@@ -435,6 +435,7 @@ class Registry:
             "windows": len(X),
             "shape": list(X.shape),
             "classes": list(real.classes),
+            "ks_statistic": statistic,
             "ks_pvalue": pvalue,
             "parent": parent.to_dict(),
             "split": split_ref,
@@ -443,7 +444,11 @@ class Registry:
             "parents": [parent.to_dict()],
             "split": split_ref,
             "augmentation": augmentation,
-            "quality": {"statistic": "ks_2samp_close_log_returns", "pvalue": pvalue},
+            "quality": {
+                "statistic": "ks_2samp_close_log_returns",
+                "ks_statistic": statistic,
+                "pvalue": pvalue,
+            },
         }
         files = {
             "X.npy": lambda path: np.save(path, X),
@@ -663,6 +668,11 @@ class Registry:
             "ks_pvalue": pvalue,
             "low_quality_override": bool(low and allow_low_quality),
         }
+        if low:  # why a set the guard refuses was used anyway, in the run's audit
+            record["override_reason"] = (
+                f"KS p-value {pvalue:.3g} < {MIN_SYNTHETIC_KS_PVALUE}: refused by the quality "
+                "guard, used because allow_low_quality_synthetic was set"
+            )
         return merged, record
 
     # ------------------------------------------------------------------ splits
