@@ -162,3 +162,10 @@ def test_a_signal_timestamp_beyond_2262_is_named_not_a_traceback(capsys, root, t
     )  # fmt: skip
     assert "far-signals.csv" in err and "3024" in err
     assert not (tmp_path / "bt").exists()
+
+
+def test_stratified_split_of_unlabeled_windows_says_why_not(capsys, root):
+    err = refused(
+        capsys, root, "data", "split", "uw", "--strategy", "stratified", "--time-independent"
+    )
+    assert "unlabeled/uw@v1" in err and "stratified" in err

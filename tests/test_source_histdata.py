@@ -102,6 +102,9 @@ def test_bad_lines_are_named(tmp_path):
     long = write(tmp_path, ["20240102 000000;1;1;1;1;0", "20240102 000100;1;1;1;1;0;7"])
     with pytest.raises(SourceError, match="Expected 6 fields in line 2, saw 7"):
         read_histdata(long, symbol="EURUSD")
+    far = write(tmp_path, ["20240102 000000;1;1;1;1;0", "30240102 000100;1;1;1;1;0"])
+    with pytest.raises(SourceError, match=r"outside the years 1677-2262 at line 2 \('3024"):
+        read_histdata(far, symbol="EURUSD")
     blank = write(tmp_path, ["20240102 000000;1;1;1;1;0", "", "20240102 000200;1;1;1;1;0", ""])
     with pytest.raises(SourceError, match=r"eurusd\.csv: blank line or missing fields at line 2\."):
         read_histdata(blank, symbol="EURUSD")

@@ -13,15 +13,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, SplitError
 from moola.core.hashing import sha256_json
 from moola.core.settings import parse_config
 from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
+from moola.data.blacklist import BlacklistEntry, add_entries, make_entry, read_blacklist
 from moola.data.ingest import ingest_bars
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
-from moola.data.splits import Split, make_split
+from moola.data.splits import Fold, Split, make_split
 from moola.data.windows import labeled_windows_table
 
 PLANTED_LABEL_SOURCE = "synthetic-planted"
@@ -138,29 +139,86 @@ def make_and_store_split(
     embargo: str | int = 0,
     **params: Any,
 ) -> tuple[str, int, Split]:
-    """Split ``ref``'s windows with ``strategy`` and store the split; returns name, version."""
+    """Split ``ref``'s windows with ``strategy`` and store the split; returns name, version.
+
+    Windows overlapping the data root's blacklist are in no part: the split is made over
+    the others and lists the blacklisted ones as purged, with their count in
+    ``params["blacklist"]`` (so the blacklist read is part of the split's identity).
+    """
     # The spelling make_split accepts (Walk_Forward -> walk-forward), so the per-strategy
     # parameters below are picked for any spelling of the name.
     strategy = str(strategy).strip().lower().replace("_", "-").replace(" ", "-")
     starts, ends = registry.sample_spans(ref)
+    blacklist = read_blacklist(registry.root)
+    kept = np.arange(len(starts))
+    if len(blacklist):
+        kept = np.flatnonzero(~blacklist.mask(*registry.sample_windows(ref)))
+        if not len(kept):
+            raise ConfigError(
+                f"Every sample of {ref} overlaps the blacklist "
+                f"({blacklist.record(0)['file']}); there is nothing left to split."
+            )
     raw = registry.meta(ref)["raw"]
     timeframes = registry.meta(registry.resolve("raw", raw["name"], raw["version"]))["timeframe"]
     bar = parse_timeframe(timeframes[0])
     options = _strategy_params(strategy, params)
     options.update(purge=to_time_units(purge, bar), embargo=to_time_units(embargo, bar))
     if strategy == "stratified":
+        if ref.kind != "labeled":
+            raise SplitError(
+                f"The stratified strategy balances labels, and {ref} has none; split "
+                "unlabeled windows with forward-chaining, purged-kfold or walk-forward."
+            )
         options.pop("purge")
         options.pop("embargo")
         labels = pd.read_parquet(
             registry.dataset_dir(ref.kind, ref.name, ref.version) / "windows.parquet",
             columns=["label"],
         )["label"]
-        built = make_split(strategy, starts, ends, labels=labels.astype(str).to_numpy(), **options)
+        labels = labels.astype(str).to_numpy()[kept]
+        built = make_split(strategy, starts[kept], ends[kept], labels=labels, **options)
     else:
-        built = make_split(strategy, starts, ends, **options)
+        built = make_split(strategy, starts[kept], ends[kept], **options)
+    if len(blacklist):  # blacklisted samples sit in no part; the split records how many
+        built = _over_all_samples(built, kept, starts, ends)
+        record = blacklist.record(len(starts) - len(kept))
+        built = built.model_copy(update={"params": {**built.params, "blacklist": record}})
     split_name = name or f"{ref.name}-{strategy}"
     split_name, version = registry.write_split(split_name, built, ref)
     return split_name, version, built
+
+
+def _over_all_samples(
+    split: Split, kept: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> Split:
+    """A split made over the ``kept`` samples, re-indexed over all of them: the others
+    (blacklisted) are in no part, listed in ``purged`` so every sample is accounted for."""
+    left_out = np.setdiff1d(np.arange(len(starts)), kept).tolist()
+
+    def full(indices: list[int]) -> list[int]:
+        return sorted(kept[np.asarray(indices, dtype=np.int64)].tolist())
+
+    folds = None
+    if split.folds is not None:
+        folds = [
+            Fold(
+                train=full(fold.train),
+                val=full(fold.val),
+                test=full(fold.test),
+                purged=sorted(full(fold.purged) + left_out),
+            )
+            for fold in split.folds
+        ]
+    update: dict[str, Any] = {
+        "train": full(split.train),
+        "val": full(split.val),
+        "test": full(split.test),
+        "purged": sorted(full(split.purged) + left_out),
+        "folds": folds,
+    }
+    if split.spans:
+        update["spans"] = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    return split.model_copy(update=update)
 
 
 def _strategy_params(strategy: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -182,3 +240,46 @@ def _strategy_params(strategy: str, params: dict[str, Any]) -> dict[str, Any]:
             "time_independent": params.get("time_independent", False),
         }
     return {}
+
+
+def blacklist_span(
+    registry: Registry,
+    raw: str,
+    *,
+    start_ts: Any,
+    end_ts: Any,
+    reason: str,
+    symbol: str | None = None,
+) -> tuple[BlacklistEntry, bool, int]:
+    """Blacklist the bars of ``raw`` (``NAME[@vN]``) from ``start_ts`` to ``end_ts``.
+
+    ``symbol`` may be left out when the bars hold one symbol. A span that covers none of
+    the bars (a typo in a date or a time zone, most often) is refused naming the bars'
+    range. Returns the entry, whether it was new (an identical span is not added twice)
+    and how many of ``raw``'s bars it covers.
+    """
+    ref = registry.resolve_text(raw, "raw")
+    bars = registry.load_raw(ref.name, ref.version)
+    symbols = sorted(bars["symbol"].astype(str).unique().tolist())
+    if symbol is None:
+        if len(symbols) != 1:
+            raise ConfigError(
+                f"symbol: {ref} holds several symbols ({', '.join(symbols)}); name the one "
+                "whose bars are blacklisted."
+            )
+        symbol = symbols[0]
+    if symbol not in symbols:
+        raise ConfigError(f"symbol {symbol!r} has no bars in {ref}; it holds {', '.join(symbols)}.")
+    entry = make_entry(symbol, start_ts, end_ts, reason, f"moola data blacklist add ({ref})")
+    mine = bars.loc[bars["symbol"].astype(str) == symbol, "timestamp"]
+    stamps = pd.DatetimeIndex(mine).as_unit("ns").asi8
+    first, last = entry.span_ns
+    covered = int(((stamps >= first) & (stamps <= last)).sum())
+    if covered == 0:
+        raise ConfigError(
+            f"The span {entry.start_ts} .. {entry.end_ts} covers none of {ref}'s {symbol} "
+            f"bars, which run from {mine.min().isoformat()} to {mine.max().isoformat()} (UTC); "
+            "check start_ts and end_ts (times without an offset are read as UTC)."
+        )
+    added = add_entries(registry.root, [entry])
+    return entry, bool(added), covered

@@ -36,6 +36,8 @@ from moola.data.sources._common import (
 logger = logging.getLogger(__name__)
 
 EST_OFFSET = pd.Timedelta(hours=5)  # fixed EST (UTC-5) -> UTC
+_FIRST = pd.Timestamp.min.ceil("D") + EST_OFFSET  # EST times whose UTC fits in nanoseconds
+_LAST = pd.Timestamp.max.floor("D") - EST_OFFSET
 _FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
 _LINE = re.compile(r"^\d{8} \d{6};[^;]*;[^;]*;[^;]*;[^;]*;[^;]*$")
 _NAME = re.compile(r"ASCII_([A-Za-z0-9]+)_M1", re.IGNORECASE)  # DAT_ASCII_EURUSD_M1_2024
@@ -75,6 +77,14 @@ def read_histdata(
             "HistData lines start with 'YYYYMMDD HHMMSS', e.g. '20240310 170000'; fix or "
             "remove those lines."
         )
+    # pandas parses a year like 3024 (as seconds); bars are nanoseconds, 1677..2262.
+    outside = np.flatnonzero(((stamps < _FIRST) | (stamps > _LAST)).to_numpy())
+    if len(outside):
+        raise SourceError(
+            f"{where.path}: dates outside the years 1677-2262 at "
+            f"{where.rows(outside, raw['timestamp'])}; the line is damaged. Fix or remove it."
+        )
+    stamps = stamps.astype("datetime64[ns]")
     keep = _first_of_each_timestamp(raw, stamps, where)
     raw, stamps = raw[keep].reset_index(drop=True), stamps[keep].reset_index(drop=True)
     values = {name: parse_numbers(raw[name], name, where) for name in _FIELDS[1:]}
