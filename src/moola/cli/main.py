@@ -10,6 +10,7 @@ from rich.text import Text
 
 from moola.cli import backtest as backtest_command
 from moola.cli import bars as bars_commands
+from moola.cli import blacklist as blacklist_commands
 from moola.cli import data as data_commands
 from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
@@ -28,6 +29,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
+data_commands.app.add_typer(blacklist_commands.app, name="blacklist")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(features_commands.app, name="features")
 app.add_typer(bars_commands.app, name="bars")

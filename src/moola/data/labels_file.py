@@ -46,6 +46,8 @@ class LabelRows:
     dropped: int
     horizons: pd.Series | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    blacklisted_starts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """Window starts of the grade D rows (for the data root's blacklist)."""
 
 
 def read_labels_file(
@@ -105,6 +107,7 @@ def read_labels_file(
         dropped=int((~keep).sum()),
         horizons=horizons[keep].reset_index(drop=True) if horizons is not None else None,
         skipped=skipped,
+        blacklisted_starts=np.asarray(starts)[~keep].astype(np.int64),
     )
 
 

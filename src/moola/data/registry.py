@@ -14,6 +14,12 @@ is recorded in the write journal before the version becomes visible
 (XXH3, or SHA-256 with ``full=True``), the manifest against the journal and ``meta.json``
 against the manifest, and refuses on any mismatch naming the file. Names and references
 resolve inside the data root only (``moola.core.paths``).
+
+The blacklist of the data root (``moola.data.blacklist``) is applied here, so no path
+around it exists: windows overlapping a blacklisted span are left out of every labeled
+and unlabeled version written, and out of every part of a split when labeled data is
+loaded with one; each records how many it excluded (manifest step
+``exclude_blacklisted``, ``LabeledData.audit["blacklist"]``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from moola.data._manifest import (
     check_files,
     content_hash,
 )
+from moola.data.blacklist import EXCLUDE_STEP, exclude_from_split, read_blacklist
 from moola.data.quality import returns_ks_test, window_log_returns
 from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
 from moola.data.splits import Split, validate_split
@@ -338,11 +345,22 @@ class Registry:
             "allow_gaps": allow_gaps,
             "columns": list(columns),
         }
+        steps = [{"name": "window_starts", "params": params}]
+        blacklist = read_blacklist(self.root)
+        if len(blacklist):
+            stamps = bars["timestamp"]
+            banned = blacklist.mask(
+                bars["symbol"].iloc[starts], stamps.iloc[starts], stamps.iloc[starts + length - 1]
+            )
+            starts = starts[~banned]
+            steps.append({"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))})
+            if len(starts) == 0:
+                raise RegistryError(
+                    f"Every window of {length} bars over {raw} overlaps the blacklist "
+                    f"({blacklist.record(0)['file']}); nothing is left to store."
+                )
         meta = {"windows": len(starts), **params, "raw": raw.to_dict()}
-        manifest = {
-            "parents": [raw.to_dict()],
-            "transformations": [{"name": "window_starts", "params": params}],
-        }
+        manifest = {"parents": [raw.to_dict()], "transformations": steps}
         files = {"starts.npy": lambda path: np.save(path, starts.astype(np.int64))}
         return self._write("unlabeled", name, files, meta, manifest, version)
 
@@ -359,7 +377,8 @@ class Registry:
     ) -> DatasetRef:
         """Store labeled windows as references into ``raw`` bars plus label, grade, source.
 
-        ``table`` is what ``moola.data.windows.labeled_windows_table`` returns.
+        ``table`` is what ``moola.data.windows.labeled_windows_table`` returns. Its rows
+        overlapping a blacklisted span are left out, and the count recorded.
         """
         required = {"symbol", "start", "end", "start_ts", "end_ts", "label", "grade", "source"}
         missing = required - set(table.columns)
@@ -375,6 +394,14 @@ class Registry:
                 f"{raw_meta['rows']} bars; the table was built on other bars."
             )
         table = table.reset_index(drop=True)
+        transformations = list(transformations or [])
+        blacklist = read_blacklist(self.root)
+        if len(blacklist):
+            banned = blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
+            table = table.loc[~banned].reset_index(drop=True)
+            transformations.append(
+                {"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))}
+            )
         labels = table["label"].astype(str)
         meta = {
             "windows": len(table),
@@ -386,7 +413,7 @@ class Registry:
             "label_sources": sorted(table["source"].astype(str).unique().tolist()),
             "raw": raw.to_dict(),
         }
-        manifest = {"parents": [raw.to_dict()], "transformations": transformations or []}
+        manifest = {"parents": [raw.to_dict()], "transformations": transformations}
         files = {"windows.parquet": lambda path: table.to_parquet(path, index=False)}
         return self._write("labeled", name, files, meta, manifest, version)
 
@@ -578,6 +605,9 @@ class Registry:
         ``synthetic`` names a synthetic set (``NAME[@vN]``) to append to train only; val and
         test never receive synthetic samples. A synthetic set whose KS p-value is below 0.1
         is refused unless ``allow_low_quality_synthetic`` is set, which is then recorded.
+        With a split, windows overlapping the blacklist (entries added after the split
+        was made included) are moved out of every part into ``purged``; the count is in
+        ``audit["blacklist"]``.
         """
         ref = self.resolve("labeled", name, version)
         table = pd.read_parquet(io.BytesIO(self.read_file(ref, "windows.parquet")))
@@ -599,6 +629,12 @@ class Registry:
         if split is not None:
             split_obj, split_record = self.load_split(split, expect_dataset=ref)
             audit["split"] = split_record
+            blacklist = read_blacklist(self.root)
+            banned = np.flatnonzero(
+                blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
+            )
+            split_obj = exclude_from_split(split_obj, banned)
+            audit["blacklist"] = blacklist.record(len(banned))
 
             def real_part(indices: list[int]) -> LabeledPart:
                 idx = np.asarray(indices, dtype=np.int64)
@@ -798,6 +834,28 @@ class Registry:
             },
         }
         return split, record
+
+    def sample_windows(self, ref: DatasetRef) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Symbol and window span (first and last bar open times, int64 ns) of each sample
+        of a windows dataset, in ``sample_spans`` order: what the blacklist is matched on
+        (the window's own bars, not its label's horizon)."""
+        if ref.kind == "labeled":
+            table = pd.read_parquet(
+                io.BytesIO(self.read_file(ref, "windows.parquet")),
+                columns=["symbol", "start_ts", "end_ts"],
+            )
+            symbols = table["symbol"].astype(str).to_numpy()
+            return symbols, _ns(table["start_ts"]), _ns(table["end_ts"])
+        if ref.kind == "unlabeled":
+            meta = self.meta(ref)
+            bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
+            starts = _npy(self.read_file(ref, "starts.npy"), ref)
+            stamps = _ns(bars["timestamp"])
+            symbols = bars["symbol"].astype(str).to_numpy()[starts]
+            return symbols, stamps[starts], stamps[starts + meta["length"] - 1]
+        raise SplitError(
+            f"{ref} is a {ref.kind} dataset; splits are made over labeled or unlabeled windows."
+        )
 
     def sample_spans(self, ref: DatasetRef) -> tuple[np.ndarray, np.ndarray]:
         """Time spans (int64 ns, inclusive) of the samples of a windows dataset: from a

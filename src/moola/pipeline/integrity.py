@@ -267,7 +267,7 @@ def _verify_journaled_exist(root: Path, report: VerifyReport) -> None:
 
 def _verify_logs(root: Path, report: VerifyReport) -> None:
     logs = [root / RESULTS_FILE]
-    for folder in (root / "artifacts", root / JOURNAL_DIR):
+    for folder in (root / "artifacts", root / JOURNAL_DIR, root / "annotations"):
         if folder.is_dir():
             logs += sorted(folder.glob("*.jsonl"))
     logs = [p for p in logs if p.is_file()]

@@ -20,6 +20,7 @@ import pandas as pd
 from moola.core.errors import ConfigError, RegistryError
 from moola.core.hashing import sha256_file
 from moola.data._manifest import DatasetRef
+from moola.data.blacklist import add_entries, make_entry
 from moola.data.label_ends import windows_ending_at
 from moola.data.labels_file import read_labels_file
 from moola.data.registry import LABEL_HORIZON, Registry, parse_ref
@@ -93,11 +94,26 @@ def labeled_from_file(
 
     See ``moola.data.labels_file`` for the file's columns: ``start``/``start_ts`` rows
     give a window's first bar, ``timestamp`` rows its last. Grade D windows are
-    blacklisted: dropped and the drop recorded.
+    blacklisted: their spans are appended to the data root's blacklist before the new
+    version is written (so they, and every window overlapping them, stay out of this and
+    every later dataset, split and run), and the drop is recorded.
     """
     path = Path(path)
     bars = registry.load_raw(raw.name, raw.version)
     rows = read_labels_file(path, bars, length=length, allow_gaps=allow_gaps)
+    file_hash = sha256_file(path)
+    stamps, symbols = bars["timestamp"], bars["symbol"].astype(str)
+    graded_d = [
+        make_entry(
+            symbols.iloc[start],
+            stamps.iloc[start],
+            stamps.iloc[start + length - 1],
+            "grade D",
+            f"labels file {path.name} ({file_hash[:19]}) over {raw}, window start {start}",
+        )
+        for start in rows.blacklisted_starts.tolist()
+    ]
+    blacklisted = add_entries(registry.root, graded_d)  # recorded before the write
     table = labeled_windows_table(
         bars,
         rows.starts,
@@ -114,12 +130,15 @@ def labeled_from_file(
             "name": "labels_file",
             "params": {
                 "path": str(path.resolve()),
-                "sha256": sha256_file(path),
+                "sha256": file_hash,
                 "length": length,
                 "window_ends_at_label": rows.horizons is not None or bool(rows.skipped),
             },
         },
-        {"name": "drop_blacklisted_grade_D", "params": {"dropped": rows.dropped}},
+        {
+            "name": "drop_blacklisted_grade_D",
+            "params": {"dropped": rows.dropped, "added_to_blacklist": len(blacklisted)},
+        },
     ]
     if rows.skipped:
         steps.append({"name": "drop_unusable_label_rows", "params": rows.skipped})

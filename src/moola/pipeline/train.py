@@ -145,6 +145,7 @@ def run_training(
         "counts": data.audit["split"]["counts"],
         "synthetic": data.audit.get("synthetic"),
         "train_synthetic_ratio": data.audit["train_synthetic_ratio"],
+        "blacklisted": data.audit.get("blacklist", {}).get("excluded", 0),
         "calibration": config.calibration,
         "seed": config.seed,
     }
