@@ -47,8 +47,10 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("doctor",),
     ("data", "ingest", "{tmp}/es.csv", "--name", "es", "--format", "csv", "--symbol", "ES",
      "--timeframe", "1m", "--mode", "strict", "--calendar", "futures", "--tz", "UTC"),
+    ("data", "ingest", "{tmp}/es-part*.csv", "--name", "es-parts", "--symbol", "ES",
+     "--timeframe", "1m", "--force"),
     ("data", "synth", "--name", "mkt", "--bars", "3000", "--seed", "0",
-     "--calendar", "crypto", "--patterns", "5"),
+     "--calendar", "crypto", "--patterns", "5", "--labels-out", "{tmp}/planted.csv"),
     ("data", "list"),
     ("data", "show", "es@v1"),
     ("data", "verify", "--full"),
@@ -60,6 +62,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--embargo", "1h", "--name", "kf"),
     ("data", "split", "pat", "--strategy", "forward-chaining", "--purge", "30min",
      "--val-fraction", "0.25", "--test-fraction", "0.25", "--name", "fc"),
+    ("data", "augment", "pat", "--split", "fc", "--method", "scaling", "--name", "pat-syn",
+     "--sigma", "0.01", "--copies", "1", "--seed", "0"),
     ("data", "split", "pat", "--strategy", "walk-forward", "--folds", "2", "--test-size", "8",
      "--train-size", "16", "--purge", "105", "--name", "wf"),
     ("features", "list"),
@@ -70,6 +74,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("bars", "dc", "--raw", "es", "--threshold", "0.001", "--out", "{tmp}/dc.csv"),
     ("labels", "build", "--kind", "triple-barrier", "--horizon", "10", "--raw", "es",
      "--name", "es-tb", "--pt-mult", "2", "--sl-mult", "1"),
+    ("data", "windows", "es", "--name", "es-tbw", "--length", "30", "--labels-from", "es-tb",
+     "--label-column", "label"),
     ("labels", "build", "--kind", "forward-return", "--horizon", "5", "--bars", "{tmp}/es.csv",
      "--out", "{tmp}/fwd.csv", "--symbol", "ES", "--timeframe", "1m", "--neutral-band", "0.0001"),
     ("pretrain", "masked-ae", "--unlabeled", "unl", "--epochs", "1", "--mask-ratio", "0.15",
@@ -80,6 +86,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("train", "--model", "simple_lstm", "--dataset", "pat", "--split", "kf",
      "--params", TINY_LSTM, "--bootstrap", "20", "--pretrained-encoder", ENCODER),
     ("train", "--config", "{tmp}/run.yaml"),
+    ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "fc",
+     "--synthetic", "pat-syn", "--allow-low-quality-synthetic", "--bootstrap", "20"),
     ("train", "--model", "enhanced_simple_lstm", "--dataset", "pat", "--split", "fc",
      "--inputs", "relative", "--calibration", "temperature", "--params", TINY_ENHANCED,
      "--bootstrap", "20", "--pretrained-encoder", ENCODER),
@@ -200,6 +208,8 @@ def inputs(tmp_path) -> Path:
     frame = bars[["timestamp", "open", "high", "low", "close", "volume"]].copy()
     frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
     frame.to_csv(folder / "es.csv", index=False)
+    frame.iloc[:1_600].to_csv(folder / "es-part1.csv", index=False)  # overlapping halves
+    frame.iloc[1_500:].to_csv(folder / "es-part2.csv", index=False)
     starts = np.arange(40) * 70
     pd.DataFrame({"start": starts, "label": np.where(starts % 140, "up", "down")}).to_csv(
         folder / "labels.csv", index=False
