@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from moola.data.registry import Registry
 from moola.data.schema import make_bars
+
+# Hypothesis profiles: "default" keeps `make test` quick (tests that set their own
+# max_examples keep it); HYPOTHESIS_PROFILE=fuzz (`make fuzz`) runs the input fuzz suite deep.
+settings.register_profile("default", max_examples=12, deadline=None)
+settings.register_profile("fuzz", max_examples=150, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def random_walk_bars(
