@@ -104,6 +104,11 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--engine", "event"),
     ("backtest", "--run", "{oof}", "--long-class", "up", "--short-class", "down",
      "--hold-bars", "10", "--threshold", "0.55"),
+    ("promote", "{oof}", "--min-accuracy", "0", "--max-ece", "1", "--min-sharpe", "-100",
+     "--max-drawdown", "1"),
+    ("data", "blacklist", "add", "es", "--start-ts", "2024-01-01 01:00", "--end-ts",
+     "2024-01-01 01:30", "--reason", "bad ticks", "--symbol", "ES"),
+    ("data", "blacklist", "list"),
 )  # fmt: skip
 
 
@@ -116,9 +121,14 @@ def _cli_tree() -> Any:
 
 
 def _command_name(argv: tuple[str, ...] | list[str], tree: Any) -> str:
-    """``moola ARGV``'s command: ``data ingest``, ``train``, ..."""
-    group = tree.commands[argv[0]]
-    return f"{argv[0]} {argv[1]}" if hasattr(group, "commands") else argv[0]
+    """``moola ARGV``'s command: ``data ingest``, ``train``, ``data blacklist add``..."""
+    names, command = [], tree
+    for arg in argv:
+        if not hasattr(command, "commands") or arg not in command.commands:
+            break
+        command = command.commands[arg]
+        names.append(arg)
+    return " ".join(names)
 
 
 def _readme_entries() -> list[str]:
@@ -143,6 +153,8 @@ def _entry_commands(entry: str, tree: Any) -> list[str]:
     assert group is not None, f"README lists `moola {tokens[0]}`, which is no moola command"
     if not hasattr(group, "commands"):
         return [tokens[0]]
+    if hasattr(group.commands.get(tokens[1]), "commands"):  # a group in a group
+        group, tokens = group.commands[tokens[1]], [f"{tokens[0]} {tokens[1]}", *tokens[2:]]
     subs = [tokens[1]] + [b for a, b in itertools.pairwise(tokens) if a == "|"]
     for sub in subs[:1]:
         assert sub in group.commands, f"README lists `moola {tokens[0]} {sub}`: no such command"
