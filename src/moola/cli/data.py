@@ -124,7 +124,7 @@ def synth(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", help="Dataset name in the registry."),
     bars: int = typer.Option(100_000, min=1, help="Number of bars."),
-    seed: int = typer.Option(0, help="Generator seed (same seed, same bars)."),
+    seed: int = typer.Option(0, min=0, help="Generator seed (same seed, same bars)."),
     symbol: str = typer.Option("SYN", help="Symbol of the generated bars."),
     timeframe: str = typer.Option("1m", help="Bar time frame."),
     calendar: str = typer.Option("futures", help="crypto, fx or futures sessions."),
