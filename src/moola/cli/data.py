@@ -144,6 +144,8 @@ def synth(
     from moola.data.sources.synthetic import SYNTHETIC_CALENDARS
 
     check_new_name(name, "--name")
+    if not symbol.strip():
+        raise ConfigError("--symbol must not be empty: it is written on every bar.")
     check_table_path(labels_out, "--labels-out")
     if labels_out is not None and patterns == 0:
         raise ConfigError("--labels-out writes the planted patterns' labels: add --patterns N.")
