@@ -26,6 +26,8 @@ class Estimator(ABC):
     #: What ``X`` must look like: ``(N, T, D)`` windows, ``(N, F)`` features, or
     #: ``(N, M*K)`` base-model probabilities (the stacking meta-learner).
     input_kind: ClassVar[InputKind]
+    #: Training-loop callbacks of later fits (``with_callbacks``); none by default.
+    callbacks: tuple[Any, ...] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
@@ -57,6 +59,16 @@ class Estimator(ABC):
     @abstractmethod
     def load(cls, path: str | Path) -> Estimator:
         """Rebuild a fitted estimator from ``save``'s output; refuses incompatible files."""
+
+    def with_callbacks(self, *callbacks: Any) -> Estimator:
+        """Attach training-loop callbacks (``moola.training.callbacks.Callback``) to this
+        estimator's later fits and return ``self``: a progress display, a reporter.
+
+        They observe; they are not parameters (not in ``get_params``, never saved).
+        Estimators not trained epoch by epoch (scikit-learn ones) ignore them.
+        """
+        self.callbacks = tuple(callbacks)
+        return self
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters: what a run manifest records to rebuild the model."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,6 +38,7 @@ from pydantic import Field
 from moola.core.errors import ConfigError, LeakageError
 from moola.core.hashing import sha256_json
 from moola.core.settings import RunConfig
+from moola.core.threads import thread_settings
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.models import ModelCard, create, model_card
@@ -121,8 +122,13 @@ def run_training(
     config: TrainConfig,
     *,
     on_event: EventSink = lambda *_: None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
-    """Train, evaluate and record one run (see the module docstring)."""
+    """Train, evaluate and record one run (see the module docstring).
+
+    ``callbacks`` (``moola.training.callbacks.Callback``) observe every fit of an estimator
+    trained epoch by epoch: each fold's, then the final one (a progress display).
+    """
     started = time.perf_counter()
     data = registry.load_labeled(
         *parse_ref(config.dataset),
@@ -157,7 +163,7 @@ def run_training(
         X_all, view = model_inputs(config.inputs, config.model, data.X)
 
     def make_estimator() -> Estimator:
-        return create(config.model, **params)
+        return create(config.model, **params).with_callbacks(*callbacks)
 
     files: dict[str, bytes | str] = {}
     if split.folds:
@@ -201,6 +207,7 @@ def run_training(
         "calibration": calibration,
         "training": summary,
         "libraries": library_versions(),
+        "threads": thread_settings(),
         "test_evaluated": False,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }

@@ -5,12 +5,17 @@ three points: ``on_train_start(state)``, ``on_epoch_end(state) -> bool`` (``True
 the loop to stop after this epoch) and ``on_train_end(state)``. ``state`` is the loop's
 live ``TrainingState``: callbacks read it (losses, epoch, the module) and must not
 change its fields.
+
+``EpochProgress`` turns the epochs of several fits (the folds of an out-of-fold run and
+its final fit) into ``ProgressUpdate``s of one known total, so a display can draw a bar
+with an ETA from the first epoch on; it prints nothing itself.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,9 @@ __all__ = [
     "Callback",
     "CheckpointCallback",
     "EarlyStopping",
+    "EpochProgress",
     "ProgressCallback",
+    "ProgressUpdate",
     "TrainingState",
 ]
 
@@ -148,6 +155,65 @@ class ProgressCallback(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Work done so far out of a known total, and what was just finished.
+
+    ``done`` and ``total`` count units of work (epochs, folds); ``detail`` says what the
+    last unit was (``"fit 2/6 epoch 3/30 train 0.612 val 0.655"``).
+    """
+
+    done: int
+    total: int
+    detail: str
+
+
+class EpochProgress(Callback):
+    """Report each epoch of ``fits`` fits of ``epochs`` epochs as a ``ProgressUpdate``.
+
+    The total, ``fits x epochs``, is known before the first epoch. A fit that stops early
+    counts its remaining epochs as done when it ends, so the total stays true and the
+    progress never runs backwards. Pass one instance to every fit of the run.
+    """
+
+    def __init__(self, fits: int, epochs: int, report: Callable[[ProgressUpdate], None]) -> None:
+        if fits < 1 or epochs < 1:
+            raise ConfigError(f"EpochProgress needs fits >= 1 and epochs >= 1 ({fits}, {epochs}).")
+        self.fits, self.epochs, self.report = fits, epochs, report
+        self.fit = 0
+        self.done = 0
+
+    @property
+    def total(self) -> int:
+        """Epochs over all fits."""
+        return self.fits * self.epochs
+
+    def on_train_start(self, state: TrainingState) -> None:
+        self.fit += 1
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        self.done = min(self.done + 1, self.total)
+        val = "" if state.val_loss is None else f" val {state.val_loss:.4f}"
+        detail = (
+            f"fit {self.fit}/{self.fits} epoch {state.epoch}/{state.epochs} "
+            f"train {state.train_loss:.4f}{val}"
+        )
+        self.report(ProgressUpdate(self.done, self.total, detail))
+        return False
+
+    def on_train_end(self, state: TrainingState) -> None:
+        finished = min(self.fit * self.epochs, self.total)
+        if finished > self.done:  # stopped early: its remaining epochs will not run
+            self.done = finished
+            self.report(
+                ProgressUpdate(
+                    self.done,
+                    self.total,
+                    f"fit {self.fit}/{self.fits} stopped early after epoch {state.epoch}",
+                )
+            )
 
 
 class CheckpointCallback(Callback):

@@ -199,7 +199,8 @@ class NeuralEstimator(Estimator):
             torch.manual_seed(trainer.config.seed)
             module = build_module(architecture, **module_kwargs)
         callbacks: list[Callback] = [
-            ProgressCallback(bool(self.params.get("verbose", False)), architecture)
+            ProgressCallback(bool(self.params.get("verbose", False)), architecture),
+            *self.callbacks,
         ]
         report = None
         unfreeze = None
