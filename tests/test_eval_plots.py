@@ -62,3 +62,24 @@ def test_wrong_shapes_raise_config_error(call):
     y, p = _data()
     with pytest.raises(ConfigError):
         call(y, p)
+
+
+def test_labelled_market_and_example_windows_render_and_check_their_inputs():
+    import pandas as pd
+
+    from moola.evaluation.plots import example_windows_png, labelled_market_png
+
+    times = pd.date_range("2024-01-01", periods=500, freq="1min", tz="UTC")
+    close = 100 + np.cumsum(np.random.default_rng(0).normal(size=500))
+    windows = pd.DataFrame(
+        {"start_ts": times[[10, 200]], "end_ts": times[[50, 260]], "label": ["a", "b"]}
+    )
+    assert labelled_market_png(times, close, windows).startswith(b"\x89PNG")
+    examples = {"a": [close[10:50], close[300:340]], "b": [close[200:260]]}
+    assert example_windows_png(examples).startswith(b"\x89PNG")
+    with pytest.raises(ConfigError, match="label"):
+        labelled_market_png(times, close, windows.drop(columns="label"))
+    with pytest.raises(ConfigError, match="one length"):
+        labelled_market_png(times, close[:-1], windows)
+    with pytest.raises(ConfigError, match="no windows"):
+        example_windows_png({"a": []})

@@ -1,5 +1,6 @@
 """Evaluation charts as PNG bytes: reliability diagram, confusion matrix, precision-recall
-curves and learning curves.
+curves, learning curves, and the labelled data they come from (a price chart with the
+labelled windows marked, example windows per class).
 
 As in ``moola.backtest.plots``, each figure is drawn on a matplotlib ``Figure`` with the Agg
 canvas (never ``pyplot``, so no global state and no display), cleared after saving, and
@@ -9,10 +10,13 @@ Inputs of the wrong shape raise ``ConfigError``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from moola.core.errors import ConfigError
@@ -20,6 +24,7 @@ from moola.core.figures import figure_png, new_figure
 from moola.evaluation.metrics import BinStrategy, reliability_bins, validate_proba
 
 DEFAULT_SIZE: tuple[int, int] = (700, 500)
+_MAX_PRICE_POINTS = 5_000  # a long price series is thinned to this many points to draw
 
 
 def _class_names(classes: Sequence[str] | None, n_classes: int) -> list[str]:
@@ -183,8 +188,93 @@ def learning_curve_png(
     if best_epoch is not None:
         ax.axvline(best_epoch, linestyle="--", color="grey", linewidth=1, label="best epoch")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 2, never 2.5
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     return figure_png(fig)
+
+
+def labelled_market_png(
+    timestamps: Any,
+    close: Any,
+    windows: pd.DataFrame,
+    *,
+    size: tuple[int, int] = (1000, 380),
+    title: str = "Market with the labelled windows",
+) -> bytes:
+    """The close price over time with each labelled window shaded in its class's colour.
+
+    ``windows`` has ``start_ts``, ``end_ts`` and ``label`` columns. The price is thinned
+    to a few thousand points (a chart, not data); every window is drawn.
+    """
+    times = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True)).tz_convert(None)
+    prices = np.asarray(close, dtype=np.float64)
+    if prices.ndim != 1 or prices.size != len(times) or prices.size == 0:
+        raise ConfigError("timestamps and close must be non-empty and of one length.")
+    missing = {"start_ts", "end_ts", "label"} - set(windows.columns)
+    if missing:
+        raise ConfigError(f"windows lacks the column(s) {sorted(missing)}.")
+    keep = np.unique(np.linspace(0, prices.size - 1, min(prices.size, _MAX_PRICE_POINTS)))
+    x, y = times[keep.astype(np.int64)].to_numpy(), prices[keep.astype(np.int64)]
+    steps = np.diff(x)
+    if steps.size:  # no line across a market closure: a gap of 20 typical steps breaks it
+        breaks = np.flatnonzero(steps > 20 * np.median(steps)) + 1
+        x = np.insert(x, breaks, x[breaks - 1])
+        y = np.insert(y, breaks, np.nan)
+    fig = new_figure(size)
+    ax = fig.add_subplot()
+    ax.plot(x, y, color="#1d2330", lw=0.7)
+    colours = _class_colours(sorted(windows["label"].astype(str).unique()))
+    starts = pd.to_datetime(windows["start_ts"], utc=True).dt.tz_convert(None)
+    ends = pd.to_datetime(windows["end_ts"], utc=True).dt.tz_convert(None)
+    for start, end, label in zip(starts, ends, windows["label"].astype(str), strict=True):
+        ax.axvspan(start, end, color=colours[label], alpha=0.35, lw=0)
+    counts = windows["label"].astype(str).value_counts()
+    handles = [
+        Patch(color=colour, alpha=0.35, label=f"{label} ({counts[label]})")
+        for label, colour in colours.items()
+    ]
+    ax.set_ylabel("close")
+    ax.set_title(title)
+    ax.legend(handles=handles, loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def example_windows_png(
+    examples: Mapping[str, Sequence[Any]],
+    *,
+    size: tuple[int, int] = (1000, 420),
+    title: str = "Example windows per class",
+) -> bytes:
+    """A row of small charts per class, one per example window: its close, as a percent
+    change from the window's first close (so windows at any price level compare)."""
+    classes = [c for c in examples if len(examples[c])]
+    if not classes:
+        raise ConfigError("examples holds no windows; give at least one close series.")
+    n_cols = max(len(examples[c]) for c in classes)
+    colours = _class_colours(classes)
+    fig = new_figure((size[0], max(size[1], 170 * len(classes))))
+    axes = np.atleast_2d(fig.subplots(len(classes), n_cols, squeeze=False))
+    for row, label in enumerate(classes):
+        for col in range(n_cols):
+            ax = axes[row, col]
+            if col >= len(examples[label]):
+                ax.set_axis_off()
+                continue
+            series = np.asarray(examples[label][col], dtype=np.float64)
+            ax.plot(100.0 * (series / series[0] - 1.0), color=colours[label], lw=1)
+            ax.tick_params(labelsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{label}\n% from start", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _class_colours(classes: Sequence[str]) -> dict[str, str]:
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+    return {name: palette[i % len(palette)] for i, name in enumerate(classes)}

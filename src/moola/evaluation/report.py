@@ -28,6 +28,8 @@ class Section:
     title: str
     body: str
     note: str = ""
+    #: Shown folded (``<details>``): long raw material a reader opens on purpose.
+    collapsed: bool = False
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None = None) -> str:
@@ -77,6 +79,9 @@ def render_report(title: str, sections: Sequence[Section], *, subtitle: str = ""
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.note:
             parts.append(f'<p class="muted">{html.escape(section.note)}</p>')
-        parts.append(section.body)
+        if section.collapsed:
+            parts.append(f"<details><summary>show</summary>{section.body}</details>")
+        else:
+            parts.append(section.body)
     parts.append("</body></html>")
     return "\n".join(parts)
