@@ -1,36 +1,58 @@
-"""`moola demo` end to end, small: everything it promises is stored, traceable, reported."""
+"""`moola demo` end to end, small: everything it promises is stored, traceable, reported,
+and shown while it runs.
+
+One small demo runs, as a user runs it with its output piped (not a terminal), with
+``--threads 2`` (the default is 1): its lines are read as they arrive.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from moola.cli.main import main
 from moola.data.registry import Registry
 from moola.tracking.runs import RunStore
 
+STAMPED = re.compile(r"^\d\d:\d\d:\d\d \+ *\d+\.\ds (?P<text>.*)$")
 
-def test_demo_command_builds_datasets_splits_models_and_report(tmp_path, capsys):
-    try:
-        main(
-            [
-                "--data-root",
-                str(tmp_path),
-                "demo",
-                "--bars",
-                "30000",
-                "--patterns",
-                "60",
-                "--seed",
-                "3",
-                "--quick",
-            ]
-        )
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    out = capsys.readouterr().out
+
+def _run_demo_piped(data_root: Path) -> list[tuple[str, bool]]:
+    """Each line of `moola demo --quick --threads 2` with whether the process was still
+    running when the line was read."""
+    command = [sys.executable, "-m", "moola.cli.main", "--data-root", str(data_root), "demo"]
+    command += ["--bars", "30000", "--patterns", "60", "--seed", "3", "--quick", "--threads", "2"]
+    env = {**os.environ, "COLUMNS": "200"}  # no wrapped lines to match across
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+    ) as process:
+        assert process.stdout is not None
+        lines = [(line.rstrip("\n"), process.poll() is None) for line in process.stdout]
+        assert process.wait() == 0, "\n".join(line for line, _ in lines[-30:])
+    return lines
+
+
+def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
+    lines = _run_demo_piped(tmp_path)
+    out = "\n".join(line for line, _ in lines)
+
+    # Streaming: timestamped stage and epoch lines arrive while the demo still runs.
+    stamped = [(STAMPED.match(line), running) for line, running in lines]
+    texts = [(match["text"], running) for match, running in stamped if match]
+    stages = [text for text, _ in texts if not text.startswith(" ")]
+    assert stages[0] == "generating and ingesting the synthetic market"
+    assert stages[-1] == "done"
+    assert texts[0][1], "the first stage line only arrived after the demo ended"
+    epochs = [t for t, running in texts if re.search(r"fit \d/6 epoch \d/3 train", t) and running]
+    assert len(epochs) >= 12, "per-epoch lines of the neural folds did not stream"
+    assert any(re.search(r"ETA \d+s\]$", t) for t, _ in texts)
+    assert out.index("generating and ingesting") < out.index("Report:")
+
     assert "report.html" in out.replace("\n", "")
     assert "simple_lstm" in out and "stack" in out
 
@@ -56,21 +78,45 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path, capsys)
         "logistic_regression",
         "minirocket",
         "stack",
+        "simple_lstm",  # on the train/val/test split, for learning curves
         "logistic_regression",  # direction candidates, development period
         "gradient_boosting",
         trained[-1]["model"],  # the chosen one, for the held-out period
     ]
     assert trained[-1]["model"] in ("logistic_regression", "gradient_boosting")
-    assert all(r["mode"] == "oof" for r in trained)
+    assert [r["mode"] for r in trained].count("holdout") == 1 and trained[5]["mode"] == "holdout"
+    assert all(r["mode"] == "oof" for r in trained if r is not trained[5])
     demo_run = next(r for r in results if r["kind"] == "demo")
     run_dir = store.run_dir(demo_run["run_id"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
+
+    # --threads is honoured: recorded by the demo and by every training run it made.
+    assert manifest["config"]["threads"] == 2 and manifest["threads"]["torch"] == 2
+    for record in trained:
+        run_manifest = json.loads((store.run_dir(record["run_id"]) / "manifest.json").read_text())
+        assert run_manifest["threads"]["torch"] == 2
     assert manifest["data"]["val_synthetic_count"] == manifest["data"]["test_synthetic_count"] == 0
     counts = manifest["data"]["counts"]
     assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
     html = (run_dir / "report.html").read_text()
     for needle in ("demo-forward", "Models, out of fold", "Backtest", "<img"):
         assert needle in html
+
+    # The report: what came out first, how it was made after, the raw manifest folded last.
+    titles = re.findall(r"<h2>(.*?)</h2>", html)
+    assert titles[:3] == [
+        "Summary",
+        "Models, out of fold (purged 5-fold, embargo of one window)",
+        "Backtest of the best model&#x27;s signals on the held-out period",
+    ]
+    assert titles[3] == "The market and its labelled windows"
+    assert titles.index("Learning curves (simple_lstm on the forward-chaining split)") < (
+        titles.index("Pretraining")
+    )
+    assert titles[-1] == "Run manifest"
+    manifest_part = html.rsplit("<h2>", 1)[1]
+    assert "<details>" in manifest_part and "&quot;config_hash&quot;" in manifest_part
+    assert html.count("<details>") == 1
 
     # Pretraining: an encoder artifact, loaded in full by the fine-tuned row.
     pretraining = manifest["pretraining"]
@@ -84,16 +130,13 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path, capsys)
     assert "Pretraining" in html and "simple_lstm (pretrained)" in html and "100%" in html
     assert "simple_lstm (pretrained)" in out
 
-    # The last section: the chosen model's signals on the held-out period, nothing leaked.
+    # The backtest section: the chosen model's signals on the held-out period, nothing leaked.
     backtest = manifest["backtest"]
     chosen = backtest["chosen"]
     assert chosen == min(backtest["candidates"], key=lambda row: row["log_loss"])["model"]
     assert backtest["held_out_run"] == trained[-1]["run_id"] and trained[-1]["model"] == chosen
-    final = html.rsplit("<h2", 1)[1]
-    assert "Backtest of the best model&#x27;s signals on the held-out period" in final or (
-        "Backtest of the best model's signals on the held-out period" in final
-    )
-    assert chosen in final and "baseline" in final and "<img" in final
+    section = html.split("<h2>Backtest of the best model", 1)[1].split("<h2>", 1)[0]
+    assert chosen in section and "baseline" in section and "<img" in section
     assert backtest["leakage_check"]["passed"] and backtest["counts"]["skipped_leaky"] == 0
     held_out_start = pd.Timestamp(backtest["held_out_start"])
     folder = store.run_dir(backtest["held_out_run"]) / backtest["backtest_path"]

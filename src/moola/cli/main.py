@@ -88,14 +88,28 @@ def demo(
         0.5, min=0.01, max=1.0, help="How distinct the planted patterns are (1 = textbook)."
     ),
     quick: bool = typer.Option(False, help="Smaller models and fewer epochs (a smoke test)."),
+    threads: int = typer.Option(
+        1,
+        min=1,
+        help="CPU threads for torch and BLAS (recorded in the manifests). The demo's models "
+        "are small: 1 is as fast as more, and leaves other processes their cores.",
+    ),
 ) -> None:
-    """Run the pipeline end to end on the embedded synthetic market; ends in an HTML report."""
+    """Run the pipeline end to end on the embedded synthetic market; ends in an HTML report.
+
+    Each stage and each epoch is shown as it happens: a live display on a terminal, one
+    timestamped line each otherwise (a pipe, a log file).
+    """
     from rich.table import Table
 
+    from moola.cli._progress import stage_display
+    from moola.core.threads import prefer_passive_waits
+
+    prefer_passive_waits()  # before torch loads OpenMP: idle threads sleep, never spin
     from moola.demo import run_demo
 
     settings = settings_of(ctx)
-    with console.status("moola demo") as status:
+    with stage_display(console, "moola demo") as display:
         result = run_demo(
             settings.data_root,
             n_bars=bars,
@@ -103,7 +117,9 @@ def demo(
             seed=seed,
             pattern_strength=pattern_strength,
             quick=quick,
-            on_step=lambda text: status.update(f"moola demo: {text}"),
+            threads=threads,
+            on_step=display.stage,
+            on_progress=display.update,
         )
     for line in result.lines:
         console.print(line)

@@ -39,6 +39,7 @@ from moola.backtest import run as run_backtest
 from moola.backtest.plots import equity_png
 from moola.data.datasets import make_and_store_split
 from moola.data.windows import labeled_windows_table, window_starts
+from moola.demo._progress import fold_events
 from moola.evaluation.report import Section, image_html, table_html
 from moola.features.dc import dc_features
 from moola.features.labels import forward_return_direction
@@ -46,12 +47,14 @@ from moola.pipeline.backtest_run import backtest_run
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, flat_metrics, run_training
 from moola.sim import CommissionModel, futures_instrument
+from moola.training.callbacks import ProgressUpdate
 
 if TYPE_CHECKING:
     from moola.backtest.run import BacktestResult
     from moola.data._manifest import DatasetRef
     from moola.data.registry import Registry
 
+FOLDS = 5
 HORIZON = 30  # bars a direction label looks ahead, and a signal's position is held
 THRESHOLD = 0.5  # p(up) >= 0.5 goes long, p(down) >= 0.5 short
 DC_THRESHOLD = 0.002  # directional-change threshold of the baseline trend rule
@@ -118,6 +121,7 @@ def model_backtest(
     step: Callable[[str], None],
     *,
     length: int,
+    on_progress: Callable[[ProgressUpdate], None] = lambda _: None,
 ) -> ModelBacktest:
     """Build the direction task on ``length``-bar windows, choose a model out of fold and
     backtest its held-out signals (module notes)."""
@@ -127,7 +131,7 @@ def model_backtest(
     everything, development, n_held_out = _direction_datasets(
         registry, raw, bars, held_out_start, length
     )
-    kfold = _split(registry, development, "purged-kfold", "demo-direction-kfold", folds=5)
+    kfold = _split(registry, development, "purged-kfold", "demo-direction-kfold", folds=FOLDS)
     candidates = []
     for model, params in CANDIDATES:
         step(f"training direction candidate {model} (5 folds, development period)")
@@ -140,7 +144,7 @@ def model_backtest(
             seed=seed,
             n_bootstrap=n_bootstrap,
         )
-        result = run_training(registry, config)
+        result = run_training(registry, config, on_event=fold_events(on_progress, FOLDS))
         metrics = flat_metrics(result.report)
         candidates.append(
             {"model": model, "run": result.run_id, **{k: metrics[k] for k in SELECTION_COLUMNS}}

@@ -1,7 +1,7 @@
 """The demo's pretraining step: a short BiLSTM masked-autoencoder run and its report section.
 
-One minute of pretraining on the CPU (a few seconds with ``quick``) over a seeded sample
-of the unlabeled windows, in the relative (11-channel) view that the demo's sequence models
+About ten seconds of pretraining on one CPU thread (a second with ``quick``) over a seeded
+sample of the unlabeled windows, in the relative (11-channel) view that the demo's sequence models
 read. It shows the path (corpus -> encoder artifact with its card -> ``simple_lstm`` loading
 it, with a load report in the run's manifest), not the benefit of pretraining: that
 evidence is ``benchmarks/bench_transfer.py``. The encoder is 2 x 64 rather than the default
@@ -11,11 +11,13 @@ fit the demo's time budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from moola.evaluation.plots import learning_curve_png
 from moola.evaluation.report import Section, image_html, pre_html, table_html
 from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
+from moola.training.callbacks import ProgressUpdate
 
 if TYPE_CHECKING:
     from moola.data._manifest import DatasetRef
@@ -27,25 +29,44 @@ ENCODER_LAYERS = 2
 PRETRAINED_ROW = "simple_lstm (pretrained)"
 
 
+PRETRAIN_WINDOWS = 1_024
+PRETRAIN_EPOCHS = 3
+FINE_TUNE_EPOCHS = 6
+FREEZE_EPOCHS = 2
+
+
 def pretrain_config(seed: int, *, quick: bool) -> MaskedAEPretrainConfig:
-    """Under a minute on 2 CPU cores (4,096 windows x 4 epochs), a second with ``quick``."""
+    """About ten seconds on one CPU thread (1,024 windows x 3 epochs), a second with
+    ``quick``."""
     return MaskedAEPretrainConfig(
-        epochs=2 if quick else 4,
+        epochs=2 if quick else PRETRAIN_EPOCHS,
         batch_size=64,
         hidden=ENCODER_HIDDEN,
         num_layers=ENCODER_LAYERS,
         decoder_hidden=ENCODER_HIDDEN,
-        max_windows=128 if quick else 4_096,
+        max_windows=128 if quick else PRETRAIN_WINDOWS,
         seed=seed,
     )
 
 
 def pretrain_encoder(
-    registry: Registry, unlabeled: DatasetRef, seed: int, *, quick: bool
+    registry: Registry,
+    unlabeled: DatasetRef,
+    seed: int,
+    *,
+    quick: bool,
+    on_progress: Callable[[ProgressUpdate], None] = lambda _: None,
 ) -> EncoderArtifact:
-    """Pretrain on ``unlabeled`` and store the encoder artifact (with its card)."""
+    """Pretrain on ``unlabeled`` and store the encoder artifact (with its card); each epoch
+    is reported to ``on_progress``."""
+    config = pretrain_config(seed, quick=quick)
+
+    def report(epoch: int, loss: float) -> None:
+        detail = f"epoch {epoch}/{config.epochs} loss {loss:.4f}"
+        on_progress(ProgressUpdate(epoch, config.epochs, detail))
+
     return pretrain_masked_ae(
-        registry, f"{unlabeled.name}@v{unlabeled.version}", pretrain_config(seed, quick=quick)
+        registry, f"{unlabeled.name}@v{unlabeled.version}", config, on_epoch=report
     )
 
 
@@ -53,12 +74,12 @@ def fine_tuning_params(artifact: EncoderArtifact, *, quick: bool) -> dict[str, A
     """``simple_lstm`` with the pretrained encoder in front: frozen a few epochs, then tuned
     at a tenth of the learning rate (the estimator's default ``encoder_lr_scale``)."""
     return {
-        "epochs": 2 if quick else 8,
+        "epochs": 2 if quick else FINE_TUNE_EPOCHS,
         "encoder_projection": True,
         "encoder_hidden": ENCODER_HIDDEN,
         "encoder_layers": ENCODER_LAYERS,
         "pretrained_encoder": str(artifact.path),
-        "freeze_epochs": 1 if quick else 3,
+        "freeze_epochs": 1 if quick else FREEZE_EPOCHS,
     }
 
 
@@ -150,7 +171,7 @@ def pretraining_section(record: dict[str, Any], pretrained_row: dict[str, Any]) 
         "view) pretrained on a seeded sample of the unlabeled windows; its encoder then sits "
         f"in front of simple_lstm as the {PRETRAINED_ROW!r} row of the model table, trained "
         "out of fold on the same purged 5-fold split as the other models (out-of-fold "
-        f"balanced accuracy {scored:.3f}, shown as it came out). A minute of pretraining "
+        f"balanced accuracy {scored:.3f}, shown as it came out). Seconds of pretraining "
         "is a smoke test of the path, not evidence that pretraining helps: that is "
         "benchmarks/bench_transfer.py."
         if isinstance(scored, float)

@@ -1,8 +1,8 @@
-"""``run_demo``: the steps of ``moola demo`` in order, its report and its printed lines."""
+"""``run_demo``: the steps of ``moola demo`` in order, with its threads capped, its progress
+reported as it goes, and its report and printed lines at the end."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +12,14 @@ from typing import Any
 import pandas as pd
 
 from moola.core.hashing import sha256_json
+from moola.core.threads import limit_threads
 from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.demo._backtest import backtest_line, backtest_record, backtest_section, model_backtest
 from moola.demo._pretrain import (
+    FINE_TUNE_EPOCHS,
+    PRETRAIN_EPOCHS,
+    PRETRAIN_WINDOWS,
     PRETRAINED_ROW,
     fine_tuning_params,
     pretrain_encoder,
@@ -23,14 +27,28 @@ from moola.demo._pretrain import (
     pretraining_record,
     pretraining_section,
 )
-from moola.evaluation.report import Section, pre_html, render_report, table_html
+from moola.demo._progress import epoch_progress, fold_events
+from moola.demo._report import (
+    MODEL_COLUMNS,
+    class_counts,
+    data_sections,
+    learning_curve_section,
+    manifest_section,
+    market_section,
+    models_section,
+    summary_section,
+)
+from moola.evaluation.report import render_report
 from moola.features.window import PRICE_ACTION_COLUMNS, price_action_features, relative_windows
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, TrainResult, flat_metrics, run_training
 from moola.tracking.runs import RunStore, new_run_id
+from moola.training.callbacks import EpochProgress, ProgressUpdate
 
 WINDOW_LENGTH = 105
-MODEL_COLUMNS = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brier", "ece")
+FOLDS = 5
+LSTM_EPOCHS = 12
+MINIROCKET_KERNELS = 4_000
 
 
 @dataclass(frozen=True)
@@ -52,16 +70,46 @@ def run_demo(
     seed: int = 7,
     pattern_strength: float = 0.5,
     quick: bool = False,
+    threads: int = 1,
     on_step: Callable[[str], None] = lambda _: None,
+    on_progress: Callable[[ProgressUpdate], None] = lambda _: None,
 ) -> DemoResult:
     """Run the demo pipeline under ``data_root`` and return what it made.
 
     ``quick`` trains smaller models (fewer MiniRocket kernels, fewer epochs, seconds of
-    pretraining): for tests.
+    pretraining): for tests. ``threads`` caps the threads of torch and the BLAS pools for
+    the run (``moola.core.threads``): the demo's models are small, and one thread is as
+    fast as two and leaves other processes alone. ``on_step`` hears each stage as it
+    starts and ``on_progress`` each epoch or fold inside one (``moola.cli``'s display
+    draws them).
     """
+    with limit_threads(threads) as used:
+        return _run(
+            Registry(data_root),
+            n_bars=n_bars,
+            n_patterns=n_patterns,
+            seed=seed,
+            pattern_strength=pattern_strength,
+            quick=quick,
+            threads={"requested": threads, **used},
+            step=on_step,
+            on_progress=on_progress,
+        )
+
+
+def _run(
+    registry: Registry,
+    *,
+    n_bars: int,
+    n_patterns: int,
+    seed: int,
+    pattern_strength: float,
+    quick: bool,
+    threads: dict[str, Any],
+    step: Callable[[str], None],
+    on_progress: Callable[[ProgressUpdate], None],
+) -> DemoResult:
     started = time.perf_counter()
-    registry = Registry(data_root)
-    step = on_step
     step("generating and ingesting the synthetic market")
     raw, market = synthesize_raw(
         registry,
@@ -78,7 +126,7 @@ def run_demo(
     step("indexing unlabeled windows")
     unlabeled = registry.write_unlabeled("demo-unlabeled", raw, length=WINDOW_LENGTH)
     step("pretraining a BiLSTM masked autoencoder on the unlabeled windows")
-    encoder = pretrain_encoder(registry, unlabeled, seed, quick=quick)
+    encoder = pretrain_encoder(registry, unlabeled, seed, quick=quick, on_progress=on_progress)
     step("storing labeled windows")
     labeled = planted_labeled(registry, "demo-labeled", raw, market)
     step("splitting (forward chaining, purge and embargo)")
@@ -92,10 +140,9 @@ def run_demo(
         val_fraction=0.15,
         test_fraction=0.15,
     )
+    forward = f"{split_name}@v{split_version}"
     step("loading train/val/test with the audit trail")
-    data = registry.load_labeled(
-        labeled.name, labeled.version, split=f"{split_name}@v{split_version}"
-    )
+    data = registry.load_labeled(labeled.name, labeled.version, split=forward)
     step("computing relative (11-D) and price-action (20) window features")
     relative = relative_windows(data.X)
     price_action = price_action_features(data.X)
@@ -113,7 +160,7 @@ def run_demo(
     )
     step("splitting for out-of-fold validation (purged k-fold, embargo)")
     kfold_name, kfold_version, _ = make_and_store_split(
-        registry, labeled, "purged-kfold", name="demo-kfold", folds=5, embargo=WINDOW_LENGTH
+        registry, labeled, "purged-kfold", name="demo-kfold", folds=FOLDS, embargo=WINDOW_LENGTH
     )
     models, load = _train_models(
         registry,
@@ -121,21 +168,20 @@ def run_demo(
         f"{kfold_name}@v{kfold_version}",
         seed,
         step,
+        on_progress,
         quick=quick,
         fine_tuning=fine_tuning_params(encoder, quick=quick),
     )
+    curve_run = _learning_curve_run(registry, labeled, forward, seed, step, on_progress, quick)
     pretraining = pretraining_record(encoder, load)
     # The held-out period: from the first window of the pattern split's test part on.
     held_out_start = pd.Timestamp(data.table.loc[data.test.indices, "start_ts"].min())
-    backtest = model_backtest(registry, raw, held_out_start, seed, step, length=WINDOW_LENGTH)
-    step("verifying the registry")
+    backtest = model_backtest(
+        registry, raw, held_out_start, seed, step, length=WINDOW_LENGTH, on_progress=on_progress
+    )
+    step("verifying the registry and writing the report")
     problems = registry.verify()
 
-    raw_manifest = registry.manifest(raw)
-    validation = raw_manifest["transformations"][0]["report"]
-    gaps = next(
-        (t["summary"] for t in raw_manifest["transformations"] if t["name"] == "gap_report"), {}
-    )
     datasets = [raw, unlabeled, labeled, features, *backtest.datasets]
     dataset_rows = [
         {
@@ -145,94 +191,48 @@ def run_demo(
         }
         for ref in datasets
     ]
-    parts = [
-        {"part": part, "windows": len(value), **_class_counts(value.y, data.classes)}
-        for part, value in data.parts.items()
-    ]
     split_record = data.audit["split"]
     run_id = new_run_id("demo")
+    config = {
+        "n_bars": n_bars,
+        "n_patterns": n_patterns,
+        "seed": seed,
+        "pattern_strength": pattern_strength,
+        "window_length": WINDOW_LENGTH,
+        "quick": quick,
+    }
     manifest = {
         "kind": "demo",
-        "config": {
-            "n_bars": n_bars,
-            "n_patterns": n_patterns,
-            "seed": seed,
-            "pattern_strength": pattern_strength,
-            "window_length": WINDOW_LENGTH,
-            "quick": quick,
-        },
+        "config": {**config, "threads": threads["requested"]},
         "config_hash": sha256_json({"n_bars": n_bars, "n_patterns": n_patterns, "seed": seed}),
+        "threads": threads,
         "data": data.audit,
         "datasets": [ref.to_dict() for ref in datasets],
         "registry_problems": problems,
         "pretraining": pretraining,
         "models": models,
+        "learning_curve_run": curve_run.run_id,
         "backtest": backtest_record(backtest),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    curve_summary = (curve_run.manifest["training"] or {}).get("training") or {}
     sections = [
-        Section(
-            "Datasets written",
-            table_html(dataset_rows),
-            "Write-once versions; each has meta.json and manifest.json with content hashes.",
-        ),
-        Section(
-            "Bar validation",
-            table_html(
-                [
-                    {
-                        "input rows": validation["n_input"],
-                        "stored rows": validation["n_output"],
-                        "violations": sum(validation["summary"].values()),
-                        "repairs": len(validation["repairs"]),
-                    }
-                ]
-            ),
-        ),
-        Section(
-            "Gap report (futures calendar)",
-            table_html([{k: v for k, v in gaps.items() if not isinstance(v, dict | list)}]),
-            "Bars expected by the CME Globex session calendar (DST-aware) against bars present.",
-        ),
-        Section(
-            "Split",
-            table_html(
-                [
-                    {
-                        "split": f"{split_record['name']}@v{split_record['version']}",
-                        "strategy": split_record["strategy"],
-                        **split_record["counts"],
-                    }
-                ]
-            ),
-            "Purge and embargo of one window length keep every train window clear of "
-            "val/test in time; the split is re-validated on every load.",
-        ),
-        Section("Labeled parts", table_html(parts)),
-        Section(
-            "Window features by class (train part only)",
-            table_html(_feature_means(price_action, data), ["feature", *data.classes]),
-            f"Price-action features of every labeled window, stored as {features}; the "
-            f"relative view feeds sequence models as {relative.shape} float32 arrays.",
-        ),
-        pretraining_section(pretraining, next(m for m in models if m["model"] == PRETRAINED_ROW)),
-        Section(
-            "Models, out of fold (purged 5-fold, embargo of one window)",
-            table_html(models, ["model", "run", *MODEL_COLUMNS]),
-            "Each model is trained five times, each fold predicting only windows its model "
-            "never saw; metrics are on those out-of-fold predictions after cross-fitted Platt "
-            "calibration, with 95% bootstrap intervals in each run's own report. The stack "
-            "learns only from the out-of-fold probabilities of the three base models above "
-            f"it (not of {PRETRAINED_ROW!r}).",
-        ),
-        Section(
-            "Registry check",
-            "<p>All stored bytes match their manifests.</p>"
-            if not problems
-            else table_html([{"problem": p} for p in problems]),
-        ),
-        Section("Run manifest", pre_html(json.dumps(manifest, indent=2, default=str))),
+        summary_section(manifest, models, _shortened(quick)),
+        models_section(models, PRETRAINED_ROW),
         backtest_section(backtest),
+        market_section(registry.load_raw(raw.name, raw.version), data),
+        learning_curve_section(curve_run.run_id, curve_summary),
+        pretraining_section(pretraining, next(m for m in models if m["model"] == PRETRAINED_ROW)),
+        *data_sections(
+            dataset_rows,
+            registry.manifest(raw),
+            data,
+            price_action,
+            features,
+            relative.shape,
+            problems,
+        ),
+        manifest_section(manifest),
     ]
     report = render_report("moola demo", sections, subtitle=f"run {run_id}")
     store = RunStore(registry.root)
@@ -246,6 +246,10 @@ def run_demo(
             "counts": data.audit["counts"],
         }
     )
+    parts = [
+        {"part": part, "windows": len(value), **class_counts(value.y, data.classes)}
+        for part, value in data.parts.items()
+    ]
     lines = [f"[green]stored[/] {row['dataset']}: {row['summary']}" for row in dataset_rows]
     lines.append(
         f"[green]stored[/] split {split_name}@v{split_version}: "
@@ -268,7 +272,7 @@ def run_demo(
         "synthetic in val/test: "
         f"{data.audit['val_synthetic_count'] + data.audit['test_synthetic_count']}; "
         f"registry check: {'ok' if not problems else f'{len(problems)} problems'}; "
-        f"{manifest['wall_time_s']:.1f} s"
+        f"{manifest['wall_time_s']:.1f} s on {threads['torch']} thread(s)"
     )
     return DemoResult(run_id, run_dir / "report.html", lines, data.audit, models)
 
@@ -279,6 +283,7 @@ def _train_models(
     split: str,
     seed: int,
     step: Callable[[str], None],
+    on_progress: Callable[[ProgressUpdate], None],
     *,
     quick: bool,
     fine_tuning: dict[str, Any],
@@ -287,8 +292,8 @@ def _train_models(
     the load report of the model with the pretrained encoder."""
     plan = [
         ("logistic_regression", "logistic_regression", {}),
-        ("minirocket", "minirocket", {"n_kernels": 840 if quick else 4_000}),
-        ("simple_lstm", "simple_lstm", {"epochs": 3 if quick else 30, "patience": 5}),
+        ("minirocket", "minirocket", {"n_kernels": 840 if quick else MINIROCKET_KERNELS}),
+        ("simple_lstm", "simple_lstm", {"epochs": 3 if quick else LSTM_EPOCHS}),
         (PRETRAINED_ROW, "simple_lstm", fine_tuning),
     ]
     dataset = f"{labeled.name}@v{labeled.version}"
@@ -297,7 +302,7 @@ def _train_models(
     # The torch models train first: once MiniRocket has run numba's OpenMP threads, torch's
     # own OpenMP threads in the same process can run many times slower on a busy machine.
     for row, model, params in sorted(plan, key=lambda item: item[1] != "simple_lstm"):
-        step(f"training {row} (5 folds)")
+        step(f"training {row} ({FOLDS} folds and a final fit)")
         config = TrainConfig(
             model=model,
             dataset=dataset,
@@ -306,7 +311,11 @@ def _train_models(
             seed=seed,
             n_bootstrap=n_bootstrap,
         )
-        results[row] = run_training(registry, config)
+        if "epochs" in params:
+            callbacks = [epoch_progress(on_progress, FOLDS, params["epochs"])]
+            results[row] = run_training(registry, config, callbacks=callbacks)
+        else:
+            results[row] = run_training(registry, config, on_event=fold_events(on_progress, FOLDS))
     step("training the stacking ensemble on out-of-fold probabilities")
     bases = [results[name].run_id for name in ("logistic_regression", "minirocket", "simple_lstm")]
     config = TrainConfig(
@@ -317,7 +326,7 @@ def _train_models(
         seed=seed,
         n_bootstrap=n_bootstrap,
     )
-    results["stack"] = run_training(registry, config)
+    results["stack"] = run_training(registry, config, on_event=fold_events(on_progress, FOLDS))
     rows = []
     for row in [*(name for name, _, _ in plan), "stack"]:
         result = results[row]
@@ -328,16 +337,41 @@ def _train_models(
     return rows, summary.get("pretrained_load")
 
 
-def _feature_means(table: Any, data: Any) -> list[dict[str, Any]]:
-    """Mean of each window feature per class over the train part: how separable are they?"""
-    train = table.iloc[data.train.indices]
-    labels = [data.classes[i] for i in data.train.y]
-    means = train.groupby(labels).mean()
+def _learning_curve_run(
+    registry: Registry,
+    labeled: Any,
+    split: str,
+    seed: int,
+    step: Callable[[str], None],
+    on_progress: Callable[[ProgressUpdate], None],
+    quick: bool,
+) -> TrainResult:
+    """simple_lstm on the forward-chaining split: trained on train, early-stopped on val,
+    so its learning curves have a validation curve beside the training one."""
+    epochs = 3 if quick else LSTM_EPOCHS
+    step("training simple_lstm on train, validating each epoch on val (learning curves)")
+    config = TrainConfig(
+        model="simple_lstm",
+        dataset=f"{labeled.name}@v{labeled.version}",
+        split=split,
+        params={"epochs": epochs, "patience": 5},
+        seed=seed,
+        n_bootstrap=200,
+    )
+    callbacks = [EpochProgress(1, epochs, on_progress)]
+    result = run_training(registry, config, callbacks=callbacks)
+    write_report(registry, result.run_id)
+    return result
+
+
+def _shortened(quick: bool) -> list[str]:
+    """What the demo does less of than a real run would, for the report's summary."""
+    if quick:
+        return ["--quick: smoke-test sizes (tiny pretraining, 3 epochs, 840 MiniRocket kernels)"]
     return [
-        {"feature": column, **{c: float(means.loc[c, column]) for c in means.index}}
-        for column in PRICE_ACTION_COLUMNS
+        f"pretraining sees {PRETRAIN_WINDOWS:,} unlabeled windows x {PRETRAIN_EPOCHS} epochs "
+        "(a smoke test of the path, not of its benefit)",
+        f"simple_lstm trains {LSTM_EPOCHS} epochs, the pretrained one {FINE_TUNE_EPOCHS}",
+        f"MiniRocket uses {MINIROCKET_KERNELS:,} kernels (10,000 by default)",
+        "bootstrap intervals use 1,000 resamples (200 for the direction models)",
     ]
-
-
-def _class_counts(y: Any, classes: tuple[str, ...]) -> dict[str, int]:
-    return {name: int((y == index).sum()) for index, name in enumerate(classes)}
