@@ -69,7 +69,9 @@ def run_cli(argv: list[str]) -> Outcome:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except Exception:  # what a user would see as a traceback and exit code 1
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # a traceback and exit code 1 (Rust panics are BaseException)
             code, crash = 1, traceback.format_exc()
     return Outcome(code, out.getvalue(), err.getvalue(), crash)
 
@@ -81,7 +83,9 @@ def run_library(call: Callable[[], object]) -> Outcome:
         call()
     except MoolaError as exc:
         return Outcome(exc.exit_code, "", str(exc), None)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         return Outcome(1, "", "", traceback.format_exc())
     return Outcome(0, "", "", None)
 
@@ -116,7 +120,8 @@ def problems(
         found.append(f"exit code {outcome.code}")
     if outcome.code != 0 and outcome.crash is None:
         said = flat(outcome.err)
-        wanted = [flat(n) for n in names if len(flat(n)) >= 2] + [f"'{n}'" for n in names]
+        parts = [p for name in names for p in (name, name.strip(), *name.split("@"))]
+        wanted = [flat(p) for p in parts if len(flat(p)) >= 2] + [flat(repr(p)) for p in parts]
         # Click's usage errors always name the option or token they refuse.
         if not said.startswith("Usage:") and not any(name in said for name in wanted):
             found.append("names no input")
