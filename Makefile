@@ -28,8 +28,11 @@ test: $(STAMP)
 
 # Every input a user hands moola, broken many ways (hypothesis profile "fuzz", ~3-5 minutes
 # on 2 cores): each case must exit 0 or 2, name the bad input and leave files unchanged.
+# Then 20 byte flips in every file of a small data root (~1,000 flips, ~1-2 minutes): each
+# must be caught by `moola data verify` and refused by the file's reader.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_inputs.py
+	MOOLA_TAMPER_FLIPS=20 $(BIN)/python -m pytest -q -s tests/test_tamper.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
