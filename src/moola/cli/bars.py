@@ -100,6 +100,12 @@ def dc(
     dc_bars_name: str | None = typer.Option(
         None, "--dc-bars-name", help="Store the DC/OS bars as features dataset NAME (needs --raw)."
     ),
+    as_raw: str | None = typer.Option(
+        None,
+        "--as-raw",
+        help="Store one bar per event as raw dataset NAME (needs --raw), to window with "
+        "`moola data windows NAME --allow-gaps`.",
+    ),
     symbol: str | None = typer.Option(None, help="Symbol of the bars in --bars (if none)."),
     timeframe: str | None = typer.Option(None, help="Time frame of the bars in --bars."),
 ) -> None:
@@ -111,10 +117,12 @@ def dc(
     check_table_path(dc_bars_out, "--dc-bars-out")
     check_new_name(name, "--name")
     check_new_name(dc_bars_name, "--dc-bars-name")
-    if (name or dc_bars_name) and raw is None:
+    check_new_name(as_raw, "--as-raw")
+    if (name or dc_bars_name or as_raw) and raw is None:
         raise ConfigError(
-            "--name/--dc-bars-name store into the registry, which records the raw dataset the "
-            "events come from; use --raw NAME or NAME@vN, or write a file with --out/--dc-bars-out."
+            "--name/--dc-bars-name/--as-raw store into the registry, which records the raw "
+            "dataset the events come from; use --raw NAME or NAME@vN, or write a file with "
+            "--out/--dc-bars-out."
         )
     bars, raw_ref = load_input_bars(registry, raw, bars_file, symbol=symbol, timeframe=timeframe)
     events, segments = dc_tables(bars, up=threshold, down=down)
@@ -149,3 +157,11 @@ def dc(
                 transformations=[{"name": f"moola.features.dc.{what}", "params": params}],
             )
             console.print(f"[green]Stored[/] {ref}  ({len(table):,} rows)")
+    if as_raw and raw_ref is not None:
+        from moola.pipeline.event_bars import store_event_bars
+
+        ref = store_event_bars(registry, raw_ref, name=as_raw, up=threshold, down=down)
+        console.print(
+            f"[green]Stored[/] {ref}  ({registry.meta(ref)['rows']:,} event bars); window "
+            f"them with `moola data windows {as_raw} --name NAME --length L --allow-gaps`"
+        )

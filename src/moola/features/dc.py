@@ -39,6 +39,7 @@ import pandas as pd
 from pydantic import Field
 
 from moola.core.errors import ConfigError
+from moola.data.schema import empty_bars, make_bars
 from moola.features.base import Feature, FeatureParams, register_feature
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -345,6 +346,48 @@ def dc_tables(
         pd.concat(events_parts, ignore_index=True),
         pd.concat(bars_parts, ignore_index=True),
     )
+
+
+def dc_event_bars(
+    bars: pd.DataFrame, *, up: float = 0.001, down: float | None = None
+) -> pd.DataFrame:
+    """Canonical bars in intrinsic time: one bar per directional-change event.
+
+    Bar k spans the source bars after event k-1's confirmation up to event k's
+    confirmation (the overshoot of k-1 and the directional change of k; the first bar
+    starts after the first event's extreme). It is stamped with the open time of its
+    confirmation bar, so, as for any canonical bar, it is known at that bar's close and a
+    consumer keyed by ``timestamp`` never sees it early: computing on ``bars[: t + 1]``
+    gives the same event bars for every confirmation up to ``t``. The ``timeframe`` stays
+    the source's (the bars are irregular: window them with gaps allowed). Each symbol is
+    scanned on its own.
+    """
+    frame = bars.reset_index(drop=True)
+    parts = []
+    groups = frame.groupby(frame["symbol"].astype(str), sort=True).indices if len(frame) else {}
+    for symbol, rows in groups.items():
+        part = frame.iloc[rows].reset_index(drop=True)
+        events = detect_dc_events(part, up=up, down=down)
+        if not len(events):
+            continue
+        confirm = events["confirm_pos"].to_numpy(dtype=np.int64)
+        start = np.concatenate([[int(events["extreme_pos"].iloc[0]) + 1], confirm[:-1] + 1])
+        high = np.maximum.reduceat(part["high"].to_numpy(np.float64)[: confirm[-1] + 1], start)
+        low = np.minimum.reduceat(part["low"].to_numpy(np.float64)[: confirm[-1] + 1], start)
+        volume = np.add.reduceat(part["volume"].to_numpy(np.float64)[: confirm[-1] + 1], start)
+        parts.append(
+            make_bars(
+                part["timestamp"].iloc[confirm].reset_index(drop=True),
+                part["open"].to_numpy(np.float64)[start],
+                high,
+                low,
+                part["close"].to_numpy(np.float64)[confirm],
+                volume,
+                symbol=symbol,
+                timeframe=str(part["timeframe"].iloc[0]),
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else empty_bars()
 
 
 def dc_features(
