@@ -62,7 +62,7 @@ def test_epoch_progress_refuses_an_empty_plan():
 def test_plain_display_writes_one_timestamped_line_per_stage_and_update():
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=200)
-    with stage_display(console, "demo") as display:
+    with stage_display(console) as display:
         display.stage("training [model] x")
         display.update(ProgressUpdate(1, 4, "fit 1/2 epoch 1/2 train 0.5"))
         assert buffer.getvalue().count("\n") == 2  # written at once, not at the end

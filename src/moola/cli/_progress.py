@@ -36,9 +36,9 @@ class StageDisplay(Protocol):
 
 
 @contextmanager
-def stage_display(console: Console, title: str) -> Iterator[StageDisplay]:
+def stage_display(console: Console) -> Iterator[StageDisplay]:
     """A ``StageDisplay`` for the block: Rich on a terminal, plain lines otherwise."""
-    display: _Rich | _Plain = _Rich(console, title) if console.is_terminal else _Plain(console)
+    display: _Rich | _Plain = _Rich(console) if console.is_terminal else _Plain(console)
     try:
         yield display
     finally:
@@ -88,7 +88,7 @@ class _Plain:
 class _Rich:
     """A Rich progress line for the current stage; finished stages print above it."""
 
-    def __init__(self, console: Console, title: str) -> None:
+    def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -100,11 +100,10 @@ class _Rich:
         )
 
         self.console = console
-        self.title = title
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -122,7 +121,7 @@ class _Rich:
         self._finish_stage()
         self.text = text
         self.stage_started = time.perf_counter()
-        self.task = self.progress.add_task(f"{self.title}: {escape(text)}", total=None, detail="")
+        self.task = self.progress.add_task(escape(text), total=None, detail="")
 
     def update(self, progress: ProgressUpdate) -> None:
         if self.task is not None:

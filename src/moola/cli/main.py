@@ -109,7 +109,7 @@ def demo(
     from moola.demo import run_demo
 
     settings = settings_of(ctx)
-    with stage_display(console, "moola demo") as display:
+    with stage_display(console) as display:
         result = run_demo(
             settings.data_root,
             n_bars=bars,
