@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss
+from sklearn.metrics import f1_score, log_loss
 
 from moola.training.calibration import CALIBRATORS, calibrate
 
@@ -77,6 +77,12 @@ def cross_fitted(
     return out
 
 
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y`` (scikit-learn's definition, without
+    its warning when a small fold holds one class)."""
+    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+
+
 def _scores(y: np.ndarray, proba: np.ndarray, minority: int) -> dict[str, float]:
     pred = proba.argmax(axis=1)
     clipped = np.clip(proba, 1e-12, 1.0)
@@ -84,7 +90,7 @@ def _scores(y: np.ndarray, proba: np.ndarray, minority: int) -> dict[str, float]
         "log_loss": float(
             log_loss(y, clipped / clipped.sum(1, keepdims=True), labels=list(range(proba.shape[1])))
         ),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "balanced_accuracy": float(_balanced_accuracy(y, pred)),
         "minority_f1": float(
             f1_score(y, pred, labels=[minority], average="macro", zero_division=0)
         ),
@@ -96,7 +102,7 @@ def _best_threshold(y: np.ndarray, p_minority: np.ndarray, minority: int) -> flo
     best, best_score = 0.5, -1.0
     for t in sorted(_THRESHOLDS, key=lambda v: abs(v - 0.5)):
         pred = np.where(p_minority >= t, minority, 1 - minority)
-        score = balanced_accuracy_score(y, pred)
+        score = _balanced_accuracy(y, pred)
         if score > best_score + 1e-12:
             best, best_score = float(t), score
     return best
@@ -115,7 +121,7 @@ def _thresholded(
         t = _best_threshold(y[others], p[others], minority) if len(others) else 0.5
         pred[group] = np.where(p[group] >= t, minority, 1 - minority)
     metrics = {
-        "balanced_accuracy": float(balanced_accuracy_score(y[every], pred[every])),
+        "balanced_accuracy": float(_balanced_accuracy(y[every], pred[every])),
         "minority_f1": float(
             f1_score(y[every], pred[every], labels=[minority], average="macro", zero_division=0)
         ),
