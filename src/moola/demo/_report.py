@@ -27,9 +27,7 @@ MODEL_COLUMNS = ("accuracy", "balanced_accuracy", "minority_f1", "pr_auc", "brie
 EXAMPLES_PER_CLASS = 4
 
 
-def summary_section(
-    manifest: dict[str, Any], models: list[dict[str, Any]], shortened: list[str]
-) -> Section:
+def summary_section(manifest: dict[str, Any], models: list[dict[str, Any]], sizing: str) -> Section:
     """What the demo did and found, in a few rows: the first thing a reader sees."""
     config, data, backtest = manifest["config"], manifest["data"], manifest["backtest"]
     best = max(models, key=lambda row: _number(row["balanced_accuracy"]))
@@ -56,8 +54,7 @@ def summary_section(
             f"{manifest['threads']['torch']} torch thread(s) "
             f"({manifest['threads']['cpu_count']} cores)"},
     ]  # fmt: skip
-    note = "Sized to run in about two minutes on two CPU cores: " + "; ".join(shortened) + "."
-    return Section("Summary", table_html(rows, ["", "what came out"]), note)
+    return Section("Summary", table_html(rows, ["", "what came out"]), sizing)
 
 
 def models_section(models: list[dict[str, Any]], pretrained_row: str) -> Section:
