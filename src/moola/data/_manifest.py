@@ -33,6 +33,11 @@ class DatasetRef:
         return f"{self.kind}/{self.name}@v{self.version}"
 
     @property
+    def pinned(self) -> str:
+        """``name@vN``: the reference spelled so it names this version and no other."""
+        return f"{self.name}@v{self.version}"
+
+    @property
     def key(self) -> str:
         """Its key in the write journal."""
         return f"dataset:{self}"

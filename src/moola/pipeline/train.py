@@ -39,6 +39,7 @@ from moola.core.errors import ConfigError, LeakageError
 from moola.core.hashing import sha256_json
 from moola.core.settings import RunConfig
 from moola.core.threads import thread_settings
+from moola.data import DatasetRef
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.models import ModelCard, create, model_card
@@ -117,6 +118,21 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
     return flat
 
 
+def pinned_config(config: TrainConfig, data: LabeledData) -> TrainConfig:
+    """``config`` with its dataset, split and synthetic references pinned to ``name@vN``:
+    the versions ``data`` was loaded from.
+
+    The run's config hash is computed from this, so ``pat`` and ``pat@v1`` (the same
+    data) give one hash and two versions of ``pat`` give two.
+    """
+    split = data.audit["split"]
+    update = {"dataset": data.ref.pinned, "split": f"{split['name']}@v{split['version']}"}
+    synthetic = data.audit.get("synthetic")
+    if synthetic is not None:
+        update["synthetic"] = DatasetRef(**synthetic["dataset"]).pinned
+    return config.model_copy(update=update)
+
+
 def run_training(
     registry: Registry,
     config: TrainConfig,
@@ -138,6 +154,7 @@ def run_training(
     )
     split = data.split
     assert split is not None
+    config = pinned_config(config, data)
     card = model_card(config.model)
     params = model_params(config.model, {_seed_parameter(card): config.seed, **config.params})
     run_id = new_run_id(config.model)
