@@ -441,6 +441,35 @@ def test_durations_to_units_rejects(amount, unit, bar):
         durations_to_units(amount, unit=unit, bar_duration=bar)
 
 
+@pytest.mark.parametrize(
+    ("amount", "unit", "expected"),
+    [
+        ("105", "bars", 105),  # digits are a bar count, never 105 ns
+        (" 12 ", "ns", 12 * 60 * 10**9),
+        ("1h", "bars", 60),
+        ("30min", "ns", 1800 * 10**9),
+        ("0", "ns", 0),
+    ],
+)
+def test_gap_text_reads_as_bars_or_a_duration(amount, unit, expected):
+    assert durations_to_units(amount, unit=unit, bar_duration="1m", name="purge") == expected
+
+
+@pytest.mark.parametrize("amount", ["-3", "-30min", "1.5", "soon", "", "1e3"])
+def test_a_bad_gap_names_its_parameter(amount):
+    with pytest.raises(SplitError, match="embargo"):
+        durations_to_units(amount, unit="ns", bar_duration="1m", name="embargo")
+
+
+def test_make_split_reads_a_bar_count_given_as_text():
+    s = np.arange(0, 400, 10)
+    as_text = make_split("forward-chaining", s, s + 9, purge="15", embargo="20")
+    as_int = make_split("forward-chaining", s, s + 9, purge=15, embargo=20)
+    assert as_text.content_hash() == as_int.content_hash()
+    with pytest.raises(SplitError, match="purge"):
+        make_split("forward-chaining", s, s + 9, purge="-15")
+
+
 def test_make_split_converts_durations_and_timestamps():
     s = np.arange(40)
     by_bars = make_split("forward-chaining", s, s + 2, purge="3min", bar_duration="1m")

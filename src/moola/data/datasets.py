@@ -22,7 +22,7 @@ from moola.data.blacklist import BlacklistEntry, add_entries, make_entry, read_b
 from moola.data.ingest import ingest_bars
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
-from moola.data.splits import Fold, Split, make_split
+from moola.data.splits import Fold, Split, durations_to_units, make_split
 from moola.data.windows import labeled_windows_table
 
 PLANTED_LABEL_SOURCE = "synthetic-planted"
@@ -109,26 +109,6 @@ def planted_labels_file(market: SyntheticMarket) -> pd.DataFrame:
     )
 
 
-def to_time_units(value: str | int, bar: pd.Timedelta) -> int:
-    """A purge/embargo given in bars (``"12"``) or as a duration (``"30min"``) -> ns."""
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        count = int(text)
-        if count < 0:
-            raise ConfigError(f"Purge and embargo must be >= 0, got {text}.")
-        return count * bar.value
-    try:
-        duration = pd.Timedelta(text)
-    except ValueError:
-        raise ConfigError(
-            f"Cannot read {text!r} as bars or a duration; use a number of bars (12) or a "
-            "duration (30min, 2h, 1d)."
-        ) from None
-    if duration < pd.Timedelta(0):
-        raise ConfigError(f"Purge and embargo must be >= 0, got {text}.")
-    return int(duration.value)
-
-
 def make_and_store_split(
     registry: Registry,
     ref: DatasetRef,
@@ -162,7 +142,12 @@ def make_and_store_split(
     timeframes = registry.meta(registry.resolve("raw", raw["name"], raw["version"]))["timeframe"]
     bar = parse_timeframe(timeframes[0])
     options = _strategy_params(strategy, params)
-    options.update(purge=to_time_units(purge, bar), embargo=to_time_units(embargo, bar))
+    options.update(
+        {
+            gap: durations_to_units(value, unit="ns", bar_duration=bar, name=gap)
+            for gap, value in (("purge", purge), ("embargo", embargo))
+        }
+    )
     if strategy == "stratified":
         if ref.kind != "labeled":
             raise SplitError(

@@ -41,6 +41,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Literal
@@ -523,6 +524,11 @@ def _duration(value: Any, what: str) -> pd.Timedelta:
             "unit such as '30min'."
         )
     if isinstance(value, str):
+        if _NUMBER.match(value.strip()):  # pandas would read "1.5" as 1.5 ns
+            raise SplitError(
+                f"{what}={value!r} has no unit: give a whole number of bars ('12') or a "
+                "duration with a unit such as '30min'."
+            )
         try:
             return parse_timeframe(value)
         except ConfigError:
@@ -531,11 +537,16 @@ def _duration(value: Any, what: str) -> pd.Timedelta:
         duration = pd.Timedelta(value)
     except (ValueError, TypeError) as error:
         raise SplitError(
-            f"{what}={value!r} is not a duration; use e.g. '30min', '2h' or pd.Timedelta."
+            f"{what}={value!r} is neither bars nor a duration; use a number of bars (12) or a "
+            "duration such as '30min', '2h' or '1d'."
         ) from error
     if pd.isna(duration):
         raise SplitError(f"{what} is missing (NaT); give a duration such as '30min'.")
     return duration
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_BAR_COUNT = re.compile(r"^[-+]?\d+$")
 
 
 def durations_to_units(
@@ -543,36 +554,42 @@ def durations_to_units(
     *,
     unit: SpansUnit,
     bar_duration: str | pd.Timedelta | timedelta | None = None,
+    name: str = "purge/embargo",
 ) -> int:
-    """Express a purge/embargo in the spans' unit.
+    """Express a purge/embargo in the spans' unit: moola's one parser of such gaps.
 
-    ``amount`` is a bar count (int) or a duration (``pd.Timedelta`` or text such as
-    ``"30min"``). For ``unit="ns"`` a bar count needs ``bar_duration`` (a timeframe such as
-    ``"1m"`` or a Timedelta); for ``unit="bars"`` a duration is rounded *up* to whole bars so
-    the gap is never shorter than asked.
+    ``amount`` is a bar count (an int, or text of digits such as ``"105"``) or a duration
+    (``pd.Timedelta`` or text with a unit such as ``"30min"``, ``"1h"``). For ``unit="ns"``
+    a bar count needs ``bar_duration`` (a timeframe such as ``"1m"`` or a Timedelta); for
+    ``unit="bars"`` a duration is rounded *up* to whole bars so the gap is never shorter
+    than asked. Errors (``SplitError``) name the parameter: ``name`` (``"purge"``, ...).
     """
     if unit not in ("bars", "ns"):
         raise SplitError(f"unit must be 'bars' or 'ns', got {unit!r}.")
     bar = None if bar_duration is None else _duration(bar_duration, "bar_duration")
     if bar is not None and bar <= pd.Timedelta(0):
         raise SplitError(f"bar_duration must be positive, got {bar_duration!r}.")
+    if isinstance(amount, str) and _BAR_COUNT.match(amount.strip()):
+        amount = int(amount.strip())
     if isinstance(amount, (int, np.integer)) and not isinstance(amount, (bool, np.bool_)):
         if amount < 0:
-            raise SplitError(f"A purge/embargo of {amount} bars is negative; use >= 0.")
+            raise SplitError(f"{name}={amount} bars is negative; use >= 0.")
         if unit == "bars":
             return int(amount)
         if bar is None:
             raise SplitError(
-                f"Converting {amount} bars to ns needs bar_duration (e.g. '1m'); pass it."
+                f"Converting {name}={amount} bars to ns needs bar_duration (e.g. '1m'); pass it."
             )
         return int(amount) * int(bar.value)
-    duration = _duration(amount, "purge/embargo")
+    duration = _duration(amount, name)
     if duration < pd.Timedelta(0):
-        raise SplitError(f"A purge/embargo of {amount!r} is negative; use >= 0.")
+        raise SplitError(f"{name}={amount!r} is negative; use >= 0.")
     if unit == "ns":
         return int(duration.value)
     if bar is None:
-        raise SplitError(f"Converting {amount!r} to bars needs bar_duration (e.g. '1m'); pass it.")
+        raise SplitError(
+            f"Converting {name}={amount!r} to bars needs bar_duration (e.g. '1m'); pass it."
+        )
     return math.ceil(duration.value / bar.value)
 
 
@@ -641,7 +658,9 @@ def make_split(
     s, e, unit = _spans(starts, ends, params.pop("spans_unit", None))
     for gap in ("purge", "embargo"):
         if gap in params and not isinstance(params[gap], (int, np.integer)):
-            params[gap] = durations_to_units(params[gap], unit=unit, bar_duration=bar_duration)
+            params[gap] = durations_to_units(
+                params[gap], unit=unit, bar_duration=bar_duration, name=gap
+            )
     return builder(s, e, spans_unit=unit, **params)
 
 
