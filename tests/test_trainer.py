@@ -180,6 +180,25 @@ def test_a_callback_can_stop_the_loop():
     assert summary.early_stop_epoch == 2
 
 
+def test_a_step_callback_sees_every_loss_and_can_stop_mid_epoch():
+    class StopAtStep(Callback):
+        def __init__(self, last: int) -> None:
+            self.last, self.steps, self.losses = last, [], []
+
+        def on_step(self, state: TrainingState, loss: float) -> bool:
+            self.steps.append(state.step)
+            self.losses.append(loss)
+            return state.step == self.last
+
+    X, y = _toy_data(48)  # batches of 8: 6 optimiser steps per epoch
+    watcher = StopAtStep(last=9)
+    summary = Trainer(epochs=10, batch_size=8).fit(TinyNet(), X, y, callbacks=[watcher])
+    assert watcher.steps == list(range(1, 10))  # called after each step, stopped at step 9
+    assert summary.epochs_run == 2 and summary.early_stop_epoch == 2
+    # The stopped epoch's loss is the mean over the 3 steps it ran, not over 6.
+    assert summary.train_loss_history[1] == pytest.approx(np.mean(watcher.losses[6:]), rel=1e-5)
+
+
 # -- learning-rate schedule --------------------------------------------------------------
 
 

@@ -1,8 +1,10 @@
 """Callbacks: how a user extends the training loop without copying it.
 
 As in Stable-Baselines3, the ``Trainer`` owns the one loop and calls each callback at
-three points: ``on_train_start(state)``, ``on_epoch_end(state) -> bool`` (``True`` asks
-the loop to stop after this epoch) and ``on_train_end(state)``. ``state`` is the loop's
+four points: ``on_train_start(state)``, ``on_step(state, loss) -> bool`` after each
+optimiser step, ``on_epoch_end(state) -> bool`` and ``on_train_end(state)``. ``True`` from
+either hook asks the loop to stop (one convention for both; SB3's ``on_step`` uses
+``False``). ``state`` is the loop's
 live ``TrainingState``: callbacks read it (losses, epoch, the module) and must not
 change its fields.
 
@@ -61,10 +63,19 @@ class TrainingState:
 
 
 class Callback:
-    """Base class; override any of the three hooks (the defaults do nothing)."""
+    """Base class; override any of the four hooks (the defaults do nothing)."""
 
     def on_train_start(self, state: TrainingState) -> None:
         """Called once before the first epoch."""
+
+    def on_step(self, state: TrainingState, loss: float) -> bool:
+        """Called after each optimiser step with that batch's loss; return ``True`` to stop.
+
+        A stop ends the epoch early: it is validated and passed to ``on_epoch_end`` as
+        usual, then the loop ends. The trainer reads the loss off the device only when some
+        callback overrides this hook, so the default costs nothing.
+        """
+        return False
 
     def on_epoch_end(self, state: TrainingState) -> bool:
         """Called after each epoch's training and validation; return ``True`` to stop."""

@@ -322,6 +322,8 @@ class Trainer:
         callbacks = list(callbacks)
         if val_t is not None and cfg.patience is not None:
             callbacks.append(EarlyStopping(cfg.patience, cfg.min_delta))
+        # Only these get on_step: reading each step's loss off the device is a sync.
+        step_callbacks = [c for c in callbacks if type(c).on_step is not Callback.on_step]
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -351,6 +353,7 @@ class Trainer:
                 for epoch in range(first_epoch, cfg.epochs + 1):
                     module.train()
                     loss_sum = torch.zeros((), device=device)
+                    seen, stop_now = 0, False
                     order = torch.randperm(n, generator=generator)
                     batches = self._batches(train_t, order, order_chunks, device, state.step)
                     for batch in batches:
@@ -377,11 +380,17 @@ class Trainer:
                             self._clip(module)
                             optimizer.step()
                         loss_sum += loss.detach().float() * batch[0].shape[0]
+                        seen += batch[0].shape[0]
                         state.step += 1
                         state.lr = lr
+                        if step_callbacks:
+                            value = float(loss.detach().float().item())
+                            if any([c.on_step(state, value) for c in step_callbacks]):
+                                stop_now = True
+                                break
 
                     state.epoch = epoch
-                    state.train_loss = loss_sum.item() / n_used  # one device sync per epoch
+                    state.train_loss = loss_sum.item() / seen  # one device sync per epoch
                     if not math.isfinite(state.train_loss):
                         raise ConfigError(
                             f"Training loss became {state.train_loss} in epoch {epoch}: the run "
@@ -399,7 +408,7 @@ class Trainer:
                             }
                     state.elapsed_s = resumed_s + time.perf_counter() - started
                     stops = [callback.on_epoch_end(state) for callback in callbacks]
-                    if any(stops):
+                    if any(stops) or stop_now:
                         early_stop_epoch = epoch
                         break
 
