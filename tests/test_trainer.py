@@ -199,6 +199,25 @@ def test_a_step_callback_sees_every_loss_and_can_stop_mid_epoch():
     assert summary.train_loss_history[1] == pytest.approx(np.mean(watcher.losses[6:]), rel=1e-5)
 
 
+def test_a_duck_typed_callback_without_on_step_still_runs():
+    class EpochsOnly:  # not a Callback subclass: the three older hooks only
+        def __init__(self) -> None:
+            self.epochs: list[int] = []
+
+        def on_train_start(self, state: TrainingState) -> None: ...
+
+        def on_epoch_end(self, state: TrainingState) -> bool:
+            self.epochs.append(state.epoch)
+            return False
+
+        def on_train_end(self, state: TrainingState) -> None: ...
+
+    X, y = _toy_data(16)
+    watcher = EpochsOnly()
+    Trainer(epochs=2, batch_size=8).fit(TinyNet(), X, y, callbacks=[watcher])
+    assert watcher.epochs == [1, 2]
+
+
 # -- learning-rate schedule --------------------------------------------------------------
 
 

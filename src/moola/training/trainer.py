@@ -322,8 +322,13 @@ class Trainer:
         callbacks = list(callbacks)
         if val_t is not None and cfg.patience is not None:
             callbacks.append(EarlyStopping(cfg.patience, cfg.min_delta))
-        # Only these get on_step: reading each step's loss off the device is a sync.
-        step_callbacks = [c for c in callbacks if type(c).on_step is not Callback.on_step]
+        # Only these get on_step: reading each step's loss off the device is a sync. A
+        # callback need not subclass Callback (duck typing): one without the hook is skipped.
+        step_callbacks = [
+            c
+            for c in callbacks
+            if getattr(type(c), "on_step", Callback.on_step) is not Callback.on_step
+        ]
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
