@@ -29,6 +29,7 @@ from moola.features.labels import forward_return_direction
 from moola.pipeline.backtest_run import backtest_run, find_leaks, hold_positions, signal_targets
 from moola.pipeline.lifecycle import promote, write_report
 from moola.pipeline.train import TrainConfig, run_training
+from moola.tracking.journal import JsonlJournal
 from moola.tracking.runs import RunStore
 
 LENGTH, STRIDE, HORIZON = 50, 60, 20
@@ -221,8 +222,8 @@ def test_split_with_the_suggested_embargo_backtests_into_the_run_folder(lab):
     impossible = GateConfig(min_accuracy=0.0, max_ece=1.0, min_sharpe=1e9)
     with pytest.raises(ConfigError, match=r"sharpe: .* vs threshold 1000000000"):
         promote(lab.registry, lab.safe_run, impossible)
-    decision = RunStore(lab.registry.root).read_log("gate_decisions.jsonl")[-1]
-    sharpe = next(g for g in decision["gates"]["gates"] if g["name"] == "sharpe")
+    decision = JsonlJournal(lab.registry.root).read("gate_decision")[-1].payload
+    sharpe = next(g for g in decision.gates["gates"] if g["name"] == "sharpe")
     assert sharpe["value"] == pytest.approx(record["stats"]["sharpe"])
 
 
@@ -340,12 +341,12 @@ def _promote_cli(capsys, lab: Lab, run_id: str, *gates: str) -> tuple[int, str, 
 def test_promote_with_backtest_gates_refuses_a_run_without_a_backtest(capsys, lab):
     store = RunStore(lab.registry.root)
     fresh = _train(lab.registry, "kf-safe")  # out of fold, never backtested
-    ledger = len(store.read_log("gate_decisions.jsonl"))
+    ledger = len(JsonlJournal(store.root).read("gate_decision"))
     code, _, err = _promote_cli(capsys, lab, fresh, "--min-sharpe", "1.0", "--max-drawdown", "0.15")
     assert code == 2
     assert f"run `moola backtest --run {fresh} --long-class CLASS --hold-bars N` first" in err
     assert "--min-sharpe and --max-drawdown" in err
-    assert len(store.read_log("gate_decisions.jsonl")) == ledger  # nothing judged, nothing noted
+    assert len(JsonlJournal(store.root).read("gate_decision")) == ledger  # nothing judged: none
     assert not (lab.registry.root / "artifacts/models/promoted" / fresh).exists()
     # Without the backtest gates the same run is judged on its metrics alone.
     code, out, _ = _promote_cli(capsys, lab, fresh)
@@ -365,17 +366,17 @@ def test_promote_gates_on_the_latest_valid_backtests_sharpe_and_drawdown(capsys,
         capsys, lab, run_id, "--min-sharpe", str(sharpe - 1), "--max-drawdown", str(drawdown / 2)
     )
     assert code == 2 and "max_drawdown" in err and "above maximum" in err
-    refused = store.read_log("gate_decisions.jsonl")[-1]
-    assert refused["run_id"] == run_id and not refused["gates"]["passed"]
-    assert refused["backtest"] == record["path"]
+    refused = JsonlJournal(store.root).read("gate_decision")[-1].payload
+    assert refused.run_id == run_id and not refused.gates["passed"]
+    assert refused.backtest == record["path"]
     assert not (lab.registry.root / "artifacts/models/promoted" / run_id).exists()
     # Thresholds the backtest clears: promoted, with both values in the gate record.
     code, out, _ = _promote_cli(
         capsys, lab, run_id, "--min-sharpe", str(sharpe - 1), "--max-drawdown", str(drawdown)
     )
     assert code == 0 and record["path"] in out
-    decision = store.read_log("gate_decisions.jsonl")[-1]
-    values = {g["name"]: g["value"] for g in decision["gates"]["gates"]}
+    decision = JsonlJournal(store.root).read("gate_decision")[-1].payload
+    values = {g["name"]: g["value"] for g in decision.gates["gates"]}
     assert values["sharpe"] == pytest.approx(sharpe)
     assert values["max_drawdown"] == pytest.approx(drawdown)
     gate = json.loads(

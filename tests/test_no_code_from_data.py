@@ -39,6 +39,7 @@ from moola.pipeline.lifecycle import evaluate_test
 from moola.pipeline.migrate import MigrationNeedsTrust, migrate_run
 from moola.pipeline.train import TrainConfig, run_training
 from moola.pretrain.artifacts import load_encoder_artifact, load_training_checkpoint
+from moola.tracking.journal import JsonlJournal
 from moola.tracking.runs import RunStore
 from moola.training.calibration import (
     CALIBRATORS,
@@ -325,7 +326,8 @@ def test_cli_evaluate_and_promote_refuse_a_shared_run_with_crafted_pickles(
     )
     assert code == 2 and "pickle" in err, err
     assert not (registry.root / "artifacts/models/promoted" / run_id).exists()
-    assert all(e["run_id"] != run_id for e in RunStore(registry.root).read_log("test_ledger.jsonl"))
+    looks = JsonlJournal(registry.root).read("test_look")
+    assert all(look.payload.run_id != run_id for look in looks)
 
 
 def test_cli_evaluate_refuses_a_skops_model_naming_untrusted_types(capsys, lab, tmp_path):

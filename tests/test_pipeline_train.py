@@ -14,6 +14,7 @@ from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
 from moola.pipeline.lifecycle import evaluate_test, promote, write_report
 from moola.pipeline.train import TrainConfig, run_training
+from moola.tracking.journal import JsonlJournal
 from moola.tracking.runs import RunStore
 
 
@@ -95,8 +96,8 @@ def test_test_part_is_scored_once_and_promotion_lists_failed_gates(lab):
         evaluate_test(lab, result.run_id)
     with pytest.raises(ConfigError, match=r"Failed gates: accuracy"):
         promote(lab, result.run_id, GateConfig(min_accuracy=1.01, max_ece=1.0))
-    decisions = RunStore(lab.root).read_log("gate_decisions.jsonl")
-    assert decisions[-1]["run_id"] == result.run_id and not decisions[-1]["gates"]["passed"]
+    decision = JsonlJournal(lab.root).read("gate_decision")[-1].payload
+    assert decision.run_id == result.run_id and not decision.gates["passed"]
     promoted = promote(lab, result.run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
     assert (lab.root / "artifacts/models/promoted" / result.run_id / "gate.json").is_file()
     assert promoted["basis"] == "test"

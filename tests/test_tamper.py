@@ -34,6 +34,7 @@ from moola.pipeline.integrity import verify_root
 from moola.pipeline.lifecycle import evaluate_test, promote
 from moola.pipeline.train import TrainConfig, run_training
 from moola.pretrain.artifacts import load_encoder_artifact, write_encoder_artifact
+from moola.tracking.journal import JsonlJournal
 from moola.tracking.runs import RunStore
 
 #: Flips per file: 3 in ``make test``; ``MOOLA_TAMPER_FLIPS=20`` (``make fuzz``) goes deeper.
@@ -101,6 +102,8 @@ def _consumer(root: Path, path: Path) -> Callable[[], object]:
         return lambda: store.read_promoted(
             parts[3], "promoted.json" if parts[4] == "promoted.json" else parts[4]
         )
+    if parts == ("journal", "events.jsonl"):
+        return lambda: JsonlJournal(root).read()
     if parts[0] == "journal":
         return lambda: Anchors(root).table()
     return lambda: _refuse_log_problems(path)
@@ -133,8 +136,7 @@ def test_every_file_kind_is_present(pristine):
         "promoted.json",
         "writes.jsonl",
         "experiment_results.jsonl",
-        "test_ledger.jsonl",
-        "gate_decisions.jsonl",
+        "events.jsonl",
         "backtest.json",
         "bilstm_mae_rel11_v1.pt",
     ):

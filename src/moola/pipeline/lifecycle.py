@@ -1,13 +1,13 @@
 """After training: score the test part once, write the report, promote through gates.
 
 - ``evaluate_test`` scores a holdout run on its split's test part. The test part is a
-  one-time resource: every look is written to ``artifacts/test_ledger.jsonl`` before the
+  one-time resource: every look is a ``TestLook`` in the journal, written before the
   score is shown, and a second look at the same split's test part (by any run) is refused
   unless explicitly allowed, which is recorded too. Model selection on test is how small
   labeled sets produce results that do not survive contact with new data.
 - ``write_report`` renders a run's self-contained HTML report.
 - ``promote`` checks a run against the promotion gates; the decision (pass or refusal,
-  with every gate's value and threshold) is appended to ``artifacts/gate_decisions.jsonl``
+  with every gate's value and threshold) is a ``GateDecision`` in the journal, written
   before anything is copied to ``artifacts/models/promoted/<run_id>/``.
 """
 
@@ -30,17 +30,22 @@ from moola.evaluation.report import Section, image_html, pre_html, render_report
 from moola.models import create
 from moola.models.base import Estimator
 from moola.pipeline.train import TrainConfig, flat_metrics, model_inputs
+from moola.tracking.journal import (
+    GateDecision,
+    GateDecisionPayload,
+    JsonlJournal,
+    TestLook,
+    TestLookPayload,
+)
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
 from moola.training.calibration import Calibrator, load_calibrator
 
-TEST_LEDGER = "test_ledger.jsonl"
 #: Run files a promoted model carries (besides the manifest and the gate decision).
 MODEL_FILE = "model.bin"
 CALIBRATOR_FILE = "calibrator.json"
 #: The calibrator file of runs written before calibrators were saved as JSON: a pickle.
 LEGACY_CALIBRATOR_FILE = "calibrator.pkl"
 PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE)
-GATE_DECISIONS = "gate_decisions.jsonl"
 
 
 def load_manifest(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
@@ -76,9 +81,14 @@ def evaluate_test(
         )
     config = TrainConfig.model_validate(manifest["config"])
     split_hash = manifest["data"]["split"]["split_hash"]
-    earlier = [entry for entry in store.read_log(TEST_LEDGER) if entry["split_hash"] == split_hash]
+    journal = JsonlJournal(registry.root)
+    earlier = [
+        look.payload
+        for look in journal.read("test_look")
+        if isinstance(look, TestLook) and look.payload.split_hash == split_hash
+    ]
     if earlier and not allow_reuse:
-        runs = ", ".join(sorted({entry["run_id"] for entry in earlier}))
+        runs = ", ".join(sorted({look.run_id for look in earlier}))
         raise LeakageError(
             f"The test part of split {config.split} was already looked at (by run(s) {runs}). "
             "Scoring it again turns it into a model-selection set and its numbers stop "
@@ -93,15 +103,15 @@ def evaluate_test(
     estimator, calibrator = load_model_files(store, run_dir, config.model)
     proba = estimator.predict_proba(X[data.test.indices])
     calibrated = None if calibrator is None else calibrator.transform(proba)
-    store.append_log(
-        TEST_LEDGER,
-        {
-            "run_id": run_dir.name,
-            "split_hash": split_hash,
-            "split": config.split,
-            "at": utc_now_iso(),
-            "reuse_allowed": bool(earlier) and allow_reuse,
-        },
+    journal.append(  # on disk before the score is computed or shown
+        TestLook(
+            payload=TestLookPayload(
+                run_id=run_dir.name,
+                split_hash=split_hash,
+                split=config.split,
+                reuse_allowed=bool(earlier) and allow_reuse,
+            )
+        )
     )
     report = classification_report(
         data.test.y,
@@ -243,7 +253,15 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     }
     if backtest is not None:  # which backtest the Sharpe and drawdown came from
         decision["backtest"] = str(backtest[0].relative_to(run_dir))
-    store.append_log(GATE_DECISIONS, decision)  # recorded before anything acts on it
+    journal = JsonlJournal(registry.root)
+    journal.append(  # recorded before anything acts on it
+        GateDecision(
+            at=decision["at"],
+            payload=GateDecisionPayload(
+                **{key: value for key, value in decision.items() if key != "at"}
+            ),
+        )
+    )
     if not record.passed:
         failed = [g for g in decision["gates"]["gates"] if not g["passed"]]
         reasons = "; ".join(
@@ -253,7 +271,7 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
         )
         raise ConfigError(
             f"Run {run_dir.name} was not promoted ({basis} metrics). Failed gates: {reasons}. "
-            "The decision is recorded in " + str(store.root / "artifacts" / GATE_DECISIONS) + "."
+            f"The decision is recorded in {journal.path}."
         )
     files = {
         name: store.read_bytes(run_dir, name)

@@ -1,5 +1,6 @@
-"""Run ids, run folders with manifests, and the experiment_results.jsonl log."""
+"""Run ids, run folders with manifests, the experiment_results.jsonl log, and the journal."""
 
+from moola.tracking.journal import Journal, JournalEvent, JsonlJournal
 from moola.tracking.runs import RESULTS_FILE, RunStore, new_run_id
 
-__all__ = ["RESULTS_FILE", "RunStore", "new_run_id"]
+__all__ = ["RESULTS_FILE", "Journal", "JournalEvent", "JsonlJournal", "RunStore", "new_run_id"]
