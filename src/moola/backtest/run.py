@@ -29,7 +29,8 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -41,29 +42,32 @@ from moola.backtest import metrics
 from moola.core.errors import ConfigError, SourceError
 from moola.core.timeframes import parse_timeframe
 from moola.sim import (
-    FTMO_DEFAULTS,
-    CommissionModel,
     EventEngine,
-    FixedBps,
+    ExecutionConfig,
     Instrument,
     MinimumTradingDays,
     Rule,
     RuleResult,
     SimResult,
-    SlippageModel,
-    SpreadModel,
     TargetPositionStrategy,
     backtest_positions,
     challenge_passed,
-    crypto_instrument,
-    equity_instrument,
-    futures_instrument,
-    fx_instrument,
 )
+from moola.sim.execution import ENGINES as ENGINES
+from moola.sim.execution import check_latency_fits, instrument_from_spec
 
 Engine = Literal["vectorised", "event"]
-ENGINES: tuple[str, ...] = ("vectorised", "event")
-INSTRUMENT_KINDS: tuple[str, ...] = ("equity", "futures", "fx", "crypto")
+# The old keyword arguments of run(), kept for one release: each builds an ExecutionConfig.
+LEGACY_TERMS: tuple[str, ...] = (
+    "instrument",
+    "initial_cash",
+    "commission",
+    "spread",
+    "slippage",
+    "latency_bars",
+    "engine",
+    "prop_firm_rules",
+)
 MIN_OBSERVED_DAYS = 90.0
 _MAX_SHOWN = 5
 _BAR_COLUMNS = ("timestamp", "open", "high", "low", "close")
@@ -298,46 +302,45 @@ def _align_table(bars: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndar
 def resolve_instrument(spec: Instrument | str | None, symbol: str) -> Instrument:
     """An ``Instrument`` from itself, ``None`` (an equity), or a text spec: ``equity``,
     ``futures:NQ`` (``futures`` alone uses ``symbol`` as the root), ``fx[:PAIR]`` or
-    ``crypto[:SYMBOL]``."""
-    if isinstance(spec, Instrument):
-        return spec
-    if spec is None:
-        return equity_instrument(symbol)
-    kind, _, name = str(spec).strip().partition(":")
-    kind = kind.lower()
-    name = name.strip() or symbol
-    builders = {
-        "equity": equity_instrument,
-        "futures": futures_instrument,
-        "fx": fx_instrument,
-        "crypto": crypto_instrument,
-    }
-    if kind not in builders:
-        close = difflib.get_close_matches(kind, INSTRUMENT_KINDS, n=1)
+    ``crypto[:SYMBOL]`` (``moola.sim.execution.instrument_from_spec``)."""
+    return instrument_from_spec(spec, symbol)
+
+
+def execution_config(
+    execution: ExecutionConfig | Mapping[str, object] | None, terms: Mapping[str, object]
+) -> ExecutionConfig:
+    """The run's ExecutionConfig: ``execution`` itself (a mapping is validated), or one
+    built from the old keyword arguments ``terms`` (deprecated; see ``LEGACY_TERMS``)."""
+    unknown = [key for key in terms if key not in LEGACY_TERMS]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, [*LEGACY_TERMS, "execution", "periods_per_year"])
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"Unknown instrument {spec!r}.{hint} Use equity, futures:ROOT (e.g. futures:NQ), "
-            "fx or crypto."
+            f"Unknown argument {key!r}.{hint} Give the execution terms as "
+            "execution=moola.sim.ExecutionConfig(...)."
         )
-    return builders[kind](name)
-
-
-def _commission(commission: CommissionModel | float | None) -> CommissionModel | None:
-    if commission is None or isinstance(commission, CommissionModel):
-        return commission
-    rate = float(commission)
-    if not math.isfinite(rate) or rate < 0:
-        raise ConfigError(f"commission must be a rate >= 0 of traded notional, got {commission}.")
-    return CommissionModel(rate=rate)
-
-
-def _slippage(slippage: SlippageModel | float | None) -> SlippageModel | None:
-    if slippage is None or isinstance(slippage, SlippageModel):
-        return slippage
-    bps = float(slippage)
-    if not math.isfinite(bps) or bps < 0:
-        raise ConfigError(f"slippage must be basis points >= 0, got {slippage}.")
-    return FixedBps(bps=bps)
+    if execution is not None:
+        if terms:
+            raise ConfigError(
+                f"Give the execution terms once: execution= or the old arguments "
+                f"{', '.join(sorted(terms))}, not both."
+            )
+        if isinstance(execution, ExecutionConfig):
+            return execution
+        if isinstance(execution, Mapping):
+            return ExecutionConfig(**execution)
+        raise ConfigError(
+            f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}."
+        )
+    if terms:
+        warnings.warn(
+            f"Passing {', '.join(sorted(terms))} to the backtest is deprecated and will be "
+            "removed in the next release; pass execution=moola.sim.ExecutionConfig(...).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return ExecutionConfig.from_terms(**terms)
 
 
 def _single(column: pd.Series) -> str | None:
@@ -454,18 +457,12 @@ def read_signals(path: str | os.PathLike[str]) -> pd.DataFrame:
 def run(
     bars: pd.DataFrame,
     positions: np.ndarray | Sequence[float] | pd.Series | pd.DataFrame,
+    execution: ExecutionConfig | Mapping[str, object] | None = None,
     *,
-    instrument: Instrument | str | None = None,
-    initial_cash: float = 100_000.0,
-    commission: CommissionModel | float | None = None,
-    spread: SpreadModel | float | np.ndarray | None = None,
-    slippage: SlippageModel | float | None = None,
-    latency_bars: int = 1,
-    engine: Engine = "vectorised",
-    prop_firm_rules: bool | Sequence[Rule] = True,
     periods_per_year: float | None = None,
+    **terms: object,
 ) -> BacktestResult:
-    """Backtest target ``positions`` on one symbol's ``bars`` with costs and latency.
+    """Backtest target ``positions`` on one symbol's ``bars`` under ``execution``'s terms.
 
     Parameters
     ----------
@@ -474,39 +471,35 @@ def run(
     positions : array, pd.Series or pd.DataFrame
         Target fraction of equity in [-1, 1] per bar, or a ``timestamp``/``position``
         table (see :func:`align_positions`).
-    instrument : Instrument or str, optional
-        Sizing and contract terms; text as in :func:`resolve_instrument`. Default: an
-        equity of the bars' symbol (whole shares, leverage 1).
-    initial_cash : float, default 100_000
-    commission : CommissionModel or float, optional
-        A model, or a rate of traded notional (0.0005 = 5 bps). Default: the instrument's.
-    spread : float, array or SpreadModel, optional
-        Bid-ask spread in price units (one number or one per bar); half is paid per fill.
-    slippage : SlippageModel or float, optional
-        A model (``FixedBps``, ``VolatilityScaled``, ``SquareRootImpact``) or fixed bps.
-    latency_bars : int, default 1
-        A target set at bar ``t`` fills at the open of bar ``t + latency_bars`` (>= 1).
-    engine : "vectorised" or "event"
-        The compiled fast path or the bar-by-bar event engine (identical results).
-    prop_firm_rules : bool or sequence of Rule, default True
-        ``True`` checks ``moola.sim.FTMO_DEFAULTS`` (5% daily / 10% total loss, 10% target,
-        4 trading days); ``False`` checks none; or give the rules.
+    execution : ExecutionConfig, optional
+        Instrument (default an equity of the bars' symbol), initial cash, commission,
+        spread, slippage, latency (a target set at bar ``t`` fills at the open of bar ``t +
+        latency_bars``), engine (the compiled fast path or the bar-by-bar event engine,
+        identical results) and prop-firm rules (default ``moola.sim.FTMO_DEFAULTS``). Its
+        hash is recorded in ``config["execution_hash"]``. Default: ``ExecutionConfig()``.
     periods_per_year : float, optional
         Annualisation; derived from the bars when omitted (module notes).
+    **terms
+        Deprecated (one release): the old keyword arguments ``instrument, initial_cash,
+        commission, spread, slippage, latency_bars, engine, prop_firm_rules``, which build
+        the ExecutionConfig (``ExecutionConfig.from_terms``).
 
-    Raises ``ConfigError`` for bad bars, positions, instrument, costs or engine (naming
-    the rows or flag), and what ``moola.sim`` raises for non-finite prices.
+    Raises ``ConfigError`` for bad bars, positions or terms (naming the rows or key), a
+    latency that leaves no bar to fill in, and what ``moola.sim`` raises for non-finite
+    prices.
     """
-    if engine not in ENGINES:
-        close = difflib.get_close_matches(str(engine), ENGINES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unknown engine {engine!r}.{hint} Use 'vectorised' or 'event'.")
+    config = execution_config(execution, terms)
     bars = check_bars(bars)
     target = align_positions(bars, positions)
+    check_latency_fits(config, len(bars))
     symbol = str(bars["symbol"].iloc[0]) if "symbol" in bars.columns else "ASSET"
-    inst = resolve_instrument(instrument, symbol)
-    comm = _commission(commission)
-    slip = _slippage(slippage)
+    inst = config.build_instrument(symbol)
+    comm = config.build_commission()
+    slip = config.build_slippage()
+    spread = config.spread_value()
+    latency_bars = config.latency_bars
+    initial_cash = config.initial_cash
+    engine = config.engine
     timeframe = _timeframe(bars)
     if periods_per_year is None:
         ppy = annualisation(bars["timestamp"], timeframe)
@@ -548,12 +541,7 @@ def run(
     stats = metrics.compute_stats(
         equity, sim.trades, periods_per_year=ppy, point_value=inst.point_value, fills_df=fills
     )
-    if prop_firm_rules is True:
-        rule_set: Sequence[Rule] = FTMO_DEFAULTS
-    elif prop_firm_rules is False or prop_firm_rules is None:
-        rule_set = ()
-    else:
-        rule_set = tuple(prop_firm_rules)
+    rule_set: Sequence[Rule] = config.build_rules()
     rules = _check_rules(rule_set, _rule_equity(equity, timeframe), sim.trades, fills)
     config = {
         "engine": engine,
@@ -567,13 +555,15 @@ def run(
         },
         "initial_cash": float(initial_cash),
         "commission": None if comm is None else repr(comm),
-        "spread": repr(spread) if isinstance(spread, SpreadModel) else spread,
+        "spread": spread,
         "slippage": None if slip is None else repr(slip),
         "latency_bars": int(latency_bars),
         "periods_per_year": ppy,
         "prop_firm_rules": [repr(rule) for rule in rule_set],
         "bars": len(bars),
         "timeframe": timeframe,
+        "execution": config.model_dump(mode="json"),
+        "execution_hash": config.config_hash,
     }
     if isinstance(spread, np.ndarray):
         config["spread"] = f"per-bar array ({spread.size} values)"

@@ -91,31 +91,51 @@ def backtest(
         None, help="Symbol to backtest (from a multi-symbol file or dataset, or to name the bars)."
     ),
     timeframe: str | None = typer.Option(None, help="Bar time frame, e.g. 1m, 1h, 1d."),
-    cash: float = typer.Option(100_000.0, "--cash", min=0.0, help="Initial cash."),
-    commission: float = typer.Option(
-        0.0, "--commission", min=0.0, help="Commission as a rate of notional (0.0005 = 5 bps)."
+    execution: Path | None = typer.Option(
+        None,
+        "--execution",
+        help="YAML file of execution terms (moola.sim.ExecutionConfig keys: instrument, "
+        "initial_cash, commission, spread, slippage, latency_bars, engine, rules); the cost "
+        "flags below override its values.",
     ),
-    commission_per_unit: float = typer.Option(
-        0.0, "--commission-per-unit", min=0.0, help="Commission per unit or contract traded."
+    cash: float | None = typer.Option(None, "--cash", min=0.0, help="Initial cash [100000]."),
+    commission: float | None = typer.Option(
+        None, "--commission", min=0.0, help="Commission as a rate of notional (0.0005 = 5 bps)."
     ),
-    spread: float = typer.Option(0.0, "--spread", min=0.0, help="Bid-ask spread, price units."),
-    slippage_bps: float = typer.Option(0.0, "--slippage-bps", min=0.0, help="Slippage in bps."),
-    latency: int = typer.Option(1, "--latency", min=1, help="Fill at the open N bars later."),
-    instrument: str = typer.Option(
-        "equity", "--instrument", help="equity, futures:ROOT (e.g. futures:NQ), fx or crypto."
+    commission_per_unit: float | None = typer.Option(
+        None, "--commission-per-unit", min=0.0, help="Commission per unit or contract traded."
     ),
-    engine: str = typer.Option("vectorised", "--engine", help="vectorised or event."),
+    spread: float | None = typer.Option(
+        None, "--spread", min=0.0, help="Bid-ask spread, price units [0]."
+    ),
+    slippage_bps: float | None = typer.Option(
+        None, "--slippage-bps", min=0.0, help="Slippage in bps [0]."
+    ),
+    latency: int | None = typer.Option(
+        None, "--latency", min=1, help="Fill at the open N bars later [1]."
+    ),
+    instrument: str | None = typer.Option(
+        None, "--instrument", help="equity, futures:ROOT (e.g. futures:NQ), fx or crypto [equity]."
+    ),
+    engine: str | None = typer.Option(None, "--engine", help="vectorised or event [vectorised]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Backtest SIGNALS on BARS (or a training RUN's out-of-fold predictions): fills at the
     next open(s) with costs, then stats, prop-firm rule checks, trades, equity and charts
     written to OUT (or into the run folder)."""
     from moola.backtest.run import align_positions, check_bars, load_bars, read_signals, run
-    from moola.sim import CommissionModel
 
-    comm = None
-    if commission or commission_per_unit:
-        comm = CommissionModel(per_unit=commission_per_unit, rate=commission)
+    terms = _execution_terms(
+        execution,
+        initial_cash=cash,
+        commission=commission,
+        commission_per_unit=commission_per_unit,
+        spread=spread,
+        slippage_bps=slippage_bps,
+        latency_bars=latency,
+        instrument=instrument,
+        engine=engine,
+    )
     run_options = {
         "--long-class": long_class,
         "--short-class": short_class,
@@ -153,13 +173,7 @@ def backtest(
             threshold=0.5 if threshold is None else threshold,
             hold_bars=int(hold_bars or 0),
             symbol=symbol,
-            instrument=instrument,
-            initial_cash=cash,
-            commission=comm,
-            spread=spread or None,
-            slippage=slippage_bps or None,
-            latency_bars=latency,
-            engine=engine,  # type: ignore[arg-type]
+            execution=terms,
             skip_leaky=allow_leaky_skip,
         )
         return
@@ -184,19 +198,26 @@ def backtest(
         positions = align_positions(
             bar_table, table, where=f"Signals file {signals} (rows counted from 0)"
         )
-        result = run(
-            bar_table,
-            positions,
-            instrument=instrument,
-            initial_cash=cash,
-            commission=comm,
-            spread=spread or None,
-            slippage=slippage_bps or None,
-            latency_bars=latency,
-            engine=engine,  # type: ignore[arg-type]
-        )
+        result = run(bar_table, positions, terms)
         written = result.to_dir(out, overwrite=overwrite)
     _print_result(result.stats, written)
+
+
+def _execution_terms(file: Path | None, **flags: Any) -> Any:
+    """The ExecutionConfig from ``--execution FILE`` (if given) with the flags given on top."""
+    from moola.core.settings import load_config, parse_config
+    from moola.sim import ExecutionConfig
+
+    rate, per_unit = flags.pop("commission"), flags.pop("commission_per_unit")
+    if rate is not None or per_unit is not None:
+        flags["commission"] = {"rate": rate or 0.0, "per_unit": per_unit or 0.0}
+    bps = flags.pop("slippage_bps")
+    if bps is not None:
+        flags["slippage"] = {"model": "fixed_bps", "bps": bps}
+    if file is not None:
+        return load_config(file, ExecutionConfig, **flags)
+    given = {key: value for key, value in flags.items() if value is not None}
+    return parse_config(ExecutionConfig, given, where="execution terms (flags)")
 
 
 def _backtest_run(ctx: typer.Context, run_id: str, **options: Any) -> None:

@@ -50,14 +50,14 @@ import numpy as np
 import pandas as pd
 
 from moola.backtest import metrics
-from moola.backtest.run import BacktestResult, Engine, run
+from moola.backtest.run import BacktestResult, execution_config, run
 from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
 from moola.data.splits import Fold, Split
 from moola.pipeline.lifecycle import load_manifest
-from moola.sim import CommissionModel, Instrument, Rule, SlippageModel, SpreadModel
+from moola.sim import ExecutionConfig
 from moola.tracking.runs import RunStore
 
 BACKTESTS_DIR = "backtests"
@@ -192,17 +192,11 @@ def backtest_run(
     threshold: float = 0.5,
     hold_bars: int,
     symbol: str | None = None,
-    instrument: Instrument | str | None = None,
-    initial_cash: float = 100_000.0,
-    commission: CommissionModel | float | None = None,
-    spread: SpreadModel | float | None = None,
-    slippage: SlippageModel | float | None = None,
-    latency_bars: int = 1,
-    engine: Engine = "vectorised",
-    prop_firm_rules: bool | Sequence[Rule] = True,
+    execution: ExecutionConfig | None = None,
     periods_per_year: float | None = None,
     skip_leaky: bool = False,
     start: str | pd.Timestamp | None = None,
+    **terms: Any,
 ) -> tuple[BacktestResult, dict[str, Any]]:
     """Backtest run ``run_id``'s out-of-fold predictions as signals (module notes).
 
@@ -222,14 +216,21 @@ def backtest_run(
     start : str or pd.Timestamp, optional
         Backtest only the bars from this time on (naive times are UTC); predictions
         decided before its first bar are dropped and counted (module notes).
-    instrument, initial_cash, commission, spread, slippage, latency_bars, engine,
-    prop_firm_rules, periods_per_year
+    execution : ExecutionConfig, optional
+        The execution terms (instrument, cash, costs, latency, engine, rules); its hash is
+        recorded as ``execution_hash``. Default ``ExecutionConfig()``.
+    periods_per_year
         As in :func:`moola.backtest.run.run`.
+    **terms
+        Deprecated (one release): the old keyword arguments ``instrument, initial_cash,
+        commission, spread, slippage, latency_bars, engine, prop_firm_rules``.
 
     Returns the backtest and its record (also written to
     ``<run folder>/backtests/<UTC stamp>/backtest.json`` beside the backtest's files).
     Raises ``ConfigError`` for a holdout run or bad options, ``LeakageError`` as above.
     """
+    execution = execution_config(execution, terms)
+    latency_bars = execution.latency_bars
     _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
@@ -279,19 +280,7 @@ def backtest_run(
         )  # fmt: skip
     used = ~report.leaky
     positions = hold_positions(len(bars), signal_bars[used], values[used], hold_bars)
-    result = run(
-        bars,
-        positions,
-        instrument=instrument,
-        initial_cash=initial_cash,
-        commission=commission,
-        spread=spread,
-        slippage=slippage,
-        latency_bars=latency_bars,
-        engine=engine,
-        prop_firm_rules=prop_firm_rules,
-        periods_per_year=periods_per_year,
-    )
+    result = run(bars, positions, execution, periods_per_year=periods_per_year)
 
     folder = _new_folder(run_dir / BACKTESTS_DIR)
     covered = inputs.predictions["covered"].to_numpy(bool)
@@ -313,6 +302,7 @@ def backtest_run(
             "hold_bars": int(hold_bars),
             "start": None if start is None else str(start),
             "config": result.config,
+            "execution_hash": execution.config_hash,
             "counts": {
                 "predictions": len(covered),
                 "covered": int(covered.sum()),

@@ -16,7 +16,14 @@ Conventions (see each module's docstring for the full contract):
 - Fill rules on OHLC bars (limit needs a trade-through, stops fill gaps at the worse open,
   stop before take-profit in one bar): :mod:`moola.sim.orders`.
 
+Execution terms are one frozen :class:`ExecutionConfig` (``moola.sim.execution``), whose
+hash is recorded with every backtest; :class:`Broker` (``moola.sim.broker``) is the
+steppable kernel the event engine, the trading environment and the live runtime share.
+
 Entry points::
+
+    Broker(ExecutionConfig(...)): advance(bar) -> fills, submit(order) -> Accepted | Denied,
+                                  cancel(order_id), mark(bar), state, result()
 
     backtest_positions(open, high, low, close, volume, target_fraction, *, instrument,
                        initial_cash=100_000.0, spread=None, slippage=None, commission=None,
@@ -30,6 +37,7 @@ Entry points::
 from __future__ import annotations
 
 from moola.sim._result import FILL_COLUMNS, REJECTION_COLUMNS, SimResult
+from moola.sim.broker import Accepted, Bar, Broker, BrokerState, Denied, Fill
 from moola.sim.costs import (
     CommissionModel,
     FixedBps,
@@ -40,6 +48,7 @@ from moola.sim.costs import (
     VolatilityScaled,
 )
 from moola.sim.engine import BarContext, EventEngine, Strategy, TargetPositionStrategy
+from moola.sim.execution import ExecutionConfig
 from moola.sim.instruments import (
     Instrument,
     crypto_instrument,
@@ -67,10 +76,17 @@ __all__ = [
     "FTMO_DEFAULTS",
     "REJECTION_COLUMNS",
     "TRADE_COLUMNS",
+    "Accepted",
+    "Bar",
     "BarContext",
+    "Broker",
+    "BrokerState",
     "CommissionModel",
     "DailyLossLimit",
+    "Denied",
     "EventEngine",
+    "ExecutionConfig",
+    "Fill",
     "FixedBps",
     "Instrument",
     "MinimumTradingDays",

@@ -1,0 +1,525 @@
+"""The steppable broker: one instrument's orders, fills and accounting, one bar at a time.
+
+The backtest's event engine, the trading environment and the live runtime share this one
+kernel, so they fill and account alike; only where the bars and orders come from differs.
+Built from an :class:`~moola.sim.execution.ExecutionConfig`; per bar::
+
+    fills = broker.advance(bar)     # bar i arrives: fill what is due at its prices, mark at close
+    result = broker.submit(order)   # decided at bar i's close -> Accepted(order) | Denied(reasons)
+    broker.cancel(order_id)         # withdraw a pending order
+    broker.mark(bar)                # re-mark bar i (same time) at a newer close, e.g. live
+    broker.state                    # position, cash, equity, open orders, day-start balance
+
+Fill rules (the same as ``moola.sim.orders`` and the vectorised kernel, which the tests hold
+equal to the bit): an order submitted after bar ``t`` is eligible from bar ``t +
+latency_bars``; at that bar market orders fill first at the open, then orders the open
+itself triggers, then stops, then limits (ties in submission order); market and stop fills
+pay half the spread plus slippage, every fill pays commission. Slippage terms at bar ``i``
+come from bars before ``i`` only.
+
+Pre-trade checks. ``submit`` first refuses any order once the broker is halted
+(:meth:`halt`), then asks every rule that has a ``pre_trade(order, state) -> list[str]``
+method (the rules of the config, or those passed in); any reason denies the order. Then the
+leverage limit caps it to the largest allowed whole-lot position, or refuses it if nothing
+is left (orders that only reduce exposure are never capped). Each denial and cap is recorded
+in ``rejections`` (and in :meth:`result`) with its reasons before ``submit`` returns, and a
+denied order never reaches the book. Streaming rule updates on each mark are a later step;
+the hook for them is :meth:`mark`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import BarValidationError, ConfigError
+from moola.sim._result import FILL_COLUMNS, ORDER_TYPE_CATEGORIES, REJECTION_COLUMNS, SimResult
+from moola.sim.costs import (
+    CommissionModel,
+    FixedBps,
+    SlippageModel,
+    SlippageTerms,
+    no_slippage,
+)
+from moola.sim.execution import ExecutionConfig
+from moola.sim.instruments import Instrument
+from moola.sim.orders import (
+    Order,
+    OrderType,
+    pays_costs,
+    reference_price,
+    triggered_at_open,
+)
+from moola.sim.portfolio import Portfolio
+from moola.sim.vectorised import _timestamps
+
+_LEVERAGE_TOLERANCE = 1e-9
+
+
+class Bar(NamedTuple):
+    """One bar as the broker takes it; ``time`` is its open time (a timestamp, or a number)."""
+
+    time: Any
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+class Fill(NamedTuple):
+    """One fill, with the fields of ``moola.sim.FILL_COLUMNS``."""
+
+    time: Any
+    bar: int
+    decision_bar: int
+    order_id: int
+    type: str
+    qty: float
+    price: float
+    fee: float
+    tag: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    """The order is on the book (numbered; capped by the leverage limit when
+    ``order.qty != requested_qty``)."""
+
+    order: Order
+    requested_qty: float
+
+    @property
+    def capped(self) -> bool:
+        """True when the leverage limit reduced the order."""
+        return self.order.qty != self.requested_qty
+
+
+@dataclasses.dataclass(frozen=True)
+class Denied:
+    """The order was refused and never reached the book; ``reasons`` say why."""
+
+    order: Order
+    reasons: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerState:
+    """A snapshot after the last bar: what a pre-trade check or a policy may read."""
+
+    bar: int
+    time: Any
+    position: float
+    cash: float
+    equity: float
+    open_orders: tuple[Order, ...]
+    day_start_balance: float
+    halted: str | None
+
+
+class Broker:
+    """Orders, fills and exact accounting of one instrument, stepped one bar at a time.
+
+    Parameters
+    ----------
+    execution : ExecutionConfig
+        The terms: instrument, cash, costs, latency and rules.
+    symbol : str, default "ASSET"
+        Names the instrument when the config gives only its kind (``"equity"``).
+    rules : sequence, optional
+        Objects whose ``pre_trade(order, state)`` (when they have one) judges each order;
+        default the config's rules.
+    """
+
+    def __init__(
+        self,
+        execution: ExecutionConfig,
+        *,
+        symbol: str = "ASSET",
+        rules: Sequence[object] | None = None,
+    ) -> None:
+        if not isinstance(execution, ExecutionConfig):
+            raise ConfigError(
+                f"Broker needs an ExecutionConfig, got {type(execution).__name__}; build one "
+                "with moola.sim.ExecutionConfig(...)."
+            )
+        instrument = execution.build_instrument(symbol)
+        commission = execution.build_commission()
+        spread = np.asarray(execution.spread_value(), dtype=np.float64).reshape(-1)
+        self._setup(
+            instrument=instrument,
+            initial_cash=execution.initial_cash,
+            latency_bars=execution.latency_bars,
+            half_spread=spread * 0.5,  # as SpreadModel.half_spread
+            slippage=execution.build_slippage(),
+            terms=None,
+            commission=commission if commission is not None else instrument.commission,
+            rules=execution.build_rules() if rules is None else tuple(rules),
+            timezone=execution.timezone,
+        )
+        self.execution: ExecutionConfig | None = execution
+
+    @classmethod
+    def _with_terms(
+        cls,
+        *,
+        instrument: Instrument,
+        initial_cash: float,
+        latency_bars: int,
+        half_spread: np.ndarray,
+        terms: SlippageTerms,
+        commission: CommissionModel | None,
+    ) -> Broker:
+        """A broker on precomputed per-bar costs (the event engine, which holds all bars:
+        each term at bar ``i`` is still built from bars before ``i``)."""
+        self = cls.__new__(cls)
+        self._setup(
+            instrument=instrument,
+            initial_cash=initial_cash,
+            latency_bars=latency_bars,
+            half_spread=half_spread,
+            slippage=None,
+            terms=terms,
+            commission=commission,
+            rules=(),
+            timezone="UTC",
+        )
+        self.execution = None
+        return self
+
+    def _setup(
+        self,
+        *,
+        instrument: Instrument,
+        initial_cash: float,
+        latency_bars: int,
+        half_spread: np.ndarray,
+        slippage: SlippageModel | None,
+        terms: SlippageTerms | None,
+        commission: CommissionModel | None,
+        rules: tuple[object, ...],
+        timezone: str,
+    ) -> None:
+        if not (math.isfinite(initial_cash) and initial_cash > 0):
+            raise ConfigError(f"initial_cash must be a positive number; got {initial_cash!r}.")
+        self.instrument = instrument
+        self.latency = int(latency_bars)
+        self._half = half_spread
+        self._half_per_bar = half_spread.shape[0] > 1
+        self._model = slippage
+        if terms is not None:
+            self._terms, self._window = terms, None
+        elif slippage is None:
+            self._terms, self._window = no_slippage(), None
+        elif isinstance(slippage, FixedBps):  # no history needed: the same terms every bar
+            empty = np.zeros(0)
+            self._terms, self._window = slippage.terms(empty, empty, empty, empty), None
+        else:  # history-based: recomputed each bar from the last window (+2) bars
+            self._terms, self._window = no_slippage(), int(getattr(slippage, "window", 0)) or -1
+        self._commission = commission
+        self._pre_trade = tuple(rule.pre_trade for rule in rules if hasattr(rule, "pre_trade"))
+        self._tz = timezone
+        self.portfolio = Portfolio(initial_cash, instrument)
+        self._times: list[Any] = []
+        self._open: list[float] = []
+        self._high: list[float] = []
+        self._low: list[float] = []
+        self._close: list[float] = []
+        self._volume: list[float] = []
+        self._equity: list[float] = []
+        self._cash: list[float] = []
+        self._position: list[float] = []
+        self._pending: list[tuple[Order, int]] = []
+        self._next_id = 0
+        self._fills: list[Fill] = []
+        self._rejections: list[tuple] = []
+        self._halted: str | None = None
+        self._day_end: int | None = None
+        self._day_start = float(initial_cash)
+
+    # ------------------------------------------------------------------ stepping
+
+    def advance(self, bar: Bar) -> list[Fill]:
+        """Bar ``i`` arrives: fill the orders due at its prices, then mark at its close.
+
+        Returns this bar's fills. Raises ``BarValidationError`` for a non-finite price.
+        """
+        o, h, lo, c = float(bar.open), float(bar.high), float(bar.low), float(bar.close)
+        i = len(self._close)
+        if not (math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)):
+            raise BarValidationError(
+                f"Bar {i} at {bar.time} has a non-finite price (open {o}, high {h}, low {lo}, "
+                f"close {c}); drop or repair it before it reaches the broker."
+            )
+        self._times.append(bar.time)
+        self._open.append(o)
+        self._high.append(h)
+        self._low.append(lo)
+        self._close.append(c)
+        self._volume.append(float(bar.volume))
+        if self._half_per_bar and i >= self._half.shape[0]:
+            raise ConfigError(
+                f"The spread has {self._half.shape[0]} per-bar values but bar {i} arrived; "
+                "give one spread per bar, or one number."
+            )
+        if self._window is not None:
+            self._terms = self._recent_terms(i)
+        fills = self._fill_pending(i, o, h, lo) if self._pending else []
+        self._mark(i, bar.time, c)
+        return fills
+
+    def mark(self, bar: Bar | None = None) -> float:
+        """Mark the current bar at ``bar``'s close (a newer snapshot of the same bar, as a
+        live feed gives); without ``bar`` return the equity at the last mark."""
+        i = len(self._close) - 1
+        if i < 0:
+            raise ConfigError("mark() before the first bar: call advance(bar) first.")
+        if bar is not None:
+            if bar.time != self._times[i]:
+                raise ConfigError(
+                    f"mark(bar) re-marks the current bar (time {self._times[i]}); got a bar at "
+                    f"{bar.time}. Give a new bar to advance(bar) instead."
+                )
+            close = float(bar.close)
+            if not math.isfinite(close):
+                raise BarValidationError(f"mark(bar): close {close} is not finite.")
+            self._close[i] = close
+            self.portfolio.last_price = close
+            self._equity[i] = self.portfolio.equity
+        return self._equity[i]
+
+    def _mark(self, i: int, time: Any, close: float) -> None:
+        pf = self.portfolio
+        if self._tz_applies(time):
+            self._roll_day(time)
+        pf.mark(time, close)
+        self._equity.append(pf.equity)
+        self._cash.append(pf.cash)
+        self._position.append(pf.position)
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, order: Order) -> Accepted | Denied:
+        """Submit ``order``, decided at the current bar's close (module notes)."""
+        if not isinstance(order, Order):
+            raise ConfigError(
+                f"submit() takes a moola.sim.Order, got {type(order).__name__} (make one "
+                "with market(), limit() or stop())."
+            )
+        i = len(self._close) - 1
+        if i < 0:
+            raise ConfigError("submit() before the first bar: call advance(bar) first.")
+        self._next_id += 1
+        order = dataclasses.replace(order, id=self._next_id)
+        time = self._times[i]
+        if self._halted is not None:
+            return self._deny(order, i, (f"broker halted: {self._halted}",))
+        if self._pre_trade:
+            state = self.state
+            reasons = [reason for check in self._pre_trade for reason in check(order, state)]
+            if reasons:
+                return self._deny(order, i, tuple(str(r) for r in reasons))
+        inst, pf = self.instrument, self.portfolio
+        eff = pf.position
+        for pending, _ in self._pending:
+            if pending.type is OrderType.MARKET:
+                eff = eff + pending.qty
+        new = eff + order.qty
+        reduces = abs(new) <= abs(eff) and (new == 0.0 or (new > 0.0) == (eff > 0.0))
+        close, equity = self._close[i], pf.equity
+        limit_value = inst.max_leverage * equity * (1.0 + _LEVERAGE_TOLERANCE)
+        if reduces or abs(new) * close * inst.point_value <= limit_value:
+            self._pending.append((order, i))
+            return Accepted(order, order.qty)
+        allowed = inst.units_for(inst.max_leverage, equity, close)
+        keep = abs(eff) if (new > 0.0) == (eff > 0.0) else 0.0
+        capped = math.copysign(max(allowed, keep), new)
+        qty = capped - eff
+        if abs(qty) <= inst.dust or (qty > 0.0) != (order.qty > 0.0):
+            return self._deny(order, i, ("max_leverage",))
+        self._rejections.append((time, i, order.id, order.qty, qty, "capped to max_leverage"))
+        capped_order = dataclasses.replace(order, qty=qty)
+        self._pending.append((capped_order, i))
+        return Accepted(capped_order, order.qty)
+
+    def _deny(self, order: Order, i: int, reasons: tuple[str, ...]) -> Denied:
+        self._rejections.append((self._times[i], i, order.id, order.qty, 0.0, "; ".join(reasons)))
+        return Denied(order, reasons)
+
+    def cancel(self, order_id: int | Order) -> bool:
+        """Withdraw a pending order (its id, or the order ``submit`` returned); True if it
+        was pending."""
+        oid = order_id.id if isinstance(order_id, Order) else int(order_id)
+        before = len(self._pending)
+        self._pending = [(o, b) for o, b in self._pending if o.id != oid]
+        return len(self._pending) < before
+
+    def cancel_all(self) -> None:
+        """Withdraw every pending order."""
+        self._pending = []
+
+    def halt(self, reason: str) -> None:
+        """Stop trading: pending orders are withdrawn and every later order is denied,
+        naming ``reason``. (A rule breach will call this; so may a kill switch.)"""
+        self._halted = str(reason)
+        self._pending = []
+
+    @property
+    def pending(self) -> tuple[Order, ...]:
+        """Orders on the book, in submission order."""
+        return tuple(order for order, _ in self._pending)
+
+    @property
+    def state(self) -> BrokerState:
+        """Position, cash, equity, open orders and start-of-day balance after the last bar."""
+        pf = self.portfolio
+        return BrokerState(
+            bar=len(self._close) - 1,
+            time=self._times[-1] if self._times else None,
+            position=pf.position,
+            cash=pf.cash,
+            equity=pf.equity,
+            open_orders=self.pending,
+            day_start_balance=self._day_start,
+            halted=self._halted,
+        )
+
+    @property
+    def rejections(self) -> pd.DataFrame:
+        """Denied and capped orders (``moola.sim.REJECTION_COLUMNS``)."""
+        return pd.DataFrame(self._rejections, columns=list(REJECTION_COLUMNS))
+
+    # ------------------------------------------------------------------ fills
+
+    def _fill_pending(self, i: int, o_: float, h_: float, l_: float) -> list[Fill]:
+        latency = self.latency
+        eligible = [(o, b) for o, b in self._pending if b + latency <= i]
+        if not eligible:
+            return []
+
+        def phase(item: tuple[Order, int]) -> int:
+            order = item[0]
+            if order.type is OrderType.MARKET:
+                return 0
+            if triggered_at_open(order, o_):
+                return 1
+            return 2 if order.type is OrderType.STOP else 3
+
+        cancelled: set[int] = set()
+        fills: list[Fill] = []
+        for order, decided in sorted(eligible, key=phase):  # stable: keeps submission order
+            if order.id in cancelled:
+                continue
+            ref = reference_price(order, o_, h_, l_)
+            if ref is None:
+                continue
+            fills.append(self._execute(order, decided, i, ref))
+            cancelled.add(order.id)
+            if order.oco is not None:
+                cancelled.update(o.id for o, _ in self._pending if o.oco == order.oco)
+        self._pending = [(o, b) for o, b in self._pending if o.id not in cancelled]
+        return fills
+
+    def _execute(self, order: Order, decided: int, i: int, ref: float) -> Fill:
+        q = order.qty
+        if pays_costs(order):
+            hs = self._half[i if self._half_per_bar else 0]
+            adj = hs + self._terms.per_unit(i, ref, q)
+            price = ref + adj if q > 0.0 else ref - adj
+        else:
+            price = ref
+        fee = 0.0
+        if self._commission is not None:
+            fee = self._commission.fee(q, price, self.instrument.point_value)
+        time = self._times[i]
+        self.portfolio.fill(time, q, price, fee)
+        fill = Fill(time, i, decided, order.id, str(order.type), q, price, fee, order.tag)
+        self._fills.append(fill)
+        return fill
+
+    def _recent_terms(self, i: int) -> SlippageTerms:
+        """Slippage terms of bar ``i`` from the bars before it (streaming)."""
+        window = self._window if self._window is not None else -1
+        start = 0 if window < 0 else max(0, i - window - 1)
+        cols = [
+            np.asarray(values[start:], dtype=np.float64)
+            for values in (self._high, self._low, self._close, self._volume)
+        ]
+        assert self._model is not None
+        terms = self._model.terms(*cols)
+        return SlippageTerms(*(arr[-1:] for arr in terms))
+
+    # ------------------------------------------------------------------ calendar days
+
+    def _tz_applies(self, time: Any) -> bool:
+        return isinstance(time, pd.Timestamp | np.datetime64) or hasattr(time, "tzinfo")
+
+    def _roll_day(self, time: Any) -> None:
+        """At the first mark of a new calendar day (in the config's timezone) the
+        start-of-day balance becomes the equity of the last mark before it."""
+        stamp = pd.Timestamp(time)
+        ns = stamp.value
+        if self._day_end is not None and ns < self._day_end:
+            return
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        local_midnight = stamp.tz_convert(self._tz).normalize().tz_localize(None)
+        next_day = (local_midnight + pd.Timedelta(days=1)).tz_localize(
+            self._tz, ambiguous=False, nonexistent="shift_forward"
+        )
+        if self._day_end is not None:
+            self._day_start = self._equity[-1]
+        self._day_end = next_day.value
+
+    # ------------------------------------------------------------------ the record
+
+    def result(self, *, _stamps: np.ndarray | None = None) -> SimResult:
+        """Everything so far as a :class:`SimResult` (the engines' result type)."""
+        n = len(self._close)
+        if _stamps is not None:
+            stamps = _stamps
+        elif n and self._tz_applies(self._times[0]):
+            stamps = _timestamps(pd.DatetimeIndex(self._times), n)
+        else:
+            stamps = np.arange(n, dtype=np.int64)
+        fills = pd.DataFrame(self._fills, columns=list(FILL_COLUMNS))
+        fills = fills.astype(
+            {
+                "bar": "int64",
+                "decision_bar": "int64",
+                "order_id": "int64",
+                "qty": "float64",
+                "price": "float64",
+                "fee": "float64",
+            }
+        )
+        fills["type"] = pd.Categorical(fills["type"], categories=list(ORDER_TYPE_CATEGORIES))
+        fills["tag"] = pd.Categorical(fills["tag"])
+        pf = self.portfolio
+        return SimResult(
+            timestamp=stamps,
+            equity=np.array(self._equity, dtype=np.float64),
+            cash=np.array(self._cash, dtype=np.float64),
+            position=np.array(self._position, dtype=np.float64),
+            price=np.array(self._close, dtype=np.float64),
+            fills=_typed_times(fills, stamps, ("timestamp",)),
+            trades=_typed_times(pf.trades_frame(), stamps, ("entry_time", "exit_time")),
+            initial_cash=float(pf.initial_cash),
+            rejections=self.rejections,
+        )
+
+
+def _typed_times(frame: pd.DataFrame, stamps: np.ndarray, columns) -> pd.DataFrame:
+    """Give an empty table's time columns the dtype a non-empty one would have."""
+    if frame.empty:
+        for col in columns:
+            if np.issubdtype(stamps.dtype, np.datetime64):
+                frame[col] = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")
+            else:
+                frame[col] = frame[col].astype(stamps.dtype)
+    return frame
