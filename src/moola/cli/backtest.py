@@ -205,7 +205,7 @@ def backtest(
 
 def _execution_terms(file: Path | None, **flags: Any) -> Any:
     """The ExecutionConfig from ``--execution FILE`` (if given) with the flags given on top."""
-    from moola.core.settings import load_config, parse_config
+    from moola.core.settings import parse_config
     from moola.sim import ExecutionConfig
 
     rate, per_unit = flags.pop("commission"), flags.pop("commission_per_unit")
@@ -215,7 +215,7 @@ def _execution_terms(file: Path | None, **flags: Any) -> Any:
     if bps is not None:
         flags["slippage"] = {"model": "fixed_bps", "bps": bps}
     if file is not None:
-        return load_config(file, ExecutionConfig, **flags)
+        return ExecutionConfig.from_yaml(file, **flags)
     given = {key: value for key, value in flags.items() if value is not None}
     return parse_config(ExecutionConfig, given, where="execution terms (flags)")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import zoneinfo
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from moola.core.errors import ConfigError
 from moola.core.hashing import sha256_json
+from moola.core.settings import load_config
 from moola.sim.costs import (
     CommissionModel,
     FixedBps,
@@ -413,7 +415,8 @@ class ExecutionConfig(_Terms):
                     f"slippage model {type(value).__name__} cannot be recorded in an "
                     f"ExecutionConfig; use one of {', '.join(c.__name__ for c in _SLIPPAGE_SPECS)}"
                 )
-            return {name: getattr(value, name) for name in spec.model_fields if name != "model"}
+            fields = {name: getattr(value, name) for name in spec.model_fields if name != "model"}
+            return {"model": spec.model_fields["model"].default, **fields}
         if isinstance(value, int | float) and not isinstance(value, bool):
             return {"model": "fixed_bps", "bps": value}
         if isinstance(value, Mapping) and "model" not in value:
@@ -466,6 +469,17 @@ class ExecutionConfig(_Terms):
     def build_rules(self) -> tuple[Rule, ...]:
         """The rule objects, in order."""
         return tuple(spec.build() for spec in self.rules)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, /, **overrides: Any) -> ExecutionConfig:
+        """Read a YAML file of terms (``moola.core.settings.load_config``), with the
+        non-``None`` ``overrides`` on top; errors name the file and each bad key."""
+        try:
+            return load_config(path, cls, **overrides)
+        except ConfigError as exc:
+            if str(path) in str(exc):
+                raise
+            raise ConfigError(f"Config file {path}: {exc}") from None
 
     @classmethod
     def from_terms(cls, **terms: Any) -> ExecutionConfig:
