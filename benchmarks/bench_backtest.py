@@ -31,9 +31,17 @@ import pandas as pd
 from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
 from moola.backtest import positions_from_probabilities, run
 from moola.data.schema import make_bars
-from moola.sim import CommissionModel, FixedBps, backtest_positions, equity_instrument
+from moola.sim import (
+    CommissionModel,
+    ExecutionConfig,
+    FixedBps,
+    backtest_positions,
+    equity_instrument,
+)
 
 COSTS = dict(spread=0.01, slippage=FixedBps(1.0), commission=CommissionModel(rate=0.0002))
+EXECUTION = ExecutionConfig(spread=0.01, slippage=1.0, commission=0.0002)
+EVENT = EXECUTION.model_copy(update={"engine": "event"})
 
 
 def _market(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -68,8 +76,8 @@ def _positions(prob: np.ndarray) -> np.ndarray:
 def _warm_up() -> None:
     bars, prob, _ = _market(2_000, seed=0)
     position = _positions(prob)
-    run(bars, position, **COSTS)
-    run(bars, position, engine="event", **COSTS)
+    run(bars, position, EXECUTION)
+    run(bars, position, EVENT)
 
 
 def _row(step: str, n: int, seconds: float, floor: float) -> dict:
@@ -89,7 +97,7 @@ def bench_size(n: int, repeats: int, *, event: bool) -> list[dict]:
     floor = best_of(repeats, lambda: np.cumsum(np.diff(close) * position[:-1]))
     rows = [_row(f"numpy floor ({trades:,} position changes)", n, floor, floor)]
     if event:
-        seconds = best_of(1, lambda: run(bars, position, engine="event", **COSTS))
+        seconds = best_of(1, lambda: run(bars, position, EVENT))
         rows.append(_row("moola.backtest.run (event engine)", n, seconds, floor))
         return rows
     arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
@@ -101,7 +109,7 @@ def bench_size(n: int, repeats: int, *, event: bool) -> list[dict]:
         ),
     )
     rows.append(_row("moola.sim.backtest_positions", n, kernel, floor))
-    full = best_of(repeats, lambda: run(bars, position, **COSTS))
+    full = best_of(repeats, lambda: run(bars, position, EXECUTION))
     rows.append(_row("moola.backtest.run (vectorised)", n, full, floor))
     signals = best_of(repeats, lambda: _positions(prob))
     rows.append(_row("positions_from_probabilities", n, signals, floor))

@@ -295,7 +295,9 @@ class Broker:
 
     def _mark(self, i: int, time: Any, close: float) -> None:
         pf = self.portfolio
-        if self._tz_applies(time):
+        if self._day_end is None or (
+            time.value >= self._day_end if type(time) is pd.Timestamp else self._tz_applies(time)
+        ):
             self._roll_day(time)
         pf.mark(time, close)
         self._equity.append(pf.equity)
@@ -462,9 +464,11 @@ class Broker:
     def _roll_day(self, time: Any) -> None:
         """At the first mark of a new calendar day (in the config's timezone) the
         start-of-day balance becomes the equity of the last mark before it."""
+        if not self._tz_applies(time):
+            self._day_end = -1  # bar numbers, not times: no calendar days to roll
+            return
         stamp = pd.Timestamp(time)
-        ns = stamp.value
-        if self._day_end is not None and ns < self._day_end:
+        if self._day_end is not None and stamp.value < self._day_end:
             return
         if stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
@@ -472,7 +476,7 @@ class Broker:
         next_day = (local_midnight + pd.Timedelta(days=1)).tz_localize(
             self._tz, ambiguous=False, nonexistent="shift_forward"
         )
-        if self._day_end is not None:
+        if self._day_end is not None and self._equity:
             self._day_start = self._equity[-1]
         self._day_end = next_day.value
 
