@@ -46,7 +46,7 @@ from moola.features.labels import forward_return_direction
 from moola.pipeline.backtest_run import backtest_run
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, flat_metrics, run_training
-from moola.sim import CommissionModel, futures_instrument
+from moola.sim import CommissionModel, ExecutionConfig, futures_instrument
 from moola.training.callbacks import ProgressUpdate
 
 if TYPE_CHECKING:
@@ -80,15 +80,15 @@ STAT_ROWS = (
 )
 
 
-def costs() -> dict[str, Any]:
+def costs() -> ExecutionConfig:
     """1 NQ contract: one tick (0.25) of spread, 1 bp slippage, $2.50 per contract."""
-    return {
-        "instrument": futures_instrument("NQ"),
-        "initial_cash": INITIAL_CASH,
-        "commission": CommissionModel(per_unit=2.5),
-        "spread": 0.25,
-        "slippage": 1.0,
-    }
+    return ExecutionConfig.from_terms(
+        instrument=futures_instrument("NQ"),
+        initial_cash=INITIAL_CASH,
+        commission=CommissionModel(per_unit=2.5),
+        spread=0.25,
+        slippage=1.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def baseline_backtest(bars: pd.DataFrame, held_out_start: pd.Timestamp) -> Backt
     """Trade the causal DC trend (+1/-1: long or short 1 NQ) on the held-out bars."""
     trend = dc_features(bars, up=DC_THRESHOLD)["dc_trend"].fillna(0.0).to_numpy()
     keep = (bars["timestamp"] >= held_out_start).to_numpy()
-    return run_backtest(bars.loc[keep].reset_index(drop=True), trend[keep], **costs())
+    return run_backtest(bars.loc[keep].reset_index(drop=True), trend[keep], costs())
 
 
 def model_backtest(
@@ -184,7 +184,7 @@ def model_backtest(
         threshold=THRESHOLD,
         hold_bars=HORIZON,
         start=held_out_start,
-        **costs(),
+        execution=costs(),
     )
     baseline = baseline_backtest(bars, held_out_start)
     for run_id in [*(row["run"] for row in candidates), held_out.run_id]:
