@@ -28,9 +28,12 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
+from _common import (  # benchmarks/ is on sys.path when run as scripts
+    best_of,
+    print_table,
+    random_walk_bars,
+)
 from moola.backtest import positions_from_probabilities, run
-from moola.data.schema import make_bars
 from moola.sim import (
     CommissionModel,
     ExecutionConfig,
@@ -46,20 +49,7 @@ EVENT = EXECUTION.model_copy(update={"engine": "event"})
 
 def _market(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    wiggle = np.abs(rng.normal(0.0, 2e-4, n)) * close
-    stamps = pd.date_range("2000-01-03", periods=n, freq="1min", tz="UTC")
-    bars = make_bars(
-        stamps,
-        open_,
-        np.maximum(open_, close) + wiggle,
-        np.minimum(open_, close) - wiggle,
-        close,
-        rng.integers(1, 1_000, n).astype(np.float64),
-        symbol="BENCH",
-        timeframe="1m",
-    )
+    bars, close = random_walk_bars(n, rng)
     # A persistent probability (AR(1) noise), so positions are held for tens of bars.
     noise = rng.normal(0.0, 1.0, n)
     z = pd.Series(noise).ewm(alpha=0.05, adjust=False).mean().to_numpy() * 6.0

@@ -24,8 +24,11 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
-from moola.data.schema import make_bars
+from _common import (  # benchmarks/ is on sys.path when run as scripts
+    best_of,
+    print_table,
+    random_walk_bars,
+)
 from moola.sim import (
     Bar,
     Broker,
@@ -49,20 +52,7 @@ EXECUTION = ExecutionConfig(
 
 def _market(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    wiggle = np.abs(rng.normal(0.0, 2e-4, n)) * close
-    stamps = pd.date_range("2000-01-03", periods=n, freq="1min", tz="UTC")
-    bars = make_bars(
-        stamps,
-        open_,
-        np.maximum(open_, close) + wiggle,
-        np.minimum(open_, close) - wiggle,
-        close,
-        rng.integers(1, 1_000, n).astype(np.float64),
-        symbol="BENCH",
-        timeframe="1m",
-    )
+    bars, _ = random_walk_bars(n, rng)
     levels = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     target = np.repeat(levels[rng.integers(0, 5, n // 30 + 1)], 30)[:n]
     return bars, target
