@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from moola.backtest.signals import ThresholdHold, hold_positions, signal_targets
 from moola.cli.backtest import app
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.settings import Settings
@@ -26,10 +27,10 @@ from moola.data.splits import Fold
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.evaluation.gates import GateConfig
 from moola.features.labels import forward_return_direction
-from moola.pipeline.backtest_run import backtest_run, find_leaks, hold_positions, signal_targets
+from moola.pipeline.backtest_run import backtest_run, find_leaks
 from moola.pipeline.lifecycle import promote, write_report
 from moola.pipeline.train import TrainConfig, run_training
-from moola.tracking.journal import JsonlJournal
+from moola.tracking.journal import BacktestRecorded, JsonlJournal
 from moola.tracking.runs import RunStore
 
 LENGTH, STRIDE, HORIZON = 50, 60, 20
@@ -215,6 +216,18 @@ def test_split_with_the_suggested_embargo_backtests_into_the_run_folder(lab):
     assert hashlib.sha256((run_dir / "manifest.json").read_bytes()).hexdigest() == manifest_hash
     line = store.results()[-1]
     assert line["kind"] == "backtest" and line["run_id"] == lab.safe_run
+    # The policy traded is recorded by value and hash, and the journal has the backtest.
+    policy = ThresholdHold(threshold=0.5, hold_bars=HORIZON)
+    assert record["policy"] == {"policy": "threshold_hold", "threshold": 0.5, "hold_bars": HORIZON}
+    assert record["policy_hash"] == policy.policy_hash
+    event = JsonlJournal(lab.registry.root).read("backtest_recorded")[-1]
+    assert isinstance(event, BacktestRecorded) and event.at == record["at"]
+    assert event.payload.run_id == lab.safe_run and event.payload.backtest == record["path"]
+    assert event.payload.execution_hash == record["execution_hash"]
+    assert event.payload.policy_hash == policy.policy_hash
+    assert event.payload.stats == {
+        key: record["stats"][key] for key in ("sharpe", "max_drawdown", "total_return", "n_trades")
+    }
 
     # The backtest now feeds the run's report and its promotion gates.
     html = write_report(lab.registry, lab.safe_run).read_text()

@@ -2,8 +2,10 @@
 
 ``run(bars, positions, ...)`` is the entry point; it simulates through ``moola.sim`` and
 returns a :class:`BacktestResult` that can write itself to a directory. Probabilities
-become positions with :func:`positions_from_probabilities`; :func:`compute_stats` gives
-the statistics of any equity curve and trades table.
+become positions through a :class:`SignalPolicy` (:class:`ThresholdHold`,
+:class:`Hysteresis`; batch ``positions`` and bar-by-bar ``stepper().step``, equal) or
+:func:`positions_from_probabilities`; :func:`compute_stats` gives the statistics of any
+equity curve and trades table.
 """
 
 from __future__ import annotations
@@ -17,11 +19,21 @@ from moola.backtest.run import (
     resolve_instrument,
     run,
 )
-from moola.backtest.signals import positions_from_probabilities
+from moola.backtest.signals import (
+    Hysteresis,
+    PolicyStepper,
+    SignalPolicy,
+    ThresholdHold,
+    positions_from_probabilities,
+)
 
 __all__ = [
     "ENGINES",
     "BacktestResult",
+    "Hysteresis",
+    "PolicyStepper",
+    "SignalPolicy",
+    "ThresholdHold",
     "align_positions",
     "check_bars",
     "compute_stats",

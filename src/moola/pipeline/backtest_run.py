@@ -3,16 +3,20 @@
 A run's out-of-fold (OOF) predictions become trading signals on its dataset's raw bars,
 and ``moola.backtest.run`` turns them into trades, equity and statistics after costs.
 
-Signals. Prediction ``i`` is about a window whose last bar is ``end_i``. At that bar's close
-the target position becomes +1 when ``p(long_class) >= threshold``, -1 when a
-``short_class`` is given and ``p(short_class) >= threshold`` (when both pass, the larger
-probability wins and a tie stays flat), else 0. The target holds for ``hold_bars`` bars:
-it is the target decided at bars ``end_i .. end_i + hold_bars - 1``, so the position is
-held over bars ``end_i + 1 .. end_i + hold_bars`` (filled at the open after the decision,
-``latency_bars`` later in general) and flat after, unless another signal comes first. A
-later signal replaces an earlier one, a flat one too (the model's "stay out" is a decision).
-The probabilities are the raw OOF ones: the run's calibrated OOF probabilities come from
-calibrators fitted on the other folds' labels, which cover the traded periods.
+Signals. Prediction ``i`` is about a window whose last bar is ``end_i``; its class
+probabilities ``(p(long_class), p(short_class))`` are a decision at that bar, traded by the
+signal policy ``moola.backtest.signals.ThresholdHold(threshold, hold_bars)`` (the one the
+environment and the live engine step through): at that bar's close the target position
+becomes +1 when ``p(long_class) >= threshold``, -1 when a ``short_class`` is given and
+``p(short_class) >= threshold`` (when both pass, the larger probability wins and a tie
+stays flat), else 0. The target holds for ``hold_bars`` bars: it is the target decided at
+bars ``end_i .. end_i + hold_bars - 1``, so the position is held over bars ``end_i + 1 ..
+end_i + hold_bars`` (filled at the open after the decision, ``latency_bars`` later in
+general) and flat after, unless another signal comes first. A later signal replaces an
+earlier one, a flat one too (the model's "stay out" is a decision); of several windows
+ending at one bar, the last in the table decides. The probabilities are the raw OOF ones:
+the run's calibrated OOF probabilities come from calibrators fitted on the other folds'
+labels, which cover the traded periods.
 
 Leakage check. An OOF prediction of fold ``k`` comes from a model fitted on fold ``k``'s
 train (and val) samples. Its traded period runs from the bar after the decision to the last
@@ -32,7 +36,10 @@ Only out-of-fold runs are backtested: a holdout run's predictions are on its val
 part, which early stopping and calibration used, and its test part is scored once by
 ``moola evaluate RUN --test``. Results go into the run folder under
 ``backtests/<UTC stamp>/`` (the run's own files stay unchanged) with a ``backtest.json``
-record, all or nothing, and one ``backtest`` line is appended to the experiment log.
+record (which keeps the policy's parameters and hash beside the execution terms' hash), all
+or nothing, and one ``backtest`` line is appended to the experiment log. Before the folder
+is written, a ``BacktestRecorded`` event (run, folder, both hashes, headline statistics) is
+appended to the journal: the decision is on disk before anything acts on it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ import pandas as pd
 
 from moola.backtest import metrics
 from moola.backtest.run import BacktestResult, execution_config, run
+from moola.backtest.signals import ThresholdHold, signal_targets
 from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.provenance import utc_now_iso
@@ -58,10 +66,12 @@ from moola.data.registry import Registry
 from moola.data.splits import Fold, Split
 from moola.pipeline.lifecycle import load_manifest
 from moola.sim import ExecutionConfig
+from moola.tracking.journal import BacktestRecorded, BacktestRecordedPayload, JsonlJournal
 from moola.tracking.runs import RunStore
 
 BACKTESTS_DIR = "backtests"
 RECORD_FILE = "backtest.json"
+HEADLINE_STATS = ("sharpe", "max_drawdown", "total_return", "n_trades")
 _SHOWN = 3  # leaky predictions described in a message
 _SHOWN_ROWS = 5  # overlapping train rows named per leaky prediction
 
@@ -84,43 +94,6 @@ class LeakageReport:
     @property
     def count(self) -> int:
         return int(self.leaky.sum())
-
-
-def signal_targets(p_long: np.ndarray, p_short: np.ndarray | None, threshold: float) -> np.ndarray:
-    """+1, -1 or 0 per prediction from the long (and short) class probabilities."""
-    p_long = np.asarray(p_long, dtype=np.float64)
-    long = p_long >= threshold
-    if p_short is None:
-        return long.astype(np.float64)
-    p_short = np.asarray(p_short, dtype=np.float64)
-    short = p_short >= threshold
-    both = long & short
-    long = long & ~(both & (p_short >= p_long))
-    short = short & ~(both & (p_long >= p_short))
-    return long.astype(np.float64) - short.astype(np.float64)
-
-
-def hold_positions(
-    n_bars: int, signal_bars: np.ndarray, values: np.ndarray, hold_bars: int
-) -> np.ndarray:
-    """Per-bar target (decided at each bar's close) from signals at ``signal_bars``.
-
-    Signal ``j`` sets the target to ``values[j]`` for bars ``signal_bars[j] .. signal_bars[j]
-    + hold_bars - 1``, unless a later signal (a later bar, or a later entry at the same bar)
-    replaces it; the target is 0 elsewhere.
-    """
-    signal_bars = np.asarray(signal_bars, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(signal_bars, kind="stable")
-    at, vals = signal_bars[order], values[order]
-    latest = np.full(n_bars, -1, dtype=np.int64)
-    np.maximum.at(latest, at, np.arange(at.size, dtype=np.int64))
-    latest = np.maximum.accumulate(latest)
-    active = latest >= 0
-    safe = np.where(active, latest, 0)
-    age = np.arange(n_bars, dtype=np.int64) - (at[safe] if at.size else 0)
-    keep = active & (age < hold_bars)
-    return np.where(keep, vals[safe] if vals.size else 0.0, 0.0)
 
 
 def find_leaks(
@@ -232,6 +205,7 @@ def backtest_run(
     execution = execution_config(execution, terms)
     latency_bars = execution.latency_bars
     _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
+    policy = ThresholdHold(threshold=float(threshold), hold_bars=int(hold_bars))
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
     inputs = _load_inputs(registry, run_dir.name, manifest, long_class, short_class, symbol)
@@ -242,7 +216,8 @@ def backtest_run(
     )
     if not np.isfinite(p_long).all() or (p_short is not None and not np.isfinite(p_short).all()):
         raise IntegrityError(f"Run {run_id} has covered predictions without probabilities.")
-    values = signal_targets(p_long, p_short, threshold)
+    probs = p_long if p_short is None else np.column_stack([p_long, p_short])
+    values = signal_targets(p_long, p_short, policy.threshold)
     signal_bars = np.searchsorted(inputs.bar_rows, table["end"].to_numpy(np.int64)[rows])
     symbol_rows = int(rows.size)
     first_bar = 0 if start is None else _first_bar_from(bars, start, run_id)
@@ -253,7 +228,8 @@ def backtest_run(
                 f"Run {run_id} has no predictions decided at or after start={start}; "
                 "nothing to backtest in that period."
             )
-        rows, values, signal_bars = rows[keep], values[keep], signal_bars[keep] - first_bar
+        rows, values, probs = rows[keep], values[keep], probs[keep]
+        signal_bars = signal_bars[keep] - first_bar
         bars = bars.iloc[first_bar:].reset_index(drop=True)
     traded_start, traded_end = traded_periods(
         _ns(bars["timestamp"]), signal_bars, hold_bars, latency_bars
@@ -279,7 +255,8 @@ def backtest_run(
             )
         )  # fmt: skip
     used = ~report.leaky
-    positions = hold_positions(len(bars), signal_bars[used], values[used], hold_bars)
+    decisions = _per_bar(len(bars), signal_bars[used], probs[used])
+    positions = policy.positions(decisions, bars)
     result = run(bars, positions, execution, periods_per_year=periods_per_year)
 
     folder = _new_folder(run_dir / BACKTESTS_DIR)
@@ -303,6 +280,8 @@ def backtest_run(
             "start": None if start is None else str(start),
             "config": result.config,
             "execution_hash": execution.config_hash,
+            "policy": policy.params,
+            "policy_hash": policy.policy_hash,
             "counts": {
                 "predictions": len(covered),
                 "covered": int(covered.sum()),
@@ -328,8 +307,19 @@ def backtest_run(
             "stats": result.stats,
         }
     )
-    _save(store, folder, result, record)
+    _save(store, JsonlJournal(registry.root), folder, result, record)
     return result, record
+
+
+def _per_bar(n_bars: int, signal_bars: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The decisions as the policy takes them: one probability row per bar, ``nan`` where
+    none is decided; of several at one bar, the last (in table order) counts."""
+    out = np.full((n_bars, *probs.shape[1:]), np.nan)
+    order = np.argsort(signal_bars, kind="stable")
+    at = signal_bars[order]
+    last = np.append(at[1:] != at[:-1], True) if at.size else np.zeros(0, dtype=bool)
+    out[at[last]] = probs[order[last]]
+    return out
 
 
 def traded_periods(
@@ -431,10 +421,29 @@ def _load_inputs(
     )
 
 
-def _save(store: RunStore, folder: Path, result: BacktestResult, record: dict[str, Any]) -> None:
-    """The backtest's files and its record into ``folder``, all or nothing; then a line in
-    the experiment log."""
+def _save(
+    store: RunStore,
+    journal: JsonlJournal,
+    folder: Path,
+    result: BacktestResult,
+    record: dict[str, Any],
+) -> None:
+    """The backtest into the journal first; then its files and record into ``folder``, all
+    or nothing; then a line in the experiment log."""
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    headline = {key: record["stats"].get(key) for key in HEADLINE_STATS}
+    journal.append(  # on disk before the backtest is stored with its run
+        BacktestRecorded(
+            at=record["at"],
+            payload=BacktestRecordedPayload(
+                run_id=record["run_id"],
+                backtest=record["path"],
+                execution_hash=record["execution_hash"],
+                policy_hash=record["policy_hash"],
+                stats=headline,
+            ),
+        )
+    )
     run_dir = folder.parent.parent
     with store.addition(run_dir, str(folder.relative_to(run_dir))) as tmp:
         result.to_dir(tmp, overwrite=True)
@@ -447,10 +456,7 @@ def _save(store: RunStore, folder: Path, result: BacktestResult, record: dict[st
             "model": record["model"],
             "dataset": f"{dataset['name']}@v{dataset['version']}",
             "path": record["path"],
-            "metrics": {
-                key: result.stats.get(key)
-                for key in ("sharpe", "max_drawdown", "total_return", "n_trades")
-            },
+            "metrics": {key: result.stats.get(key) for key in HEADLINE_STATS},
         }
     )
 

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from moola.testing.lookahead import check_feature, check_incremental, check_label
 from moola.testing.models import check_model
+from moola.testing.policies import check_policy
 
-__all__ = ["check_feature", "check_incremental", "check_label", "check_model"]
+__all__ = ["check_feature", "check_incremental", "check_label", "check_model", "check_policy"]

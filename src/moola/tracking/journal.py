@@ -103,12 +103,13 @@ class GateDecision(JournalEvent):
 
 
 class BacktestRecordedPayload(_Frozen):
-    """A backtest of a run: its folder in the run, the hash of its execution terms and its
-    headline statistics."""
+    """A backtest of a run: its folder in the run, the hashes of its execution terms
+    (``ExecutionConfig``) and of its signal policy, and its headline statistics."""
 
     run_id: str
     backtest: str
-    config_hash: str | None = None
+    execution_hash: str | None = None
+    policy_hash: str | None = None
     stats: dict[str, Any] = Field(default_factory=dict)
 
 
