@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from moola.backtest.signals import ThresholdHold, hold_positions, signal_targets
+from moola.backtest.signals import Hysteresis, ThresholdHold, hold_positions, signal_targets
 from moola.cli.backtest import app
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.settings import Settings
@@ -287,6 +287,22 @@ def test_bad_options_are_refused_by_flag(lab):
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, threshold=1.5)
     with pytest.raises(ConfigError, match="--symbol 'ES'"):
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, symbol="ES")
+
+
+def test_a_policy_object_trades_as_its_threshold_and_hold(lab):
+    policy = ThresholdHold(threshold=0.55, hold_bars=7)
+    common = dict(long_class="up", short_class="down", prop_firm_rules=False)
+    by_policy, record = backtest_run(lab.registry, lab.safe_run, policy=policy, **common)
+    by_terms, _ = backtest_run(lab.registry, lab.safe_run, threshold=0.55, hold_bars=7, **common)
+    assert by_policy.equity["position"].abs().sum() > 0
+    pd.testing.assert_frame_equal(by_policy.equity, by_terms.equity)
+    assert record["policy_hash"] == policy.policy_hash and record["hold_bars"] == 7
+    with pytest.raises(ConfigError, match="not both"):
+        backtest_run(lab.registry, lab.safe_run, policy=policy, hold_bars=7, **common)
+    with pytest.raises(ConfigError, match="ThresholdHold, got Hysteresis"):
+        backtest_run(lab.registry, lab.safe_run, policy=Hysteresis(), **common)
+    with pytest.raises(ConfigError, match="hold_bars is required"):
+        backtest_run(lab.registry, lab.safe_run, **common)
 
 
 # ---------------------------------------------------------------------------- the CLI

@@ -20,8 +20,10 @@ directional task on the same market and trades it, with the baseline rule beside
    held-out period, and predicts the held-out windows: a one-fold walk-forward split (purge
    and embargo of ``HORIZON`` bars), so its out-of-fold predictions are the held-out ones.
 4. **Backtest.** ``moola.pipeline.backtest_run`` trades them from the held-out period's first
-   bar on: long when p(up) >= 0.5, short when p(down) >= 0.5, held ``HORIZON`` bars, with
-   costs; it refuses any signal whose traded bars its model trained on. The baseline rule
+   bar on with the signal policy ``POLICY`` (``ThresholdHold``: long when p(up) >= 0.5,
+   short when p(down) >= 0.5, held ``HORIZON`` bars; the policy the environment and the live
+   engine step through), with costs; it refuses any signal whose traded bars its model
+   trained on. The baseline rule
    trades the same bars at the same costs.
 """
 
@@ -37,6 +39,7 @@ import pandas as pd
 
 from moola.backtest import run as run_backtest
 from moola.backtest.plots import equity_png
+from moola.backtest.signals import ThresholdHold
 from moola.data.datasets import make_and_store_split
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.demo._progress import fold_events
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 FOLDS = 5
 HORIZON = 30  # bars a direction label looks ahead, and a signal's position is held
 THRESHOLD = 0.5  # p(up) >= 0.5 goes long, p(down) >= 0.5 short
+POLICY = ThresholdHold(threshold=THRESHOLD, hold_bars=HORIZON)
 DC_THRESHOLD = 0.002  # directional-change threshold of the baseline trend rule
 # A fraction 1.0 of $500k is 1 NQ contract anywhere between 12,500 and 25,000 points.
 INITIAL_CASH = 500_000.0
@@ -181,8 +185,7 @@ def model_backtest(
         held_out.run_id,
         long_class="up",
         short_class="down",
-        threshold=THRESHOLD,
-        hold_bars=HORIZON,
+        policy=POLICY,
         start=held_out_start,
         execution=costs(),
     )

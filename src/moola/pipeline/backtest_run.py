@@ -162,8 +162,9 @@ def backtest_run(
     *,
     long_class: str,
     short_class: str | None = None,
-    threshold: float = 0.5,
-    hold_bars: int,
+    threshold: float | None = None,
+    hold_bars: int | None = None,
+    policy: ThresholdHold | None = None,
     symbol: str | None = None,
     execution: ExecutionConfig | None = None,
     periods_per_year: float | None = None,
@@ -180,7 +181,10 @@ def backtest_run(
     threshold : float, default 0.5
         In (0, 1].
     hold_bars : int
-        Bars a signal's position is held (>= 1).
+        Bars a signal's position is held (>= 1); required unless ``policy`` is given.
+    policy : ThresholdHold, optional
+        The signal policy in one object, instead of ``threshold`` and ``hold_bars``; its
+        parameters and hash are recorded (``policy``, ``policy_hash``).
     symbol : str, optional
         The symbol to trade when the dataset holds several.
     skip_leaky : bool, default False
@@ -204,8 +208,8 @@ def backtest_run(
     """
     execution = execution_config(execution, terms)
     latency_bars = execution.latency_bars
-    _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
-    policy = ThresholdHold(threshold=float(threshold), hold_bars=int(hold_bars))
+    policy = _policy(policy, threshold, hold_bars, latency_bars, long_class, short_class)
+    hold_bars = policy.hold_bars
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
     inputs = _load_inputs(registry, run_dir.name, manifest, long_class, short_class, symbol)
@@ -275,7 +279,7 @@ def backtest_run(
             "probabilities": "out-of-fold, uncalibrated",
             "long_class": long_class,
             "short_class": short_class,
-            "threshold": float(threshold),
+            "threshold": policy.threshold,
             "hold_bars": int(hold_bars),
             "start": None if start is None else str(start),
             "config": result.config,
@@ -462,6 +466,38 @@ def _save(
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def _policy(
+    policy: ThresholdHold | None,
+    threshold: float | None,
+    hold_bars: int | None,
+    latency_bars: int,
+    long_class: str,
+    short_class: str | None,
+) -> ThresholdHold:
+    """The signal policy from ``policy`` or from ``threshold`` and ``hold_bars``, checked
+    with the other options."""
+    if policy is None:
+        if hold_bars is None:
+            raise ConfigError(
+                "hold_bars is required: how many bars each signal is held (usually the "
+                "label's horizon); or pass policy=ThresholdHold(threshold=..., hold_bars=...)."
+            )
+        threshold = 0.5 if threshold is None else threshold
+        _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
+        return ThresholdHold(threshold=float(threshold), hold_bars=int(hold_bars))
+    if threshold is not None or hold_bars is not None:
+        raise ConfigError(
+            "Give the signal policy once: policy=, or threshold= and hold_bars=, not both."
+        )
+    if not isinstance(policy, ThresholdHold):
+        raise ConfigError(
+            f"policy must be a ThresholdHold, got {type(policy).__name__}: a backtest of a "
+            "run's signals checks each signal's traded period, which hold_bars bounds."
+        )
+    _check_options(policy.hold_bars, policy.threshold, latency_bars, long_class, short_class)
+    return policy
 
 
 def _check_options(
