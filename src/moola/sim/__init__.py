@@ -32,12 +32,14 @@ Entry points::
                 commission=None, latency_bars=1).run(strategy) -> SimResult
     TargetPositionStrategy(target_fraction)   # reproduces backtest_positions exactly
     evaluate_rules(equity, trades, rules=FTMO_DEFAULTS) -> list[RuleResult]
+    rule.stream(): update(time, equity, fills) -> Breach | None, pre_trade(order, state)
+                   -> reasons, result() -> RuleResult (== rule.check on the same points)
 """
 
 from __future__ import annotations
 
 from moola.sim._result import FILL_COLUMNS, REJECTION_COLUMNS, SimResult
-from moola.sim.broker import Accepted, Bar, Broker, BrokerState, Denied, Fill
+from moola.sim.broker import BREACH_COLUMNS, Accepted, Bar, Broker, BrokerState, Denied, Fill
 from moola.sim.costs import (
     CommissionModel,
     FixedBps,
@@ -56,15 +58,18 @@ from moola.sim.instruments import (
     futures_instrument,
     fx_instrument,
 )
+from moola.sim.limits import MaxOpenPositions, MaxPosition, RiskPerTrade, TradingHalt
 from moola.sim.orders import Order, OrderType, limit, market, stop
 from moola.sim.portfolio import TRADE_COLUMNS, Portfolio, Trade, trades_frame
 from moola.sim.propfirm import (
     FTMO_DEFAULTS,
+    Breach,
     DailyLossLimit,
     MinimumTradingDays,
     ProfitTarget,
     Rule,
     RuleResult,
+    RuleStream,
     TotalLossLimit,
     challenge_passed,
     evaluate_rules,
@@ -72,6 +77,7 @@ from moola.sim.propfirm import (
 from moola.sim.vectorised import backtest_positions
 
 __all__ = [
+    "BREACH_COLUMNS",
     "FILL_COLUMNS",
     "FTMO_DEFAULTS",
     "REJECTION_COLUMNS",
@@ -79,6 +85,7 @@ __all__ = [
     "Accepted",
     "Bar",
     "BarContext",
+    "Breach",
     "Broker",
     "BrokerState",
     "CommissionModel",
@@ -89,13 +96,17 @@ __all__ = [
     "Fill",
     "FixedBps",
     "Instrument",
+    "MaxOpenPositions",
+    "MaxPosition",
     "MinimumTradingDays",
     "Order",
     "OrderType",
     "Portfolio",
     "ProfitTarget",
+    "RiskPerTrade",
     "Rule",
     "RuleResult",
+    "RuleStream",
     "SimResult",
     "SlippageModel",
     "SlippageTerms",
@@ -105,6 +116,7 @@ __all__ = [
     "TargetPositionStrategy",
     "TotalLossLimit",
     "Trade",
+    "TradingHalt",
     "VolatilityScaled",
     "backtest_positions",
     "challenge_passed",

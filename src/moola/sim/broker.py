@@ -23,8 +23,16 @@ method (the rules of the config, or those passed in); any reason denies the orde
 leverage limit caps it to the largest allowed whole-lot position, or refuses it if nothing
 is left (orders that only reduce exposure are never capped). Each denial and cap is recorded
 in ``rejections`` (and in :meth:`result`) with its reasons before ``submit`` returns, and a
-denied order never reaches the book. Streaming rule updates on each mark are a later step;
-the hook for them is :meth:`mark`.
+denied order never reaches the book.
+
+Streaming rules. Each ``moola.sim.Rule`` is turned into its streaming form
+(``rule.stream()``, fresh per broker) when the broker is built; after every mark (each
+``advance`` and each ``mark(bar)``) every rule's ``update(time, equity, fills)`` sees the
+bar's equity and fills. The first :class:`~moola.sim.propfirm.Breach` halts the broker:
+the breach is recorded in :attr:`breaches` first, then pending orders are withdrawn and,
+with ``flatten_on_breach=True``, one market order closing the position is placed (it fills
+``latency_bars`` later, like any order; its size is recorded with the breach). Every later
+order is denied naming the breach.
 """
 
 from __future__ import annotations
@@ -56,9 +64,19 @@ from moola.sim.orders import (
     triggered_at_open,
 )
 from moola.sim.portfolio import Portfolio
+from moola.sim.propfirm import Rule
 from moola.sim.vectorised import _timestamps
 
 _LEVERAGE_TOLERANCE = 1e-9
+BREACH_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "bar",
+    "rule",
+    "value",
+    "limit",
+    "detail",
+    "flatten_qty",
+)
 
 
 class Bar(NamedTuple):
@@ -120,6 +138,8 @@ class BrokerState:
     open_orders: tuple[Order, ...]
     day_start_balance: float
     halted: str | None
+    price: float = math.nan
+    point_value: float = 1.0
 
 
 class Broker:
@@ -132,8 +152,10 @@ class Broker:
     symbol : str, default "ASSET"
         Names the instrument when the config gives only its kind (``"equity"``).
     rules : sequence, optional
-        Objects whose ``pre_trade(order, state)`` (when they have one) judges each order;
-        default the config's rules.
+        Rules (``moola.sim.Rule``, streamed), or objects with ``pre_trade(order, state)``
+        and/or ``update(time, equity, fills)``; default the config's rules.
+    flatten_on_breach : bool, default False
+        On a rule breach, also place a market order that closes the position.
     """
 
     def __init__(
@@ -142,6 +164,7 @@ class Broker:
         *,
         symbol: str = "ASSET",
         rules: Sequence[object] | None = None,
+        flatten_on_breach: bool = False,
     ) -> None:
         if not isinstance(execution, ExecutionConfig):
             raise ConfigError(
@@ -162,6 +185,7 @@ class Broker:
             rules=execution.build_rules() if rules is None else tuple(rules),
             timezone=execution.timezone,
         )
+        self.flatten_on_breach = bool(flatten_on_breach)
         self.execution: ExecutionConfig | None = execution
 
     @classmethod
@@ -189,6 +213,7 @@ class Broker:
             rules=(),
             timezone="UTC",
         )
+        self.flatten_on_breach = False
         self.execution = None
         return self
 
@@ -222,7 +247,11 @@ class Broker:
         else:  # history-based: recomputed each bar from the last window (+2) bars
             self._terms, self._window = no_slippage(), int(getattr(slippage, "window", 0)) or -1
         self._commission = commission
-        self._pre_trade = tuple(rule.pre_trade for rule in rules if hasattr(rule, "pre_trade"))
+        live = tuple(rule.stream() if isinstance(rule, Rule) else rule for rule in rules)
+        self.rule_streams = live
+        self._pre_trade = tuple(rule.pre_trade for rule in live if hasattr(rule, "pre_trade"))
+        self._updates = tuple(rule.update for rule in live if hasattr(rule, "update"))
+        self._breaches: list[tuple] = []
         self._tz = timezone
         self.portfolio = Portfolio(initial_cash, instrument)
         self._times: list[Any] = []
@@ -271,6 +300,8 @@ class Broker:
             self._terms = self._recent_terms(i)
         fills = self._fill_pending(i, o, h, lo) if self._pending else []
         self._mark(i, bar.time, c)
+        if self._updates and self._halted is None:
+            self._update_rules(i, bar.time, fills)
         return fills
 
     def mark(self, bar: Bar | None = None) -> float:
@@ -291,7 +322,30 @@ class Broker:
             self._close[i] = close
             self.portfolio.last_price = close
             self._equity[i] = self.portfolio.equity
+            if self._updates and self._halted is None:
+                self._update_rules(i, bar.time, [])
         return self._equity[i]
+
+    def _update_rules(self, i: int, time: Any, fills: list[Fill]) -> None:
+        """Every rule sees the mark; the first breach is recorded, then halts."""
+        equity = self._equity[i]
+        for update in self._updates:
+            breach = update(time, equity, fills)
+            if breach is not None:
+                self._on_breach(i, breach)
+                return
+
+    def _on_breach(self, i: int, breach: Any) -> None:
+        position = self.portfolio.position
+        flatten = -position if self.flatten_on_breach and position != 0.0 else 0.0
+        self._breaches.append(
+            (self._times[i], i, breach.rule, breach.value, breach.limit, breach.detail, flatten)
+        )
+        self.halt(f"{breach.rule} breached: {breach.detail}")
+        if flatten:
+            self._next_id += 1
+            order = Order(qty=flatten, tag="flatten", id=self._next_id)
+            self._pending.append((order, i))
 
     def _mark(self, i: int, time: Any, close: float) -> None:
         pf = self.portfolio
@@ -389,7 +443,15 @@ class Broker:
             open_orders=self.pending,
             day_start_balance=self._day_start,
             halted=self._halted,
+            price=self._close[-1] if self._close else math.nan,
+            point_value=self.instrument.point_value,
         )
+
+    @property
+    def breaches(self) -> pd.DataFrame:
+        """Rule breaches (``BREACH_COLUMNS``): when, which rule, the measured value and
+        limit, why, and the size of the flattening order (0 when none was placed)."""
+        return pd.DataFrame(self._breaches, columns=list(BREACH_COLUMNS))
 
     @property
     def rejections(self) -> pd.DataFrame:

@@ -48,6 +48,7 @@ from moola.sim.instruments import (
     futures_instrument,
     fx_instrument,
 )
+from moola.sim.limits import MaxOpenPositions, MaxPosition, RiskPerTrade, TradingHalt
 from moola.sim.propfirm import (
     DailyLossLimit,
     MinimumTradingDays,
@@ -265,8 +266,57 @@ class MinimumTradingDaysSpec(_Terms):
         return MinimumTradingDays(days=self.days, timezone=self.timezone)
 
 
+class MaxPositionSpec(_Terms):
+    """``moola.sim.MaxPosition``: at most ``units`` units held, counting working orders."""
+
+    rule: Literal["max_position"] = "max_position"
+    units: Positive = 1.0
+
+    def build(self) -> Rule:
+        return MaxPosition(units=self.units)
+
+
+class MaxOpenPositionsSpec(_Terms):
+    """``moola.sim.MaxOpenPositions``: at most ``count`` entries at once."""
+
+    rule: Literal["max_open_positions"] = "max_open_positions"
+    count: Annotated[int, Field(ge=1, strict=True)] = 1
+
+    def build(self) -> Rule:
+        return MaxOpenPositions(count=self.count)
+
+
+class RiskPerTradeSpec(_Terms):
+    """``moola.sim.RiskPerTrade``: an order risks at most ``pct`` of equity on a
+    ``stop_pct`` adverse move."""
+
+    rule: Literal["risk_per_trade"] = "risk_per_trade"
+    pct: Fraction = 0.01
+    stop_pct: Fraction = 0.01
+
+    def build(self) -> Rule:
+        return RiskPerTrade(pct=self.pct, stop_pct=self.stop_pct)
+
+
+class TradingHaltSpec(_Terms):
+    """``moola.sim.TradingHalt``: refuse every order (the kill switch)."""
+
+    rule: Literal["trading_halt"] = "trading_halt"
+    reason: Annotated[str, Field(min_length=1)] = "kill switch"
+
+    def build(self) -> Rule:
+        return TradingHalt(reason=self.reason)
+
+
 RuleSpec = Annotated[
-    DailyLossSpec | TotalLossSpec | ProfitTargetSpec | MinimumTradingDaysSpec,
+    DailyLossSpec
+    | TotalLossSpec
+    | ProfitTargetSpec
+    | MinimumTradingDaysSpec
+    | MaxPositionSpec
+    | MaxOpenPositionsSpec
+    | RiskPerTradeSpec
+    | TradingHaltSpec,
     Field(discriminator="rule"),
 ]
 _RULE_SPECS: dict[type, type] = {
@@ -274,7 +324,13 @@ _RULE_SPECS: dict[type, type] = {
     TotalLossLimit: TotalLossSpec,
     ProfitTarget: ProfitTargetSpec,
     MinimumTradingDays: MinimumTradingDaysSpec,
+    MaxPosition: MaxPositionSpec,
+    MaxOpenPositions: MaxOpenPositionsSpec,
+    RiskPerTrade: RiskPerTradeSpec,
+    TradingHalt: TradingHaltSpec,
 }
+RULE_SPECS: tuple[type, ...] = tuple(_RULE_SPECS.values())
+"""Every rule an ExecutionConfig can hold (the registry ``check_rule`` runs over)."""
 FTMO_RULES: tuple[dict[str, Any], ...] = (
     {"rule": "daily_loss_limit", "pct": 0.05, "timezone": "Europe/Prague", "basis": "initial"},
     {"rule": "total_loss_limit", "pct": 0.10},

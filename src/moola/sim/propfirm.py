@@ -19,14 +19,26 @@ position is held over the day boundary. Days are calendar days in ``timezone``; 
 at midnight CE(S)T, i.e. ``timezone="Europe/Prague"``, which ``FTMO_DEFAULTS`` uses.
 The series' index is used as given (for bar-close equity on open-time stamps, shift it by
 the bar length first if day boundaries matter to the minute).
+
+Streaming form. Each rule's :meth:`Rule.stream` returns a fresh, stateful checker for one
+run (the rule itself stays a frozen set of parameters, safe to share): ``update(time,
+equity, fills) -> Breach | None`` is called once per bar in time order, ``pre_trade(order,
+state) -> list[str]`` before each order (reasons; empty = allowed) and ``result()`` gives
+the :class:`RuleResult` that ``check`` would give on the points seen so far, to the bit
+(``moola.testing.check_rule`` proves it on random paths). An update costs O(1): running
+extremes and one start-of-day balance per calendar day, never a pass over the series.
+Only a loss limit returns a :class:`Breach` (once, at the first bar below the limit); a
+goal reached (profit target, trading days) is reported by ``result()``, not as a breach.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -47,14 +59,91 @@ class RuleResult:
     detail: str
 
 
+@dataclass(frozen=True)
+class Breach:
+    """A loss limit crossed while streaming: the event that halts a broker.
+
+    ``value`` is the measured loss (a fraction) and ``limit`` the rule's threshold."""
+
+    rule: str
+    time: pd.Timestamp
+    value: float
+    limit: float
+    detail: str
+
+
 class Rule(ABC):
-    """A challenge rule: one method, :meth:`check`."""
+    """A risk rule: :meth:`check` judges a finished equity curve (batch) and
+    :meth:`stream` gives a fresh checker of the same rule for one run, bar by bar."""
 
     name: str = "rule"
 
     @abstractmethod
     def check(self, equity: pd.Series, trades: pd.DataFrame | None = None) -> RuleResult:
         """Evaluate the rule on ``equity`` (time-indexed) and optionally ``trades``."""
+
+    @abstractmethod
+    def stream(self) -> RuleStream:
+        """A fresh stateful checker: ``update``, ``pre_trade`` and ``result`` (module notes)."""
+
+
+class RuleStream(ABC):
+    """The streaming form of one rule for one run (module notes)."""
+
+    rule: Rule
+
+    @abstractmethod
+    def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
+        """Take the equity marked at ``time`` (and the bar's fills); the first time a loss
+        limit is crossed return the :class:`Breach`, else ``None``."""
+
+    def pre_trade(self, order: Any, state: Any) -> list[str]:
+        """Reasons to refuse ``order`` (empty: allowed): a breached limit refuses all."""
+        breach = getattr(self, "breach", None)
+        return [] if breach is None else [f"{breach.rule} breached: {breach.detail}"]
+
+    @abstractmethod
+    def result(self) -> RuleResult:
+        """What ``rule.check`` gives on the points seen so far."""
+
+
+def _ns(time: Any) -> int:
+    """Nanoseconds since the epoch in UTC (a naive time is UTC, as in ``_validated``)."""
+    return time.value if type(time) is pd.Timestamp else pd.Timestamp(time).value
+
+
+def _utc_stamp(time: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(time)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den`` with numpy's float semantics for a zero denominator."""
+    if den:
+        return num / den
+    return math.nan if num == 0 else math.copysign(math.inf, num) * math.copysign(1.0, den)
+
+
+class _DayClock:
+    """The calendar day of one stamp at a time, numbered as :func:`_local_days` numbers
+    it (local wall-clock days since 1970-01-01), in O(1): one UTC-offset look-up."""
+
+    def __init__(self, timezone: str) -> None:
+        try:
+            self._zone = pd.Timestamp(0, tz=timezone).tz  # the tz object pandas itself uses
+        except Exception as exc:
+            raise ConfigError(
+                f"Unknown timezone {timezone!r}; use an IANA name such as 'UTC' or 'Europe/Prague'."
+            ) from exc
+        self._utc = timezone == "UTC"
+
+    def day(self, ns: int) -> int:
+        if self._utc:
+            return ns // _NS_PER_DAY
+        local = _dt.datetime.fromtimestamp(ns // 1_000_000_000, self._zone)
+        offset = local.utcoffset()
+        offset_ns = 0 if offset is None else (offset // _dt.timedelta(microseconds=1)) * 1000
+        return (ns + offset_ns) // _NS_PER_DAY
 
 
 _NS_PER_DAY = 86_400_000_000_000
@@ -112,6 +201,11 @@ def _first_true(mask: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def _needs_points(seen: bool) -> None:
+    if not seen:
+        raise ConfigError("result() before any update(): stream at least one bar first.")
+
+
 @dataclass(frozen=True)
 class DailyLossLimit(Rule):
     """Equity may not fall more than ``pct`` below the start-of-day balance within a day.
@@ -126,12 +220,15 @@ class DailyLossLimit(Rule):
     initial_balance: float | None = None
     name: str = "daily_loss_limit"
 
-    def check(self, equity: pd.Series, trades: pd.DataFrame | None = None) -> RuleResult:
-        eq = _validated(equity)
+    def _basis_checked(self) -> None:
         if self.basis not in ("start_of_day", "initial"):
             raise ConfigError(
                 f"DailyLossLimit.basis={self.basis!r}; use 'start_of_day' or 'initial'."
             )
+
+    def check(self, equity: pd.Series, trades: pd.DataFrame | None = None) -> RuleResult:
+        eq = _validated(equity)
+        self._basis_checked()
         initial = float(eq.iloc[0]) if self.initial_balance is None else self.initial_balance
         days = _local_days(eq.index, self.timezone)
         values = eq.to_numpy()
@@ -141,26 +238,88 @@ class DailyLossLimit(Rule):
         loss = (sod - values) / base
         hit = _first_true(values < sod - self.pct * base)
         if hit is None:
-            worst = float(np.max(loss))
+            return self._result(float(np.max(loss)), None, 0.0, 0.0)
+        return self._result(float(loss[hit]), eq.index[hit], float(values[hit]), float(sod[hit]))
+
+    def _result(
+        self, loss: float, time: pd.Timestamp | None, value: float, sod: float
+    ) -> RuleResult:
+        """The outcome: ``loss`` is the worst loss (passed) or the one at ``time`` (breach)."""
+        if time is None:
             return RuleResult(
                 self.name,
                 True,
                 None,
                 None,
                 self.pct,
-                f"worst daily loss {worst:.2%} of the {self.basis} balance "
+                f"worst daily loss {loss:.2%} of the {self.basis} balance "
                 f"(limit {self.pct:.2%}, days in {self.timezone})",
             )
         return RuleResult(
             self.name,
             False,
-            eq.index[hit],
-            float(loss[hit]),
+            time,
+            loss,
             self.pct,
-            f"equity {values[hit]:,.2f} fell {loss[hit]:.2%} below the start-of-day balance "
-            f"{sod[hit]:,.2f} at {eq.index[hit]} (limit {self.pct:.2%} of the {self.basis} "
+            f"equity {value:,.2f} fell {loss:.2%} below the start-of-day balance "
+            f"{sod:,.2f} at {time} (limit {self.pct:.2%} of the {self.basis} "
             f"balance, days in {self.timezone})",
         )
+
+    def stream(self) -> RuleStream:
+        self._basis_checked()
+        return _DailyLossStream(self)
+
+
+class _DailyLossStream(RuleStream):
+    """:class:`DailyLossLimit` bar by bar: one start-of-day balance per calendar day (the
+    equity before the day's first bar, kept for a day seen again after a clock change)."""
+
+    def __init__(self, rule: DailyLossLimit) -> None:
+        self.rule = rule
+        self._clock = _DayClock(rule.timezone)
+        self._initial: float | None = rule.initial_balance
+        self._on_initial = rule.basis == "initial"
+        self._previous = 0.0
+        self._sod: dict[int, float] = {}
+        self._worst = -math.inf
+        self._seen = False
+        self.breach: Breach | None = None
+        self._hit: tuple[pd.Timestamp, float, float, float] | None = None
+
+    def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
+        if self._hit is not None:
+            return None
+        value = float(equity)
+        if not self._seen:
+            self._seen = True
+            if self._initial is None:
+                self._initial = value
+            self._previous = self._initial
+        day = self._clock.day(_ns(time))
+        sod = self._sod.get(day)
+        if sod is None:
+            sod = self._sod[day] = self._previous
+        self._previous = value
+        rule = self.rule
+        base = self._initial if self._on_initial else sod
+        loss = _ratio(sod - value, base)
+        if value < sod - rule.pct * base:
+            stamp = _utc_stamp(time)
+            self._hit = (stamp, loss, value, sod)
+            detail = rule._result(loss, stamp, value, sod).detail
+            self.breach = Breach(rule.name, stamp, loss, rule.pct, detail)
+            return self.breach
+        if loss > self._worst:
+            self._worst = loss
+        return None
+
+    def result(self) -> RuleResult:
+        if self._hit is not None:
+            stamp, loss, value, sod = self._hit
+            return self.rule._result(loss, stamp, value, sod)
+        _needs_points(self._seen)
+        return self.rule._result(self._worst, None, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -179,24 +338,34 @@ class TotalLossLimit(Rule):
         loss = (initial - values) / initial
         hit = _first_true(values < initial - self.pct * initial)
         if hit is None:
+            return self._result(initial, float(np.max(loss)), None, 0.0)
+        return self._result(initial, float(loss[hit]), eq.index[hit], float(values[hit]))
+
+    def _result(
+        self, initial: float, loss: float, time: pd.Timestamp | None, value: float
+    ) -> RuleResult:
+        if time is None:
             return RuleResult(
                 self.name,
                 True,
                 None,
                 None,
                 self.pct,
-                f"worst loss {float(np.max(loss)):.2%} of the initial balance "
+                f"worst loss {loss:.2%} of the initial balance "
                 f"{initial:,.2f} (limit {self.pct:.2%})",
             )
         return RuleResult(
             self.name,
             False,
-            eq.index[hit],
-            float(loss[hit]),
+            time,
+            loss,
             self.pct,
-            f"equity {values[hit]:,.2f} fell {loss[hit]:.2%} below the initial balance "
-            f"{initial:,.2f} at {eq.index[hit]} (limit {self.pct:.2%})",
+            f"equity {value:,.2f} fell {loss:.2%} below the initial balance "
+            f"{initial:,.2f} at {time} (limit {self.pct:.2%})",
         )
+
+    def stream(self) -> RuleStream:
+        return _ExtremeStream(self, loss_limit=True)
 
 
 @dataclass(frozen=True)
@@ -215,23 +384,81 @@ class ProfitTarget(Rule):
         gain = (values - initial) / initial
         hit = _first_true(values >= initial + self.pct * initial)
         if hit is None:
+            return self._result(initial, float(np.max(gain)), None, 0.0)
+        return self._result(initial, float(gain[hit]), eq.index[hit], float(values[hit]))
+
+    def _result(
+        self, initial: float, gain: float, time: pd.Timestamp | None, value: float
+    ) -> RuleResult:
+        if time is None:
             return RuleResult(
                 self.name,
                 False,
                 None,
                 None,
                 self.pct,
-                f"best gain {float(np.max(gain)):.2%} of the initial balance never reached "
+                f"best gain {gain:.2%} of the initial balance never reached "
                 f"the target {self.pct:.2%}",
             )
         return RuleResult(
             self.name,
             True,
-            eq.index[hit],
-            float(gain[hit]),
+            time,
+            gain,
             self.pct,
-            f"target {self.pct:.2%} reached at {eq.index[hit]} (gain {gain[hit]:.2%})",
+            f"target {self.pct:.2%} reached at {time} (gain {gain:.2%})",
         )
+
+    def stream(self) -> RuleStream:
+        return _ExtremeStream(self, loss_limit=False)
+
+
+class _ExtremeStream(RuleStream):
+    """:class:`TotalLossLimit` (``loss_limit``) or :class:`ProfitTarget` bar by bar: the
+    initial balance, the running worst loss or best gain, and the first crossing."""
+
+    def __init__(self, rule: TotalLossLimit | ProfitTarget, *, loss_limit: bool) -> None:
+        self.rule = rule
+        self._loss_limit = loss_limit
+        self._initial: float | None = rule.initial_balance
+        self._extreme = -math.inf
+        self._seen = False
+        self.breach: Breach | None = None
+        self._hit: tuple[pd.Timestamp, float, float] | None = None
+
+    def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
+        if self._hit is not None:
+            return None
+        value = float(equity)
+        if self._initial is None:
+            self._initial = value
+        self._seen = True
+        initial, rule = self._initial, self.rule
+        if self._loss_limit:
+            measure = _ratio(initial - value, initial)
+            crossed = value < initial - rule.pct * initial
+        else:
+            measure = _ratio(value - initial, initial)
+            crossed = value >= initial + rule.pct * initial
+        if crossed:
+            stamp = _utc_stamp(time)
+            self._hit = (stamp, measure, value)
+            if self._loss_limit:
+                detail = rule._result(initial, measure, stamp, value).detail
+                self.breach = Breach(rule.name, stamp, measure, rule.pct, detail)
+                return self.breach
+            return None
+        if measure > self._extreme:
+            self._extreme = measure
+        return None
+
+    def result(self) -> RuleResult:
+        _needs_points(self._seen)
+        assert self._initial is not None
+        if self._hit is not None:
+            stamp, measure, value = self._hit
+            return self.rule._result(self._initial, measure, stamp, value)
+        return self.rule._result(self._initial, self._extreme, None, 0.0)
 
 
 @dataclass(frozen=True)
@@ -257,14 +484,7 @@ class MinimumTradingDays(Rule):
         if "entry_time" not in trades.columns:
             raise ConfigError("The trades table has no 'entry_time' column (TRADE_COLUMNS).")
         if trades.empty:
-            return RuleResult(
-                self.name,
-                False,
-                None,
-                0.0,
-                float(self.days),
-                f"0 trading days (minimum {self.days})",
-            )
+            return self._result(0, None)
         try:
             stamps = _utc_index(trades["entry_time"])
         except (TypeError, ValueError) as exc:
@@ -276,6 +496,20 @@ class MinimumTradingDays(Rule):
         new_day = ~pd.Index(days).duplicated()
         count = int(new_day.sum())
         if count < self.days:
+            return self._result(count, None)
+        return self._result(count, stamps[np.flatnonzero(new_day)[self.days - 1]])
+
+    def _result(self, count: int, reached: pd.Timestamp | None) -> RuleResult:
+        if count == 0:
+            return RuleResult(
+                self.name,
+                False,
+                None,
+                0.0,
+                float(self.days),
+                f"0 trading days (minimum {self.days})",
+            )
+        if reached is None:
             return RuleResult(
                 self.name,
                 False,
@@ -284,7 +518,6 @@ class MinimumTradingDays(Rule):
                 float(self.days),
                 f"{count} trading days (minimum {self.days}, days in {self.timezone})",
             )
-        reached = stamps[np.flatnonzero(new_day)[self.days - 1]]
         return RuleResult(
             self.name,
             True,
@@ -293,6 +526,33 @@ class MinimumTradingDays(Rule):
             float(self.days),
             f"{count} trading days; the minimum {self.days} was reached at {reached}",
         )
+
+    def stream(self) -> RuleStream:
+        return _TradingDaysStream(self)
+
+
+class _TradingDaysStream(RuleStream):
+    """:class:`MinimumTradingDays` bar by bar: the set of days with a fill (the backtest
+    counts a day with any fill as a trading day) and when the count reached the minimum."""
+
+    def __init__(self, rule: MinimumTradingDays) -> None:
+        self.rule = rule
+        self._clock = _DayClock(rule.timezone)
+        self._days: set[int] = set()
+        self._reached: pd.Timestamp | None = None
+        self.breach: Breach | None = None
+
+    def update(self, time: Any, equity: float, fills: Iterable[Any] = ()) -> Breach | None:
+        for fill in fills:
+            day = self._clock.day(_ns(fill.time))
+            if day not in self._days:
+                self._days.add(day)
+                if self._reached is None and len(self._days) == self.rule.days:
+                    self._reached = _utc_stamp(fill.time).tz_convert("UTC")
+        return None
+
+    def result(self) -> RuleResult:
+        return self.rule._result(len(self._days), self._reached)
 
 
 FTMO_DEFAULTS: tuple[Rule, ...] = (
