@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from moola.sim import DailyLossLimit, MinimumTradingDays, RuleStream, TotalLossLimit
 from moola.sim.execution import RULE_SPECS
 from moola.sim.propfirm import _DailyLossStream, _DayClock
-from moola.testing.rules import check_rule
+from moola.testing import check_rule
 
 ZONES = ["UTC", "Europe/Prague", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 # Weeks holding a DST change in both hemispheres (Prague/New York in March and

@@ -5,5 +5,13 @@ from __future__ import annotations
 from moola.testing.lookahead import check_feature, check_incremental, check_label
 from moola.testing.models import check_model
 from moola.testing.policies import check_policy
+from moola.testing.rules import check_rule
 
-__all__ = ["check_feature", "check_incremental", "check_label", "check_model", "check_policy"]
+__all__ = [
+    "check_feature",
+    "check_incremental",
+    "check_label",
+    "check_model",
+    "check_policy",
+    "check_rule",
+]
