@@ -181,3 +181,16 @@ def test_an_impossible_limit_is_a_config_error_naming_rule_and_parameter(rule, n
         ExecutionConfig(rules=[rule])
     for name in names:
         assert name in str(caught.value)
+
+
+def test_brokers_sharing_rule_objects_keep_their_own_state() -> None:
+    """A rule is frozen parameters; each broker streams it afresh, so one broker's breach
+    never halts another built from the same rule objects."""
+    rules = (TotalLossLimit(pct=0.05),)
+    config = ExecutionConfig(initial_cash=100_000.0, rules="none")
+    losing, idle = Broker(config, rules=rules), Broker(config, rules=rules)
+    bars = _falling_bars()
+    _run(losing, bars)
+    for bar in bars:
+        idle.advance(bar)
+    assert len(losing.breaches) == 1 and idle.state.halted is None and idle.breaches.empty

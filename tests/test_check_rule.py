@@ -16,6 +16,7 @@ from moola.sim import DailyLossLimit, MinimumTradingDays, RuleStream, TotalLossL
 from moola.sim.execution import RULE_SPECS
 from moola.sim.propfirm import _DailyLossStream, _DayClock
 from moola.testing import check_rule
+from moola.testing.rules import _fill_at
 
 ZONES = ["UTC", "Europe/Prague", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 # Weeks holding a DST change in both hemispheres (Prague/New York in March and
@@ -165,12 +166,18 @@ def test_a_breach_needs_no_later_bar() -> None:
 
 
 def test_trading_days_stream_counts_days_with_a_fill() -> None:
+    """Days in Prague, bars every 2 h from 29 Mar 20:00 UTC, clocks forward on 31 Mar: the
+    fill at bar 25 (31 Mar 22:00 UTC) is on 1 April in Prague, the same day as bar 26's,
+    so the fourth trading day comes with bar 40 (2 Apr 04:00 UTC), not bar 26 as in UTC."""
     equity = pd.Series(
         100_000.0, index=pd.date_range("2024-03-29 20:00", periods=60, freq="2h", tz="UTC")
     )
-    rule = MinimumTradingDays(days=3, timezone="Europe/Prague")
-    fills = [0, 1, 2, 14, 40, 41]  # 29 Mar (x2), 30 Mar (Prague, 00:00 = 23:00 UTC), ...
-    check_rule(rule, (equity, fills))
+    rule = MinimumTradingDays(days=4, timezone="Europe/Prague")
+    fill_bars = [0, 2, 25, 26, 40]
+    check_rule(rule, (equity, fill_bars), (equity, []))
     stream = rule.stream()
-    check_rule(rule, (equity, []))
-    assert stream.result().breach_value == 0.0
+    for i, (time, value) in enumerate(equity.items()):
+        stream.update(time, value, [_fill_at(time, i)] if i in fill_bars else [])
+    result = stream.result()
+    assert result.passed and result.breach_value == 4.0
+    assert result.breach_time == pd.Timestamp("2024-04-02 04:00", tz="UTC")

@@ -32,7 +32,9 @@ bar's equity and fills. The first :class:`~moola.sim.propfirm.Breach` halts the 
 the breach is recorded in :attr:`breaches` first, then pending orders are withdrawn and,
 with ``flatten_on_breach=True``, one market order closing the position is placed (it fills
 ``latency_bars`` later, like any order; its size is recorded with the breach). Every later
-order is denied naming the breach.
+order is denied naming the breach. A re-mark (``mark(bar)``, a newer snapshot of the same
+bar, as a live feed gives) is one more point for the rules: a dip that recovers before the
+close still breaches live, which a backtest on closes cannot see.
 """
 
 from __future__ import annotations

@@ -380,7 +380,10 @@ class ExecutionConfig(_Terms):
         Which engine ``moola.backtest.run`` uses (identical results).
     rules : sequence of rule specs, default the FTMO rules
         Prop-firm / risk rules; ``"ftmo"`` (or ``True``) for the defaults, ``"none"``,
-        ``False`` or ``[]`` for none.
+        ``False`` or ``[]`` for none. Kinds (``RULE_SPECS``): ``daily_loss_limit``,
+        ``total_loss_limit``, ``profit_target``, ``minimum_trading_days``,
+        ``max_position``, ``max_open_positions``, ``risk_per_trade``, ``trading_halt``.
+        A ``Broker`` checks them before every order and on every bar.
     timezone : str, default "UTC"
         Where calendar days start, for the broker's start-of-day balance.
     """
