@@ -16,6 +16,8 @@ from moola.sim import (
     DailyLossLimit,
     Denied,
     ExecutionConfig,
+    Rule,
+    RuleResult,
     TotalLossLimit,
     limit,
     market,
@@ -194,3 +196,25 @@ def test_brokers_sharing_rule_objects_keep_their_own_state() -> None:
     for bar in bars:
         idle.advance(bar)
     assert len(losing.breaches) == 1 and idle.state.halted is None and idle.breaches.empty
+
+
+def test_a_rule_without_a_streaming_form_is_refused_by_the_broker() -> None:
+    """A batch-only custom rule still judges finished curves, but a broker will not take a
+    rule it could not enforce bar by bar."""
+
+    class BatchOnly(Rule):
+        name = "batch_only"
+
+        def check(self, equity, trades=None) -> RuleResult:
+            return RuleResult(self.name, True, None, None, 0.0, "")
+
+    equity = pd.Series([1.0], index=pd.DatetimeIndex(["2024-01-01"], tz="UTC"))
+    assert BatchOnly().check(equity).passed
+    with pytest.raises(ConfigError, match="BatchOnly has no streaming form"):
+        Broker(ExecutionConfig(rules="none"), rules=[BatchOnly()])
+
+
+def test_a_non_finite_mark_is_refused_by_the_streaming_rules() -> None:
+    stream = DailyLossLimit().stream()
+    with pytest.raises(ConfigError, match=r"daily_loss_limit\.update: equity nan"):
+        stream.update(pd.Timestamp("2024-01-01", tz="UTC"), float("nan"))

@@ -82,9 +82,16 @@ class Rule(ABC):
     def check(self, equity: pd.Series, trades: pd.DataFrame | None = None) -> RuleResult:
         """Evaluate the rule on ``equity`` (time-indexed) and optionally ``trades``."""
 
-    @abstractmethod
     def stream(self) -> RuleStream:
-        """A fresh stateful checker: ``update``, ``pre_trade`` and ``result`` (module notes)."""
+        """A fresh stateful checker: ``update``, ``pre_trade`` and ``result`` (module notes).
+
+        A rule written with ``check`` alone still judges finished curves; a broker refuses
+        it here, since it could not enforce it bar by bar."""
+        raise ConfigError(
+            f"{type(self).__name__} has no streaming form, so a Broker cannot check it "
+            "before orders and on every bar; implement stream() (see moola.sim.propfirm) "
+            "or judge it on the finished equity curve with evaluate_rules."
+        )
 
 
 class RuleStream(ABC):
@@ -105,6 +112,13 @@ class RuleStream(ABC):
     @abstractmethod
     def result(self) -> RuleResult:
         """What ``rule.check`` gives on the points seen so far."""
+
+
+def _finite(value: Any, rule: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigError(f"{rule}.update: equity {number} is not finite; repair the mark.")
+    return number
 
 
 def _ns(time: Any) -> int:
@@ -290,7 +304,7 @@ class _DailyLossStream(RuleStream):
     def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
         if self._hit is not None:
             return None
-        value = float(equity)
+        value = _finite(equity, self.rule.name)
         if not self._seen:
             self._seen = True
             if self._initial is None:
@@ -429,7 +443,7 @@ class _ExtremeStream(RuleStream):
     def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
         if self._hit is not None:
             return None
-        value = float(equity)
+        value = _finite(equity, self.rule.name)
         if self._initial is None:
             self._initial = value
         self._seen = True
