@@ -1,8 +1,9 @@
-"""Prop-firm challenge rules, checked on an equity curve and a trades table.
+"""Prop-firm challenge rules, checked on an equity curve (batch) and bar by bar (streaming).
 
-The rules know nothing about any backtester: the backtest checks them after a run and the
-live runtime will check them on its own equity stream. Each rule is a frozen dataclass with
-one method, ``check(equity, trades) -> RuleResult``; ``equity`` is a time-indexed
+The rules know nothing about any backtester: the backtest checks them after a run, and the
+broker (so the environment and the live runtime) streams them on every bar. Each rule is a
+frozen dataclass whose batch form is ``check(equity, trades) -> RuleResult`` (its streaming
+form, ``stream()``, is described below); ``equity`` is a time-indexed
 ``pd.Series`` (tz-aware, or naive UTC) and ``trades`` the table of
 ``moola.sim.portfolio.TRADE_COLUMNS`` (only :class:`MinimumTradingDays` reads it).
 
