@@ -289,6 +289,25 @@ def test_bad_options_are_refused_by_flag(lab):
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, symbol="ES")
 
 
+def test_a_backtest_the_journal_could_not_record_is_not_stored(lab, monkeypatch):
+    store = RunStore(lab.registry.root)
+    backtests = store.run_dir(lab.safe_run) / "backtests"
+    before = sorted(backtests.iterdir()) if backtests.exists() else []
+    lines = len(store.results())
+    events = len(JsonlJournal(lab.registry.root).read("backtest_recorded"))
+
+    def disk_full(self, event):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(JsonlJournal, "append", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=HORIZON)
+    monkeypatch.undo()
+    after = sorted(backtests.iterdir()) if backtests.exists() else []
+    assert after == before and len(store.results()) == lines
+    assert len(JsonlJournal(lab.registry.root).read("backtest_recorded")) == events
+
+
 def test_a_policy_object_trades_as_its_threshold_and_hold(lab):
     policy = ThresholdHold(threshold=0.55, hold_bars=7)
     common = dict(long_class="up", short_class="down", prop_firm_rules=False)
