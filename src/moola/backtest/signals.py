@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, describe_validation
 from moola.core.hashing import sha256_json
 
 __all__ = [
@@ -102,7 +102,7 @@ class SignalPolicy(BaseModel, ABC):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(_describe(type(self).__name__, exc)) from None
+            raise ConfigError(describe_validation(type(self).__name__, exc)) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -524,15 +524,3 @@ def _rows(mask: np.ndarray) -> str:
     if rows.size > _MAX_SHOWN:
         text += f" and {rows.size - _MAX_SHOWN} more"
     return text
-
-
-def _describe(name: str, exc: ValidationError) -> str:
-    """One message naming each bad key of a policy."""
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(f"{key}: {message}" if key else message)
-    return f"Invalid {name}: " + "; ".join(problems) + "."

@@ -7,6 +7,11 @@ fix it; the CLI prints it as one paragraph and exits non-zero.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class MoolaError(Exception):
     """Base class of all user-facing moola errors."""
@@ -56,3 +61,15 @@ class CheckpointError(MoolaError):
 
 class DeviceError(MoolaError):
     """A requested compute device (cuda, mps) is not available on this machine."""
+
+
+def describe_validation(name: str, exc: ValidationError) -> str:
+    """One sentence naming each bad key of a pydantic model ``name`` (for a ConfigError)."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{key}: {message}" if key else message)
+    return f"Invalid {name}: " + "; ".join(problems) + "."

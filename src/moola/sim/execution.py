@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, describe_validation
 from moola.core.hashing import sha256_json
 from moola.core.settings import load_config
 from moola.sim.costs import (
@@ -402,7 +402,7 @@ class ExecutionConfig(_Terms):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            raise ConfigError(describe_validation("ExecutionConfig", exc)) from None
 
     # -- shorthands, read before validation -------------------------------------------
 
@@ -552,18 +552,6 @@ class ExecutionConfig(_Terms):
         if isinstance(inst, Instrument) and inst.commission is not None:
             values.setdefault("commission", inst.commission)
         return cls(**values)
-
-
-def _describe(exc: ValidationError) -> str:
-    """One message naming each bad key of an ExecutionConfig."""
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(f"{key}: {message}" if key else message)
-    return "Invalid ExecutionConfig: " + "; ".join(problems) + "."
 
 
 def check_latency_fits(config: ExecutionConfig, n_bars: int) -> None:
