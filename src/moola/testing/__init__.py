@@ -6,6 +6,7 @@ from moola.testing.lookahead import check_feature, check_incremental, check_labe
 from moola.testing.models import check_model
 from moola.testing.policies import check_policy
 from moola.testing.rules import check_rule
+from moola.testing.sources import check_source
 
 __all__ = [
     "check_feature",
@@ -14,4 +15,5 @@ __all__ = [
     "check_model",
     "check_policy",
     "check_rule",
+    "check_source",
 ]
