@@ -7,6 +7,7 @@ from moola.testing.models import check_model
 from moola.testing.policies import check_policy
 from moola.testing.rules import check_rule
 from moola.testing.sources import check_source
+from moola.testing.splits import check_split
 
 __all__ = [
     "check_feature",
@@ -16,4 +17,5 @@ __all__ = [
     "check_policy",
     "check_rule",
     "check_source",
+    "check_split",
 ]
