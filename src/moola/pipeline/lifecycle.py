@@ -1,9 +1,11 @@
 """After training: score the test part once, write the report, promote through gates.
 
-- ``evaluate_test`` scores a holdout run on its split's test part. The test part is a
-  one-time resource: every look is a ``TestLook`` in the journal, written before the
-  score is shown, and a second look at the same split's test part (by any run) is refused
-  unless explicitly allowed, which is recorded too. Model selection on test is how small
+- ``evaluate_test`` scores a holdout run on its split's test part through the run's
+  ``Predictor`` (``moola.pipeline.predictor``: the same bundle that turns raw bars into
+  calibrated probabilities everywhere else). The test part is a one-time resource:
+  every look is a ``TestLook`` in the journal, written before the score is shown, and a
+  second look at the same split's test part (by any run) is refused unless explicitly
+  allowed, which is recorded too. Model selection on test is how small
   labeled sets produce results that do not survive contact with new data.
 - ``write_report`` renders a run's self-contained HTML report.
 - ``promote`` checks a run against the promotion gates; the decision (pass or refusal,
@@ -20,16 +22,20 @@ from typing import Any
 import numpy as np
 
 from moola.core.atomic import atomic_write_text
-from moola.core.errors import CheckpointError, ConfigError, LeakageError
+from moola.core.errors import ConfigError, LeakageError
 from moola.core.integrity import read_json_bytes
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig, evaluate_gates
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
-from moola.models import create
-from moola.models.base import Estimator
-from moola.pipeline.train import TrainConfig, flat_metrics, model_inputs
+from moola.pipeline.predictor import (
+    CALIBRATOR_FILE,
+    MODEL_FILE,
+    Predictor,
+    load_model_files,
+)
+from moola.pipeline.train import TrainConfig, flat_metrics
 from moola.tracking.journal import (
     GateDecision,
     GateDecisionPayload,
@@ -38,13 +44,8 @@ from moola.tracking.journal import (
     TestLookPayload,
 )
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
-from moola.training.calibration import Calibrator, load_calibrator
 
 #: Run files a promoted model carries (besides the manifest and the gate decision).
-MODEL_FILE = "model.bin"
-CALIBRATOR_FILE = "calibrator.json"
-#: The calibrator file of runs written before calibrators were saved as JSON: a pickle.
-LEGACY_CALIBRATOR_FILE = "calibrator.pkl"
 PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE)
 
 
@@ -99,10 +100,8 @@ def evaluate_test(
     data = registry.load_labeled(
         *_ref(manifest["data"]["dataset"]), split=f"{recorded['name']}@v{recorded['version']}"
     )
-    X, _ = model_inputs(config.inputs, config.model, data.X)
-    estimator, calibrator = load_model_files(store, run_dir, config.model)
-    proba = estimator.predict_proba(X[data.test.indices])
-    calibrated = None if calibrator is None else calibrator.transform(proba)
+    predictor = Predictor.from_run(registry.root, run_dir.name)
+    proba = predictor.predict_proba(data.X[data.test.indices])  # calibrated when it can be
     journal.append(  # on disk before the score is computed or shown
         TestLook(
             payload=TestLookPayload(
@@ -115,7 +114,7 @@ def evaluate_test(
     )
     report = classification_report(
         data.test.y,
-        calibrated if calibrated is not None else proba,
+        proba,
         classes=data.classes,
         n_bootstrap=n_bootstrap,
         seed=config.seed,
@@ -123,7 +122,7 @@ def evaluate_test(
     record = {
         "at": utc_now_iso(),
         "part": "test",
-        "calibrated": calibrated is not None,
+        "calibrated": predictor.calibrator is not None,
         "samples": len(data.test),
         "metrics": report,
         "reused_test": bool(earlier),
@@ -145,30 +144,6 @@ def evaluate_test(
         }
     )
     return report
-
-
-def load_model_files(
-    store: RunStore, run_dir: Path, model: str
-) -> tuple[Estimator, Calibrator | None]:
-    """A run's model and calibrator (None without one), every byte verified, no code run.
-
-    Model files load through the model's own safe loader (skops with trusted types, or
-    ``torch.load(weights_only=True)``) and the calibrator from JSON. A run still holding
-    an old pickled calibrator is refused unread, naming the migration that converts it.
-    """
-    if store.has_file(run_dir, LEGACY_CALIBRATOR_FILE):
-        raise CheckpointError(
-            f"Run {run_dir.name} holds {run_dir / LEGACY_CALIBRATOR_FILE}, a calibrator in the "
-            "old pickle format, which runs whatever code the file holds while it loads; moola "
-            "no longer reads it. If you trust where the run came from, convert it with "
-            f"`moola runs migrate {run_dir.name} --trust`; otherwise retrain."
-        )
-    estimator = type(create(model)).load(store.verified_path(run_dir, MODEL_FILE))
-    calibrator = None
-    if store.has_file(run_dir, CALIBRATOR_FILE):
-        data = store.read_bytes(run_dir, CALIBRATOR_FILE)
-        calibrator = load_calibrator(data, run_dir / CALIBRATOR_FILE)
-    return estimator, calibrator
 
 
 def latest_backtest(store: RunStore, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:

@@ -43,7 +43,7 @@ from moola.core.integrity import file_records
 from moola.core.provenance import creator, utc_now_iso
 from moola.models import create
 from moola.models._persist import SklearnEstimator, is_legacy_pickle, model_file_bytes
-from moola.pipeline.lifecycle import CALIBRATOR_FILE, LEGACY_CALIBRATOR_FILE, MODEL_FILE
+from moola.pipeline.predictor import CALIBRATOR_FILE, LEGACY_CALIBRATOR_FILE, MODEL_FILE
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
 from moola.training.calibration import Calibrator, load_calibrator, save_calibrator
 

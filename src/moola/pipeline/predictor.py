@@ -1,0 +1,240 @@
+"""The bundle one decision needs, loaded from a run: ``Predictor``.
+
+A run's manifest and files say everything a decision on new bars needs, but it is spread
+out: the fitted estimator (``model.bin``), its calibrator (``calibrator.json``), the input
+view the model reads (``inputs`` beside the model name), the labeled dataset's window
+length and bar columns, the classes and the minority decision threshold chosen out of
+fold (``manifest["calibration"]``). ``Predictor`` gathers them in one object so that
+``evaluate``, later ``promote``, ``backtest --run`` and the runtime all turn raw bars into
+probabilities the same way, the way the run itself did: raw windows -> ``model_inputs``
+-> estimator -> calibrator. The equality is a test (``tests/test_predictor.py``).
+
+Loading goes through the tracking store only: every byte is checked against the run's
+manifest (itself checked against the journal's anchor), the model loads through its safe
+loader (skops with trusted types, or ``torch.load(weights_only=True)``), the calibrator
+from JSON; a run still holding a pickle is refused unread, naming the migration.
+
+Normalisation: every input view is computed from each window's own bars (``relative`` is
+scale-free bar by bar, ``price_action`` features are window statistics, ``ohlc`` is the
+raw prices), so no statistics are fitted outside the estimator; whatever a model learns
+about scale (a neural estimator's input scaler) is part of its saved state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import CheckpointError, ConfigError, IntegrityError
+from moola.data import DatasetRef
+from moola.data.registry import Registry
+from moola.models import create
+from moola.models.base import Estimator
+from moola.pipeline.inputs import InputView, model_inputs
+from moola.pipeline.train import TrainConfig
+from moola.tracking.runs import RunStore
+from moola.training.calibration import Calibrator, load_calibrator
+
+__all__ = [
+    "CALIBRATOR_FILE",
+    "LEGACY_CALIBRATOR_FILE",
+    "MODEL_FILE",
+    "Predictor",
+    "load_model_files",
+]
+
+#: A run's fitted estimator and its calibrator (present when calibration is not "none").
+MODEL_FILE = "model.bin"
+CALIBRATOR_FILE = "calibrator.json"
+#: The calibrator file of runs written before calibrators were saved as JSON: a pickle.
+LEGACY_CALIBRATOR_FILE = "calibrator.pkl"
+
+
+def load_model_files(
+    store: RunStore, run_dir: Path, model: str
+) -> tuple[Estimator, Calibrator | None]:
+    """A run's model and calibrator (None without one), every byte verified, no code run.
+
+    Model files load through the model's own safe loader (skops with trusted types, or
+    ``torch.load(weights_only=True)``) and the calibrator from JSON. A run still holding
+    an old pickled calibrator is refused unread, naming the migration that converts it.
+    """
+    if store.has_file(run_dir, LEGACY_CALIBRATOR_FILE):
+        raise CheckpointError(
+            f"Run {run_dir.name} holds {run_dir / LEGACY_CALIBRATOR_FILE}, a calibrator in the "
+            "old pickle format, which runs whatever code the file holds while it loads; moola "
+            "no longer reads it. If you trust where the run came from, convert it with "
+            f"`moola runs migrate {run_dir.name} --trust`; otherwise retrain."
+        )
+    estimator = type(create(model)).load(store.verified_path(run_dir, MODEL_FILE))
+    calibrator = None
+    if store.has_file(run_dir, CALIBRATOR_FILE):
+        data = store.read_bytes(run_dir, CALIBRATOR_FILE)
+        calibrator = load_calibrator(data, run_dir / CALIBRATOR_FILE)
+    return estimator, calibrator
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A run's fitted estimator with everything needed to apply it to raw bars.
+
+    Parameters
+    ----------
+    run_id, manifest_sha256 : str
+        The run it came from and the SHA-256 of that run's manifest bytes (its identity).
+    model : str
+        The model's registry name.
+    estimator : Estimator
+        The final fitted estimator.
+    calibrator : Calibrator or None
+        The run's calibrator; None when the run chose no calibration.
+    inputs : str
+        The input view requested (``auto``, ``relative``, ``price_action``, ``ohlc``),
+        as passed to ``model_inputs``; ``view`` is the name the run recorded for it.
+    length : int
+        Bars per window.
+    columns : tuple of str
+        The bar columns a window holds, in order (its last axis).
+    classes : tuple of str
+        Class names, in the order of the probability columns.
+    minority : str or None
+        The minority class whose decision threshold was chosen out of fold.
+    threshold : float or None
+        That threshold (binary runs calibrated with ``auto``); None means argmax.
+    """
+
+    run_id: str
+    manifest_sha256: str
+    model: str
+    estimator: Estimator
+    calibrator: Calibrator | None
+    inputs: InputView
+    view: str
+    length: int
+    columns: tuple[str, ...]
+    classes: tuple[str, ...]
+    minority: str | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def from_run(cls, root: str | Path, run_id: str) -> Predictor:
+        """Load the Predictor of training run ``run_id`` under data root ``root``.
+
+        Every file is read through the tracking store and checked against the run's
+        manifest: a changed byte raises ``IntegrityError`` naming the file; a run still
+        holding a pickle raises ``CheckpointError`` naming ``moola runs migrate``. A
+        stacked model (it reads other runs' predictions, not bars) is refused.
+        """
+        store = RunStore(root)
+        run_dir = store.run_dir(run_id)
+        manifest = store.manifest(run_dir)
+        if manifest.get("kind") != "train":
+            raise ConfigError(
+                f"Run {run_dir.name} is a {manifest.get('kind')} run, not a training run; "
+                "only a training run holds a model to predict with."
+            )
+        config = TrainConfig.model_validate(manifest["config"])
+        if manifest.get("inputs") == "oof_probabilities":
+            raise ConfigError(
+                f"Run {run_dir.name} trained a stacked model ({config.model}) on other runs' "
+                "out-of-fold predictions, not on bars; it cannot predict from bars alone."
+            )
+        estimator, calibrator = load_model_files(store, run_dir, config.model)
+        length, columns = _window_shape(Registry(root), manifest["data"]["dataset"], run_dir)
+        calibration = manifest.get("calibration") or {}
+        threshold = calibration.get("threshold")
+        return cls(
+            run_id=run_dir.name,
+            manifest_sha256=store.manifest_hash(run_dir),
+            model=config.model,
+            estimator=estimator,
+            calibrator=calibrator,
+            inputs=config.inputs,
+            view=str(manifest.get("inputs")),
+            length=length,
+            columns=columns,
+            classes=tuple(str(c) for c in manifest["data"]["classes"]),
+            minority=calibration.get("minority"),
+            threshold=None if threshold is None else float(threshold),
+        )
+
+    def windows(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Raw windows ``(N, length, len(columns))`` float32 from ``bars``.
+
+        ``bars``: canonical bars (a DataFrame of at least ``length`` rows; its last
+        ``length`` bars make one window), one raw window ``(T, D)`` or a batch ``(N, T, D)``.
+        """
+        if isinstance(bars, pd.DataFrame):
+            missing = [c for c in self.columns if c not in bars.columns]
+            if missing:
+                raise ConfigError(
+                    f"bars lack the column(s) {missing} that run {self.run_id}'s windows hold "
+                    f"({list(self.columns)})."
+                )
+            if len(bars) < self.length:
+                raise ConfigError(
+                    f"bars hold {len(bars)} rows; run {self.run_id} reads windows of "
+                    f"{self.length} bars."
+                )
+            X = bars[list(self.columns)].iloc[-self.length :].to_numpy(dtype=np.float32)[None]
+        else:
+            X = np.asarray(bars, dtype=np.float32)
+            if X.ndim == 2:
+                X = X[None]
+            expected = (self.length, len(self.columns))
+            if X.ndim != 3 or X.shape[1:] != expected:
+                raise ConfigError(
+                    f"bars has shape {np.shape(bars)}; run {self.run_id} reads windows of shape "
+                    f"(N, {expected[0]}, {expected[1]}) (columns {list(self.columns)})."
+                )
+        if not np.isfinite(X).all():
+            raise ConfigError("bars hold NaN or infinite prices; a window must be complete.")
+        return X
+
+    def predict_proba(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities ``(N, K)`` for raw bars (see ``windows``).
+
+        The run's own path: ``model_inputs`` -> estimator -> calibrator (if any).
+        """
+        X, _ = model_inputs(self.inputs, self.model, self.windows(bars))
+        proba = self.estimator.predict_proba(X)
+        return proba if self.calibrator is None else self.calibrator.transform(proba)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class names ``(N,)`` for probabilities ``proba`` (``predict_proba``'s output).
+
+        With a recorded minority threshold (binary runs) the minority class is chosen when
+        its probability is at least the threshold; otherwise the most probable class.
+        """
+        proba = np.asarray(proba, dtype=np.float64)
+        if proba.ndim != 2 or proba.shape[1] != len(self.classes):
+            raise ConfigError(
+                f"proba has shape {proba.shape}; run {self.run_id} has "
+                f"{len(self.classes)} classes {list(self.classes)}."
+            )
+        names = np.asarray(self.classes, dtype=object)
+        if self.threshold is not None and self.minority is not None and len(self.classes) == 2:
+            m = self.classes.index(self.minority)
+            return names[np.where(proba[:, m] >= self.threshold, m, 1 - m)]
+        return names[proba.argmax(axis=1)]
+
+
+def _window_shape(
+    registry: Registry, dataset: dict[str, Any], run_dir: Path
+) -> tuple[int, tuple[str, ...]]:
+    """Window length and bar columns of the labeled dataset the run trained on, from its
+    verified meta; the stored version must be the one the run recorded."""
+    ref = DatasetRef(**dataset)
+    stored = registry.resolve(ref.kind, ref.name, ref.version)
+    if stored.content_hash != ref.content_hash:
+        raise IntegrityError(
+            f"Run {run_dir.name} trained on {ref} with content hash {ref.content_hash}, but "
+            f"the stored {stored} has {stored.content_hash}: its windows are not the ones "
+            "the run learned from."
+        )
+    meta = registry.meta(stored)
+    return int(meta["length"]), tuple(str(c) for c in meta["columns"])
