@@ -525,7 +525,9 @@ class Registry:
     # ----------------------------------------------------------------- reading
     def meta(self, ref: DatasetRef) -> dict[str, Any]:
         """``meta.json`` of a stored version, checked against its manifest's hash of it."""
-        manifest = self.manifest(ref)
+        return self._checked_meta(ref, self.manifest(ref))
+
+    def _checked_meta(self, ref: DatasetRef, manifest: dict[str, Any]) -> dict[str, Any]:
         path = self.dataset_dir(ref.kind, ref.name, ref.version) / META_FILE
         try:
             data = path.read_bytes()
@@ -551,8 +553,9 @@ class Registry:
 
         ``meta.json`` is checked too: a loader never uses data whose facts were edited.
         """
-        self.meta(ref)
-        record = self.manifest(ref).get("files", {}).get(file_name)
+        manifest = self.manifest(ref)
+        self._checked_meta(ref, manifest)
+        record = manifest.get("files", {}).get(file_name)
         directory = self.dataset_dir(ref.kind, ref.name, ref.version)
         if record is None:
             raise IntegrityError(
