@@ -151,3 +151,7 @@ def test_cli_builds_the_config_from_a_file_and_flags(tmp_path) -> None:
     assert isinstance(result.exception, ConfigError)
     assert str(terms) in str(result.exception) and "'latency_bar'" in str(result.exception)
     assert not (tmp_path / "b").exists()
+    result = invoke("c", "--cash", "0")  # a refused flag value names the flag
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception).startswith("--cash: ") and "initial_cash" in str(result.exception)
+    assert not (tmp_path / "c").exists()

@@ -203,8 +203,44 @@ def backtest(
     _print_result(result.stats, written)
 
 
+#: The flags that set ExecutionConfig terms, by keyword of ``_execution_terms``.
+_TERM_FLAGS = {
+    "initial_cash": "--cash",
+    "commission": "--commission",
+    "commission_per_unit": "--commission-per-unit",
+    "spread": "--spread",
+    "slippage_bps": "--slippage-bps",
+    "latency_bars": "--latency",
+    "instrument": "--instrument",
+    "engine": "--engine",
+}
+
+
 def _execution_terms(file: Path | None, **flags: Any) -> Any:
-    """The ExecutionConfig from ``--execution FILE`` (if given) with the flags given on top."""
+    """The ExecutionConfig from ``--execution FILE`` (if given) with the flags given on top;
+    a value the config refuses is reported with the flag that gave it."""
+    try:
+        return _build_terms(file, **flags)
+    except ConfigError as exc:
+        alone = {key: None for key in flags}
+        try:
+            _build_terms(file, **alone)
+        except ConfigError:
+            raise exc from None  # the file (or the defaults) is what is refused
+        named = []
+        for key, value in flags.items():
+            if value is None or key not in _TERM_FLAGS:
+                continue
+            try:  # the same terms with only this flag given: is it the one refused?
+                _build_terms(file, **{**alone, key: value})
+            except ConfigError:
+                named.append(_TERM_FLAGS[key])
+        if not named:
+            raise
+        raise ConfigError(f"{' and '.join(named)}: {exc}") from None
+
+
+def _build_terms(file: Path | None, **flags: Any) -> Any:
     from moola.core.settings import parse_config
     from moola.sim import ExecutionConfig
 
