@@ -45,12 +45,12 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from _common import print_table  # benchmarks/ is on sys.path when run as scripts
-from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.data.splits import purged_kfold
 from moola.features.window import relative_windows
 from moola.models import create
+from moola.pipeline.datasets import synthesize_raw
 from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
 from moola.pretrain.artifacts import EncoderArtifact, encoder_dir, load_encoder_artifact
 from moola.training.oof import out_of_fold

@@ -21,13 +21,13 @@ from moola.backtest.signals import Hysteresis, ThresholdHold, hold_positions, si
 from moola.cli.backtest import app
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.settings import Settings
-from moola.data.datasets import make_and_store_split, synthesize_raw
 from moola.data.registry import Registry
 from moola.data.splits import Fold
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.evaluation.gates import GateConfig
 from moola.features.labels import forward_return_direction
-from moola.pipeline.backtest_run import backtest_run, find_leaks
+from moola.pipeline.backtests import backtest_run, find_leaks
+from moola.pipeline.datasets import make_and_store_split, synthesize_raw
 from moola.pipeline.lifecycle import promote, write_report
 from moola.pipeline.train import TrainConfig, run_training
 from moola.tracking.journal import BacktestRecorded, JsonlJournal

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from moola.core.errors import ConfigError
-from moola.data.datasets import make_and_store_split, synthesize_raw
 from moola.data.registry import Registry
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.features.labels import forward_return_direction
-from moola.pipeline.backtest_run import backtest_run
+from moola.pipeline.backtests import backtest_run
+from moola.pipeline.datasets import make_and_store_split, synthesize_raw
 from moola.pipeline.train import TrainConfig, run_training
 
 LENGTH, STRIDE, HORIZON = 50, 60, 20

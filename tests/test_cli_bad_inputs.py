@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.tracking.runs import RunStore
 from tests.fuzz_helpers import snapshot
 from tests.test_cli import run

@@ -187,8 +187,8 @@ def test_labels_from_a_stored_table_windows_end_at_the_labelled_bar(capsys, tmp_
 
 
 def test_a_window_and_its_label_never_see_bars_after_the_label_horizon(registry):
-    from moola.data.ingest import ingest_bars
     from moola.features.labels import build_labels
+    from moola.pipeline.ingest import ingest_bars
     from moola.pipeline.labeled_windows import labeled_from_labels
 
     def windows_of(bars, name):

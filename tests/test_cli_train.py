@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.tracking.runs import RunStore
 from tests.test_cli import run
 

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pytest
 
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.features.window import price_action_features, relative_windows
 from moola.models import create
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.inputs import model_inputs
 from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
 from moola.tracking.runs import RunStore

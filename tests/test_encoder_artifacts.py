@@ -18,9 +18,9 @@ from moola.core.errors import (
     VersionExistsError,
 )
 from moola.core.settings import Settings
-from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
+from moola.pipeline.datasets import synthesize_raw
 from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
 from moola.pretrain import artifacts
 from moola.pretrain.artifacts import (

@@ -21,11 +21,11 @@ from moola.features import (
     FeatureSet,
     FeatureSetSpec,
     FeatureSpecEntry,
-    build_features,
     create_feature,
     list_feature_sets,
     load_feature_set,
 )
+from moola.pipeline.features import build_features
 from moola.testing import check_feature, check_incremental
 from tests.conftest import random_walk_bars
 

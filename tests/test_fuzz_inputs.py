@@ -28,9 +28,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moola.core.settings import load_config
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from tests.fuzz_helpers import (
     Format,
     budget,

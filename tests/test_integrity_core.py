@@ -150,8 +150,8 @@ def test_concurrent_writers_take_consecutive_versions(tmp_path):
 
 
 def test_a_damaged_split_file_is_a_clean_error_naming_it(registry, bars):
-    from moola.data.datasets import make_and_store_split
     from moola.data.windows import labeled_windows_table
+    from moola.pipeline.datasets import make_and_store_split
 
     raw = registry.write_raw("b", bars, sources=SOURCE)
     starts = [i * 30 for i in range(40)]

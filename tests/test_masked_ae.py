@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moola.core.errors import ConfigError
-from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
 from moola.features.window import relative_windows
+from moola.pipeline.datasets import synthesize_raw
 from moola.pretrain.augment import AugmentConfig
 from moola.pretrain.data import UnlabeledWindows, corpus_indices, fit_normaliser
 from moola.pretrain.masked_ae import MaskedAEConfig, MaskedAEStep, MaskedAutoencoder, masked_mse

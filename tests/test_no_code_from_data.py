@@ -29,12 +29,12 @@ from moola.core.chainlog import read_records
 from moola.core.errors import CheckpointError, IntegrityError, MoolaError
 from moola.core.hashing import sha256_bytes
 from moola.core.integrity import file_records
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.models._persist import HEADER_MEMBER, library_versions
 from moola.models.minirocket import MiniRocketClassifier
 from moola.models.stack import StackingClassifier
 from moola.models.tabular import TABULAR_KINDS, TabularClassifier
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.lifecycle import evaluate_test
 from moola.pipeline.migrate import MigrationNeedsTrust, migrate_run
 from moola.pipeline.train import TrainConfig, run_training

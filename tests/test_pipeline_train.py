@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 
 from moola.core.errors import ConfigError, LeakageError
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.lifecycle import evaluate_test, promote, write_report
 from moola.pipeline.train import TrainConfig, run_training
 from moola.tracking.journal import JsonlJournal

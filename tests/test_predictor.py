@@ -18,8 +18,8 @@ import pytest
 
 from moola.core.errors import CheckpointError, IntegrityError
 from moola.core.integrity import file_records
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.inputs import model_inputs
 from moola.pipeline.lifecycle import load_model_files
 from moola.pipeline.predictor import Predictor

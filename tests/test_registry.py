@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from moola.core.errors import IntegrityError, LeakageError, RegistryError, VersionExistsError
-from moola.data.datasets import make_and_store_split
 from moola.data.registry import Registry, parse_ref
 from moola.data.windows import labeled_windows_table
+from moola.pipeline.datasets import make_and_store_split
 from tests.conftest import random_walk_bars
 
 SOURCE = [{"path": "memory", "sha256": "sha256:test"}]

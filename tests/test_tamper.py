@@ -26,10 +26,10 @@ import torch
 from moola.core.anchors import Anchors
 from moola.core.chainlog import read_records
 from moola.core.errors import MoolaError
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
-from moola.pipeline.backtest_run import backtest_run
+from moola.pipeline.backtests import backtest_run
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.integrity import verify_root
 from moola.pipeline.lifecycle import evaluate_test, promote
 from moola.pipeline.train import TrainConfig, run_training

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from moola.core.errors import CheckpointError, ConfigError
-from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
 from moola.models import create
 from moola.models.nn import build_module
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
+from moola.pipeline.datasets import synthesize_raw
 from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
 from moola.pretrain.artifacts import load_encoder_artifact, write_encoder_artifact
 from moola.pretrain.transfer import LoadReport, load_pretrained_encoder
@@ -234,7 +234,7 @@ def test_moola_train_loads_the_encoder_and_records_the_load_report(pretrained, t
     import json
 
     from moola.cli.main import main
-    from moola.data.datasets import make_and_store_split, planted_labeled
+    from moola.pipeline.datasets import make_and_store_split, planted_labeled
     from moola.tracking.runs import RunStore
 
     registry = Registry(tmp_path)

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 from moola.cli.pretrain import app
 from moola.core.errors import CheckpointError, ConfigError, DeviceError, RegistryError
 from moola.core.settings import Settings
-from moola.data.datasets import synthesize_raw
 from moola.data.registry import Registry
 from moola.models import create
 from moola.models.nn import build_module
 from moola.models.nn.adapter_lstm import AdapterLSTM, AdapterLSTMConfig
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
+from moola.pipeline.datasets import synthesize_raw
 from moola.pipeline.pretrain import (
     MaskedAEPretrainConfig,
     TS2VecPretrainConfig,
@@ -348,7 +348,7 @@ def test_a_ts2vec_encoder_is_refused_by_simple_lstm(artifact, tiny_labeled_windo
 
 def test_moola_train_fine_tunes_adapter_lstm_from_the_artifact(artifact, tmp_path, capsys):
     from moola.cli.main import main
-    from moola.data.datasets import make_and_store_split, planted_labeled
+    from moola.pipeline.datasets import make_and_store_split, planted_labeled
     from moola.tracking.runs import RunStore
 
     registry = Registry(tmp_path)

@@ -258,7 +258,7 @@ def _build_terms(file: Path | None, **flags: Any) -> Any:
 
 def _backtest_run(ctx: typer.Context, run_id: str, **options: Any) -> None:
     from moola.data.registry import Registry
-    from moola.pipeline.backtest_run import backtest_run
+    from moola.pipeline.backtests import backtest_run
     from moola.tracking.runs import RunStore
 
     registry = Registry(settings_of(ctx).data_root)

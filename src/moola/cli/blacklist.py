@@ -33,7 +33,7 @@ def add(
     """Blacklist a span of RAW's bars: appended to the data root's blacklist, for good."""
     from moola.core.errors import ConfigError
     from moola.data.blacklist import BLACKLIST_FILE
-    from moola.data.datasets import blacklist_span
+    from moola.pipeline.datasets import blacklist_span
 
     registry = Registry(settings_of(ctx).data_root)
     try:

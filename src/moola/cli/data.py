@@ -10,8 +10,8 @@ from rich.table import Table
 
 from moola.cli._common import check_new_name, console, err_console, settings_of
 from moola.core.errors import ConfigError
-from moola.data import datasets
 from moola.data.registry import Registry
+from moola.pipeline import datasets
 
 app = typer.Typer(help="Ingest, inspect, verify, window and split datasets.", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def ingest(
     ),
 ) -> None:
     """Validate bars file(s) and store them as a new raw dataset version."""
-    from moola.data.ingest import MissingIdentity, ingest_files
+    from moola.pipeline.ingest import MissingIdentity, ingest_files
 
     if mode not in ("strict", "repair"):
         raise ConfigError(f"--mode must be 'strict' or 'repair', not {mode!r}.")

@@ -81,8 +81,9 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Compute a feature set on a raw dataset (stored as a features dataset) or a bars file."""
-    from moola.features import build_features, load_feature_set
+    from moola.features import load_feature_set
     from moola.features.featureset import feature_table
+    from moola.pipeline.features import build_features
 
     if (raw is None) == (bars is None):
         raise ConfigError(

@@ -17,6 +17,7 @@ from moola.features.labels import (
     check_label_params,
     label_producer,
 )
+from moola.pipeline.labels import store_labels
 
 app = typer.Typer(help="Build labels (targets) over bars.", no_args_is_help=True)
 
@@ -108,25 +109,5 @@ def build(
         write_frame(table, out)
         console.print(f"[green]Wrote[/] {out}  ({len(table):,} rows)")
     if name is not None and raw_ref is not None:
-        ref = registry.write_table(
-            "labels",
-            name,
-            table,
-            parents=[raw_ref],
-            meta={
-                "label_kind": kind,
-                "params": params,
-                "target": target,
-                "horizon_end": "horizon_end",
-                "horizon_end_note": "row position of the last bar each label looks at; "
-                "-1 where the label is missing; purge splits by it",
-                "labeled_rows": int(labeled.sum()),
-            },
-            transformations=[
-                {
-                    "name": f"moola.features.labels.{label_producer(kind).__name__}",
-                    "params": params,
-                }
-            ],
-        )
+        ref = store_labels(registry, name, table, raw=raw_ref, kind=kind, params=params)
         console.print(f"[green]Stored[/] {ref}")

@@ -19,7 +19,7 @@ directional task on the same market and trades it, with the baseline rule beside
 3. **Held-out predictions.** The chosen model is trained once more, on everything before the
    held-out period, and predicts the held-out windows: a one-fold walk-forward split (purge
    and embargo of ``HORIZON`` bars), so its out-of-fold predictions are the held-out ones.
-4. **Backtest.** ``moola.pipeline.backtest_run`` trades them from the held-out period's first
+4. **Backtest.** ``moola.pipeline.backtests`` trades them from the held-out period's first
    bar on with the signal policy ``POLICY`` (``ThresholdHold``: long when p(up) >= 0.5,
    short when p(down) >= 0.5, held ``HORIZON`` bars; the policy the environment and the live
    engine step through), with costs; it refuses any signal whose traded bars its model
@@ -40,13 +40,13 @@ import pandas as pd
 from moola.backtest import run as run_backtest
 from moola.backtest.plots import equity_png
 from moola.backtest.signals import ThresholdHold
-from moola.data.datasets import make_and_store_split
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.demo._progress import fold_events
 from moola.evaluation.report import Section, image_html, table_html
 from moola.features.dc import dc_features
 from moola.features.labels import forward_return_direction
-from moola.pipeline.backtest_run import backtest_run
+from moola.pipeline.backtests import backtest_run
+from moola.pipeline.datasets import make_and_store_split
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, flat_metrics, run_training
 from moola.sim import CommissionModel, ExecutionConfig, futures_instrument

@@ -13,7 +13,6 @@ import pandas as pd
 
 from moola.core.hashing import sha256_json
 from moola.core.threads import limit_threads
-from moola.data.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.data.registry import Registry
 from moola.demo._backtest import backtest_line, backtest_record, backtest_section, model_backtest
 from moola.demo._pretrain import (
@@ -40,6 +39,7 @@ from moola.demo._report import (
 )
 from moola.evaluation.report import render_report
 from moola.features.window import PRICE_ACTION_COLUMNS, price_action_features, relative_windows
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, TrainResult, flat_metrics, run_training
 from moola.tracking.runs import RunStore, new_run_id

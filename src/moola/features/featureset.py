@@ -10,9 +10,9 @@ store them in. ``FeatureSet`` turns the spec into columns:
   batch row within 1e-9 (``moola.testing.check_incremental`` proves it).
 
 Short input is not an error for ``compute`` (warm-up rows are NaN, which the no-lookahead
-checks rely on), but a stored table should not be mostly warm-up: ``build_features`` and
-``moola features build`` refuse a symbol with fewer bars than ``lookback`` unless told to
-allow it (``check_history``).
+checks rely on), but a stored table should not be mostly warm-up:
+``moola.pipeline.features.build_features`` and ``moola features build`` refuse a symbol
+with fewer bars than ``lookback`` unless told to allow it (``check_history``).
 
 Shipped sets live in ``moola/features/sets/*.yaml``: ``intraday31`` (the 31 intraday
 columns: sessions, spread, volume, SMA 7/14/21/50 with ratios, RSI, MACD, Bollinger
@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,18 +45,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from moola.core.errors import BarValidationError, ConfigError
 from moola.core.hashing import sha256_json
 from moola.core.timeframes import parse_timeframe
-from moola.data._manifest import DatasetRef
 from moola.features.base import Feature, create_feature
-
-if TYPE_CHECKING:
-    from moola.data.registry import Registry
 
 __all__ = [
     "FeatureSet",
     "FeatureSetSpec",
     "FeatureSpecEntry",
     "IncrementalFeatures",
-    "build_features",
     "feature_table",
     "list_feature_sets",
     "load_feature_set",
@@ -593,66 +588,13 @@ def load_feature_set(name_or_path: str | Path | FeatureSetSpec | FeatureSet) -> 
         return FeatureSet(FeatureSetSpec.from_yaml(path))
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- tables
 
 
 def feature_table(feature_set: FeatureSet, bars: pd.DataFrame) -> pd.DataFrame:
     """``timestamp`` and ``symbol`` of each bar, then its feature columns (RangeIndex)."""
     keys = bars[["timestamp", "symbol"]].reset_index(drop=True)
     return pd.concat([keys, feature_set.compute(bars).reset_index(drop=True)], axis=1)
-
-
-def build_features(
-    registry: Registry,
-    raw: DatasetRef,
-    feature_set: str | Path | FeatureSetSpec | FeatureSet,
-    *,
-    name: str,
-    allow_short: bool = False,
-    version: int | None = None,
-) -> DatasetRef:
-    """Compute ``feature_set`` over the raw bars ``raw`` and store it as ``features/<name>``.
-
-    The stored table has ``timestamp`` and ``symbol`` (to join back to the bars) and then
-    the set's columns, one row per bar in the bars' order. Its meta records the spec, its
-    hash, the columns, the lookback (rows before it are warm-up) and the suitability notes
-    when the bars' time frame is not one the set is made for. Raises
-    ``ConfigError`` when a symbol has fewer bars than the lookback unless ``allow_short``.
-    """
-    fset = load_feature_set(feature_set)
-    bars = registry.load_raw(raw.name, raw.version)
-    if not allow_short:
-        fset.check_history(bars)
-    notes = [
-        note
-        for timeframe in sorted(bars["timeframe"].astype(str).unique())
-        for note in fset.suitability(timeframe)
-    ]
-    table = feature_table(fset, bars)
-    spec = fset.spec.model_dump(mode="json")
-    spec_hash = fset.spec.content_hash()
-    return registry.write_table(
-        "features",
-        name,
-        table,
-        parents=[raw],
-        meta={
-            "feature_set": spec,
-            "spec_hash": spec_hash,
-            "columns": list(fset.columns),
-            "dtypes": fset.dtypes,
-            "lookback": fset.lookback,
-            "suitability": notes,
-        },
-        transformations=[
-            {
-                "name": "moola.features.FeatureSet.compute",
-                "params": {"feature_set": fset.name, "version": fset.spec.version},
-                "spec_hash": spec_hash,
-            }
-        ],
-        version=version,
-    )
 
 
 #: Features whose logic assumes bars inside a trading day.

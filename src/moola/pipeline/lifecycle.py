@@ -185,7 +185,7 @@ class NoBacktestError(ConfigError):
         super().__init__(
             f"Run {run_id} has no backtest whose leakage check passed, so the "
             f"{' and '.join(gates)} gate(s) have nothing to judge. Backtest the run's "
-            f"predictions first (moola.pipeline.backtest_run.backtest_run on run {run_id}), "
+            f"predictions first (moola.pipeline.backtests.backtest_run on run {run_id}), "
             "then promote it; or leave those gates out."
         )
 

@@ -19,11 +19,11 @@ from moola.core.settings import parse_config
 from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.data.blacklist import BlacklistEntry, add_entries, make_entry, read_blacklist
-from moola.data.ingest import ingest_bars
 from moola.data.registry import Registry
 from moola.data.sources.synthetic import SyntheticMarket, SyntheticMarketConfig, generate_market
 from moola.data.splits import Fold, Split, durations_to_units, make_split
 from moola.data.windows import labeled_windows_table
+from moola.pipeline.ingest import ingest_bars
 
 PLANTED_LABEL_SOURCE = "synthetic-planted"
 
