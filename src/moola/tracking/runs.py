@@ -35,6 +35,7 @@ from moola.core.hashing import sha256_bytes
 from moola.core.integrity import file_records, read_json_bytes, read_verified
 from moola.core.paths import check_safe_name, confined
 from moola.core.provenance import git_sha, provenance
+from moola.tracking.manifest import TrainManifest, parse_train_manifest
 
 __all__ = [
     "MANIFEST_FILE",
@@ -235,6 +236,15 @@ class RunStore:
         if not isinstance(manifest, dict):
             raise IntegrityError(f"{path} is corrupt: it holds no JSON object.")
         return manifest
+
+    def train_manifest(self, run_dir: Path) -> TrainManifest:
+        """A training run's manifest, checked against its anchor and parsed once.
+
+        ``ConfigError`` when the run is not a training run; ``IntegrityError`` naming the
+        run and field when the manifest does not fit (``moola.tracking.manifest``).
+        """
+        path = run_dir / MANIFEST_FILE
+        return parse_train_manifest(self.manifest(run_dir), run_dir.name, path)
 
     def read_bytes(self, run_dir: Path, name: str) -> bytes:
         """One file of a run, every byte checked against the run's manifest."""
