@@ -1,4 +1,5 @@
-"""Training: the one loop (``Trainer``), its callbacks and losses, and ``NeuralEstimator``.
+"""Training: the one loop (``Trainer``), its callbacks and losses, ``NeuralEstimator``, and
+out-of-fold predictions (``out_of_fold``) over folds run by a ``FoldExecutor``.
 
 Names are imported on first use (PEP 562), so ``import moola.training`` stays light and
 pulls in torch only when a torch-backed name is used.
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
     )
     from moola.training.losses import FocalLoss, balanced_class_weights, build_loss
     from moola.training.neural import NeuralEstimator
+    from moola.training.oof import (
+        FoldExecutor,
+        FoldResult,
+        OOFResult,
+        SerialExecutor,
+        out_of_fold,
+        stack_oof,
+    )
     from moola.training.trainer import (
         StepFn,
         SupervisedStep,
@@ -38,6 +47,12 @@ _EXPORTS = {
     "balanced_class_weights": "moola.training.losses",
     "build_loss": "moola.training.losses",
     "NeuralEstimator": "moola.training.neural",
+    "FoldExecutor": "moola.training.oof",
+    "FoldResult": "moola.training.oof",
+    "OOFResult": "moola.training.oof",
+    "SerialExecutor": "moola.training.oof",
+    "out_of_fold": "moola.training.oof",
+    "stack_oof": "moola.training.oof",
     "StepFn": "moola.training.trainer",
     "SupervisedStep": "moola.training.trainer",
     "Trainer": "moola.training.trainer",
@@ -51,8 +66,12 @@ __all__ = [
     "CheckpointCallback",
     "EarlyStopping",
     "FocalLoss",
+    "FoldExecutor",
+    "FoldResult",
     "NeuralEstimator",
+    "OOFResult",
     "ProgressCallback",
+    "SerialExecutor",
     "StepFn",
     "SupervisedStep",
     "Trainer",
@@ -61,7 +80,9 @@ __all__ = [
     "TrainingSummary",
     "balanced_class_weights",
     "build_loss",
+    "out_of_fold",
     "scheduled_lr",
+    "stack_oof",
 ]
 
 

@@ -15,14 +15,25 @@ trained ONLY on these OOF predictions (never on in-sample predictions of the bas
 which are over-confident and would teach it to trust them); to report the stack's own
 performance honestly, run the stacking itself inside an outer split, since the OOF
 predictions of one split were all used to fit it.
+
+Where the folds run is the caller's choice: ``out_of_fold(..., executor=...)`` takes any
+:class:`FoldExecutor`, an object whose ``map(fn, items)`` returns ``fn(item)`` for each item
+in the items' order. :class:`SerialExecutor` (the default) runs them one after another in
+this process; a ``concurrent.futures`` ``ThreadPoolExecutor`` or ``ProcessPoolExecutor`` is
+one as it is, and a tuning study or a Ray pool can supply its own. Each fold's work is the
+top-level function :func:`fit_fold` applied to a :class:`FoldTask` holding the fold's
+inputs, so both pickle and run in another process or on another machine (the
+``make_estimator`` given must then pickle too: a class, a ``functools.partial`` or an
+instance of a top-level class, not a lambda). Results do not depend on the executor:
+each fold's estimator and metrics are seeded by the task alone.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -115,6 +126,111 @@ class OOFResult:
         }
 
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+class FoldExecutor(Protocol):
+    """Where the folds run: ``map(fn, items)`` gives ``fn(item)`` for every item, in the
+    order of ``items`` (whatever order the work itself finished in).
+
+    Every ``concurrent.futures.Executor`` is one; so is :class:`SerialExecutor`.
+    ``fn`` and the items pickle, so an executor may run them in other processes or on
+    other machines.
+    """
+
+    def map(self, fn: Callable[[_Item], _Result], items: Iterable[_Item], /) -> Iterable[_Result]:
+        """``fn(item)`` for each item, in order."""
+        ...
+
+
+class SerialExecutor:
+    """The default :class:`FoldExecutor`: each fold in turn, in this process.
+
+    The map is lazy, so fold ``k + 1`` starts only after the caller has handled fold ``k``
+    (its ``on_fold_end`` runs between them, as a progress display expects).
+    """
+
+    def map(self, fn: Callable[[_Item], _Result], items: Iterable[_Item], /) -> Iterator[_Result]:
+        """``fn(item)`` for each item, one at a time, in order."""
+        return map(fn, items)
+
+
+@dataclass(frozen=True)
+class FoldTask:
+    """One fold's work with its inputs: what :func:`fit_fold` needs, and nothing that ties
+    it to this process (it pickles when ``make_estimator`` does)."""
+
+    index: int
+    make_estimator: Callable[[], Estimator]
+    X_train: Any
+    y_train: np.ndarray
+    X_val: Any | None
+    y_val: np.ndarray | None
+    X_test: Any
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    fold_bootstrap: int
+    seed: int
+    return_model: bool
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class FoldOutput:
+    """What one fold hands back: its summary, its test probabilities ``(n_test, K)`` and,
+    when the task asked for it, the fitted estimator."""
+
+    result: FoldResult
+    proba: np.ndarray
+    estimator: Estimator | None = field(default=None, repr=False)
+
+
+def fit_fold(task: FoldTask) -> FoldOutput:
+    """Fit a fresh estimator on the task's train part (``X_val``/``y_val``, when present,
+    only for early stopping), predict its test part and score it.
+
+    A top-level function of one picklable argument, so any :class:`FoldExecutor` can run it.
+    """
+    estimator = task.make_estimator()
+    tick = time.perf_counter()
+    if task.X_val is not None:
+        estimator.fit(task.X_train, task.y_train, X_val=task.X_val, y_val=task.y_val)
+    else:
+        estimator.fit(task.X_train, task.y_train)
+    fit_seconds = time.perf_counter() - tick
+    tick = time.perf_counter()
+    proba = np.asarray(estimator.predict_proba(task.X_test), dtype=np.float64)
+    predict_seconds = time.perf_counter() - tick
+    n_test = len(task.y_test)
+    if proba.shape != (n_test, task.n_classes):
+        raise ConfigError(
+            f"Fold {task.index}: {type(estimator).__name__}.predict_proba returned shape "
+            f"{proba.shape}, expected ({n_test}, {task.n_classes}); the estimator must "
+            f"return one column per class (set n_classes={task.n_classes} if a fold's train "
+            "part lacks a class)."
+        )
+    result = FoldResult(
+        index=task.index,
+        n_train=len(task.y_train),
+        n_val=0 if task.y_val is None else len(task.y_val),
+        n_test=n_test,
+        fit_seconds=fit_seconds,
+        predict_seconds=predict_seconds,
+        metrics=classification_report(
+            task.y_test,
+            proba,
+            classes=list(task.classes),
+            n_bootstrap=task.fold_bootstrap,
+            seed=task.seed,
+        ),
+    )
+    return FoldOutput(result, proba, estimator if task.return_model else None)
+
+
 def _take(X: Any, idx: np.ndarray) -> Any:
     if isinstance(X, (pd.DataFrame, pd.Series)):
         return X.iloc[idx]
@@ -164,13 +280,16 @@ def out_of_fold(
     classes: Sequence[str] | None = None,
     fold_bootstrap: int = 200,
     seed: int = 0,
+    executor: FoldExecutor | None = None,
 ) -> OOFResult:
     """Fit a fresh estimator per fold of ``split`` and predict the fold's test samples.
 
     Parameters
     ----------
     make_estimator : callable
-        Returns a new, unfitted estimator each call (e.g. ``lambda: create("bilstm")``).
+        Returns a new, unfitted estimator each call (e.g. ``lambda: create("bilstm")``;
+        ``functools.partial(create, "bilstm")`` when the executor runs folds in other
+        processes, which must unpickle it).
     X : array (N, ...) or DataFrame
         Inputs; rows are indexed by the split's sample indices.
     y : (N,) int
@@ -179,7 +298,7 @@ def out_of_fold(
         A fold strategy (``purged-kfold``, ``walk-forward``) made for these N samples.
     on_fold_end : callable, optional
         Called with each fold's :class:`FoldResult` and fitted estimator (logging,
-        checkpoints, pruning).
+        checkpoints, pruning), in this process and in fold order, whatever the executor.
     keep_models : bool, default False
         Keep the fitted fold estimators in ``OOFResult.models``.
     classes : sequence of str, optional
@@ -188,6 +307,10 @@ def out_of_fold(
         Bootstrap resamples of the per-fold metric intervals.
     seed : int, default 0
         Seed of those resamples (model seeds belong to ``make_estimator``).
+    executor : FoldExecutor, optional
+        Runs the folds (:func:`fit_fold` over one :class:`FoldTask` each); default
+        :class:`SerialExecutor`. A ``concurrent.futures`` pool runs them in parallel with
+        the same results.
     """
     labels = np.asarray(y)
     n = len(X)
@@ -207,44 +330,26 @@ def out_of_fold(
     results: list[FoldResult] = []
     models: list[Estimator] = []
     started = time.perf_counter()
-    for k, fold in enumerate(split.folds or []):
-        train, test = np.asarray(fold.train), np.asarray(fold.test)
-        val = np.asarray(fold.val, dtype=np.int64)
-        estimator = make_estimator()
-        tick = time.perf_counter()
-        if val.size:
-            estimator.fit(_take(X, train), labels[train], X_val=_take(X, val), y_val=labels[val])
-        else:
-            estimator.fit(_take(X, train), labels[train])
-        fit_seconds = time.perf_counter() - tick
-        tick = time.perf_counter()
-        proba = np.asarray(estimator.predict_proba(_take(X, test)), dtype=np.float64)
-        predict_seconds = time.perf_counter() - tick
-        if proba.shape != (test.size, n_classes):
-            raise ConfigError(
-                f"Fold {k}: {type(estimator).__name__}.predict_proba returned shape "
-                f"{proba.shape}, expected ({test.size}, {n_classes}); the estimator must "
-                f"return one column per class (set n_classes={n_classes} if a fold's train "
-                "part lacks a class)."
-            )
-        oof[test] = proba
+    tasks = _fold_tasks(
+        make_estimator,
+        X,
+        labels,
+        split,
+        classes=tuple(names),
+        fold_bootstrap=fold_bootstrap,
+        seed=seed,
+        return_model=keep_models or on_fold_end is not None,
+    )
+    for k, output in enumerate((executor or SerialExecutor()).map(fit_fold, tasks)):
+        test = np.asarray(split.folds[k].test, dtype=np.int64)
+        oof[test] = output.proba
         fold_of[test] = k
-        result = FoldResult(
-            index=k,
-            n_train=int(train.size),
-            n_val=int(val.size),
-            n_test=int(test.size),
-            fit_seconds=fit_seconds,
-            predict_seconds=predict_seconds,
-            metrics=classification_report(
-                labels[test], proba, classes=names, n_bootstrap=fold_bootstrap, seed=seed
-            ),
-        )
-        results.append(result)
-        if on_fold_end is not None:
-            on_fold_end(result, estimator)
-        if keep_models:
-            models.append(estimator)
+        results.append(output.result)
+        if output.estimator is not None:  # asked for: on_fold_end or keep_models needs it
+            if on_fold_end is not None:
+                on_fold_end(output.result, output.estimator)
+            if keep_models:
+                models.append(output.estimator)
     return OOFResult(
         oof_proba=oof,
         covered=fold_of >= 0,
@@ -255,6 +360,39 @@ def out_of_fold(
         total_seconds=time.perf_counter() - started,
         models=models if keep_models else None,
     )
+
+
+def _fold_tasks(
+    make_estimator: Callable[[], Estimator],
+    X: Any,
+    labels: np.ndarray,
+    split: Split,
+    *,
+    classes: tuple[str, ...],
+    fold_bootstrap: int,
+    seed: int,
+    return_model: bool,
+) -> Iterator[FoldTask]:
+    """One task per fold, made as the executor asks for it (a serial run holds one fold's
+    copy of the inputs at a time)."""
+    for k, fold in enumerate(split.folds or []):
+        train = np.asarray(fold.train, dtype=np.int64)
+        val = np.asarray(fold.val, dtype=np.int64)
+        test = np.asarray(fold.test, dtype=np.int64)
+        yield FoldTask(
+            index=k,
+            make_estimator=make_estimator,
+            X_train=_take(X, train),
+            y_train=labels[train],
+            X_val=_take(X, val) if val.size else None,
+            y_val=labels[val] if val.size else None,
+            X_test=_take(X, test),
+            y_test=labels[test],
+            classes=classes,
+            fold_bootstrap=fold_bootstrap,
+            seed=seed,
+            return_model=return_model,
+        )
 
 
 def stack_oof(base_results: Mapping[str, OOFResult]) -> tuple[np.ndarray, np.ndarray]:
