@@ -1,7 +1,9 @@
-"""``moola runs ...``: the experiment log as tables (list, show, compare); migrate old runs."""
+"""``moola runs ...``: the experiment log as tables (list, show, compare), the journal of
+decisions (journal; show lists a run's own), and migrating old runs."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -9,13 +11,16 @@ import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import ConfigError
+from moola.tracking.journal import EVENT_TYPES, JournalEvent, JsonlJournal, find_events
 from moola.tracking.runs import RunStore
 
 app = typer.Typer(
-    help="List, show and compare runs from experiment_results.jsonl; migrate old runs.",
+    help="List, show and compare runs from experiment_results.jsonl; show the journal of "
+    "decisions; migrate old runs.",
     no_args_is_help=True,
 )
 
@@ -101,6 +106,73 @@ def show(
     run_dir = store.run_dir(run_id)
     console.print(f"[bold]{run_dir.name}[/]  ({run_dir})")
     console.print_json(store.manifest_bytes(run_dir).decode("utf-8", errors="replace"))
+    journal = JsonlJournal(settings_of(ctx).data_root)
+    events = find_events(journal, run=run_dir.name, exact_run=True)
+    if events:
+        _print_journal(_journal_table(f"Journal: {len(events)} decision(s) of this run", events))
+    else:
+        console.print("No decisions of this run in the journal.")
+
+
+@app.command("journal")
+def journal_(
+    ctx: typer.Context,
+    kind: str | None = typer.Option(
+        None, "--kind", help="Only events of this kind (e.g. test_look, risk_breach)."
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="Only events naming this run (a prefix works)."
+    ),
+    last: int | None = typer.Option(None, "--last", min=1, help="Only the most recent N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the events as a JSON array."),
+) -> None:
+    """The journal of decisions (test looks, gates, backtests, risk breaches, denied
+    orders), oldest first. A damaged or tampered journal is refused, naming the line."""
+    journal = JsonlJournal(settings_of(ctx).data_root)
+    events = find_events(journal, kind=kind, run=run, last=last)
+    if as_json:
+        records = [
+            {"kind": e.kind, "at": e.at, "run_id": e.run_id, "payload": _payload(e)} for e in events
+        ]
+        typer.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    if not events:
+        unknown = kind is not None and kind not in EVENT_TYPES
+        known = f" Known kinds: {', '.join(EVENT_TYPES)}." if unknown else ""
+        console.print(f"No journal events to show in {journal.path}.{known}", highlight=False)
+        return
+    _print_journal(_journal_table(f"Journal ({len(events)} shown)", events))
+
+
+def _payload(event: JournalEvent) -> Any:
+    payload = event.payload
+    return payload.model_dump(mode="json") if hasattr(payload, "model_dump") else payload
+
+
+def _print_journal(table: Table) -> None:
+    """On a terminal, long summaries fold to its width; into a pipe or a file each event
+    stays on one line, whole, so ``grep`` finds it."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update_width(100_000)
+    Console(width=Measurement.get(console, wide, table).maximum).print(table)
+
+
+def _journal_table(title: str, events: list[JournalEvent]) -> Table:
+    """Time recorded, kind, run (or the session a risk event names), what was decided."""
+    table = Table(title=title)
+    table.add_column("time", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("run", overflow="fold", min_width=20)
+    table.add_column("summary", overflow="fold", ratio=1)
+    for event in events:
+        where = event.run_id or getattr(event.payload, "source", None)
+        if where is None and isinstance(event.payload, dict):
+            where = event.payload.get("source")
+        cells = (event.at, event.kind, str(where or "-"), event.summary())
+        table.add_row(*(Text(cell) for cell in cells))  # text, never markup
+    return table
 
 
 @app.command()

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moola.core.anchors import JOURNAL_DIR, Anchors
 from moola.core.chainlog import append_record, chain_head, read_records, verify_log
-from moola.core.errors import IntegrityError
+from moola.core.errors import ConfigError, IntegrityError
 from moola.core.provenance import utc_now_iso
 
 __all__ = [
@@ -57,6 +57,8 @@ __all__ = [
     "RiskBreachPayload",
     "TestLook",
     "TestLookPayload",
+    "find_events",
+    "run_of_source",
 ]
 
 EVENTS_FILE = f"{JOURNAL_DIR}/events.jsonl"
@@ -328,6 +330,29 @@ def _event(kind: Any, at: Any, payload: Any) -> JournalEvent:
         except ValidationError:
             pass
     return JournalEvent(kind=str(kind), at=str(at), payload=payload)
+
+
+def find_events(
+    journal: Journal,
+    *,
+    kind: str | None = None,
+    run: str | None = None,
+    exact_run: bool = False,
+    last: int | None = None,
+) -> list[JournalEvent]:
+    """The journal's events, oldest first: of ``kind``, naming a run whose id starts with
+    ``run`` (is ``run``, with ``exact_run``), the ``last`` N of them. Only ``read`` is
+    used, so any backend answers it."""
+    if last is not None and last < 1:
+        raise ConfigError(f"last must be at least 1; got {last}.")
+    events = journal.read(kind)
+    if run is not None:
+        events = [
+            e
+            for e in events
+            if e.run_id is not None and (e.run_id == run if exact_run else e.run_id.startswith(run))
+        ]
+    return events if last is None else events[-last:]
 
 
 def run_of_source(source: str) -> str | None:
