@@ -66,7 +66,8 @@ def _journal_with_risk(root):
         [(when, 5, 7, 400.0, 0.0, "broker halted: total_loss_limit breached")],
         columns=list(REJECTION_COLUMNS),
     )
-    assert journal_risk(journal, "backtest:r-alpha/20240102", breaches, rejections) == 2
+    source = "backtest:r-alpha/20240102"
+    assert journal_risk(journal, source, breaches, rejections, on_breach="flatten") == 2
     return journal
 
 

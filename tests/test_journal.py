@@ -129,7 +129,9 @@ def _traded_broker():
 def test_risk_decisions_are_journaled_typed_in_time_order(tmp_path):
     broker = _traded_broker()
     journal = JsonlJournal(tmp_path)
-    count = journal_risk(journal, "backtest:r1/20240102", broker.breaches, broker.rejections)
+    count = journal_risk(
+        journal, "backtest:r1/20240102", broker.breaches, broker.rejections, on_breach="flatten"
+    )
     events = journal.read()
     assert count == len(events) == 8
     assert [e.kind for e in events] == ["order_denied"] * 4 + ["risk_breach"] + ["order_denied"] * 3
@@ -149,7 +151,7 @@ def test_risk_decisions_are_journaled_typed_in_time_order(tmp_path):
     assert verify_root(tmp_path).ok
 
 
-def test_a_breach_without_a_flattening_order_halted_and_an_action_column_is_kept():
+def test_what_a_breach_led_to_comes_from_on_breach_or_an_action_column():
     breaches = pd.DataFrame(
         [
             (pd.Timestamp("2024-01-02", tz="UTC"), 3, "daily_loss_limit", 0.06, 0.05, "d", 0.0),
@@ -157,9 +159,14 @@ def test_a_breach_without_a_flattening_order_halted_and_an_action_column_is_kept
         ],
         columns=list(BREACH_COLUMNS),
     )
-    breaches["action"] = [None, "recorded"]
     empty = pd.DataFrame(columns=list(REJECTION_COLUMNS))
-    events = risk_events("session:paper-1", breaches, empty)
+    with pytest.raises(ConfigError, match=r"breaches row 0: .* pass on_breach="):
+        risk_events("session:paper-1", breaches, empty)
+    for mode, action in (("record", "recorded"), ("halt", "halted"), ("flatten", "halted")):
+        events = risk_events("session:paper-1", breaches, empty, on_breach=mode)
+        assert [e.payload.action for e in events] == [action] * 2  # flatten: nothing held
+    breaches["action"] = [None, "recorded"]
+    events = risk_events("session:paper-1", breaches, empty, on_breach="halt")
     assert [e.payload.action for e in events] == ["halted", "recorded"]
     assert events[0].run_id is None  # a session names no run
 
@@ -170,7 +177,7 @@ def test_bad_risk_tables_are_refused_naming_the_row_and_nothing_is_written(tmp_p
     bad = broker.rejections.copy()
     bad.loc[2, "bar"] = -1
     with pytest.raises(ConfigError, match=r"rejections row 2: bar"):
-        journal_risk(journal, "backtest:r1/x", broker.breaches, bad)
+        journal_risk(journal, "backtest:r1/x", broker.breaches, bad, on_breach="flatten")
     with pytest.raises(ConfigError, match=r"breaches table lacks column\(s\) flatten_qty"):
         journal_risk(journal, "backtest:r1/x", broker.breaches.drop(columns="flatten_qty"), bad)
     with pytest.raises(ConfigError, match="source"):

@@ -16,7 +16,7 @@ the layers and must not import it. The column names are the broker's
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import ValidationError
@@ -31,7 +31,11 @@ from moola.tracking.journal import (
     RiskBreachPayload,
 )
 
-__all__ = ["BREACH_FIELDS", "REJECTION_FIELDS", "journal_risk", "risk_events"]
+__all__ = ["BREACH_FIELDS", "REJECTION_FIELDS", "OnBreach", "journal_risk", "risk_events"]
+
+#: What a broker does on a breach (``ExecutionConfig.on_breach``).
+OnBreach = Literal["record", "halt", "flatten"]
+_ACTIONS: dict[str, str] = {"record": "recorded", "halt": "halted", "flatten": "flattened"}
 
 #: The columns :func:`journal_risk` reads from a breaches table (``action`` is optional).
 BREACH_FIELDS: tuple[str, ...] = (
@@ -55,7 +59,12 @@ REJECTION_FIELDS: tuple[str, ...] = (
 
 
 def journal_risk(
-    journal: Journal, source: str, breaches: pd.DataFrame, rejections: pd.DataFrame
+    journal: Journal,
+    source: str,
+    breaches: pd.DataFrame,
+    rejections: pd.DataFrame,
+    *,
+    on_breach: OnBreach | None = None,
 ) -> int:
     """Append one event per breach and per rejection, in time order; return how many.
 
@@ -66,27 +75,37 @@ def journal_risk(
     source : str
         Where the decisions were taken: ``backtest:<run id>/<folder>`` or ``session:<id>``.
     breaches : pd.DataFrame
-        Rule breaches with :data:`BREACH_FIELDS` (``Broker.breaches``). An ``action``
-        column (``recorded``, ``halted`` or ``flattened``) is used when present; without
-        it a breach halted the broker (the broker's rule) and ``flattened`` it when a
-        flattening order was placed (``flatten_qty != 0``).
+        Rule breaches with :data:`BREACH_FIELDS` (``Broker.breaches``).
     rejections : pd.DataFrame
         Denied or capped orders with :data:`REJECTION_FIELDS` (``Broker.rejections``).
+    on_breach : "record", "halt" or "flatten", optional
+        What the broker did on a breach (the ``ExecutionConfig``'s ``on_breach``), which
+        the table does not say: each event's action is then ``recorded``, ``halted``, or
+        ``flattened`` (``halted`` when no flattening order was needed, ``flatten_qty ==
+        0``). Needed when there are breaches, unless the table has an ``action`` column.
 
     Both tables are checked before anything is written, so a bad row leaves the journal
     untouched. Within one bar a breach comes before the denials: the broker judges the
     bar's mark before the orders decided at its close.
     """
-    events = risk_events(source, breaches, rejections)
+    events = risk_events(source, breaches, rejections, on_breach=on_breach)
     for event in events:
         journal.append(event)
     return len(events)
 
 
 def risk_events(
-    source: str, breaches: pd.DataFrame, rejections: pd.DataFrame
+    source: str,
+    breaches: pd.DataFrame,
+    rejections: pd.DataFrame,
+    *,
+    on_breach: OnBreach | None = None,
 ) -> list[JournalEvent]:
     """The events :func:`journal_risk` would append, in its order, without writing them."""
+    if on_breach is not None and on_breach not in _ACTIONS:
+        raise ConfigError(
+            f"journal_risk: on_breach={on_breach!r}; use one of {', '.join(_ACTIONS)}."
+        )
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(
             "journal_risk: source must name where the decisions were taken, e.g. "
@@ -98,7 +117,7 @@ def risk_events(
     for order, (table, fields, name, build) in enumerate(tables):
         for row, record in enumerate(_rows(table, fields, name)):
             try:
-                event = build(source, record, row)
+                event = build(source, record, row, on_breach)
             except ValidationError as exc:
                 problem = "; ".join(
                     f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
@@ -169,11 +188,17 @@ def _finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _breach(source: str, record: dict[str, Any], row: int) -> RiskBreach:
+def _breach(source: str, record: dict[str, Any], row: int, on_breach: str | None) -> RiskBreach:
     flatten = _quantity(record["flatten_qty"], "flatten_qty", "breaches", row)
     action = record.get("action")
     if action is None or (not isinstance(action, str) and pd.isna(action)):
-        action = "flattened" if flatten else "halted"
+        if on_breach is None:
+            raise ConfigError(
+                f"{_where('breaches', row)}: the table does not say what the breach led to; "
+                "pass on_breach='record', 'halt' or 'flatten' (the ExecutionConfig's "
+                "on_breach), or give the table an action column."
+            )
+        action = _ACTIONS[on_breach] if not (on_breach == "flatten" and not flatten) else "halted"
     if action not in ("recorded", "halted", "flattened"):
         raise ConfigError(
             f"{_where('breaches', row)}: action {action!r} is not one of recorded, halted, "
@@ -194,7 +219,7 @@ def _breach(source: str, record: dict[str, Any], row: int) -> RiskBreach:
     )
 
 
-def _denial(source: str, record: dict[str, Any], row: int) -> OrderDenied:
+def _denial(source: str, record: dict[str, Any], row: int, on_breach: str | None) -> OrderDenied:
     order_id = record["order_id"]
     reason = record["reason"]
     if reason is None or (not isinstance(reason, str) and pd.isna(reason)) or not str(reason):
