@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moola.core.errors import CheckpointError, IntegrityError
+from moola.core.errors import CheckpointError, IntegrityError, MoolaError
 from moola.core.integrity import file_records
 from moola.data.registry import Registry
 from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.inputs import model_inputs
-from moola.pipeline.lifecycle import load_model_files
-from moola.pipeline.predictor import Predictor
+from moola.pipeline.predictor import Predictor, load_model_files
 from moola.pipeline.train import TrainConfig, run_training
 from moola.tracking.runs import RunStore
 
@@ -141,3 +140,31 @@ def test_a_run_still_holding_a_pickle_is_refused_with_the_migrate_hint(lab, runs
     _rewrite_manifest(lab, target, sorted((files - {"calibrator.json"}) | {"calibrator.pkl"}))
     with pytest.raises(CheckpointError, match=rf"moola runs migrate {run_id} --trust"):
         Predictor.from_run(lab.root, run_id)
+
+
+def test_the_manifests_window_is_used_so_the_dataset_need_not_be_stored(lab, runs):
+    """A run that records its window predicts without its labeled dataset; one written
+    before runs recorded it falls back to the dataset's meta, which must match."""
+    source = runs["logistic_regression"]
+    data = lab.load_labeled("pat")
+    expected = Predictor.from_run(lab.root, source).predict_proba(data.X)
+    meta = lab.meta(lab.resolve("labeled", "pat", 1))
+    window = {"length": int(meta["length"]), "columns": list(meta["columns"])}
+    for label, recorded in (("windowed", window), ("unwindowed", None)):
+        run_id, target = _copy_run(lab, source, label)
+        manifest = json.loads((target / "manifest.json").read_bytes())
+        manifest["run_id"] = target.name
+        manifest["data"]["dataset"]["version"] = 99  # no such version is stored
+        manifest.pop("window", None)
+        if recorded is not None:
+            manifest["window"] = recorded
+        data_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+        (target / "manifest.json").write_bytes(data_bytes)
+        RunStore(lab.root).anchors.record(f"run:{target.name}", data_bytes)
+        if recorded is None:
+            with pytest.raises(MoolaError, match=r"pat"):
+                Predictor.from_run(lab.root, run_id)
+            continue
+        predictor = Predictor.from_run(lab.root, run_id)
+        assert (predictor.length, list(predictor.columns)) == (window["length"], window["columns"])
+        np.testing.assert_array_equal(predictor.predict_proba(data.X), expected)

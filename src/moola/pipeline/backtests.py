@@ -67,6 +67,7 @@ from moola.data.splits import Fold, Split
 from moola.pipeline.lifecycle import load_manifest
 from moola.sim import ExecutionConfig
 from moola.tracking.journal import BacktestRecorded, BacktestRecordedPayload, JsonlJournal
+from moola.tracking.manifest import TrainManifest
 from moola.tracking.runs import RunStore
 
 BACKTESTS_DIR = "backtests"
@@ -271,7 +272,7 @@ def backtest_run(
             "run_id": run_id,
             "at": utc_now_iso(),
             "path": f"{BACKTESTS_DIR}/{folder.name}",
-            "model": manifest["config"]["model"],
+            "model": manifest.model,
             "dataset": inputs.dataset,
             "split": inputs.split_record,
             "raw": inputs.raw,
@@ -364,31 +365,37 @@ class _Inputs:
 def _load_inputs(
     registry: Registry,
     run_id: str,
-    manifest: dict[str, Any],
+    manifest: TrainManifest,
     long_class: str,
     short_class: str | None,
     symbol: str | None,
 ) -> _Inputs:
     """The run's exact dataset, split version and predictions, checked against each other."""
     _check_run(run_id, manifest)
-    recorded = manifest["data"]["split"]
-    dataset = manifest["data"]["dataset"]
-    split_text = f"{recorded['name']}@v{recorded['version']}"
-    data = registry.load_labeled(dataset["name"], dataset["version"], split=split_text)
-    if data.ref.content_hash != dataset["content_hash"]:
+    recorded, dataset = manifest.split, manifest.data.dataset
+    split_text = recorded.pinned
+    data = registry.load_labeled(dataset.name, dataset.version, split=split_text)
+    if data.ref.content_hash != dataset.content_hash:
         raise IntegrityError(
-            f"Run {run_id} trained on {dataset['name']}@v{dataset['version']} with hash "
-            f"{dataset['content_hash']}; it now hashes to {data.ref.content_hash}."
+            f"Run {run_id} trained on {dataset.pinned} with hash "
+            f"{dataset.content_hash}; it now hashes to {data.ref.content_hash}."
         )
-    if data.audit["split"]["split_hash"] != recorded["split_hash"] or data.split is None:
+    if data.audit["split"]["split_hash"] != recorded.split_hash or data.split is None:
         raise IntegrityError(
-            f"Split {split_text} no longer hashes to the {recorded['split_hash']} run "
+            f"Split {split_text} no longer hashes to the {recorded.split_hash} run "
             f"{run_id} trained on."
         )
-    ref = manifest["predictions"]
-    predictions = registry.load_table("predictions", ref["name"], ref["version"])
-    meta = registry.meta(registry.resolve("predictions", ref["name"], ref["version"]))
-    _check_classes(list(meta["classes"]), long_class, short_class)
+    ref = manifest.predictions
+    if ref is None:
+        raise IntegrityError(f"Run {run_id}'s manifest records no predictions table.")
+    predictions = registry.load_table("predictions", ref.name, ref.version)
+    meta = registry.meta(registry.resolve("predictions", ref.name, ref.version))
+    if tuple(str(c) for c in meta["classes"]) != manifest.classes:
+        raise IntegrityError(
+            f"Run {run_id}'s predictions ({ref.pinned}) have classes {list(meta['classes'])}, "
+            f"but the run (and its Predictor) has {list(manifest.classes)}."
+        )
+    _check_classes(list(manifest.classes), long_class, short_class)
     table = data.table
     if len(predictions) != len(table) or not np.array_equal(
         _ns(predictions["end_ts"]), _ns(table["end_ts"])
@@ -411,9 +418,13 @@ def _load_inputs(
         )
     return _Inputs(
         run_id=run_id,
-        dataset=dataset,
+        dataset=dataset.model_dump(),
         split=data.split,
-        split_record={key: recorded[key] for key in ("name", "version", "split_hash")},
+        split_record={
+            "name": recorded.name,
+            "version": recorded.version,
+            "split_hash": recorded.split_hash,
+        },
         split_text=split_text,
         table=table,
         predictions=predictions,
@@ -522,13 +533,11 @@ def _check_options(
         )
 
 
-def _check_run(run_id: str, manifest: dict[str, Any]) -> None:
-    if manifest.get("kind") != "train":
-        raise ConfigError(f"Run {run_id} is a {manifest.get('kind')} run, not a training run.")
-    if manifest.get("mode") != "oof":
+def _check_run(run_id: str, manifest: TrainManifest) -> None:
+    if manifest.mode != "oof":
         raise ConfigError(
             f"Run {run_id} was trained on a train/val/test split (mode "
-            f"{manifest.get('mode')!r}): its only predictions are on the validation part, "
+            f"{manifest.mode!r}): its only predictions are on the validation part, "
             "which early stopping and calibration used, and its test part is scored once by "
             "`moola evaluate RUN --test`. A backtest of signals needs out-of-fold "
             "predictions: split with folds (`moola data split DATASET --strategy "

@@ -33,7 +33,6 @@ from moola.pipeline.predictor import (
     CALIBRATOR_FILE,
     MODEL_FILE,
     Predictor,
-    load_model_files,
 )
 from moola.pipeline.train import TrainConfig, flat_metrics
 from moola.tracking.journal import (
@@ -43,16 +42,18 @@ from moola.tracking.journal import (
     TestLook,
     TestLookPayload,
 )
+from moola.tracking.manifest import CalibrationRecord, TrainManifest
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
 
 #: Run files a promoted model carries (besides the manifest and the gate decision).
 PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE)
 
 
-def load_manifest(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
-    """A run's folder (inside the data root) and its manifest, checked against the journal."""
+def load_manifest(store: RunStore, run_id: str) -> tuple[Path, TrainManifest]:
+    """A training run's folder (inside the data root) and its typed manifest, checked
+    against the journal; ``ConfigError`` for a run that is not a training run."""
     run_dir = store.run_dir(run_id)
-    return run_dir, store.manifest(run_dir)
+    return run_dir, store.train_manifest(run_dir)
 
 
 def _test_evaluations(store: RunStore, run_dir: Path) -> list[dict[str, Any]]:
@@ -71,17 +72,13 @@ def evaluate_test(
     """Score a holdout run on its split's test part, once; returns the metrics report."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    if manifest.get("kind") != "train":
-        raise ConfigError(
-            f"Run {run_dir.name} is a {manifest.get('kind')} run, not a training run."
-        )
-    if manifest["mode"] != "holdout":
+    if manifest.mode != "holdout":
         raise ConfigError(
             f"Run {run_dir.name} was evaluated out of fold over all its samples; it has no "
             "untouched test part. Use a forward-chaining split to hold out a test part."
         )
-    config = TrainConfig.model_validate(manifest["config"])
-    split_hash = manifest["data"]["split"]["split_hash"]
+    config = TrainConfig.model_validate(manifest.config)
+    split_hash = manifest.split.split_hash
     journal = JsonlJournal(registry.root)
     earlier = [
         look.payload
@@ -96,10 +93,8 @@ def evaluate_test(
             "being an unbiased estimate. Make a new split with a later test period, or "
             "pass --allow-test-reuse to do it anyway (recorded in the ledger)."
         )
-    recorded = manifest["data"]["split"]  # the exact split version the run trained on
-    data = registry.load_labeled(
-        *_ref(manifest["data"]["dataset"]), split=f"{recorded['name']}@v{recorded['version']}"
-    )
+    dataset = manifest.data.dataset  # the exact dataset and split versions the run trained on
+    data = registry.load_labeled(dataset.name, dataset.version, split=manifest.split.pinned)
     predictor = Predictor.from_run(registry.root, run_dir.name)
     proba = predictor.predict_proba(data.X[data.test.indices])  # calibrated when it can be
     journal.append(  # on disk before the score is computed or shown
@@ -139,7 +134,7 @@ def evaluate_test(
             "kind": "evaluate",
             "part": "test",
             "model": config.model,
-            "dataset": manifest["data"]["dataset"],
+            "dataset": dataset.model_dump(),
             "metrics": flat_metrics(report),
         }
     )
@@ -158,15 +153,14 @@ def latest_backtest(store: RunStore, run_dir: Path) -> tuple[Path, dict[str, Any
 
 
 def gate_basis(
-    store: RunStore, run_dir: Path, manifest: dict[str, Any]
+    store: RunStore, run_dir: Path, manifest: TrainManifest
 ) -> tuple[str, dict[str, Any]]:
     """The metrics promotion is judged on: test if scored, else calibrated OOF."""
     tests = _test_evaluations(store, run_dir)
     if tests:
         return "test", tests[-1]["metrics"]
-    if manifest["mode"] == "oof":
-        chosen = manifest.get("calibrated_metrics") or manifest["metrics"]
-        return "out-of-fold", chosen
+    if manifest.mode == "oof":
+        return "out-of-fold", manifest.calibrated_metrics or manifest.metrics
     raise ConfigError(
         f"Run {run_dir.name} has no test evaluation; score it once with "
         f"`moola evaluate {run_dir.name} --test` before promoting."
@@ -209,8 +203,9 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     """
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    # What is promoted must load safely: refuse old pickles and crafted files up front.
-    load_model_files(store, run_dir, TrainConfig.model_validate(manifest["config"]).model)
+    # What is promoted must predict: its whole Predictor loads (verified files, safe
+    # loaders, no pickles, window shape) before any decision is recorded.
+    Predictor.from_run(registry.root, run_dir.name)
     basis, report = gate_basis(store, run_dir, manifest)
     metrics = {**report["metrics"], **flat_metrics(report)}
     gates = gates or GateConfig()
@@ -263,36 +258,33 @@ def write_report(registry: Registry, run_id: str) -> Path:
     """Render ``report.html`` for a run from its manifest and plots; returns its path."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    config = manifest["config"]
-    report = manifest["metrics"]
-    calibrated = manifest.get("calibrated_metrics")
+    report = manifest.metrics
+    data, split = manifest.data, manifest.split
     status = [
         {
-            "model": config["model"],
-            "params": json.dumps(manifest["resolved_params"]),
-            "inputs": manifest["inputs"],
-            "data": manifest["data"]["dataset"]["name"]
-            + f"@v{manifest['data']['dataset']['version']}",
-            "split": manifest["data"]["split"]["name"],
-            "mode": manifest["mode"],
-            "seed": manifest["seed"],
-            "calibration": config["calibration"],
+            "model": manifest.model,
+            "params": json.dumps(manifest.resolved_params),
+            "inputs": manifest.inputs,
+            "data": data.dataset.pinned,
+            "split": split.name,
+            "mode": manifest.mode,
+            "seed": manifest.seed,
+            "calibration": manifest.config.get("calibration"),
         }
     ]
     sections = [
         Section(
             "Status",
             table_html(status),
-            f"Counts: {manifest['data']['split']['counts']}; "
-            f"train synthetic ratio {manifest['data']['train_synthetic_ratio']:.2f}; "
-            f"val/test synthetic {manifest['data']['val_synthetic_count']}/"
-            f"{manifest['data']['test_synthetic_count']}.",
+            f"Counts: {split.counts}; "
+            f"train synthetic ratio {data.train_synthetic_ratio:.2f}; "
+            f"val/test synthetic {data.val_synthetic_count}/{data.test_synthetic_count}.",
         ),
         Section(
             "Metrics with 95% bootstrap intervals",
-            _metrics_table(report, calibrated),
+            _metrics_table(report, manifest.calibrated_metrics),
             "Out-of-fold"
-            if manifest["mode"] == "oof"
+            if manifest.mode == "oof"
             else "Validation part (the calibrator "
             "was fitted on it, so only uncalibrated validation metrics are shown)",
         ),
@@ -300,7 +292,7 @@ def write_report(registry: Registry, run_id: str) -> Path:
             "Per class (minority first)",
             table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
         ),
-        *_calibration_section(manifest.get("calibration")),
+        *_calibration_section(manifest.calibration),
     ]
     for evaluation in _test_evaluations(store, run_dir):
         sections.append(
@@ -324,16 +316,17 @@ def write_report(registry: Registry, run_id: str) -> Path:
         if store.has_file(run_dir, name)
     )
     sections.append(Section("Plots", plots))
-    sections.append(Section("Manifest", pre_html(json.dumps(manifest, indent=2, default=str))))
-    html = render_report(f"moola run {run_dir.name}", sections, subtitle=config["model"])
+    original = json.dumps(manifest.original, indent=2, default=str)
+    sections.append(Section("Manifest", pre_html(original)))
+    html = render_report(f"moola run {run_dir.name}", sections, subtitle=manifest.model)
     path = run_dir / REPORT_FILE
     atomic_write_text(path, html, overwrite=True)
     return path
 
 
-def _calibration_section(record: dict[str, Any] | None) -> list[Section]:
+def _calibration_section(record: CalibrationRecord) -> list[Section]:
     """How the calibration was chosen: each candidate out of fold, the chosen one marked."""
-    if not record or "candidates" not in record:
+    if not record.candidates:
         return []
     rows = [
         {
@@ -343,14 +336,14 @@ def _calibration_section(record: dict[str, Any] | None) -> list[Section]:
             "minority F1": _num(row["minority_f1"]),
             "refused because": row.get("refused_because") or "-",
         }
-        for row in record["candidates"]
+        for row in record.candidates
     ]
-    note = f"Chosen: {record['method']} ({record['reason']})."
-    if record.get("threshold") is not None:
-        thresholded = record.get("thresholded") or {}
+    note = f"Chosen: {record.method} ({record.reason})."
+    if record.threshold is not None:
+        thresholded = record.thresholded or {}
         note += (
-            f" Minority ({record.get('minority')}) decision threshold chosen out of fold: "
-            f"{record['threshold']:.2f} (out-of-fold balanced accuracy "
+            f" Minority ({record.minority}) decision threshold chosen out of fold: "
+            f"{record.threshold:.2f} (out-of-fold balanced accuracy "
             f"{_num(thresholded.get('balanced_accuracy'))}, minority F1 "
             f"{_num(thresholded.get('minority_f1'))})."
         )
@@ -411,7 +404,3 @@ def _num(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _ref(dataset: dict[str, Any]) -> tuple[str, int]:
-    return dataset["name"], dataset["version"]

@@ -1,16 +1,19 @@
-"""The bundle one decision needs, loaded from a run: ``Predictor``.
+"""The bundle one decision needs, loaded from a run or a promoted model: ``Predictor``.
 
 A run's manifest and files say everything a decision on new bars needs, but it is spread
 out: the fitted estimator (``model.bin``), its calibrator (``calibrator.json``), the input
-view the model reads (``inputs`` beside the model name), the labeled dataset's window
-length and bar columns, the classes and the minority decision threshold chosen out of
-fold (``manifest["calibration"]``). ``Predictor`` gathers them in one object so that
-``evaluate``, later ``promote``, ``backtest --run`` and the runtime all turn raw bars into
-probabilities the same way, the way the run itself did: raw windows -> ``model_inputs``
--> estimator -> calibrator. The equality is a test (``tests/test_predictor.py``).
+view the model reads (``inputs`` beside the model name), the window length and bar
+columns (``manifest.window``; older runs: the labeled dataset's meta), the classes and the
+minority decision threshold chosen out of fold (``manifest.calibration``). ``Predictor``
+gathers them in one object so that ``evaluate``, ``promote``, ``backtest run`` and the
+runtime all turn raw bars into probabilities the same way, the way the run itself did:
+raw windows -> ``model_inputs`` -> estimator -> calibrator. The equality is a test
+(``tests/test_predictor.py``). A promoted model carries the same files and loads with
+``Predictor.from_promoted``, giving the same probabilities as ``from_run``.
 
 Loading goes through the tracking store only: every byte is checked against the run's
-manifest (itself checked against the journal's anchor), the model loads through its safe
+manifest (itself checked against the journal's anchor) or the promoted folder's listing,
+the manifest is parsed once into a ``TrainManifest``, the model loads through its safe
 loader (skops with trusted types, or ``torch.load(weights_only=True)``), the calibrator
 from JSON; a run still holding a pickle is refused unread, naming the migration.
 
@@ -24,19 +27,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moola.core.errors import CheckpointError, ConfigError, IntegrityError
+from moola.core.hashing import sha256_bytes
+from moola.core.integrity import read_json_bytes
 from moola.data import DatasetRef
 from moola.data.registry import Registry
 from moola.models import create
 from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs
 from moola.pipeline.train import TrainConfig
-from moola.tracking.runs import RunStore
+from moola.tracking.manifest import TrainManifest, parse_train_manifest
+from moola.tracking.runs import MANIFEST_FILE, RunStore
 from moola.training.calibration import Calibrator, load_calibrator
 
 __all__ = [
@@ -127,39 +132,81 @@ class Predictor:
         Every file is read through the tracking store and checked against the run's
         manifest: a changed byte raises ``IntegrityError`` naming the file; a run still
         holding a pickle raises ``CheckpointError`` naming ``moola runs migrate``. A
-        stacked model (it reads other runs' predictions, not bars) is refused.
+        stacked model (it reads other runs' predictions, not bars) is refused. The window
+        shape comes from the manifest's ``window`` (runs written before it was recorded:
+        from the labeled dataset's meta, which must then still be stored).
         """
         store = RunStore(root)
         run_dir = store.run_dir(run_id)
-        manifest = store.manifest(run_dir)
-        if manifest.get("kind") != "train":
-            raise ConfigError(
-                f"Run {run_dir.name} is a {manifest.get('kind')} run, not a training run; "
-                "only a training run holds a model to predict with."
+        manifest = store.train_manifest(run_dir)
+        _check_predicts_from_bars(manifest)
+        estimator, calibrator = load_model_files(store, run_dir, manifest.model)
+        return cls._assemble(
+            root, manifest, store.manifest_hash(run_dir), estimator, calibrator, run_dir
+        )
+
+    @classmethod
+    def from_promoted(cls, root: str | Path, run_id: str) -> Predictor:
+        """Load the Predictor of promoted model ``run_id`` from
+        ``artifacts/models/promoted/<run_id>/`` under data root ``root``.
+
+        The promoted folder holds a copy of the run's manifest, model and calibrator; each
+        is checked byte for byte against the folder's listing (``promoted.json``, itself
+        anchored in the journal) before it is used, so the promoted model predicts even
+        after its run folder is gone. A changed byte raises ``IntegrityError`` naming the
+        file; nothing is written.
+        """
+        store = RunStore(root)
+        folder = store.promoted_dir / run_id
+        data = store.read_promoted(run_id, MANIFEST_FILE)
+        manifest = parse_train_manifest(
+            read_json_bytes(data, folder / MANIFEST_FILE), run_id, folder / MANIFEST_FILE
+        )
+        if manifest.run_id != run_id:
+            raise IntegrityError(
+                f"{folder / MANIFEST_FILE} is the manifest of run {manifest.run_id}, not of "
+                f"the promoted run {run_id}."
             )
-        config = TrainConfig.model_validate(manifest["config"])
-        if manifest.get("inputs") == "oof_probabilities":
-            raise ConfigError(
-                f"Run {run_dir.name} trained a stacked model ({config.model}) on other runs' "
-                "out-of-fold predictions, not on bars; it cannot predict from bars alone."
-            )
-        estimator, calibrator = load_model_files(store, run_dir, config.model)
-        length, columns = _window_shape(Registry(root), manifest["data"]["dataset"], run_dir)
-        calibration = manifest.get("calibration") or {}
-        threshold = calibration.get("threshold")
+        _check_predicts_from_bars(manifest)
+        model_class = type(create(manifest.model))
+        store.read_promoted(run_id, MODEL_FILE)  # every byte checked before the load
+        estimator = model_class.load(folder / MODEL_FILE)
+        calibrator = None
+        if CALIBRATOR_FILE in (manifest.files or {}):
+            payload = store.read_promoted(run_id, CALIBRATOR_FILE)
+            calibrator = load_calibrator(payload, folder / CALIBRATOR_FILE)
+        return cls._assemble(root, manifest, sha256_bytes(data), estimator, calibrator, folder)
+
+    @classmethod
+    def _assemble(
+        cls,
+        root: str | Path,
+        manifest: TrainManifest,
+        manifest_sha256: str,
+        estimator: Estimator,
+        calibrator: Calibrator | None,
+        where: Path,
+    ) -> Predictor:
+        """The Predictor of ``manifest``'s run with its loaded estimator and calibrator."""
+        config = TrainConfig.model_validate(manifest.config)
+        if manifest.window is not None:
+            length, columns = manifest.window.length, manifest.window.columns
+        else:  # written before runs recorded their window: the dataset's meta
+            length, columns = _window_shape(Registry(root), manifest.data.dataset.ref, where)
+        calibration = manifest.calibration
         return cls(
-            run_id=run_dir.name,
-            manifest_sha256=store.manifest_hash(run_dir),
+            run_id=manifest.run_id,
+            manifest_sha256=manifest_sha256,
             model=config.model,
             estimator=estimator,
             calibrator=calibrator,
             inputs=config.inputs,
-            view=str(manifest.get("inputs")),
+            view=manifest.inputs,
             length=length,
             columns=columns,
-            classes=tuple(str(c) for c in manifest["data"]["classes"]),
-            minority=calibration.get("minority"),
-            threshold=None if threshold is None else float(threshold),
+            classes=manifest.classes,
+            minority=calibration.minority,
+            threshold=calibration.threshold,
         )
 
     def windows(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -223,16 +270,22 @@ class Predictor:
         return names[proba.argmax(axis=1)]
 
 
-def _window_shape(
-    registry: Registry, dataset: dict[str, Any], run_dir: Path
-) -> tuple[int, tuple[str, ...]]:
+def _check_predicts_from_bars(manifest: TrainManifest) -> None:
+    """Refuse a stacked model: it reads other runs' out-of-fold predictions, not bars."""
+    if manifest.inputs == "oof_probabilities":
+        raise ConfigError(
+            f"Run {manifest.run_id} trained a stacked model ({manifest.model}) on other runs' "
+            "out-of-fold predictions, not on bars; it cannot predict from bars alone."
+        )
+
+
+def _window_shape(registry: Registry, ref: DatasetRef, where: Path) -> tuple[int, tuple[str, ...]]:
     """Window length and bar columns of the labeled dataset the run trained on, from its
     verified meta; the stored version must be the one the run recorded."""
-    ref = DatasetRef(**dataset)
     stored = registry.resolve(ref.kind, ref.name, ref.version)
     if stored.content_hash != ref.content_hash:
         raise IntegrityError(
-            f"Run {run_dir.name} trained on {ref} with content hash {ref.content_hash}, but "
+            f"Run {where.name} trained on {ref} with content hash {ref.content_hash}, but "
             f"the stored {stored} has {stored.content_hash}: its windows are not the ones "
             "the run learned from."
         )
