@@ -15,9 +15,17 @@ A run estimates performance honestly and records exactly what it trained on:
   ``moola evaluate RUN --test`` scores it once, on purpose, and records that it did.
 
 Everything goes into ``artifacts/runs/<run_id>/`` with a manifest (resolved config, seed,
-data lineage with hashes, split, metrics, training summary, library versions) and one
-line in ``experiment_results.jsonl``. OOF predictions are stored through the registry as
-a ``predictions`` table whose parent is the labeled dataset.
+data lineage with hashes, split, the raw window the model reads, metrics, training
+summary, library versions) and one line in ``experiment_results.jsonl``. OOF predictions
+are stored through the registry as a ``predictions`` table whose parent is the labeled
+dataset.
+
+Computing is apart from recording. :func:`fit_and_score` fits, calibrates and scores
+loaded data and writes nothing: it returns an :class:`Outcome`. :func:`record_run` writes
+an outcome (predictions dataset, run folder, results line). :func:`run_training` is load +
+fit_and_score + record_run. A tuning study calls fit_and_score for every trial and records
+only the trials it keeps; an ``executor`` (``moola.training.oof.FoldExecutor``) runs the
+folds elsewhere (a process pool, a cluster) with the same results.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -35,20 +43,20 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from moola.core.errors import ConfigError, LeakageError
+from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.hashing import sha256_json
 from moola.core.settings import RunConfig
 from moola.core.threads import thread_settings
 from moola.data import DatasetRef
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
-from moola.models import ModelCard, create, model_card
+from moola.models import ModelCard, create, model_card, require_active
 from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
 from moola.training.calibration_choice import choose_calibration, contiguous_blocks
-from moola.training.oof import out_of_fold
+from moola.training.oof import FoldExecutor, out_of_fold
 
 CalibrationMethod = Literal["auto", "none", "platt", "isotonic", "temperature"]
 HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
@@ -74,8 +82,8 @@ class TrainConfig(RunConfig):
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
-class _Outcome(NamedTuple):
-    """What either validation mode hands back to ``run_training``."""
+class _Fitted(NamedTuple):
+    """What either validation mode hands back to ``fit_and_score``."""
 
     model: Estimator
     calibrator: Calibrator | None
@@ -84,6 +92,54 @@ class _Outcome(NamedTuple):
     predictions: pd.DataFrame
     summary: dict[str, Any]
     calibration: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A computed, unrecorded training run: everything :func:`record_run` writes.
+
+    ``config`` is pinned (dataset and split as ``name@vN``: its hash is the run's
+    identity); ``params`` are the model's resolved parameters; ``inputs`` the input view
+    (``"oof_probabilities"`` for a stack); ``data`` the audit of what was read
+    (``LabeledData.audit``); ``model`` the final fitted estimator and ``calibrator`` its
+    calibrator (None when calibration chose none); ``report`` the uncalibrated metrics
+    (OOF, or on val for a holdout run) and ``calibrated_report`` the cross-fitted
+    calibrated ones (OOF runs only); ``predictions`` the per-window table; ``summary``
+    the folds and the training loops; ``calibration`` how calibration was chosen;
+    ``timings`` seconds spent (``load_s``, ``compute_s``).
+    """
+
+    run_id: str
+    config: TrainConfig
+    params: dict[str, Any]
+    mode: Literal["oof", "holdout"]
+    inputs: str
+    data: dict[str, Any]
+    classes: tuple[str, ...]
+    model: Estimator
+    calibrator: Calibrator | None
+    report: dict[str, Any]
+    calibrated_report: dict[str, Any] | None
+    predictions: pd.DataFrame
+    summary: dict[str, Any]
+    calibration: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def dataset(self) -> DatasetRef:
+        """The labeled dataset version the run read."""
+        return DatasetRef(**self.data["dataset"])
+
+    @property
+    def split(self) -> str:
+        """The split version the run used, ``name@vN``."""
+        return f"{self.data['split']['name']}@v{self.data['split']['version']}"
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Headline scalars: calibrated when a calibrated report exists (what a study
+        ranks trials by and the results line records)."""
+        return flat_metrics(self.calibrated_report or self.report)
 
 
 @dataclass(frozen=True)
@@ -133,116 +189,190 @@ def pinned_config(config: TrainConfig, data: LabeledData) -> TrainConfig:
     return config.model_copy(update=update)
 
 
-def run_training(
-    registry: Registry,
+def resolved_params(config: TrainConfig) -> dict[str, Any]:
+    """The model's parameters as the run will use them (seed and input-implied ones
+    filled in), checked before any work: an unknown or retired model, an unknown
+    parameter name or an overridden fixed one raise ``ConfigError`` here, not in a fold.
+
+    The check builds the (unfitted) estimator once: constructors only store parameters.
+    Values that the model's library alone can judge (scikit-learn's ``C=-1``) are still
+    refused by its first ``fit``, as a ``ConfigError`` naming them.
+    """
+    card = require_active(config.model)
+    params = model_params(config.model, {_seed_parameter(card): config.seed, **config.params})
+    create(config.model, **params)
+    return params
+
+
+@dataclass(frozen=True)
+class _NewEstimator:
+    """A fresh estimator of ``model`` with ``params`` and ``callbacks`` per call; a
+    top-level class so a fold executor can send it to another process.
+
+    There the callbacks are copies: a progress display in this process does not see
+    folds fitted elsewhere (``fold`` events still arrive here, in order)."""
+
+    model: str
+    params: dict[str, Any]
+    callbacks: tuple[Any, ...] = ()
+
+    def __call__(self) -> Estimator:
+        return create(self.model, **self.params).with_callbacks(*self.callbacks)
+
+
+def fit_and_score(
     config: TrainConfig,
+    data: LabeledData,
     *,
+    registry: Registry | None = None,
     on_event: EventSink = lambda *_: None,
     callbacks: Sequence[Any] = (),
-) -> TrainResult:
-    """Train, evaluate and record one run (see the module docstring).
+    executor: FoldExecutor | None = None,
+) -> Outcome:
+    """Fit, calibrate and score ``config``'s model on loaded ``data``; write nothing.
 
-    ``callbacks`` (``moola.training.callbacks.Callback``) observe every fit of an estimator
-    trained epoch by epoch: each fold's, then the final one (a progress display).
+    ``data`` is ``Registry.load_labeled`` of the config's dataset and split (with its
+    synthetic set, if any). ``registry`` is only read: a stack (``base_runs``) reads its
+    base runs' OOF predictions through it. ``on_event`` receives ``status`` first, then
+    one ``fold`` event per fold in fold order. ``callbacks``
+    (``moola.training.callbacks.Callback``) observe every fit of an estimator trained
+    epoch by epoch: each fold's, then the final one. ``executor``
+    (``moola.training.oof.FoldExecutor``, serial by default) runs an OOF run's folds; the
+    outcome does not depend on it. :func:`record_run` writes the outcome.
     """
     started = time.perf_counter()
-    data = registry.load_labeled(
-        *parse_ref(config.dataset),
-        split=config.split,
-        synthetic=config.synthetic,
-        allow_low_quality_synthetic=config.allow_low_quality_synthetic,
-    )
+    params = resolved_params(config)
     split = data.split
-    assert split is not None
+    if split is None:
+        raise ConfigError(
+            f"{data.ref} was loaded without a split; load it with split=NAME (the config's "
+            f"split {config.split!r})."
+        )
     config = pinned_config(config, data)
     card = model_card(config.model)
-    params = model_params(config.model, {_seed_parameter(card): config.seed, **config.params})
     run_id = new_run_id(config.model)
-    status = {
-        "run_id": run_id,
-        "model": config.model,
-        "params": params,
-        "data": str(data.ref),
-        "split": f"{data.audit['split']['name']}@v{data.audit['split']['version']}",
-        "strategy": split.strategy,
-        "counts": data.audit["split"]["counts"],
-        "synthetic": data.audit.get("synthetic"),
-        "train_synthetic_ratio": data.audit["train_synthetic_ratio"],
-        "blacklisted": data.audit.get("blacklist", {}).get("excluded", 0),
-        "calibration": config.calibration,
-        "seed": config.seed,
-    }
-    on_event("status", status)
+    mode: Literal["oof", "holdout"] = "oof" if split.folds else "holdout"
+    if mode == "oof" and config.synthetic is not None:
+        raise ConfigError(
+            "Synthetic sets can be mixed into a train/val/test split only (forward "
+            "chaining); out-of-fold runs over folds do not support them yet."
+        )
+    on_event(
+        "status",
+        {
+            "run_id": run_id,
+            "model": config.model,
+            "params": params,
+            "data": str(data.ref),
+            "split": f"{data.audit['split']['name']}@v{data.audit['split']['version']}",
+            "strategy": split.strategy,
+            "counts": data.audit["split"]["counts"],
+            "synthetic": data.audit.get("synthetic"),
+            "train_synthetic_ratio": data.audit["train_synthetic_ratio"],
+            "blacklisted": data.audit.get("blacklist", {}).get("excluded", 0),
+            "calibration": config.calibration,
+            "seed": config.seed,
+        },
+    )
 
     if card.input_kind == "probabilities":
+        if registry is None:
+            raise ConfigError(
+                f"Model {config.model!r} learns from its base runs' stored OOF predictions; "
+                "pass registry= to read them."
+            )
         X_all, view = _stacked_inputs(registry, config, data), "oof_probabilities"
     else:
         X_all, view = model_inputs(config.inputs, config.model, data.X)
 
-    def make_estimator() -> Estimator:
-        return create(config.model, **params).with_callbacks(*callbacks)
-
-    files: dict[str, bytes | str] = {}
-    if split.folds:
-        if config.synthetic is not None:
-            raise ConfigError(
-                "Synthetic sets can be mixed into a train/val/test split only (forward "
-                "chaining); out-of-fold runs over folds do not support them yet."
-            )
-        mode = "oof"
-        outcome = _run_oof(config, data, X_all, make_estimator, on_event)
+    make_estimator = _NewEstimator(config.model, params, tuple(callbacks))
+    if mode == "oof":
+        fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor)
     else:
-        mode = "holdout"
-        outcome = _run_holdout(config, data, X_all, make_estimator, on_event)
-    final, calibrator, report, calibrated, predictions, summary, calibration = outcome
+        fitted = _run_holdout(config, data, X_all, make_estimator, on_event)
+    return Outcome(
+        run_id=run_id,
+        config=config,
+        params=params,
+        mode=mode,
+        inputs=view,
+        data=data.audit,
+        classes=tuple(data.classes),
+        model=fitted.model,
+        calibrator=fitted.calibrator,
+        report=fitted.report,
+        calibrated_report=fitted.calibrated_report,
+        predictions=fitted.predictions,
+        summary=fitted.summary,
+        calibration=fitted.calibration,
+        timings={"load_s": 0.0, "compute_s": time.perf_counter() - started},
+    )
 
-    files["model.bin"] = _saved_bytes(final)
-    if calibrator is not None:
-        files["calibrator.json"] = save_calibrator(calibrator)  # parameters, never a pickle
-    files.update(_plots(report, predictions, data.classes, summary))
+
+def record_run(
+    registry: Registry, outcome: Outcome, *, on_event: EventSink = lambda *_: None
+) -> TrainResult:
+    """Write ``outcome``: its predictions as a dataset of the registry (parent: the
+    labeled dataset), its run folder (manifest, ``model.bin``, ``calibrator.json``,
+    plots) written in one piece, then its line in ``experiment_results.jsonl``; then the
+    ``results`` event.
+
+    The manifest records ``window`` (bars per window and their columns, from the labeled
+    dataset's meta) so a Predictor can be rebuilt from the run alone; a stack, whose
+    inputs are other runs' probabilities, has none.
+    """
+    started = time.perf_counter()
+    config, params, mode, run_id = outcome.config, outcome.params, outcome.mode, outcome.run_id
+    window = None if outcome.inputs == "oof_probabilities" else _window(registry, outcome)
+    files: dict[str, bytes | str] = {"model.bin": _saved_bytes(outcome.model)}
+    if outcome.calibrator is not None:
+        files["calibrator.json"] = save_calibrator(outcome.calibrator)  # parameters, no pickle
+    files.update(_plots(outcome.report, outcome.predictions, outcome.classes, outcome.summary))
 
     predictions_ref = registry.write_table(
         "predictions",
         run_id,
-        predictions,
-        parents=[data.ref],
-        meta={"run_id": run_id, "mode": mode, "classes": list(data.classes)},
+        outcome.predictions,
+        parents=[outcome.dataset],
+        meta={"run_id": run_id, "mode": mode, "classes": list(outcome.classes)},
         transformations=[{"name": "train", "params": {"model": config.model, **params}}],
     )
-    manifest = {
+    wall_time_s = sum(outcome.timings.values()) + time.perf_counter() - started
+    manifest: dict[str, Any] = {
         "kind": "train",
         "mode": mode,
         "config": config.model_dump(mode="json"),
         "config_hash": sha256_json(config.model_dump(mode="json")),
         "resolved_params": params,
-        "inputs": view,
+        "inputs": outcome.inputs,
+        **({"window": window} if window is not None else {}),
         "seed": config.seed,
-        "data": data.audit,
+        "data": outcome.data,
         "predictions": predictions_ref.to_dict(),
-        "metrics": report,
-        "calibrated_metrics": calibrated,
-        "calibration": calibration,
-        "training": summary,
+        "metrics": outcome.report,
+        "calibrated_metrics": outcome.calibrated_report,
+        "calibration": outcome.calibration,
+        "training": outcome.summary,
         "libraries": library_versions(),
         "threads": thread_settings(),
         "test_evaluated": False,
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        "wall_time_s": round(wall_time_s, 3),
     }
     store = RunStore(registry.root)
     run_dir = store.write_run(run_id, manifest, files)
-    headline = flat_metrics(calibrated or report)
+    headline = outcome.metrics
     store.append_result(
         {
             "run_id": run_id,
             "kind": "train",
             "mode": mode,
             "model": config.model,
-            "dataset": str(data.ref),
-            "split": status["split"],
+            "dataset": str(outcome.dataset),
+            "split": outcome.split,
             "config_hash": manifest["config_hash"],
             "seed": config.seed,
             "metrics": headline,
-            "uncalibrated": flat_metrics(report),
+            "uncalibrated": flat_metrics(outcome.report),
             "wall_time_s": manifest["wall_time_s"],
         }
     )
@@ -252,11 +382,57 @@ def run_training(
             "run_id": run_id,
             "mode": mode,
             "metrics": headline,
-            "uncalibrated": flat_metrics(report),
+            "uncalibrated": flat_metrics(outcome.report),
             "run_dir": str(run_dir),
         },
     )
-    return TrainResult(run_id, run_dir, mode, report, calibrated, manifest)
+    return TrainResult(run_id, run_dir, mode, outcome.report, outcome.calibrated_report, manifest)
+
+
+def run_training(
+    registry: Registry,
+    config: TrainConfig,
+    *,
+    on_event: EventSink = lambda *_: None,
+    callbacks: Sequence[Any] = (),
+    executor: FoldExecutor | None = None,
+) -> TrainResult:
+    """Train, evaluate and record one run (see the module docstring): load the data,
+    :func:`fit_and_score`, :func:`record_run`.
+
+    The model and its parameters are checked before the data is read. ``callbacks``
+    (``moola.training.callbacks.Callback``) observe every fit of an estimator trained
+    epoch by epoch: each fold's, then the final one (a progress display). ``executor``
+    runs the folds of an OOF run (serial by default).
+    """
+    started = time.perf_counter()
+    resolved_params(config)
+    data = registry.load_labeled(
+        *parse_ref(config.dataset),
+        split=config.split,
+        synthetic=config.synthetic,
+        allow_low_quality_synthetic=config.allow_low_quality_synthetic,
+    )
+    load_s = time.perf_counter() - started
+    outcome = fit_and_score(
+        config, data, registry=registry, on_event=on_event, callbacks=callbacks, executor=executor
+    )
+    outcome = replace(outcome, timings={**outcome.timings, "load_s": load_s})
+    return record_run(registry, outcome, on_event=on_event)
+
+
+def _window(registry: Registry, outcome: Outcome) -> dict[str, Any]:
+    """``{"length", "columns"}`` of the raw windows the run's model reads, from the meta
+    of the labeled dataset version it trained on (which must still be that version)."""
+    ref = outcome.dataset
+    stored = registry.resolve(ref.kind, ref.name, ref.version)
+    if stored.content_hash != ref.content_hash:
+        raise IntegrityError(
+            f"Run {outcome.run_id} trained on {ref} with content hash {ref.content_hash}, "
+            f"but the stored {stored} has {stored.content_hash}; nothing was written."
+        )
+    meta = registry.meta(stored)
+    return {"length": int(meta["length"]), "columns": [str(c) for c in meta["columns"]]}
 
 
 def _run_oof(
@@ -265,7 +441,8 @@ def _run_oof(
     X_all: np.ndarray,
     make_estimator: Callable[[], Estimator],
     on_event: EventSink,
-) -> _Outcome:
+    executor: FoldExecutor | None,
+) -> _Fitted:
     """Out-of-fold predictions, cross-fitted calibration, and a final model on all."""
     split = data.split
     result = out_of_fold(
@@ -276,6 +453,7 @@ def _run_oof(
         classes=list(data.classes),
         seed=config.seed,
         on_fold_end=lambda fold, _estimator: on_event("fold", _fold_event(fold)),
+        executor=executor,
     )
     covered = np.asarray(result.covered)
     oof = np.asarray(result.oof_proba)
@@ -311,7 +489,7 @@ def _run_oof(
         "final_fit_samples": len(idx),
         "training": _training_summary(final),
     }
-    return _Outcome(final, calibrator, report, calibrated_report, predictions, summary, calibration)
+    return _Fitted(final, calibrator, report, calibrated_report, predictions, summary, calibration)
 
 
 def _fold_groups(split: Any, covered: np.ndarray) -> list[np.ndarray]:
@@ -362,7 +540,7 @@ def _run_holdout(
     X_all: np.ndarray,
     make_estimator: Callable[[], Estimator],
     on_event: EventSink,
-) -> _Outcome:
+) -> _Fitted:
     """Fit on train (early stopping on val), calibrate on val, report on val."""
     train, val = data.train, data.val
     X_train = _view_of_part(X_all, train, data, config)
@@ -395,7 +573,7 @@ def _run_holdout(
         "training": _training_summary(estimator),
     }
     on_event("fold", {"fold": "holdout", "val_accuracy": report["metrics"]["accuracy"]})
-    return _Outcome(
+    return _Fitted(
         estimator, calibrator, report, calibrated_report, predictions, summary, calibration
     )
 
