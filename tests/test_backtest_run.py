@@ -191,8 +191,8 @@ def test_to_dir_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
     assert result.to_dir(out) == out
     names = {p.name for p in out.iterdir()}
     assert names == {
-        "trades.csv", "equity.csv", "fills.csv", "stats.json", "config.json",
-        "equity.png", "drawdown.png", "trades.png",
+        "trades.csv", "equity.csv", "fills.csv", "breaches.csv", "rejections.csv",
+        "stats.json", "config.json", "equity.png", "drawdown.png", "trades.png",
     }  # fmt: skip
     stats = json.loads((out / "stats.json").read_text())
     assert stats["n_trades"] == len(result.trades) == 2

@@ -1,6 +1,8 @@
 """The Broker enforces risk rules: every rule's pre_trade before an order is accepted, every
-rule's update on every mark; a breach halts it (optionally flattening), at the bar the
-batch rule names, and later orders are denied naming the breach."""
+rule's update on every mark. With ``on_breach="halt"`` a breach halts it (``"flatten"``
+also closes the position), at the bar the batch rule names, and later orders are denied
+naming the breach; with ``"record"`` (the default) each rule's first breach is recorded
+and trading goes on."""
 
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ def _falling_bars(n: int = 48, start: str = "2024-03-30 12:00") -> list[Bar]:
     ]
 
 
+def _halting(on_breach: str = "halt", **terms) -> ExecutionConfig:
+    return ExecutionConfig(initial_cash=100_000.0, engine="event", on_breach=on_breach, **terms)
+
+
 def _run(broker: Broker, bars: list[Bar], qty: float = 900.0) -> list:
     outcomes = []
     for i, bar in enumerate(bars):
@@ -56,7 +62,7 @@ def _equity_series(broker: Broker) -> pd.Series:
 @pytest.mark.parametrize("timezone", ["UTC", "Europe/Prague", "America/New_York"])
 def test_a_breach_halts_at_the_bar_the_batch_rule_names(timezone) -> None:
     rule = {"rule": "daily_loss_limit", "pct": 0.03, "timezone": timezone}
-    broker = Broker(ExecutionConfig(initial_cash=100_000.0, rules=[rule]))
+    broker = Broker(_halting(rules=[rule]))
     bars = _falling_bars()
     outcomes = _run(broker, bars)
     assert isinstance(outcomes[0], Accepted)
@@ -79,10 +85,10 @@ def test_no_lookahead_the_halt_comes_from_bars_up_to_it() -> None:
     after cannot move it."""
     rules = [{"rule": "total_loss_limit", "pct": 0.05}]
     bars = _falling_bars()
-    full = Broker(ExecutionConfig(initial_cash=100_000.0, rules=rules))
+    full = Broker(_halting(rules=rules))
     _run(full, bars)
     bar = int(full.breaches["bar"].iloc[0])
-    prefix = Broker(ExecutionConfig(initial_cash=100_000.0, rules=rules))
+    prefix = Broker(_halting(rules=rules))
     _run(prefix, bars[: bar + 1])
     assert prefix.breaches.equals(full.breaches)
     assert (
@@ -93,12 +99,10 @@ def test_no_lookahead_the_halt_comes_from_bars_up_to_it() -> None:
 
 def test_flatten_on_breach_closes_the_position_one_latency_later() -> None:
     rules = [{"rule": "total_loss_limit", "pct": 0.05}]
-    broker = Broker(
-        ExecutionConfig(initial_cash=100_000.0, rules=rules, latency_bars=2),
-        flatten_on_breach=True,
-    )
+    broker = Broker(_halting("flatten", rules=rules, latency_bars=2))
     bars = _falling_bars()
     _run(broker, bars)
+    assert broker.state.halted is not None
     breach = broker.breaches.iloc[0]
     assert breach["flatten_qty"] == -900.0
     positions = broker.result().position
@@ -110,7 +114,7 @@ def test_flatten_on_breach_closes_the_position_one_latency_later() -> None:
 
 def test_without_flatten_the_position_stays_and_pending_orders_are_withdrawn() -> None:
     rules = [{"rule": "total_loss_limit", "pct": 0.05}]
-    broker = Broker(ExecutionConfig(initial_cash=100_000.0, rules=rules))
+    broker = Broker(_halting(rules=rules))
     bars = _falling_bars()
     for i, bar in enumerate(bars):
         broker.advance(bar)
@@ -119,6 +123,40 @@ def test_without_flatten_the_position_stays_and_pending_orders_are_withdrawn() -
             broker.submit(limit(-900.0, 150.0))  # a take-profit that never fills
     assert broker.breaches["flatten_qty"].iloc[0] == 0.0
     assert broker.state.position == 900.0 and broker.pending == ()
+
+
+def test_record_mode_records_each_rules_first_breach_and_keeps_trading() -> None:
+    """The default: breaches are recorded (each rule once, at the bar its batch form
+    names), nothing is halted, and a breached loss limit refuses no order."""
+    rules = [
+        {"rule": "daily_loss_limit", "pct": 0.03},
+        {"rule": "total_loss_limit", "pct": 0.05},
+    ]
+    broker = Broker(ExecutionConfig(initial_cash=100_000.0, rules=rules))
+    assert broker.on_breach == "record"
+    outcomes = _run(broker, _falling_bars())
+    assert all(isinstance(o, Accepted) for o in outcomes)  # the order after the breaches too
+    assert broker.state.halted is None and broker.rejections.empty
+    breaches = broker.breaches
+    assert breaches["rule"].tolist() == ["daily_loss_limit", "total_loss_limit"]
+    assert (breaches["flatten_qty"] == 0.0).all()
+    equity = _equity_series(broker)
+    for rule, row in zip(
+        (DailyLossLimit(pct=0.03), TotalLossLimit(pct=0.05)), breaches.itertuples(), strict=True
+    ):
+        batch = rule.check(equity)
+        assert (row.timestamp, row.value) == (batch.breach_time, batch.breach_value)
+
+
+def test_on_breach_given_to_the_broker_overrides_the_config() -> None:
+    """A broker steps bar by bar whatever the config's engine, so it may halt even on a
+    config made for the vectorised engine."""
+    rules = [{"rule": "total_loss_limit", "pct": 0.05}]
+    broker = Broker(ExecutionConfig(rules=rules), on_breach="halt")
+    _run(broker, _falling_bars())
+    assert broker.state.halted is not None and len(broker.breaches) == 1
+    with pytest.raises(ConfigError, match="on_breach"):
+        Broker(ExecutionConfig(rules=rules), on_breach="stop")  # type: ignore[arg-type]
 
 
 def _broker_at(rules: list[dict], position: float = 0.0) -> Broker:

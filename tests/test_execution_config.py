@@ -71,6 +71,41 @@ def test_the_config_is_frozen_and_its_hash_is_its_content() -> None:
     assert ExecutionConfig().config_hash != config.config_hash
 
 
+# Hashes taken before ``on_breach`` existed: a config that leaves it at its default must
+# keep them, or every recorded backtest would lose its identity.
+PINNED_HASHES = {
+    "sha256:cfc5f5672537e889a64c0e041e91ed8528514c1ae7999d4971fe8c54044a75ef": {},
+    "sha256:e682f7703025ed2d96996ac5b2908dec9d74546be215ca38085cb079e283416d": {
+        "engine": "event",
+        "rules": "none",
+        "commission": 0.0005,
+        "slippage": 1.0,
+        "spread": 0.01,
+        "latency_bars": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("expected", sorted(PINNED_HASHES))
+def test_configs_from_before_on_breach_keep_their_hash(expected) -> None:
+    terms = PINNED_HASHES[expected]
+    assert ExecutionConfig(**terms).config_hash == expected
+    assert ExecutionConfig(**terms, on_breach="record").config_hash == expected
+    halting = ExecutionConfig(**{**terms, "engine": "event"}, on_breach="halt")
+    assert halting.config_hash not in PINNED_HASHES  # a new choice is a new identity
+
+
+def test_on_breach_is_checked_against_the_engine() -> None:
+    assert ExecutionConfig().on_breach == "record"
+    for choice in ("halt", "flatten"):
+        assert ExecutionConfig(engine="event", on_breach=choice).on_breach == choice
+        with pytest.raises(ConfigError) as caught:
+            ExecutionConfig(on_breach=choice)  # the vectorised engine cannot stop mid-run
+        assert "on_breach" in str(caught.value) and "engine='event'" in str(caught.value)
+    with pytest.raises(ConfigError, match="Did you mean 'halt'"):
+        ExecutionConfig(engine="event", on_breach="hlat")
+
+
 def test_old_keyword_arguments_build_the_same_config_and_the_same_backtest() -> None:
     bars = random_walk_bars(300, symbol="NQ", timeframe="1h", seed=1)
     positions = np.where(np.arange(300) % 40 < 20, 1.0, -1.0)

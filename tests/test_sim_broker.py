@@ -95,7 +95,7 @@ def _engines(bars, target, config: ExecutionConfig) -> tuple[SimResult, SimResul
         bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"], target,
         timestamp=bars["timestamp"], **terms,
     )  # fmt: skip
-    evt = EventEngine(bars, **terms).run(TargetPositionStrategy(target))
+    evt = EventEngine(bars, config).run(TargetPositionStrategy(target))
     return vec, evt
 
 

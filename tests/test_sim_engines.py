@@ -1,4 +1,5 @@
-"""Both engines on one accounting: identical results, and no fill from the future."""
+"""Both engines on one accounting: identical results, and no fill from the future; the
+event engine takes an ExecutionConfig and streams its risk rules inside the loop."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from moola.data.schema import make_bars
 from moola.sim import (
     CommissionModel,
     EventEngine,
+    ExecutionConfig,
     FixedBps,
     SquareRootImpact,
     TargetPositionStrategy,
@@ -22,6 +24,7 @@ from moola.sim import (
     equity_instrument,
     futures_instrument,
 )
+from moola.sim.propfirm import TotalLossLimit
 from tests.conftest import random_walk_bars
 
 INSTRUMENTS = {
@@ -56,9 +59,15 @@ def _both(bars: pd.DataFrame, target: np.ndarray, instrument, cash: float, laten
         timestamp=bars["timestamp"],
         **costs,
     )
-    evt = EventEngine(bars, instrument, initial_cash=cash, latency_bars=latency, **costs).run(
-        TargetPositionStrategy(target)
+    config = ExecutionConfig.from_terms(
+        instrument=instrument,
+        initial_cash=cash,
+        latency_bars=latency,
+        engine="event",
+        prop_firm_rules=(),
+        **costs,
     )
+    evt = EventEngine(bars, config).run(TargetPositionStrategy(target))
     return vec, evt
 
 
@@ -189,7 +198,7 @@ def test_strategy_sees_only_bars_up_to_now_and_cannot_change_them() -> None:
             close[-1] = 0.0
         return None
 
-    EventEngine(bars, INSTRUMENTS["stock"]).run(on_bar)
+    EventEngine(bars, ExecutionConfig(rules="none")).run(on_bar)
     assert [s[1] for s in seen] == [i + 1 for i in range(30)]
     np.testing.assert_array_equal([s[2] for s in seen], bars["close"])
 
@@ -212,3 +221,62 @@ def test_bad_inputs_are_refused_with_a_fix() -> None:
         backtest_positions(*cols, np.zeros(5), instrument=inst, latency_bars=0)
     with pytest.raises(ConfigError, match="align"):
         backtest_positions(*cols, np.zeros(4), instrument=inst)
+
+
+def test_the_old_keyword_form_warns_and_runs_the_same() -> None:
+    bars = random_walk_bars(200, seed=4)
+    target = np.repeat(np.random.default_rng(4).choice([-1.0, 0.0, 1.0], 20), 10)
+    costs = COSTS["vol"]
+    with pytest.warns(
+        DeprecationWarning, match=r"pass EventEngine\(bars, moola\.sim\.ExecutionConfig"
+    ):
+        old = EventEngine(bars, INSTRUMENTS["stock"], initial_cash=10_000.0, **costs)
+    _, new = _both(bars, target, INSTRUMENTS["stock"], 10_000.0, 1, costs)
+    _assert_identical(old.run(TargetPositionStrategy(target)), new)
+    with pytest.raises(ConfigError, match="Did you mean 'latency_bars'"):
+        EventEngine(bars, INSTRUMENTS["stock"], latency=2)
+    with pytest.raises(ConfigError, match="not both"):
+        EventEngine(bars, ExecutionConfig(), initial_cash=1.0)
+
+
+def _falling(n: int = 60, seed: int = 8):
+    """Hourly bars that fall 1% a bar from bar 10 to bar 30, then recover."""
+    bars = random_walk_bars(n, seed=seed)
+    close = np.full(n, 100.0)
+    close[10:30] = 100.0 * 0.99 ** np.arange(1, 21)
+    close[30:] = close[29] * 1.01 ** np.arange(1, n - 29)
+    opens = np.concatenate(([100.0], close[:-1]))
+    bars["open"], bars["close"] = opens, close
+    bars["high"], bars["low"] = np.maximum(opens, close), np.minimum(opens, close)
+    return bars
+
+
+@pytest.mark.parametrize("on_breach", ["record", "halt", "flatten"])
+def test_the_configs_rules_stream_inside_the_event_engine(on_breach) -> None:
+    """The breach is found inside the loop at the bar the batch rule names; ``record``
+    keeps trading (equal to the vectorised run), ``halt`` and ``flatten`` stop it there and
+    deny the orders after it, naming the breach."""
+    bars = _falling()
+    target = np.where(np.arange(len(bars)) % 15 < 10, 1.0, 0.5)
+    rules = [{"rule": "total_loss_limit", "pct": 0.08}]
+    config = ExecutionConfig(
+        initial_cash=10_000.0, engine="event", rules=rules, on_breach=on_breach
+    )
+    engine = EventEngine(bars, config)
+    res = engine.run(TargetPositionStrategy(target))
+    breaches = engine.broker_.breaches
+    equity = pd.Series(res.equity, index=pd.DatetimeIndex(bars["timestamp"]))
+    batch = TotalLossLimit(pct=0.08).check(equity)
+    (row,) = breaches.itertuples()
+    assert (row.rule, row.timestamp, row.value) == (
+        "total_loss_limit", batch.breach_time, batch.breach_value,
+    )  # fmt: skip
+    vec, _ = _both(bars, target, equity_instrument("ASSET"), 10_000.0, 1, {})
+    later = res.rejections[res.rejections["bar"] > row.bar]
+    if on_breach == "record":
+        _assert_identical(vec, res)
+        assert later.empty
+    else:
+        assert len(later) > 0 and later["reason"].str.startswith("broker halted").all()
+        position = res.position[row.bar + 1 :]
+        assert (position == (0.0 if on_breach == "flatten" else res.position[row.bar])).all()

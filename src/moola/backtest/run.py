@@ -42,8 +42,12 @@ from moola.backtest import metrics
 from moola.core.errors import ConfigError, SourceError
 from moola.core.timeframes import parse_timeframe
 from moola.sim import (
+    BREACH_COLUMNS,
+    FILL_COLUMNS,
+    REJECTION_COLUMNS,
     EventEngine,
     ExecutionConfig,
+    Fill,
     Instrument,
     MinimumTradingDays,
     Rule,
@@ -53,6 +57,7 @@ from moola.sim import (
     backtest_positions,
     challenge_passed,
 )
+from moola.sim.broker import stream_rules
 from moola.sim.execution import ENGINES as ENGINES
 from moola.sim.execution import check_latency_fits, instrument_from_spec
 
@@ -98,6 +103,13 @@ class BacktestResult:
         The bars that were simulated (for the trade chart).
     config : dict
         The resolved parameters of the run (JSON-serialisable).
+    breaches : pd.DataFrame
+        The risk rules streamed bar by bar (``moola.sim.BREACH_COLUMNS``): each rule's
+        first breach (``on_breach="record"``), or the breach that halted the run. The same
+        table from both engines.
+    rejections : pd.DataFrame
+        Orders denied or capped (``moola.sim.REJECTION_COLUMNS``): by the leverage limit,
+        a pre-trade rule or a halt; ``accepted_qty`` is 0 for a denial.
     """
 
     trades: pd.DataFrame
@@ -107,10 +119,17 @@ class BacktestResult:
     fills: pd.DataFrame
     bars: pd.DataFrame = field(repr=False)
     config: dict[str, object] = field(default_factory=dict)
+    breaches: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(BREACH_COLUMNS))
+    )
+    rejections: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(REJECTION_COLUMNS))
+    )
 
     def to_dir(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write ``trades.csv``, ``equity.csv``, ``fills.csv``, ``stats.json``,
-        ``config.json`` and ``equity.png``, ``drawdown.png``, ``trades.png`` into ``path``.
+        """Write ``trades.csv``, ``equity.csv``, ``fills.csv``, ``breaches.csv``,
+        ``rejections.csv``, ``stats.json``, ``config.json`` and ``equity.png``,
+        ``drawdown.png``, ``trades.png`` into ``path``.
 
         All files are written into a temporary sibling directory that replaces ``path``
         only when complete, so ``path`` never holds a partial result. A non-empty existing
@@ -133,6 +152,8 @@ class BacktestResult:
             self.trades.to_csv(tmp / "trades.csv", index=False)
             self.equity.to_csv(tmp / "equity.csv", index=False)
             self.fills.to_csv(tmp / "fills.csv", index=False)
+            self.breaches.to_csv(tmp / "breaches.csv", index=False)
+            self.rejections.to_csv(tmp / "rejections.csv", index=False)
             (tmp / "stats.json").write_text(json.dumps(self.stats, indent=2, allow_nan=False))
             (tmp / "config.json").write_text(json.dumps(self.config, indent=2, allow_nan=False))
             (tmp / "equity.png").write_bytes(plots.equity_png(self.equity))
@@ -524,16 +545,11 @@ def run(
             latency_bars=latency_bars,
             timestamp=bars["timestamp"],
         )
+        breaches = _streamed_breaches(config, sim)  # the rules over it, as a broker feeds them
     else:
-        sim = EventEngine(
-            bars,
-            inst,
-            initial_cash=initial_cash,
-            spread=spread,
-            slippage=slip,
-            commission=comm,
-            latency_bars=latency_bars,
-        ).run(TargetPositionStrategy(target))
+        event = EventEngine(bars, config, symbol=symbol)
+        sim = event.run(TargetPositionStrategy(target))
+        breaches = event.broker_.breaches
 
     equity = sim.equity_frame()
     fills = sim.fills.copy()
@@ -567,6 +583,8 @@ def run(
     }
     if isinstance(spread, np.ndarray):
         config["spread"] = f"per-bar array ({spread.size} values)"
+    # stats["risk"] (risk_summary(breaches, sim.rejections)) waits for the golden test's
+    # re-pin, which lists every key of stats.
     stats.update(
         metrics.json_safe(
             {
@@ -590,4 +608,33 @@ def run(
         fills=fills,
         bars=bars,
         config=metrics.json_safe(config),  # type: ignore[arg-type]
+        breaches=breaches,
+        rejections=sim.rejections,
     )
+
+
+def _streamed_breaches(config: ExecutionConfig, sim: SimResult) -> pd.DataFrame:
+    """The breach table of a vectorised run: the config's rules streamed over its equity
+    at each bar close and the fills of each bar, with the bar times the event engine's
+    broker sees (``moola.sim.broker.stream_rules``)."""
+    stamps = sim.timestamp
+    if np.issubdtype(stamps.dtype, np.datetime64):
+        times = list(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+    else:
+        times = stamps.tolist()
+    columns = sim.fills[list(FILL_COLUMNS)].astype({"type": str, "tag": str})
+    fills = [Fill(*row) for row in columns.itertuples(index=False, name=None)]
+    return stream_rules(config.build_rules(), times, sim.equity.tolist(), fills)
+
+
+def risk_summary(breaches: pd.DataFrame, rejections: pd.DataFrame) -> dict[str, object]:
+    """The small ``risk`` entry of a backtest's stats: how many breaches, the first one's
+    rule and time, and how many orders were denied (capped ones are not counted)."""
+    first = breaches.iloc[0] if len(breaches) else None
+    denied = 0 if rejections.empty else int((rejections["accepted_qty"] == 0.0).sum())
+    return {
+        "breaches": len(breaches),
+        "first_breach_rule": None if first is None else str(first["rule"]),
+        "first_breach_time": None if first is None else first["timestamp"],
+        "denied_orders": denied,
+    }

@@ -28,18 +28,28 @@ Entry points::
     backtest_positions(open, high, low, close, volume, target_fraction, *, instrument,
                        initial_cash=100_000.0, spread=None, slippage=None, commission=None,
                        latency_bars=1, timestamp=None) -> SimResult        # fast path
-    EventEngine(bars, instrument, *, initial_cash=100_000.0, spread=None, slippage=None,
-                commission=None, latency_bars=1).run(strategy) -> SimResult
+    EventEngine(bars, ExecutionConfig(...), *, symbol=None).run(strategy) -> SimResult
+                                  # the config's rules stream inside; on_breach decides
     TargetPositionStrategy(target_fraction)   # reproduces backtest_positions exactly
     evaluate_rules(equity, trades, rules=FTMO_DEFAULTS) -> list[RuleResult]
     rule.stream(): update(time, equity, fills) -> Breach | None, pre_trade(order, state)
                    -> reasons, result() -> RuleResult (== rule.check on the same points)
+    stream_rules(rules, times, equity, fills) -> breaches   # a finished run, as a broker
 """
 
 from __future__ import annotations
 
 from moola.sim._result import FILL_COLUMNS, REJECTION_COLUMNS, SimResult
-from moola.sim.broker import BREACH_COLUMNS, Accepted, Bar, Broker, BrokerState, Denied, Fill
+from moola.sim.broker import (
+    BREACH_COLUMNS,
+    Accepted,
+    Bar,
+    Broker,
+    BrokerState,
+    Denied,
+    Fill,
+    stream_rules,
+)
 from moola.sim.costs import (
     CommissionModel,
     FixedBps,
@@ -128,5 +138,6 @@ __all__ = [
     "limit",
     "market",
     "stop",
+    "stream_rules",
     "trades_frame",
 ]

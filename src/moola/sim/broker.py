@@ -28,21 +28,27 @@ denied order never reaches the book.
 Streaming rules. Each ``moola.sim.Rule`` is turned into its streaming form
 (``rule.stream()``, fresh per broker) when the broker is built; after every mark (each
 ``advance`` and each ``mark(bar)``) every rule's ``update(time, equity, fills)`` sees the
-bar's equity and fills. The first :class:`~moola.sim.propfirm.Breach` halts the broker:
-the breach is recorded in :attr:`breaches` first, then pending orders are withdrawn and,
-with ``flatten_on_breach=True``, one market order closing the position is placed (it fills
-``latency_bars`` later, like any order; its size is recorded with the breach). Every later
-order is denied naming the breach. A re-mark (``mark(bar)``, a newer snapshot of the same
-bar, as a live feed gives) is one more point for the rules: a dip that recovers before the
-close still breaches live, which a backtest on closes cannot see.
+bar's equity and fills. What a :class:`~moola.sim.propfirm.Breach` does is the config's
+``on_breach`` (or the ``on_breach`` argument): ``"record"`` records each rule's first breach
+in :attr:`breaches` and trading goes on (a backtest then equals the vectorised one);
+``"halt"`` records the first breach, then halts the broker: pending orders are withdrawn
+and every later order is denied naming the breach; ``"flatten"`` also places one market
+order closing the position (it fills ``latency_bars`` later, like any order; its size is
+recorded with the breach). A rule's own pre-trade checks (the order limits of
+``moola.sim.limits``) refuse orders in every mode; a breached loss limit refuses orders
+through the halt, so in ``"record"`` mode it refuses none. A re-mark (``mark(bar)``, a
+newer snapshot of the same bar, as a live feed gives) is one more point for the rules: a
+dip that recovers before the close still breaches live, which a backtest on closes cannot
+see. :func:`stream_rules` feeds the rules a finished run (the vectorised kernel's) the way
+a recording broker feeds them, so both engines give the same breach table.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -56,7 +62,7 @@ from moola.sim.costs import (
     SlippageTerms,
     no_slippage,
 )
-from moola.sim.execution import ExecutionConfig
+from moola.sim.execution import ON_BREACH, ExecutionConfig
 from moola.sim.instruments import Instrument
 from moola.sim.orders import (
     Order,
@@ -66,10 +72,11 @@ from moola.sim.orders import (
     triggered_at_open,
 )
 from moola.sim.portfolio import Portfolio
-from moola.sim.propfirm import Rule
+from moola.sim.propfirm import Rule, RuleStream
 from moola.sim.vectorised import _timestamps
 
 _LEVERAGE_TOLERANCE = 1e-9
+_NO_FILLS: tuple = ()  # a bar without fills, shared (no list per bar)
 BREACH_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "bar",
@@ -156,8 +163,11 @@ class Broker:
     rules : sequence, optional
         Rules (``moola.sim.Rule``, streamed), or objects with ``pre_trade(order, state)``
         and/or ``update(time, equity, fills)``; default the config's rules.
+    on_breach : "record", "halt" or "flatten", optional
+        What a rule breach does (module notes); default the config's ``on_breach``. Given
+        here, it holds whatever the config's engine (a broker is always bar by bar).
     flatten_on_breach : bool, default False
-        On a rule breach, also place a market order that closes the position.
+        Same as ``on_breach="flatten"`` (kept from before ``on_breach``).
     """
 
     def __init__(
@@ -166,6 +176,7 @@ class Broker:
         *,
         symbol: str = "ASSET",
         rules: Sequence[object] | None = None,
+        on_breach: Literal["record", "halt", "flatten"] | None = None,
         flatten_on_breach: bool = False,
     ) -> None:
         if not isinstance(execution, ExecutionConfig):
@@ -173,6 +184,11 @@ class Broker:
                 f"Broker needs an ExecutionConfig, got {type(execution).__name__}; build one "
                 "with moola.sim.ExecutionConfig(...)."
             )
+        mode = execution.on_breach if on_breach is None else on_breach
+        if mode not in ON_BREACH:
+            raise ConfigError(f"on_breach={mode!r}; use one of {', '.join(ON_BREACH)}.")
+        if flatten_on_breach:
+            mode = "flatten"
         instrument = execution.build_instrument(symbol)
         commission = execution.build_commission()
         spread = np.asarray(execution.spread_value(), dtype=np.float64).reshape(-1)
@@ -187,37 +203,17 @@ class Broker:
             rules=execution.build_rules() if rules is None else tuple(rules),
             timezone=execution.timezone,
         )
-        self.flatten_on_breach = bool(flatten_on_breach)
+        self.on_breach: str = mode
+        self.flatten_on_breach = mode == "flatten"
         self.execution: ExecutionConfig | None = execution
 
-    @classmethod
-    def _with_terms(
-        cls,
-        *,
-        instrument: Instrument,
-        initial_cash: float,
-        latency_bars: int,
-        half_spread: np.ndarray,
-        terms: SlippageTerms,
-        commission: CommissionModel | None,
-    ) -> Broker:
-        """A broker on precomputed per-bar costs (the event engine, which holds all bars:
-        each term at bar ``i`` is still built from bars before ``i``)."""
-        self = cls.__new__(cls)
-        self._setup(
-            instrument=instrument,
-            initial_cash=initial_cash,
-            latency_bars=latency_bars,
-            half_spread=half_spread,
-            slippage=None,
-            terms=terms,
-            commission=commission,
-            rules=(),
-            timezone="UTC",
-        )
-        self.flatten_on_breach = False
-        self.execution = None
-        return self
+    def _precomputed(self, *, half_spread: np.ndarray, terms: SlippageTerms) -> None:
+        """Use per-bar costs computed ahead for all bars (the event engine, which holds
+        them all: each term at bar ``i`` is still built from bars before ``i``, as the
+        vectorised kernel builds it, so the two agree to the bit). Before the first bar."""
+        self._half = half_spread
+        self._half_per_bar = half_spread.shape[0] > 1
+        self._terms, self._window, self._model = terms, None, None
 
     def _setup(
         self,
@@ -251,13 +247,21 @@ class Broker:
         self._commission = commission
         live = tuple(rule.stream() if isinstance(rule, Rule) else rule for rule in rules)
         self.rule_streams = live
-        self._pre_trade = tuple(rule.pre_trade for rule in live if hasattr(rule, "pre_trade"))
+        # A stream's inherited pre_trade only refuses once its own limit is breached: the
+        # halt already does that (halt, flatten), and in record mode nothing may, so it is
+        # not asked; that keeps ``state`` off the per-order path for the loss limits.
+        self._pre_trade = tuple(
+            rule.pre_trade
+            for rule in live
+            if hasattr(rule, "pre_trade")
+            and getattr(type(rule), "pre_trade", None) is not RuleStream.pre_trade
+        )
         self._updates = tuple(rule.update for rule in live if hasattr(rule, "update"))
+        self._breached: set[int] = set()
         self._breaches: list[tuple] = []
         self._tz = timezone
         self.portfolio = Portfolio(initial_cash, instrument)
         self._times: list[Any] = []
-        self._open: list[float] = []
         self._high: list[float] = []
         self._low: list[float] = []
         self._close: list[float] = []
@@ -287,24 +291,24 @@ class Broker:
                 f"Bar {i} at {bar.time} has a non-finite price (open {o}, high {h}, low {lo}, "
                 f"close {c}); drop or repair it before it reaches the broker."
             )
-        self._times.append(bar.time)
-        self._open.append(o)
-        self._high.append(h)
-        self._low.append(lo)
-        self._close.append(c)
-        self._volume.append(float(bar.volume))
         if self._half_per_bar and i >= self._half.shape[0]:
             raise ConfigError(
                 f"The spread has {self._half.shape[0]} per-bar values but bar {i} arrived; "
                 "give one spread per bar, or one number."
             )
-        if self._window is not None:
+        time = bar.time
+        self._times.append(time)
+        self._close.append(c)
+        if self._window is not None:  # history-based slippage reads the bars before i
+            self._high.append(h)
+            self._low.append(lo)
+            self._volume.append(float(bar.volume))
             self._terms = self._recent_terms(i)
-        fills = self._fill_pending(i, o, h, lo) if self._pending else []
-        self._mark(i, bar.time, c)
+        fills = self._fill_pending(i, o, h, lo) if self._pending else _NO_FILLS
+        self._mark(time, c)
         if self._updates and self._halted is None:
-            self._update_rules(i, bar.time, fills)
-        return fills
+            self._update_rules(i, time, fills)
+        return fills if fills is not _NO_FILLS else []
 
     def mark(self, bar: Bar | None = None) -> float:
         """Mark the current bar at ``bar``'s close (a newer snapshot of the same bar, as a
@@ -325,40 +329,48 @@ class Broker:
             self.portfolio.last_price = close
             self._equity[i] = self.portfolio.equity
             if self._updates and self._halted is None:
-                self._update_rules(i, bar.time, [])
+                self._update_rules(i, bar.time, _NO_FILLS)
         return self._equity[i]
 
-    def _update_rules(self, i: int, time: Any, fills: list[Fill]) -> None:
-        """Every rule sees the mark; the first breach is recorded, then halts."""
+    def _update_rules(self, i: int, time: Any, fills: Sequence[Fill]) -> None:
+        """Every rule sees the mark; a breach is recorded, then halts unless recording."""
         equity = self._equity[i]
-        for update in self._updates:
+        for k, update in enumerate(self._updates):
             breach = update(time, equity, fills)
-            if breach is not None:
+            if breach is not None and k not in self._breached:
+                self._breached.add(k)
                 self._on_breach(i, breach)
-                return
+                if self._halted is not None:
+                    return
 
     def _on_breach(self, i: int, breach: Any) -> None:
+        if self.on_breach == "record":
+            self._breaches.append(_breach_row(self._times[i], i, breach, 0.0))
+            return
         position = self.portfolio.position
         flatten = -position if self.flatten_on_breach and position != 0.0 else 0.0
-        self._breaches.append(
-            (self._times[i], i, breach.rule, breach.value, breach.limit, breach.detail, flatten)
-        )
+        self._breaches.append(_breach_row(self._times[i], i, breach, flatten))
         self.halt(f"{breach.rule} breached: {breach.detail}")
         if flatten:
             self._next_id += 1
             order = Order(qty=flatten, tag="flatten", id=self._next_id)
             self._pending.append((order, i))
 
-    def _mark(self, i: int, time: Any, close: float) -> None:
-        pf = self.portfolio
+    def _mark(self, time: Any, close: float) -> None:
+        # The day rolls at most once per calendar day: one integer compare per bar.
         if self._day_end is None or (
             time.value >= self._day_end if type(time) is pd.Timestamp else self._tz_applies(time)
         ):
             self._roll_day(time)
-        pf.mark(time, close)
-        self._equity.append(pf.equity)
+        pf = self.portfolio
+        pf.last_price = close
+        pf.last_time = time
+        pf.bar += 1
+        position = pf.position
+        equity = pf.cash + position * (close - pf.avg_price) * pf._pv  # Portfolio.equity
+        self._equity.append(equity)
         self._cash.append(pf.cash)
-        self._position.append(pf.position)
+        self._position.append(position)
 
     # ------------------------------------------------------------------ orders
 
@@ -580,6 +592,42 @@ class Broker:
             initial_cash=float(pf.initial_cash),
             rejections=self.rejections,
         )
+
+
+def _breach_row(time: Any, bar: int, breach: Any, flatten: float) -> tuple:
+    """One row of ``BREACH_COLUMNS``."""
+    return (time, bar, breach.rule, breach.value, breach.limit, breach.detail, flatten)
+
+
+def stream_rules(
+    rules: Sequence[object],
+    times: Sequence[Any],
+    equity: Sequence[float],
+    fills: Iterable[Fill] = (),
+) -> pd.DataFrame:
+    """Each rule's first breach when its stream sees a finished run bar by bar.
+
+    The rules are fed the way a ``Broker`` in ``"record"`` mode feeds them: for bar ``i``,
+    ``update(times[i], equity[i], fills of bar i)`` (``Fill.bar == i``), every rule on
+    every bar. So a run the vectorised kernel made gets the breach table (``BREACH_COLUMNS``)
+    the event engine's broker records on the same run, row for row.
+    """
+    streams = [rule.stream() if isinstance(rule, Rule) else rule for rule in rules]
+    updates = [stream.update for stream in streams if hasattr(stream, "update")]
+    by_bar: dict[int, list[Fill]] = {}
+    for fill in fills:
+        by_bar.setdefault(int(fill.bar), []).append(fill)
+    rows: list[tuple] = []
+    breached: set[int] = set()
+    if updates:
+        for i, (time, value) in enumerate(zip(times, equity, strict=True)):
+            bar_fills = by_bar.get(i, _NO_FILLS)
+            for k, update in enumerate(updates):
+                breach = update(time, value, bar_fills)
+                if breach is not None and k not in breached:
+                    breached.add(k)
+                    rows.append(_breach_row(time, i, breach, 0.0))
+    return pd.DataFrame(rows, columns=list(BREACH_COLUMNS))
 
 
 def _typed_times(frame: pd.DataFrame, stamps: np.ndarray, columns) -> pd.DataFrame:

@@ -8,6 +8,13 @@ the close; then the engine (3) calls ``strategy.on_bar(ctx)`` and submits its or
 context shows bars ``0..i`` only (read-only views), so a decision at bar ``i`` can only use
 prices up to that close and can fill no earlier than the open of bar ``i + latency_bars``.
 
+The terms are one :class:`~moola.sim.execution.ExecutionConfig`: the broker is built from
+it, so its risk rules stream inside the loop (``pre_trade`` before each order, ``update``
+on each mark) and its ``on_breach`` decides what a breach does (recorded only, by default,
+so results equal the vectorised kernel's; or a halt, or a halt that flattens). Per-bar
+spreads and slippage terms are computed once for all bars, from the bars before each, as
+the vectorised kernel computes them.
+
 Leverage limit: an order that would take ``|position + pending market orders + qty| *
 close * point_value`` above ``max_leverage * equity`` (checked when submitted, at that
 bar's close and equity) is capped to the largest allowed whole-lot position, or refused if
@@ -20,7 +27,9 @@ sizing rule as ``moola.sim.vectorised.backtest_positions``; both give identical 
 
 from __future__ import annotations
 
+import difflib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -30,16 +39,11 @@ import pandas as pd
 from moola.core.errors import BarValidationError, ConfigError
 from moola.sim._result import SimResult
 from moola.sim.broker import Accepted, Bar, Broker
-from moola.sim.costs import CommissionModel, SlippageModel, SpreadModel, resolve_slippage
+from moola.sim.costs import resolve_slippage
+from moola.sim.execution import ExecutionConfig
 from moola.sim.instruments import Instrument
 from moola.sim.orders import Order, limit, market, stop
-from moola.sim.vectorised import (
-    _check_finite,
-    _timestamps,
-    check_latency,
-    resolve_commission,
-    resolve_spread,
-)
+from moola.sim.vectorised import _check_finite, _timestamps, check_latency, resolve_spread
 
 
 class BarContext:
@@ -213,62 +217,128 @@ class _BarArrays:
             self.times = list(self.stamps)
 
 
+# The old keyword arguments of EventEngine, kept for one release: they build an
+# ExecutionConfig (``ExecutionConfig.from_terms``) with no rules, as the engine had none.
+LEGACY_TERMS: tuple[str, ...] = (
+    "instrument",
+    "initial_cash",
+    "spread",
+    "slippage",
+    "commission",
+    "latency_bars",
+)
+
+
+def _symbol_of(bars: pd.DataFrame) -> str:
+    """The bars' one ``symbol`` value, else ``"ASSET"``."""
+    if isinstance(bars, pd.DataFrame) and "symbol" in bars.columns and len(bars):
+        return str(bars["symbol"].iloc[0])
+    return "ASSET"
+
+
+def _legacy_config(execution: object, terms: dict[str, object]) -> ExecutionConfig:
+    """The ExecutionConfig the old form ``EventEngine(bars, instrument, *, initial_cash,
+    spread, slippage, commission, latency_bars)`` describes (deprecated, one release)."""
+    unknown = [key for key in terms if key not in LEGACY_TERMS]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, [*LEGACY_TERMS, "symbol"], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"EventEngine got an unknown argument {key!r}.{hint} Give the execution terms as "
+            "EventEngine(bars, moola.sim.ExecutionConfig(...))."
+        )
+    if execution is not None:
+        if not isinstance(execution, Instrument):
+            raise ConfigError(
+                f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}."
+            )
+        if "instrument" in terms:
+            raise ConfigError("EventEngine got the instrument twice (as execution and instrument).")
+        terms = {"instrument": execution, **terms}
+    warnings.warn(
+        f"EventEngine(bars, {', '.join(sorted(terms))}) is deprecated and will be removed in "
+        "the next release; pass EventEngine(bars, moola.sim.ExecutionConfig(...)).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    cash = terms.get("initial_cash")
+    if isinstance(cash, int | float) and not (math.isfinite(cash) and cash > 0):
+        raise ConfigError(f"initial_cash must be a positive number; got {cash!r}.")
+    if "latency_bars" in terms:
+        check_latency(terms["latency_bars"])  # type: ignore[arg-type]
+    return ExecutionConfig.from_terms(engine="event", prop_firm_rules=(), **terms)
+
+
 class EventEngine:
-    """Bar-by-bar simulation of a strategy with costs, latency and exact accounting.
+    """Bar-by-bar simulation of a strategy with costs, latency, exact accounting and the
+    config's risk rules.
 
     Parameters
     ----------
     bars : pd.DataFrame
         One symbol's bars with ``open, high, low, close`` (``volume`` and ``timestamp``
         optional; the index is used for times when there is no ``timestamp`` column).
-    instrument : Instrument
-    initial_cash : float, default 100_000
-    spread, slippage, commission :
-        As in ``backtest_positions``.
-    latency_bars : int, default 1
-        Orders submitted at bar ``t`` are eligible from bar ``t + latency_bars``.
+    execution : ExecutionConfig
+        The terms: instrument, cash, costs, latency, the risk rules the broker streams
+        (``pre_trade`` before each order, ``update`` on each mark) and what a breach does
+        (``on_breach``). Its ``engine`` field is not read: this is the event engine.
+    symbol : str, optional
+        Names the instrument when the config gives only its kind; default the bars'
+        ``symbol`` column, else ``"ASSET"``.
+    **terms
+        Deprecated (one release): the old form ``EventEngine(bars, instrument, *,
+        initial_cash, spread, slippage, commission, latency_bars)``, which builds an
+        ExecutionConfig without rules (``ExecutionConfig.from_terms``).
+
+    After :meth:`run`, ``broker_`` is the broker that ran (its ``breaches`` and
+    ``rejections`` tables).
     """
 
     def __init__(
         self,
         bars: pd.DataFrame,
-        instrument: Instrument,
+        execution: ExecutionConfig | None = None,
         *,
-        initial_cash: float = 100_000.0,
-        spread: SpreadModel | float | np.ndarray | None = None,
-        slippage: SlippageModel | None = None,
-        commission: CommissionModel | None = None,
-        latency_bars: int = 1,
+        symbol: str | None = None,
+        **terms: object,
     ) -> None:
+        if isinstance(execution, ExecutionConfig):
+            if terms:
+                raise ConfigError(
+                    f"Give the execution terms once: execution or the old arguments "
+                    f"{', '.join(sorted(terms))}, not both."
+                )
+        else:
+            execution = _legacy_config(execution, terms)
         self.bars = bars
-        self.instrument = instrument
-        self.initial_cash = initial_cash
-        self.spread = spread
-        self.slippage = slippage
-        self.commission = commission
-        self.latency_bars = latency_bars
+        self.execution = execution
+        self.symbol = symbol
 
     def run(self, strategy: Strategy | Callable[[BarContext], Sequence[Order] | None]) -> SimResult:
         """Run ``strategy`` over all bars and return the accounting result."""
         on_bar = strategy.on_bar if hasattr(strategy, "on_bar") else strategy
         if not callable(on_bar):
             raise ConfigError("strategy must have an on_bar(ctx) method or be a function of ctx.")
-        if not (math.isfinite(self.initial_cash) and self.initial_cash > 0):
-            raise ConfigError(f"initial_cash must be a positive number; got {self.initial_cash!r}.")
         data = _BarArrays(self.bars)
         n = len(data.close_list)
-        broker = Broker._with_terms(
-            instrument=self.instrument,
-            initial_cash=self.initial_cash,
-            latency_bars=check_latency(self.latency_bars),
-            half_spread=resolve_spread(self.spread, n),
-            terms=resolve_slippage(self.slippage, data.high, data.low, data.close, data.volume),
-            commission=resolve_commission(self.commission, self.instrument),
+        config = self.execution
+        symbol = self.symbol if self.symbol is not None else _symbol_of(self.bars)
+        broker = Broker(config, symbol=symbol)
+        # All bars are at hand: per-bar spreads and slippage terms computed at once, each
+        # from the bars before it, exactly as the vectorised kernel computes them.
+        broker._precomputed(
+            half_spread=resolve_spread(config.spread_value(), n),
+            terms=resolve_slippage(
+                config.build_slippage(), data.high, data.low, data.close, data.volume
+            ),
         )
+        self.broker_ = broker
         o, h, lo, c, v = (
             data.open_list, data.high_list, data.low_list, data.close_list, data.volume_list
         )  # fmt: skip
         times = data.times
+        submit = broker.submit
         for i in range(n):
             broker.advance(Bar(times[i], o[i], h[i], lo[i], c[i], v[i]))
             ctx = BarContext(broker, data, i)
@@ -276,5 +346,7 @@ class EventEngine:
             if isinstance(orders, Order):
                 orders = [orders]
             for order in orders or ():
-                ctx.submit(order)
+                if not isinstance(order, Order):
+                    ctx.submit(order)  # raises, naming what on_bar returned
+                submit(order)
         return broker.result(_stamps=data.stamps)

@@ -58,6 +58,7 @@ from moola.sim.propfirm import (
 )
 
 ENGINES: tuple[str, ...] = ("vectorised", "event")
+ON_BREACH: tuple[str, ...] = ("record", "halt", "flatten")
 INSTRUMENT_KINDS: tuple[str, ...] = ("equity", "futures", "fx", "crypto")
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -386,6 +387,16 @@ class ExecutionConfig(_Terms):
         A ``Broker`` checks them before every order and on every bar.
     timezone : str, default "UTC"
         Where calendar days start, for the broker's start-of-day balance.
+    on_breach : "record", "halt" or "flatten", default "record"
+        What a rule breach does while the rules stream (in a ``Broker``, so in the event
+        engine, the environment and the live runtime). ``record``: each rule's first breach
+        is recorded (time, bar, rule, value, limit, detail) and trading goes on, so both
+        engines give the same result and the same breach table. ``halt``: the first breach
+        halts the broker (pending orders withdrawn, later orders denied naming it).
+        ``flatten``: halt and close the position with a market order. ``halt`` and
+        ``flatten`` need ``engine="event"``: the vectorised kernel cannot stop mid-run.
+        Left at ``record``, the field is not part of the hashed form, so configs from
+        before it existed keep their hash.
     """
 
     instrument: str | InstrumentSpec = "equity"
@@ -397,6 +408,7 @@ class ExecutionConfig(_Terms):
     engine: Literal["vectorised", "event"] = "vectorised"
     rules: tuple[RuleSpec, ...] = Field(default=FTMO_RULES, validate_default=True)  # type: ignore[assignment]
     timezone: str = "UTC"
+    on_breach: Literal["record", "halt", "flatten"] = "record"
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -432,6 +444,26 @@ class ExecutionConfig(_Terms):
                 "Use 'vectorised' or 'event'"
             )
         return value
+
+    @field_validator("on_breach", mode="before")
+    @classmethod
+    def _on_breach(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ON_BREACH:
+            raise ValueError(
+                f"unknown on_breach {value!r}{_did_you_mean(value, ON_BREACH)} "
+                "Use 'record', 'halt' or 'flatten'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _breach_needs_event_engine(self) -> ExecutionConfig:
+        if self.on_breach != "record" and self.engine == "vectorised":
+            raise ValueError(
+                f"on_breach={self.on_breach!r} needs engine='event': the vectorised engine "
+                "cannot stop trading mid-run. Set engine='event', or on_breach='record' to "
+                "record breaches and keep trading"
+            )
+        return self
 
     @field_validator("commission", mode="before")
     @classmethod
@@ -504,8 +536,14 @@ class ExecutionConfig(_Terms):
 
     @property
     def config_hash(self) -> str:
-        """``sha256:<hex>`` of the canonical JSON form: the identity of these terms."""
-        return sha256_json(self.model_dump(mode="json"))
+        """``sha256:<hex>`` of the canonical JSON form: the identity of these terms.
+
+        ``on_breach`` left at its default is not hashed, so every config from before the
+        field existed keeps its hash."""
+        form = self.model_dump(mode="json")
+        if form["on_breach"] == "record":
+            del form["on_breach"]
+        return sha256_json(form)
 
     def build_instrument(self, symbol: str = "ASSET") -> Instrument:
         """The traded ``Instrument`` (a bare text kind is named ``symbol``)."""
