@@ -18,7 +18,12 @@ from moola.data.schema import make_bars
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features import load_feature_set
 from moola.features.price import Spread, Volume, ratio
-from moola.features.regime import VolatilityRegime, atr_percentile_rank, last_percentile_rank
+from moola.features.regime import (
+    VolatilityRegime,
+    atr_percentile_rank,
+    atr_regime,
+    last_percentile_rank,
+)
 from moola.features.sessions import FuturesSessions, Sessions
 from moola.features.sessions import _wall_clock as _wall_clock_ns
 from moola.testing import check_incremental
@@ -44,6 +49,24 @@ def _stamped(stamps) -> pd.DataFrame:
 def _pandas_percentile(values: np.ndarray, window: int) -> np.ndarray:
     ranks = pd.Series(values).rolling(window, min_periods=window).rank(method="average")
     return (ranks.to_numpy(dtype=np.float64) - 1.0) / (window - 1)
+
+
+def _brute_force_percentile(values: np.ndarray, window: int) -> np.ndarray:
+    """The rank by its definition, window by window: values below and equal, ties averaged."""
+    out = np.full(len(values), np.nan)
+    for t in range(window - 1, len(values)):
+        held = values[t - window + 1 : t + 1]
+        if np.isfinite(held).all():
+            below, equal = np.sum(held < values[t]), np.sum(held == values[t])
+            out[t] = (below + (equal + 1) / 2 - 1) / (window - 1)
+    return out
+
+
+def _one_hot_definition(rank: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(rank < low, neither, rank > high) as rows of 0/1, NaN where the rank is NaN."""
+    is_low, is_high = rank < low, rank > high
+    flags = [is_low, ~(is_low | is_high), is_high]
+    return np.vstack([np.where(np.isnan(rank), np.nan, f) for f in flags])
 
 
 def _regime_definition(bars: pd.DataFrame, feature: VolatilityRegime) -> np.ndarray:
@@ -104,14 +127,21 @@ def _series(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.normal(size=n)
     if kind == "walk":
         return np.cumsum(rng.normal(size=n))
-    if kind == "ties":  # a handful of values: ties run across many blocks of the window
+    if kind == "ties":  # a handful of values: every bucket holds hundreds of equal values
         return rng.integers(0, 3, n).astype(float)
     if kind == "plateaus":
         return np.repeat(rng.integers(0, 5, n // 40 + 1), 40)[:n].astype(float)
-    if kind == "rising":  # every value enters above all others: the top block keeps filling
+    if kind == "rising":  # every value enters above all others
         return np.arange(n, dtype=float)
     if kind == "falling":
         return -np.arange(n, dtype=float)
+    if kind == "signs":  # both zeros (equal, with different bits), negatives, subnormals,
+        # huge values, in runs so that they share windows, and a few missing values
+        pool = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-300, -1.5, 2.5, 1e300, -1e300, 3.0])
+        values = np.repeat(pool[rng.integers(0, len(pool), n // 7 + 1)], 7)[:n]
+        values = values * np.where(rng.random(n) < 0.5, 1.0, 1.0 + rng.random(n))
+        values[rng.random(n) < 0.003] = np.nan
+        return values
     values = rng.integers(0, 30, n).astype(float)  # "gaps": missing and infinite values
     values[rng.random(n) < 0.004] = np.nan
     values[rng.random(n) < 0.002] = np.inf
@@ -119,7 +149,7 @@ def _series(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return values
 
 
-KINDS = ("noise", "walk", "ties", "plateaus", "rising", "falling", "gaps")
+KINDS = ("noise", "walk", "ties", "plateaus", "rising", "falling", "gaps", "signs")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -129,6 +159,27 @@ def test_percentile_rank_is_pandas_rolling_rank_bit_for_bit(kind: str, window: i
     np.testing.assert_array_equal(
         atr_percentile_rank(values, window), _pandas_percentile(values, window)
     )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("window", [3, 4, 41, 300])
+def test_percentile_rank_and_regime_equal_a_brute_force_count(kind: str, window: int) -> None:
+    values = _series(kind, 1_200, np.random.default_rng(window + 1))
+    rank = _brute_force_percentile(values, window)
+    np.testing.assert_array_equal(atr_percentile_rank(values, window), rank)
+    # Cut points at reachable ranks (the window of 3 ranks 0, 0.25, .. 1) and between them.
+    for low, high in [(0.33, 0.67), (0.25, 0.75), (0.5, 0.5 + 1e-12), (0.01, 0.99)]:
+        np.testing.assert_array_equal(
+            atr_regime(values, window, low, high), _one_hot_definition(rank, low, high)
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("window", [3, 129, 1_440, 5_000])
+def test_regime_is_the_one_hot_of_pandas_rolling_rank(kind: str, window: int) -> None:
+    values = _series(kind, 3 * window + 2_000, np.random.default_rng(window))
+    expected = _one_hot_definition(_pandas_percentile(values, window), 0.33, 0.67)
+    np.testing.assert_array_equal(atr_regime(values, window, 0.33, 0.67), expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -15,11 +15,30 @@ The percentile rank of the current value among the ``window`` values is
 window) are NaN in all three columns. Like pandas' rolling windows, an infinite ATR counts
 as missing, and a window holding a missing value gives NaN.
 
-The rank is computed by a numba kernel that keeps the trailing window sorted (each bar
-removes the value that leaves and inserts the new one; see ``_rolling_percentile``), a
-few times faster than pandas' skip list, and reproduces pandas' rank bit for bit (the
-average rank of ties is a whole or half number, exact in floating point). The run-time
-path ranks only the last value, against its trailing window.
+Both the rank and the regime are computed by numba kernels over a histogram of the
+window's values by bucket (``_key_space``): a value's bucket is the top bits of its
+float64 bit pattern made order-preserving, so buckets follow the values' order
+(``x < y`` gives ``bucket(x) <= bucket(y)``, equal values share a bucket) on a roughly
+logarithmic scale, with at most ``_KEYS`` buckets over the series' range. A bar adds
+its value to the histogram and removes the one leaving the window, O(1) each.
+
+* ``atr_percentile_rank`` keeps a pointer at the current value's bucket and the count of
+  values in the buckets below it; the pointer walks from bucket to bucket as the ATR moves
+  (a few buckets a bar: the ATR moves little), and the values sharing the current bucket,
+  kept in a first-in first-out list per bucket, are compared one by one.
+* ``VolatilityRegime`` needs only which side of the two cut points the rank falls on. The
+  rank is a monotone function of the integer ``m = 2 * below + equal`` (values below the
+  current one, and equal to it, itself included), so each cut is a smallest ``m``
+  (``_cuts``), found once, and each cut is followed by a pointer held at the bucket where
+  that ``m`` is reached (``_hold``), moved at most a bucket or a few per bar. A value in a
+  bucket below (above) a cut's bucket is below (above) it; only a value in the cut's own
+  bucket is counted exactly, against the whole window (rare: a few bars in a thousand on
+  ATRs; on series made of a few distinct values, every bar, O(window)).
+
+Both reproduce pandas' rank bit for bit (the average rank of ties is a whole or half
+number, exact in floating point; tests compare with pandas and a brute-force count on
+series with ties, gaps, runs and signed zeros). The run-time path ranks only the last
+value, against its trailing window.
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ from pydantic import Field, model_validator
 from moola.features.base import Feature, FeatureParams, register_feature
 from moola.features.price import atr_lookback, column, frame, need_a_bar
 
-__all__ = ["VolatilityRegime", "atr_percentile_rank", "last_percentile_rank"]
+__all__ = ["VolatilityRegime", "atr_percentile_rank", "atr_regime", "last_percentile_rank"]
 
 
 def atr_percentile_rank(atr: np.ndarray, window: int) -> np.ndarray:
@@ -46,6 +65,16 @@ def atr_percentile_rank(atr: np.ndarray, window: int) -> np.ndarray:
     values = np.ascontiguousarray(atr, dtype=np.float64)
     out = np.empty(len(values))
     _rolling_percentile(values, int(window), out)
+    return out
+
+
+def atr_regime(atr: np.ndarray, window: int, low: float, high: float) -> np.ndarray:
+    """The regime one-hot, shape (3, n): rows (rank < ``low``, neither, rank > ``high``) as
+    0/1 of the percentile rank ``atr_percentile_rank(atr, window)``, NaN where it is NaN;
+    found without computing the rank (see the module docstring), the values the same."""
+    values = np.ascontiguousarray(atr, dtype=np.float64)
+    out = np.empty((3, len(values)))
+    _rolling_regime(values, int(window), float(low), float(high), out)
     return out
 
 
@@ -79,134 +108,181 @@ def _percentile(below: int, equal: int, window: int) -> float:
     return ((2 * below + equal + 1) * 0.5 - 1.0) / (window - 1)
 
 
-# The window's finite values are kept sorted in consecutive blocks of at most 2 * per
-# values (block b's values <= block b + 1's), so a bar costs a walk over a few blocks, a
-# count over one and a shift within one, instead of a shift through the whole window.
-# All blocks in use are non-empty; a block that fills up or empties makes the blocks be
-# dealt out afresh, ``per`` values each (rare: every few thousand bars on a random walk).
-# ``per`` is _BLOCK, or the square root of the window for windows over 4,096 bars, so that
-# the blocks stay few.
-_BLOCK = 64
+#: Buckets of the histogram (see the module docstring): the ATR of a window of 1,440 1-minute
+#: bars spans one or two octaves of a series spanning six or seven, a few hundred to a
+#: thousand buckets, about one value each.
+_KEYS = 4096
+_SIGN = np.uint64(1 << 63)
+
+
+@numba.njit(cache=True, inline="always")
+def _ordered(bits: np.ndarray, i: int) -> np.uint64:
+    """The bits of the finite float ``i`` as an unsigned integer in the floats' order (-0.0
+    taken as +0.0, its equal): flip all bits of a negative number, the sign of the rest."""
+    u = bits[i]
+    if u == _SIGN:
+        u = np.uint64(0)
+    if u & _SIGN:
+        return ~u
+    return u | _SIGN
 
 
 @numba.njit(cache=True)
-def _deal(
-    vals: np.ndarray, cnt: np.ndarray, cap: int, per: int, size: int, spare: np.ndarray
-) -> int:
-    """Deal the ``size`` sorted values out evenly over ceil(size / per) blocks (at least
-    one); returns the number of blocks in use."""
-    k = 0
-    for b in range(cnt.shape[0]):
-        for i in range(cnt[b]):
-            spare[k] = vals[b * cap + i]
-            k += 1
-        cnt[b] = 0
-    blocks = max(1, (size + per - 1) // per)
-    k = 0
-    for b in range(blocks):
-        take = (size - k) // (blocks - b)
-        for i in range(take):
-            vals[b * cap + i] = spare[k + i]
-        cnt[b] = take
-        k += take
-    return blocks
-
-
-@numba.njit(cache=True, inline="always")
-def _find(vals: np.ndarray, cnt: np.ndarray, cap: int, blocks: int, value: float, b: int) -> int:
-    """The first block whose largest value is >= ``value`` (the last block if none), walked
-    to from block ``b`` (the ATR moves little from bar to bar)."""
-    b = min(b, blocks - 1)
-    while b > 0 and vals[(b - 1) * cap + cnt[b - 1] - 1] >= value:
-        b -= 1
-    while b < blocks - 1 and vals[b * cap + cnt[b] - 1] < value:
-        b += 1
-    return b
-
-
-@numba.njit(cache=True, inline="always")
-def _count(vals: np.ndarray, start: int, n: int, value: float) -> tuple[int, int]:
-    """(values < ``value``, values == ``value``) in vals[start : start + n]; unsigned
-    indices let LLVM vectorise the loop."""
-    below = np.int64(0)
-    equal = np.int64(0)
-    for i in range(np.uint64(start), np.uint64(start + n)):
-        below += np.int64(vals[i] < value)
-        equal += np.int64(vals[i] == value)
-    return below, equal
+def _key_space(values: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """(shift, base): bucket(x) = (ordered bits of x >> shift) - base lies in [0, _KEYS)
+    for every finite x of ``values``, with the smallest such shift."""
+    bits = values.view(np.uint64)
+    lo = np.uint64(0xFFFFFFFFFFFFFFFF)
+    hi = np.uint64(0)
+    for i in range(values.shape[0]):
+        if np.isfinite(values[i]):
+            u = _ordered(bits, i)
+            lo = min(lo, u)
+            hi = max(hi, u)
+    shift = np.uint64(0)
+    while hi > lo and (hi >> shift) - (lo >> shift) >= np.uint64(_KEYS):
+        shift += np.uint64(1)
+    return shift, lo >> shift
 
 
 @numba.njit(cache=True)
 def _rolling_percentile(values: np.ndarray, window: int, out: np.ndarray) -> None:
     """out[t] = percentile rank of values[t] among values[t - window + 1 : t + 1]; NaN while
     the window is short or holds a non-finite value (see ``atr_percentile_rank``)."""
-    per = max(_BLOCK, int(np.sqrt(window)))
-    cap = 2 * per
-    vals = np.empty(((window + per - 1) // per + 1) * cap)  # block b: vals[b * cap:]
-    cnt = np.zeros(vals.shape[0] // cap, dtype=np.int64)
-    spare = np.empty(window)
-    blocks = 1
-    size = 0  # finite values in the window
+    bits = values.view(np.uint64)
+    shift, base = _key_space(values)
+    count = np.zeros(_KEYS, dtype=np.int64)  # finite values of the window per bucket
+    head = np.full(_KEYS, -1, dtype=np.int64)  # per bucket, its values' slots, oldest first
+    tail = np.empty(_KEYS, dtype=np.int64)
+    after = np.empty(window, dtype=np.int64)  # the next slot of the same bucket, or -1
+    ring = np.empty(window)  # slot t % window: the value of bar t
+    at = 0  # the pointer's bucket
+    under = 0  # values in the buckets below it
     missing = 0  # non-finite values in the window
-    at_in = 0
-    at_out = 0
-    one = np.uint64(1)
     for t in range(values.shape[0]):
-        if t >= window:  # the value leaving the window
-            leaving = values[t - window]
-            if not np.isfinite(leaving):
+        slot = t % window
+        if t >= window:  # the value leaving the window: the oldest of its bucket
+            if not np.isfinite(values[t - window]):
                 missing -= 1
             else:
-                b = at_out = _find(vals, cnt, cap, blocks, leaving, at_out)
-                m = cnt[b]
-                pos = b * cap + _count(vals, b * cap, m, leaving)[0]  # an equal value
-                for i in range(np.uint64(pos), np.uint64(b * cap + m - 1)):
-                    vals[i] = vals[i + one]
-                cnt[b] = m - 1
-                size -= 1
-                if m == 1 and blocks > 1:
-                    blocks = _deal(vals, cnt, cap, per, size, spare)
+                k = np.int64((_ordered(bits, t - window) >> shift) - base)
+                count[k] -= 1
+                under -= k < at
+                head[k] = after[head[k]]
         value = values[t]
         if not np.isfinite(value):
             missing += 1
             out[t] = np.nan
             continue
-        below = 0
-        equal = 1  # the value itself
-        b = 0
-        pos = 0
-        if size:
-            b = _find(vals, cnt, cap, blocks, value, at_in)
-            m = cnt[b]
-            pos, same = _count(vals, b * cap, m, value)
-            below = pos
-            for c in range(b):  # every value in an earlier block is smaller
-                below += cnt[c]
-            equal += same
-            run_on = pos + same == m  # equal values may go on at the start of the next blocks
-            c = b + 1
-            while run_on and c < blocks:
-                same = _count(vals, c * cap, cnt[c], value)[1]
-                equal += same
-                run_on = same == cnt[c]
-                c += 1
-            if cnt[b] == cap:
-                blocks = _deal(vals, cnt, cap, per, size, spare)
-                b = _find(vals, cnt, cap, blocks, value, 0)
-                pos = _count(vals, b * cap, cnt[b], value)[0]
-        at_in = b
-        start = np.uint64(b * cap + pos)
-        k = np.uint64(b * cap + cnt[b])
-        while k > start:
-            vals[k] = vals[k - one]
-            k -= one
-        vals[start] = value
-        cnt[b] += 1
-        size += 1
-        if missing == 0 and t >= window - 1:
-            out[t] = _percentile(below, equal, window)
+        k = np.int64((_ordered(bits, t) >> shift) - base)
+        count[k] += 1
+        under += k < at
+        ring[slot] = value
+        after[slot] = -1
+        if head[k] < 0:
+            head[k] = slot
         else:
+            after[tail[k]] = slot
+        tail[k] = slot
+        if missing or t < window - 1:
             out[t] = np.nan
+            continue
+        while at < k:
+            under += count[at]
+            at += 1
+        while at > k:
+            at -= 1
+            under -= count[at]
+        below = under
+        equal = 0  # the value itself included
+        s = head[k]
+        while s >= 0:
+            below += ring[s] < value
+            equal += ring[s] == value
+            s = after[s]
+        out[t] = _percentile(below, equal, window)
+
+
+@numba.njit(cache=True)
+def _cuts(window: int, low: float, high: float) -> tuple[int, int]:
+    """The smallest m = 2 * below + equal whose rank is not below ``low``, and the smallest
+    whose rank is above ``high`` (2 * window + 1 if none): the rank is monotone in m."""
+    below_low = above_high = 2 * window + 1
+    for m in range(2 * window, -1, -1):
+        rank = ((m + 1) * 0.5 - 1.0) / (window - 1)  # _percentile's arithmetic
+        if not rank < low:
+            below_low = m
+        if rank > high:
+            above_high = m
+    return below_low, above_high
+
+
+@numba.njit(cache=True, inline="always")
+def _hold(count: np.ndarray, at: int, under: int, cut: int) -> tuple[int, int]:
+    """Move a cut's pointer ``at`` (``under``: values in the buckets below it) to where
+    2 * under <= cut <= 2 * (under + count[at]) + 1: then every value in a bucket below has
+    m < cut, every value in a bucket above has m >= cut."""
+    while at > 0 and 2 * under > cut:
+        at -= 1
+        under -= count[at]
+    while at < _KEYS - 1 and 2 * (under + count[at]) + 1 < cut:
+        under += count[at]
+        at += 1
+    return at, under
+
+
+@numba.njit(cache=True)
+def _rolling_regime(
+    values: np.ndarray, window: int, low: float, high: float, out: np.ndarray
+) -> None:
+    """out[:, t] = the one-hot (rank < low, neither, rank > high) of the percentile rank of
+    values[t] in its trailing window, or NaN where the rank is NaN; equal to ``_one_hot``
+    of ``atr_percentile_rank`` without computing the rank (see the module docstring)."""
+    bits = values.view(np.uint64)
+    shift, base = _key_space(values)
+    cut_low, cut_high = _cuts(window, low, high)
+    count = np.zeros(_KEYS, dtype=np.int64)
+    ring = np.empty(window)
+    at_low = under_low = at_high = under_high = 0
+    missing = 0
+    slot = 0  # t % window
+    for t in range(values.shape[0]):
+        if t >= window:
+            if not np.isfinite(values[t - window]):
+                missing -= 1
+            else:
+                k = np.int64((_ordered(bits, t - window) >> shift) - base)
+                count[k] -= 1
+                under_low -= k < at_low
+                under_high -= k < at_high
+        value = values[t]
+        ring[slot] = value
+        slot = slot + 1 if slot + 1 < window else 0
+        if not np.isfinite(value):
+            missing += 1
+            out[0, t] = out[1, t] = out[2, t] = np.nan
+            continue
+        k = np.int64((_ordered(bits, t) >> shift) - base)
+        count[k] += 1
+        under_low += k < at_low
+        under_high += k < at_high
+        if missing or t < window - 1:
+            out[0, t] = out[1, t] = out[2, t] = np.nan
+            continue
+        at_low, under_low = _hold(count, at_low, under_low, cut_low)
+        at_high, under_high = _hold(count, at_high, under_high, cut_high)
+        if k in (at_low, at_high):  # in a cut's bucket: count exactly
+            below = equal = 0
+            for i in range(window):
+                below += ring[i] < value
+                equal += ring[i] == value
+            m = 2 * below + equal
+            is_low, is_high = m < cut_low, m >= cut_high
+        else:
+            is_low, is_high = k < at_low, k > at_high
+        out[0, t] = 1.0 if is_low else 0.0
+        out[1, t] = 0.0 if (is_low or is_high) else 1.0
+        out[2, t] = 1.0 if is_high else 0.0
 
 
 @numba.njit(cache=True)
@@ -260,9 +336,7 @@ class VolatilityRegime(Feature):
 
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
         p = self.params
-        rank = atr_percentile_rank(self._atr(bars), p.window)
-        out = np.empty((3, len(bars)))
-        _one_hot(rank, p.low_quantile, p.high_quantile, out)
+        out = atr_regime(self._atr(bars), p.window, p.low_quantile, p.high_quantile)
         return frame(bars, self.columns(), out)
 
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
