@@ -1,4 +1,5 @@
-"""``moola backtest`` as a user runs it: outputs, printed results, and clean failures."""
+"""``moola backtest file`` as a user runs it: outputs, printed results, and clean failures;
+the old spelling ``moola backtest --bars ... --signals ...`` still works, saying so once."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def files(tmp_path):
     return bars_path, signals_path, signals
 
 
-def invoke(tmp_path, *args: str):
-    return runner.invoke(app, list(args), obj=Settings(home=tmp_path / "home"))
+def invoke(tmp_path, *args: str, spelling: tuple[str, ...] = ("file",)):
+    """``moola backtest file ARGS`` (``spelling=()``: the old ``moola backtest ARGS``)."""
+    return runner.invoke(app, [*spelling, *args], obj=Settings(home=tmp_path / "home"))
 
 
 def test_backtest_writes_results_and_prints_them(tmp_path, files):
@@ -138,3 +140,35 @@ def test_bad_flags_and_existing_output(tmp_path, files):
     result = invoke(tmp_path, *base, "--out", str(taken), "--overwrite")
     assert result.exit_code == 0 and (taken / "stats.json").exists()
     assert not (taken / "keep.txt").exists()
+
+
+def test_the_old_spelling_writes_the_same_results_and_one_deprecation_line(tmp_path, files):
+    bars_path, signals_path, _ = files
+    common = ["--bars", str(bars_path), "--signals", str(signals_path), "--symbol", "ES",
+              "--timeframe", "1h", "--commission", "0.0005", "--latency", "2"]  # fmt: skip
+    new = invoke(tmp_path, *common, "--out", str(tmp_path / "new"))
+    assert new.exit_code == 0, new.output + repr(new.exception)
+    assert "deprecated" not in new.stderr
+    old = invoke(tmp_path, *common, "--out", str(tmp_path / "old"), spelling=())
+    assert old.exit_code == 0, old.output + repr(old.exception)
+    lines = [line for line in old.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "deprecated" in lines[0] and "moola backtest file" in lines[0]
+    for name in ("stats.json", "config.json", "equity.csv", "trades.csv", "fills.csv"):
+        assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes()
+
+
+def test_help_lists_both_subcommands_and_options_go_after_them(tmp_path, files):
+    from moola.cli.main import app as moola
+
+    result = runner.invoke(moola, ["backtest", "--help"])
+    assert result.exit_code == 0
+    assert "file" in result.stdout and "run" in result.stdout
+    assert "--bars" not in result.stdout  # the old spelling's flags are hidden
+    bars_path, signals_path, _ = files
+    result = invoke(
+        tmp_path, "--cash", "5000", "file", "--bars", str(bars_path), "--signals",
+        str(signals_path), "--out", str(tmp_path / "o"), spelling=(),
+    )  # fmt: skip
+    assert isinstance(result.exception, ConfigError)
+    assert "--cash must come after `file`" in str(result.exception)
+    assert not (tmp_path / "o").exists()

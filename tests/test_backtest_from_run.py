@@ -335,11 +335,12 @@ def test_cli_backtests_a_run(lab):
     run_dir = RunStore(lab.registry.root).run_dir(lab.safe_run)
     before = set((run_dir / "backtests").iterdir()) if (run_dir / "backtests").exists() else set()
     result = _invoke(
-        lab, "--run", lab.safe_run[:22], "--long-class", "up", "--short-class", "down",
+        lab, "run", lab.safe_run[:22], "--long-class", "up", "--short-class", "down",
         "--hold-bars", str(HORIZON), "--threshold", "0.52", "--spread", "0.25",
     )  # fmt: skip
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "Leakage check: passed" in result.stdout and "Sharpe" in result.stdout
+    assert "deprecated" not in result.stderr
     (new,) = set((run_dir / "backtests").iterdir()) - before
     record = json.loads((new / "backtest.json").read_text())
     assert record["threshold"] == 0.52 and record["config"]["spread"] == 0.25
@@ -350,24 +351,44 @@ def test_cli_backtests_a_run(lab):
     assert record["counts"]["long"] == int((covered["p_up"] >= 0.52).sum())
 
 
+def test_the_old_run_spelling_gives_the_same_record_and_one_deprecation_line(lab):
+    """`moola backtest --run RUN` (before `backtest run RUN`) still works, says so once."""
+    run_dir = RunStore(lab.registry.root).run_dir(lab.safe_run)
+    args = ["--long-class", "up", "--hold-bars", "7", "--threshold", "0.55"]
+    records = []
+    for spelling in (["run", lab.safe_run], ["--run", lab.safe_run]):
+        before = set((run_dir / "backtests").iterdir())
+        result = _invoke(lab, *spelling, *args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        (new,) = set((run_dir / "backtests").iterdir()) - before
+        records.append(json.loads((new / "backtest.json").read_text()))
+    deprecations = [line for line in result.stderr.splitlines() if "deprecated" in line]
+    assert len(deprecations) == 1 and "moola backtest run RUN" in deprecations[0]
+    new, old = ({k: v for k, v in r.items() if k not in ("at", "path")} for r in records)
+    assert new == old
+
+
 def test_cli_refuses_bad_flags_and_leaky_runs(lab):
-    result = _invoke(lab, "--run", lab.safe_run, "--long-class", "UP", "--hold-bars", "5")
+    result = _invoke(lab, "run", lab.safe_run, "--long-class", "UP", "--hold-bars", "5")
     assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
     assert "'UP' is not a class" in str(result.exception)
+    result = _invoke(lab, "run", lab.safe_run, "--signals", "s.csv", "--long-class", "up")
+    assert result.exit_code == 2 and "--signals" in result.output  # not an option of `run`
     result = _invoke(
         lab, "--run", lab.safe_run, "--signals", "s.csv", "--long-class", "up", "--hold-bars", "5"
     )
     assert isinstance(result.exception, ConfigError) and "--signals" in str(result.exception)
-    result = _invoke(lab, "--run", lab.safe_run, "--long-class", "up")
-    assert isinstance(result.exception, ConfigError) and "--hold-bars" in str(result.exception)
+    for spelling in (["run", lab.safe_run], ["--run", lab.safe_run]):
+        result = _invoke(lab, *spelling, "--long-class", "up")
+        assert isinstance(result.exception, ConfigError) and "--hold-bars" in str(result.exception)
     result = _invoke(lab, "--bars", "b.csv", "--signals", "s.csv", "--out", "o", "--hold-bars", "5")
     assert isinstance(result.exception, ConfigError) and "only apply with --run" in str(
         result.exception
     )
-    result = _invoke(lab, "--run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20")
+    result = _invoke(lab, "run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20")
     assert result.exit_code != 0 and isinstance(result.exception, LeakageError)
     result = _invoke(
-        lab, "--run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20",
+        lab, "run", lab.leaky_run, "--long-class", "up", "--hold-bars", "20",
         "--allow-leaky-skip",
     )  # fmt: skip
     assert result.exit_code == 0, result.output + repr(result.exception)

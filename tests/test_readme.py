@@ -98,11 +98,11 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("runs", "migrate", "{oof}", "--trust"),
     ("report", "{oof}"),
     ("promote", "{holdout}", "--min-accuracy", "0", "--max-ece", "1"),
-    ("backtest", "--bars", "{tmp}/es.csv", "--signals", "{tmp}/signals.csv",
+    ("backtest", "file", "--bars", "{tmp}/es.csv", "--signals", "{tmp}/signals.csv",
      "--out", "{tmp}/bt", "--symbol", "ES", "--timeframe", "1m", "--instrument", "futures:NQ",
      "--commission", "0.0005", "--spread", "0.25", "--slippage-bps", "1", "--latency", "1",
      "--engine", "event"),
-    ("backtest", "--run", "{oof}", "--long-class", "up", "--short-class", "down",
+    ("backtest", "run", "{oof}", "--long-class", "up", "--short-class", "down",
      "--hold-bars", "10", "--threshold", "0.55"),
     ("promote", "{oof}", "--min-accuracy", "0", "--max-ece", "1", "--min-sharpe", "-100",
      "--max-drawdown", "1"),
@@ -184,10 +184,10 @@ def _options(tree: Any, name: str) -> set[str]:
 def test_the_readme_lists_commands_and_every_one_has_a_runnable_invocation():
     tree = _cli_tree()
     listed = {name for entry in _readme_entries() for name in _entry_commands(entry, tree)}
-    assert {"data ingest", "train", "runs compare", "backtest"} <= listed  # the parse works
+    assert {"data ingest", "train", "runs compare", "backtest file", "backtest run"} <= listed
     covered = {_command_name(argv, tree) for argv in COMMANDS}
     assert listed <= covered, f"README commands without an invocation here: {listed - covered}"
-    for entry in _readme_entries():  # each form: `backtest --bars ...` and `backtest --run ...`
+    for entry in _readme_entries():  # each form: `train --model simple_lstm`, `enhanced_...`
         names, required = _entry_commands(entry, tree), _required_flags(entry)
         models = set(re.findall(r"--model ([a-z_]+)", entry))
         assert any(

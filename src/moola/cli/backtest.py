@@ -1,4 +1,11 @@
-"""``moola backtest``: backtest a signals file on a bars file and write the results."""
+"""``moola backtest file|run``: backtest a signals file on a bars file, or a training run's
+out-of-fold predictions on its dataset's bars, and write the results.
+
+Both subcommands take the same execution flags (``--execution FILE`` and the cost flags on
+top), turned into one ``ExecutionConfig`` by ``_execution_terms``. The spellings before the
+split, ``moola backtest --bars B --signals S ...`` and ``moola backtest --run RUN ...``,
+still work for one release and print one deprecation line on stderr naming the new one.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from moola.cli._common import console, settings_of
+from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import ConfigError
 
-app = typer.Typer(help="Backtest target positions on bars, with costs and prop-firm checks.")
+app = typer.Typer(
+    help="Backtest target positions on bars, with costs and prop-firm checks: a signals "
+    "file (`file`) or a training run's out-of-fold predictions (`run`)."
+)
 
 # Statistics shown in the summary table: (key, label, format).
 _SHOWN: tuple[tuple[str, str, str], ...] = (
@@ -49,82 +59,80 @@ def _show(value: object, spec: str) -> str:
     return str(value)
 
 
-@app.command()
+# The execution flags, shared by `backtest file`, `backtest run` and the old spellings.
+_EXECUTION = typer.Option(
+    None,
+    "--execution",
+    help="YAML file of execution terms (moola.sim.ExecutionConfig keys: instrument, "
+    "initial_cash, commission, spread, slippage, latency_bars, engine, rules); the cost "
+    "flags override its values.",
+)
+_CASH = typer.Option(None, "--cash", min=0.0, help="Initial cash [100000].")
+_COMMISSION = typer.Option(
+    None, "--commission", min=0.0, help="Commission as a rate of notional (0.0005 = 5 bps)."
+)
+_COMMISSION_PER_UNIT = typer.Option(
+    None, "--commission-per-unit", min=0.0, help="Commission per unit or contract traded."
+)
+_SPREAD = typer.Option(None, "--spread", min=0.0, help="Bid-ask spread, price units [0].")
+_SLIPPAGE_BPS = typer.Option(None, "--slippage-bps", min=0.0, help="Slippage in bps [0].")
+_LATENCY = typer.Option(None, "--latency", min=1, help="Fill at the open N bars later [1].")
+_INSTRUMENT = typer.Option(
+    None, "--instrument", help="equity, futures:ROOT (e.g. futures:NQ), fx or crypto [equity]."
+)
+_ENGINE = typer.Option(None, "--engine", help="vectorised or event [vectorised].")
+_SYMBOL = typer.Option(
+    None, help="Symbol to backtest (from a multi-symbol file or dataset, or to name the bars)."
+)
+
+
+def _hidden(option: Any) -> Any:
+    """A copy of a shared option that ``--help`` does not show (the old spellings)."""
+    return typer.Option(option.default, *option.param_decls, min=option.min, hidden=True)
+
+
+@app.callback(invoke_without_command=True)
 def backtest(
     ctx: typer.Context,
-    bars: Path | None = typer.Option(
-        None, "--bars", help="Bars file (CSV, Parquet, HistData, DBN...)."
-    ),
-    signals: Path | None = typer.Option(
-        None, "--signals", help="CSV or Parquet with columns timestamp and position in [-1, 1]."
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Directory to write results into (new); with --bars/--signals."
-    ),
-    run_id: str | None = typer.Option(
-        None,
-        "--run",
-        help="Backtest this training run's out-of-fold predictions on its dataset's bars "
-        "(instead of --bars/--signals); results go into the run folder.",
-    ),
-    long_class: str | None = typer.Option(
-        None, "--long-class", help="With --run: go long when p(class) >= --threshold."
-    ),
-    short_class: str | None = typer.Option(
-        None, "--short-class", help="With --run: go short when p(class) >= --threshold."
-    ),
-    threshold: float | None = typer.Option(
-        None,
-        "--threshold",
-        help="With --run: probability that triggers a signal, in (0, 1] (default 0.5).",
-    ),
-    hold_bars: int | None = typer.Option(
-        None, "--hold-bars", help="With --run: bars each signal's position is held."
-    ),
-    allow_leaky_skip: bool = typer.Option(
-        False,
-        "--allow-leaky-skip",
-        help="With --run: drop predictions whose traded period their fold trained on "
-        "(counted in the record) instead of refusing.",
-    ),
-    symbol: str | None = typer.Option(
-        None, help="Symbol to backtest (from a multi-symbol file or dataset, or to name the bars)."
-    ),
-    timeframe: str | None = typer.Option(None, help="Bar time frame, e.g. 1m, 1h, 1d."),
-    execution: Path | None = typer.Option(
-        None,
-        "--execution",
-        help="YAML file of execution terms (moola.sim.ExecutionConfig keys: instrument, "
-        "initial_cash, commission, spread, slippage, latency_bars, engine, rules); the cost "
-        "flags below override its values.",
-    ),
-    cash: float | None = typer.Option(None, "--cash", min=0.0, help="Initial cash [100000]."),
-    commission: float | None = typer.Option(
-        None, "--commission", min=0.0, help="Commission as a rate of notional (0.0005 = 5 bps)."
-    ),
-    commission_per_unit: float | None = typer.Option(
-        None, "--commission-per-unit", min=0.0, help="Commission per unit or contract traded."
-    ),
-    spread: float | None = typer.Option(
-        None, "--spread", min=0.0, help="Bid-ask spread, price units [0]."
-    ),
-    slippage_bps: float | None = typer.Option(
-        None, "--slippage-bps", min=0.0, help="Slippage in bps [0]."
-    ),
-    latency: int | None = typer.Option(
-        None, "--latency", min=1, help="Fill at the open N bars later [1]."
-    ),
-    instrument: str | None = typer.Option(
-        None, "--instrument", help="equity, futures:ROOT (e.g. futures:NQ), fx or crypto [equity]."
-    ),
-    engine: str | None = typer.Option(None, "--engine", help="vectorised or event [vectorised]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+    bars: Path | None = typer.Option(None, "--bars", hidden=True),
+    signals: Path | None = typer.Option(None, "--signals", hidden=True),
+    out: Path | None = typer.Option(None, "--out", hidden=True),
+    run_id: str | None = typer.Option(None, "--run", hidden=True),
+    long_class: str | None = typer.Option(None, "--long-class", hidden=True),
+    short_class: str | None = typer.Option(None, "--short-class", hidden=True),
+    threshold: float | None = typer.Option(None, "--threshold", hidden=True),
+    hold_bars: int | None = typer.Option(None, "--hold-bars", hidden=True),
+    allow_leaky_skip: bool = typer.Option(False, "--allow-leaky-skip", hidden=True),
+    symbol: str | None = typer.Option(None, "--symbol", hidden=True),
+    timeframe: str | None = typer.Option(None, "--timeframe", hidden=True),
+    execution: Path | None = _hidden(_EXECUTION),
+    cash: float | None = _hidden(_CASH),
+    commission: float | None = _hidden(_COMMISSION),
+    commission_per_unit: float | None = _hidden(_COMMISSION_PER_UNIT),
+    spread: float | None = _hidden(_SPREAD),
+    slippage_bps: float | None = _hidden(_SLIPPAGE_BPS),
+    latency: int | None = _hidden(_LATENCY),
+    instrument: str | None = _hidden(_INSTRUMENT),
+    engine: str | None = _hidden(_ENGINE),
+    overwrite: bool = typer.Option(False, "--overwrite", hidden=True),
 ) -> None:
-    """Backtest SIGNALS on BARS (or a training RUN's out-of-fold predictions): fills at the
-    next open(s) with costs, then stats, prop-firm rule checks, trades, equity and charts
-    written to OUT (or into the run folder)."""
-    from moola.backtest.run import align_positions, check_bars, load_bars, read_signals, run
-
+    """Backtest target positions with costs, prop-firm checks, trades, equity and charts:
+    a signals file on a bars file (`backtest file`), or a training run's out-of-fold
+    predictions on its dataset's bars (`backtest run RUN`)."""
+    values = dict(locals())  # the options as given, before any other name is bound
+    given = {k: v for k, v in values.items() if k != "ctx" and v not in (None, False)}
+    if ctx.invoked_subcommand is not None:
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(
+                f"{flags} must come after `{ctx.invoked_subcommand}`: "
+                f"moola backtest {ctx.invoked_subcommand} ... {flags.split(',')[0]} ..."
+            )
+        return
+    if not given:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    # The spellings before `file` and `run` (one release): they work as they did.
     terms = _execution_terms(
         execution,
         initial_cash=cash,
@@ -144,6 +152,7 @@ def backtest(
         "--allow-leaky-skip": allow_leaky_skip or None,
     }
     if run_id is not None:
+        _deprecated("moola backtest --run RUN ...", "moola backtest run RUN ...")
         file_options = {
             "--bars": bars,
             "--signals": signals,
@@ -151,35 +160,35 @@ def backtest(
             "--timeframe": timeframe,
             "--overwrite": overwrite or None,
         }
-        given = [flag for flag, value in file_options.items() if value is not None]
-        if given:
+        given_file = [flag for flag, value in file_options.items() if value is not None]
+        if given_file:
             raise ConfigError(
                 f"--run backtests the run's own predictions on its dataset's bars and writes "
-                f"into the run folder; it cannot be combined with {', '.join(given)}. Use "
-                "either --run RUN or --bars/--signals/--out."
-            )
-        missing = [f for f in ("--long-class", "--hold-bars") if run_options[f] is None]
-        if missing:
-            raise ConfigError(
-                f"--run needs {' and '.join(missing)}: the class whose probability goes long "
-                "(e.g. --long-class up) and how many bars each signal is held (e.g. "
-                "--hold-bars 20, usually the label's horizon)."
+                f"into the run folder; it cannot be combined with {', '.join(given_file)}. Use "
+                "either `moola backtest run RUN` or `moola backtest file --bars/--signals/--out`."
             )
         _backtest_run(
             ctx,
             run_id,
-            long_class=str(long_class),
+            long_class=long_class,
             short_class=short_class,
-            threshold=0.5 if threshold is None else threshold,
-            hold_bars=int(hold_bars or 0),
+            threshold=threshold,
+            hold_bars=hold_bars,
             symbol=symbol,
             execution=terms,
             skip_leaky=allow_leaky_skip,
+            spelling="--run",
         )
         return
-    given = [flag for flag, value in run_options.items() if value is not None]
-    if given:
-        raise ConfigError(f"{', '.join(given)} only apply with --run RUN; add --run or drop them.")
+    _deprecated(
+        "moola backtest --bars B --signals S ...", "moola backtest file --bars B --signals S ..."
+    )
+    given_run = [flag for flag, value in run_options.items() if value is not None]
+    if given_run:
+        raise ConfigError(
+            f"{', '.join(given_run)} only apply with --run RUN; add --run or drop them "
+            "(now spelled `moola backtest run RUN ...`)."
+        )
     missing = [
         flag for flag, value in (("--bars", bars), ("--signals", signals), ("--out", out))
         if value is None
@@ -187,9 +196,138 @@ def backtest(
     if missing:
         raise ConfigError(
             f"Missing {', '.join(missing)}: give --bars, --signals and --out to backtest a "
-            "signals file, or --run RUN to backtest a training run's predictions."
+            "signals file (`moola backtest file`), or backtest a training run's predictions "
+            "with `moola backtest run RUN`."
         )
     assert bars is not None and signals is not None and out is not None
+    _backtest_file(bars, signals, out, symbol, timeframe, terms, overwrite)
+
+
+@app.command("file")
+def backtest_file(
+    bars: Path = typer.Option(..., "--bars", help="Bars file (CSV, Parquet, HistData, DBN...)."),
+    signals: Path = typer.Option(
+        ..., "--signals", help="CSV or Parquet with columns timestamp and position in [-1, 1]."
+    ),
+    out: Path = typer.Option(..., "--out", help="Directory to write results into (new)."),
+    symbol: str | None = _SYMBOL,
+    timeframe: str | None = typer.Option(None, help="Bar time frame, e.g. 1m, 1h, 1d."),
+    execution: Path | None = _EXECUTION,
+    cash: float | None = _CASH,
+    commission: float | None = _COMMISSION,
+    commission_per_unit: float | None = _COMMISSION_PER_UNIT,
+    spread: float | None = _SPREAD,
+    slippage_bps: float | None = _SLIPPAGE_BPS,
+    latency: int | None = _LATENCY,
+    instrument: str | None = _INSTRUMENT,
+    engine: str | None = _ENGINE,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+) -> None:
+    """Backtest a signals file on a bars file, with costs.
+
+    Fills at the next open(s) with costs, then stats, prop-firm rule checks, trades,
+    equity and charts written to OUT.
+    """
+    terms = _execution_terms(
+        execution,
+        initial_cash=cash,
+        commission=commission,
+        commission_per_unit=commission_per_unit,
+        spread=spread,
+        slippage_bps=slippage_bps,
+        latency_bars=latency,
+        instrument=instrument,
+        engine=engine,
+    )
+    _backtest_file(bars, signals, out, symbol, timeframe, terms, overwrite)
+
+
+@app.command("run")
+def backtest_run_command(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(
+        ..., metavar="RUN", help="Training run id (or an unambiguous prefix)."
+    ),
+    long_class: str | None = typer.Option(
+        None, "--long-class", help="Go long when p(class) >= --threshold."
+    ),
+    short_class: str | None = typer.Option(
+        None, "--short-class", help="Go short when p(class) >= --threshold."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Probability that triggers a signal, in (0, 1] [0.5]."
+    ),
+    hold_bars: int | None = typer.Option(
+        None, "--hold-bars", help="Bars each signal's position is held (usually the horizon)."
+    ),
+    allow_leaky_skip: bool = typer.Option(
+        False,
+        "--allow-leaky-skip",
+        help="Drop predictions whose traded period their fold trained on (counted in the "
+        "record) instead of refusing.",
+    ),
+    symbol: str | None = _SYMBOL,
+    execution: Path | None = _EXECUTION,
+    cash: float | None = _CASH,
+    commission: float | None = _COMMISSION,
+    commission_per_unit: float | None = _COMMISSION_PER_UNIT,
+    spread: float | None = _SPREAD,
+    slippage_bps: float | None = _SLIPPAGE_BPS,
+    latency: int | None = _LATENCY,
+    instrument: str | None = _INSTRUMENT,
+    engine: str | None = _ENGINE,
+) -> None:
+    """Backtest a training run's out-of-fold predictions on its dataset's bars.
+
+    Refuses any prediction whose fold model trained on the traded period. Results go into
+    the run folder (backtests/<UTC stamp>/).
+    """
+    terms = _execution_terms(
+        execution,
+        initial_cash=cash,
+        commission=commission,
+        commission_per_unit=commission_per_unit,
+        spread=spread,
+        slippage_bps=slippage_bps,
+        latency_bars=latency,
+        instrument=instrument,
+        engine=engine,
+    )
+    _backtest_run(
+        ctx,
+        run_id,
+        long_class=long_class,
+        short_class=short_class,
+        threshold=threshold,
+        hold_bars=hold_bars,
+        symbol=symbol,
+        execution=terms,
+        skip_leaky=allow_leaky_skip,
+        spelling="backtest run RUN",
+    )
+
+
+def _deprecated(old: str, new: str) -> None:
+    """One line on stderr: the old spelling still works, and what replaces it."""
+    err_console.print(
+        f"deprecated: `{old}` is now spelled `{new}`; the old form goes in the next release.",
+        style="yellow",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+
+
+def _backtest_file(
+    bars: Path,
+    signals: Path,
+    out: Path,
+    symbol: str | None,
+    timeframe: str | None,
+    terms: Any,
+    overwrite: bool,
+) -> None:
+    from moola.backtest.run import align_positions, check_bars, load_bars, read_signals, run
 
     with console.status("Backtesting"):
         bar_table = load_bars(bars, symbol=symbol, timeframe=timeframe)
@@ -256,14 +394,39 @@ def _build_terms(file: Path | None, **flags: Any) -> Any:
     return parse_config(ExecutionConfig, given, where="execution terms (flags)")
 
 
-def _backtest_run(ctx: typer.Context, run_id: str, **options: Any) -> None:
+def _backtest_run(
+    ctx: typer.Context,
+    run_id: str,
+    *,
+    long_class: str | None,
+    threshold: float | None,
+    hold_bars: int | None,
+    spelling: str,
+    **options: Any,
+) -> None:
     from moola.data.registry import Registry
     from moola.pipeline.backtests import backtest_run
     from moola.tracking.runs import RunStore
 
+    missing = [
+        f for f, v in (("--long-class", long_class), ("--hold-bars", hold_bars)) if v is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"{spelling} needs {' and '.join(missing)}: the class whose probability goes long "
+            "(e.g. --long-class up) and how many bars each signal is held (e.g. "
+            "--hold-bars 20, usually the label's horizon)."
+        )
     registry = Registry(settings_of(ctx).data_root)
     with console.status(f"Backtesting run {run_id}"):
-        result, record = backtest_run(registry, run_id, **options)
+        result, record = backtest_run(
+            registry,
+            run_id,
+            long_class=str(long_class),
+            threshold=0.5 if threshold is None else threshold,
+            hold_bars=int(hold_bars or 0),
+            **options,
+        )
     counts = record["counts"]
     console.print(
         f"Run {record['run_id']}: {counts['used']} out-of-fold signals on "

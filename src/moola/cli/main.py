@@ -37,8 +37,8 @@ app.add_typer(labels_commands.app, name="labels")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(pretrain_commands.app, name="pretrain")
+app.add_typer(backtest_command.app, name="backtest")  # file | run (and the old spellings)
 # Single commands, not groups: mounted at the top level.
-app.registered_commands.extend(backtest_command.app.registered_commands)
 app.registered_commands.extend(train_commands.app.registered_commands)
 
 
