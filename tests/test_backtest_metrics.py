@@ -89,6 +89,31 @@ def test_flat_equity_has_nan_ratios_and_no_drawdown():
     assert metrics.max_drawdown(equity) == metrics.Drawdown(0.0, None, None, None, 0)
 
 
+def test_compute_stats_agrees_to_the_bit_with_the_single_statistic_functions():
+    # compute_stats shares its reductions between statistics; each must still equal
+    # what the documented one-statistic function gives on the same equity.
+    rng = np.random.default_rng(3)
+    equity = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 500)))
+    stats = metrics.compute_stats(_equity_df(equity), _trades([]), periods_per_year=252)
+    assert stats["annual_volatility"] == metrics.annual_volatility(equity, 252)
+    assert stats["sharpe"] == metrics.sharpe(equity, 252)
+    assert stats["sortino"] == metrics.sortino(equity, 252)
+    deepest = metrics.drawdown_series(equity)
+    assert stats["max_drawdown"] == deepest.max()
+    assert stats["max_drawdown_trough"] == str(
+        _equity_df(equity)["timestamp"][deepest.argmax()].isoformat()
+    )
+
+
+def test_drawdown_of_a_series_that_never_had_a_positive_peak_is_zero():
+    # the running peak is not positive, so there is no fraction below it to report
+    assert metrics.max_drawdown(np.array([-5.0, -7.0, -6.0])) == metrics.Drawdown(
+        0.0, None, None, None, 0
+    )
+    dd = metrics.max_drawdown([100.0, 50.0, -10.0, 120.0])  # a list is fine
+    assert (dd.depth, dd.start, dd.trough, dd.recovery, dd.bars) == (1.1, 0, 2, 3, 3)
+
+
 def test_trade_statistics_by_hand():
     stats = metrics.trade_stats(_trades([10.0, -5.0, 20.0], fees=[1.0, 1.0, 1.0]))
     assert stats["n_trades"] == 3

@@ -19,6 +19,13 @@ Conventions (every function follows them, so numbers agree across reports):
 :func:`compute_stats` collects everything into a JSON-serialisable dict, where ``nan``
 becomes ``None`` and ``inf`` / ``-inf`` become the strings ``"inf"`` / ``"-inf"`` (JSON has
 no infinities; a string keeps "no losing trade" distinct from "no trade at all").
+
+Cost (issue 15): :func:`compute_stats` reads the equity and position columns as float64
+views, computes the per-bar returns once (in place), each of their mean, standard
+deviation and downside deviation once, and finds the deepest drawdown in one compiled
+pass (:func:`_deepest_drawdown`) instead of materialising the drawdown series. Every
+reduction is the same numpy call as in the single-statistic functions below, so the
+numbers are identical to the bit, not just close.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -142,6 +150,23 @@ def sortino(equity: np.ndarray, periods_per_year: float) -> float:
     return _sortino(returns(equity), periods_per_year)
 
 
+def _returns_in_place(equity: np.ndarray) -> np.ndarray:
+    """:func:`returns` with one temporary instead of two (identical values)."""
+    if equity.size < 2:
+        return np.empty(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.divide(equity[1:], equity[:-1])
+    r -= 1.0
+    return r
+
+
+def _downside_deviation(r: np.ndarray) -> float:
+    """``sqrt(mean(min(r, 0)^2))``, as :func:`_sortino` computes it, in one temporary."""
+    low = np.minimum(r, 0.0)
+    np.square(low, out=low)
+    return float(np.sqrt(np.mean(low)))
+
+
 def _volatility(r: np.ndarray, periods_per_year: float) -> float:
     if r.size < 2:
         return math.nan
@@ -157,8 +182,38 @@ def _sharpe(r: np.ndarray, periods_per_year: float) -> float:
 def _sortino(r: np.ndarray, periods_per_year: float) -> float:
     if r.size < 1:
         return math.nan
-    downside = float(np.sqrt(np.mean(np.square(np.minimum(r, 0.0)))))
-    return _ratio(float(np.mean(r)), downside) * math.sqrt(periods_per_year)
+    return _ratio(float(np.mean(r)), _downside_deviation(r)) * math.sqrt(periods_per_year)
+
+
+@numba.njit(cache=True)
+def _deepest_drawdown(equity):  # pragma: no cover - compiled
+    """``(depth, trough)`` of :func:`drawdown_series` in one pass without the series:
+    the first maximum of ``1 - equity / peak`` (0 where the peak is not positive), NaN
+    propagating like ``np.maximum.accumulate`` and ``ndarray.max``/``argmax`` (the first
+    NaN wins)."""
+    peak = equity[0]
+    depth = 0.0
+    trough = 0
+    for i in range(equity.shape[0]):
+        e = equity[i]
+        if peak == peak and (e != e or e > peak):
+            peak = e
+        dd = 1.0 - e / peak if peak > 0 else 0.0
+        if dd != dd:
+            return dd, i
+        if dd > depth or i == 0:
+            depth = dd
+            trough = i
+    return depth, trough
+
+
+@numba.njit(cache=True)
+def _first_at_or_above(values, start, level):  # pragma: no cover - compiled
+    """First index ``>= start`` where ``values >= level``, or -1."""
+    for i in range(start, values.shape[0]):
+        if values[i] >= level:
+            return i
+    return -1
 
 
 def drawdown_series(equity: np.ndarray) -> np.ndarray:
@@ -174,16 +229,18 @@ def drawdown_series(equity: np.ndarray) -> np.ndarray:
 
 def max_drawdown(equity: np.ndarray) -> Drawdown:
     """The deepest drawdown, where it started, bottomed and recovered (see ``Drawdown``)."""
-    equity = np.asarray(equity, dtype=np.float64)
-    dd = drawdown_series(equity)
-    if dd.size == 0 or dd.max() <= 0:
+    equity = np.ascontiguousarray(equity, dtype=np.float64)
+    if equity.size == 0:
         return Drawdown(0.0, None, None, None, 0)
-    trough = int(np.argmax(dd))
+    depth, trough = _deepest_drawdown(equity)
+    if not depth > 0 and not math.isnan(depth):  # ndarray.max() <= 0 (NaN goes on)
+        return Drawdown(0.0, None, None, None, 0)
+    trough = int(trough)
     start = int(np.argmax(equity[: trough + 1]))  # first bar at the peak before the trough
-    back = np.flatnonzero(equity[trough:] >= equity[start])
-    recovery = trough + int(back[0]) if back.size else None
+    back = int(_first_at_or_above(equity, trough, equity[start]))
+    recovery = back if back >= 0 else None
     end = recovery if recovery is not None else equity.size - 1
-    return Drawdown(float(dd[trough]), start, trough, recovery, end - start)
+    return Drawdown(float(depth), start, trough, recovery, end - start)
 
 
 def calmar(equity: np.ndarray, periods_per_year: float, *, drawdown: float | None = None) -> float:
@@ -306,11 +363,15 @@ def compute_stats(
         raise ConfigError(
             f"The equity table lacks column(s) {missing}; it needs equity and position."
         )
-    equity = equity_df["equity"].to_numpy(np.float64)
+    equity = equity_df["equity"].to_numpy(np.float64)  # a view for float64 columns
     position = equity_df["position"].to_numpy(np.float64)
     stamps = equity_df["timestamp"] if "timestamp" in equity_df.columns else None
     dd = max_drawdown(equity)
-    r = returns(equity)
+    r = _returns_in_place(equity)
+    # each reduction once, with the same numpy calls as _volatility, _sharpe and _sortino
+    r_mean = float(np.mean(r)) if r.size >= 1 else math.nan
+    r_std = float(np.std(r, ddof=1)) if r.size >= 2 else math.nan
+    root_ppy = math.sqrt(periods_per_year)
     trades = trade_stats(trades_df, point_value=point_value)
     mean_equity = float(np.mean(equity)) if equity.size else math.nan
     years = (equity.size - 1) / periods_per_year if equity.size > 1 else math.nan
@@ -337,9 +398,9 @@ def compute_stats(
         "final_equity": float(equity[-1]) if equity.size else math.nan,
         "total_return": total_return(equity),
         "cagr": cagr(equity, periods_per_year),
-        "annual_volatility": _volatility(r, periods_per_year),
-        "sharpe": _sharpe(r, periods_per_year),
-        "sortino": _sortino(r, periods_per_year),
+        "annual_volatility": r_std * root_ppy if r.size >= 2 else math.nan,
+        "sharpe": _ratio(r_mean, r_std) * root_ppy if r.size >= 2 else math.nan,
+        "sortino": _ratio(r_mean, _downside_deviation(r)) * root_ppy if r.size else math.nan,
         "calmar": calmar(equity, periods_per_year, drawdown=dd.depth),
         "max_drawdown": dd.depth,
         "max_drawdown_start": when(dd.start),

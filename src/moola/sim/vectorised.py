@@ -11,11 +11,26 @@ Per bar ``i`` the kernel (1) fills the order decided at bar ``i - latency`` at `
 plus costs, (2) marks equity at ``close[i]``, (3) if ``target[i]`` differs from the previous
 target, sizes the new position from that equity and ``close[i]`` and schedules the
 difference for bar ``i + latency``. Orders that would fill after the last bar never fill.
+
+Cost of the reporting around the kernel (issue 15): on a million bars the loop itself
+takes a few milliseconds, so the tables around it are built without copies. Outputs are
+allocated once at their final size (fills: at most one per target change, counted
+first), the kernel also writes the per-bar drawdown, bar times are a read-only
+``datetime64[ns]`` view of the caller's timestamps where they already are datetimes (no
+re-parsing), and the fills and trades frames take the arrays without copying them.
+
+The execution terms come as one :class:`~moola.sim.execution.ExecutionConfig`, as for
+``moola.backtest.run``; :func:`_simulate` takes the objects it resolves to, so a caller
+that has them already (``run``) builds nothing twice.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
+import sys
+import warnings
+from collections.abc import Mapping
 
 import numba
 import numpy as np
@@ -24,8 +39,23 @@ import pandas as pd
 from moola.core.errors import BarValidationError, ConfigError
 from moola.sim._result import FILL_COLUMNS, ORDER_TYPE_CATEGORIES, SIDE_CATEGORIES, SimResult
 from moola.sim.costs import CommissionModel, SlippageModel, SpreadModel, resolve_slippage
-from moola.sim.instruments import Instrument
+from moola.sim.execution import ExecutionConfig
+from moola.sim.instruments import Instrument, equity_instrument
 from moola.sim.portfolio import TRADE_COLUMNS
+
+# The keyword arguments backtest_positions took before it took an ExecutionConfig; kept
+# for one release (DeprecationWarning).
+LEGACY_TERMS: tuple[str, ...] = (
+    "instrument",
+    "initial_cash",
+    "spread",
+    "slippage",
+    "commission",
+    "latency_bars",
+)
+# moola.backtest.run passes resolved terms the old way until it calls _simulate; its own
+# callers gave an ExecutionConfig, so a warning there would blame the wrong call.
+_UNWARNED_CALLERS = frozenset({"moola.backtest.run"})
 
 
 @numba.njit(cache=True)
@@ -49,6 +79,7 @@ def _run_kernel(
     equity_out,
     cash_out,
     pos_out,
+    dd_out,
     fill_bar,
     fill_qty,
     fill_price,
@@ -65,6 +96,7 @@ def _run_kernel(
     avg = 0.0
     committed = 0.0
     prev_f = 0.0
+    peak = initial_cash
     n_fills = 0
     for i in range(n):
         # (1) fill the order decided at bar i - latency, at this bar's open
@@ -114,6 +146,11 @@ def _run_kernel(
         equity_out[i] = equity
         cash_out[i] = cash
         pos_out[i] = pos
+        # drawdown as SimResult.drawdown computes it: np.maximum.accumulate over
+        # np.maximum(equity, initial_cash), NaN sticky like np.maximum
+        if peak == peak and (equity != equity or equity > peak):
+            peak = equity
+        dd_out[i] = equity / peak - 1.0
         # (3) decide at the close: re-size only when the target changes
         f_raw = target[i]
         if f_raw != prev_f:
@@ -129,6 +166,20 @@ def _run_kernel(
                 ring[slot] = dq
                 committed = committed + dq
     return n_fills
+
+
+@numba.njit(cache=True)
+def _max_orders(target, latency):  # pragma: no cover - compiled
+    """Orders the kernel can submit: target changes at bars ``i`` with ``i + latency < n``
+    (each submits at most one order, and each order fills at most once). Branch-free, so
+    it vectorises: ``prev`` only ever differs from ``target[i - 1]`` by the sign of a zero."""
+    n = target.shape[0]
+    prev = 0.0
+    count = 0
+    for i in range(n - latency):
+        count += target[i] != prev
+        prev = target[i]
+    return count
 
 
 @numba.njit(cache=True)
@@ -224,10 +275,18 @@ def _as_column(values, name: str, n: int | None) -> np.ndarray:
     return arr
 
 
+@numba.njit(cache=True)
+def _first_non_finite(arr):  # pragma: no cover - compiled
+    """Index of the first NaN or infinity in ``arr``, or -1 (one pass, no temporaries)."""
+    for i in range(arr.shape[0]):
+        if not math.isfinite(arr[i]):
+            return i
+    return -1
+
+
 def _check_finite(arr: np.ndarray, name: str, error: type[Exception]) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
+    row = int(_first_non_finite(arr))
+    if row >= 0:
         fix = (
             "fill it (0 = flat) or drop the rows"
             if name == "target_fraction"
@@ -270,16 +329,13 @@ def backtest_positions(
     close: np.ndarray,
     volume: np.ndarray | None,
     target_fraction: np.ndarray,
+    execution: ExecutionConfig | Mapping[str, object] | None = None,
     *,
-    instrument: Instrument,
-    initial_cash: float = 100_000.0,
-    spread: SpreadModel | float | np.ndarray | None = None,
-    slippage: SlippageModel | None = None,
-    commission: CommissionModel | None = None,
-    latency_bars: int = 1,
+    symbol: str = "ASSET",
     timestamp: np.ndarray | pd.DatetimeIndex | pd.Series | None = None,
+    **terms: object,
 ) -> SimResult:
-    """Backtest a per-bar target position (fraction of equity) with costs and latency.
+    """Backtest a per-bar target position (fraction of equity) under ``execution``'s terms.
 
     Parameters
     ----------
@@ -287,24 +343,117 @@ def backtest_positions(
         The bars (``volume`` may be ``None``: zeros; only ``SquareRootImpact`` reads it).
     target_fraction : array, shape (n,)
         Desired position as a fraction of equity after bar ``i``'s close (finite).
-    instrument : Instrument
-        Point value, lot size and leverage limit (sizing: ``Instrument.units_for``).
-    initial_cash : float, default 100_000
-    spread : SpreadModel, float or array, optional
-        Bid-ask spread in price units (half paid per fill).
-    slippage : SlippageModel, optional
-    commission : CommissionModel, optional
-        Defaults to ``instrument.commission``.
-    latency_bars : int, default 1
-        A target decided at bar ``t`` fills at the open of bar ``t + latency_bars``.
+    execution : ExecutionConfig, optional
+        Instrument, initial cash, spread, slippage, commission and latency (a target
+        decided at bar ``t`` fills at the open of bar ``t + latency_bars``), as for
+        ``moola.backtest.run``; a mapping is validated into one. Default:
+        ``ExecutionConfig()``. Its ``engine`` and ``rules`` are not read here: this is
+        the compiled engine, and rules are checked by ``moola.backtest.run``.
+    symbol : str, default "ASSET"
+        Names the instrument when ``execution.instrument`` is a bare kind (``"equity"``).
     timestamp : array of datetimes, optional
         Bar times for the result and trades (bar numbers when omitted).
+    **terms
+        Deprecated (one release): the old keyword arguments ``instrument, initial_cash,
+        spread, slippage, commission, latency_bars`` (objects, as before), instead of
+        ``execution``.
 
     Returns
     -------
     SimResult
-        Per-bar equity/cash/position, fills and trades; identical to the event engine's.
+        Per-bar equity/cash/position/drawdown, fills and trades; identical to the event
+        engine's.
+
+    Raises ``ConfigError`` for bad terms (naming the key), targets that are not finite or
+    not aligned, and ``BarValidationError`` for non-finite opens or closes.
     """
+    if terms:
+        resolved = _legacy_terms(execution, terms, symbol, sys._getframe(1).f_globals)
+    else:
+        config = _execution(execution)
+        resolved = {
+            "instrument": config.build_instrument(symbol),
+            "initial_cash": config.initial_cash,
+            "spread": config.spread_value(),
+            "slippage": config.build_slippage(),
+            "commission": config.build_commission(),
+            "latency_bars": config.latency_bars,
+        }
+    return _simulate(
+        open, high, low, close, volume, target_fraction, timestamp=timestamp, **resolved
+    )
+
+
+def _execution(execution: object) -> ExecutionConfig:
+    if execution is None:
+        return ExecutionConfig()
+    if isinstance(execution, ExecutionConfig):
+        return execution
+    if isinstance(execution, Mapping):
+        return ExecutionConfig(**execution)
+    raise ConfigError(
+        f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}; "
+        "pass the terms as execution=ExecutionConfig(...)."
+    )
+
+
+def _legacy_terms(
+    execution: object, terms: dict[str, object], symbol: str, caller: dict[str, object]
+) -> dict[str, object]:
+    """The old keyword arguments as ``_simulate`` takes them, with a DeprecationWarning."""
+    unknown = [key for key in terms if key not in LEGACY_TERMS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [*LEGACY_TERMS, "execution", "symbol"])
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"backtest_positions got an unknown argument {unknown[0]!r}.{hint} Give the "
+            "execution terms as execution=moola.sim.ExecutionConfig(...)."
+        )
+    if execution is not None:
+        raise ConfigError(
+            f"Give the execution terms once: execution= or the old arguments "
+            f"{', '.join(sorted(terms))}, not both."
+        )
+    if caller.get("__name__") not in _UNWARNED_CALLERS:
+        warnings.warn(
+            f"Passing {', '.join(sorted(terms))} to backtest_positions is deprecated and "
+            "will be removed in the next release; pass "
+            "execution=moola.sim.ExecutionConfig(...).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    resolved = {
+        "instrument": None,
+        "initial_cash": 100_000.0,
+        "spread": None,
+        "slippage": None,
+        "commission": None,
+        "latency_bars": 1,
+    }
+    resolved.update(terms)
+    if resolved["instrument"] is None:
+        resolved["instrument"] = equity_instrument(symbol)
+    return resolved
+
+
+def _simulate(
+    open: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray | None,
+    target_fraction: np.ndarray,
+    *,
+    instrument: Instrument,
+    initial_cash: float,
+    spread: SpreadModel | float | np.ndarray | None,
+    slippage: SlippageModel | None,
+    commission: CommissionModel | None,
+    latency_bars: int,
+    timestamp: np.ndarray | pd.DatetimeIndex | pd.Series | None,
+) -> SimResult:
+    """:func:`backtest_positions` on resolved terms: the objects an ExecutionConfig builds
+    (``commission=None``: the instrument's own). For callers that hold them already."""
     close_a = _as_column(close, "close", None)
     n = close_a.shape[0]
     open_a = _as_column(open, "open", n)
@@ -318,6 +467,7 @@ def backtest_positions(
     latency = check_latency(latency_bars)
     if not (math.isfinite(initial_cash) and initial_cash > 0):
         raise ConfigError(f"initial_cash must be a positive number; got {initial_cash!r}.")
+    stamps = _timestamps(timestamp, n)
 
     half = resolve_spread(spread, n)
     terms = resolve_slippage(slippage, high_a, low_a, close_a, vol_a)
@@ -329,11 +479,13 @@ def backtest_positions(
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
-    # Fills are at most one per bar; np.empty pages are only touched where written.
-    f_bar = np.empty(n, np.int64)
-    f_qty = np.empty(n)
-    f_price = np.empty(n)
-    f_fee = np.empty(n)
+    drawdown = np.empty(n)
+    # At most one fill per order and one order per target change: sized once, no trimming.
+    m = _max_orders(target, latency)
+    f_bar = np.empty(m, np.int64)
+    f_qty = np.empty(m)
+    f_price = np.empty(m)
+    f_fee = np.empty(m)
     pv = float(instrument.point_value)
     dust = instrument.dust
     n_fills = _run_kernel(
@@ -356,15 +508,19 @@ def backtest_positions(
         equity,
         cash,
         position,
+        drawdown,
         f_bar,
         f_qty,
         f_price,
         f_fee,
     )
-    f_bar, f_qty = f_bar[:n_fills].copy(), f_qty[:n_fills].copy()
-    f_price, f_fee = f_price[:n_fills].copy(), f_fee[:n_fills].copy()
+    f_bar, f_qty, f_price, f_fee = (
+        f_bar[:n_fills],
+        f_qty[:n_fills],
+        f_price[:n_fills],
+        f_fee[:n_fills],
+    )
 
-    stamps = _timestamps(timestamp, n)
     fills = pd.DataFrame(
         {
             "timestamp": _take_times(stamps, f_bar),
@@ -380,6 +536,7 @@ def backtest_positions(
             "tag": _constant_category(("target",), "target", n_fills),
         },
         columns=list(FILL_COLUMNS),
+        copy=False,  # fresh arrays nobody else holds
     )
     trades = _trades_table(f_bar, f_qty, f_price, f_fee, pv, dust, stamps)
     return SimResult(
@@ -391,6 +548,7 @@ def backtest_positions(
         fills=fills,
         trades=trades,
         initial_cash=float(initial_cash),
+        _drawdown=drawdown,
     )
 
 
@@ -400,21 +558,30 @@ def _constant_category(categories: tuple[str, ...], value: str, n: int) -> pd.Ca
 
 
 def _timestamps(timestamp, n: int) -> np.ndarray:
-    """Bar times as naive-UTC ``datetime64[ns]`` (or bar numbers when none are given)."""
+    """Bar times as naive-UTC ``datetime64[ns]`` (or bar numbers when none are given).
+
+    Times that already are datetimes (a datetime column, index or array, with or without
+    a zone) are not parsed again: the result is a read-only view of their UTC
+    nanoseconds, copied only when their unit is not nanoseconds. Anything else (text,
+    objects) goes through ``pd.to_datetime(..., utc=True)``.
+    """
     if timestamp is None:
         return np.arange(n, dtype=np.int64)
-    if isinstance(timestamp, pd.Series):
+    if isinstance(timestamp, pd.Series | pd.Index):
         timestamp = timestamp.array
-    index = (
-        timestamp
-        if isinstance(timestamp, pd.DatetimeIndex)
-        else pd.DatetimeIndex(pd.to_datetime(timestamp, utc=True))
-    )
-    if index.tz is None:
-        index = index.tz_localize("UTC")
-    if len(index) != n:
-        raise ConfigError(f"timestamp has {len(index)} values but close has {n}.")
-    return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if isinstance(timestamp, pd.arrays.DatetimeArray):
+        values = timestamp.as_unit("ns").asi8.view("datetime64[ns]")  # UTC, zone or not
+    elif isinstance(timestamp, np.ndarray) and np.issubdtype(timestamp.dtype, np.datetime64):
+        values = timestamp.astype("datetime64[ns]", copy=False)  # naive = UTC
+    else:
+        index = pd.DatetimeIndex(pd.to_datetime(timestamp, utc=True))
+        values = index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if len(values) != n:
+        raise ConfigError(f"timestamp has {len(values)} values but close has {n}.")
+    if values.flags.writeable:
+        values = values.view()
+        values.flags.writeable = False  # a view of the caller's times: never written
+    return values
 
 
 def _take_times(stamps: np.ndarray, bars: np.ndarray):
@@ -443,4 +610,5 @@ def _trades_table(f_bar, f_qty, f_price, f_fee, pv, dust, stamps) -> pd.DataFram
             "return": ret,
         },
         columns=list(TRADE_COLUMNS),
+        copy=False,  # the kernel's fresh arrays
     )
