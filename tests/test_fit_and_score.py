@@ -113,6 +113,14 @@ def test_bad_parameters_are_refused_before_the_data_is_read(lab):
     assert events == []  # refused before the run started
 
 
+def test_data_other_than_the_config_names_is_refused(lab):
+    data = _load(lab, _config(split="fc"))
+    with pytest.raises(ConfigError, match=r"config\.split is 'kf' but .* fc@v1"):
+        fit_and_score(_config(split="kf"), data)
+    with pytest.raises(ConfigError, match=r"config\.dataset is 'pat@v2'"):
+        fit_and_score(_config(dataset="pat@v2", split="fc"), data)
+
+
 def test_a_stack_reads_its_base_runs_through_the_registry_and_records_no_window(lab):
     base = run_training(lab, _config()).run_id
     config = _config(model="stack", base_runs=[base])

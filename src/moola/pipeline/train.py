@@ -242,12 +242,7 @@ def fit_and_score(
     """
     started = time.perf_counter()
     params = resolved_params(config)
-    split = data.split
-    if split is None:
-        raise ConfigError(
-            f"{data.ref} was loaded without a split; load it with split=NAME (the config's "
-            f"split {config.split!r})."
-        )
+    split = _checked_split(config, data)
     config = pinned_config(config, data)
     card = model_card(config.model)
     run_id = new_run_id(config.model)
@@ -419,6 +414,26 @@ def run_training(
     )
     outcome = replace(outcome, timings={**outcome.timings, "load_s": load_s})
     return record_run(registry, outcome, on_event=on_event)
+
+
+def _checked_split(config: TrainConfig, data: LabeledData) -> Any:
+    """``data``'s split, once ``data`` is shown to be the dataset and split ``config``
+    names (pinning would otherwise record other data under the config's words)."""
+    loaded = {"dataset": (data.ref.name, data.ref.version)}
+    record = data.audit.get("split")
+    if data.split is None or record is None:
+        raise ConfigError(
+            f"{data.ref} was loaded without a split; load it with split={config.split!r}."
+        )
+    loaded["split"] = (record["name"], int(record["version"]))
+    for key in ("dataset", "split"):
+        name, version = parse_ref(getattr(config, key))
+        if name != loaded[key][0] or version not in (None, loaded[key][1]):
+            raise ConfigError(
+                f"config.{key} is {getattr(config, key)!r} but the data was loaded from "
+                f"{loaded[key][0]}@v{loaded[key][1]}; load the data the config names."
+            )
+    return data.split
 
 
 def _window(registry: Registry, outcome: Outcome) -> dict[str, Any]:
