@@ -44,6 +44,15 @@ def ingest(
     tz: str | None = typer.Option(
         None, "--tz", help="Time zone of naive timestamps (CSV/Parquet)."
     ),
+    session: str | None = typer.Option(
+        None,
+        "--session",
+        help="Tick files (DBN trades, tbbo, mbp-1; made into 1-second bars): the trading "
+        "session kept, 'HH:MM-HH:MM' in --session-tz, or 24h (default 04:00-20:00).",
+    ),
+    session_tz: str | None = typer.Option(
+        None, "--session-tz", help="Time zone of --session (default America/New_York)."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Store a new version even if one already holds these bytes."
     ),
@@ -54,7 +63,11 @@ def ingest(
     if mode not in ("strict", "repair"):
         raise ConfigError(f"--mode must be 'strict' or 'repair', not {mode!r}.")
     check_new_name(name, "--name")
-    options = {"timezone": tz} if tz else {}
+    options: dict[str, str] = {"timezone": tz} if tz else {}
+    if session is not None:
+        options["session"] = session
+    if session_tz is not None:
+        options["session_timezone"] = session_tz
     shown = str(paths[0]) if len(paths) == 1 else f"{len(paths)} paths"
     try:
         with console.status(f"Ingesting {shown}"):

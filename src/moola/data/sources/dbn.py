@@ -1,11 +1,20 @@
-"""Databento DBN files of OHLCV bars (schemas ohlcv-1s / 1m / 1h / 1d), plain or zstd.
+"""Databento DBN files, plain or zstd: OHLCV bars (schemas ohlcv-1s / 1m / 1h / 1d) read
+as stored, and trades, tbbo and mbp-1 ticks aggregated into 1-second bars.
 
-The metadata header is decoded with ``databento_dbn``. The bar records that follow are
+The metadata header is decoded with ``databento_dbn``. The records that follow are
 fixed-size structs, so when the file holds nothing else they are read in one go with
-``numpy.frombuffer`` (a year of one-second bars is tens of millions of records; one
-Python object per record would be far slower). Any other content (extra record types, a
-torn last record) goes through ``databento_dbn.DBNDecoder``, which is also what reports a
-damaged file.
+``numpy.frombuffer`` (a day of a liquid name's trades, or a year of one-second bars, is
+tens of millions of records; one Python object per record would be far slower). Any other
+content (extra record types, a torn last record) goes through a walk over the records'
+length headers, which skips the other records and names a damaged one.
+
+Tick schemas become 1-second bars through ``moola.data.ticks.ticks_to_bars`` (OHLC from
+trade prices, volume, trade count, VWAP, last bid/ask and spread, quiet seconds carried
+and flagged, a session filter): ``read_dbn`` returns their canonical bar columns (what a
+raw dataset stores), ``read_dbn_ticks`` the full table. In trades and tbbo files every
+record is a trade (tbbo adds the best bid and offer just before it); in mbp-1 files the
+records with action ``T`` are trades and every record carries the book's top level after
+the event.
 
 Prices are fixed-point integers in units of 1e-9 (``databento_dbn.FIXED_PRICE_SCALE``);
 ``UNDEF_PRICE`` becomes NaN. ``ts_event`` is the bar's open time in UTC nanoseconds.
@@ -15,16 +24,26 @@ date), so a continuous symbol such as ``ES.c.0`` labels every contract it rolled
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import databento_dbn
 import numpy as np
 import pandas as pd
 import zstandard
+from pydantic import ValidationError
 
 from moola.core.errors import ConfigError, SourceError
 from moola.core.timeframes import parse_timeframe
+from moola.data.schema import BAR_COLUMNS
 from moola.data.sources._common import PathLike, Where, assemble, check_timeframe, require_file
+from moola.data.ticks import (
+    TICK_BAR_COLUMNS,
+    US_EQUITIES_TIMEZONE,
+    TickBarConfig,
+    parse_session,
+    ticks_to_bars,
+)
 
 #: DBN schema -> moola time frame. ohlcv-eod is left out: its bars follow trading
 #: sessions, not UTC days, so "1d" bars opening at ts_event would be a different thing.
@@ -40,6 +59,14 @@ _RTYPE_TIMEFRAMES: dict[int, str] = {
     databento_dbn.RType.OHLCV_1H.value: "1h",
     databento_dbn.RType.OHLCV_1D.value: "1d",
 }
+#: Tick schemas, aggregated into 1-second bars: schema -> the record type it holds.
+TICK_SCHEMAS: dict[str, int] = {
+    "trades": databento_dbn.RType.MBP_0.value,
+    "tbbo": databento_dbn.RType.MBP_1.value,
+    "mbp-1": databento_dbn.RType.MBP_1.value,
+}
+#: The session ``read_dbn`` applies to tick files unless told otherwise.
+DEFAULT_SESSION = "04:00-20:00"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _HEADER_BYTES = 16  # every DBN record starts with a 16-byte header
 # One OHLCV record as DBN lays it out (little-endian): a 16-byte record header, then bar.
@@ -56,25 +83,93 @@ _RECORD = [
     ("volume", "<u8"),
 ]
 _PRICES = ("open", "high", "low", "close")
+# A trade (rtype 0, 48 bytes) and an MBP-1 / TBBO record (rtype 1, 80 bytes: the trade's
+# fields, then the top book level).
+_TRADE = [
+    ("length", "u1"),
+    ("rtype", "u1"),
+    ("publisher_id", "<u2"),
+    ("instrument_id", "<u4"),
+    ("ts_event", "<u8"),
+    ("price", "<i8"),
+    ("size", "<u4"),
+    ("action", "u1"),
+    ("side", "u1"),
+    ("flags", "u1"),
+    ("depth", "u1"),
+    ("ts_recv", "<u8"),
+    ("ts_in_delta", "<i4"),
+    ("sequence", "<u4"),
+]
+_MBP1 = [
+    *_TRADE,
+    ("bid_px", "<i8"),
+    ("ask_px", "<i8"),
+    ("bid_sz", "<u4"),
+    ("ask_sz", "<u4"),
+    ("bid_ct", "<u4"),
+    ("ask_ct", "<u4"),
+]
+_TRADE_ACTION = ord("T")
 
 
 def read_dbn(
-    path: PathLike, *, symbol: str | None = None, timeframe: str | None = None
+    path: PathLike,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    session: str | None = DEFAULT_SESSION,
+    session_timezone: str = US_EQUITIES_TIMEZONE,
+    first_session: str | dt.date | None = None,
 ) -> pd.DataFrame:
-    """Read a Databento OHLCV file (``.dbn`` or ``.dbn.zst``) as canonical bars.
+    """Read a Databento file (``.dbn`` or ``.dbn.zst``) as canonical bars.
 
-    ``timeframe`` defaults to the file's schema (ohlcv-1m -> ``"1m"``); a different one
-    is refused. ``symbol`` defaults to the symbols in the file's symbol mappings, several
-    instruments giving a multi-symbol table; given, it names all bars, which is refused
-    when the mappings show several symbols.
+    OHLCV schemas give their bars as stored. ``timeframe`` defaults to the file's schema
+    (ohlcv-1m -> ``"1m"``); a different one is refused. The tick schemas ``trades``,
+    ``tbbo`` and ``mbp-1`` give 1-second bars (``timeframe`` "1s") built by
+    ``moola.data.ticks.ticks_to_bars`` inside ``session`` (``"HH:MM-HH:MM"`` local time in
+    ``session_timezone``, default 04:00-20:00 America/New_York; ``None`` or ``"24h"``: all
+    hours, UTC days), from ``first_session`` (a date, with the session before it kept as
+    context) when given; ``read_dbn_ticks`` returns the same bars with the trade count,
+    VWAP, quotes and the filled flag. A second without trades carries the last close with
+    zero volume, so in the canonical columns ``volume == 0`` marks it.
 
-    Raises ``SourceError`` for a missing, truncated or corrupt file, a non-OHLCV schema or
-    bars with no symbol mapping; ``ConfigError`` for a time frame the file contradicts.
+    ``symbol`` defaults to the symbols in the file's symbol mappings, several instruments
+    giving a multi-symbol table; given, it names all bars, which is refused when the
+    mappings show several symbols.
+
+    Raises ``SourceError`` naming the file for a missing, truncated or corrupt file, an
+    unsupported schema (e.g. mbo, mbp-10, definition) or records with no symbol mapping;
+    ``ConfigError`` for a time frame the file contradicts, a bad session, or session
+    options given for an OHLCV file.
     """
     file = require_file(path)
-    where = Where(file, "record {}", 0)
     data = _decompress(file)
     metadata, body_start = _metadata(data, file)
+    schema = _schema(metadata, data, body_start)
+    if schema in TICK_SCHEMAS:
+        if timeframe is not None:
+            check_timeframe(timeframe)
+            if parse_timeframe(timeframe) != parse_timeframe("1s"):
+                raise ConfigError(
+                    f"{file}: holds {schema} ticks, which are read as 1-second bars, but "
+                    f"timeframe={timeframe!r} was given. Omit timeframe (or pass '1s') and "
+                    "resample the bars after reading."
+                )
+        config = _tick_config(file, session, session_timezone, first_session)
+        bars = _tick_bars(file, data, body_start, metadata, schema, symbol, config)
+        return bars.loc[:, list(BAR_COLUMNS)]
+    if (
+        session != DEFAULT_SESSION
+        or session_timezone != US_EQUITIES_TIMEZONE
+        or first_session is not None
+    ):
+        raise ConfigError(
+            f"{file}: session, session_timezone and first_session apply to tick files "
+            f"(schemas {', '.join(TICK_SCHEMAS)}); this file holds "
+            f"{schema or 'OHLCV'} bars, which are read as stored. Leave them out."
+        )
+    where = Where(file, "record {}", 0)
     bars = _records(data, body_start, metadata, file)
     timeframe = _timeframe(metadata, bars, timeframe, file)
     prices = {
@@ -89,6 +184,119 @@ def read_dbn(
     stamps = pd.Series(pd.to_datetime(bars["ts_event"].astype(np.int64), unit="ns", utc=True))
     labels = _symbols(metadata, bars, symbol, where)
     return assemble(stamps, prices, symbol=labels, timeframe=timeframe)
+
+
+def read_dbn_ticks(
+    path: PathLike,
+    *,
+    symbol: str | None = None,
+    session: str | None = DEFAULT_SESSION,
+    session_timezone: str = US_EQUITIES_TIMEZONE,
+    first_session: str | dt.date | None = None,
+) -> pd.DataFrame:
+    """Read a Databento ``trades``, ``tbbo`` or ``mbp-1`` file as 1-second bars with all of
+    ``moola.data.ticks.TICK_BAR_COLUMNS`` (canonical columns, then ``trades``, ``vwap``,
+    ``bid``, ``ask``, ``spread``, ``filled``), sorted by symbol then time.
+
+    Options as in ``read_dbn``. Raises ``SourceError`` naming the file and the schema for
+    any other schema, and for a truncated or corrupt file.
+    """
+    file = require_file(path)
+    data = _decompress(file)
+    metadata, body_start = _metadata(data, file)
+    schema = _schema(metadata, data, body_start)
+    if schema not in TICK_SCHEMAS:
+        raise SourceError(
+            f"{file}: the DBN schema is {schema or 'unknown'!r}; ticks are read from the "
+            f"schemas {list(TICK_SCHEMAS)}. Use read_dbn for OHLCV bars, or request one of "
+            "those from Databento."
+        )
+    config = _tick_config(file, session, session_timezone, first_session)
+    return _tick_bars(file, data, body_start, metadata, schema, symbol, config)
+
+
+def _schema(metadata: databento_dbn.Metadata, data: bytes, body_start: int) -> str | None:
+    """The file's schema; for a mixed-schema stream (no schema in the metadata) the tick
+    schema its first record belongs to, else None (OHLCV records decide later)."""
+    if metadata.schema is not None:
+        return str(metadata.schema)
+    if len(data) > body_start + 1:
+        rtype = data[body_start + 1]
+        if rtype == databento_dbn.RType.MBP_0.value:
+            return "trades"
+        if rtype == databento_dbn.RType.MBP_1.value:
+            return "mbp-1"
+    return None
+
+
+def _tick_config(
+    file: Path, session: str | None, timezone: str, first_session: str | dt.date | None
+) -> TickBarConfig:
+    try:
+        return TickBarConfig(
+            session=parse_session(session), timezone=timezone, first_session=first_session
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'session_timezone' if error['loc'][0] == 'timezone' else error['loc'][0]}: "
+            + str(error["msg"]).removeprefix("Value error, ")
+            for error in error.errors()
+        )
+        raise ConfigError(f"{file}: bad tick bar options ({problems}).") from None
+
+
+def _tick_bars(
+    file: Path,
+    data: bytes,
+    body_start: int,
+    metadata: databento_dbn.Metadata,
+    schema: str,
+    symbol: str | None,
+    config: TickBarConfig,
+) -> pd.DataFrame:
+    """The file's tick records aggregated into 1-second bars, per symbol."""
+    rtype = TICK_SCHEMAS[schema]
+    fields = _TRADE if rtype == databento_dbn.RType.MBP_0.value else _MBP1
+    records = _fixed_records(data, body_start, metadata, file, fields, {rtype}, schema)
+    undefined = np.flatnonzero(records["ts_event"] == databento_dbn.UNDEF_TIMESTAMP)
+    if len(undefined):
+        raise SourceError(
+            f"{file}: {schema} records without an event time (ts_event undefined) at "
+            f"{Where(file, 'record {}', 0).rows(undefined)}. Request the data again."
+        )
+    names, codes = _symbol_codes(metadata, records, symbol, Where(file, "record {}", 0))
+    price = _price(records["price"])
+    size = records["size"].astype(np.float64)
+    trade = records["action"] == _TRADE_ACTION if schema == "mbp-1" else None
+    bid = _price(records["bid_px"]) if "bid_px" in records.dtype.names else None
+    ask = _price(records["ask_px"]) if "ask_px" in records.dtype.names else None
+    if codes is None:
+        parts = [(names[0], slice(None))]
+    else:
+        order = np.argsort(codes, kind="stable")
+        cuts = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        parts = [(name, order[cuts[i] : cuts[i + 1]]) for i, name in enumerate(names)]
+    frames = [
+        ticks_to_bars(
+            records["ts_event"][rows],
+            price[rows],
+            size[rows],
+            symbol=name,
+            trade=None if trade is None else trade[rows],
+            bid=None if bid is None else bid[rows],
+            ask=None if ask is None else ask[rows],
+            config=config,
+        )
+        for name, rows in parts
+    ]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True).loc[:, list(TICK_BAR_COLUMNS)]
+
+
+def _price(raw: np.ndarray) -> np.ndarray:
+    """Fixed-point 1e-9 prices as floats; ``UNDEF_PRICE`` becomes NaN."""
+    return np.where(raw == databento_dbn.UNDEF_PRICE, np.nan, raw / databento_dbn.FIXED_PRICE_SCALE)
 
 
 def _decompress(file: Path) -> bytes:
@@ -144,26 +352,41 @@ def _records(
     data: bytes, body_start: int, metadata: databento_dbn.Metadata, file: Path
 ) -> np.ndarray:
     """The file's OHLCV records as a structured array with the ``_RECORD`` fields."""
-    dtype = np.dtype(_RECORD + ([("ts_out", "<u8")] if metadata.ts_out else []))
+    return _fixed_records(data, body_start, metadata, file, _RECORD, set(_RTYPE_TIMEFRAMES), "bar")
+
+
+def _fixed_records(
+    data: bytes,
+    body_start: int,
+    metadata: databento_dbn.Metadata,
+    file: Path,
+    fields: list[tuple[str, str]],
+    rtypes: set[int],
+    what: str,
+) -> np.ndarray:
+    """The file's records of the types ``rtypes`` as a structured array with ``fields``:
+    in one ``frombuffer`` when the body holds only such records, else by a walk."""
+    dtype = np.dtype(fields + ([("ts_out", "<u8")] if metadata.ts_out else []))
     body = memoryview(data)[body_start:]
     if len(body) % dtype.itemsize == 0:
         records = np.frombuffer(body, dtype=dtype)
         if (records["length"].astype(np.int64) * 4 == dtype.itemsize).all() and np.isin(
-            records["rtype"], list(_RTYPE_TIMEFRAMES)
+            records["rtype"], list(rtypes)
         ).all():
             return records
-    return _decode_records(data, body_start, file)
+    return _decode_records(data, body_start, file, np.dtype(fields), rtypes, what)
 
 
-def _decode_records(data: bytes, body_start: int, file: Path) -> np.ndarray:
+def _decode_records(
+    data: bytes, body_start: int, file: Path, dtype: np.dtype, rtypes: set[int], what: str
+) -> np.ndarray:
     """Slow path for mixed or damaged content: walk the records one by one by their length
-    headers, keeping the OHLCV bars.
+    headers, keeping those of the types ``rtypes`` (``what`` names them in errors).
 
     Done here rather than with databento_dbn's decoder because the decoder panics (a Rust
     abort printed with its backtrace, uncatchable as an ordinary error) on a record shorter
     than its type; this walk names the record and byte instead.
     """
-    dtype = np.dtype(_RECORD)
     offsets: list[int] = []
     offset, count = body_start, 0
     while offset < len(data):
@@ -175,22 +398,23 @@ def _decode_records(data: bytes, body_start: int, file: Path) -> np.ndarray:
             )
         if offset + length > len(data):
             raise SourceError(
-                f"{file}: the DBN file is truncated ({len(data) - offset} bytes of an "
-                f"incomplete record after {count} whole records). Download it again."
+                f"{file}: the DBN file of {what} records is truncated ({len(data) - offset} "
+                f"bytes of an incomplete record after {count} whole records). Download it "
+                "again."
             )
-        if data[offset + 1] in _RTYPE_TIMEFRAMES:
+        if data[offset + 1] in rtypes:
             if length < dtype.itemsize:
                 raise SourceError(
-                    f"{file}: the DBN records are corrupt (bar record {count} at byte {offset} "
-                    f"has {length} of its {dtype.itemsize} bytes). Download the file again."
+                    f"{file}: the DBN records are corrupt ({what} record {count} at byte "
+                    f"{offset} has {length} of its {dtype.itemsize} bytes). Download the file "
+                    "again."
                 )
             offsets.append(offset)
         offset += length
         count += 1
-    rows = np.zeros(len(offsets), dtype)
-    for row, start in enumerate(offsets):
-        rows[row] = np.frombuffer(data, dtype, count=1, offset=start)[0]
-    return rows
+    flat = np.frombuffer(data, dtype=np.uint8)
+    rows = flat[np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(dtype.itemsize)]
+    return rows.copy().view(dtype).reshape(-1)
 
 
 def _timeframe(
@@ -199,8 +423,9 @@ def _timeframe(
     schema = str(metadata.schema) if metadata.schema is not None else None
     if schema is not None and schema not in SCHEMA_TIMEFRAMES:
         raise SourceError(
-            f"{file}: the DBN schema is {schema!r}; moola reads bars only from the schemas "
-            f"{list(SCHEMA_TIMEFRAMES)}. Request one of those from Databento."
+            f"{file}: the DBN schema is {schema!r}; moola reads bars from the schemas "
+            f"{list(SCHEMA_TIMEFRAMES)} and ticks (made into 1-second bars) from "
+            f"{list(TICK_SCHEMAS)}. Request one of those from Databento."
         )
     if schema is not None:
         inferred = SCHEMA_TIMEFRAMES[schema]
@@ -232,9 +457,20 @@ def _timeframe(
 def _symbols(
     metadata: databento_dbn.Metadata, bars: np.ndarray, symbol: str | None, where: Where
 ) -> str | pd.Series:
-    """Each bar's symbol: the caller's, or the input symbol mapped to its instrument on the
-    bar's UTC date (mapping end dates are exclusive; an instrument with a single symbol
-    keeps it on days its intervals do not cover)."""
+    """Each bar's symbol (see ``_symbol_codes``): one name, or a label per record."""
+    names, codes = _symbol_codes(metadata, bars, symbol, where)
+    if codes is None:
+        return names[0]
+    return pd.Series(pd.array(names, dtype="string").take(codes))
+
+
+def _symbol_codes(
+    metadata: databento_dbn.Metadata, bars: np.ndarray, symbol: str | None, where: Where
+) -> tuple[list[str], np.ndarray | None]:
+    """Each record's symbol: the caller's, or the input symbol mapped to its instrument on
+    the record's UTC date (mapping end dates are exclusive; an instrument with a single
+    symbol keeps it on days its intervals do not cover). Returns the names and, when there
+    are several, each record's index into them (None: every record has ``names[0]``)."""
     names = sorted(metadata.mappings)
     intervals = pd.DataFrame(
         [
@@ -253,7 +489,8 @@ def _symbols(
         only = {key: int(found[0]) for key, found in per_instrument.items() if len(found) == 1}
         filled = pd.Series(instrument_ids[unmapped]).map(only).fillna(-1)
         codes[unmapped] = filled.to_numpy(dtype=np.int64)
-    distinct = [names[code] for code in np.unique(codes[codes >= 0])]
+    present = np.unique(codes[codes >= 0])
+    distinct = [names[code] for code in present]
     if symbol is not None:
         if len(distinct) > 1:
             raise SourceError(
@@ -261,12 +498,12 @@ def _symbols(
                 f"but symbol={symbol!r} was given. Pass symbol=None to read them all as a "
                 "multi-symbol table."
             )
-        return symbol
+        return [symbol], None
     if len(intervals) == 0 and len(set(metadata.symbols)) == 1:
-        return metadata.symbols[0]
+        return [metadata.symbols[0]], None
     missing = np.flatnonzero(codes < 0)
     if len(distinct) == 1 and not len(missing):
-        return distinct[0]
+        return distinct, None
     if len(missing):
         ids = sorted({int(i) for i in instrument_ids[missing]})
         raise SourceError(
@@ -274,22 +511,28 @@ def _symbols(
             f"{where.rows(missing)}. Pass symbol= to name the bars, or request the data "
             "with stype_out='instrument_id' so the file carries its symbol mappings."
         )
-    return pd.Series(pd.array(names, dtype="string").take(codes))
+    return names, codes
 
 
 def _codes_by_date(
     intervals: pd.DataFrame, instrument_ids: np.ndarray, ts_event: np.ndarray
 ) -> np.ndarray:
-    """Per bar, the ``code`` of the interval covering its (instrument, UTC date); -1 if none."""
-    codes = np.full(len(ts_event), -1, dtype=np.int64)
+    """Per record, the ``code`` of the interval covering its (instrument, UTC date); -1 if
+    none. Matched once per distinct (instrument, date) pair: a day of ticks is millions of
+    records but a handful of pairs."""
     if len(intervals) == 0 or len(ts_event) == 0:
-        return codes
+        return np.full(len(ts_event), -1, dtype=np.int64)
     day_ns = 86_400 * 10**9
-    bars = pd.DataFrame(
+    day = ts_event // day_ns
+    inverse, pairs = pd.factorize(instrument_ids * (1 << 24) + day, sort=False)
+    # factorize numbers pairs by first appearance: a new pair is a new running maximum.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(inverse), prepend=-1) > 0)
+    codes = np.full(len(pairs), -1, dtype=np.int64)
+    keys = pd.DataFrame(
         {
-            "position": np.arange(len(ts_event)),
-            "instrument_id": instrument_ids,
-            "day": (ts_event // day_ns * day_ns).view("datetime64[ns]"),
+            "position": np.arange(len(pairs)),
+            "instrument_id": instrument_ids[first],
+            "day": (day[first] * day_ns).view("datetime64[ns]"),
         }
     ).sort_values("day", kind="stable")
     spans = intervals.assign(
@@ -297,8 +540,8 @@ def _codes_by_date(
         end=pd.to_datetime(intervals["end"]).astype("datetime64[ns]"),
     ).sort_values("start", kind="stable")
     matched = pd.merge_asof(
-        bars, spans, left_on="day", right_on="start", by="instrument_id", direction="backward"
+        keys, spans, left_on="day", right_on="start", by="instrument_id", direction="backward"
     )
     covered = (matched["end"] > matched["day"]).to_numpy()
     codes[matched["position"].to_numpy()[covered]] = matched["code"].to_numpy()[covered]
-    return codes
+    return codes[inverse]
