@@ -24,6 +24,7 @@ import functools
 import math
 from abc import abstractmethod
 
+import numba
 import numpy as np
 import pandas as pd
 import talib
@@ -73,10 +74,39 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, *, zero: float) -> np
 
 
 def _distance(close: np.ndarray, average: np.ndarray) -> np.ndarray:
-    """close / average - 1, in one temporary (this runs on every bar of long histories)."""
-    out = np.divide(close, average)
-    out -= 1.0
+    """close / average - 1, in one pass (this runs on every bar of long histories)."""
+    out = np.empty(close.shape)
+    _distance_rows(close, average, out)
     return out
+
+
+# The kernels below write each derived column in one pass over the bars (numpy takes a
+# pass and a temporary per operation). They do numpy's operations in numpy's order, IEEE
+# division without fast-math, so the values are those of the numpy lines they replace.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _distance_rows(close: np.ndarray, average: np.ndarray, out: np.ndarray) -> None:
+    """out = close / average - 1.0."""
+    for i in range(close.shape[0]):
+        out[i] = close[i] / average[i] - 1.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _band_rows(
+    close: np.ndarray,
+    upper: np.ndarray,
+    middle: np.ndarray,
+    lower: np.ndarray,
+    percent_b: np.ndarray,
+    width: np.ndarray,
+) -> None:
+    """percent_b = _ratio(close - lower, upper - lower, zero=0.5) and width = (upper -
+    lower) / middle."""
+    for i in range(close.shape[0]):
+        spread = upper[i] - lower[i]
+        percent_b[i] = 0.5 if spread == 0.0 else (close[i] - lower[i]) / spread
+        width[i] = spread / middle[i]
 
 
 class _TalibFeature(Feature):
@@ -227,9 +257,8 @@ class BBands(_TalibFeature):
         upper, middle, lower = talib.BBANDS(
             close, timeperiod=p.period, nbdevup=p.nbdev, nbdevdn=p.nbdev, matype=0
         )
-        width = np.subtract(upper, lower)
-        percent_b = _ratio(np.subtract(close, lower), width, zero=0.5)
-        width /= middle
+        percent_b, width = np.empty(close.shape), np.empty(close.shape)
+        _band_rows(close, upper, middle, lower, percent_b, width)
         return [upper, middle, lower, percent_b, width]
 
 
