@@ -17,6 +17,7 @@ import talib
 from moola.data.schema import make_bars
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features import load_feature_set
+from moola.features.featureset import _all_equal
 from moola.features.price import Spread, Volume, ratio
 from moola.features.regime import (
     VolatilityRegime,
@@ -344,3 +345,15 @@ def test_intraday31_streams_each_bar_as_batch_with_the_fast_paths(sp500) -> None
     # The session flags take the slice of another feature at run time (they need one
     # bar): the stream must still give the batch rows.
     check_incremental(load_feature_set("intraday31"), sp500.iloc[:2_300], start=1_900)
+
+
+# --------------------------------------------------------------------------- feature sets
+
+
+@pytest.mark.parametrize("dtype", ["string", "str", "string[python]", object, "category"])
+def test_one_symbol_check_answers_as_pandas_equality(dtype) -> None:
+    """The set's check for bars of one symbol (pyarrow for arrow strings) is pandas' own
+    ``(symbols == first).all()``, missing values included, whatever the string dtype."""
+    for values in (["A", "A"], ["A", "B"], ["A", None, "A"], ["A", None, "B"], [None, "A"]):
+        symbols = pd.Series(values, dtype=dtype)
+        assert _all_equal(symbols) == bool((symbols == symbols.iloc[0]).all()), values

@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -380,12 +382,28 @@ def _symbol_groups(bars: pd.DataFrame) -> list[np.ndarray] | None:
     if "symbol" not in bars or len(bars) == 0:
         return None
     symbols = bars["symbol"]
-    if bool((symbols == symbols.iloc[0]).all()):  # the common case, without factorizing
+    if _all_equal(symbols):  # the common case, without factorizing
         return None
     codes, _ = pd.factorize(symbols, sort=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return list(np.split(order, bounds))
+
+
+def _all_equal(symbols: pd.Series) -> bool:
+    """Whether every symbol equals the first, as ``(symbols == first).all()`` says.
+
+    Arrow-backed strings (pandas' default) without missing values are compared by
+    pyarrow, a few times faster than pandas' ``==`` on a million rows; other columns,
+    and columns with missing values (whose answer depends on the string dtype), by
+    pandas."""
+    first = symbols.iloc[0]
+    arrow = getattr(symbols.array, "__arrow_array__", None)
+    if arrow is not None and isinstance(first, str):
+        values = arrow()
+        if values.null_count == 0:
+            return bool(pc.all(pc.equal(values, pa.scalar(first))).as_py())
+    return bool((symbols == first).all())
 
 
 # --------------------------------------------------------------------------- run time
