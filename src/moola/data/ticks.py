@@ -204,29 +204,38 @@ def ticks_to_bars(
             "are counts of shares or contracts."
         )
     quotes = bid is not None or ask is not None
-    bids = np.full(n, np.nan) if bid is None else np.asarray(bid, dtype=np.float64)
-    asks = np.full(n, np.nan) if ask is None else np.asarray(ask, dtype=np.float64)
+    none = np.full(n if quotes else 0, np.nan)
+    bids = none if bid is None else np.asarray(bid, dtype=np.float64)
+    asks = none if ask is None else np.asarray(ask, dtype=np.float64)
 
-    if n > 1 and (np.diff(ts) < 0).any():
-        order = np.argsort(ts, kind="stable")
-        ts, price, size, is_trade = ts[order], price[order], size[order], is_trade[order]
-        bids, asks = bids[order], asks[order]
+    # Sessions, then one gather that drops what is outside and sorts what is left.
     opens, closes, labels = _sessions(ts, config)
-    data_end = int(ts[-1]) if n else 0
+    data_end = int(ts.max()) if n else 0
     session = np.searchsorted(opens, ts, side="right") - 1
     inside = (session >= 0) & (ts < closes[np.maximum(session, 0)])
     if config.first_session is not None:
         inside &= _wanted(session, inside, labels, config.first_session)
-    if not inside.all():
-        ts, price, size, is_trade = ts[inside], price[inside], size[inside], is_trade[inside]
-        bids, asks, session = bids[inside], asks[inside], session[inside]
+    keep = None if inside.all() else np.flatnonzero(inside)
+    kept = ts if keep is None else ts[keep]
+    if len(kept) > 1 and (kept[1:] < kept[:-1]).any():
+        order = np.argsort(kept, kind="stable")
+        keep = order if keep is None else keep[order]
+    if keep is not None:
+        ts, price, size, is_trade, session = (
+            ts[keep], price[keep], size[keep], is_trade[keep], session[keep]
+        )  # fmt: skip
+        if quotes:
+            bids, asks = bids[keep], asks[keep]
 
     grid, grid_session = _grid(ts, is_trade, session, opens, closes, data_end)
     if len(grid) == 0:
         return _frame(grid, {}, symbol)
 
     # Trades: one run per second; statistics by reduceat over the runs.
-    t_ts, t_price, t_size = ts[is_trade], price[is_trade], size[is_trade]
+    if is_trade.all():  # a trades or tbbo feed
+        t_ts, t_price, t_size = ts, price, size
+    else:
+        t_ts, t_price, t_size = ts[is_trade], price[is_trade], size[is_trade]
     t_sec = t_ts // _NS
     starts = np.flatnonzero(np.r_[True, t_sec[1:] != t_sec[:-1]])
     where = np.searchsorted(grid, t_sec[starts])
@@ -336,21 +345,20 @@ def _grid(
     if not is_trade.any():
         return empty, empty
     first_trade = ts[np.argmax(is_trade)]
-    present = np.unique(session)
-    # First and last event of each present session (ts and session are both ascending).
-    first_at = np.searchsorted(session, present, side="left")
-    last_at = np.searchsorted(session, present, side="right") - 1
-    trade_count = np.cumsum(is_trade)
-    trades_in = trade_count[last_at] - np.r_[0, trade_count][first_at]
+    # Sessions present, with their first and last events (session ascends with ts).
+    first_at = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+    last_at = np.r_[first_at[1:], len(session)] - 1
     seconds, owners = [], []
-    for i, k in enumerate(present.tolist()):  # one step per session, not per event
+    for k, first, last in zip(session[first_at].tolist(), first_at, last_at, strict=True):
+        # one step per session, not per event
+        trade_at = first + np.argmax(is_trade[first : last + 1])
         if opens[k] > first_trade:
             begin = opens[k] // _NS
-        elif trades_in[i]:
-            begin = ts[first_at[i] + np.argmax(is_trade[first_at[i] : last_at[i] + 1])] // _NS
+        elif is_trade[trade_at]:
+            begin = ts[trade_at] // _NS
         else:
             continue
-        end = closes[k] // _NS if data_end >= closes[k] else ts[last_at[i]] // _NS + 1
+        end = closes[k] // _NS if data_end >= closes[k] else ts[last] // _NS + 1
         if end > begin:
             seconds.append(np.arange(begin, end, dtype=np.int64))
             owners.append(np.full(end - begin, k, dtype=np.int64))

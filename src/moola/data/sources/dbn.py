@@ -296,7 +296,11 @@ def _tick_bars(
 
 def _price(raw: np.ndarray) -> np.ndarray:
     """Fixed-point 1e-9 prices as floats; ``UNDEF_PRICE`` becomes NaN."""
-    return np.where(raw == databento_dbn.UNDEF_PRICE, np.nan, raw / databento_dbn.FIXED_PRICE_SCALE)
+    prices = raw / databento_dbn.FIXED_PRICE_SCALE
+    undefined = raw == databento_dbn.UNDEF_PRICE
+    if undefined.any():
+        prices[undefined] = np.nan
+    return prices
 
 
 def _decompress(file: Path) -> bytes:
@@ -370,9 +374,12 @@ def _fixed_records(
     body = memoryview(data)[body_start:]
     if len(body) % dtype.itemsize == 0:
         records = np.frombuffer(body, dtype=dtype)
-        if (records["length"].astype(np.int64) * 4 == dtype.itemsize).all() and np.isin(
-            records["rtype"], list(rtypes)
-        ).all():
+        rtype = records["rtype"]
+        if (records["length"] == dtype.itemsize // 4).all() and (
+            (rtype == next(iter(rtypes))).all()
+            if len(rtypes) == 1
+            else np.isin(rtype, list(rtypes)).all()
+        ):
             return records
     return _decode_records(data, body_start, file, np.dtype(fields), rtypes, what)
 
@@ -524,9 +531,13 @@ def _codes_by_date(
         return np.full(len(ts_event), -1, dtype=np.int64)
     day_ns = 86_400 * 10**9
     day = ts_event // day_ns
-    inverse, pairs = pd.factorize(instrument_ids * (1 << 24) + day, sort=False)
+    # Records come in time order, so equal pairs come in long runs: factorize one key per run.
+    key = instrument_ids * (1 << 24) + day
+    runs = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    run_codes, pairs = pd.factorize(key[runs], sort=False)
+    inverse = np.repeat(run_codes, np.diff(np.r_[runs, len(key)]))
     # factorize numbers pairs by first appearance: a new pair is a new running maximum.
-    first = np.flatnonzero(np.diff(np.maximum.accumulate(inverse), prepend=-1) > 0)
+    first = runs[np.flatnonzero(np.diff(np.maximum.accumulate(run_codes), prepend=-1) > 0)]
     codes = np.full(len(pairs), -1, dtype=np.int64)
     keys = pd.DataFrame(
         {
