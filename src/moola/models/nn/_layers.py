@@ -6,17 +6,81 @@ pooling or uncertainty-weighted multi-task loss; each is a few lines.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import math
+import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import annotated_types
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from moola.core.errors import ConfigError
 
 # ----------------------------------------------------------------------------- config checks
+
+# Field types of the config dataclasses. Their bounds are the one statement of what each
+# field may hold: ``check_config`` enforces them when a config is built, and the models'
+# ``Params`` (``moola.models.params``) read them to validate parameters and search spaces.
+Size = Annotated[int, Field(ge=1)]
+"""A width, depth, count or length: an integer >= 1."""
+Size0 = Annotated[int, Field(ge=0)]
+"""A count that may be zero (no adapters, no dilated blocks, no packed features)."""
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+"""A dropout (or masking) rate in [0, 1)."""
+Widths = tuple[Size, ...]
+"""Hidden widths of a stack of layers (may be empty); lists are accepted and made tuples."""
+SomeWidths = Annotated[tuple[Size, ...], Field(min_length=1)]
+"""Widths of a stack that needs at least one layer."""
+
+
+def check_config(config: Any) -> None:
+    """Check every field of config dataclass ``config`` against its annotated type (ints
+    against their minimum, rates, booleans, choices, width lists made tuples), raising
+    the ``ConfigError`` of the ``require_*`` check that fails first."""
+    for name, kind, argument in _field_checks(type(config)):
+        if kind == "int":
+            require_int(config, name, minimum=argument)
+        elif kind == "rate":
+            require_fraction(config, name)
+        elif kind == "bool":
+            require_bool(config, name)
+        elif kind == "choice":
+            require_choice(config, name, argument)
+        elif kind == "widths":
+            coerce_int_tuple(config, name, allow_empty=argument)
+
+
+@functools.cache
+def _field_checks(config_cls: type) -> tuple[tuple[str, str, Any], ...]:
+    """(field, check, argument) per field of ``config_cls``, read from its annotations."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    checks = []
+    for item in dataclasses.fields(config_cls):
+        hint = hints[item.name]
+        base, metadata = hint, ()
+        if typing.get_origin(hint) is Annotated:
+            base, *metadata = typing.get_args(hint)
+        bounds = [m for info in metadata for m in getattr(info, "metadata", [info])]
+        if base is bool:
+            checks.append((item.name, "bool", None))
+        elif base is int:
+            minimum = next((b.ge for b in bounds if isinstance(b, annotated_types.Ge)), 1)
+            checks.append((item.name, "int", minimum))
+        elif base is float and any(isinstance(b, annotated_types.Lt) for b in bounds):
+            checks.append((item.name, "rate", None))
+        elif typing.get_origin(base) is Literal:
+            checks.append((item.name, "choice", typing.get_args(base)))
+        elif typing.get_origin(base) is tuple:
+            empty = not any(isinstance(b, annotated_types.MinLen) for b in bounds)
+            checks.append((item.name, "widths", empty))
+        else:
+            raise TypeError(f"{config_cls.__name__}.{item.name}: no check for type {hint!r}")
+    return tuple(checks)
 
 
 def _where(config: Any, name: str) -> str:

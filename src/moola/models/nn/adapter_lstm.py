@@ -18,11 +18,12 @@ from torch.nn import functional as F
 
 from moola.models.nn._layers import (
     MLPHead,
+    Rate,
+    Size,
+    Size0,
+    Widths,
+    check_config,
     check_input,
-    coerce_int_tuple,
-    require_bool,
-    require_fraction,
-    require_int,
 )
 from moola.models.nn.ts2vec_encoder import TS2VecEncoder, TS2VecEncoderConfig
 
@@ -58,35 +59,21 @@ class AdapterLSTMConfig:
         is 0.1, active only while it trains).
     """
 
-    input_dim: int = 11
-    seq_len: int = 105
-    n_classes: int = 2
-    encoder_hidden: int = 64
-    encoder_repr_dim: int = 320
-    encoder_depth: int = 10
+    input_dim: Size = 11
+    seq_len: Size = 105
+    n_classes: Size = 2
+    encoder_hidden: Size = 64
+    encoder_repr_dim: Size = 320
+    encoder_depth: Size0 = 10
     freeze_encoder: bool = True
-    adapter_dim: int = 16
-    n_adapters: int = 1
-    lstm_hidden: int = 32
-    fc: tuple[int, ...] = (32,)
-    dropout: float = 0.1
+    adapter_dim: Size = 16
+    n_adapters: Size0 = 1
+    lstm_hidden: Size = 32
+    fc: Widths = (32,)
+    dropout: Rate = 0.1
 
     def __post_init__(self) -> None:
-        for name in (
-            "input_dim",
-            "seq_len",
-            "n_classes",
-            "encoder_hidden",
-            "encoder_repr_dim",
-            "adapter_dim",
-            "lstm_hidden",
-        ):
-            require_int(self, name)
-        require_int(self, "encoder_depth", minimum=0)
-        require_int(self, "n_adapters", minimum=0)
-        require_bool(self, "freeze_encoder")
-        coerce_int_tuple(self, "fc")
-        require_fraction(self, "dropout")
+        check_config(self)
 
     def encoder_config(self) -> TS2VecEncoderConfig:
         """The encoder's config; timestamp masking off (it is a pretraining device)."""

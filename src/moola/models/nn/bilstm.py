@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from moola.models.nn._layers import (
     MLPHead,
+    Rate,
+    Size,
+    Widths,
+    check_config,
     check_input,
-    coerce_int_tuple,
-    require_choice,
-    require_fraction,
-    require_int,
 )
 
 
@@ -44,21 +44,17 @@ class BiLSTMConfig:
         Summary of the top layer: each direction's final state, or the mean over time.
     """
 
-    input_dim: int = 31
-    seq_len: int = 60
-    n_classes: int = 2
-    hidden: int = 64
-    num_layers: int = 2
-    fc: tuple[int, ...] = (64,)
-    dropout: float = 0.2
+    input_dim: Size = 31
+    seq_len: Size = 60
+    n_classes: Size = 2
+    hidden: Size = 64
+    num_layers: Size = 2
+    fc: Widths = (64,)
+    dropout: Rate = 0.2
     pooling: Literal["last", "mean"] = "last"
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "seq_len", "n_classes", "hidden", "num_layers"):
-            require_int(self, name)
-        coerce_int_tuple(self, "fc")
-        require_fraction(self, "dropout")
-        require_choice(self, "pooling", ("last", "mean"))
+        check_config(self)
 
 
 class BiLSTM(nn.Module):

@@ -20,11 +20,12 @@ from moola.core.errors import ConfigError
 from moola.models.nn._layers import (
     AttentionPooling,
     MLPHead,
+    Rate,
+    Size,
+    SomeWidths,
+    Widths,
+    check_config,
     check_input,
-    coerce_int_tuple,
-    require_bool,
-    require_fraction,
-    require_int,
 )
 
 
@@ -62,43 +63,28 @@ class CNNLSTMAttentionConfig:
         Regime classes (low / medium / high volatility).
     """
 
-    input_dim: int = 4
-    seq_len: int = 120
-    n_classes: int = 2
-    conv_channels: tuple[int, ...] = (32, 64)
-    kernel_sizes: tuple[int, ...] = (3, 5)
-    lstm_hidden: int = 64
-    lstm_layers: int = 1
-    attention_dim: int = 64
-    fc: tuple[int, ...] = (64,)
-    dropout: float = 0.2
+    input_dim: Size = 4
+    seq_len: Size = 120
+    n_classes: Size = 2
+    conv_channels: SomeWidths = (32, 64)
+    kernel_sizes: SomeWidths = (3, 5)
+    lstm_hidden: Size = 64
+    lstm_layers: Size = 1
+    attention_dim: Size = 64
+    fc: Widths = (64,)
+    dropout: Rate = 0.2
     volatility_head: bool = False
     regime_head: bool = False
-    n_regimes: int = 3
+    n_regimes: Size = 3
 
     def __post_init__(self) -> None:
-        for name in (
-            "input_dim",
-            "seq_len",
-            "n_classes",
-            "lstm_hidden",
-            "lstm_layers",
-            "attention_dim",
-            "n_regimes",
-        ):
-            require_int(self, name)
-        coerce_int_tuple(self, "conv_channels", allow_empty=False)
-        coerce_int_tuple(self, "kernel_sizes", allow_empty=False)
+        check_config(self)
         if len(self.conv_channels) != len(self.kernel_sizes):
             raise ConfigError(
                 f"CNNLSTMAttentionConfig.conv_channels={list(self.conv_channels)} and "
                 f"kernel_sizes={list(self.kernel_sizes)} must have the same length "
                 "(one kernel size per convolution layer)."
             )
-        coerce_int_tuple(self, "fc")
-        require_fraction(self, "dropout")
-        require_bool(self, "volatility_head")
-        require_bool(self, "regime_head")
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -18,10 +18,12 @@ from torch import Tensor, nn
 from moola.core.errors import ConfigError
 from moola.models.nn._layers import (
     MLPHead,
-    coerce_int_tuple,
-    require_choice,
-    require_fraction,
-    require_int,
+    Rate,
+    Size,
+    Size0,
+    SomeWidths,
+    Widths,
+    check_config,
 )
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
 
@@ -54,27 +56,20 @@ class EnhancedSimpleLSTMConfig:
         Dropout in the feature MLP and the head.
     """
 
-    input_dim: int = 4
-    seq_len: int = 105
-    n_classes: int = 2
-    n_features: int = 20
-    encoder_hidden: int = 128
-    encoder_layers: int = 2
-    encoder_dropout: float = 0.2
+    input_dim: Size = 4
+    seq_len: Size = 105
+    n_classes: Size = 2
+    n_features: Size0 = 20
+    encoder_hidden: Size = 128
+    encoder_layers: Size = 2
+    encoder_dropout: Rate = 0.2
     pooling: Literal["mean", "last"] = "mean"
-    feature_hidden: tuple[int, ...] = (64, 32)
-    fc: tuple[int, ...] = (128, 64)
-    dropout: float = 0.1
+    feature_hidden: SomeWidths = (64, 32)
+    fc: Widths = (128, 64)
+    dropout: Rate = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "seq_len", "n_classes", "encoder_hidden", "encoder_layers"):
-            require_int(self, name)
-        require_int(self, "n_features", minimum=0)
-        require_fraction(self, "encoder_dropout")
-        require_fraction(self, "dropout")
-        require_choice(self, "pooling", ("mean", "last"))
-        coerce_int_tuple(self, "feature_hidden", allow_empty=False)
-        coerce_int_tuple(self, "fc")
+        check_config(self)
 
 
 def pack_features(x: Tensor, features: Tensor) -> Tensor:

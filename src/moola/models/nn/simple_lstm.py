@@ -16,12 +16,12 @@ from torch import Tensor, nn
 
 from moola.models.nn._layers import (
     MLPHead,
+    Rate,
+    Size,
+    Widths,
+    check_config,
     check_input,
-    coerce_int_tuple,
-    require_bool,
     require_divisible,
-    require_fraction,
-    require_int,
 )
 from moola.models.nn.encoders import BiLSTMEncoder, BiLSTMEncoderConfig
 
@@ -55,34 +55,21 @@ class SimpleLSTMConfig:
         Shape of that encoder: it must match the pretrained one (2 x 128 -> 256-d).
     """
 
-    input_dim: int = 4
-    seq_len: int = 105
-    n_classes: int = 2
-    hidden: int = 72
-    heads: int = 4
-    fc: tuple[int, ...] = (128, 64)
-    dropout: float = 0.1
+    input_dim: Size = 4
+    seq_len: Size = 105
+    n_classes: Size = 2
+    hidden: Size = 72
+    heads: Size = 4
+    fc: Widths = (128, 64)
+    dropout: Rate = 0.1
     mean_pool: bool = True
     encoder_projection: bool = False
-    encoder_hidden: int = 128
-    encoder_layers: int = 2
+    encoder_hidden: Size = 128
+    encoder_layers: Size = 2
 
     def __post_init__(self) -> None:
-        for name in (
-            "input_dim",
-            "seq_len",
-            "n_classes",
-            "hidden",
-            "heads",
-            "encoder_hidden",
-            "encoder_layers",
-        ):
-            require_int(self, name)
+        check_config(self)
         require_divisible(self, "hidden", "heads")
-        coerce_int_tuple(self, "fc")
-        require_fraction(self, "dropout")
-        require_bool(self, "mean_pool")
-        require_bool(self, "encoder_projection")
 
 
 class SimpleLSTM(nn.Module):

@@ -11,13 +11,13 @@ from torch import Tensor, nn
 from moola.core.errors import ConfigError
 from moola.models.nn._layers import (
     MLPHead,
+    Rate,
     SinusoidalPositionalEncoding,
+    Size,
+    Widths,
+    check_config,
     check_input,
-    coerce_int_tuple,
-    require_choice,
     require_divisible,
-    require_fraction,
-    require_int,
 )
 
 
@@ -52,26 +52,21 @@ class TransformerConfig:
         512 hidden, K out.
     """
 
-    input_dim: int = 31
-    seq_len: int = 100
-    n_classes: int = 2
+    input_dim: Size = 31
+    seq_len: Size = 100
+    n_classes: Size = 2
     task: Literal["classification", "regression"] = "classification"
-    d_model: int = 128
-    n_layers: int = 4
-    heads: int = 8
-    ffn: int = 512
-    dropout: float = 0.1
+    d_model: Size = 128
+    n_layers: Size = 4
+    heads: Size = 8
+    ffn: Size = 512
+    dropout: Rate = 0.1
     pooling: Literal["mean", "cls"] = "mean"
-    fc: tuple[int, ...] = (512,)
+    fc: Widths = (512,)
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "seq_len", "n_classes", "d_model", "n_layers", "heads", "ffn"):
-            require_int(self, name)
+        check_config(self)
         require_divisible(self, "d_model", "heads")
-        require_choice(self, "task", ("classification", "regression"))
-        require_choice(self, "pooling", ("mean", "cls"))
-        require_fraction(self, "dropout")
-        coerce_int_tuple(self, "fc")
         if self.task == "regression" and self.n_classes != 1:
             raise ConfigError(
                 f"TransformerConfig.task='regression' predicts one value but "
