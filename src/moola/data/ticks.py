@@ -208,26 +208,31 @@ def ticks_to_bars(
     bids = none if bid is None else np.asarray(bid, dtype=np.float64)
     asks = none if ask is None else np.asarray(ask, dtype=np.float64)
 
-    # Sessions, then one gather that drops what is outside and sorts what is left.
+    # Sort once (Databento files are in receive order), then cut the sessions out by
+    # searching their bounds in the sorted times: at most one gather per column.
+    order = None
+    if n > 1 and (ts[1:] < ts[:-1]).any():
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+    data_end = int(ts[-1]) if n else 0
     opens, closes, labels = _sessions(ts, config)
-    data_end = int(ts.max()) if n else 0
-    session = np.searchsorted(opens, ts, side="right") - 1
-    inside = (session >= 0) & (ts < closes[np.maximum(session, 0)])
-    if config.first_session is not None:
-        inside &= _wanted(session, inside, labels, config.first_session)
-    keep = None if inside.all() else np.flatnonzero(inside)
-    kept = ts if keep is None else ts[keep]
-    if len(kept) > 1 and (kept[1:] < kept[:-1]).any():
-        order = np.argsort(kept, kind="stable")
-        keep = order if keep is None else keep[order]
+    lo = np.searchsorted(ts, opens, side="left")
+    hi = np.searchsorted(ts, closes, side="left")
+    present = _present(lo, hi, labels, config.first_session)
+    counts = hi[present] - lo[present]
+    keep = order
+    if counts.sum() < n:
+        positions = np.concatenate(
+            [np.arange(lo[k], hi[k], dtype=np.int64) for k in present] or [np.zeros(0, np.int64)]
+        )
+        ts = ts[positions]
+        keep = positions if order is None else order[positions]
     if keep is not None:
-        ts, price, size, is_trade, session = (
-            ts[keep], price[keep], size[keep], is_trade[keep], session[keep]
-        )  # fmt: skip
+        price, size, is_trade = price[keep], size[keep], is_trade[keep]
         if quotes:
             bids, asks = bids[keep], asks[keep]
-
-    grid, grid_session = _grid(ts, is_trade, session, opens, closes, data_end)
+    ends = np.cumsum(counts)  # each present session's events: [ends - counts, ends)
+    grid, grid_session = _grid(ts, is_trade, present, ends - counts, ends, opens, closes, data_end)
     if len(grid) == 0:
         return _frame(grid, {}, symbol)
 
@@ -262,6 +267,7 @@ def ticks_to_bars(
     best_ask = np.full(len(grid), np.nan)
     if quotes:
         quoted = np.isfinite(bids) | np.isfinite(asks)
+        session = np.repeat(present, counts)
         q_ts, q_session = ts[quoted], session[quoted]
         q = np.searchsorted(q_ts, (grid + 1) * _NS, side="left") - 1
         known = q >= 0
@@ -286,16 +292,16 @@ def ticks_to_bars(
 
 def _sessions(ts: np.ndarray, config: TickBarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Session opens and closes (UTC ns, ascending, non-overlapping) and their local dates
-    (as int64 days since the epoch), covering every event time in ``ts``."""
+    (as int64 days since the epoch), covering every event time in ``ts`` (sorted)."""
     if len(ts) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     if config.session is None:
-        first, last = int(ts.min()) // _DAY_NS, int(ts.max()) // _DAY_NS
+        first, last = int(ts[0]) // _DAY_NS, int(ts[-1]) // _DAY_NS
         days = np.arange(first, last + 1, dtype=np.int64)
         return days * _DAY_NS, (days + 1) * _DAY_NS, days
     tz = ZoneInfo(config.timezone)
-    span = pd.to_datetime([int(ts.min()), int(ts.max())], unit="ns", utc=True).tz_convert(tz)
+    span = pd.to_datetime([int(ts[0]), int(ts[-1])], unit="ns", utc=True).tz_convert(tz)
     dates = pd.date_range(
         span[0].date() - dt.timedelta(days=1), span[1].date() + dt.timedelta(days=2)
     )
@@ -317,48 +323,52 @@ def _local(dates: pd.DatetimeIndex, at: dt.time, tz: ZoneInfo) -> np.ndarray:
     return local.tz_convert("UTC").as_unit("ns").asi8
 
 
-def _wanted(
-    session: np.ndarray, inside: np.ndarray, labels: np.ndarray, first: dt.date
+def _present(
+    lo: np.ndarray, hi: np.ndarray, labels: np.ndarray, first: dt.date | None
 ) -> np.ndarray:
-    """Events of sessions dated ``first`` or later, and of the last session before it that
-    holds events (the context)."""
+    """The sessions kept, ascending: those holding events (``lo < hi``) dated ``first`` or
+    later, and the last one before it that holds events (the context); all with events
+    when ``first`` is None."""
+    has = hi > lo
+    if first is None:
+        return np.flatnonzero(has)
     first_day = (np.datetime64(first, "D") - np.datetime64(0, "D")).astype(np.int64)
-    dated = labels[np.maximum(session, 0)]
-    earlier = inside & (dated < first_day)
-    keep = inside & (dated >= first_day)
-    if earlier.any():
-        keep |= inside & (session == session[earlier].max())
-    return keep
+    wanted = has & (labels >= first_day)
+    before = np.flatnonzero(has & (labels < first_day))
+    if len(before):
+        wanted[before[-1]] = True
+    return np.flatnonzero(wanted)
 
 
 def _grid(
     ts: np.ndarray,
     is_trade: np.ndarray,
-    session: np.ndarray,
+    present: np.ndarray,
+    begins: np.ndarray,
+    ends: np.ndarray,
     opens: np.ndarray,
     closes: np.ndarray,
     data_end: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The bar seconds (UTC, ascending) and each one's session (see the module docstring
-    for which seconds get a bar); ``data_end`` is the last event time before filtering."""
+    for which seconds get a bar). Session ``present[i]`` holds the events
+    ``begins[i]:ends[i]`` of the sorted ``ts``; ``data_end`` is the last event time before
+    the session filter."""
     empty = np.zeros(0, dtype=np.int64)
     if not is_trade.any():
         return empty, empty
     first_trade = ts[np.argmax(is_trade)]
-    # Sessions present, with their first and last events (session ascends with ts).
-    first_at = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
-    last_at = np.r_[first_at[1:], len(session)] - 1
     seconds, owners = [], []
-    for k, first, last in zip(session[first_at].tolist(), first_at, last_at, strict=True):
+    for k, first, end_at in zip(present.tolist(), begins.tolist(), ends.tolist(), strict=True):
         # one step per session, not per event
-        trade_at = first + np.argmax(is_trade[first : last + 1])
+        trade_at = first + int(np.argmax(is_trade[first:end_at]))
         if opens[k] > first_trade:
             begin = opens[k] // _NS
         elif is_trade[trade_at]:
             begin = ts[trade_at] // _NS
         else:
             continue
-        end = closes[k] // _NS if data_end >= closes[k] else ts[last] // _NS + 1
+        end = closes[k] // _NS if data_end >= closes[k] else ts[end_at - 1] // _NS + 1
         if end > begin:
             seconds.append(np.arange(begin, end, dtype=np.int64))
             owners.append(np.full(end - begin, k, dtype=np.int64))
