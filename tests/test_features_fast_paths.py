@@ -265,6 +265,27 @@ def test_sessions_on_random_minutes_unsorted_and_naive_times() -> None:
         )
 
 
+@pytest.mark.parametrize("step", ["1min", "7min", "30s", "1h"])
+def test_sessions_on_bars_in_time_order_across_clock_changes(step: str) -> None:
+    """Bars in order, as real ones come: the session kernels reuse a computed bar's
+    columns for the bars after it until the next session boundary, midnight or clock
+    change; every bar still equals pandas' tz_convert, before 1970 and after, with
+    times off the minute and at the edges of the time range pandas can hold."""
+    spans = [("2023-10-20", "2024-04-10"), ("1969-10-20", "1970-04-10")]
+    parts = [pd.date_range(a, b, freq=step, tz="UTC") for a, b in spans]
+    parts.append(pd.date_range("2024-03-08 21:07:13", periods=5_000, freq="37s", tz="UTC"))
+    parts.append(pd.date_range("1677-09-22", periods=3_000, freq=step, tz="UTC"))
+    parts.append(pd.date_range(end="2262-04-11 23:00", periods=3_000, freq=step, tz="UTC"))
+    for stamps in parts:
+        bars = _stamped(stamps)
+        for market in ("fx", "crypto", "futures"):
+            np.testing.assert_array_equal(
+                Sessions(market=market).compute(bars).to_numpy(),
+                _sessions_definition(bars, market),
+                err_msg=f"{market} {stamps[0]}",
+            )
+
+
 # --------------------------------------------------------------------------- spread, volume
 
 

@@ -31,6 +31,9 @@ every bar (as ``DatetimeIndex.tz_convert`` does), the offset changes are found o
 zone and year (``zoneinfo`` asked at every UTC midnight, each change then narrowed to its
 exact second, where tz database changes lie; cached for the process) and the bars are
 converted by numba loops: the same offsets, so the same values, several times faster.
+A column changes only at a session boundary, local midnight or a clock change, so once a
+bar is converted the bars after it up to the next such time take its values unconverted
+(on minute bars, runs of hours: the cost is then writing the columns).
 This assumes a zone never changes its offset and back within one day, true of the zones
 used here (the tests compare with pandas over 1900-2100 and at random minutes from 1678
 to 2261). ``update_last`` converts the last bar's time only.
@@ -81,6 +84,7 @@ _SECOND_NS = 10**9
 _DAY_S = 24 * 3600
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST = np.iinfo(np.int64).min
+_LAST = np.iinfo(np.int64).max
 
 
 # --------------------------------------------------------------------------- UTC offsets
@@ -151,6 +155,8 @@ def _offset_table(tz: str, first_ns: int, last_ns: int) -> tuple[np.ndarray, np.
     offsets: list[int] = []
     for year in range(first, last + 1):
         for second, offset in _year_changes(tz, year):
+            if second * _SECOND_NS > _LAST:  # after the last time int64 nanoseconds hold
+                break
             if not offsets or offset != offsets[-1]:
                 starts.append(second * _SECOND_NS)
                 offsets.append(offset)
@@ -213,6 +219,22 @@ def _local_minutes(
         out[i] = local // _MINUTE_NS
 
 
+@numba.njit(cache=True, inline="always")
+def _run_end(
+    utc: int, local: int, minute: int, next_minute: int, starts: np.ndarray, j: int
+) -> int:
+    """The UTC time at which a bar at ``utc`` (``local`` on the zone's wall clock, at
+    ``minute`` of its clock's day) reaches minute ``next_minute`` of that day, or the zone's
+    next offset change if sooner: bars from ``utc`` up to then share the day and the
+    minutes' interval, hence their columns. (Near the end of the int64 range the sum may
+    wrap to a time before ``utc``: no bar is then taken for the run, none wrongly.)"""
+    day_start = local // _MINUTE_NS - minute  # floored: also before 1970
+    end = (day_start + next_minute) * _MINUTE_NS - (local - utc)
+    if j + 1 < starts.shape[0] and starts[j + 1] < end:
+        end = starts[j + 1]
+    return end
+
+
 @numba.njit(cache=True)
 def _session_flags(
     utc: np.ndarray,
@@ -224,9 +246,18 @@ def _session_flags(
     out: np.ndarray,
 ) -> None:
     """out[i] = 1.0 when bar i opens in [start, end) minutes of the local day (wrapping
-    midnight when start > end), on a local Monday to Friday if ``weekdays_only``."""
+    midnight when start > end), on a local Monday to Friday if ``weekdays_only``.
+
+    A flag changes only at ``start``, ``end`` or midnight, local time: once a bar is
+    computed, the bars after it up to the next of these (``_run_end``) take its value
+    without a clock conversion (runs of hours on minute bars)."""
     j = _first_period(starts, utc)
+    run_from = run_to = 0  # [run_from, run_to): UTC times sharing ``value``
+    value = 0.0
     for i in range(utc.shape[0]):
+        if run_from <= utc[i] < run_to:
+            out[i] = value
+            continue
         local, j = _local_ns(utc[i], starts, offsets, j)
         minute, weekday = _clock(local, 0)
         if start < end:
@@ -235,7 +266,14 @@ def _session_flags(
             inside = (minute >= start) | (minute < end)
         if weekdays_only:
             inside &= weekday < 5
-        out[i] = 1.0 if inside else 0.0
+        value = 1.0 if inside else 0.0
+        out[i] = value
+        following = _MINUTES_PER_DAY
+        if minute < start < following:
+            following = start
+        if minute < end < following:
+            following = end
+        run_from, run_to = utc[i], _run_end(utc[i], local, minute, following, starts, j)
 
 
 @numba.njit(cache=True)
@@ -250,16 +288,25 @@ def _market_week(
 ) -> None:
     """Weekday (0 = Monday) of each bar's session date, the local clock moved ``roll``
     minutes later, and 1.0 in the weekend (Saturday and Sunday of that date; for
-    ``futures`` also Friday 17:00-18:00 New York, after the weekly close)."""
+    ``futures`` also Friday 17:00-18:00 New York, after the weekly close). Both change
+    only at the moved clock's midnight (and 23:00 for ``futures``): runs as in
+    ``_session_flags``."""
     j = _first_period(starts, utc)
+    run_from = run_to = 0
+    weekday = 0
+    weekend_value = 0.0
     for i in range(utc.shape[0]):
-        local, j = _local_ns(utc[i], starts, offsets, j)
-        minute, weekday = _clock(local, roll)
-        weekend = weekday >= 5
-        if futures:
-            weekend |= (weekday == 4) & (minute >= 23 * 60)
+        if not run_from <= utc[i] < run_to:
+            local, j = _local_ns(utc[i], starts, offsets, j)
+            minute, weekday = _clock(local, roll)
+            weekend = weekday >= 5
+            if futures:
+                weekend |= (weekday == 4) & (minute >= 23 * 60)
+            weekend_value = 1.0 if weekend else 0.0
+            following = 23 * 60 if futures and minute < 23 * 60 else _MINUTES_PER_DAY
+            run_from, run_to = utc[i], _run_end(utc[i], local, minute, following, starts, j)
         weekday_out[i] = weekday
-        weekend_out[i] = 1.0 if weekend else 0.0
+        weekend_out[i] = weekend_value
 
 
 def _utc_ns(bars: pd.DataFrame) -> np.ndarray:
