@@ -1,6 +1,7 @@
 """check_rule: every rule an ExecutionConfig can hold gives the same verdict streamed bar by
-bar as on the finished curve (same breach, same time), across DST in several time zones,
-and the checker catches a streaming form that is wrong."""
+bar as on the finished curve (same breach, same time), across DST in several time zones;
+every order rule keeps its promise over a broker's random run (no false accepts, no
+unfounded denials, nothing after a halt); and the checker catches rules that are wrong."""
 
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from moola.sim import DailyLossLimit, MinimumTradingDays, RuleStream, TotalLossLimit
+from moola.sim import (
+    DailyLossLimit,
+    MaxPosition,
+    MinimumTradingDays,
+    RiskPerTrade,
+    Rule,
+    RuleResult,
+    RuleStream,
+    TotalLossLimit,
+)
 from moola.sim.execution import RULE_SPECS
 from moola.sim.propfirm import _DailyLossStream, _DayClock
-from moola.testing import check_rule
-from moola.testing.rules import _fill_at
+from moola.testing import OrderInvariant, check_order_rule, check_rule
+from moola.testing.rules import Book, _fill_at, is_order_rule, order_invariant
 
 ZONES = ["UTC", "Europe/Prague", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 # Weeks holding a DST change in both hemispheres (Prague/New York in March and
@@ -40,9 +50,12 @@ def equity_paths(draw, max_bars: int = 40) -> tuple[pd.Series, list[int]]:
 
 
 def _registered(timezone: str) -> list:
-    """One rule of every registered kind, with limits the random paths can cross."""
+    """One rule of every registered equity kind, with limits the random paths can cross
+    (the order rules have their own proof, below)."""
     rules = []
     for spec in RULE_SPECS:
+        if is_order_rule(spec().build()):
+            continue
         fields = spec.model_fields
         values = {}
         if "timezone" in fields:
@@ -59,7 +72,7 @@ def _registered(timezone: str) -> list:
 
 
 @pytest.mark.parametrize("timezone", ZONES)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_registered_rule_streams_its_batch_verdict(timezone, data) -> None:
     paths = [data.draw(equity_paths()) for _ in range(2)]
@@ -181,3 +194,152 @@ def test_trading_days_stream_counts_days_with_a_fill() -> None:
     result = stream.result()
     assert result.passed and result.breach_value == 4.0
     assert result.breach_time == pd.Timestamp("2024-04-02 04:00", tz="UTC")
+
+
+# --------------------------------------------------------------------------- order rules
+
+ORDER_RULES = {
+    spec.model_fields["rule"].default: spec for spec in RULE_SPECS if is_order_rule(spec().build())
+}
+#: Rules that sim/limits.py lets past their promise today: it judges whether an order
+#: "only reduces" against the position alone, so closing orders stacked on one side take
+#: the position through flat and beyond the limit (reported with the fix, issue 15).
+_STACKED_CLOSES = pytest.mark.xfail(
+    strict=True,
+    reason="sim/limits.py: stacked closing orders pass the limit (issue 15); remove this "
+    "mark when limits.py judges 'reduces' against position + working orders on its side",
+)
+_PARAMETERS = {
+    "max_position": {"units": st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0])},
+    "max_open_positions": {"count": st.integers(1, 3)},
+    "risk_per_trade": {
+        "pct": st.sampled_from([0.005, 0.01, 0.02]),
+        "stop_pct": st.sampled_from([0.005, 0.01, 0.03]),
+    },
+    "trading_halt": {"reason": st.sampled_from(["kill switch", "news [FOMC]"])},
+}
+
+
+def test_every_registered_rule_has_a_proof() -> None:
+    """Equity rules are proved on equity paths (above); every order rule has a promise its
+    run is held to, and the order rules are the four the issue names."""
+    assert set(ORDER_RULES) == {"max_position", "max_open_positions", "risk_per_trade",
+                                "trading_halt"}  # fmt: skip
+    for spec in ORDER_RULES.values():
+        order_invariant(spec().build())
+    assert set(_PARAMETERS) == set(ORDER_RULES)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=_STACKED_CLOSES)
+        if name in ("max_position", "max_open_positions")
+        else name
+        for name in sorted(ORDER_RULES)
+    ],
+)
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    phases=(Phase.explicit, Phase.generate),  # a seed does not shrink: keep the one found
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_every_order_rule_keeps_its_promise(name, data) -> None:
+    params = {key: data.draw(strategy, label=key) for key, strategy in _PARAMETERS[name].items()}
+    rule = ORDER_RULES[name](**params).build()
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    halt_at = data.draw(st.one_of(st.none(), st.integers(1, 29)), label="halt_at")
+    path = data.draw(equity_paths(max_bars=10), label="equity")  # its trivial batch form too
+    check_rule(rule, path, seed=seed, n_bars=30, halt_at=halt_at)
+
+
+def test_one_seed_one_run() -> None:
+    """The run is reproducible: a failure's seed replays it."""
+    wrong = _IgnoresWorkingOrders(units=1.0)
+    messages = []
+    for _ in range(2):
+        with pytest.raises(AssertionError) as caught:
+            check_order_rule(wrong, seed=3)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "seed=3" in messages[0]
+
+
+@dataclass(frozen=True)
+class _IgnoresWorkingOrders(MaxPosition):
+    """A deliberately wrong limit: it forgets the working orders, so split orders pass."""
+
+    def pre_trade(self, order, state) -> list[str]:
+        after = state.position + order.qty
+        if abs(after) > abs(state.position) and abs(after) > self.units:
+            return [f"{self.name}: would hold {after:g}"]
+        return []
+
+
+@dataclass(frozen=True)
+class _TooStrictRisk(RiskPerTrade):
+    """A deliberately wrong limit: it refuses orders risking half of what is allowed."""
+
+    def pre_trade(self, order, state) -> list[str]:
+        return RiskPerTrade(pct=self.pct / 2, stop_pct=self.stop_pct).pre_trade(order, state)
+
+
+@dataclass(frozen=True)
+class _UnnamedRisk(RiskPerTrade):
+    """A deliberately wrong limit: its denials do not say which rule refused."""
+
+    def pre_trade(self, order, state) -> list[str]:
+        return [r.replace(self.name, "limit") for r in super().pre_trade(order, state)]
+
+
+def test_check_rule_fails_a_wrong_order_rule() -> None:
+    with pytest.raises(AssertionError, match=r"\(c\) bar \d+, order \d+ .*: accepted, yet it"):
+        check_rule(_IgnoresWorkingOrders(units=1.0), seed=0)
+    with pytest.raises(AssertionError, match=r"\(b\) .*denied, yet accepting it keeps"):
+        check_rule(_TooStrictRisk(pct=0.01, stop_pct=0.01), seed=0, halt_at=None)
+    with pytest.raises(AssertionError, match="do not name risk_per_trade"):
+        check_rule(_UnnamedRisk(pct=0.01, stop_pct=0.01), seed=0, halt_at=None)
+    check_rule(RiskPerTrade(pct=0.01, stop_pct=0.01), seed=0, halt_at=None)  # the right one
+
+
+class _NeverShort(OrderInvariant):
+    """A user's promise for a user's rule: the position never goes short."""
+
+    def holds(self, book: Book) -> str | None:
+        return "short" if book.side(buy=False) < 0 else None
+
+    def admits(self, book: Book, qty: float) -> bool | None:
+        return book.side(qty > 0) + qty >= 0 or qty > 0
+
+    def scale(self, price: float, equity: float, point_value: float) -> float:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class _LongOnly(Rule):
+    """A user's order rule: no order may take the position short (working sells count)."""
+
+    name: str = "long_only"
+
+    def check(self, equity, trades=None) -> RuleResult:
+        return RuleResult(self.name, True, None, None, 0.0, "judged before each order")
+
+    def stream(self):
+        return self
+
+    def update(self, time, equity, fills=()):
+        return None
+
+    def pre_trade(self, order, state) -> list[str]:
+        working = sum(o.qty for o in state.open_orders if o.qty < 0)
+        if order.qty < 0 and state.position + working + order.qty < 0:
+            return [f"{self.name}: no shorts"]
+        return []
+
+
+def test_a_rule_moola_does_not_register_is_checked_against_a_given_promise() -> None:
+    with pytest.raises(TypeError, match="invariant="):
+        check_rule(_LongOnly(), seed=0)  # no promise known for it
+    check_rule(_LongOnly(), seed=1, invariant=_NeverShort())

@@ -5,15 +5,17 @@ from __future__ import annotations
 from moola.testing.lookahead import check_feature, check_incremental, check_label
 from moola.testing.models import check_model
 from moola.testing.policies import check_policy
-from moola.testing.rules import check_rule
+from moola.testing.rules import OrderInvariant, check_order_rule, check_rule
 from moola.testing.sources import check_source
 from moola.testing.splits import check_split
 
 __all__ = [
+    "OrderInvariant",
     "check_feature",
     "check_incremental",
     "check_label",
     "check_model",
+    "check_order_rule",
     "check_policy",
     "check_rule",
     "check_source",
