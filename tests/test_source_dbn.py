@@ -145,6 +145,15 @@ def test_symbols_follow_the_mapping_dates_through_a_roll(tmp_path):
     assert (back["open"] * 1e9).round().tolist() == [2, 4]
 
 
+def test_one_instrument_id_reused_by_two_symbols_on_different_days(tmp_path):
+    d1, d2, d3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
+    records = [bar(5, T0, 1, 1, 1, 1, 1), bar(5, T0 + DAY, 2, 2, 2, 2, 1)]
+    path = write_dbn(
+        tmp_path / "r.dbn", records, mappings={"AAA": [(d1, d2, 5)], "BBB": [(d2, d3, 5)]}
+    )
+    assert read_dbn(path)["symbol"].tolist() == ["AAA", "BBB"]
+
+
 def test_caller_symbol_names_a_continuous_contract(tmp_path):
     d1, d2, d3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
     records = [bar(1, T0, 1, 1, 1, 1, 1), bar(2, T0 + DAY, 2, 2, 2, 2, 1)]

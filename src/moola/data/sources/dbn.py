@@ -496,7 +496,7 @@ def _symbol_codes(
         only = {key: int(found[0]) for key, found in per_instrument.items() if len(found) == 1}
         filled = pd.Series(instrument_ids[unmapped]).map(only).fillna(-1)
         codes[unmapped] = filled.to_numpy(dtype=np.int64)
-    present = np.unique(codes[codes >= 0])
+    present = np.flatnonzero(np.bincount(codes + 1, minlength=len(names) + 1)[1:])
     distinct = [names[code] for code in present]
     if symbol is not None:
         if len(distinct) > 1:
@@ -530,20 +530,41 @@ def _codes_by_date(
     if len(intervals) == 0 or len(ts_event) == 0:
         return np.full(len(ts_event), -1, dtype=np.int64)
     day_ns = 86_400 * 10**9
+    first_day, last_day = int(ts_event.min()) // day_ns, int(ts_event.max()) // day_ns
+    if (
+        first_day >= 0
+        and last_day - first_day < 366
+        and (instrument_ids == instrument_ids[0]).all()
+    ):
+        # One instrument (a typical tick file): match each day once, not each record.
+        days = np.arange(first_day, last_day + 1, dtype=np.int64)
+        per_day = _match_pairs(intervals, np.full(len(days), instrument_ids[0]), days)
+        if (per_day == per_day[0]).all():
+            return np.full(len(ts_event), per_day[0], dtype=np.int64)
+        return per_day[ts_event // day_ns - first_day]
     day = ts_event // day_ns
     # Records come in time order, so equal pairs come in long runs: factorize one key per run.
     key = instrument_ids * (1 << 24) + day
     runs = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    run_codes, pairs = pd.factorize(key[runs], sort=False)
-    inverse = np.repeat(run_codes, np.diff(np.r_[runs, len(key)]))
+    run_codes, _ = pd.factorize(key[runs], sort=False)
     # factorize numbers pairs by first appearance: a new pair is a new running maximum.
     first = runs[np.flatnonzero(np.diff(np.maximum.accumulate(run_codes), prepend=-1) > 0)]
-    codes = np.full(len(pairs), -1, dtype=np.int64)
+    codes = _match_pairs(intervals, instrument_ids[first], day[first])
+    return np.repeat(codes[run_codes], np.diff(np.r_[runs, len(key)]))
+
+
+def _match_pairs(
+    intervals: pd.DataFrame, instrument_ids: np.ndarray, days: np.ndarray
+) -> np.ndarray:
+    """Per (instrument, UTC day number) pair, the ``code`` of the interval covering it; -1
+    if none (mapping end dates are exclusive)."""
+    day_ns = 86_400 * 10**9
+    codes = np.full(len(days), -1, dtype=np.int64)
     keys = pd.DataFrame(
         {
-            "position": np.arange(len(pairs)),
-            "instrument_id": instrument_ids[first],
-            "day": (day[first] * day_ns).view("datetime64[ns]"),
+            "position": np.arange(len(days)),
+            "instrument_id": np.asarray(instrument_ids, dtype=np.int64),
+            "day": (np.asarray(days, dtype=np.int64) * day_ns).view("datetime64[ns]"),
         }
     ).sort_values("day", kind="stable")
     spans = intervals.assign(
@@ -555,4 +576,4 @@ def _codes_by_date(
     )
     covered = (matched["end"] > matched["day"]).to_numpy()
     codes[matched["position"].to_numpy()[covered]] = matched["code"].to_numpy()[covered]
-    return codes[inverse]
+    return codes
