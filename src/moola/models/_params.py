@@ -9,7 +9,6 @@ parameter-dependent part of a ``fit`` runs inside :func:`params_checked_by_libra
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -54,19 +53,3 @@ def non_default(factory: Callable[..., Any], params: Mapping[str, Any]) -> dict[
         if p.default is not inspect.Parameter.empty
     }
     return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
-
-
-def check_param_names(model: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
-    """Refuse names ``factory`` does not take (unless it takes ``**kwargs``), with a
-    'did you mean' and the names it does take."""
-    signature = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
-        return
-    known = [name for name in signature if name != "self"]
-    for key in params:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"{model}: unknown parameter '{key}'.{hint} It takes: {', '.join(sorted(known))}."
-            )

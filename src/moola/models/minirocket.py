@@ -27,15 +27,19 @@ chose one (``NUMBA_THREADING_LAYER``), numba is told to use its own "workqueue" 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from moola.core.errors import ConfigError
 from moola.models._params import non_default, params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
 
-__all__ = ["MIN_TIMEPOINTS", "MiniRocketClassifier"]
+if TYPE_CHECKING:
+    from moola.models.params import ModelParams
+
+__all__ = ["MIN_TIMEPOINTS", "MiniRocketClassifier", "minirocket_params"]
 
 #: MiniRocket's kernels have length 9.
 MIN_TIMEPOINTS = 9
@@ -178,3 +182,24 @@ class MiniRocketClassifier(SklearnEstimator):
             raise ConfigError(f"minirocket: X is empty (shape {values.shape}).")
         check_finite(values, "minirocket: X")
         return np.ascontiguousarray(values.transpose(0, 2, 1))  # (N, D, T)
+
+
+def minirocket_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
+    """The ``Params`` model of ``minirocket``: the classifier's parameters, typed and
+    bounded, defaults read from its signature (``moola.models.params``)."""
+    from moola.models.params import NClasses, Seed, from_signature
+
+    count = Annotated[int, Field(ge=1)]
+    return from_signature(
+        model_name,
+        MiniRocketClassifier,
+        {
+            "n_kernels": count,
+            "max_dilations_per_kernel": count,
+            "C": Annotated[float, Field(gt=0)],
+            "class_weight": Literal["balanced"] | None,
+            "random_state": Seed,
+            "n_jobs": int,
+            "n_classes": NClasses,
+        },
+    )

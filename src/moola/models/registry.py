@@ -1,8 +1,10 @@
 """The model registry: the one place a model name becomes an estimator.
 
 Every model has a card (role, inputs, outputs, intended use). ``ACTIVE`` models are built
-by ``create(name, **params)``; ``LEGACY`` names raise an error that says why they were
-retired and what to use instead.
+by ``create(name, **params)``, which first checks ``params`` against the model's ``Params``
+model (``moola.models.params``; ``card.params``), so a bad value or name is refused before
+any work; ``LEGACY`` names raise an error that says why they were retired and what to use
+instead.
 
 Entries name their estimator as ``"module:attribute"`` and are imported only when created
 (as Gymnasium's registry does). This keeps ``import moola.models`` light, and lets the
@@ -15,11 +17,13 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from moola.core.errors import ConfigError
-from moola.models._params import check_param_names
 from moola.models.base import Estimator, InputKind
+
+if TYPE_CHECKING:
+    from moola.models.params import ModelParams
 
 Role = Literal["ACTIVE", "LEGACY"]
 
@@ -43,6 +47,13 @@ class ModelCard:
     """Engineered window features the model reads beside the window itself, packed into
     the last channels of step 0 (``"price_action"``: the 20 of
     ``moola.features.window.price_action_features``); empty for single-input models."""
+
+    @property
+    def params(self) -> type[ModelParams]:
+        """This ACTIVE model's ``Params`` model (``moola.models.params.params_model``)."""
+        from moola.models.params import params_model  # params reads the cards: no cycle
+
+        return params_model(self.name)
 
 
 _NEURAL = "moola.training.neural:NeuralEstimator"
@@ -222,18 +233,19 @@ def require_active(name: str) -> ModelCard:
 
 
 def create(name: str, **params: Any) -> Estimator:
-    """A new, unfitted estimator for model ``name`` with ``params``."""
+    """A new, unfitted estimator for model ``name`` with ``params``.
+
+    ``params`` are checked first (``moola.models.params.validate_params``): an unknown
+    name, an impossible value or an override of a fixed parameter raises ``ConfigError``
+    naming it before anything is built. The estimator stores the parameters as given.
+    """
+    from moola.models.params import given_params  # params reads the cards: no cycle
+
     card = require_active(name)
+    checked = given_params(name, params)
     module_name, attribute = card.entry_point.split(":")
     factory = getattr(importlib.import_module(module_name), attribute)
-    clashes = {k for k in card.fixed_params if k in params and params[k] != card.fixed_params[k]}
-    if clashes:
-        raise ConfigError(
-            f"Model '{name}' fixes {sorted(clashes)} to "
-            f"{ {k: card.fixed_params[k] for k in sorted(clashes)} }; do not override it."
-        )
-    check_param_names(name, factory, params)
-    return factory(**{**params, **card.fixed_params})
+    return factory(**{**checked, **card.fixed_params})
 
 
 def list_models(role: Role | None = None) -> list[ModelCard]:

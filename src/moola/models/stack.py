@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from moola.core.errors import ConfigError
 from moola.models._persist import SklearnEstimator, check_finite
-from moola.models.tabular import TabularClassifier
+from moola.models.tabular import TabularClassifier, tabular_params
 
-__all__ = ["META_LEARNERS", "StackingClassifier"]
+if TYPE_CHECKING:
+    from moola.models.params import ModelParams
+
+__all__ = ["META_LEARNERS", "StackingClassifier", "stack_params"]
 
 META_LEARNERS: tuple[str, ...] = ("logistic_regression", "random_forest")
 _RANGE_TOLERANCE = 1e-6  # rounding of float32 probabilities, clipped away
@@ -174,3 +178,82 @@ class StackingClassifier(SklearnEstimator):
         if names is None or per_model is None:
             return [f"p{j}" for j in range(n_columns)]
         return [f"{model}:p{k}" for model in names for k in range(per_model)]
+
+
+class _StackParams:
+    """What ``stack_params`` adds to the signature's fields: the meta-learner's parameters
+    checked by that meta-learner's own Params model, and resolved with its defaults."""
+
+    def resolved(self) -> dict[str, Any]:
+        own = ("meta", "base_names", "random_state", "n_classes")
+        meta = _meta_params(self.meta).model_validate(  # type: ignore[attr-defined]
+            {k: getattr(self, k) for k in self.model_fields_set if k not in own}  # type: ignore[attr-defined]
+        )
+        return {
+            **{k: getattr(self, k) for k in own},
+            **{k: v for k, v in meta.resolved().items() if k not in ("kind", *own)},
+        }
+
+
+def _optional(annotation: Any, metadata: list[Any]) -> Any:
+    """``annotation`` with its bounds (``metadata``), or None."""
+    return (Annotated[annotation, *metadata] if metadata else annotation) | None
+
+
+def _meta_params(meta: str) -> type[ModelParams]:
+    from moola.models.params import params_model
+
+    return params_model(meta)
+
+
+def stack_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
+    """The ``Params`` model of ``stack``: ``meta``, ``base_names``, ``random_state`` and
+    ``n_classes``, plus every parameter of the meta-learners (None: the meta-learner's
+    default). A meta-learner parameter must belong to the chosen ``meta`` and pass its
+    Params model (``tabular_params``)."""
+    from moola.models.params import ModelParams, NClasses, Seed, from_signature
+
+    own = ("meta", "base_names", "random_state", "n_classes")
+    meta_fields = {
+        key: field
+        for meta in META_LEARNERS
+        for key, field in tabular_params(meta).model_fields.items()
+        if key not in ("kind", *own)
+    }
+
+    def meta_learner(params: Any) -> Any:
+        names = params.base_names
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError(f"base_names must be unique; got {names}")
+        given = {k: getattr(params, k) for k in params.model_fields_set if k not in own}
+        others = sorted(k for k in given if k not in _meta_params(params.meta).model_fields)
+        if others:
+            raise ValueError(
+                f"{others} are not parameters of meta={params.meta!r}; drop them or choose "
+                "the meta-learner they belong to"
+            )
+        try:
+            _meta_params(params.meta).model_validate(given)
+        except ConfigError as exc:  # pragma: no cover - the meta's own messages
+            raise ValueError(str(exc)) from None
+        return params
+
+    class Base(_StackParams, ModelParams):
+        pass
+
+    return from_signature(
+        model_name,
+        StackingClassifier,
+        {
+            "meta": Literal[META_LEARNERS],
+            "base_names": Annotated[list[str], Field(min_length=1)] | None,
+            "random_state": Seed,
+            "n_classes": NClasses,
+        },
+        base=Base,
+        extra_fields={
+            key: (_optional(field.annotation, field.metadata), None)
+            for key, field in meta_fields.items()
+        },
+        validators=[meta_learner],
+    )

@@ -11,7 +11,11 @@ One estimator, three kinds, each a scikit-learn-compatible model with a seeded
   leaf barely splits a labeled set of a few hundred windows.
 
 Extra keyword parameters go to the underlying model and override these defaults (e.g.
-``create("logistic_regression", C=0.1)``). ``X`` may be a pandas DataFrame: its column
+``create("logistic_regression", C=0.1)``). ``tabular_params(kind)`` is each kind's
+``Params`` model (``moola.models.params``): a field per parameter of the library model,
+its default read from the model ``_build`` makes (the one place moola's defaults are
+written), bounds on the ones worth tuning, and scikit-learn's own parameter constraints
+checked on the rest before any fit. ``X`` may be a pandas DataFrame: its column
 names are remembered, and a DataFrame given to ``predict_proba`` is reordered to them.
 Validation data is accepted and ignored: none of these kinds early-stops here, since a
 validation fold of a few dozen windows makes the stopping point noise.
@@ -20,10 +24,11 @@ validation fold of a few dozen windows makes the stopping point noise.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
@@ -31,7 +36,10 @@ from moola.core.errors import ConfigError
 from moola.models._params import params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
 
-__all__ = ["TABULAR_KINDS", "TabularClassifier"]
+if TYPE_CHECKING:
+    from moola.models.params import ModelParams
+
+__all__ = ["TABULAR_KINDS", "TabularClassifier", "tabular_params"]
 
 TABULAR_KINDS: tuple[str, ...] = ("logistic_regression", "random_forest", "gradient_boosting")
 
@@ -91,6 +99,77 @@ def _set_params(model: BaseEstimator, kind: str, params: dict[str, Any]) -> None
         model.set_params(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{kind}: bad parameter value ({exc}).") from exc
+
+
+_Positive = Annotated[float, Field(gt=0)]
+_NonNegative = Annotated[float, Field(ge=0)]
+_Fraction = Annotated[float, Field(gt=0, le=1)]
+_Count = Annotated[int, Field(ge=1)]
+
+#: Typed, bounded library parameters per kind (the ones a search space tunes); the other
+#: library parameters are fields too, checked by the library's own constraints.
+_TYPED: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"C": _Positive, "max_iter": _Count, "tol": _Positive},
+    "random_forest": {
+        "n_estimators": _Count,
+        "max_depth": _Count | None,
+        "ccp_alpha": _NonNegative,
+        "bootstrap": bool,
+    },
+    "gradient_boosting": {
+        "n_estimators": _Count,
+        "learning_rate": _Positive,
+        "num_leaves": Annotated[int, Field(ge=2, le=131_072)],
+        "max_depth": int,  # <= 0: no limit
+        "min_child_samples": Annotated[int, Field(ge=0)],
+        "min_child_weight": _NonNegative,
+        "min_split_gain": _NonNegative,
+        "subsample": _Fraction,
+        "subsample_freq": Annotated[int, Field(ge=0)],
+        "colsample_bytree": _Fraction,
+        "reg_alpha": _NonNegative,
+        "reg_lambda": _NonNegative,
+    },
+}
+
+
+def _library_model(model: BaseEstimator) -> BaseEstimator:
+    """The classifier inside ``model`` (the last step of a pipeline)."""
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def tabular_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
+    """The ``Params`` model of tabular kind ``model_name`` (see the module docstring).
+
+    ``kind`` is fixed to the kind; ``random_state`` and ``n_classes`` are the
+    ``TabularClassifier``'s own; every other field is a parameter of the library model with
+    the default moola gives it.
+    """
+    from moola.models.params import NClasses, Seed, from_signature
+
+    kind = model_name
+    library = _library_model(_build(kind, 0, {})).get_params(deep=False)
+    library.pop("random_state")
+    typed = _TYPED[kind]
+    extra = {key: (typed.get(key, Any), default) for key, default in library.items()}
+
+    def library_constraints(params: Any) -> Any:
+        """scikit-learn's own checks of every library parameter, without fitting."""
+        model = _library_model(
+            _build(kind, params.random_state, {k: getattr(params, k) for k in library})
+        )
+        if kind != "gradient_boosting":  # LightGBM declares no constraints: it checks at fit
+            model._validate_params()
+        return params
+
+    return from_signature(
+        kind,
+        TabularClassifier,
+        {"random_state": Seed, "n_classes": NClasses},
+        fixed={"kind": kind},
+        extra_fields=extra,
+        validators=[library_constraints],
+    )
 
 
 class TabularClassifier(SklearnEstimator):

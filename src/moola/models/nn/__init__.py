@@ -6,6 +6,11 @@ multi-task CNN-LSTM, a dict of heads), keeps its config as ``module.config``, an
 its architecture in ``module.architecture``. ``build_module(name, **kwargs)`` is the one
 place an architecture name becomes a module; ``config_of`` gives back the kwargs (JSON
 ready) that rebuild it.
+
+A config field's annotated type (``Size``, ``Size0``, ``Rate``, ``Widths``, a ``Literal``)
+is the one statement of what it may hold: the config checks it when built, and the
+model's ``Params`` (``moola.models.params``) reads it to validate parameters and search
+spaces before any training.
 """
 
 from __future__ import annotations
