@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from moola.sim import (
+    Broker,
     DailyLossLimit,
     MaxPosition,
     MinimumTradingDays,
@@ -343,3 +344,10 @@ def test_a_rule_moola_does_not_register_is_checked_against_a_given_promise() -> 
     with pytest.raises(TypeError, match="invariant="):
         check_rule(_LongOnly(), seed=0)  # no promise known for it
     check_rule(_LongOnly(), seed=1, invariant=_NeverShort())
+
+
+def test_check_rule_fails_a_broker_that_trades_after_a_halt(monkeypatch) -> None:
+    check_rule(RiskPerTrade(pct=0.01, stop_pct=0.01), seed=0, halt_at=5)
+    monkeypatch.setattr(Broker, "halt", lambda self, reason: None)  # a kill switch that fails
+    with pytest.raises(AssertionError, match=r"\(d\) bar \d+, order \d+ .*accepted after"):
+        check_rule(RiskPerTrade(pct=0.01, stop_pct=0.01), seed=0, halt_at=5)
