@@ -378,3 +378,29 @@ def test_one_symbol_check_answers_as_pandas_equality(dtype) -> None:
     for values in (["A", "A"], ["A", "B"], ["A", None, "A"], ["A", None, "B"], [None, "A"]):
         symbols = pd.Series(values, dtype=dtype)
         assert _all_equal(symbols) == bool((symbols == symbols.iloc[0]).all()), values
+
+
+def _features_with_compute_rows() -> list:
+    features = [Sessions(market=m) for m in ("fx", "crypto", "futures")]
+    return [*features, VolatilityRegime(), VolatilityRegime(atr_period=5, window=3)]
+
+
+@pytest.mark.parametrize("feature", _features_with_compute_rows(), ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compute_rows_are_compute_in_the_dtype(feature, dtype, synthetic, sp500) -> None:
+    """What FeatureSet.compute takes instead of compute(bars).astype(dtype)."""
+    for bars in (synthetic, sp500, synthetic.iloc[:0]):
+        rows = feature.compute_rows(bars, np.dtype(dtype))
+        assert rows.dtype == dtype and rows.shape == (len(feature.columns()), len(bars))
+        np.testing.assert_array_equal(rows, feature.compute(bars).to_numpy(dtype).T)
+
+
+def test_intraday31_compute_equals_its_features_computed_one_by_one(synthetic) -> None:
+    fset = load_feature_set("intraday31")
+    table = fset.compute(synthetic)
+    for entry in fset._entries:
+        expected = entry.feature.compute(synthetic)[list(entry.columns)]
+        np.testing.assert_array_equal(
+            table[list(entry.columns)].to_numpy(), expected.to_numpy(entry.dtype)
+        )
+        assert (table[list(entry.columns)].dtypes == entry.dtype).all()

@@ -68,12 +68,15 @@ def atr_percentile_rank(atr: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def atr_regime(atr: np.ndarray, window: int, low: float, high: float) -> np.ndarray:
-    """The regime one-hot, shape (3, n): rows (rank < ``low``, neither, rank > ``high``) as
-    0/1 of the percentile rank ``atr_percentile_rank(atr, window)``, NaN where it is NaN;
-    found without computing the rank (see the module docstring), the values the same."""
+def atr_regime(
+    atr: np.ndarray, window: int, low: float, high: float, dtype: np.dtype | type = np.float64
+) -> np.ndarray:
+    """The regime one-hot, shape (3, n) of ``dtype``: rows (rank < ``low``, neither, rank >
+    ``high``) as 0/1 of the percentile rank ``atr_percentile_rank(atr, window)``, NaN where
+    it is NaN; found without computing the rank (see the module docstring), the values
+    the same."""
     values = np.ascontiguousarray(atr, dtype=np.float64)
-    out = np.empty((3, len(values)))
+    out = np.empty((3, len(values)), dtype=dtype)
     _rolling_regime(values, int(window), float(low), float(high), out)
     return out
 
@@ -338,6 +341,12 @@ class VolatilityRegime(Feature):
         p = self.params
         out = atr_regime(self._atr(bars), p.window, p.low_quantile, p.high_quantile)
         return frame(bars, self.columns(), out)
+
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+        """``compute(bars)``'s columns as the rows of a (3, n) array of ``dtype``, written in
+        that dtype directly (0, 1 and NaN are exact in float32)."""
+        p = self.params
+        return atr_regime(self._atr(bars), p.window, p.low_quantile, p.high_quantile, dtype)
 
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
         """The last row of ``compute(bars)``: the last ATR ranked within its trailing window

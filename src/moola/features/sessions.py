@@ -360,16 +360,26 @@ class Sessions(Feature):
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
         return frame(bars, self.columns(), self._rows(_utc_ns(bars)))
 
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+        """``compute(bars)``'s columns as the rows of a (5, n) array of ``dtype``, written
+        in that dtype directly (flags and weekdays are exact in float32)."""
+        return self._rows(_utc_ns(bars), dtype=dtype)
+
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
         """The last row of ``compute(bars)`` (each row depends on its own bar only)."""
         last = pd.Timestamp(bars["timestamp"].array[-1]).value
         return self._rows(np.array([last], dtype=np.int64), (last, last))[:, 0]
 
-    def _rows(self, utc_ns: np.ndarray, span: tuple[int, int] | None = None) -> np.ndarray:
+    def _rows(
+        self,
+        utc_ns: np.ndarray,
+        span: tuple[int, int] | None = None,
+        dtype: np.dtype | type = np.float64,
+    ) -> np.ndarray:
         """The columns as rows of a (5, n) array (``span``: the earliest and latest time)."""
         market = self.params.market
         span = _span(utc_ns) if span is None else span
-        out = np.empty((len(self.columns()), len(utc_ns)))
+        out = np.empty((len(self.columns()), len(utc_ns)), dtype=dtype)
         for row, (_, tz, start, end) in zip(out, SESSION_HOURS, strict=False):
             starts, offsets = _offset_table(tz, *span)
             _session_flags(utc_ns, starts, offsets, start, end, market != "crypto", row)
