@@ -321,7 +321,7 @@ def _decompress(file: Path) -> bytes:
             f"{file}: the zstd compression is damaged ({error}); the file is probably "
             "truncated. Download it again."
         ) from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # no copy of a one-frame file
 
 
 def _metadata(data: bytes, file: Path) -> tuple[databento_dbn.Metadata, int]:
