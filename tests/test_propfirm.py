@@ -186,3 +186,19 @@ def test_rules_refuse_an_equity_without_time_index() -> None:
         TotalLossLimit().check(pd.Series([1.0, 2.0]))
     with pytest.raises(ConfigError, match="timezone"):
         DailyLossLimit(timezone="Mars/Olympus").check(_daily([1.0, 2.0]))
+
+
+@pytest.mark.parametrize(
+    "timezone", ["Europe/Prague", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
+)
+def test_the_streaming_day_clock_numbers_days_as_the_batch_rules_do(timezone) -> None:
+    """The clock keeps the last day's span; across clock changes (Lord Howe moves by 30
+    minutes) and half-hour zones it still numbers every stamp's day as the batch form."""
+    from moola.sim.propfirm import _DayClock, _local_days
+
+    stamps = pd.date_range("2024-03-28", "2024-04-09", freq="7min", tz="UTC")
+    stamps = stamps.append(pd.date_range("2024-10-01", "2024-11-06", freq="13min", tz="UTC"))
+    stamps = stamps.as_unit("ns")
+    clock = _DayClock(timezone)
+    streamed = [clock.day(ns) for ns in stamps.asi8]
+    np.testing.assert_array_equal(streamed, _local_days(stamps, timezone))

@@ -537,12 +537,8 @@ def run(
             bars["close"].to_numpy(np.float64),
             volume,
             target,
-            instrument=inst,
-            initial_cash=initial_cash,
-            spread=spread,
-            slippage=slip,
-            commission=comm,
-            latency_bars=latency_bars,
+            config,
+            symbol=symbol,
             timestamp=bars["timestamp"],
         )
         breaches = _streamed_breaches(config, sim)  # the rules over it, as a broker feeds them
@@ -619,12 +615,12 @@ def _streamed_breaches(config: ExecutionConfig, sim: SimResult) -> pd.DataFrame:
     broker sees (``moola.sim.broker.stream_rules``)."""
     stamps = sim.timestamp
     if np.issubdtype(stamps.dtype, np.datetime64):
-        times = list(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+        times = pd.DatetimeIndex(stamps).tz_localize("UTC")
     else:
         times = stamps.tolist()
     columns = sim.fills[list(FILL_COLUMNS)].astype({"type": str, "tag": str})
     fills = [Fill(*row) for row in columns.itertuples(index=False, name=None)]
-    return stream_rules(config.build_rules(), times, sim.equity.tolist(), fills)
+    return stream_rules(config.build_rules(), times, sim.equity, fills)
 
 
 def risk_summary(breaches: pd.DataFrame, rejections: pd.DataFrame) -> dict[str, object]:

@@ -64,6 +64,7 @@ from moola.sim.costs import (
 )
 from moola.sim.execution import ON_BREACH, ExecutionConfig
 from moola.sim.instruments import Instrument
+from moola.sim.limits import MaxOpenPositions, MaxPosition, RiskPerTrade, TradingHalt
 from moola.sim.orders import (
     Order,
     OrderType,
@@ -72,11 +73,30 @@ from moola.sim.orders import (
     triggered_at_open,
 )
 from moola.sim.portfolio import Portfolio
-from moola.sim.propfirm import Rule, RuleStream
+from moola.sim.propfirm import (
+    DailyLossLimit,
+    MinimumTradingDays,
+    ProfitTarget,
+    Rule,
+    RuleStream,
+    TotalLossLimit,
+)
 from moola.sim.vectorised import _timestamps
 
 _LEVERAGE_TOLERANCE = 1e-9
 _NO_FILLS: tuple = ()  # a bar without fills, shared (no list per bar)
+_INF, _NEG_INF = math.inf, -math.inf
+# Built-in rules whose stream never returns a Breach (a goal reached, or order limits).
+_NEVER_BREACH: tuple[type, ...] = (
+    ProfitTarget,
+    MinimumTradingDays,
+    MaxPosition,
+    MaxOpenPositions,
+    RiskPerTrade,
+    TradingHalt,
+)
+# Built-in loss limits: the batch form gives the stream's breach (check_rule proves it).
+_LOSS_LIMITS: tuple[type, ...] = (DailyLossLimit, TotalLossLimit)
 BREACH_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "bar",
@@ -231,6 +251,7 @@ class Broker:
         if not (math.isfinite(initial_cash) and initial_cash > 0):
             raise ConfigError(f"initial_cash must be a positive number; got {initial_cash!r}.")
         self.instrument = instrument
+        self._pv = float(instrument.point_value)
         self.latency = int(latency_bars)
         self._half = half_spread
         self._half_per_bar = half_spread.shape[0] > 1
@@ -257,7 +278,7 @@ class Broker:
             and getattr(type(rule), "pre_trade", None) is not RuleStream.pre_trade
         )
         self._updates = tuple(rule.update for rule in live if hasattr(rule, "update"))
-        self._breached: set[int] = set()
+        self._breached: set[Any] = set()  # the updates that breached (each recorded once)
         self._breaches: list[tuple] = []
         self._tz = timezone
         self.portfolio = Portfolio(initial_cash, instrument)
@@ -284,11 +305,14 @@ class Broker:
 
         Returns this bar's fills. Raises ``BarValidationError`` for a non-finite price.
         """
-        o, h, lo, c = float(bar.open), float(bar.high), float(bar.low), float(bar.close)
+        time, o, h, lo, c, volume = bar
+        o, h, lo, c = float(o), float(h), float(lo), float(c)
         i = len(self._close)
-        if not (math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)):
+        if not (_NEG_INF < o < _INF and _NEG_INF < h < _INF and _NEG_INF < lo < _INF) or not (
+            _NEG_INF < c < _INF
+        ):  # False for nan too; compares cost less than isfinite calls
             raise BarValidationError(
-                f"Bar {i} at {bar.time} has a non-finite price (open {o}, high {h}, low {lo}, "
+                f"Bar {i} at {time} has a non-finite price (open {o}, high {h}, low {lo}, "
                 f"close {c}); drop or repair it before it reaches the broker."
             )
         if self._half_per_bar and i >= self._half.shape[0]:
@@ -296,16 +320,29 @@ class Broker:
                 f"The spread has {self._half.shape[0]} per-bar values but bar {i} arrived; "
                 "give one spread per bar, or one number."
             )
-        time = bar.time
         self._times.append(time)
         self._close.append(c)
         if self._window is not None:  # history-based slippage reads the bars before i
             self._high.append(h)
             self._low.append(lo)
-            self._volume.append(float(bar.volume))
+            self._volume.append(float(volume))
             self._terms = self._recent_terms(i)
         fills = self._fill_pending(i, o, h, lo) if self._pending else _NO_FILLS
-        self._mark(time, c)
+        # Mark at the close (inline: this runs once per bar). The day rolls at most once
+        # per calendar day, found with one integer compare per bar.
+        if self._day_end is None or (
+            time.value >= self._day_end if type(time) is pd.Timestamp else self._tz_applies(time)
+        ):
+            self._roll_day(time)
+        pf = self.portfolio
+        pf.last_price = c
+        pf.last_time = time
+        pf.bar += 1
+        position = pf.position
+        equity = pf.cash + position * (c - pf.avg_price) * self._pv  # == Portfolio.equity
+        self._equity.append(equity)
+        self._cash.append(pf.cash)
+        self._position.append(position)
         if self._updates and self._halted is None:
             self._update_rules(i, time, fills)
         return fills if fills is not _NO_FILLS else []
@@ -335,10 +372,10 @@ class Broker:
     def _update_rules(self, i: int, time: Any, fills: Sequence[Fill]) -> None:
         """Every rule sees the mark; a breach is recorded, then halts unless recording."""
         equity = self._equity[i]
-        for k, update in enumerate(self._updates):
+        for update in self._updates:
             breach = update(time, equity, fills)
-            if breach is not None and k not in self._breached:
-                self._breached.add(k)
+            if breach is not None and update not in self._breached:
+                self._breached.add(update)
                 self._on_breach(i, breach)
                 if self._halted is not None:
                     return
@@ -355,22 +392,6 @@ class Broker:
             self._next_id += 1
             order = Order(qty=flatten, tag="flatten", id=self._next_id)
             self._pending.append((order, i))
-
-    def _mark(self, time: Any, close: float) -> None:
-        # The day rolls at most once per calendar day: one integer compare per bar.
-        if self._day_end is None or (
-            time.value >= self._day_end if type(time) is pd.Timestamp else self._tz_applies(time)
-        ):
-            self._roll_day(time)
-        pf = self.portfolio
-        pf.last_price = close
-        pf.last_time = time
-        pf.bar += 1
-        position = pf.position
-        equity = pf.cash + position * (close - pf.avg_price) * pf._pv  # Portfolio.equity
-        self._equity.append(equity)
-        self._cash.append(pf.cash)
-        self._position.append(position)
 
     # ------------------------------------------------------------------ orders
 
@@ -601,8 +622,8 @@ def _breach_row(time: Any, bar: int, breach: Any, flatten: float) -> tuple:
 
 def stream_rules(
     rules: Sequence[object],
-    times: Sequence[Any],
-    equity: Sequence[float],
+    times: Sequence[Any] | pd.DatetimeIndex,
+    equity: Sequence[float] | np.ndarray,
     fills: Iterable[Fill] = (),
 ) -> pd.DataFrame:
     """Each rule's first breach when its stream sees a finished run bar by bar.
@@ -610,24 +631,52 @@ def stream_rules(
     The rules are fed the way a ``Broker`` in ``"record"`` mode feeds them: for bar ``i``,
     ``update(times[i], equity[i], fills of bar i)`` (``Fill.bar == i``), every rule on
     every bar. So a run the vectorised kernel made gets the breach table (``BREACH_COLUMNS``)
-    the event engine's broker records on the same run, row for row.
+    the event engine's broker records on the same run, row for row (bar order, then rule
+    order).
+
+    Shortcut, same table: the built-in loss limits (:class:`DailyLossLimit`,
+    :class:`TotalLossLimit`) on timestamped bars are located by their batch form, whose
+    verdict ``moola.testing.check_rule`` proves equal to the stream's to the bit (the
+    breach's time, value, limit and detail), in numpy rather than a Python step per bar;
+    the built-in rules that never breach (profit target, trading days, order limits) are
+    skipped. Any other rule is streamed.
     """
-    streams = [rule.stream() if isinstance(rule, Rule) else rule for rule in rules]
-    updates = [stream.update for stream in streams if hasattr(stream, "update")]
-    by_bar: dict[int, list[Fill]] = {}
-    for fill in fills:
-        by_bar.setdefault(int(fill.bar), []).append(fill)
-    rows: list[tuple] = []
-    breached: set[int] = set()
-    if updates:
-        for i, (time, value) in enumerate(zip(times, equity, strict=True)):
+    located: list[tuple[int, int, tuple]] = []  # (bar, rule position, row)
+    streamed: list[tuple[int, Any]] = []
+    series: pd.Series | None = None  # the equity on the bar times, for the batch forms
+    if isinstance(times, pd.DatetimeIndex) and times.tz is not None:
+        series = pd.Series(np.asarray(equity, dtype=np.float64), index=times)
+    elif len(times) and isinstance(times[0], pd.Timestamp) and times[0].tzinfo is not None:
+        series = pd.Series(np.asarray(equity, dtype=np.float64), index=pd.DatetimeIndex(times))
+    for k, rule in enumerate(rules):
+        kind = type(rule)
+        if kind in _NEVER_BREACH:
+            continue
+        if kind in _LOSS_LIMITS and series is not None:
+            verdict = rule.check(series)  # type: ignore[attr-defined]
+            if not verdict.passed:
+                bar = int(series.index.get_loc(verdict.breach_time))
+                row = (times[bar], bar, verdict.name, verdict.breach_value, verdict.limit)
+                located.append((bar, k, (*row, verdict.detail, 0.0)))
+            continue
+        stream = rule.stream() if isinstance(rule, Rule) else rule
+        if hasattr(stream, "update"):
+            streamed.append((k, stream.update))
+    if streamed:
+        by_bar: dict[int, list[Fill]] = {}
+        for fill in fills:
+            by_bar.setdefault(int(fill.bar), []).append(fill)
+        breached: set[int] = set()
+        values = equity.tolist() if isinstance(equity, np.ndarray) else equity  # as a broker
+        for i, (time, value) in enumerate(zip(times, values, strict=True)):
             bar_fills = by_bar.get(i, _NO_FILLS)
-            for k, update in enumerate(updates):
+            for k, update in streamed:
                 breach = update(time, value, bar_fills)
                 if breach is not None and k not in breached:
                     breached.add(k)
-                    rows.append(_breach_row(time, i, breach, 0.0))
-    return pd.DataFrame(rows, columns=list(BREACH_COLUMNS))
+                    located.append((i, k, _breach_row(time, i, breach, 0.0)))
+    located.sort(key=lambda item: item[:2])
+    return pd.DataFrame([row for _, _, row in located], columns=list(BREACH_COLUMNS))
 
 
 def _typed_times(frame: pd.DataFrame, stamps: np.ndarray, columns) -> pd.DataFrame:

@@ -54,6 +54,19 @@ class BarContext:
     through this object's public API.
     """
 
+    __slots__ = (
+        "_bars",
+        "_broker",
+        "close",
+        "high",
+        "i",
+        "low",
+        "open",
+        "portfolio",
+        "time",
+        "volume",
+    )
+
     def __init__(self, broker: Broker, bars: _BarArrays, i: int) -> None:
         self._broker = broker
         self._bars = bars
@@ -162,17 +175,19 @@ class TargetPositionStrategy:
 
     def on_bar(self, ctx: BarContext) -> list[Order] | None:
         """Submit the difference between the new target and the committed position."""
-        if ctx.i == 0:
-            self._target = np.asarray(self.target_fraction, dtype=np.float64)
-            _check_finite(self._target, "target_fraction", ConfigError)
+        i = ctx.i
+        if i == 0:
+            target = np.asarray(self.target_fraction, dtype=np.float64)
+            _check_finite(target, "target_fraction", ConfigError)
+            self._target = target.tolist()  # Python floats: the same values, cheaper to read
             self._prev = 0.0
             self._committed = 0.0
-        if ctx.i >= self._target.shape[0]:
+        if i >= len(self._target):
             raise ConfigError(
-                f"target_fraction has {self._target.shape[0]} values but the bars have more; "
+                f"target_fraction has {len(self._target)} values but the bars have more; "
                 f"give one target per bar."
             )
-        f = float(self._target[ctx.i])
+        f = self._target[i]
         if f == self._prev:
             return None
         self._prev = f

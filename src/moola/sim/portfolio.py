@@ -27,7 +27,8 @@ operation; the tests hold the two to identical results.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+import operator
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -67,7 +68,9 @@ class Trade:
 
 def trades_frame(trades: list[Trade]) -> pd.DataFrame:
     """The trades table (columns ``TRADE_COLUMNS``) from a list of trades."""
-    frame = pd.DataFrame([astuple(t) for t in trades], columns=list(TRADE_COLUMNS))
+    # A shallow tuple per trade: dataclasses.astuple deep-copies every timestamp.
+    row = operator.attrgetter(*(f.name for f in fields(Trade)))
+    frame = pd.DataFrame([row(t) for t in trades], columns=list(TRADE_COLUMNS))
     if frame.empty:
         frame = frame.astype(
             {c: "float64" for c in ("size", "entry_price", "exit_price", "pnl", "fees")}

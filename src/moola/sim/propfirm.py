@@ -141,7 +141,10 @@ def _ratio(num: float, den: float) -> float:
 
 class _DayClock:
     """The calendar day of one stamp at a time, numbered as :func:`_local_days` numbers
-    it (local wall-clock days since 1970-01-01), in O(1): one UTC-offset look-up."""
+    it (local wall-clock days since 1970-01-01), in O(1): one UTC-offset look-up, and
+    within a day none. The UTC span of the last day is kept when the offset is the same
+    at both its ends (every day but a clock change's, as changes are days apart), so a
+    stamp inside it costs two compares."""
 
     def __init__(self, timezone: str) -> None:
         try:
@@ -151,14 +154,26 @@ class _DayClock:
                 f"Unknown timezone {timezone!r}; use an IANA name such as 'UTC' or 'Europe/Prague'."
             ) from exc
         self._utc = timezone == "UTC"
+        self._start = self._end = 0  # UTC span [start, end) of the cached day
+        self._day = 0
 
     def day(self, ns: int) -> int:
+        if self._start <= ns < self._end:
+            return self._day
         if self._utc:
             return ns // _NS_PER_DAY
+        offset = self._offset(ns)
+        day = (ns + offset) // _NS_PER_DAY
+        start, end = day * _NS_PER_DAY - offset, (day + 1) * _NS_PER_DAY - offset
+        if self._offset(start) == offset and self._offset(end - 1) == offset:
+            self._start, self._end, self._day = start, end, day
+        return day
+
+    def _offset(self, ns: int) -> int:
+        """The zone's UTC offset at ``ns`` (to the second), in nanoseconds."""
         local = _dt.datetime.fromtimestamp(ns // 1_000_000_000, self._zone)
         offset = local.utcoffset()
-        offset_ns = 0 if offset is None else (offset // _dt.timedelta(microseconds=1)) * 1000
-        return (ns + offset_ns) // _NS_PER_DAY
+        return 0 if offset is None else (offset // _dt.timedelta(microseconds=1)) * 1000
 
 
 _NS_PER_DAY = 86_400_000_000_000
@@ -297,6 +312,8 @@ class _DailyLossStream(RuleStream):
         self._on_initial = rule.basis == "initial"
         self._previous = 0.0
         self._sod: dict[int, float] = {}
+        self._day: int | None = None  # the current day and its start-of-day balance
+        self._day_sod = 0.0
         self._worst = -math.inf
         self._seen = False
         self.breach: Breach | None = None
@@ -305,20 +322,26 @@ class _DailyLossStream(RuleStream):
     def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
         if self._hit is not None:
             return None
-        value = _finite(equity, self.rule.name)
+        value = float(equity)
+        if not math.isfinite(value):
+            _finite(value, self.rule.name)  # raises, naming the rule
         if not self._seen:
             self._seen = True
             if self._initial is None:
                 self._initial = value
             self._previous = self._initial
-        day = self._clock.day(_ns(time))
-        sod = self._sod.get(day)
-        if sod is None:
-            sod = self._sod[day] = self._previous
+        day = self._clock.day(time.value if type(time) is pd.Timestamp else _ns(time))
+        if day == self._day:
+            sod = self._day_sod
+        else:
+            sod = self._sod.get(day)
+            if sod is None:
+                sod = self._sod[day] = self._previous
+            self._day, self._day_sod = day, sod
         self._previous = value
         rule = self.rule
         base = self._initial if self._on_initial else sod
-        loss = _ratio(sod - value, base)
+        loss = (sod - value) / base if base else _ratio(sod - value, base)
         if value < sod - rule.pct * base:
             stamp = _utc_stamp(time)
             self._hit = (stamp, loss, value, sod)
@@ -444,16 +467,18 @@ class _ExtremeStream(RuleStream):
     def update(self, time: Any, equity: float, fills: Sequence[Any] = ()) -> Breach | None:
         if self._hit is not None:
             return None
-        value = _finite(equity, self.rule.name)
+        value = float(equity)
+        if not math.isfinite(value):
+            _finite(value, self.rule.name)  # raises, naming the rule
         if self._initial is None:
             self._initial = value
         self._seen = True
         initial, rule = self._initial, self.rule
         if self._loss_limit:
-            measure = _ratio(initial - value, initial)
+            measure = (initial - value) / initial if initial else _ratio(initial - value, initial)
             crossed = value < initial - rule.pct * initial
         else:
-            measure = _ratio(value - initial, initial)
+            measure = (value - initial) / initial if initial else _ratio(value - initial, initial)
             crossed = value >= initial + rule.pct * initial
         if crossed:
             stamp = _utc_stamp(time)
