@@ -20,6 +20,7 @@ from moola.models import (
     validate_params,
 )
 from moola.models.nn import ARCHITECTURES
+from moola.models.params import given_params
 from moola.testing.models import TINY_PARAMS
 from moola.training.neural import NeuralEstimator
 from moola.training.trainer import TrainerConfig
@@ -213,8 +214,31 @@ def test_rules_across_parameters_are_checked_where_the_module_writes_them():
 
 
 def test_values_are_stored_as_given_unless_parsing_changed_them():
-    model = create("simple_lstm", fc=[64], lr=1, epochs="5", input_dim=None)
-    assert model.get_params() == {"architecture": "simple_lstm", "fc": [64], "lr": 1, "epochs": 5}
+    model = create("simple_lstm", fc=[64], lr=1, epochs="5", hidden=64.0, input_dim=None)
+    assert model.get_params() == {
+        "architecture": "simple_lstm",
+        "fc": [64],
+        "lr": 1,
+        "epochs": 5,
+        "hidden": 64,
+    }
+    assert type(model.get_params()["hidden"]) is int  # the module config takes ints only
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_what_params_accept_the_module_config_builds(name):
+    """No value passes a neural model's Params that its module config would then refuse at
+    fit time; the impossible ones are refused by both."""
+    config_cls = ARCHITECTURES[name][0]
+    candidates = [0, -1, 1, 1.0, 1.5, 0.5, [0], [], [3], "x", "mean", "cls", True, None]
+    for field in dataclasses.fields(config_cls):
+        for value in candidates:
+            try:
+                given = given_params(name, {field.name: value})
+            except ConfigError:
+                continue
+            if field.name in given:
+                config_cls(**{field.name: given[field.name]})  # raises if Params let it through
 
 
 def test_the_parameters_moolas_own_code_passes_validate(tmp_path):
@@ -284,3 +308,8 @@ def test_a_bad_search_space_is_refused_naming_the_parameter(name, space, words):
     message = str(info.value)
     assert f"{name} search space, parameter '{param}'" in message
     assert words in message
+
+
+def test_a_search_space_that_is_not_a_mapping_is_refused():
+    with pytest.raises(ConfigError, match="bilstm search space: expected a mapping"):
+        check_search_space("bilstm", [("lr", {"low": 1e-4, "high": 1e-2})])  # type: ignore[arg-type]

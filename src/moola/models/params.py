@@ -167,6 +167,11 @@ def check_search_space(name: str, space: Mapping[str, Mapping[str, Any]]) -> Non
     """
     card = require_active(name)
     model = params_model(name)
+    if not isinstance(space, Mapping):
+        raise ConfigError(
+            f"{name} search space: expected a mapping of parameter -> range or choices, got "
+            f"{type(space).__name__}."
+        )
     known = [key for key in model.model_fields if key not in card.fixed_params]
     for param, spec in space.items():
         where = f"{name} search space, parameter '{param}'"
@@ -350,11 +355,17 @@ def _describe(name: str, model: type[ModelParams], exc: ValidationError) -> str:
 
 
 def _same(given: Any, parsed: Any) -> bool:
-    """Whether ``parsed`` is ``given`` unchanged in meaning (1 and 1.0, [64] and (64,))."""
+    """Whether ``parsed`` is ``given`` unchanged in meaning: equal values of one type, an
+    int for a float field (1 for 1.0), a list for a tuple field ([64] for (64,))."""
     if isinstance(given, list | tuple) and isinstance(parsed, list | tuple):
         return len(given) == len(parsed) and all(map(_same, given, parsed))
-    return (type(given) is type(parsed) and given == parsed) or (
-        _is_number(given) and _is_number(parsed) and given == parsed
+    if type(given) is type(parsed):
+        return bool(given == parsed)
+    return (
+        _is_number(given)
+        and isinstance(given, int)
+        and isinstance(parsed, float)
+        and (given == parsed)
     )
 
 
