@@ -192,6 +192,15 @@ def test_an_unknown_name_is_refused_with_a_did_you_mean(name, no_fit):
         create(name, **{typo: 1})
 
 
+def test_a_misspelt_choice_gets_a_did_you_mean(no_fit):
+    with pytest.raises(
+        ConfigError, match=r"got meta='random-forest'\)\. Did you mean 'random_forest'"
+    ):
+        create("stack", meta="random-forest")
+    with pytest.raises(ConfigError, match=r"got pooling='means'\)\. Did you mean 'mean'"):
+        create("bilstm", pooling="means")
+
+
 @pytest.mark.parametrize("name", [n for n in ACTIVE if model_card(n).fixed_params])
 def test_a_fixed_parameter_cannot_be_overridden(name):
     key, value = next(iter(model_card(name).fixed_params.items()))

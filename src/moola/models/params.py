@@ -350,8 +350,21 @@ def _describe(name: str, model: type[ModelParams], exc: ValidationError) -> str:
             problems.append(f"unknown parameter '{key}'.{hint} It takes: {', '.join(known)}")
             continue
         index = "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
-        problems.append(f"'{key}{index}' {message} (got {key}{index}={error['input']!r})")
-    return f"{name}: " + "; ".join(problems) + "."
+        hint = ""
+        if error["type"] == "literal_error" and key in model.model_fields:
+            choices = [str(c) for c in _literals(model.model_fields[key].annotation)]
+            close = difflib.get_close_matches(str(error["input"]), choices, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+        problems.append(f"'{key}{index}' {message} (got {key}{index}={error['input']!r}).{hint}")
+    sentences = [p if p.endswith((".", "?")) else f"{p}." for p in problems]
+    return f"{name}: " + " ".join(sentences)
+
+
+def _literals(annotation: Any) -> list[Any]:
+    """The values of the ``Literal`` types in ``annotation`` (through unions and bounds)."""
+    if typing.get_origin(annotation) is Literal:
+        return list(typing.get_args(annotation))
+    return [v for arg in typing.get_args(annotation) for v in _literals(arg)]
 
 
 def _same(given: Any, parsed: Any) -> bool:
