@@ -17,6 +17,7 @@ import talib
 from moola.data.schema import make_bars
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features import load_feature_set
+from moola.features.base import FEATURES, create_feature
 from moola.features.featureset import _all_equal
 from moola.features.price import Spread, Volume, ratio
 from moola.features.regime import (
@@ -381,8 +382,12 @@ def test_one_symbol_check_answers_as_pandas_equality(dtype) -> None:
 
 
 def _features_with_compute_rows() -> list:
-    features = [Sessions(market=m) for m in ("fx", "crypto", "futures")]
-    return [*features, VolatilityRegime(), VolatilityRegime(atr_period=5, window=3)]
+    """Every registered feature offering compute_rows, with its defaults, and a few more."""
+    features = [
+        create_feature(name) for name, cls in FEATURES.items() if "compute_rows" in dir(cls)
+    ]
+    features += [Sessions(market=m) for m in ("crypto", "futures")]
+    return [*features, VolatilityRegime(atr_period=5, window=3), Volume(period=3)]
 
 
 @pytest.mark.parametrize("feature", _features_with_compute_rows(), ids=repr)
@@ -391,7 +396,9 @@ def test_compute_rows_are_compute_in_the_dtype(feature, dtype, synthetic, sp500)
     """What FeatureSet.compute takes instead of compute(bars).astype(dtype)."""
     for bars in (synthetic, sp500, synthetic.iloc[:0]):
         rows = feature.compute_rows(bars, np.dtype(dtype))
-        assert rows.dtype == dtype and rows.shape == (len(feature.columns()), len(bars))
+        assert all(row.dtype == dtype for row in rows) and len(rows) == len(feature.columns())
+        rows = np.array(rows)
+        assert rows.shape == (len(feature.columns()), len(bars))
         np.testing.assert_array_equal(rows, feature.compute(bars).to_numpy(dtype).T)
 
 

@@ -25,11 +25,11 @@ are not a feature set: use ``moola.features.window.price_action_features``.
 A feature may offer ``update_last(bars) -> numpy array``, the last row of
 ``compute(bars)`` without the rest, to make ``update`` cheaper; it is optional and
 ``check_incremental`` holds it to the same contract. A feature may also offer
-``compute_rows(bars, dtype) -> numpy array``, ``compute(bars)``'s columns as the rows of
-one (k, n) array written in ``dtype`` (the set's dtype for its entry): ``compute`` then
-takes its rows as they are, with no frame and no conversion to float32 afterwards, which
-on a million bars costs as much as the features' own arithmetic. Its values must equal
-``compute(bars)``'s converted to ``dtype`` (the fast-path tests check each one).
+``compute_rows(bars, dtype)``, ``compute(bars)``'s columns as arrays of ``dtype`` (the
+set's dtype for its entry), one per column or the rows of one (k, n) array: ``compute``
+then takes them as they are, with no frame per feature and no conversion to float32
+afterwards, which on a million bars cost as much as a TA-Lib call each. Its values must
+equal ``compute(bars)``'s converted to ``dtype`` (the fast-path tests check each one).
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ class FeatureSet:
         if groups is None:  # one symbol: the features' own arrays, no copy for float64
             for entry in self._entries:
                 rows = getattr(entry.feature, "compute_rows", None)
-                if rows is not None:  # written in the entry's dtype: no conversion
+                if rows is not None:  # in the entry's dtype, without a frame
                     block = rows(bars, np.dtype(entry.dtype))
                     for column, position in zip(entry.columns, entry.take, strict=True):
                         data[column] = block[position]

@@ -119,6 +119,12 @@ class _TalibFeature(Feature):
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
         return _frame(bars, self.columns(), self._values(bars))
 
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> list[np.ndarray]:
+        """``compute(bars)``'s columns as arrays of ``dtype``, without the frame (what
+        ``FeatureSet.compute`` takes: building a frame costs as much as a TA-Lib call)."""
+        values = self._values(bars)
+        return values if dtype == np.float64 else [v.astype(dtype) for v in values]
+
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
         """The last row of ``compute(bars)`` without building a frame (the run-time path)."""
         return np.array([values[-1] for values in self._values(bars)])

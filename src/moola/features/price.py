@@ -140,11 +140,15 @@ class Spread(Feature):
         return atr_lookback(self.params.atr_period)
 
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
+        return frame(bars, self.columns(), self.compute_rows(bars, np.dtype(np.float64)))
+
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+        """``compute(bars)``'s columns as the rows of a (4, n) array of ``dtype``."""
         high, low, close = (column(bars, name) for name in ("high", "low", "close"))
         atr = talib.ATR(high, low, close, timeperiod=self.params.atr_period)
         out = np.empty((4, len(bars)))
         _spread_rows(high, low, close, atr, out)
-        return frame(bars, self.columns(), out)
+        return out.astype(dtype, copy=False)
 
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
         """The last row of ``compute(bars)``: the ATR still runs over all ``bars`` (it is
@@ -180,9 +184,13 @@ class Volume(Feature):
         return self.params.period
 
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
+        return frame(bars, self.columns(), self.compute_rows(bars, np.dtype(np.float64)))
+
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+        """``compute(bars)``'s columns as the rows of a (3, n) array of ``dtype``."""
         out = np.empty((3, len(bars)))
         self._rows(column(bars, "volume"), out, slice(None))
-        return frame(bars, self.columns(), out)
+        return out.astype(dtype, copy=False)
 
     def update_last(self, bars: pd.DataFrame) -> np.ndarray:
         """The last row of ``compute(bars)`` (the run-time path). The averages run over all
