@@ -15,8 +15,10 @@ One home per concept: no field is written here a second time. Each Params model 
 from where its model already declares its parameters:
 
 - neural models (``NeuralEstimator``): the training parameters are ``TrainerConfig``
-  itself (``moola.training.trainer``), the base ``NeuralParams`` adds the estimator's own
-  keys (``pretrained_encoder``, ``freeze_epochs``, ...), and each architecture adds the
+  itself (``moola.training.trainer``); the base ``NeuralParams`` adds the estimator's own
+  keys (``verbose``, ``pretrained_encoder``, ``freeze_epochs``, ``encoder_lr_scale``,
+  ``n_classes``), which it takes through ``**params`` with no config class, so this is
+  their typed declaration; and each architecture adds the
   fields of its module config dataclass (``moola.models.nn``), whose annotated types
   (``Size``, ``Rate``, ``Widths``) carry the bounds the config itself enforces. The
   cross-field rules (``heads`` dividing ``hidden``, one kernel size per convolution) are
@@ -388,7 +390,7 @@ def _same(given: Any, parsed: Any) -> bool:
 def from_signature(
     model_name: str,
     factory: Callable[..., Any],
-    types: Mapping[str, Any],
+    field_types: Mapping[str, Any],
     *,
     base: type[ModelParams] = ModelParams,
     fixed: Mapping[str, Any] | None = None,
@@ -396,7 +398,7 @@ def from_signature(
     validators: Sequence[Callable[[Any], Any]] = (),
 ) -> type[ModelParams]:
     """A Params model with one field per named parameter of ``factory``: its type (with
-    bounds) from ``types``, its default from the signature (so the two cannot drift).
+    bounds) from ``field_types``, its default from the signature (so the two cannot drift).
 
     ``fixed`` parameters become ``Literal`` fields of their fixed value; ``extra_fields``
     (name -> (type, default)) add what a ``**params`` catch-all accepts; ``validators``
@@ -411,7 +413,7 @@ def from_signature(
             value = fixed[parameter.name]
             fields[parameter.name] = (Literal[value], value)
         else:
-            fields[parameter.name] = (types[parameter.name], parameter.default)
+            fields[parameter.name] = (field_types[parameter.name], parameter.default)
     fields.update(extra_fields or {})
     return create_model(
         _class_name(model_name),

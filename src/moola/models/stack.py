@@ -180,18 +180,20 @@ class StackingClassifier(SklearnEstimator):
         return [f"{model}:p{k}" for model in names for k in range(per_model)]
 
 
+_OWN = ("meta", "base_names", "random_state", "n_classes")  # the rest go to the meta-learner
+
+
 class _StackParams:
     """What ``stack_params`` adds to the signature's fields: the meta-learner's parameters
     checked by that meta-learner's own Params model, and resolved with its defaults."""
 
     def resolved(self) -> dict[str, Any]:
-        own = ("meta", "base_names", "random_state", "n_classes")
-        meta = _meta_params(self.meta).model_validate(  # type: ignore[attr-defined]
-            {k: getattr(self, k) for k in self.model_fields_set if k not in own}  # type: ignore[attr-defined]
-        )
+        """The stack's own parameters and the chosen meta-learner's, defaults filled."""
+        given = {k: getattr(self, k) for k in self.model_fields_set if k not in _OWN}  # type: ignore[attr-defined]
+        meta = _meta_params(self.meta).model_validate(given)  # type: ignore[attr-defined]
         return {
-            **{k: getattr(self, k) for k in own},
-            **{k: v for k, v in meta.resolved().items() if k not in ("kind", *own)},
+            **{k: getattr(self, k) for k in _OWN},
+            **{k: v for k, v in meta.resolved().items() if k not in ("kind", *_OWN)},
         }
 
 
@@ -213,19 +215,18 @@ def stack_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
     Params model (``tabular_params``)."""
     from moola.models.params import ModelParams, NClasses, Seed, from_signature
 
-    own = ("meta", "base_names", "random_state", "n_classes")
     meta_fields = {
         key: field
         for meta in META_LEARNERS
         for key, field in tabular_params(meta).model_fields.items()
-        if key not in ("kind", *own)
+        if key not in ("kind", *_OWN)
     }
 
     def meta_learner(params: Any) -> Any:
         names = params.base_names
         if names is not None and len(set(names)) != len(names):
             raise ValueError(f"base_names must be unique; got {names}")
-        given = {k: getattr(params, k) for k in params.model_fields_set if k not in own}
+        given = {k: getattr(params, k) for k in params.model_fields_set if k not in _OWN}
         others = sorted(k for k in given if k not in _meta_params(params.meta).model_fields)
         if others:
             raise ValueError(
@@ -234,12 +235,12 @@ def stack_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
             )
         try:
             _meta_params(params.meta).model_validate(given)
-        except ConfigError as exc:  # pragma: no cover - the meta's own messages
+        except ConfigError as exc:  # a value the library's set_params cannot take
             raise ValueError(str(exc)) from None
         return params
 
-    class Base(_StackParams, ModelParams):
-        pass
+    class StackBase(_StackParams, ModelParams):
+        """ModelParams resolved with the chosen meta-learner's defaults."""
 
     return from_signature(
         model_name,
@@ -250,7 +251,7 @@ def stack_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
             "random_state": Seed,
             "n_classes": NClasses,
         },
-        base=Base,
+        base=StackBase,
         extra_fields={
             key: (_optional(field.annotation, field.metadata), None)
             for key, field in meta_fields.items()
