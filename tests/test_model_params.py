@@ -250,22 +250,30 @@ def test_what_params_accept_the_module_config_builds(name):
                 config_cls(**{field.name: given[field.name]})  # raises if Params let it through
 
 
-def test_the_parameters_moolas_own_code_passes_validate(tmp_path):
+def test_the_parameters_moolas_own_code_passes_are_accepted_and_stored_unchanged(tmp_path):
+    """pipeline's model_params, the demo's and check_model's sizes validate, and the
+    estimator keeps them exactly (what its saved file and the run's manifest record)."""
     from moola.demo._pretrain import fine_tuning_params
     from moola.pipeline.inputs import model_params
 
     class Artifact:
         path = tmp_path / "encoder.pt"
 
-    for name in ACTIVE:
-        seed = "seed" if name in NEURAL else "random_state"
-        validate_params(name, model_params(name, {seed: 3, **TINY_PARAMS.get(name, {})}))
-    validate_params("simple_lstm", fine_tuning_params(Artifact(), quick=True))  # type: ignore[arg-type]
-    validate_params(
-        "simple_lstm", model_params("simple_lstm", {"pretrained_encoder": str(Artifact.path)})
-    )
-    validate_params("minirocket", {"n_kernels": 840})
-    validate_params("simple_lstm", {"epochs": 3, "patience": 5})
+    cases = [
+        (name, model_params(name, {"seed" if name in NEURAL else "random_state": 3, **tiny}))
+        for name in ACTIVE
+        for tiny in ({}, TINY_PARAMS.get(name, {}))
+    ]
+    cases += [
+        ("simple_lstm", fine_tuning_params(Artifact(), quick=True)),  # type: ignore[arg-type]
+        ("simple_lstm", model_params("simple_lstm", {"pretrained_encoder": str(Artifact.path)})),
+        ("minirocket", {"n_kernels": 840}),
+        ("simple_lstm", {"epochs": 3, "patience": 5}),
+    ]
+    for name, params in cases:
+        validate_params(name, params)
+        stored = create(name, **params).get_params()
+        assert stored == {**create(name).get_params(), **params}, name
 
 
 # -- search spaces ----------------------------------------------------------------------------
