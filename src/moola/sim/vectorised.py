@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import sys
 import warnings
 from collections.abc import Mapping
 
@@ -53,9 +52,6 @@ LEGACY_TERMS: tuple[str, ...] = (
     "commission",
     "latency_bars",
 )
-# moola.backtest.run passes resolved terms the old way until it calls _simulate; its own
-# callers gave an ExecutionConfig, so a warning there would blame the wrong call.
-_UNWARNED_CALLERS = frozenset({"moola.backtest.run"})
 
 
 @numba.njit(cache=True)
@@ -368,7 +364,7 @@ def backtest_positions(
     not aligned, and ``BarValidationError`` for non-finite opens or closes.
     """
     if terms:
-        resolved = _legacy_terms(execution, terms, symbol, sys._getframe(1).f_globals)
+        resolved = _legacy_terms(execution, terms, symbol)
     else:
         config = _execution(execution)
         resolved = {
@@ -397,9 +393,7 @@ def _execution(execution: object) -> ExecutionConfig:
     )
 
 
-def _legacy_terms(
-    execution: object, terms: dict[str, object], symbol: str, caller: dict[str, object]
-) -> dict[str, object]:
+def _legacy_terms(execution: object, terms: dict[str, object], symbol: str) -> dict[str, object]:
     """The old keyword arguments as ``_simulate`` takes them, with a DeprecationWarning."""
     unknown = [key for key in terms if key not in LEGACY_TERMS]
     if unknown:
@@ -414,14 +408,12 @@ def _legacy_terms(
             f"Give the execution terms once: execution= or the old arguments "
             f"{', '.join(sorted(terms))}, not both."
         )
-    if caller.get("__name__") not in _UNWARNED_CALLERS:
-        warnings.warn(
-            f"Passing {', '.join(sorted(terms))} to backtest_positions is deprecated and "
-            "will be removed in the next release; pass "
-            "execution=moola.sim.ExecutionConfig(...).",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+    warnings.warn(
+        f"Passing {', '.join(sorted(terms))} to backtest_positions is deprecated and will be "
+        "removed in the next release; pass execution=moola.sim.ExecutionConfig(...).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     resolved = {
         "instrument": None,
         "initial_cash": 100_000.0,
