@@ -16,12 +16,14 @@ from moola.tracking.journal import (
     EVENTS_FILE,
     GateDecision,
     GateDecisionPayload,
+    Journal,
     JournalEvent,
     JsonlJournal,
     OrderDenied,
     RiskBreach,
     TestLook,
     TestLookPayload,
+    find_events,
 )
 from moola.tracking.risk import journal_risk, risk_events
 from moola.tracking.runs import RunStore
@@ -207,3 +209,30 @@ def test_a_line_removed_from_the_middle_is_refused_naming_the_line(tmp_path):
     journal.path.write_bytes(b"\n".join([lines[0], *lines[2:]]))
     with pytest.raises(IntegrityError, match=r"events\.jsonl line 2: its _prev does not match"):
         journal.read()
+
+
+class _MemoryJournal(Journal):
+    """Another backend, as an SQL one would be: two methods, plus a batch in one go."""
+
+    def __init__(self) -> None:
+        self.events: list[JournalEvent] = []
+        self.batches = 0
+
+    def append(self, event: JournalEvent) -> None:
+        self.events.append(event)
+
+    def read(self, kind: str | None = None) -> list[JournalEvent]:
+        return [e for e in self.events if kind in (None, e.kind)]
+
+    def extend(self, events) -> None:
+        self.batches += 1
+        self.events.extend(events)
+
+
+def test_risk_decisions_go_to_any_backend_in_one_batch():
+    broker = _traded_broker()
+    journal = _MemoryJournal()
+    journal_risk(journal, "backtest:r1/x", broker.breaches, broker.rejections, on_breach="flatten")
+    assert journal.batches == 1 and len(journal.events) == 8
+    assert [e.kind for e in find_events(journal, run="r", last=2)] == ["order_denied"] * 2
+    assert find_events(journal, kind="risk_breach")[0].payload.action == "flattened"

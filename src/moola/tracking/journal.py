@@ -6,11 +6,12 @@ frozen ``JournalEvent`` with a ``kind``, the UTC time ``at`` and a typed ``paylo
 ``Journal.append`` writes it, on disk (fsync) before it returns, so a caller appends
 *before* it acts on the decision.
 
-``Journal`` is the interface (``append``, ``read``); ``JsonlJournal`` is today's backend:
-one hash-chained JSON-lines log, ``journal/events.jsonl`` under the data root
-(``moola.core.chainlog``), whose head is anchored in the write journal after every append
-so ``moola data verify`` notices removed lines. An SQL backend implements the same two
-methods later.
+``Journal`` is the interface (``append``, ``read``; ``extend`` for a batch);
+``JsonlJournal`` is today's backend: one hash-chained JSON-lines log,
+``journal/events.jsonl`` under the data root (``moola.core.chainlog``), whose head is
+anchored in the write journal after every append so ``moola data verify`` notices removed
+lines. An SQL backend implements the same two methods later (and ``extend`` as one
+transaction).
 
 History stays readable: the ledgers written before the journal existed
 (``artifacts/test_ledger.jsonl``, ``artifacts/gate_decisions.jsonl``, one flat record per
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -265,6 +267,13 @@ class Journal(ABC):
     @abstractmethod
     def read(self, kind: str | None = None) -> list[JournalEvent]:
         """Every recorded event (of ``kind`` when given), oldest first."""
+
+    def extend(self, events: Sequence[JournalEvent]) -> None:
+        """Record ``events`` in order, all durable when this returns. One ``append`` each
+        here; a backend that can write a batch at once (one SQL transaction, one fsync)
+        overrides it."""
+        for event in events:
+            self.append(event)
 
 
 class JsonlJournal(Journal):

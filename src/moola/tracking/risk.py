@@ -71,7 +71,7 @@ def journal_risk(
     Parameters
     ----------
     journal : Journal
-        Where to record them (each event is durable before the next is written).
+        Where to record them (``Journal.extend``: in order, all durable on return).
     source : str
         Where the decisions were taken: ``backtest:<run id>/<folder>`` or ``session:<id>``.
     breaches : pd.DataFrame
@@ -89,8 +89,7 @@ def journal_risk(
     bar's mark before the orders decided at its close.
     """
     events = risk_events(source, breaches, rejections, on_breach=on_breach)
-    for event in events:
-        journal.append(event)
+    journal.extend(events)
     return len(events)
 
 
