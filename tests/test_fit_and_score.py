@@ -105,10 +105,10 @@ def test_bad_parameters_are_refused_before_the_data_is_read(lab):
     nowhere = _config(model="minirocket", dataset="absent", split="absent", params={"n_kernel": 84})
     with pytest.raises(ConfigError, match=r"unknown parameter 'n_kernel'\. Did you mean"):
         run_training(lab, nowhere)  # the dataset does not exist: not even looked up
-    config = _config(params={"kind": "random_forest"})
+    config = _config(params={"C": -1.0})
     data = _load(lab, config)
     events: list[str] = []
-    with pytest.raises(ConfigError, match=r"fixes \['kind'\]"):
+    with pytest.raises(ConfigError, match=r"'C' must be greater than 0 \(got C=-1\.0\)"):
         fit_and_score(config, data, on_event=lambda kind, _: events.append(kind))
     assert events == []  # refused before the run started
 

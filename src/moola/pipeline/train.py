@@ -50,7 +50,7 @@ from moola.core.threads import thread_settings
 from moola.data import DatasetRef
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
-from moola.models import ModelCard, create, model_card, require_active
+from moola.models import ModelCard, create, model_card, require_active, validate_params
 from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
@@ -192,15 +192,15 @@ def pinned_config(config: TrainConfig, data: LabeledData) -> TrainConfig:
 def resolved_params(config: TrainConfig) -> dict[str, Any]:
     """The model's parameters as the run will use them (seed and input-implied ones
     filled in), checked before any work: an unknown or retired model, an unknown
-    parameter name or an overridden fixed one raise ``ConfigError`` here, not in a fold.
+    parameter, a value its ``Params`` model refuses or an overridden fixed one raises
+    ``ConfigError`` here (``moola.models.validate_params``), not in a fold.
 
-    The check builds the (unfitted) estimator once: constructors only store parameters.
-    Values that the model's library alone can judge (scikit-learn's ``C=-1``) are still
-    refused by its first ``fit``, as a ``ConfigError`` naming them.
+    They are returned as given, not completed with defaults, so manifests record what
+    the run was asked for.
     """
     card = require_active(config.model)
     params = model_params(config.model, {_seed_parameter(card): config.seed, **config.params})
-    create(config.model, **params)
+    validate_params(config.model, params)
     return params
 
 
