@@ -393,6 +393,10 @@ def test_tick_session_and_time_frame_options(tmp_path):
         read_dbn(path, session="9 to 5")
     with pytest.raises(ConfigError, match=r"s\.dbn: bad tick bar options \(session_timezone"):
         read_dbn(path, session_timezone="Mars/Olympus")
+    with pytest.raises(
+        SourceError, match=r"s\.dbn: none of its 4 trades records is a trade between"
+    ):
+        read_dbn(path, session="21:00-22:00")
     with pytest.raises(ConfigError, match="apply to tick files"):
         read_dbn(write_dbn(tmp_path / "es.dbn", ES_BARS), session="24h")
 

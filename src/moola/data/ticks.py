@@ -21,7 +21,7 @@ Which seconds get a bar (the grid):
   day, with UTC days as sessions. Events outside every session are dropped, quotes too.
 - Only sessions holding at least one event get bars, so weekends and holidays stay
   empty. Within one, the grid starts at the session open when a trade price is already
-  known (the previous session's last trade: the previous session kept for context
+  known (the last trade of an earlier session: the previous session kept for context
   carries its close into the new session's quiet first seconds), otherwise at the
   second of the first trade; it runs to the session close when the events go on past
   the close (the session is over), otherwise to the second of the last event (the data
@@ -34,15 +34,15 @@ Which seconds get a bar (the grid):
 
 No lookahead: cutting the events at any time ``t`` leaves every bar whose second ended
 by ``t`` unchanged; the only bars the cut removes are trailing filled seconds after the
-last event before ``t`` (whether the quiet continues is not known yet). ``tests/
-test_ticks.py`` checks it with hypothesis.
+last event before ``t`` (whether the quiet continues is not known yet).
+``tests/test_ticks.py`` checks it with hypothesis and at every cut of a dense tape.
 
 Everything is vectorised with numpy (a day of a liquid name is millions of trades):
 sorting by ``ts_event`` (Databento orders records by receive time, so event times can
 step back slightly), one pass of ``reduceat`` per trade statistic over the per-second
-runs, and ``searchsorted`` for sessions, carried prices and quotes. Written here rather
-than with ``pandas.resample`` because resampling knows neither sessions nor the
-carry-but-flag rule, and is several times slower on tens of millions of events.
+runs, and ``searchsorted`` for session bounds, carried prices and quotes. Written here
+rather than with ``pandas.resample`` because resampling knows neither sessions nor the
+carry-but-flag rule, and is no faster for the part it does (``benchmarks/bench_ticks.py``).
 """
 
 from __future__ import annotations

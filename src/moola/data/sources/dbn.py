@@ -289,6 +289,18 @@ def _tick_bars(
         )
         for name, rows in parts
     ]
+    if len(records) and not any(len(frame) for frame in frames):
+        hours = (
+            "at any hour"
+            if config.session is None
+            else f"between {config.session[0]:%H:%M:%S} and {config.session[1]:%H:%M:%S} "
+            f"{config.timezone}"
+        )
+        raise SourceError(
+            f"{file}: none of its {len(records):,} {schema} records is a trade {hours}, so "
+            "there are no bars. Check the session (session='24h' keeps all hours) and "
+            "first_session, or that the file holds trades."
+        )
     if len(frames) == 1:
         return frames[0]
     return pd.concat(frames, ignore_index=True).loc[:, list(TICK_BAR_COLUMNS)]
