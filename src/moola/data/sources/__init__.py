@@ -18,7 +18,7 @@ import pandas as pd
 from moola.core.errors import ConfigError, SourceError
 from moola.data.sources._common import PathLike, require_file
 from moola.data.sources.coinbase import read_coinbase
-from moola.data.sources.dbn import read_dbn
+from moola.data.sources.dbn import read_dbn, read_dbn_ticks
 from moola.data.sources.histdata import looks_like_histdata, read_histdata
 from moola.data.sources.tabular import read_csv_bars, read_parquet_bars
 
@@ -121,6 +121,7 @@ __all__ = [
     "read_coinbase",
     "read_csv_bars",
     "read_dbn",
+    "read_dbn_ticks",
     "read_histdata",
     "read_parquet_bars",
 ]
