@@ -1,4 +1,4 @@
-"""``moola backtest --run``: a trained run's out-of-fold signals, backtested honestly.
+"""``moola backtest run``: a trained run's out-of-fold signals, backtested honestly.
 
 The data: a seeded synthetic futures market (sessions with daily breaks and weekends),
 windows of 50 bars every 60 bars labelled by the direction of the next 20 bars' return,
@@ -128,8 +128,8 @@ def test_hold_positions_hold_then_go_flat_and_later_signals_replace_earlier():
 
 def test_run_without_embargo_is_refused_naming_rows_fold_and_fix(lab):
     message = lab.leak_message
-    assert "trained on row(s)" in message and "--allow-leaky-skip" in message
-    assert f"at least --hold-bars ({HORIZON}) bars" in message
+    assert "trained on row(s)" in message and "skip_leaky=True" in message
+    assert f"at least hold_bars ({HORIZON}) bars" in message
     # the suggested embargo covers the holding time
     assert pd.Timedelta(lab.safe_embargo) >= pd.Timedelta(minutes=HORIZON)
     named = re.search(r"row (\d+) \(fold (\d+), .*?trained on row\(s\) ([\d, ]+)", message)
@@ -278,15 +278,34 @@ def test_holdout_run_is_refused(lab):
         backtest_run(lab.registry, lab.holdout_run, long_class="up", hold_bars=HORIZON)
 
 
-def test_bad_options_are_refused_by_flag(lab):
-    with pytest.raises(ConfigError, match=r"--long-class 'upp'.*Did you mean 'up'"):
+def test_bad_options_are_refused_naming_the_parameter(lab):
+    with pytest.raises(ConfigError, match=r"long_class 'upp'.*Did you mean 'up'") as info:
         backtest_run(lab.registry, lab.safe_run, long_class="upp", hold_bars=HORIZON)
-    with pytest.raises(ConfigError, match="--hold-bars"):
+    assert info.value.param == "long_class"
+    with pytest.raises(ConfigError, match="hold_bars") as info:
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=0)
-    with pytest.raises(ConfigError, match="--threshold"):
+    assert info.value.param == "hold_bars"
+    with pytest.raises(ConfigError, match="threshold") as info:
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, threshold=1.5)
-    with pytest.raises(ConfigError, match="--symbol 'ES'"):
+    assert info.value.param == "threshold"
+    with pytest.raises(ConfigError, match="symbol 'ES'") as info:
         backtest_run(lab.registry, lab.safe_run, long_class="up", hold_bars=5, symbol="ES")
+    assert info.value.param == "symbol"
+
+
+def test_the_cli_names_the_flags_of_bad_options(lab, capsys):
+    from moola.cli.main import main
+
+    root = ("--data-root", str(lab.registry.root))
+    for extra, said in (
+        (("--long-class", "upp", "--hold-bars", "5"), "--long-class 'upp' is not a class"),
+        (("--long-class", "up", "--hold-bars", "0"), "--hold-bars must be a whole number"),
+        (("--long-class", "up", "--hold-bars", "5", "--symbol", "ES"), "--symbol 'ES' has no"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*root, "backtest", "run", lab.safe_run, *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert exit_.value.code == 2 and said in err, err
 
 
 def test_a_backtest_the_journal_could_not_record_is_not_stored(lab, monkeypatch):
@@ -413,7 +432,7 @@ def test_promote_with_backtest_gates_refuses_a_run_without_a_backtest(capsys, la
     ledger = len(JsonlJournal(store.root).read("gate_decision"))
     code, _, err = _promote_cli(capsys, lab, fresh, "--min-sharpe", "1.0", "--max-drawdown", "0.15")
     assert code == 2
-    assert f"run `moola backtest --run {fresh} --long-class CLASS --hold-bars N` first" in err
+    assert f"run `moola backtest run {fresh} --long-class CLASS --hold-bars N` first" in err
     assert "--min-sharpe and --max-drawdown" in err
     assert len(JsonlJournal(store.root).read("gate_decision")) == ledger  # nothing judged: none
     assert not (lab.registry.root / "artifacts/models/promoted" / fresh).exists()

@@ -19,6 +19,7 @@ from moola.cli import pretrain as pretrain_commands
 from moola.cli import runs as runs_commands
 from moola.cli import train as train_commands
 from moola.cli._common import console, err_console, settings_of
+from moola.cli._flags import flag_advice
 from moola.core.errors import MoolaError
 from moola.core.settings import load_settings
 
@@ -137,11 +138,13 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a user error prints one paragraph and exits non-zero."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="moola")
+        app(args=args, prog_name="moola")
     except MoolaError as exc:
         message = Text("error: ", style="bold red")
-        message.append(str(exc))  # plain text: brackets in paths or lists are not markup
+        # plain text: brackets in paths or lists are not markup
+        message.append(flag_advice(exc, typer.main.get_command(app), args))
         err_console.print(message, soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
 

@@ -206,7 +206,7 @@ def promote(
     """Copy a run's model into artifacts/models/promoted if it passes every gate.
 
     --min-sharpe and --max-drawdown judge the run's latest backtest whose leakage check
-    passed (`moola backtest --run RUN ...`).
+    passed (`moola backtest run RUN ...`).
     """
     from moola.evaluation.gates import GateConfig
     from moola.pipeline.lifecycle import NoBacktestError
@@ -224,7 +224,7 @@ def promote(
         flags = " and ".join("--" + gate.replace("_", "-") for gate in exc.gates)
         raise ConfigError(
             f"Run {exc.run_id} has no backtest whose leakage check passed, so {flags} have "
-            f"nothing to judge: run `moola backtest --run {exc.run_id} --long-class CLASS "
+            f"nothing to judge: run `moola backtest run {exc.run_id} --long-class CLASS "
             "--hold-bars N` first, then promote again (or drop " + flags + ")."
         ) from None
     console.print(f"[green]promoted[/] on {decision['basis']} metrics: {decision['path']}")

@@ -40,22 +40,24 @@ def select_device(requested: str = "auto") -> torch.device:
     """The ``torch.device`` for ``requested`` (``auto``, ``cpu``, ``cuda`` or ``mps``).
 
     ``auto`` takes the best available device (cuda, then mps, then cpu). A named device
-    that is not available raises ``DeviceError`` naming ``--device`` and what is available.
+    that is not available raises ``DeviceError`` naming it and what is available.
     """
     import torch
 
     name = str(requested).strip().lower()
     if name not in DEVICE_NAMES:
         raise ConfigError(
-            f"Unknown device {requested!r} for --device; use one of {', '.join(DEVICE_NAMES)}."
+            f"Unknown device {requested!r}; use one of {', '.join(DEVICE_NAMES)}.",
+            param="device",
         )
     available = available_devices()
     if name == "auto":
         return torch.device(available[0])
     if name not in available:
         raise DeviceError(
-            f"--device {name} was requested but {name} is not available on this machine "
-            f"(available: {', '.join(available)}). Pass --device auto or --device cpu, "
-            f"or install a torch build with {name} support."
+            f"device={name!r} was requested but {name} is not available on this machine "
+            f"(available: {', '.join(available)}). Use device 'auto' or 'cpu', or install "
+            f"a torch build with {name} support.",
+            param="device",
         )
     return torch.device(name)

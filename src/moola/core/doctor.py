@@ -98,5 +98,5 @@ def _data_root_check(data_root: Path) -> Check:
     state = "exists" if data_root.exists() else f"will be created (parent {target})"
     detail = f"{data_root} ({state}, {'writable' if writable else 'NOT writable'})"
     if not writable:
-        detail += ": set MOOLA_HOME or --data-root to a writable folder"
+        detail += ": point MOOLA_HOME (or the data_root setting) at a writable folder"
     return Check("data root", writable, detail)

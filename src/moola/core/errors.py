@@ -1,8 +1,13 @@
 """Errors a user can cause.
 
 Every error raised because of user input (a bad file, flag, config or split) is a
-``MoolaError``. Its message names the file, row, column or flag involved and says how to
-fix it; the CLI prints it as one paragraph and exits non-zero.
+``MoolaError``. Its message names the file, row, column or parameter involved and says how
+to fix it; the CLI prints it as one paragraph and exits non-zero.
+
+Library code speaks of parameters (``hold_bars``), never of command-line flags: a script
+calling ``backtest_run(..., hold_bars=0)`` has no ``--hold-bars``. An error about one
+parameter says so in ``param``; only ``moola.cli`` turns that into flag advice, naming
+the flag the command it ran spells for it.
 """
 
 from __future__ import annotations
@@ -14,9 +19,17 @@ if TYPE_CHECKING:
 
 
 class MoolaError(Exception):
-    """Base class of all user-facing moola errors."""
+    """Base class of all user-facing moola errors.
+
+    ``param``: the parameter (or config field) the error is about, when it is about one;
+    the CLI names the matching flag.
+    """
 
     exit_code: int = 2
+
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
 
 
 class ConfigError(MoolaError):
@@ -30,8 +43,10 @@ class SourceError(MoolaError):
 class BarValidationError(MoolaError):
     """Bars break one or more schema rules (strict mode refuses them)."""
 
-    def __init__(self, message: str, violations: list | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, violations: list | None = None, *, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param)
         self.violations = violations or []
 
 

@@ -332,8 +332,8 @@ def get_calendar(name: str | SessionCalendar) -> SessionCalendar:
     close = difflib.get_close_matches(key, CALENDARS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"Unknown calendar {name!r}.{hint} Use one of: {', '.join(CALENDARS)} "
-        "(e.g. --calendar futures)."
+        f"Unknown calendar {name!r}.{hint} Use one of: {', '.join(CALENDARS)}.",
+        param="calendar",
     )
 
 

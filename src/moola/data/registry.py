@@ -220,7 +220,8 @@ class Registry:
             if len(kinds) > 1:
                 raise RegistryError(
                     f"{name!r} names datasets of several kinds ({', '.join(kinds)}); "
-                    "say which with --kind."
+                    "say which with kind.",
+                    param="kind",
                 )
             kind = kinds[0]
         return self.resolve(kind, name, version)
@@ -338,7 +339,8 @@ class Registry:
         if len(starts) == 0:
             raise RegistryError(
                 f"{raw} has {len(bars)} bars, too few (or too fragmented by gaps) for a "
-                f"single window of {length} bars. Use a shorter --length or more data."
+                f"single window of {length} bars. Use a shorter length or more data.",
+                param="length",
             )
         params = {
             "length": length,
@@ -691,8 +693,9 @@ class Registry:
             raise LeakageError(
                 f"{ref} has KS p-value {pvalue:.3g} < {MIN_SYNTHETIC_KS_PVALUE} against the real "
                 "train returns: its windows do not look like real data. Regenerate it with "
-                "milder augmentation, or pass allow_low_quality_synthetic=True "
-                "(--allow-low-quality-synthetic) to use it anyway; the override is recorded."
+                "milder augmentation, or pass allow_low_quality_synthetic=True to use it "
+                "anyway; the override is recorded.",
+                param="allow_low_quality_synthetic",
             )
         X_syn = _npy(self.read_file(ref, "X.npy"), ref)
         y_syn = _npy(self.read_file(ref, "y.npy"), ref)

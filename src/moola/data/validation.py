@@ -103,7 +103,7 @@ _EXPECTED_DTYPES = {
 }
 _MESSAGE_VIOLATIONS = 10
 _REPAIR_ROWS = 100
-_FIX = "Use --mode repair to sort, drop exact duplicates and drop invalid rows, or fix the file."
+_FIX = "Use mode='repair' to sort, drop exact duplicates and drop invalid rows, or fix the file."
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,9 @@ def validate_bars(
 
     if mode == "strict":
         if counts:
-            raise BarValidationError(_strict_message(source, counts, violations), violations)
+            raise BarValidationError(
+                _strict_message(source, counts, violations), violations, param="mode"
+            )
         out = bars.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
         report = ValidationReport(len(bars), len(out), (), (), {})
         return out, report

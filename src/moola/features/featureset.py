@@ -354,7 +354,8 @@ class FeatureSet:
             raise ConfigError(
                 f"Feature set '{self.name}' needs {need:,} bars of history per symbol (its "
                 f"warm-up, the largest feature lookback) but got {listed}. Use more bars, or "
-                "allow short input (--allow-short) to keep rows that are NaN or unsettled."
+                "pass allow_short=True to keep rows that are NaN or unsettled.",
+                param="allow_short",
             )
 
     def stream(self, history: pd.DataFrame | None = None) -> IncrementalFeatures:

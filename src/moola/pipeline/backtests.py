@@ -1,4 +1,4 @@
-"""``moola backtest --run RUN``: what a trained run's out-of-fold signals would have earned.
+"""``moola backtest run RUN``: what a trained run's out-of-fold signals would have earned.
 
 A run's out-of-fold (OOF) predictions become trading signals on its dataset's raw bars,
 and ``moola.backtest.run`` turns them into trades, equity and statistics after costs.
@@ -257,7 +257,8 @@ def backtest_run(
             _leak_message(
                 run_id, report, rows, traded_start, traded_end, split_text, hold_bars,
                 inputs.dataset["name"],
-            )
+            ),
+            param="skip_leaky",
         )  # fmt: skip
     used = ~report.leaky
     decisions = _per_bar(len(bars), signal_bars[used], probs[used])
@@ -519,17 +520,28 @@ def _check_options(
     short_class: str | None,
 ) -> None:
     if isinstance(hold_bars, bool) or not isinstance(hold_bars, (int, np.integer)) or hold_bars < 1:
-        raise ConfigError(f"--hold-bars must be a whole number of bars >= 1, got {hold_bars!r}.")
+        raise ConfigError(
+            f"hold_bars must be a whole number of bars >= 1, got {hold_bars!r}.", param="hold_bars"
+        )
     if not isinstance(threshold, (int, float)) or not (0.0 < float(threshold) <= 1.0):
-        raise ConfigError(f"--threshold must be a probability in (0, 1], got {threshold!r}.")
+        raise ConfigError(
+            f"threshold must be a probability in (0, 1], got {threshold!r}.", param="threshold"
+        )
     if isinstance(latency_bars, bool) or not isinstance(latency_bars, (int, np.integer)):
-        raise ConfigError(f"--latency must be a whole number of bars >= 1, got {latency_bars!r}.")
+        raise ConfigError(
+            f"latency_bars must be a whole number of bars >= 1, got {latency_bars!r}.",
+            param="latency_bars",
+        )
     if latency_bars < 1:
-        raise ConfigError(f"--latency must be >= 1 (fill after the decision), got {latency_bars}.")
+        raise ConfigError(
+            f"latency_bars must be >= 1 (fill after the decision), got {latency_bars}.",
+            param="latency_bars",
+        )
     if short_class is not None and short_class == long_class:
         raise ConfigError(
-            f"--long-class and --short-class are both {long_class!r}; give two classes, or "
-            "leave --short-class out to trade long only."
+            f"long_class and short_class are both {long_class!r}; give two classes, or "
+            "leave short_class out to trade long only.",
+            param="short_class",
         )
 
 
@@ -541,20 +553,21 @@ def _check_run(run_id: str, manifest: TrainManifest) -> None:
             "which early stopping and calibration used, and its test part is scored once by "
             "`moola evaluate RUN --test`. A backtest of signals needs out-of-fold "
             "predictions: split with folds (`moola data split DATASET --strategy "
-            "purged-kfold --embargo N`, N at least --hold-bars) and train again."
+            "purged-kfold --embargo N`, N at least hold_bars) and train again."
         )
 
 
 def _check_classes(classes: list[str], long_class: str, short_class: str | None) -> None:
-    for flag, name in (("--long-class", long_class), ("--short-class", short_class)):
+    for param, name in (("long_class", long_class), ("short_class", short_class)):
         if name is None or name in classes:
             continue
         close = difflib.get_close_matches(str(name), classes, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"{flag} {name!r} is not a class of this run.{hint} Its classes are: "
+            f"{param} {name!r} is not a class of this run.{hint} Its classes are: "
             + ", ".join(repr(c) for c in classes)
-            + "."
+            + ".",
+            param=param,
         )
 
 
@@ -584,11 +597,13 @@ def _pick_symbol(symbols: list[str], symbol: str | None, ref: object) -> str:
             return symbols[0]
         raise ConfigError(
             f"{ref} holds windows of {len(symbols)} symbols ({', '.join(symbols[:10])}); a "
-            "backtest trades one. Pick it with --symbol."
+            "backtest trades one. Pick it with symbol.",
+            param="symbol",
         )
     if symbol not in symbols:
         raise ConfigError(
-            f"--symbol {symbol!r} has no windows in {ref}; it holds {', '.join(symbols[:10])}."
+            f"symbol {symbol!r} has no windows in {ref}; it holds {', '.join(symbols[:10])}.",
+            param="symbol",
         )
     return symbol
 
@@ -621,11 +636,11 @@ def _leak_message(
         f"{report.count} of {rows.size} out-of-fold predictions of run {run_id} would trade "
         f"a period that their fold's model was trained on (split {split_text}): "
         f"{'; '.join(shown)}{more}. Backtesting them would count profits the model had "
-        "already seen. Re-split with an embargo of at least --hold-bars "
+        "already seen. Re-split with an embargo of at least hold_bars "
         f"({hold_bars}) bars, and at least {embargo} in time (the longest traded period "
         "here ends that long after its fold's last window; session gaps stretch it): "
         f"`moola data split {dataset} --strategy purged-kfold --embargo {embargo}`, train "
-        "again and backtest that run; or pass --allow-leaky-skip to drop these predictions "
+        "again and backtest that run; or pass skip_leaky=True to drop these predictions "
         "(the count is recorded)."
     )
 

@@ -173,8 +173,8 @@ def labeled_from_labels(
         made_from = f"raw/{parent['name']}@v{parent['version']}" if parent else "no raw dataset"
         raise RegistryError(
             f"{labels_ref} was built from {made_from}, not from {raw}; labels only describe "
-            "the bars they were computed on. Build them over this raw version (moola labels "
-            f"build --raw {raw.name}@v{raw.version} ...) or window {made_from} instead."
+            "the bars they were computed on. Build them over this raw version (`moola labels "
+            f"build --raw {raw.name}@v{raw.version} ...`) or window {made_from} instead."
         )
     table = registry.load_table("labels", labels_ref.name, labels_ref.version)
     column = label_column or meta.get("target", "label")

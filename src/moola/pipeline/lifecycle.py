@@ -91,7 +91,8 @@ def evaluate_test(
             f"The test part of split {config.split} was already looked at (by run(s) {runs}). "
             "Scoring it again turns it into a model-selection set and its numbers stop "
             "being an unbiased estimate. Make a new split with a later test period, or "
-            "pass --allow-test-reuse to do it anyway (recorded in the ledger)."
+            "pass allow_reuse=True to do it anyway (recorded in the ledger).",
+            param="allow_reuse",
         )
     dataset = manifest.data.dataset  # the exact dataset and split versions the run trained on
     data = registry.load_labeled(dataset.name, dataset.version, split=manifest.split.pinned)

@@ -297,7 +297,7 @@ def read_resume_checkpoint(path: str | Path, config_cls: type[PretrainConfig]) -
             f"Checkpoint {path} was written by `moola pretrain {command}` (objective "
             f"{objective!r}), not by `moola pretrain {config_cls.COMMAND}`. Resume it with "
             f"`moola pretrain {command} --resume {path}`, or start a new "
-            f"{config_cls.COMMAND} run without --resume."
+            f"{config_cls.COMMAND} run instead of resuming this one."
         )
     return saved
 
@@ -389,8 +389,9 @@ def _training_indices(ref: DatasetRef, n_windows: int, config: PretrainConfig) -
     if len(indices) < config.batch_size:
         raise ConfigError(
             f"unlabeled/{ref.name}@v{ref.version} gives {len(indices)} windows, fewer than "
-            f"one batch of {config.batch_size}. Lower --batch-size, raise --max-windows, or "
-            "write a larger unlabeled dataset."
+            f"one batch of {config.batch_size}. Lower batch_size, raise max_windows, or "
+            "write a larger unlabeled dataset.",
+            param="batch_size",
         )
     return indices
 
@@ -501,7 +502,7 @@ def _check_resume(
                 f"unlabeled/{saved_dataset.get('name')}@v{saved_dataset.get('version')} "
                 f"({key} {saved_dataset.get(key)!r}), not on unlabeled/{dataset['name']}@v"
                 f"{dataset['version']} ({key} {dataset.get(key)!r}). Resume with the same "
-                "--unlabeled dataset and --max-windows."
+                "unlabeled dataset and max_windows."
             )
     try:
         saved_config = type(config)(**saved["config"]).result_dict()

@@ -93,8 +93,8 @@ def require_symbol(symbol: str | None, where: Where, reason: str) -> str:
     """The caller's symbol; ``ConfigError`` (saying why it is needed) when there is none."""
     if symbol is None or not str(symbol).strip():
         raise ConfigError(
-            f"{where.path}: {reason}. Pass symbol=..., for example symbol='EURUSD' "
-            "(--symbol on the command line)."
+            f"{where.path}: {reason}. Pass symbol=..., for example symbol='EURUSD'.",
+            param="symbol",
         )
     return str(symbol).strip()
 

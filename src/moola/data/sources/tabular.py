@@ -218,8 +218,8 @@ def _to_bars(
     elif timeframe is None:
         raise ConfigError(
             f"{where.path}: the file has no 'timeframe' column, so it does not say how long "
-            "its bars are. Pass timeframe=, for example timeframe='1m' (--timeframe on the "
-            "command line)."
+            "its bars are. Pass timeframe=, for example timeframe='1m'.",
+            param="timeframe",
         )
     if len(stamp_columns) == 2:
         date, time = (frame[name].astype("string") for name in stamp_columns)
