@@ -96,6 +96,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("runs", "show", "{oof}"),
     ("runs", "compare", "--sort", "ece", "--ascending"),
     ("runs", "migrate", "{oof}", "--trust"),
+    ("runs", "journal", "--last", "5"),
+    ("runs", "journal", "--kind", "test_look", "--run", "{oof}", "--json"),
     ("report", "{oof}"),
     ("promote", "{holdout}", "--min-accuracy", "0", "--max-ece", "1"),
     ("backtest", "file", "--bars", "{tmp}/es.csv", "--signals", "{tmp}/signals.csv",

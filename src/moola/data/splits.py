@@ -180,16 +180,17 @@ def _gap(value: Any, what: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise SplitError(
             f"{what} must be a non-negative integer in the spans' unit, got {value!r}; convert "
-            "a duration such as '30min' with durations_to_units()."
+            "a duration such as '30min' with durations_to_units().",
+            param=what,
         )
     if value < 0:
-        raise SplitError(f"{what} must be >= 0, got {value}.")
+        raise SplitError(f"{what} must be >= 0, got {value}.", param=what)
     return int(value)
 
 
 def _fraction(value: float, what: str) -> float:
     if not 0.0 <= float(value) < 1.0:
-        raise SplitError(f"{what} must be in [0, 1), got {value!r}.")
+        raise SplitError(f"{what} must be in [0, 1), got {value!r}.", param=what)
     return float(value)
 
 
@@ -403,7 +404,7 @@ def walk_forward(
             )
     for what, value in (("n_splits", n_splits), ("test_size", test_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise SplitError(f"{what} must be a positive integer, got {value!r}.")
+            raise SplitError(f"{what} must be a positive integer, got {value!r}.", param=what)
     if train_size is not None and (
         isinstance(train_size, bool)
         or not isinstance(train_size, (int, np.integer))
@@ -521,13 +522,15 @@ def _duration(value: Any, what: str) -> pd.Timedelta:
     if isinstance(value, (int, float, np.number)):
         raise SplitError(
             f"{what}={value!r} has no unit: give a bar count as an int, or a duration with a "
-            "unit such as '30min'."
+            "unit such as '30min'.",
+            param=what,
         )
     if isinstance(value, str):
         if _NUMBER.match(value.strip()):  # pandas would read "1.5" as 1.5 ns
             raise SplitError(
                 f"{what}={value!r} has no unit: give a whole number of bars ('12') or a "
-                "duration with a unit such as '30min'."
+                "duration with a unit such as '30min'.",
+                param=what,
             )
         try:
             return parse_timeframe(value)
@@ -538,10 +541,11 @@ def _duration(value: Any, what: str) -> pd.Timedelta:
     except (ValueError, TypeError) as error:
         raise SplitError(
             f"{what}={value!r} is neither bars nor a duration; use a number of bars (12) or a "
-            "duration such as '30min', '2h' or '1d'."
+            "duration such as '30min', '2h' or '1d'.",
+            param=what,
         ) from error
     if pd.isna(duration):
-        raise SplitError(f"{what} is missing (NaT); give a duration such as '30min'.")
+        raise SplitError(f"{what} is missing (NaT); give a duration such as '30min'.", param=what)
     return duration
 
 
@@ -573,22 +577,24 @@ def durations_to_units(
         amount = int(amount.strip())
     if isinstance(amount, (int, np.integer)) and not isinstance(amount, (bool, np.bool_)):
         if amount < 0:
-            raise SplitError(f"{name}={amount} bars is negative; use >= 0.")
+            raise SplitError(f"{name}={amount} bars is negative; use >= 0.", param=name)
         if unit == "bars":
             return int(amount)
         if bar is None:
             raise SplitError(
-                f"Converting {name}={amount} bars to ns needs bar_duration (e.g. '1m'); pass it."
+                f"Converting {name}={amount} bars to ns needs bar_duration (e.g. '1m'); pass it.",
+                param=name,
             )
         return int(amount) * int(bar.value)
     duration = _duration(amount, name)
     if duration < pd.Timedelta(0):
-        raise SplitError(f"{name}={amount!r} is negative; use >= 0.")
+        raise SplitError(f"{name}={amount!r} is negative; use >= 0.", param=name)
     if unit == "ns":
         return int(duration.value)
     if bar is None:
         raise SplitError(
-            f"Converting {name}={amount!r} to bars needs bar_duration (e.g. '1m'); pass it."
+            f"Converting {name}={amount!r} to bars needs bar_duration (e.g. '1m'); pass it.",
+            param=name,
         )
     return math.ceil(duration.value / bar.value)
 
