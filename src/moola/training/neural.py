@@ -3,8 +3,10 @@
 ``NeuralEstimator("simple_lstm", hidden=32, epochs=30)`` takes one flat set of parameters
 and routes each key to where it belongs: module config keys (``hidden``, ``dropout``, ...)
 to ``moola.models.nn.build_module`` and trainer keys (``epochs``, ``lr``, ...) to
-``TrainerConfig``. An unknown key is an error naming it and the valid keys; as in
-scikit-learn, nothing is checked before ``fit``.
+``TrainerConfig``. An unknown key is an error naming it and the valid keys.
+``moola.models.create`` checks every value against the model's ``Params`` first
+(``moola.models.validate_params``); a ``NeuralEstimator(...)`` built directly checks at
+``fit``, as scikit-learn does (hence the checks below that repeat the ``Params`` rules).
 
 ``fit`` learns a per-channel normaliser (mean and standard deviation over the training
 samples and time steps; validation and prediction data are scaled with the training
