@@ -476,3 +476,21 @@ def test_promote_gates_on_the_latest_valid_backtests_sharpe_and_drawdown(capsys,
 def test_promote_refuses_a_drawdown_given_in_percent(capsys, lab):
     code, _, err = _promote_cli(capsys, lab, lab.safe_run, "--max-drawdown", "15")
     assert code == 2 and "--max-drawdown" in err
+
+
+def test_the_simulated_risk_decisions_are_journaled_with_the_backtest(lab):
+    from moola.sim import ExecutionConfig
+    from moola.tracking.journal import RiskBreach
+
+    journal = JsonlJournal(lab.registry.root)
+    before = len(journal.read("risk_breach"))
+    tight = ExecutionConfig(rules=[{"rule": "total_loss_limit", "pct": 0.0001}])
+    result, record = backtest_run(
+        lab.registry, lab.safe_run, long_class="up", hold_bars=HORIZON, execution=tight
+    )
+    breaches = journal.read("risk_breach")[before:]
+    assert len(breaches) == len(result.breaches) >= 1
+    event = breaches[0]
+    assert isinstance(event, RiskBreach)
+    assert event.payload.source == f"backtest:{lab.safe_run}/{record['path']}"
+    assert event.payload.rule == "total_loss_limit" and event.payload.action == "recorded"

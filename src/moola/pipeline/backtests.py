@@ -68,6 +68,7 @@ from moola.pipeline.lifecycle import load_manifest
 from moola.sim import ExecutionConfig
 from moola.tracking.journal import BacktestRecorded, BacktestRecordedPayload, JsonlJournal
 from moola.tracking.manifest import TrainManifest
+from moola.tracking.risk import journal_risk
 from moola.tracking.runs import RunStore
 
 BACKTESTS_DIR = "backtests"
@@ -313,7 +314,7 @@ def backtest_run(
             "stats": result.stats,
         }
     )
-    _save(store, JsonlJournal(registry.root), folder, result, record)
+    _save(store, JsonlJournal(registry.root), folder, result, record, execution.on_breach)
     return result, record
 
 
@@ -443,9 +444,11 @@ def _save(
     folder: Path,
     result: BacktestResult,
     record: dict[str, Any],
+    on_breach: str,
 ) -> None:
-    """The backtest into the journal first; then its files and record into ``folder``, all
-    or nothing; then a line in the experiment log."""
+    """The backtest into the journal first, with each risk decision it simulated (rule
+    breaches, denied or capped orders; ``journal_risk``); then its files and record into
+    ``folder``, all or nothing; then a line in the experiment log."""
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
     headline = {key: record["stats"].get(key) for key in HEADLINE_STATS}
     journal.append(  # on disk before the backtest is stored with its run
@@ -460,6 +463,8 @@ def _save(
             ),
         )
     )
+    source = f"backtest:{record['run_id']}/{record['path']}"
+    journal_risk(journal, source, result.breaches, result.rejections, on_breach=on_breach)
     run_dir = folder.parent.parent
     with store.addition(run_dir, str(folder.relative_to(run_dir))) as tmp:
         result.to_dir(tmp, overwrite=True)
