@@ -157,7 +157,7 @@ def test_a_signal_timestamp_beyond_2262_is_named_not_a_traceback(capsys, root, t
     signals = tmp_path / "far-signals.csv"
     signals.write_text("timestamp,position\n2024-01-01 00:00:00,1\n3024-01-01 00:15:00,0\n")
     err = refused(
-        capsys, root, "backtest", "--bars", str(bars), "--signals", str(signals),
+        capsys, root, "backtest", "file", "--bars", str(bars), "--signals", str(signals),
         "--out", str(tmp_path / "bt"), "--symbol", "ES", "--timeframe", "1m",
     )  # fmt: skip
     assert "far-signals.csv" in err and "3024" in err

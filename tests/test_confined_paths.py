@@ -68,9 +68,9 @@ COMMANDS = {
     "runs show": lambda ref: ["runs", "show", ref],
     "report": lambda ref: ["report", ref],
     "promote": lambda ref: ["promote", ref],
-    "backtest --run": lambda ref: [
+    "backtest run": lambda ref: [
         "backtest",
-        "--run",
+        "run",
         ref,
         "--long-class",
         "up",

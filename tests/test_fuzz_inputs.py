@@ -135,7 +135,7 @@ _CONSUMERS = {
     "features": "features build --set relative11 --allow-short --out {out}/f.parquet",
     "dc": "bars dc --threshold 0.001 --out {out}/dc.csv",
     "labels": "labels build --kind forward-return --horizon 3 --out {out}/l.csv",
-    "backtest": "backtest --signals {inputs}/signals.csv --out {out}/bt",
+    "backtest": "backtest file --signals {inputs}/signals.csv --out {out}/bt",
 }
 
 
@@ -178,6 +178,7 @@ def test_broken_signal_files_are_clean_errors(template, data):
             "backtest:signals",
             [
                 "backtest",
+                "file",
                 "--bars",
                 work.inputs / "bars.csv",
                 "--signals",
@@ -581,6 +582,7 @@ def _backtest(data, work: Work) -> Argv:
     }
     argv = [
         "backtest",
+        "file",
         "--bars",
         work.inputs / "bars.csv",
         "--signals",
@@ -603,7 +605,7 @@ COMMANDS: dict[str, Callable[..., Argv]] = {
     "bars dc": _dc,
     "labels build": _labels,
     "train": _train,
-    "backtest": _backtest,
+    "backtest file": _backtest,
 }
 
 
