@@ -82,19 +82,8 @@ def hand_loop(bars: pd.DataFrame, target: np.ndarray, config: ExecutionConfig) -
 
 
 def _engines(bars, target, config: ExecutionConfig) -> tuple[SimResult, SimResult]:
-    inst = config.build_instrument()
-    terms = {
-        "instrument": inst,
-        "initial_cash": config.initial_cash,
-        "spread": config.spread_value(),
-        "slippage": config.build_slippage(),
-        "commission": config.build_commission(),
-        "latency_bars": config.latency_bars,
-    }
-    vec = backtest_positions(
-        bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"], target,
-        timestamp=bars["timestamp"], **terms,
-    )  # fmt: skip
+    columns = [bars[c] for c in ("open", "high", "low", "close", "volume")]
+    vec = backtest_positions(*columns, target, config, timestamp=bars["timestamp"])
     evt = EventEngine(bars, config).run(TargetPositionStrategy(target))
     return vec, evt
 

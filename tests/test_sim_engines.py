@@ -46,19 +46,7 @@ FILL_KEYS = ["bar", "decision_bar", "qty", "price", "fee"]
 
 
 def _both(bars: pd.DataFrame, target: np.ndarray, instrument, cash: float, latency: int, costs):
-    vec = backtest_positions(
-        bars["open"],
-        bars["high"],
-        bars["low"],
-        bars["close"],
-        bars["volume"],
-        target,
-        instrument=instrument,
-        initial_cash=cash,
-        latency_bars=latency,
-        timestamp=bars["timestamp"],
-        **costs,
-    )
+    """Both engines on one ExecutionConfig (built from the cost objects)."""
     config = ExecutionConfig.from_terms(
         instrument=instrument,
         initial_cash=cash,
@@ -67,6 +55,8 @@ def _both(bars: pd.DataFrame, target: np.ndarray, instrument, cash: float, laten
         prop_firm_rules=(),
         **costs,
     )
+    columns = [bars[c] for c in ("open", "high", "low", "close", "volume")]
+    vec = backtest_positions(*columns, target, config, timestamp=bars["timestamp"])
     evt = EventEngine(bars, config).run(TargetPositionStrategy(target))
     return vec, evt
 
