@@ -203,13 +203,14 @@ def test_strict_message_names_source_counts_rows_and_fix():
     frame = bars(30)
     frame.loc[[4, 9, 17], "volume"] = -1.0
     frame.loc[12, "timestamp"] += pd.Timedelta(seconds=5)
-    message = str(raised(frame, source="data/es_1m.csv"))
+    error = raised(frame, source="data/es_1m.csv")
+    message = str(error)
     assert "data/es_1m.csv" in message
     assert "negative_volume 3" in message and "off_grid 1" in message
     for row in (4, 9, 12, 17):
         assert f"row {row}," in message
     assert "column 'volume'" in message
-    assert "--mode repair" in message
+    assert "mode='repair'" in message and error.param == "mode"  # the CLI says --mode
 
 
 def test_strict_message_lists_first_ten_and_keeps_full_list():
