@@ -562,7 +562,9 @@ def _timestamps(timestamp, n: int) -> np.ndarray:
     if isinstance(timestamp, pd.Series | pd.Index):
         timestamp = timestamp.array
     if isinstance(timestamp, pd.arrays.DatetimeArray):
-        values = timestamp.as_unit("ns").asi8.view("datetime64[ns]")  # UTC, zone or not
+        if timestamp.unit != "ns":
+            timestamp = timestamp.as_unit("ns")  # a copy; as_unit copies even when it is ns
+        values = timestamp.asi8.view("datetime64[ns]")  # UTC epoch, zone or not
     elif isinstance(timestamp, np.ndarray) and np.issubdtype(timestamp.dtype, np.datetime64):
         values = timestamp.astype("datetime64[ns]", copy=False)  # naive = UTC
     else:
