@@ -154,3 +154,22 @@ def test_check_label_reads_timestamps_as_horizon_ends(market):
 def test_check_label_refuses_a_horizon_end_before_its_bar(market):
     with pytest.raises(AssertionError, match="before the row itself"):
         check_label(_forward_return(3, -1), market, "horizon_end")
+
+
+class _FastPath(_Leaky):
+    """An honest trailing mean whose fast path (``compute_rows``) may disagree with it."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__("trailing")
+        self.offset = offset
+
+    def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+        values = self.compute(bars)["value"].to_numpy(dtype=np.float64)
+        values[-1] += self.offset  # a fast path that is wrong on the last bar only
+        return values.astype(dtype)[None]
+
+
+def test_check_feature_holds_the_fast_path_to_compute(market):
+    check_feature(_FastPath(0.0), market)
+    with pytest.raises(AssertionError, match=r"compute_rows\(bars, float64\).*'value' at bar"):
+        check_feature(_FastPath(1.0), market)

@@ -45,6 +45,7 @@ def check_feature(
     and length against the contract."""
     what = _label(feature_or_set)
     full = _compute(feature_or_set, bars, what)
+    _check_fast_rows(feature_or_set, bars)
     columns = list(full.columns)
     expected = full.to_numpy(dtype=np.float64)
     scale = _column_scale(expected)
@@ -182,6 +183,37 @@ def _compute(feature_or_set: Feature | FeatureSet, bars: pd.DataFrame, what: str
                 f"{declared}."
             )
     return out
+
+
+def _check_fast_rows(feature_or_set: Feature | FeatureSet, bars: pd.DataFrame) -> None:
+    """A feature's optional ``compute_rows(bars, dtype)`` (the fast path a feature set
+    takes) must equal ``compute(bars)`` converted to ``dtype``, bit for bit, NaN where NaN:
+    otherwise a set would hold other values than the feature it names."""
+    features = [feature_or_set] if isinstance(feature_or_set, Feature) else feature_or_set.features
+    for feature in features:
+        rows = getattr(feature, "compute_rows", None)
+        if rows is None:
+            continue
+        what = _label(feature)
+        expected = feature.compute(bars)
+        for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
+            block = rows(bars, dtype)
+            for position, column in enumerate(expected.columns):
+                got = np.asarray(block[position])
+                want = expected[column].to_numpy(dtype=dtype)
+                if got.dtype != dtype or got.shape != want.shape:
+                    raise AssertionError(
+                        f"{what}: compute_rows(bars, {dtype}) gives column {column!r} as "
+                        f"{got.dtype} {got.shape}, compute() as {dtype} {want.shape}."
+                    )
+                differ = ~((got == want) | (np.isnan(got) & np.isnan(want)))
+                if differ.any():
+                    t = int(np.flatnonzero(differ)[0])
+                    raise AssertionError(
+                        f"{what}: compute_rows(bars, {dtype}) gives {got[t]!r} for column "
+                        f"{column!r} at bar {t}, compute() gives {want[t]!r}; the fast path "
+                        "must equal the frame."
+                    )
 
 
 def _check_aligned(out: pd.DataFrame, bars: pd.DataFrame, what: str) -> None:
