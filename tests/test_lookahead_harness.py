@@ -164,7 +164,7 @@ class _FastPath(_Leaky):
         self.offset = offset
 
     def compute_rows(self, bars: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
-        values = self.compute(bars)["value"].to_numpy(dtype=np.float64)
+        values = self.compute(bars)["value"].to_numpy(dtype=np.float64, copy=True)
         values[-1] += self.offset  # a fast path that is wrong on the last bar only
         return values.astype(dtype)[None]
 
