@@ -97,3 +97,19 @@ def test_to_dir_writes_the_breaches_and_the_denied_orders(tmp_path) -> None:
     assert list(breaches.columns) == list(BREACH_COLUMNS)
     assert breaches["rule"].tolist() == ["daily_loss_limit"]
     assert len(pd.read_csv(out / "rejections.csv")) == len(result.rejections)
+
+
+def test_the_stats_carry_the_risk_summary() -> None:
+    bars, target = _market(300, seed=7)
+    config = ExecutionConfig(engine="event", on_breach="halt", rules=RULES, **TERMS)
+    result = run(bars, target, config)
+    risk = result.stats["risk"]
+    assert risk["breaches"] == 1 and risk["first_breach_rule"] == "daily_loss_limit"
+    assert risk["first_breach_time"] == result.breaches["timestamp"].iloc[0].isoformat()
+    assert risk["denied_orders"] == len(result.rejections) > 0
+    assert run(bars, target, ExecutionConfig(rules="none", **TERMS)).stats["risk"] == {
+        "breaches": 0,
+        "first_breach_rule": None,
+        "first_breach_time": None,
+        "denied_orders": 0,
+    }

@@ -108,6 +108,12 @@ GOLDEN_STATS: dict[str, Any] = {
             },
         ],
     },
+    "risk": {
+        "breaches": 0,
+        "first_breach_rule": None,
+        "first_breach_time": None,
+        "denied_orders": 0,
+    },
 }
 
 

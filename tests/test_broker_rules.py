@@ -169,6 +169,20 @@ def _broker_at(rules: list[dict], position: float = 0.0) -> Broker:
     return broker
 
 
+def test_closing_orders_stacked_on_one_side_are_judged_as_the_entries_they_become() -> None:
+    """A close is never refused, but a second sell stacked on a working close would take
+    the position through flat and beyond: it is judged with the working orders counted."""
+    broker = _broker_at([{"rule": "max_position", "units": 100}], position=80.0)
+    assert isinstance(broker.submit(market(-80.0)), Accepted)  # closes: always allowed
+    denied = broker.submit(market(-150.0))  # 80 - 80 - 150 = -150 units once both fill
+    assert isinstance(denied, Denied) and denied.reasons[0].startswith("max_position")
+    assert isinstance(broker.submit(market(-90.0)), Accepted)  # -90: within the limit
+    broker = _broker_at([{"rule": "max_open_positions", "count": 1}], position=10.0)
+    assert isinstance(broker.submit(market(-10.0)), Accepted)
+    denied = broker.submit(market(-20.0))  # if the close fills first, this opens a short
+    assert isinstance(denied, Denied) and denied.reasons[0].startswith("max_open_positions")
+
+
 def test_order_limits_deny_before_the_book_and_name_the_rule() -> None:
     broker = _broker_at([{"rule": "max_position", "units": 100}], position=80.0)
     denied = broker.submit(market(30.0))

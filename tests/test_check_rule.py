@@ -202,14 +202,6 @@ def test_trading_days_stream_counts_days_with_a_fill() -> None:
 ORDER_RULES = {
     spec.model_fields["rule"].default: spec for spec in RULE_SPECS if is_order_rule(spec().build())
 }
-#: Rules that sim/limits.py lets past their promise today: it judges whether an order
-#: "only reduces" against the position alone, so closing orders stacked on one side take
-#: the position through flat and beyond the limit (reported with the fix, issue 15).
-_STACKED_CLOSES = pytest.mark.xfail(
-    strict=True,
-    reason="sim/limits.py: stacked closing orders pass the limit (issue 15); remove this "
-    "mark when limits.py judges 'reduces' against position + working orders on its side",
-)
 _PARAMETERS = {
     "max_position": {"units": st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0])},
     "max_open_positions": {"count": st.integers(1, 3)},
@@ -233,12 +225,7 @@ def test_every_registered_rule_has_a_proof() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=_STACKED_CLOSES)
-        if name in ("max_position", "max_open_positions")
-        else name
-        for name in sorted(ORDER_RULES)
-    ],
+    sorted(ORDER_RULES),
 )
 @settings(
     max_examples=15,

@@ -92,8 +92,9 @@ class BacktestResult:
         ``drawdown`` (``equity / peak - 1``, so 0 or negative).
     stats : dict
         JSON-serialisable statistics (``moola.backtest.metrics.compute_stats``) plus
-        ``engine``, ``instrument``, ``final_position``, ``rejected_orders`` and
-        ``prop_firm`` (``{"passed": bool, "rules": [...]}``, or ``None`` when not checked).
+        ``engine``, ``instrument``, ``final_position``, ``rejected_orders``,
+        ``prop_firm`` (``{"passed": bool, "rules": [...]}``, or ``None`` when not checked)
+        and ``risk`` (:func:`risk_summary` of ``breaches`` and ``rejections``).
     rules : list of RuleResult
         The prop-firm rule outcomes (empty when not checked).
     fills : pd.DataFrame
@@ -579,8 +580,6 @@ def run(
     }
     if isinstance(spread, np.ndarray):
         config["spread"] = f"per-bar array ({spread.size} values)"
-    # stats["risk"] (risk_summary(breaches, sim.rejections)) waits for the golden test's
-    # re-pin, which lists every key of stats.
     stats.update(
         metrics.json_safe(
             {
@@ -593,6 +592,7 @@ def run(
                     if rules
                     else None
                 ),
+                "risk": risk_summary(breaches, sim.rejections),
             }
         )
     )

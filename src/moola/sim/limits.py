@@ -9,10 +9,13 @@ returns itself) and ``update`` never breaches; their batch ``check`` passes on a
 curve, because a finished curve shows no orders to judge.
 
 Exposure counts the working orders too, so a rule cannot be side-stepped by splitting an
-order: ``position + working orders on the order's side + order``. An order that only
-reduces the position (closing, or cutting it toward flat) is never refused by a limit, so
-a rule can never trap a position open. :class:`TradingHalt` refuses everything: the
-configured kill switch.
+order, nor by stacking closing orders: ``position + working orders on the order's side +
+order``. An order that only takes that total toward flat (closing, or cutting the
+position) is never refused by :class:`MaxPosition`, so a rule can never trap a position
+open; a second closing order stacked on a first one would take the position through flat
+and beyond, so it is judged as the entry it is. :class:`MaxOpenPositions` counts the open
+position and the entry orders that whichever working orders fill could leave.
+:class:`TradingHalt` refuses everything: the configured kill switch.
 """
 
 from __future__ import annotations
@@ -39,6 +42,25 @@ def _exposure_after(order: Any, state: Any) -> tuple[float, float]:
     buy = order.qty > 0.0
     working = sum(o.qty for o in state.open_orders if (o.qty > 0.0) == buy)
     return state.position + working + order.qty, working
+
+
+_MAX_SUBSETS_OF = 12  # working orders beyond which the fills are not enumerated
+
+
+def _worst_entries(position: float, working: Sequence[float]) -> int | None:
+    """The most open positions plus entry orders that any set of fills of ``working``
+    can leave (``None`` when there are too many orders to try them all)."""
+    n = len(working)
+    if n > _MAX_SUBSETS_OF:
+        return None
+    worst = 0
+    for mask in range(1 << n):
+        held = position + sum(w for j, w in enumerate(working) if mask >> j & 1)
+        entries = sum(
+            1 for j, w in enumerate(working) if not mask >> j & 1 and abs(held + w) > abs(held)
+        )
+        worst = max(worst, (held != 0.0) + entries)
+    return worst
 
 
 class _OrderRule(Rule, RuleStream):
@@ -77,9 +99,9 @@ class MaxPosition(_OrderRule):
         return float(self.units)
 
     def pre_trade(self, order: Any, state: Any) -> list[str]:
-        if not _adds_exposure(order, state):
-            return []
         after, working = _exposure_after(order, state)
+        if abs(after) <= abs(state.position + working):  # toward flat, working counted
+            return []
         if abs(after) <= self.units * (1.0 + _TOLERANCE):
             return []
         return [
@@ -91,7 +113,9 @@ class MaxPosition(_OrderRule):
 @dataclass(frozen=True)
 class MaxOpenPositions(_OrderRule):
     """At most ``count`` entries at once: the open position (one instrument per broker)
-    plus each working order that would add exposure."""
+    plus each working order that would add exposure, whichever of the working orders fill
+    (every subset is tried, up to twelve working orders; beyond, each is judged against
+    the position alone). An order that leaves the worst case no worse is accepted."""
 
     count: int = 1
     name: str = "max_open_positions"
@@ -100,6 +124,18 @@ class MaxOpenPositions(_OrderRule):
         return float(self.count)
 
     def pre_trade(self, order: Any, state: Any) -> list[str]:
+        working = tuple(o.qty for o in state.open_orders)
+        after = _worst_entries(state.position, (*working, order.qty))
+        if after is not None:
+            if after <= self.count:
+                return []
+            before = _worst_entries(state.position, working)
+            if before is not None and after <= before:
+                return []
+            return [
+                f"{self.name}: the working orders' fills could leave {after} open "
+                f"position(s) and entry order(s) with this order; limit {self.count}"
+            ]
         if not _adds_exposure(order, state):
             return []
         entries = sum(1 for o in state.open_orders if _adds_exposure(o, state))
