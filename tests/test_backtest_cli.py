@@ -135,7 +135,8 @@ def test_bad_flags_and_existing_output(tmp_path, files):
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
     result = invoke(tmp_path, *base, "--out", str(taken))
-    assert isinstance(result.exception, ConfigError) and "--overwrite" in str(result.exception)
+    assert isinstance(result.exception, ConfigError) and result.exception.param == "overwrite"
+    assert "overwrite=True" in str(result.exception)  # `moola backtest file` says --overwrite
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
     result = invoke(tmp_path, *base, "--out", str(taken), "--overwrite")
     assert result.exit_code == 0 and (taken / "stats.json").exists()

@@ -144,7 +144,8 @@ class BacktestResult:
         if final.is_dir() and any(final.iterdir()) and not overwrite:
             raise ConfigError(
                 f"Output directory {final} is not empty; choose a new directory or pass "
-                "overwrite=True (--overwrite on the command line) to replace it."
+                "overwrite=True to replace it.",
+                param="overwrite",
             )
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:12]}")
@@ -217,8 +218,8 @@ def check_bars(bars: pd.DataFrame) -> pd.DataFrame:
             listed = ", ".join(repr(str(s)) for s in symbols[:_MAX_SHOWN])
             raise ConfigError(
                 f"The bars hold {len(symbols)} symbols ({listed}); a backtest runs on one. "
-                f"Pick one, e.g. bars[bars['symbol'] == {str(symbols[0])!r}] (--symbol on "
-                "the command line)."
+                f"Pick one, e.g. bars[bars['symbol'] == {str(symbols[0])!r}].",
+                param="symbol",
             )
     stamps = pd.DatetimeIndex(pd.to_datetime(bars["timestamp"], utc=True))
     if stamps.hasnans:
@@ -448,7 +449,8 @@ def load_bars(
     if symbol not in symbols:
         raise ConfigError(
             f"{path} holds no bars of symbol {symbol!r}; it holds {', '.join(symbols[:10])}. "
-            "Pass one of those with --symbol."
+            "Pass one of those as symbol.",
+            param="symbol",
         )
     return bars[bars["symbol"] == symbol].reset_index(drop=True)
 
