@@ -10,7 +10,16 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.data.schema import make_bars
-from moola.sim import CommissionModel, EventEngine, FixedBps, equity_instrument, limit, market, stop
+from moola.sim import (
+    CommissionModel,
+    EventEngine,
+    ExecutionConfig,
+    FixedBps,
+    equity_instrument,
+    limit,
+    market,
+    stop,
+)
 from moola.sim.orders import limit_fill_price, reference_price, stop_fill_price
 
 STOCK = equity_instrument("ABC")
@@ -86,7 +95,10 @@ def _run(bars, script, **kwargs):
     def on_bar(ctx):
         return script.get(ctx.i)
 
-    return EventEngine(bars, STOCK, initial_cash=10_000.0, **kwargs).run(on_bar)
+    terms = ExecutionConfig.from_terms(
+        instrument=STOCK, initial_cash=10_000.0, prop_firm_rules="none", **kwargs
+    )
+    return EventEngine(bars, terms).run(on_bar)
 
 
 def test_market_order_fills_next_open_plus_half_spread_slippage_and_fee() -> None:
@@ -150,7 +162,7 @@ def test_limit_touched_but_not_traded_through_stays_pending() -> None:
         seen.append(len(ctx.pending))
         return [limit(5, 99.0)] if ctx.i == 0 else None
 
-    res = EventEngine(bars, STOCK).run(on_bar)
+    res = EventEngine(bars, ExecutionConfig.from_terms(instrument=STOCK, rules="none")).run(on_bar)
     # bar 1 low == 99: not filled; bar 2 low 98.9 < 99: filled at the limit
     assert seen == [0, 1, 0]
     assert list(res.fills["bar"]) == [2] and res.fills["price"].iloc[0] == 99.0
