@@ -173,3 +173,25 @@ def test_help_lists_both_subcommands_and_options_go_after_them(tmp_path, files):
     assert isinstance(result.exception, ConfigError)
     assert "--cash must come after `file`" in str(result.exception)
     assert not (tmp_path / "o").exists()
+
+
+def test_on_breach_halts_trading_at_the_first_breach(tmp_path, files):
+    bars_path, signals_path, _ = files
+    base = ["--bars", str(bars_path), "--signals", str(signals_path), "--symbol", "ES",
+            "--timeframe", "1h", "--engine", "event"]  # fmt: skip
+    terms = tmp_path / "terms.yaml"
+    terms.write_text("rules:\n  - {rule: total_loss_limit, pct: 0.0001}\n")
+    recorded, halted = tmp_path / "rec", tmp_path / "halt"
+    result = invoke(tmp_path, *base, "--execution", str(terms), "--out", str(recorded))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "rule breach(es) (first: total_loss_limit" in " ".join(result.stdout.split())
+    result = invoke(
+        tmp_path, *base, "--execution", str(terms), "--on-breach", "halt", "--out", str(halted)
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    kept = pd.read_csv(recorded / "breaches.csv")
+    assert list(pd.read_csv(halted / "breaches.csv")["rule"]) == list(kept["rule"])
+    trades_on = len(pd.read_csv(recorded / "fills.csv"))
+    assert len(pd.read_csv(halted / "fills.csv")) < trades_on  # nothing traded after the halt
+    result = invoke(tmp_path, *base[:-2], "--on-breach", "halt", "--out", str(tmp_path / "v"))
+    assert isinstance(result.exception, ConfigError) and "on_breach" in str(result.exception)

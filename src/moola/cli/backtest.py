@@ -81,6 +81,12 @@ _INSTRUMENT = typer.Option(
     None, "--instrument", help="equity, futures:ROOT (e.g. futures:NQ), fx or crypto [equity]."
 )
 _ENGINE = typer.Option(None, "--engine", help="vectorised or event [vectorised].")
+_ON_BREACH = typer.Option(
+    None,
+    "--on-breach",
+    help="On a risk-rule breach: record (trade on), halt, or flatten (both need --engine "
+    "event) [record].",
+)
 _SYMBOL = typer.Option(
     None, help="Symbol to backtest (from a multi-symbol file or dataset, or to name the bars)."
 )
@@ -221,6 +227,7 @@ def backtest_file(
     latency: int | None = _LATENCY,
     instrument: str | None = _INSTRUMENT,
     engine: str | None = _ENGINE,
+    on_breach: str | None = _ON_BREACH,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Backtest a signals file on a bars file, with costs.
@@ -238,6 +245,7 @@ def backtest_file(
         latency_bars=latency,
         instrument=instrument,
         engine=engine,
+        on_breach=on_breach,
     )
     _backtest_file(bars, signals, out, symbol, timeframe, terms, overwrite)
 
@@ -276,6 +284,7 @@ def backtest_run_command(
     latency: int | None = _LATENCY,
     instrument: str | None = _INSTRUMENT,
     engine: str | None = _ENGINE,
+    on_breach: str | None = _ON_BREACH,
 ) -> None:
     """Backtest a training run's out-of-fold predictions on its dataset's bars.
 
@@ -292,6 +301,7 @@ def backtest_run_command(
         latency_bars=latency,
         instrument=instrument,
         engine=engine,
+        on_breach=on_breach,
     )
     _backtest_run(
         ctx,
@@ -351,6 +361,7 @@ _TERM_FLAGS = {
     "latency_bars": "--latency",
     "instrument": "--instrument",
     "engine": "--engine",
+    "on_breach": "--on-breach",
 }
 
 
@@ -460,6 +471,18 @@ def _print_result(stats: dict[str, Any], written: Path) -> None:
             verdict = "[green]pass[/]" if rule["passed"] else "[red]fail[/]"
             rules.add_row(rule["name"], verdict, rule["detail"])
         console.print(rules)
+    risk = stats.get("risk")
+    if isinstance(risk, dict) and (risk.get("breaches") or risk.get("denied_orders")):
+        first = (
+            f" (first: {risk['first_breach_rule']} at {risk['first_breach_time']})"
+            if risk.get("breaches")
+            else ""
+        )
+        console.print(
+            f"[bold]Risk:[/] {risk['breaches']} rule breach(es){first}, "
+            f"{risk['denied_orders']} order(s) denied; see breaches.csv and rejections.csv",
+            soft_wrap=True,
+        )
     console.print(f"[bold]Results:[/] {written}")
     for name in sorted(p.name for p in written.iterdir()):
         console.print(f"  {written / name}")
