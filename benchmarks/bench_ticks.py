@@ -40,29 +40,12 @@ import pandas as pd
 import zstandard
 
 from _common import best_of, print_table  # benchmarks/ is on sys.path when run as scripts
-from moola.data.sources.dbn import read_dbn_ticks
+from moola.data.sources.dbn import TRADE_RECORD, read_dbn_ticks
 from moola.data.ticks import ticks_to_bars
 
 NS = 1_000_000_000
 DAY = pd.Timestamp("2024-03-01", tz="America/New_York")  # a Friday, EST (UTC-5)
-TRADE = np.dtype(
-    [
-        ("length", "u1"),
-        ("rtype", "u1"),
-        ("publisher_id", "<u2"),
-        ("instrument_id", "<u4"),
-        ("ts_event", "<u8"),
-        ("price", "<i8"),
-        ("size", "<u4"),
-        ("action", "u1"),
-        ("side", "u1"),
-        ("flags", "u1"),
-        ("depth", "u1"),
-        ("ts_recv", "<u8"),
-        ("ts_in_delta", "<i4"),
-        ("sequence", "<u4"),
-    ]
-)
+TRADE = np.dtype(TRADE_RECORD)  # one DBN trades record, as moola reads it
 
 
 def make_trades(n: int, seed: int = 0) -> np.ndarray:

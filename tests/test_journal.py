@@ -236,3 +236,14 @@ def test_risk_decisions_go_to_any_backend_in_one_batch():
     assert journal.batches == 1 and len(journal.events) == 8
     assert [e.kind for e in find_events(journal, run="r", last=2)] == ["order_denied"] * 2
     assert find_events(journal, kind="risk_breach")[0].payload.action == "flattened"
+
+
+def test_the_journal_reads_the_columns_the_broker_writes():
+    """tracking/ and sim/ are independent siblings, so the risk tables' columns are named
+    in both; they must stay the same names."""
+    from moola.sim._result import REJECTION_COLUMNS
+    from moola.sim.broker import BREACH_COLUMNS
+    from moola.tracking.risk import BREACH_FIELDS, REJECTION_FIELDS
+
+    assert set(BREACH_FIELDS) <= set(BREACH_COLUMNS)
+    assert set(REJECTION_FIELDS) <= set(REJECTION_COLUMNS)

@@ -43,7 +43,13 @@ from moola.sim.costs import resolve_slippage
 from moola.sim.execution import ExecutionConfig
 from moola.sim.instruments import Instrument
 from moola.sim.orders import Order, limit, market, stop
-from moola.sim.vectorised import _check_finite, _timestamps, check_latency, resolve_spread
+from moola.sim.vectorised import (
+    LEGACY_TERMS,
+    _check_finite,
+    _timestamps,
+    check_latency,
+    resolve_spread,
+)
 
 
 class BarContext:
@@ -232,16 +238,9 @@ class _BarArrays:
             self.times = list(self.stamps)
 
 
-# The old keyword arguments of EventEngine, kept for one release: they build an
-# ExecutionConfig (``ExecutionConfig.from_terms``) with no rules, as the engine had none.
-LEGACY_TERMS: tuple[str, ...] = (
-    "instrument",
-    "initial_cash",
-    "spread",
-    "slippage",
-    "commission",
-    "latency_bars",
-)
+# The old keyword arguments of EventEngine, kept for one release, are those of
+# backtest_positions (``LEGACY_TERMS``): they build an ExecutionConfig
+# (``ExecutionConfig.from_terms``) with no rules, as the engine had none.
 
 
 def _symbol_of(bars: pd.DataFrame) -> str:

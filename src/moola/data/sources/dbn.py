@@ -83,9 +83,9 @@ _RECORD = [
     ("volume", "<u8"),
 ]
 _PRICES = ("open", "high", "low", "close")
-# A trade (rtype 0, 48 bytes) and an MBP-1 / TBBO record (rtype 1, 80 bytes: the trade's
+#: A trade (rtype 0, 48 bytes) and an MBP-1 / TBBO record (rtype 1, 80 bytes: the trade's
 # fields, then the top book level).
-_TRADE = [
+TRADE_RECORD = [
     ("length", "u1"),
     ("rtype", "u1"),
     ("publisher_id", "<u2"),
@@ -102,7 +102,7 @@ _TRADE = [
     ("sequence", "<u4"),
 ]
 _MBP1 = [
-    *_TRADE,
+    *TRADE_RECORD,
     ("bid_px", "<i8"),
     ("ask_px", "<i8"),
     ("bid_sz", "<u4"),
@@ -256,7 +256,7 @@ def _tick_bars(
 ) -> pd.DataFrame:
     """The file's tick records aggregated into 1-second bars, per symbol."""
     rtype = TICK_SCHEMAS[schema]
-    fields = _TRADE if rtype == databento_dbn.RType.MBP_0.value else _MBP1
+    fields = TRADE_RECORD if rtype == databento_dbn.RType.MBP_0.value else _MBP1
     records = _fixed_records(data, body_start, metadata, file, fields, {rtype}, schema)
     undefined = np.flatnonzero(records["ts_event"] == databento_dbn.UNDEF_TIMESTAMP)
     if len(undefined):
