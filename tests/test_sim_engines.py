@@ -204,13 +204,12 @@ def test_orders_after_the_last_bar_never_fill() -> None:
 def test_bad_inputs_are_refused_with_a_fix() -> None:
     bars = random_walk_bars(5, seed=1)
     cols = [bars[c] for c in ("open", "high", "low", "close", "volume")]
-    inst = INSTRUMENTS["stock"]
     with pytest.raises(ConfigError, match="row 2"):
-        backtest_positions(*cols, [0.0, 1.0, np.nan, 0.0, 0.0], instrument=inst)
+        backtest_positions(*cols, [0.0, 1.0, np.nan, 0.0, 0.0], ExecutionConfig())
     with pytest.raises(ConfigError, match="latency_bars"):
-        backtest_positions(*cols, np.zeros(5), instrument=inst, latency_bars=0)
+        backtest_positions(*cols, np.zeros(5), {"latency_bars": 0})
     with pytest.raises(ConfigError, match="align"):
-        backtest_positions(*cols, np.zeros(4), instrument=inst)
+        backtest_positions(*cols, np.zeros(4), ExecutionConfig())
 
 
 def test_the_old_keyword_form_warns_and_runs_the_same() -> None:

@@ -25,9 +25,8 @@ Entry points::
     Broker(ExecutionConfig(...)): advance(bar) -> fills, submit(order) -> Accepted | Denied,
                                   cancel(order_id), mark(bar), state, result()
 
-    backtest_positions(open, high, low, close, volume, target_fraction, *, instrument,
-                       initial_cash=100_000.0, spread=None, slippage=None, commission=None,
-                       latency_bars=1, timestamp=None) -> SimResult        # fast path
+    backtest_positions(open, high, low, close, volume, target_fraction, execution=None,
+                       *, symbol="ASSET", timestamp=None) -> SimResult     # fast path
     EventEngine(bars, ExecutionConfig(...), *, symbol=None).run(strategy) -> SimResult
                                   # the config's rules stream inside; on_breach decides
     TargetPositionStrategy(target_fraction)   # reproduces backtest_positions exactly
