@@ -14,7 +14,13 @@ import pytest
 
 from moola.core.anchors import Anchors
 from moola.core.atomic import atomic_directory, stale_temporaries
-from moola.core.chainlog import append_record, chain_head, read_records, verify_log
+from moola.core.chainlog import (
+    append_record,
+    append_records,
+    chain_head,
+    read_records,
+    verify_log,
+)
 from moola.core.errors import ConfigError, IntegrityError
 from moola.core.paths import confined
 from moola.data.registry import Registry
@@ -52,6 +58,20 @@ def test_chained_log_catches_edits_insertions_and_removals(tmp_path):
     assert any("line 3" in p and "edited" in p for p in problems)
     records, skipped = read_records(log)
     assert [r["i"] for r in records] == [0, 1, 3] and "line 3" in skipped[0]
+
+
+def test_a_batch_appends_the_same_chain_as_one_record_at_a_time(tmp_path):
+    one, batch = tmp_path / "one.jsonl", tmp_path / "batch.jsonl"
+    append_record(one, {"i": 0})
+    append_record(batch, {"i": 0})
+    for i in (1, 2, 3):
+        append_record(one, {"i": i})
+    heads = []
+    head = append_records(batch, [{"i": i} for i in (1, 2, 3)], then=heads.append)
+    assert one.read_bytes() == batch.read_bytes() and verify_log(batch) == []
+    assert head == heads[0] == chain_head(batch)
+    assert append_records(batch, [], then=heads.append) is None and len(heads) == 1
+    assert one.read_bytes() == batch.read_bytes()  # an empty batch writes nothing
 
 
 def test_a_corrupt_byte_in_a_log_is_skipped_and_reported_never_fatal(tmp_path):

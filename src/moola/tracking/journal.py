@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moola.core.anchors import JOURNAL_DIR, Anchors
-from moola.core.chainlog import append_record, chain_head, read_records, verify_log
+from moola.core.chainlog import append_records, chain_head, read_records, verify_log
 from moola.core.errors import ConfigError, IntegrityError
 from moola.core.provenance import utc_now_iso
 
@@ -288,10 +288,14 @@ class JsonlJournal(Journal):
         return self.root / EVENTS_FILE
 
     def append(self, event: JournalEvent) -> None:
+        self.extend([event])
+
+    def extend(self, events: Sequence[JournalEvent]) -> None:
+        """All ``events`` in one locked write with one ``fsync`` and one anchored head."""
         key = f"log:{EVENTS_FILE}"
-        append_record(
+        append_records(
             self.path,
-            event.model_dump(mode="json"),
+            [event.model_dump(mode="json") for event in events],
             then=lambda head: self.anchors.record_digest(key, head),
         )
 
