@@ -447,7 +447,7 @@ def _save(
     on_breach: str,
 ) -> None:
     """The backtest into the journal first, with each risk decision it simulated (rule
-    breaches, denied or capped orders; ``journal_risk``); then its files and record into
+    breaches and refused orders; ``journal_risk``); then its files and record into
     ``folder``, all or nothing; then a line in the experiment log."""
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
     headline = {key: record["stats"].get(key) for key in HEADLINE_STATS}
@@ -463,8 +463,11 @@ def _save(
             ),
         )
     )
+    # Breaches and refused orders; orders the leverage limit only capped stay in the
+    # backtest's rejections.csv (one per bar in a long backtest would swamp the journal).
     source = f"backtest:{record['run_id']}/{record['path']}"
-    journal_risk(journal, source, result.breaches, result.rejections, on_breach=on_breach)
+    refused = result.rejections[result.rejections["accepted_qty"] == 0.0]
+    journal_risk(journal, source, result.breaches, refused, on_breach=on_breach)
     run_dir = folder.parent.parent
     with store.addition(run_dir, str(folder.relative_to(run_dir))) as tmp:
         result.to_dir(tmp, overwrite=True)
