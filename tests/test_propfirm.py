@@ -202,3 +202,34 @@ def test_the_streaming_day_clock_numbers_days_as_the_batch_rules_do(timezone) ->
     clock = _DayClock(timezone)
     streamed = [clock.day(ns) for ns in stamps.asi8]
     np.testing.assert_array_equal(streamed, _local_days(stamps, timezone))
+
+
+@pytest.mark.parametrize("timezone", ["Europe/Prague", "America/New_York", "Australia/Lord_Howe"])
+def test_bar_days_number_close_times_as_a_conversion_of_each_would(timezone) -> None:
+    """A backtest converts its bar times once (``BarDays``): a close that is the next
+    bar's open takes that bar's day, the rest (before gaps, the last bar) are converted;
+    across clock changes, midnights and gaps every day is the one ``_local_days`` gives."""
+    from moola.sim.propfirm import BarDays, _local_days
+
+    opens = pd.date_range("2024-03-29", "2024-04-02", freq="30min", tz="UTC")
+    opens = opens.append(pd.date_range("2024-10-25 22:00", "2024-10-28", freq="1h", tz="UTC"))
+    opens = opens.delete(np.arange(5, len(opens), 7)).as_unit("ns")  # gaps
+    closes = opens + pd.Timedelta("30min")
+    days = BarDays(opens, closes)
+    np.testing.assert_array_equal(days.closes_in(timezone), _local_days(closes, timezone))
+    np.testing.assert_array_equal(days.opens_in(timezone), _local_days(opens, timezone))
+
+
+def test_daily_loss_given_day_numbers_gives_the_verdict_it_computes_itself() -> None:
+    """Day numbers handed in (shared between checks of the same bars) change nothing;
+    a count that does not match the equity is refused."""
+    from moola.sim.propfirm import _local_days
+
+    stamps = pd.date_range("2024-03-30", periods=200, freq="17min", tz="UTC")
+    values = 100_000.0 * np.cumprod(1.0 + np.sin(np.arange(200.0)) * 0.004)
+    equity = pd.Series(values, index=stamps)
+    rule = DailyLossLimit(pct=0.01, timezone="Europe/Prague")
+    days = _local_days(stamps, "Europe/Prague")
+    assert rule.check(equity, days=days) == rule.check(equity)
+    with pytest.raises(ConfigError, match="day numbers"):
+        rule.check(equity, days=days[:-1])

@@ -30,7 +30,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -60,6 +60,7 @@ from moola.sim import (
 from moola.sim.broker import stream_rules
 from moola.sim.execution import ENGINES as ENGINES
 from moola.sim.execution import check_latency_fits, instrument_from_spec
+from moola.sim.propfirm import BarDays, DailyLossLimit
 
 Engine = Literal["vectorised", "event"]
 # The old keyword arguments of run(), kept for one release: each builds an ExecutionConfig.
@@ -397,25 +398,39 @@ def annualisation(timestamps: pd.Series | pd.DatetimeIndex, timeframe: str | Non
     return metrics.periods_per_year(timeframe)
 
 
-def _rule_equity(equity: pd.DataFrame, timeframe: str | None) -> pd.Series:
-    """Equity indexed by bar close time (open time + bar length), for day boundaries."""
-    stamps = pd.DatetimeIndex(equity["timestamp"])
-    if timeframe is not None:
-        stamps = stamps + parse_timeframe(timeframe)
-    return pd.Series(equity["equity"].to_numpy(np.float64), index=stamps, copy=False)
+def _bar_days(equity: pd.DataFrame, timeframe: str | None) -> BarDays:
+    """The bars' open and close times (UTC) and their calendar days per time zone, worked
+    out once for the rule checks on close times and the breach table on open times."""
+    opens = pd.DatetimeIndex(equity["timestamp"])
+    if opens.tz is None:
+        opens = opens.tz_localize("UTC")
+    # the close is the open plus the bar length (day boundaries to the minute)
+    closes = opens + parse_timeframe(timeframe) if timeframe is not None else opens
+    return BarDays(opens, closes)
 
 
 def _check_rules(
-    rules: Sequence[Rule], equity: pd.Series, trades: pd.DataFrame, fills: pd.DataFrame
+    rules: Sequence[Rule],
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    fills: pd.DataFrame,
+    days: Callable[[str], np.ndarray] | None = None,
 ) -> list[RuleResult]:
     """Each rule's outcome. ``MinimumTradingDays`` counts days with at least one fill (an
     order executed, opening or closing), as prop firms count trading days; given only
-    closed trades it would miss a position still open at the end."""
+    closed trades it would miss a position still open at the end. ``days`` gives the
+    calendar day of each equity point in a time zone (``BarDays.closes_in``), shared with
+    the breach table's checks so the daily loss limit converts the bar times once."""
     activity = pd.DataFrame({"entry_time": fills["timestamp"]})
-    return [
-        rule.check(equity, activity if isinstance(rule, MinimumTradingDays) else trades)
-        for rule in rules
-    ]
+    results = []
+    for rule in rules:
+        if days is not None and type(rule) is DailyLossLimit:
+            results.append(rule.check(equity, trades, days=days(rule.timezone)))
+        else:
+            results.append(
+                rule.check(equity, activity if isinstance(rule, MinimumTradingDays) else trades)
+            )
+    return results
 
 
 def _rule_dict(result: RuleResult) -> dict[str, object]:
@@ -548,13 +563,17 @@ def run(
             symbol=symbol,
             timestamp=bars["timestamp"],
         )
-        breaches = _streamed_breaches(config, sim)  # the rules over it, as a broker feeds them
+        equity = sim.equity_frame()
+        clock = _bar_days(equity, timeframe)
+        # the rules over it, as a broker feeds them
+        breaches = _streamed_breaches(config, sim, clock)
     else:
         event = EventEngine(bars, config, symbol=symbol)
         sim = event.run(TargetPositionStrategy(target))
         breaches = event.broker_.breaches
+        equity = sim.equity_frame()
+        clock = _bar_days(equity, timeframe)
 
-    equity = sim.equity_frame()
     fills = sim.fills.assign(
         reference=bars["open"].to_numpy(np.float64)[sim.fills["bar"].to_numpy(np.int64)]
     )
@@ -562,7 +581,10 @@ def run(
         equity, sim.trades, periods_per_year=ppy, point_value=inst.point_value, fills_df=fills
     )
     rule_set: Sequence[Rule] = config.build_rules()
-    rules = _check_rules(rule_set, _rule_equity(equity, timeframe), sim.trades, fills)
+    rule_equity = pd.Series(
+        equity["equity"].to_numpy(np.float64), index=clock.closes, copy=False
+    )  # by bar close time (open time + bar length), for day boundaries
+    rules = _check_rules(rule_set, rule_equity, sim.trades, fills, clock.closes_in)
     config = {
         "engine": engine,
         "instrument": {
@@ -616,15 +638,20 @@ def run(
     )
 
 
-def _streamed_breaches(config: ExecutionConfig, sim: SimResult) -> pd.DataFrame:
+def _streamed_breaches(config: ExecutionConfig, sim: SimResult, clock: BarDays) -> pd.DataFrame:
     """The breach table of a vectorised run: the config's rules streamed over its equity
     at each bar close and the fills of each bar, with the bar times the event engine's
-    broker sees (``moola.sim.broker.stream_rules``)."""
-    stamps = sim.timestamp
-    if np.issubdtype(stamps.dtype, np.datetime64):
-        times = pd.DatetimeIndex(stamps).tz_localize("UTC")
-    else:
-        times = stamps.tolist()
+    broker sees, the bars' open times (``moola.sim.broker.stream_rules``); the daily
+    loss limit takes their days from ``clock``, shared with the rule checks."""
+    if np.issubdtype(sim.timestamp.dtype, np.datetime64):
+        return stream_rules(
+            config.build_rules(),
+            clock.opens,
+            sim.equity,
+            _fill_objects(sim.fills),
+            days=clock.opens_in,
+        )
+    times = sim.timestamp.tolist()
     return stream_rules(config.build_rules(), times, sim.equity, _fill_objects(sim.fills))
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -625,6 +625,8 @@ def stream_rules(
     times: Sequence[Any] | pd.DatetimeIndex,
     equity: Sequence[float] | np.ndarray,
     fills: Iterable[Fill] = (),
+    *,
+    days: Callable[[str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Each rule's first breach when its stream sees a finished run bar by bar.
 
@@ -639,7 +641,9 @@ def stream_rules(
     verdict ``moola.testing.check_rule`` proves equal to the stream's to the bit (the
     breach's time, value, limit and detail), in numpy rather than a Python step per bar;
     the built-in rules that never breach (profit target, trading days, order limits) are
-    skipped. Any other rule is streamed.
+    skipped. Any other rule is streamed. ``days``, when given, gives the calendar day of
+    each of ``times`` in a time zone (``moola.sim.propfirm.BarDays.opens_in``), shared
+    with the caller's other checks of the same bars instead of converted again.
     """
     located: list[tuple[int, int, tuple]] = []  # (bar, rule position, row)
     streamed: list[tuple[int, Any]] = []
@@ -653,7 +657,10 @@ def stream_rules(
         if kind in _NEVER_BREACH:
             continue
         if kind in _LOSS_LIMITS and series is not None:
-            verdict = rule.check(series)  # type: ignore[attr-defined]
+            if days is not None and kind is DailyLossLimit:
+                verdict = rule.check(series, days=days(rule.timezone))  # type: ignore[attr-defined]
+            else:
+                verdict = rule.check(series)  # type: ignore[attr-defined]
             if not verdict.passed:
                 bar = int(series.index.get_loc(verdict.breach_time))
                 row = (times[bar], bar, verdict.name, verdict.breach_value, verdict.limit)

@@ -192,7 +192,7 @@ def _validated(equity: pd.Series) -> pd.Series:
         row = int(np.flatnonzero(~np.isfinite(values))[0])
         raise ConfigError(f"Equity is not finite at row {row}; repair the equity series.")
     index = equity.index if equity.index.tz is not None else equity.index.tz_localize("UTC")
-    return pd.Series(values, index=index)
+    return pd.Series(values, index=index, copy=False)  # read only: no copy needed
 
 
 def _local_days(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
@@ -207,11 +207,63 @@ def _local_days(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
     return np.floor_divide(wall, _NS_PER_DAY)
 
 
+class BarDays:
+    """The calendar day of each bar's open and of its close, per time zone, worked out once
+    per run and shared by every check that needs it.
+
+    A backtest judges its rules twice on the same bars: on close times (the batch verdicts
+    in ``stats["prop_firm"]``) and on open times (the breach table, stamped as the broker
+    labels bars). Converting a million stamps to local wall time costs more than the
+    kernel, so the open times are converted once per zone and a close time that is the
+    next bar's open (every bar but one before a gap, and the last) reuses that bar's day;
+    only the others are converted. The numbers are those of :func:`_local_days`, exactly.
+
+    ``opens`` and ``closes`` are UTC indexes of the same length (``closes`` may be
+    ``opens`` itself when bar lengths are unknown).
+    """
+
+    def __init__(self, opens: pd.DatetimeIndex, closes: pd.DatetimeIndex) -> None:
+        if len(opens) != len(closes):
+            raise ConfigError(
+                f"BarDays: {len(opens)} open times but {len(closes)} close times; "
+                "give one close per bar."
+            )
+        self.opens = opens
+        self.closes = closes
+        self._open_days: dict[str, np.ndarray] = {}
+        self._close_days: dict[str, np.ndarray] = {}
+
+    def opens_in(self, timezone: str) -> np.ndarray:
+        """Day of each open time in ``timezone`` (int64 local days since 1970-01-01)."""
+        days = self._open_days.get(timezone)
+        if days is None:
+            days = self._open_days[timezone] = _local_days(self.opens, timezone)
+        return days
+
+    def closes_in(self, timezone: str) -> np.ndarray:
+        """Day of each close time in ``timezone``: the next open's day where the close
+        is that open, converted where not."""
+        if self.closes is self.opens:
+            return self.opens_in(timezone)
+        days = self._close_days.get(timezone)
+        if days is not None:
+            return days
+        opens = self.opens_in(timezone)
+        close_ns = self.closes.asi8
+        days = np.empty_like(opens)
+        joined = close_ns[:-1] == self.opens.asi8[1:]
+        days[:-1] = opens[1:]
+        rest = np.flatnonzero(np.concatenate((~joined, [True])))
+        days[rest] = _local_days(self.closes[rest], timezone)
+        self._close_days[timezone] = days
+        return days
+
+
 def _first_of_group(keys: np.ndarray) -> np.ndarray:
     """For each row, the row where its key first appeared (keys in any order)."""
     if keys.size and np.all(keys[1:] >= keys[:-1]):  # time order, the usual case
-        is_first = np.concatenate(([True], keys[1:] != keys[:-1]))
-        return np.flatnonzero(is_first)[np.cumsum(is_first) - 1]
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        return np.repeat(starts, np.diff(np.append(starts, keys.size)))
     codes, _ = pd.factorize(keys)
     first_rows = np.flatnonzero(codes > np.maximum.accumulate(np.concatenate(([-1], codes[:-1]))))
     return first_rows[codes]  # factorize numbers keys in order of first appearance
@@ -256,11 +308,27 @@ class DailyLossLimit(Rule):
                 f"DailyLossLimit.basis={self.basis!r}; use 'start_of_day' or 'initial'."
             )
 
-    def check(self, equity: pd.Series, trades: pd.DataFrame | None = None) -> RuleResult:
+    def check(
+        self,
+        equity: pd.Series,
+        trades: pd.DataFrame | None = None,
+        *,
+        days: np.ndarray | None = None,
+    ) -> RuleResult:
+        """The verdict on ``equity``. ``days``: the calendar day of each point in
+        ``timezone`` when the caller has it already (``BarDays``), so that checks of
+        the same bars convert their times once; it must number days as
+        ``_local_days`` does (computed here when not given)."""
         eq = _validated(equity)
         self._basis_checked()
         initial = float(eq.iloc[0]) if self.initial_balance is None else self.initial_balance
-        days = _local_days(eq.index, self.timezone)
+        if days is None:
+            days = _local_days(eq.index, self.timezone)
+        elif len(days) != len(eq):
+            raise ConfigError(
+                f"{self.name}: {len(days)} day numbers for {len(eq)} equity points; "
+                "give one per point."
+            )
         values = eq.to_numpy()
         previous = np.concatenate(([initial], values[:-1]))  # balance before each bar
         sod = previous[_first_of_group(days)]
