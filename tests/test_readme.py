@@ -51,6 +51,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--timeframe", "1m", "--force"),
     ("data", "synth", "--name", "mkt", "--bars", "3000", "--seed", "0",
      "--calendar", "crypto", "--patterns", "5", "--labels-out", "{tmp}/planted.csv"),
+    ("data", "synth", "--name", "crypto3", "--symbols", "BTC-USD,ETH-USD,SOL-USD",
+     "--timeframe", "1m", "--bars", "2000", "--calendar", "crypto", "--correlation", "0.7"),
     ("data", "list"),
     ("data", "show", "es@v1"),
     ("data", "verify", "--full"),

@@ -138,7 +138,20 @@ def synth(
     name: str = typer.Option(..., "--name", help="Dataset name in the registry."),
     bars: int = typer.Option(100_000, min=1, help="Number of bars."),
     seed: int = typer.Option(0, min=0, help="Generator seed (same seed, same bars)."),
-    symbol: str = typer.Option("SYN", help="Symbol of the generated bars."),
+    symbol: str | None = typer.Option(
+        None, "--symbol", help="Symbol of the generated bars (default SYN)."
+    ),
+    symbols: str | None = typer.Option(
+        None,
+        "--symbols",
+        help="Several correlated symbols on one time grid, comma-separated, e.g. "
+        "BTC-USD,ETH-USD,SOL-USD (--bars and --patterns are per symbol).",
+    ),
+    correlation: float | None = typer.Option(
+        None,
+        "--correlation",
+        help="Correlation of every pair of --symbols' 1-bar returns, in (-1, 1) (default 0.7).",
+    ),
     timeframe: str = typer.Option("1m", help="Bar time frame."),
     calendar: str = typer.Option("futures", help="crypto, fx or futures sessions."),
     patterns: int = typer.Option(0, min=0, help="Planted labelled patterns (0 = none)."),
@@ -157,8 +170,27 @@ def synth(
     from moola.data.sources.synthetic import SYNTHETIC_CALENDARS
 
     check_new_name(name, "--name")
-    if not symbol.strip():
+    if symbol is not None and symbols is not None:
+        raise ConfigError(
+            "--symbol and --symbols are both given: use --symbol for one symbol or "
+            "--symbols A,B,C for several."
+        )
+    if symbol is not None and not symbol.strip():
         raise ConfigError("--symbol must not be empty: it is written on every bar.")
+    names = None
+    if symbols is not None:
+        names = [part.strip() for part in symbols.split(",")]
+        if not all(names):
+            raise ConfigError(
+                f"--symbols {symbols!r} has an empty name; give names separated by commas, "
+                "e.g. --symbols BTC-USD,ETH-USD,SOL-USD."
+            )
+    if correlation is not None and names is None:
+        raise ConfigError(
+            "--correlation sets how several symbols move together: add --symbols A,B,..."
+        )
+    if correlation is not None and not -1.0 < correlation < 1.0:
+        raise ConfigError(f"--correlation {correlation:g} must lie strictly between -1 and 1.")
     check_table_path(labels_out, "--labels-out")
     if labels_out is not None and patterns == 0:
         raise ConfigError("--labels-out writes the planted patterns' labels: add --patterns N.")
@@ -174,12 +206,19 @@ def synth(
             n_bars=bars,
             seed=seed,
             symbol=symbol,
+            symbols=names,
+            correlation=correlation,
             timeframe=timeframe,
             calendar=calendar,
             n_patterns=patterns,
             pattern_strength=pattern_strength,
         )
     console.print(f"[green]Stored[/] {ref}  content hash {ref.content_hash}")
+    if names is not None:
+        console.print(
+            f"  {len(names)} symbols ({', '.join(names)}), {bars:,} bars each on one time grid",
+            markup=False,
+        )
     if labels_out is not None:
         write_frame(datasets.planted_labels_file(market), labels_out)
         console.print(

@@ -8,6 +8,7 @@ manifest. The CLI's ``moola data synth | split`` and the demo call these (window
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ from moola.data.windows import labeled_windows_table
 from moola.pipeline.ingest import ingest_bars
 
 PLANTED_LABEL_SOURCE = "synthetic-planted"
+# Settings of several-symbol markets, recorded only when they are not at their defaults.
+_SEVERAL_SYMBOL_FIELDS = ("symbols", "correlation", "start_prices", "annual_vols")
 
 
 def synthesize_raw(
@@ -34,17 +37,25 @@ def synthesize_raw(
     *,
     n_bars: int,
     seed: int = 0,
-    symbol: str = "SYN",
+    symbol: str | None = None,
+    symbols: Sequence[str] | None = None,
+    correlation: float | Sequence[Sequence[float]] | None = None,
     timeframe: str = "1m",
     calendar: str = "futures",
     n_patterns: int = 0,
     pattern_length: int = 105,
     pattern_strength: float = 1.0,
 ) -> tuple[DatasetRef, SyntheticMarket]:
-    """Generate a seeded synthetic market and store its bars as ``raw/<name>``."""
-    values = {
+    """Generate a seeded synthetic market and store its bars as ``raw/<name>``.
+
+    ``symbol`` (default ``SYN``) names one symbol; ``symbols`` several, stored as one raw
+    dataset on one shared time grid (``n_bars`` bars each, sorted by symbol then time),
+    whose 1-bar log returns correlate by ``correlation`` (one value for every pair or a
+    full matrix; default 0.7). Giving both ``symbol`` and ``symbols`` is refused.
+    ``n_patterns`` is per symbol.
+    """
+    values: dict[str, Any] = {
         "seed": seed,
-        "symbol": symbol,
         "timeframe": timeframe,
         "n_bars": n_bars,
         "calendar": calendar,
@@ -52,9 +63,15 @@ def synthesize_raw(
         "pattern_length": pattern_length,
         "pattern_strength": pattern_strength,
     }
+    if symbol is not None:
+        values["symbol"] = symbol
+    if symbols is not None:
+        values["symbols"] = tuple(symbols)
+    if correlation is not None:
+        values["correlation"] = correlation
     config = parse_config(SyntheticMarketConfig, values, where="synthetic market settings")
     market = generate_market(config)
-    settings = config.model_dump(mode="json")
+    settings = _recorded_settings(config)
     source = {
         "generator": "moola.data.sources.synthetic",
         "config": settings,
@@ -71,6 +88,19 @@ def synthesize_raw(
         source_label=f"synthetic market (seed {seed})",
     )
     return result.ref, market
+
+
+def _recorded_settings(config: SyntheticMarketConfig) -> dict[str, Any]:
+    """The config as the manifest records it. For one symbol the several-symbol settings
+    are left out while at their defaults, so a one-symbol market keeps the manifest (and
+    config hash) it had before they existed; several symbols record them all."""
+    settings = config.model_dump(mode="json")
+    if len(config.names) == 1:
+        defaults = SyntheticMarketConfig.model_fields
+        for field in _SEVERAL_SYMBOL_FIELDS:
+            if getattr(config, field) == defaults[field].default:
+                settings.pop(field)
+    return settings
 
 
 def planted_labeled(
