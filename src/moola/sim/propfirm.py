@@ -259,6 +259,17 @@ class BarDays:
         return days
 
 
+def _start_of_day(previous: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """``previous`` at the first row of each row's day: for days in time order (the usual
+    case) each day's first value repeated over the day, without a gather of a million
+    indexes; else through :func:`_first_of_group`."""
+    step = np.diff(days)
+    if (step >= 0).all():
+        starts = np.flatnonzero(np.concatenate(([True], step != 0)))
+        return np.repeat(previous[starts], np.diff(np.append(starts, days.size)))
+    return previous[_first_of_group(days)]
+
+
 def _first_of_group(keys: np.ndarray) -> np.ndarray:
     """For each row, the row where its key first appeared (keys in any order)."""
     if keys.size and np.all(keys[1:] >= keys[:-1]):  # time order, the usual case
@@ -278,9 +289,26 @@ def _utc_index(values: pd.Series) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
 
 
+def _extreme_ratio(values: np.ndarray, initial: float, *, largest: bool) -> float:
+    """``max((values - initial) / initial)`` (``largest``) or ``max((initial - values) /
+    initial)``, from the one value that gives it. Subtraction and division by a positive
+    number round monotonically, so for ``initial > 0`` the maximum is the ratio at the
+    highest (lowest) value, the same float as the whole array's maximum; otherwise the
+    array is computed."""
+    if initial > 0:
+        at = values.max() if largest else values.min()
+        ratio = (at - initial) if largest else (initial - at)
+        return float(ratio / np.float64(initial))
+    ratios = (values - initial) / initial if largest else (initial - values) / initial
+    return float(np.max(ratios))
+
+
 def _first_true(mask: np.ndarray) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
+    """The first True row (``argmax`` stops there), or ``None``."""
+    if not mask.size:
+        return None
+    at = int(mask.argmax())
+    return at if mask[at] else None
 
 
 def _needs_points(seen: bool) -> None:
@@ -331,13 +359,16 @@ class DailyLossLimit(Rule):
             )
         values = eq.to_numpy()
         previous = np.concatenate(([initial], values[:-1]))  # balance before each bar
-        sod = previous[_first_of_group(days)]
-        base = sod if self.basis == "start_of_day" else np.full(len(eq), initial)
-        loss = (sod - values) / base
+        sod = _start_of_day(previous, days)
+        # The "initial" basis as one number: the same products and quotients, bit for bit,
+        # as against an array filled with it, without the array.
+        base: np.ndarray | float = sod if self.basis == "start_of_day" else float(initial)
         hit = _first_true(values < sod - self.pct * base)
         if hit is None:
-            return self._result(float(np.max(loss)), None, 0.0, 0.0)
-        return self._result(float(loss[hit]), eq.index[hit], float(values[hit]), float(sod[hit]))
+            return self._result(float(np.max((sod - values) / base)), None, 0.0, 0.0)
+        at_hit = base[hit] if isinstance(base, np.ndarray) else base
+        loss = (sod[hit] - values[hit]) / np.float64(at_hit)
+        return self._result(float(loss), eq.index[hit], float(values[hit]), float(sod[hit]))
 
     def _result(
         self, loss: float, time: pd.Timestamp | None, value: float, sod: float
@@ -441,11 +472,14 @@ class TotalLossLimit(Rule):
         eq = _validated(equity)
         initial = float(eq.iloc[0]) if self.initial_balance is None else self.initial_balance
         values = eq.to_numpy()
-        loss = (initial - values) / initial
         hit = _first_true(values < initial - self.pct * initial)
         if hit is None:
-            return self._result(initial, float(np.max(loss)), None, 0.0)
-        return self._result(initial, float(loss[hit]), eq.index[hit], float(values[hit]))
+            # the worst loss is at the lowest equity (for a positive initial balance the
+            # rounded loss falls as equity rises, so it is the same number, bit for bit)
+            worst = _extreme_ratio(values, initial, largest=False)
+            return self._result(initial, worst, None, 0.0)
+        loss = (initial - values[hit]) / np.float64(initial)
+        return self._result(initial, float(loss), eq.index[hit], float(values[hit]))
 
     def _result(
         self, initial: float, loss: float, time: pd.Timestamp | None, value: float
@@ -487,11 +521,11 @@ class ProfitTarget(Rule):
         eq = _validated(equity)
         initial = float(eq.iloc[0]) if self.initial_balance is None else self.initial_balance
         values = eq.to_numpy()
-        gain = (values - initial) / initial
         hit = _first_true(values >= initial + self.pct * initial)
-        if hit is None:
-            return self._result(initial, float(np.max(gain)), None, 0.0)
-        return self._result(initial, float(gain[hit]), eq.index[hit], float(values[hit]))
+        if hit is None:  # the best gain is at the highest equity (see TotalLossLimit)
+            return self._result(initial, _extreme_ratio(values, initial, largest=True), None, 0.0)
+        gain = (values[hit] - initial) / np.float64(initial)
+        return self._result(initial, float(gain), eq.index[hit], float(values[hit]))
 
     def _result(
         self, initial: float, gain: float, time: pd.Timestamp | None, value: float
