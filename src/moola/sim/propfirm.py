@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -259,15 +260,27 @@ class BarDays:
         return days
 
 
-def _start_of_day(previous: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """``previous`` at the first row of each row's day: for days in time order (the usual
-    case) each day's first value repeated over the day, without a gather of a million
-    indexes; else through :func:`_first_of_group`."""
-    step = np.diff(days)
-    if (step >= 0).all():
-        starts = np.flatnonzero(np.concatenate(([True], step != 0)))
-        return np.repeat(previous[starts], np.diff(np.append(starts, days.size)))
-    return previous[_first_of_group(days)]
+_UNSORTED = -2
+
+
+@numba.njit(cache=True)
+def _sorted_days_pass(previous, values, days, pct, initial, on_sod, sod):  # pragma: no cover
+    """One pass of :meth:`DailyLossLimit.check` over days in time order: writes each
+    row's start-of-day balance (``previous`` at the day's first row) into ``sod`` and
+    returns the first row where ``values < sod - pct * base`` (the same operations, in the
+    same order, as the numpy form), -1 for none, or ``_UNSORTED`` when a day goes back."""
+    hit = -1
+    current = previous[0]
+    for i in range(values.shape[0]):
+        if i > 0 and days[i] != days[i - 1]:
+            if days[i] < days[i - 1]:
+                return _UNSORTED
+            current = previous[i]
+        sod[i] = current
+        base = current if on_sod else initial
+        if hit < 0 and values[i] < current - pct * base:
+            hit = i
+    return hit
 
 
 def _first_of_group(keys: np.ndarray) -> np.ndarray:
@@ -359,11 +372,17 @@ class DailyLossLimit(Rule):
             )
         values = eq.to_numpy()
         previous = np.concatenate(([initial], values[:-1]))  # balance before each bar
-        sod = _start_of_day(previous, days)
         # The "initial" basis as one number: the same products and quotients, bit for bit,
         # as against an array filled with it, without the array.
-        base: np.ndarray | float = sod if self.basis == "start_of_day" else float(initial)
-        hit = _first_true(values < sod - self.pct * base)
+        on_sod = self.basis == "start_of_day"
+        days = np.ascontiguousarray(days, dtype=np.int64)
+        sod = np.empty_like(values)
+        found = _sorted_days_pass(previous, values, days, self.pct, float(initial), on_sod, sod)
+        if found == _UNSORTED:  # stamps out of time order: group by day in numpy
+            sod = previous[_first_of_group(days)]
+            found = _first_true(values < sod - self.pct * (sod if on_sod else float(initial)))
+        hit = None if found is None or found < 0 else found
+        base: np.ndarray | float = sod if on_sod else float(initial)
         if hit is None:
             return self._result(float(np.max((sod - values) / base)), None, 0.0, 0.0)
         at_hit = base[hit] if isinstance(base, np.ndarray) else base
