@@ -233,3 +233,25 @@ def test_daily_loss_given_day_numbers_gives_the_verdict_it_computes_itself() -> 
     assert rule.check(equity, days=days) == rule.check(equity)
     with pytest.raises(ConfigError, match="day numbers"):
         rule.check(equity, days=days[:-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False), min_size=1, max_size=40
+    ),
+    initial=st.sampled_from([100_000.0, 3.3e-7, 1.0, 0.0, -2.5]),
+)
+def test_worst_loss_and_best_gain_are_the_maxima_of_the_whole_curve(values, initial) -> None:
+    """The total loss limit and profit target read their worst loss / best gain from the
+    lowest / highest equity; it is the same float as the maximum over every point."""
+    from moola.sim.propfirm import _extreme_ratio
+
+    v = np.asarray(values)
+    with np.errstate(all="ignore"):
+        gain, loss = (v - initial) / initial, (initial - v) / initial
+        for largest, expected in ((True, np.max(gain)), (False, np.max(loss))):
+            got = np.float64(_extreme_ratio(v, initial, largest=largest))
+            assert got.tobytes() == np.float64(expected).tobytes() or (
+                np.isnan(got) and np.isnan(expected)
+            )

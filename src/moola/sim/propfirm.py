@@ -250,11 +250,10 @@ class BarDays:
         if days is not None:
             return days
         opens = self.opens_in(timezone)
-        close_ns = self.closes.asi8
         days = np.empty_like(opens)
-        joined = close_ns[:-1] == self.opens.asi8[1:]
         days[:-1] = opens[1:]
-        rest = np.flatnonzero(np.concatenate((~joined, [True])))
+        apart = np.flatnonzero(self.closes.asi8[:-1] != self.opens.asi8[1:])
+        rest = np.append(apart, len(opens) - 1)  # closes before a gap, and the last
         days[rest] = _local_days(self.closes[rest], timezone)
         self._close_days[timezone] = days
         return days
