@@ -3,7 +3,6 @@ one raw dataset, one shared time grid, returns correlated as asked, patterns per
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -17,23 +16,9 @@ from moola.data.validation import validate_bars
 from moola.data.windows import window_starts
 from moola.pipeline.datasets import planted_labeled, planted_labels_file, synthesize_raw
 from tests.test_cli import run
+from tests.test_synthetic import _digest
 
 CRYPTO = ("BTC-USD", "ETH-USD", "SOL-USD")
-
-
-def _digest(market: SyntheticMarket) -> str:
-    """sha256 over the raw bytes of every column of the bars and the patterns table."""
-    digest = hashlib.sha256()
-    for frame in (market.bars, market.patterns):
-        for name in frame.columns:
-            column = frame[name]
-            if column.dtype == "string":
-                digest.update("\n".join(column).encode())
-            elif isinstance(column.dtype, pd.DatetimeTZDtype):
-                digest.update(column.astype("int64").to_numpy().tobytes())
-            else:
-                digest.update(column.to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _returns(bars: pd.DataFrame) -> pd.DataFrame:
