@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from moola.core.errors import SplitError
-from moola.data.splits import STRATEGIES, Fold, Split, make_split
+from moola.data.splits import LEAKAGE_FREE_STRATEGIES, STRATEGIES, Fold, Split, make_split
 from moola.testing import check_split
 
 PARAMS = {
@@ -163,3 +163,116 @@ def test_a_builder_that_modifies_its_inputs_fails():
 
     with pytest.raises(AssertionError, match="modified"):
         check_split(sorting, np.arange(20), np.arange(20))
+
+
+# --------------------------------------------------------------------------- several symbols
+
+SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
+TIME_PARAMS = {
+    "forward-chaining": {},
+    "purged-kfold": {"folds": 3},
+    "walk-forward": {"folds": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def three_symbols(tmp_path_factory):
+    """A 3-symbol synthetic market on one time grid and its windows (20 bars, stride 5)."""
+    from moola.data.registry import Registry
+    from moola.pipeline.datasets import synthesize_raw
+
+    registry = Registry(tmp_path_factory.mktemp("three"))
+    raw, _ = synthesize_raw(registry, "c3", n_bars=400, symbols=SYMBOLS, calendar="crypto")
+    windows = registry.write_unlabeled("c3-windows", raw, length=20, stride=5)
+    return registry, windows
+
+
+def test_every_time_strategy_passes_on_three_symbols(three_symbols):
+    from moola.pipeline.datasets import make_and_store_split
+
+    registry, windows = three_symbols
+    starts, ends = registry.sample_spans(windows)
+    symbols = registry.sample_windows(windows)[0]
+    assert sorted(set(symbols.tolist())) == list(SYMBOLS)
+    assert set(TIME_PARAMS) == set(LEAKAGE_FREE_STRATEGIES)
+    for strategy, params in TIME_PARAMS.items():
+        for purge, embargo in ((0, 0), ("10min", 3)):
+            split = make_and_store_split(
+                registry, windows, strategy, purge=purge, embargo=embargo, **params
+            )[2]
+            assert split.symbols == symbols.tolist()
+            check_split(split, starts, ends, symbols=symbols)
+            check_split(split, starts, ends)  # the recorded symbols suffice
+
+
+@pytest.mark.parametrize("strategy", LEAKAGE_FREE_STRATEGIES)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(samples=spans(), purge=st.integers(0, 3), embargo=st.integers(0, 3), seed=st.integers(0, 9))
+def test_every_time_strategy_passes_with_symbols_of_any_times(
+    strategy, samples, purge, embargo, seed
+):
+    """Symbols need not share a grid: each sample gets one of three at random."""
+    starts, ends = samples
+    symbols = np.asarray(SYMBOLS)[np.random.default_rng(seed).integers(0, 3, starts.size)]
+    params = PARAMS[strategy][0]
+    try:
+        check_split(
+            lambda s, e: make_split(
+                strategy, s, e, symbols=symbols, purge=purge, embargo=embargo, **params
+            ),
+            starts,
+            ends,
+            symbols=symbols,
+        )
+    except SplitError:
+        assume(False)
+
+
+def _leaky_three_symbol_split(split, symbols, spans):
+    """Move the first val sample of a symbol other than the last train sample's into train."""
+    last_train = max(split.train, key=lambda i: spans[i][1])
+    other = [i for i in split.val if symbols[i] != symbols[last_train]]
+    first = min(other, key=lambda i: spans[i][0])
+    return split.model_copy(
+        update={"train": sorted([*split.train, first]), "val": sorted(set(split.val) - {first})}
+    )
+
+
+def test_a_leak_across_symbols_is_caught(three_symbols):
+    registry, windows = three_symbols
+    starts, ends = registry.sample_spans(windows)
+    symbols = registry.sample_windows(windows)[0]
+    split = make_split("forward-chaining", starts, ends, symbols=symbols)
+    bad = _leaky_three_symbol_split(split, symbols, split.spans)
+    with pytest.raises(AssertionError, match="leakage across symbols"):
+        check_split(bad, starts, ends, symbols=symbols)
+    with pytest.raises(AssertionError, match="leakage across symbols"):
+        check_split(lambda s, e: bad, starts, ends)
+    unrecorded = split.model_copy(update={"symbols": []})
+    with pytest.raises(AssertionError, match="records none"):
+        check_split(unrecorded, starts, ends, symbols=symbols)
+
+
+def test_a_purged_kfold_train_sample_near_another_symbols_test_fold_is_caught():
+    # A: [1, 2] [3, 4] ...; B: points at 0, 2, 4, ...  Fold 1 starts with B's sample at 8,
+    # which A's [7, 8] reaches: A's own test samples start at 9, so only B's purges it.
+    starts = np.r_[np.arange(1, 24, 2), np.arange(0, 24, 2)]
+    ends = np.r_[np.arange(1, 24, 2) + 1, np.arange(0, 24, 2)]
+    symbols = np.array(["A"] * 12 + ["B"] * 12)
+    split = make_split("purged-kfold", starts, ends, n_folds=3, symbols=symbols)
+    check_split(split, starts, ends, symbols=symbols)
+    folds = list(split.folds)
+    fold = folds[1]
+    test_b = [i for i in fold.test if symbols[i] == "B"]
+    lo = min(starts[i] for i in test_b)
+    # the A sample ending exactly at B's first test start, put back into train
+    back = [i for i in fold.purged if symbols[i] == "A" and ends[i] == lo]
+    assert back, "the fold purges an A sample because of B's test start"
+    folds[1] = Fold(
+        train=sorted([*fold.train, back[0]]),
+        test=fold.test,
+        purged=sorted(set(fold.purged) - {back[0]}),
+    )
+    bad = split.model_copy(update={"folds": folds})
+    with pytest.raises(AssertionError, match=r"fold 1: train sample .* of A .* B's test period"):
+        check_split(lambda s, e: bad, starts, ends)

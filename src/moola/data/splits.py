@@ -30,6 +30,20 @@ Semantics (after Lopez de Prado, *Advances in Financial Machine Learning*, ch. 7
   every part that follows another starts more than ``embargo`` after it ends.
 * **Ties.** Parts and folds are cut in time, not by count: samples that share a start time
   (several symbols, same bar) always fall in the same part, the later one.
+* **Several symbols.** Every cut is a timestamp applied to all symbols at once: a sample's
+  part depends on its span only, never on its symbol or row. Purge and embargo compare
+  spans across symbols too, so a train sample of symbol A reaching (through its label
+  horizon end, plus purge/embargo) the start of symbol B's val or test period is purged.
+  ``make_split(..., symbols=...)`` records each sample's symbol in ``Split.symbols`` (when
+  they hold more than one) so ``validate_split`` can name both symbols of a leak; it
+  refuses a chronological split in which any symbol's train sample reaches at or after
+  another symbol's val/test start.
+* **70/15/15 by time.** The usual forecasting split (train the first 70%, validate the
+  next 15%, test the last 15%, cut at timestamps) is ``forward-chaining`` with its
+  defaults (``val_fraction=0.15``, ``test_fraction=0.15``; fractions of the samples, cut
+  at a start time). ``walk-forward`` is the fold form (``n_splits`` test blocks of
+  ``test_size`` samples, each trained on everything before it), for backtesting a model
+  on several consecutive periods.
 
 Written by hand: scikit-learn's ``TimeSeriesSplit`` counts its ``gap`` in samples, not in
 time spans, and has no embargo or purged k-fold; the AFML reference code (mlfinlab) is no
@@ -48,7 +62,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from moola.core.errors import ConfigError, LeakageError, SplitError
 from moola.core.hashing import sha256_json
@@ -79,6 +100,8 @@ class Split(BaseModel):
     (``purged-kfold``, ``walk-forward``) ``train`` is the pool the folds were drawn from (every
     sample), ``val``/``test`` are empty and each ``Fold`` holds its own parts. ``spans`` are
     the ``[start, end]`` the indices refer to (empty for a time-independent split).
+    ``symbols`` is each sample's symbol when the samples hold several (empty otherwise, and
+    then left out of the dump and the hash, so one-symbol splits keep their bytes).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,6 +117,24 @@ class Split(BaseModel):
     time_independent: bool = False
     spans: list[tuple[int, int]] = []
     spans_unit: SpansUnit = "bars"
+    symbols: list[str] = []
+
+    @model_serializer(mode="wrap")
+    def _omit_no_symbols(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``symbols`` out while empty: a one-symbol split dumps as it did before."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.symbols:
+            data.pop("symbols", None)
+        return data
+
+    @model_validator(mode="after")
+    def _one_symbol_per_sample(self) -> Split:
+        if self.symbols and self.spans and len(self.symbols) != len(self.spans):
+            raise ValueError(
+                f"symbols has {len(self.symbols)} entries but spans {len(self.spans)}; give "
+                "one symbol per sample."
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -131,6 +172,8 @@ class Split(BaseModel):
             "spans": self.spans,
             "spans_unit": self.spans_unit,
         }
+        if self.symbols:  # absent for one symbol, so those hashes did not change
+            content["symbols"] = self.symbols
         return sha256_json(content)
 
 
@@ -613,12 +656,26 @@ def _normalise(strategy: str) -> str:
     return str(strategy).strip().lower().replace("_", "-").replace(" ", "-")
 
 
+def _sample_symbols(symbols: Any, n: int) -> list[str]:
+    """Each sample's symbol as text, recorded only when there are several (else ``[]``)."""
+    if symbols is None:
+        return []
+    values = [str(value) for value in np.asarray(symbols, dtype=object).ravel().tolist()]
+    if len(values) != n:
+        raise SplitError(
+            f"Got {len(values)} symbols for {n} samples; give one symbol per sample.",
+            param="symbols",
+        )
+    return values if len(set(values)) > 1 else []
+
+
 def make_split(
     strategy: str,
     starts: Any = None,
     ends: Any = None,
     *,
     bar_duration: str | pd.Timedelta | None = None,
+    symbols: Any = None,
     **params: Any,
 ) -> Split:
     """Build a split by strategy name: ``forward-chaining``, ``purged-kfold``,
@@ -626,8 +683,11 @@ def make_split(
     ``time_independent=True``).
 
     ``purge``/``embargo`` may be durations (``"30min"``) when ``bar_duration`` is given or the
-    spans are in ns. Random or shuffled splits raise ``LeakageError``; unknown strategies or
-    parameters raise ``SplitError`` naming what is allowed.
+    spans are in ns. ``symbols`` (one per sample) does not change where the cuts fall,
+    which is by time alone; when the samples hold several symbols they are recorded in
+    ``Split.symbols`` so a leak is reported naming them. Random or shuffled splits raise
+    ``LeakageError``; unknown strategies or parameters raise ``SplitError`` naming what is
+    allowed.
     """
     key = _normalise(strategy)
     if key in _RANDOM_NAMES:
@@ -662,12 +722,14 @@ def make_split(
     if starts is None or ends is None:
         raise SplitError(f"Split strategy {key!r} needs the samples' starts and ends.")
     s, e, unit = _spans(starts, ends, params.pop("spans_unit", None))
+    recorded = _sample_symbols(symbols, s.size)
     for gap in ("purge", "embargo"):
         if gap in params and not isinstance(params[gap], (int, np.integer)):
             params[gap] = durations_to_units(
                 params[gap], unit=unit, bar_duration=bar_duration, name=gap
             )
-    return builder(s, e, spans_unit=unit, **params)
+    built = builder(s, e, spans_unit=unit, **params)
+    return built.model_copy(update={"symbols": recorded}) if recorded else built
 
 
 # --------------------------------------------------------------------------- validation
@@ -779,14 +841,104 @@ def _check_follows(
         )
 
 
-def validate_split(split: Split, starts: Any = None, ends: Any = None) -> None:
+def _moment(value: int, unit: str) -> str:
+    """A time on the spans' axis as a reader knows it (UTC timestamp or bar position)."""
+    if unit == "ns":
+        return pd.Timestamp(int(value), unit="ns", tz="UTC").isoformat()
+    return f"bar {int(value)}"
+
+
+def _length(value: int, unit: str) -> str:
+    return str(pd.Timedelta(int(value), unit="ns")) if unit == "ns" else f"{int(value)} bars"
+
+
+def _check_symbols_before(
+    earlier: tuple[str, np.ndarray],
+    later: tuple[str, np.ndarray],
+    s: np.ndarray,
+    e: np.ndarray,
+    symbols: np.ndarray,
+    gap: int,
+    unit: str,
+    where: str,
+) -> None:
+    """No ``earlier`` sample of any symbol reaches (its end plus ``gap``) at or after the
+    first ``later`` start of any symbol: every symbol's fitted period ends before every
+    symbol's evaluated period begins."""
+    if earlier[1].size == 0 or later[1].size == 0:
+        return
+    first = later[1][np.argmin(s[later[1]])]
+    reach = e[earlier[1]] + gap
+    bad = earlier[1][reach >= s[first]]
+    if not bad.size:
+        return
+    i = int(bad[np.argmax(e[bad])])
+    # The symbol whose evaluated period the sample reaches: another symbol's when one is
+    # reached, so a cross-symbol leak is reported as one.
+    reached = later[1][s[later[1]] <= e[i] + gap]
+    other = reached[symbols[reached] != symbols[i]]
+    j = int((other if other.size else reached)[np.argmin(s[other if other.size else reached])])
+    raise LeakageError(
+        f"{where}{bad.size} {earlier[0]} sample(s) reach into a {later[0]} period: "
+        f"{earlier[0]} sample {i} of {symbols[i]} spans {_moment(s[i], unit)} .. "
+        f"{_moment(e[i], unit)} (+ purge/embargo {_length(gap, unit)}), at or after {symbols[j]}'s "
+        f"{later[0]} start {_moment(s[j], unit)} (sample {j}). Every symbol's "
+        f"{earlier[0]} period must end before any symbol's {later[0]} period begins; "
+        f"rebuild the split with {', '.join(LEAKAGE_FREE_STRATEGIES)} (they cut all "
+        "symbols at the same timestamps and purge across them)."
+    )
+
+
+def _check_chronological_symbols(
+    parts: dict[str, np.ndarray],
+    s: np.ndarray,
+    e: np.ndarray,
+    symbols: np.ndarray,
+    gap: int,
+    unit: str,
+    where: str,
+) -> None:
+    """train before val, train and val before test, across every pair of symbols."""
+    _check_symbols_before(
+        ("train", parts["train"]), ("val", parts["val"]), s, e, symbols, gap, unit, where
+    )
+    fitted = np.concatenate([parts["train"], parts["val"]])
+    _check_symbols_before(
+        ("train/val", fitted), ("test", parts["test"]), s, e, symbols, gap, unit, where
+    )
+
+
+def _recorded_symbols(split: Split, symbols: Any, n: int) -> np.ndarray | None:
+    """The samples' symbols (given, else recorded), or None for one symbol."""
+    given = _sample_symbols(symbols, n) if symbols is not None else []
+    if given and split.symbols and given != split.symbols:
+        raise SplitError(
+            "The split's recorded symbols differ from the given ones: it was made for other "
+            "samples. Rebuild it for this data."
+        )
+    values = given or split.symbols
+    if not values:
+        return None
+    if len(values) != n:
+        raise SplitError(f"The split records {len(values)} symbols for {n} samples.")
+    return np.asarray(values, dtype=object)
+
+
+def validate_split(
+    split: Split, starts: Any = None, ends: Any = None, *, symbols: Any = None
+) -> None:
     """Raise ``SplitError`` / ``LeakageError`` naming the offending indices when ``split``
     is not a clean split of the samples ``[starts, ends]`` (default: ``split.spans``).
 
     Checks: indices in range; no sample in two parts; every sample in a part or purged
     (per fold too for ``purged-kfold``); unless ``time_independent``, no train sample within
     ``params['purge']`` of a val/test sample (or val of test) in time, and the embargo
-    of the strategy (see the module docstring). Sort-based: O(n log n).
+    of the strategy (see the module docstring). With several symbols (``symbols``, one per
+    sample, default ``split.symbols``) a chronological split (every strategy but
+    ``purged-kfold``, whose training data lies on both sides of its test fold) is refused
+    when any symbol's train (or val) sample reaches, through its end plus purge/embargo,
+    a timestamp at or after another symbol's val (or test) start; the ``LeakageError``
+    names both symbols, the sample and the times. Sort-based: O(n log n).
     """
     if starts is not None or ends is not None:
         s, e, _ = _spans(starts, ends, None)
@@ -817,6 +969,11 @@ def validate_split(split: Split, starts: Any = None, ends: Any = None) -> None:
         return
     purge = _gap(split.params.get("purge", 0), "params['purge']")
     embargo = _gap(split.params.get("embargo", 0), "params['embargo']")
+    tags = _recorded_symbols(split, symbols, n)
+    chronological = tags is not None and split.strategy != "purged-kfold"
+    gap = max(purge, embargo)
+    if chronological:  # first, so a leak between symbols is reported naming both
+        _check_chronological_symbols(top, s, e, tags, gap, split.spans_unit, "")
     _check_overlap(top, s, e, purge, "")
     if split.strategy == "forward-chaining":
         _check_follows(top["train"], top["val"], s, e, embargo, ("train", "val"), "")
@@ -829,6 +986,8 @@ def validate_split(split: Split, starts: Any = None, ends: Any = None) -> None:
             for part in ("train", "val", "test", "purged")
         }
         _check_partition(parts, n, where, require_coverage=split.strategy == "purged-kfold")
+        if chronological:
+            _check_chronological_symbols(parts, s, e, tags, gap, split.spans_unit, where)
         _check_overlap(parts, s, e, purge, where)
         if split.strategy == "walk-forward":
             _check_follows(parts["train"], parts["test"], s, e, embargo, ("train", "test"), where)

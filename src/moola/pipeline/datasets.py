@@ -154,15 +154,24 @@ def make_and_store_split(
     Windows overlapping the data root's blacklist are in no part: the split is made over
     the others and lists the blacklisted ones as purged, with their count in
     ``params["blacklist"]`` (so the blacklist read is part of the split's identity).
+
+    A sample's time is its span from ``Registry.sample_spans`` (first bar to the later of
+    last bar and label horizon end, in ns). Windows of several symbols are cut at the same
+    timestamps for all of them, purged and embargoed across symbols, and their symbols are
+    recorded in the split (``Split.symbols``) so a leak is refused naming both symbols.
+    For the usual 70/15/15 forecasting split by time use ``forward-chaining`` with its
+    default fractions.
     """
     # The spelling make_split accepts (Walk_Forward -> walk-forward), so the per-strategy
     # parameters below are picked for any spelling of the name.
     strategy = str(strategy).strip().lower().replace("_", "-").replace(" ", "-")
     starts, ends = registry.sample_spans(ref)
+    windows = registry.sample_windows(ref)
+    symbols = windows[0]
     blacklist = read_blacklist(registry.root)
     kept = np.arange(len(starts))
     if len(blacklist):
-        kept = np.flatnonzero(~blacklist.mask(*registry.sample_windows(ref)))
+        kept = np.flatnonzero(~blacklist.mask(*windows))
         if not len(kept):
             raise ConfigError(
                 f"Every sample of {ref} overlaps the blacklist "
@@ -193,9 +202,13 @@ def make_and_store_split(
         labels = labels.astype(str).to_numpy()[kept]
         built = make_split(strategy, starts[kept], ends[kept], labels=labels, **options)
     else:
-        built = make_split(strategy, starts[kept], ends[kept], **options)
+        if len(np.unique(symbols[kept])) > 1:
+            # New with several symbols, so no stored split changes: their spans are ns and
+            # are recorded as such (one-symbol splits keep the "bars" they always had).
+            options["spans_unit"] = "ns"
+        built = make_split(strategy, starts[kept], ends[kept], symbols=symbols[kept], **options)
     if len(blacklist):  # blacklisted samples sit in no part; the split records how many
-        built = _over_all_samples(built, kept, starts, ends)
+        built = _over_all_samples(built, kept, starts, ends, symbols)
         record = blacklist.record(len(starts) - len(kept))
         built = built.model_copy(update={"params": {**built.params, "blacklist": record}})
     split_name = name or f"{ref.name}-{strategy}"
@@ -204,7 +217,7 @@ def make_and_store_split(
 
 
 def _over_all_samples(
-    split: Split, kept: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    split: Split, kept: np.ndarray, starts: np.ndarray, ends: np.ndarray, symbols: np.ndarray
 ) -> Split:
     """A split made over the ``kept`` samples, re-indexed over all of them: the others
     (blacklisted) are in no part, listed in ``purged`` so every sample is accounted for."""
@@ -233,6 +246,8 @@ def _over_all_samples(
     }
     if split.spans:
         update["spans"] = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    if split.symbols:
+        update["symbols"] = [str(symbol) for symbol in symbols.tolist()]
     return split.model_copy(update=update)
 
 

@@ -21,6 +21,14 @@ validator cannot hide each other. Run in CI with hypothesis over every strategy 
   (or, for training after the test fold, ``end_j + purge < start_i``); a part evaluated
   after another starts more than ``embargo`` after the other's last end; in
   ``purged-kfold`` no train sample starts within ``embargo`` after its test fold ends;
+- **across symbols** (when the samples hold several: ``symbols=`` or ``Split.symbols``):
+  the symbols recorded are the given ones, and no sample of any symbol reaches another
+  symbol's later part. In chronological splits (all but ``purged-kfold``) every train
+  (and val) sample of symbol A ends, plus ``max(purge, embargo)``, before the first
+  val/test start of every symbol B; in ``purged-kfold`` no train sample of any symbol
+  comes within ``purge`` of symbol B's test period ``[first start, last end]`` or starts
+  within ``embargo`` after it. So the parts are cut at the same timestamps for every
+  symbol: samples sharing a start time are never in a fitted and an evaluated part;
 - **determinism**: building the split again from the same inputs gives the same content
   (``Split.content_hash``), and the builder does not modify ``starts``/``ends``.
 """
@@ -63,7 +71,7 @@ def _same_input(a: Any, b: Any) -> bool:
 
 
 def _build(
-    split: Split | SplitBuilder, starts: Any, ends: Any
+    split: Split | SplitBuilder, starts: Any, ends: Any, symbols: Any = None
 ) -> tuple[Split, Callable[[], Split] | None]:
     """The split under check and how to build it again from the same inputs (None when it
     cannot be: a built ``stratified`` split does not record its labels)."""
@@ -71,6 +79,8 @@ def _build(
         if split.strategy not in LEAKAGE_FREE_STRATEGIES:
             return split, None
         params = {"spans_unit": split.spans_unit, **split.params}
+        if symbols is not None or split.symbols:
+            params["symbols"] = _copy(symbols) if symbols is not None else list(split.symbols)
 
         def rebuild() -> Split:
             try:
@@ -210,7 +220,81 @@ def _gap(split: Split, name: str) -> int:
     return int(value)
 
 
-def check_split(split: Split | SplitBuilder, starts: Any, ends: Any) -> Split:
+def _symbols(built: Split, symbols: Any, n: int, label: str) -> np.ndarray | None:
+    """Each sample's symbol (given, else recorded), or None when there is one symbol."""
+    recorded = list(built.symbols)
+    if recorded and len(recorded) != n:
+        raise AssertionError(f"{label}it records {len(recorded)} symbols for {n} samples")
+    if symbols is None:
+        return np.asarray(recorded, dtype=object) if recorded else None
+    given = [str(value) for value in np.asarray(symbols, dtype=object).ravel().tolist()]
+    if len(given) != n:
+        raise ValueError(f"check_split: {len(given)} symbols for {n} samples")
+    if len(set(given)) < 2:
+        return None
+    if recorded != given:
+        raise AssertionError(
+            f"{label}the symbols it records are not the given ones"
+            + ("" if recorded else " (it records none: make it with symbols=...)")
+        )
+    return np.asarray(given, dtype=object)
+
+
+def _before_across_symbols(
+    fitted: tuple[str, np.ndarray],
+    evaluated: tuple[str, np.ndarray],
+    s: np.ndarray,
+    e: np.ndarray,
+    tags: np.ndarray,
+    gap: int,
+    where: str,
+) -> None:
+    """Every fitted sample of every symbol ends, plus ``gap``, before every symbol's first
+    evaluated start."""
+    for a in np.unique(tags[fitted[1]]):
+        mine = fitted[1][tags[fitted[1]] == a]
+        i = int(mine[np.argmax(e[mine])])
+        for b in np.unique(tags[evaluated[1]]):
+            theirs = evaluated[1][tags[evaluated[1]] == b]
+            j = int(theirs[np.argmin(s[theirs])])
+            if e[i] + gap >= s[j]:
+                raise AssertionError(
+                    f"{where}{fitted[0]} sample {i} of {a} ends at {e[i]} (+ purge/embargo "
+                    f"{gap}), at or after {b}'s {evaluated[0]} start {s[j]} (sample {j}): "
+                    "leakage across symbols"
+                )
+
+
+def _outside_across_symbols(
+    train: np.ndarray,
+    test: np.ndarray,
+    s: np.ndarray,
+    e: np.ndarray,
+    tags: np.ndarray,
+    purge: int,
+    embargo: int,
+    where: str,
+) -> None:
+    """No train sample of any symbol within ``purge`` of each symbol's test period, nor
+    starting within ``embargo`` after it (purged k-fold trains on both sides)."""
+    for b in np.unique(tags[test]):
+        theirs = test[tags[test] == b]
+        lo, hi = int(s[theirs].min()), int(e[theirs].max())
+        near = (s[train] <= hi + purge) & (e[train] >= lo - purge)
+        after = (s[train] > hi) & (s[train] <= hi + embargo)
+        bad = train[near | after]
+        if bad.size:
+            i = int(bad[0])
+            raise AssertionError(
+                f"{where}train sample {i} of {tags[i]} [{s[i]}, {e[i]}] comes within "
+                f"purge={purge}/embargo={embargo} of {b}'s test period [{lo}, {hi}]: leakage "
+                "across symbols"
+            )
+
+
+def check_split(
+    split: Split | SplitBuilder, starts: Any, ends: Any, *, symbols: Any = None
+) -> Split:
     """Raise ``AssertionError`` unless ``split`` is a clean, reproducible split of the
     samples ``[starts[i], ends[i]]`` (see the module docstring for what is checked).
 
@@ -224,6 +308,9 @@ def check_split(split: Split | SplitBuilder, starts: Any, ends: Any) -> Split:
         n_splits=3, purge=2)``.
     starts, ends : array-like of int or datetime
         Each sample's inclusive span, in the split's unit (bar positions or timestamps).
+    symbols : array-like of str, optional
+        Each sample's symbol. With several (given here or recorded in ``Split.symbols``),
+        the cross-symbol property is checked too, and a built split must record them.
 
     Returns
     -------
@@ -233,9 +320,10 @@ def check_split(split: Split | SplitBuilder, starts: Any, ends: Any) -> Split:
     s, e = _times(starts, "starts"), _times(ends, "ends")
     if s.shape != e.shape:
         raise ValueError(f"check_split: {s.size} starts but {e.size} ends")
-    built, rebuild = _build(split, starts, ends)
+    built, rebuild = _build(split, starts, ends, symbols)
     label = f"{built.strategy} split: "
     n = s.size
+    tags = _symbols(built, symbols, n, label)
     if built.spans and (
         len(built.spans) != n
         or not np.array_equal(np.asarray(built.spans, dtype=np.int64).reshape(-1, 2), np.c_[s, e])
@@ -280,6 +368,25 @@ def check_split(split: Split | SplitBuilder, starts: Any, ends: Any) -> Split:
 
     if not built.time_independent:
         purge, embargo = _gap(built, "purge"), _gap(built, "embargo")
+        # First, so a leak between symbols is reported as one.
+        if tags is not None:
+            gap = max(purge, embargo)
+            chronological = [] if built.strategy == "purged-kfold" else [("", top)]
+            for k, parts in enumerate(fold_parts):
+                where = f"{label}fold {k}: "
+                if built.strategy == "purged-kfold":
+                    _outside_across_symbols(
+                        parts["train"], parts["test"], s, e, tags, purge, embargo, where
+                    )
+                else:
+                    chronological.append((where, parts))
+            for where, parts in chronological:
+                where = where or label
+                fitted = ("train", parts["train"])
+                _before_across_symbols(fitted, ("val", parts["val"]), s, e, tags, gap, where)
+                fitted = ("train/val", np.r_[parts["train"], parts["val"]])
+                _before_across_symbols(fitted, ("test", parts["test"]), s, e, tags, gap, where)
+
         chain = [("train", top["train"]), ("val", top["val"]), ("test", top["test"])]
         if folds:
             chain = [("train", top["train"])]  # the pool; the folds hold the parts
@@ -306,7 +413,6 @@ def check_split(split: Split | SplitBuilder, starts: Any, ends: Any) -> Split:
             else:
                 _after(("train", train), ("val", val), s, e, embargo, where)
                 _after(("train/val", np.r_[train, val]), ("test", test), s, e, embargo, where)
-
     again = None if rebuild is None else rebuild()
     if not isinstance(again, Split | None):
         raise AssertionError(f"the split builder returned {type(again).__name__}, not a Split")
