@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,33 +166,8 @@ def labeled_from_labels(
     naming both datasets when the labels come from other bars, and ``ConfigError`` naming
     the column and rows when it holds no classes (fractional values).
     """
-    labels_ref = registry.resolve("labels", *parse_ref(labels))
-    meta = registry.meta(labels_ref)
-    parents = registry.manifest(labels_ref).get("parents", [])
-    parent = next((p for p in parents if p.get("kind") == "raw"), None)
-    if parent is None or parent.get("content_hash") != raw.content_hash:
-        made_from = f"raw/{parent['name']}@v{parent['version']}" if parent else "no raw dataset"
-        raise RegistryError(
-            f"{labels_ref} was built from {made_from}, not from {raw}; labels only describe "
-            "the bars they were computed on. Build them over this raw version (`moola labels "
-            f"build --raw {raw.name}@v{raw.version} ...`) or window {made_from} instead."
-        )
-    table = registry.load_table("labels", labels_ref.name, labels_ref.version)
-    column = label_column or meta.get("target", "label")
-    bookkeeping = ("timestamp", "symbol", "horizon_end", LABEL_HORIZON, "touch_pos")
-    if column not in table.columns or column in bookkeeping:
-        candidates = [c for c in table.columns if c not in bookkeeping]
-        raise ConfigError(
-            f"{labels_ref} has no label column {column!r}; its columns are {', '.join(candidates)}."
-        )
     bars = registry.load_raw(raw.name, raw.version)
-    if len(table) != len(bars) or not table["timestamp"].reset_index(drop=True).equals(
-        bars["timestamp"].reset_index(drop=True)
-    ):
-        raise RegistryError(
-            f"{labels_ref} has {len(table)} rows that do not line up with the {len(bars)} bars "
-            f"of {raw}, though it records {raw} as its parent; rebuild the labels."
-        )
+    labels_ref, meta, table, column = labels_column(registry, raw, bars, labels, label_column)
     values = pd.to_numeric(table[column], errors="coerce")
     horizon = pd.to_numeric(table.get("horizon_end"), errors="coerce")
     defined = values.notna().to_numpy() & (horizon.fillna(-1).to_numpy() >= 0)
@@ -224,6 +200,50 @@ def labeled_from_labels(
         name, raw, windows, length=length, transformations=[{"name": "labels_table", **params}]
     )
     return WindowsResult(ref, len(windows), length, chosen.dropped)
+
+
+def labels_column(
+    registry: Registry,
+    raw: DatasetRef,
+    bars: pd.DataFrame,
+    labels: str,
+    label_column: str | None = None,
+) -> tuple[DatasetRef, dict[str, Any], pd.DataFrame, str]:
+    """The stored labels table ``labels`` (``NAME[@vN]``) over ``raw`` (whose ``bars`` the
+    caller has loaded), checked: its reference, meta, table (one row per bar) and the label
+    column to use.
+
+    ``label_column`` defaults to the table's recorded target. Raises ``RegistryError``
+    naming both datasets when the labels come from other bars, and ``ConfigError`` naming
+    the column when the table has no such label column.
+    """
+    labels_ref = registry.resolve("labels", *parse_ref(labels))
+    meta = registry.meta(labels_ref)
+    parents = registry.manifest(labels_ref).get("parents", [])
+    parent = next((p for p in parents if p.get("kind") == "raw"), None)
+    if parent is None or parent.get("content_hash") != raw.content_hash:
+        made_from = f"raw/{parent['name']}@v{parent['version']}" if parent else "no raw dataset"
+        raise RegistryError(
+            f"{labels_ref} was built from {made_from}, not from {raw}; labels only describe "
+            "the bars they were computed on. Build them over this raw version (`moola labels "
+            f"build --raw {raw.name}@v{raw.version} ...`) or window {made_from} instead."
+        )
+    table = registry.load_table("labels", labels_ref.name, labels_ref.version)
+    column = label_column or meta.get("target", "label")
+    bookkeeping = ("timestamp", "symbol", "horizon_end", LABEL_HORIZON, "touch_pos")
+    if column not in table.columns or column in bookkeeping:
+        candidates = [c for c in table.columns if c not in bookkeeping]
+        raise ConfigError(
+            f"{labels_ref} has no label column {column!r}; its columns are {', '.join(candidates)}."
+        )
+    if len(table) != len(bars) or not table["timestamp"].reset_index(drop=True).equals(
+        bars["timestamp"].reset_index(drop=True)
+    ):
+        raise RegistryError(
+            f"{labels_ref} has {len(table)} rows that do not line up with the {len(bars)} bars "
+            f"of {raw}, though it records {raw} as its parent; rebuild the labels."
+        )
+    return labels_ref, meta, table, column
 
 
 def _check_classes(
