@@ -138,6 +138,32 @@ class LabeledData:
 
 
 @dataclass(frozen=True)
+class FeatureWindows:
+    """A feature-windows dataset (``moola.pipeline.build_feature_windows``), loaded lazily.
+
+    ``X`` is a ``WindowSet`` over the stored feature table (float32, one row per bar):
+    ``X[i]`` is window ``i``'s ``(length, F)`` rows, a view; ``X.take(idx)`` copies only
+    the windows asked for and ``X.materialise()`` all of them. ``y`` holds the class
+    indices into ``classes`` (``None`` for unlabeled windows); ``symbols`` and
+    ``timestamps`` (open time of each window's last bar) come one per window, and
+    ``table`` is the stored windows table.
+    """
+
+    ref: DatasetRef
+    features: DatasetRef
+    table: pd.DataFrame
+    columns: tuple[str, ...]
+    X: WindowSet
+    y: np.ndarray | None
+    classes: tuple[str, ...]
+    symbols: np.ndarray
+    timestamps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """One row of ``Registry.list``: a stored version and its headline facts."""
 
@@ -420,6 +446,74 @@ class Registry:
         files = {"windows.parquet": lambda path: table.to_parquet(path, index=False)}
         return self._write("labeled", name, files, meta, manifest, version)
 
+    def write_feature_windows(
+        self,
+        name: str,
+        raw: DatasetRef,
+        features: DatasetRef,
+        table: pd.DataFrame,
+        *,
+        length: int,
+        meta: dict[str, Any],
+        transformations: list[dict[str, Any]],
+        version: int | None = None,
+    ) -> DatasetRef:
+        """Store windows over the stored feature table ``features`` (computed on ``raw``):
+        labeled when ``table`` has a ``label`` column, else unlabeled.
+
+        ``table`` holds ``symbol, start, end, start_ts, end_ts`` (bar positions, which are
+        also rows of the feature table) and, labeled, ``label, grade, source`` and the
+        label's horizon end. Only positions are stored, never feature values. Windows
+        overlapping a blacklisted span are left out and the count recorded; the manifest
+        names both the raw bars and the feature table as parents.
+        """
+        labeled = "label" in table.columns
+        features_meta = self.meta(features)
+        if len(table) and int(table["end"].max()) >= int(features_meta["rows"]):
+            raise RegistryError(
+                f"Feature windows reach row {int(table['end'].max())} but {features} has only "
+                f"{features_meta['rows']} rows; the windows were built on another table."
+            )
+        table = table.reset_index(drop=True)
+        transformations = list(transformations)
+        blacklist = read_blacklist(self.root)
+        if len(blacklist):
+            banned = blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
+            table = table.loc[~banned].reset_index(drop=True)
+            transformations.append(
+                {"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))}
+            )
+        if not len(table):
+            raise RegistryError(
+                f"No feature window of {length} rows over {features} is left to store "
+                "(every one was excluded); use a shorter length or more data.",
+                param="length",
+            )
+        full_meta: dict[str, Any] = {
+            "windows": len(table),
+            "length": length,
+            **meta,
+            "raw": raw.to_dict(),
+            "features": features.to_dict(),
+        }
+        manifest = {
+            "parents": [raw.to_dict(), features.to_dict()],
+            "transformations": transformations,
+        }
+        if labeled:
+            labels = table["label"].astype(str)
+            full_meta["classes"] = sorted(labels.unique().tolist())
+            full_meta["class_counts"] = {
+                str(k): int(v) for k, v in labels.value_counts().sort_index().items()
+            }
+            full_meta["grades"] = {}
+            full_meta["label_sources"] = sorted(table["source"].astype(str).unique().tolist())
+            files = {"windows.parquet": lambda path: table.to_parquet(path, index=False)}
+            return self._write("labeled", name, files, full_meta, manifest, version)
+        starts = table["start"].to_numpy(np.int64)
+        files = {"starts.npy": lambda path: np.save(path, starts)}
+        return self._write("unlabeled", name, files, full_meta, manifest, version)
+
     def write_synthetic(
         self,
         name: str,
@@ -594,8 +688,70 @@ class Registry:
         ref = self.resolve("unlabeled", name, version)
         starts = _npy(self.read_file(ref, "starts.npy"), ref)
         meta = self.meta(ref)
+        _refuse_feature_windows(ref, meta)
         _, values = self._bar_values(meta["raw"], meta["columns"])
         return WindowSet(values, starts, meta["length"])
+
+    def load_feature_windows(self, name: str, version: int | None = None) -> FeatureWindows:
+        """Feature windows ``NAME[@vN]`` (labeled or unlabeled), lazily: the feature table
+        is read once (every byte checked, and its content hash against the one the windows
+        recorded) and windows are views into it; nothing N x L x F is made unless asked."""
+        kinds = [kind for kind in ("labeled", "unlabeled") if self.versions(kind, name)] or [
+            "labeled"
+        ]
+        ref = self.resolve(kinds[0], name, version)
+        meta = self.meta(ref)
+        if "features" not in meta:
+            raise RegistryError(
+                f"{ref} holds windows over raw bars, not over a feature table; load it with "
+                f"Registry.load_{ref.kind}, or build feature windows (build_feature_windows)."
+            )
+        recorded = meta["features"]
+        features = self.resolve("features", recorded["name"], recorded["version"])
+        if features.content_hash != recorded["content_hash"]:
+            raise IntegrityError(
+                f"{ref} indexes features/{recorded['name']}@v{recorded['version']} with content "
+                f"hash {recorded['content_hash']}, but the stored version now hashes to "
+                f"{features.content_hash}; the table it indexes was replaced."
+            )
+        columns = tuple(meta["columns"])
+        frame = _parquet(
+            self.read_file(features, "table.parquet"), ["timestamp", "symbol", *columns]
+        )
+        values = np.ascontiguousarray(frame[list(columns)].to_numpy(dtype=np.float32))
+        if ref.kind == "labeled":
+            table = _parquet(self.read_file(ref, "windows.parquet"))
+        else:
+            starts = _npy(self.read_file(ref, "starts.npy"), ref).astype(np.int64)
+            ends = starts + int(meta["length"]) - 1
+            table = pd.DataFrame(
+                {
+                    "symbol": frame["symbol"].iloc[starts].astype("string").to_numpy(),
+                    "start": starts,
+                    "end": ends,
+                    "start_ts": frame["timestamp"].iloc[starts].to_numpy(),
+                    "end_ts": frame["timestamp"].iloc[ends].to_numpy(),
+                }
+            )
+        windows = WindowSet(values, table["start"].to_numpy(np.int64), int(meta["length"]))
+        windows.columns = columns
+        classes = tuple(meta.get("classes", ()))
+        y = None
+        if ref.kind == "labeled":
+            y = pd.Categorical(table["label"].astype(str), categories=classes).codes.astype(
+                np.int64
+            )
+        return FeatureWindows(
+            ref=ref,
+            features=features,
+            table=table,
+            columns=columns,
+            X=windows,
+            y=y,
+            classes=classes,
+            symbols=table["symbol"].astype(str).to_numpy(),
+            timestamps=table["end_ts"].to_numpy(),
+        )
 
     def load_labeled(
         self,
@@ -618,6 +774,7 @@ class Registry:
         ref = self.resolve("labeled", name, version)
         table = _parquet(self.read_file(ref, "windows.parquet"))
         meta = self.meta(ref)
+        _refuse_feature_windows(ref, meta)
         _, values = self._bar_values(meta["raw"], meta["columns"])
         windows = WindowSet(values, table["start"].to_numpy(np.int64), meta["length"])
         classes = tuple(meta["classes"])
@@ -986,6 +1143,17 @@ def _npy(data: bytes, ref: DatasetRef) -> np.ndarray:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise IntegrityError(f"{ref}: a stored array cannot be read ({exc}).") from None
+
+
+def _refuse_feature_windows(ref: DatasetRef, meta: dict[str, Any]) -> None:
+    """Windows over a feature table index its rows, not bar prices: reading them as price
+    windows would give the wrong values silently."""
+    if "features" in meta:
+        raise RegistryError(
+            f"{ref} holds windows over the feature table {meta['features']['name']}@v"
+            f"{meta['features']['version']}, not over price bars; load it with "
+            "Registry.load_feature_windows."
+        )
 
 
 def _check_kind(kind: str) -> None:

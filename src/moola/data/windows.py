@@ -268,6 +268,11 @@ class WindowSet:
         for first in range(0, order.size, batch_size):
             yield self.take(order[first : first + batch_size])
 
+    def materialise(self) -> np.ndarray:
+        """Every window stacked as a new ``(N, T, D)`` array: the copy this class otherwise
+        avoids, made only when asked (N x T x D values)."""
+        return self.take(np.arange(len(self), dtype=np.int64))
+
     def spans(self) -> np.ndarray:
         """``(N, 2)`` int64 inclusive bar positions ``[start, start + T - 1]`` per window."""
         return np.column_stack([self.starts, self.starts + (self.length - 1)])

@@ -31,6 +31,7 @@ _HOMES: dict[str, str] = {
     "build_windows": "labeled_windows",
     "labeled_from_file": "labeled_windows",
     "labeled_from_labels": "labeled_windows",
+    "build_feature_windows": "feature_windows",
     "AugmentResult": "augment",
     "augment_labeled": "augment",
     # training and pretraining
