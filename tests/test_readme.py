@@ -78,6 +78,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--name", "es-tb", "--pt-mult", "2", "--sl-mult", "1"),
     ("data", "windows", "es", "--name", "es-tbw", "--length", "30", "--labels-from", "es-tb",
      "--label-column", "label"),
+    ("data", "windows", "es", "--name", "es-fw", "--features", "intraday31", "--length", "30",
+     "--stride", "5", "--labels-from", "es-tb", "--label-column", "label"),
     ("labels", "build", "--kind", "forward-return", "--horizon", "5", "--bars", "{tmp}/es.csv",
      "--out", "{tmp}/fwd.csv", "--symbol", "ES", "--timeframe", "1m", "--neutral-band", "0.0001"),
     ("pretrain", "masked-ae", "--unlabeled", "unl", "--epochs", "1", "--mask-ratio", "0.15",

@@ -335,9 +335,17 @@ def windows(
         None, "--label-column", help="Column of --labels-from to use (default: its target)."
     ),
     allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
+    features: str | None = typer.Option(
+        None,
+        "--features",
+        help="Feature set (shipped name or YAML path): windows of its columns, computed "
+        "once on the raw version and stored, instead of OHLC windows. Windows touching "
+        "its warm-up or a gap are left out and counted.",
+    ),
 ) -> None:
     """Make unlabeled windows (an index over raw bars), or labeled windows from a labels
-    file (--labels) or a stored labels table (--labels-from)."""
+    file (--labels) or a stored labels table (--labels-from); with --features, windows
+    over a feature set's table."""
     from moola.data.label_ends import describe_dropped
     from moola.pipeline.labeled_windows import build_windows
 
@@ -346,6 +354,16 @@ def windows(
         raise ConfigError("Give --labels FILE or --labels-from NAME[@vN], not both.")
     if label_column is not None and labels_from is None:
         raise ConfigError("--label-column picks a column of --labels-from; give that too.")
+    if features is not None:
+        if labels is not None:
+            raise ConfigError(
+                "--features windows take labels from a stored labels table: use "
+                "--labels-from NAME[@vN] instead of --labels FILE."
+            )
+        if allow_gaps:
+            raise ConfigError("--features windows never span a gap; drop --allow-gaps.")
+        _feature_windows(ctx, raw, name, features, length, stride, labels_from, label_column)
+        return
     with console.status("Building windows"):
         result = build_windows(
             _registry(ctx),
@@ -362,6 +380,42 @@ def windows(
     if labels is not None or labels_from is not None:
         console.print(f"  label rows left out: {describe_dropped(result.dropped)}")
     _print_blacklist_steps(_registry(ctx).manifest(result.ref))
+
+
+def _feature_windows(
+    ctx: typer.Context,
+    raw: str,
+    name: str,
+    feature_set: str,
+    length: int,
+    stride: int,
+    labels_from: str | None,
+    label_column: str | None,
+) -> None:
+    """``moola data windows --features``: build, then print what was kept and left out."""
+    from moola.pipeline.feature_windows import build_feature_windows
+
+    registry = _registry(ctx)
+    with console.status("Building feature windows"):
+        ref = build_feature_windows(
+            registry,
+            raw,
+            feature_set,
+            name=name,
+            length=length,
+            stride=stride,
+            labels=labels_from,
+            label_column=label_column,
+        )
+    meta = registry.meta(ref)
+    features = meta["features"]
+    console.print(
+        f"[green]Stored[/] {ref}  ({meta['windows']:,} windows x {length} bars x "
+        f"{len(meta['columns'])} features of features/{features['name']}@v{features['version']})"
+    )
+    left_out = ", ".join(f"{key} {count:,}" for key, count in meta["excluded"].items())
+    console.print(f"  windows left out: {left_out}; thinned by the stride: {meta['thinned']:,}")
+    _print_blacklist_steps(registry.manifest(ref))
 
 
 def _print_blacklist_steps(manifest: dict) -> None:
