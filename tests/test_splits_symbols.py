@@ -9,6 +9,7 @@ import hashlib
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moola.core.errors import LeakageError, SplitError
@@ -198,3 +199,37 @@ def test_one_symbol_splits_are_stored_byte_for_byte_as_before(tmp_path):
         assert "symbols" not in payload["split"]
         assert hashlib.sha256(body).hexdigest() == body_sha, strategy
         assert payload["split_hash"] == split_hash, strategy
+
+
+def test_a_label_horizon_reaching_the_val_start_purges_its_sample(tmp_path):
+    """Sample time is the one ``Registry.sample_spans`` gives: through the label horizon.
+
+    BTC's labels look 30 minutes past their windows, ETH's and SOL's do not: near the cut
+    BTC's train windows are purged while the other symbols' windows of the same bars stay.
+    """
+    from moola.data.registry import LABEL_HORIZON
+    from moola.data.windows import labeled_windows_table
+
+    registry = Registry(tmp_path)
+    raw, _ = synthesize_raw(registry, "c3", n_bars=300, symbols=SYMBOLS, calendar="crypto")
+    bars = registry.load_raw(raw.name, raw.version)
+    starts = np.concatenate([np.arange(k * 300, k * 300 + 290, 10) for k in range(3)])
+    table = labeled_windows_table(bars, starts, 10, ["up"] * starts.size, source="test")
+    window_end = pd.DatetimeIndex(table["end_ts"]).as_unit("ns").asi8
+    is_btc = table["symbol"].astype(str).to_numpy() == "BTC-USD"
+    horizon = window_end + np.where(is_btc, pd.Timedelta("30min").value, 0)
+    table[LABEL_HORIZON] = pd.to_datetime(horizon, utc=True)
+    labeled = registry.write_labeled("c3-horizon", raw, table, length=10)
+    split = make_and_store_split(registry, labeled, "forward-chaining")[2]
+
+    symbols = np.asarray(split.symbols)
+    spans = np.asarray(split.spans)
+    cuts = (spans[split.val, 0].min(), spans[split.test, 0].min())  # val and test starts
+    purged = set(split.purged)
+    assert purged and {symbols[i] for i in purged} == {"BTC-USD"}
+    for i in purged:  # purged for the horizon alone: the window ends before the next part
+        cut = min(c for c in cuts if c > window_end[i])
+        assert window_end[i] < cut <= horizon[i]
+        twins = [j for j in split.train + split.val if window_end[j] == window_end[i]]
+        assert {symbols[j] for j in twins} == {"ETH-USD", "SOL-USD"}
+    validate_split(split)
