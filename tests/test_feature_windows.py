@@ -158,6 +158,14 @@ def test_bad_inputs_are_refused_before_anything_is_written(registry):
     assert _nothing_written(registry)
 
 
+def test_no_window_left_stores_no_feature_table_either(registry):
+    bars = random_walk_bars(300)  # gaps every 10 bars: no 12-bar run without one
+    _store(registry, bars.drop(index=range(0, 300, 10)).reset_index(drop=True), "holes")
+    with pytest.raises(ConfigError, match="No window of 12 bars"):
+        build_feature_windows(registry, "holes", SPEC, name="fw", length=LENGTH)
+    assert _nothing_written(registry)
+
+
 def test_feature_windows_are_not_read_as_price_windows(registry):
     _store(registry, random_walk_bars(100), "mkt")
     build_feature_windows(registry, "mkt", SPEC, name="fw", length=LENGTH, labels="mkt")

@@ -31,8 +31,8 @@ from moola.core.errors import ConfigError
 from moola.data._manifest import DatasetRef
 from moola.data.registry import LABEL_HORIZON, Registry
 from moola.data.windows import labeled_windows_table, window_starts
-from moola.features.featureset import FeatureSet, FeatureSetSpec, load_feature_set
-from moola.pipeline.features import build_features
+from moola.features.featureset import FeatureSet, FeatureSetSpec, feature_table, load_feature_set
+from moola.pipeline.features import store_feature_table
 from moola.pipeline.labeled_windows import LABELS_TABLE_SOURCE, _check_classes, labels_column
 
 __all__ = ["build_feature_windows", "find_features"]
@@ -93,10 +93,11 @@ def build_feature_windows(
     spec_hash = fset.spec.content_hash()
     features = find_features(registry, raw_ref, spec_hash)
     reused = features is not None
-    if features is None:
-        features = build_features(registry, raw_ref, fset, name=f"{raw_ref.name}-{fset.name}")
+    if features is None:  # computed now, stored only once some window is known to be left
+        table = feature_table(fset, bars)
+    else:
+        table = registry.load_table("features", features.name, features.version)
     columns = list(fset.columns)
-    table = registry.load_table("features", features.name, features.version)
     values = table[columns].to_numpy(dtype=np.float32)
 
     n = len(bars)
@@ -135,6 +136,10 @@ def build_feature_windows(
             f"{_described(excluded)}. Use a shorter length, a set with a shorter warm-up, "
             "or more bars.",
             param="length",
+        )
+    if features is None:
+        features = store_feature_table(
+            registry, raw_ref, fset, table, bars=bars, name=f"{raw_ref.name}-{fset.name}"
         )
     ends = starts + (length - 1)
     params: dict[str, Any] = {

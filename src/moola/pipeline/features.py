@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from moola.data._manifest import DatasetRef
 from moola.data.registry import Registry
 from moola.features.featureset import (
@@ -18,7 +20,7 @@ from moola.features.featureset import (
     load_feature_set,
 )
 
-__all__ = ["build_features"]
+__all__ = ["build_features", "store_feature_table"]
 
 
 def build_features(
@@ -42,12 +44,29 @@ def build_features(
     bars = registry.load_raw(raw.name, raw.version)
     if not allow_short:
         fset.check_history(bars)
+    return store_feature_table(
+        registry, raw, fset, feature_table(fset, bars), bars=bars, name=name, version=version
+    )
+
+
+def store_feature_table(
+    registry: Registry,
+    raw: DatasetRef,
+    fset: FeatureSet,
+    table: pd.DataFrame,
+    *,
+    bars: pd.DataFrame,
+    name: str,
+    version: int | None = None,
+) -> DatasetRef:
+    """Store ``table`` (``feature_table(fset, bars)`` of ``raw``'s bars) as
+    ``features/<name>`` with the meta ``build_features`` records; for callers that compute
+    the table first and store it only once they know it is wanted."""
     notes = [
         note
         for timeframe in sorted(bars["timeframe"].astype(str).unique())
         for note in fset.suitability(timeframe)
     ]
-    table = feature_table(fset, bars)
     spec = fset.spec.model_dump(mode="json")
     spec_hash = fset.spec.content_hash()
     return registry.write_table(
