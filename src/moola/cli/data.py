@@ -436,7 +436,9 @@ def split(
     ctx: typer.Context,
     dataset: str = typer.Argument(..., help="Labeled or unlabeled windows NAME[@vN]."),
     strategy: str = typer.Option(
-        ..., help="forward-chaining, purged-kfold, walk-forward or stratified."
+        ...,
+        help="forward-chaining (70/15/15 by time with the default fractions; every symbol "
+        "cut at the same times), purged-kfold, walk-forward or stratified.",
     ),
     name: str | None = typer.Option(None, "--name", help="Split name (default: DATASET-STRATEGY)."),
     purge: str = typer.Option(
