@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,20 @@ class Registry:
         files = {"starts.npy": lambda path: np.save(path, starts.astype(np.int64))}
         return self._write("unlabeled", name, files, meta, manifest, version)
 
+    def _without_blacklisted(
+        self, table: pd.DataFrame, transformations: Sequence[dict[str, Any]]
+    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """``table``'s windows (``symbol``, ``start_ts``, ``end_ts``) less those touching a
+        blacklisted span, with the exclusion recorded as a transformation when any applies."""
+        table = table.reset_index(drop=True)
+        steps = list(transformations)
+        blacklist = read_blacklist(self.root)
+        if len(blacklist):
+            banned = blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
+            table = table.loc[~banned].reset_index(drop=True)
+            steps.append({"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))})
+        return table, steps
+
     def write_labeled(
         self,
         name: str,
@@ -422,15 +437,7 @@ class Registry:
                 f"Labeled windows reach bar {int(table['end'].max())} but {raw} has only "
                 f"{raw_meta['rows']} bars; the table was built on other bars."
             )
-        table = table.reset_index(drop=True)
-        transformations = list(transformations or [])
-        blacklist = read_blacklist(self.root)
-        if len(blacklist):
-            banned = blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
-            table = table.loc[~banned].reset_index(drop=True)
-            transformations.append(
-                {"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))}
-            )
+        table, transformations = self._without_blacklisted(table, transformations or [])
         labels = table["label"].astype(str)
         meta = {
             "windows": len(table),
@@ -474,15 +481,7 @@ class Registry:
                 f"Feature windows reach row {int(table['end'].max())} but {features} has only "
                 f"{features_meta['rows']} rows; the windows were built on another table."
             )
-        table = table.reset_index(drop=True)
-        transformations = list(transformations)
-        blacklist = read_blacklist(self.root)
-        if len(blacklist):
-            banned = blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"])
-            table = table.loc[~banned].reset_index(drop=True)
-            transformations.append(
-                {"name": EXCLUDE_STEP, "params": blacklist.record(int(banned.sum()))}
-            )
+        table, transformations = self._without_blacklisted(table, transformations)
         if not len(table):
             raise RegistryError(
                 f"No feature window of {length} rows over {features} is left to store "
