@@ -53,6 +53,7 @@ from moola.core.errors import BarValidationError, ConfigError
 from moola.core.hashing import sha256_json
 from moola.core.timeframes import parse_timeframe
 from moola.features.base import Feature, create_feature
+from moola.features.scaling import DEFAULT_SCALE, SCALE_METHODS
 
 __all__ = [
     "FeatureSet",
@@ -70,7 +71,17 @@ _STREAM_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 
 
 class FeatureSpecEntry(BaseModel):
-    """One feature of a set: registered ``name``, its ``params``, kept ``columns``, ``dtype``."""
+    """One feature of a set: registered ``name``, its ``params``, kept ``columns``, ``dtype``,
+    and how models see its columns (``scale``).
+
+    ``scale`` is the per-feature normalisation a model fits on its training rows
+    (``moola.features.scaling``): ``"zscore"`` (mean and population std), ``"robust"``
+    (median and interquartile range, for heavy-tailed columns such as volume) or
+    ``"none"`` (flags and values already on a fixed scale). Left out (``None``) it is
+    ``"zscore"``: one rule for every feature kind, so a set means the same thing whatever
+    features it holds. It does not change what is computed, so it is not part of the
+    content hash (stored feature tables stay valid when it changes).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,6 +89,18 @@ class FeatureSpecEntry(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     columns: list[str] | None = None
     dtype: Literal["float32", "float64"] = "float64"
+    scale: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCALE_METHODS:
+            close = difflib.get_close_matches(str(value), SCALE_METHODS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"unknown scale {value!r}{hint}; use one of {', '.join(SCALE_METHODS)}"
+            )
+        return value
 
 
 class FeatureSetSpec(BaseModel):
@@ -138,12 +161,15 @@ class FeatureSetSpec(BaseModel):
                 del entry["columns"]
             if entry["dtype"] == "float64":
                 del entry["dtype"]
+            if entry["scale"] is None:
+                del entry["scale"]
         return yaml.safe_dump(data, sort_keys=False)
 
     def content_hash(self) -> str:
         """Identity of what the set computes: name, version, and every entry with its
         parameters resolved to their full values (so ``{}`` and the defaults spelled out
-        hash alike); the description does not count."""
+        hash alike); the description, time frames and ``scale`` do not count (they change
+        no stored value)."""
         entries = [
             {
                 "name": entry.feature.name,
@@ -267,6 +293,17 @@ class FeatureSet:
     @property
     def dtypes(self) -> dict[str, str]:
         return {column: entry.dtype for entry in self._entries for column in entry.columns}
+
+    @property
+    def scaling(self) -> dict[str, str]:
+        """Normalisation method of each output column, in column order: its entry's
+        ``scale``, ``"zscore"`` where the entry leaves it out (``moola.features.scaling``
+        fits it on training rows only)."""
+        return {
+            column: item.scale or DEFAULT_SCALE
+            for entry, item in zip(self._entries, self.spec.features, strict=True)
+            for column in entry.columns
+        }
 
     @property
     def features(self) -> tuple[Feature, ...]:
