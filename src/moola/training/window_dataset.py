@@ -1,0 +1,209 @@
+"""A torch ``Dataset`` over stored feature windows that never materialises the corpus.
+
+``Registry.load_feature_windows`` gives windows as start positions into one float32 feature
+table (one row per bar). A model wants ``(L, F)`` tensors; stacking every window would cost
+N x L x F values (1M windows of 60 x 31 float32: 7.4 GB) for what is a 3-symbol table of a
+few hundred MB. ``FeatureWindowDataset`` keeps the table (the loaded array itself) and one
+int64 start per selected window, and ``dataset[i]`` is rows ``start .. start + L - 1`` of the
+table as a tensor sharing its memory: a view, copied only when the ``DataLoader`` stacks a
+batch (which it fetches with one numpy gather, ``__getitems__``).
+
+Pickling it (``DataLoader(num_workers > 0)``) sends the table and the starts once per
+worker, never per window; with the default ``fork`` start method nothing is sent at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch.utils.data import Dataset, default_collate
+
+from moola.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from moola.data.registry import FeatureWindows
+
+__all__ = ["FeatureWindowDataset"]
+
+
+def _selected(indices: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+    """``indices`` as int64 positions into the ``n`` windows (all of them when ``None``)."""
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    index = np.asarray(indices)
+    if index.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if index.ndim != 1 or index.dtype.kind not in "iu":
+        raise ConfigError(
+            "indices must be a 1-D sequence of integer window positions (e.g. split.train), "
+            f"got shape {index.shape} of dtype {index.dtype}.",
+            param="indices",
+        )
+    index = index.astype(np.int64, copy=False)
+    bad = np.flatnonzero((index < 0) | (index >= n))
+    if bad.size:
+        raise ConfigError(
+            f"indices {index[bad[:5]].tolist()} (at positions {bad[:5].tolist()}) are out of "
+            f"range for {n} windows (valid: 0..{n - 1}).",
+            param="indices",
+        )
+    return index
+
+
+def _pick(values: np.ndarray, selected: np.ndarray | None) -> np.ndarray:
+    """``values`` itself (no copy) when every window is kept, else the selected ones."""
+    return values if selected is None else values[selected]
+
+
+def _checked_table(values: np.ndarray) -> np.ndarray:
+    """The feature table itself (never a copy), refused unless C-contiguous float32."""
+    if values.dtype != np.float32 or values.ndim != 2 or not values.flags.c_contiguous:
+        raise ConfigError(
+            f"The feature table must be a 2-D C-contiguous float32 array, got {values.dtype} "
+            f"of shape {values.shape}; load the windows with Registry.load_feature_windows.",
+            param="windows",
+        )
+    return values
+
+
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    """``values`` as a tensor sharing its memory; a read-only buffer (a memory map opened
+    ``r``) is shared too, without torch's warning: nothing here writes through it."""
+    if values.flags.writeable:
+        return torch.from_numpy(values)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(values)
+
+
+class FeatureWindowDataset(Dataset):
+    """Feature windows as ``(x, y)`` items: ``x`` a float32 ``(L, F)`` tensor, ``y`` int64.
+
+    ``windows`` is a ``FeatureWindows`` (``Registry.load_feature_windows``); ``indices``
+    keeps only those windows, in that order (a split part such as ``split.train``): item
+    ``i`` is window ``indices[i]``. With ``with_symbol_id`` an item is ``(x, y, symbol_id)``,
+    the id (int64) an index into ``symbols`` (every symbol of ``windows``, sorted, so the
+    ids are the same whatever ``indices`` picks). Unlabeled windows give ``(x,)`` or
+    ``(x, symbol_id)``.
+
+    ``x`` is a view of the feature table. Over all windows the dataset shares the
+    ``WindowSet``'s starts and the labels (no copy) and adds one byte per window for symbol
+    ids when asked; over ``indices`` it holds one start and label (int64) per item picked.
+    """
+
+    def __init__(
+        self,
+        windows: FeatureWindows,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        with_symbol_id: bool = False,
+    ) -> None:
+        n = len(windows.X)
+        selected = None if indices is None else _selected(indices, n)
+        self.length = int(windows.X.length)
+        self.columns: tuple[str, ...] = tuple(windows.columns)
+        self.values = _checked_table(windows.X.values)
+        # All windows: the WindowSet's own starts and labels, shared; a part: its subset.
+        self.starts = _pick(np.asarray(windows.X.starts, dtype=np.int64), selected)
+        self.labels: torch.Tensor | None = None
+        if windows.y is not None:
+            labels = _pick(np.asarray(windows.y, dtype=np.int64), selected)
+            self.labels = torch.from_numpy(labels)
+        codes, names = pd.factorize(np.asarray(windows.symbols, dtype=object), sort=True)
+        self.symbols: tuple[str, ...] = tuple(str(s) for s in names)
+        self.symbol_index: dict[str, int] = {s: k for k, s in enumerate(self.symbols)}
+        self.with_symbol_id = bool(with_symbol_id)
+        # Ids stored in the narrowest integer type (a few symbols: 1 byte per window),
+        # widened to int64 per item.
+        self.symbol_ids: np.ndarray | None = None
+        if self.with_symbol_id:
+            narrow = np.min_scalar_type(max(len(self.symbols) - 1, 0))
+            self.symbol_ids = _pick(codes, selected).astype(narrow)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureWindowDataset(n={len(self)}, length={self.length}, "
+            f"features={self.values.shape[1]}, labeled={self.labels is not None}, "
+            f"symbols={len(self.symbols)})"
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape the items would have if stacked: ``(N, L, F)`` (never made here)."""
+        return (len(self), self.length, int(self.values.shape[1]))
+
+    @property
+    def nbytes_overhead(self) -> int:
+        """Bytes held beyond the feature table: starts, labels and symbol ids."""
+        held = self.starts.nbytes
+        if self.labels is not None:
+            held += self.labels.numel() * self.labels.element_size()
+        if self.symbol_ids is not None:
+            held += self.symbol_ids.nbytes
+        return int(held)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"Item {i} out of range for {n} windows.")
+        start = int(self.starts[i])
+        item: tuple[torch.Tensor, ...] = (_tensor(self.values[start : start + self.length]),)
+        if self.labels is not None:
+            item += (self.labels[i],)
+        if self.symbol_ids is not None:
+            item += (torch.tensor(int(self.symbol_ids[i]), dtype=torch.int64),)
+        return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+        """Items ``indices`` (what a ``DataLoader`` asks per batch), gathered from the table
+        in one indexing call instead of one Python call per window; equal to
+        ``[self[i] for i in indices]``."""
+        n = len(self)
+        index = np.asarray(indices, dtype=np.int64)
+        bad = (index < -n) | (index >= n)
+        if bad.any():
+            raise IndexError(f"Item(s) {index[bad][:5].tolist()} out of range for {n} windows.")
+        # A strided view made per call: held as an attribute, pickling it for a worker
+        # would write out every window (the N x L x F copy).
+        windows = sliding_window_view(self.values, self.length, axis=0).transpose(0, 2, 1)
+        stacked = [torch.from_numpy(np.ascontiguousarray(windows[self.starts[index]]))]
+        if self.labels is not None:
+            stacked.append(self.labels[torch.from_numpy(index)])
+        if self.symbol_ids is not None:
+            stacked.append(torch.from_numpy(self.symbol_ids[index].astype(np.int64)))
+        return _Batch(stacked)
+
+    @staticmethod
+    def collate(items: Sequence[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+        """``DataLoader(..., collate_fn=FeatureWindowDataset.collate)``: the batch the
+        dataset already gathered in one piece, instead of ``default_collate`` stacking its
+        items again one tensor at a time (the same values and types either way)."""
+        if isinstance(items, _Batch):
+            return list(items.stacked)
+        return default_collate(list(items))
+
+
+class _Batch(Sequence):
+    """Items of one batch, read lazily from the stacked tensors they are views of: a
+    sequence of ``(x, y[, symbol_id])`` as ``default_collate`` expects, and the stacked
+    tensors themselves for ``FeatureWindowDataset.collate`` (no per-item work then)."""
+
+    def __init__(self, stacked: list[torch.Tensor]) -> None:
+        self.stacked = stacked
+
+    def __len__(self) -> int:
+        return int(self.stacked[0].shape[0])
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        if not -len(self) <= j < len(self):
+            raise IndexError(f"Item {j} out of range for a batch of {len(self)}.")
+        return tuple(part[j] for part in self.stacked)
