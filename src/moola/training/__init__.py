@@ -1,5 +1,6 @@
 """Training: the one loop (``Trainer``), its callbacks and losses, ``NeuralEstimator``, and
-out-of-fold predictions (``out_of_fold``) over folds run by a ``FoldExecutor``.
+out-of-fold predictions (``out_of_fold``) over folds run by a ``FoldExecutor``, and
+``FeatureWindowDataset`` (stored feature windows as torch items, never materialised).
 
 Names are imported on first use (PEP 562), so ``import moola.training`` stays light and
 pulls in torch only when a torch-backed name is used.
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         TrainingSummary,
         scheduled_lr,
     )
+    from moola.training.window_dataset import FeatureWindowDataset
 
 _EXPORTS = {
     "Callback": "moola.training.callbacks",
@@ -59,12 +61,14 @@ _EXPORTS = {
     "TrainerConfig": "moola.training.trainer",
     "TrainingSummary": "moola.training.trainer",
     "scheduled_lr": "moola.training.trainer",
+    "FeatureWindowDataset": "moola.training.window_dataset",
 }
 
 __all__ = [
     "Callback",
     "CheckpointCallback",
     "EarlyStopping",
+    "FeatureWindowDataset",
     "FocalLoss",
     "FoldExecutor",
     "FoldResult",
