@@ -61,6 +61,30 @@ def _pick(values: np.ndarray, selected: np.ndarray | None) -> np.ndarray:
     return values if selected is None else values[selected]
 
 
+# Symbols are hashed this many at a time: pandas' object hashing allocates ~50 bytes per
+# value, which over 1M windows would be a transient 0.4x of a (60, 31) feature table.
+_CHUNK = 1 << 16
+
+
+def _sorted_names(symbols: np.ndarray) -> tuple[str, ...]:
+    """Every distinct symbol, sorted (so ids do not depend on bar or split order)."""
+    names: set[str] = set()
+    for first in range(0, symbols.size, _CHUNK):
+        names.update(str(s) for s in pd.unique(symbols[first : first + _CHUNK]))
+    return tuple(sorted(names))
+
+
+def _symbol_codes(symbols: np.ndarray, index: dict[str, int]) -> np.ndarray:
+    """The id of each symbol in ``index``, in the narrowest unsigned integer type (a few
+    symbols: one byte per window); items widen it to int64."""
+    codes = np.empty(symbols.size, dtype=np.min_scalar_type(max(len(index) - 1, 0)))
+    for first in range(0, symbols.size, _CHUNK):
+        local, names = pd.factorize(symbols[first : first + _CHUNK])
+        lookup = np.array([index[str(name)] for name in names], dtype=codes.dtype)
+        codes[first : first + local.size] = lookup[local]
+    return codes
+
+
 def _checked_table(values: np.ndarray) -> np.ndarray:
     """The feature table itself (never a copy), refused unless C-contiguous float32."""
     if values.dtype != np.float32 or values.ndim != 2 or not values.flags.c_contiguous:
@@ -115,16 +139,14 @@ class FeatureWindowDataset(Dataset):
         if windows.y is not None:
             labels = _pick(np.asarray(windows.y, dtype=np.int64), selected)
             self.labels = torch.from_numpy(labels)
-        codes, names = pd.factorize(np.asarray(windows.symbols, dtype=object), sort=True)
-        self.symbols: tuple[str, ...] = tuple(str(s) for s in names)
+        symbols = np.asarray(windows.symbols, dtype=object)
+        self.symbols: tuple[str, ...] = _sorted_names(symbols)
         self.symbol_index: dict[str, int] = {s: k for k, s in enumerate(self.symbols)}
         self.with_symbol_id = bool(with_symbol_id)
-        # Ids stored in the narrowest integer type (a few symbols: 1 byte per window),
-        # widened to int64 per item.
         self.symbol_ids: np.ndarray | None = None
         if self.with_symbol_id:
-            narrow = np.min_scalar_type(max(len(self.symbols) - 1, 0))
-            self.symbol_ids = _pick(codes, selected).astype(narrow)
+            codes = _symbol_codes(symbols, self.symbol_index)
+            self.symbol_ids = codes if selected is None else codes[selected]
 
     def __len__(self) -> int:
         return int(self.starts.size)
