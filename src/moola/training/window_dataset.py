@@ -15,7 +15,7 @@ worker, never per window; with the default ``fork`` start method nothing is sent
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -229,3 +229,6 @@ class _Batch(Sequence):
         if not -len(self) <= j < len(self):
             raise IndexError(f"Item {j} out of range for a batch of {len(self)}.")
         return tuple(part[j] for part in self.stacked)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return zip(*(part.unbind(0) for part in self.stacked), strict=True)
