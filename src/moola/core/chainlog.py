@@ -26,12 +26,22 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from moola.core.hashing import HASH_PREFIX, canonical_json
 
-__all__ = ["GENESIS", "append_record", "chain_head", "read_records", "verify_log"]
+__all__ = [
+    "GENESIS",
+    "LogScan",
+    "append_record",
+    "append_records",
+    "chain_head",
+    "read_records",
+    "scan_log",
+    "verify_log",
+]
 
 GENESIS = "genesis"
 _CHAIN_KEYS = ("_prev", "_hash")
@@ -133,23 +143,58 @@ def _parse(raw: bytes, path: Path, number: int) -> tuple[dict[str, Any] | None, 
     return record, None
 
 
-def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every readable record of the log (chain fields removed) and one problem per bad line."""
+@dataclass(frozen=True)
+class LogScan:
+    """One pass over a log: what ``read_records``, ``verify_log`` and ``chain_head`` say."""
+
+    records: list[dict[str, Any]]  # readable records, chain fields removed
+    skipped: list[str]  # one per line left out of ``records`` (unreadable or edited)
+    problems: list[str]  # unreadable lines, edited lines and broken chain links
+    head: str | None  # SHA-256 of the last line, None for an empty or missing log
+    lines: int  # non-blank lines
+
+
+def scan_log(path: str | Path) -> LogScan:
+    """Read, check and chain-verify the log in one read and one hash per line (readers
+    that need records and their verification together, e.g. the decision journal)."""
     path = Path(path)
     if not path.is_file():
-        return [], []
-    records, problems = [], []
+        return LogScan([], [], [], None, 0)
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    problems: list[str] = []
+    previous: bytes | None = None
+    lines = 0
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
         if not raw.strip():
             continue
+        lines += 1
         record, problem = _parse(raw, path, number)
-        if problem is None and "_hash" in record and _own_hash(record) != record["_hash"]:
-            problem = f"{path} line {number}: content differs from its _hash (edited); skipped"
         if problem:
+            skipped.append(problem)
             problems.append(problem)
-            continue
-        records.append({k: v for k, v in record.items() if k not in _CHAIN_KEYS})
-    return records, problems
+        elif "_hash" in record and _own_hash(record) != record["_hash"]:
+            skipped.append(
+                f"{path} line {number}: content differs from its _hash (edited); skipped"
+            )
+            problems.append(f"{path} line {number}: content differs from its _hash (edited)")
+        else:
+            expected_prev = GENESIS if previous is None else _line_sha(previous)
+            if "_hash" in record and record.get("_prev") != expected_prev:
+                problems.append(
+                    f"{path} line {number}: its _prev does not match line {number - 1}: a line "
+                    "before it was edited, inserted or removed"
+                )
+            records.append({k: v for k, v in record.items() if k not in _CHAIN_KEYS})
+        previous = raw
+    head = None if previous is None else _line_sha(previous)
+    return LogScan(records, skipped, problems, head, lines)
+
+
+def read_records(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every readable record of the log (chain fields removed) and one problem per bad line."""
+    scan = scan_log(path)
+    return scan.records, scan.skipped
 
 
 def _own_hash(record: dict[str, Any]) -> str:
@@ -159,28 +204,7 @@ def _own_hash(record: dict[str, Any]) -> str:
 
 def verify_log(path: str | Path) -> list[str]:
     """Problems in the log: unreadable lines, lines whose hash or chain link is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    problems = []
-    previous: bytes | None = None
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        record, problem = _parse(raw, path, number)
-        if problem:
-            problems.append(problem)
-        elif "_hash" in record:
-            expected_prev = GENESIS if previous is None else _line_sha(previous)
-            if _own_hash(record) != record["_hash"]:
-                problems.append(f"{path} line {number}: content differs from its _hash (edited)")
-            elif record.get("_prev") != expected_prev:
-                problems.append(
-                    f"{path} line {number}: its _prev does not match line {number - 1}: a line "
-                    "before it was edited, inserted or removed"
-                )
-        previous = raw
-    return problems
+    return scan_log(path).problems
 
 
 def chain_head(path: str | Path) -> str | None:

@@ -38,7 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moola.core.anchors import Anchors
-from moola.core.chainlog import append_record, chain_head, read_records, verify_log
+from moola.core.chainlog import append_record, scan_log
 from moola.core.errors import ConfigError, IntegrityError
 from moola.core.paths import confined
 from moola.core.provenance import utc_now_iso
@@ -202,11 +202,10 @@ def read_blacklist(root: str | Path) -> Blacklist:
     invalid line (fails closed: a skipped line would let blacklisted bars back in).
     """
     path = blacklist_path(root)
-    problems = verify_log(path)
-    records, unreadable = read_records(path)
-    problems = problems or unreadable
+    scan = scan_log(path)  # one read: records, bad lines, broken chain links, head
+    records, problems = scan.records, scan.problems or scan.skipped
     anchored = Anchors(root).expected(_ANCHOR)
-    if not problems and anchored is not None and chain_head(path) != anchored:
+    if not problems and anchored is not None and scan.head != anchored:
         problems = [
             f"{path} does not end with the line the write journal recorded last: it was "
             "deleted, replaced or lines were removed"
@@ -228,7 +227,7 @@ def read_blacklist(root: str | Path) -> Blacklist:
                 f"({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}). Restore the file "
                 "from a backup."
             ) from None
-    return Blacklist(tuple(entries), chain_head(path))
+    return Blacklist(tuple(entries), scan.head)
 
 
 def add_entries(root: str | Path, entries: Sequence[BlacklistEntry]) -> list[BlacklistEntry]:

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moola.core.anchors import JOURNAL_DIR, Anchors
-from moola.core.chainlog import append_records, chain_head, read_records, verify_log
+from moola.core.chainlog import append_records, scan_log
 from moola.core.errors import ConfigError, IntegrityError
 from moola.core.provenance import utc_now_iso
 
@@ -314,8 +314,8 @@ class JsonlJournal(Journal):
     def _records(self, relpath: str) -> list[dict[str, Any]]:
         """The records of one log, refusing a damaged or truncated one."""
         path = self.root / relpath
-        records, _ = read_records(path)
-        problems = verify_log(path)  # unreadable and edited lines, and broken chain links
+        scan = scan_log(path)  # one read: records, bad lines, broken chain links, head
+        problems = scan.problems
         if problems:
             raise IntegrityError(
                 f"The decision log {path} is damaged ({problems[0]}"
@@ -324,14 +324,13 @@ class JsonlJournal(Journal):
                 "lists every damaged line."
             )
         anchored = self.anchors.expected(f"log:{relpath}")
-        if anchored is not None and chain_head(path) != anchored:
-            last = sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+        if anchored is not None and scan.head != anchored:
             raise IntegrityError(
                 f"The decision log {path} does not end with the line the write journal "
-                f"recorded last (its last line is line {last}): lines were removed or the "
-                "file was replaced. Restore it from a backup."
+                f"recorded last (its last line is line {scan.lines}): lines were removed or "
+                "the file was replaced. Restore it from a backup."
             )
-        return records
+        return scan.records
 
 
 def _event(kind: Any, at: Any, payload: Any) -> JournalEvent:
