@@ -190,3 +190,14 @@ def test_cli_builds_the_config_from_a_file_and_flags(tmp_path) -> None:
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception).startswith("--cash: ") and "initial_cash" in str(result.exception)
     assert not (tmp_path / "c").exists()
+
+
+def test_every_entry_point_reads_terms_one_way():
+    config = ExecutionConfig(latency_bars=2)
+    assert ExecutionConfig.of(config) is config
+    assert ExecutionConfig.of({"latency_bars": 2}) == config
+    assert ExecutionConfig.of(None) == ExecutionConfig()
+    with pytest.raises(ConfigError, match=r"execution must be a moola\.sim\.ExecutionConfig"):
+        ExecutionConfig.of(3)
+    with pytest.raises(ConfigError, match="latncy_bars"):
+        ExecutionConfig.of({"latncy_bars": 2})

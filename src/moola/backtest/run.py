@@ -354,13 +354,7 @@ def execution_config(
                 f"Give the execution terms once: execution= or the old arguments "
                 f"{', '.join(sorted(terms))}, not both."
             )
-        if isinstance(execution, ExecutionConfig):
-            return execution
-        if isinstance(execution, Mapping):
-            return ExecutionConfig(**execution)
-        raise ConfigError(
-            f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}."
-        )
+        return ExecutionConfig.of(execution)
     if terms:
         warnings.warn(
             f"Passing {', '.join(sorted(terms))} to the backtest is deprecated and will be "

@@ -579,6 +579,21 @@ class ExecutionConfig(_Terms):
             raise ConfigError(f"Config file {path}: {exc}") from None
 
     @classmethod
+    def of(cls, execution: object) -> ExecutionConfig:
+        """``execution`` itself, a mapping validated into one, or (``None``) the defaults:
+        the one way every entry point that takes execution terms reads them."""
+        if execution is None:
+            return cls()
+        if isinstance(execution, ExecutionConfig):
+            return execution
+        if isinstance(execution, Mapping):
+            return cls(**execution)
+        raise ConfigError(
+            f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}; "
+            "pass the terms as execution=ExecutionConfig(...)."
+        )
+
+    @classmethod
     def from_terms(cls, **terms: Any) -> ExecutionConfig:
         """An ExecutionConfig from the old keyword arguments (objects or numbers):
         ``instrument, initial_cash, commission, spread, slippage, latency_bars, engine,

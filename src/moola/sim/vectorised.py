@@ -366,7 +366,7 @@ def backtest_positions(
     if terms:
         resolved = _legacy_terms(execution, terms, symbol)
     else:
-        config = _execution(execution)
+        config = ExecutionConfig.of(execution)
         resolved = {
             "instrument": config.build_instrument(symbol),
             "initial_cash": config.initial_cash,
@@ -377,19 +377,6 @@ def backtest_positions(
         }
     return _simulate(
         open, high, low, close, volume, target_fraction, timestamp=timestamp, **resolved
-    )
-
-
-def _execution(execution: object) -> ExecutionConfig:
-    if execution is None:
-        return ExecutionConfig()
-    if isinstance(execution, ExecutionConfig):
-        return execution
-    if isinstance(execution, Mapping):
-        return ExecutionConfig(**execution)
-    raise ConfigError(
-        f"execution must be a moola.sim.ExecutionConfig, got {type(execution).__name__}; "
-        "pass the terms as execution=ExecutionConfig(...)."
     )
 
 
