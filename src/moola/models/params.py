@@ -15,16 +15,15 @@ One home per concept: no field is written here a second time. Each Params model 
 from where its model already declares its parameters:
 
 - neural models (``NeuralEstimator``): the training parameters are ``TrainerConfig``
-  itself (``moola.training.trainer``); the base ``NeuralParams`` adds the estimator's own
-  keys (``verbose``, ``pretrained_encoder``, ``freeze_epochs``, ``encoder_lr_scale``,
-  ``n_classes``), which it takes through ``**params`` with no config class, so this is
-  their typed declaration; and each architecture adds the
+  itself (``moola.models.training_params``, which the trainer reads); the base
+  ``NeuralParams`` adds the estimator's own keys (``verbose``, ``pretrained_encoder``,
+  ``freeze_epochs``, ``encoder_lr_scale``, ``n_classes``), which it takes through
+  ``**params`` with no config class, so this is their typed declaration; and each
+  architecture adds the
   fields of its module config dataclass (``moola.models.nn``), whose annotated types
   (``Size``, ``Rate``, ``Widths``) carry the bounds the config itself enforces. The
   cross-field rules (``heads`` dividing ``hidden``, one kernel size per convolution) are
-  checked by building that config. ``TrainerConfig`` lives in the layer above; as the
-  registry does for estimators, it is imported by name when a neural Params model is first
-  asked for, so ``import moola.models`` stays light and the layers point downward;
+  checked by building that config;
 - tabular models, MiniRocket and the stacking meta-learner: next to their estimator
   (``tabular_params``, ``minirocket_params``, ``stack_params``), with defaults read from
   the estimator's own signature or library model so they cannot drift. Library parameters
@@ -66,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from moola.core.errors import ConfigError
 from moola.models.registry import require_active
+from moola.models.training_params import TrainerConfig
 
 __all__ = [
     "ModelParams",
@@ -440,7 +440,6 @@ _NEURAL_FROM_DATA = ("input_dim", "seq_len", "n_classes")
 def _neural_base() -> type[ModelParams]:
     """``NeuralParams``: ``TrainerConfig``'s fields (epochs, batch_size, lr, seed, device,
     patience, ...) and ``NeuralEstimator``'s own keys, shared by every neural model."""
-    trainer = importlib.import_module("moola.training.trainer")  # the layer above: by name
 
     def fine_tuning(params: Any) -> Any:
         if params.freeze_epochs and params.pretrained_encoder is None:
@@ -453,7 +452,7 @@ def _neural_base() -> type[ModelParams]:
 
     return create_model(
         "NeuralParams",
-        __base__=(trainer.TrainerConfig, ModelParams),
+        __base__=(TrainerConfig, ModelParams),
         __module__=__name__,
         __validators__={"_fine_tuning": model_validator(mode="after")(fine_tuning)},
         architecture=(str, Field("simple_lstm", description="moola.models.nn architecture.")),

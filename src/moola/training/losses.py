@@ -21,11 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from moola.core.errors import ConfigError
+from moola.models.training_params import LOSS_NAMES, LossName
 
 __all__ = ["LOSS_NAMES", "FocalLoss", "LossName", "balanced_class_weights", "build_loss"]
-
-LossName = Literal["cross_entropy", "focal", "bce", "mse"]
-LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "focal", "bce", "mse")
 
 
 def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:

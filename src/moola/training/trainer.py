@@ -31,18 +31,18 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from torch import nn
 
 from moola.core.devices import select_device
 from moola.core.errors import CheckpointError, ConfigError
-from moola.core.settings import DeviceName
+from moola.models.training_params import TrainerConfig
 from moola.training.callbacks import Callback, EarlyStopping, TrainingState
-from moola.training.losses import LossName, balanced_class_weights, build_loss
+from moola.training.losses import balanced_class_weights, build_loss
 
 __all__ = [
     "BatchSource",
@@ -78,38 +78,6 @@ class BatchSource(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, indices: torch.Tensor, key: int) -> tuple[torch.Tensor, ...]: ...
-
-
-class TrainerConfig(BaseModel):
-    """How to train: frozen, keyword-only, unknown keys are errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    epochs: int = Field(100, ge=1, description="Maximum number of passes over the data.")
-    batch_size: int = Field(32, ge=1, description="Samples per optimiser step.")
-    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="L2 (adam) or decoupled (adamw) decay.")
-    optimizer: Literal["adam", "adamw"] = "adam"
-    lr_schedule: Literal["cosine", "constant"] = Field(
-        "cosine", description="After warm-up: cosine decay to 0 over the run, or constant."
-    )
-    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear learning-rate warm-up.")
-    grad_clip: float | None = Field(
-        1.0, gt=0, description="Clip the global gradient norm to this (None: no clipping)."
-    )
-    loss: LossName = "cross_entropy"
-    class_weights: Literal["balanced"] | None = Field(
-        None, description="'balanced': weight classes by n / (K * count) of the training set."
-    )
-    focal_gamma: float = Field(2.0, ge=0, description="Focusing exponent of the focal loss.")
-    patience: int | None = Field(
-        10, ge=1, description="Early-stopping patience in epochs (needs validation data)."
-    )
-    min_delta: float = Field(0.0, ge=0, description="Smallest val-loss drop that counts.")
-    seed: int = Field(0, ge=0, description="Seed of initial weights, shuffling and dropout.")
-    device: DeviceName = "auto"
-    mixed_precision: bool = Field(True, description="bf16/fp16 autocast on CUDA (no-op on CPU).")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: in-process).")
 
 
 def trainer_config(**values: Any) -> TrainerConfig:
