@@ -14,6 +14,16 @@ refused (``extra="allow"``), and ``original`` holds the dict exactly as read, fo
 what copies or shows the manifest whole. Byte-for-byte copies (promotion) take
 ``RunStore.manifest_bytes``, never a re-serialised model.
 
+Tasks. A run's ``task`` is ``"classification"`` (the default: every run written before
+tasks existed), ``"regression"`` or ``"multitask"``, and its ``targets`` name what it
+predicts, each ``{name, kind, classes}`` (``classes`` for a classification target only).
+A manifest without ``targets`` has the one classification target ``label`` over the run's
+classes (``data.classes``), which is what its predictions table holds (``label``,
+``p_<class>``). A regression target ``t`` is predicted in the table's ``pred_<t>`` beside
+its actual value ``y_<t>``; a multitask run's classification head ``t`` in ``p_<t>_<class>``
+(:meth:`TrainManifest.prediction_columns`). ``scaling`` is the fitted per-feature scaler
+(``Scaler.to_dict()``) of a feature-window run, or None.
+
 The training configuration stays a dict here (``config``): its model,
 ``moola.pipeline.train.TrainConfig``, lives in the pipeline layer above this one, which
 validates it where it needs it.
@@ -22,18 +32,34 @@ validates it where it needs it.
 from __future__ import annotations
 
 import copy
+import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from moola.core.errors import ConfigError, IntegrityError
 from moola.data import DatasetRef
 
+Task = Literal["classification", "regression", "multitask"]
+TASKS: tuple[str, ...] = ("classification", "regression", "multitask")
+#: The target of a run written before tasks existed: its labels, as ``label`` / ``p_<class>``.
+DEFAULT_TARGET = "label"
+
 __all__ = [
+    "TASKS",
     "CalibrationRecord",
     "DataAudit",
     "DatasetRecord",
     "SplitRecord",
+    "TargetSpec",
     "TrainManifest",
     "WindowSpec",
     "parse_train_manifest",
@@ -48,14 +74,35 @@ class _Record(BaseModel):
 
 
 class WindowSpec(_Record):
-    """The raw window a run's model reads: ``length`` bars of ``columns`` (its last axis).
+    """The window a run's model reads: ``length`` rows of ``columns`` (its last axis).
 
-    Written by training runs from the labeled dataset's meta, so a run predicts on raw
-    bars without its dataset still being stored.
+    Written by training runs from the dataset's meta, so a run predicts on raw bars
+    without its dataset still being stored. ``features`` names the feature set
+    (``name@vN``) whose columns a feature-window run reads; None for windows of raw bars.
     """
 
     length: int = Field(ge=1)
     columns: tuple[str, ...] = Field(min_length=1)
+    features: str | None = None
+
+
+class TargetSpec(_Record):
+    """One thing a run predicts: a ``classification`` target over ``classes`` (2 or more)
+    or a ``regression`` target (no classes)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["classification", "regression"]
+    classes: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _classes_fit_the_kind(self) -> TargetSpec:
+        if self.kind == "classification" and (self.classes is None or len(self.classes) < 2):
+            raise ValueError(
+                f"target {self.name!r} is a classification target: it names its classes (2 or more)"
+            )
+        if self.kind == "regression" and self.classes:
+            raise ValueError(f"target {self.name!r} is a regression target: it has no classes")
+        return self
 
 
 class DatasetRecord(_Record):
@@ -97,7 +144,7 @@ class DataAudit(_Record):
     """What a run read (``LabeledData.audit``): dataset, classes, split and synthetic counts."""
 
     dataset: DatasetRecord
-    classes: tuple[str, ...] = Field(min_length=2)
+    classes: tuple[str, ...] = ()  # empty for a regression run; else 2 or more (checked)
     split: SplitRecord | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     synthetic: dict[str, Any] | None = None
@@ -124,11 +171,15 @@ class TrainManifest(_Record):
 
     Besides the fields below it carries the provenance ``RunStore.write_run`` adds
     (``moola_version``, ``git_sha``, ``created_at``...) and the file listing ``files``.
-    ``window`` is None for runs written before training recorded it.
+    ``window`` is None for runs written before training recorded it; ``task`` and
+    ``targets`` default to one classification target over ``data.classes`` (module notes).
     """
 
     run_id: str
     kind: Literal["train"]
+    task: Task = "classification"
+    targets: tuple[TargetSpec, ...] = ()
+    scaling: dict[str, Any] | None = None
     mode: Literal["oof", "holdout"]
     config: dict[str, Any]
     config_hash: str
@@ -160,6 +211,82 @@ class TrainManifest(_Record):
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _targets_fit_the_task(self) -> TrainManifest:
+        """Fill the default target, and check the targets against the task and classes."""
+        classes = self.data.classes
+        if len(classes) == 1:
+            raise ValueError(f"data.classes: a run has no class or 2 or more, got {list(classes)}")
+        if not self.targets:
+            if self.task != "classification":
+                raise ValueError(f"targets: missing: a {self.task} run names its targets")
+            if not classes:
+                raise ValueError("data.classes: missing: a classification run names its classes")
+            default = TargetSpec(name=DEFAULT_TARGET, kind="classification", classes=classes)
+            object.__setattr__(self, "targets", (default,))
+        names = [target.name for target in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets: names repeat: {names}")
+        kinds = {target.kind for target in self.targets}
+        if self.task == "classification" and (
+            len(self.targets) != 1 or kinds != {"classification"}
+        ):
+            raise ValueError(
+                "targets: a classification run has one classification target, got "
+                + ", ".join(f"{t.name} ({t.kind})" for t in self.targets)
+            )
+        if self.task == "classification" and classes and self.targets[0].classes != classes:
+            raise ValueError(
+                f"targets: the target's classes {list(self.targets[0].classes or ())} are not "
+                f"the run's classes {list(classes)} (data.classes)"
+            )
+        if self.task == "regression" and kinds != {"regression"}:
+            raise ValueError(
+                "targets: a regression run has regression targets only, got "
+                + ", ".join(f"{t.name} ({t.kind})" for t in self.targets)
+            )
+        return self
+
+    def target(self, name: str | None = None) -> TargetSpec:
+        """The target called ``name``, or the run's only target when ``name`` is None.
+
+        Raises ``ConfigError`` (``param="target"``) naming the run's targets when there
+        is no such target, or when ``name`` is None and the run has several.
+        """
+        names = [t.name for t in self.targets]
+        if name is None:
+            if len(self.targets) == 1:
+                return self.targets[0]
+            raise ConfigError(
+                f"Run {self.run_id} is a {self.task} run with targets {', '.join(names)}; "
+                "name the one to use with target.",
+                param="target",
+            )
+        for target in self.targets:
+            if target.name == name:
+                return target
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"target {name!r} is not a target of run {self.run_id}.{hint} Its targets are: "
+            + ", ".join(f"{t.name} ({t.kind})" for t in self.targets)
+            + ".",
+            param="target",
+        )
+
+    def prediction_columns(self, target: TargetSpec) -> dict[str, str]:
+        """Where ``target``'s predictions are in the run's predictions table: for a
+        regression target ``{"actual": "y_<t>", "pred": "pred_<t>"}``; for a classification
+        target ``{"actual": ..., <class>: <probability column>}`` (``label`` and
+        ``p_<class>`` for a single-target run, ``y_<t>`` and ``p_<t>_<class>`` in a
+        multitask run)."""
+        if target.kind == "regression":
+            return {"actual": f"y_{target.name}", "pred": f"pred_{target.name}"}
+        if self.task == "classification":
+            return {"actual": "label", **{c: f"p_{c}" for c in target.classes or ()}}
+        prefix = f"p_{target.name}_"
+        return {"actual": f"y_{target.name}", **{c: prefix + c for c in target.classes or ()}}
 
     @property
     def model(self) -> str:
@@ -202,7 +329,8 @@ def parse_train_manifest(manifest: Any, run: str, where: object) -> TrainManifes
         parsed = TrainManifest.model_validate(manifest)
     except ValidationError as exc:
         fields = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: "
+            # a check across fields (task, targets, classes) names its field in its message
+            (f"{'.'.join(str(p) for p in error['loc'])}: " if error["loc"] else "")
             + str(error["msg"]).removeprefix("Value error, ").rstrip(".")
             for error in exc.errors()
         )
