@@ -4,6 +4,7 @@ workers as in-process."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -16,9 +17,11 @@ from moola.core.errors import ConfigError
 from moola.data.registry import FeatureWindows, Registry
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.features.labels import build_labels
+from moola.models.nn import build_module
 from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.training import window_dataset
+from moola.training.trainer import BatchSource, Trainer
 from moola.training.window_dataset import FeatureWindowDataset
 from tests.conftest import random_walk_bars
 
@@ -149,3 +152,68 @@ def test_two_workers_yield_the_same_batches_as_in_process(windows):
             torch.testing.assert_close(g, w, rtol=0, atol=0)
     np.testing.assert_array_equal(serial[0][0].numpy(), windows.X.take(picked[:16]))
     np.testing.assert_array_equal(serial[0][1].numpy(), windows.y[picked[:16]])
+
+
+def _module(n_out: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_module("bilstm", input_dim=3, seq_len=LENGTH, n_classes=n_out, hidden=8, fc=(8,))
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize(
+    ("loss", "n_out", "y_dtype"), [("bce", 1, torch.float32), ("cross_entropy", 2, torch.int64)]
+)
+def test_trainer_over_the_dataset_ends_with_the_weights_of_a_fit_over_the_arrays(
+    windows, loss, n_out, y_dtype
+):
+    """``Trainer.run`` over split parts (a ``BatchSource``) trains on the same values in
+    the same order as ``Trainer.fit`` over the materialised windows: identical weights."""
+    order = np.random.default_rng(5).permutation(len(windows))
+    train, val = order[:130], order[130:]
+    trainer = Trainer(epochs=2, batch_size=16, seed=3, loss=loss)
+    initial = _module(n_out)
+    by_arrays, lazy = copy.deepcopy(initial), copy.deepcopy(initial)
+    fitted = trainer.fit(
+        by_arrays, windows.X.take(train), windows.y[train], windows.X.take(val), windows.y[val]
+    )
+    train_part = FeatureWindowDataset(windows, train, loss=loss)
+    assert isinstance(train_part, BatchSource)
+    x, y = train_part.batch(torch.tensor([4, 0]), key=0)
+    np.testing.assert_array_equal(x.numpy(), windows.X.take(train[[4, 0]]))
+    assert y.dtype == y_dtype and y.tolist() == windows.y[train[[4, 0]]].tolist()
+    ran = trainer.run(
+        lazy,
+        train_part,
+        FeatureWindowDataset(windows, val, loss=loss),
+        step=trainer.build_step(windows.y[train]),
+    )
+    assert not _same_weights(by_arrays, initial)  # it trained
+    assert _same_weights(lazy, by_arrays)
+    assert ran.train_loss_history == fitted.train_loss_history
+    assert ran.val_loss_history == fitted.val_loss_history
+
+
+def test_trainer_with_two_dataloader_workers_trains_the_same_weights(windows):
+    """With ``num_workers=2`` the Trainer builds the dataset's batches in worker processes
+    (a ``DataLoader`` over the batch source): the same weights as in-process."""
+    train = np.arange(0, len(windows), 2)
+    weights = []
+    for workers in (0, 2):
+        module = _module(1)
+        trainer = Trainer(epochs=2, batch_size=16, seed=1, loss="bce", num_workers=workers)
+        data = FeatureWindowDataset(windows, train, loss="bce")
+        trainer.run(module, data, step=trainer.build_step(windows.y[train]))
+        weights.append(module)
+    assert _same_weights(*weights)
+
+
+def test_an_unknown_loss_is_refused_naming_the_parameter(windows):
+    with pytest.raises(ConfigError, match="Unknown loss 'bec'") as err:
+        FeatureWindowDataset(windows, loss="bec")
+    assert err.value.param == "loss"
+    (_, y) = FeatureWindowDataset(windows, loss="mse")[0]
+    assert y.dtype == torch.float32 and float(y) == windows.y[0]

@@ -10,6 +10,12 @@ batch (which it fetches with one numpy gather, ``__getitems__``).
 
 Pickling it (``DataLoader(num_workers > 0)``) sends the table and the starts once per
 worker, never per window; with the default ``fork`` start method nothing is sent at all.
+
+It is also a ``moola.training.trainer.BatchSource``: ``Trainer.run(module, dataset,
+step=...)`` trains on it directly, each optimiser step's batch gathered from the table by
+``dataset.batch(indices, key)`` (targets in the dtype the loss named by ``loss`` takes), so
+a run over a split part trains on the same values in the same order as ``Trainer.fit`` over
+the materialised ``(N, L, F)`` arrays without ever making them.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset, default_collate
 
 from moola.core.errors import ConfigError
+from moola.models.training_params import LOSS_NAMES
 
 if TYPE_CHECKING:
     from moola.data.registry import FeatureWindows
@@ -96,6 +102,24 @@ def _checked_table(values: np.ndarray) -> np.ndarray:
     return values
 
 
+# Losses that read one real-valued target per sample; the others take int64 class indices.
+_FLOAT_TARGET_LOSSES = ("bce", "mse")
+
+
+def _target_dtype(loss: str | None) -> torch.dtype:
+    """The dtype of the targets ``loss`` takes, as ``Trainer.fit`` converts them: float32
+    for ``bce``/``mse``, int64 class indices otherwise (and when no loss is named)."""
+    if loss is None:
+        return torch.int64
+    if loss not in LOSS_NAMES:
+        raise ConfigError(
+            f"Unknown loss {loss!r}; use one of {', '.join(LOSS_NAMES)} (or None for int64 "
+            "class indices).",
+            param="loss",
+        )
+    return torch.float32 if loss in _FLOAT_TARGET_LOSSES else torch.int64
+
+
 def _tensor(values: np.ndarray) -> torch.Tensor:
     """``values`` as a tensor sharing its memory; a read-only buffer (a memory map opened
     ``r``) is shared too, without torch's warning: nothing here writes through it."""
@@ -107,7 +131,8 @@ def _tensor(values: np.ndarray) -> torch.Tensor:
 
 
 class FeatureWindowDataset(Dataset):
-    """Feature windows as ``(x, y)`` items: ``x`` a float32 ``(L, F)`` tensor, ``y`` int64.
+    """Feature windows as ``(x, y)`` items: ``x`` a float32 ``(L, F)`` tensor, ``y`` the
+    window's class index (int64, or float32 when ``loss`` is ``"bce"`` or ``"mse"``).
 
     ``windows`` is a ``FeatureWindows`` (``Registry.load_feature_windows``); ``indices``
     keeps only those windows, in that order (a split part such as ``split.train``): item
@@ -119,6 +144,11 @@ class FeatureWindowDataset(Dataset):
     ``x`` is a view of the feature table. Over all windows the dataset shares the
     ``WindowSet``'s starts and the labels (no copy) and adds one byte per window for symbol
     ids when asked; over ``indices`` it holds one start and label (int64) per item picked.
+
+    ``loss`` names the loss the targets feed (``TrainerConfig.loss``): ``"bce"`` and
+    ``"mse"`` get float32 targets (0.0 / 1.0 for binary direction), the others and ``None``
+    int64 class indices. ``batch(indices, key)`` makes the dataset a ``BatchSource`` for
+    ``Trainer.run``.
     """
 
     def __init__(
@@ -127,12 +157,15 @@ class FeatureWindowDataset(Dataset):
         indices: Sequence[int] | np.ndarray | None = None,
         *,
         with_symbol_id: bool = False,
+        loss: str | None = None,
     ) -> None:
+        self.target_dtype = _target_dtype(loss)
         n = len(windows.X)
         selected = None if indices is None else _selected(indices, n)
         self.length = int(windows.X.length)
         self.columns: tuple[str, ...] = tuple(windows.columns)
         self.values = _checked_table(windows.X.values)
+        self._offsets = np.arange(self.length, dtype=np.int64)  # rows of a window, from its start
         # All windows: the WindowSet's own starts and labels, shared; a part: its subset.
         self.starts = _pick(np.asarray(windows.X.starts, dtype=np.int64), selected)
         self.labels: torch.Tensor | None = None
@@ -180,29 +213,39 @@ class FeatureWindowDataset(Dataset):
         start = int(self.starts[i])
         item: tuple[torch.Tensor, ...] = (_tensor(self.values[start : start + self.length]),)
         if self.labels is not None:
-            item += (self.labels[i],)
+            item += (self.labels[i].to(self.target_dtype),)
         if self.symbol_ids is not None:
             item += (torch.tensor(int(self.symbol_ids[i]), dtype=torch.int64),)
         return item
+
+    def _gather(self, index: np.ndarray) -> list[torch.Tensor]:
+        """The stacked ``(x, y[, symbol_id])`` of items ``index`` (int64, negatives count
+        from the end): the windows' rows taken from the table in one call, ``(B, L, F)``."""
+        n = len(self)
+        bad = (index < -n) | (index >= n)
+        if bad.any():
+            raise IndexError(f"Item(s) {index[bad][:5].tolist()} out of range for {n} windows.")
+        rows = (self.starts[index][:, None] + self._offsets).reshape(-1)  # (B * L,)
+        x = self.values.take(rows, axis=0).reshape(index.size, self.length, self.values.shape[1])
+        stacked = [torch.from_numpy(x)]
+        if self.labels is not None:
+            stacked.append(self.labels[torch.from_numpy(index)].to(self.target_dtype))
+        if self.symbol_ids is not None:
+            stacked.append(torch.from_numpy(self.symbol_ids[index].astype(np.int64)))
+        return stacked
+
+    def batch(self, indices: torch.Tensor, key: int) -> tuple[torch.Tensor, ...]:
+        """``BatchSource.batch`` for ``Trainer.run``: the stacked ``(x, y[, symbol_id])`` of
+        items ``indices`` (a 1-D int64 tensor), as ``Trainer.fit`` would index them out of
+        the materialised arrays. Nothing here is random, so ``key`` is not used."""
+        del key
+        return tuple(self._gather(indices.numpy().astype(np.int64, copy=False)))
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
         """Items ``indices`` (what a ``DataLoader`` asks per batch), gathered from the table
         in one indexing call instead of one Python call per window; equal to
         ``[self[i] for i in indices]``."""
-        n = len(self)
-        index = np.asarray(indices, dtype=np.int64)
-        bad = (index < -n) | (index >= n)
-        if bad.any():
-            raise IndexError(f"Item(s) {index[bad][:5].tolist()} out of range for {n} windows.")
-        # A strided view made per call: held as an attribute, pickling it for a worker
-        # would write out every window (the N x L x F copy).
-        windows = sliding_window_view(self.values, self.length, axis=0).transpose(0, 2, 1)
-        stacked = [torch.from_numpy(np.ascontiguousarray(windows[self.starts[index]]))]
-        if self.labels is not None:
-            stacked.append(self.labels[torch.from_numpy(index)])
-        if self.symbol_ids is not None:
-            stacked.append(torch.from_numpy(self.symbol_ids[index].astype(np.int64)))
-        return _Batch(stacked)
+        return _Batch(self._gather(np.asarray(indices, dtype=np.int64).reshape(-1)))
 
     @staticmethod
     def collate(items: Sequence[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
