@@ -44,7 +44,7 @@ import pandas as pd
 from pydantic import Field
 
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
-from moola.core.hashing import sha256_json
+from moola.core.hashing import canonical_json, sha256_json
 from moola.core.settings import RunConfig
 from moola.core.threads import thread_settings
 from moola.data import DatasetRef
@@ -52,6 +52,12 @@ from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.models import ModelCard, create, model_card, require_active, validate_params
 from moola.models.base import Estimator
+from moola.pipeline.feature_inputs import (
+    ScaledWindowModel,
+    WindowSubsets,
+    is_feature_windows,
+    load_feature_training_data,
+)
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
@@ -60,6 +66,7 @@ from moola.training.oof import FoldExecutor, out_of_fold
 
 CalibrationMethod = Literal["auto", "none", "platt", "isotonic", "temperature"]
 HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
+SCALER_FILE = "scaler.json"
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "torch", "aeon", "lightgbm", "ta-lib")
 
 
@@ -215,9 +222,16 @@ class _NewEstimator:
     model: str
     params: dict[str, Any]
     callbacks: tuple[Any, ...] = ()
+    features: tuple[tuple[str, ...], dict[str, str], str] | None = None
+    """For feature windows: (table columns, their scaling methods, the model's view);
+    the estimator is then wrapped to fit its scaler on its own training windows."""
 
     def __call__(self) -> Estimator:
-        return create(self.model, **self.params).with_callbacks(*self.callbacks)
+        estimator = create(self.model, **self.params)
+        if self.features is not None:
+            columns, methods, view = self.features
+            estimator = ScaledWindowModel(estimator, columns, methods, view)  # type: ignore[arg-type]
+        return estimator.with_callbacks(*self.callbacks)
 
 
 def fit_and_score(
@@ -277,10 +291,14 @@ def fit_and_score(
                 "pass registry= to read them."
             )
         X_all, view = _stacked_inputs(registry, config, data), "oof_probabilities"
+        features = None
+    elif isinstance(data.X, WindowSubsets):
+        X_all, view, features = data.X, *_feature_view(config, data, card)
     else:
         X_all, view = model_inputs(config.inputs, config.model, data.X)
+        features = None
 
-    make_estimator = _NewEstimator(config.model, params, tuple(callbacks))
+    make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
     if mode == "oof":
         fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor)
     else:
@@ -322,6 +340,9 @@ def record_run(
     files: dict[str, bytes | str] = {"model.bin": _saved_bytes(outcome.model)}
     if outcome.calibrator is not None:
         files["calibrator.json"] = save_calibrator(outcome.calibrator)  # parameters, no pickle
+    scaling = _scaling(outcome.model)
+    if scaling is not None:  # applied before the model, at training and at inference
+        files[SCALER_FILE] = canonical_json(scaling)
     files.update(_plots(outcome.report, outcome.predictions, outcome.classes, outcome.summary))
 
     predictions_ref = registry.write_table(
@@ -341,6 +362,7 @@ def record_run(
         "resolved_params": params,
         "inputs": outcome.inputs,
         **({"window": window} if window is not None else {}),
+        "scaling": scaling,
         "seed": config.seed,
         "data": outcome.data,
         "predictions": predictions_ref.to_dict(),
@@ -402,18 +424,56 @@ def run_training(
     """
     started = time.perf_counter()
     resolved_params(config)
-    data = registry.load_labeled(
-        *parse_ref(config.dataset),
-        split=config.split,
-        synthetic=config.synthetic,
-        allow_low_quality_synthetic=config.allow_low_quality_synthetic,
-    )
+    data = load_training_data(registry, config)
     load_s = time.perf_counter() - started
     outcome = fit_and_score(
         config, data, registry=registry, on_event=on_event, callbacks=callbacks, executor=executor
     )
     outcome = replace(outcome, timings={**outcome.timings, "load_s": load_s})
     return record_run(registry, outcome, on_event=on_event)
+
+
+def load_training_data(registry: Registry, config: TrainConfig) -> LabeledData:
+    """The data ``config`` trains on: its labeled dataset cut by its split (with its
+    synthetic set), or, for a feature-windows dataset, the lazy windows of
+    ``moola.pipeline.feature_inputs.load_feature_training_data``."""
+    if is_feature_windows(registry, config.dataset):
+        if config.synthetic is not None:
+            raise ConfigError(
+                f"{config.dataset} holds feature windows; synthetic sets are OHLC windows and "
+                "cannot be mixed into them.",
+                param="synthetic",
+            )
+        return load_feature_training_data(registry, config.dataset, config.split)
+    return registry.load_labeled(
+        *parse_ref(config.dataset),
+        split=config.split,
+        synthetic=config.synthetic,
+        allow_low_quality_synthetic=config.allow_low_quality_synthetic,
+    )
+
+
+def _feature_view(
+    config: TrainConfig, data: LabeledData, card: ModelCard
+) -> tuple[str, tuple[tuple[str, ...], dict[str, str], str]]:
+    """The view a model takes of feature windows and what its wrapper needs: sequence
+    models read whole windows, tabular models the last row (the decision bar)."""
+    if config.inputs != "auto":
+        raise ConfigError(
+            f"{data.ref} holds feature windows: a model reads its feature set's columns, so "
+            f"inputs={config.inputs!r} does not apply; leave inputs at 'auto'.",
+            param="inputs",
+        )
+    if card.packed_features:
+        raise ConfigError(
+            f"Model {config.model!r} packs its own price-action features beside OHLC windows; "
+            f"{data.ref} holds feature windows. Use bilstm, transformer, cnn_lstm_attention, "
+            "simple_lstm or a tabular model.",
+            param="model",
+        )
+    view = "features_last_row" if card.input_kind == "tabular" else "features"
+    columns = tuple(data.audit["columns"])
+    return view, (columns, dict(data.audit["scaling"]), view)
 
 
 def _checked_split(config: TrainConfig, data: LabeledData) -> Any:
@@ -447,7 +507,20 @@ def _window(registry: Registry, outcome: Outcome) -> dict[str, Any]:
             f"but the stored {stored} has {stored.content_hash}; nothing was written."
         )
     meta = registry.meta(stored)
-    return {"length": int(meta["length"]), "columns": [str(c) for c in meta["columns"]]}
+    window = {"length": int(meta["length"]), "columns": [str(c) for c in meta["columns"]]}
+    if "features" in meta:  # feature windows: the table's columns, computed by this set
+        recorded = meta["features"]
+        window["features"] = f"{recorded['name']}@v{recorded['version']}"
+        window["feature_set"] = meta.get("feature_set")
+        features = registry.resolve("features", recorded["name"], recorded["version"])
+        window["feature_spec"] = registry.meta(features).get("feature_set")
+    return window
+
+
+def _scaling(model: Estimator) -> dict[str, Any] | None:
+    """The fitted scaler of a model trained on feature windows, as stored (else None)."""
+    scaler = getattr(model, "scaler_", None) if isinstance(model, ScaledWindowModel) else None
+    return None if scaler is None else scaler.to_dict()
 
 
 def _run_oof(
@@ -636,6 +709,7 @@ def _predictions_table(
     table = pd.DataFrame(
         {
             "row": np.arange(len(data.y)),
+            "symbol": data.table["symbol"].astype(str).to_numpy(),
             "start_ts": data.table["start_ts"].to_numpy(),
             "end_ts": data.table["end_ts"].to_numpy(),
             "label": data.y,

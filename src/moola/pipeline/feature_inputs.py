@@ -1,0 +1,239 @@
+"""Training on feature windows: the split-cut dataset, its lazy inputs and its scaler.
+
+A feature-windows dataset (``moola data windows RAW --features SET``) holds start
+positions into a stored feature table, not copies of windows. Training reads it through
+three pieces, so that a fold's model sees only what it may see:
+
+- :func:`load_feature_training_data` loads the windows with a split as ``LabeledData``
+  (the shape ``moola.pipeline.train`` works on), blacklist applied as for bar windows;
+  its ``X`` is :class:`WindowSubsets`, whose ``X[idx]`` is a lazy ``WindowSet`` over the
+  same table (no window is copied until a model asks for its rows);
+- :class:`ScaledWindowModel` wraps the model: ``fit`` learns the per-feature scaler on
+  the table rows covered by ITS training windows only (``moola.features.scaling``; each
+  fold fits its own, so validation statistics never reach a fit), then trains the model
+  on scaled windows; prediction applies the same scaler. Tabular models get the last row
+  of each scaled window (the features at the decision bar);
+- :func:`scaling_methods` reads the per-column methods from the feature set the table was
+  computed with (its spec is stored with the feature table).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from moola.core.errors import ConfigError
+from moola.data.blacklist import exclude_from_split, read_blacklist
+from moola.data.registry import FeatureWindows, LabeledData, LabeledPart, Registry
+from moola.data.windows import WindowSet
+from moola.features.featureset import FeatureSetSpec, load_feature_set
+from moola.features.scaling import Scaler, fit_scaler, window_rows
+from moola.models.base import Estimator
+
+__all__ = [
+    "FeatureView",
+    "ScaledWindowModel",
+    "WindowSubsets",
+    "is_feature_windows",
+    "load_feature_training_data",
+    "scaling_methods",
+]
+
+#: How a model sees a window of feature rows: the whole ``(L, F)`` window (sequence
+#: models) or its last row ``(F,)`` (tabular models: the features at the decision bar).
+FeatureView = Literal["features", "features_last_row"]
+
+
+class WindowSubsets:
+    """All windows of a feature-windows dataset; ``X[idx]`` is a lazy ``WindowSet`` of the
+    windows ``idx`` (a view of the same table), which is what a fold's model receives."""
+
+    def __init__(self, windows: WindowSet) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows.starts)
+
+    def __getitem__(self, idx: Any) -> WindowSet:
+        subset = WindowSet(self.windows.values, self.windows.starts[idx], self.windows.length)
+        subset.columns = self.windows.columns
+        return subset
+
+
+def is_feature_windows(registry: Registry, dataset: str) -> bool:
+    """True when ``dataset`` (``NAME[@vN]``) is a stored feature-windows dataset."""
+    from moola.data.registry import parse_ref
+
+    name, version = parse_ref(dataset)
+    if not registry.versions("labeled", name):
+        return False
+    return "features" in registry.meta(registry.resolve("labeled", name, version))
+
+
+def load_feature_training_data(registry: Registry, dataset: str, split: str) -> LabeledData:
+    """Labeled feature windows ``dataset`` (``NAME[@vN]``) cut by ``split``, as the
+    ``LabeledData`` training reads: ``X`` is :class:`WindowSubsets` (lazy), each part's
+    ``X`` a lazy ``WindowSet``; windows overlapping the blacklist leave every part."""
+    from moola.data.registry import parse_ref
+
+    name, version = parse_ref(dataset)
+    windows = registry.load_feature_windows(name, version)
+    if windows.y is None:
+        raise ConfigError(
+            f"{windows.ref} holds unlabeled feature windows; training needs labeled ones "
+            "(build them with labels_from=LABELS).",
+            param="dataset",
+        )
+    split_obj, split_record = registry.load_split(split, expect_dataset=windows.ref)
+    table = windows.table
+    blacklist = read_blacklist(registry.root)
+    banned = np.flatnonzero(blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"]))
+    split_obj = exclude_from_split(split_obj, banned)
+    X = WindowSubsets(windows.X)
+    y = np.asarray(windows.y)
+
+    def part(indices: list[int]) -> LabeledPart:
+        idx = np.asarray(indices, dtype=np.int64)
+        return LabeledPart(X[idx], y[idx], idx, np.zeros(len(idx), dtype=bool))
+
+    parts = {name: part(getattr(split_obj, name)) for name in ("train", "val", "test")}
+    folds = [
+        {
+            name: part(getattr(fold, name))
+            for name in ("train", "val", "test")
+            if getattr(fold, name, None) is not None
+        }
+        for fold in split_obj.folds or []
+    ]
+    audit: dict[str, Any] = {
+        "dataset": windows.ref.to_dict(),
+        "classes": list(windows.classes),
+        "features": windows.features.to_dict(),
+        "columns": list(windows.columns),
+        "scaling": scaling_methods(registry, windows),
+        "split": split_record,
+        "blacklist": blacklist.record(len(banned)),
+        "counts": {name: len(value) for name, value in parts.items()},
+        "symbols": sorted({str(s) for s in windows.symbols}),
+        "train_synthetic_ratio": 0.0,
+        "val_synthetic_count": 0,
+        "test_synthetic_count": 0,
+    }
+    return LabeledData(windows.ref, table, windows.classes, X, y, split_obj, parts, folds, audit)
+
+
+def scaling_methods(registry: Registry, windows: FeatureWindows) -> dict[str, str]:
+    """Per-column scaling methods (``FeatureSet.scaling``) of the feature set the windows'
+    table was computed with, read from the spec stored with that table."""
+    features = windows.features
+    spec = registry.meta(features).get("feature_set")
+    if not isinstance(spec, dict):
+        raise ConfigError(
+            f"{features} does not record the feature set it was computed with; rebuild the "
+            "feature windows so their table carries its spec."
+        )
+    return load_feature_set(FeatureSetSpec.model_validate(spec)).scaling
+
+
+class ScaledWindowModel(Estimator):
+    """A model trained on feature windows scaled by a scaler fitted on its own training
+    windows (see the module docstring).
+
+    ``inner`` is the unfitted estimator; ``columns`` the feature table's columns and
+    ``methods`` their scaling methods; ``view`` what the inner model sees. ``fit`` and the
+    predict methods take a ``WindowSet`` (windows into a feature table) or an ``(N, L, F)``
+    array of unscaled feature windows. After ``fit``, ``scaler_`` is the fitted scaler.
+    """
+
+    input_kind = "sequence"
+
+    def __init__(
+        self,
+        inner: Estimator,
+        columns: tuple[str, ...],
+        methods: dict[str, str],
+        view: FeatureView = "features",
+    ) -> None:
+        self.inner = inner
+        self.columns = tuple(columns)
+        self.methods = dict(methods)
+        self.view = view
+        self.params = inner.get_params()
+        self.scaler_: Scaler | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def task(self) -> str:
+        """The inner model's task (``classification`` unless it says otherwise)."""
+        return str(getattr(self.inner, "task", "classification"))
+
+    def with_callbacks(self, *callbacks: Any) -> ScaledWindowModel:
+        self.inner.with_callbacks(*callbacks)
+        return self
+
+    def fit(
+        self,
+        X: Any,
+        y: np.ndarray,
+        *,
+        X_val: Any = None,
+        y_val: np.ndarray | None = None,
+    ) -> ScaledWindowModel:
+        """Fit the scaler on the rows ``X``'s windows cover, then the model on scaled
+        windows (``X_val`` only steers the model's early stopping, scaled the same way)."""
+        if not isinstance(X, WindowSet):
+            raise ConfigError(
+                "ScaledWindowModel.fit needs the training windows as a WindowSet (windows into "
+                "the feature table), so the scaler is fitted on the table rows they cover."
+            )
+        rows = window_rows(X.starts, X.length)
+        self.scaler_ = fit_scaler(X.values, self.columns, self.methods, rows)
+        self.inner.fit(
+            self._inputs(X),
+            y,
+            X_val=None if X_val is None else self._inputs(X_val),
+            y_val=y_val,
+        )
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.inner.predict_proba(self._inputs(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.inner.predict(self._inputs(X))
+
+    def save(self, path: str | Path) -> None:
+        """Write the inner model; the scaler travels beside it (``scaler.json`` of a run)."""
+        self.inner.save(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Estimator:
+        raise ConfigError(
+            "A ScaledWindowModel is loaded from its run (Predictor.from_run), which restores "
+            "the model file and the scaler beside it."
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Learned state of the inner model (training_summary_, load_report_, ...).
+        if name.endswith("_") and not name.startswith("__") and "inner" in self.__dict__:
+            return getattr(self.__dict__["inner"], name)
+        raise AttributeError(name)
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        """Scaled inputs of windows ``X`` in this model's view."""
+        if self.scaler_ is None:
+            raise ConfigError("This model is not fitted: call fit first.")
+        windows = X.materialise() if isinstance(X, WindowSet) else np.asarray(X)
+        if windows.ndim != 3 or windows.shape[2] != len(self.columns):
+            raise ConfigError(
+                f"Expected feature windows (N, L, {len(self.columns)}) over columns "
+                f"{list(self.columns)}; got shape {windows.shape}."
+            )
+        if self.view == "features_last_row":
+            windows = windows[:, -1, :]
+        return self.scaler_.transform(windows)
