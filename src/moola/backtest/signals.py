@@ -1,4 +1,5 @@
-"""Signal policies: a classifier's probabilities in, per-bar target positions out.
+"""Signal policies: a classifier's probabilities (or a regressor's predictions) in, per-bar
+target positions out.
 
 A :class:`SignalPolicy` is one frozen set of typed parameters (pydantic: unknown keys
 refused, naming them) with two forms that give the same numbers:
@@ -34,6 +35,20 @@ every bar. Sizing scales the direction: ``"fixed"`` holds ``fraction`` of equity
 returns of ``close`` up to and including bar ``t``: only the past. Until ``vol_lookback``
 returns exist the vol-targeted position is 0.
 
+Two policies trade a regression model's predictions (a forward return, say; any real
+number, ``nan`` for no decision), both held ``hold_bars`` bars like ThresholdHold:
+
+**SignHold** (``moola backtest run --policy sign``). A decision is +1 when ``pred >
+threshold``, -1 when ``pred < -threshold`` (``allow_short``, default True; else 0), else 0.
+
+**ScaledHold** (``--policy scaled``). A decision is ``clip(pred / scale, -1, 1)`` (negative
+values become 0 without ``allow_short``). With ``scale=None`` (the default) the scale is
+the standard deviation (ddof=1) of the predictions decided *before* this one, over all of
+them (expanding) or the last ``lookback``: never the current or a later one, so a backtest
+does not size early positions with the spread of predictions it has not seen yet (the
+standard deviation of every out-of-fold prediction would). Until ``min_history``
+predictions are past, or while their spread is 0, the decision is flat (0).
+
 The state machines and the rolling standard deviation are short numba loops; the stepper
 calls the same compiled window function as the batch form, so the two agree exactly (a
 pandas rolling std updates a running sum and would differ in the last bits).
@@ -59,11 +74,14 @@ from moola.core.hashing import sha256_json
 __all__ = [
     "Hysteresis",
     "PolicyStepper",
+    "ScaledHold",
+    "SignHold",
     "SignalPolicy",
     "ThresholdHold",
     "hold_positions",
     "positions_from_probabilities",
     "realised_volatility",
+    "sign_targets",
     "signal_targets",
 ]
 
@@ -137,8 +155,13 @@ class SignalPolicy(BaseModel, ABC):
         Raises ``ConfigError`` for probabilities outside [0, 1] (naming the rows), a row
         shape the policy does not take, or bars of another length.
         """
-        p = _probabilities(probabilities, self.columns)
+        p = self._checked(probabilities)
         return self._positions(p, None if bars is None else _close(bars, len(p)))
+
+    @classmethod
+    def _checked(cls, values: Any) -> np.ndarray:
+        """The batch input as float64, checked (probabilities by default)."""
+        return _probabilities(values, cls.columns)
 
     @abstractmethod
     def _positions(self, p: np.ndarray, close: np.ndarray | None) -> np.ndarray:
@@ -238,6 +261,200 @@ def hold_positions(
     age = np.arange(n_bars, dtype=np.int64) - (at[safe] if at.size else 0)
     keep = active & (age < hold_bars)
     return np.where(keep, vals[safe] if vals.size else 0.0, 0.0)
+
+
+# --------------------------------------------------------------------------- regression
+
+
+class _PredictionPolicy(SignalPolicy):
+    """A policy on a regression model's predictions: one real value per bar, ``nan`` for
+    no decision; each decision's target is held ``hold_bars`` bars (its own included)
+    unless a later decision replaces it."""
+
+    hold_bars: Annotated[int, Field(ge=1, strict=True)]
+    allow_short: bool = True
+
+    @classmethod
+    def _checked(cls, values: Any) -> np.ndarray:
+        return _predictions(values)
+
+    def _positions(self, p: np.ndarray, close: np.ndarray | None) -> np.ndarray:
+        decided = ~np.isnan(p)
+        values = self._values(p[decided])
+        return hold_positions(len(p), np.flatnonzero(decided), values, self.hold_bars)
+
+    @abstractmethod
+    def _values(self, predictions: np.ndarray) -> np.ndarray:
+        """Each decision's target from the decided predictions, in bar order."""
+
+    @abstractmethod
+    def _stepper_state(self) -> Any:
+        """What the step form carries from one decision to the next."""
+
+    @abstractmethod
+    def _step_value(self, prediction: float, state: Any) -> float:
+        """One decision's target (the batch ``_values`` of it), updating ``state``."""
+
+    def stepper(self) -> PolicyStepper:
+        return _PredictionStepper(self)
+
+
+class SignHold(_PredictionPolicy):
+    """Long when a prediction is above ``threshold``, short below ``-threshold``.
+
+    Parameters
+    ----------
+    threshold : float, default 0.0
+        >= 0, in the prediction's units (a forward return of 0.001 is 10 bps).
+    hold_bars : int
+        Bars a decision's target is held, its own bar included (>= 1).
+    allow_short : bool, default True
+        False: a prediction below ``-threshold`` is flat instead of short.
+    """
+
+    name: ClassVar[str] = "sign"
+    threshold: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+
+    def _values(self, predictions: np.ndarray) -> np.ndarray:
+        return sign_targets(predictions, self.threshold, self.allow_short)
+
+    def _stepper_state(self) -> Any:
+        return None
+
+    def _step_value(self, prediction: float, state: Any) -> float:
+        return float(sign_targets(np.array([prediction]), self.threshold, self.allow_short)[0])
+
+
+class ScaledHold(_PredictionPolicy):
+    """Position ``clip(pred / scale, -1, 1)``, the scale given or the spread of past
+    predictions (module notes).
+
+    Parameters
+    ----------
+    scale : float, optional
+        > 0, in the prediction's units. None (default): the standard deviation of the
+        predictions decided before each one (never the current or a later one).
+    lookback : int, optional
+        With ``scale=None``, the number of past predictions in that standard deviation
+        (>= 2); None (default): all of them (expanding).
+    min_history : int, default 20
+        With ``scale=None``, past predictions needed before a decision is sized; flat
+        until then (>= 2).
+    hold_bars : int
+        Bars a decision's target is held, its own bar included (>= 1).
+    allow_short : bool, default True
+        False: a negative position is flat instead.
+    """
+
+    name: ClassVar[str] = "scaled"
+    scale: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    lookback: Annotated[int, Field(ge=2, strict=True)] | None = None
+    min_history: Annotated[int, Field(ge=2, strict=True)] = 20
+
+    def _values(self, predictions: np.ndarray) -> np.ndarray:
+        return _scaled_values(
+            predictions,
+            0.0 if self.scale is None else float(self.scale),
+            0 if self.lookback is None else int(self.lookback),
+            int(self.min_history),
+            bool(self.allow_short),
+        )
+
+    def _stepper_state(self) -> Any:
+        # past predictions (a window, or all) and the expanding (count, mean, m2)
+        return {"past": deque(maxlen=self.lookback or 0), "welford": (0, 0.0, 0.0)}
+
+    def _step_value(self, prediction: float, state: Any) -> float:
+        count, mean, m2 = state["welford"]
+        if self.scale is not None:
+            scale = float(self.scale)
+        elif count < self.min_history:
+            scale = math.nan
+        elif self.lookback is not None:
+            scale = _window_std(np.array(state["past"], dtype=np.float64))
+        else:
+            scale = _expanding_std(count, m2)
+        value = _scaled_value(prediction, scale, bool(self.allow_short))
+        state["past"].append(prediction)
+        state["welford"] = _welford(count, mean, m2, prediction)
+        return float(value)
+
+
+class _PredictionStepper(PolicyStepper):
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.state = policy._stepper_state()
+        self.value = 0.0
+        self.age = policy.hold_bars  # no decision yet: flat
+
+    def step(self, probability: Any, bar: Mapping[str, Any] | None = None) -> float:
+        """The target decided at this bar from its prediction (a float; ``nan`` or
+        ``None``: none)."""
+        prediction = _prediction_value(probability)
+        if math.isnan(prediction):
+            self.age += 1
+        else:
+            self.value = self.policy._step_value(prediction, self.state)
+            self.age = 0
+        return self.value if self.age < self.policy.hold_bars else 0.0
+
+
+def sign_targets(predictions: np.ndarray, threshold: float, allow_short: bool = True) -> np.ndarray:
+    """+1 where a prediction is above ``threshold``, -1 where it is below ``-threshold``
+    (0 instead without ``allow_short``), else 0."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    long = (predictions > threshold).astype(np.float64)
+    if not allow_short:
+        return long
+    return long - (predictions < -threshold).astype(np.float64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _welford(count: int, mean: float, m2: float, x: float):
+    """One value into the running (count, mean, sum of squared deviations)."""
+    count += 1
+    delta = x - mean
+    mean += delta / count
+    m2 += delta * (x - mean)
+    return count, mean, m2
+
+
+@numba.njit(cache=True, nogil=True)
+def _expanding_std(count: int, m2: float) -> float:
+    return math.sqrt(m2 / (count - 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _scaled_value(prediction: float, scale: float, allow_short: bool) -> float:
+    """``clip(prediction / scale, -1, 1)``; 0 for a scale that is nan or 0."""
+    if not scale > 0.0:
+        return 0.0
+    value = min(1.0, max(-1.0, prediction / scale))
+    if not allow_short and value < 0.0:
+        return 0.0
+    return value
+
+
+@numba.njit(cache=True, nogil=True)
+def _scaled_values(
+    predictions: np.ndarray, scale: float, lookback: int, min_history: int, allow_short: bool
+) -> np.ndarray:
+    """Each decided prediction's scaled target; ``scale`` 0: the std of the earlier ones
+    (the last ``lookback``, or all when 0), from ``min_history`` of them on."""
+    out = np.empty(predictions.size)
+    count, mean, m2 = 0, 0.0, 0.0
+    for i in range(predictions.size):
+        if scale > 0.0:
+            s = scale
+        elif count < min_history:
+            s = np.nan
+        elif lookback > 0:
+            s = _window_std(predictions[max(0, i - lookback) : i])
+        else:
+            s = _expanding_std(count, m2)
+        out[i] = _scaled_value(predictions[i], s, allow_short)
+        count, mean, m2 = _welford(count, mean, m2, predictions[i])
+    return out
 
 
 # --------------------------------------------------------------------------- hysteresis
@@ -486,6 +703,31 @@ def _probabilities(probabilities: Any, columns: tuple[int, ...]) -> np.ndarray:
             "probability (e.g. predict_proba(...)[:, 1]), not a logit or a score."
         )
     return p
+
+
+def _predictions(values: Any) -> np.ndarray:
+    """Regression predictions as 1-D float64: finite, or ``nan`` for no decision."""
+    p = np.asarray(values, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] == 1:
+        p = p[:, 0]
+    if p.ndim != 1:
+        raise ConfigError(f"predictions must be one value per bar (1-D), got shape {p.shape}.")
+    bad = np.isinf(p)
+    if bad.any():
+        raise ConfigError(
+            f"Predictions must be finite (nan: no decision); rows {_rows(bad)} are infinite."
+        )
+    return p
+
+
+def _prediction_value(prediction: Any) -> float:
+    """One bar's prediction as a float (``None`` is nan); infinity is refused."""
+    row = np.atleast_1d(np.asarray(np.nan if prediction is None else prediction, np.float64))
+    if row.ndim != 1 or row.size != 1:
+        raise ConfigError(f"A step takes one prediction per bar, got {row.size}.")
+    if np.isinf(row[0]):
+        raise ConfigError(f"Predictions must be finite (nan: no decision), got {row[0]}.")
+    return float(row[0])
 
 
 def _probability_row(probability: Any, columns: tuple[int, ...]) -> np.ndarray:
