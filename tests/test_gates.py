@@ -1,4 +1,5 @@
-"""Promotion gates: thresholds, missing evidence fails, disabled gates are skipped."""
+"""Promotion gates: thresholds, missing evidence fails, disabled gates are skipped; gates on
+any metric of a classification, regression or multi-task report."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from moola.evaluation.gates import GateConfig, evaluate_gates
+from moola.core.errors import ConfigError
+from moola.evaluation.gates import (
+    GateConfig,
+    MetricGate,
+    default_gates,
+    evaluate_gates,
+    parse_gate,
+)
 from moola.evaluation.metrics import classification_report
+from moola.evaluation.regression import (
+    flat_regression_metrics,
+    multitask_report,
+    regression_report,
+)
 
 
 def _by_name(record):
@@ -105,3 +118,112 @@ def test_gate_config_is_frozen_and_rejects_unknown_keys():
     config = GateConfig()
     with pytest.raises(ValidationError):
         config.min_accuracy = 0.1
+
+
+# --------------------------------------------------------------------------- metric gates
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "threshold"),
+    [
+        ("ic>0.02", "ic", ">", 0.02),
+        (" rmse <= 1e-3 ", "rmse", "<=", 0.001),
+        ("r2>=-0.5", "r2", ">=", -0.5),
+        ("direction.accuracy<.9", "direction.accuracy", "<", 0.9),
+        ("ic_ci_low>0", "ic_ci_low", ">", 0.0),
+    ],
+)
+def test_parse_gate_reads_metric_op_and_threshold(text, metric, op, threshold):
+    gate = parse_gate(text)
+    assert (gate.metric, gate.op, gate.threshold) == (metric, op, threshold)
+    assert parse_gate(str(gate)) == gate
+
+
+@pytest.mark.parametrize(
+    "text", ["ic=0.02", "ic==0.02", "ic>", ">0.02", "ic>>0.02", "ic>nan", "ic>inf", "ic>0.1x", ""]
+)
+def test_parse_gate_refuses_other_text_naming_it_and_the_accepted_forms(text):
+    with pytest.raises(ConfigError, match=r"is not a metric gate.*OP one of >, >=, <, <=") as info:
+        parse_gate(text)
+    assert repr(text) in str(info.value) and info.value.param == "gate"
+    with pytest.raises(ConfigError, match="is not a metric gate"):
+        GateConfig(metric_gates=[text])
+
+
+def _regression(ic_strength: float):
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 0.01, 300)
+    return regression_report(y, ic_strength * y + rng.normal(0, 0.01, 300), n_bootstrap=200)
+
+
+def test_a_regression_run_passes_or_fails_an_ic_gate():
+    config = default_gates("regression", metric_gates=("ic>0.02", "rmse<0.1"))
+    good = evaluate_gates(_regression(1.0), config)
+    assert good.passed and [g.name for g in good.gates] == ["ic>0.02", "rmse<0.1"]
+    assert _by_name(good)["ic>0.02"].value > 0.5
+    backwards = _regression(-0.5)  # ranks the windows the wrong way round
+    assert backwards["metrics"]["ic"] < 0.02
+    bad = evaluate_gates(backwards, config)
+    assert not bad.passed
+    assert [(g.name, g.reason) for g in bad.failed] == [("ic>0.02", "not above threshold")]
+    json.dumps(bad.to_dict(), allow_nan=False)
+
+
+def test_metric_gates_read_intervals_heads_and_flat_mappings_and_missing_ones_fail():
+    report = _regression(1.0)
+    ci = evaluate_gates(report, default_gates("regression", metric_gates=["ic_ci_low>0.9"]))
+    assert _by_name(ci)["ic_ci_low>0.9"].value == report["intervals"]["ic"]["low"]
+    assert not ci.passed and ci.failed[0].reason == "not above threshold"
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 80)
+    p1 = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.15, 80), 0.01, 0.99)
+    direction = classification_report(y, np.column_stack([1 - p1, p1]), classes=["a", "b"])
+    both = multitask_report({"direction": direction, "volatility": report})
+    config = default_gates(
+        "multitask",
+        metric_gates=["direction.accuracy>=0.5", "volatility.ic>0.02", "direction.minority_f1>0"],
+    )
+    record = evaluate_gates(both, config)
+    assert record.passed
+    assert _by_name(record)["volatility.ic>0.02"].value == report["metrics"]["ic"]
+    assert _by_name(record)["direction.minority_f1>0"].value == direction["per_class"][0]["f1"]
+    flat = evaluate_gates(flat_regression_metrics(both), config)
+    assert [g.value for g in flat.gates] == [g.value for g in record.gates]
+    asked = ["ic>0", "volatility.sharpe>0", "sentiment.ic>0", "mae_ci_mid<1"]
+    config = default_gates("multitask", metric_gates=asked)
+    found_in = {"multitask": both, "regression": report, "flat": {"mae": 0.1}}
+    missing = {
+        kind: [g.name for g in evaluate_gates(target, config).failed if g.reason == "missing"]
+        for kind, target in found_in.items()
+    }
+    assert missing == {"multitask": asked, "regression": asked[1:], "flat": asked}
+    undefined = regression_report(np.full(20, 0.01), np.linspace(0, 1, 20), n_bootstrap=0)
+    judged = evaluate_gates(undefined, default_gates("regression", metric_gates=["ic>0"]))
+    assert [(g.name, g.value, g.reason) for g in judged.gates] == [("ic>0", None, "missing")]
+
+
+def test_default_gates_keep_classification_defaults_and_drop_them_for_regression():
+    assert default_gates("classification") == GateConfig()
+    regression = default_gates("regression")
+    assert regression.min_accuracy is None and regression.max_ece is None
+    assert default_gates("multitask", min_sharpe=1.0).min_sharpe == 1.0
+    assert evaluate_gates(_regression(1.0), regression).gates == ()
+    # with the classifier's defaults, a regression report has no accuracy: it fails, missing
+    assert {g.reason for g in evaluate_gates(_regression(1.0)).failed} == {"missing"}
+    with pytest.raises(ConfigError, match="task must be one of"):
+        default_gates("forecast")
+    with pytest.raises(ValidationError):
+        default_gates("regression", min_acuracy=0.5)
+
+
+def test_metric_gate_ops_compare_at_equality_as_written():
+    flat = {"ic": 0.02}
+    outcomes = {
+        text: evaluate_gates(flat, default_gates("regression", metric_gates=[text])).passed
+        for text in ("ic>0.02", "ic>=0.02", "ic<0.02", "ic<=0.02")
+    }
+    assert outcomes == {"ic>0.02": False, "ic>=0.02": True, "ic<0.02": False, "ic<=0.02": True}
+    with pytest.raises(ValidationError):
+        MetricGate(metric="ic", op="=", threshold=0.0)
+    with pytest.raises(ValidationError):
+        MetricGate(metric="ic", op=">", threshold=float("nan"))

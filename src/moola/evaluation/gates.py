@@ -11,17 +11,88 @@ Where the numbers come from: ``accuracy``, ``ece`` and the accuracy interval fro
 :func:`moola.evaluation.metrics.classification_report` (its ``metrics``/``intervals``) or
 from a flat ``{name: value}`` mapping; ``sharpe`` and ``max_drawdown`` (a positive fraction
 of the peak, 0.1 = 10%) from ``moola.backtest.metrics.compute_stats``.
+
+Any other metric is gated by a :class:`MetricGate` (``parse_gate("ic>0.02")``), looked up
+by :func:`metric_value` in a classification, regression or multi-task report (a head's
+metric as ``<head>.<metric>``) or a flat mapping. The accuracy and ECE defaults are a
+classifier's; :func:`default_gates` leaves them out for a regression or multi-task run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from moola.core.errors import ConfigError
 
 MISSING = "missing"
+Op = Literal[">", ">=", "<", "<="]
+_OPS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    ">": (operator.gt, "not above threshold"),
+    ">=": (operator.ge, "below minimum"),
+    "<": (operator.lt, "not below threshold"),
+    "<=": (operator.le, "above maximum"),
+}
+_GATE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][\w.-]*?)\s*(?P<op>>=|<=|>|<)\s*"
+    r"(?P<threshold>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+_FORMS = (
+    "write METRIC OP NUMBER with OP one of >, >=, <, <= (e.g. 'ic>0.02', 'rmse<0.01', "
+    "'direction.accuracy>=0.55' for a head of a multi-task run)"
+)
+TASKS = ("classification", "regression", "multitask")
+
+
+class MetricGate(BaseModel):
+    """One threshold on any named metric: ``metric op threshold`` (``ic > 0.02``).
+
+    ``metric`` is a name in the report (``ic``, ``rmse``, ``accuracy``), ``<head>.<metric>``
+    for a multi-task run's head, or ``<metric>_ci_low``/``_ci_high`` for an end of its
+    bootstrap interval.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: Annotated[str, Field(min_length=1)]
+    op: Op
+    threshold: Annotated[float, Field(allow_inf_nan=False)]
+
+    def __str__(self) -> str:
+        number = repr(self.threshold)  # exact, so the text parses back to this gate
+        return f"{self.metric}{self.op}{number.removesuffix('.0')}"
+
+    def check(self, value: Any) -> GateResult:
+        """This gate's outcome for ``value`` (``None``/NaN/unparseable: failed, missing)."""
+        name = str(self)
+        number = _number(value)
+        if number is None:
+            return GateResult(
+                name=name, threshold=self.threshold, value=None, passed=False, reason=MISSING
+            )
+        compare, why = _OPS[self.op]
+        passed = bool(compare(number, self.threshold))
+        return GateResult(
+            name=name,
+            threshold=self.threshold,
+            value=number,
+            passed=passed,
+            reason=None if passed else why,
+        )
+
+
+def parse_gate(text: str) -> MetricGate:
+    """``"ic>0.02"`` as a :class:`MetricGate`; ``ConfigError`` naming ``text`` and the
+    accepted forms for anything else."""
+    match = _GATE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"Gate {text!r} is not a metric gate; {_FORMS}.", param="gate")
+    return MetricGate(metric=match["metric"], op=match["op"], threshold=float(match["threshold"]))
 
 
 class GateConfig(BaseModel):
@@ -38,6 +109,34 @@ class GateConfig(BaseModel):
     min_sharpe: float | None = None
     max_drawdown: float | None = None
     min_accuracy_ci_low: float | None = None
+    #: Thresholds on any metric, checked after the gates above; text (``"ic>0.02"``) is
+    #: parsed with :func:`parse_gate`.
+    metric_gates: tuple[MetricGate, ...] = ()
+
+    @field_validator("metric_gates", mode="before")
+    @classmethod
+    def _parse_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, list | tuple):
+            return tuple(parse_gate(v) if isinstance(v, str) else v for v in value)
+        return value
+
+
+def default_gates(task: str, **overrides: Any) -> GateConfig:
+    """The default gates of a run of ``task``, with ``overrides`` (GateConfig fields).
+
+    A classification run gets :class:`GateConfig`'s defaults (accuracy and ECE). A
+    regression or multi-task run gets neither (a regression report has no accuracy, and
+    a multi-task report names a head's as ``<head>.accuracy``): its evidence comes from
+    ``metric_gates`` (``ic>0.02``) and the backtest gates.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}.", param="task")
+    base: dict[str, Any] = {}
+    if task != "classification":
+        base = {"min_accuracy": None, "max_ece": None}
+    return GateConfig(**{**base, **overrides})
 
 
 class GateResult(BaseModel):
@@ -106,13 +205,52 @@ def _accuracy_ci_low(metrics: Mapping[str, Any]) -> Any:
     return metrics.get("accuracy_ci_low")
 
 
+def _interval_end(report: Mapping[str, Any], name: str) -> Any:
+    for suffix, end in (("_ci_low", "low"), ("_ci_high", "high")):
+        if name.endswith(suffix):
+            intervals = report.get("intervals")
+            if isinstance(intervals, Mapping):
+                interval = intervals.get(name[: -len(suffix)])
+                if isinstance(interval, Mapping):
+                    return interval.get(end)
+    return None
+
+
+def metric_value(metrics: Mapping[str, Any], name: str) -> Any:
+    """The value of metric ``name`` in ``metrics``, or ``None`` when it is not there.
+
+    ``metrics`` is a classification or regression report (``name`` in its ``metrics``;
+    ``<metric>_ci_low``/``_ci_high`` from its ``intervals``; a classification report's
+    ``minority_<precision|recall|f1>`` from its first ``per_class`` row), a multi-task report
+    (``<head>.<metric>``, looked up in that head's report the same way) or a flat
+    ``{name: value}`` mapping.
+    """
+    if metrics.get("task") == "multitask":
+        head, _, rest = name.partition(".")
+        heads = metrics.get("heads")
+        if rest and isinstance(heads, Mapping) and isinstance(heads.get(head), Mapping):
+            return metric_value(heads[head], rest)
+        return None
+    inner = metrics.get("metrics")
+    if not isinstance(inner, Mapping):
+        return metrics.get(name)
+    if name in inner:
+        return inner[name]
+    if name.startswith("minority_"):
+        per_class = metrics.get("per_class")
+        if isinstance(per_class, list) and per_class and isinstance(per_class[0], Mapping):
+            return per_class[0].get(name[len("minority_") :])
+    return _interval_end(metrics, name)
+
+
 def evaluate_gates(
     metrics: Mapping[str, Any],
     config: GateConfig | None = None,
     backtest_stats: Mapping[str, Any] | None = None,
 ) -> GateRecord:
-    """Check ``metrics`` (a classification report or a flat ``{name: value}`` mapping) and
-    ``backtest_stats`` against ``config`` (default :class:`GateConfig`)."""
+    """Check ``metrics`` (a classification, regression or multi-task report, or a flat
+    ``{name: value}`` mapping) and ``backtest_stats`` against ``config`` (default
+    :class:`GateConfig`; see :func:`default_gates` for a regression run)."""
     config = config or GateConfig()
     flat = metrics.get("metrics") if isinstance(metrics.get("metrics"), Mapping) else metrics
     stats = backtest_stats or {}
@@ -136,6 +274,7 @@ def evaluate_gates(
         checks.append(
             _check("max_drawdown", config.max_drawdown, stats.get("max_drawdown"), at_least=False)
         )
+    checks.extend(gate.check(metric_value(metrics, gate.metric)) for gate in config.metric_gates)
     return GateRecord(
         gates=tuple(checks), passed=all(gate.passed for gate in checks), config=config
     )
