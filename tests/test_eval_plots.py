@@ -83,3 +83,31 @@ def test_labelled_market_and_example_windows_render_and_check_their_inputs():
         labelled_market_png(times, close[:-1], windows)
     with pytest.raises(ConfigError, match="no windows"):
         example_windows_png({"a": []})
+
+
+def test_regression_plots_return_deterministic_png_bytes_and_check_their_inputs():
+    from moola.evaluation.plots import ic_over_time_png, predicted_vs_actual_png
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 0.01, 300)
+    pred = 0.4 * y + rng.normal(0, 0.01, 300)
+    symbols = np.array(["BTC-USD", "ETH-USD", "SOL-USD"])[np.arange(300) % 3]
+    scatter = predicted_vs_actual_png(y, pred, symbols)
+    assert scatter.startswith(PNG) and scatter == predicted_vs_actual_png(y, pred, symbols)
+    assert predicted_vs_actual_png(y, pred).startswith(PNG)
+    periods = [
+        {"period": "2024-01", "ic": 0.05, "n": 100},
+        {"period": "2024-02", "ic": -0.02, "n": 100},
+        {"period": "2024-03", "ic": None, "n": 1},
+    ]
+    bars = ic_over_time_png(periods)
+    assert bars.startswith(PNG) and bars == ic_over_time_png(periods)
+    assert ic_over_time_png([{"period": "2024-01", "ic": None, "n": 1}]).startswith(PNG)
+    with pytest.raises(ConfigError, match="pred holds NaN or inf at row 4"):
+        predicted_vs_actual_png(y, np.where(np.arange(300) == 4, np.nan, pred))
+    with pytest.raises(ConfigError, match="symbols must be 1-D"):
+        predicted_vs_actual_png(y, pred, symbols[:-1])
+    with pytest.raises(ConfigError, match="no periods"):
+        ic_over_time_png([])
+    with pytest.raises(ConfigError, match="row 1 is not"):
+        ic_over_time_png([periods[0], {"ic": 0.1}])

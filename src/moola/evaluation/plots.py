@@ -1,6 +1,7 @@
 """Evaluation charts as PNG bytes: reliability diagram, confusion matrix, precision-recall
 curves, learning curves, and the labelled data they come from (a price chart with the
-labelled windows marked, example windows per class).
+labelled windows marked, example windows per class); for regression, predicted against
+actual values (per symbol) and the information coefficient period by period.
 
 As in ``moola.backtest.plots``, each figure is drawn on a matplotlib ``Figure`` with the Agg
 canvas (never ``pyplot``, so no global state and no display), cleared after saving, and
@@ -22,9 +23,12 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from moola.core.errors import ConfigError
 from moola.core.figures import figure_png, new_figure
 from moola.evaluation.metrics import BinStrategy, reliability_bins, validate_proba
+from moola.evaluation.regression import validate_regression
 
 DEFAULT_SIZE: tuple[int, int] = (700, 500)
 _MAX_PRICE_POINTS = 5_000  # a long price series is thinned to this many points to draw
+_MAX_SCATTER_POINTS = 20_000  # a scatter of more windows is thinned to this many to draw
+_MAX_PERIOD_LABELS = 24  # IC bars beyond this get every k-th period named
 
 
 def _class_names(classes: Sequence[str] | None, n_classes: int) -> list[str]:
@@ -271,6 +275,96 @@ def example_windows_png(
             if col == 0:
                 ax.set_ylabel(f"{label}\n% from start", fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def predicted_vs_actual_png(
+    y: Any,
+    pred: Any,
+    symbols: Any = None,
+    *,
+    size: tuple[int, int] = (600, 560),
+    title: str = "Predicted vs actual",
+) -> bytes:
+    """Each window's prediction against its actual value, one colour per symbol, with the
+    line y = x a perfect forecaster would sit on. More than 20,000 windows are thinned to
+    evenly spaced ones (a chart, not data); the legend counts every window."""
+    actual, predicted = validate_regression(y, pred)
+    names = None
+    if symbols is not None:
+        names = np.asarray(symbols).astype(str)
+        if names.ndim != 1 or names.size != actual.size:
+            raise ConfigError(
+                f"symbols must be 1-D with one entry per row of y ({actual.size}), got shape "
+                f"{names.shape}.",
+                param="symbols",
+            )
+    shown = np.unique(np.linspace(0, actual.size - 1, min(actual.size, _MAX_SCATTER_POINTS)))
+    shown = shown.astype(np.int64)
+    fig = new_figure(size)
+    ax = fig.add_subplot()
+    if names is None:
+        ax.scatter(actual[shown], predicted[shown], s=6, alpha=0.5, lw=0, label="windows")
+    else:
+        for symbol, colour in _class_colours(sorted(set(names.tolist()))).items():
+            rows = shown[names[shown] == symbol]
+            ax.scatter(
+                actual[rows],
+                predicted[rows],
+                s=6,
+                alpha=0.5,
+                lw=0,
+                color=colour,
+                label=f"{symbol} ({int((names == symbol).sum()):,})",
+            )
+    low = float(min(actual.min(), predicted.min()))
+    high = float(max(actual.max(), predicted.max()))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1, label="y = x")
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    thinned = f" ({shown.size:,} of {actual.size:,} shown)" if shown.size < actual.size else ""
+    ax.set_title(title + thinned)
+    ax.legend(loc="upper left", markerscale=2)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def ic_over_time_png(
+    ic_over_time: Sequence[Mapping[str, Any]],
+    *,
+    size: tuple[int, int] = (900, 400),
+    title: str = "Information coefficient over time",
+) -> bytes:
+    """One bar per period of ``regression_report(...)["ic_over_time"]``: its IC (green at
+    or above 0, red below), a grey x where it is undefined, and the mean IC dashed."""
+    if isinstance(ic_over_time, str | bytes) or not isinstance(ic_over_time, Sequence):
+        raise ConfigError("ic_over_time must be a list of {period, ic, n} rows.")
+    rows = list(ic_over_time)
+    if not rows:
+        raise ConfigError("ic_over_time holds no periods; give at least one {period, ic} row.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or "period" not in row or "ic" not in row:
+            raise ConfigError(f"ic_over_time row {i} is not a {{period, ic, n}} mapping: {row!r}.")
+    values = np.array([np.nan if r["ic"] is None else float(r["ic"]) for r in rows])
+    defined = np.isfinite(values)
+    x = np.arange(len(rows))
+    fig = new_figure(size)
+    ax = fig.add_subplot()
+    colours = np.where(values >= 0, "#2ca02c", "#d62728")
+    ax.bar(x[defined], values[defined], color=colours[defined], edgecolor="black", lw=0.4)
+    if not defined.all():
+        ax.scatter(x[~defined], np.zeros(int((~defined).sum())), marker="x", color="grey")
+    if defined.any():
+        mean = float(values[defined].mean())
+        ax.axhline(mean, linestyle="--", color="#1d2330", lw=1, label=f"mean IC {mean:.3f}")
+        ax.legend(loc="upper left")
+    ax.axhline(0.0, color="black", lw=0.6)
+    step = max(1, -(-len(rows) // _MAX_PERIOD_LABELS))
+    ax.set_xticks(x[::step], [str(r["period"]) for r in rows][::step], rotation=45, ha="right")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_ylabel("Spearman IC")
+    ax.set_title(title)
     fig.tight_layout()
     return figure_png(fig)
 
