@@ -70,6 +70,8 @@ SPLITS_DIR = "splits"
 MIN_SYNTHETIC_KS_PVALUE = 0.1
 # Optional column of labeled windows: open time of the last bar the label looks at.
 LABEL_HORIZON = "horizon_end_ts"
+# Column of target ``t`` in a regression or multitask feature-windows table: ``y_<t>``.
+TARGET_PREFIX = "y_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _REF = re.compile(r"^(?P<name>[^@]+?)(?:@v?(?P<version>\d+))?$")
@@ -142,12 +144,19 @@ class LabeledData:
 class FeatureWindows:
     """A feature-windows dataset (``moola.pipeline.build_feature_windows``), loaded lazily.
 
-    ``X`` is a ``WindowSet`` over the stored feature table (float32, one row per bar):
-    ``X[i]`` is window ``i``'s ``(length, F)`` rows, a view; ``X.take(idx)`` copies only
-    the windows asked for and ``X.materialise()`` all of them. ``y`` holds the class
-    indices into ``classes`` (``None`` for unlabeled windows); ``symbols`` and
-    ``timestamps`` (open time of each window's last bar) come one per window, and
-    ``table`` is the stored windows table.
+    ``X`` is a ``WindowSet`` over the stored feature table (float32, one row per bar; over
+    several raw versions, their tables one after the other): ``X[i]`` is window ``i``'s
+    ``(length, F)`` rows, a view; ``X.take(idx)`` copies only the windows asked for and
+    ``X.materialise()`` all of them. ``symbols`` and ``timestamps`` (open time of each
+    window's last bar) come one per window, and ``table`` is the stored windows table
+    (``start``/``end`` are rows of ``X.values``).
+
+    Targets: ``task`` is ``"classification"``, ``"regression"`` or ``"multitask"``
+    (``None`` unlabeled) and ``targets`` lists ``{"name", "kind", "classes"?, "source"}``
+    per target. ``Y`` is ``(N, K)`` float64, one column per target: class indices into
+    its ``classes`` for a classification target, values for a regression one. ``y`` is
+    the class indices (int64) into ``classes`` for one classification target, the float64
+    values for one regression target, ``Y`` for several, ``None`` unlabeled.
     """
 
     ref: DatasetRef
@@ -159,6 +168,10 @@ class FeatureWindows:
     classes: tuple[str, ...]
     symbols: np.ndarray
     timestamps: np.ndarray
+    task: str | None = None
+    targets: tuple[dict[str, Any], ...] = ()
+    Y: np.ndarray | None = None
+    feature_tables: tuple[DatasetRef, ...] = ()
 
     def __len__(self) -> int:
         return len(self.X)
@@ -456,35 +469,54 @@ class Registry:
     def write_feature_windows(
         self,
         name: str,
-        raw: DatasetRef,
-        features: DatasetRef,
+        raw: DatasetRef | Sequence[DatasetRef],
+        features: DatasetRef | Sequence[DatasetRef],
         table: pd.DataFrame,
         *,
         length: int,
         meta: dict[str, Any],
         transformations: list[dict[str, Any]],
         version: int | None = None,
+        targets: Sequence[dict[str, Any]] | None = None,
     ) -> DatasetRef:
         """Store windows over the stored feature table ``features`` (computed on ``raw``):
-        labeled when ``table`` has a ``label`` column, else unlabeled.
+        labeled when ``table`` has a ``label`` column or ``targets`` are given, else
+        unlabeled.
 
         ``table`` holds ``symbol, start, end, start_ts, end_ts`` (bar positions, which are
-        also rows of the feature table) and, labeled, ``label, grade, source`` and the
-        label's horizon end. Only positions are stored, never feature values. Windows
-        overlapping a blacklisted span are left out and the count recorded; the manifest
-        names both the raw bars and the feature table as parents.
+        also rows of the feature table) and, labeled, ``label`` (one class target) or
+        ``y_<name>`` per target, ``grade, source`` and the label's horizon end. ``targets``
+        lists ``{"name", "kind", "source"}``; the classes of each classification target
+        are recorded from the windows stored. Several raw versions (each with its feature
+        table, in the same order) are stored as one: positions then index the tables one
+        after the other, and every raw and table is a parent. Only positions are stored,
+        never feature values. Windows overlapping a blacklisted span are left out and the
+        count recorded.
         """
-        labeled = "label" in table.columns
-        features_meta = self.meta(features)
-        if len(table) and int(table["end"].max()) >= int(features_meta["rows"]):
+        raws = [raw] if isinstance(raw, DatasetRef) else list(raw)
+        tables = [features] if isinstance(features, DatasetRef) else list(features)
+        if len(raws) != len(tables) or not raws:
             raise RegistryError(
-                f"Feature windows reach row {int(table['end'].max())} but {features} has only "
-                f"{features_meta['rows']} rows; the windows were built on another table."
+                f"Feature windows need one feature table per raw version; got {len(raws)} raw "
+                f"version(s) and {len(tables)} table(s)."
             )
+        rows = [int(self.meta(ref)["rows"]) for ref in tables]
+        bounds = np.cumsum([0, *rows])
+        if len(table):
+            within = np.searchsorted(bounds, table["start"].to_numpy(np.int64), side="right") - 1
+            if int(table["end"].max()) >= int(bounds[-1]) or bool(
+                (table["end"].to_numpy(np.int64) >= bounds[np.minimum(within + 1, len(rows))]).any()
+            ):
+                shown = tables[0] if len(tables) == 1 else ", ".join(map(str, tables))
+                raise RegistryError(
+                    f"Feature windows reach row {int(table['end'].max())} but {shown} has only "
+                    f"{int(bounds[-1])} rows (or a window crosses from one table into the "
+                    "next); the windows were built on another table."
+                )
         table, transformations = self._without_blacklisted(table, transformations)
         if not len(table):
             raise RegistryError(
-                f"No feature window of {length} rows over {features} is left to store "
+                f"No feature window of {length} rows over {tables[0]} is left to store "
                 "(every one was excluded); use a shorter length or more data.",
                 param="length",
             )
@@ -492,19 +524,27 @@ class Registry:
             "windows": len(table),
             "length": length,
             **meta,
-            "raw": raw.to_dict(),
-            "features": features.to_dict(),
+            "raw": raws[0].to_dict(),
+            "features": tables[0].to_dict(),
         }
+        if len(raws) > 1:
+            full_meta["feature_tables"] = [
+                {"raw": r.to_dict(), "features": f.to_dict(), "offset": int(o), "rows": n}
+                for r, f, o, n in zip(raws, tables, bounds[:-1], rows, strict=True)
+            ]
         manifest = {
-            "parents": [raw.to_dict(), features.to_dict()],
+            "parents": [ref.to_dict() for pair in zip(raws, tables, strict=True) for ref in pair],
             "transformations": transformations,
         }
-        if labeled:
-            labels = table["label"].astype(str)
-            full_meta["classes"] = sorted(labels.unique().tolist())
-            full_meta["class_counts"] = {
-                str(k): int(v) for k, v in labels.value_counts().sort_index().items()
-            }
+        if "label" in table.columns or targets:
+            if "label" in table.columns:
+                labels = table["label"].astype(str)
+                full_meta["classes"] = sorted(labels.unique().tolist())
+                full_meta["class_counts"] = {
+                    str(k): int(v) for k, v in labels.value_counts().sort_index().items()
+                }
+            if targets:
+                full_meta.update(_targets_meta(table, targets))
             full_meta["grades"] = {}
             full_meta["label_sources"] = sorted(table["source"].astype(str).unique().tolist())
             files = {"windows.parquet": lambda path: table.to_parquet(path, index=False)}
@@ -692,9 +732,11 @@ class Registry:
         return WindowSet(values, starts, meta["length"])
 
     def load_feature_windows(self, name: str, version: int | None = None) -> FeatureWindows:
-        """Feature windows ``NAME[@vN]`` (labeled or unlabeled), lazily: the feature table
+        """Feature windows ``NAME[@vN]`` (labeled or unlabeled), lazily: each feature table
         is read once (every byte checked, and its content hash against the one the windows
-        recorded) and windows are views into it; nothing N x L x F is made unless asked."""
+        recorded; over several raw versions their tables one after the other) and windows
+        are views into it; nothing N x L x F is made unless asked. The targets come as
+        ``task``, ``targets``, ``Y`` and ``y`` (see ``FeatureWindows``)."""
         kinds = [kind for kind in ("labeled", "unlabeled") if self.versions(kind, name)] or [
             "labeled"
         ]
@@ -705,22 +747,24 @@ class Registry:
                 f"{ref} holds windows over raw bars, not over a feature table; load it with "
                 f"Registry.load_{ref.kind}, or build feature windows (build_feature_windows)."
             )
-        recorded = meta["features"]
-        features = self.resolve("features", recorded["name"], recorded["version"])
-        if features.content_hash != recorded["content_hash"]:
-            raise IntegrityError(
-                f"{ref} indexes features/{recorded['name']}@v{recorded['version']} with content "
-                f"hash {recorded['content_hash']}, but the stored version now hashes to "
-                f"{features.content_hash}; the table it indexes was replaced."
-            )
         columns = tuple(meta["columns"])
-        frame = _parquet(
-            self.read_file(features, "table.parquet"), ["timestamp", "symbol", *columns]
-        )
-        values = np.ascontiguousarray(frame[list(columns)].to_numpy(dtype=np.float32))
+        recorded_tables = [entry["features"] for entry in meta.get("feature_tables", [])] or [
+            meta["features"]
+        ]
+        tables = [self._recorded_features(ref, recorded) for recorded in recorded_tables]
+        frames = [
+            _parquet(self.read_file(features, "table.parquet"), ["timestamp", "symbol", *columns])
+            for features in tables
+        ]
+        parts = [np.ascontiguousarray(f[list(columns)].to_numpy(dtype=np.float32)) for f in frames]
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
         if ref.kind == "labeled":
             table = _parquet(self.read_file(ref, "windows.parquet"))
         else:
+            frame = frames[0]
+            if len(frames) > 1:
+                frame = pd.concat([f[["timestamp", "symbol"]] for f in frames], ignore_index=True)
             starts = _npy(self.read_file(ref, "starts.npy"), ref).astype(np.int64)
             ends = starts + int(meta["length"]) - 1
             table = pd.DataFrame(
@@ -735,14 +779,12 @@ class Registry:
         windows = WindowSet(values, table["start"].to_numpy(np.int64), int(meta["length"]))
         windows.columns = columns
         classes = tuple(meta.get("classes", ()))
-        y = None
+        task, targets, Y, y = None, (), None, None
         if ref.kind == "labeled":
-            y = pd.Categorical(table["label"].astype(str), categories=classes).codes.astype(
-                np.int64
-            )
+            task, targets, Y, y = _window_targets(table, meta, classes)
         return FeatureWindows(
             ref=ref,
-            features=features,
+            features=tables[0],
             table=table,
             columns=columns,
             X=windows,
@@ -750,7 +792,22 @@ class Registry:
             classes=classes,
             symbols=table["symbol"].astype(str).to_numpy(),
             timestamps=table["end_ts"].to_numpy(),
+            task=task,
+            targets=targets,
+            Y=Y,
+            feature_tables=tuple(tables),
         )
+
+    def _recorded_features(self, ref: DatasetRef, recorded: dict[str, Any]) -> DatasetRef:
+        """The feature table ``recorded`` in ``ref``'s meta, refused if it was replaced."""
+        features = self.resolve("features", recorded["name"], recorded["version"])
+        if features.content_hash != recorded["content_hash"]:
+            raise IntegrityError(
+                f"{ref} indexes features/{recorded['name']}@v{recorded['version']} with content "
+                f"hash {recorded['content_hash']}, but the stored version now hashes to "
+                f"{features.content_hash}; the table it indexes was replaced."
+            )
+        return features
 
     def load_labeled(
         self,
@@ -1010,10 +1067,9 @@ class Registry:
             return symbols, _ns(table["start_ts"]), _ns(table["end_ts"])
         if ref.kind == "unlabeled":
             meta = self.meta(ref)
-            bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
+            all_symbols, stamps = self._window_rows(meta)
             starts = _npy(self.read_file(ref, "starts.npy"), ref)
-            stamps = _ns(bars["timestamp"])
-            symbols = bars["symbol"].astype(str).to_numpy()[starts]
+            symbols = all_symbols[starts]
             return symbols, stamps[starts], stamps[starts + meta["length"] - 1]
         raise SplitError(
             f"{ref} is a {ref.kind} dataset; splits are made over labeled or unlabeled windows."
@@ -1032,13 +1088,20 @@ class Registry:
             return _ns(table["start_ts"]), ends
         if ref.kind == "unlabeled":
             meta = self.meta(ref)
-            bars = self.load_raw(meta["raw"]["name"], meta["raw"]["version"])
+            _, stamps = self._window_rows(meta)
             starts = _npy(self.read_file(ref, "starts.npy"), ref)
-            stamps = _ns(bars["timestamp"])
             return stamps[starts], stamps[starts + meta["length"] - 1]
         raise SplitError(
             f"{ref} is a {ref.kind} dataset; splits are made over labeled or unlabeled windows."
         )
+
+    def _window_rows(self, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Symbol and open time (int64 ns) of each row unlabeled windows index: the bars of
+        their raw version, or of each raw version in turn (feature windows over several)."""
+        raws = [entry["raw"] for entry in meta.get("feature_tables", [])] or [meta["raw"]]
+        bars = [self.load_raw(raw["name"], raw["version"]) for raw in raws]
+        symbols = np.concatenate([b["symbol"].astype(str).to_numpy() for b in bars])
+        return symbols, np.concatenate([_ns(b["timestamp"]) for b in bars])
 
     # ------------------------------------------------------------- inspecting
     def summary(self, ref: DatasetRef) -> str:
@@ -1144,6 +1207,55 @@ def _npy(data: bytes, ref: DatasetRef) -> np.ndarray:
         raise IntegrityError(f"{ref}: a stored array cannot be read ({exc}).") from None
 
 
+def _targets_meta(table: pd.DataFrame, targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``task`` and ``targets`` of a feature-windows meta: each target's name, kind,
+    classes (sorted names, classification only) and source, from the windows stored."""
+    listed: list[dict[str, Any]] = []
+    for target in targets:
+        entry: dict[str, Any] = {"name": target["name"], "kind": target["kind"]}
+        if target["kind"] == "classification":
+            column = _target_column(table, target["name"], len(targets))
+            entry["classes"] = sorted(table[column].astype(str).unique().tolist())
+        entry["source"] = target["source"]
+        listed.append(entry)
+    task = "multitask" if len(listed) > 1 else listed[0]["kind"]
+    return {"task": task, "targets": listed}
+
+
+def _target_column(table: pd.DataFrame, name: str, count: int) -> str:
+    """The windows-table column of target ``name``: ``label`` for the one class target
+    (the form stored before several targets existed), ``y_<name>`` otherwise."""
+    return "label" if count == 1 and "label" in table.columns else f"{TARGET_PREFIX}{name}"
+
+
+def _window_targets(
+    table: pd.DataFrame, meta: dict[str, Any], classes: tuple[str, ...]
+) -> tuple[str, tuple[dict[str, Any], ...], np.ndarray, np.ndarray]:
+    """``task``, ``targets``, ``Y`` (N, K) and ``y`` of a labeled feature-windows table;
+    a version stored before targets were recorded is one class target ``label``."""
+    targets = tuple(meta.get("targets") or ())
+    if not targets:
+        targets = ({"name": "label", "kind": "classification", "classes": list(classes)},)
+    task = str(meta.get("task") or targets[0]["kind"])
+    Y = np.empty((len(table), len(targets)), dtype=np.float64)
+    for k, target in enumerate(targets):
+        column = table[_target_column(table, target["name"], len(targets))]
+        if target["kind"] == "classification":
+            codes = pd.Categorical(column.astype(str), categories=target["classes"]).codes
+            Y[:, k] = codes
+        else:
+            Y[:, k] = column.to_numpy(np.float64)
+    if len(targets) > 1:
+        return task, targets, Y, Y
+    if targets[0]["kind"] == "classification":
+        y = pd.Categorical(
+            table[_target_column(table, targets[0]["name"], 1)].astype(str),
+            categories=list(classes or targets[0]["classes"]),
+        ).codes.astype(np.int64)
+        return task, targets, Y, y
+    return task, targets, Y, Y[:, 0].copy()
+
+
 def _refuse_feature_windows(ref: DatasetRef, meta: dict[str, Any]) -> None:
     """Windows over a feature table index its rows, not bar prices: reading them as price
     windows would give the wrong values silently."""
@@ -1182,6 +1294,9 @@ def _summary(meta: dict[str, Any]) -> str:
             f"{meta['rows']:,} bars {'/'.join(meta['symbols'])} {'/'.join(meta['timeframe'])} "
             f"{(meta['start'] or '')[:10]}..{(meta['end'] or '')[:10]}"
         )
+    if meta["kind"] == "labeled" and "class_counts" not in meta:  # regression, multitask
+        targets = ", ".join(f"{t['name']} ({t['kind']})" for t in meta.get("targets", []))
+        return f"{meta['windows']:,} windows x {meta['length']} ({meta.get('task')}: {targets})"
     if meta["kind"] == "labeled":
         counts = ", ".join(f"{k} {v}" for k, v in meta["class_counts"].items())
         return f"{meta['windows']:,} windows x {meta['length']} ({counts})"

@@ -4,38 +4,71 @@ A model that forecasts from the last ``length`` bars x F features needs, per win
 ``start .. start + length - 1`` of a causally computed feature table. The table is
 computed once per (raw version, feature-set spec hash) and stored as a ``features``
 dataset (reused when one with the same raw parent and spec hash exists); the windows
-dataset stores only start positions into it (+ symbol, end time, label, horizon end) and
-names it as a parent, so nothing is copied per window.
+dataset stores only start positions into it (+ symbol, end time, targets, horizon end)
+and names it as a parent, so nothing is copied per window.
 
 Which windows are kept, for every candidate window of ``length`` bars inside one symbol:
 
 - ``gaps``: it spans a gap in the bars (the rule of ``moola.data.windows.window_starts``);
 - ``warmup``: one of its feature rows is NaN (a feature's warm-up);
-- ``unlabeled``: with labels, the label (or its horizon) at its LAST bar is undefined;
+- ``unlabeled``: with targets, one target (or its horizon) at its LAST bar is undefined
+  (the normal case near the end of the data, where the future a label needs is missing);
 
 each counted in the meta (``excluded``), in that order; the stride then thins the rest
-(``thinned``). A window's label is the label at its last bar (it describes what follows
-that bar, never a bar inside the window), and the label's horizon end (row and time) is
-stored so purged splits purge by it.
+(``thinned``). A window's targets are the labels at its last bar (they describe what
+follows that bar, never a bar inside the window), and its horizon end (row and time) is
+the latest of its targets' horizon ends, so purged splits purge by the furthest future
+any target looks at.
+
+**Targets.** ``labels`` names one or several stored labels tables (``moola labels build
+--name``) and ``targets`` their columns (``COL``, or ``LABELS:COL`` when two tables have
+it). Each target's kind is inferred once: a string, categorical, boolean or integer column
+is a classification target (classes sorted, recorded), a float column a regression target,
+except the class columns of the classification label kinds (``label`` of forward-return and
+triple-barrier, ``vol_regime`` of vol-regime, which ``build_labels`` stores as floats so
+they can hold NaN) and, in a labels table that records no kind, its recorded target. The
+dataset's ``task`` is ``classification`` (one class target: a ``label`` column, stored as
+before), ``regression`` (one float target: ``y_<name>``) or ``multitask`` (``y_<name>`` per
+target: floats, or class names).
+
+**Several raw versions.** ``raw`` may name several raw versions (a comma list or a
+sequence), e.g. one per symbol: each keeps its own stored feature table, the windows
+dataset records every one as a parent, and its positions (``start``, ``end``,
+``horizon_end``) index the concatenation of the tables in the order given. Symbols must be
+distinct across the raws and their date ranges must overlap (a time split of disjoint
+symbols would put whole symbols in one part); labels tables are matched to raws by the raw
+version they were built from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, RegistryError
 from moola.data._manifest import DatasetRef
-from moola.data.registry import LABEL_HORIZON, Registry
+from moola.data.registry import LABEL_HORIZON, TARGET_PREFIX, Registry, parse_ref
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.features.featureset import FeatureSet, FeatureSetSpec, feature_table, load_feature_set
 from moola.pipeline.features import store_feature_table
-from moola.pipeline.labeled_windows import LABELS_TABLE_SOURCE, _check_classes, labels_column
+from moola.pipeline.labeled_windows import LABELS_TABLE_SOURCE, _check_classes
 
-__all__ = ["build_feature_windows", "find_features"]
+__all__ = ["TARGET_PREFIX", "build_feature_windows", "find_features"]
+
+# Columns of a labels table that are bookkeeping, never a target.
+_BOOKKEEPING = ("timestamp", "symbol", "horizon_end", LABEL_HORIZON, "touch_pos", "touch_ts")
+# The class columns of the classification label kinds (floats in the stored table).
+_CLASS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "forward-return": ("label",),
+    "triple-barrier": ("label",),
+    "vol-regime": ("vol_regime",),
+}
+CLASSIFICATION, REGRESSION = "classification", "regression"
 
 
 def find_features(registry: Registry, raw: DatasetRef, spec_hash: str) -> DatasetRef | None:
@@ -56,49 +89,438 @@ def find_features(registry: Registry, raw: DatasetRef, spec_hash: str) -> Datase
     return found[-1] if found else None
 
 
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per table
+class _Labels:
+    """One stored labels table, checked to line up with the bars of its raw version."""
+
+    ref: DatasetRef
+    meta: dict[str, Any]
+    table: pd.DataFrame
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.table.columns if c not in _BOOKKEEPING]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A target column, found in one labels table per raw version (``sources``)."""
+
+    name: str
+    kind: str
+    sources: tuple[_Labels, ...]
+
+
+@dataclass
+class _Part:
+    """What one raw version contributes: its bars, feature table and kept window starts."""
+
+    raw: DatasetRef
+    bars: pd.DataFrame
+    table: pd.DataFrame
+    features: DatasetRef | None
+    starts: np.ndarray
+    excluded: dict[str, int]
+    thinned: int
+
+
 def build_feature_windows(
     registry: Registry,
-    raw: str | DatasetRef,
+    raw: str | DatasetRef | Sequence[str | DatasetRef],
     feature_set: str | Path | FeatureSetSpec | FeatureSet,
     *,
     name: str,
     length: int,
     stride: int = 1,
-    labels: str | None = None,
+    labels: str | Sequence[str] | None = None,
     label_column: str | None = None,
+    targets: Sequence[str] | None = None,
 ) -> DatasetRef:
-    """Store windows of ``length`` rows of ``feature_set`` computed on ``raw`` (``NAME[@vN]``).
+    """Store windows of ``length`` rows of ``feature_set`` computed on ``raw``.
 
-    Labeled from the stored labels table ``labels`` (``NAME[@vN]``, column
-    ``label_column``, default its target) when given, else unlabeled. Raises
-    ``ConfigError`` when the feature set's warm-up (plus the window) is longer than the
-    data, or the label column does not exist, and ``RegistryError`` when the labels were
-    built from other bars; each before anything is written.
+    ``raw`` is one raw version ``NAME[@vN]`` or several (a comma list or a sequence).
+    With ``labels`` (stored labels tables ``NAME[@vN]``, a comma list or a sequence) the
+    windows carry ``targets`` (columns ``COL`` or ``LABELS:COL``; default: the one labels
+    table's recorded target; ``label_column`` is the one-target spelling), else they are
+    unlabeled. Raises ``ConfigError`` when the feature set's warm-up (plus the window) is
+    longer than the data, a target column does not exist, is ambiguous or holds +-inf, or
+    the raws share a symbol or do not overlap in time, and ``RegistryError`` when labels
+    were built from other bars; each before anything is written.
     """
     if label_column is not None and labels is None:
         raise ConfigError("label_column picks a column of a stored labels table: give labels.")
+    if targets is not None and labels is None:
+        raise ConfigError(
+            "targets name columns of stored labels tables: give labels too.", param="targets"
+        )
+    if label_column is not None and targets is not None:
+        raise ConfigError(
+            "Give targets (one or several columns) or label_column (one), not both.",
+            param="targets",
+        )
     if int(length) != length or length < 1:
         raise ConfigError(f"length must be a positive integer, got {length!r}.", param="length")
     if int(stride) != stride or stride < 1:
         raise ConfigError(f"stride must be a positive integer, got {stride!r}.", param="stride")
-    raw_ref = raw if isinstance(raw, DatasetRef) else registry.resolve_text(raw, "raw")
+    raw_refs = _raw_refs(registry, raw)
     fset = load_feature_set(feature_set)
-    bars = registry.load_raw(raw_ref.name, raw_ref.version)
-    label_table = None
+    all_bars = [registry.load_raw(ref.name, ref.version) for ref in raw_refs]
+    if len(raw_refs) > 1:
+        _check_symbols(raw_refs, all_bars)
+    chosen: list[_Target] = []
     if labels is not None:  # checked before any feature table is computed or stored
-        labels_ref, labels_meta, label_table, column = labels_column(
-            registry, raw_ref, bars, labels, label_column
-        )
-    _check_warmup(fset, bars, length, raw_ref)
+        wanted = list(targets) if targets is not None else None
+        if label_column is not None:
+            wanted = [label_column]
+        if wanted is not None and not wanted:
+            raise ConfigError("targets is empty: name at least one column.", param="targets")
+        chosen = _targets(registry, raw_refs, all_bars, _texts(labels, "labels"), wanted)
+    for ref, bars in zip(raw_refs, all_bars, strict=True):
+        _check_warmup(fset, bars, length, ref)
     spec_hash = fset.spec.content_hash()
-    features = find_features(registry, raw_ref, spec_hash)
-    reused = features is not None
-    if features is None:  # computed now, stored only once some window is known to be left
+    columns = list(fset.columns)
+    parts = [
+        _part(registry, ref, bars, fset, spec_hash, chosen, k, length=length, stride=stride)
+        for k, (ref, bars) in enumerate(zip(raw_refs, all_bars, strict=True))
+    ]
+    stored: list[DatasetRef] = []
+    for part in parts:  # every raw has windows: now the new feature tables are stored
+        stored.append(
+            part.features
+            or store_feature_table(
+                registry,
+                part.raw,
+                fset,
+                part.table,
+                bars=part.bars,
+                name=f"{part.raw.name}-{fset.name}",
+            )
+        )
+    excluded = {key: sum(part.excluded[key] for part in parts) for key in parts[0].excluded}
+    thinned = sum(part.thinned for part in parts)
+    offsets = np.cumsum([0] + [len(part.bars) for part in parts])[:-1]
+    params: dict[str, Any] = {
+        "feature_set": fset.name,
+        "spec_hash": spec_hash,
+        "features_reused": all(part.features is not None for part in parts),
+        "length": length,
+        "stride": stride,
+        "excluded": excluded,
+        "thinned": thinned,
+    }
+    single_class = len(chosen) == 1 and chosen[0].kind == CLASSIFICATION
+    if single_class and len(parts) == 1:  # the one-label form, stored as it always was
+        source = chosen[0].sources[0]
+        params.update(
+            {
+                "labels": source.ref.to_dict(),
+                "column": chosen[0].name,
+                "label_kind": source.meta.get("label_kind"),
+                "window": "ends at the labelled bar",
+            }
+        )
+    elif chosen:
+        params.update(
+            {
+                "targets": [
+                    {
+                        "name": target.name,
+                        "kind": target.kind,
+                        "labels": [source.ref.to_dict() for source in target.sources],
+                        "label_kind": target.sources[0].meta.get("label_kind"),
+                    }
+                    for target in chosen
+                ],
+                "window": "ends at the labelled bar",
+            }
+        )
+    windows = pd.concat(
+        [
+            _windows_table(part, chosen, k, length, int(offset), single_class)
+            for k, (part, offset) in enumerate(zip(parts, offsets, strict=True))
+        ],
+        ignore_index=True,
+    )
+    meta: dict[str, Any] = {
+        "columns": columns,
+        "stride": stride,
+        "feature_set": fset.name,
+        "spec_hash": spec_hash,
+        "excluded": excluded,
+        "thinned": thinned,
+    }
+    return registry.write_feature_windows(
+        name,
+        raw_refs[0] if len(raw_refs) == 1 else raw_refs,
+        stored[0] if len(stored) == 1 else stored,
+        windows,
+        length=length,
+        meta=meta,
+        transformations=[{"name": "feature_windows", "params": params}],
+        targets=[
+            {
+                "name": target.name,
+                "kind": target.kind,
+                "source": ", ".join(f"labels/{s.ref.pinned}" for s in target.sources),
+            }
+            for target in chosen
+        ]
+        or None,
+    )
+
+
+def _texts(value: str | DatasetRef | Sequence[str | DatasetRef], what: str) -> list[Any]:
+    """One reference, a comma list or a sequence of them, as a list (empty parts refused)."""
+    items = [value] if isinstance(value, str | DatasetRef) else list(value)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, DatasetRef):
+            out.append(item)
+            continue
+        pieces = [piece.strip() for piece in str(item).split(",")]
+        if not all(pieces):
+            raise ConfigError(f"{what} {item!r} has an empty entry; use NAME[@vN],NAME[@vN].")
+        out.extend(pieces)
+    if not out:
+        raise ConfigError(f"{what} is empty: name at least one dataset.", param=what)
+    return out
+
+
+def _raw_refs(
+    registry: Registry, raw: str | DatasetRef | Sequence[str | DatasetRef]
+) -> list[DatasetRef]:
+    refs = [
+        item if isinstance(item, DatasetRef) else registry.resolve_text(item, "raw")
+        for item in _texts(raw, "raw")
+    ]
+    seen: set[str] = set()
+    for ref in refs:
+        if ref.content_hash in seen:
+            raise ConfigError(f"raw names {ref} twice; name each raw version once.", param="raw")
+        seen.add(ref.content_hash)
+    return refs
+
+
+def _check_symbols(raws: list[DatasetRef], all_bars: list[pd.DataFrame]) -> None:
+    """Refuse raws that share a symbol, or whose symbols' date ranges do not all overlap:
+    a split by time cuts every symbol at the same timestamps, so a symbol wholly before
+    another would land wholly in one part."""
+    owner: dict[str, DatasetRef] = {}
+    ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    for ref, bars in zip(raws, all_bars, strict=True):
+        stamps = bars.groupby(bars["symbol"].astype(str), sort=False)["timestamp"]
+        for symbol, first, last in zip(stamps.min().index, stamps.min(), stamps.max(), strict=True):
+            if symbol in owner:
+                raise ConfigError(
+                    f"Symbol {symbol} is in both {owner[symbol]} and {ref}; each symbol must "
+                    "come from one raw version. Drop one of them.",
+                    param="raw",
+                )
+            owner[symbol] = ref
+            ranges[symbol] = (first, last)
+    latest_first = max(first for first, _ in ranges.values())
+    earliest_last = min(last for _, last in ranges.values())
+    if latest_first <= earliest_last:
+        return
+    listed = "; ".join(
+        f"{symbol} ({owner[symbol]}): {first} .. {last}" for symbol, (first, last) in ranges.items()
+    )
+    raise ConfigError(
+        f"The date ranges of the symbols do not overlap ({listed}): a split by time would put "
+        "whole symbols in one part. Use raw versions that cover a common period.",
+        param="raw",
+    )
+
+
+def _labels_of(
+    registry: Registry, raws: list[DatasetRef], all_bars: list[pd.DataFrame], texts: list[Any]
+) -> list[list[_Labels]]:
+    """The labels tables ``texts`` grouped by the raw version (of ``raws``) each was built
+    from, every one checked to line up with its bars."""
+    grouped: list[list[_Labels]] = [[] for _ in raws]
+    by_hash = {ref.content_hash: k for k, ref in enumerate(raws)}
+    for text in texts:
+        ref = text if isinstance(text, DatasetRef) else registry.resolve("labels", *parse_ref(text))
+        parents = registry.manifest(ref).get("parents", [])
+        parent = next((p for p in parents if p.get("kind") == "raw"), None)
+        k = by_hash.get(parent.get("content_hash")) if parent else None
+        if k is None:
+            made_from = f"raw/{parent['name']}@v{parent['version']}" if parent else "no raw dataset"
+            named = str(raws[0]) if len(raws) == 1 else f"any of {', '.join(map(str, raws))}"
+            raise RegistryError(
+                f"{ref} was built from {made_from}, not from {named}; labels only describe "
+                "the bars they were computed on. Build them over the raw version windowed "
+                f"(`moola labels build --raw {raws[0].pinned} ...`) or window {made_from} "
+                "instead."
+            )
+        if any(held.ref == ref for held in grouped[k]):
+            raise ConfigError(f"labels names {ref} twice; name each labels table once.")
+        table = registry.load_table("labels", ref.name, ref.version)
+        bars = all_bars[k]
+        if len(table) != len(bars) or not table["timestamp"].reset_index(drop=True).equals(
+            bars["timestamp"].reset_index(drop=True)
+        ):
+            raise RegistryError(
+                f"{ref} has {len(table)} rows that do not line up with the {len(bars)} bars "
+                f"of {raws[k]}, though it records {raws[k]} as its parent; rebuild the labels."
+            )
+        grouped[k].append(_Labels(ref, registry.meta(ref), table))
+    for k, held in enumerate(grouped):
+        if not held:
+            raise RegistryError(
+                f"No labels table was built from {raws[k]}; give one per raw version "
+                f"(`moola labels build --raw {raws[k].pinned} ...`).",
+                param="labels",
+            )
+    return grouped
+
+
+def _targets(
+    registry: Registry,
+    raws: list[DatasetRef],
+    all_bars: list[pd.DataFrame],
+    texts: list[Any],
+    wanted: list[str] | None,
+) -> list[_Target]:
+    """Resolve the target columns (``COL`` or ``LABELS:COL``) in the labels of each raw,
+    infer each one's kind and refuse +-inf in a regression target."""
+    grouped = _labels_of(registry, raws, all_bars, texts)
+    if wanted is None:
+        if any(len(held) > 1 for held in grouped):
+            raise ConfigError(
+                "Several labels tables are given: name the target columns (targets).",
+                param="targets",
+            )
+        # Each table's recorded target (one labels table per raw version).
+        recorded = {held[0].meta.get("target", "label") for held in grouped}
+        if len(recorded) > 1:
+            raise ConfigError(
+                f"The labels tables record different targets ({', '.join(sorted(recorded))}); "
+                "name the target columns (targets).",
+                param="targets",
+            )
+        wanted = [recorded.pop()]
+    chosen: list[_Target] = []
+    for spec in wanted:
+        qualifier, _, column = str(spec).rpartition(":")
+        column = column.strip()
+        if any(target.name == column for target in chosen):
+            raise ConfigError(f"Target {column!r} is named twice.", param="targets")
+        sources = tuple(
+            _source(held, qualifier.strip() or None, column, raws[k])
+            for k, held in enumerate(grouped)
+        )
+        kinds = {_kind(source, column) for source in sources}
+        if len(kinds) > 1:
+            shown = ", ".join(f"{s.ref}: {_kind(s, column)}" for s in sources)
+            raise ConfigError(
+                f"Target {column!r} is a class label in some labels tables and a value in "
+                f"others ({shown}); use tables of one label kind.",
+                param="targets",
+            )
+        kind = kinds.pop()
+        for source in sources:
+            _check_finite(source, column)
+        chosen.append(_Target(column, kind, sources))
+    return chosen
+
+
+def _source(held: list[_Labels], qualifier: str | None, column: str, raw: DatasetRef) -> _Labels:
+    """The one labels table of ``held`` (those of ``raw``) holding ``column``."""
+    if qualifier is not None:
+        name, version = parse_ref(qualifier)
+        held = [
+            h for h in held if h.ref.name == name and (version is None or h.ref.version == version)
+        ]
+        if not held:
+            raise ConfigError(
+                f"Target {qualifier}:{column} names labels {qualifier}, which is not among "
+                f"the labels given for {raw}.",
+                param="targets",
+            )
+    having = [h for h in held if column in h.columns]
+    if not having:
+        listed = "; ".join(f"{h.ref} has {', '.join(h.columns)}" for h in held)
+        if len(held) == 1:  # the words of one table, as labels_column says them
+            listed = f"its columns are {', '.join(held[0].columns)}"
+            raise ConfigError(f"{held[0].ref} has no label column {column!r}; {listed}.")
+        raise ConfigError(
+            f"No labels table of {raw} has a label column {column!r} ({listed}).",
+            param="targets",
+        )
+    if len(having) > 1:
+        names = " and ".join(str(h.ref) for h in having)
+        raise ConfigError(
+            f"Column {column!r} is in both {names}; name the one meant as LABELS:{column} "
+            f"(e.g. {having[0].ref.name}:{column}).",
+            param="targets",
+        )
+    return having[0]
+
+
+def _kind(source: _Labels, column: str) -> str:
+    """``classification`` or ``regression`` for ``column`` of a labels table (see the
+    module docstring for the rule)."""
+    series = source.table[column]
+    if not pd.api.types.is_float_dtype(series.dtype):
+        return CLASSIFICATION  # strings, categories, booleans, integers
+    label_kind = source.meta.get("label_kind")
+    if label_kind is None:  # a table that records no kind: its recorded target is a class
+        return CLASSIFICATION if column == source.meta.get("target", "label") else REGRESSION
+    key = str(label_kind).strip().lower().replace("_", "-")
+    return CLASSIFICATION if column in _CLASS_COLUMNS.get(key, ()) else REGRESSION
+
+
+def _check_finite(source: _Labels, column: str) -> None:
+    """Refuse +-inf in a numeric target: NaN means 'undefined here', inf is bad data."""
+    series = source.table[column]
+    if not pd.api.types.is_float_dtype(series.dtype):
+        return
+    infinite = np.flatnonzero(np.isinf(series.to_numpy(np.float64)))
+    if not infinite.size:
+        return
+    first = int(infinite[0])
+    raise ConfigError(
+        f"{source.ref} column {column!r} holds {infinite.size:,} infinite value(s), the "
+        f"first at {source.table['timestamp'].iloc[first]} (bar {first}); a target must be "
+        "finite (NaN where undefined). Rebuild the labels from bars without zero or missing "
+        "prices.",
+        param="targets",
+    )
+
+
+def _defined(target: _Target, k: int) -> np.ndarray:
+    """Per bar of raw ``k``: the target and its horizon end are defined."""
+    source = target.sources[k]
+    series = source.table[target.name]
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+        present = ~np.isnan(values)
+    else:
+        present = series.notna().to_numpy()
+    horizon = pd.to_numeric(source.table["horizon_end"], errors="coerce")
+    return present & (horizon.fillna(-1).to_numpy() >= 0)
+
+
+def _part(
+    registry: Registry,
+    raw: DatasetRef,
+    bars: pd.DataFrame,
+    fset: FeatureSet,
+    spec_hash: str,
+    chosen: list[_Target],
+    k: int,
+    *,
+    length: int,
+    stride: int,
+) -> _Part:
+    """Raw ``k``'s feature table (found or computed, not stored) and kept window starts."""
+    features = find_features(registry, raw, spec_hash)
+    if features is None:  # computed now, stored only once every raw is known to have windows
         table = feature_table(fset, bars)
     else:
         table = registry.load_table("features", features.name, features.version)
-    columns = list(fset.columns)
-    values = table[columns].to_numpy(dtype=np.float32)
+    values = table[list(fset.columns)].to_numpy(dtype=np.float32)
 
     n = len(bars)
     symbols = bars["symbol"].astype(str).to_numpy()
@@ -117,10 +539,10 @@ def build_feature_windows(
     warmup = valid & warm
     kept = valid & ~warm
     excluded = {"warmup": int(warmup.sum()), "gaps": int(gaps.sum())}
-    if label_table is not None:
-        label_values = pd.to_numeric(label_table[column], errors="coerce").to_numpy(np.float64)
-        horizon = pd.to_numeric(label_table["horizon_end"], errors="coerce")
-        defined = ~np.isnan(label_values) & (horizon.fillna(-1).to_numpy() >= 0)
+    if chosen:
+        defined = np.ones(n, dtype=bool)
+        for target in chosen:
+            defined &= _defined(target, k)
         labeled_end = np.zeros(n, dtype=bool)
         if n >= length:
             labeled_end[: n - length + 1] = defined[last]
@@ -132,70 +554,89 @@ def build_feature_windows(
     starts = np.flatnonzero(kept & on_stride).astype(np.int64)
     if not starts.size:
         raise ConfigError(
-            f"No window of {length} bars of feature set '{fset.name}' over {raw_ref} is left: "
+            f"No window of {length} bars of feature set '{fset.name}' over {raw} is left: "
             f"{_described(excluded)}. Use a shorter length, a set with a shorter warm-up, "
             "or more bars.",
             param="length",
         )
-    if features is None:
-        features = store_feature_table(
-            registry, raw_ref, fset, table, bars=bars, name=f"{raw_ref.name}-{fset.name}"
-        )
+    return _Part(raw, bars, table, features, starts, excluded, thinned)
+
+
+def _windows_table(
+    part: _Part, chosen: list[_Target], k: int, length: int, offset: int, single_class: bool
+) -> pd.DataFrame:
+    """Raw ``k``'s windows: positions (shifted by ``offset``, its first row in the
+    concatenation of the feature tables), symbol, times and, with targets, their values at
+    each window's last bar and the latest of their horizon ends."""
+    bars, starts = part.bars, part.starts
     ends = starts + (length - 1)
-    params: dict[str, Any] = {
-        "feature_set": fset.name,
-        "spec_hash": spec_hash,
-        "features_reused": reused,
-        "length": length,
-        "stride": stride,
-        "excluded": excluded,
-        "thinned": thinned,
-    }
-    if label_table is not None:
-        picked = label_values[ends]
-        _check_classes(picked, ends, label_table, column, labels_ref)
-        source = f"{LABELS_TABLE_SOURCE}:{labels_ref.name}@v{labels_ref.version}"
-        windows = labeled_windows_table(
-            bars, starts, length, picked.astype(np.int64), source=source
-        )
-        windows["horizon_end"] = label_table["horizon_end"].iloc[ends].to_numpy(np.int64)
-        if LABEL_HORIZON in label_table.columns:
-            windows[LABEL_HORIZON] = label_table[LABEL_HORIZON].iloc[ends].to_numpy()
-        params.update(
-            {
-                "labels": labels_ref.to_dict(),
-                "column": column,
-                "label_kind": labels_meta.get("label_kind"),
-                "window": "ends at the labelled bar",
-            }
-        )
-    else:
+    if not chosen:
         stamps = bars["timestamp"]
-        windows = pd.DataFrame(
+        return pd.DataFrame(
             {
-                "symbol": pd.Series(symbols[starts], dtype="string"),
-                "start": starts,
-                "end": ends,
+                "symbol": pd.Series(bars["symbol"].astype(str).to_numpy()[starts], dtype="string"),
+                "start": starts + offset,
+                "end": ends + offset,
                 "start_ts": stamps.iloc[starts].to_numpy(),
                 "end_ts": stamps.iloc[ends].to_numpy(),
             }
         )
-    return registry.write_feature_windows(
-        name,
-        raw_ref,
-        features,
-        windows,
-        length=length,
-        meta={
-            "columns": columns,
-            "stride": stride,
-            "feature_set": fset.name,
-            "spec_hash": spec_hash,
-            "excluded": excluded,
-            "thinned": thinned,
-        },
-        transformations=[{"name": "feature_windows", "params": params}],
-    )
+    tables = list(dict.fromkeys(target.sources[k] for target in chosen))
+    source = ",".join(f"{LABELS_TABLE_SOURCE}:{t.ref.pinned}" for t in tables)
+    if single_class:
+        windows = labeled_windows_table(
+            bars, starts, length, _class_values(chosen[0], k, ends, codes=True), source=source
+        )
+    else:
+        windows = labeled_windows_table(
+            bars, starts, length, np.zeros(starts.size, dtype=np.int64), source=source
+        ).drop(columns="label")
+    horizon = tables[0].table["horizon_end"].iloc[ends].to_numpy(np.int64)
+    for held in tables[1:]:
+        horizon = np.maximum(horizon, held.table["horizon_end"].iloc[ends].to_numpy(np.int64))
+    windows["horizon_end"] = horizon + offset
+    if len(tables) == 1 and LABEL_HORIZON in tables[0].table.columns:
+        windows[LABEL_HORIZON] = tables[0].table[LABEL_HORIZON].iloc[ends].to_numpy()
+    elif any(LABEL_HORIZON in t.table.columns for t in tables):
+        windows[LABEL_HORIZON] = (
+            pd.concat(
+                [
+                    t.table[LABEL_HORIZON].iloc[ends].reset_index(drop=True)
+                    for t in tables
+                    if LABEL_HORIZON in t.table.columns
+                ],
+                axis=1,
+            )
+            .max(axis=1)
+            .to_numpy()
+        )
+    windows["start"] += offset
+    windows["end"] += offset
+    if single_class:
+        return windows
+    for target in chosen:
+        column = f"{TARGET_PREFIX}{target.name}"
+        if target.kind == CLASSIFICATION:
+            names = _class_values(target, k, ends, codes=False)
+            windows[column] = pd.Series(names, dtype="string")
+        else:
+            values = target.sources[k].table[target.name].iloc[ends]
+            windows[column] = values.to_numpy(np.float64)
+    return windows
+
+
+def _class_values(target: _Target, k: int, ends: np.ndarray, *, codes: bool) -> Any:
+    """The class target at bars ``ends`` of raw ``k``: whole numbers as int64 (``codes``,
+    the one-label form) or as their names (``-1``, ``0``, ``1``), other values as names.
+    Fractional values are refused naming the table, column and bars."""
+    source = target.sources[k]
+    series = source.table[target.name].iloc[ends]
+    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+        return series.astype(str).to_numpy(dtype=object)
+    values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+    _check_classes(values, ends, source.table, target.name, source.ref)
+    whole = values.astype(np.int64)
+    return whole if codes else np.array([str(v) for v in whole.tolist()], dtype=object)
 
 
 def _check_warmup(fset: FeatureSet, bars: pd.DataFrame, length: int, raw: DatasetRef) -> None:
