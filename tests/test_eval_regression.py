@@ -191,3 +191,65 @@ def test_multitask_report_keeps_each_heads_report_and_flat_names_head_dot_metric
         multitask_report({"volatility": {"mae": 0.1}})
     with pytest.raises(ConfigError, match="at least one head"):
         multitask_report({})
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+
+def _forecast(n: int = 240):
+    y, pred = _data(n=n)
+    symbols = np.array(["BTC-USD", "ETH-USD", "SOL-USD"])[np.arange(n) % 3]
+    times = pd.date_range("2024-03-01", periods=n, freq="1h", tz="UTC")
+    report = regression_report(
+        y, pred, symbols=symbols, times=times, n_bootstrap=100, target="ret_15m"
+    )
+    return y, pred, symbols, report
+
+
+def test_a_regression_report_renders_headline_intervals_symbols_and_both_charts():
+    from moola.evaluation.plots import regression_pngs
+    from moola.evaluation.report import forecast_sections, render_report
+
+    y, pred, symbols, report = _forecast()
+    pngs = regression_pngs(y, pred, report, symbols)
+    assert set(pngs) == {"predicted_vs_actual.png", "ic_over_time.png"}
+    sections = forecast_sections(report, plots=pngs)
+    titles = [s.title for s in sections]
+    assert titles == [
+        "Regression metrics (ret_15m), 95% bootstrap intervals",
+        "Per symbol",
+        "IC per day",
+        "Plots",
+    ]
+    page = render_report("moola run r", sections)
+    low, high = report["intervals"]["ic"]["low"], report["intervals"]["ic"]["high"]
+    assert f"[{low:.4g}, {high:.4g}]" in page
+    for symbol in ("BTC-USD", "ETH-USD", "SOL-USD"):
+        assert f"<td>{symbol}</td>" in page
+    assert page.count("data:image/png;base64,") == 2
+    bare = regression_report(y, pred, n_bootstrap=0)
+    assert [s.title for s in forecast_sections(bare)] == [
+        "Regression metrics (value), no bootstrap intervals"
+    ]
+
+
+def test_a_multitask_report_renders_a_summary_and_each_heads_sections():
+    from moola.evaluation.report import forecast_sections, render_report
+
+    y, pred, _, volatility = _forecast()
+    labels = (y > 0).astype(int)
+    p_up = np.clip(0.5 + 20 * pred, 0.01, 0.99)
+    direction = classification_report(
+        labels, np.column_stack([1 - p_up, p_up]), classes=["down", "up"], n_bootstrap=50
+    )
+    report = multitask_report({"direction": direction, "volatility": volatility})
+    sections = forecast_sections(report)
+    titles = [s.title for s in sections]
+    assert titles[0] == "Heads"
+    assert "direction: Per class (minority first)" in titles
+    assert "volatility: Per symbol" in titles
+    page = render_report("moola run m", sections)
+    assert "<td>direction</td><td>classification</td>" in page
+    assert "<td>volatility</td><td>regression</td>" in page
+    with pytest.raises(ConfigError, match="not task None"):
+        forecast_sections(direction)

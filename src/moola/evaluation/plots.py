@@ -24,6 +24,7 @@ from moola.core.errors import ConfigError
 from moola.core.figures import figure_png, new_figure
 from moola.evaluation.metrics import BinStrategy, reliability_bins, validate_proba
 from moola.evaluation.regression import validate_regression
+from moola.evaluation.report import IC_OVER_TIME, PREDICTED_VS_ACTUAL
 
 DEFAULT_SIZE: tuple[int, int] = (700, 500)
 _MAX_PRICE_POINTS = 5_000  # a long price series is thinned to this many points to draw
@@ -367,6 +368,19 @@ def ic_over_time_png(
     ax.set_title(title)
     fig.tight_layout()
     return figure_png(fig)
+
+
+def regression_pngs(
+    y: Any, pred: Any, report: Mapping[str, Any], symbols: Any = None
+) -> dict[str, bytes]:
+    """A regression head's charts by run-folder name, as
+    :func:`moola.evaluation.report.regression_sections` shows them: predicted vs actual
+    (per symbol when ``symbols`` is given) and, when ``report`` (``regression_report``
+    output on the same rows) has ``ic_over_time``, the IC per period."""
+    out = {PREDICTED_VS_ACTUAL: predicted_vs_actual_png(y, pred, symbols)}
+    if report.get("ic_over_time"):
+        out[IC_OVER_TIME] = ic_over_time_png(report["ic_over_time"])
+    return out
 
 
 def _class_colours(classes: Sequence[str]) -> dict[str, str]:
