@@ -163,6 +163,8 @@ def test_bad_symbols_and_times_are_refused():
     y, pred = _data(n=4)
     with pytest.raises(ConfigError, match="symbols must be 1-D with one entry per row"):
         regression_report(y, pred, symbols=["a", "b"], n_bootstrap=0)
+    with pytest.raises(ConfigError, match="times must be 1-D with one entry per row of y"):
+        regression_report(y, pred, times=["2024-01-01"], n_bootstrap=0)
     with pytest.raises(ConfigError, match="times has no timestamp at row 1"):
         regression_report(y, pred, times=["2024-01-01", None, "2024-01-02", "2024-01-03"])
     with pytest.raises(ConfigError, match="n_bootstrap"):
