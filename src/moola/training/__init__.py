@@ -1,6 +1,8 @@
 """Training: the one loop (``Trainer``), its callbacks and losses, ``NeuralEstimator``, and
 out-of-fold predictions (``out_of_fold``) over folds run by a ``FoldExecutor``, and
 ``FeatureWindowDataset`` (stored feature windows as torch items, never materialised).
+Runs resume: ``EpochCheckpoints`` and ``load_checkpoint`` for a fit, ``FoldStore`` for the
+folds of an out-of-fold run.
 
 Names are imported on first use (PEP 562), so ``import moola.training`` stays light and
 pulls in torch only when a torch-backed name is used.
@@ -18,6 +20,12 @@ if TYPE_CHECKING:
         EarlyStopping,
         ProgressCallback,
         TrainingState,
+    )
+    from moola.training.checkpoints import (
+        EpochCheckpoints,
+        FoldStore,
+        load_best,
+        load_checkpoint,
     )
     from moola.training.losses import FocalLoss, balanced_class_weights, build_loss
     from moola.training.neural import NeuralEstimator
@@ -45,6 +53,10 @@ _EXPORTS = {
     "EarlyStopping": "moola.training.callbacks",
     "ProgressCallback": "moola.training.callbacks",
     "TrainingState": "moola.training.callbacks",
+    "EpochCheckpoints": "moola.training.checkpoints",
+    "FoldStore": "moola.training.checkpoints",
+    "load_best": "moola.training.checkpoints",
+    "load_checkpoint": "moola.training.checkpoints",
     "FocalLoss": "moola.training.losses",
     "balanced_class_weights": "moola.training.losses",
     "build_loss": "moola.training.losses",
@@ -68,10 +80,12 @@ __all__ = [
     "Callback",
     "CheckpointCallback",
     "EarlyStopping",
+    "EpochCheckpoints",
     "FeatureWindowDataset",
     "FocalLoss",
     "FoldExecutor",
     "FoldResult",
+    "FoldStore",
     "NeuralEstimator",
     "OOFResult",
     "ProgressCallback",
@@ -84,6 +98,8 @@ __all__ = [
     "TrainingSummary",
     "balanced_class_weights",
     "build_loss",
+    "load_best",
+    "load_checkpoint",
     "out_of_fold",
     "scheduled_lr",
     "stack_oof",

@@ -92,6 +92,10 @@ class EarlyStopping(Callback):
     An epoch improves when its loss is below ``best - min_delta``. It monitors the
     validation loss, or the training loss when the run has no validation data.
     ``stopped_epoch`` is the epoch after which it stopped the loop (``None``: it did not).
+
+    A resumed run starts with the losses of the epochs already run in ``state``;
+    ``on_train_start`` replays them, so the count goes on where the interrupted run left it
+    (and ``stopped_epoch`` is set if that run had already been stopped).
     """
 
     def __init__(self, patience: int = 10, min_delta: float = 0.0) -> None:
@@ -107,15 +111,22 @@ class EarlyStopping(Callback):
 
     def on_train_start(self, state: TrainingState) -> None:
         self.best, self.wait, self.stopped_epoch = math.inf, 0, None
+        history = state.val_losses or state.train_losses  # non-empty only when resumed
+        for epoch, loss in enumerate(history, start=1):
+            if self._update(loss, epoch):
+                break
 
     def on_epoch_end(self, state: TrainingState) -> bool:
-        loss = state.monitored_loss
+        return self._update(state.monitored_loss, state.epoch)
+
+    def _update(self, loss: float, epoch: int) -> bool:
+        """Count one epoch's monitored loss; ``True`` when patience has run out."""
         if loss < self.best - self.min_delta:
             self.best, self.wait = loss, 0
             return False
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = state.epoch
+            self.stopped_epoch = epoch
             return True
         return False
 
@@ -203,6 +214,7 @@ class EpochProgress(Callback):
 
     def on_train_start(self, state: TrainingState) -> None:
         self.fit += 1
+        self.done = min(self.done + state.epoch, self.total)  # a resumed fit's earlier epochs
 
     def on_epoch_end(self, state: TrainingState) -> bool:
         self.done = min(self.done + 1, self.total)

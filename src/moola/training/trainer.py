@@ -14,9 +14,15 @@ with one seed and one initial module give identical weights on the CPU.
 Data too large to hold as arrays (a pretraining corpus) comes as a ``BatchSource``: the loop
 still draws the shuffled order, and the source builds each batch on demand. Long runs resume:
 at the end of an epoch a callback may save ``state.snapshot()`` (weights, optimiser, RNG
-states, step, losses), and ``run(..., resume=snapshot)`` continues from it, ending (on the
-CPU) with the weights an uninterrupted run would have. A parameter group's ``lr_scale`` (1 by
-default) multiplies the scheduled learning rate for that group.
+states, step, losses; ``moola.training.checkpoints.EpochCheckpoints`` does, every epoch), and
+``run(..., resume=snapshot)`` (or ``fit(..., resume=snapshot)``) continues from it, ending
+(on the CPU) with the weights and loss histories an uninterrupted run would have. Early
+stopping replays the restored losses, so it stops at the epoch it would have stopped at; a
+snapshot of a run that had already stopped (or run every epoch) trains no further and ends
+with that run's weights. A snapshot records a cheap fingerprint of the training and
+validation data (sizes, dtypes and the bytes of the first, middle and last sample), so a
+resume over other data is refused. A parameter group's ``lr_scale`` (1 by default)
+multiplies the scheduled learning rate for that group.
 
 Learning rate per optimiser step ``s`` of ``S`` (``W`` warm-up steps = ``warmup_epochs``
 x steps per epoch): ``lr * (s + 1) / W`` while ``s < W``, then with the cosine schedule
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -142,6 +149,8 @@ class LoopState(TrainingState):
     best_weights: dict[str, torch.Tensor] | None = None
     n_train: int = 0
     seed: int = 0
+    data_fingerprint: str | None = None
+    grad_scaler: Any = None
 
     def snapshot(self) -> dict[str, Any]:
         """Plain values and CPU tensors (``torch.load(weights_only=True)`` safe)."""
@@ -156,6 +165,7 @@ class LoopState(TrainingState):
             "steps_per_epoch": self.steps_per_epoch,
             "n_train": self.n_train,
             "seed": self.seed,
+            "data_fingerprint": self.data_fingerprint,
             "train_losses": list(self.train_losses),
             "val_losses": list(self.val_losses),
             "best_val_loss": self.best_val_loss,
@@ -165,6 +175,7 @@ class LoopState(TrainingState):
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # not the live tensors
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "grad_scaler": None if self.grad_scaler is None else self.grad_scaler.state_dict(),
             "best_weights": None
             if self.best_weights is None
             else {k: v.detach().cpu().clone() for k, v in self.best_weights.items()},
@@ -239,12 +250,15 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         *,
         n_classes: int | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> TrainingSummary:
         """Train ``module`` on ``(X, y)`` with the configured loss; see ``run``.
 
         ``y`` holds class indices for ``cross_entropy``/``focal`` and floats (targets in
         [0, 1] for ``bce``) otherwise. ``n_classes`` sizes balanced class weights
-        (default: ``max(y) + 1``).
+        (default: ``max(y) + 1``). ``resume`` is a ``LoopState.snapshot()`` of an
+        interrupted fit of this config on these arrays (``checkpoints.load_checkpoint``
+        reads one from disk); ``module`` must be built as that fit's was.
         """
         if (X_val is None) != (y_val is None):
             raise ConfigError("Pass both X_val and y_val, or neither.")
@@ -253,7 +267,7 @@ class Trainer:
         if X_val is not None and y_val is not None:
             val = _supervised_arrays(X_val, y_val, self.config.loss, "X_val", "y_val")
         step = self.build_step(train[1], n_classes)
-        return self.run(module, train, val, step=step, callbacks=callbacks)
+        return self.run(module, train, val, step=step, callbacks=callbacks, resume=resume)
 
     def run(
         self,
@@ -272,7 +286,8 @@ class Trainer:
         the validation loss each epoch, stops early after ``patience`` epochs without
         improvement, and restores the weights of the epoch with the lowest validation loss.
         ``resume`` is a ``LoopState.snapshot()`` of an earlier run of this config over the
-        same data: training continues after its epoch. Returns the ``TrainingSummary``.
+        same data: training continues after its epoch (a ``CheckpointError`` refuses one of
+        other data or settings). Returns the ``TrainingSummary``.
         """
         cfg = self.config
         started = time.perf_counter()
@@ -288,8 +303,10 @@ class Trainer:
         total_steps = steps_per_epoch * cfg.epochs
         warmup_steps = cfg.warmup_epochs * steps_per_epoch
         callbacks = list(callbacks)
+        early: EarlyStopping | None = None
         if val_t is not None and cfg.patience is not None:
-            callbacks.append(EarlyStopping(cfg.patience, cfg.min_delta))
+            early = EarlyStopping(cfg.patience, cfg.min_delta)
+            callbacks.append(early)
         # Only these get on_step: reading each step's loss off the device is a sync. A
         # callback need not subclass Callback (duck typing): one without the hook is skipped.
         step_callbacks = [
@@ -314,6 +331,8 @@ class Trainer:
                 generator=generator,
                 n_train=n,
                 seed=cfg.seed,
+                data_fingerprint=_data_fingerprint(train_t, val_t),
+                grad_scaler=scaler,
             )
             if resume is not None:
                 _restore(state, resume, device)
@@ -322,8 +341,12 @@ class Trainer:
             early_stop_epoch = None
             for callback in callbacks:
                 callback.on_train_start(state)
+            last_epoch = cfg.epochs
+            if early is not None and early.stopped_epoch is not None:
+                # Resumed from a run that early stopping had already ended: no more epochs.
+                early_stop_epoch, last_epoch = early.stopped_epoch, state.epoch
             try:
-                for epoch in range(first_epoch, cfg.epochs + 1):
+                for epoch in range(first_epoch, last_epoch + 1):
                     module.train()
                     loss_sum = torch.zeros((), device=device)
                     seen, stop_now = 0, False
@@ -520,20 +543,55 @@ def _n_samples(data: Sequence[torch.Tensor] | BatchSource) -> int:
     return len(data) if isinstance(data, BatchSource) else int(data[0].shape[0])
 
 
+def _data_fingerprint(train: Sequence[torch.Tensor] | BatchSource, val: Any) -> str:
+    """A cheap identity of the training and validation data: each array's shape, dtype and
+    the bytes of its first, middle and last sample (a ``BatchSource``: its type and length).
+
+    Not a content hash (that would read every sample each fit): it catches a resume over
+    other data (another fold, another dataset version or scaling) in microseconds."""
+    digest = hashlib.sha256()
+    for part in (train, val):
+        if part is None:
+            digest.update(b"none;")
+        elif isinstance(part, BatchSource):
+            name = f"{type(part).__module__}.{type(part).__qualname__}"
+            digest.update(f"source {name} {len(part)};".encode())
+        else:
+            for tensor in part:
+                n = int(tensor.shape[0])
+                digest.update(f"{tuple(tensor.shape)} {tensor.dtype};".encode())
+                for row in sorted({0, n // 2, n - 1}) if n else ():
+                    sample = tensor[row].contiguous().reshape(-1).view(torch.uint8)
+                    digest.update(sample.numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
 def _restore(state: LoopState, snapshot: dict[str, Any], device: torch.device) -> None:
-    """Put the loop back where ``snapshot`` was taken; refuses one of another run's shape."""
+    """Put the loop back where ``snapshot`` was taken; refuses one of another run's shape.
+
+    A snapshot read by ``checkpoints.load_checkpoint`` carries its file's path under
+    ``"checkpoint"``; the errors name it."""
     if not isinstance(snapshot, dict) or snapshot.get("format") != _SNAPSHOT_FORMAT:
         raise CheckpointError(
             "The resume state is not a Trainer loop snapshot (LoopState.snapshot()); pass "
             "the 'loop' entry of a checkpoint written during training."
         )
+    where = snapshot.get("checkpoint")
+    source = "the checkpoint" if where is None else f"checkpoint {where}"
     for key in ("n_train", "steps_per_epoch", "epochs", "seed"):
         saved, now = snapshot.get(key), getattr(state, key)
         if saved != now:
             raise CheckpointError(
-                f"Cannot resume: the checkpoint was taken with {key}={saved} but this run has "
-                f"{key}={now}. Resume with the same data and trainer settings."
+                f"Cannot resume from {source}: it was taken with {key}={saved} but this run "
+                f"has {key}={now}. Resume with the same data and trainer settings."
             )
+    saved_data = snapshot.get("data_fingerprint")
+    if saved_data is not None and saved_data != state.data_fingerprint:
+        raise CheckpointError(
+            f"Cannot resume from {source}: it was taken on other training or validation "
+            f"data (fingerprint {saved_data}, this run's is {state.data_fingerprint}). "
+            "Resume with the same data, or start the fit afresh."
+        )
     try:
         state.module.load_state_dict(snapshot["module"])
         if state.optimizer is not None:
@@ -541,9 +599,12 @@ def _restore(state: LoopState, snapshot: dict[str, Any], device: torch.device) -
         if state.generator is not None:
             state.generator.set_state(snapshot["generator"])
         torch.set_rng_state(snapshot["torch_rng"])
+        scaler_state = snapshot.get("grad_scaler")
+        if state.grad_scaler is not None and scaler_state is not None:
+            state.grad_scaler.load_state_dict(scaler_state)
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(
-            f"Cannot resume from the checkpoint: its state does not fit this module or "
+            f"Cannot resume from {source}: its state does not fit this module or "
             f"optimiser ({type(exc).__name__}: {exc})."
         ) from exc
     state.epoch, state.step = int(snapshot["epoch"]), int(snapshot["step"])
