@@ -11,7 +11,7 @@ import pytest
 
 from moola.core.errors import ConfigError, RegistryError
 from moola.data.registry import Registry
-from moola.data.windows import WindowSet
+from moola.data.windows import WindowSet, labeled_windows_table
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.features.labels import build_labels
 from moola.pipeline.feature_windows import build_feature_windows
@@ -171,3 +171,34 @@ def test_feature_windows_are_not_read_as_price_windows(registry):
     build_feature_windows(registry, "mkt", SPEC, name="fw", length=LENGTH, labels="mkt")
     with pytest.raises(RegistryError, match="load_feature_windows"):
         registry.load_labeled("fw")
+
+
+def test_one_class_label_is_stored_as_before_and_loads_as_one_target(registry):
+    _store(registry, random_walk_bars(150), "mkt")
+    ref = build_feature_windows(registry, "mkt", SPEC, name="fw", length=LENGTH, labels="mkt")
+    same = build_feature_windows(
+        registry, "mkt", SPEC, name="fw2", length=LENGTH, labels="mkt", targets=["label"]
+    )
+    assert same.content_hash == ref.content_hash  # targets=[COL] is the same dataset
+    data = registry.load_feature_windows("fw")
+    # The table the one-label form always stored: label ints, its horizon, no y_ columns.
+    bars, labels = registry.load_raw("mkt"), registry.load_table("labels", "mkt")
+    ends = data.table["end"].to_numpy()
+    expected = labeled_windows_table(
+        bars, data.table["start"].to_numpy(), LENGTH,
+        labels["label"].iloc[ends].to_numpy().astype(np.int64), source="labels:mkt@v1",
+    )  # fmt: skip
+    expected["horizon_end"] = labels["horizon_end"].iloc[ends].to_numpy(np.int64)
+    expected["horizon_end_ts"] = labels["horizon_end_ts"].iloc[ends].to_numpy()
+    pd.testing.assert_frame_equal(data.table, expected)
+    assert data.task == "classification" and data.classes == ("-1", "1")
+    assert data.targets == (
+        {
+            "name": "label",
+            "kind": "classification",
+            "classes": ["-1", "1"],
+            "source": "labels/mkt@v1",
+        },
+    )
+    assert data.y.dtype == np.int64
+    np.testing.assert_array_equal(data.Y[:, 0], data.y)

@@ -17,6 +17,7 @@ from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.labels import store_labels
 from tests.conftest import random_walk_bars
+from tests.test_cli import run
 from tests.test_feature_windows import LENGTH, SPEC
 
 SYMBOLS = {"btc": ("BTC", 230, 1), "eth": ("ETH", 200, 2), "sol": ("SOL", 215, 3)}
@@ -144,3 +145,34 @@ def test_bad_raw_combinations_are_refused_with_nothing_written(registry):
     with pytest.raises(ConfigError, match="names raw/btc@v1 twice"):
         build_feature_windows(registry, ["btc", "btc@v1"], SPEC, name="fw", length=LENGTH)
     assert _listing(registry) == before
+
+
+def test_cli_builds_multitask_windows_over_several_raws(capsys, tmp_path):
+    root = tmp_path / "moola_data"
+    _market(Registry(root))
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.to_yaml())
+    base = ["--data-root", str(root), "data", "windows"]
+    code, out, err = run(
+        capsys, *base, "btc,eth", "sol", "--name", "all", "--features", str(spec),
+        "--length", str(LENGTH), "--labels-from", "btc-fwd,eth-fwd,sol-fwd",
+        "--labels-from", "btc-vol", "--labels-from", "eth-vol,sol-vol",
+        "--target", "label", "--target", "realized_vol",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "features/btc-small@v1, features/eth-small@v1, features/sol-small@v1" in out
+    assert "multitask targets: label (classification: -1 1), realized_vol (regression)" in out
+    data = Registry(root).load_feature_windows("all")
+    assert set(data.symbols) == {"BTC", "ETH", "SOL"} and data.Y.shape == (len(data), 2)
+    code, _, err = run(capsys, *base, "btc,eth", "--name", "x", "--length", "10")
+    assert code == 2 and "--features" in err
+    code, _, err = run(
+        capsys, *base, "btc", "--name", "x", "--features", str(spec), "--target", "label"
+    )
+    assert code == 2 and "--labels-from" in err
+    code, _, err = run(
+        capsys, *base, "btc", "--name", "x", "--features", str(spec), "--length", "10",
+        "--labels-from", "btc-fwd", "--target", "nope",
+    )  # fmt: skip
+    assert code == 2 and "no label column 'nope'" in err and "forward_return" in err
+    assert not Registry(root).versions("labeled", "x")

@@ -315,7 +315,11 @@ def gc(ctx: typer.Context) -> None:
 @app.command()
 def windows(
     ctx: typer.Context,
-    raw: str = typer.Argument(..., help="Raw dataset NAME or NAME@vN to window."),
+    raw: list[str] = typer.Argument(
+        ...,
+        help="Raw dataset NAME or NAME@vN to window; with --features several (repeated or a "
+        "comma list, e.g. BTC,ETH,SOL: distinct symbols over a common period) make one dataset.",
+    ),
     name: str = typer.Option(..., "--name", help="Name of the new windows dataset."),
     length: int = typer.Option(105, min=2, help="Window length T in bars."),
     stride: int = typer.Option(1, min=1, help="Bars between consecutive window starts."),
@@ -325,14 +329,22 @@ def windows(
         "timestamp, label as `moola labels build --out` writes, timestamp = the window's "
         "last bar): makes a labeled dataset; without labels the windows are unlabeled.",
     ),
-    labels_from: str | None = typer.Option(
+    labels_from: list[str] | None = typer.Option(
         None,
         "--labels-from",
         help="Stored labels table NAME[@vN] (moola labels build --name) of this raw version: "
-        "one window ending at each labelled bar.",
+        "one window ending at each labelled bar. With --features repeat it (or a comma list) "
+        "for several tables or raw versions; each is matched to the raw it was built from.",
     ),
     label_column: str | None = typer.Option(
         None, "--label-column", help="Column of --labels-from to use (default: its target)."
+    ),
+    target: list[str] | None = typer.Option(
+        None,
+        "--target",
+        help="With --features: a column of --labels-from to predict, COL or LABELS:COL "
+        "(repeat for several: a multitask dataset). Class columns and strings are "
+        "classification targets, other floats regression. Default: the table's target.",
     ),
     allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
     features: str | None = typer.Option(
@@ -350,6 +362,8 @@ def windows(
     from moola.pipeline.labeled_windows import build_windows
 
     check_new_name(name, "--name")
+    labels_from = list(labels_from or []) or None
+    targets = list(target or []) or None
     if labels is not None and labels_from is not None:
         raise ConfigError("Give --labels FILE or --labels-from NAME[@vN], not both.")
     if label_column is not None and labels_from is None:
@@ -362,18 +376,33 @@ def windows(
             )
         if allow_gaps:
             raise ConfigError("--features windows never span a gap; drop --allow-gaps.")
-        _feature_windows(ctx, raw, name, features, length, stride, labels_from, label_column)
+        if targets is not None and labels_from is None:
+            raise ConfigError("--target picks columns of --labels-from; give that too.")
+        if targets is not None and label_column is not None:
+            raise ConfigError("Give --target (repeatable) or --label-column, not both.")
+        _feature_windows(
+            ctx, raw, name, features, length, stride, labels_from, label_column, targets
+        )
         return
+    if len(raw) > 1 or "," in raw[0]:
+        raise ConfigError(
+            "Several raw versions make one dataset only with --features SET (windows over "
+            "feature tables); window one RAW at a time otherwise."
+        )
+    if targets is not None:
+        raise ConfigError("--target picks the targets of --features windows; give --features.")
+    if labels_from is not None and len(labels_from) > 1:
+        raise ConfigError("Give one --labels-from table (several need --features).")
     with console.status("Building windows"):
         result = build_windows(
             _registry(ctx),
-            raw,
+            raw[0],
             name=name,
             length=length,
             stride=stride,
             allow_gaps=allow_gaps,
             labels_file=labels,
-            labels_from=labels_from,
+            labels_from=labels_from[0] if labels_from else None,
             label_column=label_column,
         )
     console.print(f"[green]Stored[/] {result.ref}  ({result.windows:,} windows x {length} bars)")
@@ -384,13 +413,14 @@ def windows(
 
 def _feature_windows(
     ctx: typer.Context,
-    raw: str,
+    raw: list[str],
     name: str,
     feature_set: str,
     length: int,
     stride: int,
-    labels_from: str | None,
+    labels_from: list[str] | None,
     label_column: str | None,
+    targets: list[str] | None,
 ) -> None:
     """``moola data windows --features``: build, then print what was kept and left out."""
     from moola.pipeline.feature_windows import build_feature_windows
@@ -406,13 +436,23 @@ def _feature_windows(
             stride=stride,
             labels=labels_from,
             label_column=label_column,
+            targets=targets,
         )
     meta = registry.meta(ref)
-    features = meta["features"]
+    tables = [entry["features"] for entry in meta.get("feature_tables", [])] or [meta["features"]]
+    named = ", ".join(f"features/{t['name']}@v{t['version']}" for t in tables)
     console.print(
         f"[green]Stored[/] {ref}  ({meta['windows']:,} windows x {length} bars x "
-        f"{len(meta['columns'])} features of features/{features['name']}@v{features['version']})"
+        f"{len(meta['columns'])} features of {named})",
+        soft_wrap=True,
     )
+    if meta.get("targets"):
+        shown = ", ".join(
+            f"{t['name']} ({t['kind']}"
+            + (f": {' '.join(t['classes'])})" if "classes" in t else ")")
+            for t in meta["targets"]
+        )
+        console.print(f"  {meta['task']} targets: {shown}", soft_wrap=True, markup=False)
     left_out = ", ".join(f"{key} {count:,}" for key, count in meta["excluded"].items())
     console.print(f"  windows left out: {left_out}; thinned by the stride: {meta['thinned']:,}")
     _print_blacklist_steps(registry.manifest(ref))
