@@ -1,21 +1,29 @@
-"""Resumable training: a fit killed after epoch k and resumed from its last.pt ends
-exactly where an uninterrupted fit ends; checkpoints are never torn and refuse what they
-were not written for."""
+"""Resumable training: a fit killed after epoch k and resumed from its last.pt, and an
+out-of-fold run killed after some folds and run again, end exactly where uninterrupted
+runs end; checkpoints are never torn and refuse what they were not written for."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from moola.core.errors import CheckpointError
+from moola.core.errors import CheckpointError, ConfigError
+from moola.data.splits import purged_kfold
+from moola.models import create
+from moola.models.base import Estimator
 from moola.training.callbacks import Callback, EpochProgress, TrainingState
 from moola.training.checkpoints import (
     EpochCheckpoints,
+    FoldStore,
     load_best,
     load_checkpoint,
 )
+from moola.training.oof import OOFResult, out_of_fold
 from moola.training.trainer import Trainer
 
 
@@ -274,3 +282,166 @@ def test_a_checkpoint_of_another_config_or_other_data_is_refused_naming_it(tmp_p
         Trainer(**{**_FIT, "epochs": 7}).fit(
             _net(), X[:32], y[:32], X[32:], y[32:], resume=snapshot
         )
+
+
+# -- out-of-fold runs that are killed ----------------------------------------------------
+
+
+def _logreg_data(n: int = 160, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(0, 1, (n, 4))
+    X[:, 0] += 1.2 * y
+    starts = np.arange(n) * 2
+    return X, y, purged_kfold(starts, starts + 4, n_folds=4, purge=1, embargo=2)
+
+
+class Counting:
+    """An estimator factory that counts the estimators it made."""
+
+    def __init__(self, make) -> None:
+        self.make, self.made = make, 0
+
+    def __call__(self) -> Estimator:
+        self.made += 1
+        return self.make()
+
+
+def _stop_after(index: int):
+    def on_fold_end(result, _estimator):
+        if result.index == index:
+            raise Killed(f"killed after fold {index}")
+
+    return on_fold_end
+
+
+def _same_oof(a: OOFResult, b: OOFResult) -> None:
+    assert a.oof_proba.tobytes() == b.oof_proba.tobytes()  # bit for bit, NaN rows included
+    np.testing.assert_array_equal(a.fold_of, b.fold_of)
+    assert a.fold_metrics == b.fold_metrics
+    assert [(f.index, f.n_train, f.n_val, f.n_test) for f in a.folds] == [
+        (f.index, f.n_train, f.n_val, f.n_test) for f in b.folds
+    ]
+
+
+make_logreg = partial(create, "logistic_regression", random_state=0)
+
+
+def test_an_oof_run_killed_after_two_of_four_folds_reruns_to_the_same_result(tmp_path):
+    X, y, split = _logreg_data()
+    full = out_of_fold(make_logreg, X, y, split, fold_bootstrap=20)
+    store = FoldStore(tmp_path / "folds", config_hash="cfg")
+    with pytest.raises(Killed):
+        out_of_fold(
+            make_logreg, X, y, split, fold_bootstrap=20, store=store, on_fold_end=_stop_after(1)
+        )
+    assert sorted(p.name for p in store.directory.glob("*.npz")) == ["fold-000.npz", "fold-001.npz"]
+
+    factory, ends = Counting(make_logreg), []
+    rerun = out_of_fold(
+        factory,
+        X,
+        y,
+        split,
+        fold_bootstrap=20,
+        store=FoldStore(tmp_path / "folds", config_hash="cfg"),
+        on_fold_end=lambda result, estimator: ends.append((result.index, estimator is None)),
+    )
+    assert factory.made == 2  # folds 2 and 3 only
+    assert ends == [(0, True), (1, True), (2, False), (3, False)]
+    _same_oof(rerun, full)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # every fold stored now: nothing is fitted
+        again = out_of_fold(
+            Counting(make_logreg), X, y, split, fold_bootstrap=20, store=store, executor=pool
+        )
+    _same_oof(again, full)
+    assert [f.to_dict() for f in again.folds] == [f.to_dict() for f in rerun.folds]
+
+
+def test_a_fold_store_refuses_another_runs_folds_and_keep_models(tmp_path):
+    X, y, split = _logreg_data()
+    store = FoldStore(tmp_path, config_hash="cfg")
+    with pytest.raises(Killed):
+        out_of_fold(
+            make_logreg, X, y, split, fold_bootstrap=20, store=store, on_fold_end=_stop_after(0)
+        )
+    fold0 = store.path(0)
+    with pytest.raises(
+        CheckpointError, match=f"{fold0} was written by another out-of-fold run.*labels"
+    ):
+        out_of_fold(make_logreg, X, 1 - y, split, fold_bootstrap=20, store=store)
+    with pytest.raises(CheckpointError, match=f"{fold0} .*config_hash: stored 'cfg', now 'other'"):
+        out_of_fold(
+            make_logreg,
+            X,
+            y,
+            split,
+            fold_bootstrap=20,
+            store=FoldStore(tmp_path, config_hash="other"),
+        )
+    with pytest.raises(ConfigError, match="keep_models=True needs every fold's fitted estimator"):
+        out_of_fold(make_logreg, X, y, split, fold_bootstrap=20, store=store, keep_models=True)
+    fold0.write_bytes(fold0.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=f"{fold0} cannot be read"):
+        out_of_fold(make_logreg, X, y, split, fold_bootstrap=20, store=store)
+
+
+class TinyTorch(Estimator):
+    """A ``TinyNet`` trained by ``Trainer`` that can resume, as the pipeline's neural
+    estimators do: ``resume_from(snapshot)`` is used by the next fit."""
+
+    name = "test_tiny_torch"
+    input_kind = "sequence"
+    _resume: dict | None = None
+
+    def resume_from(self, snapshot: dict | None) -> TinyTorch:
+        self._resume = snapshot
+        return self
+
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        self.module_ = _net()  # seeded: the same initial weights in every fit
+        resume, self._resume = self._resume, None
+        Trainer(epochs=4, batch_size=8, seed=1).fit(
+            self.module_, X, y, X_val, y_val, callbacks=self.callbacks, resume=resume
+        )
+        return self
+
+    def predict_proba(self, X):
+        with torch.no_grad():
+            logits = self.module_(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    def save(self, path):
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path):
+        raise NotImplementedError
+
+
+def test_an_oof_run_killed_inside_a_fold_resumes_that_fold_from_its_epochs(tmp_path):
+    X, _ = _toy_data(96)
+    y = (X[:, :, 0].mean(axis=1) > 0).astype(np.int64)
+    starts = np.arange(len(X)) * 2
+    split = purged_kfold(starts, starts + 4, n_folds=4, purge=1, embargo=2)
+    full = out_of_fold(TinyTorch, X, y, split, fold_bootstrap=10)
+
+    store = FoldStore(tmp_path, config_hash="cfg")
+    killer = KillAfter(epoch=2, fit=2)  # fold 1 dies after its second epoch
+    with pytest.raises(Killed):
+        out_of_fold(
+            lambda: TinyTorch().with_callbacks(killer), X, y, split, fold_bootstrap=10, store=store
+        )
+    assert store.path(0).exists() and not store.path(1).exists()
+    assert not store.checkpoint_dir(0).exists()  # a stored fold's epochs are deleted
+    assert load_checkpoint(store.checkpoint_dir(1) / "last.pt", config_hash="cfg")["epoch"] == 1
+
+    trained = Epochs()
+    rerun = out_of_fold(
+        lambda: TinyTorch().with_callbacks(trained), X, y, split, fold_bootstrap=10, store=store
+    )
+    # Fold 0 is loaded; fold 1 goes on from epoch 2 (the killer ran before the writer);
+    # folds 2 and 3 train from the start.
+    assert trained.seen == [(1, 2), (1, 3), (1, 4)] + [(f, e) for f in (2, 3) for e in range(1, 5)]
+    _same_oof(rerun, full)
+    assert not any(p.is_dir() for p in tmp_path.iterdir())

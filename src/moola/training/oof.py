@@ -26,6 +26,13 @@ inputs, so both pickle and run in another process or on another machine (the
 ``make_estimator`` given must then pickle too: a class, a ``functools.partial`` or an
 instance of a top-level class, not a lambda). Results do not depend on the executor:
 each fold's estimator and metrics are seeded by the task alone.
+
+A long run survives being killed: ``out_of_fold(..., store=FoldStore(directory))``
+(``moola.training.checkpoints``) writes each finished fold (test indices, probabilities,
+summary with its metrics and timings) atomically as it arrives, in this process, whatever
+the executor; run again with the same store, the finished folds are loaded instead of
+fitted, only the others go to the executor, and the result equals an uninterrupted run's
+bit for bit.
 """
 
 from __future__ import annotations
@@ -33,15 +40,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError, SplitError
+from moola.core.errors import CheckpointError, ConfigError, SplitError
+from moola.core.hashing import sha256_bytes
 from moola.data.splits import Split, validate_split
 from moola.evaluation.metrics import classification_report
 from moola.models.base import Estimator
+
+if TYPE_CHECKING:
+    from moola.training.checkpoints import FoldStore
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,19 @@ class FoldResult:
             "predict_seconds": self.predict_seconds,
             "metrics": self.metrics,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FoldResult:
+        """The inverse of ``to_dict``."""
+        return cls(
+            index=int(data["index"]),
+            n_train=int(data["n_train"]),
+            n_val=int(data["n_val"]),
+            n_test=int(data["n_test"]),
+            fit_seconds=float(data["fit_seconds"]),
+            predict_seconds=float(data["predict_seconds"]),
+            metrics=dict(data["metrics"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -173,6 +197,9 @@ class FoldTask:
     fold_bootstrap: int
     seed: int
     return_model: bool
+    checkpoints: str | None = None
+    """Directory for the fit's epoch checkpoints (a ``FoldStore``'s), or None."""
+    config_hash: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -194,8 +221,15 @@ def fit_fold(task: FoldTask) -> FoldOutput:
     only for early stopping), predict its test part and score it.
 
     A top-level function of one picklable argument, so any :class:`FoldExecutor` can run it.
+    With ``task.checkpoints``, an estimator trained epoch by epoch writes its epoch
+    checkpoints there and resumes from the last one an interrupted fit left behind
+    (``moola.training.checkpoints.resume_or_checkpoint``).
     """
     estimator = task.make_estimator()
+    if task.checkpoints is not None:
+        from moola.training.checkpoints import resume_or_checkpoint
+
+        resume_or_checkpoint(estimator, task.checkpoints, config_hash=task.config_hash)
     tick = time.perf_counter()
     if task.X_val is not None:
         estimator.fit(task.X_train, task.y_train, X_val=task.X_val, y_val=task.y_val)
@@ -275,12 +309,13 @@ def out_of_fold(
     y: Any,
     split: Split,
     *,
-    on_fold_end: Callable[[FoldResult, Estimator], None] | None = None,
+    on_fold_end: Callable[[FoldResult, Estimator | None], None] | None = None,
     keep_models: bool = False,
     classes: Sequence[str] | None = None,
     fold_bootstrap: int = 200,
     seed: int = 0,
     executor: FoldExecutor | None = None,
+    store: FoldStore | None = None,
 ) -> OOFResult:
     """Fit a fresh estimator per fold of ``split`` and predict the fold's test samples.
 
@@ -299,8 +334,10 @@ def out_of_fold(
     on_fold_end : callable, optional
         Called with each fold's :class:`FoldResult` and fitted estimator (logging,
         checkpoints, pruning), in this process and in fold order, whatever the executor.
+        A fold loaded from ``store`` comes with ``None`` for the estimator.
     keep_models : bool, default False
-        Keep the fitted fold estimators in ``OOFResult.models``.
+        Keep the fitted fold estimators in ``OOFResult.models`` (refused when ``store``
+        already holds finished folds: their estimators were not kept).
     classes : sequence of str, optional
         Class names (default ``"0".."K-1"`` with ``K = max(y) + 1``).
     fold_bootstrap : int, default 200
@@ -311,6 +348,10 @@ def out_of_fold(
         Runs the folds (:func:`fit_fold` over one :class:`FoldTask` each); default
         :class:`SerialExecutor`. A ``concurrent.futures`` pool runs them in parallel with
         the same results.
+    store : FoldStore, optional
+        Keeps each finished fold on disk; folds it already holds for this run (same
+        split, labels, classes, metric settings and store config hash) are loaded, not
+        refitted. A fold it holds for another run raises ``CheckpointError``.
     """
     labels = np.asarray(y)
     n = len(X)
@@ -330,6 +371,15 @@ def out_of_fold(
     results: list[FoldResult] = []
     models: list[Estimator] = []
     started = time.perf_counter()
+    identity = _run_identity(split, labels, names, fold_bootstrap, seed)
+    stored = {} if store is None else _stored_folds(store, split, identity, n_classes)
+    if stored and keep_models and store is not None:
+        raise ConfigError(
+            f"keep_models=True needs every fold's fitted estimator, but the fold store "
+            f"{store.directory} already holds finished folds "
+            f"{sorted(stored)}, whose estimators were not kept. Drop keep_models, or use a "
+            "fresh store directory."
+        )
     tasks = _fold_tasks(
         make_estimator,
         X,
@@ -339,17 +389,27 @@ def out_of_fold(
         fold_bootstrap=fold_bootstrap,
         seed=seed,
         return_model=keep_models or on_fold_end is not None,
+        skip=frozenset(stored),
+        store=store,
     )
-    for k, output in enumerate((executor or SerialExecutor()).map(fit_fold, tasks)):
-        test = np.asarray(split.folds[k].test, dtype=np.int64)
-        oof[test] = output.proba
+    outputs = iter((executor or SerialExecutor()).map(fit_fold, tasks))
+    for k, fold in enumerate(split.folds or []):
+        test = np.asarray(fold.test, dtype=np.int64)
+        if k in stored:
+            result, proba, estimator = stored[k][0], stored[k][1], None
+        else:
+            output = next(outputs)
+            result, proba, estimator = output.result, output.proba, output.estimator
+            if store is not None:
+                store.save(k, identity=identity, test=test, values=proba, summary=result.to_dict())
+                store.discard_checkpoints(k)  # the fold is kept: its epochs are not needed
+        oof[test] = proba
         fold_of[test] = k
-        results.append(output.result)
-        if output.estimator is not None:  # asked for: on_fold_end or keep_models needs it
-            if on_fold_end is not None:
-                on_fold_end(output.result, output.estimator)
-            if keep_models:
-                models.append(output.estimator)
+        results.append(result)
+        if on_fold_end is not None and (estimator is not None or k in stored):
+            on_fold_end(result, estimator)
+        if keep_models and estimator is not None:
+            models.append(estimator)
     return OOFResult(
         oof_proba=oof,
         covered=fold_of >= 0,
@@ -372,10 +432,14 @@ def _fold_tasks(
     fold_bootstrap: int,
     seed: int,
     return_model: bool,
+    skip: frozenset[int] = frozenset(),
+    store: FoldStore | None = None,
 ) -> Iterator[FoldTask]:
-    """One task per fold, made as the executor asks for it (a serial run holds one fold's
-    copy of the inputs at a time)."""
+    """One task per fold not in ``skip``, made as the executor asks for it (a serial run
+    holds one fold's copy of the inputs at a time)."""
     for k, fold in enumerate(split.folds or []):
+        if k in skip:
+            continue
         train = np.asarray(fold.train, dtype=np.int64)
         val = np.asarray(fold.val, dtype=np.int64)
         test = np.asarray(fold.test, dtype=np.int64)
@@ -392,7 +456,52 @@ def _fold_tasks(
             fold_bootstrap=fold_bootstrap,
             seed=seed,
             return_model=return_model,
+            checkpoints=None if store is None else str(store.checkpoint_dir(k)),
+            config_hash=None if store is None else store.config_hash,
         )
+
+
+def _run_identity(
+    split: Split, labels: np.ndarray, classes: list[str], fold_bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """What a stored fold must have been made with to stand in for a fit in this run
+    (plain JSON values: a fold store keeps them in each fold's file)."""
+    return {
+        "split_hash": split.content_hash(),
+        "n_samples": int(labels.size),
+        "labels": sha256_bytes(np.ascontiguousarray(labels, dtype=np.int64).tobytes()),
+        "classes": list(classes),
+        "fold_bootstrap": int(fold_bootstrap),
+        "seed": int(seed),
+    }
+
+
+def _stored_folds(
+    store: FoldStore, split: Split, identity: dict[str, Any], n_classes: int
+) -> dict[int, tuple[FoldResult, np.ndarray]]:
+    """The folds ``store`` holds for this run, checked against the split's folds."""
+    found: dict[int, tuple[FoldResult, np.ndarray]] = {}
+    for k, fold in enumerate(split.folds or []):
+        record = store.load(k, identity=identity)
+        if record is None:
+            continue
+        test = np.asarray(fold.test, dtype=np.int64)
+        values = np.asarray(record.values, dtype=np.float64)
+        if not np.array_equal(record.test, test) or values.shape != (test.size, n_classes):
+            raise CheckpointError(
+                f"Fold file {store.path(k)} holds {values.shape} values for "
+                f"{record.test.size} test samples, not ({test.size}, {n_classes}) for this "
+                f"split's fold {k}; delete it to fit the fold again."
+            )
+        try:
+            result = FoldResult.from_dict(record.summary)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"Fold file {store.path(k)} holds an unreadable fold summary "
+                f"({type(exc).__name__}: {exc}); delete it to fit the fold again."
+            ) from exc
+        found[k] = (result, values)
+    return found
 
 
 def stack_oof(base_results: Mapping[str, OOFResult]) -> tuple[np.ndarray, np.ndarray]:
