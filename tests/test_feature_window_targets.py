@@ -186,6 +186,7 @@ def test_bad_targets_are_refused_naming_table_and_column_with_nothing_written(re
     registry.write_table(
         "labels", "inf", broken, parents=[raw], meta={"label_kind": "realized-vol"}
     )
+    registry.write_table("labels", "nohorizon", broken.drop(columns="horizon_end"), parents=[raw])
     before = _listing(registry)
     stamp = str(broken["timestamp"].iloc[57])
 
@@ -218,6 +219,7 @@ def test_bad_targets_are_refused_naming_table_and_column_with_nothing_written(re
     )
     refused("Several labels tables are given: name the target columns", labels="vol,fwd")
     refused("give labels too", targets=["label"])
+    refused("labels/nohorizon@v1 has no horizon_end column", labels="nohorizon")
     assert _listing(registry) == before
 
 

@@ -127,6 +127,7 @@ def test_bad_raw_combinations_are_refused_with_nothing_written(registry):
     _market(registry)
     _raw(registry, "late", random_walk_bars(150, symbol="LATE", start="2024-02-01"), labels=False)
     _raw(registry, "btc2", random_walk_bars(150, symbol="BTC", seed=9), labels=False)
+    _raw(registry, "hourly", random_walk_bars(150, symbol="H", timeframe="60m"), labels=False)
     before = _listing(registry)
     with pytest.raises(ConfigError, match="date ranges of the symbols do not overlap") as info:
         build_feature_windows(registry, "btc,late", SPEC, name="fw", length=LENGTH)
@@ -134,6 +135,8 @@ def test_bad_raw_combinations_are_refused_with_nothing_written(registry):
         info.value
     )
     assert "LATE (raw/late@v1): 2024-02-01" in str(info.value)
+    with pytest.raises(ConfigError, match=r"different bar time frames \(raw/btc@v1: 1m, raw/hou"):
+        build_feature_windows(registry, "btc,hourly", SPEC, name="fw", length=LENGTH)
     with pytest.raises(ConfigError, match=r"Symbol BTC is in both raw/btc@v1 and raw/btc2@v1"):
         build_feature_windows(registry, "btc,btc2", SPEC, name="fw", length=LENGTH)
     with pytest.raises(RegistryError, match=r"No labels table was built from raw/eth@v1"):

@@ -302,9 +302,20 @@ def _raw_refs(
 
 
 def _check_symbols(raws: list[DatasetRef], all_bars: list[pd.DataFrame]) -> None:
-    """Refuse raws that share a symbol, or whose symbols' date ranges do not all overlap:
-    a split by time cuts every symbol at the same timestamps, so a symbol wholly before
-    another would land wholly in one part."""
+    """Refuse raws of different time frames, raws that share a symbol, or whose symbols'
+    date ranges do not all overlap: a split by time cuts every symbol at the same
+    timestamps, so a symbol wholly before another would land wholly in one part."""
+    frames = {
+        str(ref): "/".join(sorted(bars["timeframe"].astype(str).unique()))
+        for ref, bars in zip(raws, all_bars, strict=True)
+    }
+    if len(set(frames.values())) > 1:
+        listed = ", ".join(f"{ref}: {frame}" for ref, frame in frames.items())
+        raise ConfigError(
+            f"The raw versions have different bar time frames ({listed}); a window of "
+            "the same length would span different durations. Use bars of one time frame.",
+            param="raw",
+        )
     owner: dict[str, DatasetRef] = {}
     ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
     for ref, bars in zip(raws, all_bars, strict=True):
@@ -356,6 +367,12 @@ def _labels_of(
         if any(held.ref == ref for held in grouped[k]):
             raise ConfigError(f"labels names {ref} twice; name each labels table once.")
         table = registry.load_table("labels", ref.name, ref.version)
+        if "horizon_end" not in table.columns:
+            raise ConfigError(
+                f"{ref} has no horizon_end column (the last bar each label looks at), so "
+                "splits could not purge by it; build the labels with `moola labels build`.",
+                param="labels",
+            )
         bars = all_bars[k]
         if len(table) != len(bars) or not table["timestamp"].reset_index(drop=True).equals(
             bars["timestamp"].reset_index(drop=True)
