@@ -153,7 +153,11 @@ class LoopState(TrainingState):
     grad_scaler: Any = None
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain values and CPU tensors (``torch.load(weights_only=True)`` safe)."""
+        """Plain values and CPU tensors (``torch.load(weights_only=True)`` safe).
+
+        On CUDA it holds the device's random state too (dropout draws from it there), and
+        the grad scaler's state under fp16; equal weights after a resume on a GPU also need
+        deterministic kernels, which the loop does not switch on."""
         if self.optimizer is None or self.generator is None:
             raise ConfigError("snapshot() is only available while Trainer.run is running.")
         return {
@@ -175,6 +179,7 @@ class LoopState(TrainingState):
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # not the live tensors
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": _cuda_rng_state(self.module),
             "grad_scaler": None if self.grad_scaler is None else self.grad_scaler.state_dict(),
             "best_weights": None
             if self.best_weights is None
@@ -566,6 +571,14 @@ def _data_fingerprint(train: Sequence[torch.Tensor] | BatchSource, val: Any) -> 
     return "sha256:" + digest.hexdigest()
 
 
+def _cuda_rng_state(module: nn.Module) -> torch.Tensor | None:
+    """The random state of the CUDA device ``module`` trains on (None off CUDA)."""
+    parameter = next(module.parameters(), None)
+    if parameter is None or parameter.device.type != "cuda":
+        return None
+    return torch.cuda.get_rng_state(parameter.device)
+
+
 def _restore(state: LoopState, snapshot: dict[str, Any], device: torch.device) -> None:
     """Put the loop back where ``snapshot`` was taken; refuses one of another run's shape.
 
@@ -599,6 +612,9 @@ def _restore(state: LoopState, snapshot: dict[str, Any], device: torch.device) -
         if state.generator is not None:
             state.generator.set_state(snapshot["generator"])
         torch.set_rng_state(snapshot["torch_rng"])
+        cuda_rng = snapshot.get("cuda_rng")
+        if cuda_rng is not None and device.type == "cuda":  # dropout draws from it there
+            torch.cuda.set_rng_state(cuda_rng, device)
         scaler_state = snapshot.get("grad_scaler")
         if state.grad_scaler is not None and scaler_state is not None:
             state.grad_scaler.load_state_dict(scaler_state)
