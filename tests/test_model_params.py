@@ -120,7 +120,9 @@ def test_create_with_no_params_is_unchanged(name):
 def test_neural_defaults_are_the_trainer_the_estimator_and_the_module_config(name):
     resolved = validate_params(name, {})
     assert issubclass(params_model(name), TrainerConfig)  # one home: trainer fields
-    assert TrainerConfig().model_dump().items() <= resolved.items()
+    trainer = {**TrainerConfig().model_dump(), **model_card(name).preset}  # DOMAIN presets
+    assert trainer.items() <= resolved.items()
+    assert resolved["task"] == "classification"
     estimator = inspect.signature(NeuralEstimator.__init__).parameters
     assert resolved["architecture"] == name and "architecture" in estimator
     assert {"verbose": False, "pretrained_encoder": None, "freeze_epochs": 0}.items() <= (
@@ -131,6 +133,43 @@ def test_neural_defaults_are_the_trainer_the_estimator_and_the_module_config(nam
     for field in dataclasses.fields(config):
         expected = None if field.name in ("input_dim", "seq_len", "n_classes") else field.default
         assert resolved[field.name] == expected, field.name  # None: from the data at fit
+
+
+def test_the_transformer_trains_as_the_domain_says_unless_told_otherwise():
+    """create("transformer") gets AdamW, warm-up + cosine and grad clip 1.0 (its card's
+    preset) in its Params defaults and in the trainer a fit uses; a given value wins."""
+    preset = model_card("transformer").preset
+    assert preset["optimizer"] == "adamw" and preset["lr_schedule"] == "cosine"
+    assert preset["warmup_epochs"] >= 1 and preset["grad_clip"] == 1.0
+    assert validate_params("transformer", {})["optimizer"] == "adamw"
+    assert validate_params("transformer", {"optimizer": "adam"})["optimizer"] == "adam"
+    X = np.random.default_rng(0).normal(size=(8, 6, 3))
+    y = np.arange(8) % 2
+    tiny = {**TINY_PARAMS["transformer"], "epochs": 1, "batch_size": 8}
+    fitted = create("transformer", **tiny).fit(X, y)
+    assert fitted.get_params() == {"architecture": "transformer", **tiny}  # stored as given
+    assert {k: getattr(fitted.trainer_config_, k) for k in preset} == preset
+    other = create("transformer", **tiny, optimizer="adam", warmup_epochs=0).fit(X, y)
+    assert (other.trainer_config_.optimizer, other.trainer_config_.warmup_epochs) == ("adam", 0)
+    assert validate_params("bilstm", {})["patience"] == 5  # DOMAIN: early stopping after 5
+
+
+def test_the_domain_sizes_are_the_module_defaults():
+    bilstm, transformer = (validate_params(n, {}) for n in ("bilstm", "transformer"))
+    assert (bilstm["hidden"], bilstm["num_layers"], bilstm["dropout"], bilstm["fc"]) == (
+        64,
+        2,
+        0.2,
+        (64,),
+    )  # 2 x 64 bidirectional, FC 128-64-K
+    assert (
+        transformer["d_model"],
+        transformer["n_layers"],
+        transformer["heads"],
+        transformer["ffn"],
+        transformer["dropout"],
+        transformer["fc"],
+    ) == (128, 4, 8, 512, 0.1, (512,))  # head 128-512-K
 
 
 @pytest.mark.parametrize("name", ["logistic_regression", "random_forest", "gradient_boosting"])

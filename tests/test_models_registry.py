@@ -137,3 +137,30 @@ def test_parameter_counts_are_dash_when_the_neural_code_is_unavailable(monkeypat
     assert models_cli._parameter_count(card) == "-"
     tabular = next(c for c in list_models() if c.name == "random_forest")
     assert models_cli._parameter_count(tabular) == "-"
+
+
+def test_cards_say_which_tasks_each_model_learns():
+    tasks = {card.name: card.tasks for card in list_models("ACTIVE")}
+    assert all("classification" in t for t in tasks.values())
+    assert {n for n, t in tasks.items() if "regression" in t} == {
+        "bilstm",
+        "transformer",
+        "cnn_lstm_attention",
+        "gradient_boosting",
+    }
+    assert {n for n, t in tasks.items() if "multitask" in t} == {"cnn_lstm_attention"}
+
+
+def test_create_refuses_a_task_the_model_does_not_learn_naming_those_that_do():
+    with pytest.raises(ConfigError, match="'minirocket' does not support task='regression'") as e:
+        create("minirocket", task="regression")
+    assert "Models that support regression: bilstm, cnn_lstm_attention, transformer" in str(e.value)
+    with pytest.raises(ConfigError, match="Models that support multitask: cnn_lstm_attention"):
+        create("stack", task="multitask")
+    # A classifier-only model takes task="classification", and stores nothing for it.
+    assert "task" not in create("minirocket", task="classification").get_params()
+
+
+def test_short_aliases_name_the_registered_models():
+    assert create("logreg").name == "logistic_regression"
+    assert create("lightgbm", n_estimators=5).name == "gradient_boosting"

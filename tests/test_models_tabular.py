@@ -18,6 +18,7 @@ import pytest
 from moola.core.errors import CheckpointError, ConfigError
 from moola.data.sources.synthetic import SyntheticMarketConfig, generate_market
 from moola.features.window import price_action_features
+from moola.models import create
 from moola.models._persist import FORMAT_VERSION, HEADER_MEMBER
 from moola.models.stack import StackingClassifier
 from moola.models.tabular import TABULAR_KINDS, TabularClassifier
@@ -233,3 +234,63 @@ def test_other_library_versions_load_with_a_warning_naming_them(saved):
     with pytest.warns(UserWarning, match=r"scikit-learn 0\.1\.0 \(now "):
         loaded = TabularClassifier.load(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+# -- regression (issue 16) ------------------------------------------------------------------
+
+
+def _linear_features(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, 50.0 + 8.0 * X[:, 0] - 5.0 * X[:, 1]
+
+
+def test_lightgbm_regression_learns_values_in_target_units(tmp_path):
+    X, y = _linear_features()
+    model = create("lightgbm", task="regression").fit(X[:200], y[:200])
+    assert model.name == "gradient_boosting" and model.task == "regression"
+    pred = model.predict(X[200:])
+    assert pred.shape == (100,) and pred.dtype == np.float64
+    r2 = 1.0 - ((pred - y[200:]) ** 2).sum() / ((y[200:] - y[200:].mean()) ** 2).sum()
+    assert r2 > 0.5
+    with pytest.raises(ConfigError, match="regressor"):
+        model.predict_proba(X)
+    path = tmp_path / "reg.bin"
+    model.save(path)
+    loaded = TabularClassifier.load(path)
+    assert loaded.task == "regression"
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_lightgbm_regression_fits_one_regressor_per_target_column():
+    X, y = _linear_features(n=120)
+    Y = np.stack([y, -2.0 * X[:, 2]], axis=1)
+    model = TabularClassifier("gradient_boosting", task="regression", n_estimators=20).fit(X, Y)
+    pred = model.predict(X)
+    assert pred.shape == (120, 2) and pred.dtype == np.float64
+    single = TabularClassifier("gradient_boosting", task="regression", n_estimators=20)
+    np.testing.assert_array_equal(single.fit(X, Y[:, 1]).predict(X), pred[:, 1])
+
+
+def test_regression_is_refused_for_the_classifier_only_kinds_naming_the_alternatives():
+    X, y = _linear_features(n=30)
+    for name in ("logreg", "logistic_regression", "random_forest"):
+        with pytest.raises(ConfigError, match="does not support task='regression'") as info:
+            create(name, task="regression")
+        assert "gradient_boosting" in str(info.value) and "bilstm" in str(info.value)
+    with pytest.raises(ConfigError, match=r"use gradient_boosting .*bilstm or transformer"):
+        TabularClassifier("logistic_regression", task="regression").fit(X, y)
+
+
+def test_bad_regression_targets_and_widths_are_refused():
+    X, y = _linear_features(n=30)
+    model = TabularClassifier("gradient_boosting", task="regression", n_estimators=5)
+    bad = y.copy()
+    bad[2] = np.nan
+    with pytest.raises(ConfigError, match="NaN/infinite"):
+        model.fit(X, bad)
+    with pytest.raises(ConfigError, match="n_classes=3 is for classification"):
+        create("gradient_boosting", task="regression", n_classes=3)
+    model.fit(X, y)
+    with pytest.raises(ConfigError, match="X has 3 features but the model was fitted on 4"):
+        model.predict(X[:, :3])

@@ -217,11 +217,49 @@ def test_a_checkpoint_alone_predicts_identically(planted, split, fitted, tmp_pat
     assert loaded.get_params() == fitted.get_params()
     assert loaded.training_summary_ == fitted.training_summary_
     payload = torch.load(path, weights_only=True)
-    assert payload["format"] == "moola-model" and payload["format_version"] == 1
+    assert payload["format"] == "moola-model" and payload["format_version"] == 2
+    assert payload["task"] == "classification" and payload["targets"] is None
+    assert loaded.task == "classification"
     assert payload["class"] == "moola.training.neural.NeuralEstimator"
     assert payload["module_config"]["hidden"] == 16
     assert set(payload["library_versions"]) == {"torch", "numpy"}
     assert not list(tmp_path.glob(".tmp-*"))  # the temporary file was renamed into place
+
+
+def test_a_format_1_file_still_loads_as_the_classifier_it_is(tmp_path):
+    est, X = _tiny_fit()
+    path = tmp_path / "m.pt"
+    est.save(path)
+    payload = torch.load(path, weights_only=True)
+    old = {k: v for k, v in payload.items() if k not in ("task", "targets", "head_history")}
+    torch.save({**old, "format_version": 1}, path)
+    loaded = NeuralEstimator.load(path)
+    assert loaded.task == "classification"
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+
+
+def test_a_format_1_transformer_with_a_sigmoid_output_loads(tmp_path):
+    """Format 1 named the transformer's sigmoid output ``task="regression"`` (a module key,
+    also in its params); it loads as ``output="sigmoid"``, a classifier file as before."""
+    X, y = _tiny()
+    est = NeuralEstimator("transformer", d_model=8, n_layers=1, heads=2, fc=(8,), epochs=1)
+    est.fit(X, y)
+    path = tmp_path / "t.pt"
+    est.save(path)
+    payload = torch.load(path, weights_only=True)
+    module_config = {k: v for k, v in payload["module_config"].items() if k != "output"}
+    torch.save(
+        {
+            **payload,
+            "format_version": 1,
+            "module_config": {**module_config, "task": "regression"},
+            "params": {**payload["params"], "task": "regression"},
+        },
+        path,
+    )
+    loaded = NeuralEstimator.load(path)
+    assert loaded.module_config_["output"] == "sigmoid" and loaded.task == "classification"
+    assert "task" not in loaded.get_params() and loaded.get_params()["output"] == "sigmoid"
 
 
 def test_loaded_model_refuses_other_feature_dimensions(tmp_path):

@@ -217,9 +217,61 @@ def test_multitask_loss_weights():
         learned({"direction": torch.tensor(1.0)})
 
 
-def test_transformer_regression_outputs_strength_in_unit_interval():
+def test_cnn_lstm_attention_heads_give_one_output_per_head_in_order():
     torch.manual_seed(0)
-    module = build_module("transformer", task="regression", n_classes=1, pooling="cls").eval()
+    heads = {"direction": 2, "volatility": "regression", "regime": 3}
+    module = build_module("cnn_lstm_attention", heads=heads).eval()
+    with torch.no_grad():
+        out = module(_x(5, 120, 4))
+    assert list(out) == ["direction", "volatility", "regime"]
+    assert out["direction"].shape == (5, 2)
+    assert out["volatility"].shape == (5,)
+    assert out["regime"].shape == (5, 3)
+    rebuilt = build_module(**json.loads(json.dumps(config_of(module))))
+    rebuilt.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(_x(5, 120, 4)), module(_x(5, 120, 4)))
+
+
+@pytest.mark.parametrize(
+    ("heads", "words"),
+    [
+        ({}, "non-empty mapping"),
+        ([("direction", 2)], "non-empty mapping"),
+        ({"direction": 1}, "head 'direction' must be 'regression' or a number of classes"),
+        ({"vol": "regress"}, "head 'vol' must be 'regression'"),
+        ({"direction": True}, "got True"),
+        ({"my head": 2}, "head name 'my head'"),
+        ({"keys": 2}, "head name 'keys'"),
+    ],
+)
+def test_a_bad_heads_spec_is_refused_naming_the_head(heads, words):
+    with pytest.raises(ConfigError, match=words):
+        build_module("cnn_lstm_attention", heads=heads)
+
+
+def test_heads_and_the_aux_head_flags_do_not_mix():
+    with pytest.raises(ConfigError, match="drop volatility_head/regime_head"):
+        build_module("cnn_lstm_attention", heads={"a": 2, "b": 3}, volatility_head=True)
+
+
+def test_multitask_loss_halves_regression_terms():
+    losses = {"direction": torch.tensor(1.0), "volatility": torch.tensor(2.0)}
+    loss = MultiTaskLoss.for_heads({"direction": 2, "volatility": "regression"})
+    with torch.no_grad():
+        loss.log_vars.fill_(1.0)
+    expected = (torch.e**-1 * 1 + 1) + 0.5 * (torch.e**-1 * 2 + 1)
+    assert loss(losses).item() == pytest.approx(expected)
+    assert loss.task_weights() == pytest.approx(
+        {"direction": torch.e**-1, "volatility": torch.e**-1}
+    )
+    with pytest.raises(ConfigError, match="regression task"):
+        MultiTaskLoss(["direction"], regression=["volatility"])
+
+
+def test_transformer_sigmoid_output_is_a_strength_in_unit_interval():
+    torch.manual_seed(0)
+    module = build_module("transformer", output="sigmoid", n_classes=1, pooling="cls").eval()
     with torch.no_grad():
         out = module(_x(4, 130, 31) * 10)  # longer than seq_len=100 still runs
     assert out.shape == (4, 1)
@@ -308,7 +360,7 @@ def test_unknown_config_key_names_it_and_lists_valid_keys():
         ("simple_lstm", {"hidden": 70, "heads": 4}, "hidden=70"),
         ("bilstm", {"dropout": 1.5}, "dropout=1.5"),
         ("bilstm", {"hidden": 0}, "hidden=0"),
-        ("transformer", {"task": "regression"}, "n_classes=1"),
+        ("transformer", {"output": "softmax"}, "output='softmax'"),
         ("transformer", {"pooling": "max"}, "pooling='max'"),
         ("cnn_lstm_attention", {"kernel_sizes": [3]}, "kernel_sizes"),
         ("enhanced_simple_lstm", {"fc": "128"}, "fc='128'"),

@@ -2,9 +2,19 @@
 
 Pipelines never special-case a model: each is created by ``moola.models.create(name,
 **params)`` and used through these methods. Inputs are float arrays shaped ``(N, T, D)``
-for sequence models and ``(N, F)`` for tabular ones; labels are integer class indices
-``0..K-1`` (``(N,)`` int64). As in scikit-learn, ``__init__`` only stores parameters,
-``fit`` returns ``self``, and learned state ends in ``_``.
+for sequence models and ``(N, F)`` for tabular ones. As in scikit-learn, ``__init__`` only
+stores parameters, ``fit`` returns ``self``, and learned state ends in ``_``.
+
+What ``y`` holds and ``predict`` returns depends on the estimator's ``task`` (its ``task``
+parameter, ``"classification"`` when not given):
+
+- ``classification``: ``y`` integer class indices ``0..K-1`` ``(N,)``; ``predict_proba``
+  gives ``(N, K)`` probabilities and ``predict`` the most probable index ``(N,)`` int64;
+- ``regression``: ``y`` float targets ``(N,)`` or ``(N, K)``; ``predict`` returns float64
+  values of the same shape, in the targets' units; ``predict_proba`` raises ``ConfigError``;
+- ``multitask``: ``y`` ``(N, H)`` float64, one column per head (class heads hold class
+  indices as floats); ``predict`` returns ``(N, H)`` float64 (class heads: the argmax
+  index) and ``predict_heads`` each head's values or probabilities.
 """
 
 from __future__ import annotations
@@ -16,6 +26,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 InputKind = Literal["sequence", "tabular", "probabilities"]
+Task = Literal["classification", "regression", "multitask"]
+#: Every task an estimator may learn (see the module docstring).
+TASKS: tuple[str, ...] = ("classification", "regression", "multitask")
 
 
 class Estimator(ABC):
@@ -31,6 +44,11 @@ class Estimator(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
+
+    @property
+    def task(self) -> str:
+        """What this estimator learns: its ``task`` parameter, ``"classification"`` if unset."""
+        return str(self.params.get("task") or "classification")
 
     @abstractmethod
     def fit(
@@ -48,7 +66,8 @@ class Estimator(ABC):
         """Class probabilities, ``(N, K)`` float64, rows summing to 1."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Most probable class index per sample, ``(N,)`` int64."""
+        """Most probable class index per sample, ``(N,)`` int64 (a classifier's; regressors
+        and multi-task models override it, see the module docstring)."""
         return np.asarray(self.predict_proba(X)).argmax(axis=1).astype(np.int64)
 
     @abstractmethod

@@ -15,15 +15,17 @@ One home per concept: no field is written here a second time. Each Params model 
 from where its model already declares its parameters:
 
 - neural models (``NeuralEstimator``): the training parameters are ``TrainerConfig``
-  itself (``moola.models.training_params``, which the trainer reads); the base
-  ``NeuralParams`` adds the estimator's own keys (``verbose``, ``pretrained_encoder``,
-  ``freeze_epochs``, ``encoder_lr_scale``, ``n_classes``), which it takes through
-  ``**params`` with no config class, so this is their typed declaration; and each
-  architecture adds the
-  fields of its module config dataclass (``moola.models.nn``), whose annotated types
-  (``Size``, ``Rate``, ``Widths``) carry the bounds the config itself enforces. The
-  cross-field rules (``heads`` dividing ``hidden``, one kernel size per convolution) are
-  checked by building that config;
+  itself (``moola.models.training_params``, which the trainer reads), with the defaults
+  of the model card's ``preset`` where it has one (the transformer's AdamW, warm-up and
+  cosine); the base ``NeuralParams`` adds the estimator's own keys (``task``, ``verbose``,
+  ``pretrained_encoder``, ``freeze_epochs``, ``encoder_lr_scale``, ``n_classes``), which
+  it takes through ``**params`` with no config class, so this is their typed declaration;
+  and each architecture adds the fields of its module config dataclass
+  (``moola.models.nn``), whose annotated types (``Size``, ``Rate``, ``Widths``, ``Heads``)
+  carry the bounds the config itself enforces. The cross-field rules (``heads`` dividing
+  ``hidden``, one kernel size per convolution) are checked by building that config, and
+  the task rules (a regression trains with ``mse``, its default; a classifier does not;
+  ``task="multitask"`` needs ``heads`` and ``heads`` needs it) by ``NeuralParams``;
 - tabular models, MiniRocket and the stacking meta-learner: next to their estimator
   (``tabular_params``, ``minirocket_params``, ``stack_params``), with defaults read from
   the estimator's own signature or library model so they cannot drift. Library parameters
@@ -62,9 +64,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from moola.core.errors import ConfigError
-from moola.models.registry import require_active
+from moola.models.registry import require_active, require_task
 from moola.models.training_params import TrainerConfig
 
 __all__ = [
@@ -128,6 +131,10 @@ def validate_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     parameter the model card fixes to another value.
     """
     card = require_active(name)
+    require_task(card, params.get("task", "classification"))
+    model = params_model(name)
+    if "task" not in model.model_fields and params.get("task") == "classification":
+        params = {k: v for k, v in params.items() if k != "task"}  # a classifier-only model
     clashes = sorted(
         k for k in card.fixed_params if k in params and params[k] != card.fixed_params[k]
     )
@@ -136,7 +143,6 @@ def validate_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
             f"Model '{name}' fixes {clashes} to "
             f"{ {k: card.fixed_params[k] for k in clashes} }; do not override it."
         )
-    model = params_model(name)
     try:
         checked = model.model_validate({**params, **card.fixed_params})
     except ValidationError as exc:
@@ -152,6 +158,8 @@ def given_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     model = params_model(name)
     out = {}
     for key, value in params.items():
+        if key not in resolved:
+            continue  # task="classification" for a model that learns nothing else
         parsed = resolved.get(key, value)
         if key in model.from_data and parsed is None:
             continue  # None: taken from the data, as when not given
@@ -434,6 +442,77 @@ def _class_name(model_name: str) -> str:
 # -- neural models ---------------------------------------------------------------------------
 
 _NEURAL_FROM_DATA = ("input_dim", "seq_len", "n_classes")
+_CLASSIFICATION_LOSSES = ("cross_entropy", "focal", "bce")
+
+
+def _regression_loss_default(data: Any) -> Any:
+    """A regression's ``loss`` defaults to ``mse`` (``TrainerConfig``'s is cross-entropy)."""
+    if isinstance(data, Mapping) and data.get("task") == "regression" and "loss" not in data:
+        return {**data, "loss": "mse"}
+    return data
+
+
+def check_task_params(params: Any) -> Any:
+    """The rules tying a neural model's ``task`` to its loss, labels and heads (raises
+    ``ValueError`` naming the parameters): ``NeuralParams``' and ``NeuralEstimator``'s."""
+    task, loss = params.task, params.loss
+    if getattr(params, "output", "linear") == "sigmoid":
+        raise ValueError(
+            "output='sigmoid' squashes the outputs into [0, 1], but a neural estimator trains "
+            "classification on logits and regression on standardised targets; leave "
+            "output='linear' (the sigmoid is for training the module directly with Trainer)"
+        )
+    if task == "multitask" and params.architecture != "cnn_lstm_attention":
+        raise ValueError(
+            f"task='multitask' (one output head per target) is supported by "
+            f"cnn_lstm_attention only, not {params.architecture}"
+        )
+    heads = getattr(params, "heads", None) if params.architecture == "cnn_lstm_attention" else None
+    if task == "classification" and loss == "mse":
+        raise ValueError(
+            "loss='mse' is a regression loss but task='classification'; pass "
+            "task='regression' for real-valued targets, or use loss='cross_entropy', 'focal' "
+            "or 'bce'"
+        )
+    if task == "regression":
+        if loss in _CLASSIFICATION_LOSSES:
+            raise ValueError(
+                f"loss='{loss}' is a classification loss but task='regression'; a regression "
+                "trains with loss='mse' (its default): drop loss or pass loss='mse'"
+            )
+        for key in ("class_weights", "n_classes"):
+            if getattr(params, key) is not None:
+                raise ValueError(
+                    f"{key}={getattr(params, key)!r} is for classification, but "
+                    "task='regression'; drop it"
+                )
+    if task == "multitask":
+        if heads is None:
+            raise ValueError(
+                "task='multitask' needs heads: an ordered mapping of head name -> "
+                "'regression' or a number of classes, e.g. heads={'direction': 2, "
+                "'volatility': 'regression', 'regime': 3}"
+            )
+        if len(heads) < 2:
+            raise ValueError(
+                f"task='multitask' needs at least two heads (got heads={heads!r}); for one "
+                "target use task='classification' or task='regression'"
+            )
+        if loss not in ("cross_entropy", "focal"):
+            raise ValueError(
+                f"loss='{loss}' cannot train a multi-task model: its classification heads "
+                "use loss='cross_entropy' (default) or 'focal' and its regression heads mse"
+            )
+        if params.n_classes is not None:
+            raise ValueError(
+                "n_classes is not used by task='multitask': each class head's count is in heads"
+            )
+    elif heads is not None:
+        raise ValueError(
+            f"heads={heads!r} defines the heads of a multi-task model; pass task='multitask' "
+            "with it, or drop heads"
+        )
+    return params
 
 
 @functools.cache
@@ -454,8 +533,16 @@ def _neural_base() -> type[ModelParams]:
         "NeuralParams",
         __base__=(TrainerConfig, ModelParams),
         __module__=__name__,
-        __validators__={"_fine_tuning": model_validator(mode="after")(fine_tuning)},
+        __validators__={
+            "_fine_tuning": model_validator(mode="after")(fine_tuning),
+            "_regression_loss": model_validator(mode="before")(_regression_loss_default),
+            "_task": model_validator(mode="after")(check_task_params),
+        },
         architecture=(str, Field("simple_lstm", description="moola.models.nn architecture.")),
+        task=(
+            Literal["classification", "regression", "multitask"],
+            Field("classification", description="What the model learns (see models.base)."),
+        ),
         verbose=(bool, Field(False, description="Progress bar while training (terminal).")),
         pretrained_encoder=(
             str | Path | None,
@@ -477,18 +564,29 @@ def neural_params(model_name: str, fixed: Mapping[str, Any]) -> type[ModelParams
     """``NeuralParams`` + the fields of the architecture's module config dataclass.
 
     ``input_dim``, ``seq_len`` and ``n_classes`` default to None: ``NeuralEstimator`` takes
-    them from the data at fit time.
+    them from the data at fit time. ``task`` takes the card's tasks; the card's ``preset``
+    sets the defaults of the trainer fields it names.
     """
     from moola.models.nn import ARCHITECTURES
+    from moola.models.nn._layers import Heads
 
+    card = require_active(model_name)
     architecture = fixed["architecture"]
     config_cls = ARCHITECTURES[architecture][0]
     hints = typing.get_type_hints(config_cls, include_extras=True)
-    fields: dict[str, Any] = {"architecture": (Literal[architecture], architecture)}
+    fields: dict[str, Any] = {
+        "architecture": (Literal[architecture], architecture),
+        "task": (Literal[card.tasks], "classification"),  # type: ignore[valid-type]
+    }
+    for key, value in card.preset.items():
+        base = TrainerConfig.model_fields[key]
+        fields[key] = (base.annotation, FieldInfo.merge_field_infos(base, default=value))
     for item in dataclasses.fields(config_cls):
         if item.name == "n_classes":
             continue  # the estimator's (>= 2, from the labels), in NeuralParams
-        if item.name in _NEURAL_FROM_DATA:
+        if hints[item.name] == Heads:  # checked by the config, whose words name the head
+            fields[item.name] = (dict[str, Any] | None, item.default)
+        elif item.name in _NEURAL_FROM_DATA:
             fields[item.name] = (hints[item.name] | None, None)
         else:
             fields[item.name] = (hints[item.name], item.default)

@@ -1,10 +1,19 @@
 """The model registry: the one place a model name becomes an estimator.
 
-Every model has a card (role, inputs, outputs, intended use). ``ACTIVE`` models are built
-by ``create(name, **params)``, which first checks ``params`` against the model's ``Params``
-model (``moola.models.params``; ``card.params``), so a bad value or name is refused before
-any work; ``LEGACY`` names raise an error that says why they were retired and what to use
-instead.
+Every model has a card (role, inputs, outputs, intended use, the tasks it learns). ``ACTIVE``
+models are built by ``create(name, **params)``, which first checks ``params`` against the
+model's ``Params`` model (``moola.models.params``; ``card.params``), so a bad value or name
+is refused before any work; ``LEGACY`` names raise an error that says why they were retired
+and what to use instead.
+
+A card's ``tasks`` say what ``task=`` the model takes (``classification``, ``regression``,
+``multitask``); ``create(name, task=...)`` refuses another, naming the models that take it.
+A card's ``preset`` holds the parameters its model takes by default where they differ from
+the generic defaults (the DOMAIN figures of ``../shared/DOMAIN.md``: the transformer trains
+with AdamW, weight decay 0.01, one warm-up epoch then cosine decay and gradient clipping 1.0;
+the BiLSTM stops early after 5 epochs without improvement). A given parameter overrides
+its preset; the model's ``Params`` defaults and the fitted estimator use the preset.
+``ALIASES`` are the short names the CLI also accepts (``logreg``, ``lightgbm``).
 
 Entries name their estimator as ``"module:attribute"`` and are imported only when created
 (as Gymnasium's registry does). This keeps ``import moola.models`` light, and lets the
@@ -20,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from moola.core.errors import ConfigError
-from moola.models.base import Estimator, InputKind
+from moola.models.base import TASKS, Estimator, InputKind, Task
 
 if TYPE_CHECKING:
     from moola.models.params import ModelParams
@@ -47,6 +56,12 @@ class ModelCard:
     """Engineered window features the model reads beside the window itself, packed into
     the last channels of step 0 (``"price_action"``: the 20 of
     ``moola.features.window.price_action_features``); empty for single-input models."""
+    tasks: tuple[Task, ...] = ("classification",)
+    """What the model learns (its ``task=`` parameter): class probabilities, values, or
+    several heads at once."""
+    preset: dict[str, Any] = field(default_factory=dict)
+    """Parameters the model takes by default where they differ from the generic defaults
+    (overridable, unlike ``fixed_params``)."""
 
     @property
     def params(self) -> type[ModelParams]:
@@ -64,6 +79,15 @@ _NO_IMPLEMENTATION = (
     "entry point in moola.models.registry.MODEL_CARDS, and compare it out of fold against "
     "its replacement on the same split."
 )
+
+#: The DOMAIN transformer's training (AdamW, warm-up + cosine, grad clip 1.0).
+TRANSFORMER_PRESET: dict[str, Any] = {
+    "optimizer": "adamw",
+    "weight_decay": 0.01,
+    "warmup_epochs": 1,
+    "lr_schedule": "cosine",
+    "grad_clip": 1.0,
+}
 
 MODEL_CARDS: dict[str, ModelCard] = {
     card.name: card
@@ -99,29 +123,36 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "sequence",
             "class probabilities (or a regression value)",
             "Stacked bidirectional LSTM (2 x 64, dropout 0.2, FC 128-64-K; 157K parameters on "
-            "(60, 31)): the per-symbol direction model.",
+            "(60, 31)): the per-symbol direction model. Early stopping patience 5.",
             _NEURAL,
             {"architecture": "bilstm"},
+            tasks=("classification", "regression"),
+            preset={"patience": 5},
         ),
         ModelCard(
             "cnn_lstm_attention",
             "ACTIVE",
             "sequence",
-            "class probabilities (+ aux heads)",
-            "Conv1d features, bidirectional LSTM, attention pooling; optional volatility and "
-            "regime heads trained with a weighted multi-task loss.",
+            "class probabilities, values, or one output per head",
+            "Conv1d features, bidirectional LSTM, attention pooling; with task='multitask' one "
+            "head per target (heads={'direction': 2, 'volatility': 'regression', 'regime': 3}) "
+            "trained with learned uncertainty weighting (Kendall et al. 2018).",
             _NEURAL,
             {"architecture": "cnn_lstm_attention"},
+            tasks=("classification", "regression", "multitask"),
         ),
         ModelCard(
             "transformer",
             "ACTIVE",
             "sequence",
-            "class probabilities or trend strength [0, 1]",
+            "class probabilities or values (trend strength)",
             "Input projection, sinusoidal positions, 4 encoder layers x 8 heads, d_model 128, "
-            "FFN 512: the multi-symbol trend-strength model.",
+            "FFN 512, head 128-512-K: the multi-symbol trend-strength model. Trains with AdamW "
+            "(weight decay 0.01), 1 warm-up epoch then cosine decay, grad clip 1.0.",
             _NEURAL,
             {"architecture": "transformer"},
+            tasks=("classification", "regression"),
+            preset=TRANSFORMER_PRESET,
         ),
         ModelCard(
             "adapter_lstm",
@@ -167,10 +198,12 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "gradient_boosting",
             "ACTIVE",
             "tabular",
-            "class probabilities",
-            "LightGBM gradient boosting on engineered features.",
+            "class probabilities or values",
+            "LightGBM gradient boosting on engineered features (LGBMRegressor for "
+            "task='regression', one per target column).",
             "moola.models.tabular:TabularClassifier",
             {"kind": "gradient_boosting"},
+            tasks=("classification", "regression"),
         ),
         ModelCard(
             "stack",
@@ -207,8 +240,14 @@ MODEL_CARDS: dict[str, ModelCard] = {
 }
 
 
+#: Short names accepted for a model: alias -> registry name.
+ALIASES: dict[str, str] = {"logreg": "logistic_regression", "lightgbm": "gradient_boosting"}
+
+
 def model_card(name: str) -> ModelCard:
-    """The card of ``name``; unknown names get a 'did you mean' and the list of models."""
+    """The card of ``name`` (or of the model an alias names); unknown names get a 'did you
+    mean' and the list of models."""
+    name = ALIASES.get(name, name)
     if name not in MODEL_CARDS:
         close = difflib.get_close_matches(name, MODEL_CARDS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -232,12 +271,29 @@ def require_active(name: str) -> ModelCard:
     return card
 
 
+def require_task(card: ModelCard, task: Any) -> None:
+    """Raise ``ConfigError`` unless model ``card`` learns ``task``, naming the models that
+    do (or the valid tasks, for an unknown one)."""
+    if task in card.tasks:
+        return
+    if task not in TASKS:
+        raise ConfigError(
+            f"Model '{card.name}': unknown task {task!r}; choose one of {', '.join(TASKS)}."
+        )
+    able = [c.name for c in list_models("ACTIVE") if task in c.tasks]
+    raise ConfigError(
+        f"Model '{card.name}' does not support task='{task}' (it supports "
+        f"{', '.join(card.tasks)}). Models that support {task}: {', '.join(able)}."
+    )
+
+
 def create(name: str, **params: Any) -> Estimator:
     """A new, unfitted estimator for model ``name`` with ``params``.
 
     ``params`` are checked first (``moola.models.params.validate_params``): an unknown
-    name, an impossible value or an override of a fixed parameter raises ``ConfigError``
-    naming it before anything is built. The estimator stores the parameters as given.
+    name, a task the model does not learn, an impossible value or an override of a fixed
+    parameter raises ``ConfigError`` naming it before anything is built. The estimator
+    stores the parameters as given (its card's ``preset`` applies to those not given).
     """
     from moola.models.params import given_params  # params reads the cards: no cycle
 

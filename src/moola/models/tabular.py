@@ -10,6 +10,13 @@ One estimator, three kinds, each a scikit-learn-compatible model with a seeded
   with small leaves (``min_child_samples=5``) because LightGBM's default of 20 samples per
   leaf barely splits a labeled set of a few hundred windows.
 
+``task="regression"`` (``gradient_boosting`` only, ``moola models list`` shows the tasks
+of each model) fits LightGBM's ``LGBMRegressor`` with the same defaults on float targets
+``(N,)`` or ``(N, K)``, one regressor per target column (LightGBM has no multi-output
+trees); ``predict`` returns float64 values shaped like the targets and ``predict_proba``
+is refused. The fitted regressors are kept as their LightGBM boosters, the one LightGBM
+type the model file trusts, and predict exactly as the regressors do.
+
 Extra keyword parameters go to the underlying model and override these defaults (e.g.
 ``create("logistic_regression", C=0.1)``). ``tabular_params(kind)`` is each kind's
 ``Params`` model (``moola.models.params``): a field per parameter of the library model,
@@ -24,7 +31,7 @@ validation fold of a few dozen windows makes the stopping point noise.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,8 +51,17 @@ __all__ = ["TABULAR_KINDS", "TabularClassifier", "tabular_params"]
 TABULAR_KINDS: tuple[str, ...] = ("logistic_regression", "random_forest", "gradient_boosting")
 
 
-def _build(kind: str, random_state: int, params: dict[str, Any]) -> BaseEstimator:
-    """The unfitted library model of ``kind``, defaults overridden by ``params``."""
+def _build(
+    kind: str, random_state: int, params: dict[str, Any], task: str = "classification"
+) -> BaseEstimator:
+    """The unfitted library model of ``kind`` for ``task``, defaults overridden by
+    ``params`` (a regression is LightGBM's ``LGBMRegressor``)."""
+    if task == "regression" and kind != "gradient_boosting":
+        raise ConfigError(
+            f"{kind} does not support task='regression' (it is a classifier); use "
+            "gradient_boosting (LightGBM, alias lightgbm), bilstm or transformer for a "
+            "regression target."
+        )
     if kind == "logistic_regression":
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
@@ -60,9 +76,9 @@ def _build(kind: str, random_state: int, params: dict[str, Any]) -> BaseEstimato
             n_estimators=300, class_weight="balanced", n_jobs=1, random_state=random_state
         )
     elif kind == "gradient_boosting":
-        from lightgbm import LGBMClassifier
+        from lightgbm import LGBMClassifier, LGBMRegressor
 
-        model = LGBMClassifier(
+        model = (LGBMRegressor if task == "regression" else LGBMClassifier)(
             n_estimators=200,
             learning_rate=0.05,
             num_leaves=15,
@@ -141,13 +157,15 @@ def _library_model(model: BaseEstimator) -> BaseEstimator:
 def tabular_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
     """The ``Params`` model of tabular kind ``model_name`` (see the module docstring).
 
-    ``kind`` is fixed to the kind; ``random_state`` and ``n_classes`` are the
-    ``TabularClassifier``'s own; every other field is a parameter of the library model with
-    the default moola gives it.
+    ``kind`` is fixed to the kind; ``random_state``, ``n_classes`` and ``task`` (the kinds the
+    card lists) are the ``TabularClassifier``'s own; every other field is a parameter of
+    the library model with the default moola gives it.
     """
     from moola.models.params import NClasses, Seed, from_signature
+    from moola.models.registry import require_active
 
     kind = model_name
+    tasks = require_active(kind).tasks
     library = _library_model(_build(kind, 0, {})).get_params(deep=False)
     library.pop("random_state")
     typed = _TYPED[kind]
@@ -165,15 +183,24 @@ def tabular_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
     return from_signature(
         kind,
         TabularClassifier,
-        {"random_state": Seed, "n_classes": NClasses},
+        {"random_state": Seed, "n_classes": NClasses, "task": Literal[tasks]},
         fixed={"kind": kind},
         extra_fields=extra,
-        validators=[library_constraints],
+        validators=[library_constraints, _no_classes_for_regression],
     )
 
 
+def _no_classes_for_regression(params: Any) -> Any:
+    if params.task == "regression" and params.n_classes is not None:
+        raise ValueError(
+            f"n_classes={params.n_classes} is for classification, but task='regression'; drop it"
+        )
+    return params
+
+
 class TabularClassifier(SklearnEstimator):
-    """A classifier on ``(N, F)`` features: logistic regression, random forest or LightGBM.
+    """A model on ``(N, F)`` features: logistic regression, random forest or LightGBM (which
+    also learns ``task="regression"``).
 
     Parameters
     ----------
@@ -184,6 +211,8 @@ class TabularClassifier(SklearnEstimator):
     n_classes : int or None, default None
         Number of classes K; ``None`` takes ``max(y) + 1``. Set it when a training fold
         may miss the highest class, so every fold predicts K columns.
+    task : {"classification", "regression"}, default "classification"
+        ``"regression"`` (``gradient_boosting`` only): float targets, ``predict`` values.
     **params
         Passed to the underlying model (``LogisticRegression``, ``RandomForestClassifier``
         or ``LGBMClassifier``), overriding moola's defaults.
@@ -197,8 +226,11 @@ class TabularClassifier(SklearnEstimator):
         *,
         random_state: int = 0,
         n_classes: int | None = None,
+        task: str = "classification",
         **params: Any,
     ) -> None:
+        if task != "classification":  # stored only when set: older files lack it
+            params["task"] = task
         super().__init__(kind=kind, random_state=random_state, n_classes=n_classes, **params)
 
     @property
@@ -214,23 +246,64 @@ class TabularClassifier(SklearnEstimator):
         X_val: np.ndarray | pd.DataFrame | None = None,
         y_val: np.ndarray | None = None,
     ) -> TabularClassifier:
-        """Fit on features ``X`` (N, F) and class indices ``y`` (N,); validation is ignored."""
+        """Fit on features ``X`` (N, F) and class indices ``y`` (N,) (a regression: float
+        targets ``(N,)`` or ``(N, K)``); validation is ignored."""
         names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
         values = self._matrix(X, "X")
-        labels = self._labels(y, len(values))
         extra = {
-            k: v for k, v in self.params.items() if k not in ("kind", "random_state", "n_classes")
+            k: v
+            for k, v in self.params.items()
+            if k not in ("kind", "random_state", "n_classes", "task")
         }
-        model = _build(self.params["kind"], self.params["random_state"], extra)
-        with params_checked_by_library(self.name, extra):
-            model.fit(values, labels)
-        self.model_ = model
+        kind, seed, task = self.params["kind"], self.params["random_state"], self.task
+        if task not in ("classification", "regression"):
+            raise ConfigError(
+                f"{self.name}: task={task!r} is not one a tabular model learns; use "
+                "'classification' or 'regression' (gradient_boosting only)."
+            )
+        if task == "regression":
+            targets = self._targets(y, len(values))
+            boosters = []
+            for column in range(targets.shape[1]):
+                model = _build(kind, seed, extra, task)
+                with params_checked_by_library(self.name, extra):
+                    model.fit(values, targets[:, column])
+                boosters.append(model.booster_)
+            self.model_ = boosters
+            self.n_classes_ = 0
+            self.n_targets_ = targets.shape[1]
+            self.target_ndim_ = np.ndim(y)
+        else:
+            labels = self._labels(y, len(values))
+            model = _build(kind, seed, extra)
+            with params_checked_by_library(self.name, extra):
+                model.fit(values, labels)
+            self.model_ = model
         self.feature_names_ = names
         self.n_features_in_ = values.shape[1]
         return self
 
+    def predict(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """Class indices ``(N,)`` int64, or a regression's values ``(N,)`` / ``(N, K)``
+        float64 (shaped like the training targets)."""
+        if self.task != "regression":
+            return super().predict(X)
+        values = self._checked(X)
+        out = np.stack([b.predict(values) for b in self.model_], axis=1).astype(np.float64)
+        return out[:, 0] if self.target_ndim_ == 1 else out
+
     def predict_proba(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Class probabilities ``(N, K)`` float64, columns in class-index order."""
+        if self.task == "regression":
+            raise ConfigError(
+                f"{self.name} was fitted with task='regression': it is a regressor and has no "
+                "class probabilities; call predict(X) for its values."
+            )
+        values = self._checked(X)
+        return self._full_proba(self.model_.predict_proba(values), self.model_.classes_)
+
+    def _checked(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """``X`` as the fitted model's feature matrix, or a ``ConfigError`` naming both widths."""
         self._require_fitted()
         values = self._matrix(self._aligned(X), "X")
         if values.shape[1] != self.n_features_in_:
@@ -238,7 +311,23 @@ class TabularClassifier(SklearnEstimator):
                 f"{self.name}: X has {values.shape[1]} features but the model was fitted on "
                 f"{self.n_features_in_}; give it the same feature columns."
             )
-        return self._full_proba(self.model_.predict_proba(values), self.model_.classes_)
+        return values
+
+    def _targets(self, y: Any, n_samples: int) -> np.ndarray:
+        """Regression targets ``(N, K)`` float64, finite, one row per sample."""
+        targets = np.asarray(y)
+        if targets.ndim not in (1, 2) or len(targets) != n_samples or targets.size == 0:
+            raise ConfigError(
+                f"{self.name}: y must be regression targets shaped (N,) or (N, K) with one row "
+                f"per sample ({n_samples}); got shape {targets.shape}."
+            )
+        if targets.dtype.kind not in "iuf":
+            raise ConfigError(
+                f"{self.name}: task='regression' needs numeric targets; got dtype {targets.dtype}."
+            )
+        targets = targets.astype(np.float64).reshape(n_samples, -1)
+        check_finite(targets, f"{self.name}: y")
+        return targets
 
     def _aligned(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
         """A DataFrame reordered to the training columns; other inputs unchanged."""

@@ -5,6 +5,11 @@ that matters), an unweighted loss lets a model score well by always predicting t
 majority. ``balanced_class_weights`` gives each class the same total weight, and the
 focal loss (Lin et al., 2017) further down-weights samples the model already gets right.
 
+Beyond the classifier's losses, the step functions of the other tasks live here:
+``RegressionStep`` (MSE on standardised targets ``(B, K)``) and, for several heads at
+once, ``MultiTaskStep`` over a ``MultiTaskNet`` (the network with its
+``moola.models.nn.MultiTaskLoss``, learned uncertainty weighting: Kendall et al. 2018).
+
 torch ships cross-entropy, BCE and MSE; the focal loss is written here because torch has
 no multi-class focal loss (torchvision's ``sigmoid_focal_loss`` is binary and would add a
 dependency). Its mean over a batch is normalised like weighted cross-entropy (by the sum
@@ -23,7 +28,16 @@ from torch import nn
 from moola.core.errors import ConfigError
 from moola.models.training_params import LOSS_NAMES, LossName
 
-__all__ = ["LOSS_NAMES", "FocalLoss", "LossName", "balanced_class_weights", "build_loss"]
+__all__ = [
+    "LOSS_NAMES",
+    "FocalLoss",
+    "LossName",
+    "MultiTaskNet",
+    "MultiTaskStep",
+    "RegressionStep",
+    "balanced_class_weights",
+    "build_loss",
+]
 
 
 def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -118,3 +132,98 @@ def build_loss(
             raise ConfigError("loss 'mse' is a regression loss: set class_weights to None.")
         return _BinaryLoss("mse", None)
     raise ConfigError(f"Unknown loss {name!r}; use one of {', '.join(LOSS_NAMES)}.")
+
+
+class RegressionStep(nn.Module):
+    """Mean squared error of ``module(x)`` against float targets ``y`` ``(B, K)``.
+
+    A step function for ``Trainer.run``: the outputs ``(B, K)`` (a dict output: its
+    ``"direction"`` head, the single-task CNN-LSTM's) are compared with ``y`` reshaped to
+    them; the mean runs over samples and targets.
+    """
+
+    def forward(self, module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch
+        output = module(x)
+        if isinstance(output, dict):
+            output = output["direction"]
+        output = output.float().reshape(y.shape[0], -1)  # (B, K)
+        return F.mse_loss(output, y.float().reshape(output.shape))
+
+
+class MultiTaskNet(nn.Module):
+    """A multi-head module and its learned loss weights, trained as one module.
+
+    ``Trainer`` optimises, clips, snapshots and restores the best epoch of the module it is
+    given; holding the ``MultiTaskLoss`` (its log-variances ``s_h``) beside the network
+    makes all of that include the loss weights, with no change to the loop.
+    ``forward`` is the network's: ``{head: (B,) | (B, C)}``.
+    """
+
+    def __init__(self, net: nn.Module, loss: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x)
+
+
+class MultiTaskStep(nn.Module):
+    """The step function of a multi-task fit (``Trainer.run(step=...)``) over a
+    ``MultiTaskNet``: one loss per head, combined by the net's ``MultiTaskLoss``.
+
+    ``heads`` maps each head to ``"regression"`` (MSE on its column of ``y``, which the
+    caller standardises) or a class count (``loss``: ``cross_entropy`` or ``focal`` on its
+    column of class indices, with optional per-head ``class_weights``). ``y`` is
+    ``(B, H)`` float in head order. The step also sums each head's loss per phase
+    (training when the module is in train mode, validation otherwise); ``epoch_losses``
+    returns and clears the means, which ``NeuralEstimator`` records per epoch.
+    """
+
+    def __init__(
+        self,
+        heads: dict[str, int | str],
+        *,
+        loss: str = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__()
+        self.heads = dict(heads)
+        weights = class_weights or {}
+        self.class_losses = nn.ModuleDict(
+            {
+                name: build_loss(loss, class_weights=weights.get(name), focal_gamma=focal_gamma)
+                for name, kind in self.heads.items()
+                if kind != "regression"
+            }
+        )
+        self._sums: dict[str, list[torch.Tensor | int]] = {}
+
+    def forward(self, module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch  # (B, T, D), (B, H)
+        outputs = module(x)
+        losses = {}
+        for column, (name, kind) in enumerate(self.heads.items()):
+            target = y[:, column]  # (B,)
+            if kind == "regression":
+                losses[name] = F.mse_loss(outputs[name].float(), target.float())
+            else:
+                losses[name] = self.class_losses[name](outputs[name], target.long())
+        self._add("train" if module.training else "val", losses, int(x.shape[0]))
+        return module.loss(losses)
+
+    def _add(self, phase: str, losses: dict[str, torch.Tensor], n: int) -> None:
+        stacked = torch.stack([losses[h].detach().float() for h in self.heads]) * n  # (H,)
+        total, count = self._sums.get(phase, [torch.zeros_like(stacked), 0])
+        self._sums[phase] = [total + stacked, int(count) + n]
+
+    def epoch_losses(self, phase: str) -> dict[str, float] | None:
+        """Mean loss per head over the samples of ``phase`` since the last call (None if
+        none ran), and clear them."""
+        if phase not in self._sums:
+            return None
+        total, count = self._sums.pop(phase)
+        means = (torch.as_tensor(total) / max(int(count), 1)).tolist()  # one sync per epoch
+        return dict(zip(self.heads, means, strict=True))

@@ -11,17 +11,42 @@ to ``moola.models.nn.build_module`` and trainer keys (``epochs``, ``lr``, ...) t
 ``fit`` learns a per-channel normaliser (mean and standard deviation over the training
 samples and time steps; validation and prediction data are scaled with the training
 statistics, never their own), builds the module (``input_dim``, ``seq_len`` and
-``n_classes`` come from the data unless given), seeds its initial weights with the
-trainer's ``seed`` and trains it with ``Trainer``. Losses: ``cross_entropy`` and ``focal``
-train K logits (softmax); ``bce`` trains one logit for two classes (sigmoid).
+``n_classes`` come from the data unless given; an ``input_dim`` given that the data
+contradicts is refused naming both widths), seeds its initial weights with the trainer's
+``seed`` and trains it with ``Trainer``. A model card's ``preset`` (the transformer's
+AdamW, warm-up and cosine: ``moola.models.registry``) gives the trainer settings not given.
+
+What it learns is its ``task`` parameter (``moola.models.base`` states the contract):
+
+- ``"classification"`` (default): ``y`` class indices. Losses: ``cross_entropy`` and
+  ``focal`` train K logits (softmax); ``bce`` trains one logit for two classes (sigmoid).
+- ``"regression"``: ``y`` float ``(N,)`` or ``(N, K)``, trained with ``mse`` (its default;
+  a classification loss is refused) on targets standardised with the TRAINING targets'
+  mean and standard deviation (validation targets use the same), so every target weighs
+  alike whatever its unit. ``predict`` inverts it: values ``(N,)`` or ``(N, K)`` float64 in
+  the targets' units. A trend strength in [0, 1] is such a target (no sigmoid needed).
+- ``"multitask"`` (``cnn_lstm_attention`` only): ``heads={"direction": 2, "volatility":
+  "regression", "regime": 3}`` gives the module one output head per entry and ``y`` is
+  ``(N, H)`` float64 in head order (class heads hold class indices). Each class head
+  trains with ``loss`` (cross-entropy or focal) and each regression head with MSE on its
+  standardised column; the heads are combined by learned uncertainty weighting
+  (``MultiTaskLoss``: ``exp(-s_h) * L_h + s_h``, halved for regression heads) whose
+  log-variances train with the network. ``head_history_`` records per epoch each head's
+  training (and validation) loss and weight ``exp(-s_h)``. ``predict_heads`` gives each
+  head's values or probabilities, ``predict`` ``(N, H)`` (class heads: argmax index).
 
 ``save`` writes ONE file, ``torch.save`` of a dict of plain values and tensors::
 
-    {"format": "moola-model", "format_version": 1, "model": <architecture>,
+    {"format": "moola-model", "format_version": 2, "model": <architecture>,
      "class": "moola.training.neural.NeuralEstimator", "params": ..., "architecture": ...,
      "module_config": ..., "state_dict": ..., "normaliser": {"mean", "std"},
      "n_channels": D, "seq_len": T, "n_classes": K, "trainer_config": ..., "classes": [...],
-     "moola_version": ..., "library_versions": {"torch", "numpy"}, "training_summary": ...}
+     "moola_version": ..., "library_versions": {"torch", "numpy"}, "training_summary": ...,
+     "task": ..., "targets": {"mean", "std", "ndim", "heads"} or None, "head_history": ...}
+
+Format 2 added ``task``, ``targets`` (a regression's or multi-task model's target
+standardiser; ``n_classes`` is 0 for them) and ``head_history``; a format-1 file loads as
+the classifier it is.
 
 ``load`` reads it with ``torch.load(weights_only=True)`` (no code runs while loading) and
 refuses, with a ``CheckpointError`` naming the file, anything it cannot trust to predict.
@@ -47,8 +72,9 @@ from __future__ import annotations
 import difflib
 import io
 import warnings
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -56,8 +82,10 @@ import torch
 
 from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import CheckpointError, ConfigError, MoolaError
-from moola.models.base import Estimator
-from moola.models.nn import ARCHITECTURES, build_module, config_of
+from moola.models.base import TASKS, Estimator
+from moola.models.nn import ARCHITECTURES, MultiTaskLoss, build_module, config_of
+from moola.models.params import check_task_params
+from moola.models.registry import MODEL_CARDS, require_task
 from moola.pretrain.transfer import (
     LoadReport,
     encoder_params,
@@ -65,14 +93,21 @@ from moola.pretrain.transfer import (
     load_pretrained_encoder,
 )
 from moola.training.callbacks import Callback, ProgressCallback, TrainingState
+from moola.training.losses import (
+    MultiTaskNet,
+    MultiTaskStep,
+    RegressionStep,
+    balanced_class_weights,
+)
 from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
 
 __all__ = ["NeuralEstimator"]
 
 FORMAT = "moola-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _ESTIMATOR_KEYS = (
     "architecture",
+    "task",
     "verbose",
     "pretrained_encoder",
     "freeze_epochs",
@@ -101,6 +136,8 @@ class NeuralEstimator(Estimator):
     ----------
     architecture : str, default "simple_lstm"
         A key of ``moola.models.nn.ARCHITECTURES``.
+    task : {"classification", "regression", "multitask"}, default "classification"
+        What it learns (see the module docstring); ``multitask`` needs ``heads``.
     verbose : bool, default False
         Show a progress bar while training (only on a terminal).
     pretrained_encoder : str or None, default None
@@ -134,47 +171,36 @@ class NeuralEstimator(Estimator):
     ) -> NeuralEstimator:
         """Learn the normaliser, build the module and train it; returns ``self``."""
         architecture = self.params["architecture"]
+        task = self.task
         module_kwargs, trainer_kwargs = split_params(architecture, self.params)
+        _check_task(architecture, task, module_kwargs, trainer_kwargs, self.params)
         pretrained, freeze_epochs, lr_scale = _fine_tuning_params(self.params)
         if pretrained is not None:  # e.g. simple_lstm holds an encoder only with projection
             module_kwargs = encoder_params(architecture, module_kwargs)
         trainer = Trainer(**trainer_kwargs)
         loss = trainer.config.loss
-        if loss == "mse":
-            raise ConfigError(
-                "NeuralEstimator is a classifier: loss='mse' is for regression. Use "
-                "loss='cross_entropy', 'focal' or 'bce', or train with moola.training.Trainer."
-            )
         X = _windows(X, "X")
-        labels = _labels(y, len(X), "y")
-        n_classes = int(self.params.get("n_classes") or labels.max() + 1)
-        if labels.max() >= n_classes:
-            raise ConfigError(
-                f"y holds class index {labels.max()} but n_classes={n_classes}; "
-                "class indices run 0..n_classes-1."
-            )
-        if loss == "bce" and n_classes != 2:
-            raise ConfigError(
-                f"loss='bce' trains one logit for two classes, but y has {n_classes} classes; "
-                "use loss='cross_entropy' or 'focal'."
-            )
-        val_arrays = None
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ConfigError("Pass both X_val and y_val, or neither.")
             X_val = _windows(X_val, "X_val")
-            val_labels = _labels(y_val, len(X_val), "y_val")
             if X_val.shape[2] != X.shape[2]:
                 raise ConfigError(
                     f"X_val has {X_val.shape[2]} channels but X has {X.shape[2]}; "
                     "pass validation windows built like the training ones."
                 )
-            if val_labels.max() >= n_classes:
+        targets, train_y = _Targets.fit(task, y, len(X), self.params, module_kwargs)
+        val_targets = None if y_val is None else targets.encode(y_val, len(X_val), "y_val")
+        if task == "classification":
+            n_classes = targets.n_classes
+            if loss == "bce" and n_classes != 2:
                 raise ConfigError(
-                    f"y_val holds class index {val_labels.max()}, but the model has "
-                    f"{n_classes} classes (0..{n_classes - 1})."
+                    f"loss='bce' trains one logit for two classes, but y has {n_classes} "
+                    "classes; use loss='cross_entropy' or 'focal'."
                 )
-            val_arrays = (X_val, val_labels)
+            module_kwargs["n_classes"] = 1 if loss == "bce" else n_classes
+        elif task == "regression":
+            module_kwargs["n_classes"] = targets.n_targets  # one output per target
 
         config_cls = ARCHITECTURES[architecture][0]
         config_names = {f.name for f in fields(config_cls)}
@@ -187,10 +213,18 @@ class NeuralEstimator(Estimator):
             "input_dim": X.shape[2] - n_features,
             "seq_len": X.shape[1],
         }
+        given_dim = module_kwargs.get("input_dim")
+        if given_dim is not None and given_dim != inferred["input_dim"]:
+            packed = f" (+ {n_features} packed feature channels)" if n_features else ""
+            raise ConfigError(
+                f"{architecture}: input_dim={given_dim} but X has {inferred['input_dim']} "
+                f"channels per step{packed}; build X with {given_dim} features (the "
+                f"dataset's feature set), or drop input_dim to take {inferred['input_dim']} "
+                "from the data."
+            )
         for key, value in inferred.items():
             if key in config_names:
                 module_kwargs.setdefault(key, value)
-        module_kwargs["n_classes"] = 1 if loss == "bce" else n_classes
         if pretrained is not None:
             for key, value in encoder_shape(pretrained, architecture).items():
                 module_kwargs.setdefault(key, value)  # the artifact's shape unless set
@@ -215,21 +249,52 @@ class NeuralEstimator(Estimator):
             if freeze_epochs > 0:
                 unfreeze = _UnfreezeEncoder(freeze_epochs)
                 callbacks.append(unfreeze)
-        summary = trainer.fit(
-            module,
-            _normalise(X, mean, std),
-            labels,
-            None if val_arrays is None else _normalise(val_arrays[0], mean, std),
-            None if val_arrays is None else val_arrays[1],
-            callbacks=callbacks,
-            n_classes=n_classes,
-        )
+        train_x = _normalise(X, mean, std)
+        val_x = None if X_val is None else _normalise(X_val, mean, std)
+        history = None
+        if task == "classification":
+            summary = trainer.fit(
+                module,
+                train_x,
+                train_y,
+                val_x,
+                val_targets,
+                callbacks=callbacks,
+                n_classes=targets.n_classes,
+            )
+        elif task == "regression":
+            summary = trainer.run(
+                module,
+                (train_x, train_y),
+                None if val_x is None else (val_x, val_targets),
+                step=RegressionStep(),
+                callbacks=callbacks,
+            )
+        else:
+            net = MultiTaskNet(module, MultiTaskLoss.for_heads(targets.heads))
+            step = MultiTaskStep(
+                targets.heads,
+                loss=loss,
+                focal_gamma=trainer.config.focal_gamma,
+                class_weights=targets.class_weights(trainer.config.class_weights),
+            )
+            history = _HeadHistory(step, net.loss)
+            summary = trainer.run(
+                net,
+                (train_x, train_y),
+                None if val_x is None else (val_x, val_targets),
+                step=step,
+                callbacks=[*callbacks, history],
+            )
+            module = net.net
         self.module_ = module
         self.module_config_ = config_of(module)
         self.mean_, self.std_ = mean, std
         self.n_channels_ = int(X.shape[2])
         self.seq_len_ = int(X.shape[1])
-        self.n_classes_ = n_classes
+        self.n_classes_ = targets.n_classes
+        self.targets_ = targets
+        self.head_history_: dict[str, Any] | None = None if history is None else history.record
         self.trainer_config_ = trainer.config
         self.training_summary_ = summary
         self.load_report_: LoadReport | None = None
@@ -256,8 +321,64 @@ class NeuralEstimator(Estimator):
     # -- prediction ---------------------------------------------------------------------
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, K)`` float64, from the module in eval mode, batched."""
+        """Class probabilities ``(N, K)`` float64, from the module in eval mode, batched.
+
+        Refused (``ConfigError``) for a regression or multi-task model: use ``predict``
+        (or ``predict_heads``).
+        """
         self._require_fitted()
+        if self.task == "regression":
+            raise ConfigError(
+                f"This {self.name} model was trained with task='regression': it is a "
+                "regressor and has no class probabilities; call predict(X) for its values."
+            )
+        if self.task == "multitask":
+            raise ConfigError(
+                f"This {self.name} model was trained with task='multitask' (heads "
+                f"{list(self.targets_.heads)}); call predict_heads(X) for each head's values "
+                "and probabilities, or predict(X)."
+            )
+        logits = self._outputs(X)
+        if self._n_outputs() == 1:  # bce: one logit for class 1
+            p1 = torch.sigmoid(logits.reshape(-1))
+            proba = torch.stack([1.0 - p1, p1], dim=1)
+        else:
+            proba = torch.softmax(logits, dim=1)
+        return proba.numpy().astype(np.float64, copy=False)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices ``(N,)`` int64; a regression's values ``(N,)`` or ``(N, K)``
+        float64 in the targets' units; a multi-task model's ``(N, H)`` float64 (class heads:
+        the most probable index)."""
+        self._require_fitted()
+        if self.task == "classification":
+            return super().predict(X)
+        if self.task == "regression":
+            return self.targets_.decode(self._outputs(X).numpy())
+        heads = self.predict_heads(X)
+        columns = [
+            values if values.ndim == 1 else values.argmax(axis=1).astype(np.float64)
+            for values in heads.values()
+        ]
+        return np.stack(columns, axis=1)
+
+    def predict_heads(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """A multi-task model's heads, in order: ``{name: (N,) float64 values}`` for a
+        regression head (in the target's units), ``{name: (N, C) float64 probabilities}``
+        for a class head."""
+        self._require_fitted()
+        if self.task != "multitask":
+            raise ConfigError(
+                f"predict_heads is for task='multitask' models; this {self.name} model was "
+                f"trained with task='{self.task}': call predict(X)"
+                + (" or predict_proba(X)." if self.task == "classification" else ".")
+            )
+        outputs = self._outputs(X)
+        return self.targets_.decode_heads(outputs)
+
+    def _outputs(self, X: np.ndarray) -> Any:
+        """The module's outputs on ``X`` in eval mode, batched: a float64 CPU tensor
+        ``(N, K)`` or, for a multi-head module, a dict of them."""
         X = _windows(X, "X")
         if X.shape[2] != self.n_channels_:
             problem = (
@@ -272,20 +393,19 @@ class NeuralEstimator(Estimator):
         module.eval()
         device = next(module.parameters()).device
         inputs = torch.from_numpy(_normalise(X, self.mean_, self.std_))
-        chunks = []
+        chunks: list[Any] = []
         with torch.inference_mode():
             for batch in inputs.split(_PREDICT_BATCH):
                 output = module(batch.to(device))
-                if isinstance(output, dict):
+                if isinstance(output, dict) and self.task != "multitask":
                     output = output["direction"]
-                chunks.append(output.double().cpu())
-        logits = torch.cat(chunks) if chunks else torch.zeros(0, self._n_outputs())
-        if self._n_outputs() == 1:  # bce: one logit for class 1
-            p1 = torch.sigmoid(logits.reshape(-1))
-            proba = torch.stack([1.0 - p1, p1], dim=1)
-        else:
-            proba = torch.softmax(logits, dim=1)
-        return proba.numpy().astype(np.float64, copy=False)
+                if isinstance(output, dict):
+                    chunks.append({k: v.double().cpu() for k, v in output.items()})
+                else:
+                    chunks.append(output.double().cpu())
+        if isinstance(chunks[0], dict):
+            return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        return torch.cat(chunks)
 
     # -- persistence --------------------------------------------------------------------
 
@@ -320,6 +440,9 @@ class NeuralEstimator(Estimator):
             "library_versions": _library_versions(),
             "training_summary": self.training_summary_.to_dict(),
             "load_report": None if report is None else _plain(report.to_dict()),
+            "task": self.task,
+            "targets": self.targets_.to_payload(),
+            "head_history": _plain(getattr(self, "head_history_", None)),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -349,8 +472,11 @@ class NeuralEstimator(Estimator):
                 f"Load it as '{saved_arch}' or point to a '{architecture}' model file."
             )
         _warn_on_version_change(payload.get("library_versions"), path)
+        params = dict(payload["params"])
         try:
             module_config = dict(payload["module_config"])
+            if payload["format_version"] < 2:
+                _upgrade_format_1(saved_arch, module_config, params)
             module = build_module(module_config.pop("architecture", saved_arch), **module_config)
             module.load_state_dict(payload["state_dict"])
         except (MoolaError, RuntimeError, TypeError, ValueError) as exc:
@@ -359,7 +485,7 @@ class NeuralEstimator(Estimator):
                 f"moola ({type(exc).__name__}: {exc}). Retrain and save it again."
             ) from exc
         module.eval()
-        estimator = cls(**payload["params"])
+        estimator = cls(**params)
         estimator.module_ = module
         estimator.module_config_ = config_of(module)
         estimator.mean_ = payload["normaliser"]["mean"].numpy().astype(np.float64)
@@ -373,11 +499,21 @@ class NeuralEstimator(Estimator):
             estimator.training_summary_ = _summary_from(summary) if summary else None
             report = payload.get("load_report")
             estimator.load_report_ = LoadReport.from_dict(report) if report else None
+            estimator.targets_ = _Targets.from_payload(
+                estimator.task, payload.get("targets"), estimator.n_classes_
+            )
+            estimator.head_history_ = payload.get("head_history")
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(
-                f"Model file {path} holds a trainer config or training summary this moola "
-                f"cannot read ({type(exc).__name__}: {exc}). Retrain and save it again."
+                f"Model file {path} holds a trainer config, training summary or target "
+                f"standardiser this moola cannot read ({type(exc).__name__}: {exc}). Retrain "
+                "and save it again."
             ) from exc
+        if estimator.task != payload.get("task", "classification"):
+            raise CheckpointError(
+                f"Model file {path} is inconsistent: its parameters say task="
+                f"'{estimator.task}' but it was saved as a '{payload.get('task')}' model."
+            )
         estimator.source_path_ = path
         if estimator.mean_.shape != (estimator.n_channels_,):
             raise CheckpointError(
@@ -394,6 +530,272 @@ class NeuralEstimator(Estimator):
 
     def _n_outputs(self) -> int:
         return int(self.module_config_.get("n_classes", self.n_classes_))
+
+
+def _upgrade_format_1(architecture: str, module_config: dict, params: dict) -> None:
+    """Rewrite, in place, what a format-1 file says in words this moola reads: a
+    transformer's module ``task`` became ``output`` (``"regression"`` was its sigmoid), and
+    such a file's ``task`` parameter was that module key, never the estimator's task."""
+    if architecture != "transformer":
+        return
+    for values in (module_config, params):
+        if "task" in values:
+            values["output"] = "sigmoid" if values.pop("task") == "regression" else "linear"
+
+
+def _check_task(
+    architecture: str,
+    task: str,
+    module_kwargs: dict[str, Any],
+    trainer_kwargs: dict[str, Any],
+    params: dict[str, Any],
+) -> None:
+    """Refuse a task the model does not learn or parameters that contradict it (the rules
+    of ``moola.models.params.check_task_params``); a regression's loss defaults to
+    ``mse`` (set in ``trainer_kwargs``)."""
+    if task not in TASKS:
+        raise ConfigError(f"{architecture}: unknown task {task!r}; choose one of {TASKS}.")
+    card = MODEL_CARDS.get(architecture)
+    if card is not None:
+        require_task(card, task)
+    if task == "regression":
+        trainer_kwargs.setdefault("loss", "mse")
+    values = SimpleNamespace(
+        task=task,
+        architecture=architecture,
+        loss=trainer_kwargs.get("loss", "cross_entropy"),
+        heads=module_kwargs.get("heads"),
+        class_weights=trainer_kwargs.get("class_weights"),
+        n_classes=params.get("n_classes"),
+        output=module_kwargs.get("output", "linear"),
+    )
+    try:
+        check_task_params(values)
+    except ValueError as exc:
+        raise ConfigError(f"{architecture}: {exc}.") from None
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """How a fitted model's targets are encoded for training and decoded at prediction.
+
+    Classification: class indices (``n_classes`` K). Regression: ``n_targets`` columns
+    standardised with the training targets' ``mean`` and ``std`` (``ndim``: whether ``y``
+    was ``(N,)`` or ``(N, K)``). Multi-task: one column per head of ``heads``, regression
+    columns standardised, class columns class indices (mean 0, std 1).
+    """
+
+    task: str
+    n_classes: int = 0
+    n_targets: int = 0
+    ndim: int = 1
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    heads: dict[str, Any] | None = None
+    train_labels: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def fit(
+        cls, task: str, y: Any, n: int, params: dict[str, Any], module_kwargs: dict[str, Any]
+    ) -> tuple[_Targets, np.ndarray]:
+        """The encoding learned from training targets ``y`` and ``y`` encoded by it."""
+        if task == "classification":
+            labels = _labels(y, n, "y")
+            n_classes = int(params.get("n_classes") or labels.max() + 1)
+            if labels.max() >= n_classes:
+                raise ConfigError(
+                    f"y holds class index {labels.max()} but n_classes={n_classes}; "
+                    "class indices run 0..n_classes-1."
+                )
+            return cls(task, n_classes=n_classes), labels
+        if task == "regression":
+            values = _float_targets(y, n, "y")
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+            targets = cls(
+                task,
+                n_targets=values.shape[1],
+                ndim=np.ndim(y),
+                mean=tuple(mean.tolist()),
+                std=tuple(std.tolist()),
+            )
+            return targets, targets._standardise(values)
+        config_cls = ARCHITECTURES["cnn_lstm_attention"][0]
+        heads = config_cls(heads=module_kwargs.get("heads")).heads  # checked, a plain dict
+        values = _head_targets(y, n, heads, "y")
+        mean, std = np.zeros(len(heads)), np.ones(len(heads))
+        for column, kind in enumerate(heads.values()):
+            if kind == "regression":
+                mean[column], std[column] = values[:, column].mean(), values[:, column].std()
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        targets = cls(
+            task,
+            n_targets=len(heads),
+            ndim=2,
+            mean=tuple(mean.tolist()),
+            std=tuple(std.tolist()),
+            heads=heads,
+            train_labels={
+                name: values[:, i].astype(np.int64)
+                for i, (name, kind) in enumerate(heads.items())
+                if kind != "regression"
+            },
+        )
+        return targets, targets._standardise(values)
+
+    def encode(self, y: Any, n: int, what: str) -> np.ndarray:
+        """Validation targets ``y`` encoded like the training ones."""
+        if self.task == "classification":
+            labels = _labels(y, n, what)
+            if labels.max() >= self.n_classes:
+                raise ConfigError(
+                    f"{what} holds class index {labels.max()}, but the model has "
+                    f"{self.n_classes} classes (0..{self.n_classes - 1})."
+                )
+            return labels
+        if self.task == "regression":
+            values = _float_targets(y, n, what)
+            if values.shape[1] != self.n_targets:
+                raise ConfigError(
+                    f"{what} has {values.shape[1]} target column(s) but y has "
+                    f"{self.n_targets}; pass validation targets built like the training ones."
+                )
+            return self._standardise(values)
+        assert self.heads is not None
+        return self._standardise(_head_targets(y, n, self.heads, what))
+
+    def _standardise(self, values: np.ndarray) -> np.ndarray:
+        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        """A regression's outputs ``(N, K)`` in the targets' units, shaped like ``y``."""
+        values = outputs.reshape(len(outputs), -1) * np.asarray(self.std) + np.asarray(self.mean)
+        values = values.astype(np.float64, copy=False)
+        return values[:, 0] if self.ndim == 1 else values
+
+    def decode_heads(self, outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Each head's values (in the target's units) or class probabilities, float64."""
+        assert self.heads is not None
+        decoded = {}
+        for column, (name, kind) in enumerate(self.heads.items()):
+            out = outputs[name]
+            if kind == "regression":
+                values = out.reshape(-1).numpy() * self.std[column] + self.mean[column]
+            else:
+                values = torch.softmax(out, dim=1).numpy()
+            decoded[name] = values.astype(np.float64, copy=False)
+        return decoded
+
+    def class_weights(self, setting: str | None) -> dict[str, np.ndarray] | None:
+        """Balanced weights per class head of the training labels, with ``"balanced"``."""
+        if setting != "balanced" or self.heads is None or self.train_labels is None:
+            return None
+        return {
+            name: balanced_class_weights(labels, int(self.heads[name]))
+            for name, labels in self.train_labels.items()
+        }
+
+    def to_payload(self) -> dict[str, Any] | None:
+        """What a model file records (None for a classifier: its classes say it all)."""
+        if self.task == "classification":
+            return None
+        return {
+            "n_targets": self.n_targets,
+            "ndim": self.ndim,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "heads": None if self.heads is None else dict(self.heads),
+        }
+
+    @classmethod
+    def from_payload(cls, task: str, payload: Any, n_classes: int) -> _Targets:
+        if task == "classification":
+            return cls(task, n_classes=n_classes)
+        if not isinstance(payload, dict):
+            raise ValueError(f"a {task} model needs its target standardiser; found {payload!r}")
+        targets = cls(
+            task,
+            n_targets=int(payload["n_targets"]),
+            ndim=int(payload["ndim"]),
+            mean=tuple(float(v) for v in payload["mean"]),
+            std=tuple(float(v) for v in payload["std"]),
+            heads=None if payload.get("heads") is None else dict(payload["heads"]),
+        )
+        if len(targets.mean) != targets.n_targets or len(targets.std) != targets.n_targets:
+            raise ValueError(
+                f"{len(targets.mean)} means and {len(targets.std)} standard deviations for "
+                f"{targets.n_targets} targets"
+            )
+        return targets
+
+
+class _HeadHistory(Callback):
+    """Records, per epoch, each head's mean training (and validation) loss and its weight
+    ``exp(-s_h)`` (``record``: ``NeuralEstimator.head_history_``)."""
+
+    def __init__(self, step: MultiTaskStep, loss: MultiTaskLoss) -> None:
+        self.step, self.loss = step, loss
+        heads = list(step.heads)
+        self.record: dict[str, Any] = {
+            "heads": heads,
+            "initial_head_weights": loss.task_weights(),
+            "head_losses_history": {h: [] for h in heads},
+            "val_head_losses_history": {h: [] for h in heads},
+            "head_weights_history": {h: [] for h in heads},
+        }
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        for key, phase in (("head_losses_history", "train"), ("val_head_losses_history", "val")):
+            losses = self.step.epoch_losses(phase)
+            for head, value in (losses or {}).items():
+                self.record[key][head].append(value)
+        for head, weight in self.loss.task_weights().items():
+            self.record["head_weights_history"][head].append(weight)
+        return False
+
+
+def _float_targets(y: Any, n: int, what: str) -> np.ndarray:
+    """Regression targets ``(N, K)`` float64: numeric, finite, one row per window."""
+    values = np.asarray(y)
+    if values.ndim not in (1, 2) or len(values) != n or values.size == 0:
+        raise ConfigError(
+            f"{what} must be regression targets shaped (N,) or (N, K) with one row per "
+            f"window ({n}); got shape {values.shape}."
+        )
+    if values.dtype.kind not in "iuf":
+        raise ConfigError(
+            f"{what} must hold numbers for task='regression'; got dtype {values.dtype}."
+        )
+    values = values.astype(np.float64).reshape(n, -1)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise ConfigError(
+            f"{what} holds NaN or infinite regression targets in rows "
+            f"{np.flatnonzero(bad)[:5].tolist()}; drop those windows (a target must be finite)."
+        )
+    return values
+
+
+def _head_targets(y: Any, n: int, heads: dict[str, Any], what: str) -> np.ndarray:
+    """Multi-task targets ``(N, H)`` float64, one column per head in order; class columns
+    hold class indices within each head's count."""
+    values = np.asarray(y)
+    if values.ndim != 2 or values.shape != (n, len(heads)):
+        raise ConfigError(
+            f"{what} must be (N, H) = ({n}, {len(heads)}): one column per head of heads "
+            f"{list(heads)}, in that order; got shape {values.shape}."
+        )
+    values = _float_targets(values, n, what)
+    for column, (name, kind) in enumerate(heads.items()):
+        if kind == "regression":
+            continue
+        col = values[:, column]
+        if np.any(np.mod(col, 1) != 0) or col.min() < 0 or col.max() >= kind:
+            raise ConfigError(
+                f"{what} column {column} (head '{name}', {kind} classes) must hold class "
+                f"indices 0..{kind - 1}; found values from {col.min():g} to {col.max():g}."
+            )
+    return values
 
 
 class _FineTuningTrainer(Trainer):
@@ -486,7 +888,10 @@ def _check_freeze_schedule(
 
 
 def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]:
-    """``params`` -> (module config kwargs, trainer kwargs); unknown keys are an error."""
+    """``params`` -> (module config kwargs, trainer kwargs); unknown keys are an error.
+
+    The trainer kwargs include the model card's ``preset`` for the keys not given.
+    """
     if architecture not in ARCHITECTURES:
         close = difflib.get_close_matches(str(architecture), ARCHITECTURES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -515,6 +920,9 @@ def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]
             f"{', '.join(module_keys)}. Valid trainer keys: {', '.join(trainer_keys)}. "
             f"Also: {', '.join(_ESTIMATOR_KEYS)}."
         )
+    card = MODEL_CARDS.get(architecture)
+    for key, value in (card.preset if card is not None else {}).items():
+        trainer_kwargs.setdefault(key, value)  # the model's DOMAIN training, unless given
     return module_kwargs, trainer_kwargs
 
 

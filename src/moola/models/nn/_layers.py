@@ -36,6 +36,11 @@ Widths = tuple[Size, ...]
 """Hidden widths of a stack of layers (may be empty); lists are accepted and made tuples."""
 SomeWidths = Annotated[tuple[Size, ...], Field(min_length=1)]
 """Widths of a stack that needs at least one layer."""
+HeadKind = Annotated[int, Field(ge=2)] | Literal["regression"]
+"""What one output head predicts: ``"regression"`` (one value) or a number of classes >= 2."""
+Heads = dict[str, HeadKind] | None
+"""Ordered output heads, name -> ``HeadKind`` (e.g. ``{"direction": 2, "volatility":
+"regression", "regime": 3}``); None: the module's single-task outputs."""
 
 
 def check_config(config: Any) -> None:
@@ -53,6 +58,8 @@ def check_config(config: Any) -> None:
             require_choice(config, name, argument)
         elif kind == "widths":
             coerce_int_tuple(config, name, allow_empty=argument)
+        elif kind == "heads":
+            coerce_heads(config, name)
 
 
 @functools.cache
@@ -62,6 +69,9 @@ def _field_checks(config_cls: type) -> tuple[tuple[str, str, Any], ...]:
     checks = []
     for item in dataclasses.fields(config_cls):
         hint = hints[item.name]
+        if hint == Heads:
+            checks.append((item.name, "heads", None))
+            continue
         base, metadata = hint, ()
         if typing.get_origin(hint) is Annotated:
             base, *metadata = typing.get_args(hint)
@@ -139,6 +149,42 @@ def coerce_int_tuple(config: Any, name: str, *, allow_empty: bool = True) -> Non
             f"{empty}, e.g. {name}=[128, 64]."
         )
     object.__setattr__(config, name, items)
+
+
+def coerce_heads(config: Any, name: str) -> None:
+    """Check ``config.<name>`` (None, or a non-empty mapping of head name -> ``"regression"``
+    or a class count >= 2) and store it as a plain ``dict``, in place.
+
+    A head name becomes a submodule name, so it must be a Python identifier that no
+    ``nn.ModuleDict`` method uses (``keys``, ``items``, ...).
+    """
+    value = getattr(config, name)
+    if value is None:
+        return
+    example = f"{name}={{'direction': 2, 'volatility': 'regression', 'regime': 3}}"
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            f"{_where(config, name)} is invalid: it must be a non-empty mapping of head name "
+            f"-> 'regression' or a number of classes >= 2, e.g. {example}."
+        )
+    for head, kind in value.items():
+        if not isinstance(head, str) or not head.isidentifier() or hasattr(nn.ModuleDict, head):
+            raise ConfigError(
+                f"{_where(config, name)} is invalid: head name {head!r} must be an identifier "
+                "(letters, digits, underscores) that is not a method name like 'keys'."
+            )
+        counts = isinstance(kind, int) and not isinstance(kind, bool) and kind >= 2
+        if kind != "regression" and not counts:
+            raise ConfigError(
+                f"{_where(config, name)} is invalid: head '{head}' must be 'regression' or a "
+                f"number of classes >= 2 (got {kind!r}), e.g. {example}."
+            )
+    object.__setattr__(config, name, dict(value))
+
+
+def head_width(kind: int | str) -> int:
+    """Outputs of a head of ``kind``: 1 for ``"regression"``, else its class count."""
+    return 1 if kind == "regression" else int(kind)
 
 
 def require_divisible(config: Any, name: str, by: str) -> None:
@@ -245,6 +291,11 @@ class MultiTaskLoss(nn.Module):
     down-weighted, and the ``+ s_i`` term stops every weight collapsing to zero. Give the
     loss's parameters to the optimizer with the model's. The total may be negative.
 
+    Tasks named in ``regression`` are Gaussian-likelihood terms in Kendall et al.'s
+    derivation (``L_i / (2 sigma_i^2) + log sigma_i``): their uncertainty term is halved,
+    ``(exp(-s_i) * L_i + s_i) / 2``. ``for_heads(heads)`` builds the loss of a heads
+    mapping (``moola.models.nn._layers.Heads``): its regression heads halved.
+
     ``weighting="fixed"``: ``sum_i w_i * L_i`` with ``weights`` (missing tasks weigh 1).
 
     Parameters
@@ -255,6 +306,8 @@ class MultiTaskLoss(nn.Module):
     weighting : {"uncertainty", "fixed"}, default "uncertainty"
     weights : mapping of str to float, optional
         Fixed weights (only with ``weighting="fixed"``).
+    regression : sequence of str, default ()
+        Tasks whose uncertainty-weighted term is halved (regression heads).
     """
 
     def __init__(
@@ -262,6 +315,7 @@ class MultiTaskLoss(nn.Module):
         tasks: Sequence[str],
         weighting: Literal["uncertainty", "fixed"] = "uncertainty",
         weights: Mapping[str, float] | None = None,
+        regression: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
@@ -276,7 +330,13 @@ class MultiTaskLoss(nn.Module):
         for key in weights or {}:
             if key not in self.tasks:
                 raise unknown_key_error("MultiTaskLoss weight task", key, self.tasks)
+        for key in regression:
+            if key not in self.tasks:
+                raise unknown_key_error("MultiTaskLoss regression task", key, self.tasks)
         self.weighting = weighting
+        # 0.5 for regression tasks, 1 for the others: (n_tasks,), not a learned weight
+        scale = [0.5 if t in regression else 1.0 for t in self.tasks]
+        self.register_buffer("term_scale", torch.tensor(scale), persistent=False)
         if weighting == "uncertainty":
             self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))  # (n_tasks,)
         else:
@@ -294,8 +354,16 @@ class MultiTaskLoss(nn.Module):
             )
         stacked = torch.stack([losses[t] for t in self.tasks])  # (n_tasks,)
         if self.weighting == "uncertainty":
-            return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
+            terms = torch.exp(-self.log_vars) * stacked + self.log_vars  # (n_tasks,)
+            return (self.term_scale * terms).sum()
         return (self.fixed_weights * stacked).sum()
+
+    @classmethod
+    def for_heads(cls, heads: Mapping[str, int | str]) -> MultiTaskLoss:
+        """Uncertainty weighting over the heads of ``heads`` (name -> "regression" or a
+        class count), in their order, regression heads halved."""
+        names = list(heads)
+        return cls(names, regression=[n for n in names if heads[n] == "regression"])
 
     def task_weights(self) -> dict[str, float]:
         """The current weight of each task (``exp(-s_i)`` or the fixed weight), for logging."""

@@ -1,8 +1,15 @@
 """CNNLSTMAttention: Conv1d features -> bidirectional LSTM -> attention pooling -> heads.
 
-The FX sequence model. The direction head is always there; optional volatility
-(regression) and regime (classification) heads share the trunk and are trained together
-with :class:`moola.models.nn.MultiTaskLoss`.
+The FX sequence model. Its heads share the trunk and are trained together with
+:class:`moola.models.nn.MultiTaskLoss`. Two ways to say which heads it has:
+
+- ``heads={"direction": 2, "volatility": "regression", "regime": 3}``: one head per entry,
+  in order, each ``"regression"`` (one value per window) or a number of classes (logits);
+  ``forward`` returns ``{name: (B,) values | (B, C) logits}``. This is what
+  ``NeuralEstimator(task="multitask", heads=...)`` builds;
+- ``heads=None`` (the default): a direction head of ``n_classes`` logits, plus optional
+  ``volatility_head`` (regression) and ``regime_head`` (``n_regimes`` classes) flags; with
+  only the direction head ``forward`` returns its logits tensor (the classifier).
 
 Convolutions use 'same' padding (centred kernels). That is safe here: a window holds only
 bars at or before its decision time, so a kernel reaching "ahead" of step t inside the
@@ -19,6 +26,7 @@ from torch import Tensor, nn
 from moola.core.errors import ConfigError
 from moola.models.nn._layers import (
     AttentionPooling,
+    Heads,
     MLPHead,
     Rate,
     Size,
@@ -26,6 +34,7 @@ from moola.models.nn._layers import (
     Widths,
     check_config,
     check_input,
+    head_width,
 )
 
 
@@ -61,6 +70,10 @@ class CNNLSTMAttentionConfig:
         Add a classification head ``"regime"`` with ``n_regimes`` logits.
     n_regimes : int, default 3
         Regime classes (low / medium / high volatility).
+    heads : dict or None, default None
+        Output heads, name -> ``"regression"`` or a number of classes >= 2, in output
+        order. When given, it replaces the direction head and the two flags (which must
+        stay off; ``n_classes`` and ``n_regimes`` are then unused).
     """
 
     input_dim: Size = 4
@@ -76,9 +89,15 @@ class CNNLSTMAttentionConfig:
     volatility_head: bool = False
     regime_head: bool = False
     n_regimes: Size = 3
+    heads: Heads = None
 
     def __post_init__(self) -> None:
         check_config(self)
+        if self.heads is not None and (self.volatility_head or self.regime_head):
+            raise ConfigError(
+                f"CNNLSTMAttentionConfig.heads={self.heads!r} names every head; drop "
+                "volatility_head/regime_head (or list those heads in heads)."
+            )
         if len(self.conv_channels) != len(self.kernel_sizes):
             raise ConfigError(
                 f"CNNLSTMAttentionConfig.conv_channels={list(self.conv_channels)} and "
@@ -88,7 +107,9 @@ class CNNLSTMAttentionConfig:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """Names of the heads, in output order: ``direction`` first."""
+        """Names of the heads, in output order (``direction`` first without ``heads``)."""
+        if self.heads is not None:
+            return tuple(self.heads)
         extra = (("volatility",) if self.volatility_head else ()) + (
             ("regime",) if self.regime_head else ()
         )
@@ -97,6 +118,8 @@ class CNNLSTMAttentionConfig:
 
 class CNNLSTMAttention(nn.Module):
     """``(B, T, D)`` -> direction logits ``(B, K)``, or a dict of heads.
+
+    With ``config.heads`` it always returns ``{name: (B,) | (B, C)}``, one entry per head.
 
     With only the direction head, ``forward`` returns the logits tensor. With auxiliary
     heads it returns ``{"direction": (B, K), "volatility": (B,), "regime": (B, n_regimes)}``
@@ -133,6 +156,14 @@ class CNNLSTMAttention(nn.Module):
         )
         self.pool = AttentionPooling(2 * c.lstm_hidden, c.attention_dim)
         trunk = 2 * c.lstm_hidden
+        if c.heads is not None:
+            self.heads = nn.ModuleDict(
+                {
+                    name: MLPHead(trunk, c.fc, head_width(kind), c.dropout)
+                    for name, kind in c.heads.items()
+                }
+            )
+            return
         self.direction_head = MLPHead(trunk, c.fc, c.n_classes, c.dropout)
         if c.volatility_head:
             self.volatility_head = MLPHead(trunk, c.fc, 1, c.dropout)
@@ -148,6 +179,13 @@ class CNNLSTMAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         pooled, _ = self.encode(x)
+        if self.config.heads is not None:
+            return {
+                name: head(pooled).squeeze(-1) if kind == "regression" else head(pooled)
+                for (name, kind), head in zip(
+                    self.config.heads.items(), self.heads.values(), strict=True
+                )
+            }  # regression (B,), classes (B, C)
         direction = self.direction_head(pooled)  # (B, K)
         if len(self.config.tasks) == 1:
             return direction

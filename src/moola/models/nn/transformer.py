@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from moola.core.errors import ConfigError
 from moola.models.nn._layers import (
     MLPHead,
     Rate,
@@ -32,9 +31,13 @@ class TransformerConfig:
     seq_len : int, default 100
         Window length; the position table is built for it (longer windows still run).
     n_classes : int, default 2
-        Logits for ``task="classification"``; must be 1 for ``task="regression"``.
-    task : {"classification", "regression"}, default "classification"
-        Regression outputs one value in [0, 1] (a sigmoid): the trend strength.
+        Outputs: class logits, or one value per regression target.
+    output : {"linear", "sigmoid"}, default "linear"
+        ``"sigmoid"`` squashes each output into [0, 1], for training directly on a target
+        known to lie there (a trend strength) with ``Trainer`` and ``loss="mse"``.
+        ``NeuralEstimator`` keeps ``"linear"``: it trains regression on standardised targets
+        (which a sigmoid could not reach) and classification on logits. Model files written
+        before this field was named ``output`` (``task="regression"``) load as ``"sigmoid"``.
     d_model : int, default 128
         Width of the encoder (a multiple of ``heads``).
     n_layers : int, default 4
@@ -55,7 +58,7 @@ class TransformerConfig:
     input_dim: Size = 31
     seq_len: Size = 100
     n_classes: Size = 2
-    task: Literal["classification", "regression"] = "classification"
+    output: Literal["linear", "sigmoid"] = "linear"
     d_model: Size = 128
     n_layers: Size = 4
     heads: Size = 8
@@ -67,22 +70,18 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         check_config(self)
         require_divisible(self, "d_model", "heads")
-        if self.task == "regression" and self.n_classes != 1:
-            raise ConfigError(
-                f"TransformerConfig.task='regression' predicts one value but "
-                f"n_classes={self.n_classes}; pass n_classes=1."
-            )
 
 
 class TransformerModel(nn.Module):
     """Input projection + sinusoidal positions + pre-LN encoder + MLP head.
 
-    ``(B, T, D) -> (B, K)`` logits, or ``(B, 1)`` values in [0, 1] for regression.
+    ``(B, T, D) -> (B, K)`` outputs: logits or regression values (in [0, 1] with
+    ``output="sigmoid"``).
     Layers are pre-LayerNorm (``norm_first=True``, with a final LayerNorm), which trains
     more stably than post-LN with warm-up and small data.
 
     Size: 864,514 parameters at the defaults (input (100, 31), d_model 128, 4 layers,
-    8 heads, FFN 512, head 128-512-2; 864,001 for regression).
+    8 heads, FFN 512, head 128-512-2; 864,001 with one output).
     """
 
     architecture = "transformer"
@@ -114,4 +113,4 @@ class TransformerModel(nn.Module):
         h = self.encoder(z)  # (B, T', d_model)
         summary = h[:, 0] if self.config.pooling == "cls" else h.mean(dim=1)  # (B, d_model)
         out = self.head(summary)  # (B, K)
-        return torch.sigmoid(out) if self.config.task == "regression" else out
+        return torch.sigmoid(out) if self.config.output == "sigmoid" else out
