@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from moola.core.errors import ConfigError
 from moola.models import create
 from moola.models.nn import MultiTaskLoss, build_module
+from moola.training.callbacks import Callback, TrainingState
+from moola.training.checkpoints import EpochCheckpoints, load_checkpoint
 from moola.training.losses import MultiTaskNet, MultiTaskStep
 from moola.training.neural import NeuralEstimator
 
@@ -63,6 +65,8 @@ def test_each_head_s_loss_and_weight_is_recorded_every_epoch(fitted):
     moved = [abs(w[-1] - 1.0) for w in history["head_weights_history"].values()]
     assert max(moved) > 1e-3  # the log-variances learned
     assert history["head_losses_history"]["direction"][-1] < np.log(2)  # below chance
+    assert est.head_losses_history_ == history["head_losses_history"]
+    assert est.head_weights_history_ == history["head_weights_history"]
 
 
 def test_predictions_per_head_and_together(fitted):
@@ -171,3 +175,35 @@ def test_targets_that_do_not_fit_the_heads_are_refused_naming_the_head():
     bad[4, 1] = np.nan
     with pytest.raises(ConfigError, match=r"rows \[4\]"):
         est.fit(X, bad)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, state: TrainingState) -> bool:
+        if state.epoch == self.epoch:
+            raise _Killed
+        return False
+
+
+def test_a_killed_fit_resumes_to_the_uninterrupted_weights_and_loss_weights(tmp_path):
+    """resume_from(last.pt's snapshot): the loss weights resume with the network (they are
+    trained as one module), so the resumed fit ends where the uninterrupted one does."""
+    X, Y = _data(n=48)
+    params = {"task": "multitask", "heads": HEADS, **SMALL, "epochs": 4, "batch_size": 16}
+    full = NeuralEstimator("cnn_lstm_attention", **params).fit(X, Y)
+    killed = NeuralEstimator("cnn_lstm_attention", **params)
+    killed.with_callbacks(EpochCheckpoints(tmp_path), _KillAfter(2))
+    with pytest.raises(_Killed):
+        killed.fit(X, Y)
+    resumed = NeuralEstimator("cnn_lstm_attention", **params)
+    resumed.resume_from(load_checkpoint(tmp_path / "last.pt")).fit(X, Y)
+    np.testing.assert_array_equal(resumed.predict(X), full.predict(X))
+    weights = full.head_weights_history_
+    assert {h: w[-2:] for h, w in weights.items()} == resumed.head_weights_history_
+    assert resumed.training_summary_.train_loss_history == full.training_summary_.train_loss_history

@@ -151,6 +151,7 @@ class NeuralEstimator(Estimator):
     """
 
     input_kind = "sequence"
+    _resume: dict[str, Any] | None = None  # the snapshot the next fit continues from
 
     def __init__(self, architecture: str = "simple_lstm", **params: Any) -> None:
         super().__init__(architecture=architecture, **params)
@@ -160,6 +161,20 @@ class NeuralEstimator(Estimator):
         return str(self.params["architecture"])
 
     # -- fitting ------------------------------------------------------------------------
+
+    def resume_from(self, snapshot: dict[str, Any] | None) -> NeuralEstimator:
+        """Make the next ``fit`` continue an interrupted one from ``snapshot`` (a
+        ``LoopState.snapshot()``, as ``moola.training.checkpoints.load_checkpoint`` reads it
+        from ``last.pt``) and return ``self``.
+
+        Used once, by the next fit only; not a parameter (not in ``get_params``, never
+        saved). Given the same parameters and data, that fit ends (on the CPU) with the
+        weights the uninterrupted fit would have; the trainer refuses a snapshot of other
+        data or settings. A resumed multi-task fit's ``head_history_`` holds the epochs it
+        ran itself.
+        """
+        self._resume = snapshot
+        return self
 
     def fit(
         self,
@@ -251,6 +266,7 @@ class NeuralEstimator(Estimator):
                 callbacks.append(unfreeze)
         train_x = _normalise(X, mean, std)
         val_x = None if X_val is None else _normalise(X_val, mean, std)
+        resume, self._resume = self._resume, None
         history = None
         if task == "classification":
             summary = trainer.fit(
@@ -261,6 +277,7 @@ class NeuralEstimator(Estimator):
                 val_targets,
                 callbacks=callbacks,
                 n_classes=targets.n_classes,
+                resume=resume,
             )
         elif task == "regression":
             summary = trainer.run(
@@ -269,6 +286,7 @@ class NeuralEstimator(Estimator):
                 None if val_x is None else (val_x, val_targets),
                 step=RegressionStep(),
                 callbacks=callbacks,
+                resume=resume,
             )
         else:
             net = MultiTaskNet(module, MultiTaskLoss.for_heads(targets.heads))
@@ -285,6 +303,7 @@ class NeuralEstimator(Estimator):
                 None if val_x is None else (val_x, val_targets),
                 step=step,
                 callbacks=[*callbacks, history],
+                resume=resume,
             )
             module = net.net
         self.module_ = module
@@ -521,6 +540,16 @@ class NeuralEstimator(Estimator):
                 f"{estimator.mean_.shape} entries for {estimator.n_channels_} channels."
             )
         return estimator
+
+    @property
+    def head_losses_history_(self) -> dict[str, list[float]] | None:
+        """A multi-task fit's training loss of each head per epoch (None otherwise)."""
+        return (getattr(self, "head_history_", None) or {}).get("head_losses_history")
+
+    @property
+    def head_weights_history_(self) -> dict[str, list[float]] | None:
+        """A multi-task fit's weight ``exp(-s_h)`` of each head per epoch (None otherwise)."""
+        return (getattr(self, "head_history_", None) or {}).get("head_weights_history")
 
     # -- helpers ------------------------------------------------------------------------
 
