@@ -75,6 +75,7 @@ __all__ = [
     "NClasses",
     "Seed",
     "check_search_space",
+    "check_task_params",
     "from_signature",
     "given_params",
     "neural_params",

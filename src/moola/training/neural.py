@@ -312,7 +312,7 @@ class NeuralEstimator(Estimator):
         self.n_channels_ = int(X.shape[2])
         self.seq_len_ = int(X.shape[1])
         self.n_classes_ = targets.n_classes
-        self.targets_ = targets
+        self.targets_ = replace(targets, train_labels=None)  # class weights are done
         self.head_history_: dict[str, Any] | None = None if history is None else history.record
         self.trainer_config_ = trainer.config
         self.training_summary_ = summary
