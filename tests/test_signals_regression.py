@@ -69,18 +69,18 @@ def test_scaled_hold_streams_its_batch_targets_and_never_looks_ahead(
 
 def test_sign_hold_goes_long_above_and_short_below_the_threshold_and_holds():
     x = np.array([0.003, np.nan, -0.003, 0.001, np.nan, np.nan, np.nan, -0.0025])
-    policy = SignHold(threshold=0.002, hold_bars=2)
+    policy = SignHold(threshold=0.002, hold_bars=2, allow_short=True)
     assert policy.positions(x).tolist() == [1, 1, -1, 0, 0, 0, 0, -1]
-    long_only = SignHold(threshold=0.002, hold_bars=2, allow_short=False)
+    long_only = SignHold(threshold=0.002, hold_bars=2)  # shorts are asked for
     assert long_only.positions(x).tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
     # strictly above: a prediction equal to the threshold stays flat
-    assert sign_targets(np.array([0.002, -0.002, 0.0021]), 0.002).tolist() == [0, 0, 1]
+    assert sign_targets(np.array([0.002, -0.002, 0.0021]), 0.002, True).tolist() == [0, 0, 1]
 
 
 def test_the_default_scale_is_the_spread_of_earlier_predictions_only():
     rng = np.random.default_rng(4)
     x = rng.normal(0.0, 0.01, 60)
-    policy = ScaledHold(hold_bars=1, min_history=5)
+    policy = ScaledHold(hold_bars=1, min_history=5, allow_short=True)
     positions = policy.positions(x)
     assert (positions[:5] == 0).all()  # fewer than 5 earlier predictions: flat
     for t in (5, 17, 59):
@@ -92,21 +92,22 @@ def test_the_default_scale_is_the_spread_of_earlier_predictions_only():
     wild[40] = 5.0
     assert (policy.positions(wild)[:40] == positions[:40]).all()
     assert not np.allclose(positions[5:40], np.clip(x[5:40] / np.std(wild, ddof=1), -1, 1))
-    trailing = ScaledHold(hold_bars=1, min_history=5, lookback=10).positions(x)
+    trailing = ScaledHold(hold_bars=1, min_history=5, lookback=10, allow_short=True).positions(x)
     assert trailing[30] == pytest.approx(x[30] / np.std(x[20:30], ddof=1), rel=1e-12)
 
 
 def test_a_given_scale_clips_and_long_only_drops_shorts():
     x = np.array([0.005, -0.02, 0.03, -0.004])
-    assert ScaledHold(scale=0.01, hold_bars=1).positions(x).tolist() == [0.5, -1.0, 1.0, -0.4]
-    long_only = ScaledHold(scale=0.01, hold_bars=1, allow_short=False)
+    both = ScaledHold(scale=0.01, hold_bars=1, allow_short=True)
+    assert both.positions(x).tolist() == [0.5, -1.0, 1.0, -0.4]
+    long_only = ScaledHold(scale=0.01, hold_bars=1)
     assert long_only.positions(x).tolist() == [0.5, 0.0, 1.0, 0.0]
     constant = ScaledHold(hold_bars=1, min_history=2).positions(np.full(5, 0.01))
     assert constant.tolist() == [0.0] * 5  # no spread yet: nothing to size by
 
 
 def test_regression_policies_are_typed_hashed_and_refuse_bad_inputs():
-    policy = SignHold(threshold=0.001, hold_bars=5)
+    policy = SignHold(threshold=0.001, hold_bars=5, allow_short=True)
     assert policy.params == {
         "policy": "sign",
         "hold_bars": 5,

@@ -39,7 +39,9 @@ Two policies trade a regression model's predictions (a forward return, say; any 
 number, ``nan`` for no decision), both held ``hold_bars`` bars like ThresholdHold:
 
 **SignHold** (``moola backtest run --policy sign``). A decision is +1 when ``pred >
-threshold``, -1 when ``pred < -threshold`` (``allow_short``, default True; else 0), else 0.
+threshold``, -1 when ``pred < -threshold`` and ``allow_short`` (else 0), else 0. Shorts are
+asked for, as a classifier's are (by naming a short class): ``allow_short`` is False by
+default.
 
 **ScaledHold** (``--policy scaled``). A decision is ``clip(pred / scale, -1, 1)`` (negative
 values become 0 without ``allow_short``). With ``scale=None`` (the default) the scale is
@@ -272,7 +274,7 @@ class _PredictionPolicy(SignalPolicy):
     unless a later decision replaces it."""
 
     hold_bars: Annotated[int, Field(ge=1, strict=True)]
-    allow_short: bool = True
+    allow_short: bool = False
 
     @classmethod
     def _checked(cls, values: Any) -> np.ndarray:
@@ -308,8 +310,8 @@ class SignHold(_PredictionPolicy):
         >= 0, in the prediction's units (a forward return of 0.001 is 10 bps).
     hold_bars : int
         Bars a decision's target is held, its own bar included (>= 1).
-    allow_short : bool, default True
-        False: a prediction below ``-threshold`` is flat instead of short.
+    allow_short : bool, default False
+        True: a prediction below ``-threshold`` goes short (else it is flat).
     """
 
     name: ClassVar[str] = "sign"
@@ -342,8 +344,8 @@ class ScaledHold(_PredictionPolicy):
         until then (>= 2).
     hold_bars : int
         Bars a decision's target is held, its own bar included (>= 1).
-    allow_short : bool, default True
-        False: a negative position is flat instead.
+    allow_short : bool, default False
+        True: a negative value goes short (else it is flat).
     """
 
     name: ClassVar[str] = "scaled"
@@ -399,7 +401,7 @@ class _PredictionStepper(PolicyStepper):
         return self.value if self.age < self.policy.hold_bars else 0.0
 
 
-def sign_targets(predictions: np.ndarray, threshold: float, allow_short: bool = True) -> np.ndarray:
+def sign_targets(predictions: np.ndarray, threshold: float, allow_short: bool) -> np.ndarray:
     """+1 where a prediction is above ``threshold``, -1 where it is below ``-threshold``
     (0 instead without ``allow_short``), else 0."""
     predictions = np.asarray(predictions, dtype=np.float64)

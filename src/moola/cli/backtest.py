@@ -257,16 +257,41 @@ def backtest_run_command(
         ..., metavar="RUN", help="Training run id (or an unambiguous prefix)."
     ),
     long_class: str | None = typer.Option(
-        None, "--long-class", help="Go long when p(class) >= --threshold."
+        None, "--long-class", help="Go long when p(class) >= --threshold (classification)."
     ),
     short_class: str | None = typer.Option(
-        None, "--short-class", help="Go short when p(class) >= --threshold."
+        None, "--short-class", help="Go short when p(class) >= --threshold (classification)."
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Probability that triggers a signal, in (0, 1] [0.5]."
+        None,
+        "--threshold",
+        help="Classification: the probability that triggers a signal, in (0, 1] [0.5]. "
+        "Regression (--policy sign): a prediction above it goes long, below its negative "
+        "short (with --allow-short) [0].",
     ),
     hold_bars: int | None = typer.Option(
         None, "--hold-bars", help="Bars each signal's position is held (usually the horizon)."
+    ),
+    target: str | None = typer.Option(
+        None, "--target", help="The run's target to trade (a multitask run's head) [its only one]."
+    ),
+    policy: str | None = typer.Option(
+        None,
+        "--policy",
+        help="Regression targets: sign (+1 / -1 / 0 by --threshold) or scaled (prediction / "
+        "--scale, clipped to [-1, 1]) [sign].",
+    ),
+    scale: float | None = typer.Option(
+        None,
+        "--scale",
+        help="--policy scaled: the prediction that holds a full position [the standard "
+        "deviation of the predictions made before each one].",
+    ),
+    allow_short: bool = typer.Option(
+        False,
+        "--allow-short",
+        help="Regression targets: a negative prediction goes short (a classification run "
+        "goes short with --short-class).",
     ),
     allow_leaky_skip: bool = typer.Option(
         False,
@@ -274,7 +299,12 @@ def backtest_run_command(
         help="Drop predictions whose traded period their fold trained on (counted in the "
         "record) instead of refusing.",
     ),
-    symbol: str | None = _SYMBOL,
+    symbol: str | None = typer.Option(
+        None,
+        "--symbol",
+        help="Symbol to backtest; without it a run over several symbols backtests each one "
+        "(and prints an equal-weight portfolio line).",
+    ),
     execution: Path | None = _EXECUTION,
     cash: float | None = _CASH,
     commission: float | None = _COMMISSION,
@@ -288,8 +318,10 @@ def backtest_run_command(
 ) -> None:
     """Backtest a training run's out-of-fold predictions on its dataset's bars.
 
-    Refuses any prediction whose fold model trained on the traded period. Results go into
-    the run folder (backtests/<UTC stamp>/).
+    A classification run trades a class's probability (--long-class, --threshold); a
+    regression run (or a multitask run's regression head, --target) its predicted values
+    (--policy sign|scaled). Refuses any prediction whose fold model trained on the traded
+    period. Results go into the run folder (backtests/<UTC stamp>/), one per symbol.
     """
     terms = _execution_terms(
         execution,
@@ -310,6 +342,10 @@ def backtest_run_command(
         short_class=short_class,
         threshold=threshold,
         hold_bars=hold_bars,
+        target=target,
+        policy_name=policy,
+        scale=scale,
+        allow_short=allow_short,
         symbol=symbol,
         execution=terms,
         skip_leaky=allow_leaky_skip,
@@ -413,37 +449,56 @@ def _backtest_run(
     threshold: float | None,
     hold_bars: int | None,
     spelling: str,
+    symbol: str | None,
+    policy_name: str | None = None,
+    scale: float | None = None,
+    allow_short: bool = False,
     **options: Any,
 ) -> None:
     from moola.data.registry import Registry
-    from moola.pipeline.backtests import backtest_run
-    from moola.tracking.runs import RunStore
+    from moola.pipeline.backtests import backtest_run, backtest_symbols, run_symbols
 
-    missing = [
-        f for f, v in (("--long-class", long_class), ("--hold-bars", hold_bars)) if v is None
-    ]
-    if missing:
+    if hold_bars is None:
         raise ConfigError(
-            f"{spelling} needs {' and '.join(missing)}: the class whose probability goes long "
-            "(e.g. --long-class up) and how many bars each signal is held (e.g. "
-            "--hold-bars 20, usually the label's horizon)."
+            f"{spelling} needs --hold-bars: how many bars each signal is held (e.g. "
+            "--hold-bars 20, usually the label's horizon); and, for a classification run, "
+            "the class whose probability goes long (e.g. --long-class up)."
         )
+    policy = _prediction_policy(policy_name, threshold, hold_bars, scale, allow_short)
+    signal: dict[str, Any] = (
+        {"policy": policy}
+        if policy is not None
+        else {"threshold": threshold, "hold_bars": int(hold_bars)}
+    )
     registry = Registry(settings_of(ctx).data_root)
-    with console.status(f"Backtesting run {run_id}"):
-        result, record = backtest_run(
-            registry,
-            run_id,
-            long_class=str(long_class),
-            threshold=0.5 if threshold is None else threshold,
-            hold_bars=int(hold_bars or 0),
-            **options,
-        )
+    store_root = registry.root
+    try:
+        each = symbol is None and len(run_symbols(registry, run_id)) > 1
+        with console.status(f"Backtesting run {run_id}"):
+            if each:
+                done = backtest_symbols(
+                    registry, run_id, long_class=long_class, **signal, **options
+                )
+            else:
+                result, record = backtest_run(
+                    registry, run_id, long_class=long_class, symbol=symbol, **signal, **options
+                )
+    except ConfigError as exc:
+        if policy_name is None and policy is not None and exc.param == "policy":
+            raise ConfigError(
+                "--allow-short lets a regression target's predictions go short; this run's "
+                "target is a classification target: name the class that goes short with "
+                "--short-class."
+            ) from None
+        raise
+    if each:
+        _print_symbols(done, store_root)
+        return
     counts = record["counts"]
     console.print(
         f"Run {record['run_id']}: {counts['used']} out-of-fold signals on "
         f"{record['symbol']} ({counts['long']} long, {counts['short']} short, "
-        f"{counts['flat']} flat), held {record['hold_bars']} bars, threshold "
-        f"{record['threshold']}."
+        f"{counts['flat']} flat), held {record['hold_bars']} bars, {_policy_text(record)}."
     )
     if record["leakage_check"]["passed"]:
         console.print("Leakage check: passed (no signal trades a period its model trained on).")
@@ -452,7 +507,103 @@ def _backtest_run(
             f"[yellow]Leakage check: {counts['skipped_leaky']} prediction(s) traded a period "
             "their fold's model trained on and were skipped (--allow-leaky-skip).[/]"
         )
-    _print_result(result.stats, RunStore(registry.root).run_dir(record["run_id"]) / record["path"])
+    from moola.tracking.runs import RunStore
+
+    _print_result(result.stats, RunStore(store_root).run_dir(record["run_id"]) / record["path"])
+
+
+def _prediction_policy(
+    name: str | None,
+    threshold: float | None,
+    hold_bars: int,
+    scale: float | None,
+    allow_short: bool,
+) -> Any:
+    """The regression policy the flags ask for (``--policy``, ``--scale``,
+    ``--allow-short``), or None when they ask for none (the run's target decides)."""
+    from moola.backtest.signals import ScaledHold, SignHold
+
+    if name is None:
+        if scale is not None:
+            raise ConfigError(
+                "--scale sizes the scaled policy of a regression target: add --policy scaled, "
+                "or drop --scale."
+            )
+        if not allow_short:
+            return None
+        name = "sign"
+    if name not in ("sign", "scaled"):
+        raise ConfigError(
+            f"--policy must be sign or scaled (for a regression target), got {name!r}; a "
+            "classification run trades --long-class at --threshold without --policy."
+        )
+    if name == "sign":
+        if scale is not None:
+            raise ConfigError(
+                "--scale sizes --policy scaled; --policy sign holds whole positions: drop "
+                "--scale or use --policy scaled."
+            )
+        threshold = 0.0 if threshold is None else threshold
+        return SignHold(threshold=threshold, hold_bars=hold_bars, allow_short=allow_short)
+    if threshold is not None:
+        raise ConfigError(
+            "--threshold is the sign policy's; --policy scaled sizes each position by --scale "
+            "(default: the spread of earlier predictions). Drop --threshold or use --policy sign."
+        )
+    return ScaledHold(scale=scale, hold_bars=hold_bars, allow_short=allow_short)
+
+
+def _policy_text(record: dict[str, Any]) -> str:
+    """How a backtest record's policy turned predictions into positions, in words."""
+    params = record["policy"]
+    if params["policy"] == "threshold_hold":
+        return f"threshold {params['threshold']}"
+    shorts = "long and short" if params.get("allow_short") else "long only"
+    if params["policy"] == "sign":
+        return f"policy sign at threshold {params['threshold']} ({shorts})"
+    scale = params.get("scale")
+    sized = f"scale {scale}" if scale is not None else "scale: std of earlier predictions"
+    return f"policy scaled, {sized} ({shorts})"
+
+
+def _print_symbols(done: Any, root: Path) -> None:
+    """Each symbol's backtest in one row, the equal-weight portfolio, and the folders."""
+    from moola.tracking.runs import RunStore
+
+    records = [record for _, record in done.results.values()]
+    first = records[0]
+    table = Table(
+        title=f"Backtest of run {first['run_id']} per symbol (held {first['hold_bars']} "
+        f"bars, {_policy_text(first)})"
+    )
+    for column in ("symbol", "signals (long/short/flat)", "total return", "Sharpe",
+                   "max drawdown", "trades", "leakage"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for result, record in done.results.values():
+        counts, stats = record["counts"], result.stats
+        table.add_row(
+            record["symbol"],
+            f"{counts['used']} ({counts['long']}/{counts['short']}/{counts['flat']})",
+            _show(stats.get("total_return"), ".2%"),
+            _show(stats.get("sharpe"), ".2f"),
+            _show(stats.get("max_drawdown"), ".2%"),
+            _show(stats.get("n_trades"), ",d"),
+            "passed" if record["leakage_check"]["passed"] else f"{counts['skipped_leaky']} skipped",
+        )
+    console.print(table)
+    line = done.portfolio
+    console.print(
+        f"[bold]Equal-weight portfolio[/] of {len(line['symbols'])} symbols: total return "
+        f"{_show(line['total_return'], '.2%')}, Sharpe {_show(line['sharpe'], '.2f')}, max "
+        f"drawdown {_show(line['max_drawdown'], '.2%')} (each symbol's equity over its "
+        "start, averaged; not stored)."
+    )
+    if all(record["leakage_check"]["passed"] for record in records):
+        console.print("Leakage check: passed (no signal trades a period its model trained on).")
+    run_dir = RunStore(root).run_dir(first["run_id"])
+    console.print("[bold]Results:[/]")
+    for record in records:
+        console.print(f"  {record['symbol']}: {run_dir / record['path']}")
 
 
 def _print_result(stats: dict[str, Any], written: Path) -> None:

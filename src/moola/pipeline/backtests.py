@@ -58,16 +58,22 @@ import pandas as pd
 
 from moola.backtest import metrics
 from moola.backtest.run import BacktestResult, execution_config, run
-from moola.backtest.signals import ThresholdHold, signal_targets
+from moola.backtest.signals import (
+    ScaledHold,
+    SignalPolicy,
+    SignHold,
+    ThresholdHold,
+    signal_targets,
+)
 from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, IntegrityError, LeakageError
 from moola.core.provenance import utc_now_iso
-from moola.data.registry import Registry
+from moola.data.registry import LABEL_HORIZON, Registry
 from moola.data.splits import Fold, Split
 from moola.pipeline.lifecycle import load_manifest
 from moola.sim import ExecutionConfig
 from moola.tracking.journal import BacktestRecorded, BacktestRecordedPayload, JsonlJournal
-from moola.tracking.manifest import TrainManifest
+from moola.tracking.manifest import TargetSpec, TrainManifest
 from moola.tracking.risk import journal_risk
 from moola.tracking.runs import RunStore
 
@@ -162,11 +168,12 @@ def backtest_run(
     registry: Registry,
     run_id: str,
     *,
-    long_class: str,
+    long_class: str | None = None,
     short_class: str | None = None,
     threshold: float | None = None,
     hold_bars: int | None = None,
-    policy: ThresholdHold | None = None,
+    policy: SignalPolicy | None = None,
+    target: str | None = None,
     symbol: str | None = None,
     execution: ExecutionConfig | None = None,
     periods_per_year: float | None = None,
@@ -179,16 +186,23 @@ def backtest_run(
     Parameters
     ----------
     long_class, short_class : str
-        Classes whose probability at or above ``threshold`` goes long / short.
-    threshold : float, default 0.5
-        In (0, 1].
+        For a classification target: classes whose probability at or above ``threshold``
+        goes long / short (``long_class`` required). Refused for a regression target.
+    threshold : float
+        Classification: a probability in (0, 1] (default 0.5). Regression: the sign
+        policy's threshold, >= 0 in the prediction's units (default 0).
     hold_bars : int
         Bars a signal's position is held (>= 1); required unless ``policy`` is given.
-    policy : ThresholdHold, optional
-        The signal policy in one object, instead of ``threshold`` and ``hold_bars``; its
+    policy : ThresholdHold, SignHold or ScaledHold, optional
+        The signal policy in one object, instead of ``threshold`` and ``hold_bars``:
+        ``ThresholdHold`` for a classification target, ``SignHold`` or ``ScaledHold`` for
+        a regression one (without it a regression target trades ``SignHold``); its
         parameters and hash are recorded (``policy``, ``policy_hash``).
+    target : str, optional
+        The run's target to trade (a multitask run's head); default its only target.
     symbol : str, optional
-        The symbol to trade when the dataset holds several.
+        The symbol to trade when the dataset holds several (:func:`backtest_symbols`
+        backtests each).
     skip_leaky : bool, default False
         Drop predictions whose traded period their fold's model was fitted on (and
         count them) instead of raising ``LeakageError``.
@@ -209,21 +223,192 @@ def backtest_run(
     Raises ``ConfigError`` for a holdout run or bad options, ``LeakageError`` as above.
     """
     execution = execution_config(execution, terms)
-    latency_bars = execution.latency_bars
-    policy = _policy(policy, threshold, hold_bars, latency_bars, long_class, short_class)
-    hold_bars = policy.hold_bars
+    prepared = _prepare(
+        registry,
+        run_id,
+        long_class=long_class,
+        short_class=short_class,
+        threshold=threshold,
+        hold_bars=hold_bars,
+        policy=policy,
+        target=target,
+        symbol=symbol,
+        execution=execution,
+        periods_per_year=periods_per_year,
+        skip_leaky=skip_leaky,
+        start=start,
+    )
+    return _store(registry, prepared)
+
+
+@dataclass(frozen=True)
+class SymbolBacktests:
+    """:func:`backtest_symbols`' answer: each symbol's backtest and record (each stored
+    in the run folder like :func:`backtest_run`'s), and the equal-weight portfolio of
+    them (``portfolio``: ``symbols``, ``start``, ``end``, ``total_return``, ``sharpe``,
+    ``max_drawdown``; computed, not stored)."""
+
+    results: dict[str, tuple[BacktestResult, dict[str, Any]]]
+    portfolio: dict[str, Any]
+
+
+def backtest_symbols(
+    registry: Registry,
+    run_id: str,
+    *,
+    symbols: Sequence[str] | None = None,
+    **options: Any,
+) -> SymbolBacktests:
+    """Backtest run ``run_id``'s out-of-fold predictions on each of its symbols.
+
+    ``symbols`` (default: every symbol with a covered prediction, sorted) are backtested
+    one by one with ``options`` (:func:`backtest_run`'s keywords, but ``symbol``), each on
+    its own bars with its own leakage check. Every symbol is checked first and nothing is
+    stored unless all pass; then each backtest is stored as :func:`backtest_run` stores
+    one. ``portfolio`` splits the initial cash equally over the symbols (each symbol's
+    equity relative to its start, averaged over the union of their bar times, a symbol
+    holding its last value between its bars) and reports its return, Sharpe and drawdown.
+    """
+    unknown = [key for key in options if key not in _OPTIONS]
+    if unknown:
+        raise ConfigError(
+            f"backtest_symbols takes symbols= and {', '.join(_OPTIONS)}; not "
+            f"{', '.join(unknown)} (execution terms go in execution=ExecutionConfig(...)).",
+            param=unknown[0],
+        )
+    chosen = list(symbols) if symbols is not None else run_symbols(registry, run_id)
+    if not chosen:
+        raise ConfigError("symbols is empty: name at least one symbol.", param="symbols")
+    options["execution"] = execution_config(options.get("execution"), {})
+    prepared = [_prepare(registry, run_id, symbol=str(name), **options) for name in chosen]
+    results = {p.record["symbol"]: _store(registry, p) for p in prepared}
+    return SymbolBacktests(results, equal_weight_portfolio(results))
+
+
+def run_symbols(registry: Registry, run_id: str) -> list[str]:
+    """The symbols (sorted) of run ``run_id``'s covered out-of-fold predictions."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    inputs = _load_inputs(registry, run_dir.name, manifest, long_class, short_class, symbol)
-    run_id, table, bars, rows = inputs.run_id, inputs.table, inputs.bars, inputs.rows
-    p_long = inputs.predictions[f"p_{long_class}"].to_numpy(np.float64)[rows]
-    p_short = (
-        inputs.predictions[f"p_{short_class}"].to_numpy(np.float64)[rows] if short_class else None
+    _check_run(run_dir.name, manifest)
+    if manifest.predictions is None:
+        raise IntegrityError(f"Run {run_dir.name}'s manifest records no predictions table.")
+    ref = manifest.predictions
+    predictions = registry.load_table("predictions", ref.name, ref.version)
+    covered = predictions["covered"].to_numpy(bool)
+    if "symbol" in predictions.columns:
+        symbols = predictions["symbol"].astype(str).to_numpy()
+    else:  # tables from before the symbol column: the dataset's windows name them
+        dataset = manifest.data.dataset
+        meta = registry.meta(registry.resolve("labeled", dataset.name, dataset.version))
+        if "features" in meta:
+            table = registry.load_feature_windows(dataset.name, dataset.version).table
+        else:
+            table = registry.load_labeled(dataset.name, dataset.version).table
+        symbols = table["symbol"].astype(str).to_numpy()
+        if len(symbols) != len(covered):
+            raise IntegrityError(
+                f"The predictions of run {run_dir.name} ({len(covered)} rows) do not line up "
+                f"with the windows of {dataset.pinned} ({len(symbols)} rows). Retrain the run."
+            )
+    return sorted(pd.unique(symbols[covered]).tolist())
+
+
+def equal_weight_portfolio(
+    results: dict[str, tuple[BacktestResult, dict[str, Any]]],
+) -> dict[str, Any]:
+    """One line for equal capital in each backtest: each equity curve over its first
+    value, carried forward over the union of bar times (1 before a symbol's first bar),
+    averaged; Sharpe annualised by the union's observed bars per year."""
+    curves = {}
+    for name, (result, _) in results.items():
+        equity = result.equity
+        stamps = pd.DatetimeIndex(pd.to_datetime(equity["timestamp"], utc=True))
+        values = equity["equity"].to_numpy(np.float64)
+        curves[name] = pd.Series(values / values[0], index=stamps)
+    frame = pd.DataFrame(curves).sort_index().ffill().fillna(1.0)
+    relative = frame.mean(axis=1).to_numpy(np.float64)
+    per_year = metrics.observed_periods_per_year(frame.index)
+    return metrics.json_safe(  # type: ignore[return-value]
+        {
+            "symbols": list(curves),
+            "weights": "equal",
+            "start": frame.index[0].isoformat() if len(frame) else None,
+            "end": frame.index[-1].isoformat() if len(frame) else None,
+            "bars": len(frame),
+            "total_return": metrics.total_return(relative),
+            "sharpe": metrics.sharpe(relative, per_year),
+            "max_drawdown": metrics.max_drawdown(relative).depth,
+        }
     )
-    if not np.isfinite(p_long).all() or (p_short is not None and not np.isfinite(p_short).all()):
-        raise IntegrityError(f"Run {run_id} has covered predictions without probabilities.")
-    probs = p_long if p_short is None else np.column_stack([p_long, p_short])
-    values = signal_targets(p_long, p_short, policy.threshold)
+
+
+#: backtest_run's keywords other than the execution terms' old spellings.
+_OPTIONS = (
+    "long_class",
+    "short_class",
+    "threshold",
+    "hold_bars",
+    "policy",
+    "target",
+    "execution",
+    "periods_per_year",
+    "skip_leaky",
+    "start",
+)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A backtest computed and checked, not yet stored."""
+
+    run_dir: Path
+    result: BacktestResult
+    record: dict[str, Any]
+    on_breach: str
+
+
+def _prepare(
+    registry: Registry,
+    run_id: str,
+    *,
+    long_class: str | None = None,
+    short_class: str | None = None,
+    threshold: float | None = None,
+    hold_bars: int | None = None,
+    policy: SignalPolicy | None = None,
+    target: str | None = None,
+    symbol: str | None = None,
+    execution: ExecutionConfig,
+    periods_per_year: float | None = None,
+    skip_leaky: bool = False,
+    start: str | pd.Timestamp | None = None,
+) -> _Prepared:
+    """Everything :func:`backtest_run` does before it stores: inputs, signals, leakage
+    check, simulation and record."""
+    latency_bars = execution.latency_bars
+    store = RunStore(registry.root)
+    run_dir, manifest = load_manifest(store, run_id)
+    _check_run(run_dir.name, manifest)
+    signal = _signal(
+        run_dir.name, manifest, target, long_class, short_class, threshold, hold_bars, policy,
+        latency_bars,
+    )  # fmt: skip
+    policy, hold_bars = signal.policy, signal.policy.hold_bars
+    inputs = _load_inputs(registry, run_dir.name, manifest, signal, symbol)
+    run_id, table, bars, rows = inputs.run_id, inputs.table, inputs.bars, inputs.rows
+    probs = inputs.predictions[list(signal.columns)].to_numpy(np.float64)[rows]
+    if not np.isfinite(probs).all():
+        bad = rows[~np.isfinite(probs).all(axis=1)]
+        what = "probabilities" if signal.classification else "predicted values"
+        raise IntegrityError(
+            f"Run {run_id} has covered predictions without {what} "
+            f"({', '.join(signal.columns)}), e.g. row(s) {bad[:_SHOWN_ROWS].tolist()}."
+        )
+    probs = probs[:, 0] if probs.shape[1] == 1 else probs
+    values = None  # each decision's target (+1, 0, -1), known before the policy runs
+    if isinstance(policy, ThresholdHold):
+        p_long, p_short = (probs, None) if probs.ndim == 1 else (probs[:, 0], probs[:, 1])
+        values = signal_targets(p_long, p_short, policy.threshold)
     signal_bars = np.searchsorted(inputs.bar_rows, table["end"].to_numpy(np.int64)[rows])
     symbol_rows = int(rows.size)
     first_bar = 0 if start is None else _first_bar_from(bars, start, run_id)
@@ -234,7 +419,8 @@ def backtest_run(
                 f"Run {run_id} has no predictions decided at or after start={start}; "
                 "nothing to backtest in that period."
             )
-        rows, values, probs = rows[keep], values[keep], probs[keep]
+        rows, probs = rows[keep], probs[keep]
+        values = None if values is None else values[keep]
         signal_bars = signal_bars[keep] - first_bar
         bars = bars.iloc[first_bar:].reset_index(drop=True)
     traded_start, traded_end = traded_periods(
@@ -242,12 +428,7 @@ def backtest_run(
     )
     split = inputs.split
     report = find_leaks(
-        rows,
-        traded_start,
-        traded_end,
-        split.folds or [],
-        _ns(table["start_ts"]),
-        _ns(table["end_ts"]),
+        rows, traded_start, traded_end, split.folds or [], inputs.span_start, inputs.span_end
     )
     split_params = _gaps(split.params, split.spans_unit)
     if report.count and not skip_leaky:
@@ -264,25 +445,30 @@ def backtest_run(
     used = ~report.leaky
     decisions = _per_bar(len(bars), signal_bars[used], probs[used])
     positions = policy.positions(decisions, bars)
+    if values is None:  # a regression decision's target is the position at its bar
+        values = np.where(used, positions[signal_bars], 0.0)
     result = run(bars, positions, execution, periods_per_year=periods_per_year)
 
-    folder = _new_folder(run_dir / BACKTESTS_DIR)
     covered = inputs.predictions["covered"].to_numpy(bool)
+    chosen = signal.target
     record: dict[str, Any] = metrics.json_safe(  # type: ignore[assignment]
         {
             "kind": "backtest",
             "run_id": run_id,
             "at": utc_now_iso(),
-            "path": f"{BACKTESTS_DIR}/{folder.name}",
+            "path": None,  # set when stored
             "model": manifest.model,
             "dataset": inputs.dataset,
             "split": inputs.split_record,
             "raw": inputs.raw,
             "symbol": inputs.symbol,
-            "probabilities": "out-of-fold, uncalibrated",
+            "task": manifest.task,
+            "target": {"name": chosen.name, "kind": chosen.kind, "columns": list(signal.columns)},
+            "probabilities": "out-of-fold, uncalibrated" if signal.classification else None,
+            "predictions": "out-of-fold",
             "long_class": long_class,
             "short_class": short_class,
-            "threshold": policy.threshold,
+            "threshold": getattr(policy, "threshold", None),
             "hold_bars": int(hold_bars),
             "start": None if start is None else str(start),
             "config": result.config,
@@ -307,6 +493,8 @@ def backtest_run(
                 "skipped": bool(skip_leaky and report.count),
                 "traded_period": "bars end+1 .. end+hold_bars+latency_bars-1 of each window",
                 "fitted_parts": "train and val of the fold that tested the window",
+                "fitted_spans": "each fitted window's first bar to its last, or to its "
+                "label's horizon end when later",
                 "split_params": split_params,
                 "needed_embargo": _duration(report.needed_embargo_ns) if report.count else None,
                 "leaky_rows": rows[report.leaky][:50].tolist(),
@@ -314,8 +502,79 @@ def backtest_run(
             "stats": result.stats,
         }
     )
-    _save(store, JsonlJournal(registry.root), folder, result, record, execution.on_breach)
-    return result, record
+    return _Prepared(run_dir, result, record, execution.on_breach)
+
+
+def _store(registry: Registry, prepared: _Prepared) -> tuple[BacktestResult, dict[str, Any]]:
+    """A prepared backtest into a new ``backtests/<UTC stamp>/`` folder of its run (and the
+    journal and experiment log first; ``_save``)."""
+    folder = _new_folder(prepared.run_dir / BACKTESTS_DIR)
+    record = {**prepared.record, "path": f"{BACKTESTS_DIR}/{folder.name}"}
+    store = RunStore(registry.root)
+    _save(store, JsonlJournal(registry.root), folder, prepared.result, record, prepared.on_breach)
+    return prepared.result, record
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """What a backtest trades: the run's target, the predictions-table columns read (in
+    the order the policy takes them) and the policy."""
+
+    target: TargetSpec
+    columns: tuple[str, ...]
+    policy: SignalPolicy
+
+    @property
+    def classification(self) -> bool:
+        return self.target.kind == "classification"
+
+
+def _signal(
+    run_id: str,
+    manifest: TrainManifest,
+    target: str | None,
+    long_class: str | None,
+    short_class: str | None,
+    threshold: float | None,
+    hold_bars: int | None,
+    policy: SignalPolicy | None,
+    latency_bars: int,
+) -> _Signal:
+    """The target, columns and checked policy from the options and the run's targets."""
+    chosen = manifest.target(target)
+    columns = manifest.prediction_columns(chosen)
+    if chosen.kind == "regression":
+        given = [p for p, v in (("long_class", long_class), ("short_class", short_class)) if v]
+        if given:
+            raise ConfigError(
+                f"{given[0]} picks a class whose probability is traded, but target "
+                f"{chosen.name!r} of run {run_id} is a regression target: its predicted "
+                "values are traded by the sign or scaled policy (threshold= and hold_bars=, "
+                "or policy=SignHold(...) / ScaledHold(...)); leave the classes out.",
+                param=given[0],
+            )
+        checked = _regression_policy(policy, threshold, hold_bars, latency_bars, chosen.name)
+        return _Signal(chosen, (columns["pred"],), checked)
+    if isinstance(policy, _REGRESSION_POLICIES):
+        raise ConfigError(
+            f"policy={policy.name} ({type(policy).__name__}) trades a regression model's "
+            "predicted values, "
+            f"but target {chosen.name!r} of run {run_id} is a classification target (classes "
+            f"{', '.join(chosen.classes or ())}): trade its probabilities with ThresholdHold "
+            "(long_class=, threshold=, hold_bars=).",
+            param="policy",
+        )
+    if long_class is None:
+        raise ConfigError(
+            f"long_class is required: target {chosen.name!r} of run {run_id} is a "
+            "classification target, and a backtest goes long on one class's probability "
+            f"(its classes: {', '.join(chosen.classes or ())}).",
+            param="long_class",
+        )
+    checked_policy = _policy(policy, threshold, hold_bars, latency_bars, long_class, short_class)
+    _check_classes(list(chosen.classes or ()), long_class, short_class)
+    read = (columns[long_class],) + ((columns[short_class],) if short_class else ())
+    return _Signal(chosen, read, checked_policy)
 
 
 def _per_bar(n_bars: int, signal_bars: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -362,66 +621,107 @@ class _Inputs:
     bars: pd.DataFrame
     bar_rows: np.ndarray  # positions of ``bars`` in the raw table
     rows: np.ndarray  # covered prediction rows of ``symbol``
+    span_start: np.ndarray  # per window (int64 ns): its first bar
+    span_end: np.ndarray  # its last bar, or its label's horizon end when later
 
 
 def _load_inputs(
     registry: Registry,
     run_id: str,
     manifest: TrainManifest,
-    long_class: str,
-    short_class: str | None,
+    signal: _Signal,
     symbol: str | None,
 ) -> _Inputs:
-    """The run's exact dataset, split version and predictions, checked against each other."""
-    _check_run(run_id, manifest)
+    """The run's exact dataset, split version and predictions, checked against each other.
+
+    The dataset is windows of raw bars (``Registry.load_labeled``) or feature windows
+    (``Registry.load_feature_windows``); either way ``end`` is a row of the raw bars.
+    """
     recorded, dataset = manifest.split, manifest.data.dataset
     split_text = recorded.pinned
-    data = registry.load_labeled(dataset.name, dataset.version, split=split_text)
-    if data.ref.content_hash != dataset.content_hash:
+    ref = registry.resolve("labeled", dataset.name, dataset.version)
+    if ref.content_hash != dataset.content_hash:
         raise IntegrityError(
             f"Run {run_id} trained on {dataset.pinned} with hash "
-            f"{dataset.content_hash}; it now hashes to {data.ref.content_hash}."
+            f"{dataset.content_hash}; it now hashes to {ref.content_hash}."
         )
-    if data.audit["split"]["split_hash"] != recorded.split_hash or data.split is None:
+    meta = registry.meta(ref)
+    if "features" in meta:
+        windows = registry.load_feature_windows(dataset.name, dataset.version)
+        table = windows.table
+        split, split_record = registry.load_split(split_text, expect_dataset=ref)
+    else:
+        data = registry.load_labeled(dataset.name, dataset.version, split=split_text)
+        table, split, split_record = data.table, data.split, data.audit["split"]
+    if split_record["split_hash"] != recorded.split_hash or split is None:
         raise IntegrityError(
             f"Split {split_text} no longer hashes to the {recorded.split_hash} run "
             f"{run_id} trained on."
         )
-    ref = manifest.predictions
-    if ref is None:
+    predictions_ref = manifest.predictions
+    if predictions_ref is None:
         raise IntegrityError(f"Run {run_id}'s manifest records no predictions table.")
-    predictions = registry.load_table("predictions", ref.name, ref.version)
-    meta = registry.meta(registry.resolve("predictions", ref.name, ref.version))
-    if tuple(str(c) for c in meta["classes"]) != manifest.classes:
-        raise IntegrityError(
-            f"Run {run_id}'s predictions ({ref.pinned}) have classes {list(meta['classes'])}, "
-            f"but the run (and its Predictor) has {list(manifest.classes)}."
+    predictions = registry.load_table("predictions", predictions_ref.name, predictions_ref.version)
+    if manifest.task == "classification":
+        predicted = registry.meta(
+            registry.resolve("predictions", predictions_ref.name, predictions_ref.version)
         )
-    _check_classes(list(manifest.classes), long_class, short_class)
-    table = data.table
+        if tuple(str(c) for c in predicted["classes"]) != manifest.classes:
+            raise IntegrityError(
+                f"Run {run_id}'s predictions ({predictions_ref.pinned}) have classes "
+                f"{list(predicted['classes'])}, but the run (and its Predictor) has "
+                f"{list(manifest.classes)}."
+            )
+    missing = [c for c in signal.columns if c not in predictions.columns]
+    if missing:
+        raise IntegrityError(
+            f"Run {run_id}'s predictions ({predictions_ref.pinned}) lack column(s) "
+            f"{', '.join(missing)}, where target {signal.target.name!r} "
+            f"({signal.target.kind}) is predicted. Retrain the run."
+        )
     if len(predictions) != len(table) or not np.array_equal(
         _ns(predictions["end_ts"]), _ns(table["end_ts"])
     ):
         raise IntegrityError(
             f"The predictions of run {run_id} ({len(predictions)} rows) do not line up with "
-            f"the windows of {data.ref} ({len(table)} rows). Retrain the run."
+            f"the windows of {ref} ({len(table)} rows). Retrain the run."
         )
-    symbols = sorted(pd.unique(table["symbol"].astype(str)).tolist())
-    traded = _pick_symbol(symbols, symbol, data.ref)
-    raw = registry.meta(data.ref)["raw"]
-    all_bars = registry.load_raw(raw["name"], raw["version"])
-    bar_rows = np.flatnonzero(all_bars["symbol"].astype(str).to_numpy() == traded)
-    mine = table["symbol"].astype(str).to_numpy() == traded
-    rows = np.flatnonzero(predictions["covered"].to_numpy(bool) & mine)
+    window_symbols = table["symbol"].astype(str).to_numpy()
+    if "symbol" in predictions.columns:
+        predicted_symbols = predictions["symbol"].astype(str).to_numpy()
+        differ = np.flatnonzero(predicted_symbols != window_symbols)
+        if differ.size:
+            raise IntegrityError(
+                f"The predictions of run {run_id} name other symbols than the windows of "
+                f"{ref} at row(s) {differ[:_SHOWN_ROWS].tolist()}. Retrain the run."
+            )
+    covered = predictions["covered"].to_numpy(bool)
+    symbols = sorted(pd.unique(window_symbols).tolist())
+    traded = _pick_symbol(symbols, symbol, ref)
+    rows = np.flatnonzero(covered & (window_symbols == traded))
     if rows.size == 0:
         raise ConfigError(
             f"Run {run_id} has no out-of-fold predictions for symbol {traded!r}; "
             "nothing to backtest."
         )
+    raw, offset = _raw_of(meta, int(table["end"].iloc[rows[0]]))
+    stored = registry.resolve("raw", raw["name"], raw["version"])
+    if stored.content_hash != raw["content_hash"]:
+        raise IntegrityError(
+            f"{ref} indexes raw/{raw['name']}@v{raw['version']} with content hash "
+            f"{raw['content_hash']}, but it now hashes to {stored.content_hash}."
+        )
+    all_bars = registry.load_raw(raw["name"], raw["version"])
+    # rows of the windows' positions: the raw's bars, after the raws before it
+    bar_rows = offset + np.flatnonzero(all_bars["symbol"].astype(str).to_numpy() == traded)
+    span_start, span_end = _ns(table["start_ts"]), _ns(table["end_ts"])
+    if LABEL_HORIZON in table.columns:
+        # a label that looked past its window saw those prices too
+        span_end = np.maximum(span_end, _ns(table[LABEL_HORIZON]))
     return _Inputs(
         run_id=run_id,
         dataset=dataset.model_dump(),
-        split=data.split,
+        split=split,
         split_record={
             "name": recorded.name,
             "version": recorded.version,
@@ -435,7 +735,21 @@ def _load_inputs(
         bars=all_bars.iloc[bar_rows].reset_index(drop=True),
         bar_rows=bar_rows,
         rows=rows,
+        span_start=span_start,
+        span_end=span_end,
     )
+
+
+def _raw_of(meta: dict[str, Any], position: int) -> tuple[dict[str, Any], int]:
+    """The raw version (its record) holding window position ``position``, and the position
+    of its first bar: windows over several raw versions index their feature tables one
+    after the other (``feature_tables``); other windows index their one raw's bars."""
+    segments = meta.get("feature_tables")
+    if not segments:
+        return meta["raw"], 0
+    offsets = [int(segment["offset"]) for segment in segments]
+    segment = segments[int(np.searchsorted(offsets, position, side="right")) - 1]
+    return segment["raw"], int(segment["offset"])
 
 
 def _save(
@@ -489,20 +803,21 @@ def _save(
 
 
 def _policy(
-    policy: ThresholdHold | None,
+    policy: SignalPolicy | None,
     threshold: float | None,
     hold_bars: int | None,
     latency_bars: int,
     long_class: str,
     short_class: str | None,
 ) -> ThresholdHold:
-    """The signal policy from ``policy`` or from ``threshold`` and ``hold_bars``, checked
-    with the other options."""
+    """The signal policy of a classification target from ``policy`` or from ``threshold``
+    and ``hold_bars``, checked with the other options."""
     if policy is None:
         if hold_bars is None:
             raise ConfigError(
                 "hold_bars is required: how many bars each signal is held (usually the "
-                "label's horizon); or pass policy=ThresholdHold(threshold=..., hold_bars=...)."
+                "label's horizon); or pass policy=ThresholdHold(threshold=..., hold_bars=...).",
+                param="hold_bars",
             )
         threshold = 0.5 if threshold is None else threshold
         _check_options(hold_bars, threshold, latency_bars, long_class, short_class)
@@ -514,26 +829,64 @@ def _policy(
     if not isinstance(policy, ThresholdHold):
         raise ConfigError(
             f"policy must be a ThresholdHold, got {type(policy).__name__}: a backtest of a "
-            "run's signals checks each signal's traded period, which hold_bars bounds."
+            "run's signals checks each signal's traded period, which hold_bars bounds.",
+            param="policy",
         )
     _check_options(policy.hold_bars, policy.threshold, latency_bars, long_class, short_class)
     return policy
 
 
-def _check_options(
-    hold_bars: int,
-    threshold: float,
+_REGRESSION_POLICIES = (SignHold, ScaledHold)
+
+
+def _regression_policy(
+    policy: SignalPolicy | None,
+    threshold: float | None,
+    hold_bars: int | None,
     latency_bars: int,
-    long_class: str,
-    short_class: str | None,
-) -> None:
+    target: str,
+) -> SignHold | ScaledHold:
+    """The signal policy of a regression target: ``policy`` (SignHold or ScaledHold), or
+    SignHold from ``threshold`` (default 0) and ``hold_bars``."""
+    if policy is None:
+        if hold_bars is None:
+            raise ConfigError(
+                "hold_bars is required: how many bars each signal is held (usually the "
+                f"horizon of target {target!r}); or pass policy=SignHold(...) or "
+                "ScaledHold(...).",
+                param="hold_bars",
+            )
+        threshold = 0.0 if threshold is None else threshold
+        _check_hold_and_latency(hold_bars, latency_bars)
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not (math.isfinite(float(threshold)) and float(threshold) >= 0.0)
+        ):
+            raise ConfigError(
+                f"threshold must be a number >= 0 in the units of target {target!r} (a "
+                f"prediction above it goes long, below its negative short), got {threshold!r}.",
+                param="threshold",
+            )
+        return SignHold(threshold=float(threshold), hold_bars=int(hold_bars))
+    if threshold is not None or hold_bars is not None:
+        raise ConfigError(
+            "Give the signal policy once: policy=, or threshold= and hold_bars=, not both."
+        )
+    if not isinstance(policy, _REGRESSION_POLICIES):
+        raise ConfigError(
+            f"policy must be a SignHold or ScaledHold for regression target {target!r}, got "
+            f"{type(policy).__name__}: its predicted values are not probabilities.",
+            param="policy",
+        )
+    _check_hold_and_latency(policy.hold_bars, latency_bars)
+    return policy
+
+
+def _check_hold_and_latency(hold_bars: int, latency_bars: int) -> None:
     if isinstance(hold_bars, bool) or not isinstance(hold_bars, (int, np.integer)) or hold_bars < 1:
         raise ConfigError(
             f"hold_bars must be a whole number of bars >= 1, got {hold_bars!r}.", param="hold_bars"
-        )
-    if not isinstance(threshold, (int, float)) or not (0.0 < float(threshold) <= 1.0):
-        raise ConfigError(
-            f"threshold must be a probability in (0, 1], got {threshold!r}.", param="threshold"
         )
     if isinstance(latency_bars, bool) or not isinstance(latency_bars, (int, np.integer)):
         raise ConfigError(
@@ -544,6 +897,20 @@ def _check_options(
         raise ConfigError(
             f"latency_bars must be >= 1 (fill after the decision), got {latency_bars}.",
             param="latency_bars",
+        )
+
+
+def _check_options(
+    hold_bars: int,
+    threshold: float,
+    latency_bars: int,
+    long_class: str,
+    short_class: str | None,
+) -> None:
+    _check_hold_and_latency(hold_bars, latency_bars)
+    if not isinstance(threshold, (int, float)) or not (0.0 < float(threshold) <= 1.0):
+        raise ConfigError(
+            f"threshold must be a probability in (0, 1], got {threshold!r}.", param="threshold"
         )
     if short_class is not None and short_class == long_class:
         raise ConfigError(
@@ -605,7 +972,8 @@ def _pick_symbol(symbols: list[str], symbol: str | None, ref: object) -> str:
             return symbols[0]
         raise ConfigError(
             f"{ref} holds windows of {len(symbols)} symbols ({', '.join(symbols[:10])}); a "
-            "backtest trades one. Pick it with symbol.",
+            "backtest trades one. Pick it with symbol, or backtest each symbol with "
+            "backtest_symbols.",
             param="symbol",
         )
     if symbol not in symbols:
