@@ -121,3 +121,132 @@ def _tiny_logreg():
     from moola.models import create
 
     return create("logistic_regression")
+
+
+@pytest.mark.parametrize("model", ["logistic_regression", "bilstm"])
+def test_the_predictor_of_a_feature_window_run_predicts_as_the_run_did(windows, model):
+    from moola.pipeline.predictor import Predictor
+
+    params = {"epochs": 1, "hidden": 8} if model == "bilstm" else {}
+    result = _train(windows, model, split="fc", **params)
+    predictor = Predictor.from_run(windows.root, result.run_id)
+    bars = windows.load_raw("mkt")
+    data = load_feature_training_data(windows, "fw", "fc")
+    i = int(data.val.indices[5])  # a validation window: its last bar and the bars before
+    end = int(data.X.windows.starts[i]) + LENGTH
+    # Computed on the bars up to the window's last bar only, the features equal the
+    # stored table's (computed on all bars): nothing later reaches a decision.
+    from_bars = predictor.windows(bars.iloc[:end])
+    np.testing.assert_array_equal(from_bars[0], data.X.windows[i])
+    proba = predictor.estimator.predict_proba(predictor.inputs_of(bars.iloc[:end]))
+    stored = windows.load_table("predictions", result.run_id)
+    columns = [f"p_{c}" for c in predictor.classes]
+    np.testing.assert_allclose(proba[0], stored.loc[i, columns].to_numpy(float), atol=1e-6)
+    with pytest.raises(ConfigError, match="warm-up"):
+        predictor.windows(bars.iloc[:LENGTH])
+
+
+@pytest.fixture
+def forecasting(windows: Registry) -> Registry:
+    """Feature windows ``fr`` whose target is the forward return (a regression), with a
+    walk-forward split ``frw`` and a forward-chaining split ``frc``."""
+    ref = build_feature_windows(
+        windows, "mkt", SPEC, name="fr", length=LENGTH, labels="mkt", targets=["forward_return"]
+    )
+    make_and_store_split(windows, ref, "walk-forward", name="frw", n_splits=3)
+    make_and_store_split(windows, ref, "forward-chaining", name="frc")
+    return windows
+
+
+def test_a_regression_run_predicts_values_out_of_fold_and_scores_them(forecasting):
+    config = TrainConfig(
+        model="bilstm",
+        dataset="fr",
+        split="frw",
+        params={"epochs": 2, "hidden": 8},
+        n_bootstrap=20,
+    )
+    result = run_training(forecasting, config)
+    manifest = result.manifest
+    assert manifest["task"] == "regression"
+    assert [(t["name"], t["kind"]) for t in manifest["targets"]] == [
+        ("forward_return", "regression")
+    ]
+    assert manifest["resolved_params"]["task"] == "regression"
+    assert manifest["calibration"]["method"] == "none" and manifest["scaling"] is not None
+    assert set(manifest["metrics"]["metrics"]) == {"mae", "rmse", "r2", "sign_accuracy", "ic"}
+    assert "TEST" in manifest["metrics"]["per_symbol"]
+    predictions = forecasting.load_table("predictions", result.run_id)
+    covered = predictions["covered"].to_numpy()
+    assert np.isfinite(predictions.loc[covered, "pred_forward_return"]).all()
+    assert predictions.loc[~covered, "pred_forward_return"].isna().all()
+    # The actual column is the stored target at each window's last bar.
+    data = load_feature_training_data(forecasting, "fr", "frw")
+    np.testing.assert_array_equal(predictions["y_forward_return"].to_numpy(), data.y)
+    # Every metric is computed from the covered rows alone.
+    from moola.evaluation.regression import regression_report
+
+    again = regression_report(
+        data.y[covered], predictions.loc[covered, "pred_forward_return"], n_bootstrap=0
+    )
+    assert again["metrics"] == pytest.approx(manifest["metrics"]["metrics"])
+    assert (result.run_dir / "predicted_vs_actual.png").exists()
+    line = RunStore(forecasting.root).results()[-1]
+    assert line["metrics"]["ic"] == manifest["metrics"]["metrics"]["ic"]
+
+
+def test_a_regression_target_refuses_class_only_settings(forecasting):
+    with pytest.raises(ConfigError, match="calibrat"):
+        run_training(
+            forecasting,
+            TrainConfig(model="bilstm", dataset="fr", split="frw", calibration="platt"),
+        )
+    with pytest.raises(ConfigError, match="task"):
+        run_training(
+            forecasting,
+            TrainConfig(
+                model="bilstm", dataset="fr", split="frw", params={"task": "classification"}
+            ),
+        )
+
+
+def test_a_multitask_run_scores_each_head_and_records_their_weights(windows):
+    ref = build_feature_windows(
+        windows,
+        "mkt",
+        SPEC,
+        name="mt",
+        length=LENGTH,
+        labels="mkt",
+        targets=["label", "forward_return"],
+    )
+    make_and_store_split(windows, ref, "forward-chaining", name="mtc")
+    config = TrainConfig(
+        model="cnn_lstm_attention",
+        dataset="mt",
+        split="mtc",
+        params={"epochs": 2},
+        n_bootstrap=10,
+    )
+    result = run_training(windows, config)
+    manifest = result.manifest
+    assert manifest["task"] == "multitask"
+    heads = manifest["resolved_params"]["heads"]
+    classes = manifest["targets"][0]["classes"]
+    assert heads == {"label": len(classes), "forward_return": "regression"}
+    report = manifest["metrics"]
+    assert report["heads"]["forward_return"]["task"] == "regression"
+    assert "accuracy" in report["heads"]["label"]["metrics"]
+    predictions = windows.load_table("predictions", result.run_id)
+    val = predictions[predictions["covered"]]
+    proba = val[[f"p_label_{c}" for c in classes]].to_numpy()
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert set(val["y_label"]) <= set(classes)
+    assert np.isfinite(val["pred_forward_return"]).all()
+    line = RunStore(windows.root).results()[-1]
+    assert "forward_return.ic" in line["metrics"] and "label.accuracy" in line["metrics"]
+    history = manifest["training"]["training"]["heads"]  # per head, per epoch
+    epochs = manifest["training"]["training"]["epochs_run"]
+    for key in ("head_losses_history", "head_weights_history"):
+        assert set(history[key]) == {"label", "forward_return"}
+        assert all(len(values) == epochs for values in history[key].values())

@@ -92,7 +92,7 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
     banned = np.flatnonzero(blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"]))
     split_obj = exclude_from_split(split_obj, banned)
     X = WindowSubsets(windows.X)
-    y = np.asarray(windows.y)
+    y = np.asarray(windows.y)  # class indices, values (regression) or (N, K) (multitask)
 
     def part(indices: list[int]) -> LabeledPart:
         idx = np.asarray(indices, dtype=np.int64)
@@ -117,6 +117,8 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
         "blacklist": blacklist.record(len(banned)),
         "counts": {name: len(value) for name, value in parts.items()},
         "symbols": sorted({str(s) for s in windows.symbols}),
+        "task": getattr(windows, "task", None) or "classification",
+        "targets": [dict(t) for t in getattr(windows, "targets", ())],
         "train_synthetic_ratio": 0.0,
         "val_synthetic_count": 0,
         "test_synthetic_count": 0,
@@ -206,6 +208,10 @@ class ScaledWindowModel(Estimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.inner.predict(self._inputs(X))
+
+    def predict_heads(self, X: Any) -> dict[str, np.ndarray]:
+        """Each head of a multi-task model (``NeuralEstimator.predict_heads``)."""
+        return self.inner.predict_heads(self._inputs(X))  # type: ignore[attr-defined]
 
     def save(self, path: str | Path) -> None:
         """Write the inner model; the scaler travels beside it (``scaler.json`` of a run)."""

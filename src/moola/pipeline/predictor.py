@@ -17,10 +17,15 @@ the manifest is parsed once into a ``TrainManifest``, the model loads through it
 loader (skops with trusted types, or ``torch.load(weights_only=True)``), the calibrator
 from JSON; a run still holding a pickle is refused unread, naming the migration.
 
-Normalisation: every input view is computed from each window's own bars (``relative`` is
-scale-free bar by bar, ``price_action`` features are window statistics, ``ohlc`` is the
-raw prices), so no statistics are fitted outside the estimator; whatever a model learns
-about scale (a neural estimator's input scaler) is part of its saved state.
+Normalisation: every input view of raw-bar windows is computed from each window's own
+bars (``relative`` is scale-free bar by bar, ``price_action`` features are window
+statistics, ``ohlc`` is the raw prices), so no statistics are fitted outside the
+estimator; whatever a model learns about scale (a neural estimator's input scaler) is part
+of its saved state. A run trained on feature windows is the exception: its manifest holds
+the feature set's spec and the per-feature scaler fitted on its training rows
+(``scaling``), and the Predictor computes that feature set on the bars it is given, takes
+the last ``length`` rows, and scales them with that scaler before the model sees them
+(tabular models: the last row) -- the run's own path, checked by a test.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from moola.core.hashing import sha256_bytes
 from moola.core.integrity import read_json_bytes
 from moola.data import DatasetRef
 from moola.data.registry import Registry
+from moola.features.featureset import FeatureSet, FeatureSetSpec, load_feature_set
+from moola.features.scaling import Scaler
 from moola.models import create
 from moola.models.base import Estimator
 from moola.pipeline.inputs import InputView, model_inputs
@@ -124,6 +131,8 @@ class Predictor:
     classes: tuple[str, ...]
     minority: str | None = None
     threshold: float | None = None
+    feature_set: FeatureSet | None = None
+    scaler: Scaler | None = None
 
     @classmethod
     def from_run(cls, root: str | Path, run_id: str) -> Predictor:
@@ -194,6 +203,7 @@ class Predictor:
         else:  # written before runs recorded their window: the dataset's meta
             length, columns = _window_shape(Registry(root), manifest.data.dataset.ref, where)
         calibration = manifest.calibration
+        feature_set, scaler = _feature_inputs(manifest, columns)
         return cls(
             run_id=manifest.run_id,
             manifest_sha256=manifest_sha256,
@@ -207,6 +217,8 @@ class Predictor:
             classes=manifest.classes,
             minority=calibration.minority,
             threshold=calibration.threshold,
+            feature_set=feature_set,
+            scaler=scaler,
         )
 
     def windows(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -214,7 +226,12 @@ class Predictor:
 
         ``bars``: canonical bars (a DataFrame of at least ``length`` rows; its last
         ``length`` bars make one window), one raw window ``(T, D)`` or a batch ``(N, T, D)``.
+        For a feature-window run a DataFrame of bars gets the run's feature set computed
+        on it (causally: every row from its bar and earlier ones) and its last ``length``
+        rows make the window; an array is taken as unscaled feature windows.
         """
+        if isinstance(bars, pd.DataFrame) and self.feature_set is not None:
+            return self._feature_window(bars)
         if isinstance(bars, pd.DataFrame):
             missing = [c for c in self.columns if c not in bars.columns]
             if missing:
@@ -247,9 +264,35 @@ class Predictor:
 
         The run's own path: ``model_inputs`` -> estimator -> calibrator (if any).
         """
-        X, _ = model_inputs(self.inputs, self.model, self.windows(bars))
-        proba = self.estimator.predict_proba(X)
+        proba = self.estimator.predict_proba(self.inputs_of(bars))
         return proba if self.calibrator is None else self.calibrator.transform(proba)
+
+    def inputs_of(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """What the estimator reads for ``bars`` (see ``windows``): the run's input view of
+        raw windows, or scaled feature windows (their last row for a tabular model)."""
+        windows = self.windows(bars)
+        if self.scaler is None:
+            return model_inputs(self.inputs, self.model, windows)[0]
+        scaled = self.scaler.transform(windows)
+        return scaled[:, -1, :] if self.view == "features_last_row" else scaled
+
+    def _feature_window(self, bars: pd.DataFrame) -> np.ndarray:
+        """The last ``length`` rows of the run's feature set computed on ``bars``."""
+        assert self.feature_set is not None
+        table = self.feature_set.compute(bars.reset_index(drop=True))
+        if len(table) < self.length:
+            raise ConfigError(
+                f"bars hold {len(table)} rows; run {self.run_id} reads windows of "
+                f"{self.length} rows of feature set '{self.feature_set.name}'."
+            )
+        X = table[list(self.columns)].iloc[-self.length :].to_numpy(dtype=np.float32)[None]
+        if not np.isfinite(X).all():
+            raise ConfigError(
+                f"The last {self.length} rows of feature set '{self.feature_set.name}' on these "
+                f"bars hold warm-up values (NaN); give at least {self.feature_set.lookback} more "
+                "bars before the window."
+            )
+        return X
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Class names ``(N,)`` for probabilities ``proba`` (``predict_proba``'s output).
@@ -277,6 +320,23 @@ def _check_predicts_from_bars(manifest: TrainManifest) -> None:
             f"Run {manifest.run_id} trained a stacked model ({manifest.model}) on other runs' "
             "out-of-fold predictions, not on bars; it cannot predict from bars alone."
         )
+
+
+def _feature_inputs(
+    manifest: TrainManifest, columns: tuple[str, ...]
+) -> tuple[FeatureSet | None, Scaler | None]:
+    """The feature set and fitted scaler of a feature-window run (None, None otherwise):
+    the spec and scaler its manifest records, the scaler checked against its columns."""
+    if manifest.scaling is None:
+        return None, None
+    spec = getattr(manifest.window, "feature_spec", None)
+    if not isinstance(spec, dict):
+        raise CheckpointError(
+            f"Run {manifest.run_id} trained on feature windows but its manifest does not record "
+            "the feature set's spec (window.feature_spec); retrain it with this moola."
+        )
+    feature_set = load_feature_set(FeatureSetSpec.model_validate(spec))
+    return feature_set, Scaler.from_dict(manifest.scaling, columns, feature_set.scaling)
 
 
 def _window_shape(registry: Registry, ref: DatasetRef, where: Path) -> tuple[int, tuple[str, ...]]:

@@ -50,6 +50,7 @@ from moola.core.threads import thread_settings
 from moola.data import DatasetRef
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
+from moola.evaluation.regression import flat_regression_metrics
 from moola.models import ModelCard, create, model_card, require_active, validate_params
 from moola.models.base import Estimator
 from moola.pipeline.feature_inputs import (
@@ -58,6 +59,7 @@ from moola.pipeline.feature_inputs import (
     is_feature_windows,
     load_feature_training_data,
 )
+from moola.pipeline.forecast import fit_values, task_params, values_plots
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
@@ -131,6 +133,8 @@ class Outcome:
     summary: dict[str, Any]
     calibration: dict[str, Any]
     timings: dict[str, float]
+    task: str = "classification"
+    targets: tuple[dict[str, Any], ...] = ()
 
     @property
     def dataset(self) -> DatasetRef:
@@ -173,7 +177,10 @@ def library_versions() -> dict[str, str | None]:
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
-    """Headline scalars of a metrics report, plus minority-class F1 and recall."""
+    """Headline scalars of a metrics report, plus minority-class F1 and recall (a
+    regression report: its five metrics; a multi-task one: ``<head>.<metric>``)."""
+    if report.get("task") in ("regression", "multitask"):
+        return flat_regression_metrics(report)
     flat = {key: report["metrics"].get(key) for key in HEADLINE}
     minority = report["per_class"][0]
     flat["minority_f1"] = minority["f1"]
@@ -298,6 +305,11 @@ def fit_and_score(
         X_all, view = model_inputs(config.inputs, config.model, data.X)
         features = None
 
+    task = data.audit.get("task") or "classification"
+    if task != "classification":
+        return _fit_and_score_values(
+            config, data, X_all, view, features, params, run_id, mode, callbacks, on_event, started
+        )
     make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
     if mode == "oof":
         fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor)
@@ -322,6 +334,66 @@ def fit_and_score(
     )
 
 
+def _fit_and_score_values(
+    config: TrainConfig,
+    data: LabeledData,
+    X_all: Any,
+    view: str,
+    features: Any,
+    params: dict[str, Any],
+    run_id: str,
+    mode: Literal["oof", "holdout"],
+    callbacks: Sequence[Any],
+    on_event: EventSink,
+    started: float,
+) -> Outcome:
+    """``fit_and_score`` of a regression or multi-task run (``moola.pipeline.forecast``):
+    no calibration (a class head keeps its probabilities as the model gives them)."""
+    if features is None:
+        raise ConfigError(
+            f"Model {config.model!r} reads {view}; regression and multi-task targets are "
+            "trained on feature windows only.",
+            param="model",
+        )
+    if config.calibration not in ("auto", "none"):
+        raise ConfigError(
+            f"calibration={config.calibration!r} calibrates class probabilities; "
+            f"{data.ref} has {data.audit['task']} targets. Leave calibration at 'auto'.",
+            param="calibration",
+        )
+    params = task_params(data, params)
+    validate_params(config.model, params)
+    make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
+    model, report, predictions, summary = fit_values(
+        data,
+        X_all,
+        make_estimator,
+        mode=mode,
+        n_bootstrap=config.n_bootstrap,
+        seed=config.seed,
+        on_event=on_event,
+    )
+    return Outcome(
+        run_id=run_id,
+        config=config,
+        params=params,
+        mode=mode,
+        inputs=view,
+        data=data.audit,
+        classes=tuple(data.classes),
+        model=model,
+        calibrator=None,
+        report=report,
+        calibrated_report=None,
+        predictions=predictions,
+        summary=summary,
+        calibration={"requested": config.calibration, "method": "none", "why": "not classes"},
+        timings={"load_s": 0.0, "compute_s": time.perf_counter() - started},
+        task=str(data.audit["task"]),
+        targets=tuple(data.audit["targets"]),
+    )
+
+
 def record_run(
     registry: Registry, outcome: Outcome, *, on_event: EventSink = lambda *_: None
 ) -> TrainResult:
@@ -343,7 +415,10 @@ def record_run(
     scaling = _scaling(outcome.model)
     if scaling is not None:  # applied before the model, at training and at inference
         files[SCALER_FILE] = canonical_json(scaling)
-    files.update(_plots(outcome.report, outcome.predictions, outcome.classes, outcome.summary))
+    if outcome.task == "classification":
+        files.update(_plots(outcome.report, outcome.predictions, outcome.classes, outcome.summary))
+    else:
+        files.update(values_plots(outcome.report, outcome.predictions))
 
     predictions_ref = registry.write_table(
         "predictions",
@@ -362,6 +437,8 @@ def record_run(
         "resolved_params": params,
         "inputs": outcome.inputs,
         **({"window": window} if window is not None else {}),
+        "task": outcome.task,
+        **({"targets": list(outcome.targets)} if outcome.targets else {}),
         "scaling": scaling,
         "seed": config.seed,
         "data": outcome.data,

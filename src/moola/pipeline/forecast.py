@@ -1,0 +1,276 @@
+"""Fitting and scoring forecasting runs: regression and multi-task targets of feature
+windows (``moola train`` on a dataset whose ``task`` is not classification).
+
+The protocol is the classification one (``moola.pipeline.train``) without calibration:
+
+- **folds** (walk-forward, purged k-fold): a fresh model per fold, fitted on the fold's
+  training windows (early stopping on its validation windows when it has them), predicts
+  the fold's test windows; every covered window gets an out-of-fold prediction and the
+  headline metrics are computed on those. A final model is then fitted on all covered
+  windows;
+- **train/val/test** (forward chaining): fitted on train, early stopping and scoring on
+  val; test is not touched.
+
+Regression targets are scored by ``moola.evaluation.regression.regression_report`` (MAE,
+RMSE, R², sign accuracy, Spearman IC with bootstrap intervals, per symbol and per period);
+a multi-task run scores each head by its own report (a class head by
+``classification_report``) side by side (``multitask_report``).
+
+Predictions table (one row per window): ``y_<t>`` (actual) and ``pred_<t>`` per regression
+target ``t``; for a class head ``y_<t>`` (the class name) and ``p_<t>_<class>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import ConfigError
+from moola.data.registry import LabeledData
+from moola.evaluation.metrics import classification_report
+from moola.evaluation.regression import multitask_report, regression_report
+from moola.models.base import Estimator
+
+__all__ = ["fit_values", "task_params", "values_plots"]
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def task_params(data: LabeledData, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the task the data implies: ``task="regression"``, or
+    ``task="multitask"`` with ``heads`` (name -> ``"regression"`` or its class count) in
+    target order. A task or heads given that disagree with the data are refused."""
+    task = data.audit["task"]
+    implied: dict[str, Any] = {"task": task}
+    if task == "multitask":
+        implied["heads"] = {
+            t["name"]: "regression" if t["kind"] == "regression" else len(t["classes"])
+            for t in data.audit["targets"]
+        }
+    out = dict(params)
+    for key, value in implied.items():
+        given = out.get(key, value)
+        if given != value:
+            raise ConfigError(
+                f"{key}={given!r}, but {data.ref}'s targets make it {value!r}; leave {key} out "
+                "of the parameters (it comes from the dataset).",
+                param="params",
+            )
+        out[key] = value
+    return out
+
+
+def fit_values(
+    data: LabeledData,
+    X_all: Any,
+    make_estimator: Callable[[], Estimator],
+    *,
+    mode: str,
+    n_bootstrap: int,
+    seed: int,
+    on_event: EventSink,
+) -> tuple[Estimator, dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Fit and score a regression or multi-task run (see the module docstring); returns
+    the final model, the report, the predictions table and the training summary."""
+    Y = _targets_matrix(data)
+    predicted = {t["name"]: _empty(len(Y), t) for t in data.audit["targets"]}
+    covered = np.zeros(len(Y), dtype=bool)
+    summary: dict[str, Any]
+    if mode == "oof":
+        fold_reports = []
+        for k, fold in enumerate(data.split.folds):
+            train = np.asarray(fold.train, dtype=np.int64)
+            val = np.asarray(fold.val or [], dtype=np.int64)
+            test = np.asarray(fold.test, dtype=np.int64)
+            estimator = _fit(make_estimator, X_all, data.y, train, val)
+            _fill(predicted, data, estimator, X_all[test], test)
+            covered[test] = True
+            fold_report = _report(data, predicted, test, n_bootstrap=0, seed=seed)
+            sizes = {"fold": k, "train": len(train), "test": len(test)}
+            fold_reports.append(sizes)
+            on_event("fold", {**sizes, **_headline(fold_report)})
+        idx = np.flatnonzero(covered)
+        model = _fit(make_estimator, X_all, data.y, idx, np.zeros(0, dtype=np.int64))
+        summary = {
+            "folds": len(data.split.folds),
+            "covered": int(covered.sum()),
+            "fold_sizes": fold_reports,
+            "final_fit_samples": len(idx),
+            "training": _training_summary(model),
+        }
+    else:
+        train, val = data.train.indices, data.val.indices
+        model = _fit(make_estimator, X_all, data.y, train, val)
+        _fill(predicted, data, model, X_all[val], val)
+        covered[val] = True
+        summary = {
+            "train_samples": len(train),
+            "val_samples": len(val),
+            "training": _training_summary(model),
+        }
+    idx = np.flatnonzero(covered)
+    report = _report(data, predicted, idx, n_bootstrap=n_bootstrap, seed=seed)
+    if mode != "oof":
+        on_event("fold", {"fold": "holdout", **_headline(report)})
+    table = _predictions_table(data, Y, predicted, covered, "oof" if mode == "oof" else "val")
+    return model, report, table, summary
+
+
+def values_plots(report: dict[str, Any], predictions: pd.DataFrame) -> dict[str, bytes]:
+    """Predicted-vs-actual and IC-over-time plots of each regression target."""
+    from moola.evaluation import plots
+
+    heads = report["heads"] if report.get("task") == "multitask" else {None: report}
+    covered = predictions["covered"].to_numpy()
+    out: dict[str, bytes] = {}
+    for head, inner in heads.items():
+        if inner.get("task") != "regression":
+            continue
+        target = inner["target"]
+        suffix = "" if head is None else f"_{head}"
+        rows = predictions[covered]
+        out[f"predicted_vs_actual{suffix}.png"] = plots.predicted_vs_actual_png(
+            rows[f"y_{target}"].to_numpy(float),
+            rows[f"pred_{target}"].to_numpy(float),
+            symbols=rows["symbol"].to_numpy(),
+        )
+        if inner.get("ic_over_time"):
+            out[f"ic_over_time{suffix}.png"] = plots.ic_over_time_png(inner["ic_over_time"])
+    return out
+
+
+def _targets_matrix(data: LabeledData) -> np.ndarray:
+    """``(N, K)`` float64 targets (class heads as class indices)."""
+    y = np.asarray(data.y, dtype=np.float64)
+    return y[:, None] if y.ndim == 1 else y
+
+
+def _empty(n: int, target: Mapping[str, Any]) -> np.ndarray:
+    if target["kind"] == "regression":
+        return np.full(n, np.nan)
+    return np.full((n, len(target["classes"])), np.nan)
+
+
+def _fit(
+    make_estimator: Callable[[], Estimator],
+    X_all: Any,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+) -> Estimator:
+    if val.size:
+        return make_estimator().fit(X_all[train], y[train], X_val=X_all[val], y_val=y[val])
+    return make_estimator().fit(X_all[train], y[train])
+
+
+def _fill(
+    predicted: dict[str, np.ndarray],
+    data: LabeledData,
+    estimator: Estimator,
+    X: Any,
+    rows: np.ndarray,
+) -> None:
+    """Write ``estimator``'s predictions of windows ``rows`` into ``predicted``."""
+    targets = data.audit["targets"]
+    if data.audit["task"] == "multitask":
+        heads = estimator.predict_heads(X)  # type: ignore[attr-defined]
+        for target in targets:
+            predicted[target["name"]][rows] = np.asarray(heads[target["name"]], dtype=np.float64)
+        return
+    values = np.asarray(estimator.predict(X), dtype=np.float64).reshape(len(rows), -1)
+    for k, target in enumerate(targets):
+        predicted[target["name"]][rows] = values[:, k]
+
+
+def _report(
+    data: LabeledData,
+    predicted: dict[str, np.ndarray],
+    rows: np.ndarray,
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The report of windows ``rows``: one per target, side by side for several."""
+    Y = _targets_matrix(data)
+    symbols = data.table["symbol"].astype(str).to_numpy()[rows]
+    times = data.table["end_ts"].to_numpy()[rows]
+    reports: dict[str, Any] = {}
+    for k, target in enumerate(data.audit["targets"]):
+        name = target["name"]
+        if target["kind"] == "regression":
+            reports[name] = regression_report(
+                Y[rows, k],
+                predicted[name][rows],
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                symbols=symbols,
+                times=times,
+                target=name,
+            )
+        else:
+            reports[name] = classification_report(
+                Y[rows, k].astype(np.int64),
+                predicted[name][rows],
+                classes=tuple(target["classes"]),
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+    if data.audit["task"] == "multitask":
+        return multitask_report(reports)
+    return next(iter(reports.values()))
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a fold event shows: IC and RMSE (or accuracy) of each target."""
+    heads = report["heads"] if report.get("task") == "multitask" else {"": report}
+    out: dict[str, Any] = {}
+    for head, inner in heads.items():
+        prefix = f"{head}." if head else ""
+        metrics = inner["metrics"]
+        keys = ("ic", "rmse") if inner.get("task") == "regression" else ("accuracy",)
+        out.update({f"{prefix}{key}": metrics.get(key) for key in keys})
+    return out
+
+
+def _predictions_table(
+    data: LabeledData,
+    Y: np.ndarray,
+    predicted: dict[str, np.ndarray],
+    covered: np.ndarray,
+    kind: str,
+) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "row": np.arange(len(Y)),
+            "symbol": data.table["symbol"].astype(str).to_numpy(),
+            "start_ts": data.table["start_ts"].to_numpy(),
+            "end_ts": data.table["end_ts"].to_numpy(),
+            "covered": covered,
+            "kind": kind,
+        }
+    )
+    for k, target in enumerate(data.audit["targets"]):
+        name = target["name"]
+        if target["kind"] == "regression":
+            table[f"y_{name}"] = Y[:, k]
+            table[f"pred_{name}"] = predicted[name]
+        else:
+            classes = list(target["classes"])
+            table[f"y_{name}"] = np.asarray(classes, dtype=object)[Y[:, k].astype(np.int64)]
+            for j, cls in enumerate(classes):
+                table[f"p_{name}_{cls}"] = predicted[name][:, j]
+    return table
+
+
+def _training_summary(estimator: Estimator) -> dict[str, Any] | None:
+    summary = getattr(estimator, "training_summary_", None)
+    if summary is None:
+        return None
+    data = summary.to_dict()
+    heads = getattr(estimator, "head_history_", None)  # per epoch: each head's loss, weight
+    if heads is not None:
+        data["heads"] = heads
+    return data
