@@ -412,3 +412,80 @@ def test_cli_names_the_flags_that_do_not_fit_the_run(lab, capsys):
             main([*root, "backtest", "run", run_id, "--hold-bars", "5", *extra])
         err = " ".join(capsys.readouterr().err.split())
         assert exit_.value.code == 2 and said in err, err
+
+
+# ------------------------------------------------------------ runs on feature windows
+
+
+@pytest.fixture(scope="module")
+def feature_lab(tmp_path_factory):
+    """A regression run on feature windows over two raw versions (one symbol each): window
+    positions index the two feature tables one after the other."""
+    from moola.features.labels import build_labels
+    from moola.pipeline.feature_windows import build_feature_windows
+    from moola.pipeline.ingest import ingest_bars
+    from moola.pipeline.labels import store_labels
+    from tests.conftest import random_walk_bars
+    from tests.test_feature_windows import SPEC
+
+    registry = Registry(tmp_path_factory.mktemp("fw"))
+    closes = []
+    for name, symbol, seed in (("aaa", "AAA", 1), ("bbb", "BBB", 2)):
+        bars = random_walk_bars(600, symbol=symbol, seed=seed)
+        raw = ingest_bars(registry, bars, name=name, sources=[{"test": name}], mode="repair").ref
+        stored = registry.load_raw(raw.name, raw.version)
+        closes.append(stored["close"].to_numpy())
+        params = {"horizon": 5}
+        labels = build_labels(stored, "forward-return", **params)
+        store_labels(registry, f"{name}-fwd", labels, raw=raw, kind="forward-return", params=params)
+    ref = build_feature_windows(
+        registry, "aaa,bbb", SPEC, name="win", length=12, stride=20,
+        labels=["aaa-fwd", "bbb-fwd"],
+    )  # fmt: skip
+    _, _, split = make_and_store_split(
+        registry, ref, "purged-kfold", name="kf", folds=3, embargo="30min"
+    )
+    table = registry.load_feature_windows("win").table
+    close = np.concatenate(closes)
+    ends = table["end"].to_numpy()
+    last = np.where(ends < 600, 599, 1199)  # each raw's last row
+    actual = close[np.minimum(ends + HOLD, last)] / close[ends] - 1.0
+    covered = np.zeros(len(table), dtype=bool)
+    for fold in split.folds:
+        covered[np.asarray(fold.test, dtype=np.int64)] = True
+    pred = actual + np.random.default_rng(3).normal(0.0, actual.std(), len(actual))
+    predictions = pd.DataFrame(
+        {
+            "row": np.arange(len(table)),
+            "symbol": table["symbol"].astype(str).to_numpy(),
+            "start_ts": table["start_ts"].to_numpy(),
+            "end_ts": table["end_ts"].to_numpy(),
+            "covered": covered,
+            "kind": "oof",
+            "y_ret": actual,
+            "pred_ret": np.where(covered, pred, np.nan),
+        }
+    )
+    run_id = _run(
+        registry, "20260101T000000Z-fw", "kf", predictions,
+        task="regression", targets=[{"name": "ret", "kind": "regression"}],
+    )  # fmt: skip
+    return registry, table, predictions, run_id
+
+
+def test_a_run_on_feature_windows_over_two_raws_trades_each_symbols_own_bars(feature_lab):
+    registry, table, predictions, run_id = feature_lab
+    policy = SignHold(hold_bars=HOLD, allow_short=True)
+    result, record = backtest_run(registry, run_id, policy=policy, symbol="BBB", execution=NO_RULES)
+    bars = registry.load_raw("bbb")
+    assert result.equity["timestamp"].reset_index(drop=True).equals(bars["timestamp"])
+    assert record["raw"]["name"] == "bbb" and record["leakage_check"]["passed"]
+    rows = np.flatnonzero(predictions["covered"].to_numpy() & (predictions["symbol"] == "BBB"))
+    held = np.zeros(len(bars))
+    for row in rows:  # BBB's rows follow AAA's 600 in the windows' positions
+        end = int(table["end"].iloc[row]) - 600
+        held[end + 1 : end + 1 + HOLD] = np.sign(predictions["pred_ret"].iloc[row])
+    assert (np.sign(result.equity["position"].to_numpy()) == held).all()
+    done = backtest_symbols(registry, run_id, policy=policy, execution=NO_RULES)
+    assert list(done.results) == ["AAA", "BBB"]
+    pd.testing.assert_frame_equal(done.results["BBB"][0].equity, result.equity)

@@ -18,10 +18,26 @@ ending at one bar, the last in the table decides. The probabilities are the raw 
 the run's calibrated OOF probabilities come from calibrators fitted on the other folds'
 labels, which cover the traded periods.
 
+Targets. A classification run (the default) trades its class probabilities as above.
+A regression run trades its predicted values ``pred_<t>`` (the predictions table's column
+of target ``t``) through ``SignHold`` (+1 above ``threshold``, -1 below ``-threshold`` when
+shorts are allowed, else 0) or ``ScaledHold`` (``clip(pred / scale, -1, 1)``, the scale by
+default the spread of earlier predictions only), held ``hold_bars`` bars the same way. A
+multitask run trades the head ``target`` names: a regression head so, a classification
+head (``p_<t>_<class>``) as a classifier. Options that do not fit the target (a class for
+a regression target, a regression policy for a classification one) are refused by name.
+
+Symbols. A run over several symbols trades one symbol per backtest, on that symbol's
+own bars (``symbol``); :func:`backtest_symbols` backtests each one, checking all before
+storing any, and reports an equal-weight portfolio line beside them. Windows over several
+raw versions (feature windows, one raw per symbol) index their raws one after the other;
+each symbol trades the bars of its own raw.
+
 Leakage check. An OOF prediction of fold ``k`` comes from a model fitted on fold ``k``'s
 train (and val) samples. Its traded period runs from the bar after the decision to the last
 bar whose prices the trade depends on (``end_i + 1 .. end_i + hold_bars + latency_bars -
-1``, timestamps). When a fitted sample's window ``[start_ts, end_ts]`` overlaps that period,
+1``, timestamps). When a fitted sample's window ``[start_ts, end_ts]`` (to its label's
+horizon end, ``horizon_end_ts``, when the label looks past the window) overlaps that period,
 the model has seen the prices it is being scored on trading: purged k-fold keeps training
 data after each test fold, and without an embargo of at least the holding time the first
 window after the fold lies inside the last trades' periods. Such predictions are refused
@@ -292,19 +308,15 @@ def run_symbols(registry: Registry, run_id: str) -> list[str]:
     _check_run(run_dir.name, manifest)
     if manifest.predictions is None:
         raise IntegrityError(f"Run {run_dir.name}'s manifest records no predictions table.")
-    ref = manifest.predictions
-    predictions = registry.load_table("predictions", ref.name, ref.version)
+    recorded = manifest.predictions
+    predictions = registry.load_table("predictions", recorded.name, recorded.version)
     covered = predictions["covered"].to_numpy(bool)
     if "symbol" in predictions.columns:
         symbols = predictions["symbol"].astype(str).to_numpy()
     else:  # tables from before the symbol column: the dataset's windows name them
         dataset = manifest.data.dataset
-        meta = registry.meta(registry.resolve("labeled", dataset.name, dataset.version))
-        if "features" in meta:
-            table = registry.load_feature_windows(dataset.name, dataset.version).table
-        else:
-            table = registry.load_labeled(dataset.name, dataset.version).table
-        symbols = table["symbol"].astype(str).to_numpy()
+        ref = registry.resolve("labeled", dataset.name, dataset.version)
+        symbols = registry.sample_windows(ref)[0]
         if len(symbols) != len(covered):
             raise IntegrityError(
                 f"The predictions of run {run_dir.name} ({len(covered)} rows) do not line up "
@@ -619,7 +631,7 @@ class _Inputs:
     raw: dict[str, Any]
     symbol: str
     bars: pd.DataFrame
-    bar_rows: np.ndarray  # positions of ``bars`` in the raw table
+    bar_rows: np.ndarray  # positions of ``bars`` as the windows' ``end`` counts them
     rows: np.ndarray  # covered prediction rows of ``symbol``
     span_start: np.ndarray  # per window (int64 ns): its first bar
     span_end: np.ndarray  # its last bar, or its label's horizon end when later
@@ -712,8 +724,8 @@ def _load_inputs(
             f"{raw['content_hash']}, but it now hashes to {stored.content_hash}."
         )
     all_bars = registry.load_raw(raw["name"], raw["version"])
-    # rows of the windows' positions: the raw's bars, after the raws before it
-    bar_rows = offset + np.flatnonzero(all_bars["symbol"].astype(str).to_numpy() == traded)
+    local = np.flatnonzero(all_bars["symbol"].astype(str).to_numpy() == traded)
+    bar_rows = offset + local  # as window positions: after the bars of the raws before it
     span_start, span_end = _ns(table["start_ts"]), _ns(table["end_ts"])
     if LABEL_HORIZON in table.columns:
         # a label that looked past its window saw those prices too
@@ -732,7 +744,7 @@ def _load_inputs(
         predictions=predictions,
         raw=raw,
         symbol=traded,
-        bars=all_bars.iloc[bar_rows].reset_index(drop=True),
+        bars=all_bars.iloc[local].reset_index(drop=True),
         bar_rows=bar_rows,
         rows=rows,
         span_start=span_start,
