@@ -250,3 +250,30 @@ def test_a_multitask_run_scores_each_head_and_records_their_weights(windows):
     for key in ("head_losses_history", "head_weights_history"):
         assert set(history[key]) == {"label", "forward_return"}
         assert all(len(values) == epochs for values in history[key].values())
+
+
+def test_a_regression_run_from_the_command_line_to_report_and_promotion(capsys, forecasting):
+    from tests.test_cli import run
+
+    root = str(forecasting.root)
+    code, out, err = run(
+        capsys,
+        "--data-root", root, "train", "--model", "lightgbm", "--dataset", "fr",
+        "--split", "frw", "--bootstrap", "20", "--params", '{"n_estimators": 20}',
+    )  # fmt: skip
+    assert code == 0, err
+    assert "ic" in out and "rmse" in out
+    run_id = RunStore(forecasting.root).results()[-1]["run_id"]
+    code, out, err = run(capsys, "--data-root", root, "report", run_id)
+    assert code == 0, err
+    html = (RunStore(forecasting.root).run_dir(run_id) / "report.html").read_text()
+    assert "Regression metrics (forward_return)" in html and "sign_accuracy" in html
+    # The classifier's accuracy/ECE defaults do not apply; metric gates do.
+    code, _, err = run(capsys, "--data-root", root, "promote", run_id, "--gate", "ic>0.99")
+    assert code != 0 and "ic" in err and "not promoted" in err
+    code, _, err = run(capsys, "--data-root", root, "promote", run_id, "--gate", "ic=>1")
+    assert code != 0 and "--gate" in err
+    code, out, err = run(capsys, "--data-root", root, "promote", run_id, "--gate", "ic>-1")
+    assert code == 0 and "promoted" in out, err
+    promoted = RunStore(forecasting.root).promoted_dir / run_id
+    assert (promoted / "scaler.json").exists()

@@ -190,8 +190,18 @@ def report(ctx: typer.Context, run_id: str = typer.Argument(..., help="Run id or
 def promote(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="Run id or prefix."),
-    min_accuracy: float = typer.Option(0.68, help="Gate: minimum accuracy."),
-    max_ece: float = typer.Option(0.05, help="Gate: maximum expected calibration error."),
+    min_accuracy: float | None = typer.Option(
+        None, help="Gate: minimum accuracy (classification runs: 0.68 unless given)."
+    ),
+    max_ece: float | None = typer.Option(
+        None, help="Gate: maximum expected calibration error (classification runs: 0.05)."
+    ),
+    gate: list[str] = typer.Option(
+        [],
+        "--gate",
+        help="Gate on any metric of the run's report, repeatable: 'ic>0.02', 'rmse<0.01', "
+        "'accuracy_ci_low>=0.6', '<head>.<metric>' for a multi-task run.",
+    ),
     min_sharpe: float | None = typer.Option(
         None, help="Gate: minimum Sharpe ratio of the run's latest valid backtest, e.g. 1.0."
     ),
@@ -208,18 +218,20 @@ def promote(
     --min-sharpe and --max-drawdown judge the run's latest backtest whose leakage check
     passed (`moola backtest run RUN ...`).
     """
-    from moola.evaluation.gates import GateConfig
+    from moola.evaluation.gates import parse_gate
     from moola.pipeline.lifecycle import NoBacktestError
     from moola.pipeline.lifecycle import promote as promote_run
 
-    gates = GateConfig(
-        min_accuracy=min_accuracy,
-        max_ece=max_ece,
-        min_sharpe=min_sharpe,
-        max_drawdown=max_drawdown,
-    )
+    given = {
+        "min_accuracy": min_accuracy,
+        "max_ece": max_ece,
+        "min_sharpe": min_sharpe,
+        "max_drawdown": max_drawdown,
+    }
+    overrides = {key: value for key, value in given.items() if value is not None}
+    overrides["metric_gates"] = tuple(parse_gate(text) for text in gate)
     try:
-        decision = promote_run(_registry(ctx), run_id, gates)
+        decision = promote_run(_registry(ctx), run_id, overrides=overrides)
     except NoBacktestError as exc:
         flags = " and ".join("--" + gate.replace("_", "-") for gate in exc.gates)
         raise ConfigError(

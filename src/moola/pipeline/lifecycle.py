@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from moola.core.errors import ConfigError, LeakageError
 from moola.core.integrity import read_json_bytes
 from moola.core.provenance import utc_now_iso
 from moola.data.registry import Registry
-from moola.evaluation.gates import GateConfig, evaluate_gates
+from moola.evaluation.gates import GateConfig, default_gates, evaluate_gates
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
 from moola.pipeline.predictor import (
@@ -34,7 +35,7 @@ from moola.pipeline.predictor import (
     MODEL_FILE,
     Predictor,
 )
-from moola.pipeline.train import TrainConfig, flat_metrics
+from moola.pipeline.train import SCALER_FILE, TrainConfig, flat_metrics
 from moola.tracking.journal import (
     GateDecision,
     GateDecisionPayload,
@@ -46,7 +47,7 @@ from moola.tracking.manifest import CalibrationRecord, TrainManifest
 from moola.tracking.runs import MANIFEST_FILE, REPORT_FILE, RunStore
 
 #: Run files a promoted model carries (besides the manifest and the gate decision).
-PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE)
+PROMOTED_FILES = (MODEL_FILE, CALIBRATOR_FILE, SCALER_FILE)
 
 
 def load_manifest(store: RunStore, run_id: str) -> tuple[Path, TrainManifest]:
@@ -195,12 +196,21 @@ def _backtest_gates(gates: GateConfig) -> tuple[str, ...]:
     return tuple(name for name, value in names if value is not None)
 
 
-def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) -> dict[str, Any]:
+def promote(
+    registry: Registry,
+    run_id: str,
+    gates: GateConfig | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Promote a run that passes every gate; refuse, listing each failed gate, otherwise.
 
-    ``gates.min_sharpe`` and ``gates.max_drawdown`` are judged on the stats of the run's
-    latest backtest whose leakage check passed (:func:`latest_backtest`); asking for them
-    on a run without one raises :class:`NoBacktestError` before anything is recorded.
+    Without ``gates`` the run's task picks them (``default_gates``: accuracy and ECE for a
+    classifier, none of those for a regression or multi-task run, whose evidence comes
+    from metric gates such as ``ic>0.02``), with ``overrides`` (GateConfig fields) on
+    top. ``gates.min_sharpe`` and ``gates.max_drawdown`` are judged on the stats of the
+    run's latest backtest whose leakage check passed (:func:`latest_backtest`); asking for
+    them on a run without one raises :class:`NoBacktestError` before anything is recorded.
     """
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
@@ -208,8 +218,8 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     # loaders, no pickles, window shape) before any decision is recorded.
     Predictor.from_run(registry.root, run_dir.name)
     basis, report = gate_basis(store, run_dir, manifest)
-    metrics = {**report["metrics"], **flat_metrics(report)}
-    gates = gates or GateConfig()
+    metrics = report  # a classification, regression or multi-task report: gates read it
+    gates = gates or default_gates(manifest.task, **(overrides or {}))
     backtest = latest_backtest(store, run_dir)
     if backtest is None and backtest_gated(gates):
         raise NoBacktestError(run_dir.name, _backtest_gates(gates))
@@ -255,11 +265,54 @@ def promote(registry: Registry, run_id: str, gates: GateConfig | None = None) ->
     return {**decision, "path": str(target)}
 
 
+def _classification_sections(manifest: TrainManifest) -> list[Section]:
+    """Headline metrics with intervals, per-class metrics and calibration of a classifier."""
+    report = manifest.metrics
+    return [
+        Section(
+            "Metrics with 95% bootstrap intervals",
+            _metrics_table(report, manifest.calibrated_metrics),
+            "Out-of-fold"
+            if manifest.mode == "oof"
+            else "Validation part (the calibrator "
+            "was fitted on it, so only uncalibrated validation metrics are shown)",
+        ),
+        Section(
+            "Per class (minority first)",
+            table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
+        ),
+        *_calibration_section(manifest.calibration),
+    ]
+
+
+def _forecast_sections(store: RunStore, run_dir: Path, manifest: TrainManifest) -> list[Section]:
+    """The sections of a regression or multi-task run (``forecast_sections``) with the
+    charts the run stored for each regression target."""
+    from moola.evaluation.report import IC_OVER_TIME, PREDICTED_VS_ACTUAL, forecast_sections
+
+    def charts(suffix: str) -> dict[str, bytes]:
+        names = {
+            PREDICTED_VS_ACTUAL: f"predicted_vs_actual{suffix}.png",
+            IC_OVER_TIME: f"ic_over_time{suffix}.png",
+        }
+        return {
+            key: store.read_bytes(run_dir, name)
+            for key, name in names.items()
+            if store.has_file(run_dir, name)
+        }
+
+    report = manifest.metrics
+    if manifest.task == "multitask":
+        plots: Any = {head: charts(f"_{head}") for head in report["heads"]}
+    else:
+        plots = charts("")
+    return forecast_sections(report, plots=plots)
+
+
 def write_report(registry: Registry, run_id: str) -> Path:
     """Render ``report.html`` for a run from its manifest and plots; returns its path."""
     store = RunStore(registry.root)
     run_dir, manifest = load_manifest(store, run_id)
-    report = manifest.metrics
     data, split = manifest.data, manifest.split
     status = [
         {
@@ -281,19 +334,11 @@ def write_report(registry: Registry, run_id: str) -> Path:
             f"train synthetic ratio {data.train_synthetic_ratio:.2f}; "
             f"val/test synthetic {data.val_synthetic_count}/{data.test_synthetic_count}.",
         ),
-        Section(
-            "Metrics with 95% bootstrap intervals",
-            _metrics_table(report, manifest.calibrated_metrics),
-            "Out-of-fold"
-            if manifest.mode == "oof"
-            else "Validation part (the calibrator "
-            "was fitted on it, so only uncalibrated validation metrics are shown)",
+        *(
+            _forecast_sections(store, run_dir, manifest)
+            if manifest.task != "classification"
+            else _classification_sections(manifest)
         ),
-        Section(
-            "Per class (minority first)",
-            table_html(report["per_class"], ["class", "precision", "recall", "f1", "support"]),
-        ),
-        *_calibration_section(manifest.calibration),
     ]
     for evaluation in _test_evaluations(store, run_dir):
         sections.append(
