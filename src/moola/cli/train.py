@@ -91,10 +91,39 @@ def train(
         None, help="Seed (default: the global --seed, else the --config file's seed, else 0)."
     ),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
+    resume: str | None = typer.Option(
+        None,
+        help="Continue an interrupted run (its id) from its checkpoints, with the config it "
+        "started with: finished folds are kept, the fit in progress goes on from its last "
+        "epoch.",
+    ),
 ) -> None:
-    """Train one model with out-of-fold or holdout validation and record the run."""
+    """Train one model with out-of-fold or holdout validation and record the run.
+
+    While it works, the run keeps checkpoints (finished folds, each epoch of a neural fit)
+    under artifacts/checkpoints/RUN; if it is interrupted, `moola train --resume RUN`
+    continues it to the result an uninterrupted run gives.
+    """
     from moola.models import require_active
-    from moola.pipeline.train import TrainConfig, run_training
+    from moola.pipeline.train import TrainConfig
+
+    if resume is not None:
+        given = {
+            "--model": model, "--dataset": dataset, "--split": split, "--config": config,
+            "--params": params, "--calibration": calibration, "--inputs": inputs,
+            "--synthetic": synthetic, "--base-run": base_run or None,
+            "--pretrained-encoder": pretrained_encoder, "--seed": seed,
+            "--bootstrap": bootstrap,
+        }  # fmt: skip
+        extra = [flag for flag, value in given.items() if value is not None]
+        if extra:
+            raise ConfigError(
+                f"--resume continues run {resume} with the config it started with; drop "
+                + ", ".join(extra)
+                + "."
+            )
+        _train_resumable(ctx, None, resume)
+        return
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -145,7 +174,29 @@ def train(
         resolved = parse_config(TrainConfig, given, where="moola train flags")
     # A retired or unknown model is refused before the data is read.
     require_active(resolved.model)
-    run_training(_registry(ctx), resolved, on_event=_on_event)
+    _train_resumable(ctx, resolved, None)
+
+
+def _train_resumable(ctx: typer.Context, config: Any, resume: str | None) -> None:
+    """Run (or resume) a training run; an interrupt says how to resume it."""
+    from moola.pipeline.train import run_training
+
+    started: dict[str, str] = {}
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind == "checkpoints":
+            started["run_id"] = info["run_id"]
+            console.print(f"checkpoints: {info['folder']}")
+        _on_event(kind, info)
+
+    try:
+        run_training(_registry(ctx), config, on_event=on_event, resume=resume)
+    except KeyboardInterrupt:
+        if "run_id" in started:
+            console.print(
+                f"[yellow]interrupted[/]: continue with `moola train --resume {started['run_id']}`"
+            )
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -178,6 +178,16 @@ class ScaledWindowModel(Estimator):
         self.inner.with_callbacks(*callbacks)
         return self
 
+    @property
+    def callbacks(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return tuple(getattr(self.inner, "callbacks", ()))
+
+    @property
+    def resume_from(self) -> Any:
+        """The inner model's ``resume_from`` (None when it does not train by epochs), so
+        a fit of this wrapper resumes as the inner one does."""
+        return getattr(self.inner, "resume_from", None)
+
     def fit(
         self,
         X: Any,

@@ -37,6 +37,7 @@ from moola.models.base import Estimator
 __all__ = ["fit_values", "task_params", "values_plots"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 def task_params(data: LabeledData, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,13 +69,19 @@ def fit_values(
     X_all: Any,
     make_estimator: Callable[[], Estimator],
     *,
+    resumable: Callable[[Estimator, str], Estimator] = lambda estimator, _name: estimator,
     mode: str,
     n_bootstrap: int,
     seed: int,
     on_event: EventSink,
 ) -> tuple[Estimator, dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Fit and score a regression or multi-task run (see the module docstring); returns
-    the final model, the report, the predictions table and the training summary."""
+    the final model, the report, the predictions table and the training summary.
+
+    ``resumable(estimator, name)`` makes each fit (``fold-K``, ``final``, ``holdout``)
+    checkpoint its epochs and resume from them (``moola.training.checkpoints``); a
+    finished fold resumes at its last epoch, so a resumed run refits nothing it finished.
+    """
     Y = _targets_matrix(data)
     predicted = {t["name"]: _empty(len(Y), t) for t in data.audit["targets"]}
     covered = np.zeros(len(Y), dtype=bool)
@@ -85,7 +92,7 @@ def fit_values(
             train = np.asarray(fold.train, dtype=np.int64)
             val = np.asarray(fold.val or [], dtype=np.int64)
             test = np.asarray(fold.test, dtype=np.int64)
-            estimator = _fit(make_estimator, X_all, data.y, train, val)
+            estimator = _fit(resumable(make_estimator(), f"fold-{k}"), X_all, data.y, train, val)
             _fill(predicted, data, estimator, X_all[test], test)
             covered[test] = True
             fold_report = _report(data, predicted, test, n_bootstrap=0, seed=seed)
@@ -93,7 +100,7 @@ def fit_values(
             fold_reports.append(sizes)
             on_event("fold", {**sizes, **_headline(fold_report)})
         idx = np.flatnonzero(covered)
-        model = _fit(make_estimator, X_all, data.y, idx, np.zeros(0, dtype=np.int64))
+        model = _fit(resumable(make_estimator(), "final"), X_all, data.y, idx, _NONE)
         summary = {
             "folds": len(data.split.folds),
             "covered": int(covered.sum()),
@@ -103,7 +110,7 @@ def fit_values(
         }
     else:
         train, val = data.train.indices, data.val.indices
-        model = _fit(make_estimator, X_all, data.y, train, val)
+        model = _fit(resumable(make_estimator(), "holdout"), X_all, data.y, train, val)
         _fill(predicted, data, model, X_all[val], val)
         covered[val] = True
         summary = {
@@ -155,15 +162,11 @@ def _empty(n: int, target: Mapping[str, Any]) -> np.ndarray:
 
 
 def _fit(
-    make_estimator: Callable[[], Estimator],
-    X_all: Any,
-    y: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray,
+    estimator: Estimator, X_all: Any, y: np.ndarray, train: np.ndarray, val: np.ndarray
 ) -> Estimator:
     if val.size:
-        return make_estimator().fit(X_all[train], y[train], X_val=X_all[val], y_val=y[val])
-    return make_estimator().fit(X_all[train], y[train])
+        return estimator.fit(X_all[train], y[train], X_val=X_all[val], y_val=y[val])
+    return estimator.fit(X_all[train], y[train])
 
 
 def _fill(

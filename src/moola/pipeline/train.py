@@ -64,6 +64,7 @@ from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
 from moola.training.calibration_choice import choose_calibration, contiguous_blocks
+from moola.training.checkpoints import FoldStore, resume_or_checkpoint
 from moola.training.oof import FoldExecutor, out_of_fold
 
 CalibrationMethod = Literal["auto", "none", "platt", "isotonic", "temperature"]
@@ -241,6 +242,30 @@ class _NewEstimator:
         return estimator.with_callbacks(*self.callbacks)
 
 
+@dataclass(frozen=True)
+class _Resumable:
+    """Where a run's checkpoints go (``folder``; None: nowhere) and the identity they are
+    checked against (the pinned config's hash)."""
+
+    folder: Path | None
+    config_hash: str
+
+    def folds(self) -> FoldStore | None:
+        """The store of finished folds of an out-of-fold run."""
+        if self.folder is None:
+            return None
+        return FoldStore(self.folder / "folds", config_hash=self.config_hash)
+
+    def fit(self, estimator: Estimator, name: str) -> Estimator:
+        """``estimator`` saving every epoch under ``name`` and resuming from the last one
+        saved there (estimators trained epoch by epoch; others as they are)."""
+        if self.folder is None:
+            return estimator
+        return resume_or_checkpoint(
+            estimator, self.folder / name, config_hash=f"{self.config_hash}:{name}"
+        )
+
+
 def fit_and_score(
     config: TrainConfig,
     data: LabeledData,
@@ -249,8 +274,11 @@ def fit_and_score(
     on_event: EventSink = lambda *_: None,
     callbacks: Sequence[Any] = (),
     executor: FoldExecutor | None = None,
+    run_id: str | None = None,
+    checkpoints: Path | None = None,
 ) -> Outcome:
-    """Fit, calibrate and score ``config``'s model on loaded ``data``; write nothing.
+    """Fit, calibrate and score ``config``'s model on loaded ``data``; write nothing
+    (but checkpoints, when asked).
 
     ``data`` is ``Registry.load_labeled`` of the config's dataset and split (with its
     synthetic set, if any). ``registry`` is only read: a stack (``base_runs``) reads its
@@ -260,13 +288,20 @@ def fit_and_score(
     epoch by epoch: each fold's, then the final one. ``executor``
     (``moola.training.oof.FoldExecutor``, serial by default) runs an OOF run's folds; the
     outcome does not depend on it. :func:`record_run` writes the outcome.
+
+    ``checkpoints`` (a folder, ``RunStore.start_checkpoints``) makes the work resumable:
+    each finished fold is kept there and every epoch of a neural fit saves its full state;
+    called again with the same folder and ``run_id``, finished folds are loaded and the
+    fit in progress continues from its last epoch, ending with the weights an
+    uninterrupted run has (on the CPU).
     """
     started = time.perf_counter()
     params = resolved_params(config)
     split = _checked_split(config, data)
     config = pinned_config(config, data)
     card = model_card(config.model)
-    run_id = new_run_id(config.model)
+    run_id = run_id or new_run_id(config.model)
+    resumable = _Resumable(checkpoints, sha256_json(config.model_dump(mode="json")))
     mode: Literal["oof", "holdout"] = "oof" if split.folds else "holdout"
     if mode == "oof" and config.synthetic is not None:
         raise ConfigError(
@@ -308,13 +343,24 @@ def fit_and_score(
     task = data.audit.get("task") or "classification"
     if task != "classification":
         return _fit_and_score_values(
-            config, data, X_all, view, features, params, run_id, mode, callbacks, on_event, started
+            config,
+            data,
+            X_all,
+            view,
+            features,
+            params,
+            run_id,
+            mode,
+            callbacks,
+            on_event,
+            started,
+            resumable,
         )
     make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
     if mode == "oof":
-        fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor)
+        fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor, resumable)
     else:
-        fitted = _run_holdout(config, data, X_all, make_estimator, on_event)
+        fitted = _run_holdout(config, data, X_all, make_estimator, on_event, resumable)
     return Outcome(
         run_id=run_id,
         config=config,
@@ -346,6 +392,7 @@ def _fit_and_score_values(
     callbacks: Sequence[Any],
     on_event: EventSink,
     started: float,
+    resumable: _Resumable,
 ) -> Outcome:
     """``fit_and_score`` of a regression or multi-task run (``moola.pipeline.forecast``):
     no calibration (a class head keeps its probabilities as the model gives them)."""
@@ -368,6 +415,7 @@ def _fit_and_score_values(
         data,
         X_all,
         make_estimator,
+        resumable=resumable.fit,
         mode=mode,
         n_bootstrap=config.n_bootstrap,
         seed=config.seed,
@@ -485,11 +533,12 @@ def record_run(
 
 def run_training(
     registry: Registry,
-    config: TrainConfig,
+    config: TrainConfig | None,
     *,
     on_event: EventSink = lambda *_: None,
     callbacks: Sequence[Any] = (),
     executor: FoldExecutor | None = None,
+    resume: str | None = None,
 ) -> TrainResult:
     """Train, evaluate and record one run (see the module docstring): load the data,
     :func:`fit_and_score`, :func:`record_run`.
@@ -498,16 +547,43 @@ def run_training(
     (``moola.training.callbacks.Callback``) observe every fit of an estimator trained
     epoch by epoch: each fold's, then the final one (a progress display). ``executor``
     runs the folds of an OOF run (serial by default).
+
+    A run keeps checkpoints under ``artifacts/checkpoints/<run_id>/`` while it works
+    (its pinned config, finished folds, each neural fit's last epoch) and removes them
+    once it is recorded. ``resume=RUN_ID`` continues an interrupted run from them with
+    the config it was started with (``config`` is then ignored and may be None): same
+    run id, same data versions, and on the CPU the weights and predictions an
+    uninterrupted run gives.
     """
     started = time.perf_counter()
+    store = RunStore(registry.root)
+    run_id: str | None = None
+    if resume is not None:
+        _, stored = store.interrupted_config(resume)
+        config, run_id = TrainConfig.model_validate(stored), resume
+    if config is None:
+        raise ConfigError("Give the run's config, or resume= an interrupted run.", param="config")
     resolved_params(config)
     data = load_training_data(registry, config)
     load_s = time.perf_counter() - started
+    pinned = pinned_config(config, data)
+    run_id = run_id or new_run_id(config.model)
+    folder = store.start_checkpoints(run_id, pinned.model_dump(mode="json"))
+    on_event("checkpoints", {"run_id": run_id, "folder": str(folder)})
     outcome = fit_and_score(
-        config, data, registry=registry, on_event=on_event, callbacks=callbacks, executor=executor
+        config,
+        data,
+        registry=registry,
+        on_event=on_event,
+        callbacks=callbacks,
+        executor=executor,
+        run_id=run_id,
+        checkpoints=folder,
     )
     outcome = replace(outcome, timings={**outcome.timings, "load_s": load_s})
-    return record_run(registry, outcome, on_event=on_event)
+    result = record_run(registry, outcome, on_event=on_event)
+    store.discard_checkpoints(run_id)
+    return result
 
 
 def load_training_data(registry: Registry, config: TrainConfig) -> LabeledData:
@@ -607,6 +683,7 @@ def _run_oof(
     make_estimator: Callable[[], Estimator],
     on_event: EventSink,
     executor: FoldExecutor | None,
+    resumable: _Resumable,
 ) -> _Fitted:
     """Out-of-fold predictions, cross-fitted calibration, and a final model on all."""
     split = data.split
@@ -619,6 +696,7 @@ def _run_oof(
         seed=config.seed,
         on_fold_end=lambda fold, _estimator: on_event("fold", _fold_event(fold)),
         executor=executor,
+        store=resumable.folds(),
     )
     covered = np.asarray(result.covered)
     oof = np.asarray(result.oof_proba)
@@ -645,7 +723,7 @@ def _run_oof(
         )
         calibrator = calibrate(method, oof[covered], y[covered], origin="oof")
     idx = np.flatnonzero(covered)
-    final = make_estimator().fit(X_all[idx], y[idx])
+    final = resumable.fit(make_estimator(), "final").fit(X_all[idx], y[idx])
     predictions = _predictions_table(data, oof, calibrated_oof, covered, "oof")
     summary = {
         "folds": len(split.folds),
@@ -705,12 +783,14 @@ def _run_holdout(
     X_all: np.ndarray,
     make_estimator: Callable[[], Estimator],
     on_event: EventSink,
+    resumable: _Resumable,
 ) -> _Fitted:
     """Fit on train (early stopping on val), calibrate on val, report on val."""
     train, val = data.train, data.val
     X_train = _view_of_part(X_all, train, data, config)
     X_val = X_all[val.indices]
-    estimator = make_estimator().fit(X_train, train.y, X_val=X_val, y_val=val.y)
+    estimator = resumable.fit(make_estimator(), "holdout")
+    estimator = estimator.fit(X_train, train.y, X_val=X_val, y_val=val.y)
     proba_val = estimator.predict_proba(X_val)
     report = classification_report(
         val.y,

@@ -50,6 +50,7 @@ RESULTS_FILE = "experiment_results.jsonl"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.html"
 PROMOTED_FILE = "promoted.json"
+CHECKPOINT_CONFIG = "config.json"
 LEGACY_HINT = (
     "It was written before moola recorded the hashes of run files, so its bytes cannot be "
     "checked. If you trust where it came from, convert it with `moola runs migrate {run} "
@@ -85,6 +86,68 @@ class RunStore:
     @property
     def promoted_dir(self) -> Path:
         return self.root / "artifacts" / "models" / "promoted"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Where runs in progress keep what lets them resume (``<root>/artifacts/checkpoints``)."""
+        return self.root / "artifacts" / "checkpoints"
+
+    # ------------------------------------------------------------- checkpoints
+    def start_checkpoints(self, run_id: str, config: dict[str, Any]) -> Path:
+        """The checkpoint folder of run ``run_id`` in progress, created with ``config.json``
+        (the run's pinned config: what ``moola train --resume`` reruns). Folds and epochs
+        are written into it by the training code; :meth:`discard_checkpoints` removes it
+        once the run is recorded."""
+        check_safe_name(run_id, "Run id")
+        folder = confined(self.checkpoints_dir, run_id, what="run id")
+        folder.mkdir(parents=True, exist_ok=True)
+        data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+        path = folder / CHECKPOINT_CONFIG
+        if path.exists():
+            if path.read_bytes() != data:
+                raise ConfigError(
+                    f"{path} holds another config than run {run_id}'s; it is not this run's "
+                    "checkpoint folder. Remove it or resume with the config it holds."
+                )
+        else:
+            atomic_write_bytes(path, data)
+        return folder
+
+    def interrupted_config(self, run_id: str) -> tuple[Path, dict[str, Any]]:
+        """The checkpoint folder and pinned config of interrupted run ``run_id``; refused,
+        naming what exists instead, when there is none or the run already finished."""
+        check_safe_name(run_id, "Run id")
+        folder = confined(self.checkpoints_dir, run_id, what="run id")
+        if confined(self.runs_dir, run_id, what="run id").is_dir():
+            raise ConfigError(
+                f"Run {run_id} finished and is recorded in {self.runs_dir / run_id}; there is "
+                "nothing to resume.",
+                param="resume",
+            )
+        path = folder / CHECKPOINT_CONFIG
+        if not path.is_file():
+            waiting = self.interrupted_runs()
+            hint = f" Interrupted runs: {', '.join(waiting)}." if waiting else ""
+            raise ConfigError(
+                f"No interrupted run {run_id!r} under {self.checkpoints_dir}.{hint}",
+                param="resume",
+            )
+        return folder, read_json_bytes(path.read_bytes(), path)
+
+    def interrupted_runs(self) -> list[str]:
+        """Runs whose checkpoint folder is still there (started, never recorded)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.checkpoints_dir.iterdir() if (p / CHECKPOINT_CONFIG).is_file()
+        )
+
+    def discard_checkpoints(self, run_id: str) -> None:
+        """Remove run ``run_id``'s checkpoint folder (its run is recorded)."""
+        import shutil
+
+        check_safe_name(run_id, "Run id")
+        shutil.rmtree(confined(self.checkpoints_dir, run_id, what="run id"), ignore_errors=True)
 
     # ------------------------------------------------------------------ writing
     def write_run(
