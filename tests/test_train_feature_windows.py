@@ -277,3 +277,39 @@ def test_a_regression_run_from_the_command_line_to_report_and_promotion(capsys, 
     assert code == 0 and "promoted" in out, err
     promoted = RunStore(forecasting.root).promoted_dir / run_id
     assert (promoted / "scaler.json").exists()
+
+
+def test_a_regression_holdout_run_scores_its_test_part_once_with_its_predictor(capsys, forecasting):
+    from moola.pipeline.lifecycle import evaluate_test
+    from moola.pipeline.predictor import Predictor
+    from tests.test_cli import run
+
+    config = TrainConfig(
+        model="bilstm", dataset="fr", split="frc", params={"epochs": 2, "hidden": 8}
+    )
+    result = run_training(forecasting, config)
+    predictor = Predictor.from_run(forecasting.root, result.run_id)
+    assert predictor.task == "regression"
+    data = load_feature_training_data(forecasting, "fr", "frc")
+    test = np.asarray(data.test.indices)
+    values = predictor.predict(data.X[test].materialise())
+    assert values.shape == (len(test),) and np.isfinite(values).all()
+    # Bars up to a test window's last bar give that window's prediction.
+    i = int(test[3])
+    end = int(data.X.windows.starts[i]) + LENGTH
+    bars = forecasting.load_raw("mkt").iloc[:end]
+    assert predictor.predict(bars)[0] == pytest.approx(values[3], rel=1e-6, abs=1e-9)
+    with pytest.raises(ConfigError, match="predict_proba|one regression"):
+        predictor.predict_heads(bars)
+
+    code, out, err = run(
+        capsys, "--data-root", str(forecasting.root), "evaluate", result.run_id, "--test"
+    )
+    assert code == 0, err
+    assert "test part" in out and "ic" in out
+    report = evaluate_test(forecasting, result.run_id, allow_reuse=True, n_bootstrap=0)
+    assert report["task"] == "regression" and report["n"] == len(test)
+    from moola.evaluation.regression import regression_report
+
+    expected = regression_report(data.y[test], values, n_bootstrap=0)
+    assert report["metrics"] == pytest.approx(expected["metrics"])

@@ -217,12 +217,20 @@ def evaluate(
             "part (once). Validation/OOF metrics are already in the run."
         )
     report = evaluate_test(_registry(ctx), run_id, allow_reuse=allow_test_reuse)
-    table = Table(title="test part")
+    heads = report["heads"] if report.get("task") == "multitask" else {"": report}
+    for head, inner in heads.items():
+        _interval_table(f"test part {head}".strip(), inner)
+
+
+def _interval_table(title: str, report: dict[str, Any]) -> None:
+    """A report's metrics with their bootstrap intervals."""
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")
+    intervals = report.get("intervals") or {}
     for key, value in report["metrics"].items():
-        interval = report["intervals"].get(key, {})
+        interval = intervals.get(key) or {}
         table.add_row(
             key, _fmt(value), f"[{_fmt(interval.get('low'))}, {_fmt(interval.get('high'))}]"
         )

@@ -34,7 +34,7 @@ from moola.evaluation.metrics import classification_report
 from moola.evaluation.regression import multitask_report, regression_report
 from moola.models.base import Estimator
 
-__all__ = ["fit_values", "task_params", "values_plots"]
+__all__ = ["fit_values", "score_values", "task_params", "values_plots"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
 _NONE = np.zeros(0, dtype=np.int64)
@@ -124,6 +124,23 @@ def fit_values(
         on_event("fold", {"fold": "holdout", **_headline(report)})
     table = _predictions_table(data, Y, predicted, covered, "oof" if mode == "oof" else "val")
     return model, report, table, summary
+
+
+def score_values(
+    data: LabeledData,
+    model: Any,
+    X: Any,
+    rows: np.ndarray,
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The report of ``model`` (an estimator or a ``Predictor``: ``predict`` /
+    ``predict_heads``) on windows ``rows`` of ``data`` whose inputs are ``X`` (e.g. the
+    untouched test part, scored once)."""
+    predicted = {t["name"]: _empty(len(data.y), t) for t in data.audit["targets"]}
+    _fill(predicted, data, model, X, rows)
+    return _report(data, predicted, rows, n_bootstrap=n_bootstrap, seed=seed)
 
 
 def values_plots(report: dict[str, Any], predictions: pd.DataFrame) -> dict[str, bytes]:

@@ -30,6 +30,8 @@ from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig, default_gates, evaluate_gates
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.report import Section, image_html, pre_html, render_report, table_html
+from moola.pipeline.feature_inputs import is_feature_windows, load_feature_training_data
+from moola.pipeline.forecast import score_values
 from moola.pipeline.predictor import (
     CALIBRATOR_FILE,
     MODEL_FILE,
@@ -96,9 +98,13 @@ def evaluate_test(
             param="allow_reuse",
         )
     dataset = manifest.data.dataset  # the exact dataset and split versions the run trained on
-    data = registry.load_labeled(dataset.name, dataset.version, split=manifest.split.pinned)
+    if is_feature_windows(registry, dataset.pinned):
+        data = load_feature_training_data(registry, dataset.pinned, manifest.split.pinned)
+        X_test = data.X[data.test.indices].materialise()  # unscaled feature windows
+    else:
+        data = registry.load_labeled(dataset.name, dataset.version, split=manifest.split.pinned)
+        X_test = data.X[data.test.indices]
     predictor = Predictor.from_run(registry.root, run_dir.name)
-    proba = predictor.predict_proba(data.X[data.test.indices])  # calibrated when it can be
     journal.append(  # on disk before the score is computed or shown
         TestLook(
             payload=TestLookPayload(
@@ -109,13 +115,23 @@ def evaluate_test(
             )
         )
     )
-    report = classification_report(
-        data.test.y,
-        proba,
-        classes=data.classes,
-        n_bootstrap=n_bootstrap,
-        seed=config.seed,
-    )
+    if predictor.task == "classification":
+        report = classification_report(
+            data.test.y,
+            predictor.predict_proba(X_test),  # calibrated when it can be
+            classes=data.classes,
+            n_bootstrap=n_bootstrap,
+            seed=config.seed,
+        )
+    else:
+        report = score_values(
+            data,
+            predictor,
+            X_test,
+            np.asarray(data.test.indices),
+            n_bootstrap=n_bootstrap,
+            seed=config.seed,
+        )
     record = {
         "at": utc_now_iso(),
         "part": "test",
@@ -341,18 +357,19 @@ def write_report(registry: Registry, run_id: str) -> Path:
         ),
     ]
     for evaluation in _test_evaluations(store, run_dir):
-        sections.append(
-            Section(
-                f"Test part, scored {evaluation['at']}",
-                _metrics_table(evaluation["metrics"], None),
-                "Looked at once and recorded in the test ledger."
-                + (
-                    " This split's test part had been looked at before."
-                    if evaluation["reused_test"]
-                    else ""
-                ),
-            )
+        note = "Looked at once and recorded in the test ledger." + (
+            " This split's test part had been looked at before."
+            if evaluation["reused_test"]
+            else ""
         )
+        title = f"Test part, scored {evaluation['at']}"
+        if manifest.task != "classification":
+            from moola.evaluation.report import forecast_sections
+
+            sections.append(Section(title, "", note))
+            sections.extend(forecast_sections(evaluation["metrics"]))
+            continue
+        sections.append(Section(title, _metrics_table(evaluation["metrics"], None), note))
     backtest = latest_backtest(store, run_dir)
     if backtest is not None:
         sections.append(_backtest_section(store, *backtest))

@@ -267,6 +267,31 @@ class Predictor:
         proba = self.estimator.predict_proba(self.inputs_of(bars))
         return proba if self.calibrator is None else self.calibrator.transform(proba)
 
+    @property
+    def task(self) -> str:
+        """What the run's model predicts: ``classification``, ``regression`` or ``multitask``."""
+        return str(getattr(self.estimator, "task", "classification"))
+
+    def predict(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """A regression run's predicted values for ``bars`` (see ``windows``), in the
+        target's units: ``(N,)`` for one target, ``(N, K)`` for several; a multi-task run's
+        ``(N, H)`` (class heads: the most probable class index)."""
+        if self.task == "classification":
+            raise ConfigError(
+                f"Run {self.run_id} is a classifier: use predict_proba (and decide) for it."
+            )
+        return np.asarray(self.estimator.predict(self.inputs_of(bars)), dtype=np.float64)
+
+    def predict_heads(self, bars: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
+        """Each head of a multi-task run for ``bars``: values of a regression head, class
+        probabilities ``(N, C)`` of a class head."""
+        if self.task != "multitask":
+            raise ConfigError(
+                f"Run {self.run_id} has one {self.task} target; use "
+                + ("predict_proba." if self.task == "classification" else "predict.")
+            )
+        return self.estimator.predict_heads(self.inputs_of(bars))  # type: ignore[attr-defined]
+
     def inputs_of(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
         """What the estimator reads for ``bars`` (see ``windows``): the run's input view of
         raw windows, or scaled feature windows (their last row for a tabular model)."""
