@@ -313,3 +313,14 @@ def test_a_regression_holdout_run_scores_its_test_part_once_with_its_predictor(c
 
     expected = regression_report(data.y[test], values, n_bootstrap=0)
     assert report["metrics"] == pytest.approx(expected["metrics"])
+
+
+def test_a_stack_learns_from_feature_window_base_runs(windows):
+    bases = [_train(windows, "logistic_regression").run_id, _train(windows, "lightgbm").run_id]
+    config = TrainConfig(
+        model="stack", dataset="fw", split="wf", base_runs=bases, n_bootstrap=10, seed=3
+    )
+    result = run_training(windows, config)
+    assert result.manifest["inputs"] == "oof_probabilities"
+    predictions = windows.load_table("predictions", result.run_id)
+    assert predictions["covered"].any() and set(predictions["symbol"]) == {"TEST"}

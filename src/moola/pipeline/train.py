@@ -48,6 +48,7 @@ from moola.core.hashing import canonical_json, sha256_json
 from moola.core.settings import RunConfig
 from moola.core.threads import thread_settings
 from moola.data import DatasetRef
+from moola.data.blacklist import exclude_from_split
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.regression import flat_regression_metrics
@@ -333,6 +334,24 @@ def fit_and_score(
                 "pass registry= to read them."
             )
         X_all, view = _stacked_inputs(registry, config, data), "oof_probabilities"
+        # Windows a base run has no out-of-fold prediction for (a walk-forward split's
+        # first block) cannot be stacked: they leave every part of the stack's split.
+        # A fold left with no training window (the stack's first walk-forward block) is
+        # dropped: its windows get no stacked prediction.
+        uncovered = np.flatnonzero(~np.isfinite(X_all).all(axis=1))
+        if uncovered.size:
+            split = exclude_from_split(split, uncovered)
+            if split.folds:
+                folds = [fold for fold in split.folds if fold.train and fold.test]
+                if not folds:
+                    raise ConfigError(
+                        f"No fold of {config.split} has windows every base run predicted out "
+                        "of fold in both its train and test parts; stack runs trained on a "
+                        "split with more folds.",
+                        param="base_runs",
+                    )
+                split = split.model_copy(update={"folds": folds})
+            data = replace(data, split=split)
         features = None
     elif isinstance(data.X, WindowSubsets):
         X_all, view, features = data.X, *_feature_view(config, data, card)
