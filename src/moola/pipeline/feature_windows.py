@@ -594,8 +594,8 @@ def _windows_table(
                 "symbol": pd.Series(bars["symbol"].astype(str).to_numpy()[starts], dtype="string"),
                 "start": starts + offset,
                 "end": ends + offset,
-                "start_ts": stamps.iloc[starts].to_numpy(),
-                "end_ts": stamps.iloc[ends].to_numpy(),
+                "start_ts": stamps.iloc[starts].reset_index(drop=True),
+                "end_ts": stamps.iloc[ends].reset_index(drop=True),
             }
         )
     tables = list(dict.fromkeys(target.sources[k] for target in chosen))
@@ -613,7 +613,7 @@ def _windows_table(
         horizon = np.maximum(horizon, held.table["horizon_end"].iloc[ends].to_numpy(np.int64))
     windows["horizon_end"] = horizon + offset
     if len(tables) == 1 and LABEL_HORIZON in tables[0].table.columns:
-        windows[LABEL_HORIZON] = tables[0].table[LABEL_HORIZON].iloc[ends].to_numpy()
+        windows[LABEL_HORIZON] = tables[0].table[LABEL_HORIZON].iloc[ends].reset_index(drop=True)
     elif any(LABEL_HORIZON in t.table.columns for t in tables):
         windows[LABEL_HORIZON] = (
             pd.concat(
@@ -625,7 +625,7 @@ def _windows_table(
                 axis=1,
             )
             .max(axis=1)
-            .to_numpy()
+            .reset_index(drop=True)
         )
     windows["start"] += offset
     windows["end"] += offset
