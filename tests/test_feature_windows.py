@@ -202,3 +202,7 @@ def test_one_class_label_is_stored_as_before_and_loads_as_one_target(registry):
     )
     assert data.y.dtype == np.int64
     np.testing.assert_array_equal(data.Y[:, 0], data.y)
+    # Times of the windows' last bars: one datetime64 array in UTC, not Timestamp objects.
+    assert data.timestamps.dtype == np.dtype("datetime64[ns]")
+    utc = data.table["end_ts"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    np.testing.assert_array_equal(data.timestamps, utc)
