@@ -860,6 +860,11 @@ class _UnfreezeEncoder(Callback):
         self.epochs = epochs
         self.unfrozen_after: int | None = None
 
+    def on_train_start(self, state: TrainingState) -> None:
+        if 0 < self.epochs <= state.epoch and self.epochs < state.epochs:
+            self._unfreeze(state)  # resumed after the encoder was unfrozen
+            self.unfrozen_after = self.epochs
+
     def on_epoch_end(self, state: TrainingState) -> bool:
         if state.epoch == self.epochs < state.epochs:  # epochs remain to train it in
             self._unfreeze(state)
