@@ -179,3 +179,32 @@ def test_cli_builds_multitask_windows_over_several_raws(capsys, tmp_path):
     )  # fmt: skip
     assert code == 2 and "no label column 'nope'" in err and "forward_return" in err
     assert not Registry(root).versions("labeled", "x")
+
+
+def test_a_label_kind_names_the_table_of_every_raw(registry):
+    _market(registry)
+    for name in ("btc", "eth"):  # a second table with realized_vol: vol-regime's
+        raw = registry.resolve("raw", name)
+        params = {"horizon": 4, "window": 30}
+        table = build_labels(registry.load_raw(name), "vol-regime", **params)
+        store_labels(registry, f"{name}-regime", table, raw=raw, kind="vol-regime", params=params)
+    labels = ["btc-fwd", "btc-vol", "btc-regime", "eth-fwd", "eth-vol", "eth-regime"]
+    with pytest.raises(ConfigError, match=r"'realized_vol' is in both labels/btc-vol@v1 and"):
+        build_feature_windows(
+            registry, "btc,eth", SPEC, name="fw", length=LENGTH, labels=labels,
+            targets=["label", "realized_vol"],
+        )  # fmt: skip
+    targets = ["label", "vol_regime", "realized-vol:realized_vol"]
+    build_feature_windows(
+        registry, "btc,eth", SPEC, name="fw", length=LENGTH, labels=labels, targets=targets
+    )
+    data = registry.load_feature_windows("fw")
+    assert [(t["name"], t["kind"], t["source"]) for t in data.targets] == [
+        ("label", "classification", "labels/btc-fwd@v1, labels/eth-fwd@v1"),
+        ("vol_regime", "classification", "labels/btc-regime@v1, labels/eth-regime@v1"),
+        ("realized_vol", "regression", "labels/btc-vol@v1, labels/eth-vol@v1"),
+    ]
+    assert data.targets[1]["classes"] == ["0", "1", "2"]
+    btc = data.symbols == "BTC"
+    vol = registry.load_table("labels", "btc-vol")["realized_vol"]
+    np.testing.assert_array_equal(data.Y[btc, 2], vol.iloc[data.table["end"][btc]].to_numpy())

@@ -22,8 +22,10 @@ any target looks at.
 
 **Targets.** ``labels`` names one or several stored labels tables (``moola labels build
 --name``) and ``targets`` their columns (``COL``, or ``LABELS:COL`` when two tables have
-it). Each target's kind is inferred once: a string, categorical, boolean or integer column
-is a classification target (classes sorted, recorded), a float column a regression target,
+it; LABELS is a table's name or its label kind, e.g. ``realized-vol:realized_vol``, one
+spelling for the tables of several raw versions). Each target's kind is inferred once: a
+string, categorical, boolean or integer column is a classification target (classes sorted,
+recorded), a float column a regression target,
 except the class columns of the classification label kinds (``label`` of forward-return and
 triple-barrier, ``vol_regime`` of vol-regime, which ``build_labels`` stores as floats so
 they can hold NaN) and, in a labels table that records no kind, its recorded target. The
@@ -443,16 +445,21 @@ def _targets(
 
 
 def _source(held: list[_Labels], qualifier: str | None, column: str, raw: DatasetRef) -> _Labels:
-    """The one labels table of ``held`` (those of ``raw``) holding ``column``."""
+    """The one labels table of ``held`` (those of ``raw``) holding ``column``; a qualifier
+    names the table (``NAME[@vN]``) or its label kind (``vol-regime``: one spelling for
+    the tables of several raw versions)."""
     if qualifier is not None:
         name, version = parse_ref(qualifier)
         held = [
-            h for h in held if h.ref.name == name and (version is None or h.ref.version == version)
+            h
+            for h in held
+            if (h.ref.name == name and (version is None or h.ref.version == version))
+            or (version is None and _kind_key(h.meta.get("label_kind")) == _kind_key(name))
         ]
         if not held:
             raise ConfigError(
-                f"Target {qualifier}:{column} names labels {qualifier}, which is not among "
-                f"the labels given for {raw}.",
+                f"Target {qualifier}:{column} names labels {qualifier}, which is neither the "
+                f"name nor the label kind of a labels table given for {raw}.",
                 param="targets",
             )
     having = [h for h in held if column in h.columns]
@@ -484,8 +491,12 @@ def _kind(source: _Labels, column: str) -> str:
     label_kind = source.meta.get("label_kind")
     if label_kind is None:  # a table that records no kind: its recorded target is a class
         return CLASSIFICATION if column == source.meta.get("target", "label") else REGRESSION
-    key = str(label_kind).strip().lower().replace("_", "-")
-    return CLASSIFICATION if column in _CLASS_COLUMNS.get(key, ()) else REGRESSION
+    return CLASSIFICATION if column in _CLASS_COLUMNS.get(_kind_key(label_kind), ()) else REGRESSION
+
+
+def _kind_key(label_kind: Any) -> str | None:
+    """A label kind as ``moola labels build --kind`` spells it (``_`` and ``-`` alike)."""
+    return None if label_kind is None else str(label_kind).strip().lower().replace("_", "-")
 
 
 def _check_finite(source: _Labels, column: str) -> None:
