@@ -343,8 +343,9 @@ def windows(
         None,
         "--target",
         help="With --features: a column of --labels-from to predict, COL or LABELS:COL "
-        "(repeat for several: a multitask dataset). Class columns and strings are "
-        "classification targets, other floats regression. Default: the table's target.",
+        "(LABELS: a table's name or label kind, e.g. realized-vol:realized_vol); repeat for "
+        "several (a multitask dataset). Class columns and strings are classification "
+        "targets, other floats regression. Default: the table's target.",
     ),
     allow_gaps: bool = typer.Option(False, help="Let windows span missing bars."),
     features: str | None = typer.Option(
