@@ -1,6 +1,12 @@
 """``moola backtest file|run``: backtest a signals file on a bars file, or a training run's
 out-of-fold predictions on its dataset's bars, and write the results.
 
+``backtest run`` trades a classification run's probabilities (``--long-class``,
+``--threshold``) or a regression target's predicted values (``--policy sign|scaled``,
+``--threshold``, ``--scale``, ``--allow-short``; a multitask head with ``--target``). Without
+``--symbol`` a run over several symbols is backtested symbol by symbol (each stored in the
+run folder) and an equal-weight portfolio line is printed beside them.
+
 Both subcommands take the same execution flags (``--execution FILE`` and the cost flags on
 top), turned into one ``ExecutionConfig`` by ``_execution_terms``. The spellings before the
 split, ``moola backtest --bars B --signals S ...`` and ``moola backtest --run RUN ...``,
