@@ -3,7 +3,8 @@
 ``run(bars, positions, ...)`` is the entry point; it simulates through ``moola.sim`` and
 returns a :class:`BacktestResult` that can write itself to a directory. Probabilities
 become positions through a :class:`SignalPolicy` (:class:`ThresholdHold`,
-:class:`Hysteresis`; batch ``positions`` and bar-by-bar ``stepper().step``, equal) or
+:class:`Hysteresis` for probabilities; :class:`SignHold`, :class:`ScaledHold` for a regression
+model's predicted values; batch ``positions`` and bar-by-bar ``stepper().step``, equal) or
 :func:`positions_from_probabilities`; :func:`compute_stats` gives the statistics of any
 equity curve and trades table.
 """
@@ -22,9 +23,12 @@ from moola.backtest.run import (
 from moola.backtest.signals import (
     Hysteresis,
     PolicyStepper,
+    ScaledHold,
     SignalPolicy,
+    SignHold,
     ThresholdHold,
     positions_from_probabilities,
+    sign_targets,
 )
 
 __all__ = [
@@ -32,6 +36,8 @@ __all__ = [
     "BacktestResult",
     "Hysteresis",
     "PolicyStepper",
+    "ScaledHold",
+    "SignHold",
     "SignalPolicy",
     "ThresholdHold",
     "align_positions",
@@ -42,4 +48,5 @@ __all__ = [
     "positions_from_probabilities",
     "resolve_instrument",
     "run",
+    "sign_targets",
 ]

@@ -296,7 +296,8 @@ def promote(
         raise ConfigError(
             f"Run {exc.run_id} has no backtest whose leakage check passed, so {flags} have "
             f"nothing to judge: run `moola backtest run {exc.run_id} --long-class CLASS "
-            "--hold-bars N` first, then promote again (or drop " + flags + ")."
+            "--hold-bars N` (a regression run: `--policy sign|scaled --hold-bars N`) first, "
+            "then promote again (or drop " + flags + ")."
         ) from None
     console.print(f"[green]promoted[/] on {decision['basis']} metrics: {decision['path']}")
     if "backtest" in decision:

@@ -32,6 +32,8 @@ _HOMES: dict[str, str] = {
     "labeled_from_file": "labeled_windows",
     "labeled_from_labels": "labeled_windows",
     "build_feature_windows": "feature_windows",
+    "load_feature_training_data": "feature_inputs",
+    "ScaledWindowModel": "feature_inputs",
     "AugmentResult": "augment",
     "augment_labeled": "augment",
     # training and pretraining
@@ -39,6 +41,7 @@ _HOMES: dict[str, str] = {
     "TrainResult": "train",
     "run_training": "train",
     "fit_and_score": "train",
+    "load_training_data": "train",
     "record_run": "train",
     "Outcome": "train",
     "MaskedAEPretrainConfig": "pretrain",
@@ -51,6 +54,8 @@ _HOMES: dict[str, str] = {
     "promote": "lifecycle",
     "write_report": "lifecycle",
     "backtest_run": "backtests",
+    "backtest_symbols": "backtests",
+    "run_symbols": "backtests",
     "find_leaks": "backtests",
     # keeping the data root sound
     "VerifyReport": "integrity",
