@@ -324,3 +324,12 @@ def test_a_stack_learns_from_feature_window_base_runs(windows):
     assert result.manifest["inputs"] == "oof_probabilities"
     predictions = windows.load_table("predictions", result.run_id)
     assert predictions["covered"].any() and set(predictions["symbol"]) == {"TEST"}
+
+
+def test_a_stratified_split_of_regression_windows_is_refused(forecasting):
+    from moola.core.errors import SplitError
+
+    ref = forecasting.resolve("labeled", "fr")
+    with pytest.raises(SplitError, match="regression task"):
+        make_and_store_split(forecasting, ref, "stratified", name="bad")
+    assert forecasting.split_versions("bad") == []  # nothing written

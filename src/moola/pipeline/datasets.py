@@ -193,6 +193,12 @@ def make_and_store_split(
                 f"The stratified strategy balances labels, and {ref} has none; split "
                 "unlabeled windows with forward-chaining, purged-kfold or walk-forward."
             )
+        task = registry.meta(ref).get("task")
+        if task in ("regression", "multitask"):
+            raise SplitError(
+                f"The stratified strategy balances one class label and {ref} has a {task} "
+                "task; split it with forward-chaining, purged-kfold or walk-forward."
+            )
         options.pop("purge")
         options.pop("embargo")
         labels = pd.read_parquet(
