@@ -12,6 +12,7 @@ Written by hand because the field's libraries (aeon, tsai, sktime) take windows 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -75,6 +76,35 @@ def _bar_durations_ns(timeframe: pd.Series, changes: np.ndarray) -> np.ndarray |
     return per_code[codes]
 
 
+def _calendar_breaks(bars: pd.DataFrame, calendar: str) -> np.ndarray:
+    """``_breaks`` where a gap is a bar the session ``calendar`` expects but is missing."""
+    from moola.data.calendars import get_calendar
+
+    sessions = get_calendar(calendar)
+    breaks = _breaks(bars, allow_gaps=True)  # symbol and time-frame changes
+    stamps = bars["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    timeframes = bars["timeframe"].astype(str).to_numpy()
+    edges = [*np.flatnonzero(breaks).tolist(), len(bars)]
+    if not edges or edges[0] != 0:
+        edges = [0, *edges]
+    for lo, hi in itertools.pairwise(edges):
+        if hi <= lo:
+            continue
+        run = stamps[lo:hi]
+        expected = sessions.expected_times(
+            pd.Timestamp(int(run[0]), unit="ns", tz="UTC"),
+            pd.Timestamp(int(run[-1]) + 1, unit="ns", tz="UTC"),
+            timeframes[lo],
+        )
+        grid = expected.as_unit("ns").asi8
+        at = np.searchsorted(grid, run)
+        known = (at < len(grid)) & (grid[np.minimum(at, len(grid) - 1)] == run)
+        step_ok = np.ones(len(run), dtype=bool)
+        step_ok[1:] = (np.diff(at) == 1) & known[1:] & known[:-1]
+        breaks[lo + 1 : hi] |= ~step_ok[1:]
+    return breaks
+
+
 def _breaks(bars: pd.DataFrame, allow_gaps: bool) -> np.ndarray:
     """Bool array, True at row ``i`` when bar ``i`` cannot follow bar ``i - 1`` in a window.
 
@@ -109,14 +139,19 @@ def window_starts(
     *,
     stride: int = 1,
     allow_gaps: bool = False,
+    calendar: str | None = None,
 ) -> np.ndarray:
     """Positions (int64, into ``bars``) of every valid window of ``length`` bars.
 
     ``bars`` is the canonical bar table, sorted by symbol then timestamp. A window never
     crosses a symbol (or time frame) boundary and, unless ``allow_gaps``, never holds two
     consecutive bars more than one bar duration apart (the duration comes from the
-    ``timeframe`` column). ``stride`` keeps every ``stride``-th window of each unbroken run
-    of bars, counted from the run's first bar, so striding is the same whatever precedes it.
+    ``timeframe`` column). With a session ``calendar`` (``moola.data.calendars``, e.g.
+    ``"equities"``) a gap is a bar the calendar expects that is missing instead: daily bars
+    run from Friday to Monday and over exchange holidays without a break, a missing
+    trading day breaks, and a bar outside every session breaks on both sides. ``stride``
+    keeps every ``stride``-th window of each unbroken run of bars, counted from the run's
+    first bar, so striding is the same whatever precedes it.
     """
     _check_length(length, stride)
     _require_columns(bars, ("symbol",) if allow_gaps else ("timestamp", "symbol"))
@@ -124,6 +159,8 @@ def window_starts(
     if n < length:
         return np.empty(0, dtype=np.int64)
     breaks = _breaks(bars, allow_gaps)
+    if calendar is not None and not allow_gaps:
+        breaks = _calendar_breaks(bars, calendar)
     # A window [s, s + length - 1] is valid when no break lies in (s, s + length - 1].
     broken_so_far = np.cumsum(breaks, dtype=np.int64)
     candidates = np.arange(n - length + 1, dtype=np.int64)

@@ -9,7 +9,9 @@ and names it as a parent, so nothing is copied per window.
 
 Which windows are kept, for every candidate window of ``length`` bars inside one symbol:
 
-- ``gaps``: it spans a gap in the bars (the rule of ``moola.data.windows.window_starts``);
+- ``gaps``: it spans a gap in the bars (the rule of ``moola.data.windows.window_starts``;
+  for bars ingested against a session calendar, ``data ingest --calendar equities``, a gap
+  is a bar the calendar expects that is missing, so weekends and holidays are not gaps);
 - ``warmup``: one of its feature rows is NaN (a feature's warm-up);
 - ``unlabeled``: with targets, one target (or its horizon) at its LAST bar is undefined
   (the normal case near the end of the data, where the future a label needs is missing);
@@ -530,6 +532,17 @@ def _defined(target: _Target, k: int) -> np.ndarray:
     return present & (horizon.fillna(-1).to_numpy() >= 0)
 
 
+def ingest_calendar(registry: Registry, raw: DatasetRef) -> str | None:
+    """The session calendar ``raw`` was ingested against (``data ingest --calendar``), read
+    from its manifest's gap report; None when it was checked against none."""
+    for step in registry.manifest(raw).get("transformations") or []:
+        if step.get("name") == "gap_report":
+            calendar = (step.get("params") or {}).get("calendar")
+            if calendar:
+                return str(calendar)
+    return None
+
+
 def _part(
     registry: Registry,
     raw: DatasetRef,
@@ -556,8 +569,9 @@ def _part(
     candidate = np.zeros(n, dtype=bool)  # by start: the window stays inside one symbol
     if n >= length:
         candidate[: n - length + 1] = symbols[: n - length + 1] == symbols[last]
+    calendar = ingest_calendar(registry, raw)
     valid = np.zeros(n, dtype=bool)
-    valid[window_starts(bars, length)] = True
+    valid[window_starts(bars, length, calendar=calendar)] = True
     bad_row = ~np.isfinite(values).all(axis=1)
     bad_before = np.concatenate([[0], np.cumsum(bad_row, dtype=np.int64)])
     warm = np.zeros(n, dtype=bool)
@@ -577,7 +591,7 @@ def _part(
         excluded["unlabeled"] = int((kept & ~labeled_end).sum())
         kept &= labeled_end
     on_stride = np.zeros(n, dtype=bool)
-    on_stride[window_starts(bars, length, stride=stride)] = True
+    on_stride[window_starts(bars, length, stride=stride, calendar=calendar)] = True
     thinned = int((kept & ~on_stride).sum())
     starts = np.flatnonzero(kept & on_stride).astype(np.int64)
     if not starts.size:
