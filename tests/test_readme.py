@@ -38,9 +38,11 @@ def test_ci_runs_the_readme_test_command():
 # Every command the README lists runs here, in the order a user would type them, on tiny
 # data (a 3,000-bar random walk, 40 labelled windows, one-epoch 8-unit networks). Values
 # in braces are filled in when the command runs: {tmp} (input files), {root} (the data
-# root), {oof} / {holdout} (the last out-of-fold / holdout run).
+# root), {oof} / {holdout} (the last out-of-fold classification / holdout run), {forecast}
+# (the last regression run).
 
 TINY_LSTM = json.dumps({"epochs": 1, "hidden": 8, "heads": 2, "fc": [8], "batch_size": 16})
+TINY_BILSTM = json.dumps({"epochs": 1, "hidden": 8, "fc": [8], "batch_size": 32})
 TINY_ENHANCED = json.dumps({"epochs": 1, "feature_hidden": [8], "fc": [8], "batch_size": 16})
 ENCODER = "{root}/artifacts/encoders/bilstm_mae_rel11_v1.pt"
 COMMANDS: tuple[tuple[str, ...], ...] = (
@@ -80,6 +82,23 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--label-column", "label"),
     ("data", "windows", "es", "--name", "es-fw", "--features", "intraday31", "--length", "30",
      "--stride", "5", "--labels-from", "es-tb", "--label-column", "label"),
+    ("labels", "build", "--kind", "realized-vol", "--horizon", "10", "--raw", "es",
+     "--name", "es-rv"),
+    ("data", "windows", "es", "--name", "es-mt", "--features", "intraday31", "--length", "30",
+     "--stride", "5", "--labels-from", "es-tb", "--labels-from", "es-rv", "--target", "label",
+     "--target", "realized_vol"),
+    ("data", "windows", "mkt,crypto3", "--name", "fw-multi", "--features", "intraday31",
+     "--length", "30", "--stride", "50"),
+    ("data", "windows", "es", "--name", "es-rvw", "--features", "intraday31", "--length", "30",
+     "--stride", "5", "--labels-from", "es-rv", "--target", "realized_vol"),
+    ("data", "split", "es-rvw", "--strategy", "walk-forward", "--folds", "2", "--purge", "10",
+     "--name", "es-rvwf"),
+    ("train", "--model", "bilstm", "--dataset", "es-rvw", "--split", "es-rvwf",
+     "--params", TINY_BILSTM, "--bootstrap", "20"),
+    ("promote", "{forecast}", "--gate", "ic>-1"),
+    ("backtest", "run", "{forecast}", "--policy", "sign", "--threshold", "0.0005",
+     "--hold-bars", "5"),
+    ("backtest", "run", "{forecast}", "--policy", "scaled", "--allow-short", "--hold-bars", "5"),
     ("labels", "build", "--kind", "forward-return", "--horizon", "5", "--bars", "{tmp}/es.csv",
      "--out", "{tmp}/fwd.csv", "--symbol", "ES", "--timeframe", "1m", "--neutral-band", "0.0001"),
     ("pretrain", "masked-ae", "--unlabeled", "unl", "--epochs", "1", "--mask-ratio", "0.15",
@@ -243,7 +262,7 @@ def inputs(tmp_path) -> Path:
 
 
 def _filled(arg: str, values: dict[str, str]) -> str:
-    return re.sub(r"\{(tmp|root|oof|holdout)\}", lambda match: values[match[1]], arg)
+    return re.sub(r"\{(tmp|root|oof|holdout|forecast)\}", lambda match: values[match[1]], arg)
 
 
 def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
@@ -259,7 +278,18 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
         values = {
             "tmp": str(inputs),
             "root": str(root),
-            "oof": next((r["run_id"] for r in reversed(runs) if r.get("mode") == "oof"), "-"),
+            "oof": next(
+                (
+                    r["run_id"]
+                    for r in reversed(runs)
+                    if r.get("mode") == "oof"
+                    and r.get("task", "classification") == "classification"
+                ),
+                "-",
+            ),
+            "forecast": next(
+                (r["run_id"] for r in reversed(runs) if r.get("task") == "regression"), "-"
+            ),
             "holdout": next(
                 (r["run_id"] for r in reversed(runs) if r.get("mode") == "holdout"), "-"
             ),
@@ -270,3 +300,39 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
             f"`moola {' '.join(args)}` exited {result.exit_code}:\n{result.output}"
             f"{result.exception!r}"
         )
+
+
+def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """The "Forecasting on feature windows" section's two walkthroughs, command by command
+    (``RUN`` is the run the previous ``train`` recorded), on synthetic and on real prices."""
+    import shlex
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from moola.cli.main import app
+    from moola.tracking.runs import RunStore
+
+    section = README.read_text().split("## Forecasting on feature windows", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "moola_data"
+    runner = CliRunner()
+    for block in blocks:
+        for line in block.splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            argv = shlex.split(line)
+            if argv[0] == "python":
+                subprocess.run([sys.executable, *argv[1:]], check=True, cwd=tmp_path)
+                continue
+            assert argv[0] == "moola", line
+            runs = [r for r in RunStore(root).results() if r.get("kind") == "train"]
+            argv = [runs[-1]["run_id"] if arg == "RUN" else arg for arg in argv[1:]]
+            result = runner.invoke(app, ["--data-root", str(root), *argv])
+            assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
+    trained = [r for r in RunStore(root).results() if r.get("kind") == "train"]
+    assert [r["task"] for r in trained] == ["classification", "regression", "regression"]

@@ -527,6 +527,7 @@ def record_run(
             "run_id": run_id,
             "kind": "train",
             "mode": mode,
+            "task": outcome.task,
             "model": config.model,
             "dataset": str(outcome.dataset),
             "split": outcome.split,
