@@ -333,3 +333,19 @@ def test_a_stratified_split_of_regression_windows_is_refused(forecasting):
     with pytest.raises(SplitError, match="regression task"):
         make_and_store_split(forecasting, ref, "stratified", name="bad")
     assert forecasting.split_versions("bad") == []  # nothing written
+
+
+def test_moola_train_shows_each_epoch_of_every_fit(capsys, windows):
+    from tests.test_cli import run
+
+    code, out, err = run(
+        capsys,
+        "--data-root", str(windows.root), "train", "--model", "bilstm", "--dataset", "fw",
+        "--split", "wf", "--params", '{"epochs": 2, "hidden": 8}', "--bootstrap", "10",
+    )  # fmt: skip
+    assert code == 0, err
+    folds = len(load_feature_training_data(windows, "fw", "wf").split.folds)
+    fits = folds + 1  # one per fold, then the final model on every covered window
+    assert f"fit 1/{fits} epoch 1/2" in out and f"fit {fits}/{fits} epoch 2/2" in out
+    assert f"[{2 * fits}/{2 * fits}" in out  # the whole run's epochs, counted up front
+    assert "checkpoints:" in out

@@ -31,10 +31,12 @@ def _results_block(info: dict[str, Any]) -> None:
     table = Table(title=f"results ({info['mode']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_column("uncalibrated", justify="right")
+    calibrated = info["metrics"] != info["uncalibrated"]  # a regression run: one column
+    if calibrated:
+        table.add_column("uncalibrated", justify="right")
     for key, value in info["metrics"].items():
         raw = info["uncalibrated"].get(key)
-        table.add_row(key, _fmt(value), _fmt(raw))
+        table.add_row(key, _fmt(value), *([_fmt(raw)] if calibrated else []))
     console.print(table)
     console.print(f"run folder: {info['run_dir']}")
 
@@ -177,26 +179,69 @@ def train(
     _train_resumable(ctx, resolved, None)
 
 
+class _RunEpochs:
+    """Epoch progress of a whole run (every fold's fit, then the final one), set up from
+    the run's ``status`` event, when the number of fits and epochs is known."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.inner: Any = None
+
+    def configure(self, info: dict[str, Any]) -> None:
+        from moola.models import validate_params
+        from moola.training.callbacks import EpochProgress
+
+        epochs = validate_params(info["model"], info["params"]).get("epochs")
+        folds = int((info.get("counts") or {}).get("folds") or 0)
+        if isinstance(epochs, int) and epochs > 0:
+            self.inner = EpochProgress(folds + 1 if folds else 1, epochs, self.report)
+
+    def on_train_start(self, state: Any) -> None:
+        if self.inner is not None:
+            self.inner.on_train_start(state)
+
+    def on_epoch_end(self, state: Any) -> bool:
+        return bool(self.inner is not None and self.inner.on_epoch_end(state))
+
+    def on_train_end(self, state: Any) -> None:
+        if self.inner is not None:
+            self.inner.on_train_end(state)
+
+
 def _train_resumable(ctx: typer.Context, config: Any, resume: str | None) -> None:
-    """Run (or resume) a training run; an interrupt says how to resume it."""
+    """Run (or resume) a training run with its epochs' progress shown; an interrupt says
+    how to resume it."""
+    from moola.cli._progress import stage_display
     from moola.pipeline.train import run_training
 
     started: dict[str, str] = {}
+    with stage_display(console) as display:
+        epochs = _RunEpochs(display.update)
 
-    def on_event(kind: str, info: dict[str, Any]) -> None:
-        if kind == "checkpoints":
-            started["run_id"] = info["run_id"]
-            console.print(f"checkpoints: {info['folder']}")
-        _on_event(kind, info)
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            if kind == "checkpoints":
+                started["run_id"] = info["run_id"]
+                console.print(f"checkpoints: {info['folder']}")
+            if kind == "status":
+                epochs.configure(info)
+                display.stage(f"training {info['model']} on {info['data']}")
+            _on_event(kind, info)
 
-    try:
-        run_training(_registry(ctx), config, on_event=on_event, resume=resume)
-    except KeyboardInterrupt:
-        if "run_id" in started:
-            console.print(
-                f"[yellow]interrupted[/]: continue with `moola train --resume {started['run_id']}`"
+        try:
+            run_training(
+                _registry(ctx), config, on_event=on_event, resume=resume, callbacks=[epochs]
             )
-        raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            _interrupted(started)
+            raise typer.Exit(130) from None
+
+
+def _interrupted(started: dict[str, str]) -> None:
+    """Say how to finish an interrupted run."""
+    if "run_id" in started:
+        console.print(
+            f"[yellow]interrupted[/]: continue with `moola train --resume {started['run_id']}`"
+        )
 
 
 @app.command()
