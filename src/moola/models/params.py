@@ -22,7 +22,9 @@ from where its model already declares its parameters:
   it takes through ``**params`` with no config class, so this is their typed declaration;
   and each architecture adds the fields of its module config dataclass
   (``moola.models.nn``), whose annotated types (``Size``, ``Rate``, ``Widths``, ``Heads``)
-  carry the bounds the config itself enforces. The cross-field rules (``heads`` dividing
+  carry the bounds the config itself enforces (so the symbol options of the sequence
+  models, ``n_symbols`` an int >= 0 and ``symbol_dim`` an int >= 1, are declared once, in
+  ``moola.models.nn``'s configs, and checked here). The cross-field rules (``heads`` dividing
   ``hidden``, one kernel size per convolution) are checked by building that config, and
   the task rules (a regression trains with ``mse``, its default; a classifier does not;
   ``task="multitask"`` needs ``heads`` and ``heads`` needs it) by ``NeuralParams``;

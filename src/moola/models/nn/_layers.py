@@ -203,14 +203,40 @@ def unknown_key_error(kind: str, key: str, valid: Sequence[str]) -> ConfigError:
     return ConfigError(f"Unknown {kind} '{key}'.{hint} Valid: {', '.join(valid)}.")
 
 
-def check_input(x: Tensor, input_dim: int, owner: str) -> None:
-    """Raise ConfigError unless ``x`` is ``(B, T, input_dim)``."""
-    if x.dim() != 3 or x.shape[-1] != input_dim:
+def check_input(x: Tensor, input_dim: int, owner: str, n_symbols: int = 0) -> None:
+    """Raise ConfigError unless ``x`` is ``(B, T, input_dim)``, or ``(B, T, input_dim + 1)``
+    for a module built with ``n_symbols > 0`` (the last channel is the symbol id)."""
+    channels = input_dim + (1 if n_symbols else 0)
+    if x.dim() != 3 or x.shape[-1] != channels:
+        if n_symbols:
+            raise ConfigError(
+                f"{owner} got input of shape {tuple(x.shape)} but was built for (B, T, "
+                f"{channels}): {input_dim} features and, last, the symbol id channel "
+                f"(n_symbols={n_symbols}). Rebuild it with input_dim="
+                f"{x.shape[-1] - 1 if x.dim() == 3 else '<features>'} or append the id channel."
+            )
         raise ConfigError(
             f"{owner} got input of shape {tuple(x.shape)} but was built for (B, T, {input_dim}). "
             f"Rebuild it with input_dim={x.shape[-1] if x.dim() == 3 else '<channels>'} "
             "or pass windows shaped (batch, time, channels)."
         )
+
+
+def symbol_codes(ids: Tensor, n_symbols: int, owner: str) -> Tensor:
+    """Symbol ids held as floats (any shape) as int64 codes, refusing (``ConfigError``,
+    naming the first bad value and ``n_symbols``) an id that is not an integer in
+    ``0..n_symbols - 1`` (NaN included). Checked here, not left to ``nn.Embedding``, whose
+    out-of-range lookup is an opaque device-side assert on a GPU."""
+    bad = (ids != torch.round(ids)) | (ids < 0) | (ids >= n_symbols)  # NaN != NaN: bad
+    if bool(bad.any()):
+        value = ids[bad][0].item()
+        raise ConfigError(
+            f"{owner} got symbol id {value!r} in its last input channel, but it was built "
+            f"for n_symbols={n_symbols}: ids are integers 0..{n_symbols - 1}. Encode each "
+            "window's symbol with the dataset's symbol codes, or rebuild with a larger "
+            "n_symbols."
+        )
+    return ids.long()
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -243,6 +269,32 @@ def sinusoid_table(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: dim // 2])  # odd dim: one fewer cosine column
     return table
+
+
+class SymbolEmbedding(nn.Module):
+    """Splits the symbol id channel off windows and embeds it at every step:
+    ``(B, T, F + 1) -> (B, T, F + dim)``.
+
+    The id (the window's symbol, ``0..n_symbols - 1`` held as a float, the same on every
+    step) is the last channel; ``nn.Embedding(n_symbols, dim)`` maps it to a learned vector
+    that is concatenated to each step's ``F`` features before the encoder. That is the
+    standard way to condition a sequence model on a static category (DeepAR, Salinas et
+    al. 2020, appends its item embedding to every step's input): the encoder's dynamics can
+    then differ per symbol, not only the head's reading of a pooled summary, and it keeps
+    causal models causal (the id is known at every step). Embedding each step's own id (not
+    one step's) needs no choice of step and is the same vector when ids are constant.
+    """
+
+    def __init__(self, n_symbols: int, dim: int, owner: str) -> None:
+        super().__init__()
+        self.n_symbols = n_symbols
+        self.owner = owner
+        self.embedding = nn.Embedding(n_symbols, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features, ids = x[..., :-1], x[..., -1]  # (B, T, F), (B, T)
+        codes = symbol_codes(ids, self.n_symbols, self.owner)  # (B, T) int64
+        return torch.cat([features, self.embedding(codes).to(features.dtype)], dim=-1)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

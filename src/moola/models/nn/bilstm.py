@@ -12,6 +12,8 @@ from moola.models.nn._layers import (
     MLPHead,
     Rate,
     Size,
+    Size0,
+    SymbolEmbedding,
     Widths,
     check_config,
     check_input,
@@ -42,6 +44,14 @@ class BiLSTMConfig:
         Dropout between LSTM layers and in the head.
     pooling : {"last", "mean"}, default "last"
         Summary of the top layer: each direction's final state, or the mean over time.
+    n_symbols : int, default 0
+        Symbols the model tells apart. With ``n_symbols > 0`` windows carry one more
+        channel, last: the window's symbol id (``0..n_symbols - 1``), which is embedded
+        (``symbol_dim`` wide) and concatenated to every step's features before the
+        encoder (:class:`moola.models.nn._layers.SymbolEmbedding` says why there). 0: no id channel,
+        and the module is exactly the one built before this option existed.
+    symbol_dim : int, default 8
+        Width of the symbol embedding (used only with ``n_symbols > 0``).
     """
 
     input_dim: Size = 31
@@ -52,6 +62,8 @@ class BiLSTMConfig:
     fc: Widths = (64,)
     dropout: Rate = 0.2
     pooling: Literal["last", "mean"] = "last"
+    n_symbols: Size0 = 0
+    symbol_dim: Size = 8
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -73,7 +85,7 @@ class BiLSTM(nn.Module):
         self.config = config
         c = config
         self.lstm = nn.LSTM(
-            c.input_dim,
+            c.input_dim + (c.symbol_dim if c.n_symbols else 0),
             c.hidden,
             num_layers=c.num_layers,
             batch_first=True,
@@ -82,9 +94,13 @@ class BiLSTM(nn.Module):
         )
         self.drop = nn.Dropout(c.dropout)
         self.head = MLPHead(2 * c.hidden, c.fc, c.n_classes, c.dropout)
+        if c.n_symbols:  # built last: the layers above draw the same initial weights
+            self.symbols = SymbolEmbedding(c.n_symbols, c.symbol_dim, type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(x, self.config.input_dim, type(self).__name__)
+        check_input(x, self.config.input_dim, type(self).__name__, self.config.n_symbols)
+        if self.config.n_symbols:
+            x = self.symbols(x)  # (B, T, F + 1) -> (B, T, F + symbol_dim)
         seq, (h_n, _) = self.lstm(x)  # (B, T, 2H), (layers * 2, B, H)
         if self.config.pooling == "last":
             summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): top layer fwd, bwd

@@ -30,7 +30,9 @@ from moola.models.nn._layers import (
     MLPHead,
     Rate,
     Size,
+    Size0,
     SomeWidths,
+    SymbolEmbedding,
     Widths,
     check_config,
     check_input,
@@ -74,6 +76,14 @@ class CNNLSTMAttentionConfig:
         Output heads, name -> ``"regression"`` or a number of classes >= 2, in output
         order. When given, it replaces the direction head and the two flags (which must
         stay off; ``n_classes`` and ``n_regimes`` are then unused).
+    n_symbols : int, default 0
+        Symbols the model tells apart. With ``n_symbols > 0`` windows carry one more
+        channel, last: the window's symbol id (``0..n_symbols - 1``), which is embedded
+        (``symbol_dim`` wide) and concatenated to every step's features before the
+        encoder (:class:`moola.models.nn._layers.SymbolEmbedding` says why there). 0: no id channel,
+        and the module is exactly the one built before this option existed.
+    symbol_dim : int, default 8
+        Width of the symbol embedding (used only with ``n_symbols > 0``).
     """
 
     input_dim: Size = 4
@@ -90,6 +100,8 @@ class CNNLSTMAttentionConfig:
     regime_head: bool = False
     n_regimes: Size = 3
     heads: Heads = None
+    n_symbols: Size0 = 0
+    symbol_dim: Size = 8
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -137,7 +149,7 @@ class CNNLSTMAttention(nn.Module):
         self.config = config
         c = config
         layers: list[nn.Module] = []
-        width = c.input_dim
+        width = c.input_dim + (c.symbol_dim if c.n_symbols else 0)
         for channels, kernel in zip(c.conv_channels, c.kernel_sizes, strict=True):
             layers += [
                 nn.Conv1d(width, channels, kernel, padding="same"),
@@ -156,6 +168,8 @@ class CNNLSTMAttention(nn.Module):
         )
         self.pool = AttentionPooling(2 * c.lstm_hidden, c.attention_dim)
         trunk = 2 * c.lstm_hidden
+        if c.n_symbols:  # here: the heads branch below returns early
+            self.symbols = SymbolEmbedding(c.n_symbols, c.symbol_dim, type(self).__name__)
         if c.heads is not None:
             self.heads = nn.ModuleDict(
                 {
@@ -172,7 +186,9 @@ class CNNLSTMAttention(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The shared trunk: pooled ``(B, 2*lstm_hidden)`` and attention weights ``(B, T)``."""
-        check_input(x, self.config.input_dim, type(self).__name__)
+        check_input(x, self.config.input_dim, type(self).__name__, self.config.n_symbols)
+        if self.config.n_symbols:
+            x = self.symbols(x)  # (B, T, F + 1) -> (B, T, F + symbol_dim)
         z = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, D, T) -> (B, T, C)
         h, _ = self.lstm(z)  # (B, T, 2H)
         return self.pool(h)  # (B, 2H), (B, T)

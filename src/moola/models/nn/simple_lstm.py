@@ -18,6 +18,8 @@ from moola.models.nn._layers import (
     MLPHead,
     Rate,
     Size,
+    Size0,
+    SymbolEmbedding,
     Widths,
     check_config,
     check_input,
@@ -53,6 +55,15 @@ class SimpleLSTMConfig:
         in front of the LSTM. This makes the model non-causal (see :class:`SimpleLSTM`).
     encoder_hidden, encoder_layers : int, default 128, 2
         Shape of that encoder: it must match the pretrained one (2 x 128 -> 256-d).
+    n_symbols : int, default 0
+        Symbols the model tells apart. With ``n_symbols > 0`` windows carry one more
+        channel, last: the window's symbol id (``0..n_symbols - 1``), which is embedded
+        (``symbol_dim`` wide) and concatenated to every step's LSTM input: after the
+        pretrained encoder and its projection when present, which read the features
+        only (:class:`moola.models.nn._layers.SymbolEmbedding` says why there). 0: no id
+        channel, and the module is exactly the one built before this option existed.
+    symbol_dim : int, default 8
+        Width of the symbol embedding (used only with ``n_symbols > 0``).
     """
 
     input_dim: Size = 4
@@ -66,6 +77,8 @@ class SimpleLSTMConfig:
     encoder_projection: bool = False
     encoder_hidden: Size = 128
     encoder_layers: Size = 2
+    n_symbols: Size0 = 0
+    symbol_dim: Size = 8
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -109,12 +122,16 @@ class SimpleLSTM(nn.Module):
             )
             self.pretrained_projection = nn.Linear(2 * c.encoder_hidden, c.hidden)
             lstm_in = c.hidden
+        if c.n_symbols:
+            lstm_in += c.symbol_dim
         self.lstm = nn.LSTM(lstm_in, c.hidden, batch_first=True)
         self.attn = nn.MultiheadAttention(c.hidden, c.heads, dropout=c.dropout, batch_first=True)
         self.drop = nn.Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden)
         head_in = 2 * c.hidden if c.mean_pool else c.hidden
         self.head = MLPHead(head_in, c.fc, c.n_classes, c.dropout)
+        if c.n_symbols:  # built last: the layers above draw the same initial weights
+            self.symbols = SymbolEmbedding(c.n_symbols, c.symbol_dim, type(self).__name__)
 
     @property
     def is_causal(self) -> bool:
@@ -123,10 +140,16 @@ class SimpleLSTM(nn.Module):
 
     def step_states(self, x: Tensor) -> Tensor:
         """What the head reads at each step: ``(B, T, D) -> (B, T, head_in)``."""
-        check_input(x, self.config.input_dim, type(self).__name__)
-        if self.config.encoder_projection:
+        c = self.config
+        check_input(x, c.input_dim, type(self).__name__, c.n_symbols)
+        ids = x[..., -1:] if c.n_symbols else None  # (B, T, 1): the symbol id channel
+        if c.n_symbols:
+            x = x[..., :-1]  # (B, T, F): the pretrained encoder reads the features only
+        if c.encoder_projection:
             seq, _ = self.encoder(x)  # (B, T, 2*encoder_hidden)
             x = self.pretrained_projection(seq)  # (B, T, hidden)
+        if ids is not None:
+            x = self.symbols(torch.cat([x, ids], dim=-1))  # (B, T, . + symbol_dim)
         h, _ = self.lstm(x)  # (B, T, H)
         T = h.shape[1]
         future = torch.triu(torch.ones(T, T, dtype=torch.bool, device=h.device), diagonal=1)

@@ -13,6 +13,8 @@ from moola.models.nn._layers import (
     Rate,
     SinusoidalPositionalEncoding,
     Size,
+    Size0,
+    SymbolEmbedding,
     Widths,
     check_config,
     check_input,
@@ -53,6 +55,14 @@ class TransformerConfig:
     fc : list of int, default (512,)
         Hidden widths of the head: the DOMAIN's "head 128-512-1" is d_model 128 in,
         512 hidden, K out.
+    n_symbols : int, default 0
+        Symbols the model tells apart. With ``n_symbols > 0`` windows carry one more
+        channel, last: the window's symbol id (``0..n_symbols - 1``), which is embedded
+        (``symbol_dim`` wide) and concatenated to every step's features before the
+        encoder (:class:`moola.models.nn._layers.SymbolEmbedding` says why there). 0: no id channel,
+        and the module is exactly the one built before this option existed.
+    symbol_dim : int, default 8
+        Width of the symbol embedding (used only with ``n_symbols > 0``).
     """
 
     input_dim: Size = 31
@@ -66,6 +76,8 @@ class TransformerConfig:
     dropout: Rate = 0.1
     pooling: Literal["mean", "cls"] = "mean"
     fc: Widths = (512,)
+    n_symbols: Size0 = 0
+    symbol_dim: Size = 8
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -90,7 +102,7 @@ class TransformerModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.input_proj = nn.Linear(c.input_dim, c.d_model)
+        self.input_proj = nn.Linear(c.input_dim + (c.symbol_dim if c.n_symbols else 0), c.d_model)
         self.pos = SinusoidalPositionalEncoding(c.d_model, c.seq_len)
         self.drop = nn.Dropout(c.dropout)
         if c.pooling == "cls":
@@ -103,9 +115,13 @@ class TransformerModel(nn.Module):
             layer, c.n_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False
         )
         self.head = MLPHead(c.d_model, c.fc, c.n_classes, c.dropout)
+        if c.n_symbols:  # built last: the layers above draw the same initial weights
+            self.symbols = SymbolEmbedding(c.n_symbols, c.symbol_dim, type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(x, self.config.input_dim, type(self).__name__)
+        check_input(x, self.config.input_dim, type(self).__name__, self.config.n_symbols)
+        if self.config.n_symbols:
+            x = self.symbols(x)  # (B, T, F + 1) -> (B, T, F + symbol_dim)
         z = self.drop(self.pos(self.input_proj(x)))  # (B, T, d_model)
         if self.config.pooling == "cls":
             cls = self.cls_token.expand(z.shape[0], -1, -1)  # (B, 1, d_model), no position
