@@ -16,6 +16,14 @@ contradicts is refused naming both widths), seeds its initial weights with the t
 ``seed`` and trains it with ``Trainer``. A model card's ``preset`` (the transformer's
 AdamW, warm-up and cosine: ``moola.models.registry``) gives the trainer settings not given.
 
+Symbols: with ``n_symbols=S > 0`` (bilstm, transformer, cnn_lstm_attention, simple_lstm)
+``X`` is ``(N, T, F + 1)`` whose last channel holds each window's symbol id (``0..S-1`` as
+a float, the same on every step), which the module embeds (``symbol_dim``; see
+``moola.models.nn._layers.SymbolEmbedding``). ``input_dim`` is then inferred as the
+channels less one, the normaliser leaves the id channel as it is (mean 0, std 1: it is a
+code, not a quantity), and ``fit`` and ``predict`` refuse an id that is not an integer in
+``0..S-1`` or that changes within a window, naming the window, the value and ``S``.
+
 What it learns is its ``task`` parameter (``moola.models.base`` states the contract):
 
 - ``"classification"`` (default): ``y`` class indices. Losses: ``cross_entropy`` and
@@ -194,7 +202,10 @@ class NeuralEstimator(Estimator):
             module_kwargs = encoder_params(architecture, module_kwargs)
         trainer = Trainer(**trainer_kwargs)
         loss = trainer.config.loss
+        n_symbols = _n_symbols(architecture, module_kwargs)
+        id_channels = 1 if n_symbols else 0  # the symbol id rides last, unscaled
         X = _windows(X, "X")
+        _check_symbol_ids(X, n_symbols, "X")
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ConfigError("Pass both X_val and y_val, or neither.")
@@ -204,6 +215,7 @@ class NeuralEstimator(Estimator):
                     f"X_val has {X_val.shape[2]} channels but X has {X.shape[2]}; "
                     "pass validation windows built like the training ones."
                 )
+            _check_symbol_ids(X_val, n_symbols, "X_val")
         targets, train_y = _Targets.fit(task, y, len(X), self.params, module_kwargs)
         val_targets = None if y_val is None else targets.encode(y_val, len(X_val), "y_val")
         if task == "classification":
@@ -225,12 +237,20 @@ class NeuralEstimator(Estimator):
                 module_kwargs.get("n_features", _field_default(config_cls, "n_features"))
             )
         inferred = {
-            "input_dim": X.shape[2] - n_features,
+            "input_dim": X.shape[2] - n_features - id_channels,
             "seq_len": X.shape[1],
         }
+        if inferred["input_dim"] < 1:
+            raise ConfigError(
+                f"{architecture}: n_symbols={n_symbols} reads the last channel of X as the "
+                f"symbol id, but X has only {X.shape[2]} channel(s), leaving no features; "
+                "append the id channel to windows of at least one feature."
+            )
         given_dim = module_kwargs.get("input_dim")
         if given_dim is not None and given_dim != inferred["input_dim"]:
             packed = f" (+ {n_features} packed feature channels)" if n_features else ""
+            if id_channels:
+                packed += " (+ the symbol id channel, last)"
             raise ConfigError(
                 f"{architecture}: input_dim={given_dim} but X has {inferred['input_dim']} "
                 f"channels per step{packed}; build X with {given_dim} features (the "
@@ -246,6 +266,8 @@ class NeuralEstimator(Estimator):
             _check_freeze_schedule(architecture, config_cls, module_kwargs, freeze_epochs)
 
         mean, std = _channel_stats(X, n_features)
+        if id_channels:  # the id is a code for the embedding, not a quantity: never scaled
+            mean[-1], std[-1] = 0.0, 1.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(trainer.config.seed)
             module = build_module(architecture, **module_kwargs)
@@ -257,7 +279,7 @@ class NeuralEstimator(Estimator):
         unfreeze = None
         if pretrained is not None:
             report = load_pretrained_encoder(module, pretrained, freeze=freeze_epochs > 0)
-            corpus = _corpus_normaliser(report, X.shape[2] - n_features)
+            corpus = _corpus_normaliser(report, X.shape[2] - n_features - id_channels)
             if corpus is not None:  # the encoder learned on inputs scaled this way
                 mean[: len(corpus[0])], std[: len(corpus[0])] = corpus
             trainer = _FineTuningTrainer(trainer.config, encoder_lr_scale=lr_scale)
@@ -408,6 +430,7 @@ class NeuralEstimator(Estimator):
             if self.source_path_ is not None:
                 raise CheckpointError(f"Model file {self.source_path_}: {problem}. {fix}")
             raise ConfigError(f"{problem}. {fix}")
+        _check_symbol_ids(X, int(self.module_config_.get("n_symbols", 0)), "X")
         module = self.module_
         module.eval()
         device = next(module.parameters()).device
@@ -974,6 +997,44 @@ def _windows(X: Any, what: str) -> np.ndarray:
             "drop or fill them first."
         )
     return values
+
+
+def _n_symbols(architecture: str, module_kwargs: dict[str, Any]) -> int:
+    """The ``n_symbols`` a fit builds with (0 for an architecture without the option),
+    checked here because it decides the input width before the module config exists."""
+    value = module_kwargs.get("n_symbols", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{architecture}: n_symbols={value!r} is invalid: it must be an integer >= 0 (the "
+            "number of symbols whose ids the last input channel holds; 0: no id channel)."
+        )
+    return value
+
+
+def _check_symbol_ids(X: np.ndarray, n_symbols: int, what: str) -> None:
+    """Refuse windows ``X`` whose last channel is not a valid symbol id for a model of
+    ``n_symbols > 0``: an integer in ``0..n_symbols - 1``, the same on every step of a
+    window (nothing to check when ``n_symbols`` is 0)."""
+    if not n_symbols:
+        return
+    ids = X[:, :, -1]  # (N, T)
+    bad = (ids != np.round(ids)) | (ids < 0) | (ids >= n_symbols)
+    if bad.any():
+        window, step = np.argwhere(bad)[0]
+        raise ConfigError(
+            f"{what} window {window} holds symbol id {ids[window, step]:g} (step {step} of "
+            f"its last channel), but the model has n_symbols={n_symbols}: ids are integers "
+            f"0..{n_symbols - 1}. Encode each window's symbol with the dataset's symbol "
+            "codes, or train with n_symbols set to the number of symbols."
+        )
+    mixed = (ids != ids[:, :1]).any(axis=1)
+    if mixed.any():
+        window = int(np.flatnonzero(mixed)[0])
+        raise ConfigError(
+            f"{what} window {window} holds symbol ids {np.unique(ids[window]).tolist()} on "
+            "different steps; a window belongs to one symbol, so its id (the last channel) "
+            "is the same on every step."
+        )
 
 
 def _labels(y: Any, n: int, what: str) -> np.ndarray:
