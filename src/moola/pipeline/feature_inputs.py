@@ -241,10 +241,27 @@ class ScaledWindowModel(Estimator):
         raise AttributeError(name)
 
     def _inputs(self, X: Any) -> np.ndarray:
-        """Scaled inputs of windows ``X`` in this model's view."""
+        """Scaled inputs of windows ``X`` in this model's view.
+
+        Windows into a feature table are cut from the scaled table (scaling is per row, so
+        this equals scaling each window, bit for bit) instead of scaling a copy of every
+        window in float64; the last-row view takes one row per window, no window at all.
+        """
         if self.scaler_ is None:
             raise ConfigError("This model is not fitted: call fit first.")
-        windows = X.materialise() if isinstance(X, WindowSet) else np.asarray(X)
+        if isinstance(X, WindowSet):
+            if X.values.shape[1] != len(self.columns):
+                raise ConfigError(
+                    f"Expected windows over the {len(self.columns)} columns "
+                    f"{list(self.columns)}; got a table of {X.values.shape[1]}."
+                )
+            rows = window_rows(X.starts, X.length)  # sorted, each once
+            scaled = np.zeros_like(X.values)
+            scaled[rows] = self.scaler_.transform(X.values[rows])  # only the rows used
+            if self.view == "features_last_row":
+                return scaled[X.starts + X.length - 1]
+            return WindowSet(scaled, X.starts, X.length).materialise()
+        windows = np.asarray(X)
         if windows.ndim != 3 or windows.shape[2] != len(self.columns):
             raise ConfigError(
                 f"Expected feature windows (N, L, {len(self.columns)}) over columns "
