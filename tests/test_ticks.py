@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from moola.core.errors import ConfigError
 from moola.data.schema import BAR_COLUMNS
 from moola.data.ticks import TICK_BAR_COLUMNS, TickBarConfig, parse_session, ticks_to_bars
+from moola.data.validation import validate_bars
 
 S = 10**9  # one second in ns
 NAN = np.nan
@@ -255,3 +256,32 @@ def test_every_cut_of_a_dense_tape_leaves_finished_bars_unchanged(all_hours):
     table = quarter_rows(list(rows), base)
     for cut_q in range(0, 65):  # every quarter second, whole-second boundaries included
         check_cut(table, base + cut_q * QUARTER, ALL_HOURS if all_hours else TickBarConfig())
+
+
+# Every table the aggregator makes is a valid raw dataset, extras included (vwap within the
+# bar's range despite rounding, quotes not crossed, spread = ask - bid, filled bars quiet).
+@settings(max_examples=40)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 40),  # quarter seconds after the base time
+            st.booleans(),  # trade?
+            st.floats(0.01, 5_000.0),
+            st.integers(0, 10_000),  # size (0 is a trade without volume)
+            st.booleans(),  # carries a quote?
+            st.floats(0.0, 0.5),  # half spread
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_tick_bars_pass_strict_validation_unchanged(rows):
+    table = [
+        (BASES[True] + q * QUARTER, price, size, trade, price - half if quoted else NAN,
+         price + half if quoted else NAN)
+        for q, trade, price, size, quoted, half in rows
+    ]  # fmt: skip
+    bars = ticks_to_bars(**events(table), symbol="X", config=ALL_HOURS)
+    if len(bars):
+        out, _ = validate_bars(bars)
+        pd.testing.assert_frame_equal(out, bars)

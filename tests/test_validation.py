@@ -269,13 +269,21 @@ def test_repeated_column_raises():
     assert "'close' appears twice" in str(raised(frame, mode="repair"))
 
 
-def test_extra_column_is_refused_in_strict_and_dropped_in_repair():
-    frame = bars().assign(trades=1)
-    assert "unexpected column 'trades'" in str(raised(frame))
+def test_unknown_column_is_refused_in_strict_and_dropped_in_repair():
+    frame = bars().assign(open_interest=1.0)  # not one of the declared extra columns
+    assert "unexpected column 'open_interest'" in str(raised(frame))
     out, report = validate_bars(frame, mode="repair")
     pd.testing.assert_frame_equal(out, bars())
     assert report.repairs[0]["action"] == "dropped_extra_columns"
-    assert report.repairs[0]["columns"] == ["trades"]
+    assert report.repairs[0]["columns"] == ["open_interest"]
+
+
+def test_declared_extra_columns_are_kept():
+    frame = bars().assign(trades=np.full(6, 3, dtype=np.int64), vwap=100.75 + np.arange(6.0))
+    for mode in ("strict", "repair"):
+        out, report = validate_bars(frame, mode=mode)
+        pd.testing.assert_frame_equal(out, frame)
+        assert report.repairs == ()
 
 
 def test_mixed_timeframes_raise():

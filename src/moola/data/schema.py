@@ -3,6 +3,11 @@
 Columns, in order: ``timestamp`` (tz-aware UTC, the bar's open time), ``open``, ``high``,
 ``low``, ``close`` (float64), ``volume`` (float64, >= 0), ``symbol`` and ``timeframe``
 (strings, e.g. ``"NQ"`` and ``"1m"``). Rows are sorted by symbol, then time.
+
+A table may carry some of the declared ``EXTRA_COLUMNS`` after the canonical ones, in
+their declared order: the per-bar statistics of 1-second bars built from ticks
+(``moola.data.ticks``), which a raw dataset stores beside the OHLCV columns. No other
+column is a bar column: ``moola.data.validation`` refuses unknown ones by name.
 """
 
 from __future__ import annotations
@@ -17,6 +22,16 @@ from moola.core.timeframes import parse_timeframe
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 NUMERIC_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
 BAR_COLUMNS: tuple[str, ...] = ("timestamp", *NUMERIC_COLUMNS, "symbol", "timeframe")
+
+EXTRA_COLUMNS: dict[str, str] = {
+    "trades": "int64",  # trades in the bar, >= 0
+    "vwap": "float64",  # size-weighted mean trade price; within [low, high] when trades > 0
+    "bid": "float64",  # last best bid known at the bar's end; NaN when none is known
+    "ask": "float64",  # last best ask known at the bar's end, >= bid; NaN when none
+    "spread": "float64",  # ask - bid; NaN when either side is missing
+    "filled": "bool",  # no trade in the bar: the last close carried, volume 0
+}
+"""Optional bar columns, in the order they follow the canonical ones, with their dtypes."""
 
 
 def make_bars(
@@ -58,6 +73,11 @@ def constant_strings(value: str, n: int) -> pd.Series:
 def empty_bars() -> pd.DataFrame:
     """A canonical bar table with no rows (right columns and dtypes)."""
     return make_bars([], [], [], [], [], [], symbol="", timeframe="1m").iloc[0:0]
+
+
+def extra_columns(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The declared ``EXTRA_COLUMNS`` that ``frame`` holds, in declared order."""
+    return tuple(column for column in EXTRA_COLUMNS if column in frame.columns)
 
 
 def is_canonical(frame: pd.DataFrame) -> bool:

@@ -55,18 +55,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from moola.core.errors import ConfigError
-from moola.data.schema import BAR_COLUMNS, constant_strings
+from moola.data.schema import BAR_COLUMNS, EXTRA_COLUMNS, constant_strings
 
-#: Columns of a tick-bar table: the canonical bar columns, then the tick statistics.
-TICK_BAR_COLUMNS: tuple[str, ...] = (
-    *BAR_COLUMNS,
-    "trades",
-    "vwap",
-    "bid",
-    "ask",
-    "spread",
-    "filled",
-)
+#: Columns of a tick-bar table: the canonical bar columns, then the tick statistics (all
+#: of ``moola.data.schema.EXTRA_COLUMNS``, so a raw dataset can store them as they are).
+TICK_BAR_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, *EXTRA_COLUMNS)
 #: US equities' extended hours, the momentum trader's day.
 US_EQUITIES_SESSION: tuple[dt.time, dt.time] = (dt.time(4, 0), dt.time(20, 0))
 US_EQUITIES_TIMEZONE = "America/New_York"

@@ -32,8 +32,32 @@ carries:
     the row's timestamp is earlier than a preceding row of the same symbol (and is not a
     duplicate of one).
 
+A table may also hold some of the declared extra columns of ``moola.data.schema``
+(``EXTRA_COLUMNS``: ``trades``, ``vwap``, ``bid``, ``ask``, ``spread``, ``filled``, the
+statistics of bars built from ticks), each with its dtype; they are kept, in declared
+order, after the canonical columns, and checked where the columns a rule needs are present:
+
+``non_finite_extra``
+    ``vwap`` is NaN or +-inf, or ``bid`` / ``ask`` / ``spread`` is +-inf (a quote may be
+    NaN: none known yet, or a side left empty).
+``negative_trades``
+    ``trades`` is below zero.
+``vwap_outside_range``
+    ``vwap`` is outside [low, high] on a bar with trades (``trades`` > 0; without a
+    ``trades`` column, ``volume`` > 0), beyond a relative tolerance of 1e-9.
+``crossed_quote``
+    ``bid`` is above ``ask``.
+``spread_mismatch``
+    ``spread`` differs from ``ask - bid`` by more than 1e-9 of the price, or is not NaN
+    while either side is missing.
+``filled_with_volume``
+    a ``filled`` bar (no trade in it: the last close carried) has volume or trades.
+
+Any other column is refused by name in strict mode (repair drops it and records that).
+
 Rows are 0-based positions in the table as given. Strict mode raises
-``BarValidationError`` on any violation. Repair mode drops rows breaking a value rule or
+``BarValidationError`` on any violation. Repair mode drops rows breaking a value rule (the
+extra columns' rules included) or
 off the grid, sorts by (symbol, timestamp) stably, drops exact duplicate rows, keeps the
 first occurrence of duplicate timestamps with different values, re-validates, and records
 each action in the report (which goes verbatim into the dataset manifest). Invalid rows
@@ -56,7 +80,13 @@ import pandas as pd
 
 from moola.core.errors import BarValidationError, ConfigError
 from moola.core.timeframes import parse_timeframe
-from moola.data.schema import BAR_COLUMNS, NUMERIC_COLUMNS, PRICE_COLUMNS
+from moola.data.schema import (
+    BAR_COLUMNS,
+    EXTRA_COLUMNS,
+    NUMERIC_COLUMNS,
+    PRICE_COLUMNS,
+    extra_columns,
+)
 
 __all__ = [
     "FATAL_RULES",
@@ -73,6 +103,12 @@ RULES: dict[str, str] = {
     "negative_volume": "volume is negative",
     "high_below_open_close": "high is below max(open, close)",
     "low_above_open_close": "low is above min(open, close)",
+    "non_finite_extra": "vwap is NaN or infinite, or bid/ask/spread is infinite",
+    "negative_trades": "trades is negative",
+    "vwap_outside_range": "vwap is outside [low, high] on a bar with trades",
+    "crossed_quote": "bid is above ask",
+    "spread_mismatch": "spread is not ask - bid (NaN when either side is missing)",
+    "filled_with_volume": "a filled bar (no trade in it) has volume or trades",
     "off_grid": "timestamp is not a multiple of the bar duration since 1970-01-01 UTC",
     "symbol_order": "rows are not grouped by symbol in sorted order",
     "duplicate_timestamp": "same symbol and timestamp as an earlier row",
@@ -81,7 +117,7 @@ RULES: dict[str, str] = {
 """Row rules, in the order they are reported, with a one-line description."""
 
 FATAL_RULES: dict[str, str] = {
-    "schema": "a column is missing, unexpected or has the wrong dtype",
+    "schema": "a column is missing, unknown or has the wrong dtype",
     "timeframe": "the timeframe column does not hold exactly one parseable time frame",
     "empty": "the table has no rows",
 }
@@ -94,13 +130,23 @@ _VALUE_RULES = (
     "negative_volume",
     "high_below_open_close",
     "low_above_open_close",
+    "non_finite_extra",
+    "negative_trades",
+    "vwap_outside_range",
+    "crossed_quote",
+    "spread_mismatch",
+    "filled_with_volume",
 )
 _EXPECTED_DTYPES = {
     "timestamp": "datetime64[ns, UTC]",
     **dict.fromkeys(NUMERIC_COLUMNS, "float64"),
     "symbol": "string",
     "timeframe": "string",
+    **EXTRA_COLUMNS,
 }
+# Relative tolerance of the vwap range and spread checks: float rounding of a mean of
+# many trades, or of ask - bid computed elsewhere, is no violation.
+_TOLERANCE = 1e-9
 _MESSAGE_VIOLATIONS = 10
 _REPAIR_ROWS = 100
 _FIX = "Use mode='repair' to sort, drop exact duplicates and drop invalid rows, or fix the file."
@@ -190,12 +236,14 @@ def validate_bars(
     Returns
     -------
     (pandas.DataFrame, ValidationReport)
-        The bars in canonical column order with a fresh RangeIndex (a clean input comes
-        back equal to itself), and the report.
+        The bars in canonical column order, then the extra columns they hold in declared
+        order, with a fresh RangeIndex (a clean input comes back equal to itself), and
+        the report.
     """
     if mode not in ("strict", "repair"):
         raise ConfigError(f"Unknown validation mode {mode!r}. Use 'strict' or 'repair'.")
     extra = _check_schema(bars, source, allow_extra=mode == "repair")
+    columns = [*BAR_COLUMNS, *extra_columns(bars)]
     timeframe = _check_timeframe(bars, source)
     arrays = _Arrays.of(bars, timeframe)
     findings = _find_violations(arrays)
@@ -207,7 +255,7 @@ def validate_bars(
             raise BarValidationError(
                 _strict_message(source, counts, violations), violations, param="mode"
             )
-        out = bars.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
+        out = bars.loc[:, columns].reset_index(drop=True)
         report = ValidationReport(len(bars), len(out), (), (), {})
         return out, report
 
@@ -222,7 +270,7 @@ def validate_bars(
             f"{_format_counts(counts)}). Fix the file: every row broke a rule.",
             violations,
         )
-    out = bars.take(positions).loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
+    out = bars.take(positions).loc[:, columns].reset_index(drop=True)
     leftover = _find_violations(_Arrays.of(out, timeframe))
     if leftover:  # a bug in repair, not in the user's data
         raise RuntimeError(f"repair left violations: {[f.rule for f in leftover]}")
@@ -242,21 +290,24 @@ def _dtype_ok(column: str, dtype: Any) -> bool:
         )
     if column in NUMERIC_COLUMNS:
         return dtype == np.float64
+    if column in EXTRA_COLUMNS:
+        return isinstance(dtype, np.dtype) and dtype == np.dtype(EXTRA_COLUMNS[column])
     return isinstance(dtype, pd.StringDtype)
 
 
 def _check_schema(bars: pd.DataFrame, source: str, *, allow_extra: bool) -> list[str]:
-    """Raise on missing columns or wrong dtypes; return the unexpected column names."""
+    """Raise on missing columns or wrong dtypes; return the unknown column names (neither
+    canonical nor declared extras)."""
     if not isinstance(bars, pd.DataFrame):
         raise BarValidationError(
             f"Bars from {source}: expected a pandas DataFrame, got {type(bars).__name__}."
         )
     missing = [c for c in BAR_COLUMNS if c not in bars.columns]
-    extra = [str(c) for c in bars.columns if c not in BAR_COLUMNS]
+    extra = [str(c) for c in bars.columns if c not in BAR_COLUMNS and c not in EXTRA_COLUMNS]
     repeated = sorted({str(c) for c in bars.columns[bars.columns.duplicated()]})
     wrong = [
         (c, str(bars[c].dtype))
-        for c in BAR_COLUMNS
+        for c in (*BAR_COLUMNS, *EXTRA_COLUMNS)
         if c in bars.columns and c not in repeated and not _dtype_ok(c, bars[c].dtype)
     ]
     problems: list[Violation] = []
@@ -279,10 +330,12 @@ def _check_schema(bars: pd.DataFrame, source: str, *, allow_extra: bool) -> list
             problems.append(Violation("schema", -1, column, None, f"unexpected column {column!r}"))
     if problems:
         expected = ", ".join(f"{c} {_EXPECTED_DTYPES[c]}" for c in BAR_COLUMNS)
+        extras = ", ".join(f"{c} {dtype}" for c, dtype in EXTRA_COLUMNS.items())
         details = "; ".join(p.message for p in problems)
         raise BarValidationError(
             f"Bars from {source} do not have the canonical schema: {details}. Expected exactly "
-            f"the columns {expected}. Build the table with moola.data.make_bars, or fix the "
+            f"the columns {expected}, optionally followed by any of the extra columns "
+            f"{extras}. Build the table with moola.data.make_bars, or fix the "
             "source's column mapping (timestamps must be tz-aware UTC, e.g. "
             "pd.to_datetime(..., utc=True).astype('datetime64[ns, UTC]')).",
             problems,
@@ -333,6 +386,7 @@ class _Arrays(NamedTuple):
     symbols: np.ndarray  # code -> symbol
     tf_na: np.ndarray  # bool
     values: dict[str, np.ndarray]  # float64 OHLCV
+    extras: dict[str, np.ndarray]  # the declared extra columns present, with their dtypes
     timeframe: str
     step: int  # bar duration in ns
 
@@ -347,6 +401,7 @@ class _Arrays(NamedTuple):
             symbols=np.asarray(symbols, dtype=object),
             tf_na=bars["timeframe"].isna().to_numpy(),
             values={c: bars[c].to_numpy(dtype=np.float64) for c in NUMERIC_COLUMNS},
+            extras={c: bars[c].to_numpy() for c in extra_columns(bars)},
             timeframe=timeframe,
             step=parse_timeframe(timeframe).value,
         )
@@ -404,9 +459,56 @@ def _find_violations(a: _Arrays) -> list[_Finding]:
         low_bad &= prices_finite
     add("high_below_open_close", "high", high_bad, top)
     add("low_above_open_close", "low", low_bad, bottom)
+    if a.extras:
+        found.extend(_extra_findings(a, finite))
 
     add("off_grid", "timestamp", (a.t % a.step != 0) & ~a.t_na)
     found.extend(_order_findings(a))
+    return found
+
+
+def _extra_findings(a: _Arrays, finite: dict[str, np.ndarray]) -> list[_Finding]:
+    """The extra columns' rules, each where the columns it needs are present. A value
+    broken in a way another rule reports (NaN or inf) is not reported again here."""
+    found: list[_Finding] = []
+
+    def add(rule: str, column: str, mask: np.ndarray, *detail: np.ndarray) -> None:
+        if mask.any():
+            rows = np.flatnonzero(mask)
+            found.append(_Finding(rule, column, rows, tuple(d[rows] for d in detail)))
+
+    x, v = a.extras, a.values
+    for column in ("vwap", "bid", "ask", "spread"):
+        if column in x:
+            bad = ~np.isfinite(x[column]) if column == "vwap" else np.isinf(x[column])
+            add("non_finite_extra", column, bad)
+    if "trades" in x:
+        add("negative_trades", "trades", x["trades"] < 0)
+    if "vwap" in x:
+        vwap, low, high = x["vwap"], v["low"], v["high"]
+        traded = x["trades"] > 0 if "trades" in x else v["volume"] > 0
+        outside = (vwap < low - _TOLERANCE * np.abs(low)) | (
+            vwap > high + _TOLERANCE * np.abs(high)
+        )
+        checked = traded & np.isfinite(vwap) & finite["low"] & finite["high"]
+        add("vwap_outside_range", "vwap", outside & checked, low, high)
+    if "bid" in x and "ask" in x:
+        bid, ask = x["bid"], x["ask"]
+        both = np.isfinite(bid) & np.isfinite(ask)
+        add("crossed_quote", "bid", (bid > ask) & both, ask)
+        if "spread" in x:
+            spread = x["spread"]
+            with np.errstate(invalid="ignore"):  # inf - inf where a quote is inf
+                expected = np.where(both, ask - bid, np.nan)
+                tolerance = _TOLERANCE * np.maximum(np.abs(bid), np.abs(ask))
+                close = np.abs(spread - expected) <= tolerance
+            wrong = np.where(both, ~close, ~np.isnan(spread))
+            quoted = ~(np.isinf(bid) | np.isinf(ask) | np.isinf(spread))
+            add("spread_mismatch", "spread", wrong & quoted, expected)
+    if "filled" in x:
+        trades = x["trades"] if "trades" in x else np.zeros(len(a.t), dtype=np.int64)
+        busy = ((v["volume"] != 0) & finite["volume"]) | (trades != 0)
+        add("filled_with_volume", "filled", x["filled"] & busy, trades)
     return found
 
 
@@ -479,6 +581,9 @@ def _rows_equal(a: _Arrays, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     for column in NUMERIC_COLUMNS:
         x, y = a.values[column][rows], a.values[column][other]
         equal &= (x == y) | (np.isnan(x) & np.isnan(y))
+    for values in a.extras.values():
+        x, y = values[rows], values[other]
+        equal &= (x == y) | (np.isnan(x) & np.isnan(y)) if values.dtype.kind == "f" else x == y
     return equal
 
 
@@ -513,6 +618,34 @@ def _formatter(a: _Arrays, rule: str, column: str | None) -> Callable[..., tuple
         return lambda row, bottom: (
             float(v["low"][row]),
             f"low {v['low'][row]} is above min(open, close) = {bottom}",
+        )
+    x = a.extras
+    if rule == "non_finite_extra":
+        return lambda row: (float(x[column][row]), f"{column} is {x[column][row]}")
+    if rule == "negative_trades":
+        return lambda row: (int(x["trades"][row]), f"trades {x['trades'][row]} is negative")
+    if rule == "vwap_outside_range":
+        return lambda row, low, high: (
+            float(x["vwap"][row]),
+            f"vwap {x['vwap'][row]} is outside [low, high] = [{low}, {high}] on a bar with trades",
+        )
+    if rule == "crossed_quote":
+        return lambda row, ask: (
+            float(x["bid"][row]),
+            f"bid {x['bid'][row]} is above ask {ask}",
+        )
+    if rule == "spread_mismatch":
+        return lambda row, expected: (
+            float(x["spread"][row]),
+            f"spread {x['spread'][row]} is not ask - bid = {expected}"
+            if np.isfinite(expected)
+            else f"spread {x['spread'][row]} is given but bid or ask is missing (must be NaN)",
+        )
+    if rule == "filled_with_volume":
+        return lambda row, trades: (
+            float(v["volume"][row]),
+            f"filled bar has volume {v['volume'][row]} and {trades} trades; a filled bar "
+            "carries the last close with no trade in it",
         )
     if rule == "off_grid":
         return lambda row: (
