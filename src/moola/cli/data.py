@@ -101,6 +101,8 @@ def ingest(
     report = result.validation
     assert report is not None
     console.print(f"[green]Stored[/] {result.ref}  ({report.n_output:,} bars)")
+    if result.extras:
+        console.print(f"  extra columns: {', '.join(result.extras)}")
     if len(result.files) > 1:
         for info in result.files:
             console.print(
@@ -264,10 +266,13 @@ def show(
     registry = _registry(ctx)
     dataset = registry.resolve_text(ref, kind)
     console.print(f"[bold]{dataset}[/]")
+    meta = registry.meta(dataset)
+    if meta.get("extras"):
+        columns = meta.get("columns", {})
+        listed = ", ".join(f"{c} ({columns.get(c, '?')})" for c in meta["extras"])
+        console.print(f"extra columns: {listed}", soft_wrap=True, markup=False)
     console.print_json(
-        json.dumps(
-            {"meta": registry.meta(dataset), "manifest": registry.manifest(dataset)}, default=str
-        )
+        json.dumps({"meta": meta, "manifest": registry.manifest(dataset)}, default=str)
     )
 
 

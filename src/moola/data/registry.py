@@ -60,7 +60,7 @@ from moola.data._manifest import (
 )
 from moola.data.blacklist import EXCLUDE_STEP, exclude_from_split, read_blacklist
 from moola.data.quality import returns_ks_test, window_log_returns
-from moola.data.schema import BAR_COLUMNS, PRICE_COLUMNS
+from moola.data.schema import BAR_COLUMNS, EXTRA_COLUMNS, PRICE_COLUMNS, extra_columns
 from moola.data.splits import Split, validate_split
 from moola.data.windows import WindowSet, window_starts
 
@@ -338,12 +338,31 @@ class Registry:
 
         ``sources`` describe where the bars came from (paths with content hashes, or a
         generator config); ``transformations`` list every change made on the way (repairs
-        included), with parameters.
+        included), with parameters. The bars may carry declared extra columns
+        (``moola.data.schema.EXTRA_COLUMNS``, e.g. the trade count and quotes of 1-second
+        bars) after the canonical ones, in declared order and dtype; ``meta["extras"]``
+        then names them, and the content hash covers them with the rest of the file. Bars
+        without extras are stored exactly as before (no ``extras`` key).
         """
-        if tuple(bars.columns) != BAR_COLUMNS:
+        extras = extra_columns(bars)
+        if tuple(bars.columns) != (*BAR_COLUMNS, *extras):
+            unknown = [str(c) for c in bars.columns if c not in (*BAR_COLUMNS, *EXTRA_COLUMNS)]
+            hint = f" Unknown columns: {unknown}." if unknown else ""
             raise RegistryError(
-                f"Raw bars must have the canonical columns {list(BAR_COLUMNS)}; got "
-                f"{list(bars.columns)}. Build them with moola.data.make_bars or a source reader."
+                f"Raw bars must have the canonical columns {list(BAR_COLUMNS)}, optionally "
+                f"followed by extra columns of {list(EXTRA_COLUMNS)} in that order; got "
+                f"{list(bars.columns)}.{hint} Build them with moola.data.make_bars or a source "
+                "reader, and pass them through moola.data.validation.validate_bars."
+            )
+        wrong = [
+            f"{c} is {bars[c].dtype}, not {EXTRA_COLUMNS[c]}"
+            for c in extras
+            if bars[c].dtype != np.dtype(EXTRA_COLUMNS[c])
+        ]
+        if wrong:
+            raise RegistryError(
+                f"Raw bars' extra columns have the wrong dtype: {'; '.join(wrong)}. Cast them, "
+                "or pass the bars through moola.data.validation.validate_bars."
             )
         bars = bars.reset_index(drop=True)
         meta = {
@@ -354,6 +373,8 @@ class Registry:
             "start": _iso(bars["timestamp"].min()) if len(bars) else None,
             "end": _iso(bars["timestamp"].max()) if len(bars) else None,
         }
+        if extras:
+            meta["extras"] = list(extras)
         manifest = {
             "sources": sources,
             "transformations": transformations or [],
@@ -702,7 +723,8 @@ class Registry:
     def load_raw(
         self, name: str, version: int | None = None, *, full: bool = False
     ) -> pd.DataFrame:
-        """Canonical bars of ``raw/<name>@vN`` (latest when ``version`` is None), verified."""
+        """Canonical bars of ``raw/<name>@vN`` (latest when ``version`` is None), verified,
+        with the extra columns the version holds (``meta["extras"]``) after them."""
         ref = self.resolve("raw", name, version)
         bars = _parquet(self.read_file(ref, "bars.parquet", full=full))
         bars.attrs["dataset"] = str(ref)
@@ -1296,9 +1318,10 @@ def _ns(column: pd.Series) -> np.ndarray:
 
 def _summary(meta: dict[str, Any]) -> str:
     if meta["kind"] == "raw":
+        extras = f" + {', '.join(meta['extras'])}" if meta.get("extras") else ""
         return (
             f"{meta['rows']:,} bars {'/'.join(meta['symbols'])} {'/'.join(meta['timeframe'])} "
-            f"{(meta['start'] or '')[:10]}..{(meta['end'] or '')[:10]}"
+            f"{(meta['start'] or '')[:10]}..{(meta['end'] or '')[:10]}{extras}"
         )
     if meta["kind"] == "labeled" and "class_counts" not in meta:  # regression, multitask
         targets = ", ".join(f"{t['name']} ({t['kind']})" for t in meta.get("targets", []))

@@ -5,6 +5,11 @@ series of files combined into one version), validate in strict or repair mode, r
 against a session calendar, and store write-once with a manifest recording each source
 file's name and SHA-256 and every change made on the way. Bytes already stored under the
 name, read the same way, are not stored twice.
+
+Bars keep the declared extra columns their reader gives (``moola.data.schema.EXTRA_COLUMNS``):
+Databento tick files are read with ``extras=True``, so the 1-second bars' trade count,
+VWAP, last bid/ask, spread and ``filled`` flag are validated and stored with the OHLCV
+columns, and the source record's options say so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from moola.core.timeframes import parse_timeframe
 from moola.data._manifest import DatasetRef
 from moola.data.calendars import gap_report, summarise_gaps
 from moola.data.registry import Registry
-from moola.data.schema import BAR_COLUMNS
+from moola.data.schema import BAR_COLUMNS, extra_columns
 from moola.data.sources import read_bars
 from moola.data.sources.histdata import looks_like_histdata
 from moola.data.validation import ValidationReport, validate_bars
@@ -37,7 +42,8 @@ class IngestResult:
     ``overlaps`` the bars two files both held (identical, so kept once) and ``between``
     the time gaps between consecutive files of a symbol. ``already`` is True when nothing
     was written because ``ref`` already holds the same bytes read the same way
-    (``validation`` is then None).
+    (``validation`` is then None). ``extras`` names the extra bar columns stored (e.g.
+    ``trades``, ``vwap``, ``bid``, ``ask``, ``spread``, ``filled`` for tick bars).
     """
 
     ref: DatasetRef
@@ -47,6 +53,7 @@ class IngestResult:
     overlaps: list[dict[str, Any]] = field(default_factory=list)
     between: list[dict[str, Any]] = field(default_factory=list)
     already: bool = False
+    extras: tuple[str, ...] = ()
 
 
 class MissingIdentity(ConfigError):
@@ -115,7 +122,8 @@ def ingest_files(
     (reported in ``overlaps``) and refused, naming both files, when they differ; time gaps
     between files are reported in ``between``. When a stored version of ``name`` already
     holds exactly these bytes read with these settings, nothing is written and that version
-    is returned with ``already=True``, unless ``force``.
+    is returned with ``already=True``, unless ``force``. Databento files are read with
+    ``extras=True`` unless ``options`` says otherwise, so tick bars keep their statistics.
 
     Raises ``MissingIdentity`` (a ``ConfigError``) naming every missing parameter at once
     when CSV/Parquet files lack symbol/timeframe columns and no value was given.
@@ -125,29 +133,27 @@ def ingest_files(
     missing = missing_identity(files, format, symbol, timeframe, options)
     if missing:
         raise MissingIdentity(missing, files)
-    settings = {
-        "format": format or "auto",
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "options": options,
-    }
+    file_options = [_read_options(path, format, options) for path in files]
     sources = [
         {
             "name": path.name,
             "path": str(path.resolve()),
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
-            **settings,
+            "format": format or "auto",
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "options": read_options,
         }
-        for path in files
+        for path, read_options in zip(files, file_options, strict=True)
     ]
     if not force:
         held = _holding_version(registry, name, sources, mode, calendar)
         if held is not None:
             return IngestResult(held, None, None, already=True)
     frames = [
-        read_bars(path, format=format, symbol=symbol, timeframe=timeframe, **options)
-        for path in files
+        read_bars(path, format=format, symbol=symbol, timeframe=timeframe, **read_options)
+        for path, read_options in zip(files, file_options, strict=True)
     ]
     bars, overlaps, between = combine_files(frames, [path.name for path in files])
     facts = [
@@ -181,7 +187,28 @@ def ingest_files(
         version=version,
         steps=steps,
     )
-    return IngestResult(result.ref, result.validation, result.gaps, facts, overlaps, between)
+    return IngestResult(
+        result.ref,
+        result.validation,
+        result.gaps,
+        facts,
+        overlaps,
+        between,
+        extras=result.extras,
+    )
+
+
+def _read_options(path: Path, format: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The reader options of one file: ``options``, plus ``extras=True`` for a Databento
+    file (format ``dbn``, or a ``.dbn`` / ``.dbn.zst`` name when no format is given) that
+    does not set it, so tick bars keep their extra columns."""
+    name = path.name.lower()
+    dbn = (format or "").strip().lower() == "dbn" or (
+        format is None and name.endswith((".dbn", ".dbn.zst"))
+    )
+    if dbn and "extras" not in options:
+        return {**options, "extras": True}
+    return options
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
@@ -263,22 +290,33 @@ def combine_files(
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
     """One canonical bar table from several files' bars, with overlaps and gaps between files.
 
-    A bar (symbol, timestamp) held by two files is kept once, from the first file, when
-    every value agrees; when they differ the files conflict and ``SourceError`` names them
-    and the first times. Duplicates inside one file are left to validation. Returns the
-    bars (sorted by symbol, then time), the overlaps (``files``, ``bars``) and the gaps
-    between consecutive files of a symbol (``after``, ``before``, ``from``, ``to``,
-    ``missing_bars``).
+    Every file must hold the same extra columns (none, or e.g. the same tick statistics):
+    ``SourceError`` names the files otherwise. A bar (symbol, timestamp) held by two files
+    is kept once, from the first file, when every value agrees (extras included); when
+    they differ the files conflict and ``SourceError`` names them and the first times.
+    Duplicates inside one file are left to validation. Returns the bars (sorted by symbol,
+    then time), the overlaps (``files``, ``bars``) and the gaps between consecutive files
+    of a symbol (``after``, ``before``, ``from``, ``to``, ``missing_bars``).
     """
     if len(frames) == 1:
         return frames[0], [], []
+    held = [extra_columns(frame) for frame in frames]
+    if any(columns != held[0] for columns in held[1:]):
+        listed = "; ".join(
+            f"{name}: {', '.join(columns) or 'none'}"
+            for name, columns in zip(names, held, strict=True)
+        )
+        raise SourceError(
+            f"The files hold different extra bar columns ({listed}), so they cannot make one "
+            "version. Ingest them under separate names, or give every file the same columns."
+        )
     tagged = pd.concat([frame.assign(_file=i) for i, frame in enumerate(frames)], ignore_index=True)
     keys = ["symbol", "timestamp"]
     first_file = tagged.groupby(keys, sort=False)["_file"].transform("min")
     repeated = tagged["_file"] != first_file
     overlaps: list[dict[str, Any]] = []
     if repeated.any():
-        values = [c for c in BAR_COLUMNS if c not in keys]
+        values = [c for c in (*BAR_COLUMNS, *held[0]) if c not in keys]
         firsts = tagged[~repeated].drop_duplicates(keys).set_index(keys)[values]
         later = tagged[repeated]
         reference = firsts.loc[pd.MultiIndex.from_frame(later[keys])]
@@ -408,4 +446,4 @@ def ingest_bars(
     ref = registry.write_raw(
         name, clean, sources=sources, transformations=transformations, version=version
     )
-    return IngestResult(ref, report, gaps)
+    return IngestResult(ref, report, gaps, extras=extra_columns(clean))

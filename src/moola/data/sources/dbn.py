@@ -10,8 +10,9 @@ length headers, which skips the other records and names a damaged one.
 
 Tick schemas become 1-second bars through ``moola.data.ticks.ticks_to_bars`` (OHLC from
 trade prices, volume, trade count, VWAP, last bid/ask and spread, quiet seconds carried
-and flagged, a session filter): ``read_dbn`` returns their canonical bar columns (what a
-raw dataset stores), ``read_dbn_ticks`` the full table. In trades and tbbo files every
+and flagged, a session filter): ``read_dbn`` returns their canonical bar columns, or
+with ``extras=True`` (what ``moola data ingest`` asks for, so a raw dataset keeps them)
+the full table that ``read_dbn_ticks`` returns. In trades and tbbo files every
 record is a trade (tbbo adds the best bid and offer just before it); in mbp-1 files the
 records with action ``T`` are trades and every record carries the book's top level after
 the event.
@@ -121,6 +122,7 @@ def read_dbn(
     session: str | None = DEFAULT_SESSION,
     session_timezone: str = US_EQUITIES_TIMEZONE,
     first_session: str | dt.date | None = None,
+    extras: bool = False,
 ) -> pd.DataFrame:
     """Read a Databento file (``.dbn`` or ``.dbn.zst``) as canonical bars.
 
@@ -131,8 +133,10 @@ def read_dbn(
     ``session_timezone``, default 04:00-20:00 America/New_York; ``None`` or ``"24h"``: all
     hours, UTC days), from ``first_session`` (a date, with the session before it kept as
     context) when given; ``read_dbn_ticks`` returns the same bars with the trade count,
-    VWAP, quotes and the filled flag. A second without trades carries the last close with
-    zero volume, so in the canonical columns ``volume == 0`` marks it.
+    VWAP, quotes and the filled flag, and so does ``read_dbn`` with ``extras=True`` (the
+    declared extra bar columns of ``moola.data.schema.EXTRA_COLUMNS``; OHLCV files have
+    none, so it changes nothing for them). A second without trades carries the last close
+    with zero volume, so in the canonical columns ``volume == 0`` marks it.
 
     ``symbol`` defaults to the symbols in the file's symbol mappings, several instruments
     giving a multi-symbol table; given, it names all bars, which is refused when the
@@ -158,7 +162,7 @@ def read_dbn(
                 )
         config = _tick_config(file, session, session_timezone, first_session)
         bars = _tick_bars(file, data, body_start, metadata, schema, symbol, config)
-        return bars.loc[:, list(BAR_COLUMNS)]
+        return bars if extras else bars.loc[:, list(BAR_COLUMNS)]
     if (
         session != DEFAULT_SESSION
         or session_timezone != US_EQUITIES_TIMEZONE
