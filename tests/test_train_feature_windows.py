@@ -16,7 +16,11 @@ from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.features.labels import build_labels
 from moola.features.scaling import Scaler, fit_scaler, window_rows
 from moola.pipeline.datasets import make_and_store_split
-from moola.pipeline.feature_inputs import ScaledWindowModel, load_feature_training_data
+from moola.pipeline.feature_inputs import (
+    ScaledWindowModel,
+    load_feature_training_data,
+    with_symbol_ids,
+)
 from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.train import TrainConfig, run_training
@@ -349,3 +353,67 @@ def test_moola_train_shows_each_epoch_of_every_fit(capsys, windows):
     assert f"fit 1/{fits} epoch 1/2" in out and f"fit {fits}/{fits} epoch 2/2" in out
     assert f"[{2 * fits}/{2 * fits}" in out  # the whole run's epochs, counted up front
     assert "checkpoints:" in out
+
+
+@pytest.fixture
+def two_symbols(registry: Registry) -> Registry:
+    """Feature windows ``pair`` over two raws (symbols AAA and BBB on one time grid) with a
+    forward-chaining split ``pair-fc``."""
+    for symbol, seed in (("AAA", 1), ("BBB", 2)):
+        bars = random_walk_bars(300, symbol=symbol, seed=seed)
+        raw = ingest_bars(
+            registry, bars, name=symbol.lower(), sources=[{"t": symbol}], mode="repair"
+        ).ref
+        labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
+        registry.write_table(
+            "labels", symbol.lower(), labels, parents=[raw], meta={"target": "label"}
+        )
+    ref = build_feature_windows(
+        registry, "aaa,bbb", SPEC, name="pair", length=LENGTH, labels=["aaa", "bbb"],
+        targets=["forward_return"],
+    )  # fmt: skip
+    make_and_store_split(registry, ref, "forward-chaining", name="pair-fc")
+    return registry
+
+
+def test_a_model_over_several_symbols_embeds_each_windows_symbol(two_symbols):
+    from moola.pipeline.predictor import Predictor
+
+    config = TrainConfig(
+        model="bilstm", dataset="pair", split="pair-fc", params={"epochs": 1, "hidden": 8}
+    )
+    result = run_training(two_symbols, config)
+    assert result.manifest["resolved_params"]["n_symbols"] == 2
+    predictor = Predictor.from_run(two_symbols.root, result.run_id)
+    assert predictor.symbols == ("AAA", "BBB")
+    data = load_feature_training_data(two_symbols, "pair", "pair-fc")
+    stored = two_symbols.load_table("predictions", result.run_id)
+    for symbol in ("AAA", "BBB"):  # a validation window of each symbol, from its own bars
+        i = int(next(k for k in data.val.indices if data.table["symbol"].iloc[k] == symbol))
+        offset = 0 if symbol == "AAA" else len(two_symbols.load_raw("aaa"))
+        end = int(data.X.windows.starts[i]) - offset + LENGTH
+        bars = two_symbols.load_raw(symbol.lower()).iloc[:end]
+        value = predictor.predict(bars)[0]
+        assert value == pytest.approx(stored.loc[i, "pred_forward_return"], rel=1e-5, abs=1e-9)
+    # The same windows told they are the other symbol get another prediction: the id is read.
+    windows = data.X[np.asarray(data.val.indices[:8])].materialise()
+    ids = np.asarray(data.X.symbol_ids[np.asarray(data.val.indices[:8])], dtype=np.float32)
+    with_ids = [with_symbol_ids(windows, ids), with_symbol_ids(windows, 1 - ids)]
+    as_given, swapped = (predictor.predict(x) for x in with_ids)
+    assert not np.allclose(as_given, swapped)
+    other = random_walk_bars(40, symbol="CCC")
+    with pytest.raises(ConfigError, match="CCC"):
+        predictor.inputs_of(other)
+
+
+def test_symbol_embedding_can_be_turned_off_and_must_count_the_symbols(two_symbols):
+    off = TrainConfig(
+        model="bilstm",
+        dataset="pair",
+        split="pair-fc",
+        params={"epochs": 1, "hidden": 8, "n_symbols": 0},
+    )
+    assert run_training(two_symbols, off).manifest["resolved_params"]["n_symbols"] == 0
+    wrong = off.model_copy(update={"params": {"epochs": 1, "n_symbols": 3}})
+    with pytest.raises(ConfigError, match="2 symbols"):
+        run_training(two_symbols, wrong)

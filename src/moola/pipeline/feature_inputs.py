@@ -39,6 +39,7 @@ __all__ = [
     "is_feature_windows",
     "load_feature_training_data",
     "scaling_methods",
+    "with_symbol_ids",
 ]
 
 #: How a model sees a window of feature rows: the whole ``(L, F)`` window (sequence
@@ -48,10 +49,16 @@ FeatureView = Literal["features", "features_last_row"]
 
 class WindowSubsets:
     """All windows of a feature-windows dataset; ``X[idx]`` is a lazy ``WindowSet`` of the
-    windows ``idx`` (a view of the same table), which is what a fold's model receives."""
+    windows ``idx`` (a view of the same table), which is what a fold's model receives.
 
-    def __init__(self, windows: WindowSet) -> None:
+    ``symbol_ids`` holds each window's symbol as its index in the dataset's sorted symbols
+    (what a model that embeds symbols reads); a subset carries its windows' ids as
+    ``symbol_ids`` too.
+    """
+
+    def __init__(self, windows: WindowSet, symbol_ids: np.ndarray | None = None) -> None:
         self.windows = windows
+        self.symbol_ids = symbol_ids
 
     def __len__(self) -> int:
         return len(self.windows.starts)
@@ -59,6 +66,8 @@ class WindowSubsets:
     def __getitem__(self, idx: Any) -> WindowSet:
         subset = WindowSet(self.windows.values, self.windows.starts[idx], self.windows.length)
         subset.columns = self.windows.columns
+        if self.symbol_ids is not None:
+            subset.symbol_ids = self.symbol_ids[idx]  # type: ignore[attr-defined]
         return subset
 
 
@@ -91,7 +100,9 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
     blacklist = read_blacklist(registry.root)
     banned = np.flatnonzero(blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"]))
     split_obj = exclude_from_split(split_obj, banned)
-    X = WindowSubsets(windows.X)
+    symbols = sorted({str(s) for s in windows.symbols})
+    ids = np.searchsorted(np.asarray(symbols), windows.symbols.astype(str)).astype(np.int64)
+    X = WindowSubsets(windows.X, ids)
     y = np.asarray(windows.y)  # class indices, values (regression) or (N, K) (multitask)
 
     def part(indices: list[int]) -> LabeledPart:
@@ -116,7 +127,7 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
         "split": split_record,
         "blacklist": blacklist.record(len(banned)),
         "counts": {name: len(value) for name, value in parts.items()},
-        "symbols": sorted({str(s) for s in windows.symbols}),
+        "symbols": symbols,
         "task": getattr(windows, "task", None) or "classification",
         "targets": [dict(t) for t in getattr(windows, "targets", ())],
         "train_synthetic_ratio": 0.0,
@@ -139,6 +150,14 @@ def scaling_methods(registry: Registry, windows: FeatureWindows) -> dict[str, st
     return load_feature_set(FeatureSetSpec.model_validate(spec)).scaling
 
 
+def with_symbol_ids(windows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``(N, L, F)`` windows with each window's symbol id as an ``F + 1``-th channel
+    (the same value on every step), what a model built with ``n_symbols`` reads."""
+    ids = np.asarray(ids, dtype=windows.dtype).reshape(-1, 1, 1)
+    channel = np.broadcast_to(ids, (windows.shape[0], windows.shape[1], 1))
+    return np.concatenate([windows, channel], axis=2)
+
+
 class ScaledWindowModel(Estimator):
     """A model trained on feature windows scaled by a scaler fitted on its own training
     windows (see the module docstring).
@@ -147,6 +166,11 @@ class ScaledWindowModel(Estimator):
     ``methods`` their scaling methods; ``view`` what the inner model sees. ``fit`` and the
     predict methods take a ``WindowSet`` (windows into a feature table) or an ``(N, L, F)``
     array of unscaled feature windows. After ``fit``, ``scaler_`` is the fitted scaler.
+
+    With ``symbols`` (the dataset's sorted symbols; the inner model built with
+    ``n_symbols = len(symbols)``) each window gets its symbol's index as one more,
+    unscaled, last channel (a ``WindowSet`` from :class:`WindowSubsets` carries the ids;
+    an array must already hold that channel).
     """
 
     input_kind = "sequence"
@@ -157,11 +181,13 @@ class ScaledWindowModel(Estimator):
         columns: tuple[str, ...],
         methods: dict[str, str],
         view: FeatureView = "features",
+        symbols: tuple[str, ...] = (),
     ) -> None:
         self.inner = inner
         self.columns = tuple(columns)
         self.methods = dict(methods)
         self.view = view
+        self.symbols = tuple(symbols)
         self.params = inner.get_params()
         self.scaler_: Scaler | None = None
 
@@ -260,8 +286,26 @@ class ScaledWindowModel(Estimator):
             scaled[rows] = self.scaler_.transform(X.values[rows])  # only the rows used
             if self.view == "features_last_row":
                 return scaled[X.starts + X.length - 1]
-            return WindowSet(scaled, X.starts, X.length).materialise()
+            windows = WindowSet(scaled, X.starts, X.length).materialise()
+            if not self.symbols:
+                return windows
+            ids = getattr(X, "symbol_ids", None)
+            if ids is None:
+                raise ConfigError(
+                    "This model embeds symbols: give windows that carry their symbol ids "
+                    "(WindowSubsets) or an array whose last channel holds them."
+                )
+            return with_symbol_ids(windows, ids)
         windows = np.asarray(X)
+        if self.symbols:  # the id channel rides last, unscaled
+            if windows.ndim != 3 or windows.shape[2] != len(self.columns) + 1:
+                raise ConfigError(
+                    f"This model embeds symbols {list(self.symbols)}: expected feature windows "
+                    f"(N, L, {len(self.columns) + 1}) whose last channel is the symbol id; got "
+                    f"shape {windows.shape}."
+                )
+            scaled = self.scaler_.transform(windows[:, :, :-1])
+            return np.concatenate([scaled, windows[:, :, -1:].astype(scaled.dtype)], axis=2)
         if windows.ndim != 3 or windows.shape[2] != len(self.columns):
             raise ConfigError(
                 f"Expected feature windows (N, L, {len(self.columns)}) over columns "

@@ -45,6 +45,7 @@ from moola.features.featureset import FeatureSet, FeatureSetSpec, load_feature_s
 from moola.features.scaling import Scaler
 from moola.models import create
 from moola.models.base import Estimator
+from moola.pipeline.feature_inputs import with_symbol_ids
 from moola.pipeline.inputs import InputView, model_inputs
 from moola.pipeline.train import TrainConfig
 from moola.tracking.manifest import TrainManifest, parse_train_manifest
@@ -133,6 +134,8 @@ class Predictor:
     threshold: float | None = None
     feature_set: FeatureSet | None = None
     scaler: Scaler | None = None
+    symbols: tuple[str, ...] = ()
+    """Symbols the model embeds (sorted; a symbol's id is its index), empty if none."""
 
     @classmethod
     def from_run(cls, root: str | Path, run_id: str) -> Predictor:
@@ -219,6 +222,9 @@ class Predictor:
             threshold=calibration.threshold,
             feature_set=feature_set,
             scaler=scaler,
+            symbols=tuple(getattr(manifest.data, "symbols", None) or ())
+            if manifest.resolved_params.get("n_symbols")
+            else (),
         )
 
     def windows(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -295,11 +301,34 @@ class Predictor:
     def inputs_of(self, bars: pd.DataFrame | np.ndarray) -> np.ndarray:
         """What the estimator reads for ``bars`` (see ``windows``): the run's input view of
         raw windows, or scaled feature windows (their last row for a tabular model)."""
-        windows = self.windows(bars)
         if self.scaler is None:
-            return model_inputs(self.inputs, self.model, windows)[0]
-        scaled = self.scaler.transform(windows)
-        return scaled[:, -1, :] if self.view == "features_last_row" else scaled
+            return model_inputs(self.inputs, self.model, self.windows(bars))[0]
+        ids = None
+        if self.symbols and isinstance(bars, pd.DataFrame):
+            ids = np.array([self._symbol_id(str(bars["symbol"].iloc[-1]))])
+        elif self.symbols:  # an array of feature windows whose last channel is the id
+            given = np.asarray(bars, dtype=np.float32)
+            given = given[None] if given.ndim == 2 else given
+            if given.ndim != 3 or given.shape[2] != len(self.columns) + 1:
+                raise ConfigError(
+                    f"Run {self.run_id} embeds symbols {list(self.symbols)}: give bars, or "
+                    f"feature windows (N, {self.length}, {len(self.columns) + 1}) whose last "
+                    "channel is the symbol id."
+                )
+            bars, ids = given[:, :, :-1], given[:, 0, -1]
+        scaled = self.scaler.transform(self.windows(bars))
+        if self.view == "features_last_row":
+            return scaled[:, -1, :]
+        return scaled if ids is None else with_symbol_ids(scaled, ids)
+
+    def _symbol_id(self, symbol: str) -> int:
+        """The id the run's model knows ``symbol`` by; a symbol it never saw is refused."""
+        if symbol not in self.symbols:
+            raise ConfigError(
+                f"Run {self.run_id} learned symbols {list(self.symbols)}; bars of {symbol!r} "
+                "have no symbol id it knows."
+            )
+        return self.symbols.index(symbol)
 
     def _feature_window(self, bars: pd.DataFrame) -> np.ndarray:
         """The last ``length`` rows of the run's feature set computed on ``bars``."""

@@ -52,7 +52,14 @@ from moola.data.blacklist import exclude_from_split
 from moola.data.registry import LabeledData, Registry, parse_ref
 from moola.evaluation.metrics import classification_report
 from moola.evaluation.regression import flat_regression_metrics
-from moola.models import ModelCard, create, model_card, require_active, validate_params
+from moola.models import (
+    ModelCard,
+    create,
+    model_card,
+    params_model,
+    require_active,
+    validate_params,
+)
 from moola.models.base import Estimator
 from moola.pipeline.feature_inputs import (
     ScaledWindowModel,
@@ -234,12 +241,20 @@ class _NewEstimator:
     features: tuple[tuple[str, ...], dict[str, str], str] | None = None
     """For feature windows: (table columns, their scaling methods, the model's view);
     the estimator is then wrapped to fit its scaler on its own training windows."""
+    symbols: tuple[str, ...] = ()
+    """Symbols a feature-window model embeds (its ``n_symbols``), sorted: id = index."""
 
     def __call__(self) -> Estimator:
         estimator = create(self.model, **self.params)
         if self.features is not None:
             columns, methods, view = self.features
-            estimator = ScaledWindowModel(estimator, columns, methods, view)  # type: ignore[arg-type]
+            estimator = ScaledWindowModel(
+                estimator,
+                columns,
+                methods,
+                view,  # type: ignore[arg-type]
+                self.symbols,
+            )
         return estimator.with_callbacks(*self.callbacks)
 
 
@@ -355,6 +370,7 @@ def fit_and_score(
         features = None
     elif isinstance(data.X, WindowSubsets):
         X_all, view, features = data.X, *_feature_view(config, data, card)
+        params = _symbol_params(config, data, params)
     else:
         X_all, view = model_inputs(config.inputs, config.model, data.X)
         features = None
@@ -375,7 +391,9 @@ def fit_and_score(
             started,
             resumable,
         )
-    make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
+    make_estimator = _NewEstimator(
+        config.model, params, tuple(callbacks), features, _embedded(params, data)
+    )
     if mode == "oof":
         fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor, resumable)
     else:
@@ -429,7 +447,9 @@ def _fit_and_score_values(
         )
     params = task_params(data, params)
     validate_params(config.model, params)
-    make_estimator = _NewEstimator(config.model, params, tuple(callbacks), features)
+    make_estimator = _NewEstimator(
+        config.model, params, tuple(callbacks), features, _embedded(params, data)
+    )
     model, report, predictions, summary = fit_values(
         data,
         X_all,
@@ -647,6 +667,32 @@ def _feature_view(
     view = "features_last_row" if card.input_kind == "tabular" else "features"
     columns = tuple(data.audit["columns"])
     return view, (columns, dict(data.audit["scaling"]), view)
+
+
+def _symbol_params(
+    config: TrainConfig, data: LabeledData, params: dict[str, Any]
+) -> dict[str, Any]:
+    """``params`` with ``n_symbols``: a sequence model that can embed symbols does, by
+    default, when the feature windows hold several (``n_symbols=0`` turns it off; another
+    count than the dataset's is refused)."""
+    symbols = data.audit.get("symbols") or []
+    if "n_symbols" not in params_model(config.model).model_fields:
+        return params
+    given = params.get("n_symbols")
+    if given is None:
+        return {**params, "n_symbols": len(symbols) if len(symbols) > 1 else 0}
+    if given not in (0, len(symbols)):
+        raise ConfigError(
+            f"n_symbols={given!r}, but {data.ref} holds {len(symbols)} symbols {symbols}; "
+            f"leave it out (embed them), or give 0 (do not).",
+            param="params",
+        )
+    return params
+
+
+def _embedded(params: dict[str, Any], data: LabeledData) -> tuple[str, ...]:
+    """The symbols a model with these ``params`` embeds (none unless ``n_symbols``)."""
+    return tuple(data.audit.get("symbols") or ()) if params.get("n_symbols") else ()
 
 
 def _checked_split(config: TrainConfig, data: LabeledData) -> Any:
