@@ -432,7 +432,8 @@ def test_promote_with_backtest_gates_refuses_a_run_without_a_backtest(capsys, la
     ledger = len(JsonlJournal(store.root).read("gate_decision"))
     code, _, err = _promote_cli(capsys, lab, fresh, "--min-sharpe", "1.0", "--max-drawdown", "0.15")
     assert code == 2
-    assert f"run `moola backtest run {fresh} --long-class CLASS --hold-bars N` first" in err
+    assert f"run `moola backtest run {fresh} --long-class CLASS --hold-bars N`" in err
+    assert "`--policy sign|scaled --hold-bars N`) first" in err
     assert "--min-sharpe and --max-drawdown" in err
     assert len(JsonlJournal(store.root).read("gate_decision")) == ledger  # nothing judged: none
     assert not (lab.registry.root / "artifacts/models/promoted" / fresh).exists()
