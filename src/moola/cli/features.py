@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from moola.cli._common import check_new_name, console, err_console, settings_of
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, MoolaError
 from moola.data.registry import Registry
 
 app = typer.Typer(
@@ -120,15 +120,18 @@ def build(
 
     with console.status(f"Reading {bars}"):
         frame = read_bars(bars, format=format, symbol=symbol, timeframe=timeframe)
-    if not allow_short:
-        fset.check_history(frame)
-    for timeframe in sorted(frame["timeframe"].astype(str).unique()):
-        for note in fset.suitability(timeframe):
-            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    with console.status(
-        f"Computing {fset.name} ({len(fset.columns)} columns) on {len(frame):,} bars"
-    ):
-        table = feature_table(fset, frame)
+    try:  # the file's bars are refused naming the file, not only the row
+        if not allow_short:
+            fset.check_history(frame)
+        for timeframe in sorted(frame["timeframe"].astype(str).unique()):
+            for note in fset.suitability(timeframe):
+                console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        with console.status(
+            f"Computing {fset.name} ({len(fset.columns)} columns) on {len(frame):,} bars"
+        ):
+            table = feature_table(fset, frame)
+    except MoolaError as exc:
+        raise ConfigError(f"{bars}: {exc}", param=getattr(exc, "param", None)) from None
     buffer = io.BytesIO()
     if suffix == ".parquet":
         table.to_parquet(buffer, index=False)

@@ -228,12 +228,24 @@ def parse_timestamps(
             "that holds the date and time."
         )
     else:
+        # Arrow-backed text goes through pandas' own parser: pyarrow's raises its own error
+        # on bytes it cannot convert (a damaged file) instead of leaving the row unparsed.
+        text = raw
+        if isinstance(raw.dtype, pd.ArrowDtype | pd.StringDtype):
+            try:
+                text = raw.astype(object)
+            except Exception as exc:  # pyarrow.ArrowException: bytes that are not UTF-8
+                raise SourceError(
+                    f"{where.path}: timestamp column {column!r} holds bytes that are not "
+                    f"text ({type(exc).__name__}: {exc}); the file is damaged. Export it "
+                    "again from its source."
+                ) from None
         with warnings.catch_warnings():  # "could not infer format": our error says more
             warnings.simplefilter("ignore", UserWarning)
             try:
-                stamps = pd.to_datetime(raw, errors="coerce")
+                stamps = pd.to_datetime(text, errors="coerce")
             except ValueError:  # several UTC offsets in one column (e.g. across a DST change)
-                stamps = pd.to_datetime(raw, errors="coerce", utc=True)
+                stamps = pd.to_datetime(text, errors="coerce", utc=True)
         # pandas dates a bare clock time ("09:30") today; that is no bar time.
         time_only = (
             raw.astype("string").str.fullmatch(_TIME_ONLY).fillna(False).to_numpy(dtype=bool)
