@@ -287,7 +287,7 @@ def test_bad_regression_targets_and_widths_are_refused():
     model = TabularClassifier("gradient_boosting", task="regression", n_estimators=5)
     bad = y.copy()
     bad[2] = np.nan
-    with pytest.raises(ConfigError, match="NaN/infinite"):
+    with pytest.raises(ConfigError, match="NaN or infinite"):
         model.fit(X, bad)
     with pytest.raises(ConfigError, match="n_classes=3 is for classification"):
         create("gradient_boosting", task="regression", n_classes=3)

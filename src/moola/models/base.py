@@ -25,10 +25,35 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from moola.core.errors import ConfigError
+
 InputKind = Literal["sequence", "tabular", "probabilities"]
 Task = Literal["classification", "regression", "multitask"]
 #: Every task an estimator may learn (see the module docstring).
 TASKS: tuple[str, ...] = ("classification", "regression", "multitask")
+
+
+def regression_targets(y: Any, n: int, what: str = "y") -> np.ndarray:
+    """Regression targets ``(N, K)`` float64 for ``n`` samples: numeric, finite, one row per
+    sample (``(N,)`` becomes ``(N, 1)``); refused naming ``what`` and the first bad rows."""
+    values = np.asarray(y)
+    if values.ndim not in (1, 2) or len(values) != n or values.size == 0:
+        raise ConfigError(
+            f"{what} must be regression targets shaped (N,) or (N, K) with one row per "
+            f"sample ({n}); got shape {values.shape}."
+        )
+    if values.dtype.kind not in "iuf":
+        raise ConfigError(
+            f"{what} must hold numbers for task='regression'; got dtype {values.dtype}."
+        )
+    values = values.astype(np.float64).reshape(n, -1)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise ConfigError(
+            f"{what} holds NaN or infinite regression targets in rows "
+            f"{np.flatnonzero(bad)[:5].tolist()}; drop those samples (a target must be finite)."
+        )
+    return values
 
 
 class Estimator(ABC):

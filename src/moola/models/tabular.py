@@ -42,6 +42,7 @@ from sklearn.pipeline import Pipeline
 from moola.core.errors import ConfigError
 from moola.models._params import params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
+from moola.models.base import regression_targets
 
 if TYPE_CHECKING:
     from moola.models.params import ModelParams
@@ -262,7 +263,7 @@ class TabularClassifier(SklearnEstimator):
                 "'classification' or 'regression' (gradient_boosting only)."
             )
         if task == "regression":
-            targets = self._targets(y, len(values))
+            targets = regression_targets(y, len(values), f"{self.name}: y")
             boosters = []
             for column in range(targets.shape[1]):
                 model = _build(kind, seed, extra, task)
@@ -312,22 +313,6 @@ class TabularClassifier(SklearnEstimator):
                 f"{self.n_features_in_}; give it the same feature columns."
             )
         return values
-
-    def _targets(self, y: Any, n_samples: int) -> np.ndarray:
-        """Regression targets ``(N, K)`` float64, finite, one row per sample."""
-        targets = np.asarray(y)
-        if targets.ndim not in (1, 2) or len(targets) != n_samples or targets.size == 0:
-            raise ConfigError(
-                f"{self.name}: y must be regression targets shaped (N,) or (N, K) with one row "
-                f"per sample ({n_samples}); got shape {targets.shape}."
-            )
-        if targets.dtype.kind not in "iuf":
-            raise ConfigError(
-                f"{self.name}: task='regression' needs numeric targets; got dtype {targets.dtype}."
-            )
-        targets = targets.astype(np.float64).reshape(n_samples, -1)
-        check_finite(targets, f"{self.name}: y")
-        return targets
 
     def _aligned(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
         """A DataFrame reordered to the training columns; other inputs unchanged."""

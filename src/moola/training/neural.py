@@ -90,7 +90,7 @@ import torch
 
 from moola.core.atomic import atomic_write_bytes
 from moola.core.errors import CheckpointError, ConfigError, MoolaError
-from moola.models.base import TASKS, Estimator
+from moola.models.base import TASKS, Estimator, regression_targets
 from moola.models.nn import ARCHITECTURES, MultiTaskLoss, build_module, config_of
 from moola.models.params import check_task_params
 from moola.models.registry import MODEL_CARDS, require_task
@@ -661,7 +661,7 @@ class _Targets:
                 )
             return cls(task, n_classes=n_classes), labels
         if task == "regression":
-            values = _float_targets(y, n, "y")
+            values = regression_targets(y, n, "y")
             mean, std = values.mean(axis=0), values.std(axis=0)
             std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
             targets = cls(
@@ -706,7 +706,7 @@ class _Targets:
                 )
             return labels
         if self.task == "regression":
-            values = _float_targets(y, n, what)
+            values = regression_targets(y, n, what)
             if values.shape[1] != self.n_targets:
                 raise ConfigError(
                     f"{what} has {values.shape[1]} target column(s) but y has "
@@ -806,28 +806,6 @@ class _HeadHistory(Callback):
         return False
 
 
-def _float_targets(y: Any, n: int, what: str) -> np.ndarray:
-    """Regression targets ``(N, K)`` float64: numeric, finite, one row per window."""
-    values = np.asarray(y)
-    if values.ndim not in (1, 2) or len(values) != n or values.size == 0:
-        raise ConfigError(
-            f"{what} must be regression targets shaped (N,) or (N, K) with one row per "
-            f"window ({n}); got shape {values.shape}."
-        )
-    if values.dtype.kind not in "iuf":
-        raise ConfigError(
-            f"{what} must hold numbers for task='regression'; got dtype {values.dtype}."
-        )
-    values = values.astype(np.float64).reshape(n, -1)
-    bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():
-        raise ConfigError(
-            f"{what} holds NaN or infinite regression targets in rows "
-            f"{np.flatnonzero(bad)[:5].tolist()}; drop those windows (a target must be finite)."
-        )
-    return values
-
-
 def _head_targets(y: Any, n: int, heads: dict[str, Any], what: str) -> np.ndarray:
     """Multi-task targets ``(N, H)`` float64, one column per head in order; class columns
     hold class indices within each head's count."""
@@ -837,7 +815,7 @@ def _head_targets(y: Any, n: int, heads: dict[str, Any], what: str) -> np.ndarra
             f"{what} must be (N, H) = ({n}, {len(heads)}): one column per head of heads "
             f"{list(heads)}, in that order; got shape {values.shape}."
         )
-    values = _float_targets(values, n, what)
+    values = regression_targets(values, n, what)
     for column, (name, kind) in enumerate(heads.items()):
         if kind == "regression":
             continue
