@@ -375,26 +375,26 @@ def fit_and_score(
         X_all, view = model_inputs(config.inputs, config.model, data.X)
         features = None
 
-    task = data.audit.get("task") or "classification"
+    task = str(data.audit.get("task") or "classification")
     if task != "classification":
-        return _fit_and_score_values(
-            config,
-            data,
-            X_all,
-            view,
-            features,
-            params,
-            run_id,
-            mode,
-            callbacks,
-            on_event,
-            started,
-            resumable,
-        )
+        params = _value_task_params(config, data, view, features, params)
     make_estimator = _NewEstimator(
         config.model, params, tuple(callbacks), features, _embedded(params, data)
     )
-    if mode == "oof":
+    if task != "classification":
+        model, report, predictions, summary = fit_values(
+            data,
+            X_all,
+            make_estimator,
+            resumable=resumable.fit,
+            mode=mode,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.seed,
+            on_event=on_event,
+        )
+        uncalibrated = {"requested": config.calibration, "method": "none", "why": "not classes"}
+        fitted = _Fitted(model, None, report, None, predictions, summary, uncalibrated)
+    elif mode == "oof":
         fitted = _run_oof(config, data, X_all, make_estimator, on_event, executor, resumable)
     else:
         fitted = _run_holdout(config, data, X_all, make_estimator, on_event, resumable)
@@ -414,25 +414,21 @@ def fit_and_score(
         summary=fitted.summary,
         calibration=fitted.calibration,
         timings={"load_s": 0.0, "compute_s": time.perf_counter() - started},
+        task=task,
+        targets=tuple(data.audit.get("targets") or ()),
     )
 
 
-def _fit_and_score_values(
+def _value_task_params(
     config: TrainConfig,
     data: LabeledData,
-    X_all: Any,
     view: str,
     features: Any,
     params: dict[str, Any],
-    run_id: str,
-    mode: Literal["oof", "holdout"],
-    callbacks: Sequence[Any],
-    on_event: EventSink,
-    started: float,
-    resumable: _Resumable,
-) -> Outcome:
-    """``fit_and_score`` of a regression or multi-task run (``moola.pipeline.forecast``):
-    no calibration (a class head keeps its probabilities as the model gives them)."""
+) -> dict[str, Any]:
+    """The parameters of a regression or multi-task run (``moola.pipeline.forecast``):
+    its task (and heads) from the data; feature windows only, and no calibration (a class
+    head keeps its probabilities as the model gives them)."""
     if features is None:
         raise ConfigError(
             f"Model {config.model!r} reads {view}; regression and multi-task targets are "
@@ -447,38 +443,7 @@ def _fit_and_score_values(
         )
     params = task_params(data, params)
     validate_params(config.model, params)
-    make_estimator = _NewEstimator(
-        config.model, params, tuple(callbacks), features, _embedded(params, data)
-    )
-    model, report, predictions, summary = fit_values(
-        data,
-        X_all,
-        make_estimator,
-        resumable=resumable.fit,
-        mode=mode,
-        n_bootstrap=config.n_bootstrap,
-        seed=config.seed,
-        on_event=on_event,
-    )
-    return Outcome(
-        run_id=run_id,
-        config=config,
-        params=params,
-        mode=mode,
-        inputs=view,
-        data=data.audit,
-        classes=tuple(data.classes),
-        model=model,
-        calibrator=None,
-        report=report,
-        calibrated_report=None,
-        predictions=predictions,
-        summary=summary,
-        calibration={"requested": config.calibration, "method": "none", "why": "not classes"},
-        timings={"load_s": 0.0, "compute_s": time.perf_counter() - started},
-        task=str(data.audit["task"]),
-        targets=tuple(data.audit["targets"]),
-    )
+    return params
 
 
 def record_run(
