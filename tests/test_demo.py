@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from moola.data.registry import Registry
+from moola.tracking.manifest import parse_train_manifest
 from moola.tracking.runs import RunStore
 
 STAMPED = re.compile(r"^\d\d:\d\d:\d\d \+ *\d+\.\ds (?P<text>.*)$")
@@ -51,6 +53,14 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
     epochs = [t for t, running in texts if re.search(r"fit \d/6 epoch \d/3 train", t) and running]
     assert len(epochs) >= 12, "per-epoch lines of the neural folds did not stream"
     assert any(re.search(r"ETA \d+s\]$", t) for t, _ in texts)
+    # The forecasting section shows its stages and each walk-forward fold of its forecaster.
+    forecasting = [t for t in stages if t.startswith("forecasting: ")]
+    assert len(forecasting) == 4 and stages.index(forecasting[0]) > stages.index(
+        "backtesting the best model's signals on the held-out period, with costs"
+    )
+    folds = [t for t, running in texts if re.search(r"fold \d/3: \d+ train windows, IC ", t)]
+    assert len(folds) == 3
+    assert len([t for t in texts if re.search(r"fit \d/4 epoch 1/1 train", t[0])]) == 4
     assert out.index("generating and ingesting") < out.index("Report:")
 
     assert "report.html" in out.replace("\n", "")
@@ -58,12 +68,14 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
 
     registry = Registry(tmp_path)
     kinds = {info.ref.kind for info in registry.list()}
-    assert {"raw", "unlabeled", "labeled", "features", "predictions"} <= kinds
+    assert {"raw", "unlabeled", "labeled", "features", "labels", "predictions"} <= kinds
     features = registry.load_table("features", "demo-price-action")
     assert features.shape == (60, 20) and features.notna().all().all()
     assert registry.split_names() == [
         "demo-direction-holdout",
         "demo-direction-kfold",
+        "demo-forecast-direction-wf",
+        "demo-forecast-wf",
         "demo-forward",
         "demo-kfold",
     ]
@@ -81,9 +93,13 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
         "simple_lstm",  # on the train/val/test split, for learning curves
         "logistic_regression",  # direction candidates, development period
         "gradient_boosting",
-        trained[-1]["model"],  # the chosen one, for the held-out period
+        trained[-3]["model"],  # the chosen one, for the held-out period
+        "lightgbm",  # forecasting: the forward return of three symbols' feature windows
+        "bilstm",  # forecasting: their direction
     ]
-    assert trained[-1]["model"] in ("logistic_regression", "gradient_boosting")
+    assert trained[-3]["model"] in ("logistic_regression", "gradient_boosting")
+    assert [r["task"] for r in trained].count("regression") == 1
+    assert trained[-2]["task"] == "regression" and trained[-1]["task"] == "classification"
     assert [r["mode"] for r in trained].count("holdout") == 1 and trained[5]["mode"] == "holdout"
     assert all(r["mode"] == "oof" for r in trained if r is not trained[5])
     demo_run = next(r for r in results if r["kind"] == "demo")
@@ -109,7 +125,8 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
         "Models, out of fold (purged 5-fold, embargo of one window)",
         "Backtest of the best model&#x27;s signals on the held-out period",
     ]
-    assert titles[3] == "The market and its labelled windows"
+    assert titles[3] == "Forecasting on feature windows: 3 symbols"
+    assert titles[4] == "The market and its labelled windows"
     assert titles.index("Learning curves (simple_lstm on the forward-chaining split)") < (
         titles.index("Pretraining")
     )
@@ -134,7 +151,7 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
     backtest = manifest["backtest"]
     chosen = backtest["chosen"]
     assert chosen == min(backtest["candidates"], key=lambda row: row["log_loss"])["model"]
-    assert backtest["held_out_run"] == trained[-1]["run_id"] and trained[-1]["model"] == chosen
+    assert backtest["held_out_run"] == trained[-3]["run_id"] and trained[-3]["model"] == chosen
     section = html.split("<h2>Backtest of the best model", 1)[1].split("<h2>", 1)[0]
     assert chosen in section and "baseline" in section and "<img" in section
     assert backtest["leakage_check"]["passed"] and backtest["counts"]["skipped_leaky"] == 0
@@ -149,3 +166,46 @@ def test_demo_command_builds_datasets_splits_models_and_report(tmp_path):
     development = registry.load_labeled("demo-direction-dev").table
     assert pd.to_datetime(development["end_ts"], utc=True).max() < held_out_start
     assert "best model backtest on the held-out period" in out
+
+    # Forecasting: a regression run on the three symbols' feature windows, each symbol's
+    # out-of-fold forecasts backtested on its own bars, the scores in the report and output.
+    forecast = manifest["forecast"]
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    assert forecast["run"] == trained[-2]["run_id"] and forecast["task"] == "regression"
+    run_manifest = json.loads((store.run_dir(forecast["run"]) / "manifest.json").read_text())
+    assert run_manifest["task"] == "regression" and run_manifest["scaling"] is not None
+    assert [t["name"] for t in run_manifest["targets"]] == ["forward_return"]
+    assert run_manifest["window"]["length"] == 60
+    assert len(run_manifest["window"]["columns"]) == 31
+    windows = registry.load_feature_windows("demo-forecast-windows")
+    assert sorted(set(windows.symbols)) == symbols and len(windows.y) == forecast["n_windows"]
+    assert -1.0 <= forecast["metrics"]["ic"] <= 1.0
+    assert 0.0 <= forecast["metrics"]["sign_accuracy"] <= 1.0
+    assert sorted(forecast["per_symbol"]) == symbols
+    for symbol, row in forecast["per_symbol"].items():
+        assert row["leakage_check"]["passed"] and row["counts"]["used"] > 0, symbol
+        assert row["windows"] > 0 and -1.0 <= row["ic"] <= 1.0
+        folder = store.run_dir(forecast["run"]) / row["backtest_path"]
+        equity = pd.read_csv(folder / "equity.csv")
+        assert equity["equity"].iloc[-1] / equity["equity"].iloc[0] - 1 == pytest.approx(
+            row["stats"]["total_return"]
+        )
+    assert forecast["portfolio"]["symbols"] == symbols
+    section = html.split("<h2>Forecasting", 1)[1].split("<h2>", 1)[0]
+    assert "Spearman IC" in section and "sign accuracy" in section
+    assert all(symbol in section for symbol in symbols)
+    assert "forecasting" in html.split("<h2>Summary", 1)[1].split("<h2>", 1)[0]
+    printed = " ".join(out.split())  # a long line may wrap
+    line = printed[printed.index("forecasting (3 symbols") :].split("; leakage check", 1)[0]
+    assert f"IC {forecast['metrics']['ic']:+.3f}" in line
+    assert all(f"{symbol} {row['stats']['total_return']:+.2%}" in line
+               for symbol, row in forecast["per_symbol"].items())  # fmt: skip
+    direction = forecast["direction"]
+    assert direction["run"] == trained[-1]["run_id"]
+    assert 0.0 <= direction["metrics"]["balanced_accuracy"] <= 1.0
+    run_manifest = json.loads((store.run_dir(direction["run"]) / "manifest.json").read_text())
+    typed = parse_train_manifest(run_manifest, direction["run"], "its manifest.json")
+    assert typed.task == "classification" and typed.window is not None
+    assert typed.data.dataset.name == "demo-forecast-direction-windows"
+    assert [list(t.classes or []) for t in typed.targets] == [["-1", "1"]]
+    assert typed.window.length == 60 and len(typed.window.columns) == 31

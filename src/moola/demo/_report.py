@@ -1,10 +1,11 @@
 """The demo report's sections, in the order a reader wants them.
 
-First what came out (a summary, then the model comparison, then the backtest), then how it
-was made (the market with its labelled windows, learning curves, pretraining, datasets,
-validation, split, features, registry check), and last the raw run manifest, folded.
-``demo_sections`` assembles them; the pretraining and backtest sections come from their
-own modules.
+First what came out (a summary, then the model comparison, the backtest and the forecasting
+section), then how it was made (the market with its labelled windows, learning curves,
+pretraining, datasets, validation, split, features, registry check), and last the raw run
+manifest, folded.
+``demo_sections`` assembles them; the pretraining, backtest and forecasting sections come
+from their own modules.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from moola.demo._forecast import forecast_summary
 from moola.evaluation.plots import example_windows_png, labelled_market_png, learning_curve_png
 from moola.evaluation.report import Section, image_html, pre_html, table_html
 from moola.features.window import PRICE_ACTION_COLUMNS
@@ -44,6 +46,7 @@ def summary_section(manifest: dict[str, Any], models: list[dict[str, Any]], sizi
             f"{stats.get('n_trades')} trades, {_number(stats.get('total_return')):+.2%} after "
             f"costs, Sharpe {_number(stats.get('sharpe')):.2f}; baseline rule "
             f"{_number(base.get('total_return')):+.2%}"},
+        {"": "forecasting", "what came out": forecast_summary(manifest["forecast"])},
         {"": "checks", "what came out": "registry: "
             + ("all bytes match their manifests" if not manifest["registry_problems"]
                else f"{len(manifest['registry_problems'])} problems")

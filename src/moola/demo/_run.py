@@ -15,6 +15,15 @@ from moola.core.hashing import sha256_json
 from moola.core.threads import limit_threads
 from moola.data.registry import Registry
 from moola.demo._backtest import backtest_line, backtest_record, backtest_section, model_backtest
+from moola.demo._forecast import (
+    MARKET_BARS,
+    N_ESTIMATORS,
+    QUICK_ESTIMATORS,
+    forecast,
+    forecast_line,
+    forecast_record,
+    forecast_section,
+)
 from moola.demo._pretrain import (
     FINE_TUNE_EPOCHS,
     PRETRAIN_EPOCHS,
@@ -179,10 +188,11 @@ def _run(
     backtest = model_backtest(
         registry, raw, held_out_start, seed, step, length=WINDOW_LENGTH, on_progress=on_progress
     )
+    forecasting = forecast(registry, seed, step, quick=quick, on_progress=on_progress)
     step("verifying the registry and writing the report")
     problems = registry.verify()
 
-    datasets = [raw, unlabeled, labeled, features, *backtest.datasets]
+    datasets = [raw, unlabeled, labeled, features, *backtest.datasets, *forecasting.datasets]
     dataset_rows = [
         {
             "dataset": str(ref),
@@ -213,6 +223,7 @@ def _run(
         "models": models,
         "learning_curve_run": curve_run.run_id,
         "backtest": backtest_record(backtest),
+        "forecast": forecast_record(forecasting),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     curve_summary = (curve_run.manifest["training"] or {}).get("training") or {}
@@ -220,6 +231,7 @@ def _run(
         summary_section(manifest, models, _sizing(quick)),
         models_section(models, PRETRAINED_ROW),
         backtest_section(backtest),
+        forecast_section(forecasting),
         market_section(registry.load_raw(raw.name, raw.version), data),
         learning_curve_section(curve_run.run_id, curve_summary),
         pretraining_section(pretraining, next(m for m in models if m["model"] == PRETRAINED_ROW)),
@@ -268,6 +280,7 @@ def _run(
         )
     )
     lines.append(backtest_line(backtest))
+    lines.append(forecast_line(forecasting))
     lines.append(
         "synthetic in val/test: "
         f"{data.audit['val_synthetic_count'] + data.audit['test_synthetic_count']}; "
@@ -369,12 +382,14 @@ def _sizing(quick: bool) -> str:
     if quick:
         return (
             "A --quick run: smoke-test sizes (128 pretraining windows, 2-3 epochs, 840 "
-            "MiniRocket kernels); the numbers only show that every step ran."
+            f"MiniRocket kernels, {QUICK_ESTIMATORS} LightGBM trees in forecasting); the "
+            "numbers only show that every step ran."
         )
     return (
         "Sized to run in about two minutes on two CPU cores: pretraining sees "
         f"{PRETRAIN_WINDOWS:,} unlabeled windows x {PRETRAIN_EPOCHS} epochs (a smoke test of "
         f"the path, not of its benefit); simple_lstm trains {LSTM_EPOCHS} epochs, the "
         f"pretrained one {FINE_TUNE_EPOCHS}; MiniRocket uses {MINIROCKET_KERNELS:,} kernels "
-        "(10,000 by default); the direction models' bootstrap intervals use 200 resamples."
+        "(10,000 by default); the direction models' bootstrap intervals use 200 resamples; "
+        f"the forecaster is {N_ESTIMATORS} LightGBM trees on {MARKET_BARS:,} bars per symbol."
     )
