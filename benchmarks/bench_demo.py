@@ -13,14 +13,17 @@ plain, timestamped progress lines are what it prints), and times it from start t
   before the demo and killed after it: a machine where something else is running.
 
 Targets, on 2 CPU cores: 120 s alone and 240 s beside the spinner. The table also gives the
-time to the first progress line (the demo must show it is alive at once) and how many
-lines streamed before the process ended. A run past ``--timeout`` is killed and reported.
+time to the first progress line (the demo must show it is alive at once), how many lines
+streamed before the process ended, and the seconds its forecasting section took (from its
+first stage line, ``forecasting: ...``, to the next stage's, read from the demo's own
+timestamps). A run past ``--timeout`` is killed and reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,19 @@ from _common import print_table  # benchmarks/ is on sys.path when run as script
 
 TARGETS = {"alone": 120.0, "busy": 240.0}
 SPIN = "while True:\n    pass\n"
+#: A stage line of the demo's piped output: ``HH:MM:SS +  12.3s text`` (progress lines
+#: inside a stage are indented, so their text starts with a space).
+STAGE = re.compile(r"^\d\d:\d\d:\d\d \+ *(?P<elapsed>\d+\.\d)s (?P<text>\S.*)$")
+
+
+def section_seconds(stages: list[tuple[float, str]], prefix: str) -> float | None:
+    """Seconds from the first stage whose text starts with ``prefix`` to the first later
+    stage that does not (None when no stage has the prefix or none follows it)."""
+    inside = [k for k, (_, text) in enumerate(stages) if text.startswith(prefix)]
+    if not inside:
+        return None
+    after = [k for k in range(inside[0], len(stages)) if not stages[k][1].startswith(prefix)]
+    return stages[after[0]][0] - stages[inside[0]][0] if after else None
 
 
 def run_demo(args: argparse.Namespace, scenario: str) -> dict:
@@ -49,6 +65,7 @@ def run_demo(args: argparse.Namespace, scenario: str) -> dict:
         started = time.perf_counter()
         first_line = None
         streamed = 0
+        stages: list[tuple[float, str]] = []
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
@@ -56,9 +73,12 @@ def run_demo(args: argparse.Namespace, scenario: str) -> dict:
         watchdog.start()
         try:
             assert process.stdout is not None
-            for _ in process.stdout:
+            for line in process.stdout:
                 if first_line is None:
                     first_line = time.perf_counter() - started
+                stage = STAGE.match(line.rstrip("\n"))
+                if stage:
+                    stages.append((float(stage["elapsed"]), stage["text"]))
                 if process.poll() is None:
                     streamed += 1
             code = process.wait()
@@ -71,6 +91,7 @@ def run_demo(args: argparse.Namespace, scenario: str) -> dict:
         wall = time.perf_counter() - started
     target = TARGETS[scenario]
     status = "killed" if killed else ("ok" if code == 0 else f"exit {code}")
+    forecasting = section_seconds(stages, "forecasting: ")
     return {
         "step": f"moola demo{' --quick' if args.quick else ''}",
         "measure": scenario,
@@ -80,6 +101,7 @@ def run_demo(args: argparse.Namespace, scenario: str) -> dict:
         "within": "yes" if wall <= target and status == "ok" else "NO",
         "first line (s)": "-" if first_line is None else f"{first_line:.1f}",
         "lines streamed": streamed,
+        "forecasting (s)": "-" if forecasting is None else f"{forecasting:.1f}",
         "status": status,
     }
 
