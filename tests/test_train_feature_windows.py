@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from moola.core.errors import ConfigError
 from moola.data.registry import Registry
@@ -417,3 +418,15 @@ def test_symbol_embedding_can_be_turned_off_and_must_count_the_symbols(two_symbo
     wrong = off.model_copy(update={"params": {"epochs": 1, "n_symbols": 3}})
     with pytest.raises(ConfigError, match="2 symbols"):
         run_training(two_symbols, wrong)
+
+
+def test_the_lazy_dataset_gives_regression_targets_as_values(forecasting):
+    from moola.training.window_dataset import FeatureWindowDataset
+
+    windows = forecasting.load_feature_windows("fr")
+    dataset = FeatureWindowDataset(windows, loss="mse")
+    _, y = dataset[7]
+    assert y.dtype == torch.float32 and float(y) == pytest.approx(float(windows.y[7]), rel=1e-6)
+    assert float(y) != int(float(y))  # a return, not a truncated class index
+    with pytest.raises(ConfigError, match="regression targets"):
+        FeatureWindowDataset(windows)

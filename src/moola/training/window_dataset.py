@@ -169,9 +169,20 @@ class FeatureWindowDataset(Dataset):
         # All windows: the WindowSet's own starts and labels, shared; a part: its subset.
         self.starts = _pick(np.asarray(windows.X.starts, dtype=np.int64), selected)
         self.labels: torch.Tensor | None = None
-        if windows.y is not None:
+        task = getattr(windows, "task", None) or "classification"
+        if windows.y is not None and task == "classification":
             labels = _pick(np.asarray(windows.y, dtype=np.int64), selected)
             self.labels = torch.from_numpy(labels)
+        elif windows.y is not None:  # values (regression) or one column per head (multitask)
+            if self.target_dtype != torch.float32:
+                raise ConfigError(
+                    f"{windows.ref} has {task} targets; they are values, not class indices: "
+                    "build the dataset with loss='mse' (the loss that reads them).",
+                    param="loss",
+                )
+            source = windows.Y if task == "multitask" else windows.y
+            values = _pick(np.asarray(source, dtype=np.float32), selected)
+            self.labels = torch.from_numpy(np.ascontiguousarray(values))
         symbols = np.asarray(windows.symbols, dtype=object)
         self.symbols: tuple[str, ...] = _sorted_names(symbols)
         self.symbol_index: dict[str, int] = {s: k for k, s in enumerate(self.symbols)}
