@@ -31,7 +31,9 @@ neighbour slows them alike, with the median over repeats of each run's time over
 loop's of the same repeat ("paired"), and the process's CPU time (``time.process_time``:
 what a loop costs, less the time other jobs held the cores; with ``--threads 1`` it is
 the clearest figure on a shared machine). The load average (``/proc/loadavg``) is printed
-before and after. Target: the Trainer over the dataset at most 1.10x the bare loop's time.
+before and after. Target: the Trainer over the dataset at most 1.10x the bare loop's time,
+judged on the paired median: one lucky or unlucky run on shared cores moves a best-of
+ratio by 20-30%, while runs made back to back see about the same neighbours.
 ``--profile`` then prints where one ``Trainer.run`` over the dataset spends its time.
 """
 
@@ -184,6 +186,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict[str, object], Callab
         "parameters": count_parameters(initial),
         "same_weights": _same_weights(final[LAZY], final[REFERENCE]),
         "ratio": min(times[LAZY]) / reference,
+        "ratio_paired": statistics.median(
+            t / r for t, r in zip(times[LAZY], times[REFERENCE], strict=True)
+        ),
         "ratio_cpu": min(cpu[LAZY]) / reference_cpu,
     }
     return rows, facts, lambda: plain.run(copy.deepcopy(initial), dataset, step=step)
@@ -224,10 +229,11 @@ def main() -> None:
         f"best of {args.repeats}",
         rows,
     )
-    ratio = float(facts["ratio"])
+    paired = float(facts["ratio_paired"])
     print(
-        f"Trainer.run over the dataset / bare loop: {ratio:.3f}x (target at most 1.10x: "
-        f"{'met' if ratio <= 1.10 else 'NOT met'}; in CPU time {float(facts['ratio_cpu']):.3f}x); "
+        f"Trainer.run over the dataset / bare loop: {paired:.3f}x, the paired median (target "
+        f"at most 1.10x: {'met' if paired <= 1.10 else 'NOT met'}; best of each "
+        f"{float(facts['ratio']):.3f}x, CPU time {float(facts['ratio_cpu']):.3f}x); "
         "same final weights as the bare loop: "
         f"{'yes' if facts['same_weights'] else 'NO'}; load average before {before}, "
         f"after {after}; {wall:.1f} s in all"
