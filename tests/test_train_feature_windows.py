@@ -430,3 +430,30 @@ def test_the_lazy_dataset_gives_regression_targets_as_values(forecasting):
     assert float(y) != int(float(y))  # a return, not a truncated class index
     with pytest.raises(ConfigError, match="regression targets"):
         FeatureWindowDataset(windows)
+
+
+def test_a_per_symbol_model_trains_on_that_symbols_windows_only(capsys, two_symbols):
+    from tests.test_cli import run
+
+    code, _, err = run(
+        capsys,
+        "--data-root", str(two_symbols.root), "train", "--model", "lightgbm", "--dataset",
+        "pair", "--split", "pair-fc", "--symbol", "BBB", "--bootstrap", "10",
+        "--params", '{"n_estimators": 10}',
+    )  # fmt: skip
+    assert code == 0, err
+    result = RunStore(two_symbols.root).results()[-1]
+    manifest = RunStore(two_symbols.root).manifest(
+        RunStore(two_symbols.root).run_dir(result["run_id"])
+    )
+    assert manifest["config"]["symbols"] == ["BBB"] and manifest["data"]["symbols"] == ["BBB"]
+    predictions = two_symbols.load_table("predictions", result["run_id"])
+    assert set(predictions.loc[predictions["covered"], "symbol"]) == {"BBB"}
+    data = load_feature_training_data(two_symbols, "pair", "pair-fc", symbols=["BBB"])
+    everything = load_feature_training_data(two_symbols, "pair", "pair-fc")
+    bbb = everything.table["symbol"].to_numpy() == "BBB"
+    for part in ("train", "val", "test"):  # the same split, AAA's windows left out
+        expected = [i for i in getattr(everything.split, part) if bbb[i]]
+        assert getattr(data.split, part) == expected
+    with pytest.raises(ConfigError, match="CCC"):
+        load_feature_training_data(two_symbols, "pair", "pair-fc", symbols=["CCC"])

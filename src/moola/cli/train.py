@@ -93,6 +93,12 @@ def train(
         None, help="Seed (default: the global --seed, else the --config file's seed, else 0)."
     ),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
+    symbol: list[str] = typer.Option(
+        None,
+        "--symbol",
+        help="Train on this symbol's windows only (repeatable; feature windows over several "
+        "symbols): a per-symbol model, cut at the split's times.",
+    ),
     resume: str | None = typer.Option(
         None,
         help="Continue an interrupted run (its id) from its checkpoints, with the config it "
@@ -115,7 +121,7 @@ def train(
             "--params": params, "--calibration": calibration, "--inputs": inputs,
             "--synthetic": synthetic, "--base-run": base_run or None,
             "--pretrained-encoder": pretrained_encoder, "--seed": seed,
-            "--bootstrap": bootstrap,
+            "--bootstrap": bootstrap, "--symbol": symbol or None,
         }  # fmt: skip
         extra = [flag for flag, value in given.items() if value is not None]
         if extra:
@@ -138,6 +144,7 @@ def train(
         "seed": seed,
         "n_bootstrap": bootstrap,
         "base_runs": base_run or None,
+        "symbols": symbol or None,
     }
     if params is not None:
         try:

@@ -81,10 +81,16 @@ def is_feature_windows(registry: Registry, dataset: str) -> bool:
     return "features" in registry.meta(registry.resolve("labeled", name, version))
 
 
-def load_feature_training_data(registry: Registry, dataset: str, split: str) -> LabeledData:
+def load_feature_training_data(
+    registry: Registry, dataset: str, split: str, *, symbols: list[str] | None = None
+) -> LabeledData:
     """Labeled feature windows ``dataset`` (``NAME[@vN]``) cut by ``split``, as the
     ``LabeledData`` training reads: ``X`` is :class:`WindowSubsets` (lazy), each part's
-    ``X`` a lazy ``WindowSet``; windows overlapping the blacklist leave every part."""
+    ``X`` a lazy ``WindowSet``; windows overlapping the blacklist leave every part.
+
+    ``symbols`` keeps only those symbols' windows in the split's parts (a per-symbol
+    model); the others leave every part, as blacklisted windows do, so the parts keep
+    the split's time cuts."""
     from moola.data.registry import parse_ref
 
     name, version = parse_ref(dataset)
@@ -100,8 +106,20 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
     blacklist = read_blacklist(registry.root)
     banned = np.flatnonzero(blacklist.mask(table["symbol"], table["start_ts"], table["end_ts"]))
     split_obj = exclude_from_split(split_obj, banned)
-    symbols = sorted({str(s) for s in windows.symbols})
-    ids = np.searchsorted(np.asarray(symbols), windows.symbols.astype(str)).astype(np.int64)
+    present = sorted({str(s) for s in windows.symbols})
+    chosen = sorted(set(symbols)) if symbols else present
+    unknown = sorted(set(chosen) - set(present))
+    if unknown:
+        raise ConfigError(
+            f"{windows.ref} has no windows of {unknown}; its symbols are {present}.",
+            param="symbols",
+        )
+    names = windows.symbols.astype(str)
+    kept = np.isin(names, chosen)
+    if not kept.all():  # other symbols' windows leave every part
+        split_obj = exclude_from_split(split_obj, np.flatnonzero(~kept))
+    ids = np.full(len(names), -1, dtype=np.int64)
+    ids[kept] = np.searchsorted(np.asarray(chosen), names[kept])
     X = WindowSubsets(windows.X, ids)
     y = np.asarray(windows.y)  # class indices, values (regression) or (N, K) (multitask)
 
@@ -127,7 +145,7 @@ def load_feature_training_data(registry: Registry, dataset: str, split: str) -> 
         "split": split_record,
         "blacklist": blacklist.record(len(banned)),
         "counts": {name: len(value) for name, value in parts.items()},
-        "symbols": symbols,
+        "symbols": chosen,
         "task": getattr(windows, "task", None) or "classification",
         "targets": [dict(t) for t in getattr(windows, "targets", ())],
         "train_synthetic_ratio": 0.0,

@@ -95,6 +95,9 @@ class TrainConfig(RunConfig):
     synthetic: str | None = None
     allow_low_quality_synthetic: bool = False
     base_runs: list[str] = Field(default_factory=list)
+    symbols: list[str] = Field(default_factory=list)
+    """Train on these symbols' windows only (a per-symbol model from a multi-symbol
+    feature-windows dataset); empty: every symbol."""
 
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -602,7 +605,15 @@ def load_training_data(registry: Registry, config: TrainConfig) -> LabeledData:
                 "cannot be mixed into them.",
                 param="synthetic",
             )
-        return load_feature_training_data(registry, config.dataset, config.split)
+        return load_feature_training_data(
+            registry, config.dataset, config.split, symbols=config.symbols
+        )
+    if config.symbols:
+        raise ConfigError(
+            f"{config.dataset} holds windows of raw bars; choosing symbols applies to feature "
+            "windows. Build one windows dataset per symbol instead.",
+            param="symbols",
+        )
     return registry.load_labeled(
         *parse_ref(config.dataset),
         split=config.split,
