@@ -12,6 +12,12 @@ and tiny sizes (one epoch, a few hidden units), it checks that
 - ``save`` then ``load`` (through a temporary folder) predicts the same probabilities;
 - two fits with one seed predict the same probabilities.
 
+A model whose card lists ``"regression"`` in its ``tasks`` is also checked as a regressor
+(``task="regression"``), once with one float target ``(N,)`` and once with two ``(N, 2)``:
+``fit`` returns itself with its parameters unchanged; ``predict`` gives finite float64
+values shaped like the targets; ``predict_proba`` is refused with ``ConfigError``;
+``save``/``load`` and a second fit with the same seed predict the same values.
+
 A failed check raises ``AssertionError`` naming the model and the check.
 """
 
@@ -24,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from moola.core.errors import ConfigError
 from moola.models import create, model_card
 from moola.models.base import Estimator
 from moola.pipeline.inputs import model_inputs, model_params
@@ -93,17 +100,17 @@ def check_model(name: str, *, params: dict[str, Any] | None = None, seed: int = 
     """Run every conformance check on ACTIVE model ``name`` (see the module docstring).
 
     ``params`` override the tiny defaults (``TINY_PARAMS``); ``seed`` seeds the data and
-    the model.
+    the model. A model that learns ``task="regression"`` is checked as a regressor too.
     """
     card = model_card(name)
     neural = card.entry_point.startswith("moola.training")
-    given = {
+    tiny = {
         **(_NEURAL_TINY if neural else {}),
         **TINY_PARAMS.get(name, {}),
         "seed" if neural else "random_state": seed,
         **(params or {}),
     }
-    given = model_params(name, given)
+    given = model_params(name, tiny)
     X, y = tiny_data(name, seed)
 
     estimator = _build(name, given)
@@ -127,3 +134,67 @@ def check_model(name: str, *, params: dict[str, Any] | None = None, seed: int = 
     np.testing.assert_allclose(
         again, proba, rtol=1e-6, atol=1e-9, err_msg=f"{name}: one seed, two answers"
     )
+
+    if "regression" in card.tasks:
+        regression = {k: v for k, v in tiny.items() if k not in ("n_classes", "task")}
+        _check_regression(name, model_params(name, {**regression, "task": "regression"}), X, seed)
+
+
+def _values(
+    name: str, estimator: Estimator, X: np.ndarray, shape: tuple[int, ...], what: str
+) -> np.ndarray:
+    """``estimator.predict(X)``, checked: a float64 ndarray of ``shape``, all finite."""
+    values = estimator.predict(X)
+    assert isinstance(values, np.ndarray) and values.dtype == np.float64, (
+        f"{name}: {what} regression predictions are {getattr(values, 'dtype', type(values))}, "
+        "expected float64"
+    )
+    assert values.shape == shape, (
+        f"{name}: {what} regression predictions have shape {values.shape}, expected {shape}"
+    )
+    assert np.isfinite(values).all(), f"{name}: {what} regression predictions are not finite"
+    return values
+
+
+def _check_regression(name: str, given: dict[str, Any], X: np.ndarray, seed: int) -> None:
+    """The regressor's checks (module docstring) on float targets of one and two columns."""
+    rng = np.random.default_rng(seed + 1)
+    for targets in (rng.normal(0.0, 1e-3, len(X)), rng.normal(0.0, 1e-3, (len(X), 2))):
+        shape = targets.shape
+        estimator = _build(name, given)
+        before = copy.deepcopy(estimator.get_params())
+        fitted = estimator.fit(X, targets)
+        assert fitted is estimator, (
+            f"{name}: regression fit returned {type(fitted).__name__}, not self"
+        )
+        after = estimator.get_params()
+        assert after == before, (
+            f"{name}: regression fit changed its parameters from {before} to {after}"
+        )
+        values = _values(name, estimator, X, shape, "fitted")
+        try:
+            estimator.predict_proba(X)
+        except ConfigError:
+            pass
+        else:
+            raise AssertionError(
+                f"{name}: predict_proba of a regressor gave probabilities; it must raise "
+                "ConfigError"
+            )
+
+        with tempfile.TemporaryDirectory(prefix="moola-check-model-") as tmp:
+            path = Path(tmp) / "model.bin"
+            estimator.save(path)
+            loaded = type(estimator).load(path)
+        restored = _values(name, loaded, X, shape, "reloaded")
+        np.testing.assert_allclose(
+            restored,
+            values,
+            rtol=1e-6,
+            atol=1e-12,
+            err_msg=f"{name}: save/load changed regression predictions",
+        )
+        again = _values(name, _build(name, given).fit(X, targets), X, shape, "refitted")
+        np.testing.assert_allclose(
+            again, values, rtol=1e-6, atol=1e-12, err_msg=f"{name}: one seed, two regressions"
+        )
