@@ -24,6 +24,14 @@ channels less one, the normaliser leaves the id channel as it is (mean 0, std 1:
 code, not a quantity), and ``fit`` and ``predict`` refuse an id that is not an integer in
 ``0..S-1`` or that changes within a window, naming the window, the value and ``S``.
 
+Windows too many to hold as an array (a feature-windows dataset: rows of one feature
+table) come as ``moola.training.window_dataset.LazyWindows`` wherever an array ``X``,
+``X_val`` is taken. The normaliser is then computed from the table's rows, each weighted by
+the number of windows covering it (the statistics the array would give), training reads
+each batch gathered from the table and normalised on the fly (the same batches, in the same
+order, as the array's: the same weights), and prediction reads a chunk of windows at a
+time; no ``(N, T, D)`` array is ever made. Packed features (``n_features``) need arrays.
+
 What it learns is its ``task`` parameter (``moola.models.base`` states the contract):
 
 - ``"classification"`` (default): ``y`` class indices. Losses: ``cross_entropy`` and
@@ -108,6 +116,7 @@ from moola.training.losses import (
     balanced_class_weights,
 )
 from moola.training.trainer import Trainer, TrainerConfig, TrainingSummary
+from moola.training.window_dataset import LazyWindows
 
 __all__ = ["NeuralEstimator"]
 
@@ -123,6 +132,8 @@ _ESTIMATOR_KEYS = (
 )
 _ENCODER_PREFIX = "encoder."
 _PREDICT_BATCH = 1024
+_ROW_CHUNK = 1 << 16  # table rows per pass of the lazy normaliser's sums
+_CLASS_INDEX_LOSSES = ("cross_entropy", "focal")  # the others read float targets
 _REQUIRED = (
     "format_version",
     "class",
@@ -186,10 +197,10 @@ class NeuralEstimator(Estimator):
 
     def fit(
         self,
-        X: np.ndarray,
+        X: np.ndarray | LazyWindows,
         y: np.ndarray,
         *,
-        X_val: np.ndarray | None = None,
+        X_val: np.ndarray | LazyWindows | None = None,
         y_val: np.ndarray | None = None,
     ) -> NeuralEstimator:
         """Learn the normaliser, build the module and train it; returns ``self``."""
@@ -235,6 +246,12 @@ class NeuralEstimator(Estimator):
         if "n_features" in config_names:  # packed engineered features ride as extra channels
             n_features = int(
                 module_kwargs.get("n_features", _field_default(config_cls, "n_features"))
+            )
+        if n_features and isinstance(X, LazyWindows):
+            raise ConfigError(
+                f"{architecture}: n_features={n_features} packs engineered features on step 0 "
+                "of each window, which LazyWindows (rows of a feature table) do not hold; "
+                "give those windows as an (N, T, D) array, or train with n_features=0."
             )
         inferred = {
             "input_dim": X.shape[2] - n_features - id_channels,
@@ -286,11 +303,23 @@ class NeuralEstimator(Estimator):
             if freeze_epochs > 0:
                 unfreeze = _UnfreezeEncoder(freeze_epochs)
                 callbacks.append(unfreeze)
-        train_x = _normalise(X, mean, std)
-        val_x = None if X_val is None else _normalise(X_val, mean, std)
+        lazy = isinstance(X, LazyWindows) or isinstance(X_val, LazyWindows)
         resume, self._resume = self._resume, None
         history = None
-        if task == "classification":
+        if task == "classification" and lazy:  # what Trainer.fit does, over batch sources
+            train_y = _loss_targets(train_y, loss)
+            val_targets = None if val_targets is None else _loss_targets(val_targets, loss)
+            summary = trainer.run(
+                module,
+                _inputs(X, train_y, mean, std),
+                None if X_val is None else _inputs(X_val, val_targets, mean, std),
+                step=trainer.build_step(train_y, targets.n_classes),
+                callbacks=callbacks,
+                resume=resume,
+            )
+        elif task == "classification":
+            train_x = _normalise(X, mean, std)
+            val_x = None if X_val is None else _normalise(X_val, mean, std)
             summary = trainer.fit(
                 module,
                 train_x,
@@ -304,8 +333,8 @@ class NeuralEstimator(Estimator):
         elif task == "regression":
             summary = trainer.run(
                 module,
-                (train_x, train_y),
-                None if val_x is None else (val_x, val_targets),
+                _inputs(X, train_y, mean, std),
+                None if X_val is None else _inputs(X_val, val_targets, mean, std),
                 step=RegressionStep(),
                 callbacks=callbacks,
                 resume=resume,
@@ -321,8 +350,8 @@ class NeuralEstimator(Estimator):
             history = _HeadHistory(step, net.loss)
             summary = trainer.run(
                 net,
-                (train_x, train_y),
-                None if val_x is None else (val_x, val_targets),
+                _inputs(X, train_y, mean, std),
+                None if X_val is None else _inputs(X_val, val_targets, mean, std),
                 step=step,
                 callbacks=[*callbacks, history],
                 resume=resume,
@@ -361,7 +390,7 @@ class NeuralEstimator(Estimator):
 
     # -- prediction ---------------------------------------------------------------------
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray | LazyWindows) -> np.ndarray:
         """Class probabilities ``(N, K)`` float64, from the module in eval mode, batched.
 
         Refused (``ConfigError``) for a regression or multi-task model: use ``predict``
@@ -387,7 +416,7 @@ class NeuralEstimator(Estimator):
             proba = torch.softmax(logits, dim=1)
         return proba.numpy().astype(np.float64, copy=False)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray | LazyWindows) -> np.ndarray:
         """Class indices ``(N,)`` int64; a regression's values ``(N,)`` or ``(N, K)``
         float64 in the targets' units; a multi-task model's ``(N, H)`` float64 (class heads:
         the most probable index)."""
@@ -403,7 +432,7 @@ class NeuralEstimator(Estimator):
         ]
         return np.stack(columns, axis=1)
 
-    def predict_heads(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def predict_heads(self, X: np.ndarray | LazyWindows) -> dict[str, np.ndarray]:
         """A multi-task model's heads, in order: ``{name: (N,) float64 values}`` for a
         regression head (in the target's units), ``{name: (N, C) float64 probabilities}``
         for a class head."""
@@ -417,7 +446,7 @@ class NeuralEstimator(Estimator):
         outputs = self._outputs(X)
         return self.targets_.decode_heads(outputs)
 
-    def _outputs(self, X: np.ndarray) -> Any:
+    def _outputs(self, X: np.ndarray | LazyWindows) -> Any:
         """The module's outputs on ``X`` in eval mode, batched: a float64 CPU tensor
         ``(N, K)`` or, for a multi-head module, a dict of them."""
         X = _windows(X, "X")
@@ -434,10 +463,14 @@ class NeuralEstimator(Estimator):
         module = self.module_
         module.eval()
         device = next(module.parameters()).device
-        inputs = torch.from_numpy(_normalise(X, self.mean_, self.std_))
         chunks: list[Any] = []
         with torch.inference_mode():
-            for batch in inputs.split(_PREDICT_BATCH):
+            for first in range(0, len(X), _PREDICT_BATCH):  # never every window at once
+                if isinstance(X, LazyWindows):
+                    window = X.take(np.arange(first, min(first + _PREDICT_BATCH, len(X))))
+                else:
+                    window = X[first : first + _PREDICT_BATCH]
+                batch = torch.from_numpy(_normalise(window, self.mean_, self.std_))
                 output = module(batch.to(device))
                 if isinstance(output, dict) and self.task != "multitask":
                     output = output["direction"]
@@ -961,8 +994,11 @@ def split_params(architecture: str, params: dict[str, Any]) -> tuple[dict, dict]
     return module_kwargs, trainer_kwargs
 
 
-def _windows(X: Any, what: str) -> np.ndarray:
-    """``X`` as a finite float64 ``(N, T, D)`` array with N >= 1."""
+def _windows(X: Any, what: str) -> np.ndarray | LazyWindows:
+    """``X`` as a finite float64 ``(N, T, D)`` array with N >= 1 (``LazyWindows``: itself,
+    checked the same way without making the array)."""
+    if isinstance(X, LazyWindows):
+        return _checked_lazy(X, what)
     values = np.asarray(X, dtype=np.float64)
     if values.ndim != 3 or values.shape[0] == 0:
         raise ConfigError(
@@ -977,6 +1013,23 @@ def _windows(X: Any, what: str) -> np.ndarray:
     return values
 
 
+def _checked_lazy(X: LazyWindows, what: str) -> LazyWindows:
+    """``X`` refused unless it holds windows and every table row they cover is finite (a
+    row no window covers is never read, whatever it holds)."""
+    if len(X) == 0:
+        raise ConfigError(f"{what} must hold at least one window; got {X!r}.")
+    bad_rows = ~np.isfinite(X.values).all(axis=1)  # (n_rows,)
+    if bad_rows.any():
+        seen = np.concatenate([[0], np.cumsum(bad_rows)])  # bad rows before each row
+        hit = np.flatnonzero(seen[X.starts + X.length] > seen[X.starts])
+        if hit.size:
+            raise ConfigError(
+                f"{what} holds NaN or infinite values in windows {hit[:5].tolist()} (table "
+                f"rows {np.flatnonzero(bad_rows)[:5].tolist()}); drop or fill them first."
+            )
+    return X
+
+
 def _n_symbols(architecture: str, module_kwargs: dict[str, Any]) -> int:
     """The ``n_symbols`` a fit builds with (0 for an architecture without the option),
     checked here because it decides the input width before the module config exists."""
@@ -989,13 +1042,21 @@ def _n_symbols(architecture: str, module_kwargs: dict[str, Any]) -> int:
     return value
 
 
-def _check_symbol_ids(X: np.ndarray, n_symbols: int, what: str) -> None:
+def _check_symbol_ids(X: np.ndarray | LazyWindows, n_symbols: int, what: str) -> None:
     """Refuse windows ``X`` whose last channel is not a valid symbol id for a model of
     ``n_symbols > 0``: an integer in ``0..n_symbols - 1``, the same on every step of a
     window (nothing to check when ``n_symbols`` is 0)."""
     if not n_symbols:
         return
-    ids = X[:, :, -1]  # (N, T)
+    if isinstance(X, LazyWindows):
+        if X.symbol_ids is None:
+            raise ConfigError(
+                f"The model has n_symbols={n_symbols}, but the LazyWindows {what} carry no "
+                "symbol_ids; build them with each window's symbol id (symbol_ids=...)."
+            )
+        ids = np.asarray(X.symbol_ids, dtype=np.float64)[:, None]  # one step stands for all
+    else:
+        ids = X[:, :, -1]  # (N, T)
     bad = (ids != np.round(ids)) | (ids < 0) | (ids >= n_symbols)
     if bad.any():
         window, step = np.argwhere(bad)[0]
@@ -1040,19 +1101,87 @@ def _labels(y: Any, n: int, what: str) -> np.ndarray:
     return labels
 
 
-def _channel_stats(X: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+def _channel_stats(X: np.ndarray | LazyWindows, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std over samples and time (``(D,)`` float64 each).
 
     Packed feature channels (the last ``n_features``) live on step 0 only, so their
     statistics come from that step. A constant channel gets std 1 (left unscaled).
+    ``LazyWindows`` get the same statistics without their array (``_lazy_stats``).
     """
-    mean = X.mean(axis=(0, 1))
-    std = X.std(axis=(0, 1))
+    if isinstance(X, LazyWindows):
+        mean, std = _lazy_stats(X)
+    else:
+        mean = X.mean(axis=(0, 1))
+        std = X.std(axis=(0, 1))
     if n_features:
         mean[-n_features:] = X[:, 0, -n_features:].mean(axis=0)
         std[-n_features:] = X[:, 0, -n_features:].std(axis=0)
     std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
     return mean, std
+
+
+def _lazy_stats(X: LazyWindows) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) std per channel over every window and step of ``X``, in
+    float64, from the table: row ``r`` appears in ``counts[r]`` windows, so the sums over
+    windows x steps are sums over rows weighted by ``counts`` (two passes, mean then
+    squared deviations, a chunk of rows at a time). The id channel (with ``symbol_ids``)
+    holds each window's id on all of its steps: its statistics are the ids'."""
+    counts = X.row_counts().astype(np.float64)
+    used = np.flatnonzero(counts)
+    total = float(len(X) * X.length)
+    chunks = [used[i : i + _ROW_CHUNK] for i in range(0, used.size, _ROW_CHUNK)]
+    mean = sum(counts[c] @ X.values[c].astype(np.float64) for c in chunks) / total
+    var = sum(counts[c] @ np.square(X.values[c].astype(np.float64) - mean) for c in chunks)
+    std = np.sqrt(var / total)
+    if X.symbol_ids is not None:
+        ids = np.asarray(X.symbol_ids, dtype=np.float32).astype(np.float64)
+        mean, std = np.append(mean, ids.mean()), np.append(std, ids.std())
+    return mean, std
+
+
+def _loss_targets(y: np.ndarray, loss: str) -> np.ndarray:
+    """Class indices as ``Trainer.fit`` gives them to ``loss``: int64 for the class-index
+    losses, float32 (``bce``'s 0/1) otherwise."""
+    return y.astype(np.int64 if loss in _CLASS_INDEX_LOSSES else np.float32)
+
+
+def _inputs(
+    X: np.ndarray | LazyWindows, y: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | _NormalisedWindows:
+    """What ``Trainer.run`` trains on: the normalised array and ``y``, or for
+    ``LazyWindows`` a ``BatchSource`` that normalises each batch as it gathers it."""
+    if isinstance(X, LazyWindows):
+        return _NormalisedWindows(X, y, mean, std)
+    return _normalise(X, mean, std), y
+
+
+class _NormalisedWindows:
+    """A ``moola.training.trainer.BatchSource`` over ``LazyWindows`` and their targets:
+    batch ``indices`` is those windows gathered from the table and normalised with
+    ``mean``/``std`` (float64 arithmetic, float32 out: the values the normalised array
+    would hold at those rows) and their targets (floats as float32), as ``Trainer.run``
+    would index them out of arrays; so a fit trains on the same batches in the same order
+    without the ``(N, T, D)`` arrays."""
+
+    def __init__(
+        self, windows: LazyWindows, y: np.ndarray, mean: np.ndarray, std: np.ndarray
+    ) -> None:
+        self.windows, self.mean, self.std = windows, mean, std
+        targets = torch.from_numpy(np.ascontiguousarray(y))
+        self.targets = targets.float() if targets.is_floating_point() else targets
+        if len(self.targets) != len(windows):
+            raise ConfigError(
+                f"There are {len(windows)} windows but {len(self.targets)} targets; they "
+                "must match."
+            )
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def batch(self, indices: torch.Tensor, key: int) -> tuple[torch.Tensor, ...]:
+        del key  # nothing random here
+        x = _normalise(self.windows.take(indices.numpy()), self.mean, self.std)
+        return torch.from_numpy(x), self.targets[indices]
 
 
 def _corpus_normaliser(report: LoadReport, n_channels: int) -> tuple[np.ndarray, ...] | None:

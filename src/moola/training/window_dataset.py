@@ -16,6 +16,12 @@ step=...)`` trains on it directly, each optimiser step's batch gathered from the
 ``dataset.batch(indices, key)`` (targets in the dtype the loss named by ``loss`` takes), so
 a run over a split part trains on the same values in the same order as ``Trainer.fit`` over
 the materialised ``(N, L, F)`` arrays without ever making them.
+
+``LazyWindows`` is the bare form of the same idea for ``NeuralEstimator``: a table, starts,
+a length and optional symbol ids, standing in for the ``(N, L, F[+1])`` array wherever the
+estimator takes windows (``fit``, ``predict*``); it gathers the windows a batch asks for
+(``take``) and says how many windows cover each row (``row_counts``, the weights of the
+estimator's normaliser).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from moola.models.training_params import LOSS_NAMES
 if TYPE_CHECKING:
     from moola.data.registry import FeatureWindows
 
-__all__ = ["FeatureWindowDataset"]
+__all__ = ["FeatureWindowDataset", "LazyWindows"]
 
 
 def _selected(indices: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
@@ -286,3 +292,92 @@ class _Batch(Sequence):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return zip(*(part.unbind(0) for part in self.stacked), strict=True)
+
+
+class LazyWindows:
+    """Windows into a float32 feature table, given to ``NeuralEstimator`` in place of the
+    ``(N, L, F)`` array they would make: each is ``length`` rows of ``values`` from its
+    start, never copied until a batch asks for it (``take``).
+
+    ``values`` is the ``(n_rows, F)`` table (kept, not copied; C-contiguous float32),
+    ``starts`` one row position per window. With ``symbol_ids`` (one per window) a window
+    gets its id as one more, last channel, the same on every step, laid out as
+    ``moola.pipeline.feature_inputs.with_symbol_ids`` lays it out (float32).
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        starts: Sequence[int] | np.ndarray,
+        length: int,
+        symbol_ids: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        self.values = _checked_table(values)
+        if isinstance(length, bool) or int(length) != length or length < 1:
+            raise ConfigError(f"length must be an integer >= 1, got {length!r}.", param="length")
+        self.length = int(length)
+        starts = np.asarray(starts)
+        if starts.ndim != 1 or (starts.size and starts.dtype.kind not in "iu"):
+            raise ConfigError(
+                f"starts must be a 1-D array of integer row positions, got shape {starts.shape} "
+                f"of dtype {starts.dtype}.",
+                param="starts",
+            )
+        self.starts = starts.astype(np.int64, copy=False)
+        n_rows = self.values.shape[0]
+        bad = np.flatnonzero((self.starts < 0) | (self.starts + self.length > n_rows))
+        if bad.size:
+            raise ConfigError(
+                f"Windows {bad[:5].tolist()} start at rows {self.starts[bad[:5]].tolist()}, "
+                f"but a window of {self.length} rows must start in 0..{n_rows - self.length} "
+                f"of a table of {n_rows} rows.",
+                param="starts",
+            )
+        self.symbol_ids: np.ndarray | None = None
+        if symbol_ids is not None:
+            ids = np.asarray(symbol_ids)
+            if ids.shape != self.starts.shape:
+                raise ConfigError(
+                    f"symbol_ids must hold one id per window ({self.starts.size}); got shape "
+                    f"{ids.shape}.",
+                    param="symbol_ids",
+                )
+            self.symbol_ids = ids
+        self._offsets = np.arange(self.length, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def __repr__(self) -> str:
+        return (
+            f"LazyWindows(n={len(self)}, length={self.length}, features="
+            f"{self.values.shape[1]}, symbol_ids={self.symbol_ids is not None})"
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(N, L, C)`` of the array the windows would make (C: features, + 1 with ids)."""
+        channels = int(self.values.shape[1]) + (self.symbol_ids is not None)
+        return (len(self), self.length, channels)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Windows ``indices`` as a new float32 ``(k, L, C)`` array: their rows gathered from
+        the table in one call (and the id channel last, with ``symbol_ids``)."""
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        rows = (self.starts[index][:, None] + self._offsets).reshape(-1)  # (k * L,)
+        n_features = self.values.shape[1]
+        if self.symbol_ids is None:
+            return self.values.take(rows, axis=0).reshape(index.size, self.length, n_features)
+        out = np.empty((index.size, self.length, n_features + 1), dtype=np.float32)
+        out[:, :, :-1] = self.values.take(rows, axis=0).reshape(index.size, self.length, -1)
+        out[:, :, -1] = np.asarray(self.symbol_ids[index], dtype=np.float32)[:, None]
+        return out
+
+    def row_counts(self) -> np.ndarray:
+        """How many windows cover each table row, ``(n_rows,)`` int64 (a difference array
+        over the starts: +1 at a start, -1 one past its end), so statistics over every
+        window and step are sums over rows weighted by these counts."""
+        n_rows = self.values.shape[0]
+        delta = np.bincount(self.starts, minlength=n_rows + 1)
+        delta -= np.bincount(self.starts + self.length, minlength=n_rows + 1)
+        return np.cumsum(delta[:n_rows])
