@@ -17,7 +17,7 @@ from moola.features.labels import (
     check_label_params,
     label_producer,
 )
-from moola.pipeline.labels import store_labels
+from moola.pipeline.labels import build_and_store_labels
 
 app = typer.Typer(help="Build labels (targets) over bars.", no_args_is_help=True)
 
@@ -87,8 +87,16 @@ def build(
             "from; use --raw NAME or NAME@vN, or write a file with --out."
         )
     registry = Registry(settings_of(ctx).data_root)
-    bars, raw_ref = load_input_bars(registry, raw, bars_file, symbol=symbol, timeframe=timeframe)
-    table = build_labels(bars, kind, **params)
+    stored = None
+    if name is not None and raw is not None and bars_file is None and not (symbol or timeframe):
+        raw_ref = registry.resolve_text(raw, "raw")
+        stored = build_and_store_labels(registry, name, raw_ref, kind, **params)
+        table = registry.load_table("labels", stored.name, stored.version)
+    else:  # a file of labels only, or flags load_input_bars refuses before reading bars
+        bars, raw_ref = load_input_bars(
+            registry, raw, bars_file, symbol=symbol, timeframe=timeframe
+        )
+        table = build_labels(bars, kind, **params)
 
     target = TARGETS[kind]
     labeled = table[target].notna()
@@ -108,6 +116,5 @@ def build(
     if out is not None:
         write_frame(table, out)
         console.print(f"[green]Wrote[/] {out}  ({len(table):,} rows)")
-    if name is not None and raw_ref is not None:
-        ref = store_labels(registry, name, table, raw=raw_ref, kind=kind, params=params)
-        console.print(f"[green]Stored[/] {ref}")
+    if stored is not None:
+        console.print(f"[green]Stored[/] {stored}")

@@ -8,7 +8,7 @@ functions its commands call (nothing here computes what ``pipeline/`` already do
    (crypto calendar, so no session gaps), 1-bar log returns correlated ``CORRELATION``
    (``synthesize_raw``, as ``moola data synth --symbols`` calls it).
 2. **Labels.** The forward log return over ``HORIZON`` bars at every bar, symbol by symbol
-   (``build_labels`` then ``store_labels``, as ``moola labels build`` calls them).
+   (``build_and_store_labels``, as ``moola labels build --raw --name`` calls it).
 3. **Windows.** ``LENGTH``-bar windows of the ``intraday31`` feature set (computed causally
    once per raw version and stored; windows are positions into it), one every ``STRIDE``
    bars, each carrying the forward return at its last bar as a regression target
@@ -43,11 +43,10 @@ from typing import TYPE_CHECKING, Any
 from moola.backtest.signals import SignHold
 from moola.demo._progress import epoch_progress, fold_events
 from moola.evaluation.report import Section, table_html
-from moola.features.labels import build_labels
 from moola.pipeline.backtests import backtest_symbols
 from moola.pipeline.datasets import make_and_store_split, synthesize_raw
 from moola.pipeline.feature_windows import build_feature_windows
-from moola.pipeline.labels import store_labels
+from moola.pipeline.labels import build_and_store_labels
 from moola.pipeline.lifecycle import write_report
 from moola.pipeline.train import TrainConfig, flat_metrics, run_training
 from moola.sim import ExecutionConfig
@@ -124,14 +123,8 @@ def forecast(
         timeframe="1m",
         calendar="crypto",
     )
-    label_params = {"horizon": HORIZON}
-    labels = store_labels(
-        registry,
-        "demo-forecast-fwd",
-        build_labels(registry.load_raw(raw.name, raw.version), "forward-return", **label_params),
-        raw=raw,
-        kind="forward-return",
-        params=label_params,
+    labels = build_and_store_labels(
+        registry, "demo-forecast-fwd", raw, "forward-return", horizon=HORIZON
     )
     # Two datasets over one stored feature table: the return (a value), the direction (a class).
     windows, split = _windows_and_split(registry, raw, labels, "forward_return", "demo-forecast")

@@ -26,6 +26,7 @@ _HOMES: dict[str, str] = {
     "store_event_bars": "event_bars",
     # features, labels, windows
     "build_features": "features",
+    "build_and_store_labels": "labels",
     "store_labels": "labels",
     "WindowsResult": "labeled_windows",
     "build_windows": "labeled_windows",
