@@ -144,18 +144,24 @@ def score_values(
 
 
 def values_plots(report: dict[str, Any], predictions: pd.DataFrame) -> dict[str, bytes]:
-    """Predicted-vs-actual and IC-over-time plots of each regression target."""
+    """Charts of a regression or multi-task run, over the covered windows: each regression
+    target's predicted-vs-actual and IC-over-time plots (``..._<head>.png`` in a multi-task
+    run), and each class head's reliability diagram and confusion matrix
+    (``reliability_<head>.png``, ``confusion_<head>.png``), the charts a classification
+    run draws of its own probabilities."""
     from moola.evaluation import plots
 
     heads = report["heads"] if report.get("task") == "multitask" else {None: report}
     covered = predictions["covered"].to_numpy()
+    rows = predictions[covered]
     out: dict[str, bytes] = {}
     for head, inner in heads.items():
         if inner.get("task") != "regression":
+            if head is not None:
+                out.update(_class_head_plots(head, inner, rows))
             continue
         target = inner["target"]
         suffix = "" if head is None else f"_{head}"
-        rows = predictions[covered]
         out[f"predicted_vs_actual{suffix}.png"] = plots.predicted_vs_actual_png(
             rows[f"y_{target}"].to_numpy(float),
             rows[f"pred_{target}"].to_numpy(float),
@@ -164,6 +170,23 @@ def values_plots(report: dict[str, Any], predictions: pd.DataFrame) -> dict[str,
         if inner.get("ic_over_time"):
             out[f"ic_over_time{suffix}.png"] = plots.ic_over_time_png(inner["ic_over_time"])
     return out
+
+
+def _class_head_plots(head: str, report: Mapping[str, Any], rows: pd.DataFrame) -> dict[str, bytes]:
+    """Reliability and confusion charts of class head ``head`` from its columns ``y_<head>``
+    (class names) and ``p_<head>_<class>`` of the covered windows ``rows``."""
+    from moola.evaluation import plots
+
+    classes = [str(c) for c in report["classes"]]
+    code = {name: k for k, name in enumerate(classes)}
+    y = np.array([code[str(name)] for name in rows[f"y_{head}"]], dtype=np.int64)
+    proba = rows[[f"p_{head}_{c}" for c in classes]].to_numpy(np.float64)
+    return {
+        f"reliability_{head}.png": plots.reliability_png(y, proba, title=f"Reliability: {head}"),
+        f"confusion_{head}.png": plots.confusion_png(
+            np.asarray(report["confusion_matrix"]), classes, title=f"Confusion matrix: {head}"
+        ),
+    }
 
 
 def _targets_matrix(data: LabeledData) -> np.ndarray:

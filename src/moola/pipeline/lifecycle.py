@@ -303,25 +303,36 @@ def _classification_sections(manifest: TrainManifest) -> list[Section]:
 
 def _forecast_sections(store: RunStore, run_dir: Path, manifest: TrainManifest) -> list[Section]:
     """The sections of a regression or multi-task run (``forecast_sections``) with the
-    charts the run stored for each regression target."""
+    charts the run stored for each regression target and each class head."""
     from moola.evaluation.report import IC_OVER_TIME, PREDICTED_VS_ACTUAL, forecast_sections
 
-    def charts(suffix: str) -> dict[str, bytes]:
-        names = {
-            PREDICTED_VS_ACTUAL: f"predicted_vs_actual{suffix}.png",
-            IC_OVER_TIME: f"ic_over_time{suffix}.png",
-        }
+    def charts(names: dict[str, str]) -> dict[str, bytes]:
         return {
             key: store.read_bytes(run_dir, name)
             for key, name in names.items()
             if store.has_file(run_dir, name)
         }
 
+    def values(suffix: str) -> dict[str, str]:
+        return {
+            PREDICTED_VS_ACTUAL: f"predicted_vs_actual{suffix}.png",
+            IC_OVER_TIME: f"ic_over_time{suffix}.png",
+        }
+
     report = manifest.metrics
-    if manifest.task == "multitask":
-        plots: Any = {head: charts(f"_{head}") for head in report["heads"]}
-    else:
-        plots = charts("")
+    if manifest.task != "multitask":
+        return forecast_sections(report, plots=charts(values("")))
+    plots = {
+        head: charts(
+            values(f"_{head}")
+            if inner.get("task") == "regression"  # a class head: the classification charts
+            else {
+                "reliability.png": f"reliability_{head}.png",
+                "confusion.png": f"confusion_{head}.png",
+            }
+        )
+        for head, inner in report["heads"].items()
+    }
     return forecast_sections(report, plots=plots)
 
 
