@@ -170,6 +170,9 @@ class NeuralEstimator(Estimator):
     """
 
     input_kind = "sequence"
+    #: ``fit`` and ``predict*`` take ``LazyWindows`` as well as arrays (callers that hold
+    #: windows into a table, ``moola.pipeline.feature_inputs``, ask this before passing them).
+    accepts_lazy_windows = True
     _resume: dict[str, Any] | None = None  # the snapshot the next fit continues from
 
     def __init__(self, architecture: str = "simple_lstm", **params: Any) -> None:
