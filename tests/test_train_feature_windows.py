@@ -457,3 +457,15 @@ def test_a_per_symbol_model_trains_on_that_symbols_windows_only(capsys, two_symb
         assert getattr(data.split, part) == expected
     with pytest.raises(ConfigError, match="CCC"):
         load_feature_training_data(two_symbols, "pair", "pair-fc", symbols=["CCC"])
+
+
+def test_a_neural_run_never_materialises_its_windows(windows, monkeypatch):
+    from moola.data.windows import WindowSet
+
+    def refuse(self):
+        raise AssertionError("a fold's windows were materialised")
+
+    monkeypatch.setattr(WindowSet, "materialise", refuse)
+    result = _train(windows, "bilstm", epochs=1, hidden=8)
+    predictions = windows.load_table("predictions", result.run_id)
+    assert predictions["covered"].any()

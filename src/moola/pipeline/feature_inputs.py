@@ -31,6 +31,7 @@ from moola.data.windows import WindowSet
 from moola.features.featureset import FeatureSetSpec, load_feature_set
 from moola.features.scaling import Scaler, fit_scaler, window_rows
 from moola.models.base import Estimator
+from moola.training.window_dataset import LazyWindows
 
 __all__ = [
     "FeatureView",
@@ -289,7 +290,10 @@ class ScaledWindowModel(Estimator):
 
         Windows into a feature table are cut from the scaled table (scaling is per row, so
         this equals scaling each window, bit for bit) instead of scaling a copy of every
-        window in float64; the last-row view takes one row per window, no window at all.
+        window in float64; the last-row view takes one row per window, no window at all. A
+        model that trains on windows into a table (``accepts_lazy_windows``: the neural
+        estimator) gets them as ``LazyWindows`` and gathers each batch itself, so no
+        ``(N, L, F)`` copy of a fold is ever made.
         """
         if self.scaler_ is None:
             raise ConfigError("This model is not fitted: call fit first.")
@@ -304,16 +308,17 @@ class ScaledWindowModel(Estimator):
             scaled[rows] = self.scaler_.transform(X.values[rows])  # only the rows used
             if self.view == "features_last_row":
                 return scaled[X.starts + X.length - 1]
-            windows = WindowSet(scaled, X.starts, X.length).materialise()
-            if not self.symbols:
-                return windows
-            ids = getattr(X, "symbol_ids", None)
-            if ids is None:
+            ids = getattr(X, "symbol_ids", None) if self.symbols else None
+            if self.symbols and ids is None:
                 raise ConfigError(
                     "This model embeds symbols: give windows that carry their symbol ids "
                     "(WindowSubsets) or an array whose last channel holds them."
                 )
-            return with_symbol_ids(windows, ids)
+            if getattr(self.inner, "accepts_lazy_windows", False):
+                # The model gathers each batch from the scaled table: no (N, L, F) copy.
+                return LazyWindows(scaled, X.starts, X.length, ids)  # type: ignore[return-value]
+            windows = WindowSet(scaled, X.starts, X.length).materialise()
+            return windows if ids is None else with_symbol_ids(windows, ids)
         windows = np.asarray(X)
         if self.symbols:  # the id channel rides last, unscaled
             if windows.ndim != 3 or windows.shape[2] != len(self.columns) + 1:
