@@ -285,7 +285,7 @@ class ScaledWindowModel(Estimator):
             return getattr(self.__dict__["inner"], name)
         raise AttributeError(name)
 
-    def _inputs(self, X: Any) -> np.ndarray:
+    def _inputs(self, X: Any) -> np.ndarray | LazyWindows:
         """Scaled inputs of windows ``X`` in this model's view.
 
         Windows into a feature table are cut from the scaled table (scaling is per row, so
@@ -316,7 +316,7 @@ class ScaledWindowModel(Estimator):
                 )
             if getattr(self.inner, "accepts_lazy_windows", False):
                 # The model gathers each batch from the scaled table: no (N, L, F) copy.
-                return LazyWindows(scaled, X.starts, X.length, ids)  # type: ignore[return-value]
+                return LazyWindows(scaled, X.starts, X.length, ids)
             windows = WindowSet(scaled, X.starts, X.length).materialise()
             return windows if ids is None else with_symbol_ids(windows, ids)
         windows = np.asarray(X)
