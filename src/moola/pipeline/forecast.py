@@ -34,7 +34,14 @@ from moola.evaluation.metrics import classification_report
 from moola.evaluation.regression import multitask_report, regression_report
 from moola.models.base import Estimator
 
-__all__ = ["fit_values", "score_values", "task_params", "values_plots"]
+__all__ = [
+    "fit_values",
+    "prediction_frame",
+    "score_values",
+    "task_params",
+    "training_summary",
+    "values_plots",
+]
 
 EventSink = Callable[[str, dict[str, Any]], None]
 _NONE = np.zeros(0, dtype=np.int64)
@@ -106,7 +113,7 @@ def fit_values(
             "covered": int(covered.sum()),
             "fold_sizes": fold_reports,
             "final_fit_samples": len(idx),
-            "training": _training_summary(model),
+            "training": training_summary(model),
         }
     else:
         train, val = data.train.indices, data.val.indices
@@ -116,7 +123,7 @@ def fit_values(
         summary = {
             "train_samples": len(train),
             "val_samples": len(val),
-            "training": _training_summary(model),
+            "training": training_summary(model),
         }
     idx = np.flatnonzero(covered)
     report = _report(data, predicted, idx, n_bootstrap=n_bootstrap, seed=seed)
@@ -141,6 +148,25 @@ def score_values(
     predicted = {t["name"]: _empty(len(data.y), t) for t in data.audit["targets"]}
     _fill(predicted, data, model, X, rows)
     return _report(data, predicted, rows, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def prediction_frame(
+    data: LabeledData, covered: np.ndarray, kind: str, **columns: Any
+) -> pd.DataFrame:
+    """The columns every run's predictions table starts with, one row per window: ``row``,
+    ``symbol``, the window's ``start_ts``/``end_ts``, then ``columns``, ``covered`` and
+    ``kind`` (``oof`` or ``val``)."""
+    return pd.DataFrame(
+        {
+            "row": np.arange(len(data.y)),
+            "symbol": data.table["symbol"].astype(str).to_numpy(),
+            "start_ts": data.table["start_ts"].to_numpy(),
+            "end_ts": data.table["end_ts"].to_numpy(),
+            **columns,
+            "covered": covered,
+            "kind": kind,
+        }
+    )
 
 
 def values_plots(report: dict[str, Any], predictions: pd.DataFrame) -> dict[str, bytes]:
@@ -285,16 +311,7 @@ def _predictions_table(
     covered: np.ndarray,
     kind: str,
 ) -> pd.DataFrame:
-    table = pd.DataFrame(
-        {
-            "row": np.arange(len(Y)),
-            "symbol": data.table["symbol"].astype(str).to_numpy(),
-            "start_ts": data.table["start_ts"].to_numpy(),
-            "end_ts": data.table["end_ts"].to_numpy(),
-            "covered": covered,
-            "kind": kind,
-        }
-    )
+    table = prediction_frame(data, covered, kind)
     for k, target in enumerate(data.audit["targets"]):
         name = target["name"]
         if target["kind"] == "regression":
@@ -308,11 +325,16 @@ def _predictions_table(
     return table
 
 
-def _training_summary(estimator: Estimator) -> dict[str, Any] | None:
+def training_summary(estimator: Estimator) -> dict[str, Any] | None:
+    """A neural estimator's training summary (epochs, early stop, losses, wall time,
+    device), with the pretrained encoder's load report and freeze schedule when one was
+    loaded and each head's loss and weight per epoch for a multi-task model; None for
+    estimators not trained epoch by epoch."""
     summary = getattr(estimator, "training_summary_", None)
     if summary is None:
         return None
-    data = summary.to_dict()
+    report = getattr(estimator, "load_report_", None)
+    data = {**summary.to_dict(), "pretrained_load": report.to_dict() if report else None}
     heads = getattr(estimator, "head_history_", None)  # per epoch: each head's loss, weight
     if heads is not None:
         data["heads"] = heads

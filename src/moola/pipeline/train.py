@@ -67,7 +67,13 @@ from moola.pipeline.feature_inputs import (
     is_feature_windows,
     load_feature_training_data,
 )
-from moola.pipeline.forecast import fit_values, task_params, values_plots
+from moola.pipeline.forecast import (
+    fit_values,
+    prediction_frame,
+    task_params,
+    training_summary,
+    values_plots,
+)
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
@@ -772,7 +778,7 @@ def _run_oof(
         "covered": int(covered.sum()),
         "fold_metrics": result.fold_metrics,
         "final_fit_samples": len(idx),
-        "training": _training_summary(final),
+        "training": training_summary(final),
     }
     return _Fitted(final, calibrator, report, calibrated_report, predictions, summary, calibration)
 
@@ -857,7 +863,7 @@ def _run_holdout(
     summary = {
         "train_samples": len(train),
         "val_samples": len(val),
-        "training": _training_summary(estimator),
+        "training": training_summary(estimator),
     }
     on_event("fold", {"fold": "holdout", "val_accuracy": report["metrics"]["accuracy"]})
     return _Fitted(
@@ -905,17 +911,7 @@ def _predictions_table(
     covered: np.ndarray,
     kind: str,
 ) -> pd.DataFrame:
-    table = pd.DataFrame(
-        {
-            "row": np.arange(len(data.y)),
-            "symbol": data.table["symbol"].astype(str).to_numpy(),
-            "start_ts": data.table["start_ts"].to_numpy(),
-            "end_ts": data.table["end_ts"].to_numpy(),
-            "label": data.y,
-            "covered": covered,
-            "kind": kind,
-        }
-    )
+    table = prediction_frame(data, covered, kind, label=data.y)
     for k, name in enumerate(data.classes):
         table[f"p_{name}"] = proba[:, k]
         if calibrated is not None:
@@ -972,16 +968,6 @@ def _plots(
             best_epoch=history.get("best_epoch"),
         )
     return out
-
-
-def _training_summary(estimator: Estimator) -> dict[str, Any] | None:
-    """The neural trainer's summary (epochs, early stop, losses, wall time, device) and,
-    when a pretrained encoder was loaded, its load report and freeze schedule."""
-    summary = getattr(estimator, "training_summary_", None)
-    if summary is None:
-        return None
-    report = getattr(estimator, "load_report_", None)
-    return {**summary.to_dict(), "pretrained_load": report.to_dict() if report else None}
 
 
 def _fold_event(fold: Any) -> dict[str, Any]:
