@@ -26,7 +26,7 @@ import numpy as np
 
 from moola.core.errors import ConfigError
 from moola.data.blacklist import exclude_from_split, read_blacklist
-from moola.data.registry import FeatureWindows, LabeledData, LabeledPart, Registry
+from moola.data.registry import FeatureWindows, LabeledData, LabeledPart, Registry, parse_ref
 from moola.data.windows import WindowSet
 from moola.features.featureset import FeatureSetSpec, load_feature_set
 from moola.features.scaling import Scaler, fit_scaler, window_rows
@@ -74,8 +74,6 @@ class WindowSubsets:
 
 def is_feature_windows(registry: Registry, dataset: str) -> bool:
     """True when ``dataset`` (``NAME[@vN]``) is a stored feature-windows dataset."""
-    from moola.data.registry import parse_ref
-
     name, version = parse_ref(dataset)
     if not registry.versions("labeled", name):
         return False
@@ -92,8 +90,6 @@ def load_feature_training_data(
     ``symbols`` keeps only those symbols' windows in the split's parts (a per-symbol
     model); the others leave every part, as blacklisted windows do, so the parts keep
     the split's time cuts."""
-    from moola.data.registry import parse_ref
-
     name, version = parse_ref(dataset)
     windows = registry.load_feature_windows(name, version)
     if windows.y is None:
