@@ -1,0 +1,402 @@
+"""What the trading environment shows its agent: causal feature windows and the portfolio.
+
+An observation at decision bar ``t`` has two parts (the time contract of ``moola.rl.env``):
+
+* ``window``: feature rows ``t - window + 1 .. t`` of one symbol's bars, each row computed
+  from bars ``<= t`` only (the features' own no-lookahead proof, ``check_feature``), scaled
+  with statistics fitted on the training rows only, float32 ``(window, F)``;
+* ``portfolio``: seven numbers about the account after bar ``t``'s close was marked
+  (``PORTFOLIO_FIELDS``), float32 ``(7,)``, from :func:`portfolio_state`.
+
+:class:`ObservationSource` computes the whole feature table once, at construction (a
+feature set by name, path or object through ``moola.features.load_feature_set``; or, with
+``features=None``, :data:`BUILTIN_COLUMNS`: the ``relative`` feature's log returns of
+open, high, low and close against the previous close and its log volume change, a
+scale-free causal set that needs one bar of warm-up). Scaling is one
+``moola.features.scaling.Scaler``: the one given (an evaluation env takes the training
+env's), or one fitted by ``fit_scaler`` on ``train_rows`` only, with each column's method
+from the set's ``scaling``. Rows the caller leaves out of ``train_rows`` (validation and
+test periods) never reach the fit. The table is read-only after construction, so a
+window is a view into it and an episode never copies feature rows.
+
+The portfolio fields, all scale-free so that one policy fits any account size:
+
+==================  ============================================================
+``position``        the target fraction of equity held, in [-1, 1] (as given)
+``cash_fraction``   cash / equity (0 when equity <= 0)
+``unrealised``      unrealised PnL / initial cash
+``time_in_position`` log1p(bars the current non-zero position has been held)
+``drawdown``        (peak equity - equity) / peak equity, >= 0
+``daily_headroom``  loss still allowed today / the daily limit amount, in [0, 1]
+``total_headroom``  loss still allowed in total / the total limit amount, in [0, 1]
+==================  ============================================================
+
+The daily limit amount is ``daily_limit * day_start_equity`` (a prop-firm
+``DailyLossLimit`` on its start-of-day basis) and the total one ``total_limit *
+initial_cash`` (``TotalLossLimit``); the loss still allowed is equity minus the equity
+at which the limit breaches. A limit given as NaN (no such rule) gives headroom 1.
+
+Pure numpy (plus the features layer): no I/O.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import ConfigError
+from moola.features.featureset import (
+    FeatureSet,
+    FeatureSetSpec,
+    FeatureSpecEntry,
+    load_feature_set,
+)
+from moola.features.scaling import Scaler, fit_scaler
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = [
+    "BUILTIN_COLUMNS",
+    "PORTFOLIO_FIELDS",
+    "ObservationSource",
+    "builtin_feature_set",
+    "portfolio_state",
+]
+
+#: The portfolio part of an observation, in order (see the module docstring).
+PORTFOLIO_FIELDS: tuple[str, ...] = (
+    "position",
+    "cash_fraction",
+    "unrealised",
+    "time_in_position",
+    "drawdown",
+    "daily_headroom",
+    "total_headroom",
+)
+
+#: The columns of the built-in set (``features=None``): ``relative`` feature columns.
+BUILTIN_COLUMNS: tuple[str, ...] = (
+    "rel_open",
+    "rel_high",
+    "rel_low",
+    "rel_close",
+    "rel_log_volume_change",
+)
+
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+
+FeaturesArg = str | Path | FeatureSetSpec | FeatureSet | None
+
+
+def builtin_feature_set() -> FeatureSet:
+    """The small scale-free OHLCV set used when no feature set is named: log returns of
+    open/high/low/close against the previous close and the log volume change (z-scored)."""
+    spec = FeatureSetSpec(
+        name="rl_ohlcv",
+        description="Log returns of open/high/low/close against the previous close and the "
+        "log volume change: the trading environment's default observation.",
+        features=[FeatureSpecEntry(name="relative", columns=list(BUILTIN_COLUMNS))],
+    )
+    return FeatureSet(spec)
+
+
+class ObservationSource:
+    """Normalised feature rows of one symbol's bars, cut into causal windows.
+
+    Parameters
+    ----------
+    bars : pd.DataFrame
+        One symbol's canonical bars (``timestamp``, ``open high low close volume``,
+        optional ``symbol``), in time order; row ``i`` is bar ``i``.
+    features : str, Path, FeatureSetSpec, FeatureSet or None, default None
+        A feature set (shipped name, YAML path or object); None: :func:`builtin_feature_set`.
+    window : int, default 60
+        Feature rows per observation window (the bar itself and ``window - 1`` before it).
+    scaler : moola.features.scaling.Scaler or None, default None
+        Statistics to use as they are (e.g. the training env's ``scaler`` for an
+        evaluation env); its columns must be the feature set's. None: fitted here.
+    train_rows : array of int, boolean mask of length n_bars, or None, default None
+        The rows the scaler is fitted on when none is given (never evaluation rows).
+        None: every row of these bars. Warm-up rows (no value yet) are left out.
+
+    Attributes
+    ----------
+    table : np.ndarray
+        float32 ``(n_bars, F)``, scaled; NaN in the warm-up rows; read-only.
+    columns : tuple of str
+    scaler : Scaler
+    window : int
+    first_valid : int
+        The smallest bar ``t`` whose window rows ``t - window + 1 .. t`` are all finite:
+        the earliest bar an episode may start at.
+    """
+
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        *,
+        features: FeaturesArg = None,
+        window: int = 60,
+        scaler: Scaler | None = None,
+        train_rows: ArrayLike | None = None,
+    ) -> None:
+        _check_bars(bars)
+        n = len(bars)
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+            raise ConfigError(
+                f"window must be a positive integer (feature rows per observation), got "
+                f"{window!r}.",
+                param="window",
+            )
+        window = int(window)
+        if window > n:
+            raise ConfigError(
+                f"window={window} is longer than the data: the bars have {n} rows. Use a "
+                f"window of at most {n} bars, or more bars.",
+                param="window",
+            )
+        fset = builtin_feature_set() if features is None else load_feature_set(features)
+        raw = fset.compute(bars.reset_index(drop=True)).to_numpy(dtype=np.float64)  # (n, F)
+        columns = tuple(fset.columns)
+        finite = np.isfinite(raw).all(axis=1)  # (n,)
+        if not finite.any():
+            raise ConfigError(
+                f"Feature set '{fset.name}' has no settled row on these {n} bars (its "
+                f"warm-up is {fset.lookback} bars); use more bars.",
+                param="features",
+            )
+        warm = int(np.argmax(finite))  # first settled row
+        _check_settled(raw, warm, columns, bars, fset.name)
+        first_valid = warm + window - 1
+        if first_valid >= n:
+            raise ConfigError(
+                f"window={window} is longer than the data after the warm-up: feature set "
+                f"'{fset.name}' settles at bar {warm}, leaving {n - warm} of the {n} bars "
+                f"for a window; use a window of at most {n - warm} bars, or more bars.",
+                param="window",
+            )
+        if scaler is None:
+            rows = _train_rows(train_rows, n, warm)
+            scaler = fit_scaler(raw, columns, fset.scaling, rows)
+        else:
+            _check_scaler(scaler, columns)
+        table = scaler.transform(raw).astype(np.float32)  # NaN warm-up rows stay NaN
+        table.flags.writeable = False
+        self.feature_set = fset
+        self.columns = columns
+        self.scaler = scaler
+        self.window = window
+        self.table = table
+        self.warmup = warm
+        self.first_valid = first_valid
+        # (n - window + 1, window, F) read-only view: windows[t - window + 1] is bar t's.
+        self._windows = np.lib.stride_tricks.sliding_window_view(table, window, axis=0)
+        self._windows = self._windows.transpose(0, 2, 1)
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.table.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.table.shape[1])
+
+    def window_at(self, t: int) -> np.ndarray:
+        """Rows ``t - window + 1 .. t``: float32 ``(window, F)``, a read-only view."""
+        if not self.first_valid <= t < self.n_bars:
+            raise ConfigError(
+                f"No observation window at bar {t}: windows exist for bars "
+                f"{self.first_valid}..{self.n_bars - 1} (window {self.window}, warm-up "
+                f"{self.warmup} bars).",
+                param="t",
+            )
+        return self.table[t - self.window + 1 : t + 1]
+
+    def windows_at(self, ts: ArrayLike) -> np.ndarray:
+        """The windows of bars ``ts`` (shape ``(n,)``): float32 ``(n, window, F)``, a copy."""
+        bars = np.asarray(ts)
+        if bars.ndim != 1 or (bars.size and bars.dtype.kind not in "iu"):
+            raise ConfigError(
+                f"windows_at needs a 1-D array of integer bar indices, got shape "
+                f"{bars.shape} of {bars.dtype}.",
+                param="ts",
+            )
+        if bars.size and (bars.min() < self.first_valid or bars.max() >= self.n_bars):
+            bad = bars[(bars < self.first_valid) | (bars >= self.n_bars)]
+            raise ConfigError(
+                f"No observation window at bar {int(bad[0])}: windows exist for bars "
+                f"{self.first_valid}..{self.n_bars - 1}.",
+                param="ts",
+            )
+        return self._windows[bars - (self.window - 1)]
+
+
+def _check_bars(bars: Any) -> None:
+    if not isinstance(bars, pd.DataFrame):
+        raise ConfigError(
+            f"bars must be a pandas DataFrame of canonical bars, got {type(bars).__name__}.",
+            param="bars",
+        )
+    missing = [c for c in _BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise ConfigError(
+            f"bars lack column(s) {missing}; observations need {list(_BAR_COLUMNS)} "
+            f"(got {list(bars.columns)}).",
+            param="bars",
+        )
+    if "symbol" in bars.columns and bars["symbol"].nunique(dropna=False) > 1:
+        symbols = sorted(map(str, bars["symbol"].unique()))[:5]
+        raise ConfigError(
+            f"bars hold several symbols ({symbols}...); an ObservationSource takes one "
+            "symbol's bars: select one.",
+            param="bars",
+        )
+
+
+def _check_settled(
+    raw: np.ndarray, warm: int, columns: tuple[str, ...], bars: pd.DataFrame, name: str
+) -> None:
+    """Refuse a non-finite value after the first settled row: the window holding it would
+    show the agent NaN (or inf), and the features promise finite rows after warm-up."""
+    bad = ~np.isfinite(raw[warm:])
+    if not bad.any():
+        return
+    row, col = (int(v) for v in np.argwhere(bad)[0])
+    t = warm + row
+    stamp = f" ({bars['timestamp'].iloc[t]})" if "timestamp" in bars.columns else ""
+    value = float(raw[t, col])
+    raise ConfigError(
+        f"Feature set '{name}': column '{columns[col]}' is {value!r} at bar {t}{stamp}, "
+        f"after the warm-up ended at bar {warm} ({int(bad.sum())} non-finite value(s) in "
+        "all); observations must be finite. Clean or drop the bars that cause it.",
+        param="features",
+    )
+
+
+def _train_rows(train_rows: ArrayLike | None, n: int, warm: int) -> np.ndarray:
+    """The scaler's fitting rows: given positions (or mask), minus the warm-up rows."""
+    if train_rows is None:
+        return np.arange(warm, n, dtype=np.int64)
+    rows = np.asarray(train_rows)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise ConfigError(
+                f"train_rows as a boolean mask must have one entry per bar ({n}), got shape "
+                f"{rows.shape}.",
+                param="train_rows",
+            )
+        rows = np.flatnonzero(rows)
+    elif rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise ConfigError(
+            f"train_rows must be a 1-D array of integer bar indices or a boolean mask, got "
+            f"shape {rows.shape} of {rows.dtype}.",
+            param="train_rows",
+        )
+    rows = np.unique(rows.astype(np.int64, copy=False))
+    if rows.size and (rows[0] < 0 or rows[-1] >= n):
+        raise ConfigError(
+            f"train_rows must lie in 0..{n - 1} (the bars' rows); got "
+            f"{int(rows[0])}..{int(rows[-1])}.",
+            param="train_rows",
+        )
+    rows = rows[rows >= warm]
+    if rows.size == 0:
+        raise ConfigError(
+            f"train_rows hold no settled row (the features settle at bar {warm}); the scaler "
+            "needs at least one training row after the warm-up.",
+            param="train_rows",
+        )
+    return rows
+
+
+def _check_scaler(scaler: Any, columns: tuple[str, ...]) -> None:
+    if not isinstance(scaler, Scaler):
+        raise ConfigError(
+            f"scaler must be a moola.features.scaling.Scaler (e.g. a training env's "
+            f"`scaler`), got {type(scaler).__name__}.",
+            param="scaler",
+        )
+    if tuple(scaler.columns) != columns:
+        missing = [c for c in scaler.columns if c not in columns]
+        extra = [c for c in columns if c not in scaler.columns]
+        detail = (
+            f"missing {missing}, not fitted {extra}"
+            if missing or extra
+            else "the same columns in another order"
+        )
+        raise ConfigError(
+            f"scaler was fitted on columns {list(scaler.columns)} but the features give "
+            f"{list(columns)} ({detail}); pass the scaler of an env with the same features.",
+            param="scaler",
+        )
+
+
+def portfolio_state(
+    position: ArrayLike,
+    cash: ArrayLike,
+    equity: ArrayLike,
+    unrealised: ArrayLike,
+    bars_in_position: ArrayLike,
+    peak_equity: ArrayLike,
+    day_start_equity: ArrayLike,
+    initial_cash: ArrayLike,
+    daily_limit: ArrayLike,
+    total_limit: ArrayLike,
+) -> np.ndarray:
+    """The portfolio part of an observation: float32 ``(..., 7)`` in ``PORTFOLIO_FIELDS``
+    order (module docstring), for scalars or ``(n,)`` arrays (one row per env).
+
+    ``daily_limit`` / ``total_limit`` are loss fractions (0.05, 0.10) or NaN where no such
+    rule applies (headroom 1).
+    """
+    pos, cash_, eq, unreal, held, peak, sod, initial, daily, total = np.broadcast_arrays(
+        *(
+            np.asarray(v, dtype=np.float64)
+            for v in (
+                position,
+                cash,
+                equity,
+                unrealised,
+                bars_in_position,
+                peak_equity,
+                day_start_equity,
+                initial_cash,
+                daily_limit,
+                total_limit,
+            )
+        )
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cash_fraction = np.where(eq > 0.0, cash_ / eq, 0.0)
+        drawdown = np.where(peak > 0.0, np.maximum(peak - eq, 0.0) / peak, 0.0)
+        daily_headroom = _headroom(eq, sod, daily * sod, daily)
+        total_headroom = _headroom(eq, initial, total * initial, total)
+        out = np.stack(
+            [
+                pos,
+                cash_fraction,
+                unreal / initial,
+                np.log1p(np.maximum(held, 0.0)),
+                drawdown,
+                daily_headroom,
+                total_headroom,
+            ],
+            axis=-1,
+        )
+    return out.astype(np.float32)
+
+
+def _headroom(
+    equity: np.ndarray, base: np.ndarray, amount: np.ndarray, limit: np.ndarray
+) -> np.ndarray:
+    """(equity - (base - amount)) / amount in [0, 1]; 1 where there is no limit."""
+    remaining = equity - (base - amount)
+    positive = amount > 0.0
+    fraction = np.clip(remaining / np.where(positive, amount, 1.0), 0.0, 1.0)
+    # A zero limit amount (limit 0 or base 0): all room is gone at the first loss.
+    fraction = np.where(positive, fraction, (remaining > 0.0).astype(np.float64))
+    return np.where(np.isnan(limit), 1.0, fraction)

@@ -1,0 +1,270 @@
+"""Observation windows and portfolio state of the trading env (moola.rl.observations, issue 17)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moola.core.errors import ConfigError
+from moola.features import fit_scaler, load_feature_set
+from moola.rl.observations import (
+    BUILTIN_COLUMNS,
+    PORTFOLIO_FIELDS,
+    ObservationSource,
+    portfolio_state,
+)
+from tests.conftest import random_walk_bars
+
+WINDOW = 8
+
+
+def _altered_after(bars, t: int, seed: int = 1):
+    """The same bars up to ``t``; every bar after ``t`` moved (prices and volume)."""
+    out = bars.copy()
+    rng = np.random.default_rng(seed)
+    factor = np.exp(rng.normal(0.0, 0.05, len(bars) - t - 1))
+    for column in ("open", "high", "low", "close"):
+        out.loc[out.index[t + 1 :], column] *= factor
+    out.loc[out.index[t + 1 :], "volume"] += 1000.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return random_walk_bars(300)
+
+
+def test_builtin_table_shape_dtype_and_first_valid(walk):
+    source = ObservationSource(walk, window=WINDOW)
+    assert source.columns == BUILTIN_COLUMNS
+    assert source.table.dtype == np.float32 and source.table.shape == (300, 5)
+    # the built-in set needs the previous close: bar 0 is warm-up
+    assert np.isnan(source.table[0]).all() and np.isfinite(source.table[1:]).all()
+    assert source.first_valid == WINDOW
+    window = source.window_at(source.first_valid)
+    assert window.shape == (WINDOW, 5) and window.dtype == np.float32
+    assert np.isfinite(window).all()
+    with pytest.raises(ConfigError, match="No observation window at bar 7"):
+        source.window_at(WINDOW - 1)
+
+
+def test_builtin_rows_are_scaled_log_returns(walk):
+    source = ObservationSource(walk, window=WINDOW)
+    raw = np.log(walk["close"].to_numpy() / walk["close"].shift(1).to_numpy())
+    column = BUILTIN_COLUMNS.index("rel_close")
+    expected = (raw - source.scaler.center_[column]) / source.scaler.scale_[column]
+    np.testing.assert_allclose(source.table[1:, column], expected[1:], rtol=1e-5, atol=1e-6)
+    # fitted on all settled rows by default: zero mean, unit std in training
+    assert abs(float(source.table[1:, column].astype(np.float64).mean())) < 1e-5
+    assert source.scaler.n_rows_ == 299
+
+
+def test_windows_at_equals_window_at(walk):
+    source = ObservationSource(walk, window=WINDOW)
+    ts = np.array([WINDOW, 50, 123, 299])
+    stacked = source.windows_at(ts)
+    assert stacked.shape == (4, WINDOW, 5) and stacked.dtype == np.float32
+    for i, t in enumerate(ts):
+        np.testing.assert_array_equal(stacked[i], source.window_at(int(t)))
+        np.testing.assert_array_equal(stacked[i], source.table[t - WINDOW + 1 : t + 1])
+    with pytest.raises(ConfigError, match="bar 300"):
+        source.windows_at(np.array([50, 300]))
+
+
+def test_the_table_cannot_be_written(walk):
+    source = ObservationSource(walk, window=WINDOW)
+    with pytest.raises(ValueError):
+        source.window_at(20)[0, 0] = 1.0
+
+
+@pytest.mark.parametrize("t", [WINDOW, 100, 298])
+def test_window_at_t_is_unchanged_when_later_bars_change(walk, t):
+    """Causality: the window of bar t sees bars <= t only. The scaler is fitted on rows
+    up to t (as a training env fits on its own period), so only the bars after t differ."""
+    rows = np.arange(t + 1)
+    source = ObservationSource(walk, window=WINDOW, train_rows=rows)
+    moved = ObservationSource(_altered_after(walk, t), window=WINDOW, train_rows=rows)
+    np.testing.assert_array_equal(source.window_at(t), moved.window_at(t))
+    # and the alteration is real: the next window differs
+    assert not np.array_equal(source.window_at(t + 1), moved.window_at(t + 1))
+
+
+def test_window_of_a_shipped_set_is_causal():
+    bars = random_walk_bars(400)
+    t = 330
+    rows = np.arange(t + 1)
+    kwargs = {"features": "daily24", "window": 5, "train_rows": rows}
+    source = ObservationSource(bars, **kwargs)
+    moved = ObservationSource(_altered_after(bars, t), **kwargs)
+    assert source.columns == load_feature_set("daily24").columns
+    np.testing.assert_array_equal(source.window_at(t), moved.window_at(t))
+
+
+def test_scaler_is_fitted_on_train_rows_only(walk):
+    rows = np.arange(10, 150)
+    source = ObservationSource(walk, window=WINDOW, train_rows=rows)
+    assert source.scaler.n_rows_ == len(rows)
+    # changing every bar outside the training rows leaves the statistics unchanged
+    # (bar 150 feeds row 150 only: the built-in rows look one bar back)
+    moved = _altered_after(walk, 149)
+    moved.loc[moved.index[:9], "volume"] += 500.0
+    other = ObservationSource(moved, window=WINDOW, train_rows=rows)
+    assert other.scaler == source.scaler
+    # ... while the rows themselves did change (so the check can fail)
+    assert not np.array_equal(other.table[200], source.table[200])
+    # and a mask gives the same fit as the positions
+    mask = np.zeros(len(walk), dtype=bool)
+    mask[rows] = True
+    assert ObservationSource(walk, window=WINDOW, train_rows=mask).scaler == source.scaler
+
+
+def test_scaler_fit_equals_fit_scaler_on_those_rows(walk):
+    rows = np.arange(0, 120)  # row 0 is warm-up: left out of the fit
+    source = ObservationSource(walk, window=WINDOW, train_rows=rows)
+    raw = load_feature_set("relative11").compute(walk)[list(BUILTIN_COLUMNS)].to_numpy()
+    expected = fit_scaler(raw, BUILTIN_COLUMNS, "zscore", np.arange(1, 120))
+    assert source.scaler == expected
+
+
+def test_a_given_scaler_is_used_as_is(walk):
+    train = ObservationSource(walk.iloc[:150], window=WINDOW)
+    evaluation = ObservationSource(walk.iloc[150:], window=WINDOW, scaler=train.scaler)
+    assert evaluation.scaler is train.scaler
+    raw = ObservationSource(walk.iloc[150:], window=WINDOW).scaler  # its own fit differs
+    assert raw != train.scaler
+    expected = train.scaler.transform(
+        load_feature_set("relative11")
+        .compute(walk.iloc[150:].reset_index(drop=True))[list(BUILTIN_COLUMNS)]
+        .to_numpy()
+    )
+    np.testing.assert_array_equal(evaluation.table, expected.astype(np.float32))
+
+
+def test_scaler_with_other_columns_is_refused(walk):
+    other = ObservationSource(walk, features="relative11", window=WINDOW).scaler
+    with pytest.raises(ConfigError, match="scaler was fitted on columns") as info:
+        ObservationSource(walk, window=WINDOW, scaler=other)
+    assert info.value.param == "scaler"
+    with pytest.raises(ConfigError, match="scaler must be"):
+        ObservationSource(walk, window=WINDOW, scaler={"center": [0.0]})
+
+
+@pytest.mark.parametrize("window", [0, -3, 2.5, True])
+def test_window_below_one_is_refused(walk, window):
+    with pytest.raises(ConfigError, match="window must be a positive integer") as info:
+        ObservationSource(walk, window=window)
+    assert info.value.param == "window"
+
+
+def test_window_longer_than_the_data_is_refused(walk):
+    short = walk.iloc[:30]
+    with pytest.raises(ConfigError, match="window=31 is longer than the data: the bars have 30"):
+        ObservationSource(short, window=31)
+    # fits the bars but not the settled rows after the one-bar warm-up
+    with pytest.raises(ConfigError, match="after the warm-up") as info:
+        ObservationSource(short, window=30)
+    assert info.value.param == "window"
+    assert ObservationSource(short, window=29).first_valid == 29
+
+
+def test_nan_after_the_warm_up_is_refused(walk):
+    broken = walk.copy()
+    broken.loc[broken.index[120], "close"] = np.nan
+    with pytest.raises(ConfigError, match=r"column 'rel_close' is nan at bar 120") as info:
+        ObservationSource(broken, window=WINDOW)
+    assert info.value.param == "features"
+
+
+def test_bad_bars_and_train_rows_are_refused(walk):
+    with pytest.raises(ConfigError, match=r"lack column\(s\) \['volume'\]"):
+        ObservationSource(walk.drop(columns="volume"), window=WINDOW)
+    mixed = walk.copy()
+    mixed.loc[mixed.index[:10], "symbol"] = "OTHER"
+    with pytest.raises(ConfigError, match="several symbols"):
+        ObservationSource(mixed, window=WINDOW)
+    with pytest.raises(ConfigError, match=r"train_rows must lie in 0\.\.299"):
+        ObservationSource(walk, window=WINDOW, train_rows=np.arange(250, 320))
+    with pytest.raises(ConfigError, match="no settled row"):
+        ObservationSource(walk, window=WINDOW, train_rows=[0])
+    with pytest.raises(ConfigError, match="boolean mask"):
+        ObservationSource(walk, window=WINDOW, train_rows=np.ones(5, dtype=bool))
+
+
+# --------------------------------------------------------------------------- portfolio
+
+
+def test_portfolio_fields_arithmetic():
+    state = portfolio_state(
+        position=0.5,
+        cash=5_000.0,
+        equity=10_000.0,
+        unrealised=100.0,
+        bars_in_position=3,
+        peak_equity=12_500.0,
+        day_start_equity=10_100.0,
+        initial_cash=10_000.0,
+        daily_limit=0.05,
+        total_limit=0.10,
+    )
+    assert state.dtype == np.float32 and state.shape == (len(PORTFOLIO_FIELDS),)
+    got = dict(zip(PORTFOLIO_FIELDS, state.tolist(), strict=True))
+    # daily: limit 505 below 10,100 -> breach at 9,595; 405 of 505 left
+    # total: limit 1,000 below 10,000 -> breach at 9,000; all 1,000 left
+    expected = {
+        "position": 0.5,
+        "cash_fraction": 0.5,
+        "unrealised": 0.01,
+        "time_in_position": np.log1p(3.0),
+        "drawdown": 0.2,
+        "daily_headroom": 405.0 / 505.0,
+        "total_headroom": 1.0,
+    }
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_headroom_is_clipped_and_one_without_a_rule():
+    def headroom(equity, daily=0.05, total=0.10):
+        state = portfolio_state(0.0, equity, equity, 0.0, 0, 10_000.0, 10_000.0, 10_000.0,
+                                daily, total)  # fmt: skip
+        return state[5], state[6]
+
+    assert headroom(12_000.0) == (1.0, 1.0)  # in profit: capped at 1
+    assert headroom(9_000.0) == (0.0, 0.0)  # past both limits: 0
+    daily, total = headroom(9_750.0)
+    assert daily == pytest.approx(0.5) and total == pytest.approx(0.75)
+    assert headroom(5_000.0, daily=np.nan, total=np.nan) == (1.0, 1.0)
+
+
+def test_portfolio_arrays_equal_scalars_row_by_row():
+    rng = np.random.default_rng(3)
+    n = 16
+    args = {
+        "position": rng.uniform(-1, 1, n),
+        "cash": rng.uniform(-5_000, 20_000, n),
+        "equity": rng.uniform(-100, 12_000, n),
+        "unrealised": rng.normal(0, 300, n),
+        "bars_in_position": rng.integers(0, 50, n),
+        "peak_equity": rng.uniform(10_000, 13_000, n),
+        "day_start_equity": rng.uniform(9_000, 11_000, n),
+        "initial_cash": np.full(n, 10_000.0),
+        "daily_limit": np.where(rng.random(n) < 0.3, np.nan, 0.05),
+        "total_limit": np.where(rng.random(n) < 0.3, np.nan, 0.10),
+    }
+    batch = portfolio_state(**args)
+    assert batch.shape == (n, 7) and batch.dtype == np.float32
+    assert np.isfinite(batch).all()
+    for i in range(n):
+        one = portfolio_state(**{k: v[i].item() for k, v in args.items()})
+        np.testing.assert_array_equal(batch[i], one)
+    # scalars broadcast against arrays (a shared initial cash and limits)
+    mixed = portfolio_state(**{**args, "initial_cash": 10_000.0, "total_limit": 0.1})
+    assert mixed.shape == (n, 7)
+
+
+def test_bankrupt_account_gives_finite_state():
+    state = portfolio_state(1.0, 0.0, -50.0, -10_050.0, 7, 10_000.0, 10_000.0, 10_000.0,
+                            0.05, 0.10)  # fmt: skip
+    assert np.isfinite(state).all()
+    assert state[1] == 0.0 and state[5] == 0.0 and state[6] == 0.0
+    assert state[4] == pytest.approx(1.005)
