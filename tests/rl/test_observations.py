@@ -71,10 +71,15 @@ def test_windows_at_equals_window_at(walk):
         source.windows_at(np.array([50, 300]))
 
 
-def test_the_table_cannot_be_written(walk):
+def test_the_table_is_read_only_and_windows_are_fresh_copies(walk):
     source = ObservationSource(walk, window=WINDOW)
     with pytest.raises(ValueError):
-        source.window_at(20)[0, 0] = 1.0
+        source.table[20, 0] = 1.0
+    first, again = source.window_at(20), source.window_at(20)
+    assert not np.shares_memory(first, again) and not np.shares_memory(first, source.table)
+    first[0, 0] = 99.0  # a user's buffer: writing it leaves the source unchanged
+    assert source.window_at(20)[0, 0] != 99.0
+    assert not np.shares_memory(source.windows_at(np.array([20])), source.table)
 
 
 @pytest.mark.parametrize("t", [WINDOW, 100, 298])

@@ -16,8 +16,9 @@ scale-free causal set that needs one bar of warm-up). Scaling is one
 ``moola.features.scaling.Scaler``: the one given (an evaluation env takes the training
 env's), or one fitted by ``fit_scaler`` on ``train_rows`` only, with each column's method
 from the set's ``scaling``. Rows the caller leaves out of ``train_rows`` (validation and
-test periods) never reach the fit. The table is read-only after construction, so a
-window is a view into it and an episode never copies feature rows.
+test periods) never reach the fit. The table is read-only after construction; each
+window handed out is a fresh copy of its rows (``window * F`` floats), since users keep
+observations (rollout buffers) and Gymnasium's checker refuses data shared between calls.
 
 The portfolio fields, all scale-free so that one policy fits any account size:
 
@@ -206,7 +207,7 @@ class ObservationSource:
         return int(self.table.shape[1])
 
     def window_at(self, t: int) -> np.ndarray:
-        """Rows ``t - window + 1 .. t``: float32 ``(window, F)``, a read-only view."""
+        """Rows ``t - window + 1 .. t``: float32 ``(window, F)``, a new array."""
         if not self.first_valid <= t < self.n_bars:
             raise ConfigError(
                 f"No observation window at bar {t}: windows exist for bars "
@@ -214,7 +215,7 @@ class ObservationSource:
                 f"{self.warmup} bars).",
                 param="t",
             )
-        return self.table[t - self.window + 1 : t + 1]
+        return self.table[t - self.window + 1 : t + 1].copy()
 
     def windows_at(self, ts: ArrayLike) -> np.ndarray:
         """The windows of bars ``ts`` (shape ``(n,)``): float32 ``(n, window, F)``, a copy."""
