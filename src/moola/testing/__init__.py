@@ -11,6 +11,7 @@ from moola.testing.splits import check_split
 
 __all__ = [
     "OrderInvariant",
+    "check_env",
     "check_feature",
     "check_incremental",
     "check_label",
@@ -21,3 +22,13 @@ __all__ = [
     "check_source",
     "check_split",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``check_env`` needs the ``rl`` extra (Gymnasium): imported on first use, so the
+    other checkers work without it."""
+    if name == "check_env":
+        from moola.testing.envs import check_env
+
+        return check_env
+    raise AttributeError(f"module 'moola.testing' has no attribute {name!r}")
