@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from collections.abc import Sequence
 
@@ -74,12 +75,12 @@ class ActionCodec:
     high: float
     targets: tuple[float, ...] = ()
 
-    @property
+    @functools.cached_property
     def discrete(self) -> bool:
         """True for the discrete spaces (those with masks)."""
         return self.name != "continuous"
 
-    @property
+    @functools.cached_property
     def n_actions(self) -> int:
         """Number of actions (the length of a mask; 1 for the continuous space)."""
         return int(self.space.n) if self.discrete else 1  # type: ignore[attr-defined]
@@ -118,6 +119,10 @@ class ActionCodec:
         return out
 
     def _index(self, action: object) -> int:
+        if type(action) is int or isinstance(action, np.integer):  # the common case, fast
+            a = int(action)  # type: ignore[arg-type]
+            if 0 <= a < self.n_actions:
+                return a
         arr = np.asarray(action)
         if arr.size != 1 or not (
             np.issubdtype(arr.dtype, np.integer)
