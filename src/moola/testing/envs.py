@@ -26,8 +26,10 @@ five promises, for each action space it is given (``checks`` picks them, all by 
 ``parity``
     ``episode_backtest()`` (the executed targets replayed through ``moola.backtest.run``)
     gives the environment's equity at every bar of the episode, to ``rtol`` relative: the
-    equity in each step's ``info`` and ``episode_equity``; and each step's reward equals
-    the sum of its ``info["reward_components"]``.
+    equity in each step's ``info`` and ``episode_equity``; each step's reward equals the
+    sum of its ``info["reward_components"]``, and a plain ``equity_change`` component (no
+    clip, smoothing or decay in the env's ``reward_spec``) equals its weight times the
+    replayed equity change over the initial cash: the reward is the account's PnL.
 ``masks``
     (discrete spaces) Before each step, ``action_masks()`` forbids exactly the actions the
     action codec's ``decode`` reports invalid at the current position; a forbidden action,
@@ -320,6 +322,7 @@ class _Checker:
                     f"{abs(values[k] - replayed[k]) / max(abs(replayed[k]), 1e-300):.3g}, "
                     f"tolerance {self.rtol:g}): the env's account drifts from the broker's",
                 )
+        weight = _plain_equity_weight(inner)
         for k, (reward, info) in enumerate(zip(first.rewards, first.infos[1:], strict=True)):
             components = info.get("reward_components")
             if not isinstance(components, Mapping):
@@ -331,6 +334,21 @@ class _Checker:
                     k,
                     f"reward {float(reward)!r} is not the sum {total!r} of its components "
                     f"{dict(components)!r}",
+                )
+            if weight is None or "equity_change" not in components:
+                continue
+            # the broker's equity change over this step, per unit of initial cash
+            expected = weight * (replayed[k + 1] - replayed[k]) / replayed[0]
+            got = float(components["equity_change"])
+            slack = 4.0 * self.rtol * abs(weight) * abs(replayed[k + 1]) / abs(replayed[0])
+            if not abs(got - expected) <= slack:
+                raise self.fail(
+                    check,
+                    k,
+                    f"reward component 'equity_change' is {got!r} but the replayed equity "
+                    f"went from {float(replayed[k])!r} to {float(replayed[k + 1])!r}, "
+                    f"{float(expected)!r} of the initial cash at weight {weight:g}: the "
+                    "reward drifts from the broker's account",
                 )
 
     def check_masks(self, env: gymnasium.Env, first: _Episode, actions: list[Any]) -> None:
@@ -398,6 +416,23 @@ def _codec_of(env: gymnasium.Env, space: str) -> ActionCodec:
         if isinstance(codec, ActionCodec):
             return codec
     return action_codec(space, allow_short=bool(getattr(inner, "allow_short", True)))
+
+
+def _plain_equity_weight(env: Any) -> float | None:
+    """The weight of the env's ``equity_change`` reward component when it is plain (no
+    clip, smoothing or decay: the step's equity change over the initial cash, weighted),
+    else None (nothing exact to compare)."""
+    spec = getattr(env, "reward_spec", None)
+    for component in getattr(spec, "components", None) or ():
+        if getattr(component, "name", None) != "equity_change":
+            continue
+        plain = (
+            getattr(component, "clip", None) is None
+            and not getattr(component, "smoothing", 0.0)
+            and not getattr(component, "decay", 0.0)
+        )
+        return float(component.weight) if plain else None
+    return None
 
 
 def _takes(func: Callable[..., Any], name: str) -> bool:
