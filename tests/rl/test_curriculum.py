@@ -120,3 +120,21 @@ def test_the_momentum_day_is_in_the_first_stage_of_a_scanned_index() -> None:
     index = momentum_index(_intraday(n_days=8, momentum_day=5), reset_every=20)
     c = Curriculum(index, stages=7)
     assert c.stage_points(0).tolist() == [5 * PER_DAY, 5 * PER_DAY + 20, 5 * PER_DAY + 40]
+
+
+def test_the_env_starts_episodes_where_the_curriculum_says() -> None:
+    from moola.rl.env import TradingEnv
+    from moola.rl.scanner import momentum_index
+    from tests.rl.test_scanner import _intraday
+
+    bars = _intraday(n_days=6, momentum_day=3)
+    index = momentum_index(bars, reset_every=10)
+    starts = TradingEnv(bars, window=5, start="first").start_points
+    curriculum = Curriculum(index, stages=2, starts=starts)
+    env = TradingEnv(bars, window=5, start=curriculum)
+    first = [env.reset(seed=s)[1]["bar"] for s in range(20)]
+    assert set(first) <= set(curriculum.stage_points(0).tolist())
+    assert first == [env.reset(seed=s)[1]["bar"] for s in range(20)]  # the seed decides
+    curriculum.record(1.0)
+    later = {env.reset(seed=s)[1]["bar"] for s in range(20)}
+    assert later <= set(curriculum.stage_points(1).tolist())
