@@ -32,6 +32,8 @@ def test_stages_go_from_high_to_low_quality() -> None:
     assert c.stage_points(2).tolist() == [0, 10, 20, 400, 410, 420]
     assert c.stage_quality(0) == (0.7, 0.9)
     assert c.stage_quality(2) == (0.1, 0.2)
+    with pytest.raises(ConfigError, match=r"stage must be in 0..2, got 3"):
+        c.stage_quality(3)
 
 
 def test_sample_draws_from_the_current_stage_with_the_given_rng() -> None:

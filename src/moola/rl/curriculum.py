@@ -136,6 +136,7 @@ class Curriculum:
     def stage_quality(self, stage: int | None = None) -> tuple[float, float]:
         """(lowest, highest) day quality of ``stage``'s reset points."""
         stage = self.stage if stage is None else stage
+        self.stage_points(stage)  # checks the stage number
         q = self.quality[self._bounds[stage] : self._bounds[stage + 1]]
         return float(q.min()), float(q.max())
 
