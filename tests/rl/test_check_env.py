@@ -176,3 +176,14 @@ def test_each_check_alone_passes_a_good_env(walk):
         check_env(_maker(), walk, spaces=ACTION_SPACES[:1], checks=[check], n_steps=10)
     with pytest.raises(ValueError, match="unknown check"):
         check_env(_maker(), walk, checks=["parity", "speed"])
+
+
+def test_a_make_env_without_scaler_is_told_why_causality_fails(walk):
+    """An env fitting its scaling on all the bars it is given sees the altered future
+    through the statistics; the failure says how to give the checker the scaler."""
+
+    def make_env(bars: pd.DataFrame, *, action_space: str) -> TradingEnv:
+        return TradingEnv(bars, action_space=action_space, window=10, execution=COSTS)
+
+    with pytest.raises(AssertionError, match=r"check_env\[causality\].*pass scaler= on"):
+        check_env(make_env, walk, spaces=["target"], checks=["causality"], n_steps=5)

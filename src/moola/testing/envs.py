@@ -21,8 +21,9 @@ five promises, for each action space it is given (``checks`` picks them, all by 
     volume moved), the environment is rebuilt on them (with the first one's ``scaler``
     when ``make_env`` takes one: scaling statistics are the training period's, on
     purpose), reset at the same start (``options={"start": ...}``) and given the same
-    actions: the observation at step ``k`` must be unchanged. The no-lookahead harness of
-    the features (``check_feature``) applied to the observations the agent sees.
+    actions: the observation at step ``k`` (and the equity in its ``info``) must be
+    unchanged. The no-lookahead harness of the features (``check_feature``) applied to
+    what the agent sees.
 ``parity``
     ``episode_backtest()`` (the executed targets replayed through ``moola.backtest.run``)
     gives the environment's equity at every bar of the episode, to ``rtol`` relative: the
@@ -283,12 +284,21 @@ class _Checker:
                     f"{replay.n_steps}, before step {k} (bar {t}): it sees bars after bar {t}",
                 )
             problem = _difference(first.observations[k], replay.observations[k], "observation")
+            problem = problem or _difference(
+                first.infos[k].get("equity"), replay.infos[k].get("equity"), "info['equity']"
+            )
             if problem:
+                hint = (
+                    ""
+                    if extra or scaler is None
+                    else " (make_env takes no scaler=, so the rebuilt env fitted its scaling "
+                    "on the altered bars: let make_env pass scaler= on to the env)"
+                )
                 raise self.fail(
                     check,
                     k,
                     f"the observation of bar {t} changed when only bars after {t} were "
-                    f"altered: {problem} (original vs altered): it looks ahead",
+                    f"altered: {problem} (original vs altered): it looks ahead{hint}",
                 )
 
     def check_parity(self, env: gymnasium.Env, first: _Episode) -> None:
