@@ -103,3 +103,21 @@ def test_real_daily_bars_equal_their_backtest(sp500: pd.DataFrame) -> None:
         _episode(env, np.random.default_rng(0), 0, hold=0.8)
         assert env.episode_start == env.start_points[0]
         _assert_parity(env)
+
+
+def test_an_episode_shorter_than_the_latency_is_replayed_over_enough_bars() -> None:
+    bars = random_walk_bars(80, timeframe="1h", seed=2)
+    env = TradingEnv(
+        bars,
+        window=4,
+        execution={"latency_bars": 3, "commission": 1e-4, "rules": []},
+        action_space="target",
+        max_steps=1,
+    )
+    env.reset(seed=0)
+    _, _, _, truncated, _ = env.step(2)
+    assert truncated
+    replay = env.episode_backtest()
+    assert len(replay.equity) == 4  # a backtest needs latency + 1 bars
+    np.testing.assert_array_equal(replay.equity["equity"].to_numpy()[:2], env.episode_equity)
+    assert len(replay.fills) == 1 and replay.fills["bar"].iloc[0] == 3

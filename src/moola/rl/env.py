@@ -57,6 +57,18 @@ unrealised PnL, bars the broker's non-zero position has been held with one sign,
 drawdown from the episode's peak, daily and total headroom of the config's loss limits).
 Randomness: only ``self.np_random``, seeded by ``reset(seed=)`` (start sampling).
 
+What a step reports (the native vectorised env, ``moola.rl.vec_env``, computes the same):
+the reward's ``StepOutcome`` has ``realised_pnl`` = the change of the portfolio's realised
+PnL minus the fees paid this step; ``costs`` = per fill ``|qty| * |price - open| *
+point_value + fee`` (spread and slippage against the bar's open, plus fees), also
+``info["costs"]``; ``traded`` = 1 when an order was submitted; ``bars_in_position`` = bars
+the broker's position (units) has been non-zero with one sign (0 when flat, 1 on the bar
+it opens or flips); ``drawdown`` = (episode peak - equity) / peak; ``headroom`` = the
+smaller of the observation's two headrooms. The portfolio observation gets the target
+fraction, the cash, the equity, equity - cash as unrealised PnL, ``bars_in_position``,
+the episode's peak equity, the broker's start-of-day balance and the fractions of the
+config's first ``daily_loss_limit`` and ``total_loss_limit`` (NaN when absent).
+
 ``step`` is the hot path: bars are read once, at construction, into Python lists (the
 ``EventEngine``'s own ``_BarArrays``, so the broker sees the same time objects), and a
 step does no pandas work.
