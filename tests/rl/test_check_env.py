@@ -62,12 +62,21 @@ def test_trading_env_with_latency_no_shorting_and_shaped_rewards_passes(walk):
     check_env(make_env, walk, seed=2, n_causal=3)
 
 
+@pytest.mark.parametrize("on_breach", ["halt", "flatten"])
+def test_trading_env_ended_by_a_rule_breach_passes(walk, on_breach):
+    # a 0.2% daily loss limit: every episode here ends with the broker halted
+    rules = [{"rule": "daily_loss_limit", "pct": 0.002}]
+    execution = {**COSTS, "rules": rules, "on_breach": on_breach}
+    check_env(_maker(execution=execution), walk, seed=1, n_causal=3)
+
+
 def test_trading_env_passes_on_sp500_daily_bars(sp500):
     bars = sp500.iloc[-300:].reset_index(drop=True)
     assert list(bars.columns[:6]) == ["timestamp", "open", "high", "low", "close", "volume"]
     assert str(bars["timestamp"].dt.tz) == "UTC"
-    # the default execution (FTMO rules, halting on a breach) on real prices
-    check_env(_maker(execution=None, window=20, max_steps=60), bars, seed=3, n_causal=4)
+    # real prices with costs and the FTMO rules (halting on a breach)
+    execution = {**COSTS, "initial_cash": 100_000.0, "rules": "ftmo"}
+    check_env(_maker(execution=execution, window=20, max_steps=60), bars, seed=3, n_causal=4)
 
 
 # --------------------------------------------------------------------------- planted faults
