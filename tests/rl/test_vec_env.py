@@ -166,9 +166,14 @@ def test_same_as_single_envs_under_dummy_vec_env(
 
 def test_end_of_data_and_rules_end_episodes_like_single_envs() -> None:
     bars = _bars(120, seed=5)
+    spread = tuple(np.random.default_rng(9).uniform(0.01, 0.08, len(bars)).tolist())
     kwargs = {
         "window": 5,
-        "execution": {**COSTS, "rules": [{"rule": "daily_loss_limit", "pct": 0.004}]},
+        "execution": {
+            **COSTS,
+            "spread": spread,  # one per bar
+            "rules": [{"rule": "daily_loss_limit", "pct": 0.004}],
+        },
         "action_space": "target",
     }
     single = DummyVecEnv([lambda: TradingEnv(bars, **kwargs) for _ in range(3)])

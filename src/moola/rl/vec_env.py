@@ -42,6 +42,7 @@ without building it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Literal
@@ -257,13 +258,14 @@ class _StepBatch:
     __slots__ = (
         "bar",
         "costs",
+        "ending",
+        "endings",
         "equity",
         "invalid",
         "invalid_count",
         "parts",
         "position",
         "stamps",
-        "terminated_by",
         "time_limit",
     )
 
@@ -273,7 +275,6 @@ class _StepBatch:
 
     def info(self, e: int) -> dict[str, Any]:
         """Copy ``e``'s info as TradingEnv gives it, plus the SB3 time-limit flag."""
-        reason = self.terminated_by[e]
         return {
             "equity": float(self.equity[e]),
             "position": float(self.position[e]),
@@ -283,7 +284,7 @@ class _StepBatch:
             "invalid_action": bool(self.invalid[e]),
             "invalid_actions": int(self.invalid_count[e]),
             "costs": float(self.costs[e]),
-            "terminated_by": None if reason == "" else reason,
+            "terminated_by": self.endings[self.ending[e]],
             "TimeLimit.truncated": bool(self.time_limit[e]),
         }
 
@@ -468,6 +469,19 @@ class VecTradingEnv(VecEnv):
         self._init_state(n_envs)
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
+        self._endings: tuple[str | None, ...] = (
+            None,
+            "end_of_data",
+            "max_loss",
+            *(f"rule:{name}" for name in self._rule_names),
+            "bankruptcy",
+            "invalid_action",
+        )
+        # the portfolio fields of a copy just reset (cash only), the same for every copy
+        cash = self._initial_cash
+        self._fresh_portfolio = portfolio_state(
+            0.0, cash, cash, 0.0, 0.0, cash, cash, cash, self._daily_limit, self._total_limit
+        )
         super().__init__(n_envs, observation_space, self.codec.space)
 
     # ------------------------------------------------------------------ construction
@@ -806,16 +820,15 @@ class VecTradingEnv(VecEnv):
             bars_in_position=self._held,
         )
         rewards, parts = self.reward(outcome)
-        terminated_by = self._terminations(invalid)
-        terminated = terminated_by != ""
-        truncated = ~terminated
-        if self.max_steps is not None:
-            truncated &= self._steps >= self.max_steps
+        ending = self._endings_of(invalid)
+        terminated = ending != 0
+        if self.max_steps is None:
+            truncated = np.zeros(self._n, dtype=bool)
         else:
-            truncated &= False
+            truncated = ~terminated & (self._steps >= self.max_steps)
         dones = terminated | truncated
         obs = {"window": self.source.windows_at(self._bar), "portfolio": portfolio}
-        infos = self._infos(invalid, parts, terminated_by, truncated & ~terminated)
+        infos = self._infos(invalid, parts, ending, truncated)
         done_envs = np.flatnonzero(dones)
         if done_envs.size:
             for e in done_envs:
@@ -826,31 +839,30 @@ class VecTradingEnv(VecEnv):
             self._reset_envs(done_envs, [None] * done_envs.size)
             for e in done_envs:
                 self.reset_infos[e] = self._reset_info(int(e))
-            fresh = self._observe(done_envs)
-            obs["window"][done_envs] = fresh["window"]
-            obs["portfolio"][done_envs] = fresh["portfolio"]
+            obs["window"][done_envs] = self.source.windows_at(self._bar[done_envs])
+            obs["portfolio"][done_envs] = self._fresh_portfolio
         return obs, rewards.astype(np.float32), dones, infos
 
-    def _terminations(self, invalid: np.ndarray) -> np.ndarray:
-        """Why each copy's episode ended this step ("" when it did not)."""
-        out = np.full(self._n, "", dtype=object)
-        last = self._open.shape[0] - 1
-        out[self._bar >= last] = "end_of_data"
+    def _endings_of(self, invalid: np.ndarray) -> np.ndarray:
+        """Why each copy's episode ended this step: an index into ``self._endings`` (0:
+        it did not), the later checks winning as in ``TradingEnv._ended_by``."""
+        out = np.zeros(self._n, dtype=np.int64)
+        out[self._bar >= self._open.shape[0] - 1] = 1
         if self.max_loss is not None:
-            floor = self._initial_cash * (1.0 - self.max_loss)
-            out[self._equity <= floor] = "max_loss"
-        for k, name in enumerate(self._rule_names):
-            out[self._breach == k] = f"rule:{name}"
-        out[self._equity <= 0.0] = "bankruptcy"
+            out[self._equity <= self._initial_cash * (1.0 - self.max_loss)] = 2
+        if self._rule_names:
+            breached = self._breach >= 0
+            out[breached] = 3 + self._breach[breached]
+        out[self._equity <= 0.0] = len(self._endings) - 2
         if self.invalid_action == "terminate":
-            out[invalid] = "invalid_action"
+            out[invalid] = len(self._endings) - 1
         return out
 
     def _infos(
         self,
         invalid: np.ndarray,
         parts: Mapping[str, np.ndarray],
-        terminated_by: np.ndarray,
+        ending: np.ndarray,
         time_limit: np.ndarray,
     ) -> list[_StepInfo]:
         """One info per copy with TradingEnv's keys, built only when read (module notes)."""
@@ -863,10 +875,11 @@ class VecTradingEnv(VecEnv):
             invalid=invalid,
             invalid_count=self._invalid_count.copy(),
             costs=self._costs.copy(),
-            terminated_by=terminated_by,
+            ending=ending,
+            endings=self._endings,
             time_limit=time_limit,
         )
-        return [_StepInfo(batch, e) for e in range(self._n)]
+        return list(map(_StepInfo, itertools.repeat(batch, self._n), range(self._n)))
 
     # ------------------------------------------------------------------ masks and SB3
 
