@@ -57,6 +57,7 @@ def _run(env: TradingEnv, actions, **reset) -> list[tuple]:
     return out
 
 
+@pytest.mark.filterwarnings("ignore:.*Box observation space m:UserWarning")
 @pytest.mark.parametrize("space", ACTION_SPACES)
 def test_gymnasium_check_env_passes(space) -> None:
     env = TradingEnv(_bars(), window=8, execution=NO_RULES, action_space=space, max_steps=30)
