@@ -441,6 +441,7 @@ class VecTradingEnv(VecEnv):
             spec = spec.with_component("invalid_action", weight=DEFAULT_INVALID_WEIGHT)
         self.reward_spec = spec
         self.reward = spec.build(n_envs)
+        self._reward_fields = frozenset(f for c in spec.components for f in c.FIELDS)
         self.invalid_action = invalid_action
         self.max_steps = None if max_steps is None else int(max_steps)
         self.max_loss = None if max_loss is None else float(max_loss)
@@ -802,8 +803,7 @@ class VecTradingEnv(VecEnv):
         after = self._prev_f
         equity = self._equity
         portfolio = self._portfolio(slice(None))
-        headroom = np.minimum(portfolio[:, 5], portfolio[:, 6]).astype(np.float64)
-        drawdown = np.where(self._peak > 0.0, (self._peak - equity) / self._peak, 0.0)
+        needs = self._reward_fields  # the fields no component reads stay at their default
         outcome = StepOutcome(
             equity_before=self._eq_before,
             equity_after=equity,
@@ -812,11 +812,15 @@ class VecTradingEnv(VecEnv):
             costs=self._costs,
             position_before=before,
             position_after=after,
-            turnover=np.abs(after - before),
+            turnover=np.abs(after - before) if "turnover" in needs else 0.0,
             traded=self._traded,
-            drawdown=drawdown,
-            headroom=headroom,
-            invalid=invalid.astype(np.float64),
+            drawdown=self._drawdown() if "drawdown" in needs else 0.0,
+            headroom=(
+                np.minimum(portfolio[:, 5], portfolio[:, 6]).astype(np.float64)
+                if "headroom" in needs
+                else 1.0
+            ),
+            invalid=invalid.astype(np.float64) if "invalid" in needs else 0.0,
             bars_in_position=self._held,
         )
         rewards, parts = self.reward(outcome)
@@ -842,6 +846,12 @@ class VecTradingEnv(VecEnv):
             obs["window"][done_envs] = self.source.windows_at(self._bar[done_envs])
             obs["portfolio"][done_envs] = self._fresh_portfolio
         return obs, rewards.astype(np.float32), dones, infos
+
+    def _drawdown(self) -> np.ndarray:
+        """``(peak - equity) / peak`` per copy, 0 where the peak is not positive."""
+        peak = self._peak
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(peak > 0.0, (peak - self._equity) / peak, 0.0)
 
     def _endings_of(self, invalid: np.ndarray) -> np.ndarray:
         """Why each copy's episode ended this step: an index into ``self._endings`` (0:
