@@ -604,6 +604,11 @@ class TradingEnv(gymnasium.Env):
         return np.asarray(self._equities if self._s >= 0 else [], dtype=np.float64)
 
     @property
+    def observation_columns(self) -> tuple[str, ...]:
+        """The feature columns of the observation window, in order (for a run's manifest)."""
+        return self._obs.columns
+
+    @property
     def episode_start(self) -> int:
         """The current episode's start bar (-1 before the first reset)."""
         return self._s
