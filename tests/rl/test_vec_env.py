@@ -136,6 +136,8 @@ def test_same_as_single_envs_under_dummy_vec_env(
     vec = VecTradingEnv(bars, n, **kwargs)
     assert vec.observation_space == single.observation_space
     assert vec.action_space == single.action_space
+    assert vec.observation_columns == single.envs[0].observation_columns
+    np.testing.assert_array_equal(vec.start_points, single.envs[0].start_points)
     single.seed(7)
     vec.seed(7)
     _assert_same(vec.reset(), single.reset(), "reset obs")

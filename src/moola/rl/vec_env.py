@@ -935,6 +935,16 @@ class VecTradingEnv(VecEnv):
     # ------------------------------------------------------------------ inspection
 
     @property
+    def observation_columns(self) -> tuple[str, ...]:
+        """The feature columns of the observation window, in order (as TradingEnv's)."""
+        return self.source.columns
+
+    @property
+    def window(self) -> int:
+        """Feature rows per observation window."""
+        return self.source.window
+
+    @property
     def episode_starts(self) -> np.ndarray:
         """The start bar of each copy's current episode (a copy)."""
         return self._start.copy()
