@@ -64,7 +64,9 @@ from moola.data.schema import BAR_COLUMNS, EXTRA_COLUMNS, PRICE_COLUMNS, extra_c
 from moola.data.splits import Split, validate_split
 from moola.data.windows import WindowSet, window_starts
 
-TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions")
+# Derived tables: per-bar features and labels, a run's predictions, and indexes of bars
+# (e.g. the momentum-day index RL episodes start from, ``moola rl scan``).
+TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions", "indexes")
 DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", *TABLE_KINDS)
 SPLITS_DIR = "splits"
 MIN_SYNTHETIC_KS_PVALUE = 0.1
@@ -651,7 +653,7 @@ class Registry:
         transformations: list[dict[str, Any]] | None = None,
         version: int | None = None,
     ) -> DatasetRef:
-        """Store a derived table (``features`` or ``labels``) computed from ``parents``.
+        """Store a derived table (one of ``TABLE_KINDS``) computed from ``parents``.
 
         ``meta`` holds what a reader needs (e.g. the feature spec and its hash, label
         horizons); ``transformations`` how the table was computed.
@@ -672,7 +674,7 @@ class Registry:
         return self._write(kind, name, files, full_meta, manifest, version)
 
     def load_table(self, kind: str, name: str, version: int | None = None) -> pd.DataFrame:
-        """A stored ``features`` or ``labels`` table, verified against its manifest."""
+        """A stored derived table (one of ``TABLE_KINDS``), verified against its manifest."""
         ref = self.resolve(kind, name, version)
         table = _parquet(self.read_file(ref, "table.parquet"))
         table.attrs["dataset"] = str(ref)

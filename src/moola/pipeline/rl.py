@@ -24,17 +24,28 @@ results line are written here through the tracking store.
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
 from moola.core.errors import ConfigError, LeakageError, RegistryError
+from moola.core.hashing import canonical_json, sha256_json
+from moola.core.settings import RunConfig
+from moola.core.threads import limit_threads
 from moola.data._manifest import DatasetRef
 from moola.data.registry import Registry, parse_ref
 from moola.data.splits import Split
 from moola.features.featureset import FeatureSet, FeatureSetSpec, load_feature_set
+from moola.sim.execution import ExecutionConfig
+from moola.tracking.runs import RunStore, new_run_id
 
 #: Split parts an RL run can be evaluated on (the training part is what it learns from).
 EVAL_PARTS: tuple[str, ...] = ("val", "test")
@@ -279,3 +290,393 @@ def load_rl_data(
         train=train,
         evaluation=evaluation,
     )
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class RLConfig(RunConfig):
+    """An RL run: which data, which environment, which agent, how long.
+
+    ``execution`` holds ``moola.sim.ExecutionConfig`` fields (costs, latency, rules; the
+    environment halts on a rule breach), ``reward`` a ``moola.rl.rewards.RewardSpec``
+    (default: equity change only) and ``params`` the algorithm's hyperparameters
+    (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ``ent_coef``, ``net_arch``
+    ...). ``threads``: torch and BLAS threads while it trains (default 1: the small policy
+    networks gain nothing from more, and idle pools fight for the cores). ``curriculum``
+    names a momentum index (``moola rl scan``) whose reset points the training episodes
+    start from, easier days first.
+    """
+
+    dataset: str
+    split: str
+    symbol: str | None = None
+    fold: int | None = None
+    algo: Literal["ppo", "maskable_ppo", "a2c"] = "ppo"
+    action_space: Literal["discrete12", "target", "continuous"] = "discrete12"
+    allow_short: bool = True
+    invalid_action: Literal["mask", "penalise", "terminate"] = "mask"
+    extractor: Literal["flat", "multi_timescale"] = "flat"
+    timesteps: int = Field(20_000, ge=1)
+    n_envs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    eval_freq: int = Field(5_000, ge=1)
+    eval_episodes: int = Field(1, ge=1)
+    keep_top: int = Field(5, ge=1)
+    curriculum: str | None = None
+    execution: dict[str, Any] = Field(default_factory=dict)
+    reward: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+
+    @field_validator("execution")
+    @classmethod
+    def _execution(cls, value: dict[str, Any]) -> dict[str, Any]:
+        ExecutionConfig(**value)  # refuses unknown keys and bad terms, naming them
+        return value
+
+    @field_validator("reward")
+    @classmethod
+    def _reward(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from moola.rl.rewards import RewardSpec
+
+        RewardSpec.model_validate(value)
+        return value
+
+
+@dataclass(frozen=True)
+class RLRunResult:
+    """A recorded RL run: its id and folder, the evaluation summary and the manifest."""
+
+    run_id: str
+    run_dir: Path
+    evaluation: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def _env_kwargs(config: RLConfig, data: RLData) -> dict[str, Any]:
+    """The environment's terms, the same for training and evaluation."""
+    from moola.rl.rewards import RewardSpec
+
+    return {
+        "features": data.feature_set,
+        "window": data.window,
+        "execution": ExecutionConfig(**config.execution),
+        "action_space": config.action_space,
+        "allow_short": config.allow_short,
+        "reward": RewardSpec.model_validate(config.reward),
+        "invalid_action": config.invalid_action,
+        "symbol": data.symbol,
+    }
+
+
+def _training_env(config: RLConfig, data: RLData, start: Any) -> tuple[Any, Any]:
+    """The vectorised training environment and one single env on the same terms (whose
+    scaler, fitted on the training period only, the evaluation env reuses)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from moola.rl.env import TradingEnv
+
+    kwargs = {**_env_kwargs(config, data), "max_steps": config.max_steps, "start": start}
+    single = TradingEnv(data.train.bars, **kwargs)
+    if config.n_envs == 1:
+        return DummyVecEnv([lambda: single]), single
+    try:
+        from moola.rl.vec_env import VecTradingEnv
+    except ImportError:  # pragma: no cover - VecTradingEnv is part of moola.rl
+        VecTradingEnv = None
+    if VecTradingEnv is not None:
+        try:
+            vec = VecTradingEnv(data.train.bars, config.n_envs, scaler=single.scaler, **kwargs)
+            return vec, single
+        except ConfigError:
+            pass  # terms the native kernel does not cover (e.g. order-limit rules)
+
+    def make() -> Any:
+        return TradingEnv(data.train.bars, scaler=single.scaler, **kwargs)
+
+    return DummyVecEnv([make for _ in range(config.n_envs)]), single
+
+
+def _evaluation_env(config: RLConfig, data: RLData, scaler: Any) -> Any:
+    """One env over the whole evaluation period from its first tradable bar."""
+    from moola.rl.env import TradingEnv
+
+    return TradingEnv(
+        data.evaluation.bars, **_env_kwargs(config, data), scaler=scaler, start="first"
+    )
+
+
+def _curriculum(registry: Registry, config: RLConfig, data: RLData, env: Any) -> Any:
+    """The curriculum over the momentum index ``config.curriculum``, its reset points
+    moved onto the training period's bars (days outside it dropped); None without one."""
+    if config.curriculum is None:
+        return None
+    from moola.rl.curriculum import Curriculum
+    from moola.rl.scanner import index_from_frame
+
+    ref = registry.resolve_text(config.curriculum, "indexes")
+    table = registry.load_table("indexes", ref.name, ref.version)
+    meta = registry.meta(ref)
+    if meta.get("raw", {}).get("content_hash") != data.raw.content_hash:
+        raise ConfigError(
+            f"Momentum index {ref} was scanned on {meta.get('raw', {}).get('name')}@v"
+            f"{meta.get('raw', {}).get('version')}, not on the run's bars {data.raw}; scan "
+            "the run's raw dataset.",
+            param="curriculum",
+        )
+    if meta.get("symbol") != data.symbol:
+        raise ConfigError(
+            f"Momentum index {ref} scanned {meta.get('symbol')}, the run trades {data.symbol}.",
+            param="curriculum",
+        )
+    stamps = data.train.bars["timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
+    reset = pd.to_datetime(table["reset_time"], utc=True).to_numpy("datetime64[ns]")
+    reset_ns = reset.astype(np.int64)
+    position = np.searchsorted(stamps, reset_ns)
+    inside = (position < len(stamps)) & (stamps[np.minimum(position, len(stamps) - 1)] == reset_ns)
+    if not inside.any():
+        raise ConfigError(
+            f"No reset point of momentum index {ref} falls in the training period "
+            f"({data.train.first} to {data.train.last}).",
+            param="curriculum",
+        )
+    flat = table[inside].copy()
+    flat["reset_bar"] = position[inside].astype(np.int64)
+    index = index_from_frame(flat.drop(columns=["reset_time"]))
+    return Curriculum(index, starts=env.start_points, **meta.get("curriculum", {}))
+
+
+def _versions() -> dict[str, str | None]:
+    from moola.pipeline.train import library_versions
+
+    out = dict(library_versions())
+    for name in ("gymnasium", "stable-baselines3", "sb3-contrib"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _folder_files(folder: Path, prefix: str) -> dict[str, bytes]:
+    return {
+        f"{prefix}/{path.relative_to(folder)}": path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _episode(model: Any, env: Any) -> tuple[Any, np.ndarray]:
+    """One greedy episode of ``model`` on ``env`` from its first tradable bar: the replay
+    through ``moola.backtest.run`` and the env's own equity curve."""
+    from sb3_contrib import MaskablePPO
+
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        if isinstance(model, MaskablePPO):
+            action, _ = model.predict(obs, deterministic=True, action_masks=env.action_masks())
+        else:
+            action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    return env.episode_backtest(), np.asarray(env.episode_equity, dtype=np.float64)
+
+
+def _parity(backtest: Any, equity: np.ndarray) -> float:
+    """Largest relative difference between the env's equity and its replay's."""
+    replay = backtest.equity["equity"].to_numpy(np.float64)[: len(equity)]
+    scale = np.maximum(np.abs(equity[: len(replay)]), 1e-12)
+    return float(np.max(np.abs(replay - equity[: len(replay)]) / scale)) if len(replay) else 0.0
+
+
+def _stats(backtest: Any) -> dict[str, Any]:
+    keep = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "final_equity")
+    return {k: backtest.stats.get(k) for k in keep if k in backtest.stats}
+
+
+def train_rl(
+    registry: Registry,
+    config: RLConfig,
+    *,
+    on_event: Callable[[str, dict[str, Any]], None] = lambda *_: None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> RLRunResult:
+    """Train an agent on the training period, keep its best models by evaluation return on
+    the evaluation period, and record the run (module notes).
+
+    ``on_event`` is told ``status`` (before training), ``evaluation`` (each periodic
+    evaluation) and ``results``; ``on_step(step, total)`` follows the environment steps
+    (a progress bar). While it trains, the kept models live under
+    ``artifacts/checkpoints/<run_id>/``; the recorded run folder holds the best model
+    (``model.zip``), the top ``keep_top`` models with their metadata, the evaluation on the
+    evaluation period against flat and buy-and-hold at the same costs, the best model's
+    episode replayed through ``moola.backtest.run`` (with the largest equity difference
+    between the two: the parity the run was made with) and an HTML report.
+    """
+    with limit_threads(config.threads) as threads:
+        return _train_and_record(registry, config, on_event, on_step, threads)
+
+
+def _train_and_record(
+    registry: Registry,
+    config: RLConfig,
+    on_event: Callable[[str, dict[str, Any]], None],
+    on_step: Callable[[int, int], None] | None,
+    threads: dict[str, Any],
+) -> RLRunResult:
+    from moola.rl.agents import load_agent, make_agent
+    from moola.rl.callbacks import TopKCheckpoints, TrainingProgress
+    from moola.rl.evaluate import evaluate_policy
+    from moola.rl.report import rl_report
+
+    started = time.perf_counter()
+    data = load_rl_data(
+        registry, config.dataset, config.split, symbol=config.symbol, fold=config.fold
+    )
+    pinned = config.model_copy(
+        update={
+            "dataset": f"{data.dataset.name}@v{data.dataset.version}",
+            "split": f"{data.split_record['name']}@v{data.split_record['version']}",
+            "symbol": data.symbol,
+        }
+    )
+    store = RunStore(registry.root)
+    run_id = new_run_id(f"rl-{config.algo}")
+    vec, single = _training_env(pinned, data, "random")
+    curriculum = _curriculum(registry, pinned, data, single)
+    if curriculum is not None:
+        vec.close()
+        vec, single = _training_env(pinned, data, curriculum)
+    evaluation_env = _evaluation_env(pinned, data, single.scaler)
+    folder = store.start_checkpoints(run_id, pinned.model_dump(mode="json"))
+    on_event(
+        "status",
+        {
+            "run_id": run_id,
+            "algo": config.algo,
+            "data": f"{data.dataset} / {data.split_record['name']}@v{data.split_record['version']}",
+            "symbol": data.symbol,
+            "train": f"{data.train.first} .. {data.train.last} ({len(data.train.bars)} bars)",
+            "evaluation": f"{data.evaluation.first} .. {data.evaluation.last} "
+            f"({len(data.evaluation.bars)} bars)",
+            "timesteps": config.timesteps,
+            "checkpoints": str(folder),
+        },
+    )
+    agent = make_agent(
+        config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
+    )
+
+    def evaluated(step: int, result: Any) -> None:
+        promoted = curriculum.record(result.policy.mean_return, step=step) if curriculum else False
+        on_event(
+            "evaluation",
+            {"step": step, "reward": result.mean_reward, "return": result.policy.mean_return,
+             "promoted": promoted},
+        )  # fmt: skip
+
+    topk = TopKCheckpoints(
+        folder / "v1",
+        evaluation_env,
+        eval_freq=min(config.eval_freq, config.timesteps),
+        n_episodes=config.eval_episodes,
+        k=config.keep_top,
+        seed=config.seed,
+        config=pinned.model_dump(mode="json"),
+        data_versions=data.record(),
+        version=1,
+        on_evaluation=evaluated,
+    )
+    callbacks: list[Any] = [topk]
+    if on_step is not None:
+        callbacks.append(TrainingProgress(on_step, every=max(1, config.timesteps // 200)))
+    agent.learn(total_timesteps=config.timesteps, callback=callbacks)
+    train_s = time.perf_counter() - started
+    best = load_agent(folder / "v1", evaluation_env)
+    result = evaluate_policy(
+        best, evaluation_env, n_episodes=config.eval_episodes, seed=config.seed
+    )
+    backtest, equity = _episode(best, evaluation_env)
+    parity = _parity(backtest, equity)
+    evaluation = {
+        "period": data.evaluation.record(),
+        **result.summary(),
+        "backtest": _stats(backtest),
+        "parity_max_rel_diff": parity,
+    }
+    manifest = {
+        "kind": "rl",
+        "config": pinned.model_dump(mode="json"),
+        "config_hash": sha256_json(pinned.model_dump(mode="json")),
+        "seed": config.seed,
+        "data": data.record(),
+        "execution": {
+            "config": single.execution.model_dump(mode="json"),
+            "hash": single.execution.config_hash,
+        },
+        "observation": {
+            "window": data.window,
+            "columns": list(single.observation_columns),
+            "scaling": single.scaler.to_dict(),
+        },
+        "training": {
+            "timesteps": int(agent.num_timesteps),
+            "evaluations": topk.evaluations,
+            "kept": topk.kept,
+            "curriculum": None if curriculum is None else curriculum.history,
+            "train_s": round(train_s, 3),
+        },
+        "evaluation": {k: v for k, v in evaluation.items() if k not in ("policy",)}
+        | {"policy": _without_curves(evaluation["policy"])},
+        "libraries": _versions(),
+        "threads": threads,
+        "test_evaluated": False,
+    }
+    files: dict[str, bytes | str] = {
+        "model.zip": (folder / "v1" / topk.best["model"]).read_bytes(),
+        "scaler.json": canonical_json(single.scaler.to_dict()),
+        "evaluation.json": json.dumps(evaluation, indent=2, default=str) + "\n",
+        "equity.csv": backtest.equity.to_csv(index=False),
+        **_folder_files(folder / "v1", "checkpoints"),
+        "report.html": rl_report(run_id, manifest, evaluation),
+    }
+    run_dir = store.write_run(run_id, manifest, files)
+    headline = {
+        "eval_return": result.policy.mean_return,
+        "eval_reward": result.mean_reward,
+        "flat_return": None if result.flat is None else result.flat.mean_return,
+        "buy_and_hold_return": None
+        if result.buy_and_hold is None
+        else result.buy_and_hold.mean_return,
+        **{f"backtest_{k}": v for k, v in _stats(backtest).items()},
+    }
+    store.append_result(
+        {
+            "run_id": run_id,
+            "kind": "rl",
+            "algo": config.algo,
+            "dataset": manifest["config"]["dataset"],
+            "split": manifest["config"]["split"],
+            "config_hash": manifest["config_hash"],
+            "seed": config.seed,
+            "metrics": headline,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+        }
+    )
+    store.discard_checkpoints(run_id)
+    on_event("results", {"run_id": run_id, "metrics": headline, "run_dir": str(run_dir)})
+    vec.close()
+    return RLRunResult(run_id, run_dir, evaluation, manifest)
+
+
+def _without_curves(policy: dict[str, Any]) -> dict[str, Any]:
+    """A policy summary without its per-bar equity curves (they live in the run's files)."""
+    return {
+        **policy,
+        "episodes": [
+            {k: v for k, v in episode.items() if k != "equity"} for episode in policy["episodes"]
+        ],
+    }
