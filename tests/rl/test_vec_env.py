@@ -211,6 +211,8 @@ def test_seeding_is_per_copy_and_leaves_the_global_state_alone(bars: pd.DataFram
     env.reset()
     assert not np.array_equal(env.episode_starts, first)
     assert len(set(first.tolist())) > 1  # each copy draws its own start
+    assert env.seed() == [None] * 8  # fresh entropy per copy, not a global draw
+    env.reset()
     np.testing.assert_array_equal(np.random.get_state()[1], before)
 
 
@@ -264,11 +266,18 @@ def test_bad_arguments_name_the_parameter(bars: pd.DataFrame) -> None:
         ({"invalid_action": "ignore"}, "invalid_action"),
         ({"start": [3]}, "start"),
         ({"max_steps": 0}, "max_steps"),
+        ({"action_space": "box"}, "action_space"),
     ):
         args = {"n_envs": 2, "window": 10, **kwargs}
         with pytest.raises(ConfigError) as err:
             VecTradingEnv(bars, **args)
         assert err.value.param == param
+
+
+def test_step_before_reset_is_refused(bars: pd.DataFrame) -> None:
+    env = VecTradingEnv(bars, 2, window=10, execution={"rules": "none"})
+    with pytest.raises(ConfigError, match="reset"):
+        env.step(np.array([0, 0]))
 
 
 def test_ppo_learns_on_it_for_a_few_steps(bars: pd.DataFrame) -> None:

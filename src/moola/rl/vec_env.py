@@ -470,6 +470,7 @@ class VecTradingEnv(VecEnv):
         self._init_state(n_envs)
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
+        self._started = False
         self._endings: tuple[str | None, ...] = (
             None,
             "end_of_data",
@@ -698,8 +699,19 @@ class VecTradingEnv(VecEnv):
         self._reset_envs(envs, [dict(o) if o else None for o in self._options])
         self._reset_seeds()
         self._reset_options()
+        self._started = True
         self.reset_infos = [self._reset_info(e) for e in range(self._n)]
         return self._observe(envs)
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Seed copy ``i`` with ``seed + i`` at the next :meth:`reset` (as SB3's vec envs
+        do); ``None``: fresh OS entropy per copy (SB3's base class would draw a seed from
+        the global ``np.random`` state, which this env never reads)."""
+        if seed is None:
+            self._seeds = [None] * self._n
+        else:
+            self._seeds = [int(seed) + e for e in range(self._n)]
+        return self._seeds
 
     def _reset_info(self, e: int) -> dict[str, Any]:
         """The info TradingEnv.reset returns, for copy ``e`` just reset."""
@@ -749,6 +761,8 @@ class VecTradingEnv(VecEnv):
         """Advance every copy one bar with one kernel call; reset the finished ones."""
         if self._actions is None:
             raise ConfigError("step_wait() without step_async(actions): give actions first.")
+        if not self._started:
+            raise ConfigError("step() before reset(): call reset() first.", param="actions")
         actions, self._actions = self._actions, None
         before = self._prev_f.copy()
         target, invalid = self.codec.decode_many(actions, before)
