@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from moola.core.errors import ConfigError, LeakageError
 from moola.data.registry import Registry
@@ -15,7 +16,9 @@ from moola.features.labels import build_labels
 from moola.pipeline.datasets import make_and_store_split
 from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
-from moola.pipeline.rl import load_rl_data
+from moola.pipeline.rl import RLConfig, evaluate_rl, load_rl_data, scan_momentum, train_rl
+from moola.tracking.journal import JsonlJournal
+from moola.tracking.runs import RunStore
 from tests.conftest import random_walk_bars
 
 SPEC = FeatureSetSpec(
@@ -98,3 +101,111 @@ def test_bad_inputs_name_what_is_wrong(rl_registry):
     with pytest.raises(ConfigError, match="val or test") as err:
         load_rl_data(rl_registry, "fw", "fc", part="train")
     assert err.value.param == "part"
+
+
+# --------------------------------------------------------------------------- runs
+
+TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
+
+
+def _train(registry, **overrides):
+    config = RLConfig(
+        dataset="fw",
+        split="fc",
+        timesteps=64,
+        eval_freq=32,
+        keep_top=1,
+        params=TINY,
+        execution={"spread": 0.01, "commission": 0.0005},
+        **overrides,
+    )
+    return train_rl(registry, config)
+
+
+def test_a_run_is_recorded_like_a_supervised_one(rl_registry):
+    events: list[str] = []
+    result = train_rl(
+        rl_registry,
+        RLConfig(dataset="fw", split="fc", timesteps=64, eval_freq=32, keep_top=1,
+                 params=TINY, execution={"spread": 0.01}),
+        on_event=lambda kind, info: events.append(kind),
+    )  # fmt: skip
+    assert events[0] == "status" and events[-1] == "results" and "evaluation" in events
+    store = RunStore(rl_registry.root)
+    manifest = store.manifest(result.run_dir)
+    assert manifest["kind"] == "rl"
+    assert manifest["config"]["dataset"] == "fw@v1" and manifest["config"]["split"] == "fc@v1"
+    assert manifest["data"]["periods"]["evaluation"]["part"] == "val"
+    # Only the best model is kept (keep_top=1), with its metadata; all files are verified.
+    kept = manifest["training"]["kept"]
+    assert len(kept) == 1
+    assert store.read_bytes(result.run_dir, "model.zip")
+    assert store.read_bytes(result.run_dir, f"checkpoints/{kept[0]['metadata']}")
+    # The agent's return is its backtest's: the replay agrees with the env to 1e-9.
+    evaluation = result.evaluation
+    assert evaluation["parity_max_rel_diff"] <= 1e-9
+    assert evaluation["backtest"]["total_return"] == pytest.approx(
+        evaluation["policy"]["episodes"][-1]["total_return"], rel=1e-9, abs=1e-12
+    )
+    assert evaluation["flat"]["mean_return"] == 0.0
+    report = (result.run_dir / "report.html").read_text()  # generated: not hash-listed
+    assert "Evaluation on the held-out period" in report and "buy and hold" in report
+    line = store.results()[-1]
+    assert line["run_id"] == result.run_id and line["kind"] == "rl"
+    # The checkpoints of the run in progress are gone once it is recorded.
+    assert not store.interrupted_runs()
+
+
+def test_the_test_period_is_looked_at_once(rl_registry):
+    result = _train(rl_registry)
+    val = evaluate_rl(rl_registry, result.run_id)
+    assert val["part"] == "val"
+    assert val["policy"]["mean_return"] == pytest.approx(result.evaluation["policy"]["mean_return"])
+    test = evaluate_rl(rl_registry, result.run_id, part="test")
+    assert test["period"]["first"] > val["period"]["last"]
+    with pytest.raises(LeakageError, match="already looked at") as err:
+        evaluate_rl(rl_registry, result.run_id, part="test")
+    assert err.value.param == "allow_reuse"
+    again = evaluate_rl(rl_registry, result.run_id, part="test", allow_reuse=True)
+    assert again["reused_test"] is True
+    looks = [e for e in JsonlJournal(rl_registry.root).read("test_look")]
+    assert len(looks) == 2 and looks[1].payload.reuse_allowed
+
+
+def test_bad_run_configs_are_refused_before_any_work(rl_registry):
+    with pytest.raises(ConfigError, match="Did you mean 'spread'"):
+        RLConfig(dataset="fw", split="fc", execution={"spreadd": 0.01})
+    with pytest.raises(ValidationError, match="timesteps"):
+        RLConfig(dataset="fw", split="fc", timesteps=0)
+    with pytest.raises(ValidationError):
+        RLConfig(dataset="fw", split="fc", action_space="discrete7")
+
+
+def test_a_momentum_index_is_stored_and_drives_a_curriculum(registry):
+    bars = random_walk_bars(24 * 40, timeframe="60m")
+    ingest_bars(registry, bars, name="hourly", sources=[{"test": "h"}], mode="repair")
+    scan = scan_momentum(registry, "hourly", name="mom", reset_every=6)
+    assert scan.days >= 30 and scan.reset_points >= scan.days
+    table = registry.load_table("indexes", "mom")
+    assert {"reset_bar", "reset_time", "quality"} <= set(table.columns)
+    assert 0.0 <= scan.quality[0] <= scan.quality[1] <= 1.0
+    ref = build_feature_windows(registry, "hourly", SPEC, name="hw", length=10)
+    make_and_store_split(registry, ref, "forward-chaining", name="hfc")
+    result = train_rl(
+        registry,
+        RLConfig(dataset="hw", split="hfc", timesteps=64, eval_freq=32, keep_top=1,
+                 params=TINY, curriculum="mom",
+                 curriculum_params={"stages": 2, "promote_at": -1e9}),
+    )  # fmt: skip
+    # Every evaluation qualifies: the first promotes to the last stage, which stays.
+    history = result.manifest["training"]["curriculum"]
+    assert len(history) >= 2
+    assert history[0]["stage"] == 0 and history[0]["promoted"] is True
+    assert all(h["stage"] == 1 and not h["promoted"] for h in history[1:])
+    with pytest.raises(ConfigError, match="stages") as err:
+        train_rl(
+            registry,
+            RLConfig(dataset="hw", split="hfc", timesteps=32, params=TINY, curriculum="mom",
+                     curriculum_params={"stages": 10_000}),
+        )  # fmt: skip
+    assert err.value.param == "stages"

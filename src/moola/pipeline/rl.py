@@ -38,6 +38,7 @@ from pydantic import Field, field_validator
 
 from moola.core.errors import ConfigError, LeakageError, RegistryError
 from moola.core.hashing import canonical_json, sha256_json
+from moola.core.provenance import utc_now_iso
 from moola.core.settings import RunConfig
 from moola.core.threads import limit_threads
 from moola.data._manifest import DatasetRef
@@ -305,7 +306,9 @@ class RLConfig(RunConfig):
     ...). ``threads``: torch and BLAS threads while it trains (default 1: the small policy
     networks gain nothing from more, and idle pools fight for the cores). ``curriculum``
     names a momentum index (``moola rl scan``) whose reset points the training episodes
-    start from, easier days first.
+    start from, easier days first; ``curriculum_params`` go to ``moola.rl.curriculum.
+    Curriculum`` (``stages``, ``promote_at``: the evaluation return that promotes,
+    ``min_evals``, ``include_earlier``).
     """
 
     dataset: str
@@ -324,6 +327,7 @@ class RLConfig(RunConfig):
     eval_episodes: int = Field(1, ge=1)
     keep_top: int = Field(5, ge=1)
     curriculum: str | None = None
+    curriculum_params: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
     reward: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -445,7 +449,7 @@ def _curriculum(registry: Registry, config: RLConfig, data: RLData, env: Any) ->
     flat = table[inside].copy()
     flat["reset_bar"] = position[inside].astype(np.int64)
     index = index_from_frame(flat.drop(columns=["reset_time"]))
-    return Curriculum(index, starts=env.start_points, **meta.get("curriculum", {}))
+    return Curriculum(index, starts=env.start_points, **config.curriculum_params)
 
 
 def _versions() -> dict[str, str | None]:
@@ -680,3 +684,203 @@ def _without_curves(policy: dict[str, Any]) -> dict[str, Any]:
             {k: v for k, v in episode.items() if k != "equity"} for episode in policy["episodes"]
         ],
     }
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """A stored momentum index: its version, and how many days and reset points it holds."""
+
+    ref: DatasetRef
+    days: int
+    reset_points: int
+    quality: tuple[float, float]
+
+
+def scan_momentum(
+    registry: Registry,
+    raw: str,
+    *,
+    name: str,
+    symbol: str | None = None,
+    timezone: str = "UTC",
+    session: tuple[str, str] | None = None,
+    reset_every: int = 30,
+    lookback: int = 20,
+    min_bars: int | None = None,
+) -> ScanResult:
+    """Score every finished day of ``raw``'s bars of ``symbol`` for momentum
+    (``moola.rl.scanner.momentum_index``) and store the index, one row per reset point with
+    its bar's time, as an ``indexes`` table whose parent is the raw version.
+
+    A curriculum (``RLConfig.curriculum``) reads it back and keeps the reset points that
+    fall in a run's training period.
+    """
+    from moola.rl.scanner import index_to_frame, momentum_index
+
+    ref = registry.resolve_text(raw, "raw")
+    bars = registry.load_raw(ref.name, ref.version)
+    symbols = sorted(bars["symbol"].astype(str).unique().tolist())
+    if symbol is None:
+        if len(symbols) != 1:
+            raise ConfigError(
+                f"{ref} holds {len(symbols)} symbols ({', '.join(symbols)}); name the one to scan.",
+                param="symbol",
+            )
+        symbol = symbols[0]
+    elif symbol not in symbols:
+        raise ConfigError(
+            f"Symbol {symbol!r} is not in {ref}; it holds {', '.join(symbols)}.", param="symbol"
+        )
+    mine = bars[bars["symbol"].astype(str) == symbol].reset_index(drop=True)
+    params = {
+        "timezone": timezone,
+        "session": None if session is None else list(session),
+        "reset_every": reset_every,
+        "lookback": lookback,
+        "min_bars": min_bars,
+    }
+    index = momentum_index(
+        mine,
+        timezone=timezone,
+        session=session,
+        min_bars=min_bars,
+        reset_every=reset_every,
+        lookback=lookback,
+    )
+    if not len(index):
+        raise ConfigError(
+            f"{ref} ({symbol}) has no day to score: the first day only serves as the baseline; "
+            "give more days of bars.",
+            param="raw",
+        )
+    flat = index_to_frame(index)
+    flat.insert(1, "reset_time", mine["timestamp"].to_numpy()[flat["reset_bar"].to_numpy()])
+    quality = (float(index["quality"].min()), float(index["quality"].max()))
+    stored = registry.write_table(
+        "indexes",
+        name,
+        flat,
+        parents=[ref],
+        meta={
+            "index": "momentum",
+            "raw": ref.to_dict(),
+            "symbol": symbol,
+            "days": len(index),
+            "quality_range": list(quality),
+            "attrs": json.loads(json.dumps(index.attrs, default=str)),
+        },
+        transformations=[{"name": "momentum_index", "params": params}],
+    )
+    return ScanResult(stored, len(index), len(flat), quality)
+
+
+# --------------------------------------------------------------------------- evaluating
+
+
+def _test_looked(journal: Any, split_hash: str) -> list[Any]:
+    from moola.tracking.journal import TestLook
+
+    return [
+        look.payload
+        for look in journal.read("test_look")
+        if isinstance(look, TestLook) and look.payload.split_hash == split_hash
+    ]
+
+
+def evaluate_rl(
+    registry: Registry,
+    run_id: str,
+    *,
+    part: str = "val",
+    n_episodes: int = 1,
+    allow_reuse: bool = False,
+) -> dict[str, Any]:
+    """Play RL run ``run_id``'s best model on its split's ``part`` (``"val"``, or ``"test"``
+    once: the look is written to the journal before anything is computed, and a second
+    look at the same split's test part is refused unless ``allow_reuse``), against flat and
+    buy-and-hold at the same costs; the record is added to the run under ``evaluations/``
+    and to ``experiment_results.jsonl``. Returns the record."""
+    from moola.features.scaling import Scaler
+    from moola.rl.agents import load_agent
+    from moola.rl.evaluate import evaluate_policy
+    from moola.tracking.journal import JsonlJournal, TestLook, TestLookPayload
+
+    store = RunStore(registry.root)
+    run_dir = store.run_dir(run_id)
+    manifest = store.manifest(run_dir)
+    if manifest.get("kind") != "rl":
+        raise ConfigError(
+            f"Run {run_dir.name} is a {manifest.get('kind')} run, not an RL run; evaluate it "
+            "with moola evaluate.",
+            param="run_id",
+        )
+    config = RLConfig.model_validate(manifest["config"])
+    data = load_rl_data(
+        registry, config.dataset, config.split, symbol=config.symbol, fold=config.fold, part=part
+    )
+    columns = tuple(manifest["observation"]["columns"])
+    scaler = Scaler.from_dict(manifest["observation"]["scaling"], columns)
+    env = _evaluation_env(config, data, scaler)
+    model_path = store.verified_path(run_dir, "model.zip")
+    journal = JsonlJournal(registry.root)
+    earlier: list[Any] = []
+    if part == "test":
+        split_hash = data.split_record["split_hash"]
+        earlier = _test_looked(journal, split_hash)
+        if earlier and not allow_reuse:
+            runs = ", ".join(sorted({look.run_id for look in earlier}))
+            raise LeakageError(
+                f"The test part of split {config.split} was already looked at (by run(s) "
+                f"{runs}). Scoring it again makes it a model-selection set; make a new split "
+                "with a later test period, or allow the reuse (recorded in the journal).",
+                param="allow_reuse",
+            )
+        journal.append(  # on disk before the score is computed or shown
+            TestLook(
+                payload=TestLookPayload(
+                    run_id=run_dir.name,
+                    split_hash=split_hash,
+                    split=config.split,
+                    reuse_allowed=bool(earlier) and allow_reuse,
+                )
+            )
+        )
+    with limit_threads(config.threads):
+        model = load_agent(model_path, env, algo=config.algo)
+        result = evaluate_policy(model, env, n_episodes=n_episodes, seed=config.seed)
+        backtest, equity = _episode(model, env)
+    record = {
+        "at": utc_now_iso(),
+        "part": part,
+        "period": data.evaluation.record(),
+        **result.summary(),
+        "backtest": _stats(backtest),
+        "parity_max_rel_diff": _parity(backtest, equity),
+        "reused_test": bool(earlier),
+    }
+    stamp, n = record["at"].replace(":", ""), 1
+    name = f"{part}-{stamp}.json"
+    while (run_dir / "evaluations" / name).exists():
+        n += 1
+        name = f"{part}-{stamp}-{n}.json"
+    store.add_file(
+        run_dir, f"evaluations/{name}", (json.dumps(record, indent=2, default=str) + "\n").encode()
+    )
+    store.append_result(
+        {
+            "run_id": run_dir.name,
+            "kind": "rl-evaluate",
+            "part": part,
+            "algo": config.algo,
+            "dataset": config.dataset,
+            "metrics": {
+                "eval_return": result.policy.mean_return,
+                "eval_reward": result.mean_reward,
+                **{f"backtest_{k}": v for k, v in _stats(backtest).items()},
+            },
+        }
+    )
+    return record
