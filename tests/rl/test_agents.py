@@ -137,3 +137,26 @@ def test_continue_training_refuses_other_shapes_and_missing_versions(tmp_path):
     assert err.value.param == "version"
     assert np.isfinite(read_index(tmp_path / "v1")["best"]["reward"])
     assert isinstance(load_agent(tmp_path, _env()), PPO)
+
+
+def test_on_the_trading_envs_maskable_ppo_never_takes_an_invalid_action():
+    from moola.rl.env import TradingEnv
+    from moola.rl.evaluate import evaluate_policy
+    from moola.rl.vec_env import VecTradingEnv
+    from tests.rl.toy_envs import synthetic_bars
+
+    kw = {"window": 4, "execution": {"commission": 0.0002, "rules": "none"}, "max_steps": 30}
+    bars = synthetic_bars()
+    model = make_agent("maskable_ppo", VecTradingEnv(bars, 2, **kw), seed=0, n_steps=16)
+    model.learn(64)
+    env = TradingEnv(bars, **kw)
+    result = evaluate_policy(model, env, n_episodes=3, deterministic=False, baselines=False)
+    assert sum(result.policy.actions.values()) == 90
+    assert result.policy.invalid_actions == 0
+    # the same stochastic choices without masks do take invalid actions (long when long)
+    ppo = make_agent("ppo", TradingEnv(bars, **kw), seed=0)
+    unmasked = evaluate_policy(ppo, env, n_episodes=3, deterministic=False, baselines=False)
+    assert unmasked.policy.invalid_actions > 0
+    a2c = make_agent("a2c", VecTradingEnv(bars, 2, action_space="target", **kw), seed=0)
+    a2c.learn(20)
+    assert a2c.num_timesteps == 20

@@ -74,3 +74,29 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ConfigError) as err:
         evaluate_policy(object(), env)
     assert err.value.param == "model_or_fn"
+
+
+@pytest.mark.parametrize("space", ["discrete12", "target", "continuous"])
+def test_on_the_trading_env_the_references_pay_the_backtests_costs(space):
+    from moola.rl.env import TradingEnv
+    from tests.rl.toy_envs import synthetic_bars
+
+    execution = {"commission": 0.0005, "slippage": 2.0, "rules": "none"}
+    env = TradingEnv(synthetic_bars(), window=4, execution=execution, action_space=space,
+                     max_steps=40)  # fmt: skip
+    result = evaluate_policy(lambda obs: env.action_space.sample(), env, n_episodes=2, seed=3)
+    for flat in result.flat.episodes:
+        assert flat.final_equity == flat.initial_equity and flat.steps == 40
+    held = result.buy_and_hold.episodes[-1]  # the env's last episode
+    replay = env.episode_backtest().equity["equity"].to_numpy()
+    np.testing.assert_allclose(held.equity, replay, rtol=1e-12)
+    assert held.invalid_actions == 0
+    first_bar, start = held.equity[1], held.equity[0]
+    bars = env.bars
+    s = env.episode_start
+    gross = start * bars["close"].iloc[s + 1] / bars["open"].iloc[s + 1]
+    assert first_bar < gross  # bought at the next open, after fees and slippage
+    starts = {name: [e.start for e in getattr(result, name).episodes]
+              for name in ("policy", "flat", "buy_and_hold")}  # fmt: skip
+    assert starts["policy"] == starts["flat"] == starts["buy_and_hold"]
+    assert starts["policy"][0] != starts["policy"][1]  # two seeds, two start bars

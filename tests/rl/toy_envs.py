@@ -145,3 +145,18 @@ def momentum_returns(n: int, *, seed: int, edge: float = 0.9, scale: float = 0.0
 def random_walk_returns(n: int, *, seed: int, scale: float = 0.01) -> np.ndarray:
     """Independent zero-mean returns: nothing to learn."""
     return np.random.default_rng(seed).normal(0.0, scale, n)
+
+
+def synthetic_bars(n: int = 400, *, seed: int = 0, scale: float = 0.003):
+    """Canonical 1-minute bars of a random walk, each opening at the previous close."""
+    import pandas as pd
+
+    from moola.data.schema import make_bars
+
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, scale, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    high, low = np.maximum(open_, close) * 1.001, np.minimum(open_, close) * 0.999
+    stamps = pd.date_range("2024-01-02", periods=n, freq="1min", tz="UTC")
+    return make_bars(stamps, open_, high, low, close, np.full(n, 1000.0), symbol="SYN",
+                     timeframe="1m")  # fmt: skip

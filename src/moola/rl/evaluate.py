@@ -43,7 +43,8 @@ class EpisodeResult:
     """One evaluation episode.
 
     ``equity`` is the curve at every episode bar, starting with the equity before the
-    first action (when the env tells it) and ending with ``final_equity``;
+    first action (when the env tells it) and ending with ``final_equity``; ``start`` is
+    the episode's start bar (``info["bar"]`` at reset, when the env gives it);
     ``reward_components`` sums each component over the episode; ``actions`` counts the
     actions taken (by index for discrete spaces, by ``BOX_BINS`` bin for a Box space).
     """
@@ -57,6 +58,7 @@ class EpisodeResult:
     invalid_actions: int
     steps: int
     terminated_by: str | None = None
+    start: int | None = None
 
     @property
     def total_return(self) -> float:
@@ -76,6 +78,7 @@ class EpisodeResult:
             "invalid_actions": self.invalid_actions,
             "steps": self.steps,
             "terminated_by": self.terminated_by,
+            "start": self.start,
         }
 
 
@@ -225,6 +228,7 @@ def _play(
     max_steps: int | None,
 ) -> EpisodeResult:
     obs, info = env.reset(seed=seed)
+    start = info.get("bar")
     equity: list[float] = []
     if "equity" in info:
         equity.append(float(info["equity"]))
@@ -267,6 +271,7 @@ def _play(
         invalid_actions=int(counted) if counted is not None else invalid,
         steps=steps,
         terminated_by=info.get("terminated_by"),
+        start=None if start is None else int(start),
     )
 
 
