@@ -39,12 +39,15 @@ def test_ci_runs_the_readme_test_command():
 # data (a 3,000-bar random walk, 40 labelled windows, one-epoch 8-unit networks). Values
 # in braces are filled in when the command runs: {tmp} (input files), {root} (the data
 # root), {oof} / {holdout} (the last out-of-fold classification / holdout run), {forecast}
-# (the last regression run).
+# (the last regression run), {rl} (the last RL run).
 
 TINY_LSTM = json.dumps({"epochs": 1, "hidden": 8, "heads": 2, "fc": [8], "batch_size": 16})
 TINY_BILSTM = json.dumps({"epochs": 1, "hidden": 8, "fc": [8], "batch_size": 32})
 TINY_ENHANCED = json.dumps({"epochs": 1, "feature_hidden": [8], "fc": [8], "batch_size": 16})
 ENCODER = "{root}/artifacts/encoders/bilstm_mae_rel11_v1.pt"
+RL_REWARD = json.dumps(
+    {"components": [{"name": "equity_change"}, {"name": "overtrading", "weight": -0.001}]}
+)
 COMMANDS: tuple[tuple[str, ...], ...] = (
     ("doctor",),
     ("data", "ingest", "{tmp}/es.csv", "--name", "es", "--format", "csv", "--symbol", "ES",
@@ -131,6 +134,13 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--hold-bars", "10", "--threshold", "0.55"),
     ("promote", "{oof}", "--min-accuracy", "0", "--max-ece", "1", "--min-sharpe", "-100",
      "--max-drawdown", "1"),
+    ("rl", "scan", "es", "--out", "es-mom", "--reset-every", "60", "--timezone", "UTC"),
+    ("rl", "train", "--dataset", "pat", "--split", "fc", "--algo", "a2c", "--timesteps", "64",
+     "--n-envs", "2", "--action-space", "target", "--max-steps", "40", "--eval-freq", "32",
+     "--execution", '{"spread": 0.25, "commission": 0.0005}', "--reward", RL_REWARD,
+     "--params", '{"n_steps": 8}'),
+    ("rl", "eval", "{rl}"),
+    ("rl", "eval", "{rl}", "--test", "--allow-reuse"),
     ("data", "blacklist", "add", "es", "--start-ts", "2024-01-01 01:00", "--end-ts",
      "2024-01-01 01:30", "--reason", "bad ticks", "--symbol", "ES"),
     ("data", "blacklist", "list"),
@@ -262,7 +272,7 @@ def inputs(tmp_path) -> Path:
 
 
 def _filled(arg: str, values: dict[str, str]) -> str:
-    return re.sub(r"\{(tmp|root|oof|holdout|forecast)\}", lambda match: values[match[1]], arg)
+    return re.sub(r"\{(tmp|root|oof|holdout|forecast|rl)\}", lambda match: values[match[1]], arg)
 
 
 def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
@@ -293,6 +303,7 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
             "holdout": next(
                 (r["run_id"] for r in reversed(runs) if r.get("mode") == "holdout"), "-"
             ),
+            "rl": next((r["run_id"] for r in reversed(runs) if r.get("kind") == "rl"), "-"),
         }
         args = [_filled(arg, values) for arg in argv]
         result = runner.invoke(app, ["--data-root", str(root), *args])
@@ -336,3 +347,41 @@ def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
             assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
     trained = [r for r in RunStore(root).results() if r.get("kind") == "train"]
     assert [r["task"] for r in trained] == ["classification", "regression", "regression"]
+
+
+def test_the_rl_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """The "Reinforcement learning" section's walkthrough on the S&P 500 daily bars, command
+    by command (``RUN`` is the RL run the previous ``rl train`` recorded)."""
+    import shlex
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from moola.cli.main import app
+    from moola.tracking.runs import RunStore
+
+    section = README.read_text().split("## Reinforcement learning", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "moola_data"
+    runner = CliRunner()
+    for line in block.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        argv = shlex.split(line)
+        if argv[0] == "python":
+            subprocess.run([sys.executable, *argv[1:]], check=True, cwd=tmp_path)
+            continue
+        assert argv[0] == "moola", line
+        runs = [r for r in RunStore(root).results() if r.get("kind") == "rl"]
+        argv = [runs[-1]["run_id"] if arg == "RUN" else arg for arg in argv[1:]]
+        result = runner.invoke(app, ["--data-root", str(root), *argv])
+        assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
+    store = RunStore(root)
+    (run,) = [r for r in store.results() if r.get("kind") == "rl"]
+    looks = [r for r in store.results() if r.get("kind") == "rl-evaluate"]
+    assert [r["part"] for r in looks] == ["val", "test"]
+    report = (store.run_dir(run["run_id"]) / "report.html").read_text()
+    assert "Curriculum" in report and "Test period, played" in report

@@ -16,6 +16,7 @@ from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
 from moola.cli import models as models_commands
 from moola.cli import pretrain as pretrain_commands
+from moola.cli import rl as rl_commands
 from moola.cli import runs as runs_commands
 from moola.cli import train as train_commands
 from moola.cli._common import console, err_console, settings_of
@@ -38,6 +39,7 @@ app.add_typer(labels_commands.app, name="labels")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(pretrain_commands.app, name="pretrain")
+app.add_typer(rl_commands.app, name="rl")
 app.add_typer(backtest_command.app, name="backtest")  # file | run (and the old spellings)
 # Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(train_commands.app.registered_commands)

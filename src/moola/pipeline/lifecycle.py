@@ -337,8 +337,13 @@ def _forecast_sections(store: RunStore, run_dir: Path, manifest: TrainManifest) 
 
 
 def write_report(registry: Registry, run_id: str) -> Path:
-    """Render ``report.html`` for a run from its manifest and plots; returns its path."""
+    """Render ``report.html`` for a run from its manifest and plots; returns its path.
+    An RL run's report is ``moola.pipeline.rl.write_rl_report``'s."""
     store = RunStore(registry.root)
+    if store.manifest(store.run_dir(run_id)).get("kind") == "rl":
+        from moola.pipeline.rl import write_rl_report
+
+        return write_rl_report(registry, run_id)
     run_dir, manifest = load_manifest(store, run_id)
     data, split = manifest.data, manifest.split
     status = [

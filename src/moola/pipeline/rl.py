@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, LeakageError, RegistryError
 from moola.core.hashing import canonical_json, sha256_json
 from moola.core.provenance import utc_now_iso
@@ -46,7 +47,7 @@ from moola.data.registry import Registry, parse_ref
 from moola.data.splits import Split
 from moola.features.featureset import FeatureSet, FeatureSetSpec, load_feature_set
 from moola.sim.execution import ExecutionConfig
-from moola.tracking.runs import RunStore, new_run_id
+from moola.tracking.runs import REPORT_FILE, RunStore, new_run_id
 
 #: Split parts an RL run can be evaluated on (the training part is what it learns from).
 EVAL_PARTS: tuple[str, ...] = ("val", "test")
@@ -596,7 +597,7 @@ def _train_and_record(
     )
     callbacks: list[Any] = [topk]
     if on_step is not None:
-        callbacks.append(TrainingProgress(on_step, every=max(1, config.timesteps // 200)))
+        callbacks.append(TrainingProgress(on_step, every=max(1, config.timesteps // 40)))
     agent.learn(total_timesteps=config.timesteps, callback=callbacks)
     train_s = time.perf_counter() - started
     best = load_agent(folder / "v1", evaluation_env)
@@ -684,6 +685,26 @@ def _without_curves(policy: dict[str, Any]) -> dict[str, Any]:
             {k: v for k, v in episode.items() if k != "equity"} for episode in policy["episodes"]
         ],
     }
+
+
+def write_rl_report(registry: Registry, run_id: str) -> Path:
+    """(Re)write an RL run's ``report.html`` from its verified manifest and evaluation, with
+    every evaluation made since (``moola rl eval``); returns its path."""
+    from moola.rl.report import rl_report
+
+    store = RunStore(registry.root)
+    run_dir = store.run_dir(run_id)
+    manifest = store.manifest(run_dir)
+    evaluation = json.loads(store.read_bytes(run_dir, "evaluation.json"))
+    folder = run_dir / "evaluations"
+    later = [
+        json.loads(store.read_added_file(run_dir, f"evaluations/{path.name}"))
+        for path in (sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+                     if folder.is_dir() else [])
+    ]  # fmt: skip
+    path = run_dir / REPORT_FILE
+    atomic_write_text(path, rl_report(run_dir.name, manifest, evaluation, later), overwrite=True)
+    return path
 
 
 # --------------------------------------------------------------------------- scanning
@@ -883,4 +904,5 @@ def evaluate_rl(
             },
         }
     )
+    write_rl_report(registry, run_dir.name)
     return record

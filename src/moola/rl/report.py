@@ -101,8 +101,37 @@ def _components(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def rl_report(run_id: str, manifest: Mapping[str, Any], evaluation: Mapping[str, Any]) -> str:
-    """The report of RL run ``run_id`` from its manifest and its evaluation record."""
+def _later(record: Mapping[str, Any]) -> list[Section]:
+    """An evaluation made after the run (``moola rl eval``): its comparison and replay."""
+    period = record.get("period", {})
+    note = (
+        f"{period.get('first', '')} to {period.get('last', '')} ({period.get('bars', '')} bars)."
+        + (" Looked at once and recorded in the journal." if record.get("part") == "test" else "")
+        + (
+            " This split's test part had been looked at before."
+            if record.get("reused_test")
+            else ""
+        )
+    )
+    backtest = record.get("backtest") or {}
+    rows = [{"measure": k, "value": v} for k, v in backtest.items()]
+    return [
+        Section(
+            f"{str(record.get('part', '')).capitalize()} period, played {record.get('at', '')}",
+            table_html(_comparison(record)) + table_html(rows),
+            note=note,
+        )
+    ]
+
+
+def rl_report(
+    run_id: str,
+    manifest: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    later: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The report of RL run ``run_id`` from its manifest, its evaluation record and the
+    evaluations made after it (``later``, e.g. the one look at the test period)."""
     period = evaluation.get("period", {})
     sections = [
         Section(
@@ -163,6 +192,8 @@ def rl_report(run_id: str, manifest: Mapping[str, Any], evaluation: Mapping[str,
     sections.append(Section("Models kept", table_html(training.get("kept") or [])))
     if training.get("curriculum"):
         sections.append(Section("Curriculum", table_html(training["curriculum"])))
+    for record in later:
+        sections.extend(_later(record))
     sections.append(
         Section(
             "Configuration",
