@@ -209,3 +209,37 @@ def test_a_momentum_index_is_stored_and_drives_a_curriculum(registry):
                      curriculum_params={"stages": 10_000}),
         )  # fmt: skip
     assert err.value.param == "stages"
+
+
+def test_an_interrupted_run_resumes_from_its_latest_model(rl_registry):
+    config = RLConfig(dataset="fw", split="fc", timesteps=128, eval_freq=32, keep_top=2,
+                      params=TINY, execution={"spread": 0.01})  # fmt: skip
+    started: dict[str, str] = {}
+
+    def record(kind, info):
+        if kind == "status":
+            started["run_id"] = info["run_id"]
+
+    def interrupt(step, total):
+        if step >= 80:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rl(rl_registry, config, on_event=record, on_step=interrupt)
+    store = RunStore(rl_registry.root)
+    assert store.interrupted_runs() == [started["run_id"]]
+    events: list[tuple[str, dict]] = []
+    result = train_rl(
+        rl_registry, None, resume=started["run_id"], on_event=lambda k, i: events.append((k, i))
+    )
+    assert result.run_id == started["run_id"]
+    (resumed,) = [info for kind, info in events if kind == "resumed"]
+    assert 32 <= resumed["step"] < 128
+    training = result.manifest["training"]
+    assert training["resumed_at"] == resumed["step"] and training["timesteps"] == 128
+    # Evaluations from before the interruption are kept with the later ones.
+    steps = [e["step"] for e in training["evaluations"]]
+    assert min(steps) < resumed["step"] < max(steps)
+    assert not store.interrupted_runs()
+    with pytest.raises(ConfigError, match="finished"):
+        train_rl(rl_registry, None, resume=result.run_id)

@@ -172,11 +172,15 @@ def train(
     ),
     config: Path | None = typer.Option(None, help="YAML run config; flags override it."),
     seed: int | None = typer.Option(None, help="Seed (default: the global --seed, else 0)."),
+    resume: str | None = typer.Option(
+        None, help="Continue an interrupted run (its id) from its latest saved model."
+    ),
 ) -> None:
     """Train an agent on a split's training period and record the run.
 
     The best models by evaluation return on the held-out period are kept; the best is
     compared with flat and buy-and-hold at the same costs and replayed through the backtest.
+    Interrupted, it continues with `moola rl train --resume RUN`.
     """
     from moola.cli._progress import stage_display
     from moola.pipeline.rl import RLConfig, train_rl
@@ -199,7 +203,17 @@ def train(
         "params": _json_flag(params, "--params"),
         "seed": seed if seed is not None else ctx.find_root().params.get("seed"),
     }
-    if config is not None:
+    if resume is not None:
+        extra = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        extra = [flag for flag in extra if flag != "--seed" or seed is not None]
+        if extra or config is not None:
+            raise ConfigError(
+                f"--resume continues run {resume} with the config it started with; drop "
+                + ", ".join(extra + (["--config"] if config is not None else []))
+                + "."
+            )
+        resolved = None
+    elif config is not None:
         resolved = load_config(config, RLConfig, **overrides)
     else:
         missing = [flag for flag in ("dataset", "split") if overrides[flag] is None]
@@ -211,12 +225,16 @@ def train(
             )
         given = {key: value for key, value in overrides.items() if value is not None}
         resolved = parse_config(RLConfig, given, where="moola rl train flags")
+    started: dict[str, str] = {}
     with stage_display(console) as display:
 
         def on_event(kind: str, info: dict[str, Any]) -> None:
             if kind == "status":
+                started["run_id"] = info["run_id"]
                 _status(info)
                 display.stage(f"training {info['algo']} on {info['symbol']}")
+            elif kind == "resumed":
+                console.print(f"resuming at step {info['step']:,}")
             elif kind == "evaluation":
                 promoted = " (curriculum: next stage)" if info.get("promoted") else ""
                 console.print(
@@ -227,7 +245,17 @@ def train(
         def on_step(step: int, total: int) -> None:
             display.update(ProgressUpdate(min(step, total), total, f"step {step:,}/{total:,}"))
 
-        result = train_rl(_registry(ctx), resolved, on_event=on_event, on_step=on_step)
+        try:
+            result = train_rl(
+                _registry(ctx), resolved, on_event=on_event, on_step=on_step, resume=resume
+            )
+        except KeyboardInterrupt:
+            if "run_id" in started:
+                console.print(
+                    "[yellow]interrupted[/]: continue with "
+                    f"`moola rl train --resume {started['run_id']}`"
+                )
+            raise typer.Exit(130) from None
     _results(result.evaluation, result.run_dir, "evaluation on the held-out period")
 
 

@@ -504,10 +504,11 @@ def _stats(backtest: Any) -> dict[str, Any]:
 
 def train_rl(
     registry: Registry,
-    config: RLConfig,
+    config: RLConfig | None,
     *,
     on_event: Callable[[str, dict[str, Any]], None] = lambda *_: None,
     on_step: Callable[[int, int], None] | None = None,
+    resume: str | None = None,
 ) -> RLRunResult:
     """Train an agent on the training period, keep its best models by evaluation return on
     the evaluation period, and record the run (module notes).
@@ -520,9 +521,22 @@ def train_rl(
     evaluation period against flat and buy-and-hold at the same costs, the best model's
     episode replayed through ``moola.backtest.run`` (with the largest equity difference
     between the two: the parity the run was made with) and an HTML report.
+
+    The latest model is saved with the kept ones every ``eval_freq`` steps; ``resume=RUN``
+    continues an interrupted run from it with the config it was started with (``config``
+    is then ignored and may be None): same run id and data, the kept models and the
+    curriculum's stage carried on, the step count going on to ``timesteps``
+    (``moola.rl.resume`` says what is not carried: the environments' random state).
     """
+    store = RunStore(registry.root)
+    run_id: str | None = None
+    if resume is not None:
+        _, stored = store.interrupted_config(resume)
+        config, run_id = RLConfig.model_validate(stored), resume
+    if config is None:
+        raise ConfigError("Give the run's config, or resume= an interrupted run.", param="config")
     with limit_threads(config.threads) as threads:
-        return _train_and_record(registry, config, on_event, on_step, threads)
+        return _train_and_record(registry, config, on_event, on_step, threads, run_id)
 
 
 def _train_and_record(
@@ -531,11 +545,13 @@ def _train_and_record(
     on_event: Callable[[str, dict[str, Any]], None],
     on_step: Callable[[int, int], None] | None,
     threads: dict[str, Any],
+    resumed: str | None,
 ) -> RLRunResult:
     from moola.rl.agents import load_agent, make_agent
     from moola.rl.callbacks import TopKCheckpoints, TrainingProgress
     from moola.rl.evaluate import evaluate_policy
     from moola.rl.report import rl_report
+    from moola.rl.resume import LatestCheckpoint, read_latest
 
     started = time.perf_counter()
     data = load_rl_data(
@@ -549,7 +565,7 @@ def _train_and_record(
         }
     )
     store = RunStore(registry.root)
-    run_id = new_run_id(f"rl-{config.algo}")
+    run_id = resumed or new_run_id(f"rl-{config.algo}")
     vec, single = _training_env(pinned, data, "random")
     curriculum = _curriculum(registry, pinned, data, single)
     if curriculum is not None:
@@ -571,9 +587,16 @@ def _train_and_record(
             "checkpoints": str(folder),
         },
     )
-    agent = make_agent(
-        config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
-    )
+    latest = read_latest(folder) if resumed else None
+    if latest is not None:
+        agent = load_agent(latest[0], vec, algo=config.algo)
+        if curriculum is not None and latest[1]["state"].get("curriculum"):
+            curriculum.load_state_dict(latest[1]["state"]["curriculum"])
+        on_event("resumed", {"run_id": run_id, "step": latest[1]["step"]})
+    else:
+        agent = make_agent(
+            config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
+        )
 
     def evaluated(step: int, result: Any) -> None:
         promoted = curriculum.record(result.policy.mean_return, step=step) if curriculum else False
@@ -595,10 +618,21 @@ def _train_and_record(
         version=1,
         on_evaluation=evaluated,
     )
-    callbacks: list[Any] = [topk]
+    saver = LatestCheckpoint(
+        folder,
+        every=min(config.eval_freq, config.timesteps),
+        state=lambda: {"curriculum": None if curriculum is None else curriculum.state_dict()},
+    )
+    callbacks: list[Any] = [topk, saver]
     if on_step is not None:
         callbacks.append(TrainingProgress(on_step, every=max(1, config.timesteps // 40)))
-    agent.learn(total_timesteps=config.timesteps, callback=callbacks)
+    done = int(agent.num_timesteps) if latest is not None else 0
+    if done < config.timesteps:
+        agent.learn(
+            total_timesteps=config.timesteps - done,
+            callback=callbacks,
+            reset_num_timesteps=latest is None,
+        )
     train_s = time.perf_counter() - started
     best = load_agent(folder / "v1", evaluation_env)
     result = evaluate_policy(
@@ -632,6 +666,7 @@ def _train_and_record(
             "evaluations": topk.evaluations,
             "kept": topk.kept,
             "curriculum": None if curriculum is None else curriculum.history,
+            "resumed_at": None if latest is None else latest[1]["step"],
             "train_s": round(train_s, 3),
         },
         "evaluation": {k: v for k, v in evaluation.items() if k not in ("policy",)}

@@ -201,6 +201,29 @@ class Curriculum:
             "history": [dict(h) for h in self.history],
         }
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry on from a ``state_dict()`` saved over the same reset points, in place (an
+        environment sampling from this curriculum follows it)."""
+        try:
+            stage, evals, history = state["stage"], state["evals_in_stage"], state["history"]
+            fingerprint = state["fingerprint"]
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"curriculum state lacks {exc.args[0]!r}; pass what state_dict() returned",
+                param="state",
+            ) from None
+        if fingerprint != self._fingerprint():
+            raise ConfigError(
+                "curriculum state was saved over other reset points (a different index or "
+                "starts); resume with the index it was built from",
+                param="state",
+            )
+        if not 0 <= int(stage) < self.stages:
+            raise ConfigError(f"curriculum state has stage {stage!r}", param="state")
+        self.stage = int(stage)
+        self.evals_in_stage = int(evals)
+        self.history = [dict(h) for h in history]
+
     @classmethod
     def from_state(
         cls, index: pd.DataFrame, state: dict[str, Any], *, starts: np.ndarray | None = None
@@ -215,24 +238,12 @@ class Curriculum:
                 include_earlier=state["include_earlier"],
                 starts=starts,
             )
-            stage, evals, history = state["stage"], state["evals_in_stage"], state["history"]
-            fingerprint = state["fingerprint"]
         except KeyError as exc:
             raise ConfigError(
                 f"curriculum state lacks {exc.args[0]!r}; pass what state_dict() returned",
                 param="state",
             ) from None
-        if fingerprint != curriculum._fingerprint():
-            raise ConfigError(
-                "curriculum state was saved over other reset points (a different index or "
-                "starts); resume with the index it was built from",
-                param="state",
-            )
-        if not 0 <= int(stage) < curriculum.stages:
-            raise ConfigError(f"curriculum state has stage {stage!r}", param="state")
-        curriculum.stage = int(stage)
-        curriculum.evals_in_stage = int(evals)
-        curriculum.history = [dict(h) for h in history]
+        curriculum.load_state_dict(state)
         return curriculum
 
 
