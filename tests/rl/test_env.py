@@ -292,3 +292,41 @@ def test_bad_bars_raise_config_errors_naming_them() -> None:
     assert err.value.param == "symbol"
     env = TradingEnv(two, window=5, symbol="OTHER", execution=NO_RULES)
     assert len(env.bars) == len(bars) and env.symbol == "OTHER"
+
+
+def test_info_carries_every_documented_key_at_reset_and_each_step() -> None:
+    keys = {
+        "equity",
+        "position",
+        "bar",
+        "timestamp",
+        "reward_components",
+        "invalid_action",
+        "invalid_actions",
+        "costs",
+        "terminated_by",
+    }
+    env = TradingEnv(_bars(80), window=5, execution={**COSTS, "rules": []}, start="first")
+    _, info = env.reset()
+    assert set(info) == keys and info["costs"] == 0.0
+    _, reward, _, _, info = env.step(BUY * 4 + 3)  # fills at the next bar's open
+    assert set(info) == keys
+    fill = env.broker.result().fills.iloc[0]
+    paid = abs(fill["qty"]) * (fill["price"] - env.bars["open"].iloc[info["bar"]]) + fill["fee"]
+    assert info["costs"] == pytest.approx(paid) and paid > fill["fee"] > 0.0
+    assert reward == pytest.approx(sum(info["reward_components"].values()))
+    _, _, _, _, info = env.step(HOLD)
+    assert info["costs"] == 0.0
+
+
+def test_an_evaluation_env_takes_the_training_envs_scaler() -> None:
+    bars = _bars(300)
+    train = TradingEnv(bars, window=5, execution=NO_RULES, train_rows=np.arange(150))
+    evaluation = TradingEnv(bars, window=5, execution=NO_RULES, scaler=train.scaler)
+    assert evaluation.scaler is train.scaler
+    everything = TradingEnv(bars, window=5, execution=NO_RULES)
+    obs_train, _ = train.reset(options={"start": 200})
+    obs_eval, _ = evaluation.reset(options={"start": 200})
+    obs_all, _ = everything.reset(options={"start": 200})
+    np.testing.assert_array_equal(obs_train["window"], obs_eval["window"])
+    assert not np.array_equal(obs_train["window"], obs_all["window"])  # other statistics
