@@ -266,6 +266,7 @@ class _StepBatch:
         "parts",
         "position",
         "stamps",
+        "terminal",
         "time_limit",
     )
 
@@ -273,9 +274,14 @@ class _StepBatch:
         for name, value in values.items():
             setattr(self, name, value)
 
+    def has(self, e: int, key: object) -> bool:
+        """Whether copy ``e``'s info has ``key`` (without building it)."""
+        return key in _INFO_KEYS or (key == "terminal_observation" and e in self.terminal)
+
     def info(self, e: int) -> dict[str, Any]:
-        """Copy ``e``'s info as TradingEnv gives it, plus the SB3 time-limit flag."""
-        return {
+        """Copy ``e``'s info as TradingEnv gives it, plus SB3's time-limit flag and, for a
+        finished copy, its last observation."""
+        info = {
             "equity": float(self.equity[e]),
             "position": float(self.position[e]),
             "bar": int(self.bar[e]),
@@ -287,6 +293,10 @@ class _StepBatch:
             "terminated_by": self.endings[self.ending[e]],
             "TimeLimit.truncated": bool(self.time_limit[e]),
         }
+        last = self.terminal.get(e)
+        if last is not None:
+            info["terminal_observation"] = last
+        return info
 
 
 _INFO_KEYS = frozenset(
@@ -328,13 +338,13 @@ class _StepInfo(MutableMapping):
         return self._dict
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._dict is None and key not in _INFO_KEYS:
+        if self._dict is None and not self._batch.has(self._e, key):
             return default
         return self._data().get(key, default)
 
     def __contains__(self, key: object) -> bool:
         if self._dict is None:
-            return key in _INFO_KEYS
+            return self._batch.has(self._e, key)
         return key in self._dict
 
     def __getitem__(self, key: str) -> Any:
@@ -846,14 +856,13 @@ class VecTradingEnv(VecEnv):
             truncated = ~terminated & (self._steps >= self.max_steps)
         dones = terminated | truncated
         obs = {"window": self.source.windows_at(self._bar), "portfolio": portfolio}
-        infos = self._infos(invalid, parts, ending, truncated)
         done_envs = np.flatnonzero(dones)
+        terminal = {
+            int(e): {"window": obs["window"][e].copy(), "portfolio": obs["portfolio"][e].copy()}
+            for e in done_envs
+        }
+        infos = self._infos(invalid, parts, ending, truncated, terminal)
         if done_envs.size:
-            for e in done_envs:
-                infos[e]["terminal_observation"] = {
-                    "window": obs["window"][e].copy(),
-                    "portfolio": obs["portfolio"][e].copy(),
-                }
             self._reset_envs(done_envs, [None] * done_envs.size)
             for e in done_envs:
                 self.reset_infos[e] = self._reset_info(int(e))
@@ -888,6 +897,7 @@ class VecTradingEnv(VecEnv):
         parts: Mapping[str, np.ndarray],
         ending: np.ndarray,
         time_limit: np.ndarray,
+        terminal: dict[int, dict[str, np.ndarray]],
     ) -> list[_StepInfo]:
         """One info per copy with TradingEnv's keys, built only when read (module notes)."""
         batch = _StepBatch(
@@ -902,6 +912,7 @@ class VecTradingEnv(VecEnv):
             ending=ending,
             endings=self._endings,
             time_limit=time_limit,
+            terminal=terminal,
         )
         return list(map(_StepInfo, itertools.repeat(batch, self._n), range(self._n)))
 
