@@ -5,6 +5,8 @@ is refused."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -243,3 +245,24 @@ def test_an_interrupted_run_resumes_from_its_latest_model(rl_registry):
     assert not store.interrupted_runs()
     with pytest.raises(ConfigError, match="finished"):
         train_rl(rl_registry, None, resume=result.run_id)
+
+
+def test_a_run_continues_as_the_next_version_with_an_annealed_rate(rl_registry):
+    first = _train(rl_registry)
+    second = _train(rl_registry, from_run=first.run_id, lr_final_fraction=0.1)
+    training = second.manifest["training"]
+    assert training["version"] == 2
+    assert training["continued_from"]["run_id"] == first.run_id
+    assert training["continued_from"]["version"] == 1
+    first_steps = first.manifest["training"]["total_timesteps"]
+    assert training["total_timesteps"] == first_steps + 64 and training["timesteps"] == 64
+    # The rate was annealed from the parent's 3e-4 down to a tenth of it at the last update.
+    assert training["final_learning_rate"] == pytest.approx(3e-5, rel=0.25)
+    assert first.manifest["training"]["final_learning_rate"] == pytest.approx(3e-4)
+    store = RunStore(rl_registry.root)
+    (kept,) = training["kept"]
+    metadata = json.loads(store.read_bytes(second.run_dir, f"checkpoints/{kept['metadata']}"))
+    assert metadata["version"] == 2
+    with pytest.raises(ConfigError, match="continues as ppo") as err:
+        _train(rl_registry, from_run=first.run_id, algo="a2c")
+    assert err.value.param == "from_run"

@@ -170,6 +170,12 @@ def train(
     params: str | None = typer.Option(
         None, help='Algorithm hyperparameters as JSON, e.g. {"n_steps": 128}.'
     ),
+    from_run: str | None = typer.Option(
+        None,
+        "--from",
+        help="Continue this RL run's best model as the next version (v2, v3...), the "
+        "learning rate annealed linearly to a tenth of its own.",
+    ),
     config: Path | None = typer.Option(None, help="YAML run config; flags override it."),
     seed: int | None = typer.Option(None, help="Seed (default: the global --seed, else 0)."),
     resume: str | None = typer.Option(
@@ -198,6 +204,7 @@ def train(
         "max_steps": max_steps,
         "eval_freq": eval_freq,
         "curriculum": curriculum,
+        "from_run": from_run,
         "execution": _yaml_or_json(execution, "--execution"),
         "reward": _yaml_or_json(reward, "--reward"),
         "params": _json_flag(params, "--params"),

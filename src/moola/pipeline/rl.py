@@ -309,7 +309,9 @@ class RLConfig(RunConfig):
     names a momentum index (``moola rl scan``) whose reset points the training episodes
     start from, easier days first; ``curriculum_params`` go to ``moola.rl.curriculum.
     Curriculum`` (``stages``, ``promote_at``: the evaluation return that promotes,
-    ``min_evals``, ``include_earlier``).
+    ``min_evals``, ``include_earlier``). ``from_run`` continues an RL run's best model as
+    the next version (v2, v3, ...: its steps count on from the parent's), the learning
+    rate annealed linearly to ``lr_final_fraction`` of the parent's over ``timesteps``.
     """
 
     dataset: str
@@ -327,6 +329,8 @@ class RLConfig(RunConfig):
     eval_freq: int = Field(5_000, ge=1)
     eval_episodes: int = Field(1, ge=1)
     keep_top: int = Field(5, ge=1)
+    from_run: str | None = None
+    lr_final_fraction: float = Field(0.1, gt=0.0, le=1.0)
     curriculum: str | None = None
     curriculum_params: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
@@ -451,6 +455,46 @@ def _curriculum(registry: Registry, config: RLConfig, data: RLData, env: Any) ->
     flat["reset_bar"] = position[inside].astype(np.int64)
     index = index_from_frame(flat.drop(columns=["reset_time"]))
     return Curriculum(index, starts=env.start_points, **config.curriculum_params)
+
+
+def _parent(store: RunStore, config: RLConfig) -> dict[str, Any] | None:
+    """The run ``config.from_run`` continues: its id, version, steps, learning rate and
+    verified best model (None when the run starts from scratch)."""
+    if config.from_run is None:
+        return None
+    run_dir = store.run_dir(config.from_run)
+    manifest = store.manifest(run_dir)
+    if manifest.get("kind") != "rl":
+        raise ConfigError(
+            f"Run {run_dir.name} is a {manifest.get('kind')} run; an RL run continues an RL "
+            "run's best model.",
+            param="from_run",
+        )
+    algo = manifest["config"]["algo"]
+    if algo != config.algo:
+        raise ConfigError(
+            f"Run {run_dir.name} trained {algo}; its model continues as {algo}, not {config.algo}.",
+            param="from_run",
+        )
+    training = manifest.get("training", {})
+    params = {**manifest["config"].get("params", {}), **config.params}
+    return {
+        "run_id": run_dir.name,
+        "version": int(training.get("version", 1)),
+        "steps": int(training.get("total_timesteps", training.get("timesteps", 0))),
+        "learning_rate": float(params.get("learning_rate", 3e-4)),
+        "model": store.verified_path(run_dir, "model.zip"),
+    }
+
+
+def _anneal(agent: Any, rate: float, base: int, config: RLConfig) -> None:
+    """A continued training's learning rate: linear from ``rate`` to ``lr_final_fraction``
+    of it over this run's ``timesteps`` (its steps count on from the parent's ``base``)."""
+    from moola.rl.agents import AnnealedRate
+
+    span = config.timesteps / (base + config.timesteps)
+    agent.learning_rate = AnnealedRate(rate, rate * config.lr_final_fraction, span)
+    agent._setup_lr_schedule()
 
 
 def _versions() -> dict[str, str | None]:
@@ -588,15 +632,22 @@ def _train_and_record(
         },
     )
     latest = read_latest(folder) if resumed else None
+    parent = _parent(store, config)
+    version = 1 if parent is None else parent["version"] + 1
+    base = 0 if parent is None else parent["steps"]
     if latest is not None:
         agent = load_agent(latest[0], vec, algo=config.algo)
         if curriculum is not None and latest[1]["state"].get("curriculum"):
             curriculum.load_state_dict(latest[1]["state"]["curriculum"])
         on_event("resumed", {"run_id": run_id, "step": latest[1]["step"]})
+    elif parent is not None:
+        agent = load_agent(parent["model"], vec, algo=config.algo)
     else:
         agent = make_agent(
             config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
         )
+    if parent is not None:
+        _anneal(agent, parent["learning_rate"], base, config)
 
     def evaluated(step: int, result: Any) -> None:
         promoted = curriculum.record(result.policy.mean_return, step=step) if curriculum else False
@@ -607,7 +658,7 @@ def _train_and_record(
         )  # fmt: skip
 
     topk = TopKCheckpoints(
-        folder / "v1",
+        folder / f"v{version}",
         evaluation_env,
         eval_freq=min(config.eval_freq, config.timesteps),
         n_episodes=config.eval_episodes,
@@ -615,7 +666,7 @@ def _train_and_record(
         seed=config.seed,
         config=pinned.model_dump(mode="json"),
         data_versions=data.record(),
-        version=1,
+        version=version,
         on_evaluation=evaluated,
     )
     saver = LatestCheckpoint(
@@ -626,15 +677,15 @@ def _train_and_record(
     callbacks: list[Any] = [topk, saver]
     if on_step is not None:
         callbacks.append(TrainingProgress(on_step, every=max(1, config.timesteps // 40)))
-    done = int(agent.num_timesteps) if latest is not None else 0
+    done = int(agent.num_timesteps) - base if latest is not None else 0
     if done < config.timesteps:
         agent.learn(
             total_timesteps=config.timesteps - done,
             callback=callbacks,
-            reset_num_timesteps=latest is None,
+            reset_num_timesteps=latest is None and parent is None,
         )
     train_s = time.perf_counter() - started
-    best = load_agent(folder / "v1", evaluation_env)
+    best = load_agent(folder / f"v{version}", evaluation_env)
     result = evaluate_policy(
         best, evaluation_env, n_episodes=config.eval_episodes, seed=config.seed
     )
@@ -662,7 +713,13 @@ def _train_and_record(
             "scaling": single.scaler.to_dict(),
         },
         "training": {
-            "timesteps": int(agent.num_timesteps),
+            "version": version,
+            "continued_from": None
+            if parent is None
+            else {k: v for k, v in parent.items() if k != "model"},
+            "timesteps": int(agent.num_timesteps) - base,
+            "total_timesteps": int(agent.num_timesteps),
+            "final_learning_rate": float(agent.policy.optimizer.param_groups[0]["lr"]),
             "evaluations": topk.evaluations,
             "kept": topk.kept,
             "curriculum": None if curriculum is None else curriculum.history,
@@ -676,11 +733,11 @@ def _train_and_record(
         "test_evaluated": False,
     }
     files: dict[str, bytes | str] = {
-        "model.zip": (folder / "v1" / topk.best["model"]).read_bytes(),
+        "model.zip": (folder / f"v{version}" / topk.best["model"]).read_bytes(),
         "scaler.json": canonical_json(single.scaler.to_dict()),
         "evaluation.json": json.dumps(evaluation, indent=2, default=str) + "\n",
         "equity.csv": backtest.equity.to_csv(index=False),
-        **_folder_files(folder / "v1", "checkpoints"),
+        **_folder_files(folder / f"v{version}", "checkpoints"),
         "report.html": rl_report(run_id, manifest, evaluation),
     }
     run_dir = store.write_run(run_id, manifest, files)
