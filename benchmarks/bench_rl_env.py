@@ -20,7 +20,8 @@ the built-in 5 features + the 7 portfolio fields). In the same run, best of ``--
 - ``VecTradingEnv.step`` with ``n_envs = 1`` and ``1024``: what an SB3 learner calls
   (decode, kernel, reward, the Dict observation, lazy infos, auto-reset);
 - the parts of that step: the observation window copy (``windows_at``), the portfolio
-  fields (``portfolio_state``) and the reward (``Reward.__call__``), timed alone;
+  fields (``portfolio_state``), the reward (``Reward.__call__``), the action decoding
+  (``decode_many``) and the list of infos (one lazy mapping per copy), timed alone;
 - ``TradingEnv.step`` (one env, ``moola.sim.Broker``) and ``DummyVecEnv`` over 8 of them,
   for scale.
 
@@ -187,6 +188,21 @@ def portfolio_fields(env: VecTradingEnv, steps: int) -> None:
         env._portfolio(slice(None))
 
 
+def decodes(env: VecTradingEnv, steps: int, actions: np.ndarray) -> None:
+    codec, positions = env.codec, env._prev_f
+    for a in actions[:steps]:
+        codec.decode_many(a, positions)
+
+
+def infos(env: VecTradingEnv, steps: int) -> None:
+    n = env.num_envs
+    none = np.zeros(n, dtype=bool)
+    parts = {"equity_change": np.zeros(n)}
+    ending = np.zeros(n, dtype=np.int64)
+    for _ in range(steps):
+        env._infos(none, parts, ending, none, {})
+
+
 def rewards(env: VecTradingEnv, steps: int) -> None:
     n = env.num_envs
     ones = np.ones(n)
@@ -257,6 +273,10 @@ def main() -> None:
         row("  part: portfolio_state", n_envs, sec, steps, "7 fields")
         sec = _best(args.repeats, rewards, env, steps)
         row("  part: Reward (equity_change)", n_envs, sec, steps, "default spec")
+        sec = _best(args.repeats, decodes, env, steps, actions)
+        row("  part: decode_many (actions)", n_envs, sec, steps, "discrete12")
+        sec = _best(args.repeats, infos, env, steps)
+        row("  part: the infos list (lazy)", n_envs, sec, steps, "one mapping per copy")
     single = TradingEnv(bars, **ENV)
     single.reset(seed=0)
     actions = np.random.default_rng(2).integers(0, 12, steps)
