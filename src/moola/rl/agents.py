@@ -14,7 +14,9 @@ SB3's ``MultiInputPolicy``, with the flattening ``CombinedExtractor`` (``extract
 or ``moola.rl.extractors.MultiTimescaleExtractor`` (``extractor="multi_timescale"``).
 
 ``load_agent(path, env)`` reads a saved model (a ``.zip`` or a checkpoint directory's best
-model), refusing one saved for another observation or action space. ``continue_training(
+model) without running any code in it: its weights go into an agent rebuilt from the
+``make_agent`` arguments saved beside it (``agent_build``); one saved for another
+observation or action space is refused. ``continue_training(
 root, env, timesteps=..., version=N, eval_env=...)`` loads the best model of the latest
 version below ``N`` under ``root`` (``root/v1``, ``root/v2``...), trains it further with
 the learning rate annealed linearly from its rate to ``lr_final_fraction`` of it, and keeps
@@ -24,13 +26,17 @@ the new version's best models in ``root/vN`` (``TopKCheckpoints``).
 from __future__ import annotations
 
 import inspect
+import io
 import json
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium
+import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -45,6 +51,7 @@ __all__ = [
     "ALGOS",
     "EXTRACTORS",
     "AnnealedRate",
+    "agent_build",
     "continue_training",
     "latest_version",
     "load_agent",
@@ -129,7 +136,8 @@ def make_agent(
         ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"`` (``moola.core.devices``).
     **hyper
         Further arguments of the algorithm (``batch_size``, ``n_epochs``, ``gamma``,
-        ``ent_coef``...); an unknown name is refused.
+        ``ent_coef``...); an unknown name is refused. A PPO ``batch_size`` (default 64)
+        larger than one rollout (``n_steps`` x envs) is lowered to the rollout's size.
     """
     if algo not in ALGOS:
         raise ConfigError(f"Unknown algo {algo!r}; use one of {', '.join(ALGOS)}.", param="algo")
@@ -192,7 +200,7 @@ def make_agent(
         if batch > steps * n_envs:
             hyper["batch_size"] = steps * n_envs  # SB3 would warn and truncate batches
     policy = "MultiInputPolicy" if isinstance(obs_space, gymnasium.spaces.Dict) else "MlpPolicy"
-    return cls(
+    model = cls(
         policy,
         env,
         learning_rate=learning_rate,
@@ -203,6 +211,31 @@ def make_agent(
         verbose=verbose,
         **hyper,
     )
+    model.moola_build = _build_record(
+        algo=algo,
+        learning_rate=learning_rate,
+        n_steps=steps,
+        policy_kwargs=dict(policy_kwargs or {}),
+        extractor=extractor,
+        extractor_kwargs=dict(extractor_kwargs or {}),
+        **hyper,
+    )
+    return model
+
+
+def _build_record(**arguments: Any) -> dict[str, Any] | None:
+    """``make_agent``'s arguments as JSON (what ``load_agent`` rebuilds the network from),
+    or None when one is not plain data (a class in ``policy_kwargs``, a schedule)."""
+    try:
+        return json.loads(json.dumps(arguments, allow_nan=False))
+    except (TypeError, ValueError):
+        return None
+
+
+def agent_build(model: Any) -> dict[str, Any] | None:
+    """How ``make_agent`` built ``model`` (JSON), for saving beside it; None if unknown."""
+    record = getattr(model, "moola_build", None)
+    return dict(record) if isinstance(record, dict) else None
 
 
 def version_directory(root: str | Path, version: int) -> Path:
@@ -226,10 +259,10 @@ def latest_version(root: str | Path, *, below: int | None = None) -> int | None:
     return max(found) if found else None
 
 
-def _resolve_model_file(path: Path) -> tuple[Path, str | None]:
-    """(model zip, algo or None) of a zip, a checkpoint directory or a versions root."""
+def _resolve_model_file(path: Path) -> tuple[Path, dict[str, Any]]:
+    """(model zip, its metadata) of a zip, a checkpoint directory or a versions root."""
     if path.is_file():
-        return path, _metadata_algo(path.with_suffix(".json"))
+        return path, _metadata(path.with_suffix(".json"))
     if not path.is_dir():
         raise CheckpointError(f"{path} does not exist.", param="path")
     if not (path / "best.json").exists():
@@ -244,57 +277,85 @@ def _resolve_model_file(path: Path) -> tuple[Path, str | None]:
     best = index.get("best")
     if not best:
         raise CheckpointError(f"{path / 'best.json'} lists no kept model.", param="path")
-    return path / best["model"], _metadata_algo(path / best["metadata"])
+    return path / best["model"], _metadata(path / best["metadata"])
 
 
-def _metadata_algo(meta: Path) -> str | None:
+def _metadata(meta: Path) -> dict[str, Any]:
     try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("algo")
+        data = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_agent(
     path: str | Path,
-    env: Any = None,
+    env: Any,
     *,
     algo: str | None = None,
+    build: Mapping[str, Any] | None = None,
     device: str = "cpu",
-    custom_objects: Mapping[str, Any] | None = None,
 ) -> BaseAlgorithm:
     """Load a model: a ``.zip``, a checkpoint directory (its best) or a versions root
-    (the latest version's best).
+    (the latest version's best), for ``env``.
 
-    ``algo`` is read from the checkpoint's metadata when not given. With ``env`` the model
-    is attached to it; a model saved for another observation or action space is refused
-    with a ``CheckpointError`` naming the file and both spaces.
+    No code in the file runs. A Stable-Baselines3 zip stores some attributes as pickles
+    (which would run whatever they name when loaded); this reads only its weights
+    (``policy.pth``, the optimiser's state, with ``torch.load(weights_only=True)``) and its
+    step count (plain JSON), into an agent rebuilt by :func:`make_agent` from ``build``
+    (default: the ``agent`` record saved beside the model, in its checkpoint metadata).
+    A model saved for another observation or action space, or another network, is
+    refused with a ``CheckpointError`` naming the file.
     """
-    file, saved_algo = _resolve_model_file(Path(path))
-    name = algo or saved_algo
-    if name is None:
+    file, meta = _resolve_model_file(Path(path))
+    record = dict(build) if build is not None else meta.get("agent")
+    if not isinstance(record, dict):
         raise CheckpointError(
-            f"{file} has no metadata saying which algorithm trained it; pass algo (one of "
-            f"{', '.join(ALGOS)}).",
-            param="algo",
+            f"{file} has no record of how its agent was built (the 'agent' entry of its "
+            "metadata); pass build= (what moola.rl.agents.agent_build returned).",
+            param="build",
         )
-    cls = _algo_class(name)
+    name = algo or record.get("algo") or meta.get("algo")
+    if env is None:
+        raise CheckpointError(
+            f"Loading {file} needs the env it acts in (its spaces size the network).",
+            param="env",
+        )
+    arguments = {k: v for k, v in record.items() if k != "algo"}
+    agent = make_agent(str(name), env, seed=0, device=device, **arguments)
     try:
-        return cls.load(
-            file, env=env, device=select_device(device), custom_objects=dict(custom_objects or {})
-        )
-    except ValueError as exc:
-        if "space" not in str(exc).lower():
-            raise
+        with zipfile.ZipFile(file) as archive:
+            data = json.loads(archive.read("data"))
+            weights = torch.load(
+                io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True
+            )
+            optimiser = (
+                torch.load(
+                    io.BytesIO(archive.read("policy.optimizer.pth")),
+                    map_location="cpu",
+                    weights_only=True,
+                )
+                if "policy.optimizer.pth" in archive.namelist()
+                else None
+            )
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{file} cannot be read as a {name} model: {exc}.",
+                              param="path") from exc  # fmt: skip
+    try:
+        agent.policy.load_state_dict(weights)
+        if optimiser is not None:
+            agent.policy.optimizer.load_state_dict(optimiser)
+    except (RuntimeError, ValueError, KeyError) as exc:
         obs, act = _spaces(env)
         raise CheckpointError(
-            f"{file} was saved for other observation/action spaces than this env's "
-            f"(env: observation {obs}, action {act}): {exc}. Train a new model for this "
-            "env (window, features and action_space must match the checkpoint's).",
+            f"{file} was saved for another network or other observation/action spaces than "
+            f"this env's (observation {obs}, action {act}): {str(exc).splitlines()[0]} Train "
+            "a new model for this env (window, features and action_space must match).",
             param="path",
-        ) from exc
-    except (OSError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{file} cannot be loaded as a {name} model: {exc}.",
-                              param="path") from exc  # fmt: skip
+        ) from None
+    steps = data.get("num_timesteps") if isinstance(data, dict) else None
+    agent.num_timesteps = int(steps) if isinstance(steps, int) else 0
+    return agent
 
 
 class AnnealedRate:
