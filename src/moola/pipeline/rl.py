@@ -484,6 +484,7 @@ def _parent(store: RunStore, config: RLConfig) -> dict[str, Any] | None:
         "steps": int(training.get("total_timesteps", training.get("timesteps", 0))),
         "learning_rate": float(params.get("learning_rate", 3e-4)),
         "model": store.verified_path(run_dir, "model.zip"),
+        "agent": manifest["agent"],
     }
 
 
@@ -591,7 +592,7 @@ def _train_and_record(
     threads: dict[str, Any],
     resumed: str | None,
 ) -> RLRunResult:
-    from moola.rl.agents import load_agent, make_agent
+    from moola.rl.agents import agent_build, load_agent, make_agent
     from moola.rl.callbacks import TopKCheckpoints, TrainingProgress
     from moola.rl.evaluate import evaluate_policy
     from moola.rl.report import rl_report
@@ -636,12 +637,12 @@ def _train_and_record(
     version = 1 if parent is None else parent["version"] + 1
     base = 0 if parent is None else parent["steps"]
     if latest is not None:
-        agent = load_agent(latest[0], vec, algo=config.algo)
+        agent = load_agent(latest[0], vec, build=latest[1]["agent"])
         if curriculum is not None and latest[1]["state"].get("curriculum"):
             curriculum.load_state_dict(latest[1]["state"]["curriculum"])
         on_event("resumed", {"run_id": run_id, "step": latest[1]["step"]})
     elif parent is not None:
-        agent = load_agent(parent["model"], vec, algo=config.algo)
+        agent = load_agent(parent["model"], vec, build=parent["agent"])
     else:
         agent = make_agent(
             config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
@@ -716,7 +717,7 @@ def _train_and_record(
             "version": version,
             "continued_from": None
             if parent is None
-            else {k: v for k, v in parent.items() if k != "model"},
+            else {k: v for k, v in parent.items() if k not in ("model", "agent")},
             "timesteps": int(agent.num_timesteps) - base,
             "total_timesteps": int(agent.num_timesteps),
             "final_learning_rate": float(agent.policy.optimizer.param_groups[0]["lr"]),
@@ -728,6 +729,7 @@ def _train_and_record(
         },
         "evaluation": {k: v for k, v in evaluation.items() if k not in ("policy",)}
         | {"policy": _without_curves(evaluation["policy"])},
+        "agent": agent_build(agent),
         "libraries": _versions(),
         "threads": threads,
         "test_evaluated": False,
@@ -962,7 +964,7 @@ def evaluate_rl(
             )
         )
     with limit_threads(config.threads):
-        model = load_agent(model_path, env, algo=config.algo)
+        model = load_agent(model_path, env, build=manifest["agent"])
         result = evaluate_policy(model, env, n_episodes=n_episodes, seed=config.seed)
         backtest, equity = _episode(model, env)
     record = {

@@ -234,6 +234,8 @@ class TopKCheckpoints(BaseCallback):
             "n_episodes": self.n_episodes,
             "deterministic": self.deterministic,
             "algo": algo_name(self.model),
+            # make_agent's arguments: what load_agent rebuilds the network from.
+            "agent": getattr(self.model, "moola_build", None),
             "version": self.version,
             "config": self.config,
             "data_versions": self.data_versions,

@@ -78,6 +78,7 @@ class LatestCheckpoint(BaseCallback):
             "step": int(self.num_timesteps),
             "model": name,
             "model_sha256": sha256_bytes(data),
+            "agent": getattr(self.model, "moola_build", None),
             "state": dict(self.state()) if self.state is not None else {},
         }
         atomic_write_text(
