@@ -42,6 +42,7 @@ Pure numpy (plus the features layer): no I/O.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -354,6 +355,10 @@ def portfolio_state(
     ``daily_limit`` / ``total_limit`` are loss fractions (0.05, 0.10) or NaN where no such
     rule applies (headroom 1).
     """
+    values = (position, cash, equity, unrealised, bars_in_position, peak_equity,
+              day_start_equity, initial_cash, daily_limit, total_limit)  # fmt: skip
+    if all(type(v) is float or type(v) is int for v in values):
+        return _scalar_state(*(float(v) for v in values))  # one env's step: no numpy
     pos, cash_, eq, unreal, held, peak, sod, initial, daily, total = np.broadcast_arrays(
         *(
             np.asarray(v, dtype=np.float64)
@@ -389,6 +394,37 @@ def portfolio_state(
             axis=-1,
         )
     return out.astype(np.float32)
+
+
+def _scalar_headroom(equity: float, base: float, limit: float) -> float:
+    """:func:`_headroom` of one env, in Python floats (the same IEEE arithmetic)."""
+    if limit != limit:  # NaN: no such rule
+        return 1.0
+    amount = limit * base
+    remaining = equity - (base - amount)
+    if amount > 0.0:
+        return min(max(remaining / amount, 0.0), 1.0)
+    return 1.0 if remaining > 0.0 else 0.0
+
+
+def _scalar_state(
+    pos: float, cash: float, eq: float, unreal: float, held: float, peak: float,
+    sod: float, initial: float, daily: float, total: float,
+) -> np.ndarray:  # fmt: skip
+    """:func:`portfolio_state` of one env given as Python numbers: the hot path of
+    ``TradingEnv.step``, where numpy's per-call overhead was most of the step's time."""
+    return np.array(
+        (
+            pos,
+            cash / eq if eq > 0.0 else 0.0,
+            unreal / initial,
+            math.log1p(max(held, 0.0)),
+            max(peak - eq, 0.0) / peak if peak > 0.0 else 0.0,
+            _scalar_headroom(eq, sod, daily),
+            _scalar_headroom(eq, initial, total),
+        ),
+        dtype=np.float32,
+    )
 
 
 def _headroom(
