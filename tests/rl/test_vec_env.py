@@ -197,6 +197,30 @@ def test_end_of_data_and_rules_end_episodes_like_single_envs() -> None:
     assert {"end_of_data", "rule:daily_loss_limit"} <= endings
 
 
+class _EvenStarts:
+    """A StartSampler (as a curriculum is): even bars between 100 and 200."""
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(50, 100)) * 2
+
+
+@pytest.mark.parametrize("start", [[30, 77, 301], _EvenStarts()], ids=["bars", "sampler"])
+def test_chosen_starts_are_drawn_like_single_envs(bars: pd.DataFrame, start: object) -> None:
+    kwargs = {"window": 10, "execution": {"rules": "none"}, "start": start, "max_steps": 3}
+    single = DummyVecEnv([lambda: TradingEnv(bars, **kwargs) for _ in range(5)])
+    vec = VecTradingEnv(bars, 5, **kwargs)
+    single.seed(1)
+    vec.seed(1)
+    vec.reset()
+    single.reset()
+    for _ in range(7):  # through two resets of every copy
+        np.testing.assert_array_equal(
+            vec.episode_starts, [env.episode_start for env in single.envs]
+        )
+        vec.step(np.zeros(5, dtype=np.int64))
+        single.step(np.zeros(5, dtype=np.int64))
+
+
 def test_seeding_is_per_copy_and_leaves_the_global_state_alone(bars: pd.DataFrame) -> None:
     env = VecTradingEnv(bars, 8, window=10, execution={"rules": "none"})
     np.random.seed(123)
