@@ -747,6 +747,20 @@ class VecTradingEnv(VecEnv):
         }
 
     def _portfolio(self, envs: np.ndarray | slice) -> np.ndarray:
+        if self._n == 1:  # one copy: portfolio_state's scalar path (equal to the array path)
+            cash, equity = float(self._cash[0]), float(self._equity[0])
+            return portfolio_state(
+                float(self._prev_f[0]),
+                cash,
+                equity,
+                equity - cash,
+                float(self._held[0]),
+                float(self._peak[0]),
+                float(self._day_start[0]),
+                self._initial_cash,
+                self._daily_limit,
+                self._total_limit,
+            )[None, :]
         cash, equity = self._cash[envs], self._equity[envs]
         return portfolio_state(
             self._prev_f[envs],
@@ -775,7 +789,11 @@ class VecTradingEnv(VecEnv):
             raise ConfigError("step() before reset(): call reset() first.", param="actions")
         actions, self._actions = self._actions, None
         before = self._prev_f.copy()
-        target, invalid = self.codec.decode_many(actions, before)
+        if self._n == 1:  # one copy: the codec's scalar form (equal to the array form)
+            one, bad = self.codec.decode(actions.reshape(1, -1)[0], float(before[0]))
+            target, invalid = np.array([one]), np.array([bad])
+        else:
+            target, invalid = self.codec.decode_many(actions, before)
         self._invalid_count += invalid
         _step_kernel(
             target,
