@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from moola.core.errors import ConfigError, LeakageError
+from moola.core.errors import CheckpointError, ConfigError, LeakageError
 from moola.data.registry import Registry
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.features.labels import build_labels
@@ -37,7 +37,7 @@ def rl_registry(registry: Registry) -> Registry:
     """Unlabeled feature windows ``fw`` (length 10) over 600 bars, a forward-chaining
     split ``fc`` and a 3-fold walk-forward split ``wf``; labeled windows ``lw`` with a
     shuffled (time-independent) split ``shuffled``."""
-    bars = random_walk_bars(600)
+    bars = random_walk_bars(600, timeframe="60m")  # 25 days
     raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
     ref = build_feature_windows(registry, "mkt", SPEC, name="fw", length=10)
     make_and_store_split(registry, ref, "forward-chaining", name="fc")
@@ -54,6 +54,8 @@ def test_periods_follow_the_split_and_hold_their_own_bars_only(rl_registry):
     assert data.symbol == "TEST" and data.window == 10
     assert data.feature_set is not None and data.feature_set.name == "small"
     assert data.train.last < data.evaluation.first
+    # Never evaluated on a day it trained on.
+    assert data.evaluation.first.normalize() > data.train.last.normalize()
     bars = rl_registry.load_raw("mkt")
     for period in (data.train, data.evaluation):
         stamps = period.bars["timestamp"]
@@ -266,3 +268,19 @@ def test_a_run_continues_as_the_next_version_with_an_annealed_rate(rl_registry):
     with pytest.raises(ConfigError, match="continues as ppo") as err:
         _train(rl_registry, from_run=first.run_id, algo="a2c")
     assert err.value.param == "from_run"
+
+
+def test_a_checkpoint_for_another_observation_shape_is_refused_before_writing(rl_registry):
+    first = _train(rl_registry)
+    ref = build_feature_windows(rl_registry, "mkt", SPEC, name="fw20", length=20)
+    make_and_store_split(rl_registry, ref, "forward-chaining", name="fc20")
+    store = RunStore(rl_registry.root)
+    runs_before = sorted(p.name for p in store.runs_dir.iterdir())
+    with pytest.raises(CheckpointError, match="observation"):
+        train_rl(
+            rl_registry,
+            RLConfig(dataset="fw20", split="fc20", timesteps=32, params=TINY,
+                     from_run=first.run_id),
+        )  # fmt: skip
+    assert sorted(p.name for p in store.runs_dir.iterdir()) == runs_before
+    assert not store.interrupted_runs()

@@ -11,7 +11,9 @@ split says which bars belong to which period:
   bar of the last one; the agent trains on episodes inside it, and the observation scaler
   is fitted on its rows only;
 - the **evaluation period** is the same span over the val part (``part="val"``), or over
-  the test part for the one recorded look at it (``moola rl eval RUN --test``). Each period
+  the test part for the one recorded look at it (``moola rl eval RUN --test``), without
+  its bars on the training period's last day (an agent is never evaluated on a day it
+  trained on, even where the split cuts inside a day). Each period
   carries its own bars only: its first decisions wait for the observation window (and the
   features' warm-up) to fill from bars inside it, so nothing of one period is ever seen,
   traded or scored in another. An evaluation period that starts before the training
@@ -62,6 +64,8 @@ class Period:
     bars: pd.DataFrame
     first: pd.Timestamp
     last: pd.Timestamp
+    #: Bars of the part left out because they fall on the training period's last day.
+    skipped: int = 0
 
     def record(self) -> dict[str, Any]:
         """What a manifest keeps of it: the part, its first and last bar, how many bars."""
@@ -70,6 +74,7 @@ class Period:
             "first": self.first.isoformat(),
             "last": self.last.isoformat(),
             "bars": len(self.bars),
+            "skipped_training_day_bars": self.skipped,
         }
 
 
@@ -208,6 +213,30 @@ def _period(
     )
 
 
+def _after_training_days(evaluation: Period, train: Period, window: int) -> Period:
+    """``evaluation`` without its bars on the training period's last (UTC) day: an agent
+    is never evaluated on a day it trained on, even when the split cut inside that day."""
+    days = pd.to_datetime(evaluation.bars["timestamp"], utc=True).dt.normalize()
+    keep = (days > train.last.tz_convert("UTC").normalize()).to_numpy()
+    if keep.all():
+        return evaluation
+    bars = evaluation.bars[keep].reset_index(drop=True)
+    if len(bars) < window + 1:
+        raise ConfigError(
+            f"The {evaluation.part} period has {len(bars)} bars after the training period's "
+            f"last day ({train.last.date()}); an episode needs at least the observation window "
+            f"({window}) plus one bar. Make a split with a longer {evaluation.part} part.",
+            param="split",
+        )
+    return Period(
+        evaluation.part,
+        bars,
+        pd.Timestamp(bars["timestamp"].iloc[0]),
+        pd.Timestamp(bars["timestamp"].iloc[-1]),
+        skipped=int((~keep).sum()),
+    )
+
+
 def _parts(
     split: Split, name: str, part: str, fold: int | None
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -281,6 +310,7 @@ def load_rl_data(
             "it trained on. Make a split whose parts follow each other in time.",
             param="split",
         )
+    evaluation = _after_training_days(evaluation, train, window)
     return RLData(
         dataset=ref,
         split=split_obj,
@@ -617,6 +647,25 @@ def _train_and_record(
         vec.close()
         vec, single = _training_env(pinned, data, curriculum)
     evaluation_env = _evaluation_env(pinned, data, single.scaler)
+    checkpoints = store.checkpoints_dir / run_id
+    latest = read_latest(checkpoints) if resumed else None
+    parent = _parent(store, config)
+    version = 1 if parent is None else parent["version"] + 1
+    base = 0 if parent is None else parent["steps"]
+    # The agent is built (or loaded, and its network checked against the env) before
+    # anything is written: a refused checkpoint leaves no run folder behind.
+    if latest is not None:
+        agent = load_agent(latest[0], vec, build=latest[1]["agent"])
+        if curriculum is not None and latest[1]["state"].get("curriculum"):
+            curriculum.load_state_dict(latest[1]["state"]["curriculum"])
+    elif parent is not None:
+        agent = load_agent(parent["model"], vec, build=parent["agent"])
+    else:
+        agent = make_agent(
+            config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
+        )
+    if parent is not None:
+        _anneal(agent, parent["learning_rate"], base, config)
     folder = store.start_checkpoints(run_id, pinned.model_dump(mode="json"))
     on_event(
         "status",
@@ -632,23 +681,8 @@ def _train_and_record(
             "checkpoints": str(folder),
         },
     )
-    latest = read_latest(folder) if resumed else None
-    parent = _parent(store, config)
-    version = 1 if parent is None else parent["version"] + 1
-    base = 0 if parent is None else parent["steps"]
     if latest is not None:
-        agent = load_agent(latest[0], vec, build=latest[1]["agent"])
-        if curriculum is not None and latest[1]["state"].get("curriculum"):
-            curriculum.load_state_dict(latest[1]["state"]["curriculum"])
         on_event("resumed", {"run_id": run_id, "step": latest[1]["step"]})
-    elif parent is not None:
-        agent = load_agent(parent["model"], vec, build=parent["agent"])
-    else:
-        agent = make_agent(
-            config.algo, vec, seed=config.seed, extractor=config.extractor, **config.params
-        )
-    if parent is not None:
-        _anneal(agent, parent["learning_rate"], base, config)
 
     def evaluated(step: int, result: Any) -> None:
         promoted = curriculum.record(result.policy.mean_return, step=step) if curriculum else False
