@@ -78,6 +78,15 @@ class DeviceError(MoolaError):
     """A requested compute device (cuda, mps) is not available on this machine."""
 
 
+class JournalError(MoolaError):
+    """The decision journal cannot be written or read (or its schema is newer than this
+    moola): money-moving code must send nothing."""
+
+
+class BrokerError(MoolaError):
+    """A broker refused, failed or did not answer a request (after the retries allowed)."""
+
+
 def describe_validation(name: str, exc: ValidationError) -> str:
     """One sentence naming each bad key of a pydantic model ``name`` (for a ConfigError)."""
     problems = []
