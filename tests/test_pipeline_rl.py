@@ -284,3 +284,14 @@ def test_a_checkpoint_for_another_observation_shape_is_refused_before_writing(rl
         )  # fmt: skip
     assert sorted(p.name for p in store.runs_dir.iterdir()) == runs_before
     assert not store.interrupted_runs()
+
+
+def test_a_multi_timescale_run_keeps_every_window_scaler(rl_registry):
+    result = _train(rl_registry, timescales={"4h": 3}, extractor="multi_timescale", n_envs=2)
+    observation = result.manifest["observation"]
+    assert observation["timescales"] == {"4h": 3}
+    assert set(observation["scalings"]) == {"window", "window_4h"}
+    record = evaluate_rl(rl_registry, result.run_id)
+    assert record["policy"]["mean_return"] == pytest.approx(
+        result.evaluation["policy"]["mean_return"]
+    )

@@ -65,6 +65,19 @@ def _yaml_or_json(value: str | None, flag: str) -> dict[str, Any] | None:
     return loaded
 
 
+def _timescales(values: list[str] | None) -> dict[str, int] | None:
+    """``--timescale 1h=24`` flags as ``{"1h": 24}`` (None when none is given)."""
+    if not values:
+        return None
+    out: dict[str, int] = {}
+    for value in values:
+        timeframe, _, bars = value.partition("=")
+        if not timeframe or not bars.strip().isdigit():
+            raise ConfigError(f"--timescale {value!r}: give TIMEFRAME=BARS, e.g. 1h=24.")
+        out[timeframe.strip()] = int(bars)
+    return out
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -161,6 +174,15 @@ def train(
     curriculum: str | None = typer.Option(
         None, help="Momentum index (moola rl scan) whose reset points episodes start from."
     ),
+    timescale: list[str] = typer.Option(
+        None,
+        "--timescale",
+        help="Also observe completed coarser bars: TIMEFRAME=BARS, e.g. 1h=24 (repeatable; "
+        "use with --extractor multi_timescale).",
+    ),
+    extractor: str | None = typer.Option(
+        None, help="flat (default) or multi_timescale (one branch per window)."
+    ),
     execution: str | None = typer.Option(
         None, help="Execution terms: a YAML file or a JSON object (costs, latency, rules)."
     ),
@@ -204,6 +226,8 @@ def train(
         "max_steps": max_steps,
         "eval_freq": eval_freq,
         "curriculum": curriculum,
+        "timescales": _timescales(timescale),
+        "extractor": extractor,
         "from_run": from_run,
         "execution": _yaml_or_json(execution, "--execution"),
         "reward": _yaml_or_json(reward, "--reward"),

@@ -339,7 +339,9 @@ class RLConfig(RunConfig):
     names a momentum index (``moola rl scan``) whose reset points the training episodes
     start from, easier days first; ``curriculum_params`` go to ``moola.rl.curriculum.
     Curriculum`` (``stages``, ``promote_at``: the evaluation return that promotes,
-    ``min_evals``, ``include_earlier``). ``from_run`` continues an RL run's best model as
+    ``min_evals``, ``include_earlier``). ``timescales`` adds windows of coarser completed
+    bars to the observation (``{"5m": 12, "1h": 24}``; with ``extractor="multi_timescale"``
+    each gets its own branch). ``from_run`` continues an RL run's best model as
     the next version (v2, v3, ...: its steps count on from the parent's), the learning
     rate annealed linearly to ``lr_final_fraction`` of the parent's over ``timesteps``.
     """
@@ -361,6 +363,7 @@ class RLConfig(RunConfig):
     keep_top: int = Field(5, ge=1)
     from_run: str | None = None
     lr_final_fraction: float = Field(0.1, gt=0.0, le=1.0)
+    timescales: dict[str, int] = Field(default_factory=dict)
     curriculum: str | None = None
     curriculum_params: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
@@ -407,6 +410,7 @@ def _env_kwargs(config: RLConfig, data: RLData) -> dict[str, Any]:
         "reward": RewardSpec.model_validate(config.reward),
         "invalid_action": config.invalid_action,
         "symbol": data.symbol,
+        **({"timescales": dict(config.timescales)} if config.timescales else {}),
     }
 
 
@@ -421,11 +425,9 @@ def _training_env(config: RLConfig, data: RLData, start: Any) -> tuple[Any, Any]
     single = TradingEnv(data.train.bars, **kwargs)
     if config.n_envs == 1:
         return DummyVecEnv([lambda: single]), single
-    try:
-        from moola.rl.vec_env import VecTradingEnv
-    except ImportError:  # pragma: no cover - VecTradingEnv is part of moola.rl
-        VecTradingEnv = None
-    if VecTradingEnv is not None:
+    from moola.rl.vec_env import VecTradingEnv
+
+    if not config.timescales:  # the native kernel observes one window
         try:
             vec = VecTradingEnv(data.train.bars, config.n_envs, scaler=single.scaler, **kwargs)
             return vec, single
@@ -433,7 +435,7 @@ def _training_env(config: RLConfig, data: RLData, start: Any) -> tuple[Any, Any]
             pass  # terms the native kernel does not cover (e.g. order-limit rules)
 
     def make() -> Any:
-        return TradingEnv(data.train.bars, scaler=single.scaler, **kwargs)
+        return TradingEnv(data.train.bars, scaler=single.scalers, **kwargs)
 
     return DummyVecEnv([make for _ in range(config.n_envs)]), single
 
@@ -646,7 +648,7 @@ def _train_and_record(
     if curriculum is not None:
         vec.close()
         vec, single = _training_env(pinned, data, curriculum)
-    evaluation_env = _evaluation_env(pinned, data, single.scaler)
+    evaluation_env = _evaluation_env(pinned, data, single.scalers)
     checkpoints = store.checkpoints_dir / run_id
     latest = read_latest(checkpoints) if resumed else None
     parent = _parent(store, config)
@@ -746,6 +748,8 @@ def _train_and_record(
             "window": data.window,
             "columns": list(single.observation_columns),
             "scaling": single.scaler.to_dict(),
+            "timescales": single.timescales,
+            "scalings": {key: scaler.to_dict() for key, scaler in single.scalers.items()},
         },
         "training": {
             "version": version,
@@ -971,8 +975,13 @@ def evaluate_rl(
         registry, config.dataset, config.split, symbol=config.symbol, fold=config.fold, part=part
     )
     columns = tuple(manifest["observation"]["columns"])
-    scaler = Scaler.from_dict(manifest["observation"]["scaling"], columns)
-    env = _evaluation_env(config, data, scaler)
+    observation = manifest["observation"]
+    scalings = observation.get("scalings") or {"window": observation["scaling"]}
+    scalers = {
+        key: Scaler.from_dict(stored, columns if key == "window" else None)
+        for key, stored in scalings.items()
+    }
+    env = _evaluation_env(config, data, scalers)
     model_path = store.verified_path(run_dir, "model.zip")
     journal = JsonlJournal(registry.root)
     earlier: list[Any] = []

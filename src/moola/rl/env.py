@@ -52,9 +52,12 @@ reward's ``invalid_action`` component (added with weight -0.001 if the spec has 
 ``"terminate"`` ends the episode after the step.
 
 Observations: ``{"window": (window, F) float32, "portfolio": (7,) float32}`` from
-``moola.rl.observations`` (portfolio fields: the target fraction, cash / equity,
-unrealised PnL, bars the broker's non-zero position has been held with one sign,
-drawdown from the episode's peak, daily and total headroom of the config's loss limits).
+``moola.rl.observations``, plus one ``"window_<timeframe>"`` per coarser timescale asked
+for (``timescales={"5m": 12, "1h": 24}``: windows of completed 5-minute and hourly bars,
+``moola.rl.observations.CoarserWindows``; a multi-timescale policy reads them).
+Portfolio fields: the target fraction, cash / equity, unrealised PnL, bars the broker's
+non-zero position has been held with one sign, drawdown from the episode's peak, daily
+and total headroom of the config's loss limits.
 Randomness: only ``self.np_random``, seeded by ``reset(seed=)`` (start sampling).
 
 What a step reports (the native vectorised env, ``moola.rl.vec_env``, computes the same):
@@ -87,7 +90,12 @@ import pandas as pd
 from moola.backtest.run import check_bars
 from moola.backtest.run import run as backtest_run
 from moola.core.errors import ConfigError
-from moola.rl.observations import PORTFOLIO_FIELDS, ObservationSource, portfolio_state
+from moola.rl.observations import (
+    PORTFOLIO_FIELDS,
+    CoarserWindows,
+    ObservationSource,
+    portfolio_state,
+)
 from moola.rl.rewards import RewardSpec, StepOutcome
 from moola.rl.spaces import action_codec
 from moola.sim.broker import Bar, Broker
@@ -105,6 +113,35 @@ INVALID_ACTION_POLICIES: tuple[str, ...] = ("mask", "penalise", "terminate")
 TERMINATIONS: tuple[str, ...] = ("end_of_data", "bankruptcy", "max_loss", "rule", "invalid_action")
 DEFAULT_INVALID_WEIGHT = -0.001
 _BAR_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def _scalers(
+    scaler: Scaler | Mapping[str, Scaler] | None, timescales: Mapping[str, int] | None
+) -> dict[str, Scaler]:
+    """The given scaler(s) by observation key (a single one is the base window's)."""
+    if scaler is None:
+        return {}
+    if not isinstance(scaler, Mapping):
+        return {"window": scaler}
+    keys = {"window", *(f"window_{tf}" for tf in timescales or {})}
+    unknown = sorted(set(scaler) - keys)
+    if unknown:
+        raise ConfigError(
+            f"scaler has entries {unknown} for no observation window; the windows are "
+            f"{sorted(keys)}.",
+            param="scaler",
+        )
+    return dict(scaler)
+
+
+def _coarse_window(timeframe: str, length: object) -> int:
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 1:
+        raise ConfigError(
+            f"timescales[{timeframe!r}]={length!r}: give the number of {timeframe} bars a "
+            "window holds (an integer >= 1).",
+            param="timescales",
+        )
+    return int(length)
 
 
 @runtime_checkable
@@ -255,9 +292,10 @@ class TradingEnv(gymnasium.Env):
         max_steps: int | None = None,
         max_loss: float | None = None,
         start: Literal["random", "first"] | Sequence[int] | StartSampler = "random",
-        scaler: Scaler | None = None,
+        scaler: Scaler | Mapping[str, Scaler] | None = None,
         train_rows: Any = None,
         symbol: str | None = None,
+        timescales: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.render_mode = None
@@ -298,13 +336,30 @@ class TradingEnv(gymnasium.Env):
                 param="window",
             )
         self.execution = env_execution(execution)
+        scalers = _scalers(scaler, timescales)
         self._obs = ObservationSource(
-            self.bars, features=features, window=window, scaler=scaler, train_rows=train_rows
+            self.bars,
+            features=features,
+            window=window,
+            scaler=scalers.get("window"),
+            train_rows=train_rows,
         )
+        self._coarse = {
+            f"window_{tf}": CoarserWindows(
+                self.bars,
+                tf,
+                features=features,
+                window=_coarse_window(tf, length),
+                scaler=scalers.get(f"window_{tf}"),
+                train_rows=train_rows,
+            )
+            for tf, length in (timescales or {}).items()
+        }
         self.scaler = self._obs.scaler
         self.window = self._obs.window
         latency = self.execution.latency_bars
-        self.start_points = np.arange(self._obs.first_valid, n - latency, dtype=np.int64)
+        first = max([self._obs.first_valid, *(c.first_valid for c in self._coarse.values())])
+        self.start_points = np.arange(first, n - latency, dtype=np.int64)
         if self.start_points.size == 0:
             raise ConfigError(
                 f"No bar to start an episode at: the observations need {self._obs.first_valid} "
@@ -329,6 +384,10 @@ class TradingEnv(gymnasium.Env):
                 "window": gymnasium.spaces.Box(
                     -np.inf, np.inf, shape=(self.window, features_n), dtype=np.float32
                 ),
+                **{
+                    key: gymnasium.spaces.Box(-np.inf, np.inf, shape=c.shape, dtype=np.float32)
+                    for key, c in self._coarse.items()
+                },
                 "portfolio": gymnasium.spaces.Box(
                     -np.inf, np.inf, shape=(len(PORTFOLIO_FIELDS),), dtype=np.float32
                 ),
@@ -470,7 +529,10 @@ class TradingEnv(gymnasium.Env):
             self._total_limit,
         )
         headroom = float(min(portfolio[5], portfolio[6]))
-        return {"window": self._obs.window_at(t), "portfolio": portfolio}, headroom, halted
+        obs = {"window": self._obs.window_at(t), "portfolio": portfolio}
+        for key, coarse in self._coarse.items():
+            obs[key] = coarse.window_at(t)
+        return obs, headroom, halted
 
     def _info(
         self,
@@ -602,6 +664,17 @@ class TradingEnv(gymnasium.Env):
     def episode_equity(self) -> np.ndarray:
         """Equity marked at each episode bar so far (bar ``s`` first)."""
         return np.asarray(self._equities if self._s >= 0 else [], dtype=np.float64)
+
+    @property
+    def scalers(self) -> dict[str, Scaler]:
+        """Each observation window's scaler by key (``window``, ``window_<timeframe>``):
+        what an evaluation env takes as ``scaler=``."""
+        return {"window": self._obs.scaler, **{k: c.scaler for k, c in self._coarse.items()}}
+
+    @property
+    def timescales(self) -> dict[str, int]:
+        """The coarser timescales observed: timeframe -> window length."""
+        return {c.timeframe: c.source.window for c in self._coarse.values()}
 
     @property
     def observation_columns(self) -> tuple[str, ...]:

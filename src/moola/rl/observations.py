@@ -37,6 +37,12 @@ The daily limit amount is ``daily_limit * day_start_equity`` (a prop-firm
 initial_cash`` (``TotalLossLimit``); the loss still allowed is equity minus the equity
 at which the limit breaches. A limit given as NaN (no such rule) gives headroom 1.
 
+Coarser timescales (:class:`CoarserWindows`): the same feature set over the bars
+aggregated to a longer timeframe (e.g. 1-minute bars seen as 5-minute and hourly ones),
+each base bar seeing only the coarse bars that had closed by its own close; the
+environment adds one ``window_<timeframe>`` key per timescale for a multi-timescale policy
+(``moola.rl.extractors.MultiTimescaleExtractor``).
+
 Pure numpy (plus the features layer): no I/O.
 """
 
@@ -50,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError
+from moola.core.timeframes import parse_timeframe
 from moola.features.featureset import (
     FeatureSet,
     FeatureSetSpec,
@@ -64,6 +71,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_COLUMNS",
     "PORTFOLIO_FIELDS",
+    "CoarserWindows",
     "ObservationSource",
     "builtin_feature_set",
     "portfolio_state",
@@ -235,6 +243,131 @@ class ObservationSource:
                 param="ts",
             )
         return self._windows[bars - (self.window - 1)]
+
+
+def _bar_duration(bars: pd.DataFrame) -> pd.Timedelta:
+    """One base bar's duration: the ``timeframe`` column's, else the smallest gap between
+    consecutive bars (a bar closes when the next one may open)."""
+    if "timeframe" in bars.columns and bars["timeframe"].nunique() == 1:
+        return parse_timeframe(str(bars["timeframe"].iloc[0]))
+    stamps = pd.to_datetime(bars["timestamp"], utc=True)
+    gaps = stamps.diff().dropna()
+    gaps = gaps[gaps > pd.Timedelta(0)]
+    if gaps.empty:
+        raise ConfigError(
+            "The bars' duration cannot be told (one bar, or no timeframe column); a coarser "
+            "timescale needs it.",
+            param="timescales",
+        )
+    return gaps.min()
+
+
+class CoarserWindows:
+    """Windows of a coarser timeframe's *completed* bars, seen from each base bar.
+
+    The base bars are aggregated to ``timeframe`` (first open, highest high, lowest low,
+    last close, summed volume, each coarse bar opening at the base timestamps floored to
+    the timeframe), an :class:`ObservationSource` is built over the coarse bars (the same
+    feature set, ``window`` coarse rows, its own scaler), and base bar ``t`` sees the
+    window ending at the last coarse bar that had *closed* by ``t``'s close (its end, open
+    + timeframe, at or before ``t``'s open + the base bar's duration). The coarse bar in
+    progress is never shown, so a bar after ``t`` can change nothing ``t`` sees.
+
+    ``train_rows`` (base rows) becomes the coarse rows completed within them.
+    """
+
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        timeframe: str,
+        *,
+        features: FeaturesArg = None,
+        window: int = 12,
+        scaler: Scaler | None = None,
+        train_rows: ArrayLike | None = None,
+    ) -> None:
+        step = parse_timeframe(timeframe)
+        base = _bar_duration(bars)
+        if step <= base:
+            raise ConfigError(
+                f"timescale {timeframe!r} is not coarser than the bars ({base}); give a "
+                "longer timeframe.",
+                param="timescales",
+            )
+        opens = pd.to_datetime(bars["timestamp"], utc=True).reset_index(drop=True)
+        keys = opens.dt.floor(step)
+        frame = pd.DataFrame(
+            {
+                "key": keys,
+                "open": bars["open"].to_numpy(np.float64),
+                "high": bars["high"].to_numpy(np.float64),
+                "low": bars["low"].to_numpy(np.float64),
+                "close": bars["close"].to_numpy(np.float64),
+                "volume": bars["volume"].to_numpy(np.float64)
+                if "volume" in bars
+                else np.zeros(len(bars)),
+            }
+        )
+        grouped = frame.groupby("key", sort=True)
+        coarse = pd.DataFrame(
+            {
+                "timestamp": grouped["key"].first(),
+                "open": grouped["open"].first(),
+                "high": grouped["high"].max(),
+                "low": grouped["low"].min(),
+                "close": grouped["close"].last(),
+                "volume": grouped["volume"].sum(),
+            }
+        ).reset_index(drop=True)
+        ends = (coarse["timestamp"] + step).to_numpy("datetime64[ns]").astype(np.int64)
+        closes = (opens + base).to_numpy("datetime64[ns]").astype(np.int64)
+        # The last coarse bar closed by each base bar's close (-1: none yet).
+        self.index = np.searchsorted(ends, closes, side="right") - 1
+        coarse_rows = None
+        if train_rows is not None:
+            rows = np.asarray(train_rows)
+            mask = rows if rows.dtype == bool else np.isin(np.arange(len(bars)), rows)
+            last_train_close = closes[mask].max() if mask.any() else np.iinfo(np.int64).min
+            first_train_open = opens[mask].min().value if mask.any() else np.iinfo(np.int64).max
+            starts = coarse["timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
+            coarse_rows = np.flatnonzero((starts >= first_train_open) & (ends <= last_train_close))
+        self.timeframe = str(timeframe)
+        try:
+            self.source = ObservationSource(
+                coarse, features=features, window=window, scaler=scaler, train_rows=coarse_rows
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                f"timescale {timeframe!r} (window {window}, {len(coarse)} completed or "
+                f"partial {timeframe} bars): {exc}",
+                param="timescales",
+            ) from None
+        #: The first base bar whose coarse window is complete.
+        valid = np.flatnonzero(self.index >= self.source.first_valid)
+        if not valid.size:
+            raise ConfigError(
+                f"timescale {timeframe!r} with a window of {window} needs "
+                f"{self.source.first_valid + 1} completed {timeframe} bars; these bars give "
+                f"{int(self.index.max()) + 1}. Use more bars or a shorter window.",
+                param="timescales",
+            )
+        self.first_valid = int(valid[0])
+
+    @property
+    def scaler(self) -> Scaler:
+        return self.source.scaler
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source.window, self.source.n_features
+
+    def window_at(self, t: int) -> np.ndarray:
+        """The coarse window base bar ``t`` sees: float32 ``(window, F)``, a new array."""
+        return self.source.window_at(int(self.index[t]))
+
+    def windows_at(self, ts: ArrayLike) -> np.ndarray:
+        """The coarse windows of base bars ``ts``: float32 ``(n, window, F)``."""
+        return self.source.windows_at(self.index[np.asarray(ts)])
 
 
 def _check_bars(bars: Any) -> None:

@@ -18,8 +18,8 @@ five promises, for each action space it is given (``checks`` picks them, all by 
 ``causality``
     For several steps ``k`` of that episode (the first, the last and some between), the
     bars after step ``k``'s decision bar ``t`` (``info["bar"]``) are altered (prices and
-    volume moved), the environment is rebuilt on them (with the first one's ``scaler``
-    when ``make_env`` takes one: scaling statistics are the training period's, on
+    volume moved), the environment is rebuilt on them (with the first one's ``scalers``
+    or ``scaler`` when ``make_env`` takes one: scaling statistics are the training period's, on
     purpose), reset at the same start (``options={"start": ...}``) and given the same
     actions: the observation at step ``k`` (and the equity in its ``info``) must be
     unchanged. The no-lookahead harness of the features (``check_feature``) applied to
@@ -267,7 +267,9 @@ class _Checker:
         # steps whose bar has a later bar to alter (the last bar of the data has none)
         open_steps = [k for k, t in enumerate(bars_of) if t < len(self.bars) - 1]
         steps = [open_steps[i] for i in _spread(len(open_steps), self.n_causal)]
-        scaler = getattr(env.unwrapped, "scaler", None)
+        # Every window's statistics (``scalers``: the base and each coarser timescale's)
+        # where the env has several, else its one ``scaler``.
+        scaler = getattr(env.unwrapped, "scalers", None) or getattr(env.unwrapped, "scaler", None)
         extra = {"scaler": scaler} if scaler is not None and _takes(self.make_env, "scaler") else {}
         rng = np.random.default_rng(self.seed)
         for k in steps:
