@@ -794,6 +794,7 @@ def _train_and_record(
         {
             "run_id": run_id,
             "kind": "rl",
+            "model": config.algo,  # what `moola runs list` shows in its model column
             "algo": config.algo,
             "dataset": manifest["config"]["dataset"],
             "split": manifest["config"]["split"],
