@@ -21,15 +21,20 @@ from moola.runtime.brokers.base import (
     BrokerFill,
     OrderIntent,
 )
+from moola.runtime.brokers.coinbase import GRANULARITIES, CoinbaseAdvancedTrade
+from moola.runtime.brokers.credentials import Credentials
 from moola.runtime.brokers.paper import PaperBroker
 
 __all__ = [
     "ACK_STATUSES",
+    "GRANULARITIES",
     "ORDER_TYPES",
     "SIDES",
     "BrokerAck",
     "BrokerAdapter",
     "BrokerFill",
+    "CoinbaseAdvancedTrade",
+    "Credentials",
     "OrderIntent",
     "PaperBroker",
 ]

@@ -1,0 +1,538 @@
+"""Coinbase Advanced Trade over REST (httpx), each request signed with a CDP key's JWT.
+
+Endpoints used (``/api/v3/brokerage/...``): ``POST orders`` (create, with our
+``client_order_id`` and an ``order_configuration`` of ``market_market_ioc`` or
+``limit_limit_gtc``), ``POST orders/batch_cancel``, ``GET orders/historical/batch`` (open
+orders; the look-up by client id), ``GET orders/historical/{order_id}``, ``GET
+orders/historical/fills``, ``GET accounts``, ``GET products/{id}`` (a price for equity) and
+``GET products/{id}/candles``.
+
+Failures. HTTP 429 (waiting at least its ``Retry-After``), 5xx, timeouts and dropped
+connections are retried with exponential backoff (``backoff * 2**attempt`` seconds), up to
+``max_retries`` times; then ``BrokerError`` names the endpoint and the last status. Any
+other 4xx, and an order Coinbase answers ``success: false`` (``INSUFFICIENT_FUND``,
+``INVALID_ORDER``, ...), raise ``BrokerError`` at once with Coinbase's error and message.
+
+No second order. ``submit`` is idempotent on ``client_order_id`` here (the first ack is kept
+and returned) and at Coinbase (an id it has seen returns that order, not a new one). Before
+it retries a create whose answer was lost (a timeout, a 5xx), it asks Coinbase whether an
+order with that client id exists and, if so, acknowledges that order instead of sending
+again; if the question itself cannot be answered, it raises ``BrokerError`` and sends
+nothing more.
+
+Secrets: the key never leaves :class:`~moola.runtime.brokers.Credentials`; messages and
+logs name endpoints, statuses and Coinbase's error text only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import BrokerError, ConfigError
+from moola.data.schema import empty_bars, make_bars
+from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent
+from moola.runtime.brokers.credentials import Credentials
+
+log = logging.getLogger(__name__)
+
+API = "/api/v3/brokerage"
+MAX_RETRY_AFTER_S = 60.0
+MAX_CANDLES = 350  # per candles request (Coinbase's cap)
+MAX_LOOKUP_PAGES = 5  # pages of recent orders searched for a client id before a retry
+GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase name, seconds)
+    "1m": ("ONE_MINUTE", 60),
+    "5m": ("FIVE_MINUTE", 300),
+    "15m": ("FIFTEEN_MINUTE", 900),
+    "30m": ("THIRTY_MINUTE", 1800),
+    "1h": ("ONE_HOUR", 3600),
+    "2h": ("TWO_HOUR", 7200),
+    "6h": ("SIX_HOUR", 21600),
+    "1d": ("ONE_DAY", 86400),
+}
+_OPEN_STATUSES = ("OPEN", "PENDING", "QUEUED")
+
+
+def _decimal(value: float) -> str:
+    """A positive float as Coinbase's decimal string (no exponent): 1e-05 -> '0.00001'."""
+    return format(Decimal(repr(float(value))), "f")
+
+
+def _float(value: Any, default: float = 0.0) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    return out if math.isfinite(out) else default
+
+
+class CoinbaseAdvancedTrade:
+    """A :class:`~moola.runtime.brokers.BrokerAdapter` for Coinbase Advanced Trade (spot).
+
+    Parameters
+    ----------
+    base_url : str
+        The API root (tests point it at a local server).
+    credentials : Credentials
+        The CDP API key that signs every request.
+    timeout : float
+        Seconds per request (connect, read, write).
+    max_retries : int
+        Retries after the first attempt for 429, 5xx and timeouts.
+    backoff : float
+        First wait in seconds; doubles each retry (429 waits at least ``Retry-After``).
+    transport : httpx.BaseTransport, optional
+        Passed to ``httpx.Client`` (a mock transport in tests).
+    quote_currency : str
+        The currency positions and equity are valued in (products ``<BASE>-<QUOTE>``).
+    sleep : callable
+        How to wait between retries (``time.sleep``).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://api.coinbase.com",
+        credentials: Credentials,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        quote_currency: str = "USD",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise ConfigError(
+                f"credentials must be a moola.runtime.brokers.Credentials (from_env or "
+                f"from_file); got {type(credentials).__name__}."
+            )
+        if not (isinstance(timeout, int | float) and timeout > 0):
+            raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}.")
+        if not (isinstance(backoff, int | float) and backoff >= 0):
+            raise ConfigError(f"backoff must be a number of seconds >= 0; got {backoff!r}.")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"base_url must be an http(s) URL; got {base_url!r}.")
+        self.base_url = str(base_url).rstrip("/")
+        self._host = url.host if url.port is None else f"{url.host}:{url.port}"
+        self._credentials = credentials
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.quote_currency = quote_currency
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=self.base_url, timeout=httpx.Timeout(self.timeout), transport=transport
+        )
+        self._acks: dict[str, tuple[OrderIntent, BrokerAck]] = {}
+        self._client_ids: dict[str, str] = {}  # Coinbase order id -> client order id
+
+    def __repr__(self) -> str:
+        return (
+            f"CoinbaseAdvancedTrade(base_url={self.base_url!r}, credentials={self._credentials!r})"
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> CoinbaseAdvancedTrade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        before_retry: Callable[[], dict | None] | None = None,
+    ) -> dict:
+        """One API call with retries (module notes); the decoded JSON object.
+
+        ``before_retry``, when given, runs before each retry; a dict it returns is the
+        answer (no further request is sent)."""
+        endpoint = f"{method} {path}"
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt and before_retry is not None:
+                found = before_retry()
+                if found is not None:
+                    return found
+            token = self._credentials.jwt(method, self._host, API + path)
+            delay = self.backoff * 2**attempt
+            try:
+                response = self._client.request(
+                    method,
+                    API + path,
+                    params=params,
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                )
+            except httpx.TimeoutException:
+                last = f"timed out after {self.timeout:g} s"
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    last = f"HTTP {status}"
+                    if status == 429:
+                        wait = _float(response.headers.get("Retry-After"), 0.0)
+                        delay = max(delay, min(wait, MAX_RETRY_AFTER_S))
+                elif status >= 400:
+                    code, message = _error_of(response)
+                    raise BrokerError(
+                        f"Coinbase refused {endpoint}: HTTP {status} {code}: {message}"
+                    )
+                else:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        raise BrokerError(
+                            f"Coinbase answered {endpoint} with HTTP {status} but no JSON."
+                        ) from None
+                    if not isinstance(data, dict):
+                        raise BrokerError(f"Coinbase answered {endpoint} with a non-object JSON.")
+                    return data
+            if attempt < self.max_retries:
+                log.warning(
+                    "Coinbase %s: %s; retry %d of %d in %.2f s",
+                    endpoint,
+                    last,
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
+                )
+                self._sleep(delay)
+        raise BrokerError(
+            f"Coinbase {endpoint} failed after {self.max_retries + 1} attempt(s); last: {last}."
+        )
+
+    def _pages(self, path: str, key: str, params: dict[str, Any], max_pages: int = 100) -> list:
+        """Every item under ``key`` across cursor pages."""
+        items: list = []
+        params = dict(params)
+        for _ in range(max_pages):
+            data = self._call("GET", path, params=params)
+            items.extend(data.get(key) or [])
+            cursor = data.get("cursor") or ""
+            if not cursor or data.get("has_next") is False:
+                break
+            params["cursor"] = cursor
+        return items
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, intent: OrderIntent) -> BrokerAck:
+        """Create the order for ``intent`` (module notes: idempotent, no second order).
+
+        Raises ``BrokerError`` when Coinbase refuses it (its error and message), when it
+        cannot be reached after the retries, or for a ``client_order_id`` reused for a
+        different order.
+        """
+        if not isinstance(intent, OrderIntent):
+            raise ConfigError(f"submit takes an OrderIntent; got {type(intent).__name__}.")
+        seen = self._acks.get(intent.client_order_id)
+        if seen is not None:
+            if seen[0] != intent:
+                raise BrokerError(
+                    f"client_order_id {intent.client_order_id!r} was already used for another "
+                    "order; give each order a new id."
+                )
+            return seen[1]
+        if intent.order_type == "limit":
+            assert intent.limit_price is not None
+            config: dict[str, Any] = {
+                "limit_limit_gtc": {
+                    "base_size": _decimal(intent.qty),
+                    "limit_price": _decimal(intent.limit_price),
+                    "post_only": False,
+                }
+            }
+        else:
+            config = {"market_market_ioc": {"base_size": _decimal(intent.qty)}}
+        body = {
+            "client_order_id": intent.client_order_id,
+            "product_id": intent.symbol,
+            "side": intent.side.upper(),
+            "order_configuration": config,
+        }
+
+        def existing() -> dict | None:
+            order = self._find_order(intent.client_order_id, intent.symbol)
+            if order is None:
+                return None
+            log.info(
+                "Coinbase already holds order %s; not sending it again", intent.client_order_id
+            )
+            return {"success": True, "success_response": order}
+
+        data = self._call("POST", "/orders", body=body, before_retry=existing)
+        if not data.get("success"):
+            err = data.get("error_response") or {}
+            code = err.get("error") or data.get("failure_reason") or "UNKNOWN_FAILURE_REASON"
+            message = err.get("message") or err.get("error_details") or ""
+            raise BrokerError(
+                f"Coinbase refused order {intent.client_order_id} ({intent.side} {intent.qty} "
+                f"{intent.symbol}): {code}: {message}"
+            )
+        order_id = str((data.get("success_response") or {}).get("order_id") or data.get("order_id"))
+        ack = BrokerAck(intent.client_order_id, order_id, "accepted")
+        self._acks[intent.client_order_id] = (intent, ack)
+        self._client_ids[order_id] = intent.client_order_id
+        return ack
+
+    def _find_order(self, client_order_id: str, product_id: str | None = None) -> dict | None:
+        """The most recent orders (of ``product_id``) searched for ``client_order_id``."""
+        params: dict[str, Any] = {"limit": 250}
+        if product_id:
+            params["product_ids"] = [product_id]
+        for order in self._pages("/orders/historical/batch", "orders", params, MAX_LOOKUP_PAGES):
+            if order.get("client_order_id") == client_order_id:
+                self._client_ids[str(order.get("order_id"))] = client_order_id
+                return order
+        return None
+
+    def cancel(self, client_order_id: str) -> bool:
+        """Cancel the order placed for ``client_order_id``; False when Coinbase has none
+        open under that id."""
+        seen = self._acks.get(client_order_id)
+        order_id = seen[1].broker_order_id if seen else None
+        if order_id is None:
+            order = self._find_order(client_order_id)
+            if order is None:
+                return False
+            order_id = str(order.get("order_id"))
+        data = self._call("POST", "/orders/batch_cancel", body={"order_ids": [order_id]})
+        results = data.get("results") or []
+        return bool(results and results[0].get("success"))
+
+    def open_orders(self) -> list[OrderIntent]:
+        """Coinbase's open orders, as intents (the quantity not yet filled)."""
+        orders = self._pages("/orders/historical/batch", "orders", {"order_status": ["OPEN"]})
+        out = []
+        for order in orders:
+            if order.get("status") not in _OPEN_STATUSES:
+                continue
+            intent = self._intent_of(order)
+            if intent is not None:
+                out.append(intent)
+        return out
+
+    def _intent_of(self, order: Mapping[str, Any]) -> OrderIntent | None:
+        configuration = order.get("order_configuration") or {}
+        limit = configuration.get("limit_limit_gtc")
+        market = configuration.get("market_market_ioc")
+        spec = limit or market or {}
+        size = _float(spec.get("base_size")) - _float(order.get("filled_size"))
+        if size <= 0:
+            log.warning("Coinbase open order %s has no base size left", order.get("order_id"))
+            return None
+        return OrderIntent(
+            client_order_id=str(order.get("client_order_id") or order.get("order_id")),
+            symbol=str(order.get("product_id")),
+            side="buy" if str(order.get("side")).upper() == "BUY" else "sell",
+            qty=size,
+            order_type="limit" if limit else "market",
+            limit_price=_float(limit.get("limit_price")) if limit else None,
+            decided_at=_time(order.get("created_time")),
+        )
+
+    # ------------------------------------------------------------------ account
+
+    def accounts(self) -> dict[str, float]:
+        """Currency -> available + held balance, for every account."""
+        out: dict[str, float] = {}
+        for account in self._pages("/accounts", "accounts", {"limit": 250}):
+            currency = str(account.get("currency"))
+            amount = _float((account.get("available_balance") or {}).get("value"))
+            amount += _float((account.get("hold") or {}).get("value"))
+            out[currency] = out.get(currency, 0.0) + amount
+        return out
+
+    def positions(self) -> dict[str, float]:
+        """``<BASE>-<QUOTE>`` -> units held, for each non-zero balance other than the quote."""
+        quote = self.quote_currency
+        return {
+            f"{cur}-{quote}": amount
+            for cur, amount in self.accounts().items()
+            if cur != quote and amount != 0.0
+        }
+
+    def balances(self) -> dict[str, float]:
+        """Currency -> amount, and ``"equity"``: the quote balance plus every other balance
+        at its product's current price."""
+        out = self.accounts()
+        quote = self.quote_currency
+        equity = out.get(quote, 0.0)
+        for cur, amount in out.items():
+            if cur != quote and amount != 0.0:
+                product = self._call("GET", f"/products/{cur}-{quote}")
+                equity += amount * _float(product.get("price"), math.nan)
+        out["equity"] = equity
+        return out
+
+    def fills(self, since: Any = None) -> list[BrokerFill]:
+        """Fills at or after ``since`` (all Coinbase lists when None), oldest first."""
+        params: dict[str, Any] = {"limit": 250}
+        if since is not None:
+            params["start_sequence_timestamp"] = _rfc3339(since)
+        out = []
+        for fill in self._pages("/orders/historical/fills", "fills", params):
+            order_id = str(fill.get("order_id"))
+            price = _float(fill.get("price"))
+            size = _float(fill.get("size"))
+            if fill.get("size_in_quote") and price > 0:
+                size = size / price
+            sign = 1.0 if str(fill.get("side")).upper() == "BUY" else -1.0
+            out.append(
+                BrokerFill(
+                    fill_id=str(fill.get("entry_id") or fill.get("trade_id")),
+                    client_order_id=self._client_id(order_id),
+                    symbol=str(fill.get("product_id")),
+                    qty=sign * size,
+                    price=price,
+                    fee=_float(fill.get("commission")),
+                    time=_time(fill.get("trade_time")),
+                )
+            )
+        out.sort(key=lambda f: f.time)
+        return out
+
+    def _client_id(self, order_id: str) -> str:
+        known = self._client_ids.get(order_id)
+        if known is None:
+            order = self._call("GET", f"/orders/historical/{order_id}").get("order") or {}
+            known = str(order.get("client_order_id") or order_id)
+            self._client_ids[order_id] = known
+        return known
+
+    # ------------------------------------------------------------------ market data
+
+    def candles(
+        self,
+        product_id: str,
+        start: Any,
+        end: Any,
+        granularity: str = "1m",
+        *,
+        now: Any = None,
+    ) -> pd.DataFrame:
+        """Closed bars of ``product_id`` opening in ``[start, end)``, as a canonical bar
+        table (``moola.data.schema``), oldest first.
+
+        ``granularity`` is a moola timeframe (``1m 5m 15m 30m 1h 2h 6h 1d``) or Coinbase's
+        name (``ONE_MINUTE`` ...). A bar still open at ``now`` (default: the current time)
+        is left out: a decision never sees a bar before it has closed.
+        """
+        timeframe, seconds = _granularity(granularity)
+        name = GRANULARITIES[timeframe][0]
+        t0, t1 = _epoch(start, "start"), _epoch(end, "end")
+        if t1 <= t0:
+            raise ConfigError(f"candles end ({end}) must be after start ({start}).")
+        closed_before = _epoch(pd.Timestamp.now(tz="UTC") if now is None else now, "now")
+        rows: dict[int, tuple[float, ...]] = {}
+        chunk = seconds * MAX_CANDLES  # each request spans MAX_CANDLES starts, end inclusive
+        for lo in range(t0, t1, chunk):
+            hi = min(lo + chunk, t1)
+            data = self._call(
+                "GET",
+                f"/products/{product_id}/candles",
+                params={"start": str(lo), "end": str(hi - 1), "granularity": name},
+            )
+            for candle in data.get("candles") or []:
+                opened = int(_float(candle.get("start"), -1))
+                if t0 <= opened < t1 and opened + seconds <= closed_before:
+                    rows[opened] = tuple(
+                        _float(candle.get(k), math.nan)
+                        for k in ("open", "high", "low", "close", "volume")
+                    )
+        if not rows:
+            bars = empty_bars()
+            return bars.assign(
+                symbol=bars["symbol"].astype("string"), timeframe=bars["timeframe"]
+            ).reset_index(drop=True)
+        stamps = sorted(rows)
+        values = np.array([rows[t] for t in stamps], dtype=np.float64).reshape(-1, 5)
+        return make_bars(
+            pd.to_datetime(stamps, unit="s", utc=True),
+            values[:, 0],
+            values[:, 1],
+            values[:, 2],
+            values[:, 3],
+            values[:, 4],
+            symbol=product_id,
+            timeframe=timeframe,
+        )
+
+
+def _granularity(value: str) -> tuple[str, int]:
+    if value in GRANULARITIES:
+        return value, GRANULARITIES[value][1]
+    for timeframe, (name, seconds) in GRANULARITIES.items():
+        if value == name:
+            return timeframe, seconds
+    raise ConfigError(
+        f"granularity={value!r}; use one of {', '.join(GRANULARITIES)} or Coinbase's names "
+        f"({', '.join(name for name, _ in GRANULARITIES.values())})."
+    )
+
+
+def _epoch(value: Any, name: str) -> int:
+    """Whole seconds since the epoch (UTC) of a timestamp, datetime or number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"candles {name}={value!r} is not a time.") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.timestamp())
+
+
+def _rfc3339(value: Any) -> str:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time(value: Any) -> pd.Timestamp | None:
+    """A UTC timestamp from Coinbase's RFC 3339 text; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """Coinbase's error code and message of a refused request (``error``/``message``)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    if not isinstance(data, dict):
+        return "", str(data)[:200]
+    code = data.get("error") or data.get("error_response", {}).get("error") or ""
+    message = data.get("message") or data.get("error_details") or ""
+    return str(code), str(message)

@@ -1,0 +1,303 @@
+"""CoinbaseAdvancedTrade and Credentials against a local fake of the Advanced Trade API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+
+import jwt
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from moola.core.errors import BrokerError, ConfigError
+from moola.data.schema import BAR_COLUMNS
+from moola.runtime.brokers import (
+    BrokerAdapter,
+    CoinbaseAdvancedTrade,
+    Credentials,
+    OrderIntent,
+)
+from tests.runtime.fake_coinbase import FakeCoinbase
+
+KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture(scope="module")
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def credentials(key) -> Credentials:
+    return Credentials(KEY_NAME, _pem(key))
+
+
+@pytest.fixture
+def fake(key):
+    with FakeCoinbase(KEY_NAME, key.public_key(), hold_s=0.6) as server:
+        yield server
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def broker(fake, credentials, sleeps):
+    with CoinbaseAdvancedTrade(
+        base_url=fake.url, credentials=credentials, timeout=0.25, max_retries=2,
+        backoff=0.1, sleep=sleeps,
+    ) as adapter:  # fmt: skip
+        yield adapter
+
+
+def _buy(cid: str, qty: float = 0.01, **kw) -> OrderIntent:
+    return OrderIntent(cid, "BTC-USD", "buy", qty, **kw)
+
+
+# ---------------------------------------------------------------------- signing
+
+
+def test_jwt_follows_the_cdp_key_scheme(credentials, key):
+    token = credentials.jwt("get", "api.coinbase.com", "/api/v3/brokerage/accounts", now=1000)
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, key.public_key(), algorithms=["ES256"],
+                        options={"verify_exp": False, "verify_nbf": False})  # fmt: skip
+    assert header["alg"] == "ES256" and header["kid"] == KEY_NAME and len(header["nonce"]) >= 16
+    assert claims == {
+        "sub": KEY_NAME, "iss": "cdp", "nbf": 1000, "exp": 1120,
+        "uri": "GET api.coinbase.com/api/v3/brokerage/accounts",
+    }  # fmt: skip
+    again = credentials.jwt("GET", "api.coinbase.com", "/api/v3/brokerage/accounts", now=1000)
+    assert jwt.get_unverified_header(again)["nonce"] != header["nonce"]
+
+
+def test_every_request_is_signed_for_its_own_method_and_path(fake, broker):
+    broker.submit(_buy("sig-1"))
+    broker.balances()
+    broker.fills()
+    assert fake.auth_failures == [] and len(fake.requests) >= 4
+
+
+def test_a_wrong_key_is_refused_without_retries(fake, sleeps):
+    other = Credentials(KEY_NAME, _pem(ec.generate_private_key(ec.SECP256R1())))
+    adapter = CoinbaseAdvancedTrade(base_url=fake.url, credentials=other, sleep=sleeps)
+    with pytest.raises(BrokerError, match="GET /accounts: HTTP 401 UNAUTHORIZED"):
+        adapter.balances()
+    assert fake.calls("GET", "/accounts") == 1 and sleeps == []
+
+
+# ---------------------------------------------------------------------- orders
+
+
+def test_market_order_round_trip(fake, broker):
+    assert isinstance(broker, BrokerAdapter)
+    ack = broker.submit(_buy("m-1", 0.02))
+    assert ack.status == "accepted" and ack.broker_order_id in fake.orders
+    [(_, _, _, body)] = [r for r in fake.requests if r[:2] == ("POST", "/orders")]
+    assert body == {
+        "client_order_id": "m-1", "product_id": "BTC-USD", "side": "BUY",
+        "order_configuration": {"market_market_ioc": {"base_size": "0.02"}},
+    }  # fmt: skip
+    [fill] = broker.fills()
+    assert (fill.client_order_id, fill.symbol, fill.qty, fill.price) == (
+        "m-1",
+        "BTC-USD",
+        0.02,
+        50_000.0,
+    )
+    assert fill.fee == pytest.approx(0.02 * 50_000 * 0.006)
+    assert broker.positions() == {"BTC-USD": pytest.approx(0.02)}
+    balances = broker.balances()
+    assert balances["equity"] == pytest.approx(10_000.0 - fill.fee)
+    assert broker.submit(_buy("m-1", 0.02)) == ack  # idempotent: nothing sent
+    assert fake.calls("POST", "/orders") == 1
+    with pytest.raises(BrokerError, match="already used"):
+        broker.submit(_buy("m-1", 0.03))
+
+
+def test_limit_order_is_open_until_cancelled(fake, broker):
+    ack = broker.submit(_buy("l-1", 0.1, order_type="limit", limit_price=40_000.0))
+    config = fake.orders[ack.broker_order_id]["order_configuration"]
+    assert config == {"limit_limit_gtc": {"base_size": "0.1", "limit_price": "40000.0",
+                                          "post_only": False}}  # fmt: skip
+    [order] = broker.open_orders()
+    assert (order.client_order_id, order.qty, order.order_type, order.limit_price) == (
+        "l-1",
+        0.1,
+        "limit",
+        40_000.0,
+    )
+    assert broker.cancel("l-1") is True
+    assert broker.open_orders() == []
+    assert broker.cancel("l-1") is False and broker.cancel("unknown") is False
+
+
+def test_refusals_raise_with_coinbases_message_and_are_not_retried(fake, broker, sleeps):
+    with pytest.raises(BrokerError, match="INSUFFICIENT_FUND: Insufficient balance"):
+        broker.submit(_buy("big", 5.0))
+    fake.fail("POST", "/orders", (400, "INVALID_ORDER", "size below minimum"))
+    with pytest.raises(BrokerError, match="HTTP 400 INVALID_ORDER: size below minimum"):
+        broker.submit(_buy("tiny", 1e-9))
+    assert fake.calls("POST", "/orders") == 2 and sleeps == [] and fake.creates == 0
+
+
+# ---------------------------------------------------------------------- retries
+
+
+def test_429_waits_at_least_retry_after_then_succeeds(fake, broker, sleeps):
+    fake.fail("GET", "/accounts", (429, 3))
+    assert broker.balances()["USD"] == 10_000.0
+    assert sleeps == [3.0] and fake.calls("GET", "/accounts") == 2
+
+
+def test_5xx_and_timeouts_back_off_then_give_up_naming_endpoint_and_status(fake, broker, sleeps):
+    fake.fail("GET", "/accounts", 500, "hang")
+    assert "USD" in broker.balances()  # third attempt answers
+    assert sleeps == [0.1, 0.2]
+    sleeps.clear()
+    fake.fail("GET", "/accounts", 503, 502, 500)
+    with pytest.raises(
+        BrokerError, match=r"GET /accounts failed after 3 attempt\(s\); last: HTTP 500"
+    ):
+        broker.balances()
+    assert sleeps == [0.1, 0.2]
+    fake.fail("GET", "/orders/historical/fills", "hang", "hang", "hang")
+    with pytest.raises(BrokerError, match=r"last: timed out after 0\.25 s"):
+        broker.fills()
+
+
+def test_create_whose_answer_was_lost_is_found_not_sent_again(fake, broker):
+    fake.fail("POST", "/orders", "lost")  # Coinbase creates it; the answer never arrives
+    ack = broker.submit(_buy("lost-1"))
+    assert ack.status == "accepted"
+    assert fake.creates == 1 and fake.calls("POST", "/orders") == 1
+    assert fake.orders[ack.broker_order_id]["client_order_id"] == "lost-1"
+
+
+def test_create_retry_sends_the_same_client_id_when_nothing_was_created(fake, broker):
+    fake.fail("POST", "/orders", "hang", 500)  # neither attempt reached the book
+    ack = broker.submit(_buy("retry-1"))
+    bodies = [r[3] for r in fake.requests if r[:2] == ("POST", "/orders")]
+    assert [b["client_order_id"] for b in bodies] == ["retry-1"] * 3
+    assert fake.creates == 1 and ack.broker_order_id in fake.orders
+
+
+def test_create_is_not_resent_when_the_lookup_fails(fake, broker):
+    fake.fail("POST", "/orders", "lost")
+    fake.fail("GET", "/orders/historical/batch", 500, 500, 500)
+    with pytest.raises(BrokerError, match="GET /orders/historical/batch failed"):
+        broker.submit(_buy("unsure-1"))
+    assert fake.calls("POST", "/orders") == 1 and fake.creates == 1
+
+
+def test_fake_coinbase_is_idempotent_on_client_order_id(fake, credentials):
+    """A restarted adapter (no memory of the first ack) sending the same client id gets
+    the first order back, and Coinbase holds one order."""
+    acks = []
+    for _ in range(2):
+        with CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials) as adapter:
+            acks.append(adapter.submit(_buy("dup-1")))
+    assert acks[0] == acks[1] and fake.creates == 1 and len(fake.fills) == 1
+
+
+# ---------------------------------------------------------------------- candles
+
+
+def test_candles_are_closed_bars_in_the_canonical_table(fake, broker):
+    t0 = 1_767_225_600  # 2026-01-01 00:00 UTC
+    fake.candles["BTC-USD"] = [
+        {"start": str(t0 + 60 * i), "low": str(99.0 + i), "high": str(102.0 + i),
+         "open": str(100.0 + i), "close": str(101.0 + i), "volume": str(1.0 + i)}
+        for i in range(400)
+    ]  # fmt: skip
+    now = pd.Timestamp(t0 + 60 * 399 + 30, unit="s", tz="UTC")  # bar 399 still open
+    bars = broker.candles("BTC-USD", t0, t0 + 60 * 400, "1m", now=now)
+    assert tuple(bars.columns) == BAR_COLUMNS
+    assert len(bars) == 399 and bars["timestamp"].is_monotonic_increasing
+    assert bars["timestamp"].iloc[0] == pd.Timestamp(t0, unit="s", tz="UTC")
+    assert bars.iloc[-1][["open", "close"]].tolist() == [498.0, 499.0]
+    assert (bars["symbol"] == "BTC-USD").all() and (bars["timeframe"] == "1m").all()
+    assert fake.calls("GET", "/products/BTC-USD/candles") == 2  # 350 per request
+    with pytest.raises(ConfigError, match="granularity='7m'"):
+        broker.candles("BTC-USD", t0, t0 + 60, "7m")
+
+
+# ---------------------------------------------------------------------- credentials
+
+
+def test_credentials_from_env(key):
+    pem = _pem(key).replace("\n", "\\n")  # one-line form of a .env file
+    creds = Credentials.from_env({"COINBASE_API_KEY_NAME": KEY_NAME,
+                                  "COINBASE_API_PRIVATE_KEY": pem})  # fmt: skip
+    assert creds.key_name == KEY_NAME
+    with pytest.raises(ConfigError, match="COINBASE_API_PRIVATE_KEY"):
+        Credentials.from_env({"COINBASE_API_KEY_NAME": KEY_NAME})
+
+
+def test_credentials_file_must_be_private_and_outside_git(key, tmp_path):
+    body = json.dumps({"name": KEY_NAME, "privateKey": _pem(key)})
+    good = tmp_path / "cdp_api_key.json"
+    good.write_text(body)
+    good.chmod(0o600)
+    assert Credentials.from_file(good).key_name == KEY_NAME
+    good.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Credentials.from_file(good)
+    repo = tmp_path / "repo"
+    (repo / "keys").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    inside = repo / "keys" / "key.json"
+    inside.write_text(body)
+    inside.chmod(0o600)
+    with pytest.raises(ConfigError, match="inside the git repository"):
+        Credentials.from_file(inside)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Credentials.from_file(tmp_path / "missing.json")
+
+
+def test_the_secret_appears_in_no_log_repr_or_error(fake, key, caplog, tmp_path, sleeps):
+    pem = _pem(key)
+    secret_lines = [line for line in pem.splitlines() if "-----" not in line]
+    creds = Credentials(KEY_NAME, pem)
+    texts = [repr(creds), str(creds)]
+    adapter = CoinbaseAdvancedTrade(base_url=fake.url, credentials=creds, timeout=0.25,
+                                    max_retries=1, backoff=0.0, sleep=sleeps)  # fmt: skip
+    texts.append(repr(adapter))
+    fake.fail("GET", "/accounts", 500, "hang")
+    fake.fail("POST", "/orders", (400, "INVALID_ORDER", "bad size"))
+    with caplog.at_level(logging.DEBUG):
+        for call in (adapter.balances, lambda: adapter.submit(_buy("x-1"))):
+            with pytest.raises(BrokerError) as info:
+                call()
+            texts.append(str(info.value))
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"name": KEY_NAME, "privateKey": pem[:-40]}))
+        bad.chmod(0o600)
+        with pytest.raises(ConfigError) as info:
+            Credentials.from_file(bad)
+        texts.append(str(info.value))
+    texts += [record.getMessage() for record in caplog.records]
+    assert any("retry" in text for text in texts)  # the logs were captured
+    for text in texts:
+        assert KEY_NAME not in text
+        assert not any(line in text for line in secret_lines)
+    with pytest.raises(TypeError):
+        __import__("pickle").dumps(creds)
