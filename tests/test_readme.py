@@ -319,9 +319,10 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
         )
 
 
-def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
-    """The "Forecasting on feature windows" section's two walkthroughs, command by command
-    (``RUN`` is the run the previous ``train`` recorded), on synthetic and on real prices."""
+def _run_walkthroughs(section_title: str, root: Path, run_kind: str) -> list[str]:
+    """Run the ```bash blocks of README section ``section_title`` line by line from the
+    current folder (``python ...`` lines as subprocesses, ``moola ...`` through the CLI);
+    ``RUN`` is the last recorded run of kind ``run_kind``. Returns the blocks' texts."""
     import shlex
     import subprocess
     import sys
@@ -331,12 +332,8 @@ def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
     from moola.cli.main import app
     from moola.tracking.runs import RunStore
 
-    section = README.read_text().split("## Forecasting on feature windows", 1)[1]
-    section = section.split("\n## ", 1)[0]
+    section = README.read_text().split(f"## {section_title}", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 2
-    monkeypatch.chdir(tmp_path)
-    root = tmp_path / "moola_data"
     runner = CliRunner()
     for block in blocks:
         for line in block.splitlines():
@@ -344,13 +341,25 @@ def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
                 continue
             argv = shlex.split(line)
             if argv[0] == "python":
-                subprocess.run([sys.executable, *argv[1:]], check=True, cwd=tmp_path)
+                subprocess.run([sys.executable, *argv[1:]], check=True)
                 continue
             assert argv[0] == "moola", line
-            runs = [r for r in RunStore(root).results() if r.get("kind") == "train"]
+            runs = [r for r in RunStore(root).results() if r.get("kind") == run_kind]
             argv = [runs[-1]["run_id"] if arg == "RUN" else arg for arg in argv[1:]]
             result = runner.invoke(app, ["--data-root", str(root), *argv])
             assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
+    return blocks
+
+
+def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """The "Forecasting on feature windows" section's two walkthroughs, command by command
+    (``RUN`` is the run the previous ``train`` recorded), on synthetic and on real prices."""
+    from moola.tracking.runs import RunStore
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "moola_data"
+    blocks = _run_walkthroughs("Forecasting on feature windows", root, "train")
+    assert len(blocks) == 2
     trained = [r for r in RunStore(root).results() if r.get("kind") == "train"]
     assert [r["task"] for r in trained] == ["classification", "regression", "regression"]
 
@@ -358,33 +367,11 @@ def test_the_forecasting_walkthrough_runs_as_written(tmp_path, monkeypatch):
 def test_the_rl_walkthrough_runs_as_written(tmp_path, monkeypatch):
     """The "Reinforcement learning" section's walkthrough on the S&P 500 daily bars, command
     by command (``RUN`` is the RL run the previous ``rl train`` recorded)."""
-    import shlex
-    import subprocess
-    import sys
-
-    from typer.testing import CliRunner
-
-    from moola.cli.main import app
     from moola.tracking.runs import RunStore
 
-    section = README.read_text().split("## Reinforcement learning", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "moola_data"
-    runner = CliRunner()
-    for line in block.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        argv = shlex.split(line)
-        if argv[0] == "python":
-            subprocess.run([sys.executable, *argv[1:]], check=True, cwd=tmp_path)
-            continue
-        assert argv[0] == "moola", line
-        runs = [r for r in RunStore(root).results() if r.get("kind") == "rl"]
-        argv = [runs[-1]["run_id"] if arg == "RUN" else arg for arg in argv[1:]]
-        result = runner.invoke(app, ["--data-root", str(root), *argv])
-        assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
+    assert len(_run_walkthroughs("Reinforcement learning", root, "rl")) == 1
     store = RunStore(root)
     (run,) = [r for r in store.results() if r.get("kind") == "rl"]
     looks = [r for r in store.results() if r.get("kind") == "rl-evaluate"]

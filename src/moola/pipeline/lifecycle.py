@@ -69,6 +69,41 @@ def _test_evaluations(store: RunStore, run_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
+def earlier_test_looks(
+    journal: JsonlJournal, split_hash: str, split: str, *, allow_reuse: bool
+) -> list[TestLookPayload]:
+    """The looks already taken at the test part of the split hashing to ``split_hash``;
+    ``LeakageError`` when there is one and ``allow_reuse`` is not given."""
+    earlier = [
+        look.payload
+        for look in journal.read("test_look")
+        if isinstance(look, TestLook) and look.payload.split_hash == split_hash
+    ]
+    if earlier and not allow_reuse:
+        runs = ", ".join(sorted({look.run_id for look in earlier}))
+        raise LeakageError(
+            f"The test part of split {split} was already looked at (by run(s) {runs}). "
+            "Scoring it again turns it into a model-selection set and its numbers stop "
+            "being an unbiased estimate. Make a new split with a later test period, or "
+            "pass allow_reuse=True to do it anyway (recorded in the ledger).",
+            param="allow_reuse",
+        )
+    return earlier
+
+
+def record_test_look(
+    journal: JsonlJournal, run_id: str, split_hash: str, split: str, *, reused: bool
+) -> None:
+    """Journal a look at a split's test part: on disk before the score is computed."""
+    journal.append(
+        TestLook(
+            payload=TestLookPayload(
+                run_id=run_id, split_hash=split_hash, split=split, reuse_allowed=reused
+            )
+        )
+    )
+
+
 def evaluate_test(
     registry: Registry, run_id: str, *, allow_reuse: bool = False, n_bootstrap: int = 1000
 ) -> dict[str, Any]:
@@ -83,20 +118,7 @@ def evaluate_test(
     config = TrainConfig.model_validate(manifest.config)
     split_hash = manifest.split.split_hash
     journal = JsonlJournal(registry.root)
-    earlier = [
-        look.payload
-        for look in journal.read("test_look")
-        if isinstance(look, TestLook) and look.payload.split_hash == split_hash
-    ]
-    if earlier and not allow_reuse:
-        runs = ", ".join(sorted({look.run_id for look in earlier}))
-        raise LeakageError(
-            f"The test part of split {config.split} was already looked at (by run(s) {runs}). "
-            "Scoring it again turns it into a model-selection set and its numbers stop "
-            "being an unbiased estimate. Make a new split with a later test period, or "
-            "pass allow_reuse=True to do it anyway (recorded in the ledger).",
-            param="allow_reuse",
-        )
+    earlier = earlier_test_looks(journal, split_hash, config.split, allow_reuse=allow_reuse)
     dataset = manifest.data.dataset  # the exact dataset and split versions the run trained on
     if is_feature_windows(registry, dataset.pinned):
         data = load_feature_training_data(registry, dataset.pinned, manifest.split.pinned)
@@ -105,16 +127,7 @@ def evaluate_test(
         data = registry.load_labeled(dataset.name, dataset.version, split=manifest.split.pinned)
         X_test = data.X[data.test.indices]
     predictor = Predictor.from_run(registry.root, run_dir.name)
-    journal.append(  # on disk before the score is computed or shown
-        TestLook(
-            payload=TestLookPayload(
-                run_id=run_dir.name,
-                split_hash=split_hash,
-                split=config.split,
-                reuse_allowed=bool(earlier) and allow_reuse,
-            )
-        )
-    )
+    record_test_look(journal, run_dir.name, split_hash, config.split, reused=bool(earlier))
     if predictor.task == "classification":
         report = classification_report(
             data.test.y,

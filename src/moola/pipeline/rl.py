@@ -934,16 +934,6 @@ def scan_momentum(
 # --------------------------------------------------------------------------- evaluating
 
 
-def _test_looked(journal: Any, split_hash: str) -> list[Any]:
-    from moola.tracking.journal import TestLook
-
-    return [
-        look.payload
-        for look in journal.read("test_look")
-        if isinstance(look, TestLook) and look.payload.split_hash == split_hash
-    ]
-
-
 def evaluate_rl(
     registry: Registry,
     run_id: str,
@@ -958,9 +948,10 @@ def evaluate_rl(
     buy-and-hold at the same costs; the record is added to the run under ``evaluations/``
     and to ``experiment_results.jsonl``. Returns the record."""
     from moola.features.scaling import Scaler
+    from moola.pipeline.lifecycle import earlier_test_looks, record_test_look
     from moola.rl.agents import load_agent
     from moola.rl.evaluate import evaluate_policy
-    from moola.tracking.journal import JsonlJournal, TestLook, TestLookPayload
+    from moola.tracking.journal import JsonlJournal
 
     store = RunStore(registry.root)
     run_dir = store.run_dir(run_id)
@@ -988,25 +979,8 @@ def evaluate_rl(
     earlier: list[Any] = []
     if part == "test":
         split_hash = data.split_record["split_hash"]
-        earlier = _test_looked(journal, split_hash)
-        if earlier and not allow_reuse:
-            runs = ", ".join(sorted({look.run_id for look in earlier}))
-            raise LeakageError(
-                f"The test part of split {config.split} was already looked at (by run(s) "
-                f"{runs}). Scoring it again makes it a model-selection set; make a new split "
-                "with a later test period, or allow the reuse (recorded in the journal).",
-                param="allow_reuse",
-            )
-        journal.append(  # on disk before the score is computed or shown
-            TestLook(
-                payload=TestLookPayload(
-                    run_id=run_dir.name,
-                    split_hash=split_hash,
-                    split=config.split,
-                    reuse_allowed=bool(earlier) and allow_reuse,
-                )
-            )
-        )
+        earlier = earlier_test_looks(journal, split_hash, config.split, allow_reuse=allow_reuse)
+        record_test_look(journal, run_dir.name, split_hash, config.split, reused=bool(earlier))
     with limit_threads(config.threads):
         model = load_agent(model_path, env, build=manifest["agent"])
         result = evaluate_policy(model, env, n_episodes=n_episodes, seed=config.seed)
