@@ -21,7 +21,8 @@ the built-in 5 features + the 7 portfolio fields). In the same run, best of ``--
   (decode, kernel, reward, the Dict observation, lazy infos, auto-reset);
 - the parts of that step: the observation window copy (``windows_at``), the portfolio
   fields (``portfolio_state``), the reward (``Reward.__call__``), the action decoding
-  (``decode_many``) and the list of infos (one lazy mapping per copy), timed alone;
+  (``decode_many``; ``decode`` and the scalar ``portfolio_state`` for one copy, as the
+  step does) and the list of infos (one lazy mapping per copy), timed alone;
 - ``TradingEnv.step`` (one env, ``moola.sim.Broker``) and ``DummyVecEnv`` over 8 of them,
   for scale.
 
@@ -189,7 +190,13 @@ def portfolio_fields(env: VecTradingEnv, steps: int) -> None:
 
 
 def decodes(env: VecTradingEnv, steps: int, actions: np.ndarray) -> None:
+    """The decoding the step does: ``decode_many``, or ``decode`` for one copy."""
     codec, positions = env.codec, env._prev_f
+    if env.num_envs == 1:
+        position = float(positions[0])
+        for a in actions[:steps]:
+            codec.decode(a.reshape(1, -1)[0], position)
+        return
     for a in actions[:steps]:
         codec.decode_many(a, positions)
 
@@ -274,7 +281,7 @@ def main() -> None:
         sec = _best(args.repeats, rewards, env, steps)
         row("  part: Reward (equity_change)", n_envs, sec, steps, "default spec")
         sec = _best(args.repeats, decodes, env, steps, actions)
-        row("  part: decode_many (actions)", n_envs, sec, steps, "discrete12")
+        row("  part: decoding the actions", n_envs, sec, steps, "discrete12")
         sec = _best(args.repeats, infos, env, steps)
         row("  part: the infos list (lazy)", n_envs, sec, steps, "one mapping per copy")
     single = TradingEnv(bars, **ENV)
