@@ -187,3 +187,23 @@ def test_sleeves_sum_into_balances():
     assert balances["equity"] == pytest.approx(sum(s.equity for s in states))
     assert balances["USD"] == pytest.approx(sum(s.cash for s in states))
     assert broker.positions() == {"BTC-USD": pytest.approx(0.1), "ETH-USD": pytest.approx(0.1)}
+
+
+def test_a_breach_flattens_with_ids_that_do_not_repeat():
+    """on_breach="flatten": the kernel's own closing order fills under an id made from its
+    bar time, and every fill id derives from a client id (unique across sessions)."""
+    execution = _execution(rules=[{"rule": "total_loss_limit", "pct": 0.001}],
+                           on_breach="flatten")  # fmt: skip
+    rows = list(_bars(40).itertuples(index=False))
+    broker = PaperBroker(execution, [SYMBOL])
+    broker.on_bar(SYMBOL, _bar(rows[0]))
+    ack = broker.submit(_intent("long-1", 0.3, rows[0].timestamp))
+    assert ack.broker_order_id == "paper:long-1"
+    fills = [fill for row in rows[1:] for fill in broker.on_bar(SYMBOL, _bar(row))]
+    entry, flatten = fills
+    assert entry.fill_id == "long-1:fill"
+    assert flatten.client_order_id.startswith(f"paper-flatten-{SYMBOL}-2026-01-01T")
+    assert flatten.fill_id == f"{flatten.client_order_id}:fill"
+    assert flatten.qty == pytest.approx(-0.3) and broker.positions()[SYMBOL] == 0.0
+    denied = broker.submit(_intent("after", 0.1, rows[-1].timestamp))
+    assert denied.status == "rejected" and "total_loss_limit" in denied.detail.lower()

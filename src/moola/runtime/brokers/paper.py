@@ -12,9 +12,12 @@ tests hold the two equal to the bit)::
     # a market intent decided at bar t fills at the open of bar t + latency_bars
 
 ``submit`` is idempotent on ``client_order_id`` (a second submit returns the first ack and
-places nothing). An order the kernel denies (a halted broker, a rule's pre-trade check,
-nothing left under the leverage limit) is acknowledged ``rejected`` with the kernel's
-reasons; one the leverage limit caps is ``accepted`` with the cap in ``detail``.
+places nothing). Ids derive from it: the ack's ``broker_order_id`` is ``paper:<client id>``
+and a fill's ``fill_id`` ``<client id>:fill`` (the kernel fills an order whole), so they
+never repeat across sessions of one journal. An order the kernel denies (a halted broker,
+a rule's pre-trade check, nothing left under the leverage limit) is acknowledged
+``rejected`` with the kernel's reasons; one the leverage limit caps is ``accepted`` with
+the cap in ``detail``.
 ``balances`` sums the sleeves: cash per currency and ``"equity"``.
 """
 
@@ -77,9 +80,9 @@ class PaperBroker:
 
     def _fill(self, symbol: str, fill: Fill) -> BrokerFill:
         oid = int(fill.order_id)
-        client = self._by_order.get((symbol, oid), f"paper-{fill.tag or 'order'}-{symbol}-{oid}")
+        client = self._client_of(symbol, oid, fill.tag, fill.time)
         return BrokerFill(
-            fill_id=f"paper-{symbol}-{oid}",
+            fill_id=f"{client}:fill",
             client_order_id=client,
             symbol=symbol,
             qty=float(fill.qty),
@@ -136,7 +139,7 @@ class PaperBroker:
             if result.capped:
                 detail = f"capped to max_leverage: {abs(result.order.qty)} of {intent.qty}"
             ack = BrokerAck(
-                intent.client_order_id, f"paper-{intent.symbol}-{oid}", "accepted", detail
+                intent.client_order_id, f"paper:{intent.client_order_id}", "accepted", detail
             )
         else:
             ack = BrokerAck(intent.client_order_id, "", "rejected", "; ".join(result.reasons))
@@ -162,12 +165,11 @@ class PaperBroker:
 
     def _intent_of(self, symbol: str, order: Order) -> OrderIntent:
         oid = int(order.id or 0)
-        client = self._by_order.get((symbol, oid))
-        decided = None
-        if client is not None:
-            decided = self._acks[client][0].decided_at
+        client = self._client_of(symbol, oid, order.tag, self.brokers_[symbol].state.time)
+        seen = self._acks.get(client)
+        decided = seen[0].decided_at if seen is not None else None
         return OrderIntent(
-            client_order_id=client or f"paper-{order.tag or 'order'}-{symbol}-{oid}",
+            client_order_id=client,
             symbol=symbol,
             side="buy" if order.qty > 0 else "sell",
             qty=abs(float(order.qty)),
@@ -175,6 +177,18 @@ class PaperBroker:
             limit_price=order.price,
             decided_at=decided,
         )
+
+    def _client_of(self, symbol: str, oid: int, tag: str, time: Any) -> str:
+        """The client id of a kernel order: the intent's, or for an order the kernel placed
+        itself (a flattening order after a breach) one made from its tag, symbol, bar time
+        and number, kept so that it stays the same (fill ids derive from it and must not
+        repeat across sessions)."""
+        client = self._by_order.get((symbol, oid))
+        if client is None:
+            stamp = time.isoformat() if hasattr(time, "isoformat") else str(time)
+            client = f"paper-{tag or 'order'}-{symbol}-{stamp}-{oid}"
+            self._by_order[(symbol, oid)] = client
+        return client
 
     def halt(self, reason: str) -> None:
         """Stop every sleeve: open orders withdrawn, later orders rejected naming ``reason``
