@@ -1,0 +1,30 @@
+"""The SQL journal of paper and live sessions (issue 18): SQLAlchemy models, Alembic
+migrations run on open, and ``LiveJournal``, whose every write is one committed
+transaction and whose every failure is a ``JournalError`` (send nothing).
+
+Import it from here: ``from moola.tracking.livedb import LiveJournal, journal_url``.
+"""
+
+from moola.tracking.livedb.store import (
+    HALT_KEY,
+    IN_FLIGHT_STATUSES,
+    INTENT_STATUSES,
+    KILL_SWITCH_KEY,
+    MIGRATIONS_DIR,
+    MODES,
+    SCHEMA_HEAD,
+    LiveJournal,
+    journal_url,
+)
+
+__all__ = [
+    "HALT_KEY",
+    "INTENT_STATUSES",
+    "IN_FLIGHT_STATUSES",
+    "KILL_SWITCH_KEY",
+    "MIGRATIONS_DIR",
+    "MODES",
+    "SCHEMA_HEAD",
+    "LiveJournal",
+    "journal_url",
+]

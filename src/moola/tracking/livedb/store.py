@@ -1,0 +1,1010 @@
+"""``LiveJournal``: the SQL journal of paper and live sessions (SQLAlchemy + Alembic).
+
+Decisions that move money are written here *before* anything acts on them: every write
+method is one committed transaction, durable when it returns, and any database failure
+(the file removed or made read-only, the server gone, a constraint broken, a schema
+newer than this moola) raises ``JournalError`` with nothing half-written, so the caller
+sends nothing (fail closed).
+
+Where the journal lives (:func:`journal_url`): a SQLite file under the data root by
+default, ``<root>/live/<mode>.db``, paper and live in separate files; PostgreSQL (or
+another SQLite file) when the environment names one: ``DB_URL`` for live sessions,
+``DB_URL_PAPER`` for paper sessions. ``DB_URL`` is never used for paper sessions, so a
+paper run can not write into the live database; the two may not name the same database.
+``postgresql://`` and ``postgres://`` URLs are read as ``postgresql+psycopg://``.
+
+SQLite is opened with WAL and ``synchronous=FULL`` (a committed row survives a kill or a
+power cut), ``BEGIN IMMEDIATE`` for writes (the write lock is taken before the first
+read, so a check and its insert can not interleave with another writer), and one fresh
+connection per transaction opened with ``mode=rw``: a database file removed after the
+journal was opened is an error, never a new empty database.
+
+The schema is created and upgraded by the Alembic migrations kept in this package
+(``migrations/``, run programmatically in the journal's own transaction; no alembic.ini).
+A database at a revision this moola does not know was written by a newer moola and is
+refused, naming both revisions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import pandas as pd
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.pool import NullPool
+
+import moola
+from moola.core.errors import ConfigError, JournalError
+from moola.tracking.livedb.models import (
+    Decision,
+    Event,
+    Fill,
+    Iteration,
+    LiveSession,
+    MemberOutput,
+    OrderIntentRow,
+    PositionSnapshot,
+    StateEntry,
+)
+
+__all__ = [
+    "HALT_KEY",
+    "INTENT_STATUSES",
+    "IN_FLIGHT_STATUSES",
+    "KILL_SWITCH_KEY",
+    "MIGRATIONS_DIR",
+    "MODES",
+    "SCHEMA_HEAD",
+    "LiveJournal",
+    "journal_url",
+]
+
+#: The Alembic head revision this moola writes (a test checks it is the scripts' head).
+SCHEMA_HEAD = "0001"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MODES = ("paper", "live")
+#: Every status an order intent can have; "pending" only when recorded.
+INTENT_STATUSES = (
+    "pending",
+    "sent",
+    "acknowledged",
+    "partially_filled",
+    "filled",
+    "rejected",
+    "cancelled",
+    "expired",
+)
+#: Intents the broker may or may not hold yet: recorded (pending) or handed over (sent)
+#: without an answer. A restart reconciles these with the broker's open orders.
+IN_FLIGHT_STATUSES = ("pending", "sent")
+#: State keys the engine and the CLI share (``status()`` reports them by name).
+KILL_SWITCH_KEY = "kill_switch"
+HALT_KEY = "halt"
+
+_SIDES = ("buy", "sell")
+_ORDER_TYPES = ("market", "limit")
+_SIGNALS = (-1, 0, 1)
+_BUSY_TIMEOUT_S = 10.0
+_PG_MIGRATION_LOCK = 18_0001  # pg_advisory_xact_lock key: one migrator at a time
+
+_T = TypeVar("_T")
+
+
+def journal_url(
+    root: Path | str, mode: Literal["paper", "live"], env: Mapping[str, str] | None = None
+) -> str:
+    """The database URL of the ``mode`` journal under data root ``root``.
+
+    Live: ``DB_URL`` from ``env`` (default ``os.environ``) when set. Paper:
+    ``DB_URL_PAPER`` when set (``DB_URL`` is never used for paper, and the two may not be
+    the same database). Otherwise the SQLite file ``<root>/live/<mode>.db``.
+    """
+    env = os.environ if env is None else env
+    if mode not in MODES:
+        raise ConfigError(
+            f"mode {mode!r} is not a journal mode: use one of {', '.join(MODES)}.", param="mode"
+        )
+    variable = "DB_URL" if mode == "live" else "DB_URL_PAPER"
+    given = (env.get(variable) or "").strip()
+    if not given:
+        path = (Path(root).expanduser() / "live" / f"{mode}.db").absolute()
+        return URL.create("sqlite+pysqlite", database=str(path)).render_as_string()
+    url = _normalise_url(given, variable)
+    live = (env.get("DB_URL") or "").strip()
+    if mode == "paper" and live and _normalise_url(live, "DB_URL") == url:
+        raise ConfigError(
+            f"DB_URL_PAPER names the same database as DB_URL "
+            f"({url.render_as_string(hide_password=True)}): paper and live sessions are "
+            "journaled in separate databases; point DB_URL_PAPER at another database "
+            "or unset it to use the SQLite file under the data root.",
+            param="DB_URL_PAPER",
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def _normalise_url(url: str | URL, param: str) -> URL:
+    """``url`` parsed, with PostgreSQL read as psycopg 3; anything but SQLite or
+    PostgreSQL refused."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"{param} is not a database URL: use sqlite:///PATH or "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE.",
+            param=param,
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise ConfigError(
+        f"{param} uses the database driver {parsed.drivername!r}: the live journal speaks "
+        "sqlite (sqlite:///PATH) and PostgreSQL through psycopg 3 "
+        "(postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE).",
+        param=param,
+    )
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what the driver (or SQLAlchemy, Alembic, the OS) said."""
+    original = getattr(exc, "orig", None)
+    message = str(original if original is not None else exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def _utc(value: Any, param: str) -> datetime:
+    """``value`` (datetime, pandas Timestamp, ISO string) as an aware UTC datetime; a naive
+    value is taken to be UTC."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{param} {value!r} is not a time: give a datetime or an ISO 8601 string.",
+            param=param,
+        ) from exc
+    if pd.isna(stamp):
+        raise ConfigError(f"{param} is missing (NaT): give a time.", param=param)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()
+
+
+def _number(value: Any, param: str, *, positive: bool = False, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{param} {value!r} is not a number.", param=param) from exc
+    if not math.isfinite(number) or (positive and number <= 0):
+        valid = "a finite number above 0" if positive else "a finite number"
+        raise ConfigError(f"{param} is {number!r}: give {valid}.", param=param)
+    return number
+
+
+def _text(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{param} {value!r} must be a non-empty string.", param=param)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars as Python numbers, times as ISO strings,
+    mappings and sequences as dicts and lists, NaN and infinities as null."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _check_keys(record: Mapping[str, Any], what: str, required: set, allowed: set) -> None:
+    if not isinstance(record, Mapping):
+        raise ConfigError(f"{what} must be a mapping, not {type(record).__name__}.", param=what)
+    missing = sorted(required - set(record))
+    unknown = sorted(set(record) - allowed)
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown {', '.join(unknown)}")
+        raise ConfigError(
+            f"{what} has {'; '.join(problems)}: it takes {', '.join(sorted(allowed))}.",
+            param=what,
+        )
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
+
+
+class LiveJournal:
+    """The SQL journal of one database (see the module docstring).
+
+    ``url``: ``sqlite:///PATH`` or ``postgresql+psycopg://...`` (see :func:`journal_url`).
+    ``migrate``: upgrade the schema to :data:`SCHEMA_HEAD` on open (default); without it, a
+    database that is not at the head is refused. A database at a revision this moola does
+    not know (written by a newer moola) is always refused.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self._url = _normalise_url(url, "url")
+        self.url = self._url.render_as_string(hide_password=True)
+        self.path: Path | None = None  # the SQLite file, when it is one
+        self._keeper: Any = None
+        self._identity: tuple[int, int] | None = None
+        self._creating = True
+        self._engine = self._make_engine()
+        self._writer = self._engine.execution_options(moola_write=True)
+        try:
+            self.schema_revision = self._open(migrate)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._creating = False
+        # SQLite checkpoints the WAL and deletes it when its last connection closes; one
+        # idle connection held open keeps that from happening after every transaction
+        # (which would cost several more fsyncs per write). It never runs a statement.
+        if self.path is not None:
+            self._keeper = self._engine.raw_connection()
+            with self._guard("be opened"):
+                stat = os.stat(self.path)
+            self._identity = (stat.st_dev, stat.st_ino)
+
+    def __repr__(self) -> str:
+        return f"LiveJournal({self.url!r})"
+
+    def close(self) -> None:
+        """Close the connections (the journal can not be used afterwards)."""
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+        self._engine.dispose()
+
+    def __enter__(self) -> LiveJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- engine and schema
+
+    def _make_engine(self) -> Engine:
+        if self._url.get_backend_name() == "postgresql":
+            engine = create_engine(
+                self._url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            )
+            return engine
+        database = self._url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise ConfigError(
+                f"url {self.url!r} does not name a SQLite file: the journal must outlive "
+                "the process; use sqlite:///PATH.",
+                param="url",
+            )
+        path = Path(database).absolute()
+        self.path = path
+        with self._guard("create its folder"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            # rwc only while opening: afterwards a missing file is an error, not a new DB.
+            mode = "rwc" if self._creating else "rw"
+            connection = sqlite3.connect(
+                f"file:{quote(str(path))}?mode={mode}",
+                uri=True,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                if self._creating:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error:
+                connection.close()
+                raise
+            return connection
+
+        engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # The driver's own transaction handling is off (isolation_level=None): begin
+            # here, so DDL is transactional too and writers take the lock up front.
+            write = conn.get_execution_options().get("moola_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def _open(self, migrate: bool) -> str:
+        known = {script.revision for script in _scripts().walk_revisions()}
+        with self._guard("be opened"), self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            heads = MigrationContext.configure(conn).get_current_heads()
+            unknown = [head for head in heads if head not in known]
+            if unknown or len(heads) > 1:
+                raise JournalError(
+                    f"The live journal {self.url} is at schema revision "
+                    f"{', '.join(heads)}, which this moola (schema {SCHEMA_HEAD}) does not "
+                    "know: it was written by a newer moola. Upgrade moola to use it; "
+                    "nothing was sent."
+                )
+            current = heads[0] if heads else None
+            if current == SCHEMA_HEAD:
+                return current
+            if not migrate:
+                raise JournalError(
+                    f"The live journal {self.url} is at schema revision "
+                    f"{current or 'none (empty)'}, this moola needs {SCHEMA_HEAD}: open it "
+                    "with migrate=True to upgrade it; nothing was sent."
+                )
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, SCHEMA_HEAD)
+            return SCHEMA_HEAD
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn any database, migration or file-system failure into ``JournalError``."""
+        try:
+            yield
+        except (JournalError, ConfigError):
+            raise
+        except (SQLAlchemyError, CommandError, sqlite3.Error, OSError) as exc:
+            raise JournalError(
+                f"The live journal {self.url} could not {action}: {_reason(exc)}. "
+                "Nothing was written; send nothing until the journal works again."
+            ) from exc
+
+    def _check_file(self, action: str) -> None:
+        """Refuse to write when the SQLite file was removed, replaced or made read-only
+        since it was opened. SQLite alone would not notice: a process reuses the open
+        descriptors of a file it still holds, so the write would land in an unlinked or
+        read-only file."""
+        assert self.path is not None
+        problem = None
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            problem = "its file was removed"
+        except OSError as exc:
+            problem = f"its file can not be read ({exc.strerror})"
+        else:
+            if (stat.st_dev, stat.st_ino) != self._identity:
+                problem = "its file was replaced by another one"
+            elif not os.access(self.path, os.W_OK):
+                problem = "its file is read-only"
+        if problem is not None:
+            raise JournalError(
+                f"The live journal {self.url} could not {action}: {problem}. "
+                "Nothing was written; send nothing until the journal works again."
+            )
+
+    def _write(self, action: str, work: Callable[[OrmSession], _T]) -> _T:
+        """Run ``work`` in one write transaction, committed (durable) when this returns."""
+        if self.path is not None:
+            self._check_file(action)
+        with self._guard(action), OrmSession(self._writer, expire_on_commit=False) as session:
+            with session.begin():
+                result = work(session)
+            return result
+
+    def _read(self, action: str, work: Callable[[OrmSession], _T]) -> _T:
+        with (
+            self._guard(action),
+            OrmSession(self._engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            return work(session)
+
+    # ------------------------------------------------------------------ lookups in a tx
+
+    @staticmethod
+    def _session(session: OrmSession, session_id: str, *, open_only: bool) -> LiveSession:
+        row = session.get(LiveSession, session_id)
+        if row is None:
+            raise JournalError(f"The live journal has no session {session_id!r}.")
+        if open_only and row.ended_at is not None:
+            raise JournalError(
+                f"Session {session_id!r} ended at {row.ended_at.isoformat()} "
+                f"({row.end_reason}): nothing more is recorded in it."
+            )
+        return row
+
+    @staticmethod
+    def _intent(session: OrmSession, client_order_id: str) -> OrderIntentRow | None:
+        return session.scalar(
+            select(OrderIntentRow).where(OrderIntentRow.client_order_id == client_order_id)
+        )
+
+    # -------------------------------------------------------------------------- writes
+
+    def start_session(self, mode: str, config: Mapping[str, Any], config_hash: str) -> str:
+        """Record a new session with its resolved ``config``; returns its id."""
+        if mode not in MODES:
+            raise ConfigError(
+                f"mode {mode!r} is not a session mode: use one of {', '.join(MODES)}.",
+                param="mode",
+            )
+        _text(config_hash, "config_hash")
+        session_id = uuid.uuid4().hex
+        row = LiveSession(
+            id=session_id,
+            mode=mode,
+            config=_jsonable(dict(config)),
+            config_hash=config_hash,
+            moola_version=moola.__version__,
+            started_at=datetime.now(UTC),
+        )
+        self._write("record the session start", lambda s: s.add(row))
+        return session_id
+
+    def end_session(self, session_id: str, reason: str) -> None:
+        """Record the end of a session and why; a session ends once (a second call keeps
+        the first end)."""
+
+        def work(session: OrmSession) -> None:
+            row = self._session(session, session_id, open_only=False)
+            if row.ended_at is None:
+                row.ended_at = datetime.now(UTC)
+                row.end_reason = str(reason)
+
+        self._write("record the session end", work)
+
+    def record_iteration(
+        self,
+        session_id: str,
+        symbol: str,
+        bar_time: Any,
+        feature_hash: str,
+        bar: Mapping[str, Any],
+    ) -> int:
+        """Record the inputs of one decision (one closed bar of ``symbol``); returns the
+        iteration id. A session sees each (symbol, bar time) once."""
+        _text(symbol, "symbol")
+        _text(feature_hash, "feature_hash")
+        when = _utc(bar_time, "bar_time")
+
+        def work(session: OrmSession) -> int:
+            self._session(session, session_id, open_only=True)
+            seen = session.scalar(
+                select(Iteration.id).where(
+                    Iteration.session_id == session_id,
+                    Iteration.symbol == symbol,
+                    Iteration.bar_time == when,
+                )
+            )
+            if seen is not None:
+                raise JournalError(
+                    f"Session {session_id!r} recorded the {symbol} bar at {when.isoformat()} "
+                    f"before (iteration {seen}): a bar is decided on once."
+                )
+            row = Iteration(
+                session_id=session_id,
+                symbol=symbol,
+                bar_time=when,
+                feature_hash=feature_hash,
+                bar=_jsonable(dict(bar)),
+                recorded_at=datetime.now(UTC),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self._write("record the iteration", work)
+
+    def record_members(self, iteration_id: int, outputs: Sequence[Mapping[str, Any]]) -> None:
+        """Record every ensemble member's output for an iteration, all or none:
+        each ``{"member", "run_id", "value", "stale", "weight"}`` (value None when the
+        member gave none)."""
+        rows = []
+        for index, output in enumerate(outputs):
+            what = f"outputs[{index}]"
+            _check_keys(
+                output,
+                what,
+                {"member", "value", "stale"},
+                {"member", "run_id", "value", "stale", "weight"},
+            )
+            rows.append(
+                MemberOutput(
+                    iteration_id=iteration_id,
+                    member=_text(output["member"], f"{what}.member"),
+                    run_id=output.get("run_id"),
+                    value=_number(output["value"], f"{what}.value", optional=True),
+                    stale=bool(output["stale"]),
+                    weight=_number(output.get("weight"), f"{what}.weight", optional=True),
+                )
+            )
+        names = [row.member for row in rows]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"outputs name a member twice: {names}.", param="outputs")
+
+        def work(session: OrmSession) -> None:
+            if session.get(Iteration, iteration_id) is None:
+                raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
+            session.add_all(rows)
+
+        self._write("record the member outputs", work)
+
+    def record_decision(self, iteration_id: int, decision: Mapping[str, Any]) -> int:
+        """Record what an iteration decided and why; returns the decision id.
+
+        ``{"probability", "calibrated", "tier", "signal" (-1/0/1), "action", "reasons"}``;
+        any other key (the ensemble's weights used, members missing, ...) is kept in the
+        decision's ``detail``.
+        """
+        if not isinstance(decision, Mapping):
+            raise ConfigError("decision must be a mapping.", param="decision")
+        missing = sorted({"signal", "action"} - set(decision))
+        if missing:
+            raise ConfigError(
+                f"decision has no {', '.join(missing)}: it needs signal (-1, 0 or 1) and "
+                "action, and takes probability, calibrated, tier, reasons.",
+                param="decision",
+            )
+        signal = decision["signal"]
+        if isinstance(signal, bool) or signal not in _SIGNALS:
+            raise ConfigError(
+                f"decision.signal is {signal!r}: use -1, 0 or 1.", param="decision.signal"
+            )
+        reasons = decision.get("reasons") or []
+        if isinstance(reasons, str) or not all(isinstance(r, str) for r in reasons):
+            raise ConfigError(
+                f"decision.reasons must be a list of strings, not {reasons!r}.",
+                param="decision.reasons",
+            )
+        tier = decision.get("tier")
+        known = {"probability", "calibrated", "tier", "signal", "action", "reasons"}
+        row = Decision(
+            iteration_id=iteration_id,
+            probability=_number(decision.get("probability"), "decision.probability", optional=True),
+            calibrated=_number(decision.get("calibrated"), "decision.calibrated", optional=True),
+            tier=None if tier is None else _text(tier, "decision.tier"),
+            signal=int(signal),
+            action=_text(decision["action"], "decision.action"),
+            reasons=list(reasons),
+            detail=_jsonable({k: v for k, v in decision.items() if k not in known}),
+            decided_at=datetime.now(UTC),
+        )
+
+        def work(session: OrmSession) -> int:
+            if session.get(Iteration, iteration_id) is None:
+                raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self._write("record the decision", work)
+
+    def record_intent(self, decision_id: int, intent: Mapping[str, Any]) -> None:
+        """Record an order intent (status "pending") before the broker is called.
+
+        ``{"client_order_id", "symbol", "side", "qty", "order_type", "limit_price"}`` (and
+        optionally ``decided_at``). A client order id recorded before is refused with
+        ``JournalError``: one id is never two intents, so it is never sent twice.
+        """
+        allowed = {
+            "client_order_id",
+            "symbol",
+            "side",
+            "qty",
+            "order_type",
+            "limit_price",
+            "decided_at",
+        }
+        _check_keys(intent, "intent", allowed - {"limit_price", "decided_at"}, allowed)
+        client_order_id = _text(intent["client_order_id"], "intent.client_order_id")
+        side, order_type = intent["side"], intent["order_type"]
+        if side not in _SIDES:
+            raise ConfigError(f"intent.side is {side!r}: use buy or sell.", param="intent.side")
+        if order_type not in _ORDER_TYPES:
+            raise ConfigError(
+                f"intent.order_type is {order_type!r}: use market or limit.",
+                param="intent.order_type",
+            )
+        limit_price = _number(
+            intent.get("limit_price"), "intent.limit_price", positive=True, optional=True
+        )
+        if (order_type == "limit") != (limit_price is not None):
+            raise ConfigError(
+                f"intent.limit_price is {limit_price!r} for a {order_type} order: a limit "
+                "order needs one, a market order has none.",
+                param="intent.limit_price",
+            )
+        decided = intent.get("decided_at")
+        now = datetime.now(UTC)
+
+        def work(session: OrmSession) -> None:
+            before = self._intent(session, client_order_id)
+            if before is not None:
+                raise JournalError(
+                    f"Client order id {client_order_id!r} was recorded before (decision "
+                    f"{before.decision_id}, status {before.status}): an order intent is "
+                    "recorded and sent once; nothing was written."
+                )
+            decision = session.get(Decision, decision_id)
+            if decision is None:
+                raise JournalError(f"The live journal has no decision {decision_id!r}.")
+            iteration = session.get(Iteration, decision.iteration_id)
+            assert iteration is not None  # a foreign key
+            self._session(session, iteration.session_id, open_only=True)
+            session.add(
+                OrderIntentRow(
+                    client_order_id=client_order_id,
+                    decision_id=decision_id,
+                    session_id=iteration.session_id,
+                    symbol=_text(intent["symbol"], "intent.symbol"),
+                    side=side,
+                    qty=_number(intent["qty"], "intent.qty", positive=True),
+                    order_type=order_type,
+                    limit_price=limit_price,
+                    decided_at=None if decided is None else _utc(decided, "intent.decided_at"),
+                    status="pending",
+                    broker_order_id=None,
+                    detail="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+        self._write("record the order intent", work)
+
+    def mark_intent(
+        self,
+        client_order_id: str,
+        status: str,
+        broker_order_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """Record what became of an intent: sent, acknowledged, partially_filled, filled,
+        rejected, cancelled or expired (each change is also an ``intent_status`` event)."""
+        if status not in INTENT_STATUSES or status == "pending":
+            valid = ", ".join(s for s in INTENT_STATUSES if s != "pending")
+            raise ConfigError(f"status {status!r} is not one of {valid}.", param="status")
+
+        def work(session: OrmSession) -> None:
+            row = self._intent(session, client_order_id)
+            if row is None:
+                raise JournalError(
+                    f"The live journal has no order intent {client_order_id!r}: an order "
+                    "is recorded before it is sent."
+                )
+            if broker_order_id is not None:
+                if row.broker_order_id not in (None, broker_order_id):
+                    raise JournalError(
+                        f"Order intent {client_order_id!r} has broker order id "
+                        f"{row.broker_order_id!r}, not {broker_order_id!r}."
+                    )
+                row.broker_order_id = broker_order_id
+            previous = row.status
+            row.status = status
+            if detail:
+                row.detail = str(detail)
+            row.updated_at = datetime.now(UTC)
+            session.add(
+                Event(
+                    session_id=row.session_id,
+                    kind="intent_status",
+                    payload={
+                        "client_order_id": client_order_id,
+                        "from": previous,
+                        "to": status,
+                        "broker_order_id": row.broker_order_id,
+                        "detail": str(detail),
+                    },
+                    at=row.updated_at,
+                )
+            )
+
+        self._write("record the order status", work)
+
+    def record_fill(self, client_order_id: str, fill: Mapping[str, Any]) -> None:
+        """Record a fill of an intent: ``{"fill_id", "symbol", "qty" (signed), "price",
+        "fee", "time"}``. Idempotent on the fill id: the same fill again is a no-op, a
+        different fill under a known id is refused."""
+        allowed = {"fill_id", "client_order_id", "symbol", "qty", "price", "fee", "time"}
+        _check_keys(fill, "fill", allowed - {"client_order_id"}, allowed)
+        if fill.get("client_order_id", client_order_id) != client_order_id:
+            raise ConfigError(
+                f"fill.client_order_id {fill['client_order_id']!r} is not the intent "
+                f"{client_order_id!r} it is recorded for.",
+                param="fill.client_order_id",
+            )
+        values = {
+            "fill_id": _text(fill["fill_id"], "fill.fill_id"),
+            "client_order_id": client_order_id,
+            "symbol": _text(fill["symbol"], "fill.symbol"),
+            "qty": _number(fill["qty"], "fill.qty"),
+            "price": _number(fill["price"], "fill.price", positive=True),
+            "fee": _number(fill["fee"], "fill.fee"),
+            "time": _utc(fill["time"], "fill.time"),
+        }
+
+        def work(session: OrmSession) -> None:
+            known = session.scalar(select(Fill).where(Fill.fill_id == values["fill_id"]))
+            if known is not None:
+                recorded = {key: getattr(known, key) for key in values}
+                if recorded != values:
+                    raise JournalError(
+                        f"Fill {values['fill_id']!r} was recorded before with other values "
+                        f"({recorded}), not {values}."
+                    )
+                return
+            if self._intent(session, client_order_id) is None:
+                raise JournalError(
+                    f"The live journal has no order intent {client_order_id!r} for fill "
+                    f"{values['fill_id']!r}: reconcile with the broker before trading."
+                )
+            session.add(Fill(**values, recorded_at=datetime.now(UTC)))
+
+        self._write("record the fill", work)
+
+    def record_position(self, session_id: str, snapshot: Mapping[str, Any]) -> None:
+        """Record a position snapshot: ``{"symbol", "qty", "avg_price", "equity", "cash",
+        "at"}`` (avg_price may be None when flat)."""
+        allowed = {"symbol", "qty", "avg_price", "equity", "cash", "at"}
+        _check_keys(snapshot, "snapshot", allowed - {"avg_price"}, allowed)
+        row = PositionSnapshot(
+            session_id=session_id,
+            symbol=_text(snapshot["symbol"], "snapshot.symbol"),
+            qty=_number(snapshot["qty"], "snapshot.qty"),
+            avg_price=_number(snapshot.get("avg_price"), "snapshot.avg_price", optional=True),
+            equity=_number(snapshot["equity"], "snapshot.equity"),
+            cash=_number(snapshot["cash"], "snapshot.cash"),
+            at=_utc(snapshot["at"], "snapshot.at"),
+        )
+
+        def work(session: OrmSession) -> None:
+            self._session(session, session_id, open_only=False)
+            session.add(row)
+
+        self._write("record the position", work)
+
+    def record_event(self, session_id: str | None, kind: str, payload: Mapping[str, Any]) -> None:
+        """Record an event (halt, unlock with person and reason, kill on/off, denial, broker
+        error, ...), of a session or (``session_id`` None) of the journal as a whole."""
+        row = Event(
+            session_id=session_id,
+            kind=_text(kind, "kind"),
+            payload=_jsonable(dict(payload)),
+            at=datetime.now(UTC),
+        )
+
+        def work(session: OrmSession) -> None:
+            if session_id is not None:
+                self._session(session, session_id, open_only=False)
+            session.add(row)
+
+        self._write("record the event", work)
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` (kill switch, halt, rate-limit buckets,
+        start-of-day equity), replacing the one before."""
+        _text(key, "key")
+        row = StateEntry(key=key, value=_jsonable(value), updated_at=datetime.now(UTC))
+        self._write(f"store state {key!r}", lambda s: s.merge(row))
+
+    # --------------------------------------------------------------------------- reads
+
+    def get_state(self, key: str) -> Any | None:
+        """The JSON value stored under ``key``, or None."""
+        row = self._read(f"read state {key!r}", lambda s: s.get(StateEntry, key))
+        return None if row is None else row.value
+
+    def intent_status(self, client_order_id: str) -> str | None:
+        """The status of the intent with this client order id, or None if never recorded."""
+
+        def work(session: OrmSession) -> str | None:
+            row = self._intent(session, client_order_id)
+            return None if row is None else row.status
+
+        return self._read("read the order status", work)
+
+    def pending_intents(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Intents recorded but not answered by the broker (status pending or sent), oldest
+        first, of one session or all: what a restart must reconcile before trading."""
+
+        def work(session: OrmSession) -> list[dict[str, Any]]:
+            query = select(OrderIntentRow).where(OrderIntentRow.status.in_(IN_FLIGHT_STATUSES))
+            if session_id is not None:
+                query = query.where(OrderIntentRow.session_id == session_id)
+            return [_row(row) for row in session.scalars(query.order_by(OrderIntentRow.id))]
+
+        return self._read("read the pending orders", work)
+
+    def fills(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        """Recorded fills (of one intent, or all), in the order recorded."""
+
+        def work(session: OrmSession) -> list[dict[str, Any]]:
+            query = select(Fill).order_by(Fill.id)
+            if client_order_id is not None:
+                query = query.where(Fill.client_order_id == client_order_id)
+            return [_row(row) for row in session.scalars(query)]
+
+        return self._read("read the fills", work)
+
+    def events(self, session_id: str | None = None, kind: str | None = None) -> list[dict]:
+        """Recorded events (of one session and/or kind), in the order recorded."""
+
+        def work(session: OrmSession) -> list[dict[str, Any]]:
+            query = select(Event).order_by(Event.id)
+            if session_id is not None:
+                query = query.where(Event.session_id == session_id)
+            if kind is not None:
+                query = query.where(Event.kind == kind)
+            return [_row(row) for row in session.scalars(query)]
+
+        return self._read("read the events", work)
+
+    SIGNAL_COLUMNS = (
+        "decision_id",
+        "session_id",
+        "symbol",
+        "bar_time",
+        "probability",
+        "calibrated",
+        "tier",
+        "signal",
+        "action",
+        "reasons",
+        "decided_at",
+        "client_order_id",
+        "side",
+        "qty",
+        "status",
+    )
+
+    def signals(
+        self,
+        since: Any = None,
+        *,
+        session_id: str | None = None,
+        include_flat: bool = False,
+    ) -> pd.DataFrame:
+        """Decisions with bar time at or after ``since`` (all when None), oldest first, one
+        row per decision and order intent (:attr:`SIGNAL_COLUMNS`; intent columns empty
+        when it sent none). Only signals (signal -1 or 1) unless ``include_flat``."""
+        start = None if since is None else _utc(since, "since")
+
+        def work(session: OrmSession) -> list[tuple]:
+            query = (
+                select(
+                    Decision.id,
+                    Iteration.session_id,
+                    Iteration.symbol,
+                    Iteration.bar_time,
+                    Decision.probability,
+                    Decision.calibrated,
+                    Decision.tier,
+                    Decision.signal,
+                    Decision.action,
+                    Decision.reasons,
+                    Decision.decided_at,
+                    OrderIntentRow.client_order_id,
+                    OrderIntentRow.side,
+                    OrderIntentRow.qty,
+                    OrderIntentRow.status,
+                )
+                .join(Iteration, Decision.iteration_id == Iteration.id)
+                .outerjoin(OrderIntentRow, OrderIntentRow.decision_id == Decision.id)
+                .order_by(Iteration.bar_time, Decision.id, OrderIntentRow.id)
+            )
+            if start is not None:
+                query = query.where(Iteration.bar_time >= start)
+            if session_id is not None:
+                query = query.where(Iteration.session_id == session_id)
+            if not include_flat:
+                query = query.where(Decision.signal != 0)
+            return [tuple(row) for row in session.execute(query)]
+
+        frame = pd.DataFrame(self._read("read the signals", work), columns=self.SIGNAL_COLUMNS)
+        for column in ("bar_time", "decided_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def status(self) -> dict[str, Any]:
+        """Sessions (newest first), the latest position of each symbol, the last decision,
+        pending intents, kill switch and halt state and every stored state value."""
+
+        def work(session: OrmSession) -> dict[str, Any]:
+            sessions = [
+                _row(row)
+                for row in session.scalars(
+                    select(LiveSession).order_by(LiveSession.started_at.desc())
+                )
+            ]
+            for row in sessions:
+                row.pop("config")
+            latest = (
+                select(func.max(PositionSnapshot.id)).group_by(PositionSnapshot.symbol)
+            ).scalar_subquery()
+            positions = [
+                _row(row)
+                for row in session.scalars(
+                    select(PositionSnapshot)
+                    .where(PositionSnapshot.id.in_(latest))
+                    .order_by(PositionSnapshot.symbol)
+                )
+            ]
+            last = session.execute(
+                select(Decision, Iteration)
+                .join(Iteration, Decision.iteration_id == Iteration.id)
+                .order_by(Decision.id.desc())
+                .limit(1)
+            ).first()
+            last_decision = None
+            if last is not None:
+                decision, iteration = last
+                last_decision = _row(decision) | {
+                    "session_id": iteration.session_id,
+                    "symbol": iteration.symbol,
+                    "bar_time": iteration.bar_time,
+                }
+            state = {row.key: row.value for row in session.scalars(select(StateEntry))}
+            pending = session.scalar(
+                select(func.count())
+                .select_from(OrderIntentRow)
+                .where(OrderIntentRow.status.in_(IN_FLIGHT_STATUSES))
+            )
+            return {
+                "url": self.url,
+                "schema_revision": self.schema_revision,
+                "sessions": sessions,
+                "open_sessions": [row["id"] for row in sessions if row["ended_at"] is None],
+                "positions": positions,
+                "last_decision": last_decision,
+                "pending_intents": int(pending or 0),
+                KILL_SWITCH_KEY: state.get(KILL_SWITCH_KEY),
+                HALT_KEY: state.get(HALT_KEY),
+                "state": state,
+            }
+
+        return self._read("read the status", work)
