@@ -29,7 +29,7 @@ COSTS = {
 }
 
 
-def _bars(n: int, seed: int = 0, freq: str = "1h") -> pd.DataFrame:
+def _bars(n: int, seed: int = 0, freq: str = "1h", timeframe: str = "1h") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-3, n)))
     open_ = np.concatenate([[100.0], close[:-1]]) * (1.0 + rng.normal(0.0, 1e-3, n))
@@ -43,7 +43,7 @@ def _bars(n: int, seed: int = 0, freq: str = "1h") -> pd.DataFrame:
         close,
         rng.integers(1, 1_000, n).astype(np.float64),
         symbol="X",
-        timeframe=freq,
+        timeframe=timeframe,
     )
 
 
@@ -197,6 +197,26 @@ def test_end_of_data_and_rules_end_episodes_like_single_envs() -> None:
             if out_s[2][e]:
                 endings.add(out_s[3][e]["terminated_by"])
     assert {"end_of_data", "rule:daily_loss_limit"} <= endings
+
+
+def test_default_ftmo_terms_match_single_envs() -> None:
+    """No execution given: the FTMO rules (a daily limit on the initial basis, days in
+    Europe/Prague; a total limit; a profit target and trading days, which never end one)."""
+    bars = _bars(300, seed=2, freq="15min", timeframe="15m")
+    kwargs = {"window": 6, "action_space": "continuous", "max_steps": 60}
+    single = DummyVecEnv([lambda: TradingEnv(bars, **kwargs) for _ in range(3)])
+    vec = VecTradingEnv(bars, 3, **kwargs)
+    single.seed(4)
+    vec.seed(4)
+    _assert_same(vec.reset(), single.reset(), "reset obs")
+    rng = np.random.default_rng(8)
+    for k in range(150):
+        actions = rng.uniform(-1.0, 1.0, (3, 1)).astype(np.float32)
+        out_v, out_s = vec.step(actions), single.step(actions)
+        for part, (a, b) in enumerate(zip(out_v[:3], out_s[:3], strict=True)):
+            _assert_same(a, b, f"step {k} part {part}")
+        for e in range(3):
+            _assert_same(dict(out_v[3][e]), out_s[3][e], f"step {k} env {e} info")
 
 
 class _EvenStarts:
