@@ -64,6 +64,7 @@ class FakeCoinbase:
         self.fills: list[dict] = []
         self.requests: list[tuple[str, str, dict, Any]] = []
         self.auth_failures: list[str] = []
+        self.unlisted: set[str] = set()  # client ids not yet in listings (eventual consistency)
         self.creates = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -286,7 +287,9 @@ class FakeCoinbase:
         return items[start:end], (str(end) if end < len(items) else ""), end < len(items)
 
     def _list_orders(self, query: dict) -> dict:
-        orders = list(reversed(self.orders.values()))  # newest first
+        orders = [
+            o for o in reversed(self.orders.values()) if o["client_order_id"] not in self.unlisted
+        ]  # newest first
         if "product_ids" in query:
             orders = [o for o in orders if o["product_id"] in query["product_ids"]]
         if "order_status" in query:

@@ -301,3 +301,16 @@ def test_the_secret_appears_in_no_log_repr_or_error(fake, key, caplog, tmp_path,
         assert not any(line in text for line in secret_lines)
     with pytest.raises(TypeError):
         __import__("pickle").dumps(creds)
+
+
+def test_an_unanswered_create_says_so_and_the_same_intent_is_safe_to_resend(fake, broker):
+    """Every answer lost and the order not yet listed (eventual consistency): the adapter
+    resends with the same client id (Coinbase creates nothing new), then says the order may
+    exist; submitting the same intent later returns that order."""
+    fake.fail("POST", "/orders", "lost", "lost", "lost")
+    fake.unlisted.add("maybe-1")
+    with pytest.raises(BrokerError, match="may have reached Coinbase"):
+        broker.submit(_buy("maybe-1"))
+    assert fake.creates == 1 and fake.calls("POST", "/orders") == 3
+    ack = broker.submit(_buy("maybe-1"))  # the same client id: Coinbase returns that order
+    assert fake.creates == 1 and fake.orders[ack.broker_order_id]["client_order_id"] == "maybe-1"

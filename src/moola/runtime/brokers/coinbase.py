@@ -61,6 +61,10 @@ GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase na
 _OPEN_STATUSES = ("OPEN", "PENDING", "QUEUED")
 
 
+class _Unanswered(BrokerError):
+    """No answer after the retries (429, 5xx, timeouts): the request may have been done."""
+
+
 def _decimal(value: float) -> str:
     """A positive float as Coinbase's decimal string (no exponent): 1e-05 -> '0.00001'."""
     return format(Decimal(repr(float(value))), "f")
@@ -220,7 +224,7 @@ class CoinbaseAdvancedTrade:
                     delay,
                 )
                 self._sleep(delay)
-        raise BrokerError(
+        raise _Unanswered(
             f"Coinbase {endpoint} failed after {self.max_retries + 1} attempt(s); last: {last}."
         )
 
@@ -283,7 +287,13 @@ class CoinbaseAdvancedTrade:
             )
             return {"success": True, "success_response": order}
 
-        data = self._call("POST", "/orders", body=body, before_retry=existing)
+        try:
+            data = self._call("POST", "/orders", body=body, before_retry=existing)
+        except _Unanswered as exc:
+            raise BrokerError(
+                f"{exc} Order {intent.client_order_id} may have reached Coinbase; submitting "
+                "the same intent again (same client_order_id) cannot create a second order."
+            ) from None
         if not data.get("success"):
             err = data.get("error_response") or {}
             code = err.get("error") or data.get("failure_reason") or "UNKNOWN_FAILURE_REASON"
