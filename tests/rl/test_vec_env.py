@@ -52,25 +52,32 @@ def bars() -> pd.DataFrame:
     return _bars(400)
 
 
-@pytest.mark.parametrize("latency", [1, 2])
-def test_equity_equals_the_backtest_of_the_same_targets(bars: pd.DataFrame, latency: int) -> None:
-    execution = {**COSTS, "latency_bars": latency, "rules": "none"}
+@pytest.mark.parametrize(
+    ("latency", "instrument"),
+    [(1, "equity"), (2, "equity"), (2, "futures:MES"), (3, "crypto")],
+)
+def test_equity_equals_the_backtest_of_the_same_targets(
+    bars: pd.DataFrame, latency: int, instrument: str
+) -> None:
+    """Point values, leverage and fractional lots too (MES: 5 per point, 10x; crypto)."""
+    execution = {**COSTS, "latency_bars": latency, "rules": "none", "instrument": instrument}
     starts = [20, 100, 250]
     env = VecTradingEnv(bars, 3, window=10, execution=execution, action_space="continuous")
     env.set_options([{"start": s} for s in starts])
     env.reset()
     rng = np.random.default_rng(1)
     steps = 120
-    actions = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(steps, 3))
+    # the targets as the float32 Box actions carry them
+    actions = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(steps, 3)).astype(np.float32)
     equity = np.full((steps + 1, 3), COSTS["initial_cash"])
     for k in range(steps):
-        _, _, dones, infos = env.step(actions[k][:, None].astype(np.float32))
+        _, _, dones, infos = env.step(actions[k][:, None])
         assert not dones.any()
         equity[k + 1] = [info["equity"] for info in infos]
     config = ExecutionConfig(**execution)
     for e, s in enumerate(starts):
         # target[j] is decided at episode bar j; the last bar holds the previous one
-        target = np.append(actions[:, e], actions[-1, e])
+        target = np.append(actions[:, e], actions[-1, e]).astype(np.float64)
         part = bars.iloc[s : s + steps + 1]
         columns = (part[c].to_numpy() for c in ("open", "high", "low", "close", "volume"))
         sim = backtest_positions(*columns, target, config)
