@@ -165,6 +165,30 @@ def test_a_database_from_a_newer_schema_is_refused_naming_both_revisions(open_jo
         engine.dispose()
 
 
+def test_a_migration_that_fails_halfway_leaves_the_database_as_it_was(open_journal, db_url):
+    """The migration runs in the journal's transaction (DDL included, on SQLite too): a
+    failure after some tables were created leaves none of them, and the next open
+    migrates from scratch."""
+
+    def fail_on_fills(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("CREATE TABLE FILLS"):
+            raise sa.exc.OperationalError(statement, parameters, Exception("disk full"))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", fail_on_fills)
+    try:
+        with pytest.raises(JournalError, match="could not be opened: disk full"):
+            open_journal()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", fail_on_fills)
+    engine = _raw(db_url)
+    try:
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()
+    assert open_journal().schema_revision == SCHEMA_HEAD
+
+
 # ----------------------------------------------------------------------- round trips
 
 
