@@ -155,7 +155,8 @@ def combine(
     total = math.fsum(w for w, _ in used.values())
     if not used or total <= 0.0:
         return EnsembleResult(None, {}, missing, renormalised, reasons)
-    probability = math.fsum(w * v for w, v in used.values()) / total
-    probability = min(1.0, max(0.0, probability))  # rounding may not leave [0, 1]
+    # normalise first: w * v of a tiny weight would underflow before the division
     weights_used = {name: w / total for name, (w, _) in used.items()}
+    probability = math.fsum(weights_used[name] * v for name, (_, v) in used.items())
+    probability = min(1.0, max(0.0, probability))  # rounding may not leave [0, 1]
     return EnsembleResult(probability, weights_used, missing, renormalised, reasons)
