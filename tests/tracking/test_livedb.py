@@ -290,6 +290,36 @@ def test_a_client_order_id_is_recorded_once(journal):
     assert only["decision_id"] == decision and only["qty"] == 0.25
 
 
+def test_record_step_writes_a_whole_iteration_or_nothing(journal):
+    session = journal.start_session("paper", {}, "h")
+    outputs = [
+        {"member": "direction", "run_id": "r1", "value": 0.8, "stale": False, "weight": 0.35},
+        {"member": "trend", "run_id": "r2", "value": 0.7, "stale": False, "weight": 0.40},
+    ]
+    decision = {"probability": 0.76, "tier": "high", "signal": 1, "action": "buy", "reasons": []}
+    iteration, decided = journal.record_step(
+        session, "BTC-USD", T0, "fh", {"close": 1.0}, outputs, decision, [_intent("c-1")]
+    )
+    [row] = journal.signals().itertuples()
+    assert (row.decision_id, row.client_order_id, row.status) == (decided, "c-1", "pending")
+    assert journal.status()["last_decision"]["iteration_id"] == iteration
+
+    later = T0 + timedelta(hours=1)
+    with pytest.raises(JournalError, match="'c-1' was recorded before"):
+        journal.record_step(
+            session, "BTC-USD", later, "fh", {}, outputs, decision, [_intent("c-2"), _intent("c-1")]
+        )
+    assert len(journal.signals(include_flat=True)) == 1  # no iteration, decision or c-2
+    assert journal.intent_status("c-2") is None
+    # the bar was not recorded, so the same step can be written once the problem is fixed
+    journal.record_step(session, "BTC-USD", later, "fh", {}, outputs, decision, [_intent("c-2")])
+    assert journal.intent_status("c-2") == "pending"
+    with pytest.raises(ConfigError, match="client order id twice"):
+        journal.record_step(
+            session, "ETH-USD", later, "fh", {}, [], decision, [_intent("c-3"), _intent("c-3")]
+        )
+
+
 def test_marking_an_unknown_intent_or_with_a_bad_status_is_refused(journal):
     with pytest.raises(JournalError, match="no order intent 'nope'"):
         journal.mark_intent("nope", "sent")
