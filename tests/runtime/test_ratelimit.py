@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,6 +60,9 @@ def test_datetimes_are_accepted() -> None:
     assert limiter.allow("low", start).allowed
     assert not limiter.allow("low", start + dt.timedelta(minutes=59)).allowed
     assert limiter.allow("low", dt.datetime(2024, 1, 1, 1)).allowed  # naive = UTC
+    assert not limiter.allow("low", np.float64(limiter.state()["buckets"]["all"]["last"])).allowed
+    with pytest.raises(ConfigError, match="now="):
+        limiter.allow("low", "soon")
 
 
 @pytest.mark.parametrize(

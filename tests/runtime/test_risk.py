@@ -206,7 +206,14 @@ def test_a_sized_order_passes_risk_per_trade_and_one_lot_more_does_not() -> None
 
 @pytest.mark.parametrize(
     ("values", "named"),
-    [({"price": math.nan}, "price"), ({"equity": math.inf}, "equity"), ({"price": 0.0}, "price")],
+    [
+        ({"price": math.nan}, "price"),
+        ({"equity": math.inf}, "equity"),
+        ({"equity": 0.0}, "equity"),
+        ({"price": 0.0}, "price"),
+        ({"open_orders": (None,)}, "open_orders"),
+        ({"other_open_positions": -1}, "other_open_positions"),
+    ],
 )
 def test_an_account_that_cannot_be_judged_is_denied(values, named) -> None:
     reasons = _gate().check(_buy(1.0), _account(**values))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import datetime as _dt
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -46,7 +47,7 @@ def seconds(now: Any) -> float:
     if isinstance(now, _dt.datetime):
         stamp = now if now.tzinfo is not None else now.replace(tzinfo=_dt.UTC)
         return stamp.timestamp()
-    if isinstance(now, int | float) and not isinstance(now, bool) and math.isfinite(now):
+    if isinstance(now, numbers.Real) and not isinstance(now, bool) and math.isfinite(now):
         return float(now)
     raise ConfigError(
         f"now={now!r}: give seconds since the epoch (a finite number) or a datetime.",

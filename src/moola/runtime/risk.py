@@ -159,6 +159,14 @@ def _signed_qty(intent: Any) -> float:
     return qty if side == "buy" else -qty
 
 
+def _float(value: Any) -> float:
+    """``value`` as a float; NaN when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _num(value: float) -> float | str:
     """A float as JSON: non-finite values as strings (JSON has no infinity)."""
     return value if math.isfinite(value) else repr(value)
@@ -350,20 +358,24 @@ class RiskGate:
 
     @staticmethod
     def _unjudgeable(account: AccountState, stop_distance: float | None) -> str:
+        """Why ``account`` (or ``stop_distance``) cannot be judged, or ''."""
+        positive = ("equity", "price", "point_value")
         for name in ("equity", "price", "position", "point_value"):
             value = getattr(account, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            if not math.isfinite(number) or (name in ("price", "point_value") and number <= 0):
+            number = _float(value)
+            if not math.isfinite(number) or (name in positive and number <= 0):
                 return f"account {name} is {value!r}: the order cannot be judged (fail closed)"
-        if any(not math.isfinite(float(q)) for q in account.open_orders):
+        if any(not math.isfinite(_float(q)) for q in account.open_orders):
             return f"account open_orders {account.open_orders!r} are not all finite (fail closed)"
-        if stop_distance is not None and not (
-            math.isfinite(float(stop_distance)) and float(stop_distance) > 0
-        ):
-            return f"stop_distance {stop_distance!r} is not a positive distance (fail closed)"
+        others = account.other_open_positions
+        if isinstance(others, bool) or not isinstance(others, int) or others < 0:
+            return (
+                f"account other_open_positions is {others!r}, not a count of symbols (fail closed)"
+            )
+        if stop_distance is not None:
+            distance = _float(stop_distance)
+            if not (math.isfinite(distance) and distance > 0):
+                return f"stop_distance {stop_distance!r} is not a positive distance (fail closed)"
         return ""
 
     # ------------------------------------------------------------------ equity
