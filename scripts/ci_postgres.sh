@@ -59,6 +59,13 @@ as_user() {
     fi
 }
 
+# Print the log, remove the half-made cluster folder and fail.
+give_up() {
+    cat "$2" >&2 || true
+    rm -rf "$1"
+    exit 1
+}
+
 start() {
     local bindir dir port
     bindir=$(find_bindir || true)
@@ -87,15 +94,15 @@ start() {
     port=$(free_port)
     log "cluster in $dir, port $port, binaries in $bindir, user $RUN_AS"
     as_user "$bindir/initdb" -D "$dir/data" -U moola --auth=trust -E UTF8 --locale=C \
-        --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+        --no-sync >"$dir/initdb.log" 2>&1 || give_up "$dir" "$dir/initdb.log"
     # The database is made in single-user mode, before the server starts: that needs the
     # postgres binary only (not every installation has createdb or psql next to it).
     echo "CREATE DATABASE moola_test;" | as_user "$bindir/postgres" --single -D "$dir/data" \
-        -j template1 >"$dir/createdb.log" 2>&1 || { cat "$dir/createdb.log" >&2; exit 1; }
+        -j template1 >"$dir/createdb.log" 2>&1 || give_up "$dir" "$dir/createdb.log"
     as_user mkdir -p "$dir/socket"
     as_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c max_connections=50" \
-        start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+        start >&2 || give_up "$dir" "$dir/server.log"
     echo "$port" >"$dir/port"
     echo "$bindir" >"$dir/bindir"
     echo "export MOOLA_PG_DIR=$dir"

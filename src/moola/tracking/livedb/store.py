@@ -564,11 +564,12 @@ class LiveJournal:
             raise ConfigError(f"intents name a client order id twice: {ids}.", param="intents")
 
         def work(session: OrmSession) -> tuple[int, int]:
+            # the parents are written here, so their checks (exists, session open) are done
             iteration_id = iteration_work(session)
-            members_work(session, iteration_id)
-            decision_id = decision_work(session, iteration_id)
+            members_work(session, iteration_id, checked=True)
+            decision_id = decision_work(session, iteration_id, checked=True)
             for intent_work in intent_works:
-                intent_work(session, decision_id)
+                intent_work(session, decision_id, checked_session=session_id)
             return iteration_id, decision_id
 
         return self._write("record the iteration", work)
@@ -619,9 +620,7 @@ class LiveJournal:
 
         return work
 
-    def _members_work(
-        self, outputs: Sequence[Mapping[str, Any]]
-    ) -> Callable[[OrmSession, int], None]:
+    def _members_work(self, outputs: Sequence[Mapping[str, Any]]) -> Callable[..., None]:
         values = []
         for index, output in enumerate(outputs):
             what = f"outputs[{index}]"
@@ -644,14 +643,14 @@ class LiveJournal:
         if len(set(names)) != len(names):
             raise ConfigError(f"outputs name a member twice: {names}.", param="outputs")
 
-        def work(session: OrmSession, iteration_id: int) -> None:
-            if session.get(Iteration, iteration_id) is None:
+        def work(session: OrmSession, iteration_id: int, checked: bool = False) -> None:
+            if not checked and session.get(Iteration, iteration_id) is None:
                 raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
             session.add_all(MemberOutput(iteration_id=iteration_id, **value) for value in values)
 
         return work
 
-    def _decision_work(self, decision: Mapping[str, Any]) -> Callable[[OrmSession, int], int]:
+    def _decision_work(self, decision: Mapping[str, Any]) -> Callable[..., int]:
         if not isinstance(decision, Mapping):
             raise ConfigError("decision must be a mapping.", param="decision")
         missing = sorted({"signal", "action"} - set(decision))
@@ -686,8 +685,8 @@ class LiveJournal:
             "detail": _jsonable({k: v for k, v in decision.items() if k not in known}),
         }
 
-        def work(session: OrmSession, iteration_id: int) -> int:
-            if session.get(Iteration, iteration_id) is None:
+        def work(session: OrmSession, iteration_id: int, checked: bool = False) -> int:
+            if not checked and session.get(Iteration, iteration_id) is None:
                 raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
             row = Decision(iteration_id=iteration_id, decided_at=datetime.now(UTC), **values)
             session.add(row)
@@ -704,9 +703,7 @@ class LiveJournal:
     def _intent_id(intent: Mapping[str, Any]) -> Any:
         return intent.get("client_order_id") if isinstance(intent, Mapping) else None
 
-    def _intent_work(
-        self, intent: Mapping[str, Any], what: str = "intent"
-    ) -> Callable[[OrmSession, int], None]:
+    def _intent_work(self, intent: Mapping[str, Any], what: str = "intent") -> Callable[..., None]:
         allowed = set(self._INTENT_KEYS)
         _check_keys(intent, what, allowed - {"limit_price", "decided_at"}, allowed)
         side, order_type = intent["side"], intent["order_type"]
@@ -738,7 +735,7 @@ class LiveJournal:
         }
         client_order_id = values["client_order_id"]
 
-        def work(session: OrmSession, decision_id: int) -> None:
+        def work(session: OrmSession, decision_id: int, checked_session: str | None = None) -> None:
             before = self._intent(session, client_order_id)
             if before is not None:
                 raise JournalError(
@@ -746,17 +743,19 @@ class LiveJournal:
                     f"{before.decision_id}, status {before.status}): an order intent is "
                     "recorded and sent once; nothing was written."
                 )
-            decision = session.get(Decision, decision_id)
-            if decision is None:
-                raise JournalError(f"The live journal has no decision {decision_id!r}.")
-            iteration = session.get(Iteration, decision.iteration_id)
-            assert iteration is not None  # a foreign key
-            self._session(session, iteration.session_id, open_only=True)
+            session_id = checked_session
+            if session_id is None:
+                decision = session.get(Decision, decision_id)
+                if decision is None:
+                    raise JournalError(f"The live journal has no decision {decision_id!r}.")
+                iteration = session.get(Iteration, decision.iteration_id)
+                assert iteration is not None  # a foreign key
+                session_id = self._session(session, iteration.session_id, open_only=True).id
             now = datetime.now(UTC)
             session.add(
                 OrderIntentRow(
                     decision_id=decision_id,
-                    session_id=iteration.session_id,
+                    session_id=session_id,
                     status="pending",
                     broker_order_id=None,
                     detail="",
