@@ -1,0 +1,732 @@
+"""The decision loop: one closed bar in, at most one journaled order intent out.
+
+Per closed bar of each symbol (``Engine.step``), in this order:
+
+1. the paper broker advances over the bar (orders decided earlier fill at its prices);
+   fills are journaled and the risk gate sees the new equity (a breach halts, flattens
+   and stays halted until a person unlocks it);
+2. incremental features (``IncrementalFeatures``: the same code as batch, row for row);
+   the iteration (bar, feature hash) is journaled;
+3. members -> weighted ensemble (renormalised over missing or stale members) ->
+   calibration -> tier (no tier: no signal); members and the decision are journaled;
+4. a signal becomes a target position (``position_size``: risk per trade over an ATR stop,
+   capped by ``max_position``); the order needed to reach it passes the feed check (gap,
+   staleness), the kill switch, the risk gate and the rate limits, in that order: any
+   refusal is the decision's action with its reasons, journaled, and nothing is sent;
+5. an ``OrderIntent`` with a deterministic client order id (a hash of session, symbol,
+   bar time and decision) is journaled (``record_intent``) **before** ``broker.submit``;
+   the ack is journaled after. If any journal write fails (``JournalError``) the loop
+   stops and nothing more is sent: risk fails closed.
+
+On start the engine rebuilds its state from the journal (kill switch, halt, risk and
+rate-limit state, expected positions, the last bar decided per symbol) and reconciles it
+with the broker: a position or open order the journal does not account for makes it
+refuse to trade, saying why (``ReconcileError``). An intent already recorded is never
+recorded or sent again: a restarted session replaying the same bars skips bars it already
+decided (they only warm up features) and a client id the journal knows is not sent twice.
+
+The decision parts (ensemble, tiers, rate limits, kill switch, risk gate, sizing) live in
+their own modules of ``moola.runtime`` and are passed in as ``DecisionParts``; the journal
+is ``moola.tracking.livedb.LiveJournal`` and the broker a ``moola.runtime.brokers``
+adapter. ``run_session`` wires them from a ``LiveConfig`` for ``moola live run``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import BrokerError, ConfigError, JournalError, MoolaError
+from moola.core.hashing import sha256_json
+from moola.features.base import create_feature
+from moola.features.featureset import FeatureSet, IncrementalFeatures, load_feature_set
+from moola.runtime.config import LiveConfig
+from moola.runtime.feed import BAR_FIELDS, FeedBar, ReplayFeed, load_replay_bars
+from moola.runtime.members import Member, load_members
+
+if TYPE_CHECKING:
+    from moola.runtime.brokers import BrokerAdapter
+
+__all__ = [
+    "DecisionParts",
+    "Engine",
+    "ReconcileError",
+    "SessionResult",
+    "client_order_id",
+    "run_session",
+]
+
+#: The journal's state key of the kill switch (``moola live kill`` writes it).
+KILL_SWITCH_KEY = "kill_switch"
+#: The journal's state key of the engine's own state, one JSON value rebuilt on every
+#: start: ``positions`` (symbol -> units), ``last_bars`` (symbol -> last bar decided),
+#: ``rate`` (the rate limiter's buckets) and ``risk`` (the risk gate: loss limits, halt).
+ENGINE_STATE_KEY = "engine"
+_QTY_EPS = 1e-9
+#: The journal's state keys for the halt (``moola live status`` reports them).
+HALT_KEY = "halt"
+
+
+class ReconcileError(MoolaError):
+    """The journal and the broker disagree on a restart: the engine refuses to trade."""
+
+
+def client_order_id(session_id: str, symbol: str, bar_time: Any, decision: Mapping) -> str:
+    """The deterministic client order id of a decision: a hash of the session, the symbol,
+    the bar time and the decision (signal, side, quantity), 32 hex characters."""
+    key = sha256_json(
+        {
+            "session": session_id,
+            "symbol": symbol,
+            "bar_time": pd.Timestamp(bar_time).isoformat(),
+            "decision": dict(decision),
+        }
+    )
+    return "moola-" + key.removeprefix("sha256:")[:32]
+
+
+@dataclass
+class DecisionParts:
+    """The decision parts one session uses, built from ``moola.runtime``'s modules by
+    ``from_config`` (tests may pass others with the same methods).
+
+    ``combine(outputs, weights) -> EnsembleResult`` (``moola.runtime.ensemble``);
+    ``tier_of(confidence) -> str | None`` (``tiers``, with the config's thresholds);
+    ``limiter``: a ``RateLimiter``; ``kill``: a ``KillSwitch``; ``risk``: a ``RiskGate``
+    (the backtest's own rule objects); ``size(equity, price, atr) -> units``
+    (``sizing.position_size`` with the config's risk settings).
+    """
+
+    combine: Callable[..., Any]
+    tier_of: Callable[[float], str | None]
+    limiter: Any
+    kill: Any
+    risk: Any
+    size: Callable[[float, float, float], float]
+
+    @classmethod
+    def from_config(
+        cls, config: LiveConfig, state: Mapping[str, Any] | None = None
+    ) -> DecisionParts:
+        """The real parts for ``config``, rate-limit and risk state restored from ``state``
+        (the journal's value under ``ENGINE_STATE_KEY``). A state that cannot be read is a
+        ``ConfigError``: the engine refuses to trade rather than start with full buckets or
+        without its halt."""
+        from moola.runtime import ensemble, killswitch, ratelimit, risk, sizing, tiers
+
+        state = state or {}
+        limits = config.rate_limits.limits()
+        if state.get("rate"):
+            limiter = ratelimit.RateLimiter.from_state(state["rate"], limits)
+        else:
+            limiter = ratelimit.RateLimiter(limits)
+        gate = risk.RiskGate(
+            config.execution,
+            max_position=config.risk.max_position,
+            max_open_positions=config.risk.max_open_positions,
+            risk_per_trade=config.risk.risk_per_trade,
+            daily_loss=config.risk.daily_loss,
+            total_loss=config.risk.total_loss,
+        )
+        if state.get("risk"):
+            gate.load_state(state["risk"])
+        table = config.tiers.as_tuple()
+
+        def size(equity: float, price: float, atr: float) -> float:
+            return float(
+                sizing.position_size(
+                    equity,
+                    price,
+                    atr,
+                    risk_per_trade=config.risk.risk_per_trade,
+                    atr_multiple=config.risk.atr_multiple,
+                    max_position=config.risk.max_position,
+                ).units
+            )
+
+        return cls(
+            combine=ensemble.combine,
+            tier_of=lambda confidence: tiers.tier_of(confidence, table),
+            limiter=limiter,
+            kill=killswitch.KillSwitch(),
+            risk=gate,
+            size=size,
+        )
+
+
+@dataclass
+class SessionResult:
+    """What a session did: bars seen and decided, intents sent, refusals by kind, and why
+    it stopped."""
+
+    session_id: str
+    bars: int = 0
+    decided: int = 0
+    signals: int = 0
+    intents: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    stopped: str = "feed ended"
+
+
+class Engine:
+    """The decision loop of one session (module docstring).
+
+    Parameters
+    ----------
+    config : LiveConfig
+    journal : LiveJournal
+        Where every step is written before anything acts on it.
+    broker : BrokerAdapter
+        Paper or real; a paper broker (with ``on_bar``) is advanced by the engine.
+    members : sequence of Member
+        The loaded ensemble members (``load_members``).
+    feed : ReplayFeed (or any iterable of ``FeedBar``)
+    parts : DecisionParts, optional
+        Default: ``DecisionParts.from_config(config, state)`` with the journal's state.
+    feature_set : FeatureSet, optional
+        Default: ``config.feature_set``.
+    env : mapping, optional
+        Where ``KILL_SWITCH`` is read (default ``os.environ``).
+    on_bar : callable, optional
+        Called after each bar with ``(done, total)`` (progress display).
+    resume_book : bool, default True
+        Rebuild positions and the last bar decided per symbol from the journal (a broker
+        that outlives the process). False for a fresh paper broker: its book starts empty,
+        while the kill switch, the halt, risk and rate-limit state still carry over.
+    """
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        journal: Any,
+        broker: BrokerAdapter,
+        members: Sequence[Member],
+        feed: Any,
+        *,
+        parts: DecisionParts | None = None,
+        feature_set: FeatureSet | None = None,
+        env: Mapping[str, str] | None = None,
+        on_bar: Callable[[int, int], None] | None = None,
+        resume_book: bool = True,
+    ) -> None:
+        self.config = config
+        self.resume_book = resume_book
+        self.journal = journal
+        self.broker = broker
+        self.members = tuple(members)
+        self.feed = feed
+        self.parts = parts
+        self.feature_set = feature_set or load_feature_set(config.feature_set)
+        self.env = os.environ if env is None else env
+        self.on_bar = on_bar
+        self.session_id: str | None = None
+        self.halted_reason: str | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, session_id: str | None = None) -> str:
+        """Open (or resume, with ``session_id``) a session: rebuild state from the journal,
+        reconcile with the broker. Raises ``ReconcileError`` (recorded) when they disagree."""
+        journal = self.journal
+        state = dict(journal.get_state(ENGINE_STATE_KEY) or {})
+        if not self.resume_book:
+            state.update(positions=None, last_bars=None)
+        if self.parts is None:
+            self.parts = DecisionParts.from_config(self.config, state)
+        if session_id is None:
+            session_id = journal.start_session(
+                self.config.mode, self.config.resolved(), self.config.config_hash
+            )
+        self.session_id = session_id
+        self.positions: dict[str, float] = {
+            s: float((state.get("positions") or {}).get(s, 0.0)) for s in self.config.symbols
+        }
+        self.last_bars: dict[str, pd.Timestamp] = {
+            s: pd.Timestamp(t) for s, t in (state.get("last_bars") or {}).items()
+        }
+        self._features = {s: IncrementalFeatures(self.feature_set) for s in self.config.symbols}
+        depth = max([m.bars_needed for m in self.members] + [self.config.risk.atr_period * 4, 2])
+        rows = max([m.rows_needed for m in self.members] + [1])
+        self._bars = {s: deque(maxlen=depth) for s in self.config.symbols}
+        self._rows = {s: deque(maxlen=rows) for s in self.config.symbols}
+        self._prices: dict[str, float] = {}
+        self._atr = create_feature("atr", period=self.config.risk.atr_period)
+        self._reconcile()
+        return session_id
+
+    def _reconcile(self) -> None:
+        """Refuse to trade when the broker holds what the journal does not account for."""
+        problems = []
+        held = self.broker.positions()
+        for symbol in sorted(set(held) | set(self.positions)):
+            expected, actual = self.positions.get(symbol, 0.0), float(held.get(symbol, 0.0))
+            if abs(expected - actual) > _QTY_EPS:
+                problems.append(
+                    f"position {symbol}: the journal expects {expected:g}, the broker holds "
+                    f"{actual:g}"
+                )
+        for intent in self.broker.open_orders():
+            status = self.journal.intent_status(intent.client_order_id)
+            if status is None:
+                problems.append(
+                    f"open order {intent.client_order_id} ({intent.side} {intent.qty:g} "
+                    f"{intent.symbol}) at the broker is not in the journal"
+                )
+        known = {o.client_order_id for o in self.broker.open_orders()} | {
+            f.client_order_id for f in self.broker.fills()
+        }
+        for pending in self.journal.pending_intents(None):
+            coid = pending["client_order_id"]
+            if coid in known:
+                self.journal.mark_intent(coid, "sent", detail="found at the broker on restart")
+            else:  # recorded, never sent before the crash: its bar has passed, never send it
+                self.journal.mark_intent(
+                    coid, "cancelled", detail="recorded but not sent before a restart; expired"
+                )
+        if problems:
+            reason = "; ".join(problems)
+            self.journal.record_event(self.session_id, "reconcile_failed", {"reason": reason})
+            raise ReconcileError(
+                f"The journal and the broker disagree, so the engine will not trade: {reason}. "
+                "Resolve it at the broker (or in the journal) and start again."
+            )
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, max_bars: int | None = None) -> SessionResult:
+        """Process the feed's bars (at most ``max_bars`` new ones) and end the session."""
+        if max_bars is not None and max_bars <= 0:
+            raise ConfigError(f"max_bars must be positive; got {max_bars}.", param="max_bars")
+        if self.session_id is None:
+            self.start()
+        assert self.session_id is not None
+        result = SessionResult(self.session_id)
+        total = len(self.feed) if hasattr(self.feed, "__len__") else 0
+        stopped = "feed ended"
+        try:
+            for fb in self.feed:
+                result.bars += 1
+                stop = self.step(fb, result)
+                if self.on_bar is not None:
+                    self.on_bar(result.bars, total)
+                if stop:
+                    stopped = stop
+                    break
+                if max_bars is not None and result.decided >= max_bars:
+                    stopped = f"max_bars {max_bars} reached"
+                    break
+        except JournalError as exc:
+            stopped = f"journal error: {exc}"
+            result.stopped = stopped
+            raise
+        result.stopped = stopped
+        self.journal.end_session(self.session_id, stopped)
+        return result
+
+    def step(self, fb: FeedBar, result: SessionResult | None = None) -> str | None:
+        """One closed bar (module docstring); returns why the loop must stop, or None."""
+        assert self.session_id is not None and self.parts is not None
+        result = result or SessionResult(self.session_id)
+        symbol, bar, time = fb.symbol, fb.bar, fb.time
+        self._bars[symbol].append(bar)
+        row = self._features[symbol].update({**bar, "symbol": symbol})
+        self._rows[symbol].append(row)
+        self._prices[symbol] = float(bar["close"])
+        last = self.last_bars.get(symbol)
+        if last is not None and time <= last:
+            return None  # decided before a restart: it only warms up the features
+        iteration = self.journal.record_iteration(
+            self.session_id, symbol, time.isoformat(), feature_hash(row), _bar_record(bar)
+        )
+        self._advance_broker(symbol, bar, fb.closed_at)
+        stop = self._decide(fb, iteration, result)
+        self.last_bars[symbol] = time
+        self._save_state()
+        result.decided += 1
+        return stop
+
+    def _advance_broker(self, symbol: str, bar: Mapping[str, Any], closed_at: Any) -> None:
+        """Paper: fill what is due at this bar; journal fills and positions; mark the risk
+        gate (a new breach is journaled as a halt)."""
+        parts = self.parts
+        assert parts is not None
+        fills = []
+        on_bar = getattr(self.broker, "on_bar", None)
+        if on_bar is not None:
+            from moola.sim import Bar
+
+            fills = on_bar(symbol, Bar(*(bar[name] for name in BAR_FIELDS)))
+        for fill in fills:
+            self._journal_fill(fill)
+        equity = float(self.broker.balances().get("equity", 0.0))
+        was = parts.risk.halted
+        parts.risk.update(closed_at, equity, fills)
+        if parts.risk.halted and not was:
+            reason = str(parts.risk.halted)
+            self.journal.record_event(self.session_id, "halt", {"reason": reason})
+            self.journal.set_state(HALT_KEY, {"on": True, "reason": reason})
+            for intent in self.broker.open_orders():
+                self.broker.cancel(intent.client_order_id)
+
+    def _journal_fill(self, fill: Any) -> None:
+        self.journal.record_fill(fill.client_order_id, _fill_record(fill))
+        if self.journal.intent_status(fill.client_order_id) is not None:
+            self.journal.mark_intent(fill.client_order_id, "filled")
+        self.positions[fill.symbol] = self.positions.get(fill.symbol, 0.0) + float(fill.qty)
+        if abs(self.positions[fill.symbol]) <= _QTY_EPS:
+            self.positions[fill.symbol] = 0.0
+        balances = self.broker.balances()
+        self.journal.record_position(
+            self.session_id,
+            {
+                "symbol": fill.symbol,
+                "qty": self.positions[fill.symbol],
+                "avg_price": float(fill.price),
+                "equity": float(balances.get("equity", 0.0)),
+                "cash": float(sum(v for k, v in balances.items() if k != "equity")),
+                "at": pd.Timestamp(fill.time).isoformat(),
+            },
+        )
+        self._save_state()
+
+    def _decide(self, fb: FeedBar, iteration: int, result: SessionResult) -> str | None:
+        """Members -> ensemble -> tier -> order -> gates -> journaled intent -> broker."""
+        parts = self.parts
+        assert parts is not None
+        from moola.runtime.ensemble import MemberOutput
+
+        symbol, time = fb.symbol, fb.time
+        bars = pd.DataFrame(list(self._bars[symbol]))
+        rows = pd.DataFrame(list(self._rows[symbol]))
+        outputs = [
+            MemberOutput(m.name, m.run_id, m.value(symbol, bars, rows), False) for m in self.members
+        ]
+        self.journal.record_members(
+            iteration,
+            [
+                {"member": m.name, "run_id": m.run_id, "value": o.value, "stale": o.stale}
+                | {"weight": m.weight}
+                for m, o in zip(self.members, outputs, strict=True)
+            ],
+        )
+        ensemble = parts.combine(outputs, self.config.weights)
+        probability = ensemble.probability
+        decision: dict[str, Any] = {
+            "probability": probability,
+            "calibrated": probability if self.config.calibration else None,
+            "tier": None,
+            "signal": 0,
+            "action": "none",
+            "reasons": [],
+            "weights_used": ensemble.weights_used,
+            "missing": list(ensemble.missing),
+        }
+        if fb.refused:  # recorded with the decision, whatever it is
+            decision["reasons"].append(fb.refused)
+        kill = parts.kill.is_on(self.env, self.journal.get_state(KILL_SWITCH_KEY))
+        if kill.on:
+            for intent in self.broker.open_orders():
+                self.broker.cancel(intent.client_order_id)
+            why = f"kill switch on ({kill.source}): {kill.reason}"
+            return self._refuse(iteration, decision, "killed", [why], result, stop=why)
+        held = abs(self.positions.get(symbol, 0.0)) > _QTY_EPS
+        if parts.risk.halted and parts.risk.flatten_requested and held:
+            qty = self.positions[symbol]
+            decision.update(action="flatten", reasons=[f"halted: {parts.risk.halted}"])
+            side = "sell" if qty > 0 else "buy"
+            return self._send(iteration, decision, fb, side, abs(qty), result)
+        if probability is None:
+            decision["reasons"].append("no member has a value (warm-up or all missing)")
+            self.journal.record_decision(iteration, decision)
+            return None
+        tier = parts.tier_of(max(probability, 1.0 - probability))
+        decision["tier"] = tier
+        if tier is None:
+            decision["reasons"].append("confidence below the lowest tier")
+            self.journal.record_decision(iteration, decision)
+            return None
+        decision["signal"] = signal = 1 if probability >= 0.5 else -1
+        result.signals += 1
+        order = self._order_for(symbol, signal)
+        if order is None:
+            decision["action"] = "hold"
+            decision["reasons"].append("no order: already at the signal's target position")
+            self.journal.record_decision(iteration, decision)
+            return None
+        side, qty, stop_distance = order
+        decision.update(side=side, qty=qty)
+        if fb.refused:
+            return self._refuse(iteration, decision, "refused_bar", [], result)
+        intent = self._intent("risk-check", symbol, side, qty, time)
+        reasons = list(
+            parts.risk.check(intent, self._account(symbol, time), stop_distance=stop_distance)
+        )
+        if reasons:
+            return self._refuse(iteration, decision, "denied", reasons, result)
+        allowed, why = parts.limiter.allow(tier, time)
+        if not allowed:
+            return self._refuse(iteration, decision, "rate_limited", [why], result)
+        decision["action"] = "order"
+        return self._send(iteration, decision, fb, side, qty, result)
+
+    def _refuse(
+        self,
+        iteration: int,
+        decision: dict[str, Any],
+        kind: str,
+        reasons: list[str],
+        result: SessionResult,
+        stop: str | None = None,
+    ) -> str | None:
+        """Journal a refused decision (and an event naming it); nothing is sent."""
+        decision["action"] = kind
+        decision["reasons"] = [*decision["reasons"], *reasons]
+        result.refused[kind] = result.refused.get(kind, 0) + 1
+        decision_id = self.journal.record_decision(iteration, decision)
+        self.journal.record_event(
+            self.session_id, kind, {"decision_id": decision_id, "reasons": decision["reasons"]}
+        )
+        return stop
+
+    def _send(
+        self,
+        iteration: int,
+        decision: dict[str, Any],
+        fb: FeedBar,
+        side: str,
+        qty: float,
+        result: SessionResult,
+    ) -> str | None:
+        """Journal the decision and its intent, then (only then) submit it; journal the ack.
+        A client id the journal already holds is never recorded or sent again."""
+        symbol, time = fb.symbol, fb.time
+        coid = client_order_id(
+            self.session_id or "",
+            symbol,
+            time,
+            {"signal": decision["signal"], "side": side, "qty": qty},
+        )
+        if self.journal.intent_status(coid) is not None:
+            return None
+        decision_id = self.journal.record_decision(iteration, decision)
+        intent = self._intent(coid, symbol, side, qty, time)
+        self.journal.record_intent(
+            decision_id,
+            {
+                "client_order_id": coid,
+                "symbol": symbol,
+                "side": side,
+                "qty": qty,
+                "order_type": "market",
+                "limit_price": None,
+            },
+        )
+        # Durable before the order leaves: this bar is decided (a restart never decides it
+        # again, so never makes a second intent for it) and the rate limiter's spend.
+        self.last_bars[symbol] = time
+        self._save_state()
+        try:
+            ack = self.broker.submit(intent)
+        except BrokerError as exc:
+            self.journal.mark_intent(coid, "rejected", detail=str(exc))
+            self.journal.record_event(
+                self.session_id, "broker_error", {"client_order_id": coid, "reason": str(exc)}
+            )
+            result.refused["broker_error"] = result.refused.get("broker_error", 0) + 1
+            return None
+        status = "acknowledged" if ack.accepted else "rejected"
+        self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
+        result.intents += 1
+        return None
+
+    def _order_for(self, symbol: str, signal: int) -> tuple[str, float, float] | None:
+        """(side, qty, stop distance) taking ``symbol`` to the signal's target: a flat
+        symbol buys the sized units on +1 (risk per trade over an ``atr_multiple`` ATR
+        stop), a held one is closed on -1 (spot: no shorts); a long is not resized while
+        the signal stays +1. None when there is nothing to do or no ATR yet."""
+        assert self.parts is not None
+        current = self.positions.get(symbol, 0.0)
+        atr = self._current_atr(symbol)
+        if not (math.isfinite(atr) and atr > 0):
+            return None
+        stop_distance = self.config.risk.atr_multiple * atr
+        if signal > 0 and abs(current) <= _QTY_EPS:
+            equity = float(self.broker.balances().get("equity", 0.0))
+            units = self.parts.size(equity, self._prices[symbol], atr)
+            return ("buy", float(units), stop_distance) if units > _QTY_EPS else None
+        if signal < 0 and current > _QTY_EPS:
+            return ("sell", float(current), stop_distance)
+        return None
+
+    def _current_atr(self, symbol: str) -> float:
+        """Wilder's ATR of the symbol's recent bars (``moola.features``' ``atr``)."""
+        bars = pd.DataFrame(list(self._bars[symbol]))
+        if len(bars) <= self.config.risk.atr_period:
+            return float("nan")
+        return float(self._atr.compute(bars).to_numpy(dtype=np.float64)[-1, 0])
+
+    def _intent(self, coid: str, symbol: str, side: str, qty: float, time: Any) -> Any:
+        from moola.runtime.brokers import OrderIntent
+
+        return OrderIntent(client_order_id=coid, symbol=symbol, side=side, qty=qty, decided_at=time)
+
+    def _account(self, symbol: str, time: Any) -> Any:
+        """The account as ``symbol``'s order sees it (``moola.runtime.risk.AccountState``)."""
+        from moola.runtime.risk import AccountState
+
+        balances = self.broker.balances()
+        working = tuple(o.signed_qty for o in self.broker.open_orders() if o.symbol == symbol)
+        others = sum(1 for s, q in self.positions.items() if s != symbol and abs(q) > _QTY_EPS)
+        return AccountState(
+            equity=float(balances.get("equity", 0.0)),
+            price=self._prices[symbol],
+            position=self.positions.get(symbol, 0.0),
+            open_orders=working,
+            other_open_positions=others,
+            time=time,
+        )
+
+    def _save_state(self) -> None:
+        parts = self.parts
+        assert parts is not None
+        self.journal.set_state(
+            ENGINE_STATE_KEY,
+            {
+                "positions": self.positions,
+                "last_bars": {s: t.isoformat() for s, t in self.last_bars.items()},
+                "rate": parts.limiter.state(),
+                "risk": parts.risk.state(),
+            },
+        )
+
+
+def feature_hash(row: pd.Series) -> str:
+    """SHA-256 of a feature row's values (NaN as null): what the journal records per bar."""
+    return sha256_json([float(v) if math.isfinite(v) else None for v in row.tolist()])
+
+
+def _bar_record(bar: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (pd.Timestamp(v).isoformat() if k == "timestamp" else v) for k, v in bar.items()}
+
+
+def _fill_record(fill: Any) -> dict[str, Any]:
+    return {
+        "fill_id": fill.fill_id,
+        "symbol": fill.symbol,
+        "qty": float(fill.qty),
+        "price": float(fill.price),
+        "fee": float(fill.fee),
+        "time": pd.Timestamp(fill.time).isoformat(),
+    }
+
+
+def run_session(
+    root: str | Path,
+    config: LiveConfig,
+    *,
+    replay: str | None = None,
+    max_bars: int | None = None,
+    env: Mapping[str, str] | None = None,
+    on_bar: Callable[[int, int], None] | None = None,
+) -> SessionResult:
+    """Run one session of ``config`` under data root ``root``: members from the promoted
+    runs, the journal at ``config.journal_url`` (default ``live/<mode>.db`` under ``root``),
+    bars replayed from ``replay`` (a raw dataset or bars file). Polling a live source is not
+    part of this version: ``replay`` is required."""
+    from moola.runtime.brokers import PaperBroker
+
+    env = os.environ if env is None else env
+    if replay is None:
+        raise ConfigError(
+            "replay is required: this version replays stored bars (a raw dataset NAME[@vN] or "
+            "a bars file); polling a live source comes later.",
+            param="replay",
+        )
+    if config.mode == "live":
+        _live_credentials(config, env)  # before anything is loaded or opened
+    feature_set = load_feature_set(config.feature_set)
+    members = load_members(root, config, feature_set)
+    bars = load_replay_bars(root, replay, config.timeframe)
+    feed = ReplayFeed(bars, config.symbols, config.timeframe, config.staleness)
+    journal = open_journal(root, config.mode, config, env)
+    if config.mode == "live":
+        from moola.runtime.brokers import CoinbaseAdvancedTrade
+
+        broker: Any = CoinbaseAdvancedTrade(credentials=_live_credentials(config, env))
+    else:
+        broker = PaperBroker(config.execution, config.symbols)
+    engine = Engine(
+        config,
+        journal,
+        broker,
+        members,
+        feed,
+        feature_set=feature_set,
+        env=env,
+        on_bar=on_bar,
+        resume_book=config.mode == "live",  # a paper broker lives in memory: a new book
+    )
+    return engine.run(max_bars)
+
+
+def _live_credentials(config: LiveConfig, env: Mapping[str, str]) -> Any:
+    """Live mode needs broker credentials; without them, a clear error (nothing started)."""
+    from moola.runtime.brokers import Credentials
+
+    try:
+        return Credentials.from_env(env)
+    except MoolaError as exc:
+        raise ConfigError(
+            f"mode 'live' with broker {config.broker!r} needs broker credentials in the "
+            f"environment: {exc}",
+            param="mode",
+        ) from None
+
+
+def open_journal(
+    root: str | Path,
+    mode: str,
+    config: LiveConfig | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """The ``mode`` journal: ``config.journal_url`` when given, else ``journal_url`` (DB_URL
+    variables, or ``live/<mode>.db`` under ``root``)."""
+    from moola.tracking.livedb import LiveJournal, journal_url
+
+    url = (config.journal_url if config is not None else None) or journal_url(
+        Path(root),
+        mode,
+        os.environ if env is None else env,  # type: ignore[arg-type]
+    )
+    return LiveJournal(url)
+
+
+def set_kill_switch(journal: Any, on: bool, *, by: str = "", reason: str = "") -> dict[str, Any]:
+    """Turn the journal's kill switch on or off (recorded as an event, read before every
+    order by every engine on this journal). Returns the stored value."""
+    from moola.runtime.killswitch import KillSwitch
+
+    value = KillSwitch.journal_value(on, by=by, reason=reason)
+    journal.record_event(None, "kill_on" if on else "kill_off", value)
+    journal.set_state(KILL_SWITCH_KEY, value)
+    return value
+
+
+def unlock_halt(journal: Any, config: LiveConfig, *, person: str, reason: str) -> dict[str, Any]:
+    """Lift a risk halt: the person and reason are recorded (an ``unlock`` event and the
+    risk gate's state) before the halt is cleared. Not halted -> ``ConfigError``."""
+    state = dict(journal.get_state(ENGINE_STATE_KEY) or {})
+    parts = DecisionParts.from_config(config, {"risk": state.get("risk")})
+    record = parts.risk.unlock(person, reason)
+    journal.record_event(None, "unlock", {"person": person, "reason": reason, **record})
+    journal.set_state(ENGINE_STATE_KEY, {**state, "risk": parts.risk.state()})
+    journal.set_state(HALT_KEY, None)
+    return record

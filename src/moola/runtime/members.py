@@ -1,0 +1,201 @@
+"""Ensemble members: promoted runs that turn a symbol's recent bars into p(up).
+
+A member is a promoted run (``Predictor.from_promoted``: every byte checked against the
+promoted listing) playing one role: ``direction`` (a per-symbol model), ``trend`` (a
+multi-symbol model, possibly with a symbol embedding) or ``rl`` (an RL policy; not loaded
+by this version, see ``load_members``). Its output per closed bar is one number, the
+probability that price goes up, computed the run's own way (raw windows -> input view ->
+estimator -> the run's calibrator).
+
+**Mapping the run's classes to "up".** The member config names ``up_class`` (default
+``"up"``). For a run with two classes the value is ``p(up_class)`` (the other class is
+"not up"). With ``down_class`` also named, the value is ``p(up) / (p(up) + p(down))``:
+the other classes (e.g. "flat") are left out and the two directions renormalised; when
+both are 0 the member has no opinion (0.5). A run of more than two classes without
+``down_class`` gives ``p(up_class)``. A class the run does not have is refused, naming the
+run's classes.
+
+**What a member reads.** A run trained on raw-bar windows reads its last ``length`` bars
+(``columns`` must be bar fields). A run trained on feature windows reads its last
+``length`` rows of the session's feature set, computed incrementally by the engine
+(``IncrementalFeatures``, equal to the batch rows): its feature set must be the session's
+(same spec), else it is refused naming both. A multi-symbol run with a symbol embedding
+must know every session symbol. Until enough bars (or settled feature rows) exist, the
+member's value is None (missing: the ensemble renormalises over the others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moola.core.errors import ConfigError, MoolaError
+from moola.features.featureset import FeatureSet
+from moola.pipeline.predictor import Predictor
+from moola.runtime.config import LiveConfig, MemberConfig
+from moola.runtime.feed import BAR_FIELDS
+from moola.tracking.runs import RunStore
+
+__all__ = ["Member", "load_members", "up_probability"]
+
+
+def up_probability(proba: np.ndarray, classes: Sequence[str], up: str, down: str | None) -> float:
+    """p(up) from one row of class probabilities ``proba`` (see the module docstring)."""
+    row = np.asarray(proba, dtype=np.float64).reshape(-1)
+    p_up = float(row[list(classes).index(up)])
+    if down is None:
+        return min(1.0, max(0.0, p_up))
+    p_down = float(row[list(classes).index(down)])
+    total = p_up + p_down
+    return 0.5 if total <= 0.0 else p_up / total
+
+
+@dataclass(frozen=True)
+class Member:
+    """One loaded member: its config, the run's ``Predictor`` and what it reads.
+
+    ``bars_needed``: bars of history the member's window reads (raw-window runs);
+    ``rows_needed``: settled feature rows (feature-window runs; 0 otherwise).
+    """
+
+    config: MemberConfig
+    predictor: Predictor
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run
+
+    @property
+    def weight(self) -> float:
+        return self.config.resolved_weight
+
+    @property
+    def reads_features(self) -> bool:
+        return self.predictor.feature_set is not None
+
+    @property
+    def bars_needed(self) -> int:
+        return 0 if self.reads_features else self.predictor.length
+
+    @property
+    def rows_needed(self) -> int:
+        return self.predictor.length if self.reads_features else 0
+
+    def value(self, symbol: str, bars: pd.DataFrame, rows: pd.DataFrame | None) -> float | None:
+        """p(up) at the last bar of ``bars`` (this symbol's recent bars, oldest first) or of
+        ``rows`` (its recent feature rows, the session feature set's columns); None while
+        there are too few, or the feature rows are still warming up (NaN)."""
+        p = self.predictor
+        if self.reads_features:
+            if rows is None or len(rows) < p.length:
+                return None
+            window = rows[list(p.columns)].to_numpy(dtype=np.float32)[-p.length :][None]
+            if not np.isfinite(window).all():
+                return None
+            if p.symbols:
+                ids = np.full((1, p.length, 1), p.symbols.index(symbol), dtype=np.float32)
+                window = np.concatenate([window, ids], axis=2)
+            proba = p.predict_proba(window)
+        else:
+            if len(bars) < p.length:
+                return None
+            proba = p.predict_proba(bars.iloc[-p.length :])
+        return up_probability(proba[0], p.classes, self.config.up_class, self.config.down_class)
+
+
+def load_members(
+    root: str | Path, config: LiveConfig, feature_set: FeatureSet
+) -> tuple[Member, ...]:
+    """The config's members, loaded from the promoted models under data root ``root``.
+
+    Refused with ``ConfigError`` naming the member and the run: a run that is not promoted;
+    an ``up_class``/``down_class`` the run does not have; a window that does not fit the
+    session's bars (raw columns that are not bar fields, a feature set other than the
+    session's ``feature_set``, a symbol the run's embedding does not know). ``rl`` members
+    are not supported by this version (refused, naming it).
+    """
+    promoted = RunStore(root).promoted_dir
+    members = []
+    for member in config.members:
+        where = f"member {member.role!r} (run {member.run})"
+        if member.role == "rl":
+            raise ConfigError(
+                f"{where}: RL policy members are not supported by this version of the engine; "
+                "leave the rl member out (the ensemble renormalises over the others).",
+                param="members",
+            )
+        if not (promoted / member.run).is_dir():
+            raise ConfigError(
+                f"{where}: run {member.run} is not promoted (no {promoted / member.run}); "
+                f"promote it first (`moola models promote {member.run}`).",
+                param="members",
+            )
+        try:
+            predictor = Predictor.from_promoted(root, member.run)
+        except MoolaError as exc:
+            raise type(exc)(f"{where}: {exc}", param="members") from None
+        _check_classes(where, member, predictor)
+        _check_fits(where, predictor, config, feature_set)
+        members.append(Member(member, predictor))
+    return tuple(members)
+
+
+def _check_classes(where: str, member: MemberConfig, predictor: Predictor) -> None:
+    if predictor.task != "classification":
+        raise ConfigError(
+            f"{where}: the run is a {predictor.task} model; a member must be a classifier "
+            "giving class probabilities.",
+            param="members",
+        )
+    for key, name in (("up_class", member.up_class), ("down_class", member.down_class)):
+        if name is not None and name not in predictor.classes:
+            raise ConfigError(
+                f"{where}: {key} {name!r} is not a class of the run; its classes are "
+                f"{list(predictor.classes)}.",
+                param=f"members.{key}",
+            )
+
+
+def _check_fits(
+    where: str, predictor: Predictor, config: LiveConfig, feature_set: FeatureSet
+) -> None:
+    """Refuse a member whose input does not fit the session's bars or feature set."""
+    fset = predictor.feature_set
+    if fset is None:
+        foreign = [c for c in predictor.columns if c not in BAR_FIELDS[1:]]
+        if foreign:
+            raise ConfigError(
+                f"{where}: the run reads windows of {predictor.length} bars of columns "
+                f"{list(predictor.columns)}, but the feed's bars hold {list(BAR_FIELDS[1:])} "
+                f"(not {foreign}).",
+                param="members",
+            )
+    elif fset.spec != feature_set.spec:
+        raise ConfigError(
+            f"{where}: the run reads {predictor.length} rows of feature set '{fset.name}', but "
+            f"the session computes feature set '{feature_set.name}' "
+            f"(feature_set); use the run's feature set or another run.",
+            param="feature_set",
+        )
+    elif any(c not in feature_set.columns for c in predictor.columns):
+        raise ConfigError(
+            f"{where}: the run's columns {list(predictor.columns)} are not all columns of "
+            f"feature set '{feature_set.name}'.",
+            param="feature_set",
+        )
+    if predictor.symbols:
+        unknown = [s for s in config.symbols if s not in predictor.symbols]
+        if unknown:
+            raise ConfigError(
+                f"{where}: the run embeds symbols {list(predictor.symbols)} and cannot read "
+                f"bars of {unknown} (symbols).",
+                param="symbols",
+            )

@@ -1,0 +1,264 @@
+"""The engine loop: incremental features equal batch, every intent journaled before the
+broker sees it, nothing sent when the journal fails, restart without a second send,
+reconciliation that refuses to trade, refusals recorded with their reasons.
+
+Runs on the real parts: ``LiveJournal`` (SQLite in tmp_path), ``PaperBroker`` and the
+decision parts of ``moola.runtime``; the members are small stand-ins with a scripted p(up)
+(the promoted-run member is tested in test_members and end to end in test_cli_live).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moola.core.errors import JournalError
+from moola.features.featureset import load_feature_set
+from moola.runtime.brokers import PaperBroker
+from moola.runtime.config import parse_live_config
+from moola.runtime.engine import (
+    Engine,
+    ReconcileError,
+    client_order_id,
+    set_kill_switch,
+)
+from moola.runtime.feed import ReplayFeed
+from moola.tracking.livedb import LiveJournal
+
+SYMBOLS = ("BTC", "ETH")
+
+
+def _bars(n: int = 90, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, symbol in enumerate(SYMBOLS):
+        close = 100.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+        open_ = np.r_[close[0], close[:-1]]
+        spread = np.abs(rng.normal(0, 0.001, n)) * close
+        frames.append(
+            pd.DataFrame(
+                {
+                    "timestamp": pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC"),
+                    "open": open_,
+                    "high": np.maximum(open_, close) + spread,
+                    "low": np.minimum(open_, close) - spread,
+                    "close": close,
+                    "volume": rng.uniform(1, 10, n),
+                    "symbol": symbol,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+class Spy:
+    """The real journal (or broker), every call logged in ``log``; ``fail`` names a method
+    that raises ``JournalError`` instead (a journal that cannot be written)."""
+
+    def __init__(self, inner, log, tag, fail=None):
+        self._inner, self._log, self._tag, self._fail = inner, log, tag, fail
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self._log.append((self._tag, name, args))
+            if name == self._fail:
+                raise JournalError(f"{name}: the database is gone")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """A member whose p(up) is a function of the bar count: up for 30 bars, down for 30."""
+
+    name: str = "direction"
+    run_id: str = "scripted"
+    weight: float = 0.35
+    bars_needed: int = 20
+    rows_needed: int = 0
+
+    def value(self, symbol, bars, rows):
+        if len(bars) < self.bars_needed:
+            return None
+        minute = bars["timestamp"].iloc[-1].minute
+        return 0.9 if (minute // 30) % 2 == 0 else 0.1
+
+
+def _config(**overrides):
+    values = {
+        "symbols": list(SYMBOLS),
+        "members": [{"role": "direction", "run": "scripted"}],
+        "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
+        "risk": {"max_position": 1000.0},
+        "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
+    }
+    values.update(overrides)
+    return parse_live_config(values)
+
+
+def _engine(tmp_path, bars=None, *, journal=None, broker=None, config=None, **kw):
+    config = config or _config()
+    journal = journal or LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
+    broker = broker or PaperBroker(config.execution, config.symbols)
+    feed = ReplayFeed(_bars() if bars is None else bars, config.symbols, "1m", config.staleness)
+    engine = Engine(config, journal, broker, [Scripted()], feed, env={}, **kw)
+    return engine, journal, broker
+
+
+def test_incremental_features_are_the_batch_rows(tmp_path):
+    bars = _bars(120)
+    engine, _, _ = _engine(tmp_path, bars)
+    engine.start()
+    streamed = []
+    stream = engine._features["BTC"]  # watch the rows the members read
+    update = stream.update
+    stream.update = lambda bar: streamed.append(update(bar)) or streamed[-1]
+    engine.run()
+    fset = load_feature_set("intraday31")
+    btc = bars[bars["symbol"] == "BTC"].reset_index(drop=True)
+    batch = fset.compute(btc)[list(fset.columns)].to_numpy(dtype="float64")
+    assert len(streamed) == len(batch) == 120
+    np.testing.assert_allclose(np.array(streamed), batch, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_every_intent_is_journaled_before_the_broker_sees_it(tmp_path):
+    log = []
+    engine, journal, broker = _engine(tmp_path)
+    engine.journal = Spy(journal, log, "journal")
+    engine.broker = Spy(broker, log, "broker")
+    result = engine.run()
+    assert result.intents >= 4  # up and down phases: buys and sells
+    submits = [i for i, (tag, name, _) in enumerate(log) if tag == "broker" and name == "submit"]
+    assert len(submits) == result.intents
+    for i in submits:
+        coid = log[i][2][0].client_order_id
+        recorded = [
+            j
+            for j, (tag, name, a) in enumerate(log[:i])
+            if name == "record_intent" and a[1]["client_order_id"] == coid
+        ]
+        assert recorded, f"{coid} sent before it was journaled"
+    assert journal.intent_status(log[submits[0]][2][0].client_order_id) == "filled"
+    signals = journal.signals()
+    assert set(signals["action"]) >= {"order"}
+    assert len(journal.pending_intents()) == 0
+
+
+def test_nothing_is_sent_when_the_journal_cannot_record_the_intent(tmp_path):
+    log = []
+    engine, journal, broker = _engine(tmp_path)
+    engine.journal = Spy(journal, log, "journal", fail="record_intent")
+    engine.broker = Spy(broker, log, "broker")
+    with pytest.raises(JournalError):
+        engine.run()
+    assert not [call for call in log if call[:2] == ("broker", "submit")]
+    assert broker.open_orders() == [] and not any(broker.positions().values())
+
+
+def test_a_restart_never_sends_an_intent_twice_and_ends_where_one_run_ends(tmp_path):
+    # one uninterrupted run
+    whole, _, whole_broker = _engine(tmp_path / "a")
+    (tmp_path / "a").mkdir(exist_ok=True)
+    whole_result = whole.run()
+    # the same bars in two processes sharing the journal and the broker
+    (tmp_path / "b").mkdir()
+    log = []
+    first, journal, broker = _engine(tmp_path / "b")
+    first.broker = Spy(broker, log, "broker")
+    first.run(max_bars=100)
+    second, _, _ = _engine(tmp_path / "b", journal=journal, broker=broker)
+    second.broker = Spy(broker, log, "broker")
+    second.run()
+    sent = [a[0].client_order_id for tag, name, a in log if name == "submit"]
+    assert len(sent) == len(set(sent))
+    assert broker.positions() == pytest.approx(whole_broker.positions())
+    assert broker.balances()["equity"] == pytest.approx(whole_broker.balances()["equity"])
+    assert len(sent) == whole_result.intents
+
+
+def test_a_broker_position_the_journal_does_not_know_refuses_to_trade(tmp_path):
+    config = _config()
+    broker = PaperBroker(config.execution, config.symbols)
+    stranger, _, _ = _engine(tmp_path / "x", broker=broker)
+    (tmp_path / "x").mkdir(exist_ok=True)
+    stranger.run(max_bars=50)  # trades into the broker, journaled elsewhere
+    assert any(broker.positions().values())
+    engine, journal, _ = _engine(tmp_path, broker=broker)
+    with pytest.raises(ReconcileError, match="journal expects 0"):
+        engine.start()
+    assert [e for e in journal.events(kind="reconcile_failed")]
+
+
+@pytest.mark.parametrize("source", ["journal", "env"])
+def test_the_kill_switch_stops_the_loop_and_sends_nothing(tmp_path, source):
+    engine, journal, broker = _engine(tmp_path)
+    if source == "journal":
+        set_kill_switch(journal, True, by="ops", reason="test")
+    else:
+        engine.env = {"KILL_SWITCH": "true"}
+    log = []
+    engine.broker = Spy(broker, log, "broker")
+    result = engine.run()
+    assert result.decided == 1 and "kill switch" in result.stopped and source in result.stopped
+    assert not [c for c in log if c[1] == "submit"]
+    assert journal.signals(include_flat=True)["action"].tolist() == ["killed"]
+
+
+class Crash(Exception):
+    """The process dies here (a SIGKILL stand-in: nothing after it runs)."""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_around_the_broker_call_never_sends_the_intent_twice(tmp_path, when):
+    """Killed between the journaled intent and the broker call (``before``), or after the
+    broker took the order but before its ack was journaled (``after``): the restarted
+    engine finds the intent pending, settles it from the broker, and never sends it."""
+    engine, journal, broker = _engine(tmp_path)
+    submit = broker.submit
+
+    def dying_submit(intent):
+        if when == "after":
+            submit(intent)
+        raise Crash
+
+    broker.submit = dying_submit
+    with pytest.raises(Crash):
+        engine.run()
+    (pending,) = journal.pending_intents()
+    coid = pending["client_order_id"]
+    broker.submit = submit
+    log = []
+    again, _, _ = _engine(tmp_path, journal=journal, broker=broker)
+    again.broker = Spy(broker, log, "broker")
+    again.run()
+    sent = [a[0].client_order_id for tag, name, a in log if name == "submit"]
+    assert coid not in sent and len(sent) == len(set(sent))
+    assert journal.intent_status(coid) == ("cancelled" if when == "before" else "filled")
+    assert journal.pending_intents() == []
+
+
+def test_a_gap_refuses_the_order_and_records_the_reason(tmp_path):
+    bars = _bars()
+    bars = bars[~((bars["symbol"] == "BTC") & (bars["timestamp"].dt.minute == 30))]
+    engine, journal, _ = _engine(tmp_path, bars)
+    result = engine.run()
+    refused = journal.signals()
+    refused = refused[refused["action"] == "refused_bar"]
+    assert result.refused.get("refused_bar", 0) >= 1
+    assert any("gap" in " ".join(r) and "BTC" in " ".join(r) for r in refused["reasons"])
+
+
+def test_the_client_order_id_is_deterministic():
+    a = client_order_id("s1", "BTC", "2024-01-01T00:00Z", {"signal": 1, "qty": 2.0})
+    assert a == client_order_id(
+        "s1", "BTC", pd.Timestamp("2024-01-01", tz="UTC"), {"signal": 1, "qty": 2.0}
+    )
+    assert a != client_order_id("s2", "BTC", "2024-01-01T00:00Z", {"signal": 1, "qty": 2.0})
