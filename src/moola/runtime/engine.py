@@ -310,6 +310,8 @@ class Engine:
         assert self.session_id is not None
         result = SessionResult(self.session_id)
         total = len(self.feed) if hasattr(self.feed, "__len__") else 0
+        if max_bars is not None and total:
+            total = min(total, max_bars)
         stopped = "feed ended"
         try:
             for fb in self.feed:
@@ -730,3 +732,24 @@ def unlock_halt(journal: Any, config: LiveConfig, *, person: str, reason: str) -
     journal.set_state(ENGINE_STATE_KEY, {**state, "risk": parts.risk.state()})
     journal.set_state(HALT_KEY, None)
     return record
+
+
+def session_status(journal: Any) -> dict[str, Any]:
+    """What ``moola live status`` shows: the journal's status (sessions, latest positions,
+    pending intents) with the kill switch, the risk halt, and each rate limit's use
+    (signals spent in its window, of its capacity, as of the last decision)."""
+    info = dict(journal.status())
+    state = info.get("state", {}).get(ENGINE_STATE_KEY) or {}
+    risk = state.get("risk") or {}
+    halt = risk.get("halt")
+    kill = info.get(KILL_SWITCH_KEY)
+    buckets = (state.get("rate") or {}).get("buckets", {})
+    info["kill"] = "on" if isinstance(kill, Mapping) and kill.get("on") else "off"
+    if isinstance(kill, Mapping) and kill.get("on"):
+        info["kill"] += f" (by {kill.get('by') or '?'}: {kill.get('reason') or 'no reason'})"
+    info["halt"] = "none" if not halt else str(halt.get("reason"))
+    info["rate_limits"] = {
+        name: f"{len(b.get('spent', []))}/{b.get('capacity')}" for name, b in buckets.items()
+    }
+    info["signals_last_hour"] = info["rate_limits"].get("all", "0")
+    return info

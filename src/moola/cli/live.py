@@ -1,0 +1,213 @@
+"""``moola live run | status | signals | kill | unlock``: the paper and live decision loop.
+
+``run`` replays bars through the engine (``moola.runtime.engine.run_session``) under a
+``live.yaml`` config, every decision journaled before anything acts on it; ``status`` and
+``signals`` read the journal; ``kill on|off`` sets the journal's kill switch (the
+``KILL_SWITCH`` environment variable overrides it); ``unlock`` lifts a risk halt, recording
+who and why. The journal is the mode's (``--mode``, default the config's, else paper):
+``live/<mode>.db`` under the data root, ``DB_URL`` / ``DB_URL_PAPER``, or the config's
+``journal_url``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from moola.cli._common import console, settings_of
+from moola.core.errors import ConfigError
+
+app = typer.Typer(
+    help="Paper and live trading: the decision loop (members -> ensemble -> tiers -> risk -> "
+    "orders), its journal, the kill switch and risk unlocks."
+)
+
+_CONFIG_HELP = "The session config (YAML: symbols, members, risk, execution, broker...)."
+_MODE_HELP = "paper or live (default: the config's mode, else paper)."
+
+
+def _mode(mode: str | None) -> str | None:
+    if mode is not None and mode not in ("paper", "live"):
+        raise ConfigError(f"--mode {mode!r}: use paper or live.", param="mode")
+    return mode
+
+
+def _config(path: Path | None, mode: str | None) -> Any:
+    from moola.runtime.config import load_live_config
+
+    if path is None:
+        return None
+    return load_live_config(path).with_mode(_mode(mode))
+
+
+def _journal(ctx: typer.Context, config_path: Path | None, mode: str | None) -> Any:
+    from moola.runtime.engine import open_journal
+
+    config = _config(config_path, mode)
+    chosen = _mode(mode) or (config.mode if config is not None else "paper")
+    return open_journal(settings_of(ctx).data_root, chosen, config)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", help=_CONFIG_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+    replay: str | None = typer.Option(
+        None, "--replay", help="Replay a raw dataset NAME[@vN] or a bars file."
+    ),
+    max_bars: int | None = typer.Option(
+        None, "--max-bars", min=1, help="Stop after deciding this many bars."
+    ),
+) -> None:
+    """Run a session: each closed bar through features, members, ensemble, tiers, risk and
+    rate limits to a journaled order intent and the broker."""
+    from moola.cli._progress import stage_display
+    from moola.runtime.engine import run_session
+    from moola.training.callbacks import ProgressUpdate
+
+    settings = settings_of(ctx)
+    live_config = _config(config, mode)
+    with stage_display(console) as display:
+        display.stage(f"{live_config.mode} session: {', '.join(live_config.symbols)}")
+        step = [1]
+
+        def on_bar(done: int, total: int) -> None:
+            if total and step[0] == 1:
+                step[0] = max(1, total // 50)
+            if done % step[0] == 0 or done == total:
+                display.update(ProgressUpdate(done, max(total, done), f"bar {done}"))
+
+        result = run_session(
+            settings.data_root, live_config, replay=replay, max_bars=max_bars, on_bar=on_bar
+        )
+    table = Table(title=f"Session {result.session_id}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [("bars", result.bars), ("decided", result.decided), ("signals", result.signals)]
+    rows += [("orders sent", result.intents)]
+    rows += [(f"refused: {kind}", n) for kind, n in sorted(result.refused.items())]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+    console.print(f"stopped: {result.stopped}")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+) -> None:
+    """Sessions, positions, the kill switch, the risk halt and pending orders."""
+    from moola.runtime.engine import session_status
+
+    info = session_status(_journal(ctx, config, mode))
+    console.print(f"journal: {info['url']}")
+    console.print(f"kill switch: {info['kill']}")
+    console.print(f"risk halt: {info['halt']}")
+    console.print(f"pending orders: {info['pending_intents']}")
+    console.print(f"signals this hour: {info['signals_last_hour']}")
+    positions = Table(title="Positions")
+    for column in ("symbol", "qty", "avg_price", "equity", "at"):
+        positions.add_column(column)
+    for row in info["positions"]:
+        positions.add_row(
+            *(str(row.get(c, "")) for c in ("symbol", "qty", "avg_price", "equity", "at"))
+        )
+    console.print(positions)
+    sessions = Table(title="Sessions (newest first)")
+    for column in ("id", "mode", "started_at", "ended_at", "end_reason"):
+        sessions.add_column(column)
+    for row in info["sessions"][:10]:
+        sessions.add_row(
+            *(str(row.get(c) or "") for c in ("id", "mode", "started_at", "ended_at", "end_reason"))
+        )
+    console.print(sessions)
+
+
+@app.command()
+def signals(
+    ctx: typer.Context,
+    since: str | None = typer.Option(None, "--since", help="Bar time, e.g. 2024-01-02T00:00Z."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+) -> None:
+    """The journal's signals (decisions with a direction) and their orders."""
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError(f"--format {fmt!r}: use table, csv or json.", param="format")
+    frame = _journal(ctx, config, mode).signals(since)
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+        return
+    if fmt == "json":
+        typer.echo(
+            json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=1)
+        )
+        return
+    table = Table(title=f"Signals ({len(frame)})")
+    columns = [
+        "bar_time",
+        "symbol",
+        "probability",
+        "tier",
+        "signal",
+        "action",
+        "side",
+        "qty",
+        "status",
+    ]
+    columns = [c for c in columns if c in frame.columns]
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame.tail(200).iterrows():
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@app.command()
+def kill(
+    ctx: typer.Context,
+    state: str = typer.Argument(..., help="on or off."),
+    by: str = typer.Option("", "--by", help="Who turns it on or off."),
+    reason: str = typer.Option("", "--reason", help="Why."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+) -> None:
+    """Turn the journal's kill switch on (engines cancel open orders and stop) or off."""
+    from moola.runtime.engine import set_kill_switch
+
+    if state not in ("on", "off"):
+        raise ConfigError(f"kill {state!r}: use on or off.", param="state")
+    set_kill_switch(_journal(ctx, config, mode), state == "on", by=by, reason=reason)
+    console.print(f"kill switch {state}")
+
+
+@app.command()
+def unlock(
+    ctx: typer.Context,
+    reason: str = typer.Option(..., "--reason", help="Why trading may go on."),
+    by: str = typer.Option(..., "--by", help="Who unlocks (recorded)."),
+    config: Path = typer.Option(..., "--config", help=_CONFIG_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+) -> None:
+    """Lift a risk halt (a loss limit broke); the person and reason are recorded."""
+    from moola.runtime.engine import unlock_halt
+
+    live_config = _config(config, mode)
+    journal = _journal(ctx, config, mode)
+    record = unlock_halt(journal, live_config, person=by, reason=reason)
+    console.print(f"unlocked by {record['person']}: {record['reason']}")

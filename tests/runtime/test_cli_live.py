@@ -1,0 +1,96 @@
+"""``moola live``: a paper session end to end from the command line on a promoted run, then
+its status and signals; kill switch and unlock; live mode without credentials refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from moola.cli.live import app
+from moola.core.errors import ConfigError
+from tests.runtime._lab import build_lab
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return build_lab(tmp_path_factory.mktemp("cli_live"))
+
+
+@pytest.fixture
+def session(lab, tmp_path, monkeypatch):
+    root, run_id = lab
+    monkeypatch.setenv("MOOLA_HOME", str(root))
+    monkeypatch.delenv("KILL_SWITCH", raising=False)
+    monkeypatch.delenv("DB_URL", raising=False)
+    monkeypatch.delenv("DB_URL_PAPER", raising=False)
+    config = tmp_path / "live.yaml"
+    config.write_text(
+        "mode: paper\n"
+        "symbols: [BTC, ETH]\n"
+        "members:\n"
+        f"  - {{role: direction, run: {run_id}, up_class: retracement}}\n"
+        "execution: {instrument: crypto, initial_cash: 10000, rules: none}\n"
+        "risk: {max_position: 5}\n"
+        f"journal_url: sqlite:///{tmp_path / 'paper.db'}\n",
+        encoding="utf-8",
+    )
+    return root, config
+
+
+def _ok(args):
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_paper_session_replays_a_dataset_and_its_journal_reads_back(session):
+    _, config = session
+    out = _ok(["run", "--config", str(config), "--replay", "mkt", "--max-bars", "300"])
+    assert "decided" in out and "300" in out
+    status = _ok(["status", "--config", str(config)])
+    assert "kill switch: off" in status and "paper" in status
+    table = _ok(["signals", "--config", str(config)])
+    assert "Signals" in table
+    rows = json.loads(_ok(["signals", "--config", str(config), "--format", "json"]))
+    csv = _ok(["signals", "--config", str(config), "--format", "csv"])
+    assert csv.splitlines()[0].startswith("decision_id") or "bar_time" in csv.splitlines()[0]
+    assert len(csv.splitlines()) == len(rows) + 1
+    assert any(row["action"] == "order" and row["status"] == "filled" for row in rows)
+    for row in rows:
+        assert row["signal"] in (-1, 1) and row["symbol"] in ("BTC", "ETH")
+
+
+def test_the_kill_switch_from_the_cli_stops_the_next_session(session):
+    _, config = session
+    _ok(["kill", "on", "--config", str(config), "--by", "ops", "--reason", "drill"])
+    assert "kill switch: on (by ops: drill)" in _ok(["status", "--config", str(config)])
+    out = _ok(["run", "--config", str(config), "--replay", "mkt", "--max-bars", "50"])
+    assert "kill switch on" in out
+    _ok(["kill", "off", "--config", str(config)])
+    assert "kill switch: off" in _ok(["status", "--config", str(config)])
+
+
+def test_unlock_without_a_halt_says_so(session):
+    _, config = session
+    result = runner.invoke(
+        app, ["unlock", "--config", str(config), "--by", "ana", "--reason", "reviewed"]
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "not halted" in str(result.exception)
+
+
+def test_live_mode_without_broker_credentials_is_a_clear_error(session, monkeypatch):
+    _, config = session
+    monkeypatch.delenv("COINBASE_API_KEY_NAME", raising=False)
+    monkeypatch.delenv("COINBASE_API_PRIVATE_KEY", raising=False)
+    text = config.read_text(encoding="utf-8") + "broker: coinbase\n"
+    config.write_text(text, encoding="utf-8")
+    result = runner.invoke(
+        app, ["run", "--config", str(config), "--mode", "live", "--replay", "mkt"]
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "COINBASE_API_KEY_NAME" in str(result.exception)
