@@ -262,9 +262,16 @@ def test_portfolio_arrays_equal_scalars_row_by_row():
     for i in range(n):
         one = portfolio_state(**{k: v[i].item() for k, v in args.items()})
         np.testing.assert_array_equal(batch[i], one)
-    # scalars broadcast against arrays (a shared initial cash and limits)
-    mixed = portfolio_state(**{**args, "initial_cash": 10_000.0, "total_limit": 0.1})
-    assert mixed.shape == (n, 7)
+    # float64 arrays with plain numbers (a shared initial cash and limits, as VecTradingEnv
+    # gives them) take the column-by-column path; the integer bars_in_position of ``args``
+    # sends the same values through the general path: both agree bit for bit
+    held = args["bars_in_position"].astype(np.float64)
+    for shared in ({"initial_cash": 10_000.0, "total_limit": 0.1},
+                   {"initial_cash": 10_000.0, "daily_limit": float("nan"), "total_limit": 0.1},
+                   {"daily_limit": 0.05}):  # fmt: skip
+        mixed = portfolio_state(**{**args, **shared, "bars_in_position": held})
+        general = portfolio_state(**{**args, **shared})
+        np.testing.assert_array_equal(mixed, general)
 
 
 def test_bankrupt_account_gives_finite_state():

@@ -492,6 +492,8 @@ def portfolio_state(
               day_start_equity, initial_cash, daily_limit, total_limit)  # fmt: skip
     if all(type(v) is float or type(v) is int for v in values):
         return _scalar_state(*(float(v) for v in values))  # one env's step: no numpy
+    if _one_row_per_env(values):
+        return _rows_state(*values)  # n envs' step: no broadcast copies, one output
     pos, cash_, eq, unreal, held, peak, sod, initial, daily, total = np.broadcast_arrays(
         *(
             np.asarray(v, dtype=np.float64)
@@ -558,6 +560,45 @@ def _scalar_state(
         ),
         dtype=np.float32,
     )
+
+
+def _one_row_per_env(values: tuple[Any, ...]) -> bool:
+    """Whether the inputs are float64 ``(n,)`` arrays and plain numbers (VecTradingEnv's)."""
+    n = None
+    for v in values:
+        if type(v) is float or type(v) is int:
+            continue
+        if type(v) is not np.ndarray or v.ndim != 1 or v.dtype != np.float64:
+            return False
+        if n is None:
+            n = v.shape[0]
+        elif v.shape[0] != n:
+            return False
+    return n is not None
+
+
+def _rows_state(
+    pos: Any, cash: Any, eq: Any, unreal: Any, held: Any, peak: Any,
+    sod: Any, initial: Any, daily: Any, total: Any,
+) -> np.ndarray:  # fmt: skip
+    """:func:`portfolio_state` of ``(n,)`` float64 arrays (and plain numbers), written
+    column by column into one float32 ``(n, 7)`` array: the same float64 arithmetic as the
+    general path, without its broadcast copies and stack (VecTradingEnv's hot path)."""
+    values = (pos, cash, eq, unreal, held, peak, sod, initial, daily, total)
+    n = next(v.shape[0] for v in values if type(v) is np.ndarray)
+    out = np.empty((n, len(PORTFOLIO_FIELDS)), dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:, 0] = pos
+        out[:, 1] = np.where(eq > 0.0, cash / eq, 0.0)
+        out[:, 2] = unreal / initial
+        out[:, 3] = np.log1p(np.maximum(held, 0.0))
+        out[:, 4] = np.where(peak > 0.0, np.maximum(peak - eq, 0.0) / peak, 0.0)
+        # A limit given as NaN (no such rule): headroom 1, without the arithmetic.
+        no_daily = type(daily) is float and math.isnan(daily)
+        no_total = type(total) is float and math.isnan(total)
+        out[:, 5] = 1.0 if no_daily else _headroom(eq, sod, daily * sod, daily)
+        out[:, 6] = 1.0 if no_total else _headroom(eq, initial, total * initial, total)
+    return out
 
 
 def _headroom(
