@@ -23,7 +23,9 @@ from moola.runtime.engine import (
     Engine,
     ReconcileError,
     client_order_id,
+    session_status,
     set_kill_switch,
+    unlock_halt,
 )
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
@@ -143,7 +145,7 @@ def test_every_intent_is_journaled_before_the_broker_sees_it(tmp_path):
         recorded = [
             j
             for j, (tag, name, a) in enumerate(log[:i])
-            if name == "record_intent" and a[1]["client_order_id"] == coid
+            if name == "record_step" and coid in [x["client_order_id"] for x in a[7]]
         ]
         assert recorded, f"{coid} sent before it was journaled"
     assert journal.intent_status(log[submits[0]][2][0].client_order_id) == "filled"
@@ -155,7 +157,7 @@ def test_every_intent_is_journaled_before_the_broker_sees_it(tmp_path):
 def test_nothing_is_sent_when_the_journal_cannot_record_the_intent(tmp_path):
     log = []
     engine, journal, broker = _engine(tmp_path)
-    engine.journal = Spy(journal, log, "journal", fail="record_intent")
+    engine.journal = Spy(journal, log, "journal", fail="record_step")
     engine.broker = Spy(broker, log, "broker")
     with pytest.raises(JournalError):
         engine.run()
@@ -262,3 +264,35 @@ def test_the_client_order_id_is_deterministic():
         "s1", "BTC", pd.Timestamp("2024-01-01", tz="UTC"), {"signal": 1, "qty": 2.0}
     )
     assert a != client_order_id("s2", "BTC", "2024-01-01T00:00Z", {"signal": 1, "qty": 2.0})
+
+
+def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
+    bars = _bars(150)
+    crash = (bars["symbol"] == "BTC") & (bars["timestamp"].dt.minute >= 25)
+    crash &= bars["timestamp"] < pd.Timestamp("2024-01-01 01:00", tz="UTC")
+    for column in ("open", "high", "low", "close"):
+        bars.loc[crash, column] *= 0.7  # BTC falls 30% for half an hour
+    config = _config(risk={"max_position": 1000.0, "daily_loss": 0.02})
+    first = bars[bars["timestamp"] < pd.Timestamp("2024-01-01 01:30", tz="UTC")]
+    engine, journal, broker = _engine(tmp_path, first, config=config)
+    engine.run()
+    (halt,) = journal.events(kind="halt")
+    assert "daily_loss_limit" in halt["payload"]["reason"]
+    actions = journal.signals(include_flat=True)
+    flatten = actions[actions["action"] == "flatten"]
+    assert sorted(flatten["symbol"]) == ["BTC", "ETH"]  # every held symbol, once
+    assert (flatten["status"] == "filled").all() and not any(broker.positions().values())
+    after = actions[actions["bar_time"] > flatten["bar_time"].max()]
+    denied = after[after["action"] == "denied"]
+    assert len(denied) > 0 and (after["action"] != "order").all()
+    assert all("halted" in " ".join(r) for r in denied["reasons"])
+    assert "daily_loss_limit" in session_status(journal)["halt"]
+
+    unlock_halt(journal, config, person="ana", reason="reviewed the crash")
+    (event,) = journal.events(kind="unlock")
+    assert event["payload"]["person"] == "ana" and session_status(journal)["halt"] == "none"
+    again, _, _ = _engine(tmp_path, bars, journal=journal, broker=broker, config=config)
+    again.run()
+    later = journal.signals()
+    later = later[later["bar_time"] >= pd.Timestamp("2024-01-01 01:30", tz="UTC")]
+    assert (later["action"] == "order").any()

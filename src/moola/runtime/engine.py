@@ -14,8 +14,9 @@ Per closed bar of each symbol (``Engine.step``), in this order:
    staleness), the kill switch, the risk gate and the rate limits, in that order: any
    refusal is the decision's action with its reasons, journaled, and nothing is sent;
 5. an ``OrderIntent`` with a deterministic client order id (a hash of session, symbol,
-   bar time and decision) is journaled (``record_intent``) **before** ``broker.submit``;
-   the ack is journaled after. If any journal write fails (``JournalError``) the loop
+   bar time and decision) is journaled with the iteration, the member outputs and the
+   decision in one transaction (``record_step``) **before** ``broker.submit``; the ack is
+   journaled after. If any journal write fails (``JournalError``) the loop
    stops and nothing more is sent: risk fails closed.
 
 On start the engine rebuilds its state from the journal (kill switch, halt, risk and
@@ -71,6 +72,8 @@ KILL_SWITCH_KEY = "kill_switch"
 #: ``rate`` (the rate limiter's buckets) and ``risk`` (the risk gate: loss limits, halt).
 ENGINE_STATE_KEY = "engine"
 _QTY_EPS = 1e-9
+#: Decision actions that refuse an order (each also recorded as an event of that kind).
+REFUSALS = ("killed", "refused_bar", "denied", "rate_limited")
 #: The journal's state keys for the halt (``moola live status`` reports them).
 HALT_KEY = "halt"
 
@@ -345,14 +348,45 @@ class Engine:
         last = self.last_bars.get(symbol)
         if last is not None and time <= last:
             return None  # decided before a restart: it only warms up the features
-        iteration = self.journal.record_iteration(
-            self.session_id, symbol, time.isoformat(), feature_hash(row), _bar_record(bar)
-        )
         self._advance_broker(symbol, bar, fb.closed_at)
-        stop = self._decide(fb, iteration, result)
+        outputs, decision, order, stop = self._decide(fb, result)
+        intents = []
+        if order is not None:
+            side, qty = order
+            coid = client_order_id(
+                self.session_id,
+                symbol,
+                time,
+                {"signal": decision["signal"], "side": side, "qty": qty},
+            )
+            if self.journal.intent_status(coid) is None:  # never recorded or sent twice
+                intents.append(_intent_record(coid, symbol, side, qty))
+        # The iteration, member outputs, decision and intent: one durable transaction,
+        # before anything acts on it.
+        _, decision_id = self.journal.record_step(
+            self.session_id,
+            symbol,
+            time.isoformat(),
+            feature_hash(row),
+            _bar_record(bar),
+            outputs,
+            decision,
+            intents,
+        )
+        if decision["action"] in REFUSALS:
+            result.refused[decision["action"]] = result.refused.get(decision["action"], 0) + 1
+            self.journal.record_event(
+                self.session_id,
+                decision["action"],
+                {"decision_id": decision_id, "symbol": symbol, "reasons": decision["reasons"]},
+            )
+        # Durable before an order leaves: this bar is decided (a restart never decides it
+        # again, so never makes a second intent for it) and the rate limiter's spend.
         self.last_bars[symbol] = time
         self._save_state()
         result.decided += 1
+        for intent in intents:
+            self._submit(intent, time, result)
         return stop
 
     def _advance_broker(self, symbol: str, bar: Mapping[str, Any], closed_at: Any) -> None:
@@ -399,27 +433,29 @@ class Engine:
         )
         self._save_state()
 
-    def _decide(self, fb: FeedBar, iteration: int, result: SessionResult) -> str | None:
-        """Members -> ensemble -> tier -> order -> gates -> journaled intent -> broker."""
+    def _decide(
+        self, fb: FeedBar, result: SessionResult
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[str, float] | None, str | None]:
+        """Members -> ensemble -> tier -> order -> kill switch, feed check, risk, rate
+        limits: (member outputs, decision, order (side, qty) or None, why to stop or None).
+        Nothing is written here; ``step`` journals it all at once."""
         parts = self.parts
         assert parts is not None
         from moola.runtime.ensemble import MemberOutput
 
         symbol, time = fb.symbol, fb.time
         bars = pd.DataFrame(list(self._bars[symbol]))
-        rows = pd.DataFrame(list(self._rows[symbol]))
-        outputs = [
+        reads_rows = any(m.rows_needed for m in self.members)
+        rows = pd.DataFrame(list(self._rows[symbol])) if reads_rows else None
+        answers = [
             MemberOutput(m.name, m.run_id, m.value(symbol, bars, rows), False) for m in self.members
         ]
-        self.journal.record_members(
-            iteration,
-            [
-                {"member": m.name, "run_id": m.run_id, "value": o.value, "stale": o.stale}
-                | {"weight": m.weight}
-                for m, o in zip(self.members, outputs, strict=True)
-            ],
-        )
-        ensemble = parts.combine(outputs, self.config.weights)
+        outputs = [
+            {"member": m.name, "run_id": m.run_id, "value": o.value, "stale": o.stale}
+            | {"weight": m.weight}
+            for m, o in zip(self.members, answers, strict=True)
+        ]
+        ensemble = parts.combine(answers, self.config.weights)
         probability = ensemble.probability
         decision: dict[str, Any] = {
             "probability": probability,
@@ -431,110 +467,61 @@ class Engine:
             "weights_used": ensemble.weights_used,
             "missing": list(ensemble.missing),
         }
+        reasons = decision["reasons"]
         if fb.refused:  # recorded with the decision, whatever it is
-            decision["reasons"].append(fb.refused)
+            reasons.append(fb.refused)
         kill = parts.kill.is_on(self.env, self.journal.get_state(KILL_SWITCH_KEY))
         if kill.on:
             for intent in self.broker.open_orders():
                 self.broker.cancel(intent.client_order_id)
             why = f"kill switch on ({kill.source}): {kill.reason}"
-            return self._refuse(iteration, decision, "killed", [why], result, stop=why)
-        held = abs(self.positions.get(symbol, 0.0)) > _QTY_EPS
-        if parts.risk.halted and parts.risk.flatten_requested and held:
-            qty = self.positions[symbol]
-            decision.update(action="flatten", reasons=[f"halted: {parts.risk.halted}"])
-            side = "sell" if qty > 0 else "buy"
-            return self._send(iteration, decision, fb, side, abs(qty), result)
+            reasons.append(why)
+            decision["action"] = "killed"
+            return outputs, decision, None, why
+        held = self.positions.get(symbol, 0.0)
+        if parts.risk.halted and parts.risk.flatten_requested and abs(held) > _QTY_EPS:
+            decision["action"] = "flatten"
+            reasons.append(f"halted: {parts.risk.halted}")
+            return outputs, decision, ("sell" if held > 0 else "buy", abs(held)), None
         if probability is None:
-            decision["reasons"].append("no member has a value (warm-up or all missing)")
-            self.journal.record_decision(iteration, decision)
-            return None
+            reasons.append("no member has a value (warm-up or all missing)")
+            return outputs, decision, None, None
         tier = parts.tier_of(max(probability, 1.0 - probability))
         decision["tier"] = tier
         if tier is None:
-            decision["reasons"].append("confidence below the lowest tier")
-            self.journal.record_decision(iteration, decision)
-            return None
+            reasons.append("confidence below the lowest tier")
+            return outputs, decision, None, None
         decision["signal"] = signal = 1 if probability >= 0.5 else -1
         result.signals += 1
-        order = self._order_for(symbol, signal)
+        order = self._order_for(symbol, signal, bars)
         if order is None:
             decision["action"] = "hold"
-            decision["reasons"].append("no order: already at the signal's target position")
-            self.journal.record_decision(iteration, decision)
-            return None
+            reasons.append("no order: already at the signal's target position")
+            return outputs, decision, None, None
         side, qty, stop_distance = order
         decision.update(side=side, qty=qty)
         if fb.refused:
-            return self._refuse(iteration, decision, "refused_bar", [], result)
+            decision["action"] = "refused_bar"
+            return outputs, decision, None, None
         intent = self._intent("risk-check", symbol, side, qty, time)
-        reasons = list(
-            parts.risk.check(intent, self._account(symbol, time), stop_distance=stop_distance)
-        )
-        if reasons:
-            return self._refuse(iteration, decision, "denied", reasons, result)
+        account = self._account(symbol, time)
+        denied = list(parts.risk.check(intent, account, stop_distance=stop_distance))
+        if denied:
+            decision["action"] = "denied"
+            reasons.extend(denied)
+            return outputs, decision, None, None
         allowed, why = parts.limiter.allow(tier, time)
         if not allowed:
-            return self._refuse(iteration, decision, "rate_limited", [why], result)
+            decision["action"] = "rate_limited"
+            reasons.append(why)
+            return outputs, decision, None, None
         decision["action"] = "order"
-        return self._send(iteration, decision, fb, side, qty, result)
+        return outputs, decision, (side, qty), None
 
-    def _refuse(
-        self,
-        iteration: int,
-        decision: dict[str, Any],
-        kind: str,
-        reasons: list[str],
-        result: SessionResult,
-        stop: str | None = None,
-    ) -> str | None:
-        """Journal a refused decision (and an event naming it); nothing is sent."""
-        decision["action"] = kind
-        decision["reasons"] = [*decision["reasons"], *reasons]
-        result.refused[kind] = result.refused.get(kind, 0) + 1
-        decision_id = self.journal.record_decision(iteration, decision)
-        self.journal.record_event(
-            self.session_id, kind, {"decision_id": decision_id, "reasons": decision["reasons"]}
-        )
-        return stop
-
-    def _send(
-        self,
-        iteration: int,
-        decision: dict[str, Any],
-        fb: FeedBar,
-        side: str,
-        qty: float,
-        result: SessionResult,
-    ) -> str | None:
-        """Journal the decision and its intent, then (only then) submit it; journal the ack.
-        A client id the journal already holds is never recorded or sent again."""
-        symbol, time = fb.symbol, fb.time
-        coid = client_order_id(
-            self.session_id or "",
-            symbol,
-            time,
-            {"signal": decision["signal"], "side": side, "qty": qty},
-        )
-        if self.journal.intent_status(coid) is not None:
-            return None
-        decision_id = self.journal.record_decision(iteration, decision)
-        intent = self._intent(coid, symbol, side, qty, time)
-        self.journal.record_intent(
-            decision_id,
-            {
-                "client_order_id": coid,
-                "symbol": symbol,
-                "side": side,
-                "qty": qty,
-                "order_type": "market",
-                "limit_price": None,
-            },
-        )
-        # Durable before the order leaves: this bar is decided (a restart never decides it
-        # again, so never makes a second intent for it) and the rate limiter's spend.
-        self.last_bars[symbol] = time
-        self._save_state()
+    def _submit(self, record: Mapping[str, Any], time: Any, result: SessionResult) -> None:
+        """Hand a journaled intent to the broker; journal its ack (or the broker's error)."""
+        coid = record["client_order_id"]
+        intent = self._intent(coid, record["symbol"], record["side"], record["qty"], time)
         try:
             ack = self.broker.submit(intent)
         except BrokerError as exc:
@@ -543,20 +530,21 @@ class Engine:
                 self.session_id, "broker_error", {"client_order_id": coid, "reason": str(exc)}
             )
             result.refused["broker_error"] = result.refused.get("broker_error", 0) + 1
-            return None
+            return
         status = "acknowledged" if ack.accepted else "rejected"
         self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
         result.intents += 1
-        return None
 
-    def _order_for(self, symbol: str, signal: int) -> tuple[str, float, float] | None:
+    def _order_for(
+        self, symbol: str, signal: int, bars: pd.DataFrame
+    ) -> tuple[str, float, float] | None:
         """(side, qty, stop distance) taking ``symbol`` to the signal's target: a flat
         symbol buys the sized units on +1 (risk per trade over an ``atr_multiple`` ATR
         stop), a held one is closed on -1 (spot: no shorts); a long is not resized while
         the signal stays +1. None when there is nothing to do or no ATR yet."""
         assert self.parts is not None
         current = self.positions.get(symbol, 0.0)
-        atr = self._current_atr(symbol)
+        atr = self._current_atr(bars)
         if not (math.isfinite(atr) and atr > 0):
             return None
         stop_distance = self.config.risk.atr_multiple * atr
@@ -568,9 +556,8 @@ class Engine:
             return ("sell", float(current), stop_distance)
         return None
 
-    def _current_atr(self, symbol: str) -> float:
-        """Wilder's ATR of the symbol's recent bars (``moola.features``' ``atr``)."""
-        bars = pd.DataFrame(list(self._bars[symbol]))
+    def _current_atr(self, bars: pd.DataFrame) -> float:
+        """Wilder's ATR of a symbol's recent ``bars`` (``moola.features``' ``atr``)."""
         if len(bars) <= self.config.risk.atr_period:
             return float("nan")
         return float(self._atr.compute(bars).to_numpy(dtype=np.float64)[-1, 0])
@@ -613,6 +600,17 @@ class Engine:
 def feature_hash(row: pd.Series) -> str:
     """SHA-256 of a feature row's values (NaN as null): what the journal records per bar."""
     return sha256_json([float(v) if math.isfinite(v) else None for v in row.tolist()])
+
+
+def _intent_record(coid: str, symbol: str, side: str, qty: float) -> dict[str, Any]:
+    return {
+        "client_order_id": coid,
+        "symbol": symbol,
+        "side": side,
+        "qty": qty,
+        "order_type": "market",
+        "limit_price": None,
+    }
 
 
 def _bar_record(bar: Mapping[str, Any]) -> dict[str, Any]:
