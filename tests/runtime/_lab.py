@@ -16,14 +16,16 @@ SYMBOLS = ("BTC", "ETH")
 def build_lab(parent: Path, *, promoted: bool = True) -> tuple[Path, str]:
     """Data root with raw ``mkt`` (two symbols, 4,000 one-minute bars each) and a logistic
     regression on planted patterns (classes consolidation / retracement, 105-bar windows),
-    promoted past open gates. Returns (root, run id)."""
+    promoted past open gates, Platt-calibrated. Returns (root, run id)."""
     registry = Registry(parent / "moola_data")
     raw, market = synthesize_raw(
         registry, "mkt", n_bars=4000, n_patterns=16, seed=4, symbols=SYMBOLS
     )
     labeled = planted_labeled(registry, "pat", raw, market)
     make_and_store_split(registry, labeled, "purged-kfold", name="kf", folds=3, embargo=105)
-    config = TrainConfig(model="logistic_regression", dataset="pat", split="kf", n_bootstrap=10)
+    config = TrainConfig(
+        model="logistic_regression", dataset="pat", split="kf", n_bootstrap=10, calibration="platt"
+    )
     run_id = run_training(registry, config).run_id
     if promoted:
         promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))

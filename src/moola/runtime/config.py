@@ -160,8 +160,8 @@ class LiveConfig(_Frozen):
 
     ``feature_set``: the feature set computed incrementally on every bar (its row hash is
     journaled; members trained on feature windows of it read its rows). ``calibration``:
-    when False the ensemble's probability is used as it is (members are calibrated by
-    their runs either way). ``journal_url``: None for the default SQLite file under the
+    each member's probabilities pass through its run's calibrator (True) or are the
+    estimator's raw ones (False). ``journal_url``: None for the default SQLite file under the
     data root (``live/<mode>.db``). ``notifier_url``: a webhook for signals, denials,
     halts and errors (None: no notifications).
     """

@@ -5,7 +5,8 @@ promoted listing) playing one role: ``direction`` (a per-symbol model), ``trend`
 multi-symbol model, possibly with a symbol embedding) or ``rl`` (an RL policy; not loaded
 by this version, see ``load_members``). Its output per closed bar is one number, the
 probability that price goes up, computed the run's own way (raw windows -> input view ->
-estimator -> the run's calibrator).
+estimator -> the run's calibrator; with the session's ``calibration`` off, the
+estimator's raw probabilities).
 
 **Mapping the run's classes to "up".** The member config names ``up_class`` (default
 ``"up"``). For a run with two classes the value is ``p(up_class)`` (the other class is
@@ -64,6 +65,9 @@ class Member:
 
     config: MemberConfig
     predictor: Predictor
+    calibrated: bool = True
+    """Apply the run's calibrator (the session's ``calibration``); False: the estimator's
+    raw probabilities."""
 
     @property
     def name(self) -> str:
@@ -103,12 +107,18 @@ class Member:
             if p.symbols:
                 ids = np.full((1, p.length, 1), p.symbols.index(symbol), dtype=np.float32)
                 window = np.concatenate([window, ids], axis=2)
-            proba = p.predict_proba(window)
+            proba = self._proba(window)
         else:
             if len(bars) < p.length:
                 return None
-            proba = p.predict_proba(bars.iloc[-p.length :])
+            proba = self._proba(bars.iloc[-p.length :])
         return up_probability(proba[0], p.classes, self.config.up_class, self.config.down_class)
+
+    def _proba(self, inputs: pd.DataFrame | np.ndarray) -> np.ndarray:
+        p = self.predictor
+        if self.calibrated or p.calibrator is None:
+            return p.predict_proba(inputs)
+        return p.estimator.predict_proba(p.inputs_of(inputs))
 
 
 def load_members(
@@ -144,7 +154,7 @@ def load_members(
             raise type(exc)(f"{where}: {exc}", param="members") from None
         _check_classes(where, member, predictor)
         _check_fits(where, predictor, config, feature_set)
-        members.append(Member(member, predictor))
+        members.append(Member(member, predictor, calibrated=config.calibration))
     return tuple(members)
 
 
