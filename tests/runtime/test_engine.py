@@ -296,3 +296,22 @@ def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
     later = journal.signals()
     later = later[later["bar_time"] >= pd.Timestamp("2024-01-01 01:30", tz="UTC")]
     assert (later["action"] == "order").any()
+
+
+def test_rate_limit_buckets_survive_a_restart(tmp_path):
+    config = _config(rate_limits={"all_per_window": 2, "high_per_window": 2})
+    first, journal, broker = _engine(tmp_path, config=config)
+    first.run(max_bars=50)  # both symbols buy: the two signals of the hour are spent
+    assert _orders(journal) == 2
+    again, _, _ = _engine(tmp_path, journal=journal, broker=broker, config=config)
+    result = again.run()
+    assert _orders(journal) == 2
+    assert result.refused.get("rate_limited", 0) >= 2
+    limited = journal.signals()
+    limited = limited[limited["action"] == "rate_limited"]
+    assert all("all" in " ".join(r) for r in limited["reasons"])
+
+
+def _orders(journal) -> int:
+    signals = journal.signals()
+    return int((signals["action"] == "order").sum())
