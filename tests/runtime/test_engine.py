@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola.core.errors import JournalError
+from moola.core.errors import BrokerError, JournalError
 from moola.features.featureset import load_feature_set
 from moola.runtime.brokers import PaperBroker
 from moola.runtime.config import parse_live_config
@@ -315,3 +315,19 @@ def test_rate_limit_buckets_survive_a_restart(tmp_path):
 def _orders(journal) -> int:
     signals = journal.signals()
     return int((signals["action"] == "order").sum())
+
+
+def test_a_broker_error_is_recorded_and_the_loop_goes_on(tmp_path):
+    engine, journal, broker = _engine(tmp_path)
+
+    def refuse(intent):
+        raise BrokerError("503 Service Unavailable after 3 retries")
+
+    broker.submit = refuse
+    result = engine.run()
+    assert result.intents == 0 and result.refused["broker_error"] >= 2
+    assert result.decided == 180  # every bar still decided
+    errors = journal.events(kind="broker_error")
+    assert errors and "503" in errors[0]["payload"]["reason"]
+    orders = journal.signals()
+    assert set(orders.loc[orders["action"] == "order", "status"]) == {"rejected"}
