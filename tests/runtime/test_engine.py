@@ -288,14 +288,24 @@ def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
     assert all("halted" in " ".join(r) for r in denied["reasons"])
     assert "daily_loss_limit" in session_status(journal)["halt"]
 
-    unlock_halt(journal, config, person="ana", reason="reviewed the crash")
+    # the same session goes on; a person unlocks while it runs (from another process)
+    resumed = pd.Timestamp("2024-01-01 01:30", tz="UTC")
+    rest = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+
+    def feed():
+        for fb in rest:
+            if fb.time == resumed and fb.symbol == "BTC":
+                unlock_halt(journal, config, person="ana", reason="reviewed the crash")
+            yield fb
+
+    again, _, _ = _engine(tmp_path, bars, journal=journal, broker=broker, config=config)
+    again.feed = feed()
+    again.run()
     (event,) = journal.events(kind="unlock")
     assert event["payload"]["person"] == "ana" and session_status(journal)["halt"] == "none"
-    again, _, _ = _engine(tmp_path, bars, journal=journal, broker=broker, config=config)
-    again.run()
     later = journal.signals()
-    later = later[later["bar_time"] >= pd.Timestamp("2024-01-01 01:30", tz="UTC")]
-    assert (later["action"] == "order").any()
+    later = later[later["bar_time"] >= resumed]
+    assert (later["action"] == "order").any() and (later["action"] != "denied").all()
 
 
 def test_rate_limit_buckets_survive_a_restart(tmp_path):
@@ -331,3 +341,32 @@ def test_a_broker_error_is_recorded_and_the_loop_goes_on(tmp_path):
     assert errors and "503" in errors[0]["payload"]["reason"]
     orders = journal.signals()
     assert set(orders.loc[orders["action"] == "order", "status"]) == {"rejected"}
+
+
+class Notes:
+    """A notifier stand-in: what it was told, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, kind):
+        return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True
+
+
+def test_the_notifier_hears_signals_denials_and_the_kill_after_the_journal(tmp_path):
+    config = _config(rate_limits={"all_per_window": 2, "high_per_window": 2})
+    notes = Notes()
+    engine, journal, _ = _engine(tmp_path, config=config, notifier=notes)
+    result = engine.run()
+    kinds = [kind for kind, _, _ in notes.calls]
+    assert kinds.count("signal") == result.intents == 2
+    assert kinds.count("denial") == result.refused["rate_limited"]
+    sent = {kw["symbol"] for kind, _, kw in notes.calls if kind == "signal"}
+    assert sent == {"BTC", "ETH"}
+    set_kill_switch(journal, True, by="ops", reason="drill")
+    notes.calls.clear()
+    again, _, _ = _engine(
+        tmp_path / "k", config=config, journal=journal, notifier=notes, resume_book=False
+    )
+    again.run()
+    assert [kind for kind, _, _ in notes.calls] == ["halt"]

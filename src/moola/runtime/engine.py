@@ -201,9 +201,14 @@ class Engine:
     on_bar : callable, optional
         Called after each bar with ``(done, total)`` (progress display).
     resume_book : bool, default True
-        Rebuild positions and the last bar decided per symbol from the journal (a broker
-        that outlives the process). False for a fresh paper broker: its book starts empty,
-        while the kill switch, the halt, risk and rate-limit state still carry over.
+        Rebuild positions, the last bar decided per symbol, the risk gate's loss history
+        and the rate-limit buckets from the journal (a broker that outlives the process).
+        False for a fresh paper broker, which may replay any period: its book, loss limits
+        and buckets start anew, while the kill switch and a halt still carry over (a halt
+        until a person unlocks it).
+    notifier : WebhookNotifier, optional
+        Told of signals sent, denials, halts and errors, always after the journal (a
+        notifier never raises into the loop).
     """
 
     def __init__(
@@ -219,9 +224,11 @@ class Engine:
         env: Mapping[str, str] | None = None,
         on_bar: Callable[[int, int], None] | None = None,
         resume_book: bool = True,
+        notifier: Any = None,
     ) -> None:
         self.config = config
         self.resume_book = resume_book
+        self.notifier = notifier
         self.journal = journal
         self.broker = broker
         self.members = tuple(members)
@@ -240,8 +247,12 @@ class Engine:
         reconcile with the broker. Raises ``ReconcileError`` (recorded) when they disagree."""
         journal = self.journal
         state = dict(journal.get_state(ENGINE_STATE_KEY) or {})
+        self.carried_halt: str | None = None
         if not self.resume_book:
-            state.update(positions=None, last_bars=None)
+            halt = journal.get_state(HALT_KEY)
+            if isinstance(halt, Mapping) and halt.get("on"):
+                self.carried_halt = str(halt.get("reason") or "halted")
+            state.update(positions=None, last_bars=None, risk=None, rate=None)
         if self.parts is None:
             self.parts = DecisionParts.from_config(self.config, state)
         if session_id is None:
@@ -380,13 +391,29 @@ class Engine:
                 decision["action"],
                 {"decision_id": decision_id, "symbol": symbol, "reasons": decision["reasons"]},
             )
+            if self.notifier is not None:
+                if decision["action"] == "killed":
+                    self.notifier.halt("; ".join(decision["reasons"]))
+                else:
+                    self.notifier.denial(
+                        symbol=symbol, reasons=decision["reasons"], side=decision.get("side")
+                    )
         # Durable before an order leaves: this bar is decided (a restart never decides it
         # again, so never makes a second intent for it) and the rate limiter's spend.
         self.last_bars[symbol] = time
         self._save_state()
         result.decided += 1
         for intent in intents:
-            self._submit(intent, time, result)
+            if self._submit(intent, time, result) and self.notifier is not None:
+                self.notifier.signal(
+                    symbol=symbol,
+                    side=intent["side"],
+                    tier=decision["tier"] or decision["action"],
+                    probability=decision["probability"] or 0.5,
+                    qty=intent["qty"],
+                    price=float(bar["close"]),
+                    bar_time=time.isoformat(),
+                )
         return stop
 
     def _advance_broker(self, symbol: str, bar: Mapping[str, Any], closed_at: Any) -> None:
@@ -409,6 +436,8 @@ class Engine:
             reason = str(parts.risk.halted)
             self.journal.record_event(self.session_id, "halt", {"reason": reason})
             self.journal.set_state(HALT_KEY, {"on": True, "reason": reason})
+            if self.notifier is not None:
+                self.notifier.halt(reason)
             for intent in self.broker.open_orders():
                 self.broker.cancel(intent.client_order_id)
 
@@ -470,6 +499,8 @@ class Engine:
         reasons = decision["reasons"]
         if fb.refused:  # recorded with the decision, whatever it is
             reasons.append(fb.refused)
+        if parts.risk.halted or self.carried_halt:
+            self._follow_unlock()
         kill = parts.kill.is_on(self.env, self.journal.get_state(KILL_SWITCH_KEY))
         if kill.on:
             for intent in self.broker.open_orders():
@@ -483,6 +514,12 @@ class Engine:
             decision["action"] = "flatten"
             reasons.append(f"halted: {parts.risk.halted}")
             return outputs, decision, ("sell" if held > 0 else "buy", abs(held)), None
+        if self.carried_halt and parts.risk.halted is None:  # a fresh book, still halted
+            reasons.append(
+                f"halted: {self.carried_halt}; a person must unlock it before trading goes on"
+            )
+            if probability is None:
+                return outputs, decision, None, None
         if probability is None:
             reasons.append("no member has a value (warm-up or all missing)")
             return outputs, decision, None, None
@@ -506,6 +543,8 @@ class Engine:
         intent = self._intent("risk-check", symbol, side, qty, time)
         account = self._account(symbol, time)
         denied = list(parts.risk.check(intent, account, stop_distance=stop_distance))
+        if self.carried_halt and not denied:
+            denied = [r for r in reasons if r.startswith("halted: ")]
         if denied:
             decision["action"] = "denied"
             reasons.extend(denied)
@@ -518,8 +557,24 @@ class Engine:
         decision["action"] = "order"
         return outputs, decision, (side, qty), None
 
-    def _submit(self, record: Mapping[str, Any], time: Any, result: SessionResult) -> None:
-        """Hand a journaled intent to the broker; journal its ack (or the broker's error)."""
+    def _follow_unlock(self) -> None:
+        """A person unlocked the halt (``unlock_halt``, maybe from another process, which
+        clears the journal's halt): lift this engine's halt too, recording the same person
+        and reason in its risk state."""
+        halt = self.journal.get_state(HALT_KEY)
+        if isinstance(halt, Mapping) and halt.get("on"):
+            return
+        unlocks = self.journal.events(kind="unlock")
+        if not unlocks:
+            return
+        payload = unlocks[-1]["payload"]
+        if self.parts is not None and self.parts.risk.halted:
+            self.parts.risk.unlock(str(payload["person"]), str(payload["reason"]))
+        self.carried_halt = None
+
+    def _submit(self, record: Mapping[str, Any], time: Any, result: SessionResult) -> bool:
+        """Hand a journaled intent to the broker; journal its ack (or the broker's error).
+        True when the broker accepted it."""
         coid = record["client_order_id"]
         intent = self._intent(coid, record["symbol"], record["side"], record["qty"], time)
         try:
@@ -530,10 +585,13 @@ class Engine:
                 self.session_id, "broker_error", {"client_order_id": coid, "reason": str(exc)}
             )
             result.refused["broker_error"] = result.refused.get("broker_error", 0) + 1
-            return
+            if self.notifier is not None:
+                self.notifier.error(f"broker refused {coid}: {exc}")
+            return False
         status = "acknowledged" if ack.accepted else "rejected"
         self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
         result.intents += 1
+        return ack.accepted
 
     def _order_for(
         self, symbol: str, signal: int, bars: pd.DataFrame
@@ -657,6 +715,11 @@ def run_session(
     bars = load_replay_bars(root, replay, config.timeframe)
     feed = ReplayFeed(bars, config.symbols, config.timeframe, config.staleness)
     journal = open_journal(root, config.mode, config, env)
+    notifier = None
+    if config.notifier_url:
+        from moola.runtime.notify import WebhookNotifier
+
+        notifier = WebhookNotifier(config.notifier_url)
     if config.mode == "live":
         from moola.runtime.brokers import CoinbaseAdvancedTrade
 
@@ -673,8 +736,14 @@ def run_session(
         env=env,
         on_bar=on_bar,
         resume_book=config.mode == "live",  # a paper broker lives in memory: a new book
+        notifier=notifier,
     )
-    return engine.run(max_bars)
+    try:
+        return engine.run(max_bars)
+    finally:
+        if notifier is not None:
+            notifier.close()
+        journal.close()
 
 
 def _live_credentials(config: LiveConfig, env: Mapping[str, str]) -> Any:
@@ -725,8 +794,17 @@ def unlock_halt(journal: Any, config: LiveConfig, *, person: str, reason: str) -
     risk gate's state) before the halt is cleared. Not halted -> ``ConfigError``."""
     state = dict(journal.get_state(ENGINE_STATE_KEY) or {})
     parts = DecisionParts.from_config(config, {"risk": state.get("risk")})
-    record = parts.risk.unlock(person, reason)
-    journal.record_event(None, "unlock", {"person": person, "reason": reason, **record})
+    halt = journal.get_state(HALT_KEY)
+    if parts.risk.halted:
+        record = parts.risk.unlock(person, reason)
+    elif isinstance(halt, Mapping) and halt.get("on"):  # halted in a book since replaced
+        for name, value in (("person", person), ("reason", reason)):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"unlock: say who unlocks and why ({name} is empty).")
+        record = {"person": person.strip(), "reason": reason.strip(), "lifted": dict(halt)}
+    else:
+        raise ConfigError("unlock: trading is not halted; there is nothing to unlock.")
+    journal.record_event(None, "unlock", {**record, "person": person, "reason": reason})
     journal.set_state(ENGINE_STATE_KEY, {**state, "risk": parts.risk.state()})
     journal.set_state(HALT_KEY, None)
     return record
