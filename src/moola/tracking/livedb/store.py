@@ -288,9 +288,13 @@ class LiveJournal:
         # idle connection held open keeps that from happening after every transaction
         # (which would cost several more fsyncs per write). It never runs a statement.
         if self.path is not None:
-            self._keeper = self._engine.raw_connection()
-            with self._guard("be opened"):
-                stat = os.stat(self.path)
+            try:
+                with self._guard("be opened"):
+                    self._keeper = self._engine.raw_connection()
+                    stat = os.stat(self.path)
+            except BaseException:
+                self.close()
+                raise
             self._identity = (stat.st_dev, stat.st_ino)
 
     def __repr__(self) -> str:
