@@ -255,3 +255,28 @@ def test_worst_loss_and_best_gain_are_the_maxima_of_the_whole_curve(values, init
             assert got.tobytes() == np.float64(expected).tobytes() or (
                 np.isnan(got) and np.isnan(expected)
             )
+
+
+@pytest.mark.parametrize("rule", [DailyLossLimit(pct=0.05), TotalLossLimit(pct=0.10)])
+def test_a_loss_stream_carries_on_from_its_saved_state(rule):
+    """A restarted process (the live risk gate) restores a stream from ``state()`` as JSON
+    and streams on to the same breach as one that never stopped."""
+    import json
+
+    times = pd.date_range("2024-01-01", periods=120, freq="1h", tz="UTC")
+    drift = np.where(np.arange(120) < 60, 0.0, -0.008)  # calm, then a steady loss
+    steps = drift + np.random.default_rng(2).normal(0.0, 0.002, 120)
+    equity = 100_000.0 * np.exp(np.cumsum(steps))
+    whole = rule.stream()
+    breaches_whole = [whole.update(t, e) for t, e in zip(times, equity, strict=True)]
+    assert any(b is not None for b in breaches_whole[50:])  # the breach comes after the save
+    first = rule.stream()
+    for t, e in zip(times[:50], equity[:50], strict=True):
+        first.update(t, e)
+    resumed = rule.stream()
+    resumed.load_state(json.loads(json.dumps(first.state())))
+    breaches_resumed = [resumed.update(t, e) for t, e in zip(times[50:], equity[50:], strict=True)]
+    assert breaches_resumed == breaches_whole[50:]
+    assert resumed.result() == whole.result()
+    with pytest.raises(ConfigError, match="expected"):
+        rule.stream().load_state({"initial": 1.0})

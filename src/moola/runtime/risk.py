@@ -39,10 +39,9 @@ new orders, and while halted it refuses them all.
 State. ``state()`` is a JSON value (the streams' running values, the halt, every breach and
 unlock) that the engine stores in the journal; ``load_state`` puts it back into a gate built
 from the current settings, so a restart halts and denies exactly as an uninterrupted run.
-The built-in streams keep their running values (start-of-day balance, initial balance,
-extremes) in attributes, not behind a public state API, so ``_snapshot`` / ``_restore``
-name the attributes of the two loss-limit streams they save; a stream with other
-attributes (a changed ``moola.sim``) is refused loudly rather than saved in part.
+The loss-limit streams save and restore their own running values (start-of-day balance,
+initial balance, extremes, the breach): ``RuleStream.state`` / ``load_state`` of
+``moola.sim.propfirm``.
 
 Pure computing: no I/O, no clock; times and equities are passed in.
 """
@@ -71,25 +70,7 @@ from moola.sim import (
 
 __all__ = ["AccountState", "RiskGate"]
 
-_STATE_VERSION = 1
-# The attributes of the built-in loss-limit streams that hold their running values
-# (moola.sim.propfirm._DailyLossStream and _ExtremeStream), besides ``rule`` and ``_clock``.
-_DAILY_FIELDS = frozenset(
-    {
-        "_initial",
-        "_on_initial",
-        "_previous",
-        "_sod",
-        "_day",
-        "_day_sod",
-        "_worst",
-        "_seen",
-        "breach",
-        "_hit",
-    }
-)
-_TOTAL_FIELDS = frozenset({"_initial", "_loss_limit", "_extreme", "_seen", "breach", "_hit"})
-_REBUILT = frozenset({"rule", "_clock"})
+_STATE_VERSION = 2  # 2: the streams' own state() (moola.sim), not their attributes
 
 
 class OrderLike(Protocol):
@@ -477,7 +458,7 @@ class RiskGate:
         """JSON value: the streams' running values, the halt, breaches and unlocks."""
         return {
             "version": _STATE_VERSION,
-            "streams": {name: _snapshot(s) for name, s in self._loss_streams.items()},
+            "streams": {name: s.state() for name, s in self._loss_streams.items()},
             "halt": None if self._halt is None else dict(self._halt),
             "breaches": self.breaches,
             "unlocks": self.unlocks,
@@ -500,7 +481,7 @@ class RiskGate:
             streams = {}
             for name, stream in self._loss_streams.items():
                 fresh = stream.rule.stream()
-                _restore(fresh, state["streams"][name])
+                fresh.load_state(state["streams"][name])
                 streams[name] = fresh
             halt = state["halt"]
             last = state["last"]
@@ -525,54 +506,3 @@ class RiskGate:
     ) -> RiskGate:
         """``RiskGate(execution, **settings)`` with ``state`` loaded (``load_state``)."""
         return cls(execution, **settings).load_state(state)
-
-
-# ---------------------------------------------------------------------- stream state
-
-
-def _fields(stream: Any) -> frozenset[str]:
-    names = frozenset(vars(stream)) - _REBUILT
-    expected = _DAILY_FIELDS if isinstance(stream.rule, DailyLossLimit) else _TOTAL_FIELDS
-    if names != expected:
-        raise RuntimeError(
-            f"{type(stream).__name__} holds {sorted(names)}, but moola.runtime.risk saves "
-            f"{sorted(expected)}; update risk._snapshot for this moola.sim."
-        )
-    return names
-
-
-def _snapshot(stream: Any) -> dict[str, Any]:
-    """The running values of a built-in loss-limit stream as JSON (module notes)."""
-    out: dict[str, Any] = {}
-    for name in sorted(_fields(stream)):
-        value = getattr(stream, name)
-        if name == "breach":
-            out[name] = None if value is None else _breach_dict(value)
-        elif name == "_hit":
-            out[name] = None if value is None else [_iso(value[0]), *(_num(v) for v in value[1:])]
-        elif name == "_sod":  # start-of-day balance per day: the current and the last day
-            recent = sorted(value)[-2:]
-            out[name] = [[day, _num(value[day])] for day in recent]
-        elif isinstance(value, float):
-            out[name] = _num(value)
-        else:
-            out[name] = value  # bool, int, None
-    return out
-
-
-def _restore(stream: Any, saved: Mapping[str, Any]) -> None:
-    """Set a fresh stream's running values from ``_snapshot``'s output."""
-    names = _fields(stream)
-    if set(saved) != names:
-        raise ValueError(f"saved stream fields {sorted(saved)} are not {sorted(names)}")
-    for name in names:
-        value = saved[name]
-        if name == "breach":
-            value = _breach_of(value)
-        elif name == "_hit":
-            value = None if value is None else (_stamp(value[0]), *(_unnum(v) for v in value[1:]))
-        elif name == "_sod":
-            value = {int(day): _unnum(v) for day, v in value}
-        elif name in ("_initial", "_previous", "_day_sod", "_worst", "_extreme"):
-            value = None if value is None else _unnum(value)
-        setattr(stream, name, value)

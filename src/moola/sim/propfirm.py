@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -114,6 +114,69 @@ class RuleStream(ABC):
     @abstractmethod
     def result(self) -> RuleResult:
         """What ``rule.check`` gives on the points seen so far."""
+
+    def state(self) -> dict[str, Any]:
+        """The stream's running values as JSON, for a process that must carry on after a
+        restart (the live runtime's risk gate); :meth:`load_state` puts them back."""
+        raise NotImplementedError(f"{type(self).__name__} cannot save its running values.")
+
+    def load_state(self, saved: Mapping[str, Any]) -> None:
+        """Carry on from :meth:`state` of a stream of the same rule."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore running values.")
+
+
+def _json_float(value: float | None) -> float | str | None:
+    """A float as JSON: non-finite values as strings (JSON has no infinity)."""
+    if value is None:
+        return None
+    return value if math.isfinite(value) else repr(value)
+
+
+def _float_of(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _breach_json(breach: Breach | None) -> dict[str, Any] | None:
+    if breach is None:
+        return None
+    return {
+        "rule": breach.rule,
+        "time": pd.Timestamp(breach.time).isoformat(),
+        "value": _json_float(breach.value),
+        "limit": breach.limit,
+        "detail": breach.detail,
+    }
+
+
+def _breach_from(data: Mapping[str, Any] | None) -> Breach | None:
+    if data is None:
+        return None
+    value = _float_of(data["value"])
+    return Breach(
+        data["rule"], pd.Timestamp(data["time"]), math.nan if value is None else value,
+        float(data["limit"]), data["detail"],
+    )  # fmt: skip
+
+
+def _hit_json(hit: tuple[Any, ...] | None) -> list[Any] | None:
+    if hit is None:
+        return None
+    return [pd.Timestamp(hit[0]).isoformat(), *(_json_float(v) for v in hit[1:])]
+
+
+def _hit_from(data: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    if data is None:
+        return None
+    return (pd.Timestamp(data[0]), *(_float_of(v) for v in data[1:]))
+
+
+def _check_saved(stream: RuleStream, saved: Mapping[str, Any], keys: frozenset[str]) -> None:
+    if not isinstance(saved, Mapping) or set(saved) != keys:
+        got = sorted(saved) if isinstance(saved, Mapping) else type(saved).__name__
+        raise ConfigError(
+            f"Saved state of {stream.rule.name} holds {got}; expected {sorted(keys)} (what "
+            "state() gave)."
+        )
 
 
 def _finite(value: Any, rule: str) -> float:
@@ -476,6 +539,38 @@ class _DailyLossStream(RuleStream):
         _needs_points(self._seen)
         return self.rule._result(self._worst, None, 0.0, 0.0)
 
+    _STATE_KEYS = frozenset(
+        {"initial", "previous", "sod", "day", "day_sod", "worst", "seen", "breach", "hit"}
+    )
+
+    def state(self) -> dict[str, Any]:
+        # Start-of-day balances of the current and the last day are enough: a day seen
+        # again after a clock change is at most the one before.
+        recent = sorted(self._sod)[-2:]
+        return {
+            "initial": _json_float(self._initial),
+            "previous": _json_float(self._previous),
+            "sod": [[day, _json_float(self._sod[day])] for day in recent],
+            "day": self._day,
+            "day_sod": _json_float(self._day_sod),
+            "worst": _json_float(self._worst),
+            "seen": self._seen,
+            "breach": _breach_json(self.breach),
+            "hit": _hit_json(self._hit),
+        }
+
+    def load_state(self, saved: Mapping[str, Any]) -> None:
+        _check_saved(self, saved, self._STATE_KEYS)
+        self._initial = _float_of(saved["initial"])
+        self._previous = float(saved["previous"])
+        self._sod = {int(day): float(value) for day, value in saved["sod"]}
+        self._day = None if saved["day"] is None else int(saved["day"])
+        self._day_sod = float(saved["day_sod"])
+        self._worst = float(saved["worst"])
+        self._seen = bool(saved["seen"])
+        self.breach = _breach_from(saved["breach"])
+        self._hit = _hit_from(saved["hit"])  # type: ignore[assignment]
+
 
 @dataclass(frozen=True)
 class TotalLossLimit(Rule):
@@ -619,6 +714,25 @@ class _ExtremeStream(RuleStream):
             stamp, measure, value = self._hit
             return self.rule._result(self._initial, measure, stamp, value)
         return self.rule._result(self._initial, self._extreme, None, 0.0)
+
+    _STATE_KEYS = frozenset({"initial", "extreme", "seen", "breach", "hit"})
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "initial": _json_float(self._initial),
+            "extreme": _json_float(self._extreme),
+            "seen": self._seen,
+            "breach": _breach_json(self.breach),
+            "hit": _hit_json(self._hit),
+        }
+
+    def load_state(self, saved: Mapping[str, Any]) -> None:
+        _check_saved(self, saved, self._STATE_KEYS)
+        self._initial = _float_of(saved["initial"])
+        self._extreme = float(saved["extreme"])
+        self._seen = bool(saved["seen"])
+        self.breach = _breach_from(saved["breach"])
+        self._hit = _hit_from(saved["hit"])  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
