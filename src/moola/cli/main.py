@@ -14,6 +14,7 @@ from moola.cli import blacklist as blacklist_commands
 from moola.cli import data as data_commands
 from moola.cli import features as features_commands
 from moola.cli import labels as labels_commands
+from moola.cli import live as live_commands
 from moola.cli import models as models_commands
 from moola.cli import pretrain as pretrain_commands
 from moola.cli import rl as rl_commands
@@ -40,6 +41,7 @@ app.add_typer(runs_commands.app, name="runs")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(pretrain_commands.app, name="pretrain")
 app.add_typer(rl_commands.app, name="rl")
+app.add_typer(live_commands.app, name="live")
 app.add_typer(backtest_command.app, name="backtest")  # file | run (and the old spellings)
 # Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(train_commands.app.registered_commands)
