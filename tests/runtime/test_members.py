@@ -5,14 +5,28 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moola.core.errors import ConfigError
 from moola.data.registry import Registry
-from moola.features.featureset import load_feature_set
+from moola.evaluation.gates import GateConfig
+from moola.features.featureset import (
+    FeatureSetSpec,
+    FeatureSpecEntry,
+    IncrementalFeatures,
+    load_feature_set,
+)
+from moola.features.labels import build_labels
+from moola.pipeline.datasets import make_and_store_split
+from moola.pipeline.feature_windows import build_feature_windows
+from moola.pipeline.ingest import ingest_bars
+from moola.pipeline.lifecycle import promote
 from moola.pipeline.predictor import Predictor
+from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.config import parse_live_config
 from moola.runtime.members import _check_fits, load_members, up_probability
+from tests.conftest import random_walk_bars
 from tests.runtime._lab import SYMBOLS, build_lab
 
 
@@ -96,3 +110,58 @@ def test_a_member_whose_input_does_not_fit_the_feed_is_refused_naming_both(lab):
     with pytest.raises(ConfigError, match="ETH"):
         _check_fits(where, _fake(symbols=("BTC",)), config, session)
     _check_fits(where, _fake(), config, session)  # raw OHLC windows fit
+
+
+SMALL = FeatureSetSpec(
+    name="small",
+    features=[
+        FeatureSpecEntry(name="sma", params={"period": 5}),
+        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def feature_lab(tmp_path_factory):
+    """A promoted logistic regression on 10-row windows of the feature set ``small``
+    (classes "-1" / "1": the sign of the 5-bar forward return) over 400 BTC bars."""
+    parent = tmp_path_factory.mktemp("feature_member")
+    registry = Registry(parent / "moola_data")
+    bars = random_walk_bars(400, symbol="BTC")
+    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
+    labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
+    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
+    ref = build_feature_windows(registry, "mkt", SMALL, name="fw", length=10, labels="mkt")
+    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
+    config = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
+    run_id = run_training(registry, config).run_id
+    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    spec = parent / "small.yaml"
+    spec.write_text(SMALL.to_yaml(), encoding="utf-8")
+    return registry.root, run_id, spec, bars.reset_index(drop=True)
+
+
+def test_a_feature_window_member_reads_the_streamed_rows_as_the_run_reads_batch_rows(
+    feature_lab,
+):
+    root, run_id, spec, bars = feature_lab
+    config = parse_live_config(
+        {
+            "symbols": ["BTC"],
+            "feature_set": str(spec),
+            "members": [{"role": "trend", "run": run_id, "up_class": "1"}],
+        }
+    )
+    fset = load_feature_set(config.feature_set)
+    (member,) = load_members(root, config, fset)
+    assert member.rows_needed == 10 and member.bars_needed == 0
+    stream = IncrementalFeatures(fset)
+    rows = pd.DataFrame([stream.update(bar) for _, bar in bars.iloc[:200].iterrows()])
+    assert member.value("BTC", bars.iloc[:5], rows.iloc[:5]) is None  # warm-up
+    predictor = Predictor.from_promoted(root, run_id)
+    up = predictor.classes.index("1")
+    for end in (60, 120, 200):
+        expected = predictor.predict_proba(bars.iloc[:end])[0, up]
+        assert member.value("BTC", bars.iloc[:end], rows.iloc[:end]) == pytest.approx(
+            expected, abs=1e-6
+        )

@@ -2,22 +2,25 @@
 
 Per closed bar of each symbol (``Engine.step``), in this order:
 
-1. the paper broker advances over the bar (orders decided earlier fill at its prices);
-   fills are journaled and the risk gate sees the new equity (a breach halts, flattens
-   and stays halted until a person unlocks it);
-2. incremental features (``IncrementalFeatures``: the same code as batch, row for row);
-   the iteration (bar, feature hash) is journaled;
-3. members -> weighted ensemble (renormalised over missing or stale members) ->
-   calibration -> tier (no tier: no signal); members and the decision are journaled;
-4. a signal becomes a target position (``position_size``: risk per trade over an ATR stop,
-   capped by ``max_position``); the order needed to reach it passes the feed check (gap,
-   staleness), the kill switch, the risk gate and the rate limits, in that order: any
-   refusal is the decision's action with its reasons, journaled, and nothing is sent;
-5. an ``OrderIntent`` with a deterministic client order id (a hash of session, symbol,
-   bar time and decision) is journaled with the iteration, the member outputs and the
-   decision in one transaction (``record_step``) **before** ``broker.submit``; the ack is
-   journaled after. If any journal write fails (``JournalError``) the loop
-   stops and nothing more is sent: risk fails closed.
+1. incremental features (``IncrementalFeatures``: the same code as batch, row for row);
+2. the paper broker advances over the bar (orders decided earlier fill at its prices);
+   fills and positions are journaled and the risk gate is marked with the new equity (a
+   loss-limit breach halts it, is journaled as a halt, and requests a flatten);
+3. members -> weighted ensemble (renormalised over missing or stale members; each member
+   calibrated by its run unless ``calibration`` is off) -> tier (no tier: no signal);
+4. the kill switch (environment or journal) is read on every bar: on, open orders are
+   cancelled and the loop stops; a halted gate flattens each held symbol at its next bar;
+5. a signal becomes an order: +1 on a flat symbol buys ``position_size`` units (risk per
+   trade over an ``atr_multiple`` ATR stop, capped by ``max_position``), -1 on a held
+   symbol sells it (spot: no shorts); the order passes the feed check (gap, staleness),
+   the risk gate (the backtest's rule objects) and the rate limits, in that order; a
+   refusal is the decision's action with its reasons, and nothing is sent;
+6. the iteration (bar, feature hash), member outputs, decision and the ``OrderIntent`` --
+   with a deterministic client order id, a hash of session, symbol, bar time and decision
+   -- are journaled in one transaction (``record_step``), then the engine state (positions,
+   last bar decided, risk and rate-limit state); only then ``broker.submit``, and its ack
+   is journaled after. If any journal write fails (``JournalError``) the loop stops and
+   nothing more is sent: risk fails closed. A notifier, when given, hears of it last.
 
 On start the engine rebuilds its state from the journal (kill switch, halt, risk and
 rate-limit state, expected positions, the last bar decided per symbol) and reconciles it
@@ -238,7 +241,6 @@ class Engine:
         self.env = os.environ if env is None else env
         self.on_bar = on_bar
         self.session_id: str | None = None
-        self.halted_reason: str | None = None
 
     # ------------------------------------------------------------------ start
 
