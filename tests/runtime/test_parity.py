@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola.core.errors import JournalError
+from moola.core.errors import ConfigError, JournalError
 from moola.runtime.brokers import PaperBroker
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine, open_journal, run_session
@@ -219,6 +219,31 @@ def test_a_changed_decision_is_reported_naming_the_field(copy):
     assert (diff.check, diff.symbol, diff.field) == ("decisions", "BTC", "tier")
     assert (diff.journal, diff.replay) == ("low", "high")
     assert pd.Timestamp(diff.bar) == pd.Timestamp(bar_time, tz="UTC")
+    journal.close()
+
+
+def test_an_altered_equity_snapshot_is_reported_naming_it(copy):
+    path, session_id = copy
+    _alter(
+        path,
+        "UPDATE positions SET equity = equity - 1.0 WHERE id = "
+        "(SELECT id FROM positions WHERE symbol = 'ETH' ORDER BY id LIMIT 1 OFFSET 1)",
+    )
+    journal = LiveJournal(f"sqlite:///{path}")
+    report = session_parity(journal, session_id, members=[Flip()])
+    assert report.count("equity").differences == 1
+    (diff,) = report.differences
+    assert (diff.check, diff.symbol, diff.field) == ("equity", "ETH", "equity")
+    assert diff.journal == pytest.approx(diff.replay - 1.0)
+    journal.close()
+
+
+def test_members_need_the_data_root_of_their_runs(copy):
+    path, session_id = copy
+    journal = LiveJournal(f"sqlite:///{path}")
+    with pytest.raises(ConfigError, match="root") as caught:
+        session_parity(journal, session_id)
+    assert caught.value.param == "root"
     journal.close()
 
 

@@ -743,17 +743,23 @@ def _check_equity(
         (it["symbol"], pd.Timestamp(it["bar_time"])): k for k, it in enumerate(record.iterations)
     }
     cash0 = float(config.execution.initial_cash)
+    placed = []
     for snap in record.positions:
         symbol, at = snap["symbol"], pd.Timestamp(snap["at"])
         k = where.get((symbol, at))
         if k is None or symbol not in results:
             tally.missing("equity", symbol, at, "snapshot", snap["equity"], None)
-            continue
-        last: dict[str, int] = {}
-        for j in range(k + 1):
-            if j in index_of:
-                s, i = index_of[j]
+        else:
+            placed.append((k, snap))
+    last: dict[str, int] = {}  # symbol -> its last bar delivered so far
+    walked = 0
+    for k, snap in sorted(placed, key=lambda pair: pair[0]):
+        symbol, at = snap["symbol"], pd.Timestamp(snap["at"])
+        while walked <= k:
+            if walked in index_of:
+                s, i = index_of[walked]
                 last[s] = i
+            walked += 1
         equity = cash = 0.0
         for s in config.symbols:  # the paper broker's order of sleeves
             if s in last and s in results:
