@@ -53,6 +53,7 @@ def test_a_paper_session_replays_a_dataset_and_its_journal_reads_back(session):
     assert "decided" in out and "300" in out
     status = _ok(["status", "--config", str(config)])
     assert "kill switch: off" in status and "paper" in status
+    assert "day PnL" in status and "daily loss used" in status
     table = _ok(["signals", "--config", str(config)])
     assert "Signals" in table
     rows = json.loads(_ok(["signals", "--config", str(config), "--format", "json"]))

@@ -286,7 +286,9 @@ def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
     denied = after[after["action"] == "denied"]
     assert len(denied) > 0 and (after["action"] != "order").all()
     assert all("halted" in " ".join(r) for r in denied["reasons"])
-    assert "daily_loss_limit" in session_status(journal)["halt"]
+    status = session_status(journal)
+    assert "daily_loss_limit" in status["halt"]
+    assert status["day_loss_used"] >= 0.02 and status["day_pnl"] < 0
 
     # the same session goes on; a person unlocks while it runs (from another process)
     resumed = pd.Timestamp("2024-01-01 01:30", tz="UTC")

@@ -112,6 +112,11 @@ def status(
     console.print(f"risk halt: {info['halt']}")
     console.print(f"pending orders: {info['pending_intents']}")
     console.print(f"signals this hour: {info['signals_last_hour']}")
+    console.print(
+        f"equity: {_money(info['equity'])}  day PnL: {_money(info['day_pnl'])}  "
+        f"daily loss used: {_share(info['day_loss_used'])}  "
+        f"total loss used: {_share(info['total_loss_used'])}"
+    )
     positions = Table(title="Positions")
     for column in ("symbol", "qty", "avg_price", "equity", "at"):
         positions.add_column(column)
@@ -168,6 +173,14 @@ def signals(
     for _, row in frame.tail(200).iterrows():
         table.add_row(*(_cell(row[c]) for c in columns))
     console.print(table)
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def _cell(value: Any) -> str:

@@ -830,4 +830,24 @@ def session_status(journal: Any) -> dict[str, Any]:
         name: f"{len(b.get('spent', []))}/{b.get('capacity')}" for name, b in buckets.items()
     }
     info["signals_last_hour"] = info["rate_limits"].get("all", "0")
+    info.update(_day_pnl(risk))
     return info
+
+
+def _day_pnl(risk: Mapping[str, Any]) -> dict[str, Any]:
+    """Day PnL and the loss limits' use, from the risk gate's state (None where unknown):
+    equity at the last mark against the start of its day and the initial equity."""
+    last = (risk.get("last") or {}).get("equity")
+    streams = risk.get("streams") or {}
+    sod = (streams.get("daily_loss_limit") or {}).get("day_sod")
+    initial = (streams.get("total_loss_limit") or {}).get("initial")
+    numbers = [v if isinstance(v, int | float) else None for v in (last, sod, initial)]
+    last, sod, initial = numbers
+    return {
+        "equity": last,
+        "day_pnl": None if last is None or sod is None else last - sod,
+        "day_loss_used": None if not (last is not None and sod) else max(0.0, 1 - last / sod),
+        "total_loss_used": None
+        if not (last is not None and initial)
+        else max(0.0, 1 - last / initial),
+    }
