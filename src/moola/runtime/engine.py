@@ -700,7 +700,9 @@ def run_session(
     """Run one session of ``config`` under data root ``root``: members from the promoted
     runs, the journal at ``config.journal_url`` (default ``live/<mode>.db`` under ``root``),
     bars replayed from ``replay`` (a raw dataset or bars file). Polling a live source is not
-    part of this version: ``replay`` is required."""
+    part of this version: ``replay`` is required. In live mode a bar's age is judged by the
+    wall clock, so historical bars are refused as stale: nothing reaches a real broker from
+    a replay."""
     from moola.runtime.brokers import PaperBroker
 
     env = os.environ if env is None else env
@@ -715,7 +717,10 @@ def run_session(
     feature_set = load_feature_set(config.feature_set)
     members = load_members(root, config, feature_set)
     bars = load_replay_bars(root, replay, config.timeframe)
-    feed = ReplayFeed(bars, config.symbols, config.timeframe, config.staleness)
+    # Paper replays run on replayed time; live judges each bar's age by the wall clock, so
+    # bars replayed from history are refused as stale and never reach a real broker.
+    clock = None if config.mode == "paper" else (lambda: pd.Timestamp.now(tz="UTC"))
+    feed = ReplayFeed(bars, config.symbols, config.timeframe, config.staleness, clock=clock)
     journal = open_journal(root, config.mode, config, env)
     notifier = None
     if config.notifier_url:
