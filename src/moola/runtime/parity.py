@@ -17,9 +17,11 @@ Three checks:
    against the batch row (``FeatureSet.compute`` on all the bars) within ``RTOL``, naming
    the first column that differs;
 2. **members** and **decisions**: each member's p(up) at every bar from the batch path (a
-   promoted-run member: all windows of the recorded bars, or of the batch feature rows,
-   through ``Predictor`` at once; another member object: its ``value`` on the batch
-   data), then the ensemble (``runtime.ensemble.combine``) and the tier
+   promoted-run member: all windows of the recorded bars, or of the feature rows, through
+   ``Predictor`` at once; another member object: its ``value`` on the same data; the
+   feature rows are the streamed rows check 1 held to the journal and to batch, since a
+   float32 window of them may round a last bit unlike the batch row and move a model's
+   output by more than ``RTOL``), then the ensemble (``runtime.ensemble.combine``) and the tier
    (``runtime.tiers.tier_of``) against the journaled outputs and decision (probability,
    calibrated, tier, signal; tier and signal only where the engine reached the tier step,
    i.e. not for a ``killed`` or ``flatten`` decision);
@@ -404,8 +406,8 @@ def session_parity(
         )
     bars = _bars_by_symbol(record, config)
     tables = {s: feature_set.compute(b) for s, b in bars.items()}
-    _check_features(record, feature_set, bars, tables, tally)
-    _check_decisions(record, config, bars, tables, members, tally)
+    streamed = _check_features(record, feature_set, bars, tables, tally)
+    _check_decisions(record, config, bars, streamed, members, tally)
     _check_fills(record, config, bars, tally, notes)
     return ParityReport(
         session_id=session_id,
@@ -441,20 +443,26 @@ def _check_features(
     bars: Mapping[str, pd.DataFrame],
     tables: Mapping[str, pd.DataFrame],
     tally: _Tally,
-) -> None:
+) -> dict[str, pd.DataFrame]:
     """Each bar's journaled feature hash against the hash of its row streamed again from
     the recorded bars (``IncrementalFeatures``, as the engine computed it: a hash is exact,
     so it needs the very same arithmetic), and that row against the batch row
-    (``FeatureSet.compute``) within ``RTOL``, naming the first column that differs."""
+    (``FeatureSet.compute``) within ``RTOL``, naming the first column that differs.
+    Returns each symbol's streamed rows: the rows the members read (a window of float32
+    rows may round a last bit differently from the batch row's, which is within ``RTOL``
+    but would move a model's output by more)."""
+    out = {}
     for symbol, frame in bars.items():
         batch = tables[symbol].to_numpy(dtype=np.float64)
         columns = list(tables[symbol].columns)
         stream = IncrementalFeatures(feature_set)
         records = frame[list(BAR_FIELDS)].to_dict("records")
+        rows = []
         for i, k in enumerate(frame["_k"].tolist()):
             it = record.iterations[k]
             when = it["bar_time"]
             row = stream.update({**records[i], "symbol": symbol})
+            rows.append(row.to_numpy(dtype=np.float64))
             tally.compare(
                 "features", symbol, when, "feature_hash", it["feature_hash"], feature_hash(row)
             )
@@ -468,6 +476,9 @@ def _check_features(
                 tally.compare(
                     "features", symbol, when, name, float(streamed[j]), float(batch[i, j])
                 )
+        values = np.array(rows).reshape(len(rows), len(columns))
+        out[symbol] = pd.DataFrame(values, columns=columns)
+    return out
 
 
 def _member_values(
