@@ -145,7 +145,7 @@ def load_members(
         if not (promoted / member.run).is_dir():
             raise ConfigError(
                 f"{where}: run {member.run} is not promoted (no {promoted / member.run}); "
-                f"promote it first (`moola models promote {member.run}`).",
+                f"promote it first (`moola promote {member.run}`).",
                 param="members",
             )
         try:
