@@ -61,6 +61,9 @@ def test_a_paper_session_replays_a_dataset_and_its_journal_reads_back(session):
     assert csv.splitlines()[0].startswith("decision_id") or "bar_time" in csv.splitlines()[0]
     assert len(csv.splitlines()) == len(rows) + 1
     assert any(row["action"] == "order" and row["status"] == "filled" for row in rows)
+    since = ["signals", "--config", str(config), "--format", "json", "--since"]
+    assert json.loads(_ok([*since, "2099-01-01T00:00Z"])) == []
+    assert len(json.loads(_ok([*since, rows[-1]["bar_time"]]))) >= 1
     for row in rows:
         assert row["signal"] in (-1, 1) and row["symbol"] in ("BTC", "ETH")
 
