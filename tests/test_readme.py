@@ -134,6 +134,16 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--hold-bars", "10", "--threshold", "0.55"),
     ("promote", "{oof}", "--min-accuracy", "0", "--max-ece", "1", "--min-sharpe", "-100",
      "--max-drawdown", "1"),
+    # {tmp}/live.yaml names the run just promoted (written before each command); its
+    # daily loss limit is tiny, so the session halts and `unlock` has a halt to lift
+    ("live", "run", "--config", "{tmp}/live.yaml", "--mode", "paper", "--replay", "es",
+     "--max-bars", "300"),
+    ("live", "status", "--config", "{tmp}/live.yaml"),
+    ("live", "signals", "--config", "{tmp}/live.yaml", "--since", "2024-01-01", "--format",
+     "json"),
+    ("live", "unlock", "--config", "{tmp}/live.yaml", "--by", "ops", "--reason", "reviewed"),
+    ("live", "kill", "on", "--config", "{tmp}/live.yaml", "--by", "ops", "--reason", "drill"),
+    ("live", "kill", "off", "--config", "{tmp}/live.yaml"),
     ("rl", "scan", "es", "--out", "es-mom", "--reset-every", "60", "--timezone", "UTC"),
     ("rl", "train", "--dataset", "pat", "--split", "fc", "--algo", "a2c", "--timesteps", "64",
      "--n-envs", "2", "--action-space", "target", "--max-steps", "40", "--eval-freq", "32",
@@ -281,6 +291,22 @@ def _filled(arg: str, values: dict[str, str]) -> str:
     return re.sub(r"\{(tmp|root|oof|holdout|forecast|rl)\}", lambda match: values[match[1]], arg)
 
 
+def _live_config(path: Path, run_id: str) -> None:
+    """A paper session's config trading ES with ``run_id`` (classes up/down) as its one
+    member, read uncalibrated with tiers just above 0.5 so that the one-epoch network's
+    probabilities make signals, and a daily loss limit of 0.01% so that the first order's
+    fee halts the session (``unlock`` then has a halt to lift)."""
+    path.write_text(
+        "mode: paper\nsymbols: [ES]\n"
+        f"members:\n  - {{role: direction, run: {run_id}, up_class: up}}\n"
+        "execution: {instrument: equity, initial_cash: 100000, commission: 0.001}\n"
+        "risk: {max_position: 50, daily_loss: 0.0001}\n"
+        "calibration: false\n"  # the tiny member's raw probabilities, barely off 0.5
+        "tiers: {high: 0.502, medium: 0.501, low: 0.5001}\n",
+        encoding="utf-8",
+    )
+
+
 def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
     from typer.testing import CliRunner
 
@@ -312,6 +338,7 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
             "rl": next((r["run_id"] for r in reversed(runs) if r.get("kind") == "rl"), "-"),
         }
         args = [_filled(arg, values) for arg in argv]
+        _live_config(inputs / "live.yaml", values["oof"])
         result = runner.invoke(app, ["--data-root", str(root), *args])
         assert result.exit_code == 0, (
             f"`moola {' '.join(args)}` exited {result.exit_code}:\n{result.output}"
@@ -334,6 +361,12 @@ def _run_walkthroughs(section_title: str, root: Path, run_kind: str) -> list[str
 
     section = README.read_text().split(f"## {section_title}", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    # ```yaml blocks whose first line is "# NAME" are the files NAME the commands read
+    files = {
+        text.splitlines()[0].removeprefix("# ").strip(): text
+        for text in re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+        if text.startswith("# ")
+    }
     runner = CliRunner()
     for block in blocks:
         for line in block.splitlines():
@@ -346,6 +379,9 @@ def _run_walkthroughs(section_title: str, root: Path, run_kind: str) -> list[str
             assert argv[0] == "moola", line
             runs = [r for r in RunStore(root).results() if r.get("kind") == run_kind]
             argv = [runs[-1]["run_id"] if arg == "RUN" else arg for arg in argv[1:]]
+            for name, text in files.items():
+                run = runs[-1]["run_id"] if runs else "RUN"
+                Path(name).write_text(re.sub(r"\bRUN\b", run, text), encoding="utf-8")
             result = runner.invoke(app, ["--data-root", str(root), *argv])
             assert result.exit_code == 0, f"`{line}` exited {result.exit_code}:\n{result.output}"
     return blocks
@@ -378,3 +414,19 @@ def test_the_rl_walkthrough_runs_as_written(tmp_path, monkeypatch):
     assert [r["part"] for r in looks] == ["val", "test"]
     report = (store.run_dir(run["run_id"]) / "report.html").read_text()
     assert "Curriculum" in report and "Test period, played" in report
+
+
+def test_the_paper_trading_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """The "Paper and live trading" section: its live.yaml and commands, in order; the
+    session decides every bar, sends orders, and its journal reads back."""
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KILL_SWITCH", raising=False)
+    monkeypatch.delenv("DB_URL_PAPER", raising=False)
+    root = tmp_path / "moola_data"
+    assert len(_run_walkthroughs("Paper and live trading", root, "train")) == 1
+    with sqlite3.connect(root / "live" / "paper.db") as db:
+        (intents,) = db.execute("SELECT COUNT(*) FROM order_intents").fetchone()
+        (iterations,) = db.execute("SELECT COUNT(*) FROM iterations").fetchone()
+    assert iterations == 600 and intents > 0
