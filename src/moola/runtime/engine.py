@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from moola.core.crashpoints import crash_point
 from moola.core.errors import BrokerError, ConfigError, JournalError, MoolaError
 from moola.core.hashing import sha256_json
 from moola.features.base import create_feature
@@ -262,6 +263,7 @@ class Engine:
                 self.config.mode, self.config.resolved(), self.config.config_hash
             )
         self.session_id = session_id
+        crash_point("engine.session_started")
         self.positions: dict[str, float] = {
             s: float((state.get("positions") or {}).get(s, 0.0)) for s in self.config.symbols
         }
@@ -276,6 +278,7 @@ class Engine:
         self._prices: dict[str, float] = {}
         self._atr = create_feature("atr", period=self.config.risk.atr_period)
         self._reconcile()
+        crash_point("engine.reconciled")
         return session_id
 
     def _reconcile(self) -> None:
@@ -346,7 +349,9 @@ class Engine:
             result.stopped = stopped
             raise
         result.stopped = stopped
+        crash_point("engine.session_ending")
         self.journal.end_session(self.session_id, stopped)
+        crash_point("engine.session_ended")
         return result
 
     def step(self, fb: FeedBar, result: SessionResult | None = None) -> str | None:
@@ -361,8 +366,10 @@ class Engine:
         last = self.last_bars.get(symbol)
         if last is not None and time <= last:
             return None  # decided before a restart: it only warms up the features
+        crash_point("engine.bar_received")
         self._advance_broker(symbol, bar, fb.closed_at)
         outputs, decision, order, stop = self._decide(fb, result)
+        crash_point("engine.decided")
         intents = []
         if order is not None:
             side, qty = order
@@ -386,6 +393,7 @@ class Engine:
             decision,
             intents,
         )
+        crash_point("engine.step_recorded")
         if decision["action"] in REFUSALS:
             result.refused[decision["action"]] = result.refused.get(decision["action"], 0) + 1
             self.journal.record_event(
@@ -404,8 +412,10 @@ class Engine:
         # again, so never makes a second intent for it) and the rate limiter's spend.
         self.last_bars[symbol] = time
         self._save_state()
+        crash_point("engine.state_saved")
         result.decided += 1
         for intent in intents:
+            crash_point("engine.before_submit")
             if self._submit(intent, time, result) and self.notifier is not None:
                 self.notifier.signal(
                     symbol=symbol,
@@ -430,10 +440,12 @@ class Engine:
 
             fills = on_bar(symbol, Bar(*(bar[name] for name in BAR_FIELDS)))
         for fill in fills:
+            crash_point("engine.fill_before_journal")
             self._journal_fill(fill)
         equity = float(self.broker.balances().get("equity", 0.0))
         was = parts.risk.halted
         parts.risk.update(closed_at, equity, fills)
+        crash_point("engine.risk_marked")
         if parts.risk.halted and not was:
             reason = str(parts.risk.halted)
             self.journal.record_event(self.session_id, "halt", {"reason": reason})
@@ -445,8 +457,10 @@ class Engine:
 
     def _journal_fill(self, fill: Any) -> None:
         self.journal.record_fill(fill.client_order_id, _fill_record(fill))
+        crash_point("engine.fill_journaled")
         if self.journal.intent_status(fill.client_order_id) is not None:
             self.journal.mark_intent(fill.client_order_id, "filled")
+        crash_point("engine.fill_marked")
         self.positions[fill.symbol] = self.positions.get(fill.symbol, 0.0) + float(fill.qty)
         if abs(self.positions[fill.symbol]) <= _QTY_EPS:
             self.positions[fill.symbol] = 0.0
@@ -462,7 +476,9 @@ class Engine:
                 "at": pd.Timestamp(fill.time).isoformat(),
             },
         )
+        crash_point("engine.position_recorded")
         self._save_state()
+        crash_point("engine.fill_state_saved")
 
     def _decide(
         self, fb: FeedBar, result: SessionResult
@@ -581,6 +597,7 @@ class Engine:
         intent = self._intent(coid, record["symbol"], record["side"], record["qty"], time)
         try:
             ack = self.broker.submit(intent)
+            crash_point("engine.submitted")
         except BrokerError as exc:
             self.journal.mark_intent(coid, "rejected", detail=str(exc))
             self.journal.record_event(
@@ -592,6 +609,7 @@ class Engine:
             return False
         status = "acknowledged" if ack.accepted else "rejected"
         self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
+        crash_point("engine.ack_journaled")
         result.intents += 1
         return ack.accepted
 

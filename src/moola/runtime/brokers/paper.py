@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from moola.core.crashpoints import crash_point
 from moola.core.errors import BrokerError, ConfigError
 from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent
 from moola.sim import Accepted, Bar, Broker, BrokerState, ExecutionConfig, Fill, Order
@@ -74,6 +75,7 @@ class PaperBroker:
         mark the sleeve at its close. Returns this bar's fills."""
         broker = self._broker(symbol)
         fills = broker.advance(bar if isinstance(bar, Bar) else Bar(*bar))
+        crash_point("paper.bar_advanced")
         out = [self._fill(symbol, fill) for fill in fills]
         self._fills.extend(out)
         return out
@@ -131,6 +133,7 @@ class PaperBroker:
         else:
             order = market_order(intent.signed_qty, tag="intent")
         result = broker.submit(order)
+        crash_point("paper.order_placed")
         oid = int(result.order.id or 0)
         if isinstance(result, Accepted):
             self._by_order[(intent.symbol, oid)] = intent.client_order_id

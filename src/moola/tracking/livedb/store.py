@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.pool import NullPool
 
 import moola
+from moola.core.crashpoints import crash_point
 from moola.core.errors import ConfigError, JournalError
 from moola.tracking.livedb.models import (
     Decision,
@@ -391,7 +392,9 @@ class LiveJournal:
                 )
             config = _alembic_config()
             config.attributes["connection"] = conn
+            crash_point("livedb.migrate_begin")
             command.upgrade(config, SCHEMA_HEAD)
+            crash_point("livedb.migrate_applied")
             return SCHEMA_HEAD
 
     @contextmanager
@@ -574,6 +577,8 @@ class LiveJournal:
             decision_id = decision_work(session, iteration_id, checked=True)
             for intent_work in intent_works:
                 intent_work(session, decision_id, checked_session=session_id)
+            session.flush()
+            crash_point("livedb.step_before_commit")
             return iteration_id, decision_id
 
         return self._write("record the iteration", work)
@@ -817,6 +822,8 @@ class LiveJournal:
                     at=row.updated_at,
                 )
             )
+            session.flush()
+            crash_point("livedb.mark_before_commit")
 
         self._write("record the order status", work)
 
@@ -858,6 +865,8 @@ class LiveJournal:
                     f"{values['fill_id']!r}: reconcile with the broker before trading."
                 )
             session.add(Fill(**values, recorded_at=datetime.now(UTC)))
+            session.flush()
+            crash_point("livedb.fill_before_commit")
 
         self._write("record the fill", work)
 
@@ -904,7 +913,13 @@ class LiveJournal:
         start-of-day equity), replacing the one before."""
         _text(key, "key")
         row = StateEntry(key=key, value=_jsonable(value), updated_at=datetime.now(UTC))
-        self._write(f"store state {key!r}", lambda s: s.merge(row))
+        self._write(f"store state {key!r}", lambda s: self._merge_state(s, row))
+
+    @staticmethod
+    def _merge_state(session: OrmSession, row: StateEntry) -> None:
+        session.merge(row)
+        session.flush()
+        crash_point("livedb.state_before_commit")
 
     # --------------------------------------------------------------------------- reads
 

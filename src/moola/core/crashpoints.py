@@ -1,0 +1,105 @@
+"""Named crash points: where the restart-safety test kills the process (issue 18).
+
+In ``moola.core`` so the journal (``moola.tracking``) can place points too; the runtime
+names it as ``moola.runtime.crashpoints``.
+
+``crash_point(name)`` is called at the places of the live loop where a crash would leave
+the journal, the broker and the engine's saved state out of step (between a journal write
+and the broker call, mid-fill, mid-migration, ...). It does nothing unless the
+environment variable ``MOOLA_CRASH_AT`` names it, as ``name`` (the first time the point
+is reached) or ``name@N`` (the N-th time): then the process kills itself with SIGKILL --
+no ``finally``, no ``atexit``, no flush, as a power cut or the OOM killer would.
+
+The variable is read once, at import: unarmed, a call is one comparison and a return.
+``CRASH_POINTS`` lists every name placed in the code with what it sits between;
+``tests/runtime/test_crash.py`` kills a paper session at each one and restarts it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from moola.core.errors import ConfigError
+
+__all__ = ["CRASH_POINTS", "ENV_VAR", "arm", "crash_point", "parse_target"]
+
+#: The environment variable that arms one crash point: ``name`` or ``name@N``.
+ENV_VAR = "MOOLA_CRASH_AT"
+
+#: Every crash point placed in the code, (name, what the crash falls between), in the
+#: order a session reaches them.
+CRASH_POINTS: tuple[tuple[str, str], ...] = (
+    ("livedb.migrate_begin", "the migration transaction is open, before any DDL runs"),
+    ("livedb.migrate_applied", "the DDL ran and the revision is stamped, before the commit"),
+    ("engine.session_started", "the session row is committed, before reconciliation"),
+    ("engine.reconciled", "reconciliation with the broker done, before the first bar"),
+    ("engine.bar_received", "a bar updated the features, before the broker advances"),
+    ("paper.bar_advanced", "the paper kernel filled this bar's orders, before they are mapped"),
+    ("engine.fill_before_journal", "a fill came back from the broker, before its journal row"),
+    ("livedb.fill_before_commit", "the fill row is written, before its transaction commits"),
+    ("engine.fill_journaled", "the fill is committed, before its intent is marked filled"),
+    ("engine.fill_marked", "the intent is marked filled, before the position snapshot"),
+    ("engine.position_recorded", "the position snapshot is committed, before the state save"),
+    ("engine.fill_state_saved", "the engine state after a fill is saved"),
+    ("engine.risk_marked", "the risk gate is marked with the bar's equity, before deciding"),
+    ("engine.decided", "the decision is made in memory, before anything is journaled"),
+    ("livedb.step_before_commit", "iteration, decision and intent written, before the commit"),
+    ("engine.step_recorded", "record_step committed, before the engine state save"),
+    ("livedb.state_before_commit", "the engine state (risk, rate limits) written, uncommitted"),
+    ("engine.state_saved", "the bar is decided and the state saved, before any submit"),
+    ("engine.before_submit", "an intent is journaled and the state saved, before broker.submit"),
+    ("paper.order_placed", "the paper kernel took the order, before the ack is kept"),
+    ("engine.submitted", "broker.submit returned, before its ack is journaled"),
+    ("livedb.mark_before_commit", "the intent's new status is written, before the commit"),
+    ("engine.ack_journaled", "the ack is journaled, before the next bar"),
+    ("engine.session_ending", "the feed ended, before the session row is closed"),
+    ("engine.session_ended", "the session row is closed, before the process returns"),
+)
+
+_NAMES = frozenset(name for name, _ in CRASH_POINTS)
+
+
+def parse_target(value: str | None) -> tuple[str, int] | None:
+    """``name`` or ``name@N`` -> (name, N); None for an empty value. An unknown name or a
+    count that is not a positive integer -> ``ConfigError`` naming the variable."""
+    if not value:
+        return None
+    name, _, count = value.partition("@")
+    if name not in _NAMES:
+        raise ConfigError(
+            f"{ENV_VAR}={value!r} names no crash point; valid: {', '.join(sorted(_NAMES))}.",
+            param=ENV_VAR,
+        )
+    try:
+        n = int(count) if count else 1
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(
+            f"{ENV_VAR}={value!r}: the count after '@' must be a positive integer.",
+            param=ENV_VAR,
+        )
+    return name, n
+
+
+_TARGET = parse_target(os.environ.get(ENV_VAR))
+_hits: dict[str, int] = {}
+
+
+def arm(value: str | None) -> None:
+    """Arm ``value`` (as ``MOOLA_CRASH_AT`` would; None disarms) and restart the counts:
+    for a process forked after import, which the variable read at import cannot reach."""
+    global _TARGET
+    _TARGET = parse_target(value)
+    _hits.clear()
+
+
+def crash_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``MOOLA_CRASH_AT`` arms ``name`` and this is
+    the time it counts; otherwise return at once."""
+    if _TARGET is None or _TARGET[0] != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] >= _TARGET[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
