@@ -39,7 +39,7 @@ def test_ci_runs_the_readme_test_command():
 # data (a 3,000-bar random walk, 40 labelled windows, one-epoch 8-unit networks). Values
 # in braces are filled in when the command runs: {tmp} (input files), {root} (the data
 # root), {oof} / {holdout} (the last out-of-fold classification / holdout run), {forecast}
-# (the last regression run), {rl} (the last RL run).
+# (the last regression run), {rl} (the last RL run), {session} (the last paper session).
 
 TINY_LSTM = json.dumps({"epochs": 1, "hidden": 8, "heads": 2, "fc": [8], "batch_size": 16})
 TINY_BILSTM = json.dumps({"epochs": 1, "hidden": 8, "fc": [8], "batch_size": 32})
@@ -144,6 +144,7 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("live", "unlock", "--config", "{tmp}/live.yaml", "--by", "ops", "--reason", "reviewed"),
     ("live", "kill", "on", "--config", "{tmp}/live.yaml", "--by", "ops", "--reason", "drill"),
     ("live", "kill", "off", "--config", "{tmp}/live.yaml"),
+    ("live", "parity", "{session}", "--config", "{tmp}/live.yaml", "--format", "json"),
     ("rl", "scan", "es", "--out", "es-mom", "--reset-every", "60", "--timezone", "UTC"),
     ("rl", "train", "--dataset", "pat", "--split", "fc", "--algo", "a2c", "--timesteps", "64",
      "--n-envs", "2", "--action-space", "target", "--max-steps", "40", "--eval-freq", "32",
@@ -288,7 +289,19 @@ def inputs(tmp_path) -> Path:
 
 
 def _filled(arg: str, values: dict[str, str]) -> str:
-    return re.sub(r"\{(tmp|root|oof|holdout|forecast|rl)\}", lambda match: values[match[1]], arg)
+    pattern = r"\{(tmp|root|oof|holdout|forecast|rl|session)\}"
+    return re.sub(pattern, lambda match: values[match[1]], arg)
+
+
+def _last_session(db: Path) -> str:
+    """The newest paper session's id in ``db`` ("-" before there is one)."""
+    import sqlite3
+
+    if not db.is_file():
+        return "-"
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT id FROM sessions ORDER BY started_at DESC").fetchone()
+    return "-" if row is None else str(row[0])
 
 
 def _live_config(path: Path, run_id: str) -> None:
@@ -336,6 +349,7 @@ def test_every_readme_command_runs_on_small_data(tmp_path, inputs):
                 (r["run_id"] for r in reversed(runs) if r.get("mode") == "holdout"), "-"
             ),
             "rl": next((r["run_id"] for r in reversed(runs) if r.get("kind") == "rl"), "-"),
+            "session": _last_session(root / "live" / "paper.db"),
         }
         args = [_filled(arg, values) for arg in argv]
         _live_config(inputs / "live.yaml", values["oof"])

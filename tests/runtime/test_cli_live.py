@@ -98,3 +98,23 @@ def test_live_mode_without_broker_credentials_is_a_clear_error(session, monkeypa
     )
     assert isinstance(result.exception, ConfigError)
     assert "COINBASE_API_KEY_NAME" in str(result.exception)
+
+
+def test_parity_of_a_paper_session_is_clean_and_names_an_altered_fill(session, tmp_path):
+    import sqlite3
+
+    _, config = session
+    _ok(["run", "--config", str(config), "--replay", "mkt", "--max-bars", "300"])
+    db = tmp_path / "paper.db"
+    with sqlite3.connect(db) as conn:
+        (sid,) = conn.execute("SELECT id FROM sessions ORDER BY started_at DESC").fetchone()
+    out = _ok(["parity", sid, "--config", str(config)])
+    assert "parity: ok" in out
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE fills SET price = price * 1.01 WHERE rowid = (SELECT MIN(rowid) FROM fills)"
+        )
+    result = runner.invoke(app, ["parity", sid, "--config", str(config), "--format", "json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert not report["ok"] and any(d["field"] == "price" for d in report["differences"])

@@ -224,3 +224,58 @@ def unlock(
     journal = _journal(ctx, config, mode)
     record = unlock_halt(journal, live_config, person=by, reason=reason)
     console.print(f"unlocked by {record['person']}: {record['reason']}")
+
+
+@app.command()
+def parity(
+    ctx: typer.Context,
+    session: str = typer.Argument(..., help="The session id (`moola live status` lists them)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Replay under this config (default: the one the session recorded)."
+    ),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    show: int = typer.Option(20, "--show", min=0, help="How many differences to list."),
+) -> None:
+    """Replay a session's bars through the batch features, the members and the backtest.
+
+    Any difference in features, decisions, fills or equity is listed (none expected for a
+    paper session); the command exits 1 when there is one.
+    """
+    from moola.runtime.parity import session_parity
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r}: use table or json.", param="format")
+    journal = _journal(ctx, config, mode)
+    try:
+        report = session_parity(
+            journal,
+            session,
+            config=_config(config, mode),
+            root=settings_of(ctx).data_root,
+            max_differences=show,
+        )
+    finally:
+        journal.close()
+    if fmt == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        table = Table(title=f"Parity of session {report.session_id} ({report.mode})")
+        for column in ("check", "compared", "differences"):
+            table.add_column(column, justify="left" if column == "check" else "right")
+        for count in report.checks:
+            table.add_row(count.check, str(count.compared), str(count.differences))
+        console.print(table)
+        if report.differences:
+            shown = Table(title=f"First {len(report.differences)} differences")
+            for column in ("check", "symbol", "bar", "field", "journal", "replay"):
+                shown.add_column(column)
+            for d in report.differences:
+                shown.add_row(d.check, d.symbol, str(d.bar), d.field, str(d.journal), str(d.replay))
+            console.print(shown)
+        for note in report.notes:
+            console.print(f"note: {note}")
+        verdict = "ok" if report.ok else f"{report.total_differences} differences"
+        console.print(f"parity: {verdict}")
+    if not report.ok:
+        raise typer.Exit(1)

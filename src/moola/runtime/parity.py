@@ -45,8 +45,10 @@ fills, so the fractions are first sized on the journal's own accounting and the 
 is run again (at most once per intent) until every target sizes back to its units.
 
 Numbers from the same code compare exactly in principle; a relative difference up to
-``RTOL`` (1e-9) is accepted for floats (a model's batch matrix product may round its last
-bit otherwise). Hashes, tiers, signals, times and counts compare exactly.
+``RTOL`` (1e-9) is accepted for floats, and up to ``PROBABILITY_RTOL`` (1e-6) for member
+outputs and ensemble probabilities (a float32 network's batch matrix products round
+differently from one window at a time). Hashes, tiers, signals, times and counts compare
+exactly, so a rounding that changes a decision is always reported.
 
 Reading the journal is the only I/O (``read_session``) besides loading the promoted runs
 of the members (``load_members``); the rest computes.
@@ -71,6 +73,7 @@ from moola.runtime.feed import BAR_FIELDS
 
 __all__ = [
     "CHECKS",
+    "PROBABILITY_RTOL",
     "RTOL",
     "CheckCount",
     "Difference",
@@ -84,6 +87,10 @@ __all__ = [
 CHECKS = ("features", "members", "decisions", "fills", "equity")
 #: Relative tolerance of float comparisons (absolute below 1).
 RTOL = 1e-9
+#: ... of member outputs and ensemble probabilities: a float32 network rounds a batch of
+#: windows differently from one window at a time (seen: 1e-8 on a BiLSTM's probability).
+#: Tiers and signals compare exactly, so a difference that crosses a threshold is reported.
+PROBABILITY_RTOL = 1e-6
 #: Decisions that returned before the tier step (tier and signal are not compared).
 _BEFORE_TIER = ("killed", "flatten")
 #: Intent statuses that never traded: they give no target position.
@@ -194,10 +201,17 @@ class _Tally:
         self.shown: list[Difference] = []
 
     def compare(
-        self, check: str, symbol: str, bar: Any, name: str, journal: Any, replay: Any
+        self,
+        check: str,
+        symbol: str,
+        bar: Any,
+        name: str,
+        journal: Any,
+        replay: Any,
+        rtol: float = RTOL,
     ) -> bool:
         self.compared[check] += 1
-        if _same(journal, replay):
+        if _same(journal, replay, rtol):
             return True
         self.differ[check] += 1
         if len(self.shown) < self.limit:
@@ -219,8 +233,8 @@ class _Tally:
         return tuple(CheckCount(c, self.compared[c], self.differ[c]) for c in CHECKS)
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal, floats within ``RTOL`` (relative; absolute below 1), None only to None."""
+def _same(a: Any, b: Any, rtol: float = RTOL) -> bool:
+    """Equal, floats within ``rtol`` (relative; absolute below 1), None only to None."""
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
@@ -229,7 +243,7 @@ def _same(a: Any, b: Any) -> bool:
         x, y = float(a), float(b)
         if math.isnan(x) or math.isnan(y):
             return math.isnan(x) and math.isnan(y)
-        return abs(x - y) <= RTOL * max(1.0, abs(x), abs(y))
+        return abs(x - y) <= rtol * max(1.0, abs(x), abs(y))
     return bool(a == b)
 
 
@@ -565,7 +579,8 @@ def _check_decisions(
                 if seen is None:
                     tally.missing("members", symbol, when, f"{m.name}.value", None, value)
                     continue
-                tally.compare("members", symbol, when, f"{m.name}.value", seen["value"], value)
+                tally.compare("members", symbol, when, f"{m.name}.value", seen["value"], value,
+                              PROBABILITY_RTOL)  # fmt: skip
                 tally.compare("members", symbol, when, f"{m.name}.run_id", seen["run_id"], m.run_id)
             for name, seen in journaled.items():
                 tally.missing("members", symbol, when, f"{name}.value", seen["value"], None)
@@ -574,13 +589,11 @@ def _check_decisions(
             if decision is None:
                 tally.missing("decisions", symbol, when, "decision", None, probability)
                 continue
-            tally.compare(
-                "decisions", symbol, when, "probability", decision["probability"], probability
-            )
+            tally.compare("decisions", symbol, when, "probability", decision["probability"],
+                          probability, PROBABILITY_RTOL)  # fmt: skip
             calibrated = probability if config.calibration else None
-            tally.compare(
-                "decisions", symbol, when, "calibrated", decision["calibrated"], calibrated
-            )
+            tally.compare("decisions", symbol, when, "calibrated", decision["calibrated"],
+                          calibrated, PROBABILITY_RTOL)  # fmt: skip
             if decision["action"] in _BEFORE_TIER:
                 continue
             tier = (
