@@ -77,7 +77,7 @@ WHEN = {
     "engine.decided": 171,
     "livedb.step_before_commit": 181,
     "engine.step_recorded": 191,
-    "livedb.state_before_commit": 201,
+    "livedb.state_before_commit": 3,  # the engine's own state: with a fill's position
     "engine.state_saved": 211,
     "engine.before_submit": 2,
     "paper.order_placed": 2,

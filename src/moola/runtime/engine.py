@@ -381,8 +381,11 @@ class Engine:
             )
             if self.journal.intent_status(coid) is None:  # never recorded or sent twice
                 intents.append(_intent_record(coid, symbol, side, qty))
-        # The iteration, member outputs, decision and intent: one durable transaction,
-        # before anything acts on it.
+        # The iteration, member outputs, decision and intent, and the engine state saying
+        # this bar is decided (with the rate limiter's spend): ONE durable transaction,
+        # before anything acts on it, so a restart can never find the decision without the
+        # state (it would decide the bar again) nor the state without the decision.
+        self.last_bars[symbol] = time
         _, decision_id = self.journal.record_step(
             self.session_id,
             symbol,
@@ -392,6 +395,7 @@ class Engine:
             outputs,
             decision,
             intents,
+            state={ENGINE_STATE_KEY: self._state()},
         )
         crash_point("engine.step_recorded")
         if decision["action"] in REFUSALS:
@@ -408,10 +412,6 @@ class Engine:
                     self.notifier.denial(
                         symbol=symbol, reasons=decision["reasons"], side=decision.get("side")
                     )
-        # Durable before an order leaves: this bar is decided (a restart never decides it
-        # again, so never makes a second intent for it) and the rate limiter's spend.
-        self.last_bars[symbol] = time
-        self._save_state()
         crash_point("engine.state_saved")
         result.decided += 1
         for intent in intents:
@@ -661,18 +661,19 @@ class Engine:
             time=time,
         )
 
-    def _save_state(self) -> None:
+    def _state(self) -> dict[str, Any]:
+        """The engine's state as the journal keeps it (``ENGINE_STATE_KEY``)."""
         parts = self.parts
         assert parts is not None
-        self.journal.set_state(
-            ENGINE_STATE_KEY,
-            {
-                "positions": self.positions,
-                "last_bars": {s: t.isoformat() for s, t in self.last_bars.items()},
-                "rate": parts.limiter.state(),
-                "risk": parts.risk.state(),
-            },
-        )
+        return {
+            "positions": self.positions,
+            "last_bars": {s: t.isoformat() for s, t in self.last_bars.items()},
+            "rate": parts.limiter.state(),
+            "risk": parts.risk.state(),
+        }
+
+    def _save_state(self) -> None:
+        self.journal.set_state(ENGINE_STATE_KEY, self._state())
 
 
 def feature_hash(row: pd.Series) -> str:

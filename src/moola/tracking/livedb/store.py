@@ -555,11 +555,15 @@ class LiveJournal:
         outputs: Sequence[Mapping[str, Any]],
         decision: Mapping[str, Any],
         intents: Sequence[Mapping[str, Any]] = (),
+        state: Mapping[str, Any] | None = None,
     ) -> tuple[int, int]:
         """Record one whole iteration in ONE transaction: its inputs, the members'
-        outputs, the decision and its order intents (each as in the methods above).
-        Returns (iteration id, decision id). All or nothing, and one durable commit (one
-        fsync) instead of four or more: the fast path of the engine's loop."""
+        outputs, the decision and its order intents (each as in the methods above), and
+        the ``state`` entries given (key -> JSON value, as :meth:`set_state`: e.g. the
+        engine's "this bar is decided"). Returns (iteration id, decision id). All or
+        nothing, and one durable commit (one fsync) instead of four or more: the fast path
+        of the engine's loop, and no moment where the decision is recorded but the state
+        saying so is not."""
         iteration_work = self._iteration_work(session_id, symbol, bar_time, feature_hash, bar)
         members_work = self._members_work(outputs)
         decision_work = self._decision_work(decision)
@@ -569,6 +573,11 @@ class LiveJournal:
         ids = [self._intent_id(intent) for intent in intents]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"intents name a client order id twice: {ids}.", param="intents")
+        now = datetime.now(UTC)
+        state_rows = [
+            StateEntry(key=_text(key, "state key"), value=_jsonable(value), updated_at=now)
+            for key, value in (state or {}).items()
+        ]
 
         def work(session: OrmSession) -> tuple[int, int]:
             # the parents are written here, so their checks (exists, session open) are done
@@ -577,6 +586,8 @@ class LiveJournal:
             decision_id = decision_work(session, iteration_id, checked=True)
             for intent_work in intent_works:
                 intent_work(session, decision_id, checked_session=session_id)
+            for row in state_rows:
+                session.merge(row)
             session.flush()
             crash_point("livedb.step_before_commit")
             return iteration_id, decision_id
