@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
 from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
@@ -30,3 +33,31 @@ def build_lab(parent: Path, *, promoted: bool = True) -> tuple[Path, str]:
     if promoted:
         promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
     return registry.root, run_id
+
+
+def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFrame:
+    """``n`` seeded one-minute random-walk bars of each of ``SYMBOLS`` (BTC about 100, ETH
+    about 200), from 2024-01-01 UTC; ``open_noise`` moves each open off the previous close
+    (a relative normal step), so an open is not the last close."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, symbol in enumerate(SYMBOLS):
+        close = 100.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+        open_ = np.r_[close[0], close[:-1]]
+        if open_noise:
+            open_ = open_ * (1 + rng.normal(0, open_noise, n))
+        spread = np.abs(rng.normal(0, 0.001, n)) * close
+        frames.append(
+            pd.DataFrame(
+                {
+                    "timestamp": pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC"),
+                    "open": open_,
+                    "high": np.maximum(open_, close) + spread,
+                    "low": np.minimum(open_, close) - spread,
+                    "close": close,
+                    "volume": rng.uniform(1, 10, n),
+                    "symbol": symbol,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -57,15 +57,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.crashpoints import CRASH_POINTS, ENV_VAR, parse_target
+from tests.runtime._lab import SYMBOLS, two_symbol_bars
 
 REPO = Path(__file__).resolve().parents[2]
-SYMBOLS = ("BTC", "ETH")
 N_BARS = 120  # per symbol: 240 decisions, orders on both symbols every 30 bars
 
 #: When each point is armed: the N-th time it is reached (mid-session for per-bar points,
@@ -98,26 +97,7 @@ DRIVER = "import sys; from tests.runtime.test_crash import drive; drive(sys.argv
 
 
 def _bars(n: int = N_BARS, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k, symbol in enumerate(SYMBOLS):
-        close = 100.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-        open_ = np.r_[close[0], close[:-1]]
-        spread = np.abs(rng.normal(0, 0.001, n)) * close
-        frames.append(
-            pd.DataFrame(
-                {
-                    "timestamp": pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC"),
-                    "open": open_,
-                    "high": np.maximum(open_, close) + spread,
-                    "low": np.minimum(open_, close) - spread,
-                    "close": close,
-                    "volume": rng.uniform(1, 10, n),
-                    "symbol": symbol,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return two_symbol_bars(n, seed)
 
 
 @dataclass(frozen=True)

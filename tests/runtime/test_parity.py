@@ -13,7 +13,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,31 +23,11 @@ from moola.runtime.engine import Engine, open_journal, run_session
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.parity import CHECKS, session_parity
 from moola.tracking.livedb import LiveJournal
-
-SYMBOLS = ("BTC", "ETH")
+from tests.runtime._lab import SYMBOLS, two_symbol_bars
 
 
 def _bars(n: int, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k, symbol in enumerate(SYMBOLS):
-        close = 100.0 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-        open_ = np.r_[close[0], close[:-1]] * (1 + rng.normal(0, 0.0005, n))
-        spread = np.abs(rng.normal(0, 0.001, n)) * close
-        frames.append(
-            pd.DataFrame(
-                {
-                    "timestamp": pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC"),
-                    "open": open_,
-                    "high": np.maximum(open_, close) + spread,
-                    "low": np.minimum(open_, close) - spread,
-                    "close": close,
-                    "volume": rng.uniform(1, 10, n),
-                    "symbol": symbol,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return two_symbol_bars(n, seed, open_noise=0.0005)
 
 
 @dataclass(frozen=True)
