@@ -352,3 +352,22 @@ def test_the_notifier_hears_signals_denials_and_the_kill_after_the_journal(tmp_p
     )
     again.run()
     assert [kind for kind, _, _ in notes.calls] == ["halt"]
+
+
+def test_the_kill_switch_cancels_open_orders_and_marks_their_intents(tmp_path):
+    """With fills three bars after the decision, orders are still working when the kill
+    switch goes on: they are cancelled at the broker AND marked cancelled in the journal,
+    which never shows as working an order that will not fill."""
+    execution = {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none",
+                 "latency_bars": 3}  # fmt: skip
+    engine, journal, broker = _engine(tmp_path, config=_config(execution=execution))
+    engine.start()
+    feed = iter(engine.feed)
+    while not broker.open_orders():
+        engine.step(next(feed))
+    working = [intent.client_order_id for intent in broker.open_orders()]
+    set_kill_switch(journal, True, by="ops", reason="drill")
+    assert engine.step(next(feed)) is not None  # the loop stops
+    assert not broker.open_orders()
+    for coid in working:
+        assert journal.intent_status(coid) == "cancelled"

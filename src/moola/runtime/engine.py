@@ -452,8 +452,15 @@ class Engine:
             self.journal.set_state(HALT_KEY, {"on": True, "reason": reason})
             if self.notifier is not None:
                 self.notifier.halt(reason)
-            for intent in self.broker.open_orders():
-                self.broker.cancel(intent.client_order_id)
+            self._cancel_open_orders(f"halted: {reason}")
+
+    def _cancel_open_orders(self, why: str) -> None:
+        """Cancel every open order at the broker and mark its intent cancelled in the
+        journal, so the journal never shows as working an order that will not fill."""
+        for intent in self.broker.open_orders():
+            coid = intent.client_order_id
+            if self.broker.cancel(coid) and self.journal.intent_status(coid) is not None:
+                self.journal.mark_intent(coid, "cancelled", detail=why)
 
     def _journal_fill(self, fill: Any) -> None:
         self.journal.record_fill(fill.client_order_id, _fill_record(fill))
@@ -521,9 +528,8 @@ class Engine:
             self._follow_unlock()
         kill = parts.kill.is_on(self.env, self.journal.get_state(KILL_SWITCH_KEY))
         if kill.on:
-            for intent in self.broker.open_orders():
-                self.broker.cancel(intent.client_order_id)
             why = f"kill switch on ({kill.source}): {kill.reason}"
+            self._cancel_open_orders(why)
             reasons.append(why)
             decision["action"] = "killed"
             return outputs, decision, None, why
