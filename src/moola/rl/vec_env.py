@@ -81,7 +81,7 @@ from moola.sim.propfirm import (
     TotalLossLimit,
     _local_days,
 )
-from moola.sim.vectorised import resolve_spread
+from moola.sim.vectorised import fill_position, resolve_spread
 
 # Rule kinds in the kernel's rule table.
 _DAILY, _TOTAL = 0, 1
@@ -188,26 +188,8 @@ def _step_kernel(
             cs = cs - fee
             fees_cum[e] = f0 + fee
             costs[e] = 0.0 + (aq * abs(price - ref) * point_value + fee)
-            if p == 0.0 or (p > 0.0) == (q > 0.0):
-                new = p + q
-                a = price if p == 0.0 else (a * abs(p) + price * aq) / abs(new)
-                p = new
-            else:
-                ap = abs(p)
-                closed = min(aq, ap)
-                sign = 1.0 if p > 0.0 else -1.0
-                gross = closed * (price - a) * point_value * sign
-                cs = cs + gross
-                realised_cum[e] = r0 + gross
-                rem = aq - closed
-                if rem > dust:
-                    p = rem if q > 0.0 else -rem
-                    a = price
-                elif ap - closed <= dust:
-                    p = 0.0
-                    a = 0.0
-                else:
-                    p = p + q
+            p, a, cs, gross = fill_position(p, a, cs, q, price, point_value, dust)
+            realised_cum[e] = r0 + gross  # r0 itself when the fill only adds (gross 0.0)
         pos[e] = p
         avg[e] = a
         cash[e] = cs

@@ -54,6 +54,35 @@ LEGACY_TERMS: tuple[str, ...] = (
 )
 
 
+@numba.njit(cache=True, inline="always")
+def fill_position(
+    pos: float, avg: float, cash: float, q: float, price: float, point_value: float, dust: float
+) -> tuple[float, float, float, float]:
+    """One fill of ``q`` units at ``price`` on a position: :meth:`Portfolio.fill`'s
+    arithmetic, operation by operation (adding to a position averages its price; reducing
+    realises PnL into cash; what is left under ``dust`` is flat; crossing zero opens the
+    rest at ``price``). Returns the new position, average price, cash and the realised
+    gross PnL. The one home of this arithmetic for the compiled kernels (this module's and
+    ``moola.rl.vec_env``'s); fees are the caller's."""
+    gross = 0.0
+    if pos == 0.0 or (pos > 0.0) == (q > 0.0):
+        new = pos + q
+        avg = price if pos == 0.0 else (avg * abs(pos) + price * abs(q)) / abs(new)
+        return new, avg, cash, gross
+    aq = abs(q)
+    apos = abs(pos)
+    closed = min(aq, apos)
+    sign = 1.0 if pos > 0.0 else -1.0
+    gross = closed * (price - avg) * point_value * sign
+    cash = cash + gross
+    rem = aq - closed
+    if rem > dust:
+        return (rem if q > 0.0 else -rem), price, cash, gross
+    if apos - closed <= dust:
+        return 0.0, 0.0, cash, gross
+    return pos + q, avg, cash, gross
+
+
 @numba.njit(cache=True)
 def _run_kernel(
     open_,
@@ -113,25 +142,7 @@ def _run_kernel(
             if fee < comm_min:
                 fee = comm_min
             cash = cash - fee
-            if pos == 0.0 or (pos > 0.0) == (q > 0.0):
-                new = pos + q
-                avg = price if pos == 0.0 else (avg * abs(pos) + price * aq) / abs(new)
-                pos = new
-            else:
-                apos = abs(pos)
-                closed = min(aq, apos)
-                sign = 1.0 if pos > 0.0 else -1.0
-                gross = closed * (price - avg) * point_value * sign
-                cash = cash + gross
-                rem = aq - closed
-                if rem > dust:
-                    pos = rem if q > 0.0 else -rem
-                    avg = price
-                elif apos - closed <= dust:
-                    pos = 0.0
-                    avg = 0.0
-                else:
-                    pos = pos + q
+            pos, avg, cash, _ = fill_position(pos, avg, cash, q, price, point_value, dust)
             fill_bar[n_fills] = i
             fill_qty[n_fills] = q
             fill_price[n_fills] = price
