@@ -153,6 +153,50 @@ class StartSampler(Protocol):
         """A bar index among ``env.start_points``."""
 
 
+def check_start_bar(bar: object, start_points: np.ndarray, where: str) -> int:
+    """``bar`` as an int when it is one of ``start_points`` (a contiguous range), else a
+    ``ConfigError`` naming ``where`` it came from and the valid range."""
+    first, last = int(start_points[0]), int(start_points[-1])
+    if isinstance(bar, bool) or not isinstance(bar, int | np.integer) or not first <= bar <= last:
+        raise ConfigError(
+            f"{where}: bar {bar!r} is not a valid episode start; starts are bars "
+            f"{first}..{last} (the observation window needs history before, and an "
+            "order needs a bar to fill after).",
+            param="start",
+        )
+    return int(bar)
+
+
+def parse_start(start: object, start_points: np.ndarray) -> object:
+    """An env's ``start`` argument checked once: ``"random"``, ``"first"``, a
+    :class:`StartSampler`, or bar indices among ``start_points`` (as an int64 array)."""
+    if isinstance(start, str):
+        if start not in ("random", "first"):
+            raise ConfigError(
+                f"start={start!r}; use 'random', 'first', a list of bar indices or a "
+                "StartSampler (an object with sample(rng) -> bar).",
+                param="start",
+            )
+        return start
+    if isinstance(start, StartSampler):
+        return start
+    if isinstance(start, Sequence | np.ndarray):
+        points = np.asarray(start)
+        if points.ndim != 1 or points.size == 0 or points.dtype.kind not in "iu":
+            raise ConfigError(
+                f"start must be a non-empty list of integer bar indices, got {start!r}.",
+                param="start",
+            )
+        for bar in points.tolist():
+            check_start_bar(bar, start_points, "start")
+        return points.astype(np.int64)
+    raise ConfigError(
+        f"start must be 'random', 'first', a list of bar indices or a StartSampler, got "
+        f"{type(start).__name__}.",
+        param="start",
+    )
+
+
 def env_execution(execution: ExecutionConfig | Mapping[str, Any] | None) -> ExecutionConfig:
     """The config an environment runs under: ``execution`` (default
     ``ExecutionConfig(engine="event", on_breach="halt")``) with ``engine="event"`` and
@@ -412,46 +456,10 @@ class TradingEnv(gymnasium.Env):
     # ------------------------------------------------------------------ starts
 
     def _check_start(self, start: object) -> object:
-        if isinstance(start, str):
-            if start not in ("random", "first"):
-                raise ConfigError(
-                    f"start={start!r}; use 'random', 'first', a list of bar indices or a "
-                    "StartSampler (an object with sample(rng) -> bar).",
-                    param="start",
-                )
-            return start
-        if isinstance(start, StartSampler):
-            return start
-        if isinstance(start, Sequence | np.ndarray):
-            points = np.asarray(start)
-            if points.ndim != 1 or points.size == 0 or points.dtype.kind not in "iu":
-                raise ConfigError(
-                    f"start must be a non-empty list of integer bar indices, got {start!r}.",
-                    param="start",
-                )
-            for bar in points.tolist():
-                self._check_bar(bar, "start")
-            return points.astype(np.int64)
-        raise ConfigError(
-            f"start must be 'random', 'first', a list of bar indices or a StartSampler, got "
-            f"{type(start).__name__}.",
-            param="start",
-        )
+        return parse_start(start, self.start_points)
 
     def _check_bar(self, bar: object, where: str) -> int:
-        first, last = int(self.start_points[0]), int(self.start_points[-1])
-        if (
-            isinstance(bar, bool)
-            or not isinstance(bar, int | np.integer)
-            or not (first <= bar <= last)
-        ):
-            raise ConfigError(
-                f"{where}: bar {bar!r} is not a valid episode start; starts are bars "
-                f"{first}..{last} (the observation window needs history before, and an "
-                "order needs a bar to fill after).",
-                param="start",
-            )
-        return int(bar)
+        return check_start_bar(bar, self.start_points, where)
 
     def _pick_start(self, options: Mapping[str, Any] | None) -> int:
         if options and options.get("start") is not None:
@@ -712,6 +720,8 @@ __all__ = [
     "TERMINATIONS",
     "StartSampler",
     "TradingEnv",
+    "check_start_bar",
     "env_execution",
+    "parse_start",
     "rule_limits",
 ]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Literal
 
 import gymnasium
@@ -64,9 +64,9 @@ from moola.features.scaling import Scaler
 from moola.rl.env import (
     DEFAULT_INVALID_WEIGHT,
     INVALID_ACTION_POLICIES,
-    StartSampler,
     _one_symbol,
     env_execution,
+    parse_start,
     rule_limits,
 )
 from moola.rl.observations import ObservationSource, portfolio_state
@@ -554,25 +554,7 @@ class VecTradingEnv(VecEnv):
 
     def _check_start(self, start: Any) -> Any:
         """``"random"``, ``"first"``, bar indices among ``start_points``, or a sampler."""
-        if isinstance(start, str):
-            if start not in ("random", "first"):
-                raise ConfigError(
-                    f"start={start!r}; use 'random', 'first', a list of bar indices or a "
-                    "StartSampler.",
-                    param="start",
-                )
-            return start
-        if isinstance(start, StartSampler):
-            return start
-        points = np.asarray(list(start) if isinstance(start, Iterable) else [start])
-        if points.size == 0 or points.dtype.kind not in "iu":
-            raise ConfigError(
-                f"start={start!r}: give bar indices (integers) among the valid starts "
-                f"{int(self.start_points[0])}..{int(self.start_points[-1])}.",
-                param="start",
-            )
-        self._check_bars_valid(points)
-        return points.astype(np.int64)
+        return parse_start(start, self.start_points)
 
     def _check_bars_valid(self, points: np.ndarray) -> None:
         lo, hi = int(self.start_points[0]), int(self.start_points[-1])
