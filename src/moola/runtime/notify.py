@@ -24,11 +24,11 @@ from typing import Any
 import httpx
 
 from moola.core.errors import ConfigError
+from moola.runtime import retry
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096  # Telegram's limit on a message's text
-MAX_RETRY_AFTER_S = 60.0
 
 
 class WebhookNotifier:
@@ -147,34 +147,27 @@ class WebhookNotifier:
             payload = {"chat_id": self.chat_id, **payload}
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
-            delay = self.backoff * 2**attempt
-            try:
-                response = self._client.post(self._url, json=payload)
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                if status == 429 or status >= 500:
-                    last = f"HTTP {status}"
-                    if status == 429:
-                        delay = max(delay, min(_retry_after(response), MAX_RETRY_AFTER_S))
-                elif status >= 400:
+            tried = retry.attempt(
+                lambda: self._client.post(self._url, json=payload),
+                number=attempt,
+                backoff=self.backoff,
+                timeout=self.timeout,
+                retry_after=_retry_after,
+            )
+            last, delay, response = tried.failure, tried.delay, tried.response
+            if response is not None:
+                if response.status_code >= 400:
                     log.warning(
                         "notifier %s refused the message: HTTP %d %s",
                         self.host,
-                        status,
+                        response.status_code,
                         _description(response),
                     )
                     return False
-                else:
-                    if _ok(response):
-                        return True
-                    log.warning(
-                        "notifier %s answered ok=false: %s", self.host, _description(response)
-                    )
-                    return False
+                if _ok(response):
+                    return True
+                log.warning("notifier %s answered ok=false: %s", self.host, _description(response))
+                return False
             if attempt < self.max_retries:
                 self._sleep(delay)
         log.warning(

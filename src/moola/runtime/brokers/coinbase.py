@@ -39,13 +39,13 @@ import pandas as pd
 
 from moola.core.errors import BrokerError, ConfigError
 from moola.data.schema import empty_bars, make_bars
+from moola.runtime import retry
 from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent
 from moola.runtime.brokers.credentials import Credentials
 
 log = logging.getLogger(__name__)
 
 API = "/api/v3/brokerage"
-MAX_RETRY_AFTER_S = 60.0
 MAX_CANDLES = 350  # per candles request (Coinbase's cap)
 MAX_LOOKUP_PAGES = 5  # pages of recent orders searched for a client id before a retry
 GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase name, seconds)
@@ -179,41 +179,33 @@ class CoinbaseAdvancedTrade:
                 if found is not None:
                     return found
             token = self._credentials.jwt(method, self._host, API + path)
-            delay = self.backoff * 2**attempt
-            try:
-                response = self._client.request(
-                    method,
-                    API + path,
-                    params=params,
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                )
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__})"
-            else:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            tried = retry.attempt(
+                lambda headers=headers: self._client.request(
+                    method, API + path, params=params, json=body, headers=headers
+                ),
+                number=attempt,
+                backoff=self.backoff,
+                timeout=self.timeout,
+                retry_after=lambda r: _float(r.headers.get("Retry-After"), 0.0),
+            )
+            last, delay, response = tried.failure, tried.delay, tried.response
+            if response is not None:
                 status = response.status_code
-                if status == 429 or status >= 500:
-                    last = f"HTTP {status}"
-                    if status == 429:
-                        wait = _float(response.headers.get("Retry-After"), 0.0)
-                        delay = max(delay, min(wait, MAX_RETRY_AFTER_S))
-                elif status >= 400:
+                if status >= 400:
                     code, message = _error_of(response)
                     raise BrokerError(
                         f"Coinbase refused {endpoint}: HTTP {status} {code}: {message}"
                     )
-                else:
-                    try:
-                        data = response.json()
-                    except ValueError:
-                        raise BrokerError(
-                            f"Coinbase answered {endpoint} with HTTP {status} but no JSON."
-                        ) from None
-                    if not isinstance(data, dict):
-                        raise BrokerError(f"Coinbase answered {endpoint} with a non-object JSON.")
-                    return data
+                try:
+                    data = response.json()
+                except ValueError:
+                    raise BrokerError(
+                        f"Coinbase answered {endpoint} with HTTP {status} but no JSON."
+                    ) from None
+                if not isinstance(data, dict):
+                    raise BrokerError(f"Coinbase answered {endpoint} with a non-object JSON.")
+                return data
             if attempt < self.max_retries:
                 log.warning(
                     "Coinbase %s: %s; retry %d of %d in %.2f s",
