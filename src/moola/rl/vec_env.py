@@ -43,7 +43,6 @@ without building it.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Literal
 
@@ -81,7 +80,7 @@ from moola.sim.propfirm import (
     TotalLossLimit,
     _local_days,
 )
-from moola.sim.vectorised import fill_position, resolve_spread
+from moola.sim.vectorised import fill_position, fill_price_fee, resolve_spread
 
 # Rule kinds in the kernel's rule table.
 _DAILY, _TOTAL = 0, 1
@@ -179,12 +178,10 @@ def _step_kernel(
         if q != 0.0:
             ref = open_[i]
             aq = abs(q)
-            slip = slip_rate * ref + slip_fixed + slip_impact * math.sqrt(aq)
-            adj = half_spread[i * hs_s] + slip
-            price = ref + adj if q > 0.0 else ref - adj
-            fee = comm_unit * aq + comm_rate * (aq * price * point_value)
-            if fee < comm_min:
-                fee = comm_min
+            price, fee = fill_price_fee(
+                ref, q, half_spread[i * hs_s], slip_rate, slip_fixed, slip_impact,
+                comm_unit, comm_rate, comm_min, point_value,
+            )  # fmt: skip
             cs = cs - fee
             fees_cum[e] = f0 + fee
             costs[e] = 0.0 + (aq * abs(price - ref) * point_value + fee)

@@ -55,6 +55,26 @@ LEGACY_TERMS: tuple[str, ...] = (
 
 
 @numba.njit(cache=True, inline="always")
+def fill_price_fee(
+    ref: float, q: float, half_spread: float, slip_rate: float, slip_fixed: float,
+    slip_impact: float, comm_unit: float, comm_rate: float, comm_min: float,
+    point_value: float,
+) -> tuple[float, float]:  # fmt: skip
+    """The price and fee of a market fill of ``q`` units at reference price ``ref`` (the
+    bar's open): half the spread plus slippage against the trader, then commission with its
+    minimum; :class:`SlippageTerms.per_unit` and :class:`CommissionModel.fee`'s arithmetic,
+    operation by operation, for the compiled kernels."""
+    aq = abs(q)
+    slip = slip_rate * ref + slip_fixed + slip_impact * math.sqrt(aq)
+    adj = half_spread + slip
+    price = ref + adj if q > 0.0 else ref - adj
+    fee = comm_unit * aq + comm_rate * (aq * price * point_value)
+    if fee < comm_min:
+        fee = comm_min
+    return price, fee
+
+
+@numba.njit(cache=True, inline="always")
 def fill_position(
     pos: float, avg: float, cash: float, q: float, price: float, point_value: float, dust: float
 ) -> tuple[float, float, float, float]:
@@ -129,18 +149,10 @@ def _run_kernel(
         q = ring[slot]
         ring[slot] = 0.0
         if q != 0.0:
-            ref = open_[i]
-            aq = abs(q)
-            slip = (
-                slip_rate[i * sr_s] * ref
-                + slip_fixed[i * sf_s]
-                + slip_impact[i * si_s] * math.sqrt(aq)
-            )
-            adj = half_spread[i * hs_s] + slip
-            price = ref + adj if q > 0.0 else ref - adj
-            fee = comm_unit * aq + comm_rate * (aq * price * point_value)
-            if fee < comm_min:
-                fee = comm_min
+            price, fee = fill_price_fee(
+                open_[i], q, half_spread[i * hs_s], slip_rate[i * sr_s], slip_fixed[i * sf_s],
+                slip_impact[i * si_s], comm_unit, comm_rate, comm_min, point_value,
+            )  # fmt: skip
             cash = cash - fee
             pos, avg, cash, _ = fill_position(pos, avg, cash, q, price, point_value, dust)
             fill_bar[n_fills] = i
