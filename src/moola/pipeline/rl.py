@@ -146,24 +146,29 @@ def _raw_versions(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry["raw"] for entry in tables] if tables else [meta["raw"]]
 
 
-def _symbol_bars(
-    registry: Registry, meta: dict[str, Any], symbol: str | None, symbols: np.ndarray
-) -> tuple[DatasetRef, str, pd.DataFrame]:
-    """The raw version holding ``symbol`` (default: the dataset's one symbol) and its bars."""
+def _one_symbol(symbols: np.ndarray, symbol: str | None, where: str) -> str:
+    """``symbol`` when ``where`` holds it; with none named, ``where``'s only symbol (an RL
+    run and a scan take one symbol's bars)."""
     known = sorted({str(s) for s in symbols})
     if symbol is None:
         if len(known) != 1:
             raise ConfigError(
-                f"The dataset holds {len(known)} symbols ({', '.join(known)}); an RL run "
-                "trades one: name it.",
+                f"{where} holds {len(known)} symbols ({', '.join(known)}); name the one to use.",
                 param="symbol",
             )
-        symbol = known[0]
-    elif symbol not in known:
+        return known[0]
+    if symbol not in known:
         raise ConfigError(
-            f"Symbol {symbol!r} is not in the dataset; it holds {', '.join(known)}.",
-            param="symbol",
+            f"Symbol {symbol!r} is not in {where}; it holds {', '.join(known)}.", param="symbol"
         )
+    return symbol
+
+
+def _symbol_bars(
+    registry: Registry, meta: dict[str, Any], symbol: str | None, symbols: np.ndarray
+) -> tuple[DatasetRef, str, pd.DataFrame]:
+    """The raw version holding ``symbol`` (default: the dataset's one symbol) and its bars."""
+    symbol = _one_symbol(symbols, symbol, "the dataset")
     for raw in _raw_versions(meta):
         ref = registry.resolve("raw", raw["name"], raw["version"])
         if ref.content_hash != raw["content_hash"]:
@@ -876,18 +881,7 @@ def scan_momentum(
 
     ref = registry.resolve_text(raw, "raw")
     bars = registry.load_raw(ref.name, ref.version)
-    symbols = sorted(bars["symbol"].astype(str).unique().tolist())
-    if symbol is None:
-        if len(symbols) != 1:
-            raise ConfigError(
-                f"{ref} holds {len(symbols)} symbols ({', '.join(symbols)}); name the one to scan.",
-                param="symbol",
-            )
-        symbol = symbols[0]
-    elif symbol not in symbols:
-        raise ConfigError(
-            f"Symbol {symbol!r} is not in {ref}; it holds {', '.join(symbols)}.", param="symbol"
-        )
+    symbol = _one_symbol(bars["symbol"].to_numpy(), symbol, str(ref))
     mine = bars[bars["symbol"].astype(str) == symbol].reset_index(drop=True)
     params = {
         "timezone": timezone,
