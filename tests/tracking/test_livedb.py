@@ -393,6 +393,55 @@ def test_positions_events_and_state_round_trip(journal):
     assert journal.events(kind="unlock")[0]["payload"] == {"by": "ana", "reason": "reviewed"}
 
 
+def test_session_record_reads_one_session_whole_as_frozen_values(journal):
+    """What parity replays and a restart rebuilds from: the session's config, its bars
+    with members, decision and intents, the fills of its intents, its positions and the
+    state, typed and frozen, and nothing of another session."""
+    config = {"symbols": ["BTC-USD"], "risk": {"per_trade": 0.01}}
+    session = journal.start_session("paper", config, "cfg")
+    other = journal.start_session("paper", {}, "other")
+    outputs = [{"member": "direction", "run_id": "r1", "value": 0.8, "stale": False}]
+    buy = {"probability": 0.8, "tier": "high", "signal": 1, "action": "buy", "reasons": []}
+    flat = {"probability": 0.5, "signal": 0, "action": "none", "reasons": ["below low tier"]}
+    journal.record_step(session, "BTC-USD", T0, "fh0", {"close": 1.5}, outputs, buy, [_intent()])
+    later = T0 + timedelta(hours=1)
+    journal.record_step(
+        session, "BTC-USD", later, "fh1", {"close": 2.0}, [], flat, state={"engine": {"n": 2}}
+    )
+    journal.record_step(other, "BTC-USD", T0, "x", {}, [], buy, [_intent("other-1")])
+    fill = {"fill_id": "f-1", "symbol": "BTC-USD", "qty": 0.25, "price": 1.5, "fee": 0.0}
+    journal.record_fill("s1-BTC-USD-1", fill | {"time": T0})
+    journal.record_fill("other-1", fill | {"fill_id": "f-2", "time": T0})
+    journal.mark_intent("s1-BTC-USD-1", "filled", broker_order_id="b-1")
+    snapshot = {"symbol": "BTC-USD", "qty": 0.25, "equity": 99.0, "cash": 98.6, "at": T0}
+    journal.record_position(session, snapshot | {"avg_price": 1.5})
+
+    record = journal.session_record(session)
+    assert record.session.id == session and record.session.config == config
+    assert record.session.ended_at is None
+    first, second = record.iterations
+    assert (first.symbol, first.bar_time, first.bar) == ("BTC-USD", T0, {"close": 1.5})
+    assert [(m.member, m.value) for m in first.members] == [("direction", 0.8)]
+    assert (first.decision.signal, first.decision.tier) == (1, "high")
+    [intent] = first.intents
+    assert (intent.client_order_id, intent.status, intent.qty) == ("s1-BTC-USD-1", "filled", 0.25)
+    assert intent.broker_order_id == "b-1" and record.intents == (intent,)
+    assert second.decision.reasons == ("below low tier",) and second.intents == ()
+    assert [f.fill_id for f in record.fills] == ["f-1"]
+    [position] = record.positions
+    assert (position.qty, position.avg_price, position.at) == (0.25, 1.5, T0)
+    assert record.state == {"engine": {"n": 2}}
+    with pytest.raises(AttributeError):
+        first.symbol = "ETH-USD"
+    # the rows' keys still read, for code written against them
+    assert dict(first)["feature_hash"] == "fh0" and first["decision"]["action"] == "buy"
+    assert record.session.get("mode") == "paper" and "nope" not in first
+    assert journal.session_record(session) == record  # read again: equal values
+
+    with pytest.raises(JournalError, match="no session 'ghost'"):
+        journal.session_record("ghost")
+
+
 def test_signals_since_and_flat_decisions(journal):
     session, _, first = _decision(journal, bar_time=T0)
     _decision(journal, bar_time=T0 + timedelta(hours=1), signal=0, session=session)

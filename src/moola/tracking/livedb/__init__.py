@@ -3,8 +3,20 @@ migrations run on open, and ``LiveJournal``, whose every write is one committed
 transaction and whose every failure is a ``JournalError`` (send nothing).
 
 Import it from here: ``from moola.tracking.livedb import LiveJournal, journal_url``.
+``LiveJournal.session_record(session_id)`` reads one session whole as typed frozen
+values (``SessionRecord`` and the records it holds).
 """
 
+from moola.tracking.livedb.records import (
+    DecisionRecord,
+    FillRecord,
+    IntentRecord,
+    IterationRecord,
+    MemberRecord,
+    PositionRecord,
+    SessionInfo,
+    SessionRecord,
+)
 from moola.tracking.livedb.store import (
     HALT_KEY,
     IN_FLIGHT_STATUSES,
@@ -25,6 +37,14 @@ __all__ = [
     "MIGRATIONS_DIR",
     "MODES",
     "SCHEMA_HEAD",
+    "DecisionRecord",
+    "FillRecord",
+    "IntentRecord",
+    "IterationRecord",
     "LiveJournal",
+    "MemberRecord",
+    "PositionRecord",
+    "SessionInfo",
+    "SessionRecord",
     "journal_url",
 ]

@@ -66,6 +66,16 @@ from moola.tracking.livedb.models import (
     PositionSnapshot,
     StateEntry,
 )
+from moola.tracking.livedb.records import (
+    DecisionRecord,
+    FillRecord,
+    IntentRecord,
+    IterationRecord,
+    MemberRecord,
+    PositionRecord,
+    SessionInfo,
+    SessionRecord,
+)
 
 __all__ = [
     "HALT_KEY",
@@ -984,6 +994,16 @@ class LiveJournal:
 
         return self._read("read the events", work)
 
+    def session_record(self, session_id: str) -> SessionRecord:
+        """Everything the journal holds of session ``session_id``, read in one transaction
+        as typed frozen values (:class:`~moola.tracking.livedb.records.SessionRecord`): its
+        row and resolved config, its iterations (bar, member outputs, decision, intents)
+        in the order recorded, the fills of its intents, its position snapshots and the
+        journal's state. What parity replays and a restart rebuilds from. An unknown
+        session is a ``JournalError`` naming it and the latest sessions there are."""
+        _text(session_id, "session_id")
+        return self._read(f"read session {session_id!r}", lambda s: _session_record(s, session_id))
+
     SIGNAL_COLUMNS = (
         "decision_id",
         "session_id",
@@ -1108,3 +1128,81 @@ class LiveJournal:
             }
 
         return self._read("read the status", work)
+
+
+def _session_record(session: OrmSession, session_id: str) -> SessionRecord:
+    """:meth:`LiveJournal.session_record` inside a read transaction."""
+    found = session.get(LiveSession, session_id)
+    if found is None:
+        known = list(session.scalars(select(LiveSession.id).order_by(LiveSession.started_at)))
+        raise JournalError(
+            f"The live journal has no session {session_id!r}; it has "
+            f"{known[-10:] if known else 'none'} (`moola live status` lists them)."
+        )
+    iterations = list(
+        session.scalars(
+            select(Iteration).where(Iteration.session_id == session_id).order_by(Iteration.id)
+        )
+    )
+    members: dict[int, list[MemberRecord]] = {}
+    decisions: dict[int, DecisionRecord] = {}
+    intents: dict[int, list[IntentRecord]] = {}  # by decision id
+    if iterations:
+        for out in session.scalars(
+            select(MemberOutput)
+            .join(Iteration, MemberOutput.iteration_id == Iteration.id)
+            .where(Iteration.session_id == session_id)
+            .order_by(MemberOutput.id)
+        ):
+            members.setdefault(out.iteration_id, []).append(MemberRecord(**_row(out)))
+        for dec in session.scalars(
+            select(Decision)
+            .join(Iteration, Decision.iteration_id == Iteration.id)
+            .where(Iteration.session_id == session_id)
+            .order_by(Decision.id)
+        ):
+            values = _row(dec)
+            values["reasons"] = tuple(values["reasons"] or ())
+            decisions[dec.iteration_id] = DecisionRecord(**values)
+        for intent in session.scalars(
+            select(OrderIntentRow)
+            .where(OrderIntentRow.session_id == session_id)
+            .order_by(OrderIntentRow.id)
+        ):
+            intents.setdefault(intent.decision_id, []).append(IntentRecord(**_row(intent)))
+    records = []
+    for it in iterations:
+        decision = decisions.get(it.id)
+        records.append(
+            IterationRecord(
+                **_row(it),
+                members=tuple(members.get(it.id, ())),
+                decision=decision,
+                intents=tuple(intents.get(decision.id, ())) if decision is not None else (),
+            )
+        )
+    fills = tuple(
+        FillRecord(**_row(f))
+        for f in session.scalars(
+            select(Fill)
+            .join(OrderIntentRow, Fill.client_order_id == OrderIntentRow.client_order_id)
+            .where(OrderIntentRow.session_id == session_id)
+            .order_by(Fill.id)
+        )
+    )
+    positions = tuple(
+        PositionRecord(**_row(p))
+        for p in session.scalars(
+            select(PositionSnapshot)
+            .where(PositionSnapshot.session_id == session_id)
+            .order_by(PositionSnapshot.id)
+        )
+    )
+    state = {row.key: row.value for row in session.scalars(select(StateEntry))}
+    return SessionRecord(
+        session=SessionInfo(**_row(found)),
+        iterations=tuple(records),
+        fills=fills,
+        positions=positions,
+        state=state,
+    )
