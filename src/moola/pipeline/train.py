@@ -33,7 +33,7 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -456,12 +456,20 @@ def _value_task_params(
 
 
 def record_run(
-    registry: Registry, outcome: Outcome, *, on_event: EventSink = lambda *_: None
+    registry: Registry,
+    outcome: Outcome,
+    *,
+    on_event: EventSink = lambda *_: None,
+    study: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Write ``outcome``: its predictions as a dataset of the registry (parent: the
     labeled dataset), its run folder (manifest, ``model.bin``, ``calibrator.json``,
     plots) written in one piece, then its line in ``experiment_results.jsonl``; then the
     ``results`` event.
+
+    ``study`` (``{"name", "trial", "params"}``) marks a tuning study's trial
+    (``moola.tune``): the manifest keeps it as ``study`` and the results line carries
+    ``study`` (the name) and ``trial`` (the number).
 
     The manifest records ``window`` (bars per window and their columns, from the labeled
     dataset's meta) so a Predictor can be rebuilt from the run alone; a stack, whose
@@ -512,6 +520,7 @@ def record_run(
         "threads": thread_settings(),
         "test_evaluated": False,
         "wall_time_s": round(wall_time_s, 3),
+        **({"study": dict(study)} if study is not None else {}),
     }
     store = RunStore(registry.root)
     run_dir = store.write_run(run_id, manifest, files)
@@ -530,6 +539,7 @@ def record_run(
             "metrics": headline,
             "uncalibrated": flat_metrics(outcome.report),
             "wall_time_s": manifest["wall_time_s"],
+            **({"study": study["name"], "trial": study["trial"]} if study is not None else {}),
         }
     )
     on_event(
