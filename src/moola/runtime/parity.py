@@ -58,18 +58,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError, JournalError
+from moola.core.errors import ConfigError
 from moola.features.featureset import FeatureSet, IncrementalFeatures, load_feature_set
 from moola.runtime.config import LiveConfig, parse_live_config
 from moola.runtime.engine import feature_hash
 from moola.runtime.feed import BAR_FIELDS
+from moola.tracking.livedb.records import SessionRecord
 
 __all__ = [
     "CHECKS",
@@ -250,114 +251,11 @@ def _same(a: Any, b: Any, rtol: float = RTOL) -> bool:
 # --------------------------------------------------------------------------- the record
 
 
-@dataclass(frozen=True)
-class SessionRecord:
-    """What the journal holds of one session, read in one transaction.
-
-    ``session``: id, mode, config (resolved), config_hash, started/ended; ``iterations``:
-    in the order recorded, each with ``symbol``, ``bar_time``, ``feature_hash``, ``bar``,
-    ``members`` (outputs), ``decision`` (or None) and ``intents``; ``fills`` of the
-    session's intents and ``positions`` (snapshots), in the order recorded.
-    """
-
-    session: dict[str, Any]
-    iterations: list[dict[str, Any]] = field(default_factory=list)
-    fills: list[dict[str, Any]] = field(default_factory=list)
-    positions: list[dict[str, Any]] = field(default_factory=list)
-
-
 def read_session(journal: Any, session_id: str) -> SessionRecord:
-    """The journal's record of ``session_id`` (a ``LiveJournal``); an unknown session is a
-    ``JournalError`` naming it and the sessions there are."""
-    reader = getattr(journal, "session_record", None)
-    if callable(reader):  # the journal's own read, when it has one
-        raw = reader(session_id)
-        return SessionRecord(
-            session=dict(raw["session"]),
-            iterations=list(raw["iterations"]),
-            fills=list(raw["fills"]),
-            positions=list(raw["positions"]),
-        )
-    return journal._read(f"read session {session_id!r}", lambda s: _read_rows(s, session_id))
-
-
-def _read_rows(session: Any, session_id: str) -> SessionRecord:
-    from sqlalchemy import select
-
-    from moola.tracking.livedb.models import (
-        Decision,
-        Fill,
-        Iteration,
-        LiveSession,
-        MemberOutput,
-        OrderIntentRow,
-        PositionSnapshot,
-    )
-
-    def row(obj: Any) -> dict[str, Any]:
-        return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
-
-    found = session.get(LiveSession, session_id)
-    if found is None:
-        known = list(session.scalars(select(LiveSession.id).order_by(LiveSession.started_at)))
-        raise JournalError(
-            f"The live journal has no session {session_id!r}; it has "
-            f"{known[-10:] if known else 'none'} (`moola live status` lists them)."
-        )
-    iterations = [
-        row(it)
-        for it in session.scalars(
-            select(Iteration).where(Iteration.session_id == session_id).order_by(Iteration.id)
-        )
-    ]
-    by_id = {it["id"]: it for it in iterations}
-    for it in iterations:
-        it.update(members=[], decision=None, intents=[])
-    ids = list(by_id)
-    if ids:
-        for out in session.scalars(
-            select(MemberOutput)
-            .join(Iteration, MemberOutput.iteration_id == Iteration.id)
-            .where(Iteration.session_id == session_id)
-            .order_by(MemberOutput.id)
-        ):
-            by_id[out.iteration_id]["members"].append(row(out))
-        decisions: dict[int, dict[str, Any]] = {}
-        for dec in session.scalars(
-            select(Decision)
-            .join(Iteration, Decision.iteration_id == Iteration.id)
-            .where(Iteration.session_id == session_id)
-            .order_by(Decision.id)
-        ):
-            record = row(dec)
-            decisions[dec.id] = record
-            by_id[dec.iteration_id]["decision"] = record
-        for intent in session.scalars(
-            select(OrderIntentRow)
-            .where(OrderIntentRow.session_id == session_id)
-            .order_by(OrderIntentRow.id)
-        ):
-            dec = decisions.get(intent.decision_id)
-            if dec is not None:
-                by_id[dec["iteration_id"]]["intents"].append(row(intent))
-    fills = [
-        row(f)
-        for f in session.scalars(
-            select(Fill)
-            .join(OrderIntentRow, Fill.client_order_id == OrderIntentRow.client_order_id)
-            .where(OrderIntentRow.session_id == session_id)
-            .order_by(Fill.id)
-        )
-    ]
-    positions = [
-        row(p)
-        for p in session.scalars(
-            select(PositionSnapshot)
-            .where(PositionSnapshot.session_id == session_id)
-            .order_by(PositionSnapshot.id)
-        )
-    ]
-    return SessionRecord(row(found), iterations, fills, positions)
+    """The journal's record of ``session_id``: ``LiveJournal.session_record``, one read
+    transaction, typed frozen values that also read as mappings of their columns. An
+    unknown session is a ``JournalError`` naming it and the sessions there are."""
+    return journal.session_record(session_id)
 
 
 # --------------------------------------------------------------------------- parity
