@@ -252,3 +252,17 @@ def test_replay_undo_restores_the_previous_grade():
 def test_log_path_is_not_created_by_reading(tmp_path: Path):
     AnnotationLog(tmp_path / "x" / "b.jsonl").read()
     assert not (tmp_path / "x").exists()
+
+
+def test_a_reader_sees_what_another_writer_appended_after_its_last_read(tmp_path):
+    reader, writer = AnnotationLog(tmp_path / "b.jsonl"), AnnotationLog(tmp_path / "b.jsonl")
+    first = writer.append(_label())
+    assert reader.read().actions == (first,)
+    second = writer.append(_label("w2"))
+    assert reader.read().actions == (first, second)
+    with open(reader.path, "ab") as handle:
+        handle.write(b'{"window_id": "w3", "ki')
+    assert reader.read().problems[0].line == 3
+    third = writer.append(_label("w3"))
+    read = reader.read()
+    assert read.actions == (first, second, third) and read.problems[0].line == 3

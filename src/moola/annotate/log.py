@@ -71,6 +71,8 @@ class LogRead:
     actions: tuple[Action, ...]
     problems: tuple[LogProblem, ...] = ()
     last_seq: int = 0  # highest seq ever written, counting unreadable lines
+    lines: int = 0  # complete lines read (a cut-short last line not counted)
+    clean_end: bool = True  # the bytes read end with a newline
 
     @property
     def ok(self) -> bool:
@@ -105,13 +107,13 @@ def _parse_line(raw: bytes) -> tuple[Action | None, str | None]:
         return None, f"not an annotation action ({where}: {error['msg']})"
 
 
-def _scan(data: bytes, path: Path) -> LogRead:
+def _scan(data: bytes, path: Path, *, first_line: int = 1, last_seq: int = 0) -> LogRead:
+    """Scan ``data`` (whole lines from ``first_line`` on; the seq before it ``last_seq``)."""
     pieces = data.split(b"\n")
     tail = pieces.pop()  # b"" when the data ends with a newline
     actions: list[Action] = []
     problems: list[LogProblem] = []
-    last_seq = 0
-    for number, raw in enumerate(pieces, start=1):
+    for number, raw in enumerate(pieces, start=first_line):
         if not raw.strip(_BLANK):
             continue
         action, reason = _parse_line(raw)
@@ -136,9 +138,11 @@ def _scan(data: bytes, path: Path) -> LogRead:
         found = [int(m) for m in _SEQ.findall(tail)]
         last_seq = max([last_seq, *found])
         problems.append(
-            LogProblem(path, len(pieces) + 1, "partial", f"{len(tail)} bytes without a newline")
+            LogProblem(
+                path, first_line + len(pieces), "partial", f"{len(tail)} bytes without a newline"
+            )
         )
-    return LogRead(tuple(actions), tuple(problems), last_seq)
+    return LogRead(tuple(actions), tuple(problems), last_seq, len(pieces), not tail)
 
 
 class AnnotationLog:
@@ -151,17 +155,53 @@ class AnnotationLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._tail = _Tail()
+        self._cache: tuple[tuple[int, int, int], LogRead] | None = None
 
     def __repr__(self) -> str:
         return f"AnnotationLog({str(self.path)!r})"
 
     def read(self) -> LogRead:
-        """Every good action in order and one ``LogProblem`` per line left out."""
+        """Every good action in order and one ``LogProblem`` per line left out.
+
+        Lines already read by this instance are not parsed again: the file only grows, so
+        when it grew past a clean end only the new lines are scanned (a server asks for the
+        state after every action). A file that changed otherwise is read whole.
+        """
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return LogRead(())
-        return _scan(data, self.path)
+        try:
+            stat = os.fstat(fd)
+            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            cached = self._cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            done = cached[1] if cached is not None else None
+            start = cached[0][1] if cached is not None else 0
+            if (
+                done is None
+                or not done.clean_end
+                or cached[0][0] != stat.st_ino
+                or start > stat.st_size
+            ):
+                done, start = None, 0
+            data = os.pread(fd, stat.st_size - start, start)
+        finally:
+            os.close(fd)
+        if done is None:
+            result = _scan(data, self.path)
+        else:
+            new = _scan(data, self.path, first_line=done.lines + 1, last_seq=done.last_seq)
+            result = LogRead(
+                done.actions + new.actions,
+                done.problems + new.problems,
+                new.last_seq,
+                done.lines + new.lines,
+                new.clean_end,
+            )
+        self._cache = (key, result)
+        return result
 
     def actions(self) -> tuple[Action, ...]:
         """The good actions (problems ignored; use ``read`` to show them)."""
@@ -223,7 +263,7 @@ class AnnotationLog:
     def _read_tail(self, fd: int, size: int) -> _Tail:
         data = os.pread(fd, size, 0) if size else b""
         scan = _scan(data, self.path)
-        return _Tail(size, scan.last_seq, not data or data.endswith(b"\n"))
+        return _Tail(size, scan.last_seq, scan.clean_end)
 
 
 def _fsync_dir(directory: Path) -> None:
