@@ -6,15 +6,23 @@ Coinbase does for CDP keys (ES256 signature by the test key, ``uri`` claim ``"<M
 speaks the documented request and response shapes of the endpoints the adapter uses:
 
 - ``POST /orders``: ``client_order_id``, ``product_id``, ``side`` (BUY/SELL) and one
-  ``order_configuration`` (``market_market_ioc`` with ``base_size``, ``limit_limit_gtc`` with
-  ``base_size`` and ``limit_price``). A client id seen before returns that order and creates
-  nothing (Coinbase's idempotency). Market orders fill at once at the product's price;
-  limit orders rest ``OPEN``. Too little balance answers ``success: false`` with
-  ``INSUFFICIENT_FUND``.
+  ``order_configuration``, each side's sizes checked as Advanced Trade takes them:
+  ``market_market_ioc`` BUY with ``quote_size`` only, SELL with ``base_size`` only (a buy
+  sized in base units is refused ``INVALID_ARGUMENT``); ``sor_limit_ioc`` and
+  ``limit_limit_gtc`` with ``base_size`` and ``limit_price``. A client id seen before
+  returns that order and creates nothing (Coinbase's idempotency). Market orders fill at
+  once at the execution price (``exec_prices``, default the product's price); an IOC limit
+  fills all of ``base_size`` at that price when it is within the limit, else it is
+  cancelled unfilled; GTC limit orders rest ``OPEN``. Too little balance answers
+  ``success: false`` with ``INSUFFICIENT_FUND``.
 - ``POST /orders/batch_cancel``, ``GET /orders/historical/batch`` (``product_ids``,
   ``order_status``, ``limit``/``cursor`` pages), ``GET /orders/historical/{id}``,
-  ``GET /orders/historical/fills``, ``GET /accounts``, ``GET /products/{id}`` and
-  ``GET /products/{id}/candles`` (newest first, as Coinbase sends them).
+  ``GET /orders/historical/fills``, ``GET /accounts``, ``GET /products/{id}`` (price and
+  increments) and ``GET /products/{id}/candles`` (newest first, as Coinbase sends them).
+- Public, unsigned (no JWT checked): ``GET /time`` (the exchange's clock, ``now``; None:
+  the real time) and ``GET /market/products/{id}/candles``, which, like Coinbase, also
+  sends the bar still forming at ``now``: as a partial candle (its open as every price,
+  half its volume), never its final values; bars not yet started are not sent.
 
 Faults are queued per method and path (:meth:`FakeCoinbase.fail`): an HTTP status (429 with
 ``Retry-After``, 500, ...), an error (a 4xx with Coinbase's ``error``/``message``),
@@ -35,7 +43,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
+from moola.runtime.brokers.coinbase import GRANULARITIES
+
 PREFIX = "/api/v3/brokerage"
+PUBLIC = ("/api/v3/brokerage/time",)
+PUBLIC_PREFIX = "/api/v3/brokerage/market/"
 
 
 @dataclass
@@ -52,12 +64,14 @@ class Fault:
 
 @dataclass
 class FakeCoinbase:
-    key_name: str
-    public_key: Any
+    key_name: str | None = None  # None: every signed request is refused (public ones answer)
+    public_key: Any = None
     prices: dict[str, float] = field(default_factory=lambda: {"BTC-USD": 50_000.0})
     balances: dict[str, float] = field(default_factory=lambda: {"USD": 10_000.0, "BTC": 0.0})
     candles: dict[str, list[dict]] = field(default_factory=dict)
     hold_s: float = 1.0
+    exec_prices: dict[str, float] = field(default_factory=dict)
+    now: float | None = None  # the exchange's clock (epoch seconds); None: time.time()
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict] = {}
@@ -113,6 +127,14 @@ class FakeCoinbase:
                 fault.status, fault.error, fault.message = outcome
             self._faults.append(fault)
 
+    def advance(self, seconds: float) -> None:
+        """Move the exchange's clock on (a test's stand-in for sleeping)."""
+        assert self.now is not None, "set now first"
+        self.now += seconds
+
+    def clock(self) -> float:
+        return time.time() if self.now is None else self.now
+
     def calls(self, method: str, path: str) -> int:
         """How many requests reached ``method path`` (exactly)."""
         return sum(1 for m, p, _, _ in self.requests if m == method and p == path)
@@ -128,6 +150,8 @@ class FakeCoinbase:
 
     def check_jwt(self, method: str, path: str, header: str | None) -> str | None:
         """Why the request's JWT is refused, or None when it is good."""
+        if path in PUBLIC or path.startswith(PUBLIC_PREFIX):
+            return None  # public market data: no key
         if not header or not header.startswith("Bearer "):
             return "no bearer token"
         token = header[len("Bearer ") :]
@@ -157,6 +181,18 @@ class FakeCoinbase:
 
     def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, dict]:
         sub = path[len(PREFIX) :]
+        if method == "GET" and sub == "/time":
+            now = self.clock()
+            iso = (
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e3):03d}Z"
+            )
+            return 200, {"iso": iso, "epochSeconds": str(int(now)),
+                         "epochMillis": str(int(now * 1000))}  # fmt: skip
+        if method == "GET" and sub.startswith("/market/products/") and sub.endswith("/candles"):
+            product = sub.split("/")[3]
+            if product not in self.candles:
+                return 404, {"error": "NOT_FOUND", "message": f"product {product} not found"}
+            return 200, self._public_candles(product, query)
         if method == "POST" and sub == "/orders":
             return self._create(body)
         if method == "POST" and sub == "/orders/batch_cancel":
@@ -178,7 +214,8 @@ class FakeCoinbase:
             product = sub.split("/")[2]
             if product not in self.prices:
                 return 404, {"error": "NOT_FOUND", "message": f"product {product} not found"}
-            return 200, {"product_id": product, "price": str(self.prices[product])}
+            return 200, {"product_id": product, "price": str(self.prices[product]),
+                         "quote_increment": "0.01", "base_increment": "0.00000001"}  # fmt: skip
         return 404, {"error": "NOT_FOUND", "message": f"no route {method} {path}"}
 
     def _create(self, body: Any) -> tuple[int, dict]:
@@ -192,16 +229,23 @@ class FakeCoinbase:
         for order in self.orders.values():
             if order["client_order_id"] == cid:  # idempotent on client_order_id
                 return 200, self._success(order)
-        if len(config) != 1 or not set(config) <= {"market_market_ioc", "limit_limit_gtc"}:
+        kinds = {"market_market_ioc", "sor_limit_ioc", "limit_limit_gtc"}
+        if len(config) != 1 or not set(config) <= kinds:
             return 400, {"error": "INVALID_ARGUMENT", "message": "one order_configuration"}
         kind, spec = next(iter(config.items()))
-        try:
-            size = float(spec["base_size"])
-            limit = float(spec["limit_price"]) if kind == "limit_limit_gtc" else None
-        except (KeyError, TypeError, ValueError):
-            return 400, {"error": "INVALID_ARGUMENT", "message": f"bad {kind}"}
+        refused = _sizes_refused(kind, side, spec)
+        if refused:
+            return 400, {"error": "INVALID_ARGUMENT", "message": refused}
         base, quote = product.split("-")
-        price = self.prices[product] if limit is None else limit
+        market = self.exec_prices.get(product, self.prices[product])
+        limit = float(spec.get("limit_price") or 0.0)
+        if "quote_size" in spec:  # a market buy spending quote_size
+            size = float(spec["quote_size"]) / market
+        else:
+            size = float(spec["base_size"])
+        price = limit if kind == "limit_limit_gtc" else market
+        within = market <= limit if side == "BUY" else market >= limit
+        fills = kind == "market_market_ioc" or (kind == "sor_limit_ioc" and within)
         if (side == "BUY" and size * price > self.balances.get(quote, 0.0)) or (
             side == "SELL" and size > self.balances.get(base, 0.0)
         ):
@@ -228,11 +272,15 @@ class FakeCoinbase:
             "created_time": now,
             "filled_size": "0",
             "average_filled_price": "0",
-            "time_in_force": "IMMEDIATE_OR_CANCEL" if limit is None else "GOOD_UNTIL_CANCELLED",
+            "time_in_force": "GOOD_UNTIL_CANCELLED"
+            if kind == "limit_limit_gtc"
+            else "IMMEDIATE_OR_CANCEL",
         }
         self.orders[order_id] = order
         self.creates += 1
-        if limit is None:
+        if kind == "sor_limit_ioc" and not fills:
+            order["status"] = "CANCELLED"  # nothing within the limit: IOC, cancelled unfilled
+        if fills:
             fee = round(size * price * 0.006, 8)
             sign = 1.0 if side == "BUY" else -1.0
             self.balances[base] = self.balances.get(base, 0.0) + sign * size
@@ -324,10 +372,45 @@ class FakeCoinbase:
         ]
         return {"accounts": accounts, "has_next": False, "cursor": "", "size": len(accounts)}
 
+    def _public_candles(self, product: str, query: dict) -> dict:
+        """Candles that have started by ``now``; the one still forming as a partial candle."""
+        start, end = int(query["start"][0]), int(query["end"][0])
+        seconds = next(s for name, s in GRANULARITIES.values() if name == query["granularity"][0])
+        now = self.clock()
+        rows = []
+        for c in self.candles.get(product, []):
+            opened = int(c["start"])
+            if not (start <= opened <= end) or opened > now:
+                continue
+            if opened + seconds > now:  # forming: what is known so far, not its final values
+                c = {**c, "high": c["open"], "low": c["open"], "close": c["open"],
+                     "volume": str(float(c["volume"]) / 2)}  # fmt: skip
+            rows.append(c)
+        return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:350]}
+
     def _candles(self, product: str, query: dict) -> dict:
         start, end = int(query["start"][0]), int(query["end"][0])
         rows = [c for c in self.candles.get(product, []) if start <= int(c["start"]) <= end]
         return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:350]}
+
+
+def _sizes_refused(kind: str, side: str, spec: Any) -> str:
+    """Why Advanced Trade would refuse ``spec``'s sizes for ``kind`` and ``side`` ("": fine)."""
+    if not isinstance(spec, dict):
+        return f"bad {kind}"
+    try:
+        sizes = {k: float(spec[k]) for k in ("base_size", "quote_size", "limit_price") if k in spec}
+    except (TypeError, ValueError):
+        return f"bad {kind}"
+    if any(v <= 0 for v in sizes.values()):
+        return f"bad {kind}: sizes and prices must be positive"
+    if kind == "market_market_ioc":
+        wanted = "quote_size" if side == "BUY" else "base_size"
+        if set(sizes) != {wanted}:
+            return f"market_market_ioc {side} takes {wanted} only; got {sorted(sizes)}"
+    elif set(sizes) != {"base_size", "limit_price"}:
+        return f"{kind} takes base_size and limit_price; got {sorted(sizes)}"
+    return ""
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -114,7 +114,9 @@ def test_market_order_round_trip(fake, broker):
     [(_, _, _, body)] = [r for r in fake.requests if r[:2] == ("POST", "/orders")]
     assert body == {
         "client_order_id": "m-1", "product_id": "BTC-USD", "side": "BUY",
-        "order_configuration": {"market_market_ioc": {"base_size": "0.02"}},
+        "order_configuration": {
+            "sor_limit_ioc": {"base_size": "0.02", "limit_price": "50250.0"},  # +50 bps
+        },
     }  # fmt: skip
     [fill] = broker.fills()
     assert (fill.client_order_id, fill.symbol, fill.qty, fill.price) == (
@@ -131,6 +133,67 @@ def test_market_order_round_trip(fake, broker):
     assert fake.calls("POST", "/orders") == 1
     with pytest.raises(BrokerError, match="already used"):
         broker.submit(_buy("m-1", 0.03))
+
+
+def test_fake_coinbase_takes_each_sides_sizes_as_advanced_trade_does(fake, credentials):
+    """What the adapter sent before: a market BUY sized in base units. Advanced Trade's
+    market IOC buy takes quote_size; the fake refuses it, as it refuses a sell in quote."""
+    with CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials) as adapter:
+        for side, sizes in (("BUY", {"base_size": "0.01"}), ("SELL", {"quote_size": "10"})):
+            with pytest.raises(BrokerError, match="INVALID_ARGUMENT: market_market_ioc"):
+                adapter._call("POST", "/orders", body={
+                    "client_order_id": f"old-{side}", "product_id": "BTC-USD", "side": side,
+                    "order_configuration": {"market_market_ioc": sizes},
+                })  # fmt: skip
+    assert fake.creates == 0
+
+
+@pytest.mark.parametrize(
+    ("fill_price", "bought"),
+    [
+        (50_000.0, 0.02),  # at the last price
+        (45_000.0, 0.02),  # cheaper: a quote_size of 0.02 x 50,000 would have bought 0.0222
+        (50_250.0, 0.02),  # at the cap (+50 bps)
+        (50_300.0, 0.0),  # above the cap: cancelled unfilled, nothing bought
+    ],
+)
+def test_a_market_buy_never_fills_more_than_its_units_nor_above_the_cap(
+    fake, broker, fill_price, bought
+):
+    fake.exec_prices["BTC-USD"] = fill_price  # the price moved after the adapter read it
+    ack = broker.submit(_buy("cap-1", 0.02))
+    assert ack.status == "accepted"
+    fills = broker.fills()
+    assert sum(f.qty for f in fills) == pytest.approx(bought)
+    assert all(f.price <= 50_250.0 for f in fills)
+    assert broker.positions().get("BTC-USD", 0.0) == pytest.approx(bought)
+    assert broker.open_orders() == []  # an IOC never rests
+
+
+def test_a_market_sell_is_sized_in_base_units(fake, broker):
+    fake.balances["BTC"] = 0.5
+    broker.submit(OrderIntent("s-1", "BTC-USD", "sell", 0.2))
+    [(_, _, _, body)] = [r for r in fake.requests if r[:2] == ("POST", "/orders")]
+    assert body["order_configuration"] == {"market_market_ioc": {"base_size": "0.2"}}
+    assert broker.positions() == {"BTC-USD": pytest.approx(0.3)}
+
+
+def test_the_slippage_cap_comes_from_the_config(fake, credentials):
+    from moola.runtime.config import CoinbaseConfig
+
+    config = CoinbaseConfig(base_url=fake.url, max_slippage_bps=10)
+    with CoinbaseAdvancedTrade.from_config(config, credentials) as adapter:
+        adapter.submit(_buy("cfg-1", 0.01))
+    [(_, _, _, body)] = [r for r in fake.requests if r[:2] == ("POST", "/orders")]
+    assert body["order_configuration"]["sor_limit_ioc"]["limit_price"] == "50050.0"
+    with (
+        CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials) as adapter,
+        pytest.raises(BrokerError, match=r"base increment 0\.00000001; nothing sent"),
+    ):
+        adapter.submit(_buy("tiny-1", 1e-9))
+    assert fake.calls("POST", "/orders") == 1
+    with pytest.raises(ConfigError, match="max_slippage_bps"):
+        CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials, max_slippage_bps=0)
 
 
 def test_limit_order_is_open_until_cancelled(fake, broker):
@@ -155,7 +218,7 @@ def test_refusals_raise_with_coinbases_message_and_are_not_retried(fake, broker,
         broker.submit(_buy("big", 5.0))
     fake.fail("POST", "/orders", (400, "INVALID_ORDER", "size below minimum"))
     with pytest.raises(BrokerError, match="HTTP 400 INVALID_ORDER: size below minimum"):
-        broker.submit(_buy("tiny", 1e-9))
+        broker.submit(_buy("tiny", 0.001))
     assert fake.calls("POST", "/orders") == 2 and sleeps == [] and fake.creates == 0
 
 

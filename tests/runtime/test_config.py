@@ -58,6 +58,14 @@ def test_the_resolved_config_and_its_hash_identify_the_session():
         ("tiers: {high: 0.6, medium: 0.65}\n", "tiers"),
         ("timeframe: 7q\n", "timeframe"),
         ("mode: live\n", "broker"),
+        ("feed: {source: coinbase, poll_interval: 5}\n", "feed.poll_interval"),
+        ("feed: {source: binance}\n", "feed.source"),
+        ("feed: {granularity: 5m}\n", "feed.granularity"),
+        ("feed: {lookback_bars: 0}\n", "feed.lookback_bars"),
+        ("feed: {poll_seconds: 0}\n", "feed.poll_seconds"),
+        ("coinbase: {max_slippage_bps: 0}\n", "coinbase.max_slippage_bps"),
+        ("coinbase: {base_url: ftp://x}\n", "coinbase.base_url"),
+        ("coinbase: {api_key: secret}\n", "coinbase.api_key"),
     ],
 )
 def test_a_bad_key_is_named_with_its_file(tmp_path, text, named):
@@ -79,3 +87,22 @@ def test_with_mode_validates_again():
     with pytest.raises(ConfigError, match="broker"):
         parse_live_config(MINIMAL).with_mode("live")
     assert isinstance(config.with_mode(None), LiveConfig)
+
+
+def test_the_feed_section_polls_the_sessions_timeframe(tmp_path):
+    config = load_live_config(
+        _yaml(
+            tmp_path,
+            "symbols: [BTC-USD]\ntimeframe: 5m\nmembers: [{role: direction, run: r1}]\n"
+            "feed: {source: coinbase, poll_seconds: 10, lookback_bars: 120}\n",
+        )
+    )
+    feed = config.feed
+    assert feed is not None and (feed.source, feed.poll_seconds, feed.lookback_bars) == (
+        "coinbase",
+        10.0,
+        120,
+    )
+    assert feed.granularity is None  # the session's timeframe
+    assert parse_live_config(MINIMAL).feed is None  # no feed: a session needs --replay
+    assert config.coinbase.max_slippage_bps == 50.0

@@ -22,6 +22,12 @@ Example::
       - {role: trend, run: 20260101-130000-transformer-def456, weight: 0.4}
     execution: {instrument: crypto, initial_cash: 10000, commission: 0.0006}
     broker: paper
+    feed: {source: coinbase, poll_seconds: 5, lookback_bars: 300}   # live bars, no --replay
+    coinbase: {max_slippage_bps: 50}
+
+``feed`` (optional) is where a session without ``--replay`` polls its closed bars
+(``FeedConfig``); ``coinbase`` is the venue: its API root, timeouts and retries (for the
+candles and the orders) and how far above the last price a market buy may fill.
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ from moola.core.timeframes import parse_timeframe
 from moola.sim.execution import ExecutionConfig
 
 __all__ = [
+    "DEFAULT_MAX_SLIPPAGE_BPS",
     "DEFAULT_MEMBER_WEIGHTS",
     "DEFAULT_TIERS",
+    "CoinbaseConfig",
+    "FeedConfig",
     "LiveConfig",
     "MemberConfig",
     "RateLimitConfig",
@@ -55,10 +64,13 @@ __all__ = [
 DEFAULT_MEMBER_WEIGHTS: dict[str, float] = {"direction": 0.35, "trend": 0.40, "rl": 0.25}
 #: Confidence thresholds of the signal tiers (confidence = max(p, 1 - p)).
 DEFAULT_TIERS: dict[str, float] = {"high": 0.75, "medium": 0.65, "low": 0.55}
+#: How far above the last price a Coinbase market buy may fill (basis points).
+DEFAULT_MAX_SLIPPAGE_BPS = 50.0
 
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -155,6 +167,64 @@ class StalenessConfig(_Frozen):
     max_gap_bars: PositiveInt = 1
 
 
+class FeedConfig(_Frozen):
+    """Where a session without ``--replay`` gets its bars: closed bars polled from
+    ``source`` (``coinbase``: Advanced Trade's public candles, no key needed; the API root
+    is the ``coinbase`` section's ``base_url``).
+
+    ``granularity``: the candles' length, which must be the session's ``timeframe``
+    (default: it). ``poll_seconds``: the wait between two polls. ``lookback_bars``: how many
+    closed bars the first poll fetches (they warm the features and members up; older than
+    ``staleness.max_bar_age_seconds``, they are journaled but never traded), and the most a
+    poll fetches after an outage (older missing bars are a gap). ``settle_seconds``: a bar
+    counts as closed only this long after its end by the exchange's clock (a candle may be
+    completed a moment after its end). ``max_failed_polls``: consecutive polls that may
+    fail (after their retries) before the session stops with the error.
+    """
+
+    source: Literal["coinbase"] = "coinbase"
+    granularity: str | None = None
+    poll_seconds: Positive = 5.0
+    lookback_bars: PositiveInt = 300
+    settle_seconds: NonNegative = 2.0
+    max_failed_polls: PositiveInt = 10
+
+    @field_validator("granularity")
+    @classmethod
+    def _granularity(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_timeframe(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class CoinbaseConfig(_Frozen):
+    """Coinbase Advanced Trade, for the public candles and (mode live) the orders.
+
+    ``base_url``: the API root. ``timeout_seconds``, ``max_retries``, ``backoff_seconds``:
+    each request's limit, and the retries of a 429, 5xx or timeout with a backoff doubling
+    from ``backoff_seconds``. ``quote_currency``: what equity is valued in.
+    ``max_slippage_bps``: a market buy is sent as a limit IOC at the last price raised by
+    this many basis points, so it never fills above that cap nor more units than decided.
+    """
+
+    base_url: str = "https://api.coinbase.com"
+    timeout_seconds: Positive = 10.0
+    max_retries: Annotated[int, Field(ge=0, strict=True)] = 3
+    backoff_seconds: NonNegative = 0.5
+    quote_currency: str = Field(default="USD", min_length=1)
+    max_slippage_bps: Annotated[float, Field(gt=0.0, lt=10_000.0)] = DEFAULT_MAX_SLIPPAGE_BPS
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL; got {value!r}")
+        return value
+
+
 class LiveConfig(_Frozen):
     """A paper or live session (see the module docstring for the YAML form).
 
@@ -163,7 +233,9 @@ class LiveConfig(_Frozen):
     each member's probabilities pass through its run's calibrator (True) or are the
     estimator's raw ones (False). ``journal_url``: None for the default SQLite file under the
     data root (``live/<mode>.db``). ``notifier_url``: a webhook for signals, denials,
-    halts and errors (None: no notifications).
+    halts and errors (None: no notifications). ``feed``: where bars are polled from
+    when no replay is given (None: a session needs ``--replay``). ``coinbase``: the venue's
+    settings (``CoinbaseConfig``).
     """
 
     mode: Literal["paper", "live"] = "paper"
@@ -180,6 +252,8 @@ class LiveConfig(_Frozen):
     journal_url: str | None = None
     staleness: StalenessConfig = StalenessConfig()
     notifier_url: str | None = None
+    feed: FeedConfig | None = None
+    coinbase: CoinbaseConfig = CoinbaseConfig()
 
     @field_validator("symbols")
     @classmethod
@@ -220,6 +294,18 @@ class LiveConfig(_Frozen):
     def _live_broker(self) -> LiveConfig:
         if self.mode == "live" and self.broker == "paper":
             raise ValueError("mode 'live' needs a real broker (broker: coinbase), not 'paper'")
+        return self
+
+    @model_validator(mode="after")
+    def _feed_granularity(self) -> LiveConfig:
+        granularity = None if self.feed is None else self.feed.granularity
+        if granularity is not None and parse_timeframe(granularity) != parse_timeframe(
+            self.timeframe
+        ):
+            raise ValueError(
+                f"feed.granularity {granularity!r} must be the session's timeframe "
+                f"{self.timeframe!r} (the engine's bars are one timeframe long)"
+            )
         return self
 
     @property

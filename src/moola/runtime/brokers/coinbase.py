@@ -1,11 +1,23 @@
 """Coinbase Advanced Trade over REST (httpx), each request signed with a CDP key's JWT.
 
 Endpoints used (``/api/v3/brokerage/...``): ``POST orders`` (create, with our
-``client_order_id`` and an ``order_configuration`` of ``market_market_ioc`` or
-``limit_limit_gtc``), ``POST orders/batch_cancel``, ``GET orders/historical/batch`` (open
-orders; the look-up by client id), ``GET orders/historical/{order_id}``, ``GET
-orders/historical/fills``, ``GET accounts``, ``GET products/{id}`` (a price for equity) and
-``GET products/{id}/candles``.
+``client_order_id`` and an ``order_configuration`` of ``sor_limit_ioc`` for a market buy,
+``market_market_ioc`` for a market sell, ``limit_limit_gtc`` for a limit order), ``POST
+orders/batch_cancel``, ``GET orders/historical/batch`` (open orders; the look-up by client
+id), ``GET orders/historical/{order_id}``, ``GET orders/historical/fills``, ``GET
+accounts``, ``GET products/{id}`` (the last price, for equity and a buy's price cap) and
+``GET products/{id}/candles``. :class:`CoinbasePublicMarket` reads the public, unsigned
+market data a polling bar feed needs: ``GET time`` (the exchange's clock) and ``GET
+market/products/{id}/candles``.
+
+A market buy of N units. Advanced Trade's ``market_market_ioc`` BUY is sized in the quote
+currency (``quote_size``), so a buy sized from the last price fills more than N units
+whenever the price it meets is lower than that price, and no quote size can promise N.
+A buy is therefore sent as ``sor_limit_ioc`` (immediate or cancel) with ``base_size`` N and
+``limit_price`` the last price raised by at most ``max_slippage_bps``: it fills at most N
+units (``base_size`` caps the quantity whatever the price) at no more than the cap, and
+what cannot fill at once is cancelled, never left working. A sell is ``market_market_ioc``
+with ``base_size`` (units sold never exceed N).
 
 Failures. HTTP 429 (waiting at least its ``Retry-After``), 5xx, timeouts and dropped
 connections are retried with exponential backoff (``backoff * 2**attempt`` seconds), up to
@@ -30,8 +42,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -42,6 +54,7 @@ from moola.data.schema import empty_bars, make_bars
 from moola.runtime import retry
 from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent
 from moola.runtime.brokers.credentials import Credentials
+from moola.runtime.config import DEFAULT_MAX_SLIPPAGE_BPS, CoinbaseConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,46 +91,21 @@ def _float(value: Any, default: float = 0.0) -> float:
     return out if math.isfinite(out) else default
 
 
-class CoinbaseAdvancedTrade:
-    """A :class:`~moola.runtime.brokers.BrokerAdapter` for Coinbase Advanced Trade (spot).
-
-    Parameters
-    ----------
-    base_url : str
-        The API root (tests point it at a local server).
-    credentials : Credentials
-        The CDP API key that signs every request.
-    timeout : float
-        Seconds per request (connect, read, write).
-    max_retries : int
-        Retries after the first attempt for 429, 5xx and timeouts.
-    backoff : float
-        First wait in seconds; doubles each retry (429 waits at least ``Retry-After``).
-    transport : httpx.BaseTransport, optional
-        Passed to ``httpx.Client`` (a mock transport in tests).
-    quote_currency : str
-        The currency positions and equity are valued in (products ``<BASE>-<QUOTE>``).
-    sleep : callable
-        How to wait between retries (``time.sleep``).
-    """
+class _CoinbaseREST:
+    """The transport both clients share: an httpx client on ``base_url``, one request with
+    the module's retries (``_call``) and cursor pages (``_pages``). Subclasses give the
+    headers of a request (``_headers``: signed or not)."""
 
     def __init__(
         self,
         *,
-        base_url: str = "https://api.coinbase.com",
-        credentials: Credentials,
-        timeout: float = 10.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        transport: httpx.BaseTransport | None = None,
-        quote_currency: str = "USD",
-        sleep: Callable[[float], None] = time.sleep,
+        base_url: str,
+        timeout: float,
+        max_retries: int,
+        backoff: float,
+        transport: httpx.BaseTransport | None,
+        sleep: Callable[[float], None],
     ) -> None:
-        if not isinstance(credentials, Credentials):
-            raise ConfigError(
-                f"credentials must be a moola.runtime.brokers.Credentials (from_env or "
-                f"from_file); got {type(credentials).__name__}."
-            )
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -129,32 +117,26 @@ class CoinbaseAdvancedTrade:
             raise ConfigError(f"base_url must be an http(s) URL; got {base_url!r}.")
         self.base_url = str(base_url).rstrip("/")
         self._host = url.host if url.port is None else f"{url.host}:{url.port}"
-        self._credentials = credentials
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
-        self.quote_currency = quote_currency
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=self.base_url, timeout=httpx.Timeout(self.timeout), transport=transport
-        )
-        self._acks: dict[str, tuple[OrderIntent, BrokerAck]] = {}
-        self._client_ids: dict[str, str] = {}  # Coinbase order id -> client order id
-
-    def __repr__(self) -> str:
-        return (
-            f"CoinbaseAdvancedTrade(base_url={self.base_url!r}, credentials={self._credentials!r})"
         )
 
     def close(self) -> None:
         """Close the HTTP connections."""
         self._client.close()
 
-    def __enter__(self) -> CoinbaseAdvancedTrade:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _headers(self, method: str, path: str) -> dict[str, str]:
+        return {"Accept": "application/json"}
 
     # ------------------------------------------------------------------ transport
 
@@ -178,8 +160,7 @@ class CoinbaseAdvancedTrade:
                 found = before_retry()
                 if found is not None:
                     return found
-            token = self._credentials.jwt(method, self._host, API + path)
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            headers = self._headers(method, path)
             tried = retry.attempt(
                 lambda headers=headers: self._client.request(
                     method, API + path, params=params, json=body, headers=headers
@@ -233,6 +214,124 @@ class CoinbaseAdvancedTrade:
             params["cursor"] = cursor
         return items
 
+    def _candles(
+        self, path: str, product_id: str, start: Any, end: Any, granularity: str, now: Any
+    ) -> pd.DataFrame:
+        """Bars of ``product_id`` opening in ``[start, end)`` from the candles endpoint
+        ``path`` (pages of ``MAX_CANDLES``), closed at ``now`` (``timestamp + granularity <=
+        now``), oldest first, as a canonical bar table."""
+        timeframe, seconds = _granularity(granularity)
+        name = GRANULARITIES[timeframe][0]
+        t0, t1 = _epoch(start, "start"), _epoch(end, "end")
+        if t1 <= t0:
+            raise ConfigError(f"candles end ({end}) must be after start ({start}).")
+        closed_before = _epoch(now, "now")
+        rows: dict[int, tuple[float, ...]] = {}
+        chunk = seconds * MAX_CANDLES  # each request spans MAX_CANDLES starts, end inclusive
+        for lo in range(t0, t1, chunk):
+            hi = min(lo + chunk, t1)
+            data = self._call(
+                "GET", path, params={"start": str(lo), "end": str(hi - 1), "granularity": name}
+            )
+            for candle in data.get("candles") or []:
+                opened = int(_float(candle.get("start"), -1))
+                if t0 <= opened < t1 and opened + seconds <= closed_before:
+                    rows[opened] = tuple(
+                        _float(candle.get(k), math.nan)
+                        for k in ("open", "high", "low", "close", "volume")
+                    )
+        return _bars_of(rows, product_id, timeframe)
+
+
+class CoinbaseAdvancedTrade(_CoinbaseREST):
+    """A :class:`~moola.runtime.brokers.BrokerAdapter` for Coinbase Advanced Trade (spot).
+
+    Parameters
+    ----------
+    base_url : str
+        The API root (tests point it at a local server).
+    credentials : Credentials
+        The CDP API key that signs every request.
+    timeout : float
+        Seconds per request (connect, read, write).
+    max_retries : int
+        Retries after the first attempt for 429, 5xx and timeouts.
+    backoff : float
+        First wait in seconds; doubles each retry (429 waits at least ``Retry-After``).
+    transport : httpx.BaseTransport, optional
+        Passed to ``httpx.Client`` (a mock transport in tests).
+    quote_currency : str
+        The currency positions and equity are valued in (products ``<BASE>-<QUOTE>``).
+    sleep : callable
+        How to wait between retries (``time.sleep``).
+    max_slippage_bps : float
+        How far above the last price a market buy may fill, in basis points (module notes:
+        it is sent as a limit IOC at that cap).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://api.coinbase.com",
+        credentials: Credentials,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        quote_currency: str = "USD",
+        sleep: Callable[[float], None] = time.sleep,
+        max_slippage_bps: float = DEFAULT_MAX_SLIPPAGE_BPS,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise ConfigError(
+                f"credentials must be a moola.runtime.brokers.Credentials (from_env or "
+                f"from_file); got {type(credentials).__name__}."
+            )
+        if (
+            isinstance(max_slippage_bps, bool)
+            or not isinstance(max_slippage_bps, int | float)
+            or not 0 < max_slippage_bps < 10_000
+        ):
+            raise ConfigError(
+                f"max_slippage_bps must be a number of basis points in (0, 10000); got "
+                f"{max_slippage_bps!r}."
+            )
+        super().__init__(
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            transport=transport,
+            sleep=sleep,
+        )
+        self._credentials = credentials
+        self.quote_currency = quote_currency
+        self.max_slippage_bps = float(max_slippage_bps)
+        self._acks: dict[str, tuple[OrderIntent, BrokerAck]] = {}
+        self._client_ids: dict[str, str] = {}  # Coinbase order id -> client order id
+
+    @classmethod
+    def from_config(cls, config: CoinbaseConfig, credentials: Credentials) -> CoinbaseAdvancedTrade:
+        """The adapter a session's ``coinbase:`` section describes."""
+        return cls(
+            base_url=config.base_url,
+            credentials=credentials,
+            timeout=config.timeout_seconds,
+            max_retries=config.max_retries,
+            backoff=config.backoff_seconds,
+            quote_currency=config.quote_currency,
+            max_slippage_bps=config.max_slippage_bps,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CoinbaseAdvancedTrade(base_url={self.base_url!r}, credentials={self._credentials!r})"
+        )
+
+    def _headers(self, method: str, path: str) -> dict[str, str]:
+        token = self._credentials.jwt(method, self._host, API + path)
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
     # ------------------------------------------------------------------ orders
 
     def submit(self, intent: OrderIntent) -> BrokerAck:
@@ -261,6 +360,8 @@ class CoinbaseAdvancedTrade:
                     "post_only": False,
                 }
             }
+        elif intent.side == "buy":
+            config = {"sor_limit_ioc": self._capped_buy(intent)}
         else:
             config = {"market_market_ioc": {"base_size": _decimal(intent.qty)}}
         body = {
@@ -299,6 +400,29 @@ class CoinbaseAdvancedTrade:
         self._acks[intent.client_order_id] = (intent, ack)
         self._client_ids[order_id] = intent.client_order_id
         return ack
+
+    def _capped_buy(self, intent: OrderIntent) -> dict[str, Any]:
+        """``sor_limit_ioc`` of a market buy (module notes): ``base_size`` the intent's
+        units and ``limit_price`` the last price raised by ``max_slippage_bps``, each
+        rounded down to the product's increments (never more units, never a higher cap)."""
+        product = self._call("GET", f"/products/{intent.symbol}")
+        last = _float(product.get("price"), math.nan)
+        if not (math.isfinite(last) and last > 0):
+            raise BrokerError(
+                f"Coinbase gave no last price for {intent.symbol}; a market buy needs one for "
+                f"its price cap (order {intent.client_order_id} not sent)."
+            )
+        # in decimal, so the cap is exact: 50,000 at +50 bps is 50250, not 50249.99
+        raw_cap = Decimal(repr(last)) * (1 + Decimal(repr(self.max_slippage_bps)) / 10_000)
+        cap = _round_down(raw_cap, product.get("quote_increment"))
+        size = _round_down(Decimal(repr(float(intent.qty))), product.get("base_increment"))
+        if size <= 0 or cap <= 0:
+            raise BrokerError(
+                f"order {intent.client_order_id}: buy {intent.qty} {intent.symbol} rounds to "
+                f"{size:f} units at Coinbase's base increment {product.get('base_increment')}; "
+                "nothing sent."
+            )
+        return {"base_size": _decimal(float(size)), "limit_price": _decimal(float(cap))}
 
     def _find_order(self, client_order_id: str, product_id: str | None = None) -> dict | None:
         """The most recent orders (of ``product_id``) searched for ``client_order_id``."""
@@ -340,7 +464,7 @@ class CoinbaseAdvancedTrade:
     def _intent_of(self, order: Mapping[str, Any]) -> OrderIntent | None:
         configuration = order.get("order_configuration") or {}
         limit = configuration.get("limit_limit_gtc")
-        market = configuration.get("market_market_ioc")
+        market = configuration.get("market_market_ioc") or configuration.get("sor_limit_ioc")
         spec = limit or market or {}
         size = _float(spec.get("base_size")) - _float(order.get("filled_size"))
         if size <= 0:
@@ -443,45 +567,101 @@ class CoinbaseAdvancedTrade:
         name (``ONE_MINUTE`` ...). A bar still open at ``now`` (default: the current time)
         is left out: a decision never sees a bar before it has closed.
         """
-        timeframe, seconds = _granularity(granularity)
-        name = GRANULARITIES[timeframe][0]
-        t0, t1 = _epoch(start, "start"), _epoch(end, "end")
-        if t1 <= t0:
-            raise ConfigError(f"candles end ({end}) must be after start ({start}).")
-        closed_before = _epoch(pd.Timestamp.now(tz="UTC") if now is None else now, "now")
-        rows: dict[int, tuple[float, ...]] = {}
-        chunk = seconds * MAX_CANDLES  # each request spans MAX_CANDLES starts, end inclusive
-        for lo in range(t0, t1, chunk):
-            hi = min(lo + chunk, t1)
-            data = self._call(
-                "GET",
-                f"/products/{product_id}/candles",
-                params={"start": str(lo), "end": str(hi - 1), "granularity": name},
-            )
-            for candle in data.get("candles") or []:
-                opened = int(_float(candle.get("start"), -1))
-                if t0 <= opened < t1 and opened + seconds <= closed_before:
-                    rows[opened] = tuple(
-                        _float(candle.get(k), math.nan)
-                        for k in ("open", "high", "low", "close", "volume")
-                    )
-        if not rows:
-            bars = empty_bars()
-            return bars.assign(
-                symbol=bars["symbol"].astype("string"), timeframe=bars["timeframe"]
-            ).reset_index(drop=True)
-        stamps = sorted(rows)
-        values = np.array([rows[t] for t in stamps], dtype=np.float64).reshape(-1, 5)
-        return make_bars(
-            pd.to_datetime(stamps, unit="s", utc=True),
-            values[:, 0],
-            values[:, 1],
-            values[:, 2],
-            values[:, 3],
-            values[:, 4],
-            symbol=product_id,
-            timeframe=timeframe,
+        now = pd.Timestamp.now(tz="UTC") if now is None else now
+        return self._candles(
+            f"/products/{product_id}/candles", product_id, start, end, granularity, now
         )
+
+
+class CoinbasePublicMarket(_CoinbaseREST):
+    """Coinbase Advanced Trade's public market data (no key, unsigned): the exchange's
+    clock and closed candles, what :class:`~moola.runtime.feed.PollingFeed` polls.
+
+    Parameters are :class:`CoinbaseAdvancedTrade`'s transport ones (``base_url``,
+    ``timeout``, ``max_retries``, ``backoff``, ``transport``, ``sleep``); failures are
+    retried the same way and then raise ``BrokerError`` naming the endpoint.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://api.coinbase.com",
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            transport=transport,
+            sleep=sleep,
+        )
+
+    def __repr__(self) -> str:
+        return f"CoinbasePublicMarket(base_url={self.base_url!r})"
+
+    def server_time(self) -> pd.Timestamp:
+        """The exchange's clock now (``GET /time``), UTC."""
+        data = self._call("GET", "/time")
+        millis = _float(data.get("epochMillis"), math.nan)
+        if math.isfinite(millis):
+            return pd.Timestamp(int(millis), unit="ms", tz="UTC")
+        seconds = _float(data.get("epochSeconds"), math.nan)
+        if math.isfinite(seconds):
+            return pd.Timestamp(seconds, unit="s", tz="UTC")
+        stamp = _time(data.get("iso"))
+        if stamp is None:
+            raise BrokerError("Coinbase answered GET /time without a time (iso, epochSeconds).")
+        return stamp
+
+    def candles(
+        self, product_id: str, start: Any, end: Any, granularity: str = "1m", *, now: Any
+    ) -> pd.DataFrame:
+        """Bars of ``product_id`` opening in ``[start, end)`` and closed at ``now`` (the
+        exchange's time read *before* this request, so no bar still forming when the
+        candles were computed is taken for closed), oldest first, as a canonical bar table.
+        ``granularity`` as in :meth:`CoinbaseAdvancedTrade.candles`."""
+        path = f"/market/products/{product_id}/candles"
+        return self._candles(path, product_id, start, end, granularity, now)
+
+
+def _bars_of(
+    rows: Mapping[int, tuple[float, ...]], product_id: str, timeframe: str
+) -> pd.DataFrame:
+    """Candle rows (open epoch second -> OHLCV) as a canonical bar table, oldest first."""
+    if not rows:
+        bars = empty_bars()
+        return bars.assign(
+            symbol=bars["symbol"].astype("string"), timeframe=bars["timeframe"]
+        ).reset_index(drop=True)
+    stamps = sorted(rows)
+    values = np.array([rows[t] for t in stamps], dtype=np.float64).reshape(-1, 5)
+    return make_bars(
+        pd.to_datetime(stamps, unit="s", utc=True),
+        values[:, 0],
+        values[:, 1],
+        values[:, 2],
+        values[:, 3],
+        values[:, 4],
+        symbol=product_id,
+        timeframe=timeframe,
+    )
+
+
+def _round_down(value: Decimal, increment: Any) -> Decimal:
+    """``value`` rounded down to a multiple of ``increment`` (a decimal string; none or
+    unreadable: ``value`` as it is)."""
+    try:
+        step = Decimal(str(increment))
+    except (ArithmeticError, ValueError, TypeError):
+        return value
+    if not step.is_finite() or step <= 0:
+        return value
+    return (value / step).to_integral_value(ROUND_FLOOR) * step
 
 
 def _granularity(value: str) -> tuple[str, int]:
