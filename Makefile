@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,rl,live,annotate,tune,scale,sentiment]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,rl,live,annotate,tune,scale,sentiment,foundation]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -37,6 +37,7 @@ OUT_OF_RANGE = {
     "transformer": ("lr", 0.0, "greater than 0"),
     "adapter_lstm": ("epochs", 0, "greater than or equal to 1"),
     "minirocket": ("n_kernels", 0, "greater than or equal to 1"),
+    "fm_probe": ("C", 0.0, "greater than 0"),
     "logistic_regression": ("C", -1.0, "greater than 0"),
     "random_forest": ("n_estimators", 0, "greater than or equal to 1"),
     "gradient_boosting": ("learning_rate", -0.1, "greater than 0"),
@@ -45,6 +46,7 @@ OUT_OF_RANGE = {
 #: A typo of a parameter each model takes, and the name the refusal must suggest.
 TYPO = {name: ("epoch", "epochs") for name in NEURAL} | {
     "minirocket": ("n_kernel", "n_kernels"),
+    "fm_probe": ("backbon", "backbone"),
     "logistic_regression": ("random_stat", "random_state"),
     "random_forest": ("n_estimator", "n_estimators"),
     "gradient_boosting": ("num_leave", "num_leaves"),
@@ -69,6 +71,7 @@ GOOD_SPACE = {name: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for name in
         "C": {"low": 0.01, "high": 1.0},
     },
     "logistic_regression": {"C": {"low": 1e-3, "high": 10.0, "log": True}},
+    "fm_probe": {"C": {"low": 1e-3, "high": 10.0, "log": True}},
     "random_forest": {
         "n_estimators": {"low": 50, "high": 500, "step": 50},
         "min_samples_leaf": {"low": 1, "high": 20},

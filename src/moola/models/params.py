@@ -624,5 +624,6 @@ _BUILDERS: dict[str, str] = {
     "moola.training.neural:NeuralEstimator": "moola.models.params:neural_params",
     "moola.models.tabular:TabularClassifier": "moola.models.tabular:tabular_params",
     "moola.models.minirocket:MiniRocketClassifier": "moola.models.minirocket:minirocket_params",
+    "moola.models.fm_probe:FoundationProbe": "moola.models.fm_probe:fm_probe_params",
     "moola.models.stack:StackingClassifier": "moola.models.stack:stack_params",
 }

@@ -62,6 +62,9 @@ class ModelCard:
     preset: dict[str, Any] = field(default_factory=dict)
     """Parameters the model takes by default where they differ from the generic defaults
     (overridable, unlike ``fixed_params``)."""
+    inputs: str = ""
+    """The input view ``inputs="auto"`` gives this model (``moola.pipeline.inputs``); empty:
+    ``price_action`` for tabular models, ``relative`` for sequence models."""
 
     @property
     def params(self) -> type[ModelParams]:
@@ -175,6 +178,16 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "MiniRocket random convolution features (aeon) + logistic regression: the fixed-"
             "feature control any learned model must beat.",
             "moola.models.minirocket:MiniRocketClassifier",
+        ),
+        ModelCard(
+            "fm_probe",
+            "ACTIVE",
+            "sequence",
+            "class probabilities",
+            "A frozen foundation model (Chronos-Bolt or Kronos, read from a local folder) "
+            "embeds each window; a logistic regression probe classifies the embeddings.",
+            "moola.models.fm_probe:FoundationProbe",
+            inputs="ohlc",
         ),
         ModelCard(
             "logistic_regression",

@@ -16,7 +16,8 @@ bars, so nothing crosses from one window (or a later bar) into another.
 
 ``model_params`` completes a run's model parameters from what the inputs and a pretrained
 encoder imply (``n_features`` of a dual-input model; ``simple_lstm``'s
-``encoder_projection`` when an encoder is given), so the run's manifest records the
+``encoder_projection`` when an encoder is given; ``fm_probe``'s ``backbone_sha256``, the
+content hash of its weights folder), so the run's manifest records the
 parameters the model was actually built with.
 """
 
@@ -39,14 +40,15 @@ InputView = Literal["auto", "relative", "price_action", "ohlc"]
 def model_inputs(view: InputView, model: str, X: np.ndarray) -> tuple[np.ndarray, str]:
     """The array model ``model`` sees for OHLC windows ``X`` and the name of that view.
 
-    ``auto`` is ``price_action`` for tabular models, else ``relative``. A dual-input model
+    ``auto`` is the view the model's card names (``fm_probe``: ``ohlc``), else
+    ``price_action`` for tabular models and ``relative`` for the others. A dual-input model
     gets its window view with the price-action features packed in (named e.g.
     ``"relative+price_action"``); ``price_action`` alone is refused for it, since it
     would leave the window branch nothing to read.
     """
     card = model_card(model)
     if view == "auto":
-        view = "price_action" if card.input_kind == "tabular" else "relative"
+        view = card.inputs or ("price_action" if card.input_kind == "tabular" else "relative")
     if not card.packed_features:
         return _view(view, X), view
     if view == "price_action":
@@ -81,6 +83,11 @@ def model_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
         out["n_features"] = n_features
     if out.get("pretrained_encoder") is not None:
         out = encoder_params(model, out)
+    if model == "fm_probe" and out.get("path") and out.get("backbone_sha256") is None:
+        # the manifest names the exact weights (the folder is the user's, not the run's)
+        from moola.models.foundation import directory_sha256
+
+        out["backbone_sha256"] = directory_sha256(out["path"])
     return out
 
 

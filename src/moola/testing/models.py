@@ -24,6 +24,7 @@ A failed check raises ``AssertionError`` naming the model and the check.
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ def tiny_data(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+@functools.cache
+def _tiny_backbone() -> Path:
+    """A tiny random Chronos-Bolt folder for ``fm_probe``'s checks (once per process)."""
+    from moola.testing.foundation import tiny_chronos_bolt
+
+    return tiny_chronos_bolt(Path(tempfile.mkdtemp(prefix="moola-tiny-chronos-")) / "chronos")
+
+
 def _build(name: str, params: dict[str, Any]) -> Estimator:
     return create(name, **copy.deepcopy(params))
 
@@ -110,6 +119,8 @@ def check_model(name: str, *, params: dict[str, Any] | None = None, seed: int = 
         "seed" if neural else "random_state": seed,
         **(params or {}),
     }
+    if name == "fm_probe" and "path" not in tiny:
+        tiny["path"] = str(_tiny_backbone())
     given = model_params(name, tiny)
     X, y = tiny_data(name, seed)
 
