@@ -303,21 +303,27 @@ class GkgReport:
             if sum(1 for e in self.examples if e.reason == example.reason) < MAX_EXAMPLES:
                 self.examples.append(example)
 
-    def summary(self) -> str:
-        """One paragraph: counts, and the malformed lines by reason with examples."""
-        text = (
+    def counts(self) -> str:
+        """Files, lines, and records kept, not relevant and malformed, in one phrase."""
+        return (
             f"{len(self.files)} file(s), {self.lines:,} line(s): {self.kept:,} relevant "
             f"record(s) kept, {self.irrelevant:,} not relevant, {self.n_malformed:,} malformed"
         )
-        if self.n_malformed:
-            parts = []
-            for reason, count in sorted(self.malformed.items()):
-                where = ", ".join(
-                    f"{e.file} line {e.line}" for e in self.examples if e.reason == reason
-                )
-                parts.append(f"{count} x {reason} (e.g. {where})")
-            text += ": " + "; ".join(parts)
-        return text + "."
+
+    def malformed_lines(self) -> str:
+        """The malformed lines by reason, each with up to ``MAX_EXAMPLES`` file:line."""
+        parts = []
+        for reason, count in sorted(self.malformed.items()):
+            where = ", ".join(
+                f"{e.file} line {e.line}" for e in self.examples if e.reason == reason
+            )
+            parts.append(f"{count} x {reason} (e.g. {where})")
+        return "; ".join(parts)
+
+    def summary(self) -> str:
+        """One paragraph: ``counts()`` and, when there are any, ``malformed_lines()``."""
+        text = self.counts()
+        return text + (f": {self.malformed_lines()}." if self.n_malformed else ".")
 
     def to_dict(self) -> dict[str, Any]:
         return {
