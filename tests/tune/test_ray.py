@@ -1,0 +1,129 @@
+"""Trials, folds and seed repeats as Ray tasks on a Ray head started on 127.0.0.1 with two
+worker processes: the same results as the serial executor, spread over more than one
+process; a task whose worker dies is retried, then reported failed with the reason."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+
+from moola.core.errors import ConfigError
+from moola.data.splits import purged_kfold
+from moola.models import create
+from moola.training.oof import out_of_fold
+from moola.tune.executors import TaskFailed, make_executor
+from moola.tune.ray_backend import RayExecutor
+from moola.tune.trial import SerialExecutor
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    """One local Ray instance for the module (starting Ray takes seconds): 2 CPUs, so two
+    worker processes run tasks side by side; a worker that dies is retried once."""
+    executor = RayExecutor(None, num_cpus=2, max_retries=1).connect()
+    yield executor
+    executor.shutdown()
+    import ray
+
+    assert not ray.is_initialized()  # the instance it started is gone
+
+
+def square_in_worker(x: int) -> tuple[int, int]:
+    """A tiny task: its value and the process that computed it (slow enough that two
+    workers share the four tasks)."""
+    time.sleep(0.3)
+    return x * x, os.getpid()
+
+
+def dies_first_time(marker: str) -> str:
+    """Kills its worker process on the first attempt, succeeds on the next."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("attempted")
+        os._exit(1)
+    return "second attempt"
+
+
+def always_dies(_: int) -> int:
+    os._exit(1)
+
+
+def refuses(_: int) -> int:
+    raise ConfigError("bad trial parameter 'lr'", param="lr")
+
+
+def test_map_equals_serial_and_runs_in_several_worker_processes(ray_executor) -> None:
+    items = [1, 2, 3, 4]
+    on_ray = list(ray_executor.map(square_in_worker, items))
+    serial = [SerialExecutor().submit(square_in_worker, x).result() for x in items]
+    assert [value for value, _ in on_ray] == [value for value, _ in serial] == [1, 4, 9, 16]
+    pids = {pid for _, pid in on_ray}
+    assert len(pids) > 1
+    assert os.getpid() not in pids
+    assert ray_executor.slots == 2  # two CPUs, one per task: a study keeps two in flight
+
+
+def test_submit_returns_a_future_of_the_value(ray_executor) -> None:
+    futures = [ray_executor.submit(square_in_worker, x) for x in (5, 6)]
+    assert [f.result(timeout=60)[0] for f in futures] == [25, 36]
+
+
+def test_out_of_fold_on_ray_equals_serial(ray_executor) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 160)
+    X = rng.normal(0, 1, (160, 4))
+    X[:, 0] += 1.2 * y
+    starts = np.arange(160) * 2
+    split = purged_kfold(starts, starts + 4, n_folds=3, purge=1, embargo=2)
+    make = partial(create, "logistic_regression", random_state=0)
+    serial = out_of_fold(make, X, y, split, fold_bootstrap=20)
+    on_ray = out_of_fold(make, X, y, split, fold_bootstrap=20, executor=ray_executor)
+    np.testing.assert_array_equal(on_ray.oof_proba, serial.oof_proba)
+    assert on_ray.fold_metrics == serial.fold_metrics
+
+
+def test_a_task_whose_worker_dies_is_retried(ray_executor, tmp_path) -> None:
+    marker = tmp_path / "attempt"
+    assert list(ray_executor.map(dies_first_time, [str(marker)])) == ["second attempt"]
+    assert marker.exists()  # the first attempt ran and died
+
+
+def test_a_task_that_keeps_dying_is_reported_failed_with_the_reason(ray_executor) -> None:
+    once = RayExecutor(None, max_retries=0)  # joins the running instance
+    with pytest.raises(TaskFailed, match="worker process died") as caught:
+        list(once.map(always_dies, [0]))
+    assert caught.value.index == 0 and caught.value.attempts == 1
+    assert caught.value.reason
+    future = ray_executor.submit(always_dies, 0)  # retried once, then failed
+    assert isinstance(future.exception(timeout=60), TaskFailed)
+    once.shutdown()  # it did not start Ray: the instance stays up
+    import ray
+
+    assert ray.is_initialized()
+
+
+def test_a_task_error_reaches_the_caller_as_itself(ray_executor) -> None:
+    with pytest.raises(ConfigError, match="bad trial parameter") as caught:
+        list(ray_executor.map(refuses, [0]))
+    assert caught.value.param == "lr"
+
+
+def test_an_unreachable_address_fails_fast_naming_it() -> None:
+    # The port is tried first, with a timeout, instead of waiting on ray.init's retries.
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1:1 is unreachable") as caught:
+        make_executor("ray", address="127.0.0.1:1")
+    assert caught.value.param == "address"
+    with pytest.raises(ConfigError, match="not 'auto' or HOST:PORT"):
+        RayExecutor("nohostport").connect()
+
+
+def test_bad_resource_requests_are_refused() -> None:
+    with pytest.raises(ConfigError, match="cpus_per_task"):
+        RayExecutor(None, cpus_per_task=-1).connect()
