@@ -41,6 +41,7 @@ __all__ = [
     "BatchState",
     "BatchStore",
     "Progress",
+    "batch_names",
     "batch_path",
     "blacklist_entry",
     "list_batches",
@@ -124,6 +125,11 @@ def _names(root: str | Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.stem for p in folder.glob("*.json") if SAFE_NAME.match(p.stem))
+
+
+def batch_names(root: str | Path) -> list[str]:
+    """Names of the stored batches (both kinds), sorted."""
+    return _names(root)
 
 
 def list_batches(root: str | Path, *, kind: BatchKind | None = None) -> list[Batch]:
