@@ -121,6 +121,8 @@ def test_label_grade_undo_and_a_fresh_server_resumes_where_labelling_stopped(lab
     assert resumed["progress"]["decided"] == 1
     states = BatchStore(registry.root, batch).state().windows
     assert (states[0].label, states[0].grade, states[0].elapsed_ms) == ("retracement", "B", 1200)
+    stats = fresh.get("/api/stats", headers=AUTH).json()
+    assert stats["keeper_by_batch"]["b1"] == {"accepted": 1, "judged": 1, "rate": 1.0}
 
 
 def test_a_d_grade_is_blacklisted_when_it_is_answered(lab):

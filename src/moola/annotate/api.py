@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from moola.annotate.model import Action, NewAction, WindowRef, WindowState
+from moola.annotate.stats import AnnotationStats, annotation_stats
 from moola.annotate.store import BatchState, BatchStore, batch_path, list_batches, read_batch
 from moola.core.errors import ConfigError, RegistryError
 from moola.data.registry import Registry, parse_ref
@@ -355,7 +356,7 @@ class Annotations:
             current, decided = self._state(opened, index)
             message = ""
             if action.kind == "grade" and action.grade == "D":
-                message = "graded D: removed and blacklisted"
+                message = f"window {index + 1} graded D: removed and blacklisted"
             return ActionResult(
                 action=logged,
                 state=current,
@@ -372,8 +373,6 @@ class Annotations:
 
         return [entry.model_dump() for entry in read_blacklist(self.root).entries]
 
-    def stats(self) -> dict[str, Any]:
-        """The annotation stats (``moola.annotate.stats``) as JSON-ready values."""
-        from moola.annotate import stats
-
-        return stats.annotation_stats(self.root)
+    def stats(self) -> AnnotationStats:
+        """Keeper rates, balance, speed and agreement (``moola.annotate.stats``)."""
+        return annotation_stats(self.root)

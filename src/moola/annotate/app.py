@@ -41,6 +41,7 @@ from moola.annotate.api import ActionResult, Annotations, BatchSummary, WindowVi
 from moola.annotate.model import NewAction
 from moola.annotate.runs import Comparison, RunsPage, compare_runs, list_runs, read_run_file
 from moola.annotate.runs import report_path as run_report_path
+from moola.annotate.stats import AnnotationStats
 from moola.core.errors import ConfigError, IntegrityError, MoolaError, RegistryError
 from moola.data.blacklist import BlacklistEntry
 
@@ -233,8 +234,8 @@ def create_app(
         """Every blacklisted span of bars, oldest first."""
         return annotations.blacklist()
 
-    @api.get("/stats", tags=["stats"])
-    def stats() -> dict[str, Any]:
+    @api.get("/stats", response_model=AnnotationStats, tags=["stats"])
+    def stats() -> AnnotationStats:
         """Keeper rates by session and batch, class and grade balance, speed, agreement."""
         return annotations.stats()
 

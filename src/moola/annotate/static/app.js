@@ -266,7 +266,10 @@ function onKey(event) {
   const step = (delta) => async () => {
     const view = labeller.view;
     const index = view.index + delta;
-    if (index >= 0 && index < view.total) await loadWindow(index);
+    if (index >= 0 && index < view.total) {
+      showMessage("");
+      await loadWindow(index);
+    }
   };
   if (LABEL_KEYS[key]) enqueue(() => act("label", { label: LABEL_KEYS[key] }));
   else if (GRADE_KEYS[key]) enqueue(() => act("grade", { grade: GRADE_KEYS[key] }));
@@ -321,8 +324,20 @@ async function startLabelling() {
 
 // ------------------------------------------------------------------ stats
 
-function tableOf(rows) {
+function flat(row) {
+  // {classes: {a: 1}} -> {"classes.a": 1}: one level, so counts get their own columns.
+  const out = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [inner, item] of Object.entries(value)) out[`${key}.${inner}`] = item;
+    } else out[key] = value;
+  }
+  return out;
+}
+
+function tableOf(rawRows) {
   // rows: a list of objects; columns: the union of their keys, in first-seen order.
+  const rows = rawRows.map(flat);
   const columns = [];
   for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
   const table = el("table");
