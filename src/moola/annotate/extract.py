@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moola.annotate import store
 from moola.annotate.model import Batch, WindowRef, make_window_id
@@ -100,12 +100,6 @@ class ExtractConfig(BaseModel):
     measure: Measure = "entropy"
     pool_factor: float = Field(default=5.0, ge=1.0)
     shortlist_factor: float = Field(default=2.0, ge=1.0)
-
-    @model_validator(mode="after")
-    def _run_for_uncertainty(self) -> ExtractConfig:
-        if self.strategy == "uncertainty" and not self.run:
-            raise ValueError("strategy 'uncertainty' needs run: the run whose model scores")
-        return self
 
 
 # ------------------------------------------------------------------ occupied spans
@@ -512,6 +506,12 @@ def extract_batch(
     except ValidationError as exc:
         first = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else None
         raise ConfigError(describe_validation("extraction", exc), param=first) from None
+    if config.strategy == "uncertainty" and not config.run:
+        raise ConfigError(
+            "strategy 'uncertainty' needs run: the training run whose model scores the "
+            "candidate windows.",
+            param="run",
+        )
     check_name_free(registry.root, name)
     ref = registry.resolve_text(raw, kind="raw")
     on_progress(f"reading {ref}")
