@@ -266,3 +266,25 @@ def test_a_reader_sees_what_another_writer_appended_after_its_last_read(tmp_path
     third = writer.append(_label("w3"))
     read = reader.read()
     assert read.actions == (first, second, third) and read.problems[0].line == 3
+
+
+@given(st.lists(st.one_of(st.just(-1), st.integers(1, 120)), min_size=1, max_size=12))
+def test_any_mix_of_appends_and_cut_short_writes_reads_back_every_acknowledged_action(
+    tmp_path_factory, steps
+):
+    """-1: an acknowledged append; k > 0: a write killed after k bytes of its line."""
+    log = AnnotationLog(tmp_path_factory.mktemp("log") / "b.jsonl")
+    reader = AnnotationLog(log.path)
+    acknowledged = []
+    for step in steps:
+        if step < 0:
+            acknowledged.append(AnnotationLog(log.path).append(_label(f"w{len(acknowledged)}")))
+        else:
+            torn = Action(**_label("torn").model_dump(), seq=999, at="2024-01-01T00:00:00Z")
+            line = torn.model_dump_json().encode() + b"\n"
+            with open(log.path, "ab") as handle:
+                handle.write(line[: min(step, len(line) - 1)])
+        read = reader.read()
+        assert read.actions == tuple(acknowledged)
+        assert all(p.kind == "partial" for p in read.problems)
+        assert [a.seq for a in read.actions] == sorted({a.seq for a in read.actions})

@@ -94,7 +94,10 @@ def _parse_line(raw: bytes) -> tuple[Action | None, str | None]:
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start})"
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string"):
+        # Every line append writes ends with "}": a line that does not (or whose string
+        # or object runs to its end) is a write cut short, not an edit.
+        cut = not exc.doc.rstrip().endswith("}") or exc.pos >= len(exc.doc.rstrip())
+        if cut or exc.msg.startswith("Unterminated string"):
             return None, _CUT_SHORT
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(record, dict):
