@@ -13,25 +13,58 @@ trading* -- recorded with the reason, naming the symbol and bar time -- when:
   are missing in between: the members would read a window with a hole in it), or
 * its close is more than ``max_bar_age_seconds`` older than now (``clock``; in a replay,
   by default, the replayed time, so a replayed bar is never stale).
+
+Two feeds deliver them; the engine takes either (any iterable of :class:`FeedBar`):
+
+* ``ReplayFeed`` replays stored bars (``--replay``).
+* ``PollingFeed`` polls a live source (``CandleSource``: Coinbase Advanced Trade's public
+  candles, ``moola.runtime.brokers.coinbase.CoinbasePublicMarket``) every
+  ``poll_seconds``. Each poll first reads the *exchange's* clock, then asks each symbol
+  for the bars after the last one it delivered; a bar is delivered only once it is closed
+  by that clock (``timestamp + timeframe + settle_seconds <= exchange time``), so the
+  forming bar the exchange also sends is never taken: a decision never sees a bar (nor a
+  part of one) before it has closed. Per symbol, bars come in time order and never twice
+  (a bar older than one already delivered is dropped, counted in ``dropped``); within a
+  poll, symbols are interleaved by time as in a replay. Missing bars (the source sends
+  none for a minute without trades, or a poll came too late) are a gap that ``GapCheck``
+  reports on the next bar. The first poll fetches ``lookback_bars`` closed bars (the
+  warm-up of features and members; older than ``max_bar_age_seconds``, they are refused
+  for trading as stale, judged by the exchange's clock).
+
+``open_feed(root, config, replay=...)`` builds the one a session asks for.
 """
 
 from __future__ import annotations
 
+import logging
+import time as _time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from moola.core.errors import ConfigError, MoolaError
+from moola.core.errors import ConfigError, MoolaError, SourceError
 from moola.core.timeframes import parse_timeframe
 from moola.data.registry import Registry, parse_ref
 from moola.data.sources import read_bars
-from moola.runtime.config import StalenessConfig
+from moola.runtime.config import LiveConfig, StalenessConfig
 
-__all__ = ["BAR_FIELDS", "FeedBar", "GapCheck", "ReplayFeed", "load_replay_bars"]
+__all__ = [
+    "BAR_FIELDS",
+    "CandleSource",
+    "FeedBar",
+    "GapCheck",
+    "PollingFeed",
+    "ReplayFeed",
+    "load_replay_bars",
+    "open_feed",
+]
+
+log = logging.getLogger(__name__)
 
 #: The fields of a bar as the engine takes it.
 BAR_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -201,3 +234,272 @@ def _ordered(bars: pd.DataFrame, symbols: tuple[str, ...]) -> pd.DataFrame:
             param="replay",
         )
     return frame.drop(columns="_order").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- polling
+
+
+class CandleSource(Protocol):
+    """What :class:`PollingFeed` polls (``CoinbasePublicMarket`` speaks it)."""
+
+    def server_time(self) -> pd.Timestamp:
+        """The source's clock now (UTC): what decides which bars are closed."""
+        ...
+
+    def candles(
+        self, product_id: str, start: Any, end: Any, granularity: str, *, now: Any
+    ) -> pd.DataFrame:
+        """Bars of ``product_id`` opening in ``[start, end)`` and closed at ``now``, oldest
+        first, as a canonical bar table."""
+        ...
+
+
+class PollingFeed:
+    """Closed bars of ``symbols`` polled from ``source`` (module docstring).
+
+    Parameters
+    ----------
+    source : CandleSource
+        Where bars come from (its ``close()``, if any, is called when the feed stops).
+    symbols : sequence of str
+    timeframe : str
+        The bars' length (the source's granularity).
+    staleness : StalenessConfig, optional
+        The gap and age limits of :class:`GapCheck`.
+    poll_seconds : float
+        The wait between two polls.
+    lookback_bars : int
+        Closed bars the first poll fetches, and the most any poll fetches per symbol.
+    settle_seconds : float
+        A bar counts as closed this long after its end, by the source's clock.
+    max_failed_polls : int
+        Consecutive failed polls tolerated; the next failure raises ``SourceError``. The
+        first poll may not fail: it raises at once.
+    sleep : callable
+        How to wait (``time.sleep``; tests pass one that moves a fake clock).
+    clock : callable, optional
+        ``now()`` for the age check; default: the source's clock at the poll.
+    stop_when : callable, optional
+        Asked before each wait; a reason it returns ends the feed (e.g. the kill switch).
+
+    Stopping: the feed ends (``stop_reason`` says why) when ``stop_when`` gives a reason
+    or on Ctrl-C (``KeyboardInterrupt``) while it waits or polls; a consumer that stops
+    reading (``max_bars``, the kill switch at a bar) closes it. Either way the source is
+    closed and nothing is left running.
+    """
+
+    def __init__(
+        self,
+        source: CandleSource,
+        symbols: Sequence[str],
+        timeframe: str,
+        *,
+        staleness: StalenessConfig | None = None,
+        poll_seconds: float = 5.0,
+        lookback_bars: int = 300,
+        settle_seconds: float = 2.0,
+        max_failed_polls: int = 10,
+        sleep: Callable[[float], None] = _time.sleep,
+        clock: Callable[[], pd.Timestamp] | None = None,
+        stop_when: Callable[[], str | None] | None = None,
+    ) -> None:
+        if not symbols or len(set(symbols)) != len(symbols):
+            raise ConfigError(f"symbols must be distinct and not empty; got {list(symbols)}.")
+        for name, value in (("poll_seconds", poll_seconds), ("lookback_bars", lookback_bars),
+                            ("max_failed_polls", max_failed_polls)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{name} must be positive; got {value!r}.", param=name)
+        if isinstance(settle_seconds, bool) or not settle_seconds >= 0:
+            raise ConfigError(f"settle_seconds must be >= 0; got {settle_seconds!r}.")
+        self.source = source
+        self.symbols = tuple(symbols)
+        self.timeframe = timeframe
+        self.step = parse_timeframe(timeframe)
+        self.gaps = GapCheck(timeframe, staleness or StalenessConfig())
+        self.poll_seconds = float(poll_seconds)
+        self.lookback_bars = int(lookback_bars)
+        self.settle = pd.Timedelta(seconds=float(settle_seconds))
+        self.max_failed_polls = int(max_failed_polls)
+        self.sleep = sleep
+        self.clock = clock
+        self.stop_when = stop_when
+        #: Each symbol's last bar delivered (its open time).
+        self.last: dict[str, pd.Timestamp] = {}
+        #: Polls done, polls that failed in a row, bars dropped as older than one delivered.
+        self.polls = 0
+        self.failed_polls = 0
+        self.dropped = 0
+        #: Why the feed ended (None while it runs).
+        self.stop_reason: str | None = None
+        self._ready: deque[FeedBar] = deque()
+        self._primed = False
+
+    def __iter__(self) -> Iterator[FeedBar]:
+        return self.bars()
+
+    def prime(self) -> None:
+        """Poll once now (the lookback), so a source that cannot be read fails before a
+        session starts; its bars are delivered first."""
+        if not self._primed:
+            self._ready.extend(self._poll())
+            self._primed = True
+
+    def bars(self) -> Iterator[FeedBar]:
+        """Closed bars as they close, until a stop (class docstring)."""
+        try:
+            if not self._primed:
+                self.prime()
+            while True:
+                while self._ready:
+                    yield self._ready.popleft()
+                reason = self.stop_when() if self.stop_when is not None else None
+                if reason:
+                    self.stop_reason = reason
+                    return
+                self.sleep(self.poll_seconds)
+                self._ready.extend(self._poll())
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted (Ctrl-C)"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the source (idempotent)."""
+        closer = getattr(self.source, "close", None)
+        if callable(closer):
+            closer()
+
+    # ------------------------------------------------------------------ one poll
+
+    def _poll(self) -> list[FeedBar]:
+        """One poll of every symbol: the newly closed bars, in order. A failure counts
+        toward ``max_failed_polls`` and delivers nothing (the next poll asks again)."""
+        self.polls += 1
+        try:
+            found = self._fetch()
+        except MoolaError as exc:
+            if not self._primed:
+                raise SourceError(
+                    f"the bar feed could not read its source ({self.source!r}): {exc} A "
+                    "polling feed needs the network and the source's API; to trade stored "
+                    "bars instead, give --replay NAME[@vN] or a bars file."
+                ) from None
+            self.failed_polls += 1
+            if self.failed_polls > self.max_failed_polls:
+                raise SourceError(
+                    f"the bar feed failed {self.failed_polls} polls in a row "
+                    f"(max_failed_polls {self.max_failed_polls}); last: {exc}"
+                ) from None
+            log.warning(
+                "bar feed poll %d failed (%d in a row, %d allowed): %s",
+                self.polls,
+                self.failed_polls,
+                self.max_failed_polls,
+                exc,
+            )
+            return []
+        self.failed_polls = 0
+        return found
+
+    def _fetch(self) -> list[FeedBar]:
+        now = pd.Timestamp(self.source.server_time())  # before the candles: no lookahead
+        now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        closed_by = now - self.settle
+        end = closed_by.floor(self.step)  # a bar opening before this has closed
+        earliest = end - self.lookback_bars * self.step
+        rows: list[tuple[pd.Timestamp, int, str, dict[str, Any]]] = []
+        for order, symbol in enumerate(self.symbols):
+            last = self.last.get(symbol)
+            start = earliest if last is None else max(last + self.step, earliest)
+            if start >= end:
+                continue
+            frame = self.source.candles(symbol, start, end, self.timeframe, now=closed_by)
+            for record in frame.to_dict("records"):
+                time = pd.Timestamp(record["timestamp"])
+                time = time.tz_localize("UTC") if time.tzinfo is None else time.tz_convert("UTC")
+                if time + self.step > closed_by:
+                    continue  # still forming (by the exchange's clock): never delivered
+                if last is not None and time <= last:
+                    self.dropped += 1  # delivered already, or older: never out of order
+                    continue
+                if time < start:
+                    continue  # before the lookback: not asked for
+                bar = {"timestamp": time}
+                bar.update({name: float(record[name]) for name in BAR_FIELDS[1:]})
+                rows.append((time, order, symbol, bar))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        out = []
+        for time, _, symbol, bar in rows:
+            if symbol in self.last and time <= self.last[symbol]:
+                self.dropped += 1  # a source that sent one bar twice
+                continue
+            closed_at = time + self.step
+            judged = now if self.clock is None else self.clock()
+            out.append(
+                FeedBar(symbol, bar, closed_at, self.gaps.check(symbol, time, closed_at, judged))
+            )
+            self.last[symbol] = time
+        return out
+
+
+def open_feed(
+    root: str | Path,
+    config: LiveConfig,
+    *,
+    replay: str | None = None,
+    sleep: Callable[[float], None] = _time.sleep,
+    stop_when: Callable[[], str | None] | None = None,
+) -> ReplayFeed | PollingFeed:
+    """The bars a session of ``config`` trades: ``replay`` (a raw dataset ``NAME[@vN]`` or a
+    bars file) when given, else the config's ``feed:`` section polled live (primed: a
+    source that cannot be reached raises ``SourceError`` here, before anything starts).
+
+    A replay runs on replayed time in paper mode; in live mode a bar's age is judged by the
+    wall clock, so bars replayed from history are refused as stale and never reach a real
+    broker. Neither a replay nor a ``feed:`` section: ``ConfigError``.
+    """
+    if replay is not None:
+        bars = load_replay_bars(root, replay, config.timeframe)
+        clock = None if config.mode == "paper" else (lambda: pd.Timestamp.now(tz="UTC"))
+        return ReplayFeed(bars, config.symbols, config.timeframe, config.staleness, clock=clock)
+    feed = config.feed
+    if feed is None:
+        raise ConfigError(
+            "no bars to trade: give --replay NAME[@vN] (a raw dataset) or a bars file, or a "
+            "feed: section in the config to poll live bars (feed: {source: coinbase}).",
+            param="replay",
+        )
+    from moola.runtime.brokers.coinbase import GRANULARITIES, CoinbasePublicMarket
+
+    if config.timeframe not in GRANULARITIES:
+        raise ConfigError(
+            f"timeframe {config.timeframe!r}: Coinbase candles come in "
+            f"{', '.join(GRANULARITIES)}; the feed cannot poll another length.",
+            param="timeframe",
+        )
+    venue = config.coinbase
+    source = CoinbasePublicMarket(
+        base_url=venue.base_url,
+        timeout=venue.timeout_seconds,
+        max_retries=venue.max_retries,
+        backoff=venue.backoff_seconds,
+        sleep=sleep,
+    )
+    polling = PollingFeed(
+        source,
+        config.symbols,
+        config.timeframe,
+        staleness=config.staleness,
+        poll_seconds=feed.poll_seconds,
+        lookback_bars=feed.lookback_bars,
+        settle_seconds=feed.settle_seconds,
+        max_failed_polls=feed.max_failed_polls,
+        sleep=sleep,
+        stop_when=stop_when,
+    )
+    try:
+        polling.prime()
+    except BaseException:
+        polling.close()
+        raise
+    return polling
