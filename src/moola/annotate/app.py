@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from moola.annotate.api import ActionResult, Annotations, BatchSummary, WindowView
 from moola.annotate.model import NewAction
@@ -59,18 +60,24 @@ _SANDBOX_CSP = "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: 
 _FIELD = re.compile(r"\{\{(\w+)\}\}")
 
 
+def _escaped(text: str) -> bytes:
+    """JSON text with ``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``,
+    ``\\u0026``: the same values for any JSON reader, and never markup for an HTML one."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+
+
 class SafeJSONResponse(JSONResponse):
-    """JSON with ``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026``:
-    the same values for any JSON reader, and never markup for an HTML one."""
+    """A JSON response escaped as ``_escaped`` does (every JSON answer of the app)."""
 
     def render(self, content: Any) -> bytes:
-        text = super().render(content).decode("utf-8")
-        return (
-            text.replace("<", "\\u003c")
-            .replace(">", "\\u003e")
-            .replace("&", "\\u0026")
-            .encode("utf-8")
-        )
+        return _escaped(super().render(content).decode("utf-8"))
+
+
+def _model_json(model: BaseModel) -> Response:
+    """``model`` as escaped JSON, serialized by pydantic in one step: the window a page
+    asks for at every key press skips FastAPI's generic encoder (10-20 times slower). The
+    route's ``response_model`` still documents it."""
+    return Response(_escaped(model.model_dump_json()), media_type="application/json")
 
 
 def _static_dir() -> Path:
@@ -214,20 +221,20 @@ def create_app(
         return annotations.batch(name)
 
     @api.get("/batches/{name}/next", response_model=WindowView, tags=["windows"])
-    def next_window(name: str) -> WindowView:
+    def next_window(name: str) -> Response:
         """The window where labelling stopped: the first undecided one (resume)."""
-        return annotations.window(name)
+        return _model_json(annotations.window(name))
 
     @api.get("/batches/{name}/windows/{index}", response_model=WindowView, tags=["windows"])
-    def window(name: str, index: int) -> WindowView:
+    def window(name: str, index: int) -> Response:
         """Window ``index`` (0-based) of the batch, with its bars, context and state."""
-        return annotations.window(name, index)
+        return _model_json(annotations.window(name, index))
 
     @api.post("/batches/{name}/actions", response_model=ActionResult, tags=["annotations"])
-    def act(name: str, action: NewAction) -> ActionResult:
+    def act(name: str, action: NewAction) -> Response:
         """Append a label, grade, note, skip or undo to the batch's log; answered once it
         is on disk (a D grade blacklists the window first)."""
-        return annotations.act(name, action)
+        return _model_json(annotations.act(name, action))
 
     @api.get("/blacklist", response_model=list[BlacklistEntry], tags=["blacklist"])
     def blacklist() -> list[dict[str, Any]]:
