@@ -27,6 +27,15 @@ multiplies the scheduled learning rate for that group.
 Learning rate per optimiser step ``s`` of ``S`` (``W`` warm-up steps = ``warmup_epochs``
 x steps per epoch): ``lr * (s + 1) / W`` while ``s < W``, then with the cosine schedule
 ``lr * (1 + cos(pi * (s - W) / (S - W))) / 2`` (the constant schedule keeps ``lr``).
+
+Several processes: when this process is one of a ``torch.distributed`` group (``moola ...
+--nproc N`` starts one through torchrun; ``moola.training.distributed``), ``run`` trains
+data-parallel: each process takes its share of every global batch of ``batch_size`` rows,
+gradients are summed over the processes after each backward pass, losses before any
+callback sees them, and the weights (equal at the start, sent from rank 0) stay equal on
+every process after every step. The losses follow a single-process run with the same
+global batch. Callbacks run on every process with the same state; the caller gives
+writing callbacks to rank 0 only.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from torch import nn
 from moola.core.devices import select_device
 from moola.core.errors import CheckpointError, ConfigError
 from moola.models.training_params import TrainerConfig
+from moola.training import distributed
 from moola.training.callbacks import Callback, EarlyStopping, TrainingState
 from moola.training.losses import balanced_class_weights, build_loss
 
@@ -302,7 +312,15 @@ class Trainer:
         if val is not None:
             val_t = val if isinstance(val, BatchSource) else _as_tensors(val, "val")
         n = _n_samples(train_t)
-        order_chunks = _chunk_sizes(n, cfg.batch_size)
+        processes = distributed.current()  # None: one process
+        world = 1 if processes is None else processes.world_size
+        if processes is not None and n < 2 * world:
+            raise ConfigError(
+                f"{n} training samples cannot be shared by {world} processes; use fewer "
+                "processes or more data."
+            )
+        # Each batch must give every process at least 2 rows (batch statistics).
+        order_chunks = _chunk_sizes(n, cfg.batch_size, 2 * world)
         steps_per_epoch = len(order_chunks)
         n_used = sum(order_chunks)
         total_steps = steps_per_epoch * cfg.epochs
@@ -341,6 +359,7 @@ class Trainer:
             )
             if resume is not None:
                 _restore(state, resume, device)
+            distributed.broadcast_module(module)  # equal weights on every process
             first_epoch = state.epoch + 1
             resumed_s = state.elapsed_s
             early_stop_epoch = None
@@ -356,8 +375,10 @@ class Trainer:
                     loss_sum = torch.zeros((), device=device)
                     seen, stop_now = 0, False
                     order = torch.randperm(n, generator=generator)
-                    batches = self._batches(train_t, order, order_chunks, device, state.step)
-                    for batch in batches:
+                    batches = self._batches(
+                        train_t, order, order_chunks, device, state.step, shard=processes
+                    )
+                    for batch, global_rows in zip(batches, order_chunks, strict=True):
                         lr = scheduled_lr(
                             state.step,
                             base_lr=cfg.lr,
@@ -370,28 +391,35 @@ class Trainer:
                         with autocast():
                             loss = step(module, batch)
                         optimizer.zero_grad(set_to_none=True)
+                        rows = batch[0].shape[0]
                         if scaler is not None:  # fp16 on CUDA: scale to keep small grads alive
                             scaler.scale(loss).backward()
+                            distributed.average_gradients(module, rows, global_rows)
                             scaler.unscale_(optimizer)
                             self._clip(module)
                             scaler.step(optimizer)
                             scaler.update()
                         else:
                             loss.backward()
+                            distributed.average_gradients(module, rows, global_rows)
                             self._clip(module)
                             optimizer.step()
-                        loss_sum += loss.detach().float() * batch[0].shape[0]
-                        seen += batch[0].shape[0]
+                        loss_sum += loss.detach().float() * rows
+                        seen += rows
                         state.step += 1
                         state.lr = lr
                         if step_callbacks:
                             value = float(loss.detach().float().item())
-                            if any([c.on_step(state, value) for c in step_callbacks]):
+                            if processes is not None:  # the global batch's loss
+                                value = distributed.sum_over_ranks([value * rows])[0] / global_rows
+                            stops = [c.on_step(state, value) for c in step_callbacks]
+                            if distributed.any_rank(any(stops)):
                                 stop_now = True
                                 break
 
                     state.epoch = epoch
-                    state.train_loss = loss_sum.item() / seen  # one device sync per epoch
+                    total, seen = distributed.sum_over_ranks([loss_sum, seen])  # one sync
+                    state.train_loss = total / seen
                     if not math.isfinite(state.train_loss):
                         raise ConfigError(
                             f"Training loss became {state.train_loss} in epoch {epoch}: the run "
@@ -409,7 +437,7 @@ class Trainer:
                             }
                     state.elapsed_s = resumed_s + time.perf_counter() - started
                     stops = [callback.on_epoch_end(state) for callback in callbacks]
-                    if any(stops) or stop_now:
+                    if distributed.any_rank(any(stops)) or stop_now:
                         early_stop_epoch = epoch
                         break
 
@@ -445,15 +473,19 @@ class Trainer:
         device: torch.device,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> float:
-        """Mean of ``step``'s loss over ``arrays`` in eval mode (batches weighted by size)."""
+        """Mean of ``step``'s loss over ``arrays`` in eval mode (batches weighted by size);
+        in a process group each process takes its share of the rows and the sums are
+        added up, so every process gets the mean over all of them."""
         module.eval()
         n = _n_samples(arrays)
         total = torch.zeros((), device=device)
-        order = torch.arange(n)
-        for batch in self._batches(arrays, order, _chunk_sizes(n, _EVAL_BATCH, 0), device):
-            with autocast():
-                total += step(module, batch).detach().float() * batch[0].shape[0]
-        return total.item() / n
+        order = distributed.shard(torch.arange(n), distributed.current())
+        if len(order):
+            sizes = _chunk_sizes(len(order), _EVAL_BATCH, 0)
+            for batch in self._batches(arrays, order, sizes, device):
+                with autocast():
+                    total += step(module, batch).detach().float() * batch[0].shape[0]
+        return distributed.sum_over_ranks([total])[0] / n
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -468,11 +500,13 @@ class Trainer:
         sizes: list[int],
         device: torch.device,
         first_key: int = 0,
+        shard: distributed.DistContext | None = None,
     ) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches of ``tensors`` at rows ``order`` split by ``sizes``, on ``device``; a
-        ``BatchSource``'s batch ``i`` is built with key ``first_key + i``."""
+        ``BatchSource``'s batch ``i`` is built with key ``first_key + i``. With ``shard``
+        (a process group) each batch is this process's share of those rows."""
         on_cuda = device.type == "cuda"
-        chunks = order[: sum(sizes)].split(sizes)
+        chunks = [distributed.shard(c, shard) for c in order[: sum(sizes)].split(sizes)]
         if isinstance(tensors, BatchSource):
             yield from self._source_batches(tensors, chunks, device, first_key)
             return
