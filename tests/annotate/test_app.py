@@ -30,12 +30,16 @@ def lab(tmp_path):
     return registry, batch, client
 
 
-def _act(client, window_id, kind, **fields):
+def _act_on(client, batch, window_id, kind, **fields):
     response = client.post(
-        "/api/batches/b1/actions", json={"window_id": window_id, "kind": kind, **fields}
+        f"/api/batches/{batch}/actions", json={"window_id": window_id, "kind": kind, **fields}
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def _act(client, window_id, kind, **fields):
+    return _act_on(client, "b1", window_id, kind, **fields)
 
 
 def test_every_api_call_and_run_file_needs_the_token(lab):
@@ -231,3 +235,38 @@ def test_ui_mode_opens_on_the_runs_page_and_serves_reports_sandboxed(tmp_path):
     )
     compared = client.get("/api/runs/compare", params={"lines": [1]}).json()
     assert compared["rows"][0]["files"] == ["a.json"]
+
+
+def test_review_mode_shows_the_given_label_and_the_models_view_and_logs_apart(lab):
+    registry, _, client = lab
+    client.headers.update(AUTH)
+    raw = f"es@v{registry.versions('raw', 'es')[-1]}"
+    review = make_batch(
+        registry, raw, [200], name="r1", kind="review", labeled="pat@v1", given=["retracement"]
+    )
+    proba = {"consolidation": 0.9, "retracement": 0.1}
+    windows = tuple(w.model_copy(update={"model_proba": proba}) for w in review.windows)
+    review = review.model_copy(update={"windows": windows})
+    write_batch(registry.root, review)
+    shown = client.get("/api/batches/r1/next").json()
+    assert shown["kind"] == "review"
+    assert shown["window"]["given_label"] == "retracement"
+    assert shown["window"]["model_proba"] == proba
+    result = _act_on(client, "r1", windows[0].window_id, "label", label="consolidation")
+    assert result["decided"]  # in review, a label (a confirmation or a correction) decides
+    assert log_path(registry.root, review).parent.name == "review"
+    assert log_path(registry.root, review).exists()
+    assert not (registry.root / "annotations" / "normal" / "r1.jsonl").exists()
+
+
+def test_a_corrupt_log_line_is_reported_with_its_number_and_the_rest_is_kept(lab):
+    registry, batch, client = lab
+    client.headers.update(AUTH)
+    first = batch.windows[0].window_id
+    _act(client, first, "label", label="neither")
+    with log_path(registry.root, batch).open("ab") as log:
+        log.write(b'{"seq": 2, "oops\n')
+    _act(client, first, "grade", grade="C")
+    shown = client.get("/api/batches/b1/windows/0").json()
+    assert (shown["state"]["label"], shown["state"]["grade"]) == ("neither", "C")
+    assert len(shown["problems"]) == 1 and "line 2" in shown["problems"][0]

@@ -164,7 +164,7 @@ function renderReview(window_) {
     row.append(el("td", label));
     const cell = el("td");
     const meter = el("span", null, "meter");
-    meter.style.width = `${Math.round(p * 100)}px`;
+    meter.style.width = `${Math.round(p * 60)}px`;
     cell.append(meter, document.createTextNode(` ${p.toFixed(3)}`));
     row.append(cell);
     body.append(row);
