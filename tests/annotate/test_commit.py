@@ -129,6 +129,12 @@ def test_bad_targets_are_named(registry, raw):
     commit_batch(registry, "b2", into="pat")
     with pytest.raises(RegistryError, match="raw/nq@v1"):
         commit_batch(registry, "b1", into="pat")
+    longer = _store(registry, raw, [100], name="b3", length=30)
+    _label(longer, 0, "neither", "A")
+    commit_batch(registry, "b1", into="es20")
+    with pytest.raises(ConfigError, match="windows of 20 bars") as caught:
+        commit_batch(registry, "b3", into="es20")
+    assert caught.value.param == "into" and registry.versions("labeled", "es20") == [1]
 
 
 def test_a_corrupt_log_line_is_refused_unless_skipped(registry, raw):

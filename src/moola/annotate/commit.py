@@ -163,13 +163,27 @@ def _raw_ref(registry: Registry, batch: Batch) -> DatasetRef:
 
 
 def _check_same_raw(registry: Registry, ref: DatasetRef, raw: DatasetRef, batch: Batch) -> None:
-    made_from = registry.meta(ref).get("raw") or {}
+    meta = registry.meta(ref)
+    made_from = meta.get("raw") or {}
+    if not made_from:
+        raise RegistryError(
+            f"{ref} does not hold windows of raw bars (it records no raw dataset), so batch "
+            f"{batch.name!r}'s windows of {raw} cannot join it. Commit into another dataset "
+            "name (into=...)."
+        )
     if made_from.get("content_hash") != raw.content_hash:
         other = f"raw/{made_from.get('name')}@v{made_from.get('version')}"
         raise RegistryError(
             f"{ref} holds windows of {other}, but batch {batch.name!r} holds windows of {raw}; "
             "a labeled dataset's windows point into one raw version. Commit into another "
             "dataset name (into=...)."
+        )
+    if int(meta.get("length", batch.length)) != batch.length:
+        raise ConfigError(
+            f"{ref} holds windows of {meta['length']} bars, but batch {batch.name!r} holds "
+            f"windows of {batch.length}; one labeled dataset has one window length. Commit "
+            "into another dataset name (into=...).",
+            param="into",
         )
 
 

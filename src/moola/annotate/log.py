@@ -46,6 +46,7 @@ __all__ = ["AnnotationLog", "LogProblem", "LogRead", "replay"]
 
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 _BLANK = b"\x00 \t\r"  # what a torn write or a power loss may leave
+_HEAD = b'{"window_id":'  # how every line append writes begins (pydantic's field order)
 _CUT_SHORT = "the JSON object ends early (a write cut short, never acknowledged)"
 
 
@@ -88,16 +89,25 @@ class _Tail:
     ends_clean: bool = True
 
 
+def _cut_short(raw: bytes, exc: json.JSONDecodeError) -> bool:
+    """Whether unparseable ``raw`` is the start of a line ``append`` writes, cut short.
+
+    Every such line starts with ``{"window_id":`` and ends with ``}``; a cut one starts
+    like it and stops before its end (or inside a string, which may hold a ``}``).
+    """
+    line = raw.strip(_BLANK)
+    if not (line.startswith(_HEAD) or _HEAD.startswith(line)):
+        return False
+    return not line.endswith(b"}") or exc.msg.startswith("Unterminated string")
+
+
 def _parse_line(raw: bytes) -> tuple[Action | None, str | None]:
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start})"
     except json.JSONDecodeError as exc:
-        # Every line append writes ends with "}": a line that does not (or whose string
-        # or object runs to its end) is a write cut short, not an edit.
-        cut = not exc.doc.rstrip().endswith("}") or exc.pos >= len(exc.doc.rstrip())
-        if cut or exc.msg.startswith("Unterminated string"):
+        if _cut_short(raw, exc):
             return None, _CUT_SHORT
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(record, dict):
