@@ -16,7 +16,8 @@ Reading (``AnnotationLog.read``) never fails on a bad line and never drops a goo
 - a last line without its newline is a write cut short (a kill or power loss mid-write):
   it was never acknowledged, so it is left out and reported as ``"partial"``; the next
   append first ends that line, so its own line starts fresh and stays readable (the cut
-  line, now inside the log, is still reported as ``"partial"``: its JSON ends early);
+  line, now inside the log, is still reported as ``"partial"``: it starts like an
+  appended line and stops before its closing brace);
 - any other line that is not a valid ``Action`` (or whose ``seq`` does not increase) is
   reported as ``"corrupt"`` with its line number, and every other line is kept.
 
