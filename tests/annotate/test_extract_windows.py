@@ -117,3 +117,21 @@ def test_session_weights_draw_the_heavy_windows_far_more_often():
         [draw_windows(starts, 10, 10, None, np.random.default_rng(seed)) for seed in range(50)]
     )
     assert 0.4 < float(np.mean(uniform < 1000)) < 0.6
+
+
+def test_the_draw_equals_a_greedy_pass_over_every_window_in_key_order():
+    """Crowded starts: the smallest keys alone do not give k windows, so the draw reads on
+    into the rest; it must match one greedy pass over the fully sorted keys."""
+    starts = np.arange(5_000, dtype=np.int64)
+    weights = np.random.default_rng(1).uniform(0.1, 1.0, len(starts))
+    got = draw_windows(starts, 50, 100, weights, np.random.default_rng(2))
+    keys = np.random.default_rng(2).exponential(size=len(starts)) / weights
+    taken, expected = np.zeros(5_100, dtype=bool), []
+    for s in starts[np.argsort(keys, kind="stable")]:
+        if not taken[s : s + 50].any():
+            taken[s : s + 50] = True
+            expected.append(s)
+        if len(expected) == 100:
+            break
+    assert got.tolist() == expected
+    assert 60 < len(got) < 100  # more than the head's share, fewer than a perfect packing

@@ -40,7 +40,7 @@ free windows: a clear error, and nothing written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -252,6 +252,20 @@ def free_starts(
     return np.flatnonzero(ok & ~blocked_any).astype(np.int64), excluded
 
 
+def _by_key(keys: np.ndarray, head: int) -> Iterator[np.ndarray]:
+    """Indices of ``keys`` in ascending key order, in two parts: the ``head`` smallest
+    (partitioned, then sorted), then the rest, sorted only if the caller reads on."""
+    if head >= len(keys):
+        yield np.argsort(keys, kind="stable")
+        return
+    first = np.argpartition(keys, head - 1)[:head]
+    yield first[np.argsort(keys[first], kind="stable")]
+    rest = np.ones(len(keys), dtype=bool)
+    rest[first] = False
+    others = np.flatnonzero(rest)
+    yield others[np.argsort(keys[others], kind="stable")]
+
+
 def draw_windows(
     starts: np.ndarray, length: int, k: int, weights: np.ndarray | None, rng: np.random.Generator
 ) -> np.ndarray:
@@ -268,16 +282,16 @@ def draw_windows(
     if weights is not None:
         with np.errstate(divide="ignore"):
             keys = np.where(weights > 0, keys / weights, np.inf)
-    order = starts[np.argsort(keys, kind="stable")]
     taken = np.zeros(int(starts.max()) + length + 1, dtype=bool)
     chosen: list[int] = []
-    for start in order.tolist():
-        if taken[start] or taken[start + length - 1]:
-            continue
-        taken[start : start + length] = True
-        chosen.append(start)
-        if len(chosen) == k:
-            break
+    for part in _by_key(keys, head=8 * k + 64):
+        for start in starts[part].tolist():
+            if taken[start] or taken[start + length - 1]:
+                continue
+            taken[start : start + length] = True
+            chosen.append(start)
+            if len(chosen) == k:
+                return np.asarray(chosen, dtype=np.int64)
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -294,7 +308,7 @@ def session_weights(
     if not rates or max(rates.values()) <= 0:
         return None, {}
     mean = float(np.mean(list(rates.values())))
-    names, codes = np.unique(sessions.astype(str), return_inverse=True)
+    codes, names = pd.factorize(np.asarray(sessions), sort=True)  # hashing: faster than unique
     per_name = np.array([rates.get(str(name), mean) for name in names], dtype=np.float64)
     best = max(per_name.max(initial=0.0), max(rates.values()))
     per_name = np.maximum(per_name, SESSION_FLOOR * best)
