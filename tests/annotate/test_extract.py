@@ -8,8 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola.annotate import extract, store
+from moola.annotate import store
 from moola.annotate.extract import extract_batch
+from moola.annotate.model import NewAction
+from moola.annotate.stats import keeper_rates, session_of
+from moola.annotate.store import BatchStore
 from moola.core.errors import ConfigError, RegistryError
 from moola.data.blacklist import add_entries, make_entry
 from moola.data.registry import Registry
@@ -109,22 +112,25 @@ def test_bad_requests_fail_clearly_and_write_nothing(lab):
     assert [b.name for b in store.list_batches(lab.root)] == ["taken"]
 
 
-def test_session_weights_favour_the_sessions_with_more_keepers(lab, monkeypatch):
-    """A session with a 45% keeper rate against 5% elsewhere gets most of the windows."""
-
-    def hour_session(times):
-        hours = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).hour
-        return np.where((hours >= 13) & (hours < 20), "us", "other")
-
-    monkeypatch.setattr(extract, "_session_of", hour_session)
-    monkeypatch.setattr(extract, "_keeper_rates", lambda root: {"us": 0.45, "other": 0.05})
-    batch = extract_batch(lab, "mkt", n=20, length=30, name="w", context=0, seed=3)
-    sessions = hour_session([w.start_ts for w in batch.windows])
+def test_session_weights_favour_the_sessions_with_more_keepers(lab):
+    """Past batch: every US-morning window kept (grade A), every other one graded D. The
+    next batch draws far more US-morning windows than their share of the free ones."""
+    first = extract_batch(lab, "mkt", n=40, length=30, name="past", context=0, seed=3)
+    assert first.params["weights_used"] == "uniform"  # no history yet
+    past = BatchStore(lab.root, first)
+    for window, session in zip(
+        first.windows, session_of([w.start_ts for w in first.windows]), strict=True
+    ):
+        if session == "us_morning":
+            past.record(NewAction(window_id=window.window_id, kind="label", label="consolidation"))
+            past.record(NewAction(window_id=window.window_id, kind="grade", grade="A"))
+        else:
+            past.record(NewAction(window_id=window.window_id, kind="grade", grade="D"))
+    rates = keeper_rates(lab.root)
+    assert rates["us_morning"] == 1.0 and max(v for k, v in rates.items() if k != "us_morning") == 0
+    batch = extract_batch(lab, "mkt", n=20, length=30, name="next", context=0, seed=3)
     assert batch.params["weights_used"] == "session"
-    assert batch.params["session_weights"] == {"other": 0.05, "us": 0.45}
-    free_share = float(np.mean(hour_session(lab.load_raw("mkt")["timestamp"]) == "us"))
-    assert np.mean(sessions == "us") > min(0.8, free_share + 0.3)
-
-    monkeypatch.setattr(extract, "_keeper_rates", lambda root: {})  # no history: uniform
-    uniform = extract_batch(lab, "mkt", n=20, length=30, name="u", context=0, seed=3)
-    assert uniform.params["weights_used"] == "uniform"
+    assert batch.params["session_weights"]["us_morning"] == 1.0
+    share = np.mean(session_of([w.start_ts for w in batch.windows]) == "us_morning")
+    free_share = np.mean(session_of(lab.load_raw("mkt")["timestamp"]) == "us_morning")
+    assert free_share < 0.2 and share > 0.5
