@@ -150,3 +150,39 @@ def test_label_three_windows_with_the_keyboard_grade_one_d_and_commit(tmp_path, 
     assert [(e.symbol, e.start_ts, e.end_ts) for e in entries] == [
         (rejected.symbol, rejected.start_ts.isoformat(), rejected.end_ts.isoformat())
     ]
+
+
+def test_the_runs_page_compares_runs_and_links_their_reports(tmp_path, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from moola.tracking.runs import RunStore
+
+    root = tmp_path / "moola_data"
+    store = RunStore(root)
+    for i, (model, accuracy, ece) in enumerate((("lstm", 0.84, 0.05), ("logreg", 0.79, 0.02))):
+        run_id = f"2026010{i + 1}T000000000000Z-abc{i}def-{model}"
+        store.write_run(run_id, {"kind": "train"}, {"report.html": "<h1>r</h1>", "a.json": "{}"})
+        store.append_result(
+            {
+                "run_id": run_id,
+                "kind": "train",
+                "model": model,
+                "metrics": {"accuracy": accuracy, "ece": ece},
+            }
+        )
+    with ServerThread(create_app(root, token=TOKEN, mode="ui")) as server:
+        browser.get(server.url(f"/?token={TOKEN}"))
+        _wait_until_ready(browser)
+        rows = browser.find_elements("css selector", "#runs-table tbody tr")
+        assert [r.find_elements("tag name", "td")[3].text for r in rows] == ["train", "train"]
+        for box in browser.find_elements("css selector", "#runs-table input[type=checkbox]"):
+            box.click()
+        browser.find_element("id", "compare").click()
+        best = WebDriverWait(browser, 10).until(
+            lambda d: d.find_elements("css selector", "#comparison td.best")
+        )
+        assert sorted(cell.text for cell in best) == ["0.0200", "0.8400"]
+        links = browser.find_elements("css selector", "#runs-table a")
+        assert all("/report" in link.get_attribute("href") for link in links) and len(links) == 2
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, severe
