@@ -14,6 +14,9 @@ them too), so the session weights are on. Then, best of ``--repeats``, seconds f
   context bars, session weights, suggestions, the batch written (and removed again, so
   every repeat starts from the same state);
 - ``extract_batch (uniform)``: the same without session weights;
+- ``extract_batch (uncertainty)`` with ``--uncertainty``: a logistic regression trained
+  (3 purged folds) on the labeled windows scores a pool of ``5 n`` drawn windows, and
+  k-center spreads the ``2 n`` least certain (over its standardised inputs);
 - the parts, timed alone on the same data: ``load raw`` (registry read, every byte
   checked), ``occupied spans`` (labeled, queued, blacklist), ``free starts`` (window
   starts, context, the three occupancy masks), ``session weights`` (``session_of`` on every
@@ -46,6 +49,8 @@ from moola.annotate.suggest import suggest
 from moola.data.blacklist import add_entries, make_entry
 from moola.data.registry import Registry
 from moola.data.windows import labeled_windows_table
+from moola.pipeline.datasets import make_and_store_split
+from moola.pipeline.train import TrainConfig, run_training
 
 
 def _setup(root: Path, bars_n: int, length: int) -> Registry:
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000)
     parser.add_argument("--length", type=int, default=105)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--uncertainty", action="store_true", help="time active learning too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "moola_data"
@@ -106,6 +112,28 @@ def main() -> None:
 
             seconds = best_of(args.repeats, extract)
             rows.append({"step": f"extract_batch ({weights})", "seconds": seconds})
+        if args.uncertainty:
+            labeled = registry.resolve("labeled", "bench-labeled")
+            make_and_store_split(registry, labeled, "purged-kfold", name="kf", folds=3)
+            config = TrainConfig(
+                model="logistic_regression", dataset="bench-labeled", split="kf", n_bootstrap=5
+            )
+            run = run_training(registry, config).run_id
+
+            def active() -> None:
+                extract_batch(
+                    registry,
+                    "bench",
+                    n=args.n,
+                    length=args.length,
+                    name="timed",
+                    strategy="uncertainty",
+                    run=run,
+                )
+                batch_path(root, "timed").unlink()
+
+            seconds = best_of(args.repeats, active)
+            rows.append({"step": "extract_batch (uncertainty)", "seconds": seconds})
 
         ref = registry.resolve("raw", "bench")
         bars = registry.load_raw("bench")
