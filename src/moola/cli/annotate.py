@@ -65,6 +65,7 @@ def _serve(
         f"open: {server.app_url(host, port, token, path)}", soft_wrap=True, highlight=False
     )
     console.print("Ctrl-C stops the server; every action is on disk when the page shows it.")
+    console.file.flush()  # the URL must show now, also when the output is a pipe or a file
     server.serve(app_, host=host, port=port)
 
 
