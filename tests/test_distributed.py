@@ -169,6 +169,46 @@ def test_launch_command_runs_moola_through_torchrun() -> None:
     command = distributed.launch_command(2, ["pretrain", "masked-ae", "--nproc", "2"])
     assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     assert "--nproc-per-node=2" in command
-    assert command[-6:] == ["-m", "moola.cli.main", "pretrain", "masked-ae", "--nproc", "2"]
+    assert command[-7:] == ["-m", "--", "moola.cli.main", "pretrain", "masked-ae", "--nproc", "2"]
     with pytest.raises(ConfigError, match="at least 2"):
         distributed.launch_command(1, [])
+
+
+@pytest.mark.slow
+def test_moola_pretrain_nproc_2_trains_in_two_processes_and_writes_once(tmp_path) -> None:
+    """``moola pretrain masked-ae --nproc 2`` through torchrun: one artifact (rank 0's),
+    its card says two processes trained it, and no checkpoint is left behind.
+
+    Slow (about 25 s on 2 busy cores: three interpreters import torch and moola), and the
+    only test of the whole launch: flag, torchrun, process group, rank-0 writing."""
+    import subprocess
+
+    from moola.data.registry import Registry
+    from moola.pipeline.datasets import synthesize_raw
+    from moola.pretrain import artifacts
+
+    registry = Registry(tmp_path / "root")
+    raw, _ = synthesize_raw(registry, "mkt", n_bars=2000, seed=9)
+    registry.write_unlabeled("unl", raw, length=105, stride=5)
+    args = [
+        "--data-root", str(registry.root), "pretrain", "masked-ae", "--unlabeled", "unl",
+        "--epochs", "2", "--batch-size", "16", "--hidden", "4", "--layers", "1",
+        "--max-windows", "48", "--device", "cpu", "--no-augment", "--nproc", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "moola.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    written = sorted(p.name for p in artifacts.encoder_dir(registry.root).rglob("*") if p.is_file())
+    assert written == ["bilstm_mae_rel11_v1.json", "bilstm_mae_rel11_v1.pt"]
+    card = json.loads((artifacts.encoder_dir(registry.root) / written[0]).read_text())
+    assert card["processes"] == 2 and card["epochs"] == 2
+    assert all(np.isfinite(card["loss_curve"]))
+    assert done.stdout.count("bilstm_mae_rel11_v1") >= 1  # rank 0 printed the card, once
+    assert done.stdout.count("artifact ") <= 1

@@ -3,6 +3,7 @@ its artifact, print its card."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,10 @@ _AUGMENT_HELP = "On-the-fly augmentation (default on)."
 _SEED_HELP = "Seed (default: the global --seed or 0)."
 _DEVICE_HELP = "auto, cpu, cuda or mps (default: global)."
 _RESUME_HELP = "Continue an interrupted run from its checkpoint (.ckpt)."
+_NPROC_HELP = (
+    "Train in N processes on this machine (torchrun; one GPU each on CUDA, else gloo on "
+    "the CPU); each takes its share of every batch and only the first writes."
+)
 
 
 @app.command("masked-ae")
@@ -51,6 +56,7 @@ def masked_ae(
     seed: int | None = typer.Option(None, help=_SEED_HELP),
     device: str | None = typer.Option(None, help=_DEVICE_HELP),
     resume: Path | None = typer.Option(None, help=_RESUME_HELP),
+    nproc: int = typer.Option(1, min=1, help=_NPROC_HELP),
 ) -> None:
     """Pretrain a BiLSTM masked autoencoder; writes artifacts/encoders/bilstm_mae_rel11_vN."""
     from moola.pipeline.pretrain import MaskedAEPretrainConfig, pretrain_masked_ae
@@ -67,7 +73,7 @@ def masked_ae(
         "seed": seed,
         "device": device,
     }
-    _run(ctx, MaskedAEPretrainConfig, pretrain_masked_ae, unlabeled, flags, augment, resume)
+    _run(ctx, MaskedAEPretrainConfig, pretrain_masked_ae, unlabeled, flags, augment, resume, nproc)
 
 
 @app.command("ts2vec")
@@ -89,6 +95,7 @@ def ts2vec(
     seed: int | None = typer.Option(None, help=_SEED_HELP),
     device: str | None = typer.Option(None, help=_DEVICE_HELP),
     resume: Path | None = typer.Option(None, help=_RESUME_HELP),
+    nproc: int = typer.Option(1, min=1, help=_NPROC_HELP),
 ) -> None:
     """Pretrain a TS2Vec dilated-conv encoder (for adapter_lstm); writes
     artifacts/encoders/dilconv_ts2vec_rel11_vN."""
@@ -105,7 +112,7 @@ def ts2vec(
         "seed": seed,
         "device": device,
     }
-    _run(ctx, TS2VecPretrainConfig, pretrain_ts2vec, unlabeled, flags, augment, resume)
+    _run(ctx, TS2VecPretrainConfig, pretrain_ts2vec, unlabeled, flags, augment, resume, nproc)
 
 
 def _run(
@@ -116,10 +123,18 @@ def _run(
     flags: dict[str, Any],
     augment: bool | None,
     resume: Path | None,
+    nproc: int = 1,
 ) -> None:
-    """Resolve the settings (checkpoint, then flags, then global settings), run, print."""
+    """Resolve the settings (checkpoint, then flags, then global settings), run, print.
+
+    With ``--nproc N`` (N > 1) this command starts itself again in N processes through
+    torchrun and waits for them; each of those joins the process group and runs it."""
     from moola.pipeline.pretrain import read_resume_checkpoint
     from moola.pretrain.augment import AugmentConfig
+    from moola.training import distributed
+
+    if nproc > 1 and not distributed.under_launcher():
+        raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
 
     command = f"moola pretrain {config_cls.COMMAND}"
     settings = settings_of(ctx)
@@ -142,16 +157,20 @@ def _run(
     config = parse_config(config_cls, values, where=f"{command} flags")
     registry = Registry(settings.data_root)
     what = f"pretraining {config.OBJECTIVE}"
-    with console.status(what) as status:
-        artifact = pretrain(
-            registry,
-            dataset_ref,
-            config,
-            resume=resume,
-            on_epoch=lambda epoch, loss: status.update(
-                f"{what}: epoch {epoch}/{config.epochs}, loss {loss:.4f}"
-            ),
-        )
+    with distributed.processes(config.device) as group:
+        if group is not None and not group.is_main:  # rank 0 reports for all
+            pretrain(registry, dataset_ref, config, resume=resume)
+            return
+        with console.status(what) as status:
+            artifact = pretrain(
+                registry,
+                dataset_ref,
+                config,
+                resume=resume,
+                on_epoch=lambda epoch, loss: status.update(
+                    f"{what}: epoch {epoch}/{config.epochs}, loss {loss:.4f}"
+                ),
+            )
     console.print(_artifact_table(artifact, config.describe()))
 
 

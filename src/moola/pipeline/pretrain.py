@@ -17,6 +17,11 @@ batches (``moola.pretrain.data.UnlabeledWindows``) through the one training loop
 What differs between them (the model, its step, its batches, its window check, its card
 fields) is a few methods of its config class; everything else lives here once.
 
+Several processes (``moola pretrain ... --nproc N``, started by torchrun): every process
+reads the corpus and trains its share of each batch (``moola.training.distributed``);
+only rank 0 writes the epoch checkpoints and the artifact, and the other ranks return the
+artifact it wrote. The card records how many processes trained it.
+
 Orchestration (registry in, encoder artifact out) over the pieces in ``moola.pretrain``
 and ``moola.training``. It lives here, above both, so that ``moola.pretrain`` stays below
 ``moola.training``: the neural estimator loads pretrained encoders through
@@ -44,6 +49,7 @@ from moola.pretrain import masked_ae, ts2vec
 from moola.pretrain.augment import AugmentConfig
 from moola.pretrain.masked_ae import MaskedAEConfig, MaskedAEStep, MaskedAutoencoder
 from moola.pretrain.ts2vec import TS2VecConfig, TS2VecModel, TS2VecStep
+from moola.training import distributed
 
 if TYPE_CHECKING:
     from moola.data.registry import DatasetRef, Registry
@@ -355,7 +361,10 @@ def _pretrain(
         "normaliser": normaliser,
     }
     started = time.perf_counter()
-    callbacks = [artifacts.ResumeCheckpoint(ckpt_path, extra), _EpochReport(on_epoch)]
+    main = distributed.is_main_process()  # only rank 0 of a process group writes
+    callbacks: list[Any] = [_EpochReport(on_epoch)]
+    if main:
+        callbacks.insert(0, artifacts.ResumeCheckpoint(ckpt_path, extra))
     summary = _trainer(config, device).run(
         parts.module, source, step=parts.step, callbacks=callbacks, resume=snapshot
     )
@@ -363,13 +372,33 @@ def _pretrain(
         time.perf_counter() - started + (0.0 if snapshot is None else float(snapshot["elapsed_s"]))
     )
     card = _card(config, parts, dataset, normaliser, summary, snapshot, wall)
+    if not main:
+        return _artifact_from_rank0()
     encoder = parts.module.encoder
     state = {f"encoder.{k}": v.detach().cpu() for k, v in encoder.state_dict().items()}
-    artifact = artifacts.write_encoder_artifact(
-        registry.root, config.ARCH, config.OBJECTIVE, features, state, card, version=version
-    )
+    try:
+        artifact = artifacts.write_encoder_artifact(
+            registry.root, config.ARCH, config.OBJECTIVE, features, state, card, version=version
+        )
+    except BaseException as exc:  # tell the waiting ranks, then fail here
+        distributed.broadcast_object(f"{_FAILED}{type(exc).__name__}: {exc}")
+        raise
     ckpt_path.unlink(missing_ok=True)
+    distributed.broadcast_object(str(artifact.path))  # no-op with one process
     return artifact
+
+
+_FAILED = "rank 0 could not write the encoder: "
+
+
+def _artifact_from_rank0() -> EncoderArtifact:
+    """On a non-zero rank: the artifact rank 0 wrote (its path comes by broadcast)."""
+    from moola.pretrain.artifacts import load_encoder_artifact
+
+    sent = distributed.broadcast_object(None)
+    if not sent or sent.startswith(_FAILED):
+        raise CheckpointError(sent or "rank 0 wrote no encoder.")
+    return load_encoder_artifact(sent)
 
 
 def _load_corpus(registry: Registry, unlabeled: str) -> tuple[DatasetRef, WindowSet]:
@@ -468,8 +497,15 @@ def _card(
         "wall_time_s": wall,
         "windows_per_s": summary.samples_per_s,
         "device": summary.device,
+        "processes": _processes(),
         "resumed_from_epoch": None if snapshot is None else int(snapshot["epoch"]),
     }
+
+
+def _processes() -> int:
+    """How many processes train the run (1 without a process group)."""
+    group = distributed.current()
+    return 1 if group is None else group.world_size
 
 
 class _EpochReport:

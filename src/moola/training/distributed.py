@@ -37,11 +37,12 @@ With no process group (the usual case) every function here is a no-op or says ra
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "is_main_process",
     "launch",
     "launch_command",
+    "processes",
     "shard",
     "sum_over_ranks",
     "under_launcher",
@@ -147,6 +149,18 @@ def init_from_env(device: str = "auto") -> DistContext | None:
     backend = "nccl" if on_cuda else "gloo"
     torch.distributed.init_process_group(backend, timeout=_TIMEOUT)
     return current()
+
+
+@contextlib.contextmanager
+def processes(device: str = "auto") -> Iterator[DistContext | None]:
+    """Join torchrun's process group for the block (:func:`init_from_env`) and leave it
+    after; yields None (and does nothing) outside torchrun."""
+    context = init_from_env(device) if under_launcher() else None
+    try:
+        yield context
+    finally:
+        if context is not None:
+            destroy()
 
 
 def destroy() -> None:
@@ -248,6 +262,7 @@ def launch_command(nproc: int, args: Sequence[str]) -> list[str]:
         "--standalone",
         f"--nproc-per-node={nproc}",
         "-m",
+        "--",  # what follows is moola's: torchrun must not read --nproc as --nproc-per-node
         "moola.cli.main",
         *args,
     ]
