@@ -166,3 +166,88 @@ def features(
         )
     console.print(table)
     console.print(f"[green]Stored[/] {result.ref}  content hash {result.ref.content_hash}")
+
+
+@app.command()
+def ablation(
+    ctx: typer.Context,
+    raw: str = typer.Option(..., "--raw", help="Raw dataset NAME[@vN] to train on."),
+    news: str = typer.Option(..., "--news", help="Scored news dataset NAME[@vN]."),
+    lag: str = typer.Option("15min", "--lag", help="Publication lag of the news."),
+    half_life: float = typer.Option(4.0, "--half-life", help="Decay half-life, in bars."),
+    baseline: int = typer.Option(96, "--baseline", help="Surprise baseline, in bars."),
+    feature_set: str = typer.Option(
+        "relative11", "--set", help="Price feature set beside the sentiment columns."
+    ),
+    length: int = typer.Option(32, "--length", help="Bars per window."),
+    horizon: int = typer.Option(5, "--horizon", help="Bars ahead the three targets look."),
+    regime_window: int = typer.Option(
+        240, "--regime-window", help="Bars of the trailing volatility regime cut points."
+    ),
+    test_fraction: float = typer.Option(
+        0.3, "--test-fraction", help="Share of the latest windows held out for testing."
+    ),
+    stride: int = typer.Option(1, "--stride", help="Keep every STRIDE-th window."),
+    epochs: int = typer.Option(8, "--epochs", help="Training epochs of each arm."),
+    seed: int = typer.Option(0, "--seed", help="Seed of both arms and of the bootstrap."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the result as JSON here."),
+) -> None:
+    """Train the CNN-LSTM-attention multi-task model with and without the sentiment
+    columns on the same windows and compare them on the same later test windows."""
+    import json
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from moola.core.atomic import atomic_write_bytes
+    from moola.core.errors import describe_validation
+    from moola.features.sentiment import SentimentParams
+    from moola.pipeline.sentiment import resolve_news, sentiment_ablation
+
+    try:
+        params = SentimentParams(lag=lag, half_life=half_life, baseline=baseline)
+    except ValidationError as error:
+        raise ConfigError(describe_validation("sentiment features", error)) from None
+    if out is not None and out.suffix.lower() != ".json":
+        raise ConfigError(f"--out {out}: use a .json file name.")
+    if out is not None and out.exists():
+        raise ConfigError(f"--out {out} already exists; choose another file name.")
+    registry = _registry(ctx)
+    raw_ref = registry.resolve_text(raw, "raw")
+    news_ref = resolve_news(registry, news)
+    with console.status(f"Training with and without {news_ref} on {raw_ref}"):
+        result = sentiment_ablation(
+            registry,
+            raw_ref,
+            news_ref,
+            params=params,
+            feature_set=feature_set,
+            length=length,
+            horizon=horizon,
+            regime_window=regime_window,
+            test_fraction=test_fraction,
+            stride=stride,
+            model={"epochs": epochs},
+            seed=seed,
+        )
+    windows = result.windows
+    table = Table(
+        title=f"Sentiment ablation: {windows['train']:,} training, {windows['test']:,} test "
+        f"windows ({windows['purged']:,} purged)"
+    )
+    for column in ("metric", "with sentiment", "without", "difference", "95% interval"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    with_, without = result.arms["with_sentiment"], result.arms["without_sentiment"]
+    for metric, diff in result.difference.items():
+        table.add_row(
+            metric,
+            f"{with_[metric]:.4g}",
+            f"{without[metric]:.4g}",
+            f"{diff['difference']:+.4g}",
+            f"[{diff['low']:+.4g}, {diff['high']:+.4g}]",
+        )
+    console.print(table)
+    console.print(f"direction base rate (majority class): {with_['direction_base_rate']:.4g}")
+    if out is not None:
+        atomic_write_bytes(out, (json.dumps(asdict(result), indent=2, default=str) + "\n").encode())
+        console.print(f"[green]Wrote[/] {out}")
