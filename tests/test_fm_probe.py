@@ -13,7 +13,7 @@ from moola.data.registry import Registry
 from moola.models import create
 from moola.models.foundation import directory_sha256
 from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
-from moola.testing.foundation import tiny_chronos_bolt, tiny_kronos
+from moola.testing.foundation import tiny_chronos_bolt, tiny_kronos, tiny_timesfm
 from moola.tracking.runs import RunStore
 from tests.test_cli import run
 
@@ -31,10 +31,14 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("fm-weights")
-    return {"chronos": tiny_chronos_bolt(root / "chronos"), "kronos": tiny_kronos(root / "kronos")}
+    return {
+        "chronos": tiny_chronos_bolt(root / "chronos"),
+        "kronos": tiny_kronos(root / "kronos"),
+        "timesfm": tiny_timesfm(root / "timesfm"),
+    }
 
 
-@pytest.mark.parametrize("kind", ["chronos", "kronos"])
+@pytest.mark.parametrize("kind", ["chronos", "kronos", "timesfm"])
 def test_train_records_the_weights_folder_and_hash_in_the_manifest(capsys, root, weights, kind):
     params = json.dumps({"backbone": kind, "path": str(weights[kind])})
     code, _, err = run(

@@ -10,7 +10,7 @@ import pytest
 
 from moola.core.errors import CheckpointError, ConfigError
 from moola.models.foundation import directory_sha256, load_backbone
-from moola.testing.foundation import tiny_chronos_bolt, tiny_kronos
+from moola.testing.foundation import tiny_chronos_bolt, tiny_kronos, tiny_timesfm
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def folders(tmp_path_factory):
     return {
         "chronos": tiny_chronos_bolt(root / "chronos", context_length=64),
         "kronos": tiny_kronos(root / "kronos", context_length=64),
+        "timesfm": tiny_timesfm(root / "timesfm"),
     }
 
 
@@ -30,7 +31,9 @@ def _ohlc(n=6, t=40, seed=0):
     return np.stack([open_, high, low, close], axis=2)
 
 
-@pytest.mark.parametrize(("kind", "width"), [("chronos", 4 * 16), ("kronos", 16)])
+@pytest.mark.parametrize(
+    ("kind", "width"), [("chronos", 4 * 16), ("kronos", 16), ("timesfm", 4 * 32)]
+)
 def test_embeddings_have_the_documented_shape_and_repeat_exactly(folders, kind, width):
     windows = _ohlc()
     first = load_backbone(kind, folders[kind]).embed(windows)
@@ -44,8 +47,9 @@ def test_embeddings_have_the_documented_shape_and_repeat_exactly(folders, kind, 
     )
 
 
-def test_chronos_forecasts_quantiles_of_the_last_channel(folders):
-    backbone = load_backbone("chronos", folders["chronos"])
+@pytest.mark.parametrize("kind", ["chronos", "timesfm"])
+def test_forecasts_are_quantiles_of_the_last_channel(folders, kind):
+    backbone = load_backbone(kind, folders[kind])
     windows = _ohlc()
     quantiles = backbone.forecast(windows, 5, (0.1, 0.5, 0.9))
     assert quantiles.shape == (6, 5, 3) and np.isfinite(quantiles).all()
@@ -103,3 +107,25 @@ def test_windows_longer_than_the_context_or_of_the_wrong_width_are_refused(folde
     assert kronos.embed(np.concatenate([_ohlc(), np.ones((6, 40, 1))], axis=2)).shape == (6, 16)
     with pytest.raises(ConfigError, match="NaN"):
         chronos.embed(np.full((2, 10, 4), np.nan))
+
+
+def test_timesfm_reads_its_sizes_off_the_checkpoint_and_refuses_other_architectures(
+    folders, tmp_path
+):
+    # the package builds the 200M sizes; the adapter reads them off the tensor shapes
+    wider = load_backbone("timesfm", tiny_timesfm(tmp_path / "wide", model_dims=48))
+    assert wider.embed(_ohlc(n=2)).shape == (2, 4 * 48)
+    backbone = load_backbone("timesfm", folders["timesfm"])
+    # windows that are not a whole number of patches are padded on the left: forecasts
+    # depend on the window, one window alone or in a batch
+    odd = _ohlc(n=3, t=37)
+    quantiles = backbone.forecast(odd, 3, (0.1, 0.25, 0.5, 0.9))
+    np.testing.assert_allclose(
+        backbone.forecast(odd[1:2], 3, (0.1, 0.25, 0.5, 0.9)), quantiles[1:2]
+    )
+    assert (np.diff(quantiles, axis=2) >= -1e-9).all()  # levels never cross
+    with pytest.raises(ConfigError, match=r"\[0\.1, 0\.9\]"):
+        backbone.forecast(odd, 3, (0.05, 0.5))
+    # a Chronos folder holds config.json and model.safetensors too: refused by its tensors
+    with pytest.raises(CheckpointError, match=r"not a TimesFM 2\.5 checkpoint"):
+        load_backbone("timesfm", folders["chronos"])

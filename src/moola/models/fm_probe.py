@@ -1,7 +1,7 @@
 """A linear probe on a frozen foundation model: the honest test of its representations.
 
 ``fm_probe`` embeds each window with a pretrained backbone read from a local folder
-(``moola.models.foundation``: Chronos-Bolt, Kronos), never updates it, and fits
+(``moola.models.foundation``: Chronos-Bolt, Kronos, TimesFM 2.5), never updates it, and fits
 StandardScaler + LogisticRegression (L2, balanced classes) on the embeddings, the same
 classifier head as MiniRocket's. Put beside moola's own pretrained encoder and a model
 trained from scratch on the same purged folds, it answers the question the field keeps
@@ -12,7 +12,7 @@ The backbone is not saved in the model file (it is the user's, often hundreds of
 the file records its folder and the content hash read at fit (``backbone_sha256_``; a run
 also records it in its manifest's parameters), and prediction reloads the folder and
 refuses it if the hash differs. Windows are
-the raw OHLC bars by default (the card's input view), which both backbones expect.
+the raw OHLC bars by default (the card's input view), which the backbones expect.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class FoundationProbe(SklearnEstimator):
 
     Parameters
     ----------
-    backbone : "chronos" or "kronos", default "chronos"
+    backbone : "chronos", "kronos" or "timesfm", default "chronos"
         Which adapter reads the folder (``moola.models.foundation.BACKBONES``).
     path : str
         Folder of the backbone's weights (required; see ``BACKBONES[kind].download_hint``).
@@ -162,7 +162,7 @@ def fm_probe_params(model_name: str, fixed: Any = None) -> type[ModelParams]:
         model_name,
         FoundationProbe,
         {
-            "backbone": Literal["chronos", "kronos"],
+            "backbone": Literal["chronos", "kronos", "timesfm"],
             "path": str,  # required at fit (an empty path is refused naming it)
             "backbone_sha256": Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None,
             "C": Annotated[float, Field(gt=0)],

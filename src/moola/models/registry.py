@@ -184,8 +184,9 @@ MODEL_CARDS: dict[str, ModelCard] = {
             "ACTIVE",
             "sequence",
             "class probabilities",
-            "A frozen foundation model (Chronos-Bolt or Kronos, read from a local folder) "
-            "embeds each window; a logistic regression probe classifies the embeddings.",
+            "A frozen foundation model (Chronos-Bolt, Kronos or TimesFM, read from a local "
+            "folder) embeds each window; a logistic regression probe classifies the "
+            "embeddings.",
             "moola.models.fm_probe:FoundationProbe",
             inputs="ohlc",
         ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["tiny_chronos_bolt", "tiny_kronos"]
+__all__ = ["tiny_chronos_bolt", "tiny_kronos", "tiny_timesfm"]
 
 
 def tiny_chronos_bolt(path: str | Path, *, seed: int = 0, context_length: int = 128) -> Path:
@@ -93,4 +93,44 @@ def tiny_kronos(path: str | Path, *, seed: int = 0, context_length: int = 512) -
         learn_te=True,
     ).save_pretrained(folder / "model")
     (folder / "moola_backbone.json").write_text(json.dumps({"context_length": context_length}))
+    return folder
+
+
+def tiny_timesfm(path: str | Path, *, seed: int = 0, model_dims: int = 32) -> Path:
+    """A TimesFM 2.5 network of the package's own definition at small sizes (patches of 8,
+    output patches of 16, two layers of ``model_dims`` with 4 heads), saved to ``path`` by
+    the package's ``TimesFM_2p5_200M_torch.save_pretrained`` (``config.json`` +
+    ``model.safetensors``, as google/timesfm-2.5-200m-pytorch holds)."""
+    import torch
+    from timesfm import configs
+    from timesfm.timesfm_2p5.timesfm_2p5_base import TimesFM_2p5_200M_Definition
+    from timesfm.timesfm_2p5.timesfm_2p5_torch import (
+        TimesFM_2p5_200M_torch,
+        TimesFM_2p5_200M_torch_module,
+    )
+
+    d = model_dims
+    definition = TimesFM_2p5_200M_Definition(
+        input_patch_len=8,
+        output_patch_len=16,
+        output_quantile_len=32,
+        tokenizer=configs.ResidualBlockConfig(16, d, d, True, "swish"),
+        stacked_transformers=configs.StackedTransformersConfig(
+            2, configs.TransformerConfig(d, d, 4, "rms", "rms", "rms", False, True, "swish", True)
+        ),
+        output_projection_point=configs.ResidualBlockConfig(d, d, 16 * 10, False, "swish"),
+        output_projection_quantiles=configs.ResidualBlockConfig(d, d, 32 * 10, False, "swish"),
+    )
+    module_class = type(
+        "TinyTimesFMModule", (TimesFM_2p5_200M_torch_module,), {"config": definition}
+    )
+
+    class TinyTimesFM(TimesFM_2p5_200M_torch):
+        def __init__(self, torch_compile: bool = False) -> None:
+            self.model = module_class()
+            self.torch_compile = torch_compile
+
+    torch.manual_seed(seed)
+    folder = Path(path)
+    TinyTimesFM(torch_compile=False).save_pretrained(folder)
     return folder

@@ -1,6 +1,7 @@
 """Foundation models (pretrained sequence models read from a local folder) behind one
 interface: ``load_backbone(kind, path)`` -> ``Backbone`` with ``embed`` and ``forecast``.
-Kinds: ``chronos`` (Chronos-Bolt), ``kronos``. See ``moola.models.foundation.base``."""
+Kinds: ``chronos`` (Chronos-Bolt), ``kronos``, ``timesfm`` (TimesFM 2.5). See
+``moola.models.foundation.base``."""
 
 from moola.models.foundation.base import (
     BACKBONES,

@@ -133,6 +133,16 @@ BACKBONES: dict[str, BackboneSpec] = {
             "download NeoQuasar/Kronos-mini --local-dir PATH/model` on a machine with "
             "internet, then copy PATH here",
         ),
+        BackboneSpec(
+            "timesfm",
+            "moola.models.foundation.timesfm:TimesFMBackbone",
+            "timesfm",
+            "timesfm",
+            ("config.json", "model.safetensors"),
+            "a TimesFM 2.5 checkpoint folder (config.json and model.safetensors), e.g. "
+            "`huggingface-cli download google/timesfm-2.5-200m-pytorch --local-dir PATH` on "
+            "a machine with internet, then copy PATH here",
+        ),
     )
 }
 
