@@ -130,7 +130,8 @@ class RayExecutor:
         except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
             raise ConfigError(
                 f"Cannot join a Ray cluster at address {self.address!r}: {exc}. Start one "
-                "(`ray start --head`) or check the address; address=None starts a local one.",
+                "(Ray's own command: ray start, as head) or check the address; address=None "
+                "starts a local one.",
                 param="address",
             ) from None
         self._owned = self.address is None
@@ -302,7 +303,7 @@ def _check_reachable(address: str, timeout_s: float) -> None:
     except OSError as exc:
         raise ConfigError(
             f"Ray address {address} is unreachable ({exc}; waited at most {timeout_s:g} s). "
-            "Check that the cluster's head is running there (`ray start --head`) and that "
-            "this machine can reach it.",
+            "Check that the cluster's head runs there (Ray's own command: ray start, as head) "
+            "and that this machine can reach it.",
             param="address",
         ) from None
