@@ -174,3 +174,53 @@ def test_stats_prints_json(lab):
     table = _run(registry.root, "annotate", "stats")
     assert table.exit_code == 0, table.output
     assert "keeper_by_batch" in table.output and "b1" in table.output
+
+
+def test_review_a_runs_likely_label_errors_correct_one_in_the_app_and_commit(tmp_path):
+    """The review loop: moola annotate review RUN, a correction in the app (review mode),
+    moola annotate commit: a new version of the reviewed dataset with the label changed."""
+    from fastapi.testclient import TestClient
+
+    from moola.annotate.app import create_app
+    from moola.data.windows import labeled_windows_table
+    from moola.pipeline.datasets import make_and_store_split, synthesize_raw
+    from moola.pipeline.train import TrainConfig, run_training
+
+    registry = Registry(tmp_path / "moola_data")
+    raw, market = synthesize_raw(registry, "mkt", n_bars=21_000, n_patterns=100, seed=3)
+    patterns = market.patterns
+    labels = patterns["label"].astype(str).tolist()
+    for i in (5, 17, 33, 52, 70, 90):  # given the wrong label: cleanlab should doubt them
+        labels[i] = "retracement" if labels[i] == "consolidation" else "consolidation"
+    table = labeled_windows_table(
+        registry.load_raw("mkt"), patterns["start"].to_numpy(), 105, labels, source="human"
+    )
+    ref = registry.write_labeled("pat", raw, table, length=105)
+    make_and_store_split(registry, ref, "purged-kfold", name="kf", folds=3, embargo=105)
+    config = TrainConfig(model="logistic_regression", dataset="pat", split="kf", n_bootstrap=2)
+    run_id = run_training(registry, config).run_id
+
+    made = _run(registry.root, "annotate", "review", run_id, "--name", "rev", "--limit", "3")
+    assert made.exit_code == 0, made.output
+    assert "moola annotate serve --batch rev" in made.output
+    client = TestClient(
+        create_app(registry.root, token="r" * 20), headers={"Authorization": "Bearer " + "r" * 20}
+    )
+    shown = client.get("/api/batches/rev/next").json()
+    assert shown["kind"] == "review" and shown["window"]["model_proba"]
+    given = shown["window"]["given_label"]
+    corrected = "retracement" if given == "consolidation" else "consolidation"
+    answer = client.post(
+        "/api/batches/rev/actions",
+        json={"window_id": shown["window"]["window_id"], "kind": "label", "label": corrected},
+    )
+    assert answer.status_code == 200 and answer.json()["decided"]
+
+    committed = _run(registry.root, "annotate", "commit", "--batch", "rev")
+    assert committed.exit_code == 0, committed.output
+    assert "labeled/pat@v2" in committed.output and "1 label(s) corrected" in committed.output
+    new = registry.load_labeled("pat").table
+    start = shown["window"]["start_row"]
+    assert new.loc[new["start"] == start, "label"].tolist() == [corrected]
+    old = registry.load_labeled("pat", 1).table
+    assert old.loc[old["start"] == start, "label"].tolist() == [given]
