@@ -34,6 +34,7 @@ with line-level error reporting (gdeltPyR downloads; it does not validate local 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import zipfile
@@ -445,6 +446,9 @@ def _read_one(file: Path, relevance: Relevance) -> tuple[list[dict[str, Any]], G
         if tone is None:
             report.add(shown, number, "bad V2Tone (not 7 numbers)")
             continue
+        if themes and not _any_theme(fields, themes):  # most records stop here, cheaply
+            report.irrelevant += 1
+            continue
         row = _record(fields, published, tone, shown, number)
         if not _relevant(row, themes, countries, keywords):
             report.irrelevant += 1
@@ -512,6 +516,7 @@ def _check_layout(lines: list[str], shown: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=1024)  # every record of a 15-minute file has the same DATE
 def _date(text: str) -> datetime | None:
     text = text.strip()
     if not _DATE.match(text):
@@ -589,6 +594,14 @@ def _record(
         "file": file,
         "line": line,
     }
+
+
+def _any_theme(fields: list[str], themes: tuple[str, ...]) -> bool:
+    """Whether the raw Themes (or V2Themes) field may hold one of ``themes``: a substring
+    test, so never a false "no"; ``_relevant`` then decides exactly."""
+    text = fields[_COL["Themes"]] or fields[_COL["V2Themes"]]
+    upper = text.upper()
+    return any(theme in upper for theme in themes)
 
 
 def _relevant(
