@@ -184,11 +184,10 @@ class _Bars:
 
 @dataclass
 class _Open:
-    """A batch being served: its store, its bars, and its replayed state with the log
-    file's (size, mtime) when replayed."""
+    """A batch being served: its store, its replayed state with the log file's (size,
+    mtime) when replayed. Its bars are the raw version's, loaded on its first window."""
 
     store: BatchStore
-    bars: _Bars
     index: dict[str, int]
     state: BatchState | None = None
     stamp: tuple[int, int] | None = None
@@ -267,7 +266,6 @@ class Annotations:
                 store = BatchStore.open(self.root, name)
                 opened = _Open(
                     store=store,
-                    bars=self._raw_bars(store.batch.raw),
                     index={w.window_id: i for i, w in enumerate(store.batch.windows)},
                 )
                 self._open[name] = opened
@@ -314,7 +312,9 @@ class Annotations:
             batch = opened.store.batch
             windows = batch.windows
             if not windows:
-                raise ConfigError(f"batch {name!r} holds no windows.", param="batch")
+                raise ConfigError(
+                    f"batch {name!r} holds no windows: nothing to label.", param="batch"
+                )
             if index is None:
                 index = state.resume if state.resume is not None else len(windows) - 1
             if not 0 <= index < len(windows):
@@ -323,7 +323,8 @@ class Annotations:
                     param="index",
                 )
             window = windows[index]
-            bars, before, after = opened.bars.around(window, batch.context)
+            raw_bars = self._raw_bars(batch.raw)  # loaded once per raw version, then kept
+            bars, before, after = raw_bars.around(window, batch.context)
             current, decided = self._state(opened, index)
             return WindowView(
                 batch=batch.name,
