@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from moola.annotate import store
-from moola.annotate.review import label_issues, review_batch
+from moola.annotate.review import label_issues, review_batch, suspects
 from moola.core.errors import ConfigError
 from moola.data.blacklist import add_entries, make_entry
 from moola.data.registry import Registry
@@ -78,6 +78,23 @@ def test_limit_keeps_the_most_suspicious_and_blacklisted_windows_are_left_out(la
     after = review_batch(registry, runs["kf"], name="rev-after-blacklist")
     assert first.window_id not in {w.window_id for w in after.windows}
     assert after.params["blacklisted_left_out"] == 1
+    # Asked for more than cleanlab flags: the flagged ones, then the least self-confident.
+    flagged = after.params["flagged"]
+    assert flagged == len(after.windows)  # no limit: the flagged windows only
+    wide = review_batch(registry, runs["kf"], name="rev-wide", limit=flagged + 5)
+    assert len(wide.windows) == flagged + 5 and wide.params["flagged"] == flagged
+    assert wide.windows[:flagged] == after.windows
+    rest = [w.score for w in wide.windows[flagged:]]
+    assert rest == sorted(rest) and min(rest) >= 0
+
+
+def test_suspects_fill_up_a_limit_by_rising_confidence():
+    labels = np.array([0, 0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.8, 0.2], [0.55, 0.45]])
+    flagged = np.array([3])
+    assert suspects(flagged, labels, proba, None).tolist() == [3]
+    assert suspects(flagged, labels, proba, 3).tolist() == [3, 1, 4]
+    assert suspects(flagged, labels, proba, 10).tolist() == [3, 1, 4, 2, 0]
 
 
 def test_a_run_without_oof_probabilities_is_refused_naming_it(lab):

@@ -5,12 +5,15 @@ was predicted by a model that never saw it, nor its purged neighbours), hands th
 the given labels to cleanlab's confident-learning filter
 (``cleanlab.filter.find_label_issues``, ranked by self-confidence: the model's
 probability of the given label) and writes the windows it flags as a *review* batch,
-most suspicious first. Each window carries its given label, the model's probabilities
-per class, the model's own choice as the suggestion (source ``run:<id>``) and, as its
-score, the self-confidence (lower means more likely mislabelled). The review store is
-separate from the normal one (``moola.annotate.store``), so corrections never mix with
-new labels; ``moola.annotate.commit`` turns accepted corrections into a new version of the
-reviewed dataset.
+most suspicious first. Asked for ``limit`` windows, it gives the ``limit`` likeliest
+errors: the flagged ones, then the others by rising self-confidence (confident learning
+is cautious on a small set and may flag none of 50 windows). Each window carries its
+given label, the model's probabilities per class, the model's own choice as the
+suggestion (source ``run:<id>``) and, as its score, the self-confidence (lower means
+more likely mislabelled). The review store is separate from the normal one
+(``moola.annotate.store``), so corrections never mix with new labels;
+``moola.annotate.commit`` turns accepted corrections into a new version of the reviewed
+dataset.
 
 Only OOF probabilities will do: in-sample probabilities agree with the labels they were
 fitted on, mislabelled windows included, so a run without them (a holdout run, a
@@ -35,7 +38,7 @@ from moola.data.blacklist import read_blacklist
 from moola.data.registry import Registry
 from moola.tracking.runs import RunStore
 
-__all__ = ["REVIEW_STRATEGY", "label_issues", "review_batch"]
+__all__ = ["REVIEW_STRATEGY", "label_issues", "review_batch", "suspects"]
 
 REVIEW_STRATEGY = "cleanlab"
 
@@ -55,6 +58,26 @@ def label_issues(labels: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.
     indices = find_label_issues(labels, proba, return_indices_ranked_by="self_confidence", n_jobs=1)
     indices = np.asarray(indices, dtype=np.int64)
     return indices, proba[indices, labels[indices]]
+
+
+def suspects(
+    flagged: np.ndarray, labels: np.ndarray, proba: np.ndarray, limit: int | None
+) -> np.ndarray:
+    """Rows to review, most suspicious first: with no ``limit`` the ``flagged`` rows (in
+    their order); with one, the first ``limit`` of the flagged rows followed by every other
+    row by rising probability of its given label.
+
+    Confident learning is cautious on a small set (its per-class thresholds are averages
+    over few windows, and 50 windows may get no flag at all), while a reviewer asking for
+    ``limit`` windows wants the ``limit`` likeliest errors; the batch records how many
+    were flagged.
+    """
+    if limit is None:
+        return np.asarray(flagged, dtype=np.int64)
+    confidence = proba[np.arange(len(labels)), labels]
+    others = np.setdiff1d(np.arange(len(labels)), flagged)
+    others = others[np.argsort(confidence[others], kind="stable")]
+    return np.concatenate([np.asarray(flagged, dtype=np.int64), others])[:limit]
 
 
 def _oof(registry: Registry, run: str) -> tuple[Any, pd.DataFrame, tuple[str, ...]]:
@@ -105,7 +128,9 @@ def review_batch(
     context: int = DEFAULT_CONTEXT,
 ) -> Batch:
     """Store the windows of ``run``'s labeled dataset that cleanlab flags as likely
-    mislabelled as the review batch ``name`` (at most ``limit``, most suspicious first).
+    mislabelled as the review batch ``name``, most suspicious first; with ``limit``, the
+    ``limit`` likeliest errors (the flagged ones first, then the others by rising
+    probability of their given label: see ``suspects``).
 
     Errors (nothing written): ``ConfigError`` naming the run when it has no OOF class
     probabilities, or naming ``name`` when that batch exists; ``RegistryError`` when the
@@ -133,11 +158,9 @@ def review_batch(
         windows["symbol"], windows["start_ts"], windows["end_ts"]
     )
     keep = np.flatnonzero(~banned)
-    found, confidence = label_issues(labels[keep], proba[keep])
-    found = keep[found]
-    total = len(found)
-    if limit is not None:
-        found, confidence = found[:limit], confidence[:limit]
+    flagged, _ = label_issues(labels[keep], proba[keep])
+    found = keep[suspects(flagged, labels[keep], proba[keep], limit)]
+    confidence = proba[found, labels[found]]
     pinned = f"{raw['name']}@v{raw['version']}"
     length = int(meta["length"])
     refs = []
@@ -178,7 +201,7 @@ def review_batch(
             "probabilities": "uncalibrated out-of-fold (p_<class>)",
             "reviewed_windows": len(keep),
             "blacklisted_left_out": int(banned.sum()),
-            "issues_found": int(total),
+            "flagged": len(flagged),
             "limit": limit,
         },
         source_run=manifest.run_id,
