@@ -112,7 +112,9 @@ class TrialOutcome:
     (None unless complete), the run's headline ``metrics``, its ``run_id`` (None when no
     run was recorded), the ``intermediate`` values reported as ``(step, value)`` in order,
     ``error`` (the exception, for a failed trial) and ``seconds`` spent. ``unrecorded``:
-    the computed run, when the payload asked the driver to record it."""
+    the computed run, when the payload asked the driver to record it. ``system_attrs``:
+    what the pruner noted on the trial where it ran (successive halving's rungs), for the
+    driver to keep in the study, where the next trials' pruners look for it."""
 
     number: int
     state: TrialState
@@ -123,6 +125,7 @@ class TrialOutcome:
     error: str | None = None
     seconds: float = 0.0
     unrecorded: Any = None
+    system_attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TrialExecutor(Protocol):
@@ -233,6 +236,7 @@ def evaluate_trial(payload: TrialPayload) -> TrialOutcome:
         outcome,
         intermediate=tuple(reporter.reported),
         seconds=round(time.perf_counter() - started, 3),
+        system_attrs=reporter.system_attrs(),
     )
 
 
@@ -375,6 +379,13 @@ class _Reporter:
         trial.report(value, step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step} (value {value:.6g})")
+
+    def system_attrs(self) -> dict[str, Any]:
+        """What the pruner noted on this trial (empty when it never looked)."""
+        if self._trial is None:
+            return {}
+        study = self._trial.study
+        return dict(study._storage.get_trial(self._trial._trial_id).system_attrs)
 
     def _live_trial(self) -> optuna.Trial:
         if self._trial is None:

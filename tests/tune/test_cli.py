@@ -1,0 +1,74 @@
+"""`moola tune ...` through a small Typer app that mounts it as cli/main.py will (with the
+same global --data-root option)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from moola.cli import tune as tune_commands
+from moola.core.errors import ConfigError
+from moola.core.settings import load_settings
+from moola.tracking.runs import RunStore
+from moola.tune.storage import study_dir
+from tests.tune._study_lab import logistic_space, make_lab, write_yaml
+
+app = typer.Typer()
+app.add_typer(tune_commands.app, name="tune")
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context, data_root: Annotated[Path | None, typer.Option("--data-root")] = None
+) -> None:
+    ctx.obj = load_settings(home=data_root)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return make_lab(tmp_path_factory.mktemp("cli") / "moola_data").root
+
+
+def _invoke(root: Path, *args: str):
+    return CliRunner().invoke(app, ["--data-root", str(root), "tune", *args])
+
+
+def test_run_show_and_report_a_study(root, tmp_path):
+    space = write_yaml(tmp_path / "space.yaml", logistic_space("fc"))
+    ran = _invoke(root, "run", "--space", str(space), "--study", "cli", "--trials", "2",
+                  "--sampler", "random", "--seed", "4")  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert "Study cli" in ran.output and "2 / 0 / 0" in ran.output
+    lines = [line for line in RunStore(root).results() if line.get("study") == "cli"]
+    assert sorted(line["trial"] for line in lines) == [0, 1]
+
+    shown = _invoke(root, "show", "cli")
+    assert shown.exit_code == 0, shown.output
+    assert "Best: trial" in shown.output and "params.C" in shown.output
+    best = min(lines, key=lambda line: line["metrics"]["log_loss"])
+    assert best["run_id"] in shown.output.replace("\n", "")
+
+    reported = _invoke(root, "report", "cli")
+    assert reported.exit_code == 0, reported.output
+    assert (study_dir(root, "cli") / "report.html").is_file()
+
+
+def test_bad_input_is_refused_before_anything_is_written(root, tmp_path):
+    bad = write_yaml(
+        tmp_path / "bad.yaml", {**logistic_space("fc"), "objective": {"metric": "test_auc"}}
+    )
+    result = _invoke(root, "run", "--space", str(bad), "--study", "nope", "--trials", "1")
+    assert isinstance(result.exception, ConfigError)
+    assert "bad.yaml" in str(result.exception) and "test part" in str(result.exception)
+    good = write_yaml(tmp_path / "good.yaml", logistic_space("fc"))
+    result = _invoke(root, "run", "--space", str(good), "--study", "nope", "--trials", "1",
+                     "--address", "127.0.0.1:1")  # fmt: skip
+    assert isinstance(result.exception, ConfigError) and "--backend ray" in str(result.exception)
+    result = _invoke(root, "run", "--space", str(good), "--study", "nope", "--trials", "1",
+                     "--sampler", "grid")  # fmt: skip
+    assert isinstance(result.exception, ConfigError) and "Unknown sampler" in str(result.exception)
+    assert not study_dir(root, "nope").exists()
