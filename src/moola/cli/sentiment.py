@@ -238,9 +238,15 @@ def ablation(
     for column in ("metric", "with sentiment", "without", "difference", "95% interval"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     with_, without = result.arms["with_sentiment"], result.arms["without_sentiment"]
+    labels = {
+        "direction_accuracy": "direction accuracy",
+        "volatility_mse": "volatility MSE",
+        "volatility_rank_corr": "volatility rank corr.",
+        "regime_accuracy": "regime accuracy",
+    }
     for metric, diff in result.difference.items():
         table.add_row(
-            metric,
+            labels.get(metric, metric),
             f"{with_[metric]:.4g}",
             f"{without[metric]:.4g}",
             f"{diff['difference']:+.4g}",
