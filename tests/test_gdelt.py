@@ -137,3 +137,18 @@ def test_record_texts_prefer_quotations_then_themes_and_names():
     assert texts["20240102101500-2"].startswith("inflation is moving sustainably")
     assert texts["20240102101500-1"].startswith("econ centralbank, econ interest rates")
     assert "Christine Lagarde" in texts["20240102101500-1"]
+
+
+def test_a_header_line_and_windows_line_ends_are_read_alike(tmp_path):
+    """Tools that re-save GKG files add a header row or CRLF line ends; the records and the
+    line numbers of malformed lines stay those of the file."""
+    with zipfile.ZipFile(BATCH_1015) as archive:
+        text = archive.read("20240102101500.gkg.csv").decode()
+    changed = tmp_path / "20240102101500.gkg.csv"
+    changed.write_bytes(("\t".join(GKG_COLUMNS) + "\n" + text).replace("\n", "\r\n").encode())
+    plain = read_gkg(BATCH_1015, relevance=Relevance(themes=()))
+    read = read_gkg(changed, relevance=Relevance(themes=()))
+    assert read.records["record_id"].tolist() == plain.records["record_id"].tolist()
+    assert read.records["url"].tolist() == plain.records["url"].tolist()
+    assert read.report.malformed == plain.report.malformed
+    assert sorted(e.line for e in read.report.examples) == [7, 8]  # one line further down
