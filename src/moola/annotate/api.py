@@ -215,8 +215,8 @@ def _progress(state: BatchState) -> Progress:
 class Annotations:
     """The app's access to the annotation stores under ``root`` (one per server).
 
-    Thread-safe: uvicorn runs sync handlers in a thread pool, so one lock guards the
-    caches; appends are ordered by the log's own file lock.
+    Thread-safe: handlers run on the event loop and in a thread pool, so one lock guards
+    the caches; appends are ordered by the log's own file lock, outside that lock.
     """
 
     def __init__(self, root: str | Path, *, by: str = "") -> None:
@@ -271,6 +271,12 @@ class Annotations:
                 self._open[name] = opened
             self._refresh(opened)
             return opened
+
+    def loaded(self, name: str) -> bool:
+        """Whether batch ``name`` is open with its bars in memory (serving it reads no
+        bars from disk; its log is re-read only if it changed)."""
+        opened = self._open.get(name)
+        return opened is not None and opened.store.batch.raw in self._bars
 
     def _raw_bars(self, raw: str) -> _Bars:
         if raw not in self._bars:
@@ -346,11 +352,13 @@ class Annotations:
     def act(self, name: str, action: NewAction) -> ActionResult:
         """Append ``action`` to batch ``name``'s log (on disk when this returns; a D grade's
         blacklist entry before it) and return the window's new state."""
+        opened = self._batch(name)
+        if self.by and not action.by:
+            action = action.model_copy(update={"by": self.by})
+        # Outside the cache lock: the log's own file lock orders appends, and windows are
+        # served meanwhile instead of waiting for this action's fsync.
+        logged = opened.store.record(action)
         with self._lock:
-            opened = self._batch(name)
-            if self.by and not action.by:
-                action = action.model_copy(update={"by": self.by})
-            logged = opened.store.record(action)
             self._refresh(opened)
             assert opened.state is not None
             index = opened.index[action.window_id]
