@@ -86,6 +86,17 @@ def _wait_until_ready(driver) -> None:
     )
 
 
+def _wait_for_text(driver, element_id: str, text: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20, poll_frequency=0.05).until(
+        lambda d: (
+            d.find_element("id", element_id).text == text
+            and d.find_element("tag name", "body").get_attribute("data-ready") == "true"
+        )
+    )
+
+
 def _keys(driver, keys: str) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -121,6 +132,14 @@ def test_label_three_windows_with_the_keyboard_grade_one_d_and_commit(tmp_path, 
         _keys(browser, "1d")  # consolidation, then D: removed and blacklisted
         _wait_for_window(browser, 3)
         assert "1 D" in browser.find_element("id", "progress-text").text
+        _keys(browser, "2")  # a label on window 3, then undone with u
+        _wait_for_text(browser, "state-label", "retracement")
+        _keys(browser, "u")
+        _wait_for_text(browser, "state-label", "-")
+        note = "<b>wide</b> range, odd open"
+        _keys(browser, "n")
+        _keys(browser, note + "\n")  # n opens the note field, Enter saves it
+        _wait_for_text(browser, "state-note", note)  # shown as text, not as markup
         shot = _save_screenshot(browser, tmp_path)
         # a reload resumes at the first window not done
         browser.get(server.url("/label?batch=b1"))
@@ -133,11 +152,13 @@ def test_label_three_windows_with_the_keyboard_grade_one_d_and_commit(tmp_path, 
     assert shot.stat().st_size > 10_000
 
     states = BatchStore(registry.root, batch).state().windows
-    assert [(s.label, s.grade) for s in states[:3]] == [
+    assert [(s.label, s.grade) for s in states] == [
         ("consolidation", "A"),
         ("retracement", "B"),
         ("consolidation", "D"),
+        (None, None),
     ]
+    assert states[3].note == note
     result = commit_batch(registry, "b1", into="patterns")
     assert result.created and result.added == 2
     table = registry.load_labeled("patterns").table
