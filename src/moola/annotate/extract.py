@@ -584,21 +584,20 @@ def extract_batch(
     on_progress("suggesting labels")
     labels, sources = suggest(bars, chosen, config.length)
     pinned = ref.pinned
-    symbols = bars["symbol"].astype(str).to_numpy()
-    stamps = bars["timestamp"]
+    symbols = bars["symbol"].iloc[chosen].astype(str).tolist()
+    firsts = pd.DatetimeIndex(bars["timestamp"].iloc[chosen]).to_pydatetime()
+    lasts = pd.DatetimeIndex(bars["timestamp"].iloc[chosen + config.length - 1]).to_pydatetime()
     windows = []
     for i, start in enumerate(chosen.tolist()):
-        end = start + config.length - 1
-        start_ts = stamps.iloc[start].to_pydatetime()
         windows.append(
             WindowRef(
-                window_id=make_window_id(pinned, symbols[start], start_ts, config.length),
+                window_id=make_window_id(pinned, symbols[i], firsts[i], config.length),
                 raw=pinned,
-                symbol=symbols[start],
+                symbol=symbols[i],
                 start_row=start,
-                end_row=end,
-                start_ts=start_ts,
-                end_ts=stamps.iloc[end].to_pydatetime(),
+                end_row=start + config.length - 1,
+                start_ts=firsts[i],
+                end_ts=lasts[i],
                 length=config.length,
                 suggestion=labels[i],
                 suggestion_source=sources[i],
