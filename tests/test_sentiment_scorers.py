@@ -138,3 +138,20 @@ def test_create_scorer_names_and_options():
     with pytest.raises(ConfigError, match="takes none"):
         create_scorer("tone", model_dir="/tmp")
     assert create_scorer("tone").describe()["scorer"] == "tone"
+
+
+def test_the_transformer_runs_on_the_device_asked_for(tmp_path):
+    import torch
+
+    from moola.core.errors import DeviceError
+
+    directory = tiny_classifier(tmp_path / "m")
+    scorer = create_scorer("transformer", model_dir=directory, device="cpu")
+    assert scorer.describe()["device"] == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="'cuda' was requested"):
+            create_scorer("transformer", model_dir=directory, device="cuda")
+    else:  # the same scores on the GPU, within float32 rounding
+        gpu = create_scorer("transformer", model_dir=directory, device="cuda")
+        texts = ["rates is high", "growth strong weak bank"]
+        np.testing.assert_allclose(gpu.score(texts)[0], scorer.score(texts)[0], atol=1e-5)

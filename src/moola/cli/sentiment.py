@@ -99,14 +99,22 @@ def score(
         None, "--name", help="Scored dataset name (default NAME-SCORER)."
     ),
 ) -> None:
-    """Score every record of a news dataset and store the scored records."""
+    """Score every record of a news dataset and store the scored records (a transformer
+    runs on the global --device)."""
     from moola.pipeline.sentiment import load_news, resolve_news, score_news
 
     check_new_name(name, "--name")
     registry = _registry(ctx)
     ref = resolve_news(registry, news)
     with console.status(f"Scoring {ref} with {scorer}"):
-        scored = score_news(registry, ref, scorer=scorer, name=name, model_dir=model_dir)
+        scored = score_news(
+            registry,
+            ref,
+            scorer=scorer,
+            name=name,
+            model_dir=model_dir,
+            device=settings_of(ctx).device,
+        )
     table = load_news(registry, scored)
     values = table["sentiment"]
     console.print(

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from moola.core.devices import select_device
 from moola.core.errors import ConfigError
 from moola.core.hashing import sha256_file, sha256_json
 
@@ -173,14 +174,20 @@ class TransformerScorer(Scorer):
     ``model_dir``: a directory as ``save_pretrained`` writes it (FinBERT: download
     ``ProsusAI/finbert`` once, e.g. ``huggingface-cli download ProsusAI/finbert
     --local-dir DIR`` on a machine with internet, and copy DIR here). ``batch_size`` texts
-    go through the model at a time, each cut to ``max_length`` tokens. Nothing is ever
-    downloaded: loading uses ``local_files_only=True``.
+    go through the model at a time, each cut to ``max_length`` tokens, on ``device``
+    (``moola.core.devices.select_device``: ``cpu``, ``cuda``, ``mps`` or ``auto``). Nothing
+    is ever downloaded: loading uses ``local_files_only=True``.
     """
 
     name = "transformer"
 
     def __init__(
-        self, model_dir: str | Path, *, batch_size: int = 32, max_length: int = 128
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 32,
+        max_length: int = 128,
+        device: str = "cpu",
     ) -> None:
         self.model_dir = Path(model_dir).expanduser()
         missing = missing_model_files(self.model_dir)
@@ -222,7 +229,8 @@ class TransformerScorer(Scorer):
                 "ForSequenceClassification, its weights and its tokenizer files).",
                 param="model_dir",
             ) from None
-        self._model.eval()
+        self.device = select_device(device)
+        self._model.to(self.device).eval()
         self._positive, self._negative = self._label_ids()
 
     def _label_ids(self) -> tuple[int, int]:
@@ -252,9 +260,9 @@ class TransformerScorer(Scorer):
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
+                ).to(self.device)
                 logits = self._model(**batch).logits  # (B, n_labels)
-                proba = torch.softmax(logits.float(), dim=-1).numpy().astype(np.float64)
+                proba = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
                 values[chunk] = proba[:, self._positive] - proba[:, self._negative]
                 confidence[chunk] = proba.max(axis=1)
         return np.clip(values, -1.0, 1.0), np.clip(confidence, 0.0, 1.0)
@@ -273,6 +281,7 @@ class TransformerScorer(Scorer):
             "files": hashes,
             "labels": {str(k): str(v) for k, v in sorted(self._model.config.id2label.items())},
             "max_length": self.max_length,
+            "device": str(self.device),
         }
 
 

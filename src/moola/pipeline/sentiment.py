@@ -185,18 +185,21 @@ def score_news(
     scorer: str,
     name: str | None = None,
     model_dir: str | Path | None = None,
+    device: str = "cpu",
     version: int | None = None,
 ) -> DatasetRef:
     """Score every record of ``news`` with ``scorer`` (``moola.models.sentiment.SCORERS``)
     and store the records with ``sentiment``, ``confidence`` and ``scorer`` as
-    ``NEWS_KIND/<name>`` (default ``<news name>-<scorer>``).
+    ``NEWS_KIND/<name>`` (default ``<news name>-<scorer>``). ``device`` is where a
+    transformer runs (the other scorers run on the CPU).
 
     The tone scorer reads GDELT's tone; the lexicon and transformer scorers read
     ``record_texts`` (quotations, else themes and names: GKG has no article text).
     """
     from moola.models.sentiment import create_scorer
 
-    instance = create_scorer(scorer, model_dir=model_dir)
+    options = {"device": device} if str(scorer).strip().lower() == "transformer" else {}
+    instance = create_scorer(scorer, model_dir=model_dir, **options)
     records = load_news(registry, news)
     if instance.name == "tone":
         values, confidence = instance.score_tone(records["tone"], records["word_count"])  # type: ignore[attr-defined]
