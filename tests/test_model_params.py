@@ -38,6 +38,7 @@ OUT_OF_RANGE = {
     "adapter_lstm": ("epochs", 0, "greater than or equal to 1"),
     "minirocket": ("n_kernels", 0, "greater than or equal to 1"),
     "fm_probe": ("C", 0.0, "greater than 0"),
+    "fm_forecast": ("horizon", 0, "greater than or equal to 1"),
     "logistic_regression": ("C", -1.0, "greater than 0"),
     "random_forest": ("n_estimators", 0, "greater than or equal to 1"),
     "gradient_boosting": ("learning_rate", -0.1, "greater than 0"),
@@ -47,6 +48,7 @@ OUT_OF_RANGE = {
 TYPO = {name: ("epoch", "epochs") for name in NEURAL} | {
     "minirocket": ("n_kernel", "n_kernels"),
     "fm_probe": ("backbon", "backbone"),
+    "fm_forecast": ("horizn", "horizon"),
     "logistic_regression": ("random_stat", "random_state"),
     "random_forest": ("n_estimator", "n_estimators"),
     "gradient_boosting": ("num_leave", "num_leaves"),
@@ -72,6 +74,7 @@ GOOD_SPACE = {name: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for name in
     },
     "logistic_regression": {"C": {"low": 1e-3, "high": 10.0, "log": True}},
     "fm_probe": {"C": {"low": 1e-3, "high": 10.0, "log": True}},
+    "fm_forecast": {"horizon": {"low": 1, "high": 20}},
     "random_forest": {
         "n_estimators": {"low": 50, "high": 500, "step": 50},
         "min_samples_leaf": {"low": 1, "high": 20},

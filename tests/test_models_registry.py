@@ -34,6 +34,7 @@ def test_the_non_neural_models_are_all_registered():
     assert set(NON_NEURAL) == {
         "minirocket",
         "fm_probe",
+        "fm_forecast",
         "logistic_regression",
         "random_forest",
         "gradient_boosting",
@@ -41,8 +42,11 @@ def test_the_non_neural_models_are_all_registered():
     }
 
 
-# fm_probe reads a weights folder and normalises each window away: tests/test_fm_probe.py
-@pytest.mark.parametrize("name", [name for name in NON_NEURAL if name != "fm_probe"])
+# fm_probe and fm_forecast read a weights folder and normalise each window away (and
+# fm_forecast learns nothing): tests/test_fm_probe.py, tests/test_fm_forecast.py
+@pytest.mark.parametrize(
+    "name", [name for name in NON_NEURAL if name not in ("fm_probe", "fm_forecast")]
+)
 def test_create_gives_a_working_estimator_matching_its_card(name, tmp_path):
     card = next(c for c in list_models() if c.name == name)
     params = {"n_kernels": 84} if name == "minirocket" else {}
@@ -149,6 +153,7 @@ def test_cards_say_which_tasks_each_model_learns():
         "transformer",
         "cnn_lstm_attention",
         "gradient_boosting",
+        "fm_forecast",
     }
     assert {n for n, t in tasks.items() if "multitask" in t} == {"cnn_lstm_attention"}
 

@@ -625,5 +625,6 @@ _BUILDERS: dict[str, str] = {
     "moola.models.tabular:TabularClassifier": "moola.models.tabular:tabular_params",
     "moola.models.minirocket:MiniRocketClassifier": "moola.models.minirocket:minirocket_params",
     "moola.models.fm_probe:FoundationProbe": "moola.models.fm_probe:fm_probe_params",
+    "moola.models.fm_forecast:FoundationForecaster": "moola.models.fm_forecast:fm_forecast_params",
     "moola.models.stack:StackingClassifier": "moola.models.stack:stack_params",
 }

@@ -191,6 +191,18 @@ MODEL_CARDS: dict[str, ModelCard] = {
             inputs="ohlc",
         ),
         ModelCard(
+            "fm_forecast",
+            "ACTIVE",
+            "sequence",
+            "P(up) or a forecast return",
+            "Zero-shot forecasts of a foundation model (Chronos-Bolt or TimesFM, read from a "
+            "local folder), nothing trained: P(next-horizon return > 0) from the forecast "
+            "deciles, or the median forecast return (task='regression'); a stacking member.",
+            "moola.models.fm_forecast:FoundationForecaster",
+            inputs="ohlc",
+            tasks=("classification", "regression"),
+        ),
+        ModelCard(
             "logistic_regression",
             "ACTIVE",
             "tabular",

@@ -16,9 +16,9 @@ bars, so nothing crosses from one window (or a later bar) into another.
 
 ``model_params`` completes a run's model parameters from what the inputs and a pretrained
 encoder imply (``n_features`` of a dual-input model; ``simple_lstm``'s
-``encoder_projection`` when an encoder is given; ``fm_probe``'s ``backbone_sha256``, the
-content hash of its weights folder), so the run's manifest records the
-parameters the model was actually built with.
+``encoder_projection`` when an encoder is given; ``fm_probe``'s and ``fm_forecast``'s
+``backbone_sha256``, the content hash of their weights folder), so the run's manifest
+records the parameters the model was actually built with.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from moola.pretrain.transfer import encoder_params
 __all__ = ["InputView", "model_inputs", "model_params"]
 
 InputView = Literal["auto", "relative", "price_action", "ohlc"]
+#: Models that read a foundation model's weights folder (their manifest names its hash).
+_FOUNDATION = ("fm_probe", "fm_forecast")
 
 
 def model_inputs(view: InputView, model: str, X: np.ndarray) -> tuple[np.ndarray, str]:
@@ -83,7 +85,7 @@ def model_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
         out["n_features"] = n_features
     if out.get("pretrained_encoder") is not None:
         out = encoder_params(model, out)
-    if model == "fm_probe" and out.get("path") and out.get("backbone_sha256") is None:
+    if model in _FOUNDATION and out.get("path") and out.get("backbone_sha256") is None:
         # the manifest names the exact weights (the folder is the user's, not the run's)
         from moola.models.foundation import directory_sha256
 

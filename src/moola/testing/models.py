@@ -82,7 +82,8 @@ def tiny_data(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def _tiny_backbone() -> Path:
-    """A tiny random Chronos-Bolt folder for ``fm_probe``'s checks (once per process)."""
+    """A tiny random Chronos-Bolt folder for ``fm_probe``'s and ``fm_forecast``'s checks
+    (once per process)."""
     from moola.testing.foundation import tiny_chronos_bolt
 
     return tiny_chronos_bolt(Path(tempfile.mkdtemp(prefix="moola-tiny-chronos-")) / "chronos")
@@ -119,7 +120,7 @@ def check_model(name: str, *, params: dict[str, Any] | None = None, seed: int = 
         "seed" if neural else "random_state": seed,
         **(params or {}),
     }
-    if name == "fm_probe" and "path" not in tiny:
+    if name in ("fm_probe", "fm_forecast") and "path" not in tiny:
         tiny["path"] = str(_tiny_backbone())
     given = model_params(name, tiny)
     X, y = tiny_data(name, seed)
