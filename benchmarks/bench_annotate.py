@@ -7,7 +7,9 @@ each side, drawn by ``extract_batch`` (each with its weak-label suggestion), are
 ``moola.annotate.app``. Timed per request, p50/p99/max:
 
 - ``window (TestClient)``: ``GET /api/batches/B/windows/i`` in process (routing, token,
-  the window's bars sliced from the cached columns, its state, progress, JSON);
+  the window's bars sliced from the cached columns, its state, progress, JSON); the test
+  client runs the app's event loop in another thread, whose handoffs add their own tail
+  on a busy machine;
 - ``window (uvicorn HTTP)``: the same over a real uvicorn server on 127.0.0.1 with a
   keep-alive httpx client (what the page sees, minus the browser);
 - ``next (uvicorn HTTP)``: ``GET /api/batches/B/next``, the resume position;
