@@ -118,3 +118,15 @@ def test_parity_of_a_paper_session_is_clean_and_names_an_altered_fill(session, t
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert not report["ok"] and any(d["field"] == "price" for d in report["differences"])
+
+
+def test_ctrl_c_during_a_run_exits_130_saying_the_journal_holds_the_bars(session, monkeypatch):
+    _, config = session
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("moola.runtime.engine.run_session", interrupted)
+    result = runner.invoke(app, ["run", "--config", str(config), "--replay", "mkt"])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "journal" in result.output

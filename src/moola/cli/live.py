@@ -1,7 +1,10 @@
 """``moola live run | status | signals | kill | unlock``: the paper and live decision loop.
 
-``run`` replays bars through the engine (``moola.runtime.engine.run_session``) under a
-``live.yaml`` config, every decision journaled before anything acts on it; ``status`` and
+``run`` takes each closed bar through the engine (``moola.runtime.engine.run_session``)
+under a ``live.yaml`` config, every decision journaled before anything acts on it: bars
+replayed from ``--replay`` (a raw dataset or bars file), or, without it, polled live from
+the config's ``feed:`` section (Coinbase's public candles; Ctrl-C stops it cleanly, the
+journal holding every bar decided); ``status`` and
 ``signals`` read the journal; ``kill on|off`` sets the journal's kill switch (the
 ``KILL_SWITCH`` environment variable overrides it); ``unlock`` lifts a risk halt, recording
 who and why. The journal is the mode's (``--mode``, default the config's, else paper):
@@ -58,7 +61,10 @@ def run(
     config: Path = typer.Option(..., "--config", help=_CONFIG_HELP),
     mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
     replay: str | None = typer.Option(
-        None, "--replay", help="Replay a raw dataset NAME[@vN] or a bars file."
+        None,
+        "--replay",
+        help="Replay a raw dataset NAME[@vN] or a bars file (default: poll live closed bars "
+        "from the config's feed: section).",
     ),
     max_bars: int | None = typer.Option(
         None, "--max-bars", min=1, help="Stop after deciding this many bars."
@@ -82,9 +88,16 @@ def run(
             if done % step[0] == 0 or done == total:
                 display.update(ProgressUpdate(done, max(total, done), f"bar {done}"))
 
-        result = run_session(
-            settings.data_root, live_config, replay=replay, max_bars=max_bars, on_bar=on_bar
-        )
+        try:
+            result = run_session(
+                settings.data_root, live_config, replay=replay, max_bars=max_bars, on_bar=on_bar
+            )
+        except KeyboardInterrupt:
+            console.print(
+                "interrupted: every bar decided so far is in the journal "
+                "(`moola live status` shows the session)"
+            )
+            raise typer.Exit(130) from None
     table = Table(title=f"Session {result.session_id}")
     table.add_column("what")
     table.add_column("count", justify="right")
