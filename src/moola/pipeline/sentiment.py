@@ -125,7 +125,8 @@ def ingest_gkg(
         )
     if progress is not None:
         progress(len(paths), len(paths), "done")
-    records = pd.concat(frames, ignore_index=True)
+    kept = [frame for frame in frames if len(frame)] or frames[:1]  # no empty-frame dtypes
+    records = pd.concat(kept, ignore_index=True)
     duplicated = records["record_id"].duplicated(keep="first").to_numpy()
     for file, line in zip(records["file"][duplicated], records["line"][duplicated], strict=True):
         report.add(str(file), int(line), "duplicate record id")
