@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
@@ -25,6 +26,7 @@ from moola.tracking.runs import RunStore
 from moola.tune.space import parse_space
 from moola.tune.storage import study_dir
 from moola.tune.study import DRIVER_ATTR, open_study, run_study
+from moola.tune.trial import ProcessExecutor, SerialExecutor
 from tests.tune._study_lab import logistic_space, lstm_space, make_lab
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -263,3 +265,47 @@ def test_a_killed_study_resumes_with_no_trial_lost_or_counted_twice(lab, tmp_pat
     assert sorted(line["run_id"] for line in lines) == sorted(
         t.user_attrs["run_id"] for t in found if t.state == TrialState.COMPLETE
     )
+
+
+class _LosesTrialOne(SerialExecutor):
+    """Trial 1's worker dies: its future raises instead of answering."""
+
+    def submit(self, fn, payload):
+        if payload.number == 1:
+            lost: Future = Future()
+            lost.set_exception(RuntimeError("worker died"))
+            return lost
+        return super().submit(fn, payload)
+
+
+def test_a_trial_whose_worker_died_is_failed_not_lost(lab):
+    space = parse_space(logistic_space("fc"))
+    result = run_study(lab, space, study="lost", trials=2, executor=_LosesTrialOne())
+    assert result.ran == 2 and result.counts["complete"] == 1 and result.counts["failed"] == 1
+    trials = optuna.load_study(
+        study_name="lost", storage=f"sqlite:///{study_dir(lab.root, 'lost')}/study.db"
+    ).trials
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["error"] == "RuntimeError: worker died"
+
+
+def test_trials_in_other_processes_are_recorded_by_the_driver(lab):
+    """Two local worker processes compute the runs and hand them back; the driver alone
+    records them and writes the study."""
+    space = parse_space(logistic_space("fc"))
+    executor = ProcessExecutor(2)
+    try:
+        result = run_study(
+            lab, space, study="pool", trials=2, executor=executor, record_in_worker=False
+        )
+    finally:
+        executor.shutdown()
+    assert result.counts["complete"] == 2
+    trials = optuna.load_study(
+        study_name="pool", storage=f"sqlite:///{study_dir(lab.root, 'pool')}/study.db"
+    ).trials
+    lines = {line["trial"]: line for line in _lines(lab, "pool")}
+    assert sorted(lines) == [0, 1]
+    for trial in trials:
+        assert lines[trial.number]["run_id"] == trial.user_attrs["run_id"]
+        assert trial.value == lines[trial.number]["metrics"]["log_loss"]
