@@ -146,7 +146,7 @@ def test_label_three_windows_with_the_keyboard_grade_one_d_and_commit(tmp_path, 
         _wait_for_window(browser, 3)
         browser.get(server.url("/stats"))  # the stats page renders the batch's keeper rate
         _wait_until_ready(browser)
-        assert "keeper_by_batch" in browser.find_element("id", "stats").text
+        assert "keeper by batch" in browser.find_element("id", "stats").text
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not severe, severe  # no script error, no blocked resource
     assert shot.stat().st_size > 10_000
@@ -202,7 +202,7 @@ def test_the_runs_page_compares_runs_and_links_their_reports(tmp_path, browser):
         best = WebDriverWait(browser, 10).until(
             lambda d: d.find_elements("css selector", "#comparison td.best")
         )
-        assert sorted(cell.text for cell in best) == ["0.0200", "0.8400"]
+        assert sorted(cell.text for cell in best) == ["0.02", "0.84"]
         links = browser.find_elements("css selector", "#runs-table a")
         assert all("/report" in link.get_attribute("href") for link in links) and len(links) == 2
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -42,7 +42,7 @@ function fmt(value) {
   if (value === null || value === undefined) return "-";
   if (typeof value === "number") {
     if (Number.isInteger(value)) return value.toLocaleString("en");
-    return value.toFixed(4);
+    return String(Number(value.toFixed(4)));  // 0.75, 0.8333, 533.3333: no trailing zeros
   }
   return String(value);
 }
@@ -380,7 +380,9 @@ async function startStats() {
   const stats = await api("/api/stats");
   const box = $("stats");
   box.replaceChildren();
-  for (const [title, value] of Object.entries(stats)) box.append(statsSection(title, value));
+  for (const [title, value] of Object.entries(stats)) {
+    box.append(statsSection(title.replaceAll("_", " "), value));
+  }
   document.body.dataset.ready = "true";
 }
 
