@@ -194,3 +194,18 @@ def test_cli_bad_input_is_a_moola_error(tmp_path):
          "--lag", "soon", "--name", "f"],
     )  # fmt: skip
     assert isinstance(lag.exception, ConfigError) and "lag" in str(lag.exception)
+
+
+def test_cli_themes_pick_the_records(tmp_path):
+    runner, app, home = CliRunner(), cli_app(), tmp_path / "home"
+    files = [str(p) for p in GKG]
+    base = ["--data-root", str(home), "sentiment", "ingest", *files]
+    assert runner.invoke(app, [*base, "--name", "all", "--themes", "any"]).exit_code == 0
+    inflation = runner.invoke(app, [*base, "--name", "infl", "--themes", "ECON_INFLATION"])
+    assert inflation.exit_code == 0, inflation.output
+    registry = Registry(load_settings(home=home).data_root)
+    assert len(load_news(registry, resolve_news(registry, "all"))) == 6
+    kept = load_news(registry, resolve_news(registry, "infl"))["record_id"]
+    assert set(kept) == {"20240102101500-2", "20240102103000-1"}
+    mixed = runner.invoke(app, [*base, "--name", "x", "--themes", "any", "--themes", "ECON"])
+    assert isinstance(mixed.exception, ConfigError)
