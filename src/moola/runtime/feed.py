@@ -477,14 +477,7 @@ def open_feed(
             f"{', '.join(GRANULARITIES)}; the feed cannot poll another length.",
             param="timeframe",
         )
-    venue = config.coinbase
-    source = CoinbasePublicMarket(
-        base_url=venue.base_url,
-        timeout=venue.timeout_seconds,
-        max_retries=venue.max_retries,
-        backoff=venue.backoff_seconds,
-        sleep=sleep,
-    )
+    source = CoinbasePublicMarket.from_config(config.coinbase, sleep=sleep)
     polling = PollingFeed(
         source,
         config.symbols,

@@ -99,12 +99,12 @@ class _CoinbaseREST:
     def __init__(
         self,
         *,
-        base_url: str,
-        timeout: float,
-        max_retries: int,
-        backoff: float,
-        transport: httpx.BaseTransport | None,
-        sleep: Callable[[float], None],
+        base_url: str = "https://api.coinbase.com",
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds; got {timeout!r}.")
@@ -314,11 +314,8 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
     def from_config(cls, config: CoinbaseConfig, credentials: Credentials) -> CoinbaseAdvancedTrade:
         """The adapter a session's ``coinbase:`` section describes."""
         return cls(
-            base_url=config.base_url,
+            **_transport_of(config),
             credentials=credentials,
-            timeout=config.timeout_seconds,
-            max_retries=config.max_retries,
-            backoff=config.backoff_seconds,
             quote_currency=config.quote_currency,
             max_slippage_bps=config.max_slippage_bps,
         )
@@ -582,24 +579,12 @@ class CoinbasePublicMarket(_CoinbaseREST):
     retried the same way and then raise ``BrokerError`` naming the endpoint.
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: str = "https://api.coinbase.com",
-        timeout: float = 10.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            transport=transport,
-            sleep=sleep,
-        )
+    @classmethod
+    def from_config(
+        cls, config: CoinbaseConfig, *, sleep: Callable[[float], None] = time.sleep
+    ) -> CoinbasePublicMarket:
+        """The market-data client of a session's ``coinbase:`` section."""
+        return cls(**_transport_of(config), sleep=sleep)
 
     def __repr__(self) -> str:
         return f"CoinbasePublicMarket(base_url={self.base_url!r})"
@@ -627,6 +612,16 @@ class CoinbasePublicMarket(_CoinbaseREST):
         ``granularity`` as in :meth:`CoinbaseAdvancedTrade.candles`."""
         path = f"/market/products/{product_id}/candles"
         return self._candles(path, product_id, start, end, granularity, now)
+
+
+def _transport_of(config: CoinbaseConfig) -> dict[str, Any]:
+    """A ``coinbase:`` section's transport settings, as the clients' keywords."""
+    return {
+        "base_url": config.base_url,
+        "timeout": config.timeout_seconds,
+        "max_retries": config.max_retries,
+        "backoff": config.backoff_seconds,
+    }
 
 
 def _bars_of(
