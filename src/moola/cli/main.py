@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
+from moola.cli import annotate as annotate_commands
 from moola.cli import backtest as backtest_command
 from moola.cli import bars as bars_commands
 from moola.cli import blacklist as blacklist_commands
@@ -19,7 +20,9 @@ from moola.cli import models as models_commands
 from moola.cli import pretrain as pretrain_commands
 from moola.cli import rl as rl_commands
 from moola.cli import runs as runs_commands
+from moola.cli import sentiment as sentiment_commands
 from moola.cli import train as train_commands
+from moola.cli import tune as tune_commands
 from moola.cli._common import console, err_console, settings_of
 from moola.cli._flags import flag_advice
 from moola.core.errors import MoolaError
@@ -42,9 +45,13 @@ app.add_typer(models_commands.app, name="models")
 app.add_typer(pretrain_commands.app, name="pretrain")
 app.add_typer(rl_commands.app, name="rl")
 app.add_typer(live_commands.app, name="live")
+app.add_typer(annotate_commands.app, name="annotate")
+app.add_typer(tune_commands.app, name="tune")
+app.add_typer(sentiment_commands.app, name="sentiment")
 app.add_typer(backtest_command.app, name="backtest")  # file | run (and the old spellings)
 # Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(train_commands.app.registered_commands)
+app.registered_commands.extend(annotate_commands.ui_app.registered_commands)  # moola ui
 
 
 @app.callback()
