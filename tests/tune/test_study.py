@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -309,3 +310,27 @@ def test_trials_in_other_processes_are_recorded_by_the_driver(lab):
     for trial in trials:
         assert lines[trial.number]["run_id"] == trial.user_attrs["run_id"]
         assert trial.value == lines[trial.number]["metrics"]["log_loss"]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_another_machines_trials_are_settled_only_once_their_heartbeat_is_stale(lab):
+    """Drivers on other machines share a database storage: their trials in flight are left
+    alone while their heartbeat is fresh, and failed once it is older than the grace."""
+    space = parse_space(logistic_space("fc"))
+    found = open_study(lab.root, space, study="elsewhere")
+    elsewhere = {"host": "another-machine", "pid": 1, "token": "y"}
+    stale, live = found.ask(), found.ask()
+    for trial in (stale, live):
+        trial.suggest_float("params.C", 0.01, 10.0, log=True)
+        trial.set_user_attr(DRIVER_ATTR, elsewhere)
+        found._storage.record_heartbeat(trial._trial_id)
+    with sqlite3.connect(study_dir(lab.root, "elsewhere") / "study.db") as db:  # an hour ago
+        db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour') "
+            "WHERE trial_id = ?",
+            (stale._trial_id,),
+        )
+    result = run_study(lab, space, study="elsewhere", trials=1)
+    assert result.recovered == {"complete": 0, "failed": 1}
+    trials = optuna.load_study(study_name="elsewhere", storage=found._storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE]
