@@ -64,9 +64,10 @@ from moola.data.schema import BAR_COLUMNS, EXTRA_COLUMNS, PRICE_COLUMNS, extra_c
 from moola.data.splits import Split, validate_split
 from moola.data.windows import WindowSet, window_starts
 
-# Derived tables: per-bar features and labels, a run's predictions, and indexes of bars
-# (e.g. the momentum-day index RL episodes start from, ``moola rl scan``).
-TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions", "indexes")
+# Derived tables: per-bar features and labels, a run's predictions, indexes of bars (e.g.
+# the momentum-day index RL episodes start from, ``moola rl scan``) and news items (GDELT
+# records and their sentiment scores, ``moola sentiment``).
+TABLE_KINDS: tuple[str, ...] = ("features", "labels", "predictions", "indexes", "news")
 DATASET_KINDS: tuple[str, ...] = ("raw", "labeled", "unlabeled", "synthetic", *TABLE_KINDS)
 SPLITS_DIR = "splits"
 MIN_SYNTHETIC_KS_PVALUE = 0.1

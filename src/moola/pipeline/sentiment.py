@@ -18,9 +18,7 @@ what it was made from:
 model (direction, volatility, regime) trained on price features with and without the
 sentiment columns, on the same windows, seed and time split, with paired intervals.
 
-Where news lives: the registry's derived-table kinds are ``features``, ``labels``,
-``predictions`` and ``indexes``; ``NEWS_KIND`` is ``news`` (``data/news/<name>/vN``) once
-the registry lists it among ``TABLE_KINDS``, and ``indexes`` until then.
+Where news lives: a registry table of kind ``news`` (``NEWS_KIND``: ``data/news/<name>/vN``).
 
 News that misses the bars entirely (every item after the last bar, or before the first)
 is refused as an input mistake (the wrong news set, or times in another zone), naming
@@ -39,7 +37,7 @@ import pandas as pd
 from moola.core.errors import ConfigError, SourceError
 from moola.core.hashing import sha256_file
 from moola.data._manifest import DatasetRef
-from moola.data.registry import TABLE_KINDS, Registry
+from moola.data.registry import Registry
 from moola.data.sources.gdelt import GkgReport, Relevance, read_gkg, record_texts
 from moola.features.sentiment import (
     SENTIMENT_COLUMNS,
@@ -63,7 +61,7 @@ __all__ = [
     "sentiment_ablation",
 ]
 
-NEWS_KIND = "news" if "news" in TABLE_KINDS else "indexes"
+NEWS_KIND = "news"
 NEWS_TABLE = "gdelt_gkg_2.1"  # meta "table": what a news dataset holds
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
