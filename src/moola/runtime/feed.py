@@ -25,11 +25,13 @@ Two feeds deliver them; the engine takes either (any iterable of :class:`FeedBar
   forming bar the exchange also sends is never taken: a decision never sees a bar (nor a
   part of one) before it has closed. Per symbol, bars come in time order and never twice
   (a bar older than one already delivered is dropped, counted in ``dropped``); within a
-  poll, symbols are interleaved by time as in a replay. Missing bars (the source sends
-  none for a minute without trades, or a poll came too late) are a gap that ``GapCheck``
-  reports on the next bar. The first poll fetches ``lookback_bars`` closed bars (the
-  warm-up of features and members; older than ``max_bar_age_seconds``, they are refused
-  for trading as stale, judged by the exchange's clock).
+  poll, symbols are interleaved by time as in a replay. A poll asks for everything since
+  the last bar delivered (at most ``lookback_bars``), so a late or failed poll loses
+  nothing; bars still missing (the source sends none for a period without trades, or an
+  outage outlasted ``lookback_bars``) are a gap that ``GapCheck`` reports on the next bar.
+  The first poll fetches ``lookback_bars`` closed bars (the warm-up of features and
+  members; older than ``max_bar_age_seconds``, they are refused for trading as stale,
+  judged by the exchange's clock).
 
 ``open_feed(root, config, replay=...)`` builds the one a session asks for.
 """
