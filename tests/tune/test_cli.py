@@ -42,7 +42,7 @@ def test_run_show_and_report_a_study(root, tmp_path):
     ran = _invoke(root, "run", "--space", str(space), "--study", "cli", "--trials", "2",
                   "--sampler", "random", "--seed", "4")  # fmt: skip
     assert ran.exit_code == 0, ran.output
-    assert "Study cli" in ran.output and "2 / 0 / 0" in ran.output
+    assert "Study cli: 2 complete, 0 pruned, 0 failed" in ran.output
     lines = [line for line in RunStore(root).results() if line.get("study") == "cli"]
     assert sorted(line["trial"] for line in lines) == [0, 1]
 

@@ -93,27 +93,27 @@ class _Progress:
 
 
 def _print_result(result: Any) -> None:
-    table = Table(title=f"Study {result.name}")
-    table.add_column("best trial")
-    table.add_column(f"{result.metric} ({result.direction})", justify="right")
-    table.add_column("run")
-    table.add_column("params")
-    table.add_column("complete / pruned / failed", justify="right")
     counts = result.counts
-    table.add_row(
-        "-" if result.best_trial is None else str(result.best_trial),
-        "-" if result.best_value is None else f"{result.best_value:.5g}",
-        result.best_run_id or "-",
-        ", ".join(f"{k}={v}" for k, v in result.best_params.items()) or "-",
-        f"{counts['complete']} / {counts['pruned']} / {counts['failed']}",
+    console.print(
+        f"[bold]Study {result.name}[/]: {counts['complete']} complete, {counts['pruned']} "
+        f"pruned, {counts['failed']} failed ({result.storage})",
+        soft_wrap=True,
     )
-    console.print(table)
     if result.recovered:
         console.print(
             f"Settled trials left running by a stopped driver: {result.recovered['complete']} "
             f"completed from their recorded runs, {result.recovered['failed']} failed."
         )
-    console.print(f"Storage: {result.storage}")
+    if result.best_trial is None:
+        console.print("No completed trial yet.")
+        return
+    console.print(
+        f"Best: trial {result.best_trial}, {result.metric} {result.best_value:.6g} "
+        f"({result.direction}), run {result.best_run_id}",
+        soft_wrap=True,
+    )
+    for key, value in result.best_params.items():
+        console.print(f"  {key} = {value}", soft_wrap=True, highlight=False)
 
 
 @app.command("run")
@@ -230,18 +230,25 @@ def show_command(
     from moola.tune.report import study_summary
 
     summary = study_summary(settings_of(ctx).data_root, name, storage)
+    counts = summary["counts"]
     console.print(
-        f"[bold]Study {name}[/]: {summary['metric']} ({summary['direction']}), "
-        f"{summary['counts']}; space {summary['space_hash']}"
+        f"[bold]Study {name}[/]: {summary['metric']} ({summary['direction']}); "
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
+        f"{counts['running']} running",
+        soft_wrap=True,
     )
+    console.print(f"Space {summary['space_hash']} ({summary['space_file']})", soft_wrap=True)
     best = summary["best"]
     if best is None:
         console.print("No completed trial yet.")
     else:
         console.print(
-            f"Best: trial {best['number']} = {best['value']:.6g} (run {best['run_id']}): "
-            + ", ".join(f"{k}={v}" for k, v in best["params"].items())
+            f"Best: trial {best['number']}, {summary['metric']} {best['value']:.6g}, run "
+            f"{best['run_id']}",
+            soft_wrap=True,
         )
+        for key, value in best["params"].items():
+            console.print(f"  {key} = {value}", soft_wrap=True, highlight=False)
     if summary["importances"]:
         table = Table(title="Parameter importances")
         table.add_column("parameter")
