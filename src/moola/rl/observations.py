@@ -43,6 +43,11 @@ each base bar seeing only the coarse bars that had closed by its own close; the
 environment adds one ``window_<timeframe>`` key per timescale for a multi-timescale policy
 (``moola.rl.extractors.MultiTimescaleExtractor``).
 
+Bar by bar (:class:`StepObservations`, for a policy acting live): the same feature set
+computed by ``moola.features.IncrementalFeatures`` (equal to the batch rows), the same
+scaler and the same window; the window handed out at bar ``t`` is the one
+:class:`ObservationSource` hands out for bar ``t`` of the same bars.
+
 Pure numpy (plus the features layer): no I/O.
 """
 
@@ -61,6 +66,7 @@ from moola.features.featureset import (
     FeatureSet,
     FeatureSetSpec,
     FeatureSpecEntry,
+    IncrementalFeatures,
     load_feature_set,
 )
 from moola.features.scaling import Scaler, fit_scaler
@@ -73,6 +79,7 @@ __all__ = [
     "PORTFOLIO_FIELDS",
     "CoarserWindows",
     "ObservationSource",
+    "StepObservations",
     "builtin_feature_set",
     "portfolio_state",
 ]
@@ -243,6 +250,62 @@ class ObservationSource:
                 param="ts",
             )
         return self._windows[bars - (self.window - 1)]
+
+
+class StepObservations:
+    """:class:`ObservationSource`'s windows built one bar at a time (a live policy).
+
+    ``update(bar)`` appends one closed bar (a mapping with ``timestamp, open, high, low,
+    close, volume``) and returns the observation window of that bar: float32 ``(window,
+    F)``, the bar's feature row and the ``window - 1`` before it, each computed by
+    ``IncrementalFeatures`` from the bars seen so far (equal to the batch rows) and scaled
+    with ``scaler`` (the training period's statistics); None while the window still holds
+    a warm-up (non-finite) row. Nothing after a bar can change its window: a row is
+    computed when its bar arrives and never again.
+
+    Parameters
+    ----------
+    features : str, Path, FeatureSetSpec, FeatureSet or None
+        The feature set the policy was trained on; None: :func:`builtin_feature_set`.
+    window : int
+        Feature rows per observation window.
+    scaler : Scaler
+        The run's scaler (its columns must be the feature set's).
+    """
+
+    def __init__(self, features: FeaturesArg, window: int, scaler: Scaler) -> None:
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+            raise ConfigError(
+                f"window must be a positive integer (feature rows per observation), got "
+                f"{window!r}.",
+                param="window",
+            )
+        fset = builtin_feature_set() if features is None else load_feature_set(features)
+        columns = tuple(fset.columns)
+        _check_scaler(scaler, columns)
+        self.feature_set = fset
+        self.columns = columns
+        self.scaler = scaler
+        self.window = int(window)
+        self.bars_seen = 0
+        self._features = IncrementalFeatures(fset)
+        self._rows = np.full((self.window, len(columns)), np.nan, dtype=np.float32)
+
+    @property
+    def lookback(self) -> int:
+        """Bars the feature set reads per row (its warm-up)."""
+        return int(self._features.lookback)
+
+    def update(self, bar: Any) -> np.ndarray | None:
+        """Append ``bar``; its observation window (a new array) or None (warm-up)."""
+        raw = self._features.update(bar).to_numpy(dtype=np.float64)
+        row = self.scaler.transform(raw[None, :]).astype(np.float32)[0]
+        self._rows = np.roll(self._rows, -1, axis=0)
+        self._rows[-1] = row
+        self.bars_seen += 1
+        if self.bars_seen < self.window or not np.isfinite(self._rows).all():
+            return None
+        return self._rows.copy()
 
 
 def _bar_duration(bars: pd.DataFrame) -> pd.Timedelta:
