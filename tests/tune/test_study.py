@@ -187,6 +187,10 @@ def test_a_journal_storage_holds_an_out_of_fold_study(lab, tmp_path):
     assert (tmp_path / "studies.log").stat().st_size > 0
     assert not (study_dir(lab.root, "journal") / "study.db").exists()
     assert json.loads((study_dir(lab.root, "journal") / "study.json").read_text())["storage"] == url
+    before = _snapshot(lab.root)
+    with pytest.raises(ConfigError, match=r"Study 'journal' of this data root lives in journal:"):
+        run_study(lab, space, study="journal", trials=2)  # the default storage: another study
+    assert _snapshot(lab.root) == before
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")

@@ -194,6 +194,12 @@ def open_study(
     if record is not None and record.get("space_hash") != space.space_hash:
         raise _other_space(study, record.get("space_hash"), record.get("space_file"), space)
     url = storage_url(root, study, storage)
+    if record is not None and not _same_storage(record.get("storage"), storage, study):
+        raise ConfigError(
+            f"Study {study!r} of this data root lives in {record.get('storage')}, not "
+            f"{redacted(url)}; pass that storage, or use another study name.",
+            param="storage",
+        )
     backend = open_storage(root, study, storage)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(backend)}
     if study in existing:
@@ -526,6 +532,17 @@ def _result(
         ran=ran,
         recovered=recovered,
     )
+
+
+def _same_storage(recorded: str | None, given: str | None, study: str) -> bool:
+    """Whether the storage a study's record names is the one given (the default SQLite
+    file is recognised by its place in the study's folder, wherever the data root is)."""
+    default = f"/artifacts/studies/{study}/study.db"
+    if given is None:
+        return recorded is None or (
+            recorded.startswith("sqlite:///") and recorded.endswith(default)
+        )
+    return recorded == redacted(given)
 
 
 def _other_space(study: str, stored: Any, file: Any, space: Space) -> ConfigError:
