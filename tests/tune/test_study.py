@@ -338,3 +338,17 @@ def test_another_machines_trials_are_settled_only_once_their_heartbeat_is_stale(
     assert result.recovered == {"complete": 0, "failed": 1}
     trials = optuna.load_study(study_name="elsewhere", storage=found._storage).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE]
+
+
+class _SlowStart(SerialExecutor):
+    """Each trial starts a second late (a slow worker)."""
+
+    def submit(self, fn, payload):
+        time.sleep(1.0)
+        return super().submit(fn, payload)
+
+
+def test_no_trial_starts_after_the_timeout(lab):
+    space = parse_space(logistic_space("fc"))
+    result = run_study(lab, space, study="timed", trials=5, timeout=0.5, executor=_SlowStart())
+    assert result.ran == 1 and result.counts["complete"] == 1  # the one in flight finished
