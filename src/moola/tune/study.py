@@ -54,6 +54,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from moola.core.errors import ConfigError
 from moola.core.provenance import utc_now_iso
 from moola.tune.space import Space
@@ -263,10 +265,9 @@ def run_study(
     at a time); ``parallel``: how many trials it keeps in flight (default: the executor's
     ``slots``, else its ``workers``, else 1). ``enqueue``: parameters for the first new
     trial (a phase's previous best; skipped when the study already has a trial with
-    them). ``record_in_worker=False``:
-    workers hand the computed run back and the driver records it (supervised runs).
-    ``on_progress`` receives ``{"event": "start"|"trial", ...}`` dicts: the trial's number,
-    state, value, counts and the best so far.
+    them). ``record_in_worker=False``: workers hand the computed run back and the driver
+    records it (supervised runs). ``on_progress`` receives ``{"event": "start"|"trial",
+    ...}`` dicts: the trial's number, state, value, counts and the best so far.
     """
     import optuna
 
@@ -291,41 +292,52 @@ def run_study(
     in_flight: dict[Future[TrialOutcome], tuple[optuna.Trial, TrialPayload]] = {}
     asked = 0
     heartbeat = _Heartbeat(found)
+    pending: optuna.Trial | None = None  # asked, not yet in flight
+
+    def told(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        _tell(found, trial, outcome)
+        heartbeat.remove(trial)
+        on_progress(
+            {
+                "event": "trial",
+                "number": outcome.number,
+                "state": outcome.state,
+                "value": outcome.value,
+                "error": outcome.error,
+                "run_id": outcome.run_id,
+                "wanted": wanted,
+                "asked": asked,
+                **_summary(found),
+            }
+        )
+
     try:
         while True:
             out_of_time = timeout is not None and time.monotonic() - started >= timeout
             while asked < wanted and len(in_flight) < slots and not out_of_time:
                 with warnings.catch_warnings():  # our own heartbeat runs (_Heartbeat)
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                    trial = found.ask()
-                trial.set_user_attr(DRIVER_ATTR, driver)
-                heartbeat.add(trial)
-                payload = _payload(found, trial, space, registry, study, record_in_worker)
+                    pending = found.ask()
+                pending.set_user_attr(DRIVER_ATTR, driver)
+                heartbeat.add(pending)
                 asked += 1
-                in_flight[executor.submit(evaluate_trial, payload)] = (trial, payload)
+                try:
+                    payload = _payload(found, pending, space, registry, study, record_in_worker)
+                except (ConfigError, ValidationError) as exc:  # parameters the run refuses
+                    trial, pending = pending, None
+                    told(trial, TrialOutcome(trial.number, "failed", error=_short(exc)))
+                    continue
+                in_flight[executor.submit(evaluate_trial, payload)] = (pending, payload)
+                pending = None
             if not in_flight:
                 break
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in done:
                 trial, payload = in_flight.pop(future)
-                outcome = _outcome(future, payload, registry)
-                _tell(found, trial, outcome)
-                heartbeat.remove(trial)
-                on_progress(
-                    {
-                        "event": "trial",
-                        "number": outcome.number,
-                        "state": outcome.state,
-                        "value": outcome.value,
-                        "error": outcome.error,
-                        "run_id": outcome.run_id,
-                        "wanted": wanted,
-                        "asked": asked,
-                        **_summary(found),
-                    }
-                )
+                told(trial, _outcome(future, payload, registry))
     except BaseException:
-        for trial, _ in in_flight.values():  # interrupted here: FAIL, not left RUNNING
+        stopped = [trial for trial, _ in in_flight.values()] + ([pending] if pending else [])
+        for trial in stopped:  # interrupted here: FAIL, not left RUNNING
             trial.set_user_attr(ERROR_ATTR, "the study was interrupted")
             found.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
@@ -466,6 +478,10 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _slots(executor: Any) -> int:
