@@ -4,6 +4,7 @@ process; a task whose worker dies is retried, then reported failed with the reas
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from functools import partial
@@ -21,6 +22,8 @@ from moola.training.oof import out_of_fold
 from moola.tune.executors import TaskFailed, make_executor
 from moola.tune.ray_backend import RayExecutor
 from moola.tune.trial import SerialExecutor
+from tests.test_cli import run
+from tests.tune._study_lab import make_lab
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +130,31 @@ def test_an_unreachable_address_fails_fast_naming_it() -> None:
 def test_bad_resource_requests_are_refused() -> None:
     with pytest.raises(ConfigError, match="cpus_per_task"):
         RayExecutor(None, cpus_per_task=-1).connect()
+
+
+def _results(root: Path) -> list[dict]:
+    lines = (root / "experiment_results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_moola_train_backend_ray_runs_the_folds_as_ray_tasks(ray_executor, tmp_path, capsys):
+    """``moola train --backend ray`` (joining the running instance): the recorded run's
+    out-of-fold metrics equal a serial run's."""
+    registry = make_lab(tmp_path / "root")
+    args = ["--data-root", str(registry.root), "train", "--model", "logistic_regression",
+            "--dataset", "pat", "--split", "kf", "--bootstrap", "10"]  # fmt: skip
+    assert run(capsys, *args)[0] == 0
+    code, _, err = run(capsys, *args, "--backend", "ray")
+    assert code == 0, err
+    serial, on_ray = _results(registry.root)
+    assert on_ray["metrics"] == serial["metrics"] and on_ray["run_id"] != serial["run_id"]
+
+
+def test_moola_train_with_an_unreachable_ray_address_fails_and_writes_nothing(tmp_path, capsys):
+    root = tmp_path / "root"
+    code, _, err = run(
+        capsys, "--data-root", str(root), "train", "--model", "logistic_regression",
+        "--dataset", "pat", "--split", "kf", "--backend", "ray", "--address", "127.0.0.1:1",
+    )  # fmt: skip
+    assert code == 2 and "127.0.0.1:1 is unreachable" in err and "--address" in err
+    assert not root.exists() or not any(root.rglob("*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,25 @@ def train(
         "started with: finished folds are kept, the fit in progress goes on from its last "
         "epoch.",
     ),
+    backend: str = typer.Option(
+        "serial",
+        help="Where an out-of-fold run's folds run: serial (here, one after another), "
+        "process (--workers local processes) or ray (Ray tasks; see --address).",
+    ),
+    workers: int = typer.Option(
+        2, min=1, help="Processes for --backend process, CPUs of a local Ray instance."
+    ),
+    address: str | None = typer.Option(
+        None,
+        help="Ray cluster for --backend ray: auto or HOST:PORT of its head (default: start a "
+        "local Ray instance).",
+    ),
+    nproc: int = typer.Option(
+        1,
+        min=1,
+        help="Train each fit in N processes on this machine (torchrun; one GPU each on CUDA, "
+        "else gloo on the CPU): each takes its share of every batch, only the first records.",
+    ),
 ) -> None:
     """Train one model with out-of-fold or holdout validation and record the run.
 
@@ -114,7 +134,18 @@ def train(
     """
     from moola.models import require_active
     from moola.pipeline.train import TrainConfig
+    from moola.training import distributed
 
+    if nproc > 1 and backend != "serial":
+        raise ConfigError(
+            "--nproc trains every fit in several processes; --backend sends the folds "
+            "elsewhere. Choose one of them."
+        )
+    if address is not None and backend != "ray":
+        raise ConfigError("--address names a Ray cluster; give --backend ray with it.")
+    if nproc > 1 and not distributed.under_launcher():
+        raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
+    scale = {"backend": backend, "workers": workers, "address": address}
     if resume is not None:
         given = {
             "--model": model, "--dataset": dataset, "--split": split, "--config": config,
@@ -130,7 +161,7 @@ def train(
                 + ", ".join(extra)
                 + "."
             )
-        _train_resumable(ctx, None, resume)
+        _train_resumable(ctx, None, resume, scale)
         return
 
     overrides: dict[str, Any] = {
@@ -183,7 +214,7 @@ def train(
         resolved = parse_config(TrainConfig, given, where="moola train flags")
     # A retired or unknown model is refused before the data is read.
     require_active(resolved.model)
-    _train_resumable(ctx, resolved, None)
+    _train_resumable(ctx, resolved, None, scale)
 
 
 class _RunEpochs:
@@ -215,9 +246,35 @@ class _RunEpochs:
             self.inner.on_train_end(state)
 
 
-def _train_resumable(ctx: typer.Context, config: Any, resume: str | None) -> None:
+def _train_resumable(
+    ctx: typer.Context, config: Any, resume: str | None, scale: dict[str, Any] | None = None
+) -> None:
     """Run (or resume) a training run with its epochs' progress shown; an interrupt says
-    how to resume it."""
+    how to resume it. ``scale``: where the folds run (backend, workers, address)."""
+    from moola.pipeline.train import run_training
+    from moola.training import distributed
+
+    scale = scale or {"backend": "serial"}
+    with distributed.processes(settings_of(ctx).device) as group:
+        if group is not None and not group.is_main:  # rank 0 shows and records the run
+            run_training(_registry(ctx), config, resume=resume)
+            return
+        executor = None
+        if scale["backend"] != "serial":
+            from moola.tune.executors import make_fold_executor
+
+            executor = make_fold_executor(  # connects now: a bad address fails here
+                scale["backend"], workers=scale["workers"], address=scale.get("address")
+            )
+        try:
+            _train_shown(ctx, config, resume, executor)
+        finally:
+            if executor is not None:
+                executor.shutdown()
+
+
+def _train_shown(ctx: typer.Context, config: Any, resume: str | None, executor: Any) -> None:
+    """The run with its progress display; an interrupt says how to resume it."""
     from moola.cli._progress import stage_display
     from moola.pipeline.train import run_training
 
@@ -236,7 +293,13 @@ def _train_resumable(ctx: typer.Context, config: Any, resume: str | None) -> Non
 
         try:
             run_training(
-                _registry(ctx), config, on_event=on_event, resume=resume, callbacks=[epochs]
+                _registry(ctx),
+                config,
+                on_event=on_event,
+                resume=resume,
+                # Epoch progress lives in this process; folds run elsewhere report per fold.
+                callbacks=[epochs] if executor is None else [],
+                executor=executor,
             )
         except KeyboardInterrupt:
             _interrupted(started)

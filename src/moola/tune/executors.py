@@ -29,7 +29,7 @@ from typing import Any
 
 from moola.core.errors import ConfigError, MoolaError
 
-__all__ = ["BACKENDS", "TaskFailed", "make_executor"]
+__all__ = ["BACKENDS", "TaskFailed", "make_executor", "make_fold_executor"]
 
 #: The ``backend`` names :func:`make_executor` knows.
 BACKENDS: tuple[str, ...] = ("serial", "process", "ray")
@@ -94,6 +94,49 @@ def make_executor(
         if connect:
             executor.connect()
         return executor
+    raise ConfigError(
+        f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.", param="backend"
+    )
+
+
+def make_fold_executor(
+    backend: str = "serial",
+    *,
+    workers: int = 2,
+    address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+    max_retries: int = 2,
+) -> Any:
+    """Where one run's out-of-fold folds (or seed repeats) run: a
+    ``moola.training.oof.FoldExecutor`` (``map(fn, items)``, results in order).
+
+    ``serial``: ``moola.training.oof.SerialExecutor``; ``process``: a
+    ``concurrent.futures.ProcessPoolExecutor`` of ``workers`` spawned processes; ``ray``:
+    a connected :class:`~moola.tune.ray_backend.RayExecutor` (see :func:`make_executor`
+    for the Ray arguments). Call ``shutdown()`` when done (the serial one has nothing to
+    release and no ``shutdown``).
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}.", param="workers")
+    if backend == "serial":
+        from moola.training.oof import SerialExecutor
+
+        return SerialExecutor()
+    if backend == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    if backend == "ray":
+        return make_executor(
+            "ray",
+            workers=workers,
+            address=address,
+            cpus_per_task=cpus_per_task,
+            gpus_per_task=gpus_per_task,
+            max_retries=max_retries,
+        )
     raise ConfigError(
         f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.", param="backend"
     )
