@@ -360,6 +360,14 @@ def windows(
         "once on the raw version and stored, instead of OHLC windows. Windows touching "
         "its warm-up or a gap are left out and counted.",
     ),
+    extra_features: list[str] | None = typer.Option(
+        None,
+        "--extra-features",
+        help="With --features: a stored per-bar features table NAME[@vN] built from this raw "
+        "version (e.g. `moola sentiment features`) whose columns join the set's by "
+        "(timestamp, symbol) before windowing, scaled as its table records; repeat it (or a "
+        "comma list) for several tables or raw versions.",
+    ),
 ) -> None:
     """Make unlabeled windows (an index over raw bars), or labeled windows from a labels
     file (--labels) or a stored labels table (--labels-from); with --features, windows
@@ -387,9 +395,20 @@ def windows(
         if targets is not None and label_column is not None:
             raise ConfigError("Give --target (repeatable) or --label-column, not both.")
         _feature_windows(
-            ctx, raw, name, features, length, stride, labels_from, label_column, targets
+            ctx,
+            raw,
+            name,
+            features,
+            length,
+            stride,
+            labels_from,
+            label_column,
+            targets,
+            list(extra_features or []) or None,
         )
         return
+    if extra_features:
+        raise ConfigError("--extra-features joins tables onto --features windows; give --features.")
     if len(raw) > 1 or "," in raw[0]:
         raise ConfigError(
             "Several raw versions make one dataset only with --features SET (windows over "
@@ -427,6 +446,7 @@ def _feature_windows(
     labels_from: list[str] | None,
     label_column: str | None,
     targets: list[str] | None,
+    extra_features: list[str] | None = None,
 ) -> None:
     """``moola data windows --features``: build, then print what was kept and left out."""
     from moola.pipeline.feature_windows import build_feature_windows
@@ -443,6 +463,7 @@ def _feature_windows(
             labels=labels_from,
             label_column=label_column,
             targets=targets,
+            extra_features=extra_features,
         )
     meta = registry.meta(ref)
     tables = [entry["features"] for entry in meta.get("feature_tables", [])] or [meta["features"]]
@@ -452,6 +473,9 @@ def _feature_windows(
         f"{len(meta['columns'])} features of {named})",
         soft_wrap=True,
     )
+    if meta.get("extra_features"):
+        joined = ", ".join(f"features/{t['name']}@v{t['version']}" for t in meta["extra_features"])
+        console.print(f"  joined by (timestamp, symbol): {joined}", soft_wrap=True)
     if meta.get("targets"):
         shown = ", ".join(
             f"{t['name']} ({t['kind']}"

@@ -45,6 +45,7 @@ from moola.features.base import Feature, FeatureParams
 
 __all__ = [
     "SENTIMENT_COLUMNS",
+    "SENTIMENT_SCALING",
     "AlignStats",
     "SentimentFeature",
     "SentimentParams",
@@ -60,6 +61,10 @@ SENTIMENT_COLUMNS: tuple[str, ...] = (
     "sent_intensity",
     "sent_surprise",
 )
+#: How each column is scaled for a model (``moola.features.scaling``), fitted on training
+#: rows only: z-scores throughout; a count or intensity that is 0 on most bars has an
+#: interquartile range of 0, which would leave ``robust`` scaling only centring it.
+SENTIMENT_SCALING: dict[str, str] = {column: "zscore" for column in SENTIMENT_COLUMNS}
 ITEM_COLUMNS = ("published", "sentiment")  # required; "confidence" optional
 
 

@@ -13,8 +13,10 @@ three pieces, so that a fold's model sees only what it may see:
   fold fits its own, so validation statistics never reach a fit), then trains the model
   on scaled windows; prediction applies the same scaler. Tabular models get the last row
   of each scaled window (the features at the decision bar);
-- :func:`scaling_methods` reads the per-column methods from the feature set the table was
-  computed with (its spec is stored with the feature table).
+- :func:`scaling_methods` reads the per-column methods from the meta of the table the
+  windows index (:func:`table_scaling`: the feature set it was computed with, whose spec is
+  stored with it, and the ``scaling`` map of the extra per-bar tables joined onto it, e.g.
+  sentiment columns), so every column is scaled by one rule, fitted on training rows only.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from moola.data.blacklist import exclude_from_split, read_blacklist
 from moola.data.registry import FeatureWindows, LabeledData, LabeledPart, Registry, parse_ref
 from moola.data.windows import WindowSet
 from moola.features.featureset import FeatureSetSpec, load_feature_set
-from moola.features.scaling import Scaler, fit_scaler, window_rows
+from moola.features.scaling import SCALE_METHODS, Scaler, fit_scaler, window_rows
 from moola.models.base import Estimator
 from moola.training.window_dataset import LazyWindows
 
@@ -40,6 +42,7 @@ __all__ = [
     "is_feature_windows",
     "load_feature_training_data",
     "scaling_methods",
+    "table_scaling",
     "with_symbol_ids",
 ]
 
@@ -153,16 +156,49 @@ def load_feature_training_data(
 
 
 def scaling_methods(registry: Registry, windows: FeatureWindows) -> dict[str, str]:
-    """Per-column scaling methods (``FeatureSet.scaling``) of the feature set the windows'
-    table was computed with, read from the spec stored with that table."""
+    """Per-column scaling methods of the windows' table (:func:`table_scaling` of its
+    meta): the feature set's ``FeatureSet.scaling``, and for extra per-bar columns joined
+    onto it the methods their tables record."""
     features = windows.features
-    spec = registry.meta(features).get("feature_set")
-    if not isinstance(spec, dict):
+    meta = registry.meta(features)
+    if not isinstance(meta.get("feature_set"), dict):
         raise ConfigError(
             f"{features} does not record the feature set it was computed with; rebuild the "
             "feature windows so their table carries its spec."
         )
-    return load_feature_set(FeatureSetSpec.model_validate(spec)).scaling
+    methods = table_scaling(meta)
+    unscaled = [c for c in windows.columns if c not in methods]
+    if unscaled:
+        raise ConfigError(
+            f"{features} records no scaling for column(s) {unscaled}; rebuild the feature "
+            "windows with this moola."
+        )
+    return methods
+
+
+def table_scaling(meta: dict[str, Any]) -> dict[str, str]:
+    """Column -> scaling method (``moola.features.scaling.SCALE_METHODS``) recorded in a
+    stored features table's meta: the scaling of the feature set it was computed with
+    (``feature_set``, its spec), then its own ``scaling`` map (a table that is not a
+    feature set's, e.g. sentiment columns, or the extra columns joined onto one). Empty
+    when it records neither; an unknown method is refused."""
+    methods: dict[str, str] = {}
+    spec = meta.get("feature_set")
+    if isinstance(spec, dict):
+        methods.update(load_feature_set(FeatureSetSpec.model_validate(spec)).scaling)
+    own = meta.get("scaling") or {}
+    if not isinstance(own, dict):
+        raise ConfigError(
+            f"A features table's meta 'scaling' must map columns to methods: {own!r}."
+        )
+    unknown = sorted({str(m) for m in own.values() if m not in SCALE_METHODS})
+    if unknown:
+        raise ConfigError(
+            f"A features table records unknown scaling method(s) {unknown}; known: "
+            f"{', '.join(SCALE_METHODS)}."
+        )
+    methods.update({str(c): str(m) for c, m in own.items()})
+    return methods
 
 
 def with_symbol_ids(windows: np.ndarray, ids: np.ndarray) -> np.ndarray:

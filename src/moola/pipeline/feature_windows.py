@@ -42,6 +42,23 @@ dataset records every one as a parent, and its positions (``start``, ``end``,
 distinct across the raws and their date ranges must overlap (a time split of disjoint
 symbols would put whole symbols in one part); labels tables are matched to raws by the raw
 version they were built from.
+
+**Extra per-bar tables.** ``extra_features`` names stored features tables with one row
+per bar (``timestamp``, ``symbol`` and value columns), e.g. a sentiment table
+(``moola sentiment features``) or another feature set's table. Each is joined onto the
+feature set's table by (timestamp, symbol) BEFORE windowing: a bar gets the extra table's
+row of that same bar and nothing else, so the windows see no more of the future than the
+extra table's own rows do (a sentiment row already holds only the news usable at its
+bar's open). An extra table must have been built from the raw version windowed (matched
+to raws by the raw version, as labels are) and hold exactly its bars; one over other bars
+(another raw version, missing or additional bars, a bar twice) is refused naming both.
+Its columns must not repeat a column of the set or of another extra table. Each extra
+column is scaled by the method its table records (``moola.pipeline.feature_inputs.
+table_scaling``: a ``scaling`` map in its meta, or the scaling of the feature set it was
+computed with), fitted on the training windows only, like the set's own columns.
+The joined table is stored once as its own features version (parents: the raw, the
+set's table and every extra table; reused while they are unchanged) and the windows
+index it; the windows' manifest names every extra table with its content hash.
 """
 
 from __future__ import annotations
@@ -55,10 +72,12 @@ import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError, RegistryError
+from moola.core.hashing import sha256_json
 from moola.data._manifest import DatasetRef
 from moola.data.registry import LABEL_HORIZON, TARGET_PREFIX, Registry, parse_ref
 from moola.data.windows import labeled_windows_table, window_starts
 from moola.features.featureset import FeatureSet, FeatureSetSpec, feature_table, load_feature_set
+from moola.pipeline.feature_inputs import table_scaling
 from moola.pipeline.features import store_feature_table
 from moola.pipeline.labeled_windows import LABELS_TABLE_SOURCE, _check_classes
 
@@ -115,9 +134,29 @@ class _Target:
     sources: tuple[_Labels, ...]
 
 
+@dataclass(frozen=True)
+class _Extra:
+    """One extra per-bar table, checked to be built from raw version ``k`` of the windows."""
+
+    ref: DatasetRef
+    k: int
+    columns: tuple[str, ...]
+    scaling: dict[str, str]
+
+    def record(self) -> dict[str, Any]:
+        """How the windows' manifest names it: the reference with its content hash, its
+        columns and their scaling."""
+        return {**self.ref.to_dict(), "columns": list(self.columns), "scaling": self.scaling}
+
+
 @dataclass
 class _Part:
-    """What one raw version contributes: its bars, feature table and kept window starts."""
+    """What one raw version contributes: its bars, the table its windows index (the feature
+    set's, or that joined with the extra tables) and kept window starts.
+
+    ``features`` is the stored table found for reuse (None: ``table`` is stored once every
+    raw is known to have windows); with extras, ``base`` / ``base_table`` are the feature
+    set's own table (stored or not) the joined one is made of."""
 
     raw: DatasetRef
     bars: pd.DataFrame
@@ -126,6 +165,9 @@ class _Part:
     starts: np.ndarray
     excluded: dict[str, int]
     thinned: int
+    extras: tuple[_Extra, ...] = ()
+    base: DatasetRef | None = None
+    base_table: pd.DataFrame | None = None
 
 
 def build_feature_windows(
@@ -139,6 +181,7 @@ def build_feature_windows(
     labels: str | Sequence[str] | None = None,
     label_column: str | None = None,
     targets: Sequence[str] | None = None,
+    extra_features: str | DatasetRef | Sequence[str | DatasetRef] | None = None,
 ) -> DatasetRef:
     """Store windows of ``length`` rows of ``feature_set`` computed on ``raw``.
 
@@ -146,10 +189,13 @@ def build_feature_windows(
     With ``labels`` (stored labels tables ``NAME[@vN]``, a comma list or a sequence) the
     windows carry ``targets`` (columns ``COL`` or ``LABELS:COL``; default: the one labels
     table's recorded target; ``label_column`` is the one-target spelling), else they are
-    unlabeled. Raises ``ConfigError`` when the feature set's warm-up (plus the window) is
-    longer than the data, a target column does not exist, is ambiguous or holds +-inf, or
-    the raws share a symbol or do not overlap in time, and ``RegistryError`` when labels
-    were built from other bars; each before anything is written.
+    unlabeled. ``extra_features`` (stored per-bar features tables ``NAME[@vN]``, a comma
+    list or a sequence, each built from one of the raws) adds their columns after the set's
+    (see the module docstring). Raises ``ConfigError`` when the feature set's warm-up (plus
+    the window) is longer than the data, a target column does not exist, is ambiguous or
+    holds +-inf, the raws share a symbol or do not overlap in time, or an extra table
+    repeats a column or records no scaling, and ``RegistryError`` when labels or an extra
+    table were built from other bars; each before anything is written.
     """
     if label_column is not None and labels is None:
         raise ConfigError("label_column picks a column of a stored labels table: give labels.")
@@ -181,25 +227,25 @@ def build_feature_windows(
         chosen = _targets(registry, raw_refs, all_bars, _texts(labels, "labels"), wanted)
     for ref, bars in zip(raw_refs, all_bars, strict=True):
         _check_warmup(fset, bars, length, ref)
+    extras = _extras(registry, raw_refs, fset, extra_features)
     spec_hash = fset.spec.content_hash()
-    columns = list(fset.columns)
+    columns = list(fset.columns) + [c for extra in extras[0] for c in extra.columns]
     parts = [
-        _part(registry, ref, bars, fset, spec_hash, chosen, k, length=length, stride=stride)
+        _part(
+            registry,
+            ref,
+            bars,
+            fset,
+            spec_hash,
+            chosen,
+            k,
+            length=length,
+            stride=stride,
+            extras=tuple(extras[k]),
+        )
         for k, (ref, bars) in enumerate(zip(raw_refs, all_bars, strict=True))
     ]
-    stored: list[DatasetRef] = []
-    for part in parts:  # every raw has windows: now the new feature tables are stored
-        stored.append(
-            part.features
-            or store_feature_table(
-                registry,
-                part.raw,
-                fset,
-                part.table,
-                bars=part.bars,
-                name=f"{part.raw.name}-{fset.name}",
-            )
-        )
+    stored = [_store(registry, part, fset, spec_hash) for part in parts]  # all have windows
     excluded = {key: sum(part.excluded[key] for part in parts) for key in parts[0].excluded}
     thinned = sum(part.thinned for part in parts)
     offsets = np.cumsum([0] + [len(part.bars) for part in parts])[:-1]
@@ -207,6 +253,11 @@ def build_feature_windows(
         "feature_set": fset.name,
         "spec_hash": spec_hash,
         "features_reused": all(part.features is not None for part in parts),
+        **(
+            {"extra_features": [extra.record() for held in extras for extra in held]}
+            if extras[0]
+            else {}
+        ),
         "length": length,
         "stride": stride,
         "excluded": excluded,
@@ -253,6 +304,8 @@ def build_feature_windows(
         "excluded": excluded,
         "thinned": thinned,
     }
+    if extras[0]:
+        meta["extra_features"] = [extra.ref.to_dict() for held in extras for extra in held]
     return registry.write_feature_windows(
         name,
         raw_refs[0] if len(raw_refs) == 1 else raw_refs,
@@ -554,14 +607,26 @@ def _part(
     *,
     length: int,
     stride: int,
+    extras: tuple[_Extra, ...] = (),
 ) -> _Part:
-    """Raw ``k``'s feature table (found or computed, not stored) and kept window starts."""
-    features = find_features(registry, raw, spec_hash)
-    if features is None:  # computed now, stored only once every raw is known to have windows
-        table = feature_table(fset, bars)
-    else:
+    """Raw ``k``'s feature table (found or computed, not stored; joined with its extra
+    tables when there are any) and kept window starts."""
+    base: DatasetRef | None = None
+    base_table: pd.DataFrame | None = None
+    features = find_features(registry, raw, _joined_hash(spec_hash, extras))
+    if features is not None:
         table = registry.load_table("features", features.name, features.version)
-    values = table[list(fset.columns)].to_numpy(dtype=np.float32)
+    else:  # computed now, stored only once every raw is known to have windows
+        base = find_features(registry, raw, spec_hash) if extras else None
+        if base is None:
+            base_table = feature_table(fset, bars)
+            table = base_table
+        else:
+            table = registry.load_table("features", base.name, base.version)
+        if extras:
+            table = _joined(registry, table, bars, raw, extras)
+    columns = list(fset.columns) + [c for extra in extras for c in extra.columns]
+    values = table[columns].to_numpy(dtype=np.float32)
 
     n = len(bars)
     symbols = bars["symbol"].astype(str).to_numpy()
@@ -601,7 +666,7 @@ def _part(
             "or more bars.",
             param="length",
         )
-    return _Part(raw, bars, table, features, starts, excluded, thinned)
+    return _Part(raw, bars, table, features, starts, excluded, thinned, extras, base, base_table)
 
 
 def _windows_table(
@@ -701,3 +766,234 @@ def _check_warmup(fset: FeatureSet, bars: pd.DataFrame, length: int, raw: Datase
 
 def _described(excluded: dict[str, int]) -> str:
     return ", ".join(f"{count:,} excluded by {key}" for key, count in excluded.items())
+
+
+# --------------------------------------------------------------------------- extra tables
+
+
+def _extras(
+    registry: Registry,
+    raws: list[DatasetRef],
+    fset: FeatureSet,
+    given: str | DatasetRef | Sequence[str | DatasetRef] | None,
+) -> list[list[_Extra]]:
+    """The extra tables ``given``, grouped by the raw version (of ``raws``) each was built
+    from, in the order given; every raw gets tables of the same columns, and no column
+    repeats one of the set or of another table. Read from meta and manifest only (the
+    rows are checked when joined)."""
+    grouped: list[list[_Extra]] = [[] for _ in raws]
+    if given is None:
+        return grouped
+    by_hash = {ref.content_hash: k for k, ref in enumerate(raws)}
+    for text in _texts(given, "extra_features"):
+        ref = text if isinstance(text, DatasetRef) else registry.resolve_text(text, "features")
+        if ref.kind != "features":
+            raise ConfigError(
+                f"{ref} is not a features table; extra_features names stored per-bar tables "
+                "(features/NAME[@vN], e.g. a sentiment table).",
+                param="extra_features",
+            )
+        made = [p for p in registry.manifest(ref).get("parents", []) if p.get("kind") == "raw"]
+        k = next((by_hash[p["content_hash"]] for p in made if p["content_hash"] in by_hash), None)
+        if k is None:
+            made_from = (
+                " and ".join(f"raw/{p['name']}@v{p['version']}" for p in made) or "no raw dataset"
+            )
+            named = str(raws[0]) if len(raws) == 1 else f"any of {', '.join(map(str, raws))}"
+            raise RegistryError(
+                f"Extra features {ref} were built from {made_from}, not from {named}: its rows "
+                "describe other bars. Build it from the raw version windowed (e.g. `moola "
+                f"sentiment features --raw {raws[0].pinned} ...`) or window {made_from}.",
+                param="extra_features",
+            )
+        if any(held.ref == ref for held in grouped[k]):
+            raise ConfigError(
+                f"extra_features names {ref} twice; name each table once.",
+                param="extra_features",
+            )
+        meta = registry.meta(ref)
+        recorded = meta.get("columns")
+        if isinstance(recorded, dict):  # write_table's own record: column -> dtype
+            recorded = [c for c in recorded if c not in ("timestamp", "symbol")]
+        if not recorded:
+            raise ConfigError(
+                f"{ref} records no value columns in its meta; it is not a per-bar features table.",
+                param="extra_features",
+            )
+        columns = tuple(str(c) for c in recorded)
+        scaling = table_scaling(meta)
+        unscaled = [c for c in columns if c not in scaling]
+        if unscaled:
+            raise ConfigError(
+                f"{ref} records no scaling for its column(s) {unscaled}: its meta needs a "
+                "'scaling' map (column -> zscore, robust or none) or the feature set it was "
+                "computed with. Rebuild it with this moola.",
+                param="extra_features",
+            )
+        grouped[k].append(_Extra(ref, k, columns, {c: scaling[c] for c in columns}))
+    owner = {column: f"feature set '{fset.name}'" for column in fset.columns}
+    for extra in grouped[0]:
+        for column in extra.columns:
+            if column in owner:
+                raise ConfigError(
+                    f"Column {column!r} of {extra.ref} is also a column of {owner[column]}; "
+                    "each column must come from one table. Drop one of them.",
+                    param="extra_features",
+                )
+            owner[column] = str(extra.ref)
+    first = [(c, extra.scaling[c]) for extra in grouped[0] for c in extra.columns]
+    for k, held in enumerate(grouped[1:], start=1):
+        these = [(c, extra.scaling[c]) for extra in held for c in extra.columns]
+        if these != first:
+            raise ConfigError(
+                f"The extra tables give {raws[0]} the columns (with their scaling) "
+                f"{first or 'none'} but {raws[k]} {these or 'none'}; give every raw version "
+                "tables of the same columns, scaled alike, in the same order.",
+                param="extra_features",
+            )
+    return grouped
+
+
+def _joined_hash(spec_hash: str, extras: tuple[_Extra, ...]) -> str:
+    """The identity of a table: the set's spec hash alone, or joined with the extra
+    tables (by their content hashes, in order)."""
+    if not extras:
+        return spec_hash
+    return sha256_json(
+        {"spec_hash": spec_hash, "extra_features": [e.ref.content_hash for e in extras]}
+    )
+
+
+def _keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """(timestamp as UTC nanoseconds, symbol as text) of each row: one spelling of the
+    join keys whatever unit or dtype a table was stored with."""
+    stamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True)).as_unit("ns")
+    return pd.DataFrame(
+        {"timestamp": stamps.asi8, "symbol": frame["symbol"].astype(str).to_numpy()}
+    )
+
+
+def _joined(
+    registry: Registry,
+    table: pd.DataFrame,
+    bars: pd.DataFrame,
+    raw: DatasetRef,
+    extras: tuple[_Extra, ...],
+) -> pd.DataFrame:
+    """``table`` (one row per bar of ``raw``) with each extra table's columns joined by
+    (timestamp, symbol): bar i gets the extra row of bar i. An extra table holding a bar
+    twice, missing a bar or holding a bar the raw does not have is refused."""
+    keys = _keys(bars)
+    joined = table.reset_index(drop=True).copy()
+    for extra in extras:
+        frame = registry.load_table("features", extra.ref.name, extra.ref.version)
+        missing = [c for c in ("timestamp", "symbol", *extra.columns) if c not in frame.columns]
+        if missing:
+            raise ConfigError(
+                f"{extra.ref} has no column(s) {missing} though its meta lists them; rebuild it.",
+                param="extra_features",
+            )
+        for column in extra.columns:
+            dtype = frame[column].dtype
+            if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                raise ConfigError(
+                    f"Column {column!r} of {extra.ref} holds {dtype} values; an extra "
+                    "feature column must be numeric.",
+                    param="extra_features",
+                )
+        theirs = _keys(frame)
+        twice = theirs.duplicated(keep="first").to_numpy()
+        if twice.any():
+            at = int(np.flatnonzero(twice)[0])
+            raise RegistryError(
+                f"{extra.ref} holds {int(twice.sum()):,} bar(s) twice (first: "
+                f"{frame['symbol'].iloc[at]} at {frame['timestamp'].iloc[at]}), so it is not "
+                f"one row per bar of {raw}; rebuild it from {raw}.",
+                param="extra_features",
+            )
+        values = frame[list(extra.columns)].reset_index(drop=True)
+        merged = keys.merge(
+            pd.concat([theirs, values], axis=1), on=["timestamp", "symbol"], how="left",
+            indicator=True, sort=False,
+        )  # fmt: skip
+        absent = (merged["_merge"] == "left_only").to_numpy()
+        if absent.any():
+            at = int(np.flatnonzero(absent)[0])
+            raise RegistryError(
+                f"{extra.ref} has no row for {int(absent.sum()):,} of the {len(bars):,} bars "
+                f"of {raw} (first: {bars['symbol'].iloc[at]} at {bars['timestamp'].iloc[at]}): "
+                f"it covers other bars. Rebuild it from {raw}.",
+                param="extra_features",
+            )
+        if len(frame) != len(bars):
+            known = set(zip(keys["timestamp"], keys["symbol"], strict=True))
+            at = next(
+                i
+                for i, key in enumerate(zip(theirs["timestamp"], theirs["symbol"], strict=True))
+                if key not in known
+            )
+            raise RegistryError(
+                f"{extra.ref} has {len(frame) - len(bars):,} row(s) for bars {raw} does not "
+                f"have (first: {frame['symbol'].iloc[at]} at {frame['timestamp'].iloc[at]}): "
+                f"it covers other bars. Rebuild it from {raw}.",
+                param="extra_features",
+            )
+        for column in extra.columns:
+            joined[column] = merged[column].to_numpy()
+    return joined
+
+
+def _store(registry: Registry, part: _Part, fset: FeatureSet, spec_hash: str) -> DatasetRef:
+    """The stored table ``part``'s windows index: the one found, else the feature set's
+    table stored (when it was computed now) and, with extras, the joined table stored
+    with the set's table and every extra table as parents."""
+    if part.features is not None:
+        return part.features
+    base = part.base
+    if base is None:
+        assert part.base_table is not None
+        base = store_feature_table(
+            registry,
+            part.raw,
+            fset,
+            part.base_table,
+            bars=part.bars,
+            name=f"{part.raw.name}-{fset.name}",
+        )
+    if not part.extras:
+        return base
+    joined_hash = _joined_hash(spec_hash, part.extras)
+    name = f"{part.raw.name}-{fset.name}-with-" + "-".join(e.ref.name for e in part.extras)
+    if len(name) > 128:  # the registry's limit on names
+        name = f"{part.raw.name[:80]}-{fset.name[:20]}-with-{joined_hash[:12]}"
+    columns = list(fset.columns) + [c for e in part.extras for c in e.columns]
+    scaling = {c: s for e in part.extras for c, s in e.scaling.items()}
+    base_meta = registry.meta(base)
+    return registry.write_table(
+        "features",
+        name,
+        part.table,
+        parents=[part.raw, base, *(e.ref for e in part.extras)],
+        meta={
+            "feature_set": base_meta.get("feature_set"),
+            "spec_hash": joined_hash,
+            "feature_set_spec_hash": spec_hash,
+            "columns": columns,
+            "dtypes": {c: str(part.table[c].dtype) for c in columns},
+            "lookback": fset.lookback,
+            "scaling": scaling,
+            "extra_features": [e.record() for e in part.extras],
+            "joined_on": ["timestamp", "symbol"],
+        },
+        transformations=[
+            {
+                "name": "moola.pipeline.feature_windows.join_extra_features",
+                "params": {
+                    "features": base.to_dict(),
+                    "extra_features": [e.record() for e in part.extras],
+                    "on": ["timestamp", "symbol"],
+                },
+                "rule": "bar i gets the extra table's row of bar i (same timestamp and symbol)",
+            }
+        ],
+    )

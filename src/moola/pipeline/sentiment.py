@@ -11,8 +11,11 @@ what it was made from:
    VADER lexicon, or a local transformer whose files' hashes are recorded).
 3. ``build_sentiment_features``: raw bars + a scored news table -> a features table
    (``timestamp``, ``symbol`` and ``moola.features.sentiment.SENTIMENT_COLUMNS``) with
-   the publication lag, half-life and baseline in its meta, and how many items each
-   symbol used, left before the bars or found after them.
+   the publication lag, half-life and baseline in its meta, how each column is scaled
+   (``scaling``), and how many items each symbol used, left before the bars or found
+   after them. Such a table joins feature windows as an extra per-bar table
+   (``build_feature_windows(..., extra_features=NAME)``, ``moola data windows --features
+   SET --extra-features NAME``), so ``moola train`` can use sentiment beside any feature set.
 
 ``sentiment_ablation`` answers whether the news helps: the CNN-LSTM-attention multi-task
 model (direction, volatility, regime) trained on price features with and without the
@@ -41,6 +44,7 @@ from moola.data.registry import Registry
 from moola.data.sources.gdelt import GkgReport, Relevance, read_gkg, record_texts
 from moola.features.sentiment import (
     SENTIMENT_COLUMNS,
+    SENTIMENT_SCALING,
     AlignStats,
     SentimentParams,
     sentiment_features,
@@ -272,6 +276,7 @@ def build_sentiment_features(
             "sentiment": settings,
             "columns": list(SENTIMENT_COLUMNS),
             "dtypes": {column: "float64" for column in SENTIMENT_COLUMNS},
+            "scaling": dict(SENTIMENT_SCALING),
             "lookback": 0,
             "alignment": {symbol: s.to_dict() for symbol, s in stats.items()},
             "scorer": registry.meta(news).get("scored", {}).get("scorer"),
