@@ -13,10 +13,11 @@ import pytest
 
 from moola.core.errors import ConfigError, RegistryError
 from moola.data.registry import Registry
-from moola.features.featureset import load_feature_set
+from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry, load_feature_set
 from moola.features.sentiment import SENTIMENT_COLUMNS, SentimentParams
 from moola.pipeline.feature_inputs import scaling_methods
 from moola.pipeline.feature_windows import build_feature_windows
+from moola.pipeline.features import build_features
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.sentiment import NEWS_KIND, NEWS_TABLE, build_sentiment_features
 from tests.conftest import random_walk_bars
@@ -163,6 +164,27 @@ def test_a_table_over_other_bars_is_refused_naming_both_and_nothing_is_written(r
             registry, "mkt", SPEC, name="fw", length=LENGTH, extra_features="mkt-small"
         )
     assert _listing(registry) == before
+
+
+def test_another_feature_sets_table_joins_with_its_own_scaling(registry):
+    raw, _, _ = store_market(registry, random_walk_bars(200), "mkt")
+    slow = FeatureSetSpec(
+        name="slow", features=[FeatureSpecEntry(name="rsi", params={"period": 7}, scale="robust")]
+    )
+    build_features(registry, raw, slow, name="mkt-slow")
+    build_feature_windows(
+        registry, "mkt", SPEC, name="fw", length=LENGTH, extra_features=["mkt-sent", "mkt-slow"]
+    )
+    data = registry.load_feature_windows("fw")
+    assert data.columns == (*COLUMNS, *SENTIMENT_COLUMNS, "rsi_7")
+    assert scaling_methods(registry, data)["rsi_7"] == "robust"
+    slow_values = registry.load_table("features", "mkt-slow")["rsi_7"].to_numpy(np.float32)
+    np.testing.assert_array_equal(data.X.values[:, -1], slow_values)  # NaN warm-up too
+    # The slower set's warm-up (NaN rows) leaves out the windows that touch it.
+    first = int(np.flatnonzero(~np.isnan(slow_values))[0])
+    assert int(data.table["start"].min()) == first
+    plain = build_feature_windows(registry, "mkt", SPEC, name="plain", length=LENGTH)
+    assert int(registry.load_feature_windows(plain.name).table["start"].min()) < first
 
 
 def test_each_raw_version_gets_the_extra_table_built_from_it(registry):
