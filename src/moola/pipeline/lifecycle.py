@@ -11,6 +11,18 @@
 - ``promote`` checks a run against the promotion gates; the decision (pass or refusal,
   with every gate's value and threshold) is a ``GateDecision`` in the journal, written
   before anything is copied to ``artifacts/models/promoted/<run_id>/``.
+
+An RL run (``moola rl train``) is promoted on its recorded evaluation: the evaluation
+period's greedy episodes (val, or a walk-forward fold's test), or the run's latest look at
+its split's test part when one was taken through the test ledger (``moola rl eval RUN
+--test``). Its gates (:func:`rl_gates`) read :func:`moola.pipeline.rl.rl_gate_metrics`:
+by default the after-cost evaluation return above 0 (``eval_return>0``), the greedy
+episode's maximum drawdown at most 20% (``max_drawdown``, from its replay through
+``moola backtest``) and that replay equal to the environment's equity
+(``parity_max_rel_diff<=1e-09``); accuracy and calibration gates do not apply and are
+refused. Before anything is judged, the run's agent is loaded as a live policy (weights
+only, no pickle); the promoted folder holds ``model.zip``, the manifest, ``gate.json`` and
+``policy.json`` (``moola.pipeline.rl.policy_record``: what live inference needs).
 """
 
 from __future__ import annotations
@@ -240,8 +252,11 @@ def promote(
     top. ``gates.min_sharpe`` and ``gates.max_drawdown`` are judged on the stats of the
     run's latest backtest whose leakage check passed (:func:`latest_backtest`); asking for
     them on a run without one raises :class:`NoBacktestError` before anything is recorded.
+    An RL run is judged by :func:`rl_gates` on its recorded evaluation (module notes).
     """
     store = RunStore(registry.root)
+    if store.manifest(store.run_dir(run_id)).get("kind") == "rl":
+        return _promote_rl(registry, store, store.run_dir(run_id), gates, overrides)
     run_dir, manifest = load_manifest(store, run_id)
     # What is promoted must predict: its whole Predictor loads (verified files, safe
     # loaders, no pickles, window shape) before any decision is recorded.
@@ -290,6 +305,136 @@ def promote(
     }
     files[MANIFEST_FILE] = store.manifest_bytes(run_dir)
     files["gate.json"] = (json.dumps(decision, indent=2) + "\n").encode()
+    target = store.write_promoted(run_dir.name, files)
+    return {**decision, "path": str(target)}
+
+
+#: An RL run's default metric gates (module notes); a gate given on the same metric
+#: replaces its default.
+RL_METRIC_GATES: tuple[str, ...] = ("eval_return>0", "parity_max_rel_diff<=1e-09")
+#: An RL run's default maximum drawdown of its greedy evaluation episode.
+RL_MAX_DRAWDOWN = 0.20
+_NOT_RL = ("min_accuracy", "max_ece", "min_accuracy_ci_low")
+
+
+def rl_gates(gates: GateConfig | None = None, **overrides: Any) -> GateConfig:
+    """The gates of an RL run: ``gates`` as given, else the defaults (module notes) with
+    ``overrides`` (GateConfig fields: ``max_drawdown``, ``min_sharpe``, ``metric_gates``
+    on :func:`moola.pipeline.rl.rl_gate_metrics`' names). An accuracy or calibration gate
+    is refused (``ConfigError`` naming it): an RL run has no class probabilities."""
+    from moola.evaluation.gates import parse_gate
+
+    asked = {
+        name: value
+        for name, value in (gates.model_dump() if gates is not None else overrides).items()
+        if name in _NOT_RL and value is not None
+    }
+    if asked:
+        raise ConfigError(
+            f"Gate(s) {sorted(asked)} judge a classifier's accuracy or calibration; an RL run "
+            "is judged on its evaluation episodes (max_drawdown, min_sharpe and metric gates "
+            "such as 'eval_return>0.01' or 'excess_return>0').",
+            param=sorted(asked)[0],
+        )
+    if gates is not None:
+        return gates.model_copy(update={"min_accuracy": None, "max_ece": None})
+    given = {k: v for k, v in overrides.items() if k not in _NOT_RL}
+    extra = tuple(
+        parse_gate(g) if isinstance(g, str) else g for g in given.pop("metric_gates", ()) or ()
+    )
+    named = {gate.metric for gate in extra}
+    defaults = tuple(gate for gate in map(parse_gate, RL_METRIC_GATES) if gate.metric not in named)
+    return GateConfig(
+        **{
+            "min_accuracy": None,
+            "max_ece": None,
+            "max_drawdown": RL_MAX_DRAWDOWN,
+            **given,
+            "metric_gates": defaults + extra,
+        }
+    )
+
+
+def _rl_basis(
+    store: RunStore, run_dir: Path, manifest: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The evaluation an RL run is judged on: its latest test look, when one was taken
+    through the test ledger; else the evaluation period recorded with the run."""
+    tests = _test_evaluations(store, run_dir)
+    if tests:
+        looks = {
+            look.payload.run_id
+            for look in JsonlJournal(store.root).read("test_look")
+            if isinstance(look, TestLook)
+        }
+        if run_dir.name not in looks:
+            raise LeakageError(
+                f"Run {run_dir.name} holds a test evaluation that the test ledger does not "
+                "record; it cannot be a basis for promotion.",
+                param="run_id",
+            )
+        return "test", tests[-1]
+    evaluation = manifest.get("evaluation")
+    if not isinstance(evaluation, dict):
+        raise ConfigError(f"RL run {run_dir.name} records no evaluation.", param="run_id")
+    return str((evaluation.get("period") or {}).get("part") or "val"), evaluation
+
+
+def _promote_rl(
+    registry: Registry,
+    store: RunStore,
+    run_dir: Path,
+    gates: GateConfig | None,
+    overrides: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """``promote`` for an RL run (module notes)."""
+    from moola.pipeline.rl import policy_record, rl_gate_metrics
+    from moola.rl.policy import POLICY_FILE, LivePolicy
+
+    manifest = store.manifest(run_dir)
+    config = rl_gates(gates, **(overrides or {}))
+    record = policy_record(registry, run_dir.name, manifest)
+    # What is promoted must act: the agent loads as a live policy (verified weights, no
+    # pickle, the recorded spaces) before any decision is recorded.
+    LivePolicy.from_record(
+        record, store.verified_path(run_dir, "model.zip"), where=f"RL run {run_dir.name}"
+    )
+    basis, evaluation = _rl_basis(store, run_dir, manifest)
+    metrics = rl_gate_metrics(evaluation)
+    result = evaluate_gates(metrics, config, evaluation.get("backtest") or {})
+    decision = {
+        "run_id": run_dir.name,
+        "manifest_sha256": store.manifest_hash(run_dir),
+        "at": utc_now_iso(),
+        "basis": basis,
+        "gates": result.to_dict(),
+    }
+    journal = JsonlJournal(registry.root)
+    journal.append(  # recorded before anything acts on it
+        GateDecision(
+            at=decision["at"],
+            payload=GateDecisionPayload(
+                **{key: value for key, value in decision.items() if key != "at"}
+            ),
+        )
+    )
+    if not result.passed:
+        reasons = "; ".join(
+            f"{g.name}: {g.value} vs threshold {g.threshold}"
+            + (f" ({g.reason})" if g.reason else "")
+            for g in result.failed
+        )
+        raise ConfigError(
+            f"RL run {run_dir.name} was not promoted ({basis} evaluation). Failed gates: "
+            f"{reasons}. The decision is recorded in {journal.path}."
+        )
+    gate = {**decision, "kind": "rl", "metrics": metrics, "period": evaluation.get("period")}
+    files = {
+        "model.zip": store.read_bytes(run_dir, "model.zip"),
+        MANIFEST_FILE: store.manifest_bytes(run_dir),
+        "gate.json": (json.dumps(gate, indent=2, default=str) + "\n").encode(),
+        POLICY_FILE: (json.dumps(record, indent=2) + "\n").encode(),
+    }
     target = store.write_promoted(run_dir.name, files)
     return {**decision, "path": str(target)}
 

@@ -1012,3 +1012,84 @@ def evaluate_rl(
     )
     write_rl_report(registry, run_dir.name)
     return record
+
+
+# --------------------------------------------------------------------------- live policy
+
+
+def policy_record(registry: Registry, run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What live inference of RL run ``run_id`` needs (``moola.rl.policy.POLICY_FILE`` in
+    its promoted folder), from its verified ``manifest``: the
+    algorithm and the agent's build record (``load_agent(build=...)``: no pickle), the
+    weights file and its SHA-256, the action space (name, shorting, invalid-action policy),
+    the observation (window, timescales, feature columns, every window's scaler, the
+    feature set's full spec or None for the built-in OHLCV returns, the portfolio fields)
+    and the execution terms the policy was trained under (its own book's costs, latency
+    and loss limits). The feature set's spec is read from the windows dataset the run
+    trained on (its recorded version, hash checked), so a later edit of a shipped set
+    cannot change what the promoted policy observes."""
+    from moola.core.hashing import sha256_bytes
+    from moola.rl.observations import PORTFOLIO_FIELDS
+    from moola.rl.policy import POLICY_FORMAT
+
+    store = RunStore(registry.root)
+    run_dir = store.run_dir(run_id)
+    config = RLConfig.model_validate(manifest["config"])
+    recorded = manifest["data"]["dataset"]
+    ref = registry.resolve(recorded["kind"], recorded["name"], int(recorded["version"]))
+    if ref.content_hash != recorded["content_hash"]:
+        raise RegistryError(
+            f"Run {run_dir.name} trained on {recorded['kind']}/{recorded['name']}@v"
+            f"{recorded['version']} with content hash {recorded['content_hash']}, but it now "
+            f"hashes to {ref.content_hash}."
+        )
+    fset = _feature_set(registry, registry.meta(ref))
+    observation = manifest["observation"]
+    weights = store.read_bytes(run_dir, "model.zip")
+    return {
+        "format": POLICY_FORMAT,
+        "run_id": run_dir.name,
+        "algo": config.algo,
+        "agent": manifest["agent"],
+        "weights": {"file": "model.zip", "sha256": sha256_bytes(weights)},
+        "action_space": config.action_space,
+        "allow_short": config.allow_short,
+        "invalid_action": config.invalid_action,
+        "symbol": manifest["data"]["symbol"],
+        "observation": {
+            "window": int(observation["window"]),
+            "columns": list(observation["columns"]),
+            "feature_set": None if fset is None else fset.spec.model_dump(mode="json"),
+            "timescales": dict(observation.get("timescales") or {}),
+            "scalings": observation.get("scalings") or {"window": observation["scaling"]},
+            "portfolio": list(PORTFOLIO_FIELDS),
+        },
+        "execution": manifest["execution"]["config"],
+    }
+
+
+def rl_gate_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """An RL evaluation (the run's own, or a later ``evaluate_rl`` record) as the flat
+    metrics promotion gates read: ``eval_return`` (the agent's mean after-cost return),
+    ``eval_reward``, ``flat_return``, ``buy_and_hold_return``, ``excess_return`` (over
+    buy-and-hold, None without it), ``invalid_actions``, ``parity_max_rel_diff`` (the
+    replay through ``moola backtest``) and the greedy episode's backtest stats as
+    ``backtest_<stat>`` (``total_return``, ``sharpe``, ``max_drawdown`` ...)."""
+
+    def mean_return(name: str) -> float | None:
+        part = evaluation.get(name)
+        return None if not isinstance(part, dict) else part.get("mean_return")
+
+    policy = evaluation.get("policy") or {}
+    eval_return, hold = mean_return("policy"), mean_return("buy_and_hold")
+    stats = evaluation.get("backtest") or {}
+    return {
+        "eval_return": eval_return,
+        "eval_reward": policy.get("mean_reward"),
+        "flat_return": mean_return("flat"),
+        "buy_and_hold_return": hold,
+        "excess_return": None if eval_return is None or hold is None else eval_return - hold,
+        "invalid_actions": policy.get("invalid_actions"),
+        "parity_max_rel_diff": evaluation.get("parity_max_rel_diff"),
+        **{f"backtest_{k}": v for k, v in stats.items()},
+    }

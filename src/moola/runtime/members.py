@@ -2,11 +2,28 @@
 
 A member is a promoted run (``Predictor.from_promoted``: every byte checked against the
 promoted listing) playing one role: ``direction`` (a per-symbol model), ``trend`` (a
-multi-symbol model, possibly with a symbol embedding) or ``rl`` (an RL policy; not loaded
-by this version, see ``load_members``). Its output per closed bar is one number, the
-probability that price goes up, computed the run's own way (raw windows -> input view ->
-estimator -> the run's calibrator; with the session's ``calibration`` off, the
-estimator's raw probabilities).
+multi-symbol model, possibly with a symbol embedding) or ``rl`` (a promoted RL run's
+policy, :class:`PolicyMember`). Its output per closed bar is one number, the probability
+that price goes up, computed the run's own way (raw windows -> input view -> estimator ->
+the run's calibrator; with the session's ``calibration`` off, the estimator's raw
+probabilities).
+
+**The RL member** (:class:`PolicyMember`) keeps one ``moola.rl.policy.LivePolicy`` per
+symbol, fed each closed bar once (its observation window built bar by bar and its own
+book, exactly as the training environment steps: see that module). Its answer is the
+policy's *target position* after its deterministic action at the bar, mapped to
+``0.5 * (1 + target / max_position)``: full long 1, flat 0.5, full short 0 (a
+``discrete12`` policy holding a quarter long answers 0.625). Why the target and not the
+action distribution's mass of long against short: the target is what the policy does,
+the same greedy decision its promotion gate judged (its evaluation return is that of
+these targets), and it is defined the same way for all three action spaces (a
+``continuous`` policy has no "mass of long", and a ``discrete12`` action is relative to
+the held position); an action distribution's probabilities are not calibrated
+probabilities of "up" either, and shift with the entropy bonus it trained with. A
+long-only policy answers in [0.5, 1]: flat is no opinion, never a short signal. The
+session's ``calibration`` does not apply (the policy has no calibrator). Its value is a
+function of the bars alone, so a session's parity replay recomputes it: replayed bars
+that do not follow the last bar the member saw start a fresh policy for that symbol.
 
 **Mapping the run's classes to "up".** The member config names ``up_class`` (default
 ``"up"``). For a run with two classes the value is ``p(up_class)`` (the other class is
@@ -28,8 +45,9 @@ member's value is None (missing: the ensemble renormalises over the others).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +59,10 @@ from moola.runtime.config import LiveConfig, MemberConfig
 from moola.runtime.feed import BAR_FIELDS
 from moola.tracking.runs import RunStore
 
-__all__ = ["Member", "load_members", "up_probability"]
+if TYPE_CHECKING:
+    from moola.rl.policy import LivePolicy
+
+__all__ = ["Member", "PolicyMember", "load_members", "up_probability"]
 
 
 def up_probability(proba: np.ndarray, classes: Sequence[str], up: str, down: str | None) -> float:
@@ -121,31 +142,99 @@ class Member:
         return p.estimator.predict_proba(p.inputs_of(inputs))
 
 
+@dataclass
+class PolicyMember:
+    """An ``rl`` member: a promoted RL run's policy, one ``LivePolicy`` (its own window
+    and book) per symbol, all sharing the agent (module docstring)."""
+
+    config: MemberConfig
+    policy: LivePolicy
+    """The loaded policy; each symbol gets a ``fresh()`` copy of it."""
+    _symbols: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run
+
+    @property
+    def weight(self) -> float:
+        return self.config.resolved_weight
+
+    @property
+    def reads_features(self) -> bool:
+        return False
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars of history for a policy that starts mid-stream (warm-up plus window)."""
+        return self.policy.bars_needed
+
+    @property
+    def rows_needed(self) -> int:
+        return 0
+
+    def value(self, symbol: str, bars: pd.DataFrame, rows: pd.DataFrame | None) -> float | None:
+        """The policy's up-probability at the last bar of ``bars`` (this symbol's recent
+        bars, oldest first): the bars after the last one it saw are fed to the symbol's
+        policy in order; bars that do not follow it start a fresh policy fed the whole
+        window. None while its observation window fills."""
+        if len(bars) == 0:
+            return None
+        policy = self._symbols.get(symbol)
+        seen = None if policy is None else policy.last_time
+        stamps = bars["timestamp"]
+        if seen is None or _utc(stamps.iloc[-1]) <= seen:
+            policy = self._symbols[symbol] = self.policy.fresh()
+            new = bars
+        elif len(bars) == 1 or _utc(stamps.iloc[-2]) <= seen:
+            new = bars.iloc[-1:]  # the usual case: one new bar
+        else:
+            new = bars[(pd.to_datetime(stamps, utc=True) > seen).to_numpy()]
+        step = None
+        for bar in new.to_dict("records"):
+            step = policy.update(bar)
+        return None if step is None else step.probability
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+
+
 def load_members(
     root: str | Path, config: LiveConfig, feature_set: FeatureSet
-) -> tuple[Member, ...]:
+) -> tuple[Member | PolicyMember, ...]:
     """The config's members, loaded from the promoted models under data root ``root``.
 
     Refused with ``ConfigError`` naming the member and the run: a run that is not promoted;
     an ``up_class``/``down_class`` the run does not have; a window that does not fit the
     session's bars (raw columns that are not bar fields, a feature set other than the
-    session's ``feature_set``, a symbol the run's embedding does not know). ``rl`` members
-    are not supported by this version (refused, naming it).
+    session's ``feature_set``, a symbol the run's embedding does not know). An ``rl``
+    member must name a promoted RL run (its ``policy.json``; ``moola promote RUN`` on an
+    RL run writes it) that runs live (``moola.rl.policy.LivePolicy.check_record``); an RL
+    run in another role is refused, naming the role to use.
     """
     promoted = RunStore(root).promoted_dir
-    members = []
+    members: list[Member | PolicyMember] = []
     for member in config.members:
         where = f"member {member.role!r} (run {member.run})"
-        if member.role == "rl":
-            raise ConfigError(
-                f"{where}: RL policy members are not supported by this version of the engine; "
-                "leave the rl member out (the ensemble renormalises over the others).",
-                param="members",
-            )
         if not (promoted / member.run).is_dir():
             raise ConfigError(
                 f"{where}: run {member.run} is not promoted (no {promoted / member.run}); "
                 f"promote it first (`moola promote {member.run}`).",
+                param="members",
+            )
+        is_policy = (promoted / member.run / _POLICY_FILE).is_file()
+        if member.role == "rl":
+            members.append(_policy_member(root, member, where, is_policy))
+            continue
+        if is_policy:
+            raise ConfigError(
+                f"{where}: run {member.run} is an RL policy; give it role 'rl'.",
                 param="members",
             )
         try:
@@ -156,6 +245,30 @@ def load_members(
         _check_fits(where, predictor, config, feature_set)
         members.append(Member(member, predictor, calibrated=config.calibration))
     return tuple(members)
+
+
+#: ``moola.rl.policy.POLICY_FILE`` (spelled here so that a session without an RL member
+#: never imports the RL stack).
+_POLICY_FILE = "policy.json"
+
+
+def _policy_member(
+    root: str | Path, member: MemberConfig, where: str, is_policy: bool
+) -> PolicyMember:
+    """The ``rl`` member ``member``: a promoted RL run's live policy."""
+    if not is_policy:
+        raise ConfigError(
+            f"{where}: run {member.run} is promoted but is not an RL run (no {_POLICY_FILE} "
+            "in its promoted folder); an rl member names a promoted `moola rl train` run.",
+            param="members",
+        )
+    from moola.rl.policy import LivePolicy
+
+    try:
+        policy = LivePolicy.from_promoted(root, member.run)
+    except MoolaError as exc:
+        raise type(exc)(f"{where}: {exc}", param="members") from None
+    return PolicyMember(member, policy)
 
 
 def _check_classes(where: str, member: MemberConfig, predictor: Predictor) -> None:

@@ -1,0 +1,217 @@
+"""The RL policy as the ensemble's third member (issue 18): an RL run is promoted through
+its own gates with what live inference needs, an ``rl`` member acts on the session's bars
+as its policy does bar by bar, and a paper session with two supervised members and the RL
+member journals three members and still shows no parity difference."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from moola.core.errors import ConfigError
+from moola.core.hashing import sha256_bytes
+from moola.data.registry import Registry
+from moola.evaluation.gates import GateConfig
+from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry, load_feature_set
+from moola.features.labels import build_labels
+from moola.pipeline.datasets import make_and_store_split
+from moola.pipeline.feature_windows import build_feature_windows
+from moola.pipeline.ingest import ingest_bars
+from moola.pipeline.lifecycle import promote
+from moola.pipeline.rl import RLConfig, evaluate_rl, train_rl
+from moola.pipeline.train import TrainConfig, run_training
+from moola.rl.policy import POLICY_FILE, LivePolicy
+from moola.runtime.config import parse_live_config
+from moola.runtime.engine import open_journal, run_session
+from moola.runtime.members import PolicyMember, load_members
+from moola.runtime.parity import session_parity
+from moola.tracking.journal import GateDecision, JsonlJournal
+from moola.tracking.runs import RunStore
+from tests.conftest import random_walk_bars
+
+SMALL = FeatureSetSpec(
+    name="small",
+    features=[
+        FeatureSpecEntry(name="sma", params={"period": 5}),
+        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
+    ],
+)
+TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
+#: Gates the tiny agent passes (the defaults want a positive after-cost return).
+OPEN = {"metric_gates": ("eval_return>-1",), "max_drawdown": 1.0}
+
+
+def _train_rl(registry: Registry, seed: int = 0) -> str:
+    config = RLConfig(dataset="fw", split="fc", symbol="BTC", action_space="target",
+                      timesteps=64, eval_freq=64, keep_top=1, params=TINY, seed=seed,
+                      execution={"spread": 0.01, "commission": 0.0005})  # fmt: skip
+    return train_rl(registry, config).run_id
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One symbol's 600 hourly bars, labelled feature windows of a small set with a
+    walk-forward split (a promoted logistic regression) and a forward-chaining split (an
+    RL run, promoted past open gates; another left unpromoted). Returns (registry, the
+    supervised run, the promoted RL run, the unpromoted RL run, the feature set's YAML)."""
+    tmp = tmp_path_factory.mktemp("rl_members")
+    registry = Registry(tmp / "moola_data")
+    bars = random_walk_bars(600, symbol="BTC", timeframe="60m").reset_index(drop=True)
+    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
+    labels = build_labels(bars, "forward-return", horizon=5)
+    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
+    ref = build_feature_windows(registry, "mkt", SMALL, name="fw", length=10, labels="mkt")
+    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
+    make_and_store_split(registry, ref, "forward-chaining", name="fc")
+    train = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
+    supervised = run_training(registry, train).run_id
+    promote(registry, supervised, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    rl_run = _train_rl(registry)
+    promote(registry, rl_run, overrides=OPEN)
+    unpromoted = _train_rl(registry, seed=1)
+    spec = tmp / "small.yaml"
+    spec.write_text(SMALL.to_yaml(), encoding="utf-8")
+    return registry, supervised, rl_run, unpromoted, str(spec)
+
+
+def _config(lab, members, **overrides):
+    _, _, _, _, spec = lab
+    values = {
+        "symbols": ["BTC"],
+        "timeframe": "60m",
+        "feature_set": spec,
+        "members": members,
+        "execution": {
+            "instrument": "crypto",
+            "initial_cash": 100_000.0,
+            "rules": "none",
+            "commission": 0.001,
+            "spread": 0.02,
+        },
+        "risk": {"max_position": 200.0},
+        "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
+    }
+    values.update(overrides)
+    return parse_live_config(values)
+
+
+def test_a_promoted_rl_run_holds_what_live_inference_needs(lab):
+    registry, _, rl_run, _, _ = lab
+    store = RunStore(registry.root)
+    record = json.loads(store.read_promoted(rl_run, POLICY_FILE))
+    weights = store.read_promoted(rl_run, "model.zip")
+    assert record["weights"]["sha256"] == sha256_bytes(weights)
+    manifest = store.manifest(store.run_dir(rl_run))
+    assert record["agent"] == manifest["agent"] and record["algo"] == "ppo"
+    assert record["action_space"] == "target" and record["symbol"] == "BTC"
+    observation = record["observation"]
+    assert observation["window"] == 10 and observation["timescales"] == {}
+    assert observation["columns"] == manifest["observation"]["columns"]
+    assert observation["scalings"]["window"] == manifest["observation"]["scaling"]
+    assert observation["feature_set"]["name"] == "small"
+    assert len(observation["portfolio"]) == 7
+    assert record["execution"] == manifest["execution"]["config"]
+    gate = json.loads(store.read_promoted(rl_run, "gate.json"))
+    assert gate["kind"] == "rl" and gate["basis"] == "val" and gate["gates"]["passed"]
+    names = [g["name"] for g in gate["gates"]["gates"]]
+    assert names == ["max_drawdown", "parity_max_rel_diff<=1e-09", "eval_return>-1"]
+    assert gate["metrics"]["eval_return"] == manifest["evaluation"]["policy"]["mean_return"]
+    decisions = [e for e in JsonlJournal(registry.root).read("gate_decision")
+                 if isinstance(e, GateDecision) and e.payload.run_id == rl_run]  # fmt: skip
+    assert len(decisions) == 1 and decisions[0].payload.basis == "val"
+
+
+def test_an_rl_run_that_fails_its_gates_is_refused_and_the_refusal_recorded(lab):
+    registry, _, _, unpromoted, _ = lab
+    with pytest.raises(ConfigError, match=r"eval_return>10: .* vs threshold 10"):
+        promote(registry, unpromoted, overrides={"metric_gates": ("eval_return>10",)})
+    assert not (RunStore(registry.root).promoted_dir / unpromoted).exists()
+    refused = [e for e in JsonlJournal(registry.root).read("gate_decision")
+               if isinstance(e, GateDecision) and e.payload.run_id == unpromoted]  # fmt: skip
+    assert refused and refused[-1].payload.gates["passed"] is False
+    with pytest.raises(ConfigError, match="min_accuracy"):
+        promote(registry, unpromoted, overrides={"min_accuracy": 0.6})
+
+
+def test_after_a_test_look_through_the_ledger_the_test_part_is_the_basis(lab):
+    registry = lab[0]
+    run_id = _train_rl(registry, seed=2)
+    look = evaluate_rl(registry, run_id, part="test")
+    decision = promote(registry, run_id, overrides=OPEN)
+    assert decision["basis"] == "test"
+    metrics = json.loads(RunStore(registry.root).read_promoted(run_id, "gate.json"))["metrics"]
+    assert metrics["eval_return"] == look["policy"]["mean_return"]
+
+
+def test_an_rl_member_must_name_a_promoted_rl_run(lab):
+    registry, supervised, rl_run, unpromoted, spec = lab
+    fset = load_feature_set(spec)
+    with pytest.raises(ConfigError, match=f"run {unpromoted} is not promoted"):
+        load_members(registry.root, _config(lab, [{"role": "rl", "run": unpromoted}]), fset)
+    with pytest.raises(ConfigError, match="is not an RL run"):
+        load_members(registry.root, _config(lab, [{"role": "rl", "run": supervised}]), fset)
+    with pytest.raises(ConfigError, match="give it role 'rl'"):
+        load_members(registry.root, _config(lab, [{"role": "trend", "run": rl_run}]), fset)
+
+
+def test_the_rl_member_answers_its_policys_target_bar_by_bar(lab):
+    registry, _, rl_run, _, spec = lab
+    config = _config(lab, [{"role": "rl", "run": rl_run}])
+    (member,) = load_members(registry.root, config, load_feature_set(spec))
+    assert isinstance(member, PolicyMember) and member.weight == 0.25
+    bars = registry.load_raw("mkt").reset_index(drop=True)
+    reference = LivePolicy.from_promoted(registry.root, rl_run)
+    depth = member.bars_needed
+    for t in range(120):
+        window = bars.iloc[max(0, t + 1 - depth) : t + 1]
+        step = reference.update(bars.iloc[t].to_dict())
+        value = member.value("BTC", window, None)
+        assert value == (None if step is None else step.probability)
+    assert value is not None and 0.0 <= value <= 1.0
+    # Bars that do not follow the last one seen start the symbol's policy afresh.
+    again = member.value("BTC", bars.iloc[:1], None)
+    assert again is None and member._symbols["BTC"].last_time == bars["timestamp"].iloc[0]
+
+
+def test_a_paper_session_with_the_rl_member_has_three_members_and_parity(lab):
+    """Direction and trend (the promoted logistic regression in both roles) and the RL
+    policy: every bar journals three members with 0.35/0.40/0.25, the RL member's values
+    are its policy's, and the batch replay finds no difference."""
+    registry, supervised, rl_run, _, _ = lab
+    config = _config(
+        lab,
+        [
+            {"role": "direction", "run": supervised, "up_class": "1"},
+            {"role": "trend", "run": supervised, "up_class": "1"},
+            {"role": "rl", "run": rl_run},
+        ],
+        tiers={"high": 0.52, "medium": 0.51, "low": 0.505},
+    )
+    result = run_session(registry.root, config, replay="mkt", max_bars=300, env={})
+    journal = open_journal(registry.root, "paper", config, {})
+    try:
+        record = journal_iterations(journal, result.session_id)
+        assert len(record) == 300
+        for outputs in record:
+            assert [(o["member"], o["weight"]) for o in outputs] == [
+                ("direction", 0.35), ("trend", 0.40), ("rl", 0.25)]  # fmt: skip
+        policy = LivePolicy.from_promoted(registry.root, rl_run)
+        bars = registry.load_raw("mkt").reset_index(drop=True)
+        expected = [policy.update(bar) for bar in bars.iloc[:300].to_dict("records")]
+        seen = [next(o["value"] for o in outputs if o["member"] == "rl") for outputs in record]
+        assert seen == [None if s is None else s.probability for s in expected]
+        assert sum(v is not None for v in seen) > 250
+        report = session_parity(journal, result.session_id, root=registry.root)
+        assert report.ok, [str(d) for d in report.differences]
+        assert report.count("members").compared == 2 * 3 * 300  # value and run id, each bar
+        assert report.count("fills").compared > 0
+    finally:
+        journal.close()
+
+
+def journal_iterations(journal, session_id):
+    """Each bar's journaled member outputs, in bar order."""
+    from moola.runtime.parity import read_session
+
+    return [it["members"] for it in read_session(journal, session_id).iterations]
