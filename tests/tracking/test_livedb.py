@@ -348,6 +348,60 @@ def test_a_bad_intent_is_refused_naming_the_field(journal, overrides, param):
     assert journal.pending_intents() == []
 
 
+def test_record_step_writes_the_bars_fills_positions_and_events_with_it_or_nothing(journal):
+    """The engine's one transaction per bar: a fill of an earlier intent (which marks it
+    filled), the position after it and a refusal's event (given this step's decision
+    id) are written with the iteration, or, when any part is refused, none of them."""
+    session = journal.start_session("paper", {}, "h")
+    buy = {"probability": 0.8, "tier": "high", "signal": 1, "action": "buy", "reasons": []}
+    journal.record_step(session, "BTC-USD", T0, "fh", {}, [], buy, [_intent("c-1")])
+    later = T0 + timedelta(minutes=1)
+    fill = {"fill_id": "f-1", "client_order_id": "c-1", "symbol": "BTC-USD", "qty": 0.25}
+    fill |= {"price": 10.0, "fee": 0.01, "time": later}
+    position = {"symbol": "BTC-USD", "qty": 0.25, "avg_price": 10.0, "equity": 99.0}
+    position |= {"cash": 96.5, "at": later}
+    denied = {"signal": 0, "action": "denied", "reasons": ["max open positions"]}
+    event = ("denied", {"decision_id": None, "symbol": "BTC-USD"})
+    ghost = fill | {"fill_id": "f-2", "client_order_id": "ghost"}
+    with pytest.raises(JournalError, match="no order intent 'ghost'"):
+        journal.record_step(
+            session, "BTC-USD", later, "fh", {}, [], denied, fills=[fill, ghost],
+            positions=[position], events=[event], state={"engine": {"bar": 2}},
+        )  # fmt: skip
+    assert journal.fills() == [] and journal.intent_status("c-1") == "pending"
+    assert journal.events(kind="denied") == [] and journal.get_state("engine") is None
+    assert journal.status()["positions"] == []
+
+    _, decided = journal.record_step(
+        session, "BTC-USD", later, "fh", {}, [], denied, fills=[fill],
+        positions=[position], events=[event], state={"engine": {"bar": 2}},
+    )  # fmt: skip
+    assert [f["fill_id"] for f in journal.fills()] == ["f-1"]
+    assert journal.intent_status("c-1") == "filled"
+    [snapshot] = journal.status()["positions"]
+    assert (snapshot["qty"], snapshot["cash"]) == (0.25, 96.5)
+    [recorded] = journal.events(kind="denied")
+    assert recorded["payload"] == {"decision_id": decided, "symbol": "BTC-USD"}
+    assert journal.get_state("engine") == {"bar": 2}
+
+
+def test_get_state_sees_a_value_another_connection_wrote(journal, open_journal):
+    """The kill switch is read before every order from a kept value; a value another
+    process writes (``moola live kill on``) is seen at the next read, and a caller can
+    not change the kept value through what it was given."""
+    assert journal.get_state(KILL_SWITCH_KEY) is None
+    journal.set_state(KILL_SWITCH_KEY, {"on": False})
+    seen = journal.get_state(KILL_SWITCH_KEY)
+    assert seen == {"on": False}
+    seen["on"] = True  # a caller's copy
+    assert journal.get_state(KILL_SWITCH_KEY) == {"on": False}
+    other = open_journal()
+    other.set_state(KILL_SWITCH_KEY, {"on": True, "by": "cli"})
+    assert journal.get_state(KILL_SWITCH_KEY) == {"on": True, "by": "cli"}
+    other.set_state(KILL_SWITCH_KEY, None)
+    assert journal.get_state(KILL_SWITCH_KEY) is None
+
+
 def test_positions_events_and_state_round_trip(journal):
     session = journal.start_session("live", {}, "h")
     for at, qty in ((T0, 1.0), (T0 + timedelta(minutes=1), 0.5)):

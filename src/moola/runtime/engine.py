@@ -4,8 +4,9 @@ Per closed bar of each symbol (``Engine.step``), in this order:
 
 1. incremental features (``IncrementalFeatures``: the same code as batch, row for row);
 2. the paper broker advances over the bar (orders decided earlier fill at its prices);
-   fills and positions are journaled and the risk gate is marked with the new equity (a
-   loss-limit breach halts it, is journaled as a halt, and requests a flatten);
+   fills and positions are queued for the bar's transaction (step 6) and the risk gate is
+   marked with the new equity (a loss-limit breach halts it, is journaled as a halt at
+   once, and requests a flatten);
 3. members -> weighted ensemble (renormalised over missing or stale members; each member
    calibrated by its run unless ``calibration`` is off) -> tier (no tier: no signal);
 4. the kill switch (environment or journal) is read on every bar: on, open orders are
@@ -15,12 +16,18 @@ Per closed bar of each symbol (``Engine.step``), in this order:
    symbol sells it (spot: no shorts); the order passes the feed check (gap, staleness),
    the risk gate (the backtest's rule objects) and the rate limits, in that order; a
    refusal is the decision's action with its reasons, and nothing is sent;
-6. the iteration (bar, feature hash), member outputs, decision and the ``OrderIntent`` --
-   with a deterministic client order id, a hash of session, symbol, bar time and decision
-   -- are journaled in one transaction (``record_step``), then the engine state (positions,
-   last bar decided, risk and rate-limit state); only then ``broker.submit``, and its ack
-   is journaled after. If any journal write fails (``JournalError``) the loop stops and
-   nothing more is sent: risk fails closed. A notifier, when given, hears of it last.
+6. the bar's fills (their intents marked filled) and position snapshots, the iteration
+   (bar, feature hash), member outputs, decision, a refusal's event, the ``OrderIntent``
+   -- with a deterministic client order id, a hash of session, symbol, bar time and
+   decision -- and the engine state (positions, last bar decided, risk and rate-limit
+   state) are journaled in ONE transaction (``record_step``, one durable commit); only
+   then ``broker.submit``, and its ack is journaled after (a second commit, on bars that
+   send). If any journal write fails (``JournalError``) the loop stops and nothing more
+   is sent: risk fails closed. A notifier, when given, hears of it last.
+
+The kill switch is read before every order: the journal keeps the value it read and, on
+SQLite, reads the row again only when another connection has committed since (``PRAGMA
+data_version``), so the check costs microseconds, not a transaction.
 
 On start the engine rebuilds its state from the journal (kill switch, halt, risk and
 rate-limit state, expected positions, the last bar decided per symbol) and reconciles it
@@ -276,6 +283,7 @@ class Engine:
         self._bars = {s: deque(maxlen=depth) for s in self.config.symbols}
         self._rows = {s: deque(maxlen=rows) for s in self.config.symbols}
         self._prices: dict[str, float] = {}
+        self._queued = _BarWrites()
         self._atr = create_feature("atr", period=self.config.risk.atr_period)
         self._reconcile()
         crash_point("engine.reconciled")
@@ -367,6 +375,7 @@ class Engine:
         if last is not None and time <= last:
             return None  # decided before a restart: it only warms up the features
         crash_point("engine.bar_received")
+        self._queued = _BarWrites()
         self._advance_broker(symbol, bar, fb.closed_at)
         outputs, decision, order, stop = self._decide(fb, result)
         crash_point("engine.decided")
@@ -381,12 +390,21 @@ class Engine:
             )
             if self.journal.intent_status(coid) is None:  # never recorded or sent twice
                 intents.append(_intent_record(coid, symbol, side, qty))
-        # The iteration, member outputs, decision and intent, and the engine state saying
-        # this bar is decided (with the rate limiter's spend): ONE durable transaction,
-        # before anything acts on it, so a restart can never find the decision without the
-        # state (it would decide the bar again) nor the state without the decision.
+        # The bar's fills and positions, the iteration, member outputs, decision and intent,
+        # a refusal's event, and the engine state saying this bar is decided (with the rate
+        # limiter's spend): ONE durable transaction, before anything acts on it, so a
+        # restart can never find the decision without the state (it would decide the bar
+        # again) nor the state without the decision, nor a fill without its position.
         self.last_bars[symbol] = time
-        _, decision_id = self.journal.record_step(
+        queued = self._queued
+        if decision["action"] in REFUSALS:
+            queued.events.append(
+                (
+                    decision["action"],
+                    {"decision_id": None, "symbol": symbol, "reasons": decision["reasons"]},
+                )
+            )
+        self.journal.record_step(
             self.session_id,
             symbol,
             time.isoformat(),
@@ -396,15 +414,13 @@ class Engine:
             decision,
             intents,
             state={ENGINE_STATE_KEY: self._state()},
+            fills=queued.fills,
+            positions=queued.positions,
+            events=queued.events,
         )
         crash_point("engine.step_recorded")
         if decision["action"] in REFUSALS:
             result.refused[decision["action"]] = result.refused.get(decision["action"], 0) + 1
-            self.journal.record_event(
-                self.session_id,
-                decision["action"],
-                {"decision_id": decision_id, "symbol": symbol, "reasons": decision["reasons"]},
-            )
             if self.notifier is not None:
                 if decision["action"] == "killed":
                     self.notifier.halt("; ".join(decision["reasons"]))
@@ -442,6 +458,8 @@ class Engine:
         for fill in fills:
             crash_point("engine.fill_before_journal")
             self._journal_fill(fill)
+        if fills:
+            crash_point("engine.fill_state_saved")
         equity = float(self.broker.balances().get("equity", 0.0))
         was = parts.risk.halted
         parts.risk.update(closed_at, equity, fills)
@@ -463,17 +481,17 @@ class Engine:
                 self.journal.mark_intent(coid, "cancelled", detail=why)
 
     def _journal_fill(self, fill: Any) -> None:
-        self.journal.record_fill(fill.client_order_id, _fill_record(fill))
+        """Queue a fill (its intent marked filled) and the position snapshot after it for
+        the bar's one transaction (``record_step``): they are journaled with the decision
+        they inform, all or nothing, and before anything is sent."""
+        self._queued.fills.append(_fill_record(fill) | {"client_order_id": fill.client_order_id})
         crash_point("engine.fill_journaled")
-        if self.journal.intent_status(fill.client_order_id) is not None:
-            self.journal.mark_intent(fill.client_order_id, "filled")
-        crash_point("engine.fill_marked")
         self.positions[fill.symbol] = self.positions.get(fill.symbol, 0.0) + float(fill.qty)
         if abs(self.positions[fill.symbol]) <= _QTY_EPS:
             self.positions[fill.symbol] = 0.0
+        crash_point("engine.fill_marked")
         balances = self.broker.balances()
-        self.journal.record_position(
-            self.session_id,
+        self._queued.positions.append(
             {
                 "symbol": fill.symbol,
                 "qty": self.positions[fill.symbol],
@@ -481,11 +499,9 @@ class Engine:
                 "equity": float(balances.get("equity", 0.0)),
                 "cash": float(sum(v for k, v in balances.items() if k != "equity")),
                 "at": pd.Timestamp(fill.time).isoformat(),
-            },
+            }
         )
         crash_point("engine.position_recorded")
-        self._save_state()
-        crash_point("engine.fill_state_saved")
 
     def _decide(
         self, fb: FeedBar, result: SessionResult
@@ -678,8 +694,15 @@ class Engine:
             "risk": parts.risk.state(),
         }
 
-    def _save_state(self) -> None:
-        self.journal.set_state(ENGINE_STATE_KEY, self._state())
+
+@dataclass
+class _BarWrites:
+    """What a bar adds to its ``record_step`` transaction besides the decision: fills
+    (each marks its intent filled), position snapshots and events (kind, payload)."""
+
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def feature_hash(row: pd.Series) -> str:

@@ -14,10 +14,20 @@ paper run can not write into the live database; the two may not name the same da
 ``postgresql://`` and ``postgres://`` URLs are read as ``postgresql+psycopg://``.
 
 SQLite is opened with WAL and ``synchronous=FULL`` (a committed row survives a kill or a
-power cut), ``BEGIN IMMEDIATE`` for writes (the write lock is taken before the first
-read, so a check and its insert can not interleave with another writer), and one fresh
-connection per transaction opened with ``mode=rw``: a database file removed after the
-journal was opened is an error, never a new empty database.
+power cut) and ``BEGIN IMMEDIATE`` for writes (the write lock is taken before the first
+read, so a check and its insert can not interleave with another writer). One connection
+is held for the journal's life (a new connection per transaction cost more than the
+fsync); every transaction first checks that the file is still the one opened (removed,
+replaced or, for writes, made read-only: ``JournalError``), since a held connection
+would otherwise go on writing into an unlinked file. A reconnection after an error
+opens the file with ``mode=rw``: a removed file is an error, never a new empty database.
+
+The loop's hot path (``record_step``, ``mark_intent``, ``get_state``, ``intent_status``)
+is written with SQLAlchemy Core statements, not the ORM unit of work. ``get_state`` keeps
+the values it read or wrote and, on SQLite, reads again only when ``PRAGMA
+data_version`` says another connection (another process: ``moola live kill``) has
+committed since: a check of a few microseconds before every order instead of a read
+transaction. On PostgreSQL every ``get_state`` reads the row.
 
 The schema is created and upgraded by the Alembic migrations kept in this package
 (``migrations/``, run programmatically in the journal's own transaction; no alembic.ini).
@@ -27,6 +37,7 @@ refused, naming both revisions.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -46,11 +57,21 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import StaticPool
 
 import moola
 from moola.core.crashpoints import crash_point
@@ -284,7 +305,9 @@ class LiveJournal:
         self._url = _normalise_url(url, "url")
         self.url = self._url.render_as_string(hide_password=True)
         self.path: Path | None = None  # the SQLite file, when it is one
-        self._keeper: Any = None
+        self._raw: Any = None  # the held DBAPI connection (SQLite), for data_version
+        self._state_cache: dict[str, Any] = {}
+        self._state_version: int | None = None
         self._identity: tuple[int, int] | None = None
         self._creating = True
         self._engine = self._make_engine()
@@ -295,13 +318,13 @@ class LiveJournal:
             self._engine.dispose()
             raise
         self._creating = False
-        # SQLite checkpoints the WAL and deletes it when its last connection closes; one
-        # idle connection held open keeps that from happening after every transaction
-        # (which would cost several more fsyncs per write). It never runs a statement.
+        # The one SQLite connection (StaticPool) stays open: no connect and PRAGMAs per
+        # transaction, and SQLite does not checkpoint and delete the WAL after each one.
+        # Its DBAPI handle answers PRAGMA data_version (get_state's cache).
         if self.path is not None:
             try:
                 with self._guard("be opened"):
-                    self._keeper = self._engine.raw_connection()
+                    self._raw = self._engine.raw_connection()
                     stat = os.stat(self.path)
             except BaseException:
                 self.close()
@@ -313,9 +336,8 @@ class LiveJournal:
 
     def close(self) -> None:
         """Close the connections (the journal can not be used afterwards)."""
-        if self._keeper is not None:
-            self._keeper.close()
-            self._keeper = None
+        self._raw = None  # the pool's own connection: closed by dispose
+        self._state_cache.clear()
         self._engine.dispose()
 
     def __enter__(self) -> LiveJournal:
@@ -364,7 +386,7 @@ class LiveJournal:
                 raise
             return connection
 
-        engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+        engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=StaticPool)
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
@@ -420,11 +442,11 @@ class LiveJournal:
                 "Nothing was written; send nothing until the journal works again."
             ) from exc
 
-    def _check_file(self, action: str) -> None:
-        """Refuse to write when the SQLite file was removed, replaced or made read-only
-        since it was opened. SQLite alone would not notice: a process reuses the open
-        descriptors of a file it still holds, so the write would land in an unlinked or
-        read-only file."""
+    def _check_file(self, action: str, *, write: bool = True) -> None:
+        """Refuse to write (or, ``write`` False, to read) when the SQLite file was removed
+        or replaced (for a write: or made read-only) since it was opened. SQLite alone
+        would not notice: the held connection keeps the descriptors of the file it
+        opened, so a write would land in an unlinked or read-only file."""
         assert self.path is not None
         problem = None
         try:
@@ -436,12 +458,16 @@ class LiveJournal:
         else:
             if (stat.st_dev, stat.st_ino) != self._identity:
                 problem = "its file was replaced by another one"
-            elif not os.access(self.path, os.W_OK):
+            elif write and not os.access(self.path, os.W_OK):
                 problem = "its file is read-only"
         if problem is not None:
             raise JournalError(
                 f"The live journal {self.url} could not {action}: {problem}. "
-                "Nothing was written; send nothing until the journal works again."
+                + (
+                    "Nothing was written; send nothing until the journal works again."
+                    if write
+                    else "Nothing was read; send nothing until the journal works again."
+                )
             )
 
     def _write(self, action: str, work: Callable[[OrmSession], _T]) -> _T:
@@ -454,12 +480,40 @@ class LiveJournal:
             return result
 
     def _read(self, action: str, work: Callable[[OrmSession], _T]) -> _T:
+        if self.path is not None:
+            self._check_file(action, write=False)
         with (
             self._guard(action),
             OrmSession(self._engine, expire_on_commit=False) as session,
             session.begin(),
         ):
             return work(session)
+
+    def _write_core(self, action: str, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` on a Core connection in one write transaction, committed (durable)
+        when this returns: the hot path, without the ORM's unit of work."""
+        if self.path is not None:
+            self._check_file(action)
+        try:
+            with self._guard(action), self._writer.begin() as conn:
+                return work(conn)
+        except BaseException:
+            self._state_cache.clear()  # it may hold a value that was rolled back
+            raise
+
+    def _read_core(self, action: str, work: Callable[[Connection], _T]) -> _T:
+        if self.path is not None:
+            self._check_file(action, write=False)
+        with self._guard(action), self._engine.begin() as conn:
+            return work(conn)
+
+    def _data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` on the held connection: it changes when
+        another connection commits. None on PostgreSQL (no such counter: read again)."""
+        if self._raw is None:
+            return None
+        with self._guard("read the journal's change counter"):
+            return int(self._raw.driver_connection.execute("PRAGMA data_version").fetchone()[0])
 
     # ------------------------------------------------------------------ lookups in a tx
 
@@ -474,12 +528,6 @@ class LiveJournal:
                 f"({row.end_reason}): nothing more is recorded in it."
             )
         return row
-
-    @staticmethod
-    def _intent(session: OrmSession, client_order_id: str) -> OrderIntentRow | None:
-        return session.scalar(
-            select(OrderIntentRow).where(OrderIntentRow.client_order_id == client_order_id)
-        )
 
     # -------------------------------------------------------------------------- writes
 
@@ -526,14 +574,14 @@ class LiveJournal:
         """Record the inputs of one decision (one closed bar of ``symbol``); returns the
         iteration id. A session sees each (symbol, bar time) once."""
         work = self._iteration_work(session_id, symbol, bar_time, feature_hash, bar)
-        return self._write("record the iteration", work)
+        return self._write_core("record the iteration", work)
 
     def record_members(self, iteration_id: int, outputs: Sequence[Mapping[str, Any]]) -> None:
         """Record every ensemble member's output for an iteration, all or none:
         each ``{"member", "run_id", "value", "stale", "weight"}`` (value None when the
         member gave none)."""
         work = self._members_work(outputs)
-        self._write("record the member outputs", lambda s: work(s, iteration_id))
+        self._write_core("record the member outputs", lambda c: work(c, iteration_id))
 
     def record_decision(self, iteration_id: int, decision: Mapping[str, Any]) -> int:
         """Record what an iteration decided and why; returns the decision id.
@@ -543,7 +591,7 @@ class LiveJournal:
         decision's ``detail``.
         """
         work = self._decision_work(decision)
-        return self._write("record the decision", lambda s: work(s, iteration_id))
+        return self._write_core("record the decision", lambda c: work(c, iteration_id))
 
     def record_intent(self, decision_id: int, intent: Mapping[str, Any]) -> None:
         """Record an order intent (status "pending") before the broker is called.
@@ -553,7 +601,7 @@ class LiveJournal:
         ``JournalError``: one id is never two intents, so it is never sent twice.
         """
         work = self._intent_work(intent)
-        self._write("record the order intent", lambda s: work(s, decision_id))
+        self._write_core("record the order intent", lambda c: work(c, decision_id))
 
     def record_step(
         self,
@@ -566,6 +614,11 @@ class LiveJournal:
         decision: Mapping[str, Any],
         intents: Sequence[Mapping[str, Any]] = (),
         state: Mapping[str, Any] | None = None,
+        *,
+        fills: Sequence[Mapping[str, Any]] = (),
+        marks: Sequence[Mapping[str, Any]] = (),
+        positions: Sequence[Mapping[str, Any]] = (),
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> tuple[int, int]:
         """Record one whole iteration in ONE transaction: its inputs, the members'
         outputs, the decision and its order intents (each as in the methods above), and
@@ -573,7 +626,15 @@ class LiveJournal:
         engine's "this bar is decided"). Returns (iteration id, decision id). All or
         nothing, and one durable commit (one fsync) instead of four or more: the fast path
         of the engine's loop, and no moment where the decision is recorded but the state
-        saying so is not."""
+        saying so is not.
+
+        What else happened at this bar goes in the same transaction, written first:
+        ``fills`` (as :meth:`record_fill`, each with its ``client_order_id``; the intent is
+        marked filled), ``marks`` (as :meth:`mark_intent`: ``{"client_order_id",
+        "status", "broker_order_id", "detail"}``), ``positions`` (as
+        :meth:`record_position`) and ``events`` ((kind, payload), as
+        :meth:`record_event`; a payload whose ``decision_id`` is None gets this step's).
+        """
         iteration_work = self._iteration_work(session_id, symbol, bar_time, feature_hash, bar)
         members_work = self._members_work(outputs)
         decision_work = self._decision_work(decision)
@@ -583,29 +644,53 @@ class LiveJournal:
         ids = [self._intent_id(intent) for intent in intents]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"intents name a client order id twice: {ids}.", param="intents")
+        fill_values = [
+            _fill_values(fill.get("client_order_id"), fill, f"fills[{i}]")
+            for i, fill in enumerate(fills)
+        ]
+        mark_values = [_mark_values(mark, f"marks[{i}]") for i, mark in enumerate(marks)]
+        position_values = [
+            _position_values(session_id, p, f"positions[{i}]") for i, p in enumerate(positions)
+        ]
+        event_values = [
+            _event_values(session_id, kind, payload) for kind, payload in (events or ())
+        ]
         now = datetime.now(UTC)
-        state_rows = [
-            StateEntry(key=_text(key, "state key"), value=_jsonable(value), updated_at=now)
-            for key, value in (state or {}).items()
+        state_values = [
+            (_text(key, "state key"), _jsonable(value)) for key, value in (state or {}).items()
         ]
 
-        def work(session: OrmSession) -> tuple[int, int]:
+        def work(conn: Connection) -> tuple[int, int]:
+            for values in fill_values:
+                _insert_fill(conn, values, mark=True)
+            if fill_values:
+                crash_point("livedb.fill_before_commit")
+            for values in mark_values:
+                _mark(conn, **values)
+            if position_values:
+                conn.execute(insert(_POSITIONS), position_values)
             # the parents are written here, so their checks (exists, session open) are done
-            iteration_id = iteration_work(session)
-            members_work(session, iteration_id, checked=True)
-            decision_id = decision_work(session, iteration_id, checked=True)
+            iteration_id = iteration_work(conn)
+            members_work(conn, iteration_id, checked=True)
+            decision_id = decision_work(conn, iteration_id, checked=True)
             for intent_work in intent_works:
-                intent_work(session, decision_id, checked_session=session_id)
-            for row in state_rows:
-                session.merge(row)
-            session.flush()
+                intent_work(conn, decision_id, checked_session=session_id)
+            for values in event_values:
+                payload = values["payload"]
+                if "decision_id" in payload and payload["decision_id"] is None:
+                    values = values | {"payload": payload | {"decision_id": decision_id}}
+                conn.execute(insert(_EVENTS), values)
+            for key, value in state_values:
+                self._put_state(conn, key, value, now)
+            if state_values:
+                crash_point("livedb.state_before_commit")
             crash_point("livedb.step_before_commit")
             return iteration_id, decision_id
 
-        return self._write("record the iteration", work)
+        return self._write_core("record the iteration", work)
 
     # Each _*_work checks its input (ConfigError naming the field) before any transaction
-    # starts, and returns what writes it inside one.
+    # starts, and returns what writes it inside one (Core statements on a Connection).
 
     def _iteration_work(
         self,
@@ -614,7 +699,7 @@ class LiveJournal:
         bar_time: Any,
         feature_hash: str,
         bar: Mapping[str, Any],
-    ) -> Callable[[OrmSession], int]:
+    ) -> Callable[[Connection], int]:
         _text(symbol, "symbol")
         _text(feature_hash, "feature_hash")
         when = _utc(bar_time, "bar_time")
@@ -622,13 +707,13 @@ class LiveJournal:
             raise ConfigError(f"bar must be a mapping, not {type(bar).__name__}.", param="bar")
         values = _jsonable(dict(bar))
 
-        def work(session: OrmSession) -> int:
-            self._session(session, session_id, open_only=True)
-            seen = session.scalar(
-                select(Iteration.id).where(
-                    Iteration.session_id == session_id,
-                    Iteration.symbol == symbol,
-                    Iteration.bar_time == when,
+        def work(conn: Connection) -> int:
+            _open_session(conn, session_id)
+            seen = conn.scalar(
+                select(_ITERATIONS.c.id).where(
+                    _ITERATIONS.c.session_id == session_id,
+                    _ITERATIONS.c.symbol == symbol,
+                    _ITERATIONS.c.bar_time == when,
                 )
             )
             if seen is not None:
@@ -636,17 +721,18 @@ class LiveJournal:
                     f"Session {session_id!r} recorded the {symbol} bar at {when.isoformat()} "
                     f"before (iteration {seen}): a bar is decided on once."
                 )
-            row = Iteration(
-                session_id=session_id,
-                symbol=symbol,
-                bar_time=when,
-                feature_hash=feature_hash,
-                bar=values,
-                recorded_at=datetime.now(UTC),
+            result = conn.execute(
+                insert(_ITERATIONS),
+                {
+                    "session_id": session_id,
+                    "symbol": symbol,
+                    "bar_time": when,
+                    "feature_hash": feature_hash,
+                    "bar": values,
+                    "recorded_at": datetime.now(UTC),
+                },
             )
-            session.add(row)
-            session.flush()
-            return row.id
+            return int(result.inserted_primary_key[0])
 
         return work
 
@@ -673,10 +759,13 @@ class LiveJournal:
         if len(set(names)) != len(names):
             raise ConfigError(f"outputs name a member twice: {names}.", param="outputs")
 
-        def work(session: OrmSession, iteration_id: int, checked: bool = False) -> None:
-            if not checked and session.get(Iteration, iteration_id) is None:
+        def work(conn: Connection, iteration_id: int, checked: bool = False) -> None:
+            if not checked and not _exists(conn, _ITERATIONS, iteration_id):
                 raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
-            session.add_all(MemberOutput(iteration_id=iteration_id, **value) for value in values)
+            if values:
+                conn.execute(
+                    insert(_MEMBERS), [value | {"iteration_id": iteration_id} for value in values]
+                )
 
         return work
 
@@ -715,13 +804,14 @@ class LiveJournal:
             "detail": _jsonable({k: v for k, v in decision.items() if k not in known}),
         }
 
-        def work(session: OrmSession, iteration_id: int, checked: bool = False) -> int:
-            if not checked and session.get(Iteration, iteration_id) is None:
+        def work(conn: Connection, iteration_id: int, checked: bool = False) -> int:
+            if not checked and not _exists(conn, _ITERATIONS, iteration_id):
                 raise JournalError(f"The live journal has no iteration {iteration_id!r}.")
-            row = Decision(iteration_id=iteration_id, decided_at=datetime.now(UTC), **values)
-            session.add(row)
-            session.flush()
-            return row.id
+            result = conn.execute(
+                insert(_DECISIONS),
+                values | {"iteration_id": iteration_id, "decided_at": datetime.now(UTC)},
+            )
+            return int(result.inserted_primary_key[0])
 
         return work
 
@@ -765,8 +855,12 @@ class LiveJournal:
         }
         client_order_id = values["client_order_id"]
 
-        def work(session: OrmSession, decision_id: int, checked_session: str | None = None) -> None:
-            before = self._intent(session, client_order_id)
+        def work(conn: Connection, decision_id: int, checked_session: str | None = None) -> None:
+            before = conn.execute(
+                select(_INTENTS.c.decision_id, _INTENTS.c.status).where(
+                    _INTENTS.c.client_order_id == client_order_id
+                )
+            ).first()
             if before is not None:
                 raise JournalError(
                     f"Client order id {client_order_id!r} was recorded before (decision "
@@ -775,24 +869,27 @@ class LiveJournal:
                 )
             session_id = checked_session
             if session_id is None:
-                decision = session.get(Decision, decision_id)
-                if decision is None:
-                    raise JournalError(f"The live journal has no decision {decision_id!r}.")
-                iteration = session.get(Iteration, decision.iteration_id)
-                assert iteration is not None  # a foreign key
-                session_id = self._session(session, iteration.session_id, open_only=True).id
-            now = datetime.now(UTC)
-            session.add(
-                OrderIntentRow(
-                    decision_id=decision_id,
-                    session_id=session_id,
-                    status="pending",
-                    broker_order_id=None,
-                    detail="",
-                    created_at=now,
-                    updated_at=now,
-                    **values,
+                session_id = conn.scalar(
+                    select(_ITERATIONS.c.session_id)
+                    .join(_DECISIONS, _DECISIONS.c.iteration_id == _ITERATIONS.c.id)
+                    .where(_DECISIONS.c.id == decision_id)
                 )
+                if session_id is None:
+                    raise JournalError(f"The live journal has no decision {decision_id!r}.")
+                _open_session(conn, session_id)
+            now = datetime.now(UTC)
+            conn.execute(
+                insert(_INTENTS),
+                values
+                | {
+                    "decision_id": decision_id,
+                    "session_id": session_id,
+                    "status": "pending",
+                    "broker_order_id": None,
+                    "detail": "",
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
 
         return work
@@ -806,157 +903,107 @@ class LiveJournal:
     ) -> None:
         """Record what became of an intent: sent, acknowledged, partially_filled, filled,
         rejected, cancelled or expired (each change is also an ``intent_status`` event)."""
-        if status not in INTENT_STATUSES or status == "pending":
-            valid = ", ".join(s for s in INTENT_STATUSES if s != "pending")
-            raise ConfigError(f"status {status!r} is not one of {valid}.", param="status")
+        values = _mark_values(
+            {
+                "client_order_id": client_order_id,
+                "status": status,
+                "broker_order_id": broker_order_id,
+                "detail": detail,
+            },
+            "mark",
+        )
 
-        def work(session: OrmSession) -> None:
-            row = self._intent(session, client_order_id)
-            if row is None:
-                raise JournalError(
-                    f"The live journal has no order intent {client_order_id!r}: an order "
-                    "is recorded before it is sent."
-                )
-            if broker_order_id is not None:
-                if row.broker_order_id not in (None, broker_order_id):
-                    raise JournalError(
-                        f"Order intent {client_order_id!r} has broker order id "
-                        f"{row.broker_order_id!r}, not {broker_order_id!r}."
-                    )
-                row.broker_order_id = broker_order_id
-            previous = row.status
-            row.status = status
-            if detail:
-                row.detail = str(detail)
-            row.updated_at = datetime.now(UTC)
-            session.add(
-                Event(
-                    session_id=row.session_id,
-                    kind="intent_status",
-                    payload={
-                        "client_order_id": client_order_id,
-                        "from": previous,
-                        "to": status,
-                        "broker_order_id": row.broker_order_id,
-                        "detail": str(detail),
-                    },
-                    at=row.updated_at,
-                )
-            )
-            session.flush()
+        def work(conn: Connection) -> None:
+            _mark(conn, **values)
             crash_point("livedb.mark_before_commit")
 
-        self._write("record the order status", work)
+        self._write_core("record the order status", work)
 
     def record_fill(self, client_order_id: str, fill: Mapping[str, Any]) -> None:
         """Record a fill of an intent: ``{"fill_id", "symbol", "qty" (signed), "price",
         "fee", "time"}``. Idempotent on the fill id: the same fill again is a no-op, a
         different fill under a known id is refused."""
-        allowed = {"fill_id", "client_order_id", "symbol", "qty", "price", "fee", "time"}
-        _check_keys(fill, "fill", allowed - {"client_order_id"}, allowed)
-        if fill.get("client_order_id", client_order_id) != client_order_id:
-            raise ConfigError(
-                f"fill.client_order_id {fill['client_order_id']!r} is not the intent "
-                f"{client_order_id!r} it is recorded for.",
-                param="fill.client_order_id",
-            )
-        values = {
-            "fill_id": _text(fill["fill_id"], "fill.fill_id"),
-            "client_order_id": client_order_id,
-            "symbol": _text(fill["symbol"], "fill.symbol"),
-            "qty": _number(fill["qty"], "fill.qty"),
-            "price": _number(fill["price"], "fill.price", positive=True),
-            "fee": _number(fill["fee"], "fill.fee"),
-            "time": _utc(fill["time"], "fill.time"),
-        }
-
-        def work(session: OrmSession) -> None:
-            known = session.scalar(select(Fill).where(Fill.fill_id == values["fill_id"]))
-            if known is not None:
-                recorded = {key: getattr(known, key) for key in values}
-                if recorded != values:
-                    raise JournalError(
-                        f"Fill {values['fill_id']!r} was recorded before with other values "
-                        f"({recorded}), not {values}."
-                    )
-                return
-            if self._intent(session, client_order_id) is None:
-                raise JournalError(
-                    f"The live journal has no order intent {client_order_id!r} for fill "
-                    f"{values['fill_id']!r}: reconcile with the broker before trading."
-                )
-            session.add(Fill(**values, recorded_at=datetime.now(UTC)))
-            session.flush()
-            crash_point("livedb.fill_before_commit")
-
-        self._write("record the fill", work)
+        values = _fill_values(client_order_id, fill, "fill")
+        self._write_core("record the fill", lambda conn: _insert_fill(conn, values, mark=False))
 
     def record_position(self, session_id: str, snapshot: Mapping[str, Any]) -> None:
         """Record a position snapshot: ``{"symbol", "qty", "avg_price", "equity", "cash",
         "at"}`` (avg_price may be None when flat)."""
-        allowed = {"symbol", "qty", "avg_price", "equity", "cash", "at"}
-        _check_keys(snapshot, "snapshot", allowed - {"avg_price"}, allowed)
-        row = PositionSnapshot(
-            session_id=session_id,
-            symbol=_text(snapshot["symbol"], "snapshot.symbol"),
-            qty=_number(snapshot["qty"], "snapshot.qty"),
-            avg_price=_number(snapshot.get("avg_price"), "snapshot.avg_price", optional=True),
-            equity=_number(snapshot["equity"], "snapshot.equity"),
-            cash=_number(snapshot["cash"], "snapshot.cash"),
-            at=_utc(snapshot["at"], "snapshot.at"),
-        )
+        values = _position_values(session_id, snapshot, "snapshot")
 
-        def work(session: OrmSession) -> None:
-            self._session(session, session_id, open_only=False)
-            session.add(row)
+        def work(conn: Connection) -> None:
+            _known_session(conn, session_id)
+            conn.execute(insert(_POSITIONS), values)
 
-        self._write("record the position", work)
+        self._write_core("record the position", work)
 
     def record_event(self, session_id: str | None, kind: str, payload: Mapping[str, Any]) -> None:
         """Record an event (halt, unlock with person and reason, kill on/off, denial, broker
         error, ...), of a session or (``session_id`` None) of the journal as a whole."""
-        row = Event(
-            session_id=session_id,
-            kind=_text(kind, "kind"),
-            payload=_jsonable(dict(payload)),
-            at=datetime.now(UTC),
-        )
+        values = _event_values(session_id, kind, payload)
 
-        def work(session: OrmSession) -> None:
+        def work(conn: Connection) -> None:
             if session_id is not None:
-                self._session(session, session_id, open_only=False)
-            session.add(row)
+                _known_session(conn, session_id)
+            conn.execute(insert(_EVENTS), values)
 
-        self._write("record the event", work)
+        self._write_core("record the event", work)
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` (kill switch, halt, rate-limit buckets,
         start-of-day equity), replacing the one before."""
         _text(key, "key")
-        row = StateEntry(key=key, value=_jsonable(value), updated_at=datetime.now(UTC))
-        self._write(f"store state {key!r}", lambda s: self._merge_state(s, row))
+        stored = _jsonable(value)
+        now = datetime.now(UTC)
+        self._write_core(
+            f"store state {key!r}", lambda conn: self._put_state(conn, key, stored, now)
+        )
 
-    @staticmethod
-    def _merge_state(session: OrmSession, row: StateEntry) -> None:
-        session.merge(row)
-        session.flush()
-        crash_point("livedb.state_before_commit")
+    def _put_state(self, conn: Connection, key: str, value: Any, now: datetime) -> None:
+        """Upsert one state entry and keep it in the state cache (cleared if the
+        transaction fails: ``_write_core``)."""
+        done = conn.execute(
+            update(_STATE).where(_STATE.c.key == key).values(value=value, updated_at=now)
+        )
+        if done.rowcount == 0:
+            conn.execute(insert(_STATE), {"key": key, "value": value, "updated_at": now})
+        if self._raw is not None:
+            self._state_cache[key] = copy.deepcopy(value)
 
     # --------------------------------------------------------------------------- reads
 
     def get_state(self, key: str) -> Any | None:
-        """The JSON value stored under ``key``, or None."""
-        row = self._read(f"read state {key!r}", lambda s: s.get(StateEntry, key))
-        return None if row is None else row.value
+        """The JSON value stored under ``key``, or None.
+
+        On SQLite the value is kept and read again only when another connection has
+        committed since (``PRAGMA data_version``): what this journal wrote itself it
+        knows; what another process wrote (``moola live kill on``) is seen at the next
+        call. Each call returns a copy of its own."""
+        if self.path is not None:
+            self._check_file(f"read state {key!r}", write=False)
+        version = self._data_version()
+        if version is not None:
+            if version != self._state_version:
+                self._state_cache.clear()
+                self._state_version = version
+            elif key in self._state_cache:
+                return copy.deepcopy(self._state_cache[key])
+        value = self._read_core(
+            f"read state {key!r}",
+            lambda conn: conn.scalar(select(_STATE.c.value).where(_STATE.c.key == key)),
+        )
+        if version is not None:
+            self._state_cache[key] = copy.deepcopy(value)
+        return value
 
     def intent_status(self, client_order_id: str) -> str | None:
         """The status of the intent with this client order id, or None if never recorded."""
-
-        def work(session: OrmSession) -> str | None:
-            row = self._intent(session, client_order_id)
-            return None if row is None else row.status
-
-        return self._read("read the order status", work)
+        return self._read_core(
+            "read the order status",
+            lambda conn: conn.scalar(
+                select(_INTENTS.c.status).where(_INTENTS.c.client_order_id == client_order_id)
+            ),
+        )
 
     def pending_intents(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Intents recorded but not answered by the broker (status pending or sent), oldest
@@ -1128,6 +1175,173 @@ class LiveJournal:
             }
 
         return self._read("read the status", work)
+
+
+# ----------------------------------------------------------- Core statements of the hot path
+
+_SESSIONS = LiveSession.__table__
+_ITERATIONS = Iteration.__table__
+_MEMBERS = MemberOutput.__table__
+_DECISIONS = Decision.__table__
+_INTENTS = OrderIntentRow.__table__
+_FILLS = Fill.__table__
+_POSITIONS = PositionSnapshot.__table__
+_EVENTS = Event.__table__
+_STATE = StateEntry.__table__
+_FILL_KEYS = ("fill_id", "client_order_id", "symbol", "qty", "price", "fee", "time")
+
+
+def _known_session(conn: Connection, session_id: str) -> Any:
+    """The session's row (id, ended_at, end_reason); an unknown one is a JournalError."""
+    row = conn.execute(
+        select(_SESSIONS.c.id, _SESSIONS.c.ended_at, _SESSIONS.c.end_reason).where(
+            _SESSIONS.c.id == session_id
+        )
+    ).first()
+    if row is None:
+        raise JournalError(f"The live journal has no session {session_id!r}.")
+    return row
+
+
+def _open_session(conn: Connection, session_id: str) -> None:
+    """Refuse a session that is unknown or has ended."""
+    row = _known_session(conn, session_id)
+    if row.ended_at is not None:
+        raise JournalError(
+            f"Session {session_id!r} ended at {row.ended_at.isoformat()} "
+            f"({row.end_reason}): nothing more is recorded in it."
+        )
+
+
+def _exists(conn: Connection, table: Any, row_id: int) -> bool:
+    return conn.scalar(select(table.c.id).where(table.c.id == row_id)) is not None
+
+
+def _fill_values(client_order_id: Any, fill: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A fill's column values, checked (ConfigError naming ``what``'s field)."""
+    allowed = set(_FILL_KEYS)
+    _check_keys(fill, what, allowed - {"client_order_id"}, allowed)
+    client_order_id = _text(client_order_id, f"{what}.client_order_id")
+    if fill.get("client_order_id", client_order_id) != client_order_id:
+        raise ConfigError(
+            f"{what}.client_order_id {fill['client_order_id']!r} is not the intent "
+            f"{client_order_id!r} it is recorded for.",
+            param=f"{what}.client_order_id",
+        )
+    return {
+        "fill_id": _text(fill["fill_id"], f"{what}.fill_id"),
+        "client_order_id": client_order_id,
+        "symbol": _text(fill["symbol"], f"{what}.symbol"),
+        "qty": _number(fill["qty"], f"{what}.qty"),
+        "price": _number(fill["price"], f"{what}.price", positive=True),
+        "fee": _number(fill["fee"], f"{what}.fee"),
+        "time": _utc(fill["time"], f"{what}.time"),
+    }
+
+
+def _insert_fill(conn: Connection, values: Mapping[str, Any], *, mark: bool) -> None:
+    """Write a fill (the same fill again: nothing; another under a known id: refused) and,
+    with ``mark``, mark its intent filled."""
+    columns = [_FILLS.c[key] for key in _FILL_KEYS]
+    known = conn.execute(select(*columns).where(_FILLS.c.fill_id == values["fill_id"])).first()
+    if known is not None:
+        recorded = dict(zip(_FILL_KEYS, known, strict=True))
+        if recorded != dict(values):
+            raise JournalError(
+                f"Fill {values['fill_id']!r} was recorded before with other values "
+                f"({recorded}), not {dict(values)}."
+            )
+        return
+    coid = values["client_order_id"]
+    status = conn.scalar(select(_INTENTS.c.status).where(_INTENTS.c.client_order_id == coid))
+    if status is None:
+        raise JournalError(
+            f"The live journal has no order intent {coid!r} for fill "
+            f"{values['fill_id']!r}: reconcile with the broker before trading."
+        )
+    conn.execute(insert(_FILLS), dict(values) | {"recorded_at": datetime.now(UTC)})
+    if mark:
+        _mark(conn, coid, "filled", None, "")
+
+
+def _mark_values(mark: Mapping[str, Any], what: str) -> dict[str, Any]:
+    allowed = {"client_order_id", "status", "broker_order_id", "detail"}
+    _check_keys(mark, what, {"client_order_id", "status"}, allowed)
+    status = mark["status"]
+    if status not in INTENT_STATUSES or status == "pending":
+        valid = ", ".join(s for s in INTENT_STATUSES if s != "pending")
+        raise ConfigError(f"status {status!r} is not one of {valid}.", param="status")
+    broker_order_id = mark.get("broker_order_id")
+    return {
+        "client_order_id": _text(mark["client_order_id"], f"{what}.client_order_id"),
+        "status": status,
+        "broker_order_id": None if broker_order_id is None else str(broker_order_id),
+        "detail": str(mark.get("detail") or ""),
+    }
+
+
+def _mark(
+    conn: Connection, client_order_id: str, status: str, broker_order_id: str | None, detail: str
+) -> None:
+    """Set an intent's status (and broker order id), with an ``intent_status`` event."""
+    row = conn.execute(
+        select(_INTENTS.c.session_id, _INTENTS.c.status, _INTENTS.c.broker_order_id).where(
+            _INTENTS.c.client_order_id == client_order_id
+        )
+    ).first()
+    if row is None:
+        raise JournalError(
+            f"The live journal has no order intent {client_order_id!r}: an order "
+            "is recorded before it is sent."
+        )
+    if broker_order_id is not None and row.broker_order_id not in (None, broker_order_id):
+        raise JournalError(
+            f"Order intent {client_order_id!r} has broker order id "
+            f"{row.broker_order_id!r}, not {broker_order_id!r}."
+        )
+    now = datetime.now(UTC)
+    changes: dict[str, Any] = {"status": status, "updated_at": now}
+    if broker_order_id is not None:
+        changes["broker_order_id"] = broker_order_id
+    if detail:
+        changes["detail"] = detail
+    conn.execute(
+        update(_INTENTS).where(_INTENTS.c.client_order_id == client_order_id).values(**changes)
+    )
+    payload = {
+        "client_order_id": client_order_id,
+        "from": row.status,
+        "to": status,
+        "broker_order_id": broker_order_id if broker_order_id is not None else row.broker_order_id,
+        "detail": detail,
+    }
+    conn.execute(
+        insert(_EVENTS),
+        {"session_id": row.session_id, "kind": "intent_status", "payload": payload, "at": now},
+    )
+
+
+def _position_values(session_id: str, snapshot: Mapping[str, Any], what: str) -> dict[str, Any]:
+    allowed = {"symbol", "qty", "avg_price", "equity", "cash", "at"}
+    _check_keys(snapshot, what, allowed - {"avg_price"}, allowed)
+    return {
+        "session_id": session_id,
+        "symbol": _text(snapshot["symbol"], f"{what}.symbol"),
+        "qty": _number(snapshot["qty"], f"{what}.qty"),
+        "avg_price": _number(snapshot.get("avg_price"), f"{what}.avg_price", optional=True),
+        "equity": _number(snapshot["equity"], f"{what}.equity"),
+        "cash": _number(snapshot["cash"], f"{what}.cash"),
+        "at": _utc(snapshot["at"], f"{what}.at"),
+    }
+
+
+def _event_values(session_id: str | None, kind: str, payload: Mapping[str, Any]) -> dict:
+    return {
+        "session_id": session_id,
+        "kind": _text(kind, "kind"),
+        "payload": _jsonable(dict(payload)),
+        "at": datetime.now(UTC),
+    }
 
 
 def _session_record(session: OrmSession, session_id: str) -> SessionRecord:
