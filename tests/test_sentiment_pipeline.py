@@ -164,6 +164,7 @@ def test_cli_ingest_score_features(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "features/sent@v1" in result.output
+    assert "moola data windows eurusd --features SET --extra-features sent@v1" in result.output
     registry = Registry(load_settings(home=home).data_root)
     assert len(registry.load_table("features", "sent")) == 120
 

@@ -174,6 +174,13 @@ def features(
         )
     console.print(table)
     console.print(f"[green]Stored[/] {result.ref}  content hash {result.ref.content_hash}")
+    console.print(
+        f"  beside a feature set in moola train: moola data windows {raw} --features SET "
+        f"--extra-features {result.ref.pinned} ...",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
