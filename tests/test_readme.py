@@ -133,6 +133,11 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--bootstrap", "20", "--pretrained-encoder", ENCODER),
     ("evaluate", "{holdout}", "--test"),
     ("annotate", "review", "{oof}", "--limit", "5", "--name", "rev1"),
+    ("tune", "run", "--space", "{tmp}/space.yaml", "--study", "s1", "--trials", "2",
+     "--seed", "1", "--sampler", "random", "--pruner", "median"),
+    ("tune", "show", "s1", "--limit", "2"),
+    ("tune", "report", "s1"),
+    ("tune", "phases", "{tmp}/phases.yaml", "--seed", "2"),
     ("runs", "list"),
     ("runs", "show", "{oof}"),
     ("runs", "compare", "--sort", "ece", "--ascending"),
@@ -299,6 +304,20 @@ def inputs(tmp_path) -> Path:
     ).to_csv(folder / "signals.csv", index=False)
     for gkg in (Path(__file__).parent / "fixtures" / "gdelt").glob("2024*.gkg.csv.zip"):
         shutil.copy(gkg, folder / gkg.name)
+    space = (
+        "run: {kind: train, model: logistic_regression, dataset: pat, split: kf, n_bootstrap: 20}\n"
+    )
+    space += "objective: {metric: log_loss}\nparams:\n"
+    (folder / "space.yaml").write_text(
+        space + "  params.C: {type: float, low: 0.01, high: 10.0, log: true}\n"
+    )
+    (folder / "calibration.yaml").write_text(
+        space + "  calibration: {type: categorical, choices: [none, platt]}\n"
+    )
+    (folder / "phases.yaml").write_text(
+        "name: ph\nphases:\n  - {space: space.yaml, trials: 2}\n"
+        "  - {space: calibration.yaml, trials: 1}\n"
+    )
     (folder / "run.yaml").write_text(
         "model: logistic_regression\ndataset: pat\nsplit: fc\nn_bootstrap: 20\n"
     )
@@ -462,6 +481,21 @@ def test_the_rl_walkthrough_runs_as_written(tmp_path, monkeypatch):
     assert [r["part"] for r in looks] == ["val", "test"]
     report = (store.run_dir(run["run_id"]) / "report.html").read_text()
     assert "Curriculum" in report and "Test period, played" in report
+
+
+def test_the_tuning_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """The "Tuning" section: its space and phases files and commands, in order; every trial
+    is a recorded run of its study, and no trial looked at the test part."""
+    from moola.tracking.runs import RunStore
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "moola_data"
+    assert len(_run_walkthroughs("Tuning", root, "train")) == 1
+    results = RunStore(root).results()
+    trials = [r for r in results if r.get("study") == "pat-lr"]
+    assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
+    assert (root / "artifacts" / "studies" / "pat-lr" / "report.html").is_file()
+    assert not [r for r in results if r.get("kind") == "evaluate"]  # no test look
 
 
 def test_the_paper_trading_walkthrough_runs_as_written(tmp_path, monkeypatch):
