@@ -53,9 +53,9 @@ bar's open). An extra table must have been built from the raw version windowed (
 to raws by the raw version, as labels are) and hold exactly its bars; one over other bars
 (another raw version, missing or additional bars, a bar twice) is refused naming both.
 Its columns must not repeat a column of the set or of another extra table. Each extra
-column is scaled by the method its table records (``moola.pipeline.feature_inputs.
-table_scaling``: a ``scaling`` map in its meta, or the scaling of the feature set it was
-computed with), fitted on the training windows only, like the set's own columns.
+column is scaled by the method its table records (``feature_inputs.table_scaling``: a
+``scaling`` map in its meta, or the scaling of the feature set it was computed with),
+fitted on the training windows only, like the set's own columns.
 The joined table is stored once as its own features version (parents: the raw, the
 set's table and every extra table; reused while they are unchanged) and the windows
 index it; the windows' manifest names every extra table with its content hash.
