@@ -105,6 +105,7 @@ def test_a_promoted_rl_run_holds_what_live_inference_needs(lab):
     manifest = store.manifest(store.run_dir(rl_run))
     assert record["agent"] == manifest["agent"] and record["algo"] == "ppo"
     assert record["action_space"] == "target" and record["symbol"] == "BTC"
+    assert record["timeframe"] == "60m"
     observation = record["observation"]
     assert observation["window"] == 10 and observation["timescales"] == {}
     assert observation["columns"] == manifest["observation"]["columns"]
@@ -144,6 +145,22 @@ def test_after_a_test_look_through_the_ledger_the_test_part_is_the_basis(lab):
     assert metrics["eval_return"] == look["policy"]["mean_return"]
 
 
+def test_moola_promote_takes_an_rl_run_as_a_user_types_it(lab, capsys):
+    from tests.test_cli import run
+
+    registry = lab[0]
+    run_id = _train_rl(registry, seed=3)
+    root = str(registry.root)
+    code, _, err = run(capsys, "--data-root", root, "promote", run_id, "--gate", "eval_return>10")
+    assert code != 0 and "eval_return>10" in err and "not promoted" in err
+    code, _, err = run(capsys, "--data-root", root, "promote", run_id, "--min-accuracy", "0.6")
+    assert code != 0 and "min_accuracy" in err
+    code, out, _ = run(capsys, "--data-root", root, "promote", run_id,
+                       "--gate", "eval_return>-1", "--max-drawdown", "1")  # fmt: skip
+    assert code == 0 and "promoted on val metrics" in out
+    assert (RunStore(registry.root).promoted_dir / run_id / POLICY_FILE).is_file()
+
+
 def test_an_rl_member_must_name_a_promoted_rl_run(lab):
     registry, supervised, rl_run, unpromoted, spec = lab
     fset = load_feature_set(spec)
@@ -153,6 +170,11 @@ def test_an_rl_member_must_name_a_promoted_rl_run(lab):
         load_members(registry.root, _config(lab, [{"role": "rl", "run": supervised}]), fset)
     with pytest.raises(ConfigError, match="give it role 'rl'"):
         load_members(registry.root, _config(lab, [{"role": "trend", "run": rl_run}]), fset)
+    rl = [{"role": "rl", "run": rl_run}]
+    with pytest.raises(ConfigError, match=r"trades BTC .* \['ETH'\] do not include it"):
+        load_members(registry.root, _config(lab, rl, symbols=["ETH"]), fset)
+    with pytest.raises(ConfigError, match="trained on 60m bars; the session's timeframe is 1m"):
+        load_members(registry.root, _config(lab, rl, timeframe="1m"), fset)
 
 
 def test_the_rl_member_answers_its_policys_target_bar_by_bar(lab):
@@ -169,6 +191,7 @@ def test_the_rl_member_answers_its_policys_target_bar_by_bar(lab):
         value = member.value("BTC", window, None)
         assert value == (None if step is None else step.probability)
     assert value is not None and 0.0 <= value <= 1.0
+    assert member.value("ETH", window, None) is None  # not the policy's symbol: missing
     # Bars that do not follow the last one seen start the symbol's policy afresh.
     again = member.value("BTC", bars.iloc[:1], None)
     assert again is None and member._symbols["BTC"].last_time == bars["timestamp"].iloc[0]

@@ -1022,6 +1022,7 @@ def policy_record(registry: Registry, run_id: str, manifest: dict[str, Any]) -> 
     its promoted folder), from its verified ``manifest``: the
     algorithm and the agent's build record (``load_agent(build=...)``: no pickle), the
     weights file and its SHA-256, the action space (name, shorting, invalid-action policy),
+    the symbol and bar timeframe it trained on (None when its raw bars mix timeframes),
     the observation (window, timescales, feature columns, every window's scaler, the
     feature set's full spec or None for the built-in OHLCV returns, the portfolio fields)
     and the execution terms the policy was trained under (its own book's costs, latency
@@ -1044,6 +1045,12 @@ def policy_record(registry: Registry, run_id: str, manifest: dict[str, Any]) -> 
             f"hashes to {ref.content_hash}."
         )
     fset = _feature_set(registry, registry.meta(ref))
+    raw = manifest["data"]["raw"]
+    timeframes = registry.meta(registry.resolve("raw", raw["name"], int(raw["version"]))).get(
+        "timeframe"
+    )
+    if isinstance(timeframes, str):
+        timeframes = [timeframes]
     observation = manifest["observation"]
     weights = store.read_bytes(run_dir, "model.zip")
     return {
@@ -1056,6 +1063,7 @@ def policy_record(registry: Registry, run_id: str, manifest: dict[str, Any]) -> 
         "allow_short": config.allow_short,
         "invalid_action": config.invalid_action,
         "symbol": manifest["data"]["symbol"],
+        "timeframe": timeframes[0] if timeframes and len(timeframes) == 1 else None,
         "observation": {
             "window": int(observation["window"]),
             "columns": list(observation["columns"]),

@@ -21,7 +21,10 @@ these targets), and it is defined the same way for all three action spaces (a
 the held position); an action distribution's probabilities are not calibrated
 probabilities of "up" either, and shift with the entropy bonus it trained with. A
 long-only policy answers in [0.5, 1]: flat is no opinion, never a short signal. The
-session's ``calibration`` does not apply (the policy has no calibrator). Its value is a
+session's ``calibration`` does not apply (the policy has no calibrator). It answers for
+the symbol its policy trained on only (its features were scaled with that symbol's
+statistics; other symbols: missing), and a session that does not trade that symbol or
+runs another bar timeframe than the policy's is refused, naming both. Its value is a
 function of the bars alone, so a session's parity replay recomputes it: replayed bars
 that do not follow the last bar the member saw start a fresh policy for that symbol.
 
@@ -53,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError, MoolaError
+from moola.core.timeframes import parse_timeframe
 from moola.features.featureset import FeatureSet
 from moola.pipeline.predictor import Predictor
 from moola.runtime.config import LiveConfig, MemberConfig
@@ -181,8 +185,9 @@ class PolicyMember:
         """The policy's up-probability at the last bar of ``bars`` (this symbol's recent
         bars, oldest first): the bars after the last one it saw are fed to the symbol's
         policy in order; bars that do not follow it start a fresh policy fed the whole
-        window. None while its observation window fills."""
-        if len(bars) == 0:
+        window. None while its observation window fills, and for a symbol other than the
+        one the policy trained on (missing: the ensemble renormalises over the others)."""
+        if len(bars) == 0 or symbol != self.policy.symbol:
             return None
         policy = self._symbols.get(symbol)
         seen = None if policy is None else policy.last_time
@@ -198,6 +203,12 @@ class PolicyMember:
         for bar in new.to_dict("records"):
             step = policy.update(bar)
         return None if step is None else step.probability
+
+    def warm(self, symbol: str, bars: pd.DataFrame) -> None:
+        """Feed bars without asking for an answer: what an engine replaying bars it had
+        already decided before a restart would call, so the policy's window and book go on
+        as in an uninterrupted session (``value`` on those bars, answer dropped)."""
+        self.value(symbol, bars, None)
 
 
 def _utc(value: Any) -> pd.Timestamp:
@@ -230,7 +241,7 @@ def load_members(
             )
         is_policy = (promoted / member.run / _POLICY_FILE).is_file()
         if member.role == "rl":
-            members.append(_policy_member(root, member, where, is_policy))
+            members.append(_policy_member(root, member, where, is_policy, config))
             continue
         if is_policy:
             raise ConfigError(
@@ -253,9 +264,11 @@ _POLICY_FILE = "policy.json"
 
 
 def _policy_member(
-    root: str | Path, member: MemberConfig, where: str, is_policy: bool
+    root: str | Path, member: MemberConfig, where: str, is_policy: bool, config: LiveConfig
 ) -> PolicyMember:
-    """The ``rl`` member ``member``: a promoted RL run's live policy."""
+    """The ``rl`` member ``member``: a promoted RL run's live policy, refused when its bars'
+    timeframe is not the session's or the session does not trade the symbol it trained on
+    (its features were scaled with that symbol's statistics)."""
     if not is_policy:
         raise ConfigError(
             f"{where}: run {member.run} is promoted but is not an RL run (no {_POLICY_FILE} "
@@ -268,6 +281,20 @@ def _policy_member(
         policy = LivePolicy.from_promoted(root, member.run)
     except MoolaError as exc:
         raise type(exc)(f"{where}: {exc}", param="members") from None
+    trained = policy.record.get("timeframe")
+    if trained is not None and parse_timeframe(trained) != parse_timeframe(config.timeframe):
+        raise ConfigError(
+            f"{where}: the policy was trained on {trained} bars; the session's timeframe is "
+            f"{config.timeframe}.",
+            param="timeframe",
+        )
+    if policy.symbol not in config.symbols:
+        raise ConfigError(
+            f"{where}: the policy trades {policy.symbol} (its features are scaled with that "
+            f"symbol's statistics); the session's symbols {list(config.symbols)} do not "
+            "include it.",
+            param="symbols",
+        )
     return PolicyMember(member, policy)
 
 
