@@ -5,12 +5,15 @@ columns scaled by statistics of the training windows' rows only and recorded in 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from moola.core.errors import ConfigError
 from moola.features.labels import build_labels
 from moola.features.scaling import window_rows
 from moola.features.sentiment import SENTIMENT_COLUMNS
 from moola.pipeline.datasets import make_and_store_split
 from moola.pipeline.feature_windows import build_feature_windows
+from moola.pipeline.predictor import Predictor
 from moola.pipeline.train import TrainConfig, run_training
 from tests.conftest import random_walk_bars
 from tests.test_feature_windows import COLUMNS, LENGTH, SPEC
@@ -52,3 +55,12 @@ def test_a_multitask_run_trains_on_price_and_sentiment_windows(registry):
         scaler["center"][len(COLUMNS) :], sentiment.mean(axis=0), rtol=1e-6, atol=1e-9
     )
     assert rows.max() < data.X.starts[np.asarray(split.test)].min()  # no test row in the fit
+    # The run loads for prediction on windows built with the sentiment table; bars alone
+    # cannot give the joined columns, and saying so beats predicting without them.
+    predictor = Predictor.from_run(registry.root, result.run_id)
+    windows = data.X.take(np.asarray(split.test)[:4])
+    heads = predictor.predict_heads(windows)
+    assert set(heads) == {"label", "forward_return"}
+    assert all(len(values) == 4 for values in heads.values())
+    with pytest.raises(ConfigError, match="bars alone cannot give them"):
+        predictor.predict_heads(registry.load_raw("mkt"))

@@ -156,8 +156,9 @@ def test_the_first_poll_must_succeed_and_says_how_to_trade_without_network():
             "coinbase": {"base_url": "http://127.0.0.1:9", "max_retries": 0, "timeout_seconds": 1},
         }
     )
-    with pytest.raises(SourceError, match=r"needs the network.*--replay"):
+    with pytest.raises(SourceError, match=r"needs the network.*replay a raw dataset") as error:
         open_feed("unused-root", config, sleep=lambda s: None)
+    assert error.value.param == "replay"  # the command line names its flag
 
 
 def test_stops_cleanly_on_ctrl_c_the_stop_check_or_a_consumer_that_stops(fake):
@@ -178,7 +179,7 @@ def test_stops_cleanly_on_ctrl_c_the_stop_check_or_a_consumer_that_stops(fake):
 
 def test_open_feed_replays_when_asked_and_refuses_no_source(tmp_path):
     base = {"symbols": ["BTC"], "members": [{"role": "direction", "run": "r"}]}
-    with pytest.raises(ConfigError, match=r"--replay.*feed:"):
+    with pytest.raises(ConfigError, match=r"replay a raw dataset.*feed:"):
         open_feed(tmp_path, parse_live_config(base))
     with pytest.raises(ConfigError, match="3m"):
         open_feed(tmp_path, parse_live_config({**base, "timeframe": "3m", "feed": {}}))

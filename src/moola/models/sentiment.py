@@ -196,9 +196,9 @@ class TransformerScorer(Scorer):
                 f"The transformer scorer's model directory {self.model_dir} lacks "
                 f"{'; '.join(missing)}. Put a sentiment classifier saved with "
                 f"save_pretrained there, e.g. FinBERT's files ({FINBERT_FILES}) from "
-                "https://huggingface.co/ProsusAI/finbert (huggingface-cli download "
-                "ProsusAI/finbert --local-dir DIR on a machine with internet). moola never "
-                "downloads weights.",
+                "https://huggingface.co/ProsusAI/finbert (e.g. huggingface_hub's "
+                "snapshot_download('ProsusAI/finbert', local_dir=DIR) on a machine with "
+                "internet, then copy DIR here). moola never downloads weights.",
                 param="model_dir",
             )
         if batch_size < 1 or max_length < 8:

@@ -333,6 +333,14 @@ class Predictor:
     def _feature_window(self, bars: pd.DataFrame) -> np.ndarray:
         """The last ``length`` rows of the run's feature set computed on ``bars``."""
         assert self.feature_set is not None
+        joined = [c for c in self.columns if c not in self.feature_set.columns]
+        if joined:
+            raise ConfigError(
+                f"Run {self.run_id} reads columns {joined} joined onto feature set "
+                f"'{self.feature_set.name}' from stored per-bar tables (extra_features); "
+                "bars alone cannot give them. Pass its unscaled feature windows (N, L, F), "
+                "built with those tables, instead of bars."
+            )
         table = self.feature_set.compute(bars.reset_index(drop=True))
         if len(table) < self.length:
             raise ConfigError(
@@ -390,7 +398,15 @@ def _feature_inputs(
             "the feature set's spec (window.feature_spec); retrain it with this moola."
         )
     feature_set = load_feature_set(FeatureSetSpec.model_validate(spec))
-    return feature_set, Scaler.from_dict(manifest.scaling, columns, feature_set.scaling)
+    # Columns past the set's come from per-bar tables joined onto it (e.g. sentiment, feature
+    # windows' extra_features): they keep the methods the scaler was fitted with; the set's
+    # own columns are checked against the set's scaling as before.
+    methods = dict(feature_set.scaling)
+    fitted = dict(
+        zip(manifest.scaling.get("columns", ()), manifest.scaling.get("methods", ()), strict=False)
+    )
+    methods.update({c: fitted[c] for c in columns if c not in methods and c in fitted})
+    return feature_set, Scaler.from_dict(manifest.scaling, columns, methods)
 
 
 def _window_shape(registry: Registry, ref: DatasetRef, where: Path) -> tuple[int, tuple[str, ...]]:

@@ -384,7 +384,8 @@ class PollingFeed:
                 raise SourceError(
                     f"the bar feed could not read its source ({self.source!r}): {exc} A "
                     "polling feed needs the network and the source's API; to trade stored "
-                    "bars instead, give --replay NAME[@vN] or a bars file."
+                    "bars instead, replay a raw dataset NAME[@vN] or a bars file.",
+                    param="replay",
                 ) from None
             self.failed_polls += 1
             if self.failed_polls > self.max_failed_polls:
@@ -467,7 +468,7 @@ def open_feed(
     feed = config.feed
     if feed is None:
         raise ConfigError(
-            "no bars to trade: give --replay NAME[@vN] (a raw dataset) or a bars file, or a "
+            "no bars to trade: replay a raw dataset NAME[@vN] or a bars file, or give a "
             "feed: section in the config to poll live bars (feed: {source: coinbase}).",
             param="replay",
         )
