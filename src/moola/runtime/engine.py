@@ -660,6 +660,9 @@ class Engine:
         """Wilder's ATR of a symbol's recent ``bars`` (``moola.features``' ``atr``)."""
         if len(bars) <= self.config.risk.atr_period:
             return float("nan")
+        last = getattr(self._atr, "update_last", None)  # the last row, without a frame
+        if last is not None:
+            return float(last(bars)[0])
         return float(self._atr.compute(bars).to_numpy(dtype=np.float64)[-1, 0])
 
     def _intent(self, coid: str, symbol: str, side: str, qty: float, time: Any) -> Any:

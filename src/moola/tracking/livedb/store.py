@@ -37,7 +37,6 @@ refused, naming both revisions.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -253,10 +252,18 @@ def _text(value: Any, param: str) -> str:
 def _jsonable(value: Any) -> Any:
     """``value`` as plain JSON data: numpy scalars as Python numbers, times as ISO strings,
     mappings and sequences as dicts and lists, NaN and infinities as null."""
+    try:  # plain JSON data already (the common case): one C round trip, not a recursion
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        pass
+    return _jsonable_slow(value)
+
+
+def _jsonable_slow(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): _jsonable_slow(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(item) for item in value]
+        return [_jsonable_slow(item) for item in value]
     if isinstance(value, (pd.Timestamp, datetime)):
         return value.isoformat()
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
@@ -960,15 +967,15 @@ class LiveJournal:
         )
 
     def _put_state(self, conn: Connection, key: str, value: Any, now: datetime) -> None:
-        """Upsert one state entry and keep it in the state cache (cleared if the
-        transaction fails: ``_write_core``)."""
+        """Upsert one state entry (``value`` plain JSON data) and keep it in the state
+        cache, as JSON text (cleared if the transaction fails: ``_write_core``)."""
         done = conn.execute(
             update(_STATE).where(_STATE.c.key == key).values(value=value, updated_at=now)
         )
         if done.rowcount == 0:
             conn.execute(insert(_STATE), {"key": key, "value": value, "updated_at": now})
         if self._raw is not None:
-            self._state_cache[key] = copy.deepcopy(value)
+            self._state_cache[key] = json.dumps(value)
 
     # --------------------------------------------------------------------------- reads
 
@@ -987,13 +994,13 @@ class LiveJournal:
                 self._state_cache.clear()
                 self._state_version = version
             elif key in self._state_cache:
-                return copy.deepcopy(self._state_cache[key])
+                return json.loads(self._state_cache[key])
         value = self._read_core(
             f"read state {key!r}",
             lambda conn: conn.scalar(select(_STATE.c.value).where(_STATE.c.key == key)),
         )
         if version is not None:
-            self._state_cache[key] = copy.deepcopy(value)
+            self._state_cache[key] = json.dumps(value)
         return value
 
     def intent_status(self, client_order_id: str) -> str | None:
