@@ -247,10 +247,13 @@ def foundation_arms(args: argparse.Namespace) -> tuple[dict[str, dict], dict[str
             continue
         try:
             digest = directory_sha256(folder) if folder.is_dir() else None
+            registered = (
+                load_foundation_card(p, check_weights=False) for p in foundation_cards(cards_root)
+            )
             card = next(
                 (
                     c
-                    for c in map(load_foundation_card, foundation_cards(cards_root))
+                    for c in registered
                     if c.kind == kind and c.sha256 == digest and c.weights == folder.resolve()
                 ),
                 None,
