@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from moola.core.errors import ConfigError
+from moola.core.errors import ConfigError, LeakageError
 from moola.core.hashing import sha256_bytes
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
@@ -143,6 +143,18 @@ def test_after_a_test_look_through_the_ledger_the_test_part_is_the_basis(lab):
     assert decision["basis"] == "test"
     metrics = json.loads(RunStore(registry.root).read_promoted(run_id, "gate.json"))["metrics"]
     assert metrics["eval_return"] == look["policy"]["mean_return"]
+
+
+def test_a_test_evaluation_the_ledger_does_not_record_is_no_basis(lab):
+    registry = lab[0]
+    run_id = _train_rl(registry, seed=4)
+    store = RunStore(registry.root)
+    run_dir = store.run_dir(run_id)
+    forged = {"policy": {"mean_return": 0.5}, "backtest": {"max_drawdown": 0.0}}
+    store.add_file(run_dir, "evaluations/test-forged.json", json.dumps(forged).encode())
+    with pytest.raises(LeakageError, match="test ledger does not record"):
+        promote(registry, run_id, overrides=OPEN)
+    assert not (store.promoted_dir / run_id).exists()
 
 
 def test_moola_promote_takes_an_rl_run_as_a_user_types_it(lab, capsys):
