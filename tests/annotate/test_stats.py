@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moola.annotate import stats
 from moola.annotate.commit import commit_batch
 from moola.annotate.model import NewAction
 from moola.annotate.stats import SESSIONS, annotation_stats, keeper_rates, session_of
 from moola.annotate.store import BatchStore, write_batch
+from moola.features.sessions import FUTURES_SUB_SESSIONS
 from tests.annotate._batches import make_batch, store_raw
 
 
@@ -56,6 +58,24 @@ def test_session_of_follows_new_york_wall_clock_and_daylight_saving():
     assert session_of(times).tolist() == expected
     assert session_of(times.as_unit("ns").asi8).tolist() == expected
     assert set(expected) == set(SESSIONS)
+
+
+def test_session_of_by_half_hour_buckets_equals_the_wall_clock_across_dst_changes():
+    # The bucketed path holds because every boundary is on New York's half-hour grid.
+    assert all(m % 30 == 0 for _, start, end in FUTURES_SUB_SESSIONS for m in (start, end))
+    rng = np.random.default_rng(7)
+    days = pd.date_range("2000", "2040", freq="D", tz="America/New_York")
+    offsets = np.array([t.utcoffset().total_seconds() for t in days])
+    moved = days[1:][offsets[1:] != offsets[:-1]].as_unit("ns").asi8  # the clock changed
+    assert len(moved) == 80
+    hours = 3600 * 10**9
+    near = np.repeat(moved, 200) + rng.integers(-36 * hours, 36 * hours, len(moved) * 200)
+    two_years = rng.integers(pd.Timestamp("2023").value, pd.Timestamp("2025").value, 30_000)
+    century = rng.integers(pd.Timestamp("1900").value, pd.Timestamp("2100").value, 500)
+    for times in (near, two_years, century, near - near % (60 * 10**9)):
+        assert session_of(times).tolist() == stats._by_clock(times).tolist()
+    old = np.array([pd.Timestamp("1850-06-01 12:00").value])  # local mean time: exact path
+    assert session_of(old).tolist() == stats._by_clock(old).tolist()
 
 
 def test_no_history_means_no_rates(registry):

@@ -66,17 +66,26 @@ SESSIONS: tuple[str, ...] = (*(_NAMES[c] for c, _, _ in FUTURES_SUB_SESSIONS), _
 """Every session name ``session_of`` returns."""
 
 
-def session_of(times: Any) -> np.ndarray:
-    """The intraday session name of each bar open time in ``times``.
+_BUCKET_NS = 30 * 60 * 10**9
+_ON_GRID = all(m % 30 == 0 for _, start, end in FUTURES_SUB_SESSIONS for m in (start, end))
+"""Every session boundary is on the half-hour grid of the New York wall clock."""
+_WHOLE_HOURS_FROM = int(np.datetime64("1900-01-01", "ns").astype(np.int64))
+"""From here on New York is a whole number of hours from UTC (before 1883: local mean time)."""
 
-    ``times``: datetimes or timestamps (naive ones are UTC), a ``DatetimeIndex``, or int64
-    ns since the epoch (UTC). Returns a string array of ``SESSIONS`` names.
-    """
+
+def _utc_ns(times: Any) -> np.ndarray:
+    """``times`` as int64 ns since the epoch, UTC (naive values are UTC)."""
     values = np.asarray(times) if not isinstance(times, pd.Index | pd.Series) else times
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-        index = pd.DatetimeIndex(values.astype("datetime64[ns]")).tz_localize("UTC")
-    else:
-        index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+        return values.astype(np.int64, copy=False)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "M":
+        return values.astype("datetime64[ns]").view(np.int64)
+    return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
+
+
+def _by_clock(ns: np.ndarray) -> np.ndarray:
+    """Each time's session read off the New York wall clock (the definition; slow on many)."""
+    index = pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC")
     local = index.tz_convert("America/New_York")
     minute = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
     out = np.full(len(minute), _BREAK, dtype=object)
@@ -88,6 +97,31 @@ def session_of(times: Any) -> np.ndarray:
         )
         out[inside] = _NAMES[column]
     return out.astype(str)
+
+
+def session_of(times: Any) -> np.ndarray:
+    """The intraday session name of each bar open time in ``times``.
+
+    ``times``: datetimes or timestamps (naive ones are UTC), a ``DatetimeIndex``, or int64
+    ns since the epoch (UTC). Returns a string array of ``SESSIONS`` names.
+
+    Fast on many times: every session boundary is on the half-hour grid of New York's
+    clock, which is a whole number of hours from UTC and changes (daylight saving) on a
+    whole UTC hour, so all times in one UTC half-hour share a session. The wall clock is
+    read once per half-hour bucket (a table over the buckets' range, or over the distinct
+    buckets when they are sparse) instead of once per time.
+    """
+    ns = _utc_ns(times)
+    if not len(ns) or not _ON_GRID or int(ns.min()) < _WHOLE_HOURS_FROM:
+        return _by_clock(ns)
+    buckets = ns // _BUCKET_NS
+    first = int(buckets.min())
+    span = int(buckets.max()) - first + 1
+    if span <= 2 * len(ns) + 4096:
+        table = _by_clock((first + np.arange(span, dtype=np.int64)) * _BUCKET_NS)
+        return table[buckets - first]
+    distinct, inverse = np.unique(buckets, return_inverse=True)
+    return _by_clock(distinct * _BUCKET_NS)[inverse.reshape(-1)]
 
 
 class _Frozen(BaseModel):
