@@ -32,6 +32,7 @@ __all__ = [
     "list_runs",
     "read_run_file",
     "report_path",
+    "run_dataset",
 ]
 
 LOWER_IS_BETTER = ("brier", "ece", "loss", "drawdown", "wall_time")
@@ -79,9 +80,10 @@ class Comparison(BaseModel):
     """metric -> index into ``rows`` of the best value (ties: the first)."""
 
 
-def _dataset(record: dict[str, Any]) -> str:
-    """``name@vN`` whichever form the line holds it in (``kind/name@vN`` from train, a
-    reference object from evaluate, ``data`` from demo)."""
+def run_dataset(record: dict[str, Any]) -> str:
+    """A line of the experiment log's dataset as ``name@vN``, whichever form the line holds
+    it in (``kind/name@vN`` from train, a reference object from evaluate, ``data`` from
+    demo); ``""`` when it names none. ``moola runs`` shows it too."""
     value = record.get("dataset", record.get("data"))
     if isinstance(value, dict) and "name" in value and "version" in value:
         return f"{value['name']}@v{value['version']}"
@@ -133,7 +135,7 @@ def _row(store: RunStore, line: int, record: dict[str, Any], *, files: bool) -> 
         run_id=run_id,
         kind=str(record.get("kind", "")),
         model=str(record.get("model", "") or ""),
-        dataset=_dataset(record),
+        dataset=run_dataset(record),
         metrics=_metrics(record),
         has_report=folder is not None and (folder / REPORT_FILE).is_file(),
         files=listed,

@@ -13,6 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from moola.annotate.runs import run_dataset
 from moola.cli._common import console, err_console, settings_of
 from moola.core.errors import ConfigError
 from moola.tracking.journal import EVENT_TYPES, JournalEvent, JsonlJournal, find_events
@@ -38,17 +39,6 @@ def _metric(record: dict[str, Any], key: str) -> Any:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4f}"
-    return "-" if value is None else str(value)
-
-
-def _dataset(record: dict[str, Any]) -> str:
-    """The run's dataset as ``name@vN``, whichever form the log line holds it in (a
-    ``kind/name@vN`` string from train, a reference object from evaluate, ``data`` from demo)."""
-    value = record.get("dataset", record.get("data"))
-    if isinstance(value, dict) and "name" in value and "version" in value:
-        return f"{value['name']}@v{value['version']}"
-    if isinstance(value, str):
-        return value.rsplit("/", 1)[-1]
     return "-" if value is None else str(value)
 
 
@@ -91,7 +81,7 @@ def list_runs(
             record["run_id"],
             record.get("kind", ""),
             record.get("model", "-"),
-            _dataset(record),
+            run_dataset(record) or "-",
             *(_fmt(_metric(record, k)) for k in _HEADLINE),
         )
     _print(table)
@@ -208,7 +198,7 @@ def compare(
         table.add_row(
             record["run_id"],
             record.get("model", "-"),
-            _dataset(record),
+            run_dataset(record) or "-",
             *(_fmt(_metric(record, c)) for c in columns),
         )
     _print(table)
