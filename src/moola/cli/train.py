@@ -107,12 +107,12 @@ def train(
         "epoch.",
     ),
     backend: str = typer.Option(
-        "serial",
-        help="Where an out-of-fold run's folds run: serial (here, one after another), "
-        "process (--workers local processes) or ray (Ray tasks; see --address).",
+        "local",
+        help="Where an out-of-fold run's folds run: local (this machine; --parallel "
+        "processes) or ray (Ray tasks; see --address). Same as moola tune's.",
     ),
-    workers: int = typer.Option(
-        2, min=1, help="Processes for --backend process, CPUs of a local Ray instance."
+    parallel: int = typer.Option(
+        1, min=1, help="Folds at once (local processes, or CPUs of a local Ray instance)."
     ),
     address: str | None = typer.Option(
         None,
@@ -136,16 +136,20 @@ def train(
     from moola.pipeline.train import TrainConfig
     from moola.training import distributed
 
-    if nproc > 1 and backend != "serial":
-        raise ConfigError(
-            "--nproc trains every fit in several processes; --backend sends the folds "
-            "elsewhere. Choose one of them."
-        )
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"Unknown backend {backend!r}; use local or ray.", param="backend")
     if address is not None and backend != "ray":
         raise ConfigError("--address names a Ray cluster; give --backend ray with it.")
+    if nproc > 1 and (backend == "ray" or parallel > 1):
+        raise ConfigError(
+            "--nproc trains every fit in several processes; --backend ray and --parallel "
+            "spread the folds instead. Choose one of them."
+        )
     if nproc > 1 and not distributed.under_launcher():
         raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
-    scale = {"backend": backend, "workers": workers, "address": address}
+    if backend == "local":
+        backend = "serial" if parallel == 1 else "process"
+    scale = {"backend": backend, "workers": parallel, "address": address}
     if resume is not None:
         given = {
             "--model": model, "--dataset": dataset, "--split": split, "--config": config,
