@@ -62,9 +62,11 @@ def test_rl_trials_are_ranked_on_the_val_period_and_a_pruned_one_leaves_nothing(
     assert trial.state == TrialState.COMPLETE
     line = next(line for line in store.results() if line["run_id"] == trial.user_attrs["run_id"])
     assert trial.value == line["metrics"]["eval_return"] == result.best_value
+    assert (line["study"], line["trial"]) == ("rl", trial.number)  # a resume settles by these
     assert sorted(trial.intermediate_values) == [32, 64]  # each periodic evaluation
     manifest = store.manifest(store.run_dir(line["run_id"]))
     assert manifest["data"]["periods"]["evaluation"]["part"] == "val"
+    assert manifest["study"]["name"] == "rl" and manifest["study"]["trial"] == trial.number
     assert manifest["config"]["params"]["learning_rate"] == trial.params["params.learning_rate"]
     assert JsonlJournal(lab.root).read("test_look") == []
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -591,6 +591,7 @@ def train_rl(
     on_event: Callable[[str, dict[str, Any]], None] = lambda *_: None,
     on_step: Callable[[int, int], None] | None = None,
     resume: str | None = None,
+    study: Mapping[str, Any] | None = None,
 ) -> RLRunResult:
     """Train an agent on the training period, keep its best models by evaluation return on
     the evaluation period, and record the run (module notes).
@@ -609,6 +610,10 @@ def train_rl(
     is then ignored and may be None): same run id and data, the kept models and the
     curriculum's stage carried on, the step count going on to ``timesteps``
     (``moola.rl.resume`` says what is not carried: the environments' random state).
+
+    ``study`` (``{"name", "trial", "params"}``) marks a tuning study's trial: the manifest
+    keeps it and the results line carries ``study`` and ``trial``, as ``record_run`` does
+    for supervised trials (a resumed study settles a killed trial by them).
     """
     store = RunStore(registry.root)
     run_id: str | None = None
@@ -618,7 +623,7 @@ def train_rl(
     if config is None:
         raise ConfigError("Give the run's config, or resume= an interrupted run.", param="config")
     with limit_threads(config.threads) as threads:
-        return _train_and_record(registry, config, on_event, on_step, threads, run_id)
+        return _train_and_record(registry, config, on_event, on_step, threads, run_id, study)
 
 
 def _train_and_record(
@@ -628,6 +633,7 @@ def _train_and_record(
     on_step: Callable[[int, int], None] | None,
     threads: dict[str, Any],
     resumed: str | None,
+    study: Mapping[str, Any] | None = None,
 ) -> RLRunResult:
     from moola.rl.agents import agent_build, load_agent, make_agent
     from moola.rl.callbacks import TopKCheckpoints, TrainingProgress
@@ -776,6 +782,7 @@ def _train_and_record(
         "libraries": _versions(),
         "threads": threads,
         "test_evaluated": False,
+        **({"study": dict(study)} if study else {}),
     }
     files: dict[str, bytes | str] = {
         "model.zip": (folder / f"v{version}" / topk.best["model"]).read_bytes(),
@@ -807,6 +814,7 @@ def _train_and_record(
             "seed": config.seed,
             "metrics": headline,
             "wall_time_s": round(time.perf_counter() - started, 3),
+            **({"study": study["name"], "trial": study["trial"]} if study else {}),
         }
     )
     store.discard_checkpoints(run_id)

@@ -343,7 +343,7 @@ def _rl_trial(payload: TrialPayload, reporter: _Reporter) -> TrialOutcome:
             seen["metrics"] = dict(event["metrics"])
 
     try:
-        result = train_rl(registry, config, on_event=on_event)
+        result = train_rl(registry, config, on_event=on_event, study=_study_record(payload))
     except BaseException:
         if "run_id" in seen:  # pruned or failed: no half-trained run is left behind
             RunStore(registry.root).discard_checkpoints(seen["run_id"])
