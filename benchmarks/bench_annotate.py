@@ -14,7 +14,12 @@ each side, drawn by ``extract_batch`` (each with its weak-label suggestion), are
   keep-alive httpx client (what the page sees, minus the browser);
 - ``next (uvicorn HTTP)``: ``GET /api/batches/B/next``, the resume position;
 - ``label action (uvicorn HTTP)``: ``POST .../actions`` with a label, which appends to the
-  log and fsyncs before answering (disk-bound), then the state replayed.
+  log and fsyncs before answering (disk-bound), then the state replayed;
+- ``window after another writer appended``: before each timed request another store of
+  the same batch (a second tab's server, a script) appends one action, so the server reads
+  the log's new line and replays the windows it touched, in the request, on the event loop;
+  the log first gets ``--history`` more lines (a long labelling history), since a replay of
+  the whole log would grow with it.
 
 The first request of a batch loads its raw bars once (timed separately: ``first window``).
 Target: the next window under 20 ms at p99, so the person, not the app, sets the pace.
@@ -32,7 +37,9 @@ import numpy as np
 from _common import print_table, random_walk_bars  # benchmarks/ is on sys.path as scripts
 from moola.annotate.app import create_app
 from moola.annotate.extract import extract_batch
+from moola.annotate.model import NewAction
 from moola.annotate.server import ServerThread
+from moola.annotate.store import BatchStore
 from moola.data.registry import Registry
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -66,6 +73,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--actions", type=int, default=200)
+    parser.add_argument("--history", type=int, default=1_000)
     args = parser.parse_args()
     import httpx
     from fastapi.testclient import TestClient
@@ -128,6 +136,20 @@ def main() -> None:
                     ),
                 )
             )
+            other = BatchStore(registry.root, batch)
+            for i in range(args.history):
+                other.record(NewAction(window_id=ids[i % w], kind="note", note=f"n{i}"))
+
+            def after_append(i: int) -> httpx.Response:
+                other.record(NewAction(window_id=ids[i % w], kind="grade", grade="B"))
+                start = time.perf_counter()
+                response = web.get(f"/api/batches/b/windows/{(i + 1) % w}")
+                waits.append(time.perf_counter() - start)
+                return response
+
+            waits: list[float] = []
+            _timed(after_append, args.actions)
+            rows.append(_row("window after another writer appended (uvicorn HTTP)", waits))
     print(
         f"raw: {args.bars:,} bars; batch: {w} windows of 105 bars + 30 context each side "
         f"({n_bars} bars per window served; {suggested} with a suggestion), extracted in "

@@ -4,6 +4,8 @@ blacklisted before it is acknowledged and stays blacklisted after an undo."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from moola.annotate.model import NewAction
@@ -126,3 +128,35 @@ def test_a_failing_blacklist_write_leaves_the_d_unacknowledged(registry, raw, mo
     with pytest.raises(OSError, match="disk full"):
         store.record(_act(batch.windows[0], "grade", grade="D"))
     assert store.state().actions == ()
+
+
+def test_state_kept_up_to_date_equals_a_fresh_replay_as_the_log_grows_or_is_replaced(registry, raw):
+    batch = make_batch(registry, raw, [0, 40, 80, 120, 160])
+    write_batch(registry.root, batch)
+    served, writer = BatchStore(registry.root, batch), BatchStore(registry.root, batch)
+    rng = random.Random(3)
+    choices = [
+        {"kind": "label", "label": "retracement"},
+        {"kind": "label", "label": "neither"},
+        {"kind": "grade", "grade": "B"},
+        {"kind": "note", "note": "wick"},
+        {"kind": "skip"},
+        {"kind": "undo"},
+        {"kind": "undo"},
+    ]
+    for _ in range(12):  # another process appends a few, then the server asks
+        for _ in range(rng.randint(1, 6)):
+            writer.record(_act(rng.choice(batch.windows), **rng.choice(choices)))
+        fresh = BatchStore(registry.root, batch).state()
+        got = served.state()
+        assert (got.windows, got.resume, got.progress) == (
+            fresh.windows,
+            fresh.resume,
+            fresh.progress,
+        )
+    # The log replaced by a shorter one (restored from a backup): replayed from scratch.
+    path = log_path(registry.root, batch)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3]))
+    assert served.state().windows == BatchStore(registry.root, batch).state().windows
+    assert len(served.state().actions) == 3

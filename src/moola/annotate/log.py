@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from moola.annotate.model import Action, NewAction, WindowState
 
-__all__ = ["AnnotationLog", "LogProblem", "LogRead", "replay"]
+__all__ = ["AnnotationLog", "LogProblem", "LogRead", "Replay", "replay"]
 
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 _BLANK = b"\x00 \t\r"  # what a torn write or a power loss may leave
@@ -289,6 +289,30 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class Replay:
+    """``replay`` kept up to date: ``feed`` it the actions that follow the ones it has seen,
+    and only the windows those actions touch are folded again (a server replays a long log
+    after every append another process makes in a few windows' time, not the log's)."""
+
+    def __init__(self) -> None:
+        self._stacks: dict[str, list[Action]] = {}
+        self.states: dict[str, WindowState] = {}
+
+    def feed(self, actions: Iterable[Action]) -> None:
+        """Apply ``actions`` (in log order, after every action fed before)."""
+        touched: set[str] = set()
+        for action in actions:
+            stack = self._stacks.setdefault(action.window_id, [])
+            if action.kind == "undo":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(action)
+            touched.add(action.window_id)
+        for window_id in touched:
+            self.states[window_id] = _fold(window_id, self._stacks[window_id])
+
+
 def replay(actions: Iterable[Action]) -> dict[str, WindowState]:
     """Each window's state after its actions in order (windows without actions absent).
 
@@ -297,15 +321,9 @@ def replay(actions: Iterable[Action]) -> dict[str, WindowState]:
     The state is then the fold of the stack: latest label, grade and note; ``skipped``
     when a skip is later than every label and grade in effect.
     """
-    stacks: dict[str, list[Action]] = {}
-    for action in actions:
-        stack = stacks.setdefault(action.window_id, [])
-        if action.kind == "undo":
-            if stack:
-                stack.pop()
-        else:
-            stack.append(action)
-    return {window_id: _fold(window_id, stack) for window_id, stack in stacks.items()}
+    replayed = Replay()
+    replayed.feed(actions)
+    return replayed.states
 
 
 def _fold(window_id: str, stack: list[Action]) -> WindowState:

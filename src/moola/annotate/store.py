@@ -24,12 +24,13 @@ window in batch order without a decision) and progress counts.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from moola.annotate.log import AnnotationLog, LogProblem, replay
+from moola.annotate.log import AnnotationLog, LogProblem, Replay
 from moola.annotate.model import Action, Batch, BatchKind, NewAction, WindowRef, WindowState
 from moola.core.atomic import atomic_write_text
 from moola.core.errors import ConfigError, IntegrityError
@@ -201,6 +202,9 @@ class BatchStore:
         self.batch = batch
         self.log = AnnotationLog(log_path(root, batch))
         self._index = {window.window_id: window for window in batch.windows}
+        self._lock = threading.Lock()
+        self._replay = Replay()
+        self._fed: tuple[int, Action | None] = (0, None)  # actions fed, the last of them
 
     @classmethod
     def open(cls, root: str | Path, name: str) -> BatchStore:
@@ -238,14 +242,24 @@ class BatchStore:
         return self.log.append(action, before=before)
 
     def state(self) -> BatchState:
-        """The batch replayed from its log (see ``BatchState``)."""
+        """The batch replayed from its log (see ``BatchState``).
+
+        Incremental: a log that only grew since the last call (the reader hands back the
+        same action objects, then the new ones) replays only its new actions; any other
+        change replays the whole log again.
+        """
         read = self.log.read()
-        in_batch = [a for a in read.actions if a.window_id in self._index]
-        replayed = replay(in_batch)
-        states = tuple(
-            replayed.get(w.window_id) or WindowState(window_id=w.window_id)
-            for w in self.batch.windows
-        )
+        with self._lock:
+            fed, last = self._fed
+            if fed > len(read.actions) or (fed and read.actions[fed - 1] is not last):
+                self._replay, fed = Replay(), 0
+            self._replay.feed(a for a in read.actions[fed:] if a.window_id in self._index)
+            self._fed = (len(read.actions), read.actions[-1] if read.actions else None)
+            replayed = self._replay.states
+            states = tuple(
+                replayed.get(w.window_id) or WindowState(window_id=w.window_id)
+                for w in self.batch.windows
+            )
         kind = self.batch.kind
         decided = [state.decided(kind) for state in states]
         resume = next((i for i, done in enumerate(decided) if not done), None)
