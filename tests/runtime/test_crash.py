@@ -28,19 +28,14 @@ What is asserted, for every point:
   engine state saved in the journal (positions, last bar decided, rate-limit buckets, risk
   gate) equal the reference's exactly.
 
-What this does not show, and why: a restart that RESUMES the crashed session (same
-session id, ``resume_book=True``) over a paper book cannot end equal to the uninterrupted
-run today: the book (cash, position, working orders) died with the process, so the
-engine's reconciliation sees the journal expect a position a fresh book does not hold and
-refuses to trade (``ReconcileError``), and intents journaled but lost with the book are
-marked cancelled where the uninterrupted run filled them. Making it hold needs the engine
-to rebuild a paper book from the journal on start: replay the bars up to the last bar
-decided through a fresh ``PaperBroker`` and re-submit, at their bars, the session's
-intents the journal holds as sent/acknowledged/filled (and the pending ones: a paper book
-cannot have sent them elsewhere). It also needs the last bar decided per symbol read from
-the journal's iterations (written in ``record_step``'s transaction) rather than from the
-engine state saved after it: a crash between the two makes a resumed session decide that
-bar again, which the journal's unique (session, symbol, bar time) refuses.
+The same crashed journal, copied as the crash left it, is also RESUMED: the same
+session id on a fresh ``PaperBroker`` (``resume_book=True``, as ``run_session(session_id=
+...)`` does), whose book the engine rebuilds by replaying the session's journaled bars
+and orders. Asserted for every point: one session, every bar decided once as the
+reference decided it, the same intents (none pending), fills, position snapshots and
+engine state as the uninterrupted run, each client order id recorded once and
+acknowledged by a broker once (an order whose ack the crash lost is placed in the
+rebuilt book and acknowledged there, once).
 """
 
 from __future__ import annotations
@@ -118,8 +113,11 @@ class Scripted:
         return 0.9 if (minute // 15) % 2 == 0 else 0.1
 
 
-def _session(db: Path) -> None:
-    """One paper session over the bars, wired as ``run_session`` wires a paper one."""
+def _session(db: Path, resume: bool = False) -> None:
+    """One paper session over the bars, wired as ``run_session`` wires a paper one; with
+    ``resume``, as ``run_session(session_id=...)`` resumes the journal's open session (a
+    fresh book rebuilt from the journal), or does nothing when the session had ended, or
+    starts one when the crash came before there was one."""
     from moola.runtime.brokers import PaperBroker
     from moola.runtime.config import parse_live_config
     from moola.runtime.engine import Engine
@@ -138,11 +136,18 @@ def _session(db: Path) -> None:
     journal = LiveJournal(f"sqlite:///{db}")
     broker = PaperBroker(config.execution, config.symbols)
     feed = ReplayFeed(_bars(), config.symbols, "1m", config.staleness)
-    Engine(config, journal, broker, [Scripted()], feed, env={}, resume_book=False).run()
+    status = journal.status() if resume else {}
+    if resume and status["sessions"] and not status["open_sessions"]:
+        journal.close()  # the crash came after the session ended: nothing to resume
+        return
+    engine = Engine(config, journal, broker, [Scripted()], feed, env={}, resume_book=resume)
+    if resume and status["open_sessions"]:
+        engine.start(status["open_sessions"][0])
+    engine.run()
     journal.close()
 
 
-def _fork(db: Path, crash_at: str | None) -> int:
+def _fork(db: Path, crash_at: str | None, resume: bool = False) -> int:
     """Run ``_session`` in a forked child with ``MOOLA_CRASH_AT`` = ``crash_at`` (unset when
     None); its exit status, negative for the signal that ended it."""
     from moola.runtime import crashpoints
@@ -156,7 +161,7 @@ def _fork(db: Path, crash_at: str | None) -> int:
             else:
                 os.environ[ENV_VAR] = crash_at
             crashpoints.arm(os.environ.get(ENV_VAR))
-            _session(db)
+            _session(db, resume)
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -167,13 +172,26 @@ def _fork(db: Path, crash_at: str | None) -> int:
 
 def drive(workdir: str) -> None:
     """The driver (run by ``python -c``): the reference, then per crash point a crashed
-    run and its restart on a journal of its own; exit statuses to ``results.json``."""
+    run, a copy of its journal as the crash left it, the restart as a new session on the
+    journal and the resumed session on the copy; exit statuses to ``results.json``."""
     work = Path(workdir)
     _session(work / "warm-up.db")  # every lazy import and cache loaded once, before forking
     results = {"reference": _fork(work / "reference.db", None)}
     for k, (name, crash_at) in enumerate(CASES.items()):
-        db = work / f"case{k}.db"
-        results[name] = {"db": str(db), "crash": _fork(db, crash_at), "restart": _fork(db, None)}
+        db, copy = work / f"case{k}.db", work / f"case{k}-resumed.db"
+        crash = _fork(db, crash_at)
+        for suffix in ("", "-wal", "-shm"):  # the database, its WAL and index, as left
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+        restart = _fork(db, None)
+        resumed = _fork(copy, None, resume=True)
+        results[name] = {
+            "db": str(db),
+            "copy": str(copy),
+            "crash": crash,
+            "restart": restart,
+            "resume": resumed,
+        }
     (work / "results.json").write_text(json.dumps(results), encoding="utf-8")
 
 
@@ -235,6 +253,11 @@ def _read(db: Path) -> dict:
             "engine": json.loads(
                 (q("SELECT value FROM state WHERE key = 'engine'").fetchone() or ["null"])[0]
             ),
+            "acknowledged": [
+                json.loads(payload)["client_order_id"]
+                for (payload,) in q("SELECT payload FROM events WHERE kind = 'intent_status'")
+                if json.loads(payload)["to"] == "acknowledged"
+            ],
         }
 
 
@@ -282,6 +305,38 @@ def test_a_session_killed_at_the_point_restarts_to_the_uninterrupted_result(runs
     assert len(_of(ref["intents"], ref_id)) >= 4  # the scenario does trade
     assert no_id(_of(got["fills"], restart_id)) == no_id(_of(ref["fills"], ref_id))
     assert _of(got["positions"], restart_id) == _of(ref["positions"], ref_id)
+    assert got["engine"] == ref["engine"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_the_same_session_killed_at_the_point_resumes_to_the_uninterrupted_result(runs, name):
+    """``run_session(session_id=...)``: the session killed at the point goes on in a new
+    process with a fresh paper book rebuilt from its journal, and ends as the reference
+    ended: every bar decided once and as the reference decided it, the same intents,
+    fills, position snapshots and engine state, each client order id recorded and
+    acknowledged by a broker once."""
+    work, results, log = runs
+    case = results[name]
+    assert case["crash"] == -9, f"{CASES[name]} did not die by SIGKILL: {case}\n{log[-4000:]}"
+    assert case["resume"] == 0, f"resuming after {CASES[name]} failed\n{log[-4000:]}"
+    ref, got = _read(work / "reference.db"), _read(Path(case["copy"]))
+    ((ref_id, *_),) = ref["sessions"]
+    ((session_id, ended_at, reason),) = got["sessions"]  # one session: the same, resumed
+    assert ended_at is not None and reason == "feed ended"
+
+    assert _of(got["decisions"], session_id) == _of(ref["decisions"], ref_id)
+    ids = [row[1] for row in got["intents"]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 4
+    assert len(got["acknowledged"]) == len(set(got["acknowledged"])) == len(ids)
+    assert not [row for row in got["intents"] if row[5] == "pending"]
+
+    def no_id(rows):
+        return [row[1:] for row in rows]
+
+    assert no_id(_of(got["intents"], session_id)) == no_id(_of(ref["intents"], ref_id))
+    assert no_id(_of(got["fills"], session_id)) == no_id(_of(ref["fills"], ref_id))
+    assert _of(got["positions"], session_id) == _of(ref["positions"], ref_id)
     assert got["engine"] == ref["engine"]
 
 

@@ -83,10 +83,15 @@ KILL_SWITCH_KEY = "kill_switch"
 #: ``rate`` (the rate limiter's buckets) and ``risk`` (the risk gate: loss limits, halt).
 ENGINE_STATE_KEY = "engine"
 _QTY_EPS = 1e-9
+#: Intent statuses the broker may hold without the journal having its answer.
+IN_FLIGHT = ("pending", "sent")
 #: Decision actions that refuse an order (each also recorded as an event of that kind).
 REFUSALS = ("killed", "refused_bar", "denied", "rate_limited")
 #: The journal's state keys for the halt (``moola live status`` reports them).
 HALT_KEY = "halt"
+#: The detail of an intent that reconciliation expired: recorded, never sent before a
+#: restart (a paper book being rebuilt does not place it).
+EXPIRED_DETAIL = "recorded but not sent before a restart; expired"
 
 
 class ReconcileError(MoolaError):
@@ -254,11 +259,22 @@ class Engine:
 
     def start(self, session_id: str | None = None) -> str:
         """Open (or resume, with ``session_id``) a session: rebuild state from the journal,
-        reconcile with the broker. Raises ``ReconcileError`` (recorded) when they disagree."""
+        reconcile with the broker. Raises ``ReconcileError`` (recorded) when they disagree.
+
+        Resuming (``session_id`` and ``resume_book``): the session must be open and of this
+        config (``ConfigError`` otherwise); the engine state is the one its last bar saved,
+        and a paper broker (one with ``on_bar``, fresh) gets its book back by replaying the
+        session's journaled bars and orders (``_rebuild_paper_book``), so the session goes
+        on where it was killed."""
         journal = self.journal
+        record = None
+        if session_id is not None and self.resume_book:
+            record = self._resumable(session_id)
         state = dict(journal.get_state(ENGINE_STATE_KEY) or {})
         self.carried_halt: str | None = None
-        if not self.resume_book:
+        if record is not None and record.iterations:
+            self._check_state_is_the_sessions(record, state)
+        if not self.resume_book or (record is not None and not record.iterations):
             halt = journal.get_state(HALT_KEY)
             if isinstance(halt, Mapping) and halt.get("on"):
                 self.carried_halt = str(halt.get("reason") or "halted")
@@ -285,9 +301,127 @@ class Engine:
         self._prices: dict[str, float] = {}
         self._queued = _BarWrites()
         self._atr = create_feature("atr", period=self.config.risk.atr_period)
+        if record is not None and hasattr(self.broker, "on_bar"):
+            self._rebuild_paper_book(record)
         self._reconcile()
         crash_point("engine.reconciled")
         return session_id
+
+    def _resumable(self, session_id: str) -> Any:
+        """The journal's record of ``session_id`` when this engine may resume it: open, of
+        this mode and config. ``ConfigError`` naming what differs otherwise."""
+        record = self.journal.session_record(session_id)
+        info = record.session
+        if info.ended_at is not None:
+            raise ConfigError(
+                f"session {session_id} ended at {info.ended_at.isoformat()} "
+                f"({info.end_reason}): an ended session is not resumed; start a new one.",
+                param="session",
+            )
+        if info.mode != self.config.mode:
+            raise ConfigError(
+                f"session {session_id} is a {info.mode} session; this config is "
+                f"{self.config.mode}: resume it in its own mode.",
+                param="session",
+            )
+        if info.config_hash != self.config.config_hash:
+            raise ConfigError(
+                f"session {session_id} was started with another config ({info.config_hash}, "
+                f"this one is {self.config.config_hash}): resume it with the config it "
+                "recorded (`moola live status` lists sessions) or start a new session.",
+                param="session",
+            )
+        return record
+
+    @staticmethod
+    def _check_state_is_the_sessions(record: Any, state: Mapping[str, Any]) -> None:
+        """The journal keeps one engine state; resuming a session needs it to be the one
+        the session's last bar saved (it is written in that bar's transaction). Another
+        session's state (one ran on this journal since) -> ``ReconcileError``."""
+        last: dict[str, pd.Timestamp] = {}
+        for it in record.iterations:
+            when = pd.Timestamp(it.bar_time)
+            last[it.symbol] = max(last.get(it.symbol, when), when)
+        saved = {s: pd.Timestamp(t) for s, t in (state.get("last_bars") or {}).items()}
+        if saved != last:
+            raise ReconcileError(
+                f"The journal's engine state is not session {record.session.id}'s (its last "
+                f"bars {sorted((s, t.isoformat()) for s, t in saved.items())}, the session's "
+                f"{sorted((s, t.isoformat()) for s, t in last.items())}): another session ran "
+                "on this journal since; the session can not be resumed, start a new one."
+            )
+
+    def _rebuild_paper_book(self, record: Any) -> None:
+        """Give a fresh paper broker the book the session had: replay its journaled bars
+        in the order they were recorded, each bar's orders placed right after it as the
+        loop placed them (the ones the journal still holds as pending too: they died with
+        the book before their ack was journaled, and are acknowledged now, once), and the
+        orders a kill switch or halt cancelled withdrawn at the bar they were. The fills
+        this gives must be the journal's, each one, or the engine refuses to trade."""
+        from moola.runtime.brokers import OrderIntent
+        from moola.sim import Bar
+
+        broker = self.broker
+        if broker.fills() or any(abs(q) > _QTY_EPS for q in broker.positions().values()):
+            raise ReconcileError(
+                "A paper session is resumed on a fresh paper broker: this one already holds "
+                "fills or positions."
+            )
+        cancelled = sorted(
+            (i for i in record.intents if i.status == "cancelled" and i.detail != EXPIRED_DETAIL),
+            key=lambda i: i.updated_at,
+        )
+        due = 0
+        replayed: list[Any] = []
+        acks: list[tuple[Any, Any]] = []
+        for it in record.iterations:
+            bar = dict(it.bar)
+            bar["timestamp"] = pd.Timestamp(bar["timestamp"])
+            replayed += broker.on_bar(it.symbol, Bar(*(bar[name] for name in BAR_FIELDS)))
+            while due < len(cancelled) and cancelled[due].updated_at <= it.recorded_at:
+                broker.cancel(cancelled[due].client_order_id)  # at the bar it was cancelled
+                due += 1
+            for intent in it.intents:
+                if intent.status == "cancelled" and intent.detail == EXPIRED_DETAIL:
+                    continue  # never sent before a restart
+                order = OrderIntent(
+                    client_order_id=intent.client_order_id,
+                    symbol=intent.symbol,
+                    side=intent.side,
+                    qty=intent.qty,
+                    order_type=intent.order_type,
+                    limit_price=intent.limit_price,
+                    decided_at=bar["timestamp"],
+                )
+                try:
+                    ack: Any = broker.submit(order)
+                except BrokerError as exc:
+                    ack = exc
+                if intent.status in IN_FLIGHT:
+                    acks.append((intent, ack))
+        for intent in cancelled[due:]:  # cancelled at a bar whose record the crash lost
+            broker.cancel(intent.client_order_id)
+        journaled = {f.fill_id: (f.client_order_id, f.qty, f.price, f.fee) for f in record.fills}
+        rebuilt = {
+            f.fill_id: (f.client_order_id, float(f.qty), float(f.price), float(f.fee))
+            for f in replayed
+        }
+        if rebuilt != journaled:
+            differ = sorted(set(rebuilt) ^ set(journaled)) or sorted(
+                k for k in rebuilt if rebuilt[k] != journaled[k]
+            )
+            raise ReconcileError(
+                f"The paper book rebuilt from session {record.session.id}'s journal does not "
+                f"give its fills (differing: {differ[:5]}): the engine will not trade; start "
+                "a new session."
+            )
+        for intent, ack in acks:  # journaled once, as the loop would have after submit
+            coid = intent.client_order_id
+            if isinstance(ack, BrokerError):
+                self.journal.mark_intent(coid, "rejected", detail=str(ack))
+            else:
+                status = "acknowledged" if ack.accepted else "rejected"
+                self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
 
     def _reconcile(self) -> None:
         """Refuse to trade when the broker holds what the journal does not account for."""
@@ -315,9 +449,7 @@ class Engine:
             if coid in known:
                 self.journal.mark_intent(coid, "sent", detail="found at the broker on restart")
             else:  # recorded, never sent before the crash: its bar has passed, never send it
-                self.journal.mark_intent(
-                    coid, "cancelled", detail="recorded but not sent before a restart; expired"
-                )
+                self.journal.mark_intent(coid, "cancelled", detail=EXPIRED_DETAIL)
         if problems:
             reason = "; ".join(problems)
             self.journal.record_event(self.session_id, "reconcile_failed", {"reason": reason})
@@ -747,13 +879,18 @@ def run_session(
     max_bars: int | None = None,
     env: Mapping[str, str] | None = None,
     on_bar: Callable[[int, int], None] | None = None,
+    session_id: str | None = None,
 ) -> SessionResult:
     """Run one session of ``config`` under data root ``root``: members from the promoted
     runs, the journal at ``config.journal_url`` (default ``live/<mode>.db`` under ``root``),
     bars replayed from ``replay`` (a raw dataset or bars file). Polling a live source is not
     part of this version: ``replay`` is required. In live mode a bar's age is judged by the
     wall clock, so historical bars are refused as stale: nothing reaches a real broker from
-    a replay."""
+    a replay.
+
+    ``session_id``: resume that session (open, of this config) instead of starting one,
+    e.g. after a crash: a paper session's book is rebuilt from its journal and the replay
+    goes on after the last bar it decided (``Engine.start``)."""
     from moola.runtime.brokers import PaperBroker
 
     env = os.environ if env is None else env
@@ -793,10 +930,14 @@ def run_session(
         feature_set=feature_set,
         env=env,
         on_bar=on_bar,
-        resume_book=config.mode == "live",  # a paper broker lives in memory: a new book
+        # a paper broker lives in memory: a new session gets a new book, a resumed one the
+        # book its journal rebuilds
+        resume_book=config.mode == "live" or session_id is not None,
         notifier=notifier,
     )
     try:
+        if session_id is not None:
+            engine.start(session_id)
         return engine.run(max_bars)
     finally:
         if notifier is not None:
