@@ -384,6 +384,18 @@ def print_summary(record: dict) -> None:
             "difference to scratch)",
             summarise(results, sorted(results), names),
         )
+    synthetic = [m for m in record["results"] if m.startswith("synthetic")]
+    if len(synthetic) > 1:  # every draw of every synthetic market, paired within its draw
+        pooled: dict = {}
+        for market in synthetic:
+            for n, arms_of_n in record["results"][market].items():
+                for name, rows in arms_of_n.items():
+                    pooled.setdefault(int(n), {}).setdefault(name, []).extend(rows)
+        record = {**record, "results": {**record["results"], "synthetic, pooled": pooled}}
+        print_table(
+            f"Pooled over {len(synthetic)} synthetic markets (every draw paired within itself)",
+            summarise(pooled, sorted(pooled), list(next(iter(pooled.values())))),
+        )
     curve = []
     for market, by_n in record["results"].items():
         for n, arms_of_n in by_n.items():
