@@ -19,7 +19,7 @@ them too), so the session weights are on. Then, best of ``--repeats``, seconds f
   k-center spreads the ``2 n`` least certain (over its standardised inputs);
 - the parts, timed alone on the same data: ``load raw`` (registry read, every byte
   checked), ``occupied spans`` (labeled, queued, blacklist), ``free starts`` (window
-  starts, context, the three occupancy masks), ``session weights`` (``session_of`` on every
+  starts, context, the three occupancy masks), ``session weights`` (``session_codes`` on every
   free start and ``keeper_rates``), ``draw`` (keys, sort, non-overlap acceptance) and
   ``suggest`` (weak labels of the drawn windows).
 """
@@ -43,7 +43,7 @@ from moola.annotate.extract import (
     session_weights,
 )
 from moola.annotate.model import NewAction
-from moola.annotate.stats import keeper_rates, session_of
+from moola.annotate.stats import keeper_rates, session_codes, session_of
 from moola.annotate.store import BatchStore, batch_path
 from moola.annotate.suggest import suggest
 from moola.data.blacklist import add_entries, make_entry
@@ -140,14 +140,14 @@ def main() -> None:
         occupied = occupied_spans(registry, ref)
         starts, _ = free_starts(bars, args.length, 30, occupied)
         times = _ns(bars["timestamp"])
-        weights, _ = session_weights(keeper_rates(root), session_of(times[starts]))
+        weights, _ = session_weights(keeper_rates(root), session_codes(times[starts]))
         drawn = draw_windows(starts, args.length, args.n, weights, np.random.default_rng(0))
         parts = {
             "load raw": lambda: registry.load_raw("bench"),
             "occupied spans": lambda: occupied_spans(registry, ref),
             "free starts": lambda: free_starts(bars, args.length, 30, occupied),
             "session weights": lambda: session_weights(
-                keeper_rates(root), session_of(times[starts])
+                keeper_rates(root), session_codes(times[starts])
             ),
             "draw": lambda: draw_windows(
                 starts, args.length, args.n, weights, np.random.default_rng(0)

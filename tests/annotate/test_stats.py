@@ -13,7 +13,13 @@ import pytest
 from moola.annotate import stats
 from moola.annotate.commit import commit_batch
 from moola.annotate.model import NewAction
-from moola.annotate.stats import SESSIONS, annotation_stats, keeper_rates, session_of
+from moola.annotate.stats import (
+    SESSIONS,
+    annotation_stats,
+    keeper_rates,
+    session_codes,
+    session_of,
+)
 from moola.annotate.store import BatchStore, write_batch
 from moola.features.sessions import FUTURES_SUB_SESSIONS
 from tests.annotate._batches import make_batch, store_raw
@@ -73,9 +79,10 @@ def test_session_of_by_half_hour_buckets_equals_the_wall_clock_across_dst_change
     two_years = rng.integers(pd.Timestamp("2023").value, pd.Timestamp("2025").value, 30_000)
     century = rng.integers(pd.Timestamp("1900").value, pd.Timestamp("2100").value, 500)
     for times in (near, two_years, century, near - near % (60 * 10**9)):
-        assert session_of(times).tolist() == stats._by_clock(times).tolist()
+        assert session_codes(times).tolist() == stats._by_clock(times).tolist()
     old = np.array([pd.Timestamp("1850-06-01 12:00").value])  # local mean time: exact path
-    assert session_of(old).tolist() == stats._by_clock(old).tolist()
+    assert session_codes(old).tolist() == stats._by_clock(old).tolist()
+    assert session_of(near).tolist() == [SESSIONS[c] for c in session_codes(near)]
 
 
 def test_no_history_means_no_rates(registry):

@@ -297,23 +297,28 @@ def draw_windows(
 
 # ------------------------------------------------------------------ session weights
 def session_weights(
-    rates: Mapping[str, float], sessions: np.ndarray
+    rates: Mapping[str, float], codes: np.ndarray
 ) -> tuple[np.ndarray | None, dict[str, float]]:
     """Weight per window from its session's keeper rate (None: uniform, no history).
 
-    A session missing from ``rates`` gets their mean; every weight is at least
-    ``SESSION_FLOOR`` of the largest. Returns the weights and the weight used per session.
+    ``codes``: each window's session as an index into ``moola.annotate.stats.SESSIONS``
+    (``session_codes``). A session missing from ``rates`` gets their mean; every weight is
+    at least ``SESSION_FLOOR`` of the largest. Returns the weights and the weight used per
+    session present.
     """
+    from moola.annotate.stats import SESSIONS
+
     rates = {str(k): float(v) for k, v in rates.items() if v is not None and np.isfinite(v)}
     if not rates or max(rates.values()) <= 0:
         return None, {}
     mean = float(np.mean(list(rates.values())))
-    codes, names = pd.factorize(np.asarray(sessions), sort=True)  # hashing: faster than unique
-    per_name = np.array([rates.get(str(name), mean) for name in names], dtype=np.float64)
-    best = max(per_name.max(initial=0.0), max(rates.values()))
-    per_name = np.maximum(per_name, SESSION_FLOOR * best)
-    used = {str(name): round(float(w), 6) for name, w in zip(names, per_name, strict=True)}
-    return per_name[codes], used
+    codes = np.asarray(codes, dtype=np.intp)
+    present = np.flatnonzero(np.bincount(codes, minlength=len(SESSIONS)))
+    per_code = np.array([rates.get(name, mean) for name in SESSIONS], dtype=np.float64)
+    best = max(per_code[present].max(initial=0.0), max(rates.values()))
+    per_code = np.maximum(per_code, SESSION_FLOOR * best)
+    used = {SESSIONS[i]: round(float(per_code[i]), 6) for i in present}
+    return per_code[codes], used
 
 
 # ------------------------------------------------------------------ active learning
@@ -468,10 +473,10 @@ def check_name_free(root: Any, name: str) -> None:
         )
 
 
-def _session_of(times: np.ndarray) -> np.ndarray:
-    from moola.annotate.stats import session_of
+def _session_codes(times: np.ndarray) -> np.ndarray:
+    from moola.annotate.stats import session_codes
 
-    return np.asarray(session_of(times), dtype=str)
+    return session_codes(times)
 
 
 def _keeper_rates(root: Any) -> Mapping[str, float]:
@@ -548,7 +553,7 @@ def extract_batch(
     times = _ns(bars["timestamp"])
     rates = _keeper_rates(registry.root) if config.weights == "session" else {}
     window_weights, used = (
-        session_weights(rates, _session_of(times[starts])) if rates else (None, {})
+        session_weights(rates, _session_codes(times[starts])) if rates else (None, {})
     )
     rng = np.random.default_rng(config.seed)
     wanted = config.n

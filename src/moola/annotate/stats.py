@@ -52,6 +52,7 @@ __all__ = [
     "Speed",
     "annotation_stats",
     "keeper_rates",
+    "session_codes",
     "session_of",
 ]
 
@@ -84,26 +85,28 @@ def _utc_ns(times: Any) -> np.ndarray:
 
 
 def _by_clock(ns: np.ndarray) -> np.ndarray:
-    """Each time's session read off the New York wall clock (the definition; slow on many)."""
+    """Each time's session code read off the New York wall clock (the definition; slow
+    on many times)."""
     index = pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC")
     local = index.tz_convert("America/New_York")
     minute = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
-    out = np.full(len(minute), _BREAK, dtype=object)
+    out = np.full(len(minute), SESSIONS.index(_BREAK), dtype=np.int8)
     for column, start, end in FUTURES_SUB_SESSIONS:
         inside = (
             (minute >= start) & (minute < end)
             if start < end
             else (minute >= start) | (minute < end)
         )
-        out[inside] = _NAMES[column]
-    return out.astype(str)
+        out[inside] = SESSIONS.index(_NAMES[column])
+    return out
 
 
-def session_of(times: Any) -> np.ndarray:
-    """The intraday session name of each bar open time in ``times``.
+def session_codes(times: Any) -> np.ndarray:
+    """The intraday session of each bar open time in ``times``, as an int8 index into
+    ``SESSIONS`` (``session_of`` gives the names).
 
     ``times``: datetimes or timestamps (naive ones are UTC), a ``DatetimeIndex``, or int64
-    ns since the epoch (UTC). Returns a string array of ``SESSIONS`` names.
+    ns since the epoch (UTC).
 
     Fast on many times: every session boundary is on the half-hour grid of New York's
     clock, which is a whole number of hours from UTC and changes (daylight saving) on a
@@ -122,6 +125,12 @@ def session_of(times: Any) -> np.ndarray:
         return table[buckets - first]
     distinct, inverse = np.unique(buckets, return_inverse=True)
     return _by_clock(distinct * _BUCKET_NS)[inverse.reshape(-1)]
+
+
+def session_of(times: Any) -> np.ndarray:
+    """The intraday session name of each bar open time in ``times`` (a string array of
+    ``SESSIONS`` names; see ``session_codes`` for the accepted times)."""
+    return np.asarray(SESSIONS)[session_codes(times)]
 
 
 class _Frozen(BaseModel):
