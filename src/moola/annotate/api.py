@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict
 
 from moola.annotate.model import Action, NewAction, WindowRef, WindowState
 from moola.annotate.stats import AnnotationStats, annotation_stats
-from moola.annotate.store import BatchState, BatchStore, batch_path, list_batches, read_batch
+from moola.annotate.store import (
+    BatchState,
+    BatchStore,
+    Progress,
+    batch_path,
+    list_batches,
+    read_batch,
+)
 from moola.core.errors import ConfigError, RegistryError
 from moola.data.registry import Registry, parse_ref
 
@@ -39,25 +46,10 @@ __all__ = [
     "Annotations",
     "BarColumns",
     "BatchSummary",
-    "Progress",
     "WindowView",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Progress(BaseModel):
-    """How far a batch is: windows ``decided`` (labelled and graded, D, or skipped; in
-    review: labelled), ``accepted`` (labelled and graded A-C), ``rejected`` (D),
-    ``skipped``, out of ``total``."""
-
-    model_config = _FROZEN
-
-    total: int
-    decided: int
-    accepted: int
-    rejected: int
-    skipped: int
 
 
 class BatchSummary(BaseModel):
@@ -76,6 +68,10 @@ class BatchSummary(BaseModel):
     source_run: str | None
     labeled: str | None
     progress: Progress
+
+
+_COPIED = BatchSummary.model_fields.keys() - {"windows", "progress"}
+"""The fields a summary copies from its ``Batch``."""
 
 
 class BarColumns(BaseModel):
@@ -201,17 +197,6 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_size, info.st_mtime_ns
 
 
-def _progress(state: BatchState) -> Progress:
-    counts = state.progress
-    return Progress(
-        total=counts.total,
-        decided=counts.decided,
-        accepted=counts.accepted,
-        rejected=counts.rejected,
-        skipped=counts.skipped,
-    )
-
-
 class Annotations:
     """The app's access to the annotation stores under ``root`` (one per server).
 
@@ -239,19 +224,10 @@ class Annotations:
     def _summary(self, opened: _Open) -> BatchSummary:
         batch = opened.store.batch
         assert opened.state is not None
-        return BatchSummary(
-            name=batch.name,
-            kind=batch.kind,
-            raw=batch.raw,
-            length=batch.length,
-            context=batch.context,
-            windows=len(batch.windows),
-            created_at=batch.created_at,
-            strategy=batch.strategy,
-            source_run=batch.source_run,
-            labeled=batch.labeled,
-            progress=_progress(opened.state),
+        copied = batch.model_dump(
+            include=BatchSummary.model_fields.keys() - {"windows", "progress"}
         )
+        return BatchSummary(**copied, windows=len(batch.windows), progress=opened.state.progress)
 
     def _batch(self, name: str) -> _Open:
         """The opened batch ``name``: read, its bars loaded, its log replayed (cached)."""
@@ -343,7 +319,7 @@ class Annotations:
                 context_after=after,
                 state=current,
                 decided=decided,
-                progress=_progress(state),
+                progress=state.progress,
                 resume=state.resume,
                 problems=[str(problem) for problem in state.problems],
             )
@@ -370,7 +346,7 @@ class Annotations:
                 action=logged,
                 state=current,
                 decided=decided,
-                progress=_progress(opened.state),
+                progress=opened.state.progress,
                 next_index=self._next_undecided(opened, index),
                 message=message,
             )

@@ -197,17 +197,6 @@ def _check_text_labels(table: pd.DataFrame, ref: DatasetRef) -> None:
         )
 
 
-def _spans(frame: pd.DataFrame) -> set[tuple[str, int, int]]:
-    return set(
-        zip(
-            frame["symbol"].astype(str),
-            _ns(frame["start_ts"]).tolist(),
-            _ns(frame["end_ts"]).tolist(),
-            strict=True,
-        )
-    )
-
-
 def _ns(values: Any) -> np.ndarray:
     index = pd.DatetimeIndex(values)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
@@ -263,7 +252,7 @@ def _commit_normal(registry: Registry, batch: Batch, state: BatchState, into: st
         old = _load_windows(registry, previous)
         _check_text_labels(old, previous)
     accepted = [(batch.window(s.window_id), s) for s in state.windows if s.accepted]
-    have = _spans(old) if old is not None else set()
+    have = set(_row_spans(old)) if old is not None else set()
     already = tuple(w.window_id for w, _ in accepted if _span(w) in have)
     fresh = [(w, s) for w, s in accepted if _span(w) not in have]
     banned = _blacklisted(registry, [w for w, _ in fresh])
@@ -458,6 +447,7 @@ def _validated(bars: pd.DataFrame, table: pd.DataFrame, length: int) -> pd.DataF
 
 
 def _row_spans(table: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """Each row's (symbol, start ns, end ns): a window's identity by bar span."""
     return list(
         zip(
             table["symbol"].astype(str),

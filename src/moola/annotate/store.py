@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from moola.annotate.log import AnnotationLog, LogProblem, Replay
 from moola.annotate.model import Action, Batch, BatchKind, NewAction, WindowRef, WindowState
@@ -155,14 +155,18 @@ def blacklist_entry(batch: Batch, window: WindowRef, seq: int) -> BlacklistEntry
     )
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Counts over a batch's windows (a window is in one of decided / remaining)."""
+class Progress(BaseModel):
+    """How far a batch is: windows ``decided`` (labelled and graded, D, or skipped; in
+    review: labelled), ``accepted`` (labelled and graded A-C), ``rejected`` (D),
+    ``skipped``, out of ``total`` (a window is decided or remaining). The app answers it
+    as is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     total: int
     decided: int
-    accepted: int  # labelled and graded A-C
-    rejected: int  # graded D
+    accepted: int
+    rejected: int
     skipped: int
 
     @property
