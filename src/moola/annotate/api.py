@@ -6,8 +6,9 @@ The handlers in ``moola.annotate.app`` only parse the request and call one metho
 - batches are opened through ``moola.annotate.store.BatchStore`` and kept (write-once);
 - a batch's raw bars are loaded **once** (``Registry.load_raw``, verified) and kept as
   plain numpy columns, so serving a window is a slice of arrays (well under 20 ms);
-- the batch's state is the store's replay of its log (``BatchStore.state``), done again
-  only when the log file changed (another tab or process may append);
+- the batch's state is the store's replay of its log (``BatchStore.state``), brought up
+  to date only when the log file changed (another tab or process may append), by
+  replaying just the new lines: cheap enough to stay in the request, on the event loop;
 - an action goes through ``BatchStore.record`` (a D grade writes its blacklist entry
   before the action is acknowledged), then the state is replayed.
 
