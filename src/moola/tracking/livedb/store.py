@@ -68,7 +68,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.pool import StaticPool
 
@@ -716,29 +716,23 @@ class LiveJournal:
 
         def work(conn: Connection) -> int:
             _open_session(conn, session_id)
-            seen = conn.scalar(
-                select(_ITERATIONS.c.id).where(
-                    _ITERATIONS.c.session_id == session_id,
-                    _ITERATIONS.c.symbol == symbol,
-                    _ITERATIONS.c.bar_time == when,
+            try:  # the unique (session, symbol, bar time) says "seen": no query before
+                result = conn.execute(
+                    insert(_ITERATIONS),
+                    {
+                        "session_id": session_id,
+                        "symbol": symbol,
+                        "bar_time": when,
+                        "feature_hash": feature_hash,
+                        "bar": values,
+                        "recorded_at": datetime.now(UTC),
+                    },
                 )
-            )
-            if seen is not None:
+            except IntegrityError as exc:  # the session exists (checked): it is the bar
                 raise JournalError(
                     f"Session {session_id!r} recorded the {symbol} bar at {when.isoformat()} "
-                    f"before (iteration {seen}): a bar is decided on once."
-                )
-            result = conn.execute(
-                insert(_ITERATIONS),
-                {
-                    "session_id": session_id,
-                    "symbol": symbol,
-                    "bar_time": when,
-                    "feature_hash": feature_hash,
-                    "bar": values,
-                    "recorded_at": datetime.now(UTC),
-                },
-            )
+                    "before: a bar is decided on once; nothing was written."
+                ) from exc
             return int(result.inserted_primary_key[0])
 
         return work
