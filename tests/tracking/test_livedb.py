@@ -189,6 +189,38 @@ def test_a_migration_that_fails_halfway_leaves_the_database_as_it_was(open_journ
     assert open_journal().schema_revision == SCHEMA_HEAD
 
 
+def test_a_kill_between_two_ddl_statements_of_a_migration_leaves_the_revision_before(db_url):
+    """SIGKILL in the middle of a migration, after its first CREATE TABLE ran and before
+    the second: the migration runs in the journal's one transaction (DDL included), so the
+    database is left at the revision before (here: empty, no version), and the next open
+    migrates it whole."""
+    script = (
+        "import os, signal\n"
+        "import sqlalchemy as sa\n"
+        "from moola.tracking.livedb import LiveJournal\n"
+        "created = []\n"
+        "def kill(conn, cursor, statement, parameters, context, executemany):\n"
+        "    if statement.lstrip().upper().startswith('CREATE TABLE'):\n"
+        "        created.append(statement)\n"
+        "        if len(created) == 2:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "sa.event.listen(sa.Engine, 'before_cursor_execute', kill)\n"
+        f"LiveJournal({db_url!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode()
+    engine = _raw(db_url)
+    try:
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+            assert MigrationContext.configure(conn).get_current_heads() == ()
+    finally:
+        engine.dispose()
+    with LiveJournal(db_url) as journal:
+        assert journal.schema_revision == SCHEMA_HEAD
+        assert journal.start_session("paper", {}, "h")
+
+
 # ----------------------------------------------------------------------- round trips
 
 
