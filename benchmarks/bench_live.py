@@ -19,11 +19,14 @@ symbols). Per symbol-bar after the warm-up (every member has a value) it times, 
 run:
 
 (a) the whole ``Engine.step`` (features, broker advance, members, ensemble, tiers, risk,
-    the ``record_step`` transaction, the engine state, the paper submit and its ack);
+    the kill-switch check, the ``record_step`` transaction -- the bar's fills, position
+    snapshots, decision, intent and engine state, one durable commit -- the paper submit
+    and its ack);
 (b) the members' inference inside that step: each member's ``Predictor.predict_proba`` on
     its window (what the run computes: input view, estimator, calibrator);
-(c) the journal: ``record_step`` (the one transaction of the bar's iteration, member
-    outputs, decision and intents) alone, and every journal call of the step together.
+(c) the journal: ``record_step`` (the bar's one transaction) alone, and every journal
+    call of the step together (the kill-switch ``get_state``, ``intent_status`` and the
+    ack's ``mark_intent`` on bars that send).
 
 Overhead = (a) - (b), bar by bar. ``disk`` puts the journal under the temp dir (ext4 here),
 ``tmpfs`` under ``/dev/shm`` (fsync is nearly free there): the difference is what the
