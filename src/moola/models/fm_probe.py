@@ -25,6 +25,7 @@ from pydantic import Field
 from moola.core.errors import ConfigError
 from moola.models._params import non_default, params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
+from moola.models.linear import scaled_logistic
 
 if TYPE_CHECKING:
     from moola.models.foundation.base import Backbone
@@ -87,27 +88,12 @@ class FoundationProbe(SklearnEstimator):
     ) -> FoundationProbe:
         """Embed windows ``X`` (N, T, C) with the frozen backbone and fit the probe;
         validation data is not used (a linear probe has nothing to stop early)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
-
         features = self._embeddings(X)
         labels = self._labels(y, len(features))
         p = self.params
         with params_checked_by_library(self.name, non_default(type(self), p)):
-            classifier = Pipeline(
-                [
-                    ("scale", StandardScaler()),
-                    (
-                        "model",
-                        LogisticRegression(
-                            C=float(p["C"]),
-                            class_weight=p["class_weight"],
-                            max_iter=2_000,
-                            random_state=int(p["random_state"]),
-                        ),
-                    ),
-                ]
+            classifier = scaled_logistic(
+                C=p["C"], class_weight=p["class_weight"], random_state=p["random_state"]
             )
             classifier.fit(features, labels)
         self.classifier_ = classifier

@@ -35,6 +35,7 @@ from pydantic import Field
 from moola.core.errors import ConfigError
 from moola.models._params import non_default, params_checked_by_library
 from moola.models._persist import SklearnEstimator, check_finite
+from moola.models.linear import scaled_logistic
 
 if TYPE_CHECKING:
     from moola.models.params import ModelParams
@@ -112,9 +113,6 @@ class MiniRocketClassifier(SklearnEstimator):
         MiniRocket has nothing to early-stop, so ``X_val``/``y_val`` are not used.
         """
         from aeon.transformations.collection.convolution_based import MiniRocket
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
 
         series = self._series(X)
         labels = self._labels(y, len(series))
@@ -129,19 +127,8 @@ class MiniRocketClassifier(SklearnEstimator):
                 random_state=int(p["random_state"]),
             )
             features = transform.fit_transform(series)  # (N, n_features)
-            classifier = Pipeline(
-                [
-                    ("scale", StandardScaler()),
-                    (
-                        "model",
-                        LogisticRegression(
-                            C=float(p["C"]),
-                            class_weight=p["class_weight"],
-                            max_iter=2_000,
-                            random_state=int(p["random_state"]),
-                        ),
-                    ),
-                ]
+            classifier = scaled_logistic(
+                C=p["C"], class_weight=p["class_weight"], random_state=p["random_state"]
             )
             classifier.fit(features, labels)
         self.transform_ = transform
