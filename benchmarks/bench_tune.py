@@ -1,7 +1,8 @@
 """Tuning benchmark: what a study costs over calling the training function directly, and
 how many trials per minute 1, 2 and 4 parallel workers give (local processes and Ray).
 
-Run: ``.venv/bin/python benchmarks/bench_tune.py [--trials K] [--epochs E] [--skip-ray]``.
+Run: ``.venv/bin/python benchmarks/bench_tune.py [--trials K] [--epochs E] [--repeats R]
+[--skip-ray] [--only overhead|throughput]``.
 
 The lab: a synthetic market (``--bars`` 1-minute bars, ``--patterns`` planted windows of 40
 bars), its labeled dataset and a forward-chaining split (train/val/test), in a temporary
@@ -218,6 +219,7 @@ def main() -> None:
     parser.add_argument("--patterns", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--only", choices=("overhead", "throughput"), default=None)
     args = parser.parse_args()
 
     import torch
@@ -227,15 +229,17 @@ def main() -> None:
     try:
         registry = make_lab(root / "moola_data", args.bars, args.patterns)
         space = space_of(args.epochs)
-        print_table(
-            f"per-trial overhead of a study, simple_lstm, {args.epochs} epochs, best of "
-            f"{args.repeats}",
-            overhead(registry, space, args.trials, args.epochs, args.repeats),
-        )
-        print_table(
-            "parallel trials (workers warm before timing)",
-            throughput(registry, space, args.throughput_trials, args.skip_ray, args.repeats),
-        )
+        if args.only != "throughput":
+            print_table(
+                f"per-trial overhead of a study, simple_lstm, {args.epochs} epochs, best of "
+                f"{args.repeats}",
+                overhead(registry, space, args.trials, args.epochs, args.repeats),
+            )
+        if args.only != "overhead":
+            print_table(
+                "parallel trials (workers warm before timing)",
+                throughput(registry, space, args.throughput_trials, args.skip_ray, args.repeats),
+            )
         print(f"load average (1, 5, 15 min): {os.getloadavg()}; cpus: {os.cpu_count()}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
