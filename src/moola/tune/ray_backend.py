@@ -8,8 +8,8 @@ it seed repeats. Each item becomes one Ray task with a resource request (``cpus_
 
 Where it runs (``address``):
 
-- ``None``: start a private Ray instance on this machine (on 127.0.0.1 only, no dashboard,
-  ``num_cpus`` logical CPUs, default all), stopped again by ``shutdown()``;
+- ``None``: start a private Ray instance on this machine (node address 127.0.0.1, no
+  dashboard, ``num_cpus`` logical CPUs, default all), stopped again by ``shutdown()``;
 - ``"auto"``: join the cluster this machine belongs to (``ray start`` ran here, or
   ``RAY_ADDRESS`` is set);
 - ``"HOST:PORT"``: join the cluster whose head listens there (``ray start --head
@@ -30,6 +30,13 @@ every node mounts the same file system at the same path (NFS, a cluster file sys
 local instance the one disk already is), the task is given that path, and Optuna's journal
 file storage, not SQLite, holds the study when many nodes write it. Every node also needs
 this moola installed in the same Python environment (a local instance uses this one).
+
+Which path moola takes: ``moola tune --backend ray`` lets the trials record their runs on a
+local instance (one disk) and hands the computed runs back to the driver on a cluster
+(``--address``; ``moola.tune.trial``'s ``record=False``). ``moola train --backend ray``
+brings every fold back to the driver; only a neural fold's epoch checkpoints (kept so a
+killed fold resumes) are written by the worker, under the data root's path: on a cluster
+without a shared data root they land on the worker's own disk and a killed fold starts over.
 
 Worker failure. A task whose worker process dies (killed, out of memory, a crashed
 extension, a lost node) is run again up to ``max_retries`` times (Ray's task retries); when
