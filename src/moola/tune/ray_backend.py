@@ -36,7 +36,8 @@ local instance (one disk) and hands the computed runs back to the driver on a cl
 (``--address``; ``moola.tune.trial``'s ``record=False``). ``moola train --backend ray``
 brings every fold back to the driver; only a neural fold's epoch checkpoints (kept so a
 killed fold resumes) are written by the worker, under the data root's path: on a cluster
-without a shared data root they land on the worker's own disk and a killed fold starts over.
+without a shared data root they land on the worker's own disk (a killed fold then starts
+over), and where the worker may not create that path the fold fails saying so.
 
 Worker failure. A task whose worker process dies (killed, out of memory, a crashed
 extension, a lost node) is run again up to ``max_retries`` times (Ray's task retries); when
