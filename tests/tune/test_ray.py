@@ -158,3 +158,36 @@ def test_moola_train_with_an_unreachable_ray_address_fails_and_writes_nothing(tm
     )  # fmt: skip
     assert code == 2 and "127.0.0.1:1 is unreachable" in err and "--address" in err
     assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_a_study_on_ray_gives_the_serial_study_s_trials(ray_executor, tmp_path) -> None:
+    """Two trials in flight as Ray tasks on the 2-CPU instance: the same parameters and
+    values as the same study run one at a time here, each trial a recorded run."""
+    import optuna
+
+    from moola.tune.space import parse_space
+    from moola.tune.storage import storage_url
+    from moola.tune.study import run_study
+    from tests.tune._study_lab import logistic_space
+
+    registry = make_lab(tmp_path / "root")
+    space = parse_space(logistic_space())
+    for name, executor in (("serial", None), ("on-ray", ray_executor)):
+        result = run_study(
+            registry, space, study=name, trials=2, sampler="random", seed=4, executor=executor
+        )
+        assert result.counts["complete"] == 2
+    trials = {
+        name: [
+            (t.params, t.value)
+            for t in optuna.load_study(
+                study_name=name, storage=storage_url(registry.root, name, None)
+            ).get_trials()
+        ]
+        for name in ("serial", "on-ray")
+    }
+    assert trials["on-ray"] == trials["serial"]
+    lines = _results(registry.root)
+    assert sorted((line["study"], line["trial"]) for line in lines) == [
+        ("on-ray", 0), ("on-ray", 1), ("serial", 0), ("serial", 1),
+    ]  # fmt: skip
