@@ -212,3 +212,34 @@ def test_moola_pretrain_nproc_2_trains_in_two_processes_and_writes_once(tmp_path
     assert all(np.isfinite(card["loss_curve"]))
     assert done.stdout.count("bilstm_mae_rel11_v1") >= 1  # rank 0 printed the card, once
     assert done.stdout.count("artifact ") <= 1
+
+
+@pytest.mark.slow
+def test_moola_train_nproc_2_records_one_run(tmp_path) -> None:
+    """``moola train --nproc 2`` through torchrun: both processes train every fit, rank 0
+    alone records the run (one result line, one run folder) and no checkpoints remain."""
+    import subprocess
+
+    from tests.tune._study_lab import make_lab
+
+    registry = make_lab(tmp_path / "root")
+    args = [
+        "--data-root", str(registry.root), "train", "--model", "simple_lstm", "--dataset",
+        "pat", "--split", "kf", "--bootstrap", "10", "--params",
+        '{"epochs": 2, "hidden": 4, "device": "cpu"}', "--nproc", "2",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "moola.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = (registry.root / "experiment_results.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    runs = [p for p in (registry.root / "artifacts" / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and json.loads(lines[0])["run_id"] == runs[0].name
+    checkpoints = registry.root / "artifacts" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())

@@ -76,6 +76,7 @@ from moola.pipeline.forecast import (
 )
 from moola.pipeline.inputs import InputView, model_inputs, model_params
 from moola.tracking.runs import RunStore, new_run_id
+from moola.training import distributed
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
 from moola.training.calibration_choice import choose_calibration, contiguous_blocks
 from moola.training.checkpoints import FoldStore, resume_or_checkpoint
@@ -591,9 +592,14 @@ def run_training(
     data = load_training_data(registry, config)
     load_s = time.perf_counter() - started
     pinned = pinned_config(config, data)
-    run_id = run_id or new_run_id(config.model)
-    folder = store.start_checkpoints(run_id, pinned.model_dump(mode="json"))
-    on_event("checkpoints", {"run_id": run_id, "folder": str(folder)})
+    # Under torchrun (moola train --nproc N) every rank trains; rank 0 alone starts the
+    # checkpoints and records the run, the others share its run id and folder.
+    main = distributed.is_main_process()
+    run_id = distributed.broadcast_object(run_id or new_run_id(config.model))
+    folder = store.start_checkpoints(run_id, pinned.model_dump(mode="json")) if main else None
+    folder = distributed.broadcast_object(folder)
+    if main:
+        on_event("checkpoints", {"run_id": run_id, "folder": str(folder)})
     outcome = fit_and_score(
         config,
         data,
@@ -604,10 +610,13 @@ def run_training(
         run_id=run_id,
         checkpoints=folder,
     )
+    distributed.barrier()  # every rank has written its (identical) checkpoints
+    if not main:
+        return distributed.broadcast_object(None)  # the run rank 0 records
     outcome = replace(outcome, timings={**outcome.timings, "load_s": load_s})
     result = record_run(registry, outcome, on_event=on_event)
     store.discard_checkpoints(run_id)
-    return result
+    return distributed.broadcast_object(result)
 
 
 def load_training_data(registry: Registry, config: TrainConfig) -> LabeledData:
