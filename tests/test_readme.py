@@ -129,6 +129,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("train", "--model", "simple_lstm", "--dataset", "pat", "--split", "kf",
      "--params", TINY_LSTM, "--bootstrap", "20", "--pretrained-encoder", ENCODER),
     ("train", "--config", "{tmp}/run.yaml"),
+    ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "kf",
+     "--backend", "local", "--parallel", "2", "--bootstrap", "20"),
     ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "fc",
      "--synthetic", "pat-syn", "--allow-low-quality-synthetic", "--bootstrap", "20"),
     ("train", "--model", "enhanced_simple_lstm", "--dataset", "pat", "--split", "fc",
