@@ -71,4 +71,35 @@ def test_bad_input_is_refused_before_anything_is_written(root, tmp_path):
     result = _invoke(root, "run", "--space", str(good), "--study", "nope", "--trials", "1",
                      "--sampler", "grid")  # fmt: skip
     assert isinstance(result.exception, ConfigError) and "Unknown sampler" in str(result.exception)
+    for flag in ("--cpus-per-task", "--gpus-per-task", "--max-retries"):
+        result = _invoke(root, "run", "--space", str(good), "--study", "nope", "--trials", "1",
+                         flag, "1")  # fmt: skip
+        assert isinstance(result.exception, ConfigError), flag
+        assert f"{flag} only apply to Ray tasks; add --backend ray" in str(result.exception)
     assert not study_dir(root, "nope").exists()
+
+
+def test_one_seed_one_trial_at_a_time_gives_the_same_trials(root, tmp_path):
+    """The same command twice (two study names, TPE, the same --seed) samples the same
+    parameters and scores the same values; another seed samples others."""
+    import optuna
+
+    from moola.tune.storage import storage_url
+
+    space = write_yaml(tmp_path / "space.yaml", logistic_space("fc"))
+    for name, seed in (("same-a", "9"), ("same-b", "9"), ("other", "10")):
+        ran = _invoke(root, "run", "--space", str(space), "--study", name, "--trials", "2",
+                      "--seed", seed)  # fmt: skip
+        assert ran.exit_code == 0, ran.output
+    trials = {
+        name: [
+            (t.params, t.value)
+            for t in optuna.load_study(
+                study_name=name, storage=storage_url(root, name, None)
+            ).trials
+        ]
+        for name in ("same-a", "same-b", "other")
+    }
+    assert trials["same-a"] == trials["same-b"]
+    assert len(trials["same-a"]) == 2 and trials["same-a"][0] != trials["same-a"][1]
+    assert [p for p, _ in trials["other"]] != [p for p, _ in trials["same-a"]]

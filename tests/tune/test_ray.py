@@ -191,3 +191,63 @@ def test_a_study_on_ray_gives_the_serial_study_s_trials(ray_executor, tmp_path) 
     assert sorted((line["study"], line["trial"]) for line in lines) == [
         ("on-ray", 0), ("on-ray", 1), ("serial", 0), ("serial", 1),
     ]  # fmt: skip
+
+
+def evaluate_after_a_death(payload):
+    """A trial's work whose first attempt kills its worker process (marker per trial)."""
+    from moola.tune.trial import evaluate_trial
+
+    marker = Path(payload.root) / f"died-{payload.study}-{payload.number}"
+    if not marker.exists():
+        marker.write_text("attempted")
+        os._exit(1)
+    return evaluate_trial(payload)
+
+
+def evaluate_never(payload):
+    os._exit(1)
+
+
+def test_moola_tune_run_on_ray_retries_a_trial_whose_worker_died_or_marks_it_failed(
+    ray_executor, tmp_path, capsys, monkeypatch
+) -> None:
+    """Through ``moola tune run --backend ray`` (joining the running instance): a trial whose
+    worker died once is run again and recorded; one whose worker dies on every attempt is
+    a FAIL trial saying so; none is lost."""
+    import optuna
+
+    from moola.tune import study as study_module
+    from moola.tune.storage import storage_url
+    from tests.tune._study_lab import logistic_space, write_yaml
+
+    registry = make_lab(tmp_path / "root")
+    space = write_yaml(tmp_path / "space.yaml", logistic_space("fc"))
+    root = registry.root
+    args = ["--data-root", str(root), "tune", "run", "--space", str(space),
+            "--sampler", "random", "--backend", "ray", "--cpus-per-task", "1"]  # fmt: skip
+    monkeypatch.setattr(study_module, "evaluate_trial", evaluate_after_a_death)
+    code, out, err = run(capsys, *args, "--study", "retried", "--trials", "2")
+    assert code == 0, err
+    assert "Study retried: 2 complete, 0 pruned, 0 failed" in " ".join(out.split())
+    assert sorted(p.name for p in root.glob("died-*")) == ["died-retried-0", "died-retried-1"]
+    lines = [line for line in _results(root) if line.get("study") == "retried"]
+    assert sorted(line["trial"] for line in lines) == [0, 1]  # each recorded once
+
+    monkeypatch.setattr(study_module, "evaluate_trial", evaluate_never)
+    code, out, err = run(capsys, *args, "--study", "lost", "--trials", "1", "--max-retries", "0")
+    assert code == 0, err
+    assert "Study lost: 0 complete, 0 pruned, 1 failed" in " ".join(out.split())
+    (trial,) = optuna.load_study(study_name="lost", storage=storage_url(root, "lost", None)).trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert "TaskFailed" in trial.user_attrs["error"]
+    assert "worker process died on each of 1 attempt(s)" in trial.user_attrs["error"]
+    assert not [line for line in _results(root) if line.get("study") == "lost"]
+
+
+def test_moola_tune_passes_the_resource_request_to_each_ray_task(ray_executor) -> None:
+    from moola.cli.tune import _executor
+
+    executor = _executor("ray", 2, None, cpus_per_task=2.0, gpus_per_task=0.0, max_retries=0)
+    assert (executor.cpus_per_task, executor.gpus_per_task, executor.max_retries) == (2.0, 0, 0)
+    assert executor.slots == 1  # two CPUs in the instance, two per trial
+    executor.shutdown()  # joined, not started: the instance stays up

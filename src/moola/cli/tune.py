@@ -31,21 +31,73 @@ _STORAGE_HELP = (
 )
 
 
+# Where trials run: the same options for `run` and `phases`.
+_PARALLEL = typer.Option(
+    1, "--parallel", min=1, help="Trials at once (local processes, or Ray tasks)."
+)
+_BACKEND = typer.Option("local", "--backend", help="local or ray.")
+_ADDRESS = typer.Option(
+    None, "--address", help="Ray cluster: auto or HOST:PORT (default: a local Ray)."
+)
+_CPUS = typer.Option(
+    None, "--cpus-per-task", min=0.0, help="Ray: CPUs each trial asks for (default 1)."
+)
+_GPUS = typer.Option(
+    None,
+    "--gpus-per-task",
+    min=0.0,
+    help="Ray: GPUs each trial asks for (default 0; 0.5 packs two trials per GPU).",
+)
+_RETRIES = typer.Option(
+    None,
+    "--max-retries",
+    min=0,
+    help="Ray: further attempts of a trial whose worker died, before it is marked failed "
+    "(default 2).",
+)
+
+
 def _registry(ctx: typer.Context) -> Registry:
     return Registry(settings_of(ctx).data_root)
 
 
-def _executor(backend: str, parallel: int, address: str | None) -> Any:
+def _executor(
+    backend: str,
+    parallel: int,
+    address: str | None,
+    cpus_per_task: float | None = None,
+    gpus_per_task: float | None = None,
+    max_retries: int | None = None,
+) -> Any:
     """Where trials run: here (``local``, ``--parallel 1``), ``parallel`` local processes,
-    or Ray tasks (``moola.tune.executors.make_executor``)."""
+    or Ray tasks asking for ``cpus_per_task``/``gpus_per_task`` each and run again up to
+    ``max_retries`` times when their worker dies (``moola.tune.executors.make_executor``;
+    the Ray-only options are refused with another backend)."""
     from moola.tune.executors import make_executor
 
     if backend not in ("local", "ray"):
         raise ConfigError(f"Unknown backend {backend!r}; use local or ray.", param="backend")
-    if address is not None and backend != "ray":
-        raise ConfigError("--address points at a Ray cluster; add --backend ray.", param="address")
+    ray_only = {
+        "--address": address,
+        "--cpus-per-task": cpus_per_task,
+        "--gpus-per-task": gpus_per_task,
+        "--max-retries": max_retries,
+    }
+    given = [flag for flag, value in ray_only.items() if value is not None]
+    if given and backend != "ray":
+        raise ConfigError(
+            f"{', '.join(given)} only apply to Ray tasks; add --backend ray.",
+            param=given[0].removeprefix("--").replace("-", "_"),
+        )
     if backend == "ray":
-        return make_executor("ray", workers=parallel, address=address)
+        return make_executor(
+            "ray",
+            workers=parallel,
+            address=address,
+            cpus_per_task=1.0 if cpus_per_task is None else cpus_per_task,
+            gpus_per_task=0.0 if gpus_per_task is None else gpus_per_task,
+            max_retries=2 if max_retries is None else max_retries,
+        )
     return make_executor("serial" if parallel == 1 else "process", workers=parallel)
 
 
@@ -133,13 +185,12 @@ def run_command(
     seed: int = typer.Option(
         0, "--seed", help="Sampler seed (same seed, one at a time: same trials)."
     ),
-    parallel: int = typer.Option(
-        1, "--parallel", min=1, help="Trials at once (local processes, or Ray tasks)."
-    ),
-    backend: str = typer.Option("local", "--backend", help="local or ray."),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster: auto or HOST:PORT (default: a local Ray)."
-    ),
+    parallel: int = _PARALLEL,
+    backend: str = _BACKEND,
+    address: str | None = _ADDRESS,
+    cpus_per_task: float | None = _CPUS,
+    gpus_per_task: float | None = _GPUS,
+    max_retries: int | None = _RETRIES,
 ) -> None:
     """Run or resume an Optuna study: every trial a recorded run, ranked on its
     out-of-fold or validation metric."""
@@ -152,7 +203,7 @@ def run_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     loaded = load_space(space)
     registry = _registry(ctx)
-    executor = _executor(backend, parallel, address)
+    executor = _executor(backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
     try:
         with stage_display(console) as display:
             result = run_study(
@@ -183,9 +234,12 @@ def phases_command(
     pruner: str = typer.Option("median", "--pruner", help="Default pruner of the phases."),
     storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP),
     seed: int = typer.Option(0, "--seed", help="Sampler seed of the first phase (+1 each)."),
-    parallel: int = typer.Option(1, "--parallel", min=1, help="Trials at once."),
-    backend: str = typer.Option("local", "--backend", help="local or ray."),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+    parallel: int = _PARALLEL,
+    backend: str = _BACKEND,
+    address: str | None = _ADDRESS,
+    cpus_per_task: float | None = _CPUS,
+    gpus_per_task: float | None = _GPUS,
+    max_retries: int | None = _RETRIES,
 ) -> None:
     """Run phases in order, each fixing the previous best and starting from it."""
     import optuna
@@ -196,7 +250,7 @@ def phases_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     loaded, spaces = load_phases(phases)
     registry = _registry(ctx)
-    executor = _executor(backend, parallel, address)
+    executor = _executor(backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
     try:
         with stage_display(console) as display:
             result = run_phases(
