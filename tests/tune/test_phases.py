@@ -68,6 +68,16 @@ def test_each_phase_fixes_the_previous_best_and_starts_from_it(lab, tmp_path):
     assert record["phases"][1]["fixed"] == {"params.C": best_c}
     assert record["phases"][1]["enqueued"] == {"calibration": "auto"}
     assert record["phases"][1]["best_value"] == second.best_value
+    # One lineage both ways: every trial's run names its phase, and each phase's best run
+    # in phases.json is one of that phase's runs.
+    for phase, study in enumerate(("lineage-1", "lineage-cal"), start=1):
+        runs = [line["run_id"] for line in store.results() if line.get("study") == study]
+        assert len(runs) == 2
+        for run_id in runs:
+            recorded = store.manifest(store.run_dir(run_id))["study"]
+            assert recorded["phases"] == {"name": "lineage", "phase": phase}
+            assert recorded["name"] == study
+        assert record["phases"][phase - 1]["best_run_id"] in runs
 
     again = run_phases(lab, phases, spaces, seed=3)  # resumed: nothing is run twice
     assert [study.ran for study in again.studies] == [0, 0]

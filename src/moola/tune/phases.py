@@ -20,7 +20,9 @@ run config (``Space.with_fixed``: a key the phase searches itself stays searched
 values that run had, so the phase starts from it and can only improve on it. Every phase
 is an ordinary study (``moola.tune.study.run_study``: resumable, its trials recorded
 runs); ``phases.json`` records the lineage (each phase's study, space hash, what it fixed
-and enqueued, its best trial, value, parameters and run) after every phase. Run again
+and enqueued, its best trial, value, parameters and run) after every phase, and every
+trial's run manifest names it back (``study.phases``: the lineage's name and the phase's
+number), so any run of the search leads to the whole lineage. Run again
 after a kill, finished phases come back at once (their studies already hold their trials)
 and the unfinished one resumes.
 """
@@ -171,6 +173,7 @@ def run_phases(
             enqueue=enqueue or None,
             parallel=parallel,
             record_in_worker=record_in_worker,
+            lineage={"name": phases.name, "phase": i + 1},
         )
         results.append(result)
         lineage.append(

@@ -254,6 +254,7 @@ def run_study(
     enqueue: Mapping[str, Any] | None = None,
     record_in_worker: bool = True,
     parallel: int | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> StudyResult:
     """Run study ``study`` of ``space`` until it holds ``trials`` finished trials (see the
     module notes) or ``timeout`` seconds have passed (no new trial starts after it; the
@@ -266,7 +267,9 @@ def run_study(
     ``slots``, else its ``workers``, else 1). ``enqueue``: parameters for the first new
     trial (a phase's previous best; skipped when the study already has a trial with
     them). ``record_in_worker=False``: workers hand the computed run back and the driver
-    records it (supervised runs). ``on_progress`` receives ``{"event": "start"|"trial",
+    records it (supervised runs). ``lineage``: the phases this study is one of
+    (``{"name", "phase"}``, ``moola.tune.phases``), recorded with every trial's run.
+    ``on_progress`` receives ``{"event": "start"|"trial",
     ...}`` dicts: the trial's number, state, value, counts and the best so far.
     """
     import optuna
@@ -322,7 +325,9 @@ def run_study(
                 heartbeat.add(pending)
                 asked += 1
                 try:
-                    payload = _payload(found, pending, space, registry, study, record_in_worker)
+                    payload = _payload(
+                        found, pending, space, registry, study, record_in_worker, lineage
+                    )
                 except (ConfigError, ValidationError) as exc:  # parameters the run refuses
                     trial, pending = pending, None
                     told(trial, TrialOutcome(trial.number, "failed", error=_short(exc)))
@@ -356,6 +361,7 @@ def _payload(
     registry: Registry,
     study: str,
     record_in_worker: bool,
+    lineage: Mapping[str, Any] | None = None,
 ) -> TrialPayload:
     """The trial's work: its parameters sampled here, the run config they make, and the
     study as it stands (for the pruner where the trial runs)."""
@@ -374,6 +380,7 @@ def _payload(
         pruner=found.pruner,
         history=history,
         record=record_in_worker or space.kind == "rl",
+        lineage=dict(lineage) if lineage is not None else None,
     )
 
 

@@ -90,7 +90,9 @@ class TrialPayload:
     and ``direction``: the objective (an out-of-fold or validation metric). ``pruner``:
     an ``optuna.pruners.BasePruner`` (None: never prune). ``history``: the study's earlier
     trials (``optuna.trial.FrozenTrial``, numbers 0..number-1) the pruner compares with.
-    ``record``: record the run where the trial runs (see the module notes).
+    ``record``: record the run where the trial runs (see the module notes). ``lineage``:
+    for a phase's trial, ``{"name": <phases name>, "phase": <1-based number>}``, recorded
+    with the run so it leads back to ``artifacts/studies/<name>/phases.json``.
     """
 
     root: str
@@ -104,6 +106,7 @@ class TrialPayload:
     pruner: Any = None
     history: tuple[Any, ...] = ()
     record: bool = True
+    lineage: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -434,8 +437,12 @@ def _objective(payload: TrialPayload, metrics: Mapping[str, Any]) -> float:
 
 
 def _study_record(payload: TrialPayload) -> dict[str, Any]:
-    """What a trial's run records about the study it belongs to."""
-    return {"name": payload.study, "trial": payload.number, "params": dict(payload.params)}
+    """What a trial's run records about the study it belongs to (and the phases, for a
+    phase's trial)."""
+    record = {"name": payload.study, "trial": payload.number, "params": dict(payload.params)}
+    if payload.lineage is not None:
+        record["phases"] = dict(payload.lineage)
+    return record
 
 
 def _describe(exc: BaseException) -> str:
