@@ -25,7 +25,7 @@ from moola.pipeline.lifecycle import evaluate_test
 from moola.tracking.journal import JsonlJournal
 from moola.tracking.runs import RunStore
 from moola.tune.space import parse_space
-from moola.tune.storage import study_dir
+from moola.tune.storage import storage_url, study_dir
 from moola.tune.study import DRIVER_ATTR, open_study, run_study
 from moola.tune.trial import ProcessExecutor, SerialExecutor
 from tests.tune._study_lab import logistic_space, lstm_space, make_lab
@@ -169,7 +169,8 @@ def test_an_unreachable_storage_is_refused_naming_it_and_nothing_is_written(lab)
     url = "postgresql://tuner:secret@127.0.0.1:9/nowhere"
     with pytest.raises(
         ConfigError,
-        match=r"Cannot open the study storage postgresql://tuner:\*\*\*@127\.0\.0\.1:9/nowhere",
+        match=r"Cannot open the study storage postgresql\+psycopg://tuner:\*\*\*@127\.0\.0\.1:9/"
+        r"nowhere: OperationalError",  # the server is not there (not a missing driver)
     ) as error:
         run_study(lab, space, study="remote", trials=1, storage=url)
     assert "secret" not in str(error.value)
@@ -352,3 +353,41 @@ def test_no_trial_starts_after_the_timeout(lab):
     space = parse_space(logistic_space("fc"))
     result = run_study(lab, space, study="timed", trials=5, timeout=0.5, executor=_SlowStart())
     assert result.ran == 1 and result.counts["complete"] == 1  # the one in flight finished
+
+
+PG_URL = os.environ.get("MOOLA_TEST_PG_URL", "").strip()
+
+
+@pytest.mark.skipif(
+    not PG_URL,
+    reason="MOOLA_TEST_PG_URL is not set: no PostgreSQL server to test against "
+    '(eval "$(scripts/ci_postgres.sh start)" starts one)',
+)
+def test_a_study_in_postgresql_by_url_resumes_there(lab):
+    """``postgresql://...`` as a user writes it (psycopg 3 underneath): the study lives in
+    that database, not in a SQLite file, and a second call resumes it there."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = sa.engine.make_url(PG_URL)
+    database = f"moola_tune_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    url = base.set(drivername="postgresql", database=database)
+    url = url.render_as_string(hide_password=False)
+    try:
+        space = parse_space(logistic_space("fc"))
+        first = run_study(lab, space, study="in-pg", trials=2, storage=url, seed=2)
+        assert first.ran == 2 and first.storage.startswith("postgresql+psycopg://")
+        again = run_study(lab, space, study="in-pg", trials=3, storage=url, seed=2)
+        assert again.ran == 1 and again.counts["complete"] == 3
+        assert not (study_dir(lab.root, "in-pg") / "study.db").exists()
+        stored = optuna.load_study(study_name="in-pg", storage=storage_url(lab.root, "in-pg", url))
+        assert [t.number for t in stored.trials] == [0, 1, 2]
+        assert sorted(line["trial"] for line in _lines(lab, "in-pg")) == [0, 1, 2]
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()

@@ -7,7 +7,9 @@ and ``report.html``. The storage is chosen by a URL:
 - none: SQLite at ``artifacts/studies/<name>/study.db``: one machine, trials in one
   driver (SQLite locks under many writers);
 - any URL SQLAlchemy and Optuna accept (``postgresql://user@host/db``,
-  ``sqlite:///path.db``): many drivers, many machines;
+  ``sqlite:///path.db``): many drivers, many machines; a PostgreSQL URL without a driver
+  (``postgresql://``, ``postgres://``) is read as ``postgresql+psycopg://`` (psycopg 3,
+  what moola installs; SQLAlchemy's own default, psycopg2, is not a dependency);
 - ``journal:PATH``: Optuna's journal file storage, an append-only log many processes can
   share on one file system without a database server.
 
@@ -62,8 +64,16 @@ def storage_url(root: str | Path, name: str, storage: str | None = None) -> str:
     """The storage URL of study ``name``: ``storage`` as given, or the default SQLite
     file in its folder."""
     if storage:
-        return storage
+        return _with_driver(storage)
     return f"sqlite:///{(study_dir(root, name) / DB_FILE).resolve()}"
+
+
+def _with_driver(url: str) -> str:
+    """A PostgreSQL URL without a driver as psycopg 3's (module notes); others as given."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
 
 
 def redacted(url: str) -> str:

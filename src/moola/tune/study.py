@@ -559,13 +559,14 @@ def _result(
 
 def _same_storage(recorded: str | None, given: str | None, study: str) -> bool:
     """Whether the storage a study's record names is the one given (the default SQLite
-    file is recognised by its place in the study's folder, wherever the data root is)."""
+    file is recognised by its place in the study's folder, wherever the data root is; a
+    PostgreSQL URL with or without its driver is the same storage)."""
     default = f"/artifacts/studies/{study}/study.db"
     if given is None:
         return recorded is None or (
             recorded.startswith("sqlite:///") and recorded.endswith(default)
         )
-    return recorded == redacted(given)
+    return recorded in (redacted(given), redacted(storage_url(".", study, given)))
 
 
 def _other_space(study: str, stored: Any, file: Any, space: Space) -> ConfigError:
