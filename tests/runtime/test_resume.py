@@ -8,6 +8,8 @@ In-process (the SIGKILL version of the same, at every crash point, is in test_cr
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 
 from moola.core.errors import ConfigError
@@ -34,11 +36,22 @@ def _config(**risk):
     )
 
 
-def _engine(journal, config=None, *, resume=False):
+def _engine(journal, config=None, *, resume=False, member=None):
     config = config or _config()
     feed = ReplayFeed(two_symbol_bars(N_BARS, 3), config.symbols, "1m", config.staleness)
     broker = PaperBroker(config.execution, config.symbols)
-    return Engine(config, journal, broker, [Scripted()], feed, env={}, resume_book=resume)
+    members = [member or Scripted()]
+    return Engine(config, journal, broker, members, feed, env={}, resume_book=resume)
+
+
+@dataclass(frozen=True)
+class Warmed(Scripted):
+    """A member with a state of its own bar by bar (as an RL policy): ``warm`` logged."""
+
+    warmed: list = field(default_factory=list)
+
+    def warm(self, symbol, bars):
+        self.warmed.append((symbol, bars["timestamp"].iloc[-1]))
 
 
 def _outcome(journal, session_id):
@@ -127,3 +140,20 @@ def test_a_session_is_not_resumed_after_another_ran_on_the_journal(tmp_path):
         _engine(journal).run()
         with pytest.raises(ReconcileError, match=f"not session {first}'s"):
             _engine(journal, resume=True).start(first)
+
+
+def test_members_with_a_state_of_their_own_see_the_bars_decided_before_the_restart(tmp_path):
+    """A resumed session replays the feed from its start; the bars decided before the
+    crash are not decided again, but a member that keeps a state bar by bar (``warm``, as
+    an RL policy's window and book) is fed each of them, in order."""
+    with LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}") as journal:
+        session_id = _interrupted(journal, 40)
+        decided = [(it.symbol, it.bar_time) for it in journal.session_record(session_id).iterations]
+        member = Warmed()
+        engine = _engine(journal, resume=True, member=member)
+        engine.start(session_id)
+        for k, fb in enumerate(engine.feed):
+            if k == 41:
+                break
+            engine.step(fb)
+        assert member.warmed == decided

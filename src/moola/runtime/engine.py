@@ -505,7 +505,8 @@ class Engine:
         self._prices[symbol] = float(bar["close"])
         last = self.last_bars.get(symbol)
         if last is not None and time <= last:
-            return None  # decided before a restart: it only warms up the features
+            self._warm_members(symbol)  # decided before a restart: it only warms up
+            return None
         crash_point("engine.bar_received")
         self._queued = _BarWrites()
         self._advance_broker(symbol, bar, fb.closed_at)
@@ -575,6 +576,15 @@ class Engine:
                     bar_time=time.isoformat(),
                 )
         return stop
+
+    def _warm_members(self, symbol: str) -> None:
+        """A bar decided before a restart: members that keep a state of their own bar by
+        bar (``warm``: an RL policy's window and book) see it as they did then."""
+        warming = [m for m in self.members if callable(getattr(m, "warm", None))]
+        if warming:
+            bars = pd.DataFrame(list(self._bars[symbol]))
+            for member in warming:
+                member.warm(symbol, bars)
 
     def _advance_broker(self, symbol: str, bar: Mapping[str, Any], closed_at: Any) -> None:
         """Paper: fill what is due at this bar; journal fills and positions; mark the risk
