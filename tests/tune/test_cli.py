@@ -103,3 +103,21 @@ def test_one_seed_one_trial_at_a_time_gives_the_same_trials(root, tmp_path):
     assert trials["same-a"] == trials["same-b"]
     assert len(trials["same-a"]) == 2 and trials["same-a"][0] != trials["same-a"][1]
     assert [p for p, _ in trials["other"]] != [p for p, _ in trials["same-a"]]
+
+
+def test_phases_run_in_order_and_print_the_lineage(root, tmp_path):
+    write_yaml(tmp_path / "c.yaml", logistic_space("fc"))
+    write_yaml(
+        tmp_path / "cal.yaml",
+        logistic_space("fc", calibration={"type": "categorical", "choices": ["none", "platt"]}),
+    )
+    phases = write_yaml(
+        tmp_path / "phases.yaml",
+        {"name": "cli-phases", "phases": [{"space": "c.yaml", "trials": 1},
+                                          {"space": "cal.yaml", "trials": 1}]},
+    )  # fmt: skip
+    ran = _invoke(root, "phases", str(phases), "--sampler", "random")
+    assert ran.exit_code == 0, ran.output
+    output = " ".join(ran.output.split())
+    assert output.index("Study cli-phases-1: 1 complete") < output.index("Study cli-phases-2")
+    assert f"Lineage: {study_dir(root, 'cli-phases') / 'phases.json'}" in output

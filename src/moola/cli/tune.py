@@ -9,8 +9,10 @@ optuna-dashboard over it on 127.0.0.1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -18,6 +20,8 @@ from rich.table import Table
 from moola.cli._common import console, settings_of
 from moola.core.errors import ConfigError
 from moola.data.registry import Registry
+
+_Result = TypeVar("_Result")
 
 app = typer.Typer(
     help="Hyperparameter search: Optuna studies whose trials are recorded runs, scored out "
@@ -107,6 +111,36 @@ def _record_in_worker(backend: str, address: str | None) -> bool:
     return backend != "ray" or address is None
 
 
+def _search(
+    search: Callable[..., _Result],
+    backend: str,
+    parallel: int,
+    address: str | None,
+    cpus_per_task: float | None,
+    gpus_per_task: float | None,
+    max_retries: int | None,
+) -> _Result:
+    """``search`` (``run_study`` or ``run_phases`` with their own arguments bound) on the
+    trials' executor, with a progress display; the executor is shut down afterwards
+    whatever happens."""
+    import optuna
+
+    from moola.cli._progress import stage_display
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    executor = _executor(backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
+    try:
+        with stage_display(console) as display:
+            return search(
+                executor=executor,
+                on_progress=_Progress(display),
+                parallel=parallel,
+                record_in_worker=_record_in_worker(backend, address),
+            )
+    finally:
+        _shutdown(executor)
+
+
 class _Progress:
     """Trials done out of those wanted, and the best so far, on a stage display."""
 
@@ -194,35 +228,23 @@ def run_command(
 ) -> None:
     """Run or resume an Optuna study: every trial a recorded run, ranked on its
     out-of-fold or validation metric."""
-    import optuna
-
-    from moola.cli._progress import stage_display
     from moola.tune.space import load_space
     from moola.tune.study import run_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    loaded = load_space(space)
-    registry = _registry(ctx)
-    executor = _executor(backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
-    try:
-        with stage_display(console) as display:
-            result = run_study(
-                registry,
-                loaded,
-                study=study,
-                trials=trials,
-                timeout=timeout,
-                sampler=sampler,
-                pruner=pruner,
-                storage=storage,
-                seed=seed,
-                executor=executor,
-                on_progress=_Progress(display),
-                parallel=parallel,
-                record_in_worker=_record_in_worker(backend, address),
-            )
-    finally:
-        _shutdown(executor)
+    loaded = load_space(space)  # a bad space file fails before Ray starts
+    search = partial(
+        run_study,
+        _registry(ctx),
+        loaded,
+        study=study,
+        trials=trials,
+        timeout=timeout,
+        sampler=sampler,
+        pruner=pruner,
+        storage=storage,
+        seed=seed,
+    )
+    result = _search(search, backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
     _print_result(result)
 
 
@@ -242,35 +264,23 @@ def phases_command(
     max_retries: int | None = _RETRIES,
 ) -> None:
     """Run phases in order, each fixing the previous best and starting from it."""
-    import optuna
-
-    from moola.cli._progress import stage_display
     from moola.tune.phases import load_phases, run_phases
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     loaded, spaces = load_phases(phases)
-    registry = _registry(ctx)
-    executor = _executor(backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
-    try:
-        with stage_display(console) as display:
-            result = run_phases(
-                registry,
-                loaded,
-                spaces,
-                storage=storage,
-                sampler=sampler,
-                pruner=pruner,
-                seed=seed,
-                executor=executor,
-                on_progress=_Progress(display),
-                parallel=parallel,
-                record_in_worker=_record_in_worker(backend, address),
-            )
-    finally:
-        _shutdown(executor)
+    search = partial(
+        run_phases,
+        _registry(ctx),
+        loaded,
+        spaces,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+    )
+    result = _search(search, backend, parallel, address, cpus_per_task, gpus_per_task, max_retries)
     for study in result.studies:
         _print_result(study)
-    console.print(f"Lineage: {result.record}")
+    console.print(f"Lineage: {result.record}", soft_wrap=True)
 
 
 @app.command("show")
