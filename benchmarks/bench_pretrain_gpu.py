@@ -5,6 +5,23 @@ Run, on a machine with a GPU (one command; nothing is downloaded, the corpus is 
 
     .venv/bin/python benchmarks/bench_pretrain_gpu.py --out pretrain_gpu.json
 
+On the lent device machines (an image with PyTorch and CUDA, no registry access), moola's
+other dependencies travel as Python 3.12 wheels. Here, once, in the repository root::
+
+    echo /.whl/ >> .git/info/exclude
+    .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d .whl annotated-types==0.8.0 databento-dbn==0.72.0 \
+        pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
+        TA-Lib==0.8.2 typing-inspection==0.4.5 zstandard==0.25.0
+
+(14 MB: what ``import moola.pipeline`` needs beyond that image), then the one device command,
+carrying ``.whl``::
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+    PYTHONPATH=/tmp/site:src:benchmarks python3 benchmarks/bench_pretrain_gpu.py \
+        --out $OUT/pretrain_gpu.json
+
 On a CPU, ``--quick`` is a tiny run (a few seconds; the test suite runs it so the script
 cannot rot): its figures say nothing about a GPU.
 
