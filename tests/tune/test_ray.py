@@ -251,3 +251,13 @@ def test_moola_tune_passes_the_resource_request_to_each_ray_task(ray_executor) -
     assert (executor.cpus_per_task, executor.gpus_per_task, executor.max_retries) == (2.0, 0, 0)
     assert executor.slots == 1  # two CPUs in the instance, two per trial
     executor.shutdown()  # joined, not started: the instance stays up
+
+
+def test_a_refused_join_says_how_to_pass_ray_s_token(monkeypatch) -> None:
+    """``ray start`` clusters ask for a token (Ray >= 2.59); the message says what to set."""
+    from moola.tune.ray_backend import _auth_hint
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert "set RAY_AUTH_MODE=token" in _auth_hint() and "RAY_AUTH_TOKEN" in _auth_hint()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert "another token" in _auth_hint()

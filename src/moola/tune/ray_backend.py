@@ -18,7 +18,9 @@ Where it runs (``address``):
   anything is written.
 
 If this process is already connected to Ray (``ray.init`` ran), that connection is used and
-left open.
+left open. A cluster started with ``ray start`` uses Ray's token authentication by default
+(Ray 2.59 and later): the driver joins it with ``RAY_AUTH_MODE=token`` set and the
+cluster's token in ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``; a refused join says so.
 
 Results and artifacts. What a task returns comes back to the driver (this process), which
 writes the registry: folds come back as ``FoldOutput`` (probabilities, metrics, and the
@@ -139,7 +141,7 @@ class RayExecutor:
             raise ConfigError(
                 f"Cannot join a Ray cluster at address {self.address!r}: {exc}. Start one "
                 "(Ray's own command: ray start, as head) or check the address; address=None "
-                "starts a local one.",
+                f"starts a local one.{_auth_hint()}",
                 param="address",
             ) from None
         self._owned = self.address is None
@@ -284,6 +286,21 @@ def _check_settings(executor: RayExecutor) -> None:
         )
     if executor.num_cpus is not None and executor.num_cpus < 1:
         raise ConfigError(f"num_cpus must be >= 1, got {executor.num_cpus}.", param="num_cpus")
+
+
+def _auth_hint() -> str:
+    """What to set when a cluster may want Ray's token authentication and this process
+    would not send a token (``ray start`` turns it on by default since Ray 2.59; a driver
+    joining by address sends the token only with ``RAY_AUTH_MODE=token``)."""
+    import os
+
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token":
+        return " The cluster may hold another token than this machine's RAY_AUTH_TOKEN."
+    return (
+        " If the cluster uses Ray's token authentication (ray start's default since Ray "
+        "2.59), set RAY_AUTH_MODE=token here and give the cluster's token: RAY_AUTH_TOKEN, "
+        "or the file ~/.ray/auth_token (Ray's command: ray get-auth-token, on the head)."
+    )
 
 
 def _import_ray() -> Any:
