@@ -82,7 +82,7 @@ def test_the_loaded_folder_and_its_hash_are_what_was_read(folders, tmp_path):
 def test_wrong_folders_are_refused_naming_the_path_and_the_fix(folders, tmp_path):
     with pytest.raises(ConfigError, match="does not exist") as error:
         load_backbone("chronos", tmp_path / "nowhere")
-    assert "huggingface-cli download" in str(error.value)
+    assert "amazon/chronos-bolt-small" in str(error.value)  # where the weights come from
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match=r"lacks config\.json") as error:

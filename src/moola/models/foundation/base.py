@@ -117,9 +117,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "chronos-forecasting",
             "chronos",
             ("config.json",),
-            "a Chronos-Bolt or Chronos-2 checkpoint folder (config.json and model.safetensors), "
-            "e.g. `huggingface-cli download amazon/chronos-bolt-tiny --local-dir PATH` on a "
-            "machine with internet, then copy PATH here",
+            "a Chronos-Bolt checkpoint folder (config.json and model.safetensors), e.g. the "
+            "files of amazon/chronos-bolt-small on the Hugging Face Hub, downloaded on a "
+            "machine with internet (huggingface_hub.snapshot_download), then copied here",
         ),
         BackboneSpec(
             "kronos",
@@ -128,10 +128,10 @@ BACKBONES: dict[str, BackboneSpec] = {
             "kronos_finance",
             ("tokenizer/config.json", "model/config.json"),
             "a folder with two subfolders, tokenizer/ and model/, each holding config.json "
-            "and model.safetensors, e.g. `huggingface-cli download "
-            "NeoQuasar/Kronos-Tokenizer-2k --local-dir PATH/tokenizer` and `huggingface-cli "
-            "download NeoQuasar/Kronos-mini --local-dir PATH/model` on a machine with "
-            "internet, then copy PATH here",
+            "and model.safetensors, e.g. the files of NeoQuasar/Kronos-Tokenizer-2k in "
+            "tokenizer/ and of NeoQuasar/Kronos-mini in model/, downloaded from the Hugging "
+            "Face Hub on a machine with internet (huggingface_hub.snapshot_download), then "
+            "copied here",
         ),
         BackboneSpec(
             "timesfm",
@@ -139,9 +139,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             "timesfm",
             "timesfm",
             ("config.json", "model.safetensors"),
-            "a TimesFM 2.5 checkpoint folder (config.json and model.safetensors), e.g. "
-            "`huggingface-cli download google/timesfm-2.5-200m-pytorch --local-dir PATH` on "
-            "a machine with internet, then copy PATH here",
+            "a TimesFM 2.5 checkpoint folder (config.json and model.safetensors), e.g. the "
+            "files of google/timesfm-2.5-200m-pytorch on the Hugging Face Hub, downloaded on "
+            "a machine with internet (huggingface_hub.snapshot_download), then copied here",
         ),
     )
 }
