@@ -129,6 +129,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("train", "--model", "simple_lstm", "--dataset", "pat", "--split", "kf",
      "--params", TINY_LSTM, "--bootstrap", "20", "--pretrained-encoder", ENCODER),
     ("train", "--config", "{tmp}/run.yaml"),
+    ("train", "--model", "fm_probe", "--dataset", "pat", "--split", "kf", "--params",
+     '{"backbone": "chronos", "path": "{tmp}/chronos"}', "--bootstrap", "20"),
     ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "kf",
      "--backend", "local", "--parallel", "2", "--bootstrap", "20"),
     ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "fc",
@@ -289,6 +291,7 @@ def test_every_flag_the_readme_shows_exists_on_its_command():
 @pytest.fixture
 def inputs(tmp_path) -> Path:
     """The files the commands read: bars, labels (40 windows), signals and a run config."""
+    from moola.testing.foundation import tiny_chronos_bolt
     from tests.conftest import random_walk_bars
 
     folder = tmp_path / "in"
@@ -307,6 +310,7 @@ def inputs(tmp_path) -> Path:
     pd.DataFrame(
         {"timestamp": frame["timestamp"].iloc[rows], "position": np.sign(np.sin(rows))}
     ).to_csv(folder / "signals.csv", index=False)
+    tiny_chronos_bolt(folder / "chronos")  # stands in for downloaded Chronos-Bolt weights
     for gkg in (Path(__file__).parent / "fixtures" / "gdelt").glob("2024*.gkg.csv.zip"):
         shutil.copy(gkg, folder / gkg.name)
     space = (
