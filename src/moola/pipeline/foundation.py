@@ -51,6 +51,26 @@ def forecast_columns(horizon: int, levels: Sequence[float]) -> list[str]:
     return [f"fm_ret{horizon}_q{round(100 * level):02d}" for level in levels]
 
 
+def _check_levels(levels: Sequence[float]) -> None:
+    """Quantile levels: at least one, each strictly between 0 and 1, each once (one column
+    per level; ``fm_ret5_q50`` names a level to the percent)."""
+    if not len(levels):
+        raise ConfigError("levels must name at least one quantile (e.g. 0.5).", param="levels")
+    bad = [q for q in levels if not 0.0 < float(q) < 1.0]
+    if bad:
+        raise ConfigError(
+            f"levels must lie strictly between 0 and 1 (0.5 is the median); got {bad}.",
+            param="levels",
+        )
+    columns = [round(100 * float(q)) for q in levels]
+    if len(set(columns)) != len(columns):
+        raise ConfigError(
+            f"levels {list(levels)} repeat a quantile (to the percent, which names the "
+            "column); give each level once.",
+            param="levels",
+        )
+
+
 def forecast_feature_table(
     bars: pd.DataFrame,
     backbone: Backbone,
@@ -63,14 +83,16 @@ def forecast_feature_table(
     """``timestamp``, ``symbol`` and the forecast return quantiles per bar, in the bars'
     order (see the module docstring). ``on_progress(done, total)`` after each batch."""
     if context < 2:
-        raise ConfigError(f"context must be >= 2 bars; got {context}.")
+        raise ConfigError(f"context must be >= 2 bars; got {context}.", param="context")
     if context > backbone.context_length:
         raise ConfigError(
             f"context {context} exceeds what the {backbone.kind} backbone at {backbone.path} "
-            f"reads ({backbone.context_length} bars); use a shorter context."
+            f"reads ({backbone.context_length} bars); use a shorter context.",
+            param="context",
         )
     if horizon < 1:
-        raise ConfigError(f"horizon must be >= 1; got {horizon}.")
+        raise ConfigError(f"horizon must be >= 1; got {horizon}.", param="horizon")
+    _check_levels(levels)
     missing = [c for c in ("timestamp", "symbol", "close") if c not in bars.columns]
     if missing:
         raise ConfigError(f"bars lack the column(s) {missing} the forecast features need.")
