@@ -243,6 +243,8 @@ def _anchored_path(root: Path, key: str) -> Path | None:
         return root / "artifacts" / "models" / "promoted" / rest
     if kind == "encoder":
         return root / "artifacts" / "encoders" / f"{rest}.pt"
+    if kind == "foundation":  # a foundation card: moola.pretrain.foundation
+        return root / "artifacts" / "encoders" / "foundation" / f"{rest}.json"
     if kind == "log":
         return root / rest
     return None
