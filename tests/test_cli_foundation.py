@@ -109,6 +109,7 @@ def test_features_stores_the_forecasts_named_by_the_weights(tmp_path, chronos):
         (["--horizon", "0"], "--horizon", ">= 1"),
         (["--quantiles", "0.5,1.5"], "--quantiles", "strictly between 0 and 1"),
         (["--quantiles", "median"], "--quantiles", "separated by commas"),
+        (["--kind", "mantis"], "--kind", "chronos, kronos, timesfm"),
     ],
 )
 def test_features_errors_name_the_flag_and_store_nothing(tmp_path, chronos, flags, flag, words):

@@ -37,10 +37,20 @@ def parse_levels(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def check_kind(kind: str, spelled: str) -> None:
+    """Refuse an unknown backbone kind as the flag the user typed, before loading anything."""
+    from moola.models.foundation import BACKBONES
+
+    if kind not in BACKBONES:
+        raise ConfigError(f"{spelled} must be one of {', '.join(sorted(BACKBONES))}; got {kind!r}.")
+
+
 @app.command()
 def register(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="Backbone kind: chronos, kronos or timesfm."),
+    kind: str = typer.Argument(
+        ..., metavar="KIND", help="Backbone kind: chronos, kronos or timesfm."
+    ),
     path: Path = typer.Argument(..., help="Local folder holding the downloaded weights."),
     version: int | None = typer.Option(
         None, "--version", help="Card version to write (default: the next free one)."
@@ -50,6 +60,7 @@ def register(
     hash), for ``moola train --model fm_probe`` and the transfer evidence."""
     from moola.pretrain.foundation import write_foundation_card
 
+    check_kind(kind, "KIND")
     root = settings_of(ctx).data_root
     with console.status(f"Loading the {kind} weights in {path}"):
         card = write_foundation_card(root, kind, path, version=version)
@@ -84,6 +95,7 @@ def features(
     from moola.pipeline.foundation import store_forecast_features
     from moola.training.callbacks import ProgressUpdate
 
+    check_kind(kind, "--kind")
     check_new_name(name, "--name")
     quantiles = parse_levels(levels)
     registry = Registry(settings_of(ctx).data_root)
