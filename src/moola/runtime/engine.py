@@ -61,7 +61,7 @@ from moola.core.hashing import sha256_json
 from moola.features.base import create_feature
 from moola.features.featureset import FeatureSet, IncrementalFeatures, load_feature_set
 from moola.runtime.config import LiveConfig
-from moola.runtime.feed import BAR_FIELDS, FeedBar, ReplayFeed, load_replay_bars
+from moola.runtime.feed import BAR_FIELDS, FeedBar, PollingFeed, open_feed
 from moola.runtime.members import Member, load_members
 
 if TYPE_CHECKING:
@@ -484,6 +484,12 @@ class Engine:
                 if max_bars is not None and result.decided >= max_bars:
                     stopped = f"max_bars {max_bars} reached"
                     break
+            else:  # the feed ended by itself: a polled feed says why (Ctrl-C, kill switch)
+                reason = getattr(self.feed, "stop_reason", None)
+                if reason:
+                    stopped = f"feed stopped: {reason}"
+                    if reason.startswith("kill switch"):
+                        self._cancel_open_orders(reason)
         except JournalError as exc:
             stopped = f"journal error: {exc}"
             result.stopped = stopped
@@ -893,10 +899,13 @@ def run_session(
 ) -> SessionResult:
     """Run one session of ``config`` under data root ``root``: members from the promoted
     runs, the journal at ``config.journal_url`` (default ``live/<mode>.db`` under ``root``),
-    bars replayed from ``replay`` (a raw dataset or bars file). Polling a live source is not
-    part of this version: ``replay`` is required. In live mode a bar's age is judged by the
-    wall clock, so historical bars are refused as stale: nothing reaches a real broker from
-    a replay.
+    bars replayed from ``replay`` (a raw dataset or bars file) or, without one, polled live
+    from the config's ``feed:`` section (``moola.runtime.feed.open_feed``: a source that
+    cannot be reached is an error before anything is opened). In live mode a replayed bar's
+    age is judged by the wall clock, so historical bars are refused as stale: nothing
+    reaches a real broker from a replay. A polled session stops when the kill switch is
+    turned on while it waits for a bar (open orders cancelled), on Ctrl-C, or at
+    ``max_bars``.
 
     ``session_id``: resume that session (open, of this config) instead of starting one,
     e.g. after a crash: a paper session's book is rebuilt from its journal and the replay
@@ -904,31 +913,25 @@ def run_session(
     from moola.runtime.brokers import PaperBroker
 
     env = os.environ if env is None else env
-    if replay is None:
-        raise ConfigError(
-            "replay is required: this version replays stored bars (a raw dataset NAME[@vN] or "
-            "a bars file); polling a live source comes later.",
-            param="replay",
-        )
     if config.mode == "live":
         _live_credentials(config, env)  # before anything is loaded or opened
     feature_set = load_feature_set(config.feature_set)
     members = load_members(root, config, feature_set)
-    bars = load_replay_bars(root, replay, config.timeframe)
-    # Paper replays run on replayed time; live judges each bar's age by the wall clock, so
-    # bars replayed from history are refused as stale and never reach a real broker.
-    clock = None if config.mode == "paper" else (lambda: pd.Timestamp.now(tz="UTC"))
-    feed = ReplayFeed(bars, config.symbols, config.timeframe, config.staleness, clock=clock)
+    feed = open_feed(root, config, replay=replay)
     journal = open_journal(root, config.mode, config, env)
+    if isinstance(feed, PollingFeed):
+        feed.stop_when = lambda: _kill_reason(env, journal)
     notifier = None
     if config.notifier_url:
         from moola.runtime.notify import WebhookNotifier
 
         notifier = WebhookNotifier(config.notifier_url)
     if config.mode == "live":
-        from moola.runtime.brokers import CoinbaseAdvancedTrade
+        from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
 
-        broker: Any = CoinbaseAdvancedTrade(credentials=_live_credentials(config, env))
+        broker: Any = CoinbaseAdvancedTrade.from_config(
+            config.coinbase, _live_credentials(config, env)
+        )
     else:
         broker = PaperBroker(config.execution, config.symbols)
     engine = Engine(
@@ -950,9 +953,19 @@ def run_session(
             engine.start(session_id)
         return engine.run(max_bars)
     finally:
+        if isinstance(feed, PollingFeed):
+            feed.close()
         if notifier is not None:
             notifier.close()
         journal.close()
+
+
+def _kill_reason(env: Mapping[str, str], journal: Any) -> str | None:
+    """Why the kill switch is on (environment or journal), or None when it is off."""
+    from moola.runtime.killswitch import KillSwitch
+
+    state = KillSwitch().is_on(env, journal.get_state(KILL_SWITCH_KEY))
+    return f"kill switch on ({state.source}): {state.reason}" if state.on else None
 
 
 def _live_credentials(config: LiveConfig, env: Mapping[str, str]) -> Any:
