@@ -121,3 +121,18 @@ def test_features_errors_name_the_flag_and_store_nothing(tmp_path, chronos, flag
     message = said(app, home, invoke(app, home, *argv), *argv)
     assert flag in message and words in message
     assert registry.versions("features", "fc") == []
+
+
+def test_register_refuses_a_folder_of_another_architecture_and_writes_nothing(tmp_path, chronos):
+    """Kronos's layout (tokenizer/ and model/) filled with Chronos-Bolt files: refused
+    naming the folder, no card written."""
+    import shutil
+
+    app, home = cli_app(), tmp_path / "home"
+    folder = tmp_path / "kronos"
+    for part in ("tokenizer", "model"):
+        shutil.copytree(chronos, folder / part)
+    result = invoke(app, home, "foundation", "register", "kronos", str(folder))
+    assert isinstance(result.exception, MoolaError), result.output
+    assert str(folder) in str(result.exception) and "Kronos" in str(result.exception)
+    assert not (load_settings(home=home).data_root / "artifacts" / "encoders").exists()
