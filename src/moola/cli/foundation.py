@@ -104,7 +104,7 @@ def features(
         display.stage(f"{kind} forecasts of {ref.pinned}")
 
         def on_progress(done: int, total: int) -> None:
-            display.update(ProgressUpdate(done, total, f"{done:,}/{total:,} windows"))
+            display.update(ProgressUpdate(done, total, "windows forecast"))
 
         stored = store_forecast_features(
             registry,
@@ -117,7 +117,7 @@ def features(
             levels=quantiles,
             on_progress=on_progress,
         )
-    console.print(f"[green]Stored[/] {stored}  content hash {stored.content_hash}")
+    console.print(f"[green]Stored[/] {stored}  content hash {stored.content_hash}", soft_wrap=True)
     console.print(
         f"  beside a feature set in moola train: moola data windows {ref.name} --features SET "
         f"--extra-features {stored.pinned} ...",
