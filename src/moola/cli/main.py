@@ -14,6 +14,7 @@ from moola.cli import bars as bars_commands
 from moola.cli import blacklist as blacklist_commands
 from moola.cli import data as data_commands
 from moola.cli import features as features_commands
+from moola.cli import foundation as foundation_commands
 from moola.cli import labels as labels_commands
 from moola.cli import live as live_commands
 from moola.cli import models as models_commands
@@ -48,6 +49,7 @@ app.add_typer(live_commands.app, name="live")
 app.add_typer(annotate_commands.app, name="annotate")
 app.add_typer(tune_commands.app, name="tune")
 app.add_typer(sentiment_commands.app, name="sentiment")
+app.add_typer(foundation_commands.app, name="foundation")
 app.add_typer(backtest_command.app, name="backtest")  # file | run (and the old spellings)
 # Single commands, not groups: mounted at the top level.
 app.registered_commands.extend(train_commands.app.registered_commands)
