@@ -89,6 +89,11 @@ def test_text_scorers_record_what_they_read_and_the_model_hash(registry, tmp_pat
     described = registry.manifest(scored)["transformations"][0]
     assert described["model_hash"].startswith("sha256:")
     assert described["model_dir"] == str(model.resolve())
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="lacks"):
+        score_news(registry, news, scorer="transformer", model_dir=empty, name="news-empty")
+    assert registry.versions(NEWS_KIND, "news-empty") == []  # nothing written
 
 
 def test_features_align_the_scored_news_to_the_bars(registry):
