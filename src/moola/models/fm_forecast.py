@@ -185,16 +185,10 @@ class FoundationForecaster(SklearnEstimator):
 
     def _loaded(self) -> Backbone:
         if self._backbone is None:
-            from moola.models.foundation import load_backbone
+            from moola.models.foundation.base import backbone_for
 
-            p = self.params
-            if not p["path"]:
-                raise ConfigError(
-                    "fm_forecast needs path: the folder holding the backbone's weights "
-                    f"(backbone={p['backbone']!r})."
-                )
-            expected = getattr(self, "backbone_sha256_", None) or p["backbone_sha256"]
-            self._backbone = load_backbone(p["backbone"], p["path"], sha256=expected)
+            fitted = getattr(self, "backbone_sha256_", None)
+            self._backbone = backbone_for(self.name, self.params, fitted)
         return self._backbone
 
 

@@ -127,16 +127,10 @@ class FoundationProbe(SklearnEstimator):
         """The backbone, read once, its folder's hash checked against the fitted (or given)
         one."""
         if self._backbone is None:
-            from moola.models.foundation import load_backbone
+            from moola.models.foundation.base import backbone_for
 
-            p = self.params
-            if not p["path"]:
-                raise ConfigError(
-                    "fm_probe needs path: the folder holding the backbone's weights "
-                    f"(backbone={p['backbone']!r})."
-                )
-            expected = getattr(self, "backbone_sha256_", None) or p["backbone_sha256"]
-            self._backbone = load_backbone(p["backbone"], p["path"], sha256=expected)
+            fitted = getattr(self, "backbone_sha256_", None)
+            self._backbone = backbone_for(self.name, self.params, fitted)
         return self._backbone
 
 

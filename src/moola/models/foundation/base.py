@@ -22,9 +22,10 @@ import hashlib
 import importlib
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "BackboneSpec",
+    "backbone_for",
     "backbone_spec",
     "check_window_fits",
     "directory_sha256",
@@ -191,6 +193,20 @@ def load_backbone(kind: str, path: str | Path, *, sha256: str | None = None) -> 
     module_name, _, attribute = spec.entry_point.partition(":")
     cls = getattr(importlib.import_module(module_name), attribute)
     return cls(folder, found)
+
+
+def backbone_for(model: str, params: Mapping[str, Any], fitted_sha256: str | None) -> Backbone:
+    """The backbone an estimator ``model`` (``fm_probe``, ``fm_forecast``) reads: its
+    ``params``' ``backbone`` kind from ``path``, the folder's hash checked against the one
+    recorded at fit (``fitted_sha256``) or else the ``backbone_sha256`` parameter."""
+    if not params["path"]:
+        raise ConfigError(
+            f"{model} needs path: the folder holding the backbone's weights "
+            f"(backbone={params['backbone']!r}).",
+            param="path",
+        )
+    expected = fitted_sha256 or params["backbone_sha256"]
+    return load_backbone(params["backbone"], params["path"], sha256=expected)
 
 
 def check_window_fits(backbone: Backbone, windows: np.ndarray) -> np.ndarray:
