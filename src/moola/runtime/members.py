@@ -80,19 +80,10 @@ def up_probability(proba: np.ndarray, classes: Sequence[str], up: str, down: str
     return 0.5 if total <= 0.0 else p_up / total
 
 
-@dataclass(frozen=True)
-class Member:
-    """One loaded member: its config, the run's ``Predictor`` and what it reads.
-
-    ``bars_needed``: bars of history the member's window reads (raw-window runs);
-    ``rows_needed``: settled feature rows (feature-window runs; 0 otherwise).
-    """
+class _Configured:
+    """What every member kind reads off its ``MemberConfig``: name, run and weight."""
 
     config: MemberConfig
-    predictor: Predictor
-    calibrated: bool = True
-    """Apply the run's calibrator (the session's ``calibration``); False: the estimator's
-    raw probabilities."""
 
     @property
     def name(self) -> str:
@@ -105,6 +96,21 @@ class Member:
     @property
     def weight(self) -> float:
         return self.config.resolved_weight
+
+
+@dataclass(frozen=True)
+class Member(_Configured):
+    """One loaded member: its config, the run's ``Predictor`` and what it reads.
+
+    ``bars_needed``: bars of history the member's window reads (raw-window runs);
+    ``rows_needed``: settled feature rows (feature-window runs; 0 otherwise).
+    """
+
+    config: MemberConfig
+    predictor: Predictor
+    calibrated: bool = True
+    """Apply the run's calibrator (the session's ``calibration``); False: the estimator's
+    raw probabilities."""
 
     @property
     def reads_features(self) -> bool:
@@ -147,7 +153,7 @@ class Member:
 
 
 @dataclass
-class PolicyMember:
+class PolicyMember(_Configured):
     """An ``rl`` member: a promoted RL run's policy, one ``LivePolicy`` (its own window
     and book) per symbol, all sharing the agent (module docstring)."""
 
@@ -155,18 +161,6 @@ class PolicyMember:
     policy: LivePolicy
     """The loaded policy; each symbol gets a ``fresh()`` copy of it."""
     _symbols: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def run_id(self) -> str:
-        return self.config.run
-
-    @property
-    def weight(self) -> float:
-        return self.config.resolved_weight
 
     @property
     def reads_features(self) -> bool:
