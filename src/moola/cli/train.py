@@ -93,6 +93,13 @@ def train(
     seed: int | None = typer.Option(
         None, help="Seed (default: the global --seed, else the --config file's seed, else 0)."
     ),
+    seeds: str | None = typer.Option(
+        None,
+        help="Repeat the run once per seed, comma-separated (e.g. 0,1,2): each seed an "
+        "ordinary recorded run sharing one repeat id (repeat_of), then each metric's mean, "
+        "standard deviation, min and max over the seeds. The seeds run as tasks of "
+        "--backend/--parallel; instead of --seed.",
+    ),
     bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for intervals."),
     symbol: list[str] = typer.Option(
         None,
@@ -108,11 +115,15 @@ def train(
     ),
     backend: str = typer.Option(
         "local",
-        help="Where an out-of-fold run's folds run: local (this machine; --parallel "
-        "processes) or ray (Ray tasks; see --address). Same as moola tune's.",
+        help="Where an out-of-fold run's folds (with --seeds: the seeds' runs) run: local "
+        "(this machine; --parallel processes) or ray (Ray tasks; see --address). Same as "
+        "moola tune's.",
     ),
     parallel: int = typer.Option(
-        1, min=1, help="Folds at once (local processes, or CPUs of a local Ray instance)."
+        1,
+        min=1,
+        help="Folds (with --seeds: seeds) at once (local processes, or CPUs of a local Ray "
+        "instance).",
     ),
     address: str | None = typer.Option(
         None,
@@ -145,6 +156,16 @@ def train(
             "--nproc trains every fit in several processes; --backend ray and --parallel "
             "spread the folds instead. Choose one of them."
         )
+    seed_list = _parse_seeds(seeds) if seeds is not None else None
+    if seed_list is not None:
+        clash = [
+            flag for flag, value in (("--seed", seed), ("--resume", resume)) if value is not None
+        ] + (["--nproc"] if nproc > 1 else [])
+        if clash:
+            raise ConfigError(
+                f"--seeds trains one run per seed it lists; drop {', '.join(clash)}.",
+                param="seeds",
+            )
     if nproc > 1 and not distributed.under_launcher():
         raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
     if backend == "local":
@@ -218,7 +239,71 @@ def train(
         resolved = parse_config(TrainConfig, given, where="moola train flags")
     # A retired or unknown model is refused before the data is read.
     require_active(resolved.model)
+    if seed_list is not None:
+        _train_seeds(ctx, resolved, seed_list, scale)
+        return
     _train_resumable(ctx, resolved, None, scale)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as integers; anything else is refused naming the flag."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        seeds = [int(part) for part in parts]
+    except ValueError:
+        raise ConfigError(
+            f"--seeds takes comma-separated integer seeds, e.g. 0,1,2; got {text!r}.",
+            param="seeds",
+        ) from None
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"--seeds must be non-negative; got {text!r}.", param="seeds")
+    return seeds
+
+
+def _train_seeds(ctx: typer.Context, config: Any, seeds: list[int], scale: dict[str, Any]) -> None:
+    """Train ``config`` once per seed (``moola.pipeline.train.run_seed_repeats``) on the
+    chosen backend, showing each finished seed, then the summary table."""
+    from moola.cli._progress import stage_display
+    from moola.pipeline.train import run_seed_repeats
+
+    executor = None
+    if scale["backend"] != "serial":
+        from moola.tune.executors import make_fold_executor
+
+        executor = make_fold_executor(  # connects now: a bad address fails here
+            scale["backend"], workers=scale["workers"], address=scale.get("address")
+        )
+    done: list[int] = []
+    try:
+        with stage_display(console) as display:
+            display.stage(f"training {config.model} for {len(seeds)} seeds")
+
+            def on_event(kind: str, info: dict[str, Any]) -> None:
+                if kind == "seed":
+                    done.append(info["seed"])
+                    display.stage(f"seeds done: {len(done)}/{len(seeds)}")
+                    console.print(
+                        f"  seed {info['seed']}: run {info['run_id']}, "
+                        + ", ".join(
+                            f"{key} {_fmt(value)}"
+                            for key, value in info["metrics"].items()
+                            if key in ("accuracy", "log_loss", "rmse", "ic")
+                        )
+                    )
+
+            repeats = run_seed_repeats(
+                _registry(ctx), config, seeds, executor=executor, on_event=on_event
+            )
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    table = Table(title=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
+    for column in ("metric", "mean", "std", "min", "max"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, stats in repeats.summary.items():
+        table.add_row(key, *(_fmt(stats[name]) for name in ("mean", "std", "min", "max")))
+    console.print(table)
+    console.print(f"repeat id: {repeats.repeat_id} (repeat_of in each run's results line)")
 
 
 class _RunEpochs:

@@ -80,7 +80,7 @@ from moola.training import distributed
 from moola.training.calibration import Calibrator, calibrate, save_calibrator
 from moola.training.calibration_choice import choose_calibration, contiguous_blocks
 from moola.training.checkpoints import FoldStore, resume_or_checkpoint
-from moola.training.oof import FoldExecutor, out_of_fold
+from moola.training.oof import FoldExecutor, SerialExecutor, out_of_fold
 
 CalibrationMethod = Literal["auto", "none", "platt", "isotonic", "temperature"]
 HEADLINE = ("accuracy", "balanced_accuracy", "pr_auc", "roc_auc", "log_loss", "brier", "ece")
@@ -462,6 +462,7 @@ def record_run(
     *,
     on_event: EventSink = lambda *_: None,
     study: Mapping[str, Any] | None = None,
+    repeat_of: str | None = None,
 ) -> TrainResult:
     """Write ``outcome``: its predictions as a dataset of the registry (parent: the
     labeled dataset), its run folder (manifest, ``model.bin``, ``calibrator.json``,
@@ -471,6 +472,9 @@ def record_run(
     ``study`` (``{"name", "trial", "params"}``) marks a tuning study's trial
     (``moola.tune``): the manifest keeps it as ``study`` and the results line carries
     ``study`` (the name) and ``trial`` (the number).
+
+    ``repeat_of`` marks one seed of a seed repeat (:func:`run_seed_repeats`): the id the
+    repeat's runs share, kept in the manifest and the results line beside the run's seed.
 
     The manifest records ``window`` (bars per window and their columns, from the labeled
     dataset's meta) so a Predictor can be rebuilt from the run alone; a stack, whose
@@ -522,6 +526,7 @@ def record_run(
         "test_evaluated": False,
         "wall_time_s": round(wall_time_s, 3),
         **({"study": dict(study)} if study is not None else {}),
+        **({"repeat_of": repeat_of} if repeat_of is not None else {}),
     }
     store = RunStore(registry.root)
     run_dir = store.write_run(run_id, manifest, files)
@@ -541,6 +546,7 @@ def record_run(
             "uncalibrated": flat_metrics(outcome.report),
             "wall_time_s": manifest["wall_time_s"],
             **({"study": study["name"], "trial": study["trial"]} if study is not None else {}),
+            **({"repeat_of": repeat_of} if repeat_of is not None else {}),
         }
     )
     on_event(
@@ -617,6 +623,122 @@ def run_training(
     result = record_run(registry, outcome, on_event=on_event)
     store.discard_checkpoints(run_id)
     return distributed.broadcast_object(result)
+
+
+# -- seed repeats --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedTask:
+    """One seed of a seed repeat, in values that pickle (so any executor's worker can run
+    it): the data root, the run's config as a mapping (data versions pinned, its seed
+    set) and the run id it will be recorded under."""
+
+    root: str
+    config: Mapping[str, Any]
+    run_id: str
+
+
+def fit_seed(task: SeedTask) -> Outcome:
+    """Compute one seed's run where this is called, recording nothing: the worker's half
+    of :func:`run_seed_repeats` (as a study's trial with ``record=False``: the computed
+    run, its model included, travels back to the driver, which records it)."""
+    registry = Registry(task.root)
+    config = TrainConfig.model_validate(dict(task.config))
+    data = load_training_data(registry, config)
+    return fit_and_score(config, data, registry=registry, run_id=task.run_id)
+
+
+@dataclass(frozen=True)
+class SeedRepeats:
+    """A seed repeat: the same config trained once per seed.
+
+    ``repeat_id`` is recorded as ``repeat_of`` in every run's manifest and results line;
+    ``runs`` are the recorded runs in ``seeds`` order; ``values`` each headline metric's
+    value per seed (None where a run has none); ``summary`` each metric's ``mean``,
+    ``std`` (sample standard deviation, ``ddof=1``; None for a single seed), ``min``,
+    ``max`` and ``n`` (seeds with a value), over the seeds that have one.
+    """
+
+    repeat_id: str
+    seeds: tuple[int, ...]
+    runs: tuple[TrainResult, ...]
+    values: dict[str, list[float | None]]
+    summary: dict[str, dict[str, float | int | None]]
+
+
+def seed_summary(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation (``ddof=1``), min and max of one metric over the
+    seeds, and ``n``, the seeds it was measured for (missing values are left out; no
+    value at all gives None for each)."""
+    present = np.array([v for v in values if v is not None], dtype=float)
+    if present.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {
+        "mean": float(present.mean()),
+        "std": float(present.std(ddof=1)) if present.size > 1 else None,
+        "min": float(present.min()),
+        "max": float(present.max()),
+        "n": int(present.size),
+    }
+
+
+def run_seed_repeats(
+    registry: Registry,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    executor: FoldExecutor | None = None,
+    on_event: EventSink = lambda *_: None,
+) -> SeedRepeats:
+    """Train ``config`` once per seed, record each as an ordinary run, and summarise.
+
+    The config is checked and its data versions pinned here, before any seed runs, so
+    every seed reads the same data. ``executor`` (a ``FoldExecutor``: serial, a process
+    pool or Ray tasks; serial by default) runs :func:`fit_seed` per seed; this process
+    (the driver) records the runs as they come back, in seed order, so the workers need
+    no access to the data root's writes and the result does not depend on the backend
+    (each run is seeded by its own seed only). Events: ``seed`` after each recorded run
+    (``seed``, ``run_id``, ``metrics``), then ``repeats`` (the summary).
+
+    A seed given twice, or no seed, raises ``ConfigError`` before anything is written.
+    """
+    seeds = tuple(int(seed) for seed in seeds)
+    if not seeds:
+        raise ConfigError("A seed repeat needs at least one seed.", param="seeds")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(
+            f"Seed {', '.join(map(str, repeated))} is given more than once; each seed "
+            "trains one run.",
+            param="seeds",
+        )
+    resolved_params(config)
+    pinned = pinned_config(config, load_training_data(registry, config))
+    repeat_id = new_run_id(f"{config.model}-repeat")
+    tasks = [
+        SeedTask(
+            str(registry.root),
+            pinned.model_copy(update={"seed": seed}).model_dump(mode="json"),
+            new_run_id(f"{config.model}-seed{seed}"),
+        )
+        for seed in seeds
+    ]
+    runs: list[TrainResult] = []
+    values: dict[str, list[float | None]] = {}
+    for seed, outcome in zip(
+        seeds, (executor or SerialExecutor()).map(fit_seed, tasks), strict=True
+    ):
+        result = record_run(registry, outcome, repeat_of=repeat_id)
+        runs.append(result)
+        for key, value in outcome.metrics.items():
+            values.setdefault(key, [None] * (len(runs) - 1)).append(value)
+        for column in values.values():  # a metric this run lacks
+            column.extend([None] * (len(runs) - len(column)))
+        on_event("seed", {"seed": seed, "run_id": result.run_id, "metrics": outcome.metrics})
+    summary = {key: seed_summary(column) for key, column in values.items()}
+    on_event("repeats", {"repeat_id": repeat_id, "seeds": list(seeds), "summary": summary})
+    return SeedRepeats(repeat_id, seeds, tuple(runs), values, summary)
 
 
 def load_training_data(registry: Registry, config: TrainConfig) -> LabeledData:
