@@ -129,3 +129,18 @@ def test_cli_refuses_seeds_with_seed_or_resume(registry):
     )  # fmt: skip
     assert ran.exit_code != 0
     assert "--seeds" in str(ran.exception or ran.output)
+
+
+def test_seeds_as_ray_tasks_give_the_serial_results(registry, serial):
+    """The seeds as Ray tasks on a local 2-CPU Ray instance (workers compute, this driver
+    records): the serial repeat's metrics, seed for seed."""
+    pytest.importorskip("ray")
+    from moola.tune.ray_backend import RayExecutor
+
+    executor = RayExecutor(None, num_cpus=2, max_retries=1).connect()
+    try:
+        on_ray = run_seed_repeats(registry, CONFIG, [0, 1, 2], executor=executor)
+    finally:
+        executor.shutdown()
+    assert on_ray.values == serial.values
+    assert [line["seed"] for line in _lines(registry, on_ray.repeat_id)] == [0, 1, 2]
