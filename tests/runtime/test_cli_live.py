@@ -130,3 +130,39 @@ def test_ctrl_c_during_a_run_exits_130_saying_the_journal_holds_the_bars(session
     result = runner.invoke(app, ["run", "--config", str(config), "--replay", "mkt"])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "journal" in result.output
+
+
+def test_a_crashed_session_resumes_from_the_cli_with_session(session, tmp_path):
+    """SIGKILL a paper session mid-run (a crash point), then `moola live run --session ID`
+    goes on with the same session: the journal ends with one session whose bars were each
+    decided once; a session that does not exist is refused by name."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    root, config = session
+    args = ["live", "run", "--config", str(config), "--replay", "mkt", "--max-bars", "120"]
+    crashed = subprocess.run(
+        [sys.executable, "-m", "moola.cli.main", "--data-root", str(root), *args],
+        env={**os.environ, "MOOLA_CRASH_AT": "engine.state_saved@40"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert crashed.returncode == -9, crashed.stderr[-2000:]  # died by SIGKILL
+    db = tmp_path / "paper.db"
+    with sqlite3.connect(db) as conn:
+        (session_id,) = conn.execute("SELECT id FROM sessions").fetchone()
+    out = _ok(["run", "--config", str(config), "--replay", "mkt", "--session", str(session_id)])
+    assert "decided" in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone() == (1,)
+        per_bar = conn.execute(
+            "SELECT COUNT(*) FROM iterations GROUP BY symbol, bar_time HAVING COUNT(*) > 1"
+        ).fetchall()
+    assert per_bar == []  # no bar decided twice
+    unknown = ["run", "--config", str(config), "--replay", "mkt", "--session", "nope"]
+    result = runner.invoke(app, unknown)
+    assert result.exit_code != 0 and "nope" in str(result.exception)

@@ -69,9 +69,17 @@ def run(
     max_bars: int | None = typer.Option(
         None, "--max-bars", min=1, help="Stop after deciding this many bars."
     ),
+    session: str | None = typer.Option(
+        None,
+        "--session",
+        help="Resume this open session (after a crash; `moola live status` lists them) "
+        "instead of starting one.",
+    ),
 ) -> None:
     """Run a session: each closed bar through features, members, ensemble, tiers, risk and
-    rate limits to a journaled order intent and the broker."""
+    rate limits to a journaled order intent and the broker. ``--session ID`` resumes an open
+    session after a crash: a paper session's book is rebuilt from its journal and the
+    session goes on after the last bar it decided."""
     from moola.cli._progress import stage_display
     from moola.runtime.engine import run_session
     from moola.training.callbacks import ProgressUpdate
@@ -90,7 +98,12 @@ def run(
 
         try:
             result = run_session(
-                settings.data_root, live_config, replay=replay, max_bars=max_bars, on_bar=on_bar
+                settings.data_root,
+                live_config,
+                replay=replay,
+                max_bars=max_bars,
+                on_bar=on_bar,
+                session_id=session,
             )
         except KeyboardInterrupt:
             console.print(

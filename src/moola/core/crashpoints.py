@@ -36,17 +36,42 @@ CRASH_POINTS: tuple[tuple[str, str], ...] = (
     ("engine.reconciled", "reconciliation with the broker done, before the first bar"),
     ("engine.bar_received", "a bar updated the features, before the broker advances"),
     ("paper.bar_advanced", "the paper kernel filled this bar's orders, before they are mapped"),
-    ("engine.fill_before_journal", "a fill came back from the broker, before its journal row"),
-    ("livedb.fill_before_commit", "the fill row is written, before its transaction commits"),
-    ("engine.fill_journaled", "the fill is committed, before its intent is marked filled"),
-    ("engine.fill_marked", "the intent is marked filled, before the position snapshot"),
-    ("engine.position_recorded", "the position snapshot is committed, before the state save"),
-    ("engine.fill_state_saved", "the engine state after a fill is saved"),
+    (
+        "engine.fill_before_journal",
+        "a fill came back from the broker, before it is queued for the bar's transaction",
+    ),
+    (
+        "livedb.fill_before_commit",
+        "the bar's fills are written in record_step's transaction, before its commit",
+    ),
+    (
+        "engine.fill_journaled",
+        "a fill is queued for the bar's transaction, before the position moves",
+    ),
+    (
+        "engine.fill_marked",
+        "the engine's position moved by the fill, before its snapshot is queued",
+    ),
+    (
+        "engine.position_recorded",
+        "the position snapshot is queued, before the next fill or the risk mark",
+    ),
+    (
+        "engine.fill_state_saved",
+        "every fill of the bar is queued (committed with the decision), before the risk mark",
+    ),
     ("engine.risk_marked", "the risk gate is marked with the bar's equity, before deciding"),
     ("engine.decided", "the decision is made in memory, before anything is journaled"),
     ("livedb.step_before_commit", "iteration, decision and intent written, before the commit"),
-    ("engine.step_recorded", "record_step committed, before the engine state save"),
-    ("livedb.state_before_commit", "the engine state (risk, rate limits) written, uncommitted"),
+    (
+        "engine.step_recorded",
+        "record_step committed (fills, positions, decision, intent, engine state), before "
+        "refusals are notified",
+    ),
+    (
+        "livedb.state_before_commit",
+        "the engine state written in record_step's transaction, uncommitted",
+    ),
     ("engine.state_saved", "the bar is decided and the state saved, before any submit"),
     ("engine.before_submit", "an intent is journaled and the state saved, before broker.submit"),
     ("paper.order_placed", "the paper kernel took the order, before the ack is kept"),
