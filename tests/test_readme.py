@@ -136,6 +136,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "--name", "es-fm", "--context", "32", "--horizon", "5", "--quantiles", "0.5,0.1,0.9"),
     ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "kf",
      "--backend", "local", "--parallel", "2", "--bootstrap", "20"),
+    ("train", "--model", "random_forest", "--dataset", "pat", "--split", "kf", "--seeds",
+     "0,1", "--bootstrap", "20", "--params", '{"n_estimators": 5}'),
     ("train", "--model", "logistic_regression", "--dataset", "pat", "--split", "fc",
      "--synthetic", "pat-syn", "--allow-low-quality-synthetic", "--bootstrap", "20"),
     ("train", "--model", "enhanced_simple_lstm", "--dataset", "pat", "--split", "fc",
