@@ -12,7 +12,8 @@ speaks the documented request and response shapes of the endpoints the adapter u
   ``limit_limit_gtc`` with ``base_size`` and ``limit_price``. A client id seen before
   returns that order and creates nothing (Coinbase's idempotency). Market orders fill at
   once at the execution price (``exec_prices``, default the product's price); an IOC limit
-  fills all of ``base_size`` at that price when it is within the limit, else it is
+  fills all of ``base_size`` at that price when it is within the limit (at most
+  ``liquidity[product]`` units when that is set: the rest is cancelled), else it is
   cancelled unfilled; GTC limit orders rest ``OPEN``. Too little balance answers
   ``success: false`` with ``INSUFFICIENT_FUND``.
 - ``POST /orders/batch_cancel``, ``GET /orders/historical/batch`` (``product_ids``,
@@ -72,6 +73,7 @@ class FakeCoinbase:
     hold_s: float = 1.0
     exec_prices: dict[str, float] = field(default_factory=dict)
     now: float | None = None  # the exchange's clock (epoch seconds); None: time.time()
+    liquidity: dict[str, float] = field(default_factory=dict)  # units an IOC limit can take
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict] = {}
@@ -246,6 +248,10 @@ class FakeCoinbase:
         price = limit if kind == "limit_limit_gtc" else market
         within = market <= limit if side == "BUY" else market >= limit
         fills = kind == "market_market_ioc" or (kind == "sor_limit_ioc" and within)
+        ordered = size
+        if kind == "sor_limit_ioc" and product in self.liquidity:
+            size = min(size, self.liquidity[product])
+            fills = fills and size > 0
         if (side == "BUY" and size * price > self.balances.get(quote, 0.0)) or (
             side == "SELL" and size > self.balances.get(base, 0.0)
         ):
@@ -286,6 +292,8 @@ class FakeCoinbase:
             self.balances[base] = self.balances.get(base, 0.0) + sign * size
             self.balances[quote] = self.balances.get(quote, 0.0) - sign * size * price - fee
             order.update(status="FILLED", filled_size=str(size), average_filled_price=str(price))
+            if size < ordered:  # IOC: what the book could not take is cancelled
+                order["status"] = "CANCELLED"
             self.fills.append(
                 {
                     "entry_id": str(uuid.uuid4()),

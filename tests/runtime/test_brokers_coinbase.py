@@ -170,6 +170,34 @@ def test_a_market_buy_never_fills_more_than_its_units_nor_above_the_cap(
     assert broker.open_orders() == []  # an IOC never rests
 
 
+@pytest.mark.parametrize(
+    ("fill_price", "liquidity", "state", "filled"),
+    [
+        (60_000.0, None, "expired", 0.0),  # the ask is above the cap: nothing fills
+        (50_100.0, 0.005, "expired", 0.005),  # the book takes part; the rest is cancelled
+        (50_100.0, None, "filled", 0.02),
+    ],
+)
+def test_order_status_says_what_became_of_a_limit_ioc_buy(
+    fake, credentials, sleeps, fill_price, liquidity, state, filled
+):
+    fake.exec_prices["BTC-USD"] = fill_price
+    if liquidity is not None:
+        fake.liquidity["BTC-USD"] = liquidity
+    first = CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials, sleep=sleeps)
+    with first:
+        assert first.submit(_buy("ioc-1", 0.02)).status == "accepted"
+        status = first.order_status("ioc-1")
+    # a fresh adapter (after a restart) finds the order by its client id
+    with CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials, sleep=sleeps) as again:
+        assert again.order_status("ioc-1") == status
+        assert again.order_status("never-sent") is None
+    assert status.final and status.state == state
+    assert (status.qty, status.filled_qty) == pytest.approx((0.02, filled))
+    if state == "expired":
+        assert "CANCELLED" in status.reason
+
+
 def test_a_market_sell_is_sized_in_base_units(fake, broker):
     fake.balances["BTC"] = 0.5
     broker.submit(OrderIntent("s-1", "BTC-USD", "sell", 0.2))

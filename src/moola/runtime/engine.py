@@ -92,6 +92,10 @@ HALT_KEY = "halt"
 #: The detail of an intent that reconciliation expired: recorded, never sent before a
 #: restart (a paper book being rebuilt does not place it).
 EXPIRED_DETAIL = "recorded but not sent before a restart; expired"
+#: Intent statuses of an order a live broker may still hold: each bar the engine asks a
+#: broker with ``order_status`` what became of them and journals a final state (filled,
+#: cancelled, expired with what filled and the broker's reason, rejected).
+WORKING = ("sent", "acknowledged", "partially_filled")
 
 
 class ReconcileError(MoolaError):
@@ -254,6 +258,7 @@ class Engine:
         self.env = os.environ if env is None else env
         self.on_bar = on_bar
         self.session_id: str | None = None
+        self._working: dict[str, str] = {}  # client order id -> symbol, asked each bar
 
     # ------------------------------------------------------------------ start
 
@@ -304,6 +309,7 @@ class Engine:
         if record is not None and hasattr(self.broker, "on_bar"):
             self._rebuild_paper_book(record)
         self._reconcile()
+        self._working = self._working_orders()
         crash_point("engine.reconciled")
         return session_id
 
@@ -458,6 +464,42 @@ class Engine:
                 "Resolve it at the broker (or in the journal) and start again."
             )
 
+    def _working_orders(self) -> dict[str, str]:
+        """The journal's intents a broker with ``order_status`` may still hold (``WORKING``,
+        of any session: an order acknowledged just before a restart is settled after it),
+        client order id -> symbol. Empty for a broker that reports fills itself (paper)."""
+        if not callable(getattr(self.broker, "order_status", None)):
+            return {}
+        signals = self.journal.signals()
+        if signals.empty:
+            return {}
+        working = signals[signals["status"].isin(WORKING)]
+        return dict(zip(working["client_order_id"], working["symbol"], strict=True))
+
+    def _settle_orders(self) -> None:
+        """Ask the broker what became of each working order and journal the final ones:
+        an order the exchange cancelled or expired (an immediate-or-cancel buy whose limit
+        was below the ask) ends ``cancelled``/``expired`` with the units it filled and the
+        exchange's reason, so it is not left "acknowledged" (open exposure, reconciled as
+        working) and, its id being journaled, never sent again. A broker that cannot
+        answer now is recorded and asked again at the next bar."""
+        for coid in list(self._working):
+            try:
+                status = self.broker.order_status(coid)  # type: ignore[attr-defined]
+            except BrokerError as exc:
+                self.journal.record_event(
+                    self.session_id, "broker_error", {"client_order_id": coid, "reason": str(exc)}
+                )
+                continue
+            if status is None or not status.final:
+                continue
+            detail = (
+                f"{status.state} at the broker: filled {status.filled_qty:g} of "
+                f"{status.qty:g}" + (f"; {status.reason}" if status.reason else "")
+            )
+            self.journal.mark_intent(coid, status.state, detail=detail)
+            del self._working[coid]
+
     # ------------------------------------------------------------------ loop
 
     def run(self, max_bars: int | None = None) -> SessionResult:
@@ -603,6 +645,8 @@ class Engine:
             from moola.sim import Bar
 
             fills = on_bar(symbol, Bar(*(bar[name] for name in BAR_FIELDS)))
+        elif self._working:
+            self._settle_orders()
         for fill in fills:
             crash_point("engine.fill_before_journal")
             self._journal_fill(fill)
@@ -627,6 +671,7 @@ class Engine:
             coid = intent.client_order_id
             if self.broker.cancel(coid) and self.journal.intent_status(coid) is not None:
                 self.journal.mark_intent(coid, "cancelled", detail=why)
+                self._working.pop(coid, None)
 
     def _journal_fill(self, fill: Any) -> None:
         """Queue a fill (its intent marked filled) and the position snapshot after it for
@@ -780,6 +825,8 @@ class Engine:
         status = "acknowledged" if ack.accepted else "rejected"
         self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
         crash_point("engine.ack_journaled")
+        if ack.accepted and callable(getattr(self.broker, "order_status", None)):
+            self._working[coid] = record["symbol"]  # asked what became of it each bar
         result.intents += 1
         return ack.accepted
 

@@ -23,6 +23,8 @@ SIDES: tuple[str, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[str, ...] = ("market", "limit")
 ACK_STATUSES: tuple[str, ...] = ("accepted", "rejected")
 """``accepted``: the broker holds the order (it may fill later); ``rejected``: it never will."""
+ORDER_STATES: tuple[str, ...] = ("open", "filled", "cancelled", "expired", "rejected")
+"""What became of an accepted order (:class:`OrderStatus`); all but ``open`` are final."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,37 @@ class BrokerFill:
     price: float
     fee: float
     time: Any
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    """What the broker says became of an accepted order: ``state`` (``ORDER_STATES``),
+    ``filled_qty`` units filled of ``qty`` ordered (both unsigned), and the broker's
+    ``reason`` for an order it ended itself. An immediate-or-cancel order whose rest the
+    exchange cancelled is ``expired``: it ended by its time in force, not by a cancel we
+    asked for; ``cancelled`` is an order withdrawn (by us or at the exchange).
+
+    A broker whose orders can end without a fill the engine sees (a live exchange) offers
+    ``order_status(client_order_id) -> OrderStatus | None`` (None: it holds no such
+    order); the engine asks it each bar for the orders it still holds as working and
+    journals the final state, so an order that will never fill is not left "accepted"."""
+
+    client_order_id: str
+    state: Literal["open", "filled", "cancelled", "expired", "rejected"]
+    qty: float = 0.0
+    filled_qty: float = 0.0
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.state not in ORDER_STATES:
+            raise ConfigError(
+                f"OrderStatus state={self.state!r}; use one of {', '.join(ORDER_STATES)}."
+            )
+
+    @property
+    def final(self) -> bool:
+        """True when the order will change no more (filled, cancelled, expired, rejected)."""
+        return self.state != "open"
 
 
 @runtime_checkable

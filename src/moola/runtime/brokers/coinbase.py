@@ -52,7 +52,7 @@ import pandas as pd
 from moola.core.errors import BrokerError, ConfigError
 from moola.data.schema import empty_bars, make_bars
 from moola.runtime import retry
-from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent
+from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent, OrderStatus
 from moola.runtime.brokers.credentials import Credentials
 from moola.runtime.config import DEFAULT_MAX_SLIPPAGE_BPS, CoinbaseConfig
 
@@ -72,6 +72,13 @@ GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase na
     "1d": ("ONE_DAY", 86400),
 }
 _OPEN_STATUSES = ("OPEN", "PENDING", "QUEUED")
+#: Coinbase's final order statuses -> ``OrderStatus.state`` (any other status is still open).
+_FINAL_STATES = {
+    "FILLED": "filled",
+    "CANCELLED": "cancelled",
+    "EXPIRED": "expired",
+    "FAILED": "rejected",
+}
 
 
 class _Unanswered(BrokerError):
@@ -445,6 +452,48 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
         data = self._call("POST", "/orders/batch_cancel", body={"order_ids": [order_id]})
         results = data.get("results") or []
         return bool(results and results[0].get("success"))
+
+    def order_status(self, client_order_id: str) -> OrderStatus | None:
+        """What Coinbase says became of the order placed for ``client_order_id`` (``GET
+        orders/historical/{order_id}``), or None when it holds no order under that id.
+
+        An immediate-or-cancel order (a market buy's ``sor_limit_ioc``, a market sell)
+        that Coinbase ``CANCELLED`` with units unfilled is ``expired``: nothing could fill
+        at its limit and the exchange ended it by its time in force. ``reason`` is
+        Coinbase's cancel or reject message, else its status."""
+        seen = self._acks.get(client_order_id)
+        order_id = seen[1].broker_order_id if seen else None
+        order: Mapping[str, Any] | None = None
+        if order_id:
+            order = self._call("GET", f"/orders/historical/{order_id}").get("order")
+        if not order:
+            order = self._find_order(client_order_id)
+        if not order:
+            return None
+        status = str(order.get("status") or "")
+        state = _FINAL_STATES.get(status, "open")
+        configuration = order.get("order_configuration") or {}
+        spec = next(iter(configuration.values()), {}) if configuration else {}
+        qty = _float((spec or {}).get("base_size"))
+        filled = _float(order.get("filled_size"))
+        ioc = str(order.get("time_in_force") or "") == "IMMEDIATE_OR_CANCEL" or bool(
+            set(configuration) & {"sor_limit_ioc", "market_market_ioc"}
+        )
+        if state == "cancelled" and ioc:
+            state = "expired"
+        reason = str(
+            order.get("cancel_message")
+            or order.get("reject_message")
+            or order.get("reject_reason")
+            or ""
+        )
+        if state != "open" and not reason:
+            reason = f"Coinbase status {status}" + (
+                " (immediate or cancel: the rest could not fill at its limit)"
+                if state == "expired"
+                else ""
+            )
+        return OrderStatus(client_order_id, state, qty=qty, filled_qty=filled, reason=reason)
 
     def open_orders(self) -> list[OrderIntent]:
         """Coinbase's open orders, as intents (the quantity not yet filled)."""

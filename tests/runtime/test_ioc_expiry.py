@@ -1,0 +1,122 @@
+"""An order the exchange ends unfilled is final in the journal (issue 18).
+
+A Coinbase market buy goes out as a limit IOC (``sor_limit_ioc``) capped a few basis
+points above the last price. When the ask is above that cap nothing fills and Coinbase
+cancels the order: the engine, through its normal per-bar flow, must journal it
+``expired`` with what filled and why, never leave it "acknowledged" (counted as working,
+reconciled as the broker's), and never send it again, across a restart too. The broker is
+the real adapter against the local fake of the Advanced Trade API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
+from moola.runtime.brokers.credentials import Credentials
+from moola.runtime.config import parse_live_config
+from moola.runtime.engine import WORKING, Engine
+from moola.runtime.feed import ReplayFeed
+from moola.tracking.livedb import LiveJournal
+from tests.runtime._lab import SYMBOLS, two_symbol_bars
+from tests.runtime.fake_coinbase import FakeCoinbase
+
+KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
+PRODUCTS = {s: f"{s}-USD" for s in SYMBOLS}
+
+
+@dataclass(frozen=True)
+class Rising:
+    """p(up) 0.9 on every bar once warm: the engine wants to buy."""
+
+    name: str = "direction"
+    run_id: str = "scripted"
+    weight: float = 0.35
+    bars_needed: int = 20
+    rows_needed: int = 0
+
+    def value(self, symbol, bars, rows):
+        return None if len(bars) < self.bars_needed else 0.9
+
+
+@pytest.fixture(scope="module")
+def credentials() -> Credentials:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    return Credentials(KEY_NAME, pem), key
+
+
+def _engine(fake, credentials, journal, bars):
+    config = parse_live_config(
+        {
+            "symbols": list(PRODUCTS.values()),
+            "members": [{"role": "direction", "run": "scripted"}],
+            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
+            "risk": {"max_position": 1000.0},
+            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
+        }
+    )
+    broker = CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials[0])
+    feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+    return Engine(config, journal, broker, [Rising()], feed, env={}), broker
+
+
+def _creates(fake) -> list[str]:
+    return [body["client_order_id"] for method, path, _, body in fake.requests
+            if method == "POST" and path.endswith("/orders")]  # fmt: skip
+
+
+def _intents(journal, *sessions):
+    return [i for s in sessions for i in journal.session_record(s).intents]
+
+
+def test_an_ioc_buy_coinbase_cancels_unfilled_ends_expired_and_is_never_resent(
+    tmp_path, credentials
+):
+    bars = two_symbol_bars(40, 3)
+    bars["symbol"] = bars["symbol"].map(PRODUCTS)
+    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
+    fake = FakeCoinbase(
+        KEY_NAME,
+        credentials[1].public_key(),
+        prices=last,  # the cap is last price + 50 bps ...
+        exec_prices={p: price * 1.01 for p, price in last.items()},  # ... the ask is 1% above
+        balances={"USD": 1e7},
+    )
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    with fake:
+        engine, broker = _engine(fake, credentials, journal, bars)
+        with broker:
+            first = engine.run(max_bars=50)
+        sent = _creates(fake)
+        assert first.intents >= 4 and len(sent) == first.intents  # buys went out
+        assert fake.fills == [] and all(o["status"] == "CANCELLED" for o in fake.orders.values())
+        intents = {i.client_order_id: i for i in _intents(journal, first.session_id)}
+        # each order is settled at its symbol's next bar; the last of each may still wait
+        settled = [i for i in intents.values() if i.status == "expired"]
+        assert len(settled) >= len(sent) - len(PRODUCTS)
+        for intent in settled:
+            assert "filled 0 of" in intent.detail and "CANCELLED" in intent.detail
+        # a restart: a new process (engine, adapter) on the same journal and exchange
+        engine, broker = _engine(fake, credentials, journal, bars)
+        with broker:
+            second = engine.run()
+        resent = _creates(fake)
+        assert len(resent) == len(set(resent))  # no client order id sent twice
+        assert resent[: len(sent)] == sent
+        both = _intents(journal, first.session_id, second.session_id)
+        submitted = [i for i in both if i.client_order_id in set(resent)]
+        # every order, the ones acknowledged just before the restart too, is final
+        before = [i for i in submitted if i.client_order_id in set(sent)]
+        assert before and all(i.status == "expired" for i in before)
+        after = [i for i in both if i.session_id == second.session_id]
+        assert len([i for i in after if i.status in WORKING]) <= len(PRODUCTS)
+        assert journal.pending_intents() == []
