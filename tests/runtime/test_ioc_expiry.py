@@ -120,3 +120,46 @@ def test_an_ioc_buy_coinbase_cancels_unfilled_ends_expired_and_is_never_resent(
         after = [i for i in both if i.session_id == second.session_id]
         assert len([i for i in after if i.status in WORKING]) <= len(PRODUCTS)
         assert journal.pending_intents() == []
+
+
+def test_a_partly_filled_ioc_keeps_its_fill_and_closes_the_rest(tmp_path, credentials):
+    bars = two_symbol_bars(40, 3)
+    bars["symbol"] = bars["symbol"].map(PRODUCTS)
+    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
+    fake = FakeCoinbase(
+        KEY_NAME,
+        credentials[1].public_key(),
+        prices=last,
+        exec_prices={p: price * 1.001 for p, price in last.items()},  # within the cap
+        balances={"USD": 1e7},
+        liquidity={p: 0.5 for p in PRODUCTS.values()},  # the book takes 0.5 units of each
+    )
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    with fake:
+        engine, broker = _engine(fake, credentials, journal, bars)
+        with broker:
+            first = engine.run(max_bars=50)
+        partial = [
+            i
+            for i in _intents(journal, first.session_id)
+            if i.status == "expired" and "filled 0.5 of" in i.detail
+        ]
+        assert partial  # each fill kept, the rest of its order closed
+        for intent in partial:
+            assert [f["qty"] for f in journal.fills(intent.client_order_id)] == [0.5]
+        # the restart reconciles (the journal holds what the exchange filled): no refusal
+        engine, broker = _engine(fake, credentials, journal, bars)
+        with broker:
+            second = engine.run()
+        sent = _creates(fake)
+        assert len(sent) == len(set(sent))
+        assert second.decided > 0
+        journaled = {f["fill_id"] for f in journal.fills()}
+        settled = {i.client_order_id for i in _intents(journal, first.session_id)}
+        exchange = {
+            f["entry_id"]
+            for f in fake.fills
+            if f["order_id"]
+            in {o["order_id"] for o in fake.orders.values() if o["client_order_id"] in settled}
+        }
+        assert exchange and exchange <= journaled

@@ -476,13 +476,19 @@ class Engine:
         working = signals[signals["status"].isin(WORKING)]
         return dict(zip(working["client_order_id"], working["symbol"], strict=True))
 
-    def _settle_orders(self) -> None:
-        """Ask the broker what became of each working order and journal the final ones:
-        an order the exchange cancelled or expired (an immediate-or-cancel buy whose limit
-        was below the ask) ends ``cancelled``/``expired`` with the units it filled and the
-        exchange's reason, so it is not left "acknowledged" (open exposure, reconciled as
+    def _settle_orders(self) -> list[Any]:
+        """Ask the broker what became of each working order; returns the fills of the
+        final ones the journal does not hold yet (the bar journals them with its step).
+
+        A final order's status is queued to be journaled after the bar's transaction (its
+        fills mark it filled there): an order the exchange cancelled or expired (an
+        immediate-or-cancel buy whose limit was below the ask) ends ``cancelled`` /
+        ``expired`` with the units it filled and the exchange's reason, a partial fill
+        keeping its fill; so it is not left "acknowledged" (open exposure, reconciled as
         working) and, its id being journaled, never sent again. A broker that cannot
         answer now is recorded and asked again at the next bar."""
+        fills: list[Any] = []
+        broker_fills: list[Any] | None = None
         for coid in list(self._working):
             try:
                 status = self.broker.order_status(coid)  # type: ignore[attr-defined]
@@ -493,12 +499,20 @@ class Engine:
                 continue
             if status is None or not status.final:
                 continue
+            if status.filled_qty > _QTY_EPS:
+                if broker_fills is None:
+                    broker_fills = self.broker.fills()
+                known = {f["fill_id"] for f in self.journal.fills(coid)}
+                fills += [
+                    f for f in broker_fills if f.client_order_id == coid and f.fill_id not in known
+                ]
             detail = (
                 f"{status.state} at the broker: filled {status.filled_qty:g} of "
                 f"{status.qty:g}" + (f"; {status.reason}" if status.reason else "")
             )
-            self.journal.mark_intent(coid, status.state, detail=detail)
+            self._queued.marks.append((coid, status.state, detail))
             del self._working[coid]
+        return fills
 
     # ------------------------------------------------------------------ loop
 
@@ -600,6 +614,8 @@ class Engine:
             events=queued.events,
         )
         crash_point("engine.step_recorded")
+        for coid, status, detail in queued.marks:  # after the fills that mark them filled
+            self.journal.mark_intent(coid, status, detail=detail)
         if decision["action"] in REFUSALS:
             result.refused[decision["action"]] = result.refused.get(decision["action"], 0) + 1
             if self.notifier is not None:
@@ -646,7 +662,7 @@ class Engine:
 
             fills = on_bar(symbol, Bar(*(bar[name] for name in BAR_FIELDS)))
         elif self._working:
-            self._settle_orders()
+            fills = self._settle_orders()
         for fill in fills:
             crash_point("engine.fill_before_journal")
             self._journal_fill(fill)
@@ -901,6 +917,7 @@ class _BarWrites:
     fills: list[dict[str, Any]] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    marks: list[tuple[str, str, str]] = field(default_factory=list)  # final order states
 
 
 def feature_hash(row: pd.Series) -> str:
