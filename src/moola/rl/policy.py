@@ -40,7 +40,6 @@ not built bar by bar by this version) and per-bar spreads (a live book has one s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ import pandas as pd
 from moola.core.errors import ConfigError
 from moola.features.featureset import FeatureSetSpec
 from moola.features.scaling import Scaler
+from moola.rl.env import rule_limits
 from moola.rl.observations import PORTFOLIO_FIELDS, StepObservations, portfolio_state
 from moola.rl.spaces import ActionCodec, action_codec
 from moola.sim.broker import Bar, Broker
@@ -120,14 +120,7 @@ class _Book:
     def __init__(self, execution: ExecutionConfig, symbol: str) -> None:
         self.execution = execution
         self.symbol = symbol
-        daily = total = math.nan
-        for rule in execution.rules:
-            kind = getattr(rule, "rule", None)
-            if kind == "daily_loss_limit" and math.isnan(daily):
-                daily = float(rule.pct)  # type: ignore[union-attr]
-            elif kind == "total_loss_limit" and math.isnan(total):
-                total = float(rule.pct)  # type: ignore[union-attr]
-        self._daily, self._total = daily, total
+        self._daily, self._total = rule_limits(execution)
         self._may_halt = bool(execution.rules)
         self._initial = float(execution.initial_cash)
         self.books = 0
