@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,23 @@ def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFra
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class MinuteFlip:
+    """A stand-in member (fast to fork, no model): p(up) 0.9 for ``period`` minutes of bar
+    time, then 0.1 for ``period``, so both symbols buy and sell several times in a short
+    feed; None until ``bars_needed`` bars have been seen."""
+
+    period: int = 15
+    name: str = "direction"
+    run_id: str = "scripted"
+    weight: float = 0.35
+    bars_needed: int = 20
+    rows_needed: int = 0
+
+    def value(self, symbol, bars, rows):
+        if len(bars) < self.bars_needed:
+            return None
+        minute = bars["timestamp"].iloc[-1].minute
+        return 0.9 if (minute // self.period) % 2 == 0 else 0.1

@@ -49,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -57,7 +56,7 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.crashpoints import CRASH_POINTS, ENV_VAR, parse_target
-from tests.runtime._lab import SYMBOLS, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
 
 REPO = Path(__file__).resolve().parents[2]
 N_BARS = 120  # per symbol: 240 decisions, orders on both symbols every 30 bars
@@ -95,24 +94,6 @@ def _bars(n: int = N_BARS, seed: int = 3) -> pd.DataFrame:
     return two_symbol_bars(n, seed)
 
 
-@dataclass(frozen=True)
-class Scripted:
-    """A member whose p(up) flips every 15 minutes of bar time, so both symbols buy and
-    sell several times in a short feed (a stand-in for a promoted run: fast to fork)."""
-
-    name: str = "direction"
-    run_id: str = "scripted"
-    weight: float = 0.35
-    bars_needed: int = 20
-    rows_needed: int = 0
-
-    def value(self, symbol, bars, rows):
-        if len(bars) < self.bars_needed:
-            return None
-        minute = bars["timestamp"].iloc[-1].minute
-        return 0.9 if (minute // 15) % 2 == 0 else 0.1
-
-
 def _session(db: Path, resume: bool = False) -> None:
     """One paper session over the bars, wired as ``run_session`` wires a paper one; with
     ``resume``, as ``run_session(session_id=...)`` resumes the journal's open session (a
@@ -140,7 +121,7 @@ def _session(db: Path, resume: bool = False) -> None:
     if resume and status["sessions"] and not status["open_sessions"]:
         journal.close()  # the crash came after the session ended: nothing to resume
         return
-    engine = Engine(config, journal, broker, [Scripted()], feed, env={}, resume_book=resume)
+    engine = Engine(config, journal, broker, [MinuteFlip()], feed, env={}, resume_book=resume)
     if resume and status["open_sessions"]:
         engine.start(status["open_sessions"][0])
     engine.run()

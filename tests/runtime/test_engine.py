@@ -9,8 +9,6 @@ decision parts of ``moola.runtime``; the members are small stand-ins with a scri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +27,7 @@ from moola.runtime.engine import (
 )
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
 
 
 def _bars(n: int = 90, seed: int = 1) -> pd.DataFrame:
@@ -57,23 +55,6 @@ class Spy:
         return call
 
 
-@dataclass(frozen=True)
-class Scripted:
-    """A member whose p(up) is a function of the bar count: up for 30 bars, down for 30."""
-
-    name: str = "direction"
-    run_id: str = "scripted"
-    weight: float = 0.35
-    bars_needed: int = 20
-    rows_needed: int = 0
-
-    def value(self, symbol, bars, rows):
-        if len(bars) < self.bars_needed:
-            return None
-        minute = bars["timestamp"].iloc[-1].minute
-        return 0.9 if (minute // 30) % 2 == 0 else 0.1
-
-
 def _config(**overrides):
     values = {
         "symbols": list(SYMBOLS),
@@ -91,7 +72,7 @@ def _engine(tmp_path, bars=None, *, journal=None, broker=None, config=None, **kw
     journal = journal or LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
     broker = broker or PaperBroker(config.execution, config.symbols)
     feed = ReplayFeed(_bars() if bars is None else bars, config.symbols, "1m", config.staleness)
-    engine = Engine(config, journal, broker, [Scripted()], feed, env={}, **kw)
+    engine = Engine(config, journal, broker, [MinuteFlip(period=30)], feed, env={}, **kw)
     return engine, journal, broker
 
 

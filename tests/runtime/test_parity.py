@@ -23,28 +23,11 @@ from moola.runtime.engine import Engine, open_journal, run_session
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.parity import CHECKS, session_parity
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
 
 
 def _bars(n: int, seed: int = 3) -> pd.DataFrame:
     return two_symbol_bars(n, seed, open_noise=0.0005)
-
-
-@dataclass(frozen=True)
-class Flip:
-    """p(up) 0.9 for 20 bars, then 0.1 for 20 (by the bar's minute): buys and sells."""
-
-    name: str = "direction"
-    run_id: str = "flip"
-    weight: float = 0.35
-    bars_needed: int = 20
-    rows_needed: int = 0
-
-    def value(self, symbol, bars, rows):
-        if len(bars) < self.bars_needed:
-            return None
-        minute = bars["timestamp"].iloc[-1].minute
-        return 0.9 if (minute // 20) % 2 == 0 else 0.1
 
 
 @dataclass(frozen=True)
@@ -67,7 +50,7 @@ class Momentum:
 def _config(**overrides):
     values = {
         "symbols": list(SYMBOLS),
-        "members": [{"role": "direction", "run": "flip"}],
+        "members": [{"role": "direction", "run": "scripted"}],
         "execution": {
             "instrument": "crypto",
             "initial_cash": 100_000.0,
@@ -94,7 +77,7 @@ def _session(path: Path, bars: pd.DataFrame, config, member) -> tuple[LiveJourna
 def recorded(tmp_path_factory):
     """One paper session of two symbols (150 one-minute bars each), journal closed."""
     path = tmp_path_factory.mktemp("parity") / "paper.db"
-    journal, session_id = _session(path, _bars(150), _config(), Flip())
+    journal, session_id = _session(path, _bars(150), _config(), MinuteFlip(period=20))
     journal.close()
     return path, session_id
 
@@ -120,7 +103,7 @@ def test_a_paper_session_has_the_batch_decisions_and_the_backtests_fills_and_equ
     decision, fill (time, qty, price, fee) and equity snapshot is the same."""
     path, session_id = copy
     journal = LiveJournal(f"sqlite:///{path}")
-    report = session_parity(journal, session_id, members=[Flip()])
+    report = session_parity(journal, session_id, members=[MinuteFlip(period=20)])
     assert report.ok and report.differences == () and report.total_differences == 0
     counts = {c.check: c.compared for c in report.checks}
     assert list(counts) == list(CHECKS)
@@ -143,7 +126,7 @@ def test_an_altered_fill_price_is_reported_naming_it(copy):
         ).fetchone()
     _alter(path, f"UPDATE fills SET price = price + 0.5 WHERE id = {fill_id}")
     journal = LiveJournal(f"sqlite:///{path}")
-    report = session_parity(journal, session_id, members=[Flip()])
+    report = session_parity(journal, session_id, members=[MinuteFlip(period=20)])
     assert not report.ok
     assert report.count("fills").differences == 1
     (diff,) = [d for d in report.differences if d.check == "fills"]
@@ -161,7 +144,7 @@ def test_an_altered_feature_hash_is_reported_naming_its_bar(copy):
         "(SELECT id FROM iterations WHERE symbol = 'ETH' ORDER BY id LIMIT 1 OFFSET 40)",
     )
     journal = LiveJournal(f"sqlite:///{path}")
-    report = session_parity(journal, session_id, members=[Flip()])
+    report = session_parity(journal, session_id, members=[MinuteFlip(period=20)])
     assert report.count("features").differences == 1
     (diff,) = report.differences
     expected_bar = pd.Timestamp("2024-01-01T00:40:00Z").isoformat()
@@ -184,7 +167,7 @@ def test_a_changed_decision_is_reported_naming_the_field(copy):
         ).fetchone()
     _alter(path, f"UPDATE decisions SET tier = 'low' WHERE id = {decision_id}")
     journal = LiveJournal(f"sqlite:///{path}")
-    report = session_parity(journal, session_id, members=[Flip()])
+    report = session_parity(journal, session_id, members=[MinuteFlip(period=20)])
     assert report.count("decisions").differences == 1
     (diff,) = report.differences
     assert (diff.check, diff.symbol, diff.field) == ("decisions", "BTC", "tier")
@@ -201,7 +184,7 @@ def test_an_altered_equity_snapshot_is_reported_naming_it(copy):
         "(SELECT id FROM positions WHERE symbol = 'ETH' ORDER BY id LIMIT 1 OFFSET 1)",
     )
     journal = LiveJournal(f"sqlite:///{path}")
-    report = session_parity(journal, session_id, members=[Flip()])
+    report = session_parity(journal, session_id, members=[MinuteFlip(period=20)])
     assert report.count("equity").differences == 1
     (diff,) = report.differences
     assert (diff.check, diff.symbol, diff.field) == ("equity", "ETH", "equity")
@@ -222,7 +205,7 @@ def test_an_unknown_session_is_refused_naming_it(copy):
     path, _ = copy
     journal = LiveJournal(f"sqlite:///{path}")
     with pytest.raises(JournalError, match="no session 'nope'"):
-        session_parity(journal, "nope", members=[Flip()])
+        session_parity(journal, "nope", members=[MinuteFlip(period=20)])
     journal.close()
 
 

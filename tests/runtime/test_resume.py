@@ -18,8 +18,7 @@ from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine, ReconcileError
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, two_symbol_bars
-from tests.runtime.test_crash import Scripted
+from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
 
 N_BARS = 90
 
@@ -40,12 +39,12 @@ def _engine(journal, config=None, *, resume=False, member=None):
     config = config or _config()
     feed = ReplayFeed(two_symbol_bars(N_BARS, 3), config.symbols, "1m", config.staleness)
     broker = PaperBroker(config.execution, config.symbols)
-    members = [member or Scripted()]
+    members = [member or MinuteFlip()]
     return Engine(config, journal, broker, members, feed, env={}, resume_book=resume)
 
 
 @dataclass(frozen=True)
-class Warmed(Scripted):
+class Warmed(MinuteFlip):
     """A member with a state of its own bar by bar (as an RL policy): ``warm`` logged."""
 
     warmed: list = field(default_factory=list)
