@@ -219,6 +219,17 @@ def env_execution(execution: ExecutionConfig | Mapping[str, Any] | None) -> Exec
     return config.model_copy(update={"engine": "event", "on_breach": on_breach})
 
 
+def held_bars(position: float, held: int, last_units: float) -> int:
+    """Bars the current position has been held after this bar: 0 when flat, one more while
+    on the same side as the last bar's ``last_units``, 1 on a new or flipped position (the
+    observation's ``held`` field, shared by ``TradingEnv`` and the live policy's book)."""
+    if position == 0.0:
+        return 0
+    if held and (position > 0.0) == (last_units > 0.0):
+        return held + 1
+    return 1
+
+
 def rule_limits(config: ExecutionConfig) -> tuple[float, float]:
     """``(daily, total)`` loss-limit fractions of the config's first ``daily_loss_limit``
     and ``total_loss_limit`` rules, NaN where there is none (``portfolio_state``'s form)."""
@@ -602,12 +613,7 @@ class TradingEnv(gymnasium.Env):
         if equity > self._peak:
             self._peak = equity
         position = pf.position
-        if position == 0.0:
-            self._held = 0
-        elif self._held and (position > 0.0) == (self._last_units > 0.0):
-            self._held += 1
-        else:
-            self._held = 1
+        self._held = held_bars(position, self._held, self._last_units)
         self._last_units = position
         self._t, self._k = i, self._k + 1
         self._targets[-1] = self._target

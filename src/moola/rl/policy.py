@@ -52,7 +52,7 @@ import pandas as pd
 from moola.core.errors import ConfigError
 from moola.features.featureset import FeatureSetSpec
 from moola.features.scaling import Scaler
-from moola.rl.env import rule_limits
+from moola.rl.env import held_bars, rule_limits
 from moola.rl.observations import PORTFOLIO_FIELDS, StepObservations, portfolio_state
 from moola.rl.spaces import ActionCodec, action_codec
 from moola.sim.broker import Bar, Broker
@@ -148,12 +148,7 @@ class _Book:
         if equity > self._peak:
             self._peak = equity
         position = broker.portfolio.position
-        if position == 0.0:
-            self._held = 0
-        elif self._held and (position > 0.0) == (self._last_units > 0.0):
-            self._held += 1
-        else:
-            self._held = 1
+        self._held = held_bars(position, self._held, self._last_units)
         self._last_units = position
         halted = broker.state.halted if self._may_halt else None
         return equity <= 0.0 or halted is not None
