@@ -34,6 +34,7 @@ PG_SKIP = (
     '(eval "$(scripts/ci_postgres.sh start)" starts one)'
 )
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -415,6 +416,112 @@ def test_record_step_writes_the_bars_fills_positions_and_events_with_it_or_nothi
     [recorded] = journal.events(kind="denied")
     assert recorded["payload"] == {"decision_id": decided, "symbol": "BTC-USD"}
     assert journal.get_state("engine") == {"bar": 2}
+
+
+def _step(symbol, bar_time, decision, intents=(), **more):
+    return {
+        "symbol": symbol,
+        "bar_time": bar_time,
+        "feature_hash": "fh",
+        "bar": {"close": 1.0},
+        "outputs": [],
+        "decision": decision,
+        "intents": list(intents),
+        **more,
+    }
+
+
+def test_record_steps_journals_a_groups_decisions_all_or_nothing(journal):
+    """The engine's one transaction per bar time: every symbol's step of the group and the
+    state after them land together, or (one step refused) none of them, not the first."""
+    session = journal.start_session("paper", {}, "h")
+    buy = {"probability": 0.8, "tier": "high", "signal": 1, "action": "order", "reasons": []}
+    flat = {"signal": 0, "action": "none", "reasons": []}
+    bad = [
+        _step("BTC-USD", T0, buy, [_intent("c-1")]),
+        _step("ETH-USD", T0, buy, [_intent("c-2", symbol="ETH-USD")]),
+        _step("BTC-USD", T0, flat),  # the same bar twice: refused in the transaction
+    ]
+    with pytest.raises(JournalError, match=r"BTC-USD bar at .* before"):
+        journal.record_steps(session, bad, state={"engine": {"bars": 3}})
+    assert journal.signals(include_flat=True).empty and journal.get_state("engine") is None
+    assert journal.intent_status("c-1") is None and journal.intent_status("c-2") is None
+
+    ids = journal.record_steps(session, [*bad[:2], _step("SOL-USD", T0, flat)], {"engine": 1})
+    assert len(ids) == 3 and len({d for _, d in ids}) == 3
+    rows = journal.signals(include_flat=True)
+    assert list(rows["symbol"]) == ["BTC-USD", "ETH-USD", "SOL-USD"]
+    assert list(rows["decision_id"]) == [d for _, d in ids]
+    assert list(rows["status"].fillna("-")) == ["pending", "pending", "-"]
+    assert journal.get_state("engine") == 1
+    with pytest.raises(ConfigError, match="client order id twice"):
+        journal.record_steps(
+            session,
+            [
+                _step("BTC-USD", T1, buy, [_intent("c-9")]),
+                _step("ETH-USD", T1, buy, [_intent("c-9")]),
+            ],
+        )
+    undecided = _step("ETH-USD", T1, buy)
+    del undecided["decision"]
+    with pytest.raises(ConfigError, match=r"steps\[1\] has missing decision"):
+        journal.record_steps(
+            session,
+            [_step("BTC-USD", T1, buy), undecided],
+        )
+    with pytest.raises(ConfigError, match="non-empty list"):
+        journal.record_steps(session, [])
+    assert len(journal.signals(include_flat=True)) == 3  # nothing of the refused groups
+
+
+def test_a_fill_and_its_final_status_land_in_one_transaction_or_neither(journal):
+    """A broker's final answer on an order (a limit IOC filled 0.5 of 2, the rest
+    expired): the fill (which marks the intent filled) and the final status after it are
+    journaled with the bar's decisions, so no crash can keep one without the other."""
+    session = journal.start_session("live", {}, "h")
+    buy = {"probability": 0.8, "tier": "high", "signal": 1, "action": "order", "reasons": []}
+    journal.record_step(session, "BTC-USD", T0, "fh", {}, [], buy, [_intent("c-1", qty=2.0)])
+    journal.mark_intent("c-1", "acknowledged", broker_order_id="b-1")
+    later = T0 + timedelta(minutes=1)
+    fill = {"fill_id": "f-1", "client_order_id": "c-1", "symbol": "BTC-USD", "qty": 0.5}
+    fill |= {"price": 10.0, "fee": 0.01, "time": later}
+    expired = {"client_order_id": "c-1", "status": "expired", "detail": "filled 0.5 of 2"}
+    hold = {"signal": 0, "action": "none", "reasons": []}
+    broken = _step("ETH-USD", later, hold, [_intent("c-1")])  # refused: c-1 is known
+    with pytest.raises(JournalError, match="'c-1' was recorded before"):
+        journal.record_steps(
+            session, [_step("BTC-USD", later, hold, fills=[fill], marks=[expired]), broken]
+        )
+    assert journal.fills() == [] and journal.intent_status("c-1") == "acknowledged"
+    journal.record_steps(session, [_step("BTC-USD", later, hold, fills=[fill], marks=[expired])])
+    assert [f["qty"] for f in journal.fills("c-1")] == [0.5]
+    [row] = journal.intents_by_status(["expired"])
+    assert row == {"client_order_id": "c-1", "symbol": "BTC-USD", "status": "expired",
+                   "session_id": session}  # fmt: skip
+    moves = [
+        (e["payload"]["from"], e["payload"]["to"]) for e in journal.events(kind="intent_status")
+    ]
+    assert moves[-2:] == [("acknowledged", "filled"), ("filled", "expired")]
+
+
+def test_intents_by_status_reads_the_working_ones_of_every_session(journal):
+    buy = {"probability": 0.8, "tier": "high", "signal": 1, "action": "order", "reasons": []}
+    one = journal.start_session("live", {}, "h")
+    two = journal.start_session("live", {}, "h")
+    journal.record_step(one, "BTC-USD", T0, "fh", {}, [], buy, [_intent("a")])
+    journal.record_step(one, "ETH-USD", T0, "fh", {}, [], buy, [_intent("b", symbol="ETH-USD")])
+    journal.record_step(two, "BTC-USD", T0, "fh", {}, [], buy, [_intent("c")])
+    journal.mark_intent("a", "acknowledged")
+    journal.mark_intent("b", "filled")
+    journal.mark_intent("c", "partially_filled")
+    working = journal.intents_by_status(("sent", "acknowledged", "partially_filled"))
+    assert [(r["client_order_id"], r["symbol"], r["session_id"]) for r in working] == [
+        ("a", "BTC-USD", one),
+        ("c", "BTC-USD", two),
+    ]
+    assert journal.intents_by_status([]) == []
+    with pytest.raises(ConfigError, match="'open'"):
+        journal.intents_by_status(["acknowledged", "open"])
 
 
 def test_get_state_sees_a_value_another_connection_wrote(journal, open_journal):

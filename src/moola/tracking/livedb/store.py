@@ -22,8 +22,9 @@ replaced or, for writes, made read-only: ``JournalError``), since a held connect
 would otherwise go on writing into an unlinked file. A reconnection after an error
 opens the file with ``mode=rw``: a removed file is an error, never a new empty database.
 
-The loop's hot path (``record_step``, ``mark_intent``, ``get_state``, ``intent_status``)
-is written with SQLAlchemy Core statements, not the ORM unit of work. ``get_state`` keeps
+The loop's hot path (``record_steps``: a bar time's decisions of every symbol in one
+transaction; ``mark_intent``, ``get_state``, ``intent_status``) is written with
+SQLAlchemy Core statements, not the ORM unit of work. ``get_state`` keeps
 the values it read or wrote and, on SQLite, reads again only when ``PRAGMA
 data_version`` says another connection (another process: ``moola live kill``) has
 committed since: a check of a few microseconds before every order instead of a read
@@ -44,6 +45,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -297,6 +299,18 @@ def _check_keys(record: Mapping[str, Any], what: str, required: set, allowed: se
 
 def _row(obj: Any) -> dict[str, Any]:
     return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
+
+
+@dataclass(frozen=True)
+class _StepWork:
+    """One checked step of ``record_steps``: ``write(conn) -> (iteration id, decision
+    id)`` inside the transaction, and the client order ids of its intents."""
+
+    write: Callable[[Connection], tuple[int, int]]
+    intent_ids: list[Any]
+
+    def __call__(self, conn: Connection) -> tuple[int, int]:
+        return self.write(conn)
 
 
 class LiveJournal:
@@ -631,26 +645,115 @@ class LiveJournal:
         outputs, the decision and its order intents (each as in the methods above), and
         the ``state`` entries given (key -> JSON value, as :meth:`set_state`: e.g. the
         engine's "this bar is decided"). Returns (iteration id, decision id). All or
-        nothing, and one durable commit (one fsync) instead of four or more: the fast path
-        of the engine's loop, and no moment where the decision is recorded but the state
-        saying so is not.
+        nothing, and one durable commit (one fsync) instead of four or more, and no
+        moment where the decision is recorded but the state saying so is not.
 
         What else happened at this bar goes in the same transaction, written first:
         ``fills`` (as :meth:`record_fill`, each with its ``client_order_id``; the intent is
         marked filled), ``marks`` (as :meth:`mark_intent`: ``{"client_order_id",
-        "status", "broker_order_id", "detail"}``), ``positions`` (as
-        :meth:`record_position`) and ``events`` ((kind, payload), as
-        :meth:`record_event`; a payload whose ``decision_id`` is None gets this step's).
+        "status", "broker_order_id", "detail"}``, after the fills, so a final status
+        such as ``expired`` is the one kept), ``positions`` (as :meth:`record_position`)
+        and ``events`` ((kind, payload), as :meth:`record_event`; a payload whose
+        ``decision_id`` is None gets this step's). :meth:`record_steps` with one step.
         """
-        iteration_work = self._iteration_work(session_id, symbol, bar_time, feature_hash, bar)
-        members_work = self._members_work(outputs)
-        decision_work = self._decision_work(decision)
+        step = {
+            "symbol": symbol,
+            "bar_time": bar_time,
+            "feature_hash": feature_hash,
+            "bar": bar,
+            "outputs": outputs,
+            "decision": decision,
+            "intents": intents,
+            "fills": fills,
+            "marks": marks,
+            "positions": positions,
+            "events": events,
+        }
+        return self.record_steps(session_id, [step], state)[0]
+
+    _STEP_KEYS = frozenset(
+        {
+            "symbol",
+            "bar_time",
+            "feature_hash",
+            "bar",
+            "outputs",
+            "decision",
+            "intents",
+            "fills",
+            "marks",
+            "positions",
+            "events",
+        }
+    )
+
+    def record_steps(
+        self,
+        session_id: str,
+        steps: Sequence[Mapping[str, Any]],
+        state: Mapping[str, Any] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Record several iterations -- the symbols' bars of one bar time, decided as a
+        group -- in ONE transaction and one durable commit: the group is journaled all or
+        nothing, so a restart finds either every decision of the group with the state
+        saying so, or none of them. Returns (iteration id, decision id) per step.
+
+        Each step is a mapping of :meth:`record_step`'s arguments: ``symbol``,
+        ``bar_time``, ``feature_hash``, ``bar``, ``outputs``, ``decision``, and optionally
+        ``intents``, ``fills``, ``marks``, ``positions``, ``events``. Steps are written in
+        order, each as :meth:`record_step` writes one (its fills, marks and positions
+        first), so a step's mark may name an intent an earlier step of the group
+        recorded. ``state`` (key -> JSON value) is written once, after every step. Every
+        input is checked (``ConfigError`` naming ``steps[i]``'s field) before the
+        transaction begins.
+        """
+        _text(session_id, "session_id")
+        if isinstance(steps, Mapping) or not isinstance(steps, Sequence) or not steps:
+            raise ConfigError(
+                "steps must be a non-empty list of steps (mappings of record_step's arguments).",
+                param="steps",
+            )
+        works = [self._step_work(session_id, step, f"steps[{k}]") for k, step in enumerate(steps)]
+        ids = [i for work in works for i in work.intent_ids]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"intents name a client order id twice: {ids}.", param="intents")
+        now = datetime.now(UTC)
+        state_values = [
+            (_text(key, "state key"), _jsonable(value)) for key, value in (state or {}).items()
+        ]
+
+        def work(conn: Connection) -> list[tuple[int, int]]:
+            out = [step_work(conn) for step_work in works]
+            for key, value in state_values:
+                self._put_state(conn, key, value, now)
+            if state_values:
+                crash_point("livedb.state_before_commit")
+            crash_point("livedb.step_before_commit")
+            return out
+
+        return self._write_core("record the iteration", work)
+
+    def _step_work(self, session_id: str, step: Mapping[str, Any], what: str) -> _StepWork:
+        """One step of :meth:`record_steps`, checked; what writes it in a transaction."""
+        _check_keys(
+            step,
+            what,
+            {"symbol", "bar_time", "feature_hash", "bar", "outputs", "decision"},
+            set(self._STEP_KEYS),
+        )
+        intents = step.get("intents") or ()
+        fills = step.get("fills") or ()
+        marks = step.get("marks") or ()
+        positions = step.get("positions") or ()
+        events = step.get("events") or ()
+        iteration_work = self._iteration_work(
+            session_id, step["symbol"], step["bar_time"], step["feature_hash"], step["bar"]
+        )
+        members_work = self._members_work(step["outputs"])
+        decision_work = self._decision_work(step["decision"])
         intent_works = [
             self._intent_work(intent, f"intents[{i}]") for i, intent in enumerate(intents)
         ]
-        ids = [self._intent_id(intent) for intent in intents]
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"intents name a client order id twice: {ids}.", param="intents")
         fill_values = [
             _fill_values(fill.get("client_order_id"), fill, f"fills[{i}]")
             for i, fill in enumerate(fills)
@@ -659,20 +762,14 @@ class LiveJournal:
         position_values = [
             _position_values(session_id, p, f"positions[{i}]") for i, p in enumerate(positions)
         ]
-        event_values = [
-            _event_values(session_id, kind, payload) for kind, payload in (events or ())
-        ]
-        now = datetime.now(UTC)
-        state_values = [
-            (_text(key, "state key"), _jsonable(value)) for key, value in (state or {}).items()
-        ]
+        event_values = [_event_values(session_id, kind, payload) for kind, payload in events]
 
         def work(conn: Connection) -> tuple[int, int]:
             for values in fill_values:
                 _insert_fill(conn, values, mark=True)
             if fill_values:
                 crash_point("livedb.fill_before_commit")
-            for values in mark_values:
+            for values in mark_values:  # after the fills: a final status stays final
                 _mark(conn, **values)
             if position_values:
                 conn.execute(insert(_POSITIONS), position_values)
@@ -687,14 +784,9 @@ class LiveJournal:
                 if "decision_id" in payload and payload["decision_id"] is None:
                     values = values | {"payload": payload | {"decision_id": decision_id}}
                 conn.execute(insert(_EVENTS), values)
-            for key, value in state_values:
-                self._put_state(conn, key, value, now)
-            if state_values:
-                crash_point("livedb.state_before_commit")
-            crash_point("livedb.step_before_commit")
             return iteration_id, decision_id
 
-        return self._write_core("record the iteration", work)
+        return _StepWork(work, [self._intent_id(intent) for intent in intents])
 
     # Each _*_work checks its input (ConfigError naming the field) before any transaction
     # starts, and returns what writes it inside one (Core statements on a Connection).
@@ -1005,6 +1097,30 @@ class LiveJournal:
                 select(_INTENTS.c.status).where(_INTENTS.c.client_order_id == client_order_id)
             ),
         )
+
+    def intents_by_status(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """The intents (of any session) whose status is one of ``statuses``, oldest first:
+        ``{"client_order_id", "symbol", "status", "session_id"}`` each. One indexed query
+        (``order_intents.status``), not a read of every decision: the engine asks it on
+        start for the orders a live broker may still hold. An unknown status is a
+        ``ConfigError`` naming it."""
+        wanted = [statuses] if isinstance(statuses, str) else list(statuses)
+        unknown = [s for s in wanted if s not in INTENT_STATUSES]
+        if unknown:
+            raise ConfigError(
+                f"statuses {unknown} are not intent statuses: use {', '.join(INTENT_STATUSES)}.",
+                param="statuses",
+            )
+        if not wanted:
+            return []
+        columns = ("client_order_id", "symbol", "status", "session_id")
+        query = (
+            select(*(_INTENTS.c[name] for name in columns))
+            .where(_INTENTS.c.status.in_(wanted))
+            .order_by(_INTENTS.c.id)
+        )
+        rows = self._read_core("read the intents by status", lambda c: c.execute(query).all())
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def pending_intents(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Intents recorded but not answered by the broker (status pending or sent), oldest
