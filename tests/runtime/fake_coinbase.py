@@ -18,8 +18,15 @@ speaks the documented request and response shapes of the endpoints the adapter u
   ``success: false`` with ``INSUFFICIENT_FUND``.
 - ``POST /orders/batch_cancel``, ``GET /orders/historical/batch`` (``product_ids``,
   ``order_status``, ``limit``/``cursor`` pages), ``GET /orders/historical/{id}``,
-  ``GET /orders/historical/fills``, ``GET /accounts``, ``GET /products/{id}`` (price and
-  increments) and ``GET /products/{id}/candles`` (newest first, as Coinbase sends them).
+  ``GET /orders/historical/fills`` (List Fills: ``order_ids``, ``trade_ids`` and
+  ``product_ids`` filter; ``start_sequence_timestamp`` keeps fills with a trade time after
+  it and ``end_sequence_timestamp`` those before it, RFC 3339; ``limit``/``cursor`` pages,
+  the response ``{"fills": [...], "cursor": ...}`` with no ``has_next``; newest first),
+  ``GET /accounts``, ``GET /products/{id}`` (price and increments) and ``GET
+  /products/{id}/candles`` (newest first, as Coinbase sends them).
+- Every request's query parameters are checked against the ones the endpoint documents
+  (``QUERY``): an unknown one is refused ``400 INVALID_ARGUMENT`` naming it, so a misspelt
+  filter cannot pass a test by being ignored.
 - Public, unsigned (no JWT checked): ``GET /time`` (the exchange's clock, ``now``; None:
   the real time) and ``GET /market/products/{id}/candles``, which, like Coinbase, also
   sends the bar still forming at ``now``: as a partial candle (its open as every price,
@@ -38,6 +45,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -49,6 +57,53 @@ from moola.runtime.brokers.coinbase import GRANULARITIES
 PREFIX = "/api/v3/brokerage"
 PUBLIC = ("/api/v3/brokerage/time",)
 PUBLIC_PREFIX = "/api/v3/brokerage/market/"
+
+_CANDLES = frozenset({"start", "end", "granularity", "limit"})
+#: The query parameters each GET endpoint documents (docs.cdp.coinbase.com,
+#: api-reference/advanced-trade-api/rest-api/...): (route kind, names).
+QUERY: dict[str, frozenset[str]] = {
+    "time": frozenset(),
+    "market_candles": _CANDLES,
+    "candles": _CANDLES,
+    "product": frozenset({"get_tradability_status"}),
+    "accounts": frozenset({"limit", "cursor", "retail_portfolio_id"}),
+    "fills": frozenset(
+        {
+            "order_ids",
+            "trade_ids",
+            "product_ids",
+            "start_sequence_timestamp",
+            "end_sequence_timestamp",
+            "retail_portfolio_id",
+            "limit",
+            "cursor",
+            "sort_by",
+        }
+    ),
+    "orders": frozenset(
+        {
+            "order_ids",
+            "product_ids",
+            "product_type",
+            "order_status",
+            "time_in_forces",
+            "order_types",
+            "order_side",
+            "start_date",
+            "end_date",
+            "order_placement_source",
+            "contract_expiry_type",
+            "asset_filters",
+            "retail_portfolio_id",
+            "limit",
+            "cursor",
+            "sort_by",
+            "user_native_currency",
+            "use_simplified_total_value_calculation",
+        }
+    ),
+    "order": frozenset({"client_order_id", "user_native_currency"}),
+}
 
 
 @dataclass
@@ -179,10 +234,16 @@ class FakeCoinbase:
 
     def handle(self, method: str, path: str, query: dict, body: Any) -> tuple[int, dict]:
         with self._lock:
-            return self._route(method, path, query, body)
+            try:
+                return self._route(method, path, query, body)
+            except _Refused as exc:
+                return 400, {"error": "INVALID_ARGUMENT", "message": str(exc)}
 
     def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, dict]:
         sub = path[len(PREFIX) :]
+        refused = _unknown_query(method, sub, query)
+        if refused:
+            return 400, {"error": "INVALID_ARGUMENT", "message": refused}
         if method == "GET" and sub == "/time":
             now = self.clock()
             iso = (
@@ -267,7 +328,7 @@ class FakeCoinbase:
                 },
             }
         order_id = str(uuid.uuid4())
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        now = _rfc3339(self.clock())
         order = {
             "order_id": order_id,
             "product_id": product,
@@ -294,25 +355,34 @@ class FakeCoinbase:
             order.update(status="FILLED", filled_size=str(size), average_filled_price=str(price))
             if size < ordered:  # IOC: what the book could not take is cancelled
                 order["status"] = "CANCELLED"
-            self.fills.append(
-                {
-                    "entry_id": str(uuid.uuid4()),
-                    "trade_id": str(uuid.uuid4()),
-                    "order_id": order_id,
-                    "trade_time": now,
-                    "trade_type": "FILL",
-                    "price": str(price),
-                    "size": str(size),
-                    "commission": str(fee),
-                    "product_id": product,
-                    "sequence_timestamp": now,
-                    "liquidity_indicator": "TAKER",
-                    "size_in_quote": False,
-                    "user_id": "test-user",
-                    "side": side,
-                }
-            )
+            self.add_fill(order, size, price, fee)
         return 200, self._success(order)
+
+    def add_fill(
+        self, order: dict, size: float, price: float, fee: float, at: float | None = None
+    ) -> dict:
+        """Record one fill of ``order`` (a List Fills entry, its documented fields) at
+        epoch second ``at`` (default: the exchange's clock); returns it."""
+        stamp = _rfc3339(self.clock() if at is None else at)
+        fill = {
+            "entry_id": str(uuid.uuid4()),
+            "trade_id": str(uuid.uuid4()),
+            "order_id": order["order_id"],
+            "trade_time": stamp,
+            "trade_type": "FILL",
+            "price": str(price),
+            "size": str(size),
+            "commission": str(fee),
+            "product_id": order["product_id"],
+            "sequence_timestamp": stamp,
+            "liquidity_indicator": "TAKER",
+            "size_in_quote": False,
+            "user_id": "test-user",
+            "side": order["side"],
+            "retail_portfolio_id": "",
+        }
+        self.fills.append(fill)
+        return fill
 
     @staticmethod
     def _success(order: dict) -> dict:
@@ -339,6 +409,8 @@ class FakeCoinbase:
     def _page(self, items: list, query: dict) -> tuple[list, str, bool]:
         start = int(query.get("cursor", ["0"])[0] or 0)
         size = int(query.get("limit", ["100"])[0])
+        if size <= 0:
+            raise _Refused(f"limit must be positive; got {size}")
         end = start + size
         return items[start:end], (str(end) if end < len(items) else ""), end < len(items)
 
@@ -354,12 +426,20 @@ class FakeCoinbase:
         return {"orders": page, "sequence": "0", "has_next": more, "cursor": cursor}
 
     def _list_fills(self, query: dict) -> dict:
-        fills = list(self.fills)
-        if "order_ids" in query:
-            fills = [f for f in fills if f["order_id"] in query["order_ids"]]
+        """List Fills as documented: filters ``order_ids``, ``trade_ids``, ``product_ids``
+        (each repeatable), ``start_sequence_timestamp`` (trade time after it) and
+        ``end_sequence_timestamp`` (before it); newest first; ``cursor`` pages."""
+        fills = sorted(self.fills, key=lambda f: _parse_time(f["trade_time"]), reverse=True)
+        for name, key in (("order_ids", "order_id"), ("trade_ids", "trade_id"),
+                          ("product_ids", "product_id")):  # fmt: skip
+            if name in query:
+                fills = [f for f in fills if f[key] in query[name]]
         if "start_sequence_timestamp" in query:
-            since = query["start_sequence_timestamp"][0]
-            fills = [f for f in fills if f["sequence_timestamp"] >= since]
+            start = _parse_time(query["start_sequence_timestamp"][0])
+            fills = [f for f in fills if _parse_time(f["trade_time"]) > start]
+        if "end_sequence_timestamp" in query:
+            end = _parse_time(query["end_sequence_timestamp"][0])
+            fills = [f for f in fills if _parse_time(f["trade_time"]) < end]
         page, cursor, _ = self._page(fills, query)
         return {"fills": page, "cursor": cursor}
 
@@ -400,6 +480,66 @@ class FakeCoinbase:
         start, end = int(query["start"][0]), int(query["end"][0])
         rows = [c for c in self.candles.get(product, []) if start <= int(c["start"]) <= end]
         return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:350]}
+
+
+class _Refused(Exception):
+    """A request Coinbase answers 400 INVALID_ARGUMENT (the message says why)."""
+
+
+def _rfc3339(epoch: float) -> str:
+    """Epoch seconds as Coinbase writes a time: RFC 3339, UTC, microseconds."""
+    whole = int(epoch // 1)
+    micros = round((epoch - whole) * 1e6)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def _parse_time(text: str) -> datetime:
+    """An RFC 3339 time of a request or a record; a bad one is refused (400)."""
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise _Refused(f"{text!r} is not an RFC 3339 timestamp") from None
+    if stamp.tzinfo is None:
+        raise _Refused(f"{text!r} has no time zone (RFC 3339 needs one)")
+    return stamp
+
+
+def _route_kind(method: str, sub: str) -> str | None:
+    """Which ``QUERY`` entry a GET path is (None: not a GET the fake serves)."""
+    if method != "GET":
+        return None
+    if sub == "/time":
+        return "time"
+    if sub.startswith("/market/products/") and sub.endswith("/candles"):
+        return "market_candles"
+    if sub == "/orders/historical/fills":
+        return "fills"
+    if sub == "/orders/historical/batch":
+        return "orders"
+    if sub.startswith("/orders/historical/"):
+        return "order"
+    if sub == "/accounts":
+        return "accounts"
+    if sub.startswith("/products/") and sub.endswith("/candles"):
+        return "candles"
+    if sub.startswith("/products/"):
+        return "product"
+    return None
+
+
+def _unknown_query(method: str, sub: str, query: dict) -> str:
+    """Why the query is refused: a parameter the endpoint does not document ("" if none)."""
+    kind = _route_kind(method, sub)
+    allowed = QUERY.get(kind, frozenset()) if kind else frozenset()
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        return (
+            f"unknown query parameter(s) {', '.join(unknown)} for {method} {sub}; "
+            f"documented: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    return ""
 
 
 def _sizes_refused(kind: str, side: str, spec: Any) -> str:

@@ -250,6 +250,123 @@ def test_refusals_raise_with_coinbases_message_and_are_not_retried(fake, broker,
     assert fake.calls("POST", "/orders") == 2 and sleeps == [] and fake.creates == 0
 
 
+# ---------------------------------------------------------------------- fills
+
+
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC, the fake exchange's clock in the fills tests
+
+
+def _foreign_history(fake, n: int) -> None:
+    """``n`` fills of an order placed elsewhere (a long account history), one per second
+    before T0."""
+    order = {"order_id": "elsewhere", "product_id": "BTC-USD", "client_order_id": "other",
+             "side": "SELL", "status": "FILLED"}  # fmt: skip
+    fake.orders["elsewhere"] = order
+    for k in range(n):
+        fake.add_fill(order, 0.001, 40_000.0, 0.1, at=T0 - 1_000 + k)
+
+
+def _fill_requests(fake) -> list[dict]:
+    return [q for m, p, q, _ in fake.requests if (m, p) == ("GET", "/orders/historical/fills")]
+
+
+def test_an_orders_fills_are_one_filtered_listing_however_long_the_history(fake, broker):
+    """Settling an order asks List Fills for that order only (``order_ids``), every page of
+    it, not the account's whole history: 600 fills of other orders cost nothing."""
+    fake.now = T0
+    _foreign_history(fake, 600)
+    ack = broker.submit(_buy("own-1", 0.02))
+    [fill] = broker.order_fills("own-1")
+    assert (fill.client_order_id, fill.qty, fill.price) == ("own-1", 0.02, 50_000.0)
+    assert fill.time == pd.Timestamp(T0, unit="s", tz="UTC")
+    [query] = _fill_requests(fake)
+    assert query == {"order_ids": [ack.broker_order_id], "limit": ["250"]}
+    assert fake.calls("GET", f"/orders/historical/{ack.broker_order_id}") == 0
+
+    order = fake.orders[ack.broker_order_id]  # an order filled in 300 more pieces: 2 pages
+    for k in range(300):
+        fake.add_fill(order, 0.0001, 50_000.0 + k, 0.01, at=T0 + 1 + k)
+    fake.requests.clear()
+    fills = broker.order_fills("own-1")
+    assert len(fills) == 301 and len(_fill_requests(fake)) == 2
+    assert [f.time for f in fills] == sorted(f.time for f in fills)  # oldest first
+    assert {f.client_order_id for f in fills} == {"own-1"}
+    assert len({f.fill_id for f in fills}) == 301
+    assert broker.order_fills("never-sent") == []
+
+
+def test_a_restarted_adapter_finds_the_order_by_its_client_id_before_its_fills(
+    fake, credentials, sleeps
+):
+    fake.now = T0
+    with CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials, sleep=sleeps) as a:
+        ack = a.submit(_buy("own-2", 0.01))
+    with CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials, sleep=sleeps) as b:
+        [fill] = b.order_fills("own-2")
+    assert fill.client_order_id == "own-2" and fill.qty == pytest.approx(0.01)
+    assert _fill_requests(fake)[-1]["order_ids"] == [ack.broker_order_id]
+
+
+def test_fills_since_keeps_a_fill_at_that_time_and_none_before(fake, broker):
+    """List Fills returns fills with a trade time *after* ``start_sequence_timestamp``;
+    ``fills(since)`` still gives the one at ``since`` itself."""
+    fake.balances["USD"] = 100_000.0
+    for k, at in enumerate((T0, T0 + 60, T0 + 120)):
+        fake.now = at
+        broker.submit(_buy(f"t-{k}", 0.01))
+    since = pd.Timestamp(T0 + 60, unit="s", tz="UTC")
+    fills = broker.fills(since=since)
+    assert [f.client_order_id for f in fills] == ["t-1", "t-2"]
+    assert _fill_requests(fake)[-1]["start_sequence_timestamp"] == ["2026-01-01T00:00:59.999999Z"]
+    assert [f.client_order_id for f in broker.fills(since="2026-01-01 00:02:00.000001")] == []
+    assert [f.client_order_id for f in broker.fills()] == ["t-0", "t-1", "t-2"]
+    with pytest.raises(ConfigError, match="since='soon' is not a time"):
+        broker.fills(since="soon")
+
+
+def test_a_listing_longer_than_the_page_cap_is_refused_not_cut(fake, broker, monkeypatch):
+    from moola.runtime.brokers import coinbase
+
+    _foreign_history(fake, 5)
+    monkeypatch.setattr(coinbase, "PAGE_LIMIT", 2)
+    monkeypatch.setattr(coinbase, "MAX_PAGES", 2)
+    with pytest.raises(BrokerError, match="more than 2 pages of fills; narrow the request"):
+        broker.fills()
+    monkeypatch.setattr(coinbase, "MAX_PAGES", 3)
+    assert len(broker.fills()) == 5  # 2 + 2 + 1
+
+
+def test_fake_list_fills_filters_as_documented_and_refuses_unknown_parameters(fake, broker):
+    """The fake honours List Fills' documented filters and refuses a parameter it does not
+    document (the Exchange API's singular ``order_id`` would otherwise be ignored and
+    answer with every fill)."""
+    _foreign_history(fake, 3)
+    path = "/orders/historical/fills"
+    everything = broker._call("GET", path)["fills"]
+    assert [f["trade_time"] for f in everything] == sorted(
+        (f["trade_time"] for f in everything), reverse=True
+    )  # newest first
+    one = everything[1]
+    by_trade = broker._call("GET", path, params={"trade_ids": [one["trade_id"]]})["fills"]
+    assert by_trade == [one]
+    window = {"start_sequence_timestamp": everything[2]["trade_time"],
+              "end_sequence_timestamp": everything[0]["trade_time"]}  # fmt: skip
+    assert broker._call("GET", path, params=window)["fills"] == [one]  # both ends exclusive
+    assert broker._call("GET", path, params={"product_ids": ["ETH-USD"]})["fills"] == []
+    with pytest.raises(BrokerError, match=r"INVALID_ARGUMENT: unknown query parameter.*order_id"):
+        broker._call("GET", path, params={"order_id": "elsewhere"})
+    with pytest.raises(BrokerError, match="INVALID_ARGUMENT: 'yesterday' is not an RFC 3339"):
+        broker._call("GET", path, params={"start_sequence_timestamp": "yesterday"})
+    with pytest.raises(BrokerError, match=r"INVALID_ARGUMENT: unknown query parameter.*since"):
+        broker._call("GET", "/accounts", params={"since": "x"})
+
+
+def test_the_coinbase_adapter_settles_its_own_orders(broker):
+    from moola.runtime.brokers.base import SettlingBroker
+
+    assert isinstance(broker, SettlingBroker)
+
+
 # ---------------------------------------------------------------------- retries
 
 

@@ -126,8 +126,9 @@ class OrderStatus:
 
     A broker whose orders can end without a fill the engine sees (a live exchange) offers
     ``order_status(client_order_id) -> OrderStatus | None`` (None: it holds no such
-    order); the engine asks it each bar for the orders it still holds as working and
-    journals the final state, so an order that will never fill is not left "accepted"."""
+    order) and ``order_fills(client_order_id)`` (:class:`SettlingBroker`); the engine asks
+    it each bar for the orders it still holds as working and journals the final state, so
+    an order that will never fill is not left "accepted"."""
 
     client_order_id: str
     state: Literal["open", "filled", "cancelled", "expired", "rejected"]
@@ -174,4 +175,21 @@ class BrokerAdapter(Protocol):
 
     def balances(self) -> dict[str, float]:
         """Currency -> amount, with ``"equity"`` the account's value in the quote currency."""
+        ...
+
+
+@runtime_checkable
+class SettlingBroker(Protocol):
+    """A broker whose orders end at the exchange, where the engine does not see them fill
+    (Coinbase): besides :class:`BrokerAdapter`, it says what became of an order and gives
+    that one order's fills, so settling an order never reads the account's whole history.
+    A paper broker reports its fills itself as bars pass and need not offer these."""
+
+    def order_status(self, client_order_id: str) -> OrderStatus | None:
+        """What became of the order placed for ``client_order_id`` (None: no such order)."""
+        ...
+
+    def order_fills(self, client_order_id: str) -> list[BrokerFill]:
+        """The fills of the order placed for ``client_order_id``, oldest first (``[]``: no
+        such order, or none filled)."""
         ...

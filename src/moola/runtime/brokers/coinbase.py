@@ -4,7 +4,8 @@ Endpoints used (``/api/v3/brokerage/...``): ``POST orders`` (create, with our
 ``client_order_id`` and an ``order_configuration`` of ``sor_limit_ioc`` for a market buy,
 ``market_market_ioc`` for a market sell, ``limit_limit_gtc`` for a limit order), ``POST
 orders/batch_cancel``, ``GET orders/historical/batch`` (open orders; the look-up by client
-id), ``GET orders/historical/{order_id}``, ``GET orders/historical/fills``, ``GET
+id), ``GET orders/historical/{order_id}``, ``GET orders/historical/fills`` (one order's fills
+with ``order_ids``, the account's since a time with ``start_sequence_timestamp``), ``GET
 accounts``, ``GET products/{id}`` (the last price, for equity and a buy's price cap) and
 ``GET products/{id}/candles``. :class:`CoinbasePublicMarket` reads the public, unsigned
 market data a polling bar feed needs: ``GET time`` (the exchange's clock) and ``GET
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 API = "/api/v3/brokerage"
 MAX_CANDLES = 350  # per candles request (Coinbase's cap)
 MAX_LOOKUP_PAGES = 5  # pages of recent orders searched for a client id before a retry
+MAX_PAGES = 100  # pages of a listing read before it is refused as too long (_pages)
+PAGE_LIMIT = 250  # items asked per page of a listing
 GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase name, seconds)
     "1m": ("ONE_MINUTE", 60),
     "5m": ("FIVE_MINUTE", 300),
@@ -208,8 +211,23 @@ class _CoinbaseREST:
             f"Coinbase {endpoint} failed after {self.max_retries + 1} attempt(s); last: {last}."
         )
 
-    def _pages(self, path: str, key: str, params: dict[str, Any], max_pages: int = 100) -> list:
-        """Every item under ``key`` across cursor pages."""
+    def _pages(
+        self,
+        path: str,
+        key: str,
+        params: dict[str, Any],
+        max_pages: int | None = None,
+        *,
+        complete: bool = True,
+    ) -> list:
+        """Every item under ``key`` across cursor pages (a page's ``cursor`` asks for the
+        next; an empty one, or ``has_next: false`` where the endpoint sends it, ends).
+
+        ``complete``: the caller needs every item, so a listing still going on after
+        ``max_pages`` pages raises ``BrokerError`` instead of answering with a part of it;
+        otherwise (a search of the most recent items) the first pages are the answer.
+        ``max_pages`` defaults to ``MAX_PAGES``."""
+        max_pages = MAX_PAGES if max_pages is None else max_pages
         items: list = []
         params = dict(params)
         for _ in range(max_pages):
@@ -217,8 +235,13 @@ class _CoinbaseREST:
             items.extend(data.get(key) or [])
             cursor = data.get("cursor") or ""
             if not cursor or data.get("has_next") is False:
-                break
+                return items
             params["cursor"] = cursor
+        if complete:
+            raise BrokerError(
+                f"Coinbase GET {path} lists more than {max_pages} pages of {key}; narrow the "
+                "request (a start time, an order id) instead of reading part of it."
+            )
         return items
 
     def _candles(
@@ -430,10 +453,13 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
 
     def _find_order(self, client_order_id: str, product_id: str | None = None) -> dict | None:
         """The most recent orders (of ``product_id``) searched for ``client_order_id``."""
-        params: dict[str, Any] = {"limit": 250}
+        params: dict[str, Any] = {"limit": PAGE_LIMIT}
         if product_id:
             params["product_ids"] = [product_id]
-        for order in self._pages("/orders/historical/batch", "orders", params, MAX_LOOKUP_PAGES):
+        recent = self._pages(
+            "/orders/historical/batch", "orders", params, MAX_LOOKUP_PAGES, complete=False
+        )
+        for order in recent:
             if order.get("client_order_id") == client_order_id:
                 self._client_ids[str(order.get("order_id"))] = client_order_id
                 return order
@@ -497,7 +523,9 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
 
     def open_orders(self) -> list[OrderIntent]:
         """Coinbase's open orders, as intents (the quantity not yet filled)."""
-        orders = self._pages("/orders/historical/batch", "orders", {"order_status": ["OPEN"]})
+        orders = self._pages(
+            "/orders/historical/batch", "orders", {"order_status": ["OPEN"], "limit": PAGE_LIMIT}
+        )
         out = []
         for order in orders:
             if order.get("status") not in _OPEN_STATUSES:
@@ -531,7 +559,7 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
     def accounts(self) -> dict[str, float]:
         """Currency -> available + held balance, for every account."""
         out: dict[str, float] = {}
-        for account in self._pages("/accounts", "accounts", {"limit": 250}):
+        for account in self._pages("/accounts", "accounts", {"limit": PAGE_LIMIT}):
             currency = str(account.get("currency"))
             amount = _float((account.get("available_balance") or {}).get("value"))
             amount += _float((account.get("hold") or {}).get("value"))
@@ -561,31 +589,70 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
         return out
 
     def fills(self, since: Any = None) -> list[BrokerFill]:
-        """Fills at or after ``since`` (all Coinbase lists when None), oldest first."""
-        params: dict[str, Any] = {"limit": 250}
+        """Fills at or after ``since`` (all Coinbase lists when None), oldest first.
+
+        Every page of the account's fills since then is read (``GET
+        orders/historical/fills`` with ``start_sequence_timestamp``), and each fill of an
+        order this adapter did not place asks Coinbase for that order's client id: on a
+        long history, give ``since``, or ask :meth:`order_fills` for one order's fills."""
+        params: dict[str, Any] = {"limit": PAGE_LIMIT}
+        start = None
         if since is not None:
-            params["start_sequence_timestamp"] = _rfc3339(since)
-        out = []
-        for fill in self._pages("/orders/historical/fills", "fills", params):
-            order_id = str(fill.get("order_id"))
-            price = _float(fill.get("price"))
-            size = _float(fill.get("size"))
-            if fill.get("size_in_quote") and price > 0:
-                size = size / price
-            sign = 1.0 if str(fill.get("side")).upper() == "BUY" else -1.0
-            out.append(
-                BrokerFill(
-                    fill_id=str(fill.get("entry_id") or fill.get("trade_id")),
-                    client_order_id=self._client_id(order_id),
-                    symbol=str(fill.get("product_id")),
-                    qty=sign * size,
-                    price=price,
-                    fee=_float(fill.get("commission")),
-                    time=_time(fill.get("trade_time")),
-                )
-            )
-        out.sort(key=lambda f: f.time)
+            start = _utc(since)
+            # Coinbase returns fills "with a trade time after" the start: ask from a
+            # microsecond before, so a fill at ``since`` itself is not left out
+            params["start_sequence_timestamp"] = _rfc3339(start - pd.Timedelta(microseconds=1))
+        out = [
+            self._fill_of(fill, self._client_id(str(fill.get("order_id"))))
+            for fill in self._pages("/orders/historical/fills", "fills", params)
+        ]
+        if start is not None:
+            out = [f for f in out if f.time is None or f.time >= start]
+        out.sort(key=lambda f: (f.time is None, f.time or 0))
         return out
+
+    def order_fills(self, client_order_id: str) -> list[BrokerFill]:
+        """The fills of the order placed for ``client_order_id``, oldest first (``[]`` when
+        Coinbase holds no order under that id).
+
+        One filtered listing (``GET orders/historical/fills?order_ids=<its order id>``, every
+        page of it), however long the account's history: what the engine asks when an
+        order it holds as working ends, instead of reading every fill there is."""
+        seen = self._acks.get(client_order_id)
+        order_id = seen[1].broker_order_id if seen else None
+        if not order_id:
+            order = self._find_order(client_order_id)
+            if order is None:
+                return []
+            order_id = str(order.get("order_id"))
+        self._client_ids[order_id] = client_order_id
+        params: dict[str, Any] = {"order_ids": [order_id], "limit": PAGE_LIMIT}
+        out = [
+            self._fill_of(fill, client_order_id)
+            for fill in self._pages("/orders/historical/fills", "fills", params)
+            if str(fill.get("order_id")) == order_id
+        ]
+        out.sort(key=lambda f: (f.time is None, f.time or 0))
+        return out
+
+    @staticmethod
+    def _fill_of(fill: Mapping[str, Any], client_order_id: str) -> BrokerFill:
+        """One List Fills entry as a :class:`BrokerFill` (``size`` in base units: a size
+        given in the quote currency, ``size_in_quote``, is divided by the price)."""
+        price = _float(fill.get("price"))
+        size = _float(fill.get("size"))
+        if fill.get("size_in_quote") and price > 0:
+            size = size / price
+        sign = 1.0 if str(fill.get("side")).upper() == "BUY" else -1.0
+        return BrokerFill(
+            fill_id=str(fill.get("entry_id") or fill.get("trade_id")),
+            client_order_id=client_order_id,
+            symbol=str(fill.get("product_id")),
+            qty=sign * size,
+            price=price,
+            fee=_float(fill.get("commission")),
+            time=_time(fill.get("trade_time")),
+        )
 
     def _client_id(self, order_id: str) -> str:
         known = self._client_ids.get(order_id)
@@ -733,11 +800,19 @@ def _epoch(value: Any, name: str) -> int:
     return int(stamp.timestamp())
 
 
+def _utc(value: Any) -> pd.Timestamp:
+    """A time (timestamp, datetime, text) as a UTC timestamp; naive means UTC."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"since={value!r} is not a time.") from None
+    if stamp is pd.NaT:
+        raise ConfigError(f"since={value!r} is not a time.")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def _rfc3339(value: Any) -> str:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _time(value: Any) -> pd.Timestamp | None:
