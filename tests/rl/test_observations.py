@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moola.core.errors import ConfigError
+from moola.data.schema import make_bars
 from moola.features import fit_scaler, load_feature_set
+from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.rl.observations import (
     BUILTIN_COLUMNS,
     PORTFOLIO_FIELDS,
+    CoarserWindows,
     ObservationSource,
+    StepCoarserWindows,
     portfolio_state,
 )
 from tests.conftest import random_walk_bars
@@ -280,3 +285,99 @@ def test_bankrupt_account_gives_finite_state():
     assert np.isfinite(state).all()
     assert state[1] == 0.0 and state[5] == 0.0 and state[6] == 0.0
     assert state[4] == pytest.approx(1.005)
+
+
+# --------------------------------------------------------------------------- coarser, live
+
+#: Features that read several rows (an SMA and an RSI) besides the one-bar returns.
+MULTI_ROW = FeatureSetSpec(
+    name="multi_row",
+    features=[
+        FeatureSpecEntry(name="sma", params={"period": 5}),
+        FeatureSpecEntry(name="rsi", params={"period": 3}),
+        FeatureSpecEntry(name="relative"),
+    ],
+)
+
+
+def _session_minutes(seed: int = 5) -> pd.DataFrame:
+    """1-minute bars of three sessions 14:30-21:00 UTC (Thursday, Friday, then Monday
+    over a weekend), about one minute in eight missing: coarse bars cut by session edges
+    (an hour that opens at 14:30), gaps inside them and empty ones overnight."""
+    rng = np.random.default_rng(seed)
+    days = [pd.Timestamp(d, tz="UTC") for d in ("2024-03-07", "2024-03-08", "2024-03-11")]
+    first, *rest = [pd.date_range(day + pd.Timedelta("14:30:00"), periods=390, freq="1min")
+                    for day in days]  # fmt: skip
+    stamps = first.append(rest)
+    stamps = stamps[rng.random(len(stamps)) > 0.125]
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, len(stamps))))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    wick = np.abs(rng.normal(0.0, 0.0005, len(stamps))) * close
+    high, low = np.maximum(open_, close) + wick, np.minimum(open_, close) - wick
+    volume = rng.integers(1, 100, len(stamps)).astype(float)
+    return make_bars(stamps, open_, high, low, close, volume, symbol="ES", timeframe="1m")
+
+
+@pytest.fixture(scope="module")
+def minutes():
+    return _session_minutes()
+
+
+#: (bars fixture, timescale, coarse window): a non-dividing 7m, the hour a session edge
+#: cuts, and the S&P 500's weeks (daily bars, holidays, weekends).
+COARSE_CASES = [
+    ("minutes", "5m", 4),
+    ("minutes", "7m", 3),
+    ("minutes", "15m", 3),
+    ("minutes", "1h", 2),
+    ("sp500_years", "7d", 4),
+]
+
+
+@pytest.fixture(scope="module")
+def sp500_years(sp500):
+    """Three years of the S&P 500's daily bars (real prices, holidays and weekends)."""
+    return sp500.iloc[:750].reset_index(drop=True)
+
+
+@pytest.mark.parametrize(("data", "timeframe", "window"), COARSE_CASES)
+def test_live_coarse_windows_equal_the_batch_ones_at_every_bar(request, data, timeframe, window):
+    """Bar by bar, the live window of each timescale is ``CoarserWindows``' window of the
+    same bar (None exactly before its first valid bar), equal to the last bit; the coarse
+    bar in progress is never in it, so truncating the bars after ``t`` changes nothing."""
+    bars = request.getfixturevalue(data)
+    batch = CoarserWindows(bars, timeframe, features=MULTI_ROW, window=window)
+    live = StepCoarserWindows(MULTI_ROW, timeframe, window, batch.scaler, bars["timeframe"][0])
+    windows = [live.update(bar) for bar in bars.to_dict("records")]
+    assert live.completed == int(batch.index[-1]) + 1  # every coarse bar closed by the last
+    first = batch.first_valid
+    assert all(w is None for w in windows[:first])
+    for t in range(first, len(bars)):
+        np.testing.assert_array_equal(windows[t], batch.window_at(t))
+    # No lookahead: at bars closing a coarse bar and the ones just before, the batch
+    # windows of the bars cut after t (the same scaler) are the same windows.
+    closing = np.flatnonzero(np.diff(batch.index) > 0) + 1
+    closing = closing[closing > first + 1]
+    rng = np.random.default_rng(0)
+    for t in sorted({int(closing[-1]), *rng.choice(closing, 3, replace=False).tolist()}):
+        for u in (t - 1, t):
+            cut = CoarserWindows(bars.iloc[: u + 1], timeframe, features=MULTI_ROW,
+                                 window=window, scaler=batch.scaler)  # fmt: skip
+            np.testing.assert_array_equal(cut.window_at(u), windows[u])
+        assert not np.array_equal(windows[t - 1], windows[t])  # t's close completed one
+
+
+def test_live_coarse_windows_refuse_bars_out_of_order(minutes):
+    batch = CoarserWindows(minutes, "5m", window=2)
+    live = StepCoarserWindows(None, "5m", 2, batch.scaler, "1m")
+    bars = minutes.to_dict("records")
+    live.update(bars[10])
+    with pytest.raises(ConfigError, match="move forward") as err:
+        live.update(bars[0])
+    assert err.value.param == "bar"
+    close_early = {**bars[11], "timestamp": pd.Timestamp("2024-03-07 14:44:30", tz="UTC")}
+    live.update(close_early)  # 14:44:30 + 1m closes the 14:40 bar
+    with pytest.raises(ConfigError, match="already closed"):
+        live.update({**bars[11], "timestamp": pd.Timestamp("2024-03-07 14:44:50", tz="UTC")})
+    with pytest.raises(ConfigError, match="not coarser"):
+        StepCoarserWindows(None, "1m", 2, batch.scaler, "1m")

@@ -47,12 +47,13 @@ def _record(env, algo="ppo", agent=None):
         "allow_short": env.codec.low < 0,
         "invalid_action": "mask",
         "symbol": env.symbol,
+        "timeframe": str(env.bars["timeframe"].iloc[0]),
         "observation": {
             "window": env.window,
             "columns": list(env.observation_columns),
             "feature_set": SPEC.model_dump(mode="json"),
-            "timescales": {},
-            "scalings": {"window": env.scaler.to_dict()},
+            "timescales": env.timescales,
+            "scalings": {key: scaler.to_dict() for key, scaler in env.scalers.items()},
         },
         "execution": env.execution.model_dump(mode="json"),
     }
@@ -109,12 +110,22 @@ def test_step_observations_equal_the_batch_windows():
             np.testing.assert_allclose(window, batch.window_at(t), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("space", ["target", "discrete12", "continuous"])
-def test_the_live_policy_sees_and_does_what_the_environment_does(space):
-    """Bar for bar, the live observation (window and the policy's own book) is the
-    environment's, and the targets decided are the episode's, with costs and latency 2."""
+@pytest.mark.parametrize(
+    ("space", "timescales"),
+    [
+        ("target", None),
+        ("discrete12", None),
+        ("continuous", None),
+        ("target", {"4h": 3, "1d": 2}),
+    ],
+    ids=["target", "discrete12", "continuous", "target-4h-1d"],
+)
+def test_the_live_policy_sees_and_does_what_the_environment_does(space, timescales):
+    """Bar for bar, the live observation (window, each coarser timescale's window and the
+    policy's own book) is the environment's, and the targets decided are the episode's,
+    with costs and latency 2."""
     bars = _bars()
-    env = _env(bars, action_space=space)
+    env = _env(bars, action_space=space, **({"timescales": timescales} if timescales else {}))
     column = list(env.observation_columns).index("rel_close")
     model = Contrarian(column, space)
     algo = "maskable_ppo" if space == "discrete12" else "ppo"
@@ -130,7 +141,9 @@ def test_the_live_policy_sees_and_does_what_the_environment_does(space):
         expected_obs, expected_targets = _episode(env, model, start)
         for obs, target in zip(expected_obs, expected_targets, strict=True):
             step = steps[k]
-            np.testing.assert_allclose(step.observation["window"], obs["window"], rtol=1e-6)
+            assert set(step.observation) == set(obs)
+            for key in obs.keys() - {"portfolio"}:
+                np.testing.assert_allclose(step.observation[key], obs[key], rtol=1e-6)
             np.testing.assert_allclose(step.observation["portfolio"], obs["portfolio"],
                                        rtol=1e-5, atol=1e-7)  # fmt: skip
             assert step.target == target
@@ -200,10 +213,19 @@ def test_target_maps_to_an_up_probability():
 def test_what_cannot_run_live_is_refused_naming_it():
     env = _env(_bars(120))
     record = _record(env)
-    with pytest.raises(ConfigError, match="timescales"):
-        LivePolicy.check_record(
-            {**record, "observation": {**record["observation"], "timescales": {"4h": 6}}}
-        )
+    coarse = {**record, "observation": {**record["observation"], "timescales": {"4h": 6}}}
+    LivePolicy.check_record(coarse)  # the record's 60m bars tell when a 4h bar closes
+    with pytest.raises(ConfigError, match="names no bar timeframe") as err:
+        LivePolicy.check_record({**coarse, "timeframe": None})
+    assert err.value.param == "timeframe"
+    LivePolicy.check_record({**coarse, "timeframe": None}, timeframe="60m")  # the session's
+    with pytest.raises(ConfigError, match="'4h' is not coarser") as err:
+        LivePolicy.check_record({**coarse, "timeframe": "4h"})
+    assert err.value.param == "timescales"
+    per_bar = {**record, "execution": {**record["execution"], "spread": [0.01, 0.03, 0.02]}}
+    with pytest.raises(ConfigError, match=r"per-bar spreads \(3 values, median 0.02") as err:
+        LivePolicy.check_record(per_bar)
+    assert err.value.param == "execution.spread"
     with pytest.raises(ConfigError, match="format"):
         LivePolicy.check_record({**record, "format": 99})
     policy = LivePolicy(Contrarian(0, "target"), record)

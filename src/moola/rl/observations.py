@@ -46,7 +46,10 @@ environment adds one ``window_<timeframe>`` key per timescale for a multi-timesc
 Bar by bar (:class:`StepObservations`, for a policy acting live): the same feature set
 computed by ``moola.features.IncrementalFeatures`` (equal to the batch rows), the same
 scaler and the same window; the window handed out at bar ``t`` is the one
-:class:`ObservationSource` hands out for bar ``t`` of the same bars.
+:class:`ObservationSource` hands out for bar ``t`` of the same bars. Coarser timescales bar
+by bar (:class:`StepCoarserWindows`): each base bar joins its coarse bar, which reaches
+the coarse feature rows only once complete (by :class:`CoarserWindows`' rule), so the
+window at bar ``t`` is :class:`CoarserWindows`' window of bar ``t`` of the same bars.
 
 Pure numpy (plus the features layer): no I/O.
 """
@@ -79,6 +82,7 @@ __all__ = [
     "PORTFOLIO_FIELDS",
     "CoarserWindows",
     "ObservationSource",
+    "StepCoarserWindows",
     "StepObservations",
     "builtin_feature_set",
     "portfolio_state",
@@ -431,6 +435,121 @@ class CoarserWindows:
     def windows_at(self, ts: ArrayLike) -> np.ndarray:
         """The coarse windows of base bars ``ts``: float32 ``(n, window, F)``."""
         return self.source.windows_at(self.index[np.asarray(ts)])
+
+
+class StepCoarserWindows:
+    """:class:`CoarserWindows` built one base bar at a time (a live policy).
+
+    ``update(bar)`` adds one closed base bar to the coarse bar it falls in (its timestamp
+    floored to ``timeframe``, as the batch side groups them) and returns the window of the
+    last *completed* coarse bar, by :class:`CoarserWindows`' rule: a coarse bar is complete
+    once its end (open + ``timeframe``) is at or before the base bar's close (its open +
+    ``bar``, the base bars' duration), or once a base bar of a later coarse bar arrives.
+    The coarse bar still forming is never shown, so the window at base bar ``t`` is
+    ``CoarserWindows(bars, ...).window_at(t)`` of the same bars, whatever comes after
+    ``t``. A completed coarse bar goes through :class:`StepObservations` (the same feature
+    set over the coarse bars, the run's scaler for this timescale): None until a coarse
+    window holds no warm-up row.
+
+    Parameters
+    ----------
+    features : str, Path, FeatureSetSpec, FeatureSet or None
+        The feature set the policy was trained on; None: :func:`builtin_feature_set`.
+    timeframe : str
+        The coarse timeframe (``"1h"``), longer than ``bar``.
+    window : int
+        Coarse rows per window.
+    scaler : Scaler
+        The run's scaler of this timescale (``window_<timeframe>``).
+    bar : str or pd.Timedelta
+        The base bars' duration (their timeframe, the training bars' ``timeframe``).
+    """
+
+    def __init__(
+        self,
+        features: FeaturesArg,
+        timeframe: str,
+        window: int,
+        scaler: Scaler,
+        bar: str | pd.Timedelta,
+    ) -> None:
+        step = parse_timeframe(timeframe)
+        base = bar if isinstance(bar, pd.Timedelta) else parse_timeframe(bar)
+        if step <= base:
+            raise ConfigError(
+                f"timescale {timeframe!r} is not coarser than the bars ({base}); give a "
+                "longer timeframe.",
+                param="timescales",
+            )
+        self.timeframe = str(timeframe)
+        self.step = step
+        self.bar = base
+        self._steps = StepObservations(features, window, scaler)
+        self._key: pd.Timestamp | None = None  # the coarse bar of the last base bar
+        self._parts: dict[str, Any] = {}
+        self._volumes: list[float] = []
+        self._closed = True
+        self._window: np.ndarray | None = None
+        #: Coarse bars completed so far.
+        self.completed = 0
+
+    @property
+    def window(self) -> int:
+        return self._steps.window
+
+    @property
+    def lookback(self) -> int:
+        """Coarse bars the feature set reads per row (its warm-up)."""
+        return self._steps.lookback
+
+    def update(self, bar: Any) -> np.ndarray | None:
+        """Add base bar ``bar``; the window of the last completed coarse bar (a new array)
+        or None (none yet, or its window still holds a warm-up row)."""
+        time = pd.Timestamp(bar["timestamp"])
+        time = time.tz_localize("UTC") if time.tzinfo is None else time.tz_convert("UTC")
+        key = time.floor(self.step)
+        if self._key is not None and key < self._key:
+            raise ConfigError(
+                f"Bar at {time} falls in the {self.timeframe} bar of {key}, before the one "
+                f"of the last bar ({self._key}); bars must move forward in time.",
+                param="bar",
+            )
+        volume = float(bar.get("volume", 0.0))
+        if key != self._key:
+            if not self._closed:
+                self._complete()  # a later coarse bar began: the forming one is complete
+            self._key = key
+            self._parts = {
+                "open": float(bar["open"]),
+                "high": float(bar["high"]),
+                "low": float(bar["low"]),
+                "close": float(bar["close"]),
+            }
+            self._volumes = [volume]
+            self._closed = False
+        elif self._closed:
+            raise ConfigError(
+                f"Bar at {time} falls in the {self.timeframe} bar of {key}, which had "
+                f"already closed (its end {key + self.step} was reached by an earlier bar's "
+                f"close); bars of {self.bar} must not come closer together than that.",
+                param="bar",
+            )
+        else:
+            parts = self._parts
+            parts["high"] = max(parts["high"], float(bar["high"]))
+            parts["low"] = min(parts["low"], float(bar["low"]))
+            parts["close"] = float(bar["close"])
+            self._volumes.append(volume)
+        if key + self.step <= time + self.bar:
+            self._complete()  # this base bar's close ends the coarse bar
+        return None if self._window is None else self._window.copy()
+
+    def _complete(self) -> None:
+        """The forming coarse bar is complete: its feature row and window."""
+        coarse = {"timestamp": self._key, **self._parts, "volume": math.fsum(self._volumes)}
+        self._window = self._steps.update(coarse)
+        self._closed = True
+        self.completed += 1
 
 
 def _check_bars(bars: Any) -> None:

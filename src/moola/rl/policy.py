@@ -8,7 +8,14 @@ environment's step ``t`` does (``moola.rl.env``'s time contract):
 1. **window**: the feature rows ``t - window + 1 .. t`` of the bars seen so far, from
    ``moola.rl.observations.StepObservations`` (the run's feature set computed by
    ``IncrementalFeatures``, the run's scaler): equal to ``ObservationSource``'s window of
-   bar ``t`` over the same bars, and unchanged by any bar after ``t``;
+   bar ``t`` over the same bars, and unchanged by any bar after ``t``; for a run that
+   observes coarser timescales, one ``window_<timeframe>`` each from
+   ``moola.rl.observations.StepCoarserWindows`` (the run's scaler of that window): the
+   window of the last coarse bar *completed* by bar ``t``'s close, the one forming never
+   shown, equal to ``CoarserWindows``' window of bar ``t``. When a coarse bar closes
+   depends on the base bars' duration: the record's ``timeframe`` (the session's when the
+   run's raw bars mixed timeframes). The first observation (and the book's start) is at
+   the first bar where every window is full, as the environment's first start bar;
 2. **portfolio**: the seven fields of ``moola.rl.observations.portfolio_state`` from the
    policy's *own book* after bar ``t``'s close was marked: a ``moola.sim.Broker`` under the
    run's execution terms (costs, latency, loss limits) holding the targets the policy
@@ -34,12 +41,19 @@ fresh book starts at that bar.
 ensemble's common answer, ``0.5 * (1 + target / high)``: a full long 1, flat 0.5, a full
 short 0 (``moola.runtime.members`` says why).
 
-Refused with ``ConfigError`` naming it: a run with coarser timescales (their windows are
-not built bar by bar by this version) and per-bar spreads (a live book has one spread).
+Refused with ``ConfigError`` naming it (``check_record``): another record format; a
+coarser timescale with no known bar timeframe or not coarser than the bars; a run trained
+with per-bar spreads. Why the last: ``ExecutionConfig.spread`` as a list is one value per
+*position* of the training bars (the environment slices it by bar index), and records no
+bar column it came from; the live feed's bars (``moola.runtime.feed.BAR_FIELDS``) carry
+no spread, so the book cannot know a live bar's spread, and any single number would be a
+cost the policy did not train under. The message gives the spreads' median to retrain
+with one number.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +64,16 @@ import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError
+from moola.core.timeframes import parse_timeframe
 from moola.features.featureset import FeatureSetSpec
 from moola.features.scaling import Scaler
 from moola.rl.env import held_bars, rule_limits
-from moola.rl.observations import PORTFOLIO_FIELDS, StepObservations, portfolio_state
+from moola.rl.observations import (
+    PORTFOLIO_FIELDS,
+    StepCoarserWindows,
+    StepObservations,
+    portfolio_state,
+)
 from moola.rl.spaces import ActionCodec, action_codec
 from moola.sim.broker import Bar, Broker
 from moola.sim.execution import ExecutionConfig
@@ -194,16 +214,31 @@ class LivePolicy:
     observation window is still filling.
     """
 
-    def __init__(self, model: Any, record: Mapping[str, Any]) -> None:
+    def __init__(
+        self, model: Any, record: Mapping[str, Any], *, timeframe: str | None = None
+    ) -> None:
         self.model = model
         self.record = dict(record)
         observation = record["observation"]
         spec = observation.get("feature_set")
         self.features = None if spec is None else FeatureSetSpec.model_validate(spec)
         self.window = int(observation["window"])
-        self.scaler = Scaler.from_dict(
-            observation["scalings"]["window"], tuple(observation["columns"])
-        )
+        columns = tuple(observation["columns"])
+        self.scaler = Scaler.from_dict(observation["scalings"]["window"], columns)
+        self._timeframe = timeframe
+        self.timescales = {str(k): int(v) for k, v in (observation.get("timescales") or {}).items()}
+        self._coarse: dict[str, StepCoarserWindows] = {}
+        if self.timescales:
+            bar = self.bar_timeframe(record, timeframe)
+            for tf, length in self.timescales.items():
+                key = f"window_{tf}"
+                self._coarse[key] = StepCoarserWindows(
+                    self.features,
+                    tf,
+                    length,
+                    Scaler.from_dict(observation["scalings"][key], columns),
+                    bar,
+                )
         self.codec = action_codec(record["action_space"], allow_short=bool(record["allow_short"]))
         self.execution = ExecutionConfig.of(record["execution"])
         self.symbol = str(record.get("symbol") or "ASSET")
@@ -216,8 +251,31 @@ class LivePolicy:
     # ------------------------------------------------------------------ building
 
     @staticmethod
-    def check_record(record: Mapping[str, Any], where: str = "policy") -> None:
-        """Refuse what this version cannot run live (``ConfigError`` naming it)."""
+    def bar_timeframe(
+        record: Mapping[str, Any], timeframe: str | None = None, where: str = "policy"
+    ) -> str:
+        """The duration of the bars the run trained on, which decides when a coarser bar
+        is complete: the record's ``timeframe``, else ``timeframe`` (the session's, for a
+        run whose raw bars mixed timeframes); ``ConfigError`` when neither is known."""
+        known = record.get("timeframe") or timeframe
+        if not known:
+            raise ConfigError(
+                f"{where}: the run observes coarser timescales "
+                f"{sorted(record['observation'].get('timescales') or {})} but its record "
+                "names no bar timeframe (its raw bars mixed timeframes); a coarser bar's "
+                "close cannot be told without it: give the bars' timeframe.",
+                param="timeframe",
+            )
+        parse_timeframe(known)
+        return str(known)
+
+    @staticmethod
+    def check_record(
+        record: Mapping[str, Any], where: str = "policy", timeframe: str | None = None
+    ) -> None:
+        """Refuse what this version cannot run live (``ConfigError`` naming it): another
+        record format; coarser timescales without a known bar timeframe, or not coarser
+        than it; per-bar spreads (module docstring)."""
         if record.get("format") != POLICY_FORMAT:
             raise ConfigError(
                 f"{where}: policy record format {record.get('format')!r} is not "
@@ -226,16 +284,23 @@ class LivePolicy:
             )
         timescales = record["observation"].get("timescales") or {}
         if timescales:
-            raise ConfigError(
-                f"{where}: the run observes coarser timescales {sorted(timescales)}, whose "
-                "windows this version does not build bar by bar; use an RL run without "
-                "timescales.",
-                param="timescales",
-            )
+            bar = parse_timeframe(LivePolicy.bar_timeframe(record, timeframe, where))
+            for tf in timescales:
+                if parse_timeframe(tf) <= bar:
+                    raise ConfigError(
+                        f"{where}: timescale {tf!r} is not coarser than the run's {bar} bars.",
+                        param="timescales",
+                    )
         execution = ExecutionConfig.of(record["execution"])
-        if np.asarray(execution.spread_value(), dtype=np.float64).size > 1:
+        spread = np.asarray(execution.spread_value(), dtype=np.float64)
+        if spread.size > 1:
             raise ConfigError(
-                f"{where}: the run trained with per-bar spreads; a live book takes one spread.",
+                f"{where}: the run trained with per-bar spreads ({spread.size} values, "
+                f"median {float(np.median(spread)):.6g}, range {float(spread.min()):.6g}.."
+                f"{float(spread.max()):.6g}): a list indexed by the training bars' positions, "
+                "recording no bar column it came from, and the live feed's bars carry no "
+                "spread; the policy's book cannot know a live bar's spread. Train the run "
+                "with one spread number (e.g. the median) to run it live.",
                 param="execution.spread",
             )
 
@@ -245,11 +310,18 @@ class LivePolicy:
         observation = record["observation"]
         window = int(observation["window"])
         n_features = len(observation["columns"])
+        timescales = observation.get("timescales") or {}
         space = gymnasium.spaces.Dict(
             {
                 "window": gymnasium.spaces.Box(
                     -np.inf, np.inf, shape=(window, n_features), dtype=np.float32
                 ),
+                **{
+                    f"window_{tf}": gymnasium.spaces.Box(
+                        -np.inf, np.inf, shape=(int(length), n_features), dtype=np.float32
+                    )
+                    for tf, length in timescales.items()
+                },
                 "portfolio": gymnasium.spaces.Box(
                     -np.inf, np.inf, shape=(len(PORTFOLIO_FIELDS),), dtype=np.float32
                 ),
@@ -260,24 +332,33 @@ class LivePolicy:
 
     @classmethod
     def from_record(
-        cls, record: Mapping[str, Any], model_path: str | Path, *, where: str = "policy"
+        cls,
+        record: Mapping[str, Any],
+        model_path: str | Path,
+        *,
+        where: str = "policy",
+        timeframe: str | None = None,
     ) -> LivePolicy:
         """The policy of ``record`` (``moola.pipeline.rl.policy_record``) with the weights
-        at ``model_path`` (checked by the caller against the record's hash)."""
+        at ``model_path`` (checked by the caller against the record's hash). ``timeframe``:
+        the bars' timeframe when the record names none (see :meth:`bar_timeframe`)."""
         from moola.rl.agents import load_agent
 
-        cls.check_record(record, where)
+        cls.check_record(record, where, timeframe)
         model = load_agent(
             Path(model_path), cls.spaces_env(record), build=record["agent"], device="cpu"
         )
         model.policy.set_training_mode(False)
-        return cls(model, record)
+        return cls(model, record, timeframe=timeframe)
 
     @classmethod
-    def from_promoted(cls, root: str | Path, run_id: str) -> LivePolicy:
+    def from_promoted(
+        cls, root: str | Path, run_id: str, *, timeframe: str | None = None
+    ) -> LivePolicy:
         """The policy of promoted RL run ``run_id`` under data root ``root``: its
         ``policy.json`` and ``model.zip`` read against the promoted listing (every byte
-        checked), the weights' hash against the record's."""
+        checked), the weights' hash against the record's. ``timeframe``: as for
+        :meth:`from_record`."""
         import json
 
         from moola.core.errors import IntegrityError
@@ -294,18 +375,24 @@ class LivePolicy:
                 f"its policy record says {weights['sha256']}."
             )
         path = store.promoted_dir / run_id / weights["file"]
-        return cls.from_record(record, path, where=f"promoted RL run {run_id}")
+        return cls.from_record(record, path, where=f"promoted RL run {run_id}", timeframe=timeframe)
 
     def fresh(self) -> LivePolicy:
         """A new policy with this one's agent and record, and no bars seen."""
-        return type(self)(self.model, self.record)
+        return type(self)(self.model, self.record, timeframe=self._timeframe)
 
     # ------------------------------------------------------------------ acting
 
     @property
     def bars_needed(self) -> int:
-        """Bars before the first observation: the features' warm-up plus the window."""
-        return int(self._observations.lookback) + self.window
+        """Bars before the first observation: the features' warm-up plus the window, and
+        for each coarser timescale its warm-up plus window plus the one coarse bar that may
+        be partial where the bars begin, in base bars without gaps."""
+        needed = int(self._observations.lookback) + self.window
+        for coarse in self._coarse.values():
+            per = math.ceil(coarse.step / coarse.bar)
+            needed = max(needed, (coarse.lookback + coarse.window + 1) * per)
+        return needed
 
     @property
     def high(self) -> float:
@@ -329,6 +416,8 @@ class LivePolicy:
             )
         self.last_time = time
         window = self._observations.update(bar)
+        coarse = {key: c.update(bar) for key, c in self._coarse.items()}
+        ready = window is not None and all(w is not None for w in coarse.values())
         sim_bar = Bar(
             time,
             float(bar["open"]),
@@ -341,12 +430,12 @@ class LivePolicy:
         if self._started:
             if book.advance(sim_bar):
                 book.start(sim_bar)  # the episode would end here: a fresh book
-        elif window is not None:
+        elif ready:
             book.start(sim_bar)
             self._started = True
-        if window is None or not self._started:
+        if not ready or not self._started:
             return None
-        observation = {"window": window, "portfolio": book.portfolio()}
+        observation = {"window": window, **coarse, "portfolio": book.portfolio()}
         action = self.act(observation, book.target)
         target, invalid = self.codec.decode(action, book.target)
         book.decide(target, sim_bar.close)

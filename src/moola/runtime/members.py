@@ -272,7 +272,7 @@ def _policy_member(
     from moola.rl.policy import LivePolicy
 
     try:
-        policy = LivePolicy.from_promoted(root, member.run)
+        policy = LivePolicy.from_promoted(root, member.run, timeframe=config.timeframe)
     except MoolaError as exc:
         raise type(exc)(f"{where}: {exc}", param="members") from None
     trained = policy.record.get("timeframe")
