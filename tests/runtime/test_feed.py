@@ -97,3 +97,30 @@ def test_replay_source_is_a_file_or_a_raw_dataset(tmp_path):
     assert len(load_replay_bars(registry.root, str(path), "1m")) == 5
     with pytest.raises(ConfigError, match="nothere"):
         load_replay_bars(registry.root, "nothere")
+
+
+def test_groups_hand_over_each_bar_time_whole_and_nothing_later():
+    """The engine decides a bar time's symbols as one group: consecutive bars of equal
+    time, in config order (a symbol without a bar then is simply absent), each group
+    built only when asked for (the clock is read for its bars only)."""
+    bars = pd.concat([_bars("ETH", "2024-01-01", 4, skip=(2,)), _bars("BTC", "2024-01-01", 4)])
+    reads = []
+    clock_time = pd.Timestamp("2024-01-01 00:05", tz="UTC")
+    feed = ReplayFeed(bars, ["BTC", "ETH"], "1m", clock=lambda: reads.append(1) or clock_time)
+    groups = feed.groups()
+    first = next(groups)
+    assert [(b.symbol, b.time.minute) for b in first] == [("BTC", 0), ("ETH", 0)]
+    assert len(reads) == 2  # the next bar time is not read ahead
+    rest = list(groups)
+    assert [[(b.symbol, b.time.minute) for b in g] for g in rest] == [
+        [("BTC", 1), ("ETH", 1)],
+        [("BTC", 2)],
+        [("BTC", 3), ("ETH", 3)],
+    ]
+    assert "gap" in rest[2][1].refused  # the same checks as bar by bar
+    flat = [(b.symbol, b.time, b.refused) for b in ReplayFeed(bars, ["BTC", "ETH"], "1m")]
+    grouped = ReplayFeed(bars, ["BTC", "ETH"], "1m").groups()
+    assert [(b.symbol, b.time, b.refused) for g in grouped for b in g] == flat
+    after = {"BTC": pd.Timestamp("2024-01-01 00:01", tz="UTC")}
+    resumed = [[(b.symbol, b.time.minute) for b in g] for g in feed.groups(after)]
+    assert resumed[:2] == [[("ETH", 0)], [("ETH", 1)]] and resumed[2] == [("BTC", 2)]

@@ -225,3 +225,30 @@ def test_the_engine_trades_the_polled_bars_and_journals_each_once(fake, tmp_path
     assert [(it.symbol, it.bar_time.minute) for it in traded] == [("BTC-USD", 8), ("ETH-USD", 8)]
     assert result.intents == 2  # the first fresh bars after the warm-up; the stale ones never
     journal.close()
+
+
+def test_groups_hand_over_what_one_poll_returned_split_by_bar_time_without_waiting(fake):
+    """groups(): each poll's bars, one list per bar time, handed over at once (the feed
+    does not wait for the next poll to complete a group): a symbol whose bar of a time
+    comes only with a later poll is a group of its own then."""
+    eth = fake.candles["ETH-USD"]
+    fake.candles["ETH-USD"] = [c for c in eth if c["start"] != str(T0 + 600)]  # ETH 10 late
+
+    def sleep(seconds):
+        fake.advance(seconds)
+        if fake.now >= T0 + 60 * 11 + 30:  # the late bar reaches the source
+            fake.candles["ETH-USD"] = eth
+
+    feed = _feed(fake, sleep=sleep, stop_when=_until(fake, 12.5))
+    got = []
+    for group in feed.groups():
+        got.append(([(fb.symbol, fb.time.minute) for fb in group], feed.polls))
+    lookback = [([("BTC-USD", m), ("ETH-USD", m)], 1) for m in range(5, 10)]
+    assert got[:5] == lookback  # the first poll's five bar times, before any other poll
+    after = [(bars, polls - got[5][1]) for bars, polls in got[5:]]
+    assert after == [
+        ([("BTC-USD", 10)], 0),  # ETH's bar 10 is not there yet: BTC's goes alone
+        ([("ETH-USD", 10)], 1),  # the next poll (00:11:30) brings it
+        ([("BTC-USD", 11), ("ETH-USD", 11)], 3),  # 00:12:10 (00:11:50 found none)
+    ]
+    assert feed.stop_reason == "done"

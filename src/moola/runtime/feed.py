@@ -33,15 +33,22 @@ Two feeds deliver them; the engine takes either (any iterable of :class:`FeedBar
   members; older than ``max_bar_age_seconds``, they are refused for trading as stale,
   judged by the exchange's clock).
 
+Both also hand bars over in groups (``groups()``): the symbols' bars of one bar time, as
+one list, so the engine decides them together and journals them in one transaction. A
+group never waits on the future: ``ReplayFeed`` groups consecutive bars of equal time;
+``PollingFeed`` hands over what one poll returned, split by bar time, without waiting for
+the next poll (a symbol whose bar comes a poll late is a group of its own).
+
 ``open_feed(root, config, replay=...)`` builds the one a session asks for.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time as _time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +69,7 @@ __all__ = [
     "GapCheck",
     "PollingFeed",
     "ReplayFeed",
+    "group_by_time",
     "load_replay_bars",
     "open_feed",
 ]
@@ -185,21 +193,37 @@ class ReplayFeed:
     def bars(self, after: dict[str, pd.Timestamp] | None = None) -> Iterator[FeedBar]:
         """Closed bars in order; with ``after`` (symbol -> last bar time already processed),
         only the bars after it (a restarted session resumes where it stopped)."""
+        for group in self.groups(after):
+            yield from group
+
+    def groups(self, after: dict[str, pd.Timestamp] | None = None) -> Iterator[list[FeedBar]]:
+        """The bars in order, one list per bar time: the symbols' bars that close together
+        (consecutive bars of equal time, in config order), handed over at once so the
+        engine decides them as one group. A group is built only when asked for: nothing
+        of a later bar time is read (nor its age judged) before the group before it is
+        handed over. ``after`` as in :meth:`bars`."""
         frame = self._bars
         stamps = frame["timestamp"]
         columns = {name: frame[name].to_numpy() for name in BAR_FIELDS[1:]}
         symbols = frame["symbol"].to_numpy()
-        for i in range(len(frame)):
-            symbol = str(symbols[i])
-            time = stamps.iloc[i]
-            if after and symbol in after and time <= after[symbol]:
-                continue
-            bar: dict[str, Any] = {"timestamp": time}
-            bar.update({name: float(columns[name][i]) for name in BAR_FIELDS[1:]})
-            closed_at = time + self.step
-            now = closed_at if self.clock is None else self.clock()
-            refused = self.gaps.check(symbol, time, closed_at, now)
-            yield FeedBar(symbol, bar, closed_at, refused)
+        times = stamps.to_numpy()
+        # where each run of equal bar times starts (the frame is sorted by time)
+        starts = [0, *(np.flatnonzero(times[1:] != times[:-1]) + 1).tolist(), len(frame)]
+        for first, end in itertools.pairwise(starts):
+            group = []
+            for i in range(first, end):
+                symbol = str(symbols[i])
+                time = stamps.iloc[i]
+                if after and symbol in after and time <= after[symbol]:
+                    continue
+                bar: dict[str, Any] = {"timestamp": time}
+                bar.update({name: float(columns[name][i]) for name in BAR_FIELDS[1:]})
+                closed_at = time + self.step
+                now = closed_at if self.clock is None else self.clock()
+                refused = self.gaps.check(symbol, time, closed_at, now)
+                group.append(FeedBar(symbol, bar, closed_at, refused))
+            if group:
+                yield group
 
 
 def _ordered(bars: pd.DataFrame, symbols: tuple[str, ...]) -> pd.DataFrame:
@@ -236,6 +260,20 @@ def _ordered(bars: pd.DataFrame, symbols: tuple[str, ...]) -> pd.DataFrame:
             param="replay",
         )
     return frame.drop(columns="_order").reset_index(drop=True)
+
+
+def group_by_time(bars: Iterable[FeedBar]) -> Iterator[list[FeedBar]]:
+    """``bars`` (already in hand, in delivery order) as lists of consecutive bars of
+    equal bar time. It reads one bar past each group: give it what a source has already
+    returned (a poll), never a feed that would wait for its next bar."""
+    group: list[FeedBar] = []
+    for fb in bars:
+        if group and fb.time != group[0].time:
+            yield group
+            group = []
+        group.append(fb)
+    if group:
+        yield group
 
 
 # --------------------------------------------------------------------------- polling
@@ -348,12 +386,35 @@ class PollingFeed:
 
     def bars(self) -> Iterator[FeedBar]:
         """Closed bars as they close, until a stop (class docstring)."""
+        polls = self._polls()
+        try:
+            for found in polls:
+                yield from found
+        finally:
+            polls.close()
+
+    def groups(self) -> Iterator[list[FeedBar]]:
+        """The bars as :meth:`bars` delivers them, one list per bar time of each poll: what
+        one poll returned, split by bar time, handed over at once -- never held back
+        waiting for the next poll (a symbol whose bar of that time comes only with a
+        later poll is a group of its own then)."""
+        polls = self._polls()
+        try:
+            for found in polls:
+                yield from group_by_time(found)
+        finally:
+            polls.close()
+
+    def _polls(self) -> Iterator[list[FeedBar]]:
+        """The newly closed bars of each poll (the primed one first), until a stop."""
         try:
             if not self._primed:
                 self.prime()
             while True:
-                while self._ready:
-                    yield self._ready.popleft()
+                if self._ready:
+                    found = list(self._ready)
+                    self._ready.clear()
+                    yield found
                 reason = self.stop_when() if self.stop_when is not None else None
                 if reason:
                     self.stop_reason = reason
