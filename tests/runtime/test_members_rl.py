@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from moola.core.errors import ConfigError, LeakageError
@@ -25,7 +26,7 @@ from moola.rl.policy import POLICY_FILE, LivePolicy
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import open_journal, run_session
 from moola.runtime.members import PolicyMember, load_members
-from moola.runtime.parity import session_parity
+from moola.runtime.parity import read_session, session_parity
 from moola.tracking.journal import GateDecision, JsonlJournal
 from moola.tracking.runs import RunStore
 from tests.conftest import random_walk_bars
@@ -42,10 +43,10 @@ TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
 OPEN = {"metric_gates": ("eval_return>-1",), "max_drawdown": 1.0}
 
 
-def _train_rl(registry: Registry, seed: int = 0) -> str:
+def _train_rl(registry: Registry, seed: int = 0, **extra) -> str:
     config = RLConfig(dataset="fw", split="fc", symbol="BTC", action_space="target",
                       timesteps=64, eval_freq=64, keep_top=1, params=TINY, seed=seed,
-                      execution={"spread": 0.01, "commission": 0.0005})  # fmt: skip
+                      execution={"spread": 0.01, "commission": 0.0005}, **extra)  # fmt: skip
     return train_rl(registry, config).run_id
 
 
@@ -197,13 +198,16 @@ def test_the_rl_member_answers_its_policys_target_bar_by_bar(lab):
     bars = registry.load_raw("mkt").reset_index(drop=True)
     reference = LivePolicy.from_promoted(registry.root, rl_run)
     depth = member.bars_needed
+    assert "observation windows filling (0 bars seen" in member.missing_reason("BTC")
     for t in range(120):
         window = bars.iloc[max(0, t + 1 - depth) : t + 1]
         step = reference.update(bars.iloc[t].to_dict())
         value = member.value("BTC", window, None)
         assert value == (None if step is None else step.probability)
+        assert (member.missing_reason("BTC") is None) == (value is not None)
     assert value is not None and 0.0 <= value <= 1.0
     assert member.value("ETH", window, None) is None  # not the policy's symbol: missing
+    assert member.missing_reason("ETH").startswith("the policy trades BTC only")
     # Bars that do not follow the last one seen start the symbol's policy afresh.
     again = member.value("BTC", bars.iloc[:1], None)
     assert again is None and member._symbols["BTC"].last_time == bars["timestamp"].iloc[0]
@@ -250,3 +254,78 @@ def journal_iterations(journal, session_id):
     from moola.runtime.parity import read_session
 
     return [it["members"] for it in read_session(journal, session_id).iterations]
+
+
+@pytest.fixture(scope="module")
+def coarse_run(lab):
+    """A promoted RL run that also observes the 4-hour bars (3 of them, its own branch of
+    the multi-timescale extractor) besides its 10 hourly feature rows."""
+    registry = lab[0]
+    run_id = _train_rl(registry, seed=5, timescales={"4h": 3}, extractor="multi_timescale")
+    promote(registry, run_id, overrides=OPEN)
+    return run_id
+
+
+def test_a_policy_with_a_coarser_timescale_answers_live_with_parity(lab, coarse_run):
+    """The promoted record carries the 4h window's scaler; as the session's rl member the
+    policy answers bar by bar what the same policy fed the bars answers (its 4h window
+    from completed 4-hour bars only), and the batch replay finds no difference."""
+    registry, supervised, hourly_run, _, spec = lab
+    record = json.loads(RunStore(registry.root).read_promoted(coarse_run, POLICY_FILE))
+    assert record["observation"]["timescales"] == {"4h": 3}
+    assert set(record["observation"]["scalings"]) == {"window", "window_4h"}
+    config = _config(lab, [{"role": "direction", "run": supervised, "up_class": "1"},
+                           {"role": "rl", "run": coarse_run}])  # fmt: skip
+    (_, member) = load_members(registry.root, config, load_feature_set(spec))
+    assert isinstance(member, PolicyMember) and set(member.policy.timescales) == {"4h"}
+    result = run_session(registry.root, config, replay="mkt", max_bars=200, env={})
+    journal = open_journal(registry.root, "paper", config, {})
+    try:
+        record = journal_iterations(journal, result.session_id)
+        policy = LivePolicy.from_promoted(registry.root, coarse_run)
+        bars = registry.load_raw("mkt").reset_index(drop=True)
+        expected = [policy.update(bar) for bar in bars.iloc[:200].to_dict("records")]
+        seen = [next(o["value"] for o in outputs if o["member"] == "rl") for outputs in record]
+        assert seen == [None if s is None else s.probability for s in expected]
+        first = next(i for i, s in enumerate(expected) if s is not None)
+        assert set(expected[first].observation) == {"window", "window_4h", "portfolio"}
+        # Its first answer waits for three settled rows of completed 4-hour bars: later
+        # than a policy with the same hourly window alone answers.
+        hourly = LivePolicy.from_promoted(registry.root, hourly_run)
+        alone = [hourly.update(bar) for bar in bars.iloc[:first].to_dict("records")]
+        assert any(s is not None for s in alone)
+        assert sum(v is not None for v in seen) > 100
+        report = session_parity(journal, result.session_id, root=registry.root)
+        assert report.ok, [str(d) for d in report.differences]
+        assert report.count("members").compared == 2 * 2 * 200
+    finally:
+        journal.close()
+
+
+def test_for_another_symbol_the_rl_member_is_missing_and_the_decision_names_it(lab):
+    """A session trading BTC and ETH with a policy trained on BTC: every ETH decision is
+    made from the direction member alone, naming ``rl`` missing (renormalised), while BTC
+    decisions use the policy once its window is full."""
+    registry, supervised, rl_run, _, _ = lab
+    btc = registry.load_raw("mkt").iloc[:120]
+    eth = random_walk_bars(120, symbol="ETH", timeframe="60m", seed=9)
+    pair = pd.concat([btc, eth], ignore_index=True)
+    ingest_bars(registry, pair, name="pair", sources=[{"test": "pair"}], mode="repair")
+    config = _config(lab, [{"role": "direction", "run": supervised, "up_class": "1"},
+                           {"role": "rl", "run": rl_run}], symbols=["BTC", "ETH"])  # fmt: skip
+    result = run_session(registry.root, config, replay="pair", env={})
+    journal = open_journal(registry.root, "paper", config, {})
+    try:
+        iterations = read_session(journal, result.session_id).iterations
+    finally:
+        journal.close()
+    by_symbol = {s: [it for it in iterations if it.symbol == s] for s in ("BTC", "ETH")}
+    assert len(by_symbol["ETH"]) == len(by_symbol["BTC"]) == 120
+    for it in by_symbol["ETH"]:
+        assert next(m.value for m in it.members if m.member == "rl") is None
+        assert "rl" in it.decision.detail["missing"]
+        assert "rl" not in it.decision.detail["weights_used"]
+    answered = [it for it in by_symbol["BTC"] if "rl" in it.decision.detail["weights_used"]]
+    assert len(answered) > 80 and all("rl" not in it.decision.detail["missing"] for it in answered)
+    eth_used = [it.decision.detail["weights_used"] for it in by_symbol["ETH"]]
+    assert {"direction": 1.0} in eth_used  # the direction member alone, renormalised

@@ -399,6 +399,16 @@ class LivePolicy:
         return float(self.codec.high)
 
     @property
+    def bars_seen(self) -> int:
+        """Bars fed so far."""
+        return self._observations.bars_seen
+
+    @property
+    def started(self) -> bool:
+        """Whether every observation window has been full (the policy answers from then)."""
+        return self._started
+
+    @property
     def books(self) -> int:
         """Books started so far (a new one after an episode-ending bar)."""
         return self._book.books

@@ -21,12 +21,23 @@ these targets), and it is defined the same way for all three action spaces (a
 the held position); an action distribution's probabilities are not calibrated
 probabilities of "up" either, and shift with the entropy bonus it trained with. A
 long-only policy answers in [0.5, 1]: flat is no opinion, never a short signal. The
-session's ``calibration`` does not apply (the policy has no calibrator). It answers for
-the symbol its policy trained on only (its features were scaled with that symbol's
-statistics; other symbols: missing), and a session that does not trade that symbol or
-runs another bar timeframe than the policy's is refused, naming both. Its value is a
-function of the bars alone, so a session's parity replay recomputes it: replayed bars
-that do not follow the last bar the member saw start a fresh policy for that symbol.
+session's ``calibration`` does not apply (the policy has no calibrator).
+
+What runs live: any promoted RL run of the three action spaces, with or without coarser
+timescales (each ``window_<timeframe>`` built bar by bar from the coarse bars completed
+by the bar's close, equal to the training environment's; a run whose record names no bar
+timeframe takes the session's), under its own execution terms. Refused at load, naming
+it: a run trained with per-bar spreads (a list indexed by training-bar position, which no
+live bar maps to: ``moola.rl.policy``), a session that does not trade the policy's symbol
+or runs another bar timeframe than the policy's. It answers for the symbol its policy
+trained on only, with no opt-in: its observations are scaled with that symbol's
+statistics (another symbol's returns and volumes would be off the distribution it
+trained on, its book in units of another price). For another symbol, and while its
+windows fill, its value is None: the ensemble leaves it out, renormalises, and the
+decision's ``missing`` names it; :meth:`PolicyMember.missing_reason` says why in words.
+Its value is a function of the bars alone, so a session's parity replay recomputes it:
+replayed bars that do not follow the last bar the member saw start a fresh policy for
+that symbol.
 
 **Mapping the run's classes to "up".** The member config names ``up_class`` (default
 ``"up"``). For a run with two classes the value is ``p(up_class)`` (the other class is
@@ -197,6 +208,23 @@ class PolicyMember(_Configured):
         for bar in new.to_dict("records"):
             step = policy.update(bar)
         return None if step is None else step.probability
+
+    def missing_reason(self, symbol: str) -> str | None:
+        """Why :meth:`value` gives nothing for ``symbol`` now, in words for the journal:
+        another symbol than the policy's, or windows still filling; None once it answers."""
+        if symbol != self.policy.symbol:
+            return (
+                f"the policy trades {self.policy.symbol} only (its observations are scaled "
+                f"with {self.policy.symbol}'s statistics)"
+            )
+        policy = self._symbols.get(symbol)
+        if policy is None or not policy.started:
+            seen = 0 if policy is None else policy.bars_seen
+            return (
+                f"observation windows filling ({seen} bars seen; about "
+                f"{self.policy.bars_needed} needed)"
+            )
+        return None
 
     def warm(self, symbol: str, bars: pd.DataFrame) -> None:
         """Feed bars without asking for an answer: what an engine replaying bars it had
