@@ -213,12 +213,18 @@ def test_target_maps_to_an_up_probability():
 def test_what_cannot_run_live_is_refused_naming_it():
     env = _env(_bars(120))
     record = _record(env)
-    coarse = {**record, "observation": {**record["observation"], "timescales": {"4h": 6}}}
+    scalings = {**record["observation"]["scalings"]}
+    scalings["window_4h"] = scalings["window"]
+    observation = {**record["observation"], "timescales": {"4h": 6}, "scalings": scalings}
+    coarse = {**record, "observation": observation}
     LivePolicy.check_record(coarse)  # the record's 60m bars tell when a 4h bar closes
     with pytest.raises(ConfigError, match="names no bar timeframe") as err:
         LivePolicy.check_record({**coarse, "timeframe": None})
     assert err.value.param == "timeframe"
     LivePolicy.check_record({**coarse, "timeframe": None}, timeframe="60m")  # the session's
+    unscaled = {**coarse["observation"], "scalings": {"window": {}}}
+    with pytest.raises(ConfigError, match="no scaler for timescale '4h'"):
+        LivePolicy.check_record({**coarse, "observation": unscaled})
     with pytest.raises(ConfigError, match="'4h' is not coarser") as err:
         LivePolicy.check_record({**coarse, "timeframe": "4h"})
     assert err.value.param == "timescales"

@@ -285,10 +285,18 @@ class LivePolicy:
         timescales = record["observation"].get("timescales") or {}
         if timescales:
             bar = parse_timeframe(LivePolicy.bar_timeframe(record, timeframe, where))
+            scalings = record["observation"].get("scalings") or {}
             for tf in timescales:
                 if parse_timeframe(tf) <= bar:
                     raise ConfigError(
                         f"{where}: timescale {tf!r} is not coarser than the run's {bar} bars.",
+                        param="timescales",
+                    )
+                if f"window_{tf}" not in scalings:
+                    raise ConfigError(
+                        f"{where}: the record has no scaler for timescale {tf!r} "
+                        f"(window_{tf}; it has {sorted(scalings)}); promote the run again "
+                        "with this moola.",
                         param="timescales",
                     )
         execution = ExecutionConfig.of(record["execution"])
