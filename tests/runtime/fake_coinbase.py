@@ -192,6 +192,11 @@ class FakeCoinbase:
     def clock(self) -> float:
         return time.time() if self.now is None else self.now
 
+    def orders_by_client(self, client_order_id: str) -> str:
+        """The order id Coinbase gave the order placed under ``client_order_id``."""
+        [order_id] = [k for k, o in self.orders.items() if o["client_order_id"] == client_order_id]
+        return order_id
+
     def calls(self, method: str, path: str) -> int:
         """How many requests reached ``method path`` (exactly)."""
         return sum(1 for m, p, _, _ in self.requests if m == method and p == path)
@@ -342,6 +347,15 @@ class FakeCoinbase:
             "time_in_force": "GOOD_UNTIL_CANCELLED"
             if kind == "limit_limit_gtc"
             else "IMMEDIATE_OR_CANCEL",
+            "order_type": "MARKET" if kind == "market_market_ioc" else "LIMIT",
+            "pending_cancel": False,
+            "size_in_quote": False,
+            "product_type": "SPOT",
+            "settled": False,
+            # what Coinbase sends on every order, rejected or not (Get Order / List Orders)
+            "reject_reason": "REJECT_REASON_UNSPECIFIED",
+            "reject_message": "",
+            "cancel_message": "",
         }
         self.orders[order_id] = order
         self.creates += 1

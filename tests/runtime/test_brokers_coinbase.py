@@ -198,6 +198,23 @@ def test_order_status_says_what_became_of_a_limit_ioc_buy(
         assert "CANCELLED" in status.reason
 
 
+def test_an_orders_reason_is_never_coinbases_unspecified_reject_reason(fake, broker):
+    """Get Order carries ``reject_reason: REJECT_REASON_UNSPECIFIED`` (and empty cancel and
+    reject messages) on every order: a filled or expired order's reason is its status, not
+    that placeholder."""
+    fake.exec_prices["BTC-USD"] = 60_000.0  # above the cap: the IOC buy ends unfilled
+    broker.submit(_buy("unfilled-1", 0.01))
+    fake.exec_prices["BTC-USD"] = 50_000.0
+    broker.submit(_buy("filled-1", 0.01))
+    for order in fake.orders.values():
+        assert order["reject_reason"] == "REJECT_REASON_UNSPECIFIED"
+    expired, filled = broker.order_status("unfilled-1"), broker.order_status("filled-1")
+    assert expired.state == "expired" and expired.reason.startswith("Coinbase status CANCELLED")
+    assert filled.state == "filled" and filled.reason == "Coinbase status FILLED"
+    fake.orders[fake.orders_by_client("filled-1")]["cancel_message"] = "User requested cancel"
+    assert broker.order_status("filled-1").reason == "User requested cancel"
+
+
 def test_a_market_sell_is_sized_in_base_units(fake, broker):
     fake.balances["BTC"] = 0.5
     broker.submit(OrderIntent("s-1", "BTC-USD", "sell", 0.2))
@@ -374,6 +391,17 @@ def test_429_waits_at_least_retry_after_then_succeeds(fake, broker, sleeps):
     fake.fail("GET", "/accounts", (429, 3))
     assert broker.balances()["USD"] == 10_000.0
     assert sleeps == [3.0] and fake.calls("GET", "/accounts") == 2
+
+
+def test_429_without_retry_after_backs_off_exponentially(fake, broker, sleeps):
+    """Advanced Trade's rate-limit docs promise a 429, not a Retry-After header: without
+    one the adapter waits its own backoff (0.1 s, then 0.2 s) and gives up naming the 429."""
+    fake.fail("GET", "/accounts", 429, 429)
+    assert broker.balances()["USD"] == 10_000.0
+    assert sleeps == [0.1, 0.2] and fake.calls("GET", "/accounts") == 3
+    fake.fail("GET", "/accounts", 429, 429, 429)
+    with pytest.raises(BrokerError, match=r"last: HTTP 429"):
+        broker.balances()
 
 
 def test_5xx_and_timeouts_back_off_then_give_up_naming_endpoint_and_status(fake, broker, sleeps):

@@ -84,6 +84,11 @@ _FINAL_STATES = {
 }
 
 
+#: ``reject_reason`` values that give no reason: Coinbase sends ``REJECT_REASON_UNSPECIFIED``
+#: on every order, filled and cancelled ones too.
+_NO_REASONS = frozenset({"", "REJECT_REASON_UNSPECIFIED", "UNKNOWN_REJECT_REASON"})
+
+
 class _Unanswered(BrokerError):
     """No answer after the retries (429, 5xx, timeouts): the request may have been done."""
 
@@ -507,12 +512,10 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
         )
         if state == "cancelled" and ioc:
             state = "expired"
-        reason = str(
-            order.get("cancel_message")
-            or order.get("reject_message")
-            or order.get("reject_reason")
-            or ""
-        )
+        reject_reason = str(order.get("reject_reason") or "")
+        if reject_reason in _NO_REASONS:  # what every order carries when none was rejected
+            reject_reason = ""
+        reason = str(order.get("cancel_message") or order.get("reject_message") or reject_reason)
         if state != "open" and not reason:
             reason = f"Coinbase status {status}" + (
                 " (immediate or cancel: the rest could not fill at its limit)"
