@@ -24,7 +24,7 @@ from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
 from moola.features.labels import build_labels
-from moola.pipeline.datasets import make_and_store_split
+from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
 from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.lifecycle import promote
@@ -155,6 +155,40 @@ def test_a_member_whose_input_does_not_fit_the_session_names_both(capsys, featur
     err = _refused(capsys, root, "live", "run", "--config", str(config), "--replay", "mkt")
     assert "'direction'" in err and run_id in err
     assert "small" in err and "intraday31" in err
+    assert not journal.exists()
+
+
+@pytest.fixture(scope="module")
+def five_minute_run(tmp_path_factory):
+    """(data root, run id): a promoted run on 105-bar windows of FIVE-minute bars."""
+    registry = Registry(tmp_path_factory.mktemp("bad_input_5m") / "moola_data")
+    raw, market = synthesize_raw(
+        registry, "mkt5", n_bars=2000, n_patterns=8, seed=4, symbols=SYMBOLS, timeframe="5m"
+    )
+    labeled = planted_labeled(registry, "pat5", raw, market)
+    make_and_store_split(registry, labeled, "purged-kfold", name="kf", folds=3, embargo=105)
+    config = TrainConfig(model="logistic_regression", dataset="pat5", split="kf", n_bootstrap=10)
+    run_id = run_training(registry, config).run_id
+    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    return registry.root, run_id
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 18 gap: a supervised member trained on another bar timeframe is not "
+    "refused (only an RL member's timeframe is checked); its 105-bar window of 5m bars is "
+    "fed 105 one-minute bars and the session trades on it",
+)
+def test_a_member_trained_on_another_timeframe_is_refused_naming_both(
+    capsys, five_minute_run, tmp_path
+):
+    root, run_id = five_minute_run
+    file = tmp_path / "one_minute.csv"
+    two_symbol_bars(300, 5).to_csv(file, index=False)
+    journal = tmp_path / "paper.db"
+    config = _config(tmp_path / "live.yaml", run_id, journal)  # timeframe: 1m (default)
+    err = _refused(capsys, root, "live", "run", "--config", str(config), "--replay", str(file))
+    assert run_id in err and "5m" in err and "1m" in err
     assert not journal.exists()
 
 
