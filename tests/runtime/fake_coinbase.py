@@ -16,8 +16,8 @@ speaks the documented request and response shapes of the endpoints the adapter u
   ``liquidity[product]`` units when that is set: the rest is cancelled), else it is
   cancelled unfilled; GTC limit orders rest ``OPEN``. Too little balance answers
   ``success: false`` with ``INSUFFICIENT_FUND``.
-- ``POST /orders/batch_cancel``, ``GET /orders/historical/batch`` (``product_ids``,
-  ``order_status``, ``limit``/``cursor`` pages), ``GET /orders/historical/{id}``,
+- ``POST /orders/batch_cancel``, ``GET /orders/historical/batch`` (``order_ids``,
+  ``product_ids``, ``order_status``, ``limit``/``cursor`` pages), ``GET /orders/historical/{id}``,
   ``GET /orders/historical/fills`` (List Fills: ``order_ids``, ``trade_ids`` and
   ``product_ids`` filter; ``start_sequence_timestamp`` keeps fills with a trade time after
   it and ``end_sequence_timestamp`` those before it, RFC 3339; ``limit``/``cursor`` pages,
@@ -432,6 +432,8 @@ class FakeCoinbase:
         orders = [
             o for o in reversed(self.orders.values()) if o["client_order_id"] not in self.unlisted
         ]  # newest first
+        if "order_ids" in query:
+            orders = [o for o in orders if o["order_id"] in query["order_ids"]]
         if "product_ids" in query:
             orders = [o for o in orders if o["product_id"] in query["product_ids"]]
         if "order_status" in query:

@@ -341,6 +341,23 @@ def test_fills_since_keeps_a_fill_at_that_time_and_none_before(fake, broker):
         broker.fills(since="soon")
 
 
+def test_fills_of_orders_placed_elsewhere_learn_their_client_ids_in_batches(fake, broker):
+    """600 fills of 120 orders this adapter never placed: their client ids come from 3
+    List Orders requests (``order_ids``, 50 each), not 120 Get Order requests."""
+    for k in range(120):
+        order = {"order_id": f"ext-{k:03d}", "product_id": "BTC-USD",
+                 "client_order_id": f"cid-{k:03d}", "side": "BUY", "status": "FILLED"}  # fmt: skip
+        fake.orders[order["order_id"]] = order
+        for j in range(5):
+            fake.add_fill(order, 0.001, 40_000.0, 0.1, at=T0 + 10 * k + j)
+    fills = broker.fills()
+    assert len(fills) == 600
+    assert {f.client_order_id for f in fills} == {f"cid-{k:03d}" for k in range(120)}
+    lookups = [q for m, p, q, _ in fake.requests if (m, p) == ("GET", "/orders/historical/batch")]
+    assert [len(q["order_ids"]) for q in lookups] == [50, 50, 20]
+    assert not [p for _, p, _, _ in fake.requests if p.startswith("/orders/historical/ext-")]
+
+
 def test_a_listing_longer_than_the_page_cap_is_refused_not_cut(fake, broker, monkeypatch):
     from moola.runtime.brokers import coinbase
 

@@ -64,6 +64,7 @@ MAX_CANDLES = 350  # per candles request (Coinbase's cap)
 MAX_LOOKUP_PAGES = 5  # pages of recent orders searched for a client id before a retry
 MAX_PAGES = 100  # pages of a listing read before it is refused as too long (_pages)
 PAGE_LIMIT = 250  # items asked per page of a listing
+LOOKUP_BATCH = 50  # order ids per List Orders request when fills name unknown orders
 GRANULARITIES: dict[str, tuple[str, int]] = {  # moola timeframe -> (Coinbase name, seconds)
     "1m": ("ONE_MINUTE", 60),
     "5m": ("FIVE_MINUTE", 300),
@@ -605,10 +606,9 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
             # Coinbase returns fills "with a trade time after" the start: ask from a
             # microsecond before, so a fill at ``since`` itself is not left out
             params["start_sequence_timestamp"] = _rfc3339(start - pd.Timedelta(microseconds=1))
-        out = [
-            self._fill_of(fill, self._client_id(str(fill.get("order_id"))))
-            for fill in self._pages("/orders/historical/fills", "fills", params)
-        ]
+        listed = self._pages("/orders/historical/fills", "fills", params)
+        self._learn_client_ids({str(fill.get("order_id")) for fill in listed})
+        out = [self._fill_of(fill, self._client_id(str(fill.get("order_id")))) for fill in listed]
         if start is not None:
             out = [f for f in out if f.time is None or f.time >= start]
         out.sort(key=lambda f: (f.time is None, f.time or 0))
@@ -656,6 +656,19 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
             fee=_float(fill.get("commission")),
             time=_time(fill.get("trade_time")),
         )
+
+    def _learn_client_ids(self, order_ids: set[str]) -> None:
+        """The client ids of orders this adapter has not seen, asked in batches of
+        ``LOOKUP_BATCH`` (``GET orders/historical/batch?order_ids=...``, one page each)
+        instead of one request per order; an order the page leaves out is asked alone
+        later (``_client_id``), so a listing that ignored the filter costs one page."""
+        unknown = sorted(o for o in order_ids if o not in self._client_ids)
+        for k in range(0, len(unknown), LOOKUP_BATCH):
+            params = {"order_ids": unknown[k : k + LOOKUP_BATCH], "limit": PAGE_LIMIT}
+            page = self._pages("/orders/historical/batch", "orders", params, 1, complete=False)
+            for order in page:
+                order_id = str(order.get("order_id"))
+                self._client_ids[order_id] = str(order.get("client_order_id") or order_id)
 
     def _client_id(self, order_id: str) -> str:
         known = self._client_ids.get(order_id)
