@@ -260,6 +260,34 @@ def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_i
     assert _files(tmp_path) == before
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 18 bug: a journal whose state row is not JSON makes `moola live run` and "
+    "`moola live status` end in a JSONDecodeError traceback (exit 1) instead of a "
+    "JournalError naming the journal and the key (nothing is sent: it fails closed)",
+)
+def test_a_journal_whose_state_cannot_be_read_is_a_clear_error_and_nothing_is_sent(
+    capsys, lab, tmp_path
+):
+    root, run_id = lab
+    journal = tmp_path / "paper.db"
+    config = _config(tmp_path / "live.yaml", run_id, journal)
+    code, out, err = _moola(
+        capsys, root, "live", "run", "--config", str(config), "--replay", "mkt", "--max-bars", "5"
+    )
+    assert code == 0, (out, err)
+    with sqlite3.connect(journal) as conn:
+        conn.execute("UPDATE state SET value = 'not json' WHERE key = 'engine'")
+    intents = _query(journal, "SELECT COUNT(*) FROM order_intents")
+    for command in (["run", "--replay", "mkt", "--max-bars", "50"], ["status"]):
+        code, out, err = run(
+            capsys, "--data-root", str(root), "live", *command, "--config", str(config)
+        )
+        assert code == 2 and "Traceback" not in out + err, (command, code, out[-2000:])
+        assert str(journal) in err and "'engine'" in err
+    assert _query(journal, "SELECT COUNT(*) FROM order_intents") == intents
+
+
 # ------------------------------------------------------------------ the bar feed
 
 
