@@ -1,6 +1,11 @@
 """Restart safety (issue 18): a paper session killed with SIGKILL at each crash point of
 the loop, then started again, ends where an uninterrupted session ends.
 
+The session trades two symbols whose bars close together, so the engine decides each bar
+time as a group journaled in one transaction, then sends the group's intents one by one:
+points sit inside a group (one symbol decided, the other not), between the group's
+transaction and its first submit, and between its first and second submit.
+
 How: one driver subprocess (``python -c``, below) imports moola once and, per crash point,
 forks a child with ``MOOLA_CRASH_AT`` set to it, which runs the session until the point
 kills it with SIGKILL (its exit status must say so: -9); then forks a second child without
@@ -62,16 +67,20 @@ REPO = Path(__file__).resolve().parents[2]
 N_BARS = 120  # per symbol: 240 decisions, orders on both symbols every 30 bars
 
 #: When each point is armed: the N-th time it is reached (mid-session for per-bar points,
-#: the second order or fill for the order/fill points).
+#: the second order or fill for the order/fill points). Per-group points count bar times
+#: (120): both symbols order at minutes 30, 45, 60, 75, 90 and 105 (groups 31, 46, ...)
+#: and their fills come at the next minute.
 WHEN = {
     "engine.bar_received": 101,
     "paper.bar_advanced": 131,
     "engine.risk_marked": 151,
-    "engine.decided": 171,
-    "livedb.step_before_commit": 181,
-    "engine.step_recorded": 191,
-    "livedb.state_before_commit": 3,  # the engine's own state: with a fill's position
-    "engine.state_saved": 211,
+    "engine.decided": 171,  # odd: BTC decided, ETH of the same minute not yet
+    "engine.group_decided": 91,  # both buys of minute 90 decided, nothing journaled
+    "livedb.step_before_commit": 91,  # the group with both buys written, uncommitted
+    "engine.step_recorded": 61,  # both buys of minute 60 committed, none sent
+    "livedb.state_before_commit": 32,  # the engine's own state: with both fills' positions
+    "engine.state_saved": 106,  # both sells of minute 105 journaled, before the first submit
+    "engine.group_next_submit": 2,  # minute 45: BTC's sell sent and acked, ETH's not sent
     "engine.before_submit": 2,
     "paper.order_placed": 2,
     "engine.submitted": 3,

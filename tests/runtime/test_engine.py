@@ -106,7 +106,8 @@ def test_every_intent_is_journaled_before_the_broker_sees_it(tmp_path):
         recorded = [
             j
             for j, (tag, name, a) in enumerate(log[:i])
-            if name == "record_step" and coid in [x["client_order_id"] for x in a[7]]
+            if name == "record_steps"
+            and coid in [x["client_order_id"] for step in a[1] for x in step["intents"]]
         ]
         assert recorded, f"{coid} sent before it was journaled"
     assert journal.intent_status(log[submits[0]][2][0].client_order_id) == "filled"
@@ -118,7 +119,7 @@ def test_every_intent_is_journaled_before_the_broker_sees_it(tmp_path):
 def test_nothing_is_sent_when_the_journal_cannot_record_the_intent(tmp_path):
     log = []
     engine, journal, broker = _engine(tmp_path)
-    engine.journal = Spy(journal, log, "journal", fail="record_step")
+    engine.journal = Spy(journal, log, "journal", fail="record_steps")
     engine.broker = Spy(broker, log, "broker")
     with pytest.raises(JournalError):
         engine.run()
@@ -183,7 +184,9 @@ class Crash(Exception):
 def test_a_crash_around_the_broker_call_never_sends_the_intent_twice(tmp_path, when):
     """Killed between the journaled intent and the broker call (``before``), or after the
     broker took the order but before its ack was journaled (``after``): the restarted
-    engine finds the intent pending, settles it from the broker, and never sends it."""
+    engine finds the intent pending, settles it from the broker, and never sends it. The
+    bar time's group journals both symbols' intents before the first submit: the one the
+    crash kept from the broker is never sent either."""
     engine, journal, broker = _engine(tmp_path)
     submit = broker.submit
 
@@ -195,8 +198,9 @@ def test_a_crash_around_the_broker_call_never_sends_the_intent_twice(tmp_path, w
     broker.submit = dying_submit
     with pytest.raises(Crash):
         engine.run()
-    (pending,) = journal.pending_intents()
+    pending, *unsent = journal.pending_intents()
     coid = pending["client_order_id"]
+    assert [p["symbol"] for p in (pending, *unsent)] == list(SYMBOLS)  # one group: both buy
     broker.submit = submit
     log = []
     again, _, _ = _engine(tmp_path, journal=journal, broker=broker)
@@ -205,6 +209,9 @@ def test_a_crash_around_the_broker_call_never_sends_the_intent_twice(tmp_path, w
     sent = [a[0].client_order_id for tag, name, a in log if name == "submit"]
     assert coid not in sent and len(sent) == len(set(sent))
     assert journal.intent_status(coid) == ("cancelled" if when == "before" else "filled")
+    for intent in unsent:
+        assert intent["client_order_id"] not in sent
+        assert journal.intent_status(intent["client_order_id"]) == "cancelled"
     assert journal.pending_intents() == []
 
 

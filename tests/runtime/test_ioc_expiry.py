@@ -163,3 +163,60 @@ def test_a_partly_filled_ioc_keeps_its_fill_and_closes_the_rest(tmp_path, creden
             in {o["order_id"] for o in fake.orders.values() if o["client_order_id"] in settled}
         }
         assert exchange and exchange <= journaled
+
+
+class Spy:
+    """The journal, each ``record_steps`` and ``mark_intent`` call kept in ``calls``."""
+
+    def __init__(self, inner):
+        self._inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name not in ("record_steps", "mark_intent"):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction(
+    tmp_path, credentials
+):
+    """The fill a partly filled IOC kept and the order's final status (expired, filled
+    0.5 of N) go into the bar's one transaction, never into a write of their own after
+    it: no crash can leave the fill's "filled" without the final status, or the other
+    way round."""
+    bars = two_symbol_bars(40, 3)
+    bars["symbol"] = bars["symbol"].map(PRODUCTS)
+    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
+    fake = FakeCoinbase(
+        KEY_NAME,
+        credentials[1].public_key(),
+        prices=last,
+        exec_prices={p: price * 1.001 for p, price in last.items()},
+        balances={"USD": 1e7},
+        liquidity={p: 0.5 for p in PRODUCTS.values()},
+    )
+    journal = Spy(LiveJournal(f"sqlite:///{tmp_path / 'live.db'}"))
+    with fake:
+        engine, broker = _engine(fake, credentials, journal, bars)
+        with broker:
+            engine.run(max_bars=50)
+    final = ("filled", "expired", "cancelled", "rejected")
+    assert not [a for name, a, kw in journal.calls if name == "mark_intent" and a[1] in final]
+    settled = 0
+    for name, args, _ in journal.calls:
+        if name != "record_steps":
+            continue
+        for step in args[1]:
+            marks = {m["client_order_id"]: m for m in step["marks"]}
+            for fill in step["fills"]:
+                mark = marks[fill["client_order_id"]]  # the fill's order is settled with it
+                assert mark["status"] == "expired" and "filled 0.5 of" in mark["detail"]
+                settled += 1
+    assert settled >= 2
+    assert journal.pending_intents() == []

@@ -42,7 +42,7 @@ CRASH_POINTS: tuple[tuple[str, str], ...] = (
     ),
     (
         "livedb.fill_before_commit",
-        "the bar's fills are written in record_step's transaction, before its commit",
+        "a bar's fills are written in its group's record_steps transaction, before the commit",
     ),
     (
         "engine.fill_journaled",
@@ -61,18 +61,32 @@ CRASH_POINTS: tuple[tuple[str, str], ...] = (
         "every fill of the bar is queued (committed with the decision), before the risk mark",
     ),
     ("engine.risk_marked", "the risk gate is marked with the bar's equity, before deciding"),
-    ("engine.decided", "the decision is made in memory, before anything is journaled"),
-    ("livedb.step_before_commit", "iteration, decision and intent written, before the commit"),
     (
-        "engine.step_recorded",
-        "record_step committed (fills, positions, decision, intent, engine state), before "
-        "refusals are notified",
+        "engine.decided",
+        "a bar's decision is made in memory (maybe mid-group), before anything is journaled",
+    ),
+    (
+        "engine.group_decided",
+        "every bar of the bar time's group is decided in memory, before its transaction",
     ),
     (
         "livedb.state_before_commit",
-        "the engine state written in record_step's transaction, uncommitted",
+        "the engine state written in record_steps' transaction, uncommitted",
     ),
-    ("engine.state_saved", "the bar is decided and the state saved, before any submit"),
+    (
+        "livedb.step_before_commit",
+        "the group's iterations, decisions and intents written, before the commit",
+    ),
+    (
+        "engine.step_recorded",
+        "record_steps committed (the group's fills, status marks, positions, decisions, "
+        "intents, engine state), before refusals are notified",
+    ),
+    ("engine.state_saved", "the group is decided and the state saved, before any submit"),
+    (
+        "engine.group_next_submit",
+        "one intent of the group is sent and its ack journaled, before the group's next submit",
+    ),
     ("engine.before_submit", "an intent is journaled and the state saved, before broker.submit"),
     ("paper.order_placed", "the paper kernel took the order, before the ack is kept"),
     ("engine.submitted", "broker.submit returned, before its ack is journaled"),

@@ -1,29 +1,45 @@
-"""The decision loop: one closed bar in, at most one journaled order intent out.
+"""The decision loop: the closed bars of one bar time in, their journaled order intents out.
 
-Per closed bar of each symbol (``Engine.step``), in this order:
+The feed hands over the symbols' bars of one bar time as a group (``groups()`` of
+``moola.runtime.feed``; a group never waits on a later bar). Each bar of the group
+(``Engine.step_group``; ``Engine.step`` is a group of one) is decided in turn, in the
+feed's order, as follows:
 
 1. incremental features (``IncrementalFeatures``: the same code as batch, row for row);
-2. the paper broker advances over the bar (orders decided earlier fill at its prices);
-   fills and positions are queued for the bar's transaction (step 6) and the risk gate is
-   marked with the new equity (a loss-limit breach halts it, is journaled as a halt at
-   once, and requests a flatten);
+2. the paper broker advances over the bar (orders decided earlier fill at its prices; a
+   live broker is asked what became of its working orders, a final one's fills and
+   status queued together); fills and positions are queued for the group's transaction
+   (step 6) and the risk gate is marked with the new equity (a loss-limit breach halts
+   it, is journaled as a halt at once, and requests a flatten);
 3. members -> weighted ensemble (renormalised over missing or stale members; each member
    calibrated by its run unless ``calibration`` is off) -> tier (no tier: no signal);
 4. the kill switch (environment or journal) is read on every bar: on, open orders are
-   cancelled and the loop stops; a halted gate flattens each held symbol at its next bar;
+   cancelled, an intent decided earlier in the group is withdrawn (never sent, marked
+   cancelled) and the loop stops at this bar; a halted gate flattens each held symbol
+   at its next bar;
 5. a signal becomes an order: +1 on a flat symbol buys ``position_size`` units (risk per
    trade over an ``atr_multiple`` ATR stop, capped by ``max_position``), -1 on a held
    symbol sells it (spot: no shorts); the order passes the feed check (gap, staleness),
    the risk gate (the backtest's rule objects) and the rate limits, in that order; a
    refusal is the decision's action with its reasons, and nothing is sent;
-6. the bar's fills (their intents marked filled) and position snapshots, the iteration
-   (bar, feature hash), member outputs, decision, a refusal's event, the ``OrderIntent``
-   -- with a deterministic client order id, a hash of session, symbol, bar time and
-   decision -- and the engine state (positions, last bar decided, risk and rate-limit
-   state) are journaled in ONE transaction (``record_step``, one durable commit); only
-   then ``broker.submit``, and its ack is journaled after (a second commit, on bars that
-   send). If any journal write fails (``JournalError``) the loop stops and nothing more
-   is sent: risk fails closed. A notifier, when given, hears of it last.
+6. then, for the whole group: each bar's fills (their intents marked filled, then a
+   settled order's final status) and position snapshots, the iteration (bar, feature
+   hash), member outputs, decision, a refusal's event, the ``OrderIntent`` -- with a
+   deterministic client order id, a hash of session, symbol, bar time and decision --
+   and the engine state (positions, last bar decided, risk and rate-limit state) are
+   journaled in ONE transaction (``record_steps``, one durable commit for all the
+   symbols of the bar time: all or nothing); only then the group's intents go to
+   ``broker.submit``, one by one, each ack journaled after it. If any journal write
+   fails (``JournalError``) the loop stops and nothing more is sent: risk fails closed.
+   A notifier, when given, hears of it last.
+
+Deciding a group changes no decision: the orders of a group are sent after every bar of
+it is decided, but a paper symbol trades in a sleeve of its own, so an order sent later
+in the minute changes neither the balances (cash, equity) nor the open orders that
+another symbol of the minute reads (sizing, ``AccountState``); the risk gate and rate
+limits are spent as each bar is decided, as before. A halt or kill switch seen mid-group
+withdraws the group's unsent intents where, bar by bar, they would have been sent and
+then cancelled: the journal ends with the same intents, cancelled with the same reason.
 
 The kill switch is read before every order: the journal keeps the value it read and, on
 SQLite, reads the row again only when another connection has committed since (``PRAGMA
@@ -47,7 +63,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,6 +275,7 @@ class Engine:
         self.on_bar = on_bar
         self.session_id: str | None = None
         self._working: dict[str, str] = {}  # client order id -> symbol, asked each bar
+        self._unsent: dict[str, str] = {}  # the group's intents not sent yet -> symbol
 
     # ------------------------------------------------------------------ start
 
@@ -470,23 +487,21 @@ class Engine:
         client order id -> symbol. Empty for a broker that reports fills itself (paper)."""
         if not callable(getattr(self.broker, "order_status", None)):
             return {}
-        signals = self.journal.signals()
-        if signals.empty:
-            return {}
-        working = signals[signals["status"].isin(WORKING)]
-        return dict(zip(working["client_order_id"], working["symbol"], strict=True))
+        working = self.journal.intents_by_status(WORKING)  # indexed: not every decision
+        return {row["client_order_id"]: row["symbol"] for row in working}
 
     def _settle_orders(self) -> list[Any]:
         """Ask the broker what became of each working order; returns the fills of the
         final ones the journal does not hold yet (the bar journals them with its step).
 
-        A final order's status is queued to be journaled after the bar's transaction (its
-        fills mark it filled there): an order the exchange cancelled or expired (an
-        immediate-or-cancel buy whose limit was below the ask) ends ``cancelled`` /
-        ``expired`` with the units it filled and the exchange's reason, a partial fill
-        keeping its fill; so it is not left "acknowledged" (open exposure, reconciled as
-        working) and, its id being journaled, never sent again. A broker that cannot
-        answer now is recorded and asked again at the next bar."""
+        A final order's status is queued for the bar's transaction, written there after
+        its fills (which mark it filled), so no crash keeps one without the other: an
+        order the exchange cancelled or expired (an immediate-or-cancel buy whose limit
+        was below the ask) ends ``cancelled`` / ``expired`` with the units it filled and
+        the exchange's reason, a partial fill keeping its fill; so it is not left
+        "acknowledged" (open exposure, reconciled as working) and, its id being
+        journaled, never sent again. A broker that cannot answer now is recorded and
+        asked again at the next bar."""
         fills: list[Any] = []
         broker_fills: list[Any] | None = None
         for coid in list(self._working):
@@ -529,11 +544,14 @@ class Engine:
             total = min(total, max_bars)
         stopped = "feed ended"
         try:
-            for fb in self.feed:
-                result.bars += 1
-                stop = self.step(fb, result)
+            for group in self._groups():
+                if max_bars is not None:
+                    group = self._up_to(group, max_bars - result.decided)
+                result.bars += len(group)
+                stop = self.step_group(group, result)
                 if self.on_bar is not None:
-                    self.on_bar(result.bars, total)
+                    for done in range(result.bars - len(group) + 1, result.bars + 1):
+                        self.on_bar(done, total)
                 if stop:
                     stopped = stop
                     break
@@ -556,10 +574,110 @@ class Engine:
         crash_point("engine.session_ended")
         return result
 
+    def _groups(self) -> Iterator[Sequence[FeedBar]]:
+        """The feed's bars as groups of one bar time (its ``groups()``: a ``ReplayFeed`` or
+        ``PollingFeed``); any other iterable of ``FeedBar`` one bar at a time, since
+        grouping it would mean waiting for its next bar."""
+        groups = getattr(self.feed, "groups", None)
+        if callable(groups):
+            return iter(groups())
+        return ([fb] for fb in self.feed)
+
+    def _up_to(self, group: Sequence[FeedBar], decide: int) -> list[FeedBar]:
+        """The bars of ``group`` up to the ``decide``-th that is decided (a bar decided
+        before a restart only warms up): ``max_bars`` is kept within a group too."""
+        out: list[FeedBar] = []
+        for fb in group:
+            if decide <= 0:
+                break
+            out.append(fb)
+            last = self.last_bars.get(fb.symbol)
+            if last is None or fb.time > last:
+                decide -= 1
+        return out
+
     def step(self, fb: FeedBar, result: SessionResult | None = None) -> str | None:
-        """One closed bar (module docstring); returns why the loop must stop, or None."""
+        """One closed bar (module docstring): a group of one. Returns why the loop must
+        stop, or None."""
+        return self.step_group([fb], result)
+
+    def step_group(
+        self, group: Sequence[FeedBar], result: SessionResult | None = None
+    ) -> str | None:
+        """The closed bars of one bar time, one per symbol (module docstring): each decided
+        in turn as ``step`` decides a bar (broker advance, then decision), all journaled in
+        ONE transaction, then the group's intents sent. Returns why the loop must stop, or
+        None; a stop (the kill switch) ends the group at the bar that saw it."""
         assert self.session_id is not None and self.parts is not None
         result = result or SessionResult(self.session_id)
+        self._unsent = {}
+        steps: list[_Step] = []
+        stop = None
+        for fb in group:
+            decided = self._decide_bar(fb, result)
+            if decided is None:
+                continue
+            steps.append(decided)
+            if decided.stop:
+                stop = decided.stop
+                break
+        if not steps:
+            return None
+        crash_point("engine.group_decided")
+        # Every bar's fills, marks and positions, iteration, member outputs, decision and
+        # intents, a refusal's event, and the engine state saying these bars are decided
+        # (with the rate limiter's spend): ONE durable transaction, before anything acts on
+        # it, so a restart can never find a decision without the state (it would decide
+        # the bar again) nor the state without the decision, nor a fill without its
+        # position or its order's final status, nor one symbol's bar of the group without
+        # the others'.
+        self.journal.record_steps(
+            self.session_id,
+            [step.record() for step in steps],
+            state={ENGINE_STATE_KEY: self._state()},
+        )
+        crash_point("engine.step_recorded")
+        for step in steps:
+            action = step.decision["action"]
+            if action in REFUSALS:
+                result.refused[action] = result.refused.get(action, 0) + 1
+                if self.notifier is not None:
+                    if action == "killed":
+                        self.notifier.halt("; ".join(step.decision["reasons"]))
+                    else:
+                        self.notifier.denial(
+                            symbol=step.fb.symbol,
+                            reasons=step.decision["reasons"],
+                            side=step.decision.get("side"),
+                        )
+        crash_point("engine.state_saved")
+        result.decided += len(steps)
+        first = True
+        for step in steps:
+            for intent in step.intents:
+                if self._unsent.pop(intent["client_order_id"], None) is None:
+                    continue  # withdrawn in the group (kill switch, halt): never sent
+                if not first:
+                    crash_point("engine.group_next_submit")
+                first = False
+                crash_point("engine.before_submit")
+                if self._submit(intent, step.fb.time, result) and self.notifier is not None:
+                    self.notifier.signal(
+                        symbol=step.fb.symbol,
+                        side=intent["side"],
+                        tier=step.decision["tier"] or step.decision["action"],
+                        probability=step.decision["probability"] or 0.5,
+                        qty=intent["qty"],
+                        price=float(step.fb.bar["close"]),
+                        bar_time=step.fb.time.isoformat(),
+                    )
+        return stop
+
+    def _decide_bar(self, fb: FeedBar, result: SessionResult) -> _Step | None:
+        """Features, broker advance and decision of one bar, nothing journaled yet (the
+        group's ``record_steps`` does); None for a bar decided before a restart (it only
+        warms up)."""
+        assert self.session_id is not None
         symbol, bar, time = fb.symbol, fb.bar, fb.time
         self._bars[symbol].append(bar)
         row = self._features[symbol].update({**bar, "symbol": symbol})
@@ -585,11 +703,7 @@ class Engine:
             )
             if self.journal.intent_status(coid) is None:  # never recorded or sent twice
                 intents.append(_intent_record(coid, symbol, side, qty))
-        # The bar's fills and positions, the iteration, member outputs, decision and intent,
-        # a refusal's event, and the engine state saying this bar is decided (with the rate
-        # limiter's spend): ONE durable transaction, before anything acts on it, so a
-        # restart can never find the decision without the state (it would decide the bar
-        # again) nor the state without the decision, nor a fill without its position.
+                self._unsent[coid] = symbol
         self.last_bars[symbol] = time
         queued = self._queued
         if decision["action"] in REFUSALS:
@@ -599,47 +713,7 @@ class Engine:
                     {"decision_id": None, "symbol": symbol, "reasons": decision["reasons"]},
                 )
             )
-        self.journal.record_step(
-            self.session_id,
-            symbol,
-            time.isoformat(),
-            feature_hash(row),
-            _bar_record(bar),
-            outputs,
-            decision,
-            intents,
-            state={ENGINE_STATE_KEY: self._state()},
-            fills=queued.fills,
-            positions=queued.positions,
-            events=queued.events,
-        )
-        crash_point("engine.step_recorded")
-        for coid, status, detail in queued.marks:  # after the fills that mark them filled
-            self.journal.mark_intent(coid, status, detail=detail)
-        if decision["action"] in REFUSALS:
-            result.refused[decision["action"]] = result.refused.get(decision["action"], 0) + 1
-            if self.notifier is not None:
-                if decision["action"] == "killed":
-                    self.notifier.halt("; ".join(decision["reasons"]))
-                else:
-                    self.notifier.denial(
-                        symbol=symbol, reasons=decision["reasons"], side=decision.get("side")
-                    )
-        crash_point("engine.state_saved")
-        result.decided += 1
-        for intent in intents:
-            crash_point("engine.before_submit")
-            if self._submit(intent, time, result) and self.notifier is not None:
-                self.notifier.signal(
-                    symbol=symbol,
-                    side=intent["side"],
-                    tier=decision["tier"] or decision["action"],
-                    probability=decision["probability"] or 0.5,
-                    qty=intent["qty"],
-                    price=float(bar["close"]),
-                    bar_time=time.isoformat(),
-                )
-        return stop
+        return _Step(fb, feature_hash(row), outputs, decision, intents, queued, stop)
 
     def _warm_members(self, symbol: str) -> None:
         """A bar decided before a restart: members that keep a state of their own bar by
@@ -682,16 +756,21 @@ class Engine:
 
     def _cancel_open_orders(self, why: str) -> None:
         """Cancel every open order at the broker and mark its intent cancelled in the
-        journal, so the journal never shows as working an order that will not fill."""
+        journal, so the journal never shows as working an order that will not fill. An
+        intent an earlier bar of this group decided is not at the broker yet: it is
+        withdrawn (never sent) and marked cancelled in the group's transaction."""
         for intent in self.broker.open_orders():
             coid = intent.client_order_id
             if self.broker.cancel(coid) and self.journal.intent_status(coid) is not None:
                 self.journal.mark_intent(coid, "cancelled", detail=why)
                 self._working.pop(coid, None)
+        for coid in list(self._unsent):
+            del self._unsent[coid]
+            self._queued.marks.append((coid, "cancelled", why))
 
     def _journal_fill(self, fill: Any) -> None:
         """Queue a fill (its intent marked filled) and the position snapshot after it for
-        the bar's one transaction (``record_step``): they are journaled with the decision
+        the group's one transaction (``record_steps``): journaled with the decision
         they inform, all or nothing, and before anything is sent."""
         self._queued.fills.append(_fill_record(fill) | {"client_order_id": fill.client_order_id})
         crash_point("engine.fill_journaled")
@@ -911,13 +990,48 @@ class Engine:
 
 @dataclass
 class _BarWrites:
-    """What a bar adds to its ``record_step`` transaction besides the decision: fills
-    (each marks its intent filled), position snapshots and events (kind, payload)."""
+    """What a bar adds to its group's transaction besides the decision: fills (each marks
+    its intent filled), position snapshots, events (kind, payload) and intent status
+    marks (client order id, status, detail; written after the fills: a broker's final
+    answer, or an intent of the group withdrawn by a kill switch or halt)."""
 
     fills: list[dict[str, Any]] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    marks: list[tuple[str, str, str]] = field(default_factory=list)  # final order states
+    marks: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Step:
+    """One bar decided in a group, waiting for the group's transaction."""
+
+    fb: FeedBar
+    feature_hash: str
+    outputs: list[dict[str, Any]]
+    decision: dict[str, Any]
+    intents: list[dict[str, Any]]
+    writes: _BarWrites
+    stop: str | None
+
+    def record(self) -> dict[str, Any]:
+        """The step as ``LiveJournal.record_steps`` takes it."""
+        writes = self.writes
+        return {
+            "symbol": self.fb.symbol,
+            "bar_time": self.fb.time.isoformat(),
+            "feature_hash": self.feature_hash,
+            "bar": _bar_record(self.fb.bar),
+            "outputs": self.outputs,
+            "decision": self.decision,
+            "intents": self.intents,
+            "fills": writes.fills,
+            "marks": [
+                {"client_order_id": coid, "status": status, "detail": detail}
+                for coid, status, detail in writes.marks
+            ],
+            "positions": writes.positions,
+            "events": writes.events,
+        }
 
 
 def feature_hash(row: pd.Series) -> str:
