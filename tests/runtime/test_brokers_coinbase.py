@@ -20,6 +20,7 @@ from moola.runtime.brokers import (
     Credentials,
     OrderIntent,
 )
+from moola.runtime.brokers.base import OrderUnsure
 from tests.runtime.fake_coinbase import FakeCoinbase
 
 KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
@@ -259,8 +260,9 @@ def test_limit_order_is_open_until_cancelled(fake, broker):
 
 
 def test_refusals_raise_with_coinbases_message_and_are_not_retried(fake, broker, sleeps):
-    with pytest.raises(BrokerError, match="INSUFFICIENT_FUND: Insufficient balance"):
+    with pytest.raises(BrokerError, match="INSUFFICIENT_FUND: Insufficient balance") as info:
         broker.submit(_buy("big", 5.0))
+    assert not isinstance(info.value, OrderUnsure)  # a refusal: Coinbase holds no order
     fake.fail("POST", "/orders", (400, "INVALID_ORDER", "size below minimum"))
     with pytest.raises(BrokerError, match="HTTP 400 INVALID_ORDER: size below minimum"):
         broker.submit(_buy("tiny", 0.001))
@@ -456,9 +458,15 @@ def test_create_retry_sends_the_same_client_id_when_nothing_was_created(fake, br
 def test_create_is_not_resent_when_the_lookup_fails(fake, broker):
     fake.fail("POST", "/orders", "lost")
     fake.fail("GET", "/orders/historical/batch", 500, 500, 500)
-    with pytest.raises(BrokerError, match="GET /orders/historical/batch failed"):
+    with pytest.raises(OrderUnsure, match="GET /orders/historical/batch failed") as info:
         broker.submit(_buy("unsure-1"))
+    assert info.value.client_order_id == "unsure-1"
     assert fake.calls("POST", "/orders") == 1 and fake.creates == 1
+    # not a refusal: the order is there, and order_status finds it by its client id
+    status = broker.order_status("unsure-1")
+    assert status is not None and status.state == "filled"
+    [fill] = broker.order_fills("unsure-1")
+    assert fill.qty == pytest.approx(0.01)
 
 
 def test_fake_coinbase_is_idempotent_on_client_order_id(fake, credentials):
@@ -562,7 +570,7 @@ def test_an_unanswered_create_says_so_and_the_same_intent_is_safe_to_resend(fake
     exist; submitting the same intent later returns that order."""
     fake.fail("POST", "/orders", "lost", "lost", "lost")
     fake.unlisted.add("maybe-1")
-    with pytest.raises(BrokerError, match="may have reached Coinbase"):
+    with pytest.raises(OrderUnsure, match="may have reached Coinbase"):
         broker.submit(_buy("maybe-1"))
     assert fake.creates == 1 and fake.calls("POST", "/orders") == 3
     ack = broker.submit(_buy("maybe-1"))  # the same client id: Coinbase returns that order

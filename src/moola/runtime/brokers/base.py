@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from moola.core.errors import ConfigError
+from moola.core.errors import BrokerError, ConfigError
 
 SIDES: tuple[str, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[str, ...] = ("market", "limit")
@@ -146,6 +146,17 @@ class OrderStatus:
     def final(self) -> bool:
         """True when the order will change no more (filled, cancelled, expired, rejected)."""
         return self.state != "open"
+
+
+class OrderUnsure(BrokerError):
+    """``submit`` could not learn whether the broker took the order (the answer was lost
+    and asking for it failed too): it may be working or filled there. Not a refusal: the
+    intent is not rejected, it is asked about again (``order_status``) and never sent under
+    another id; sending the same intent again (same client order id) creates nothing new."""
+
+    def __init__(self, message: str, client_order_id: str) -> None:
+        super().__init__(message)
+        self.client_order_id = client_order_id
 
 
 @runtime_checkable

@@ -30,8 +30,10 @@ No second order. ``submit`` is idempotent on ``client_order_id`` here (the first
 and returned) and at Coinbase (an id it has seen returns that order, not a new one). Before
 it retries a create whose answer was lost (a timeout, a 5xx), it asks Coinbase whether an
 order with that client id exists and, if so, acknowledges that order instead of sending
-again; if the question itself cannot be answered, it raises ``BrokerError`` and sends
-nothing more.
+again; if the question itself cannot be answered, or no attempt was answered, it raises
+:class:`~moola.runtime.brokers.base.OrderUnsure` (a ``BrokerError`` that is not a refusal:
+the order may be working or filled at Coinbase, ``order_status`` finds it later by its
+client id) and sends nothing more.
 
 Secrets: the key never leaves :class:`~moola.runtime.brokers.Credentials`; messages and
 logs name endpoints, statuses and Coinbase's error text only.
@@ -53,7 +55,13 @@ import pandas as pd
 from moola.core.errors import BrokerError, ConfigError
 from moola.data.schema import empty_bars, make_bars
 from moola.runtime import retry
-from moola.runtime.brokers.base import BrokerAck, BrokerFill, OrderIntent, OrderStatus
+from moola.runtime.brokers.base import (
+    BrokerAck,
+    BrokerFill,
+    OrderIntent,
+    OrderStatus,
+    OrderUnsure,
+)
 from moola.runtime.brokers.credentials import Credentials
 from moola.runtime.config import DEFAULT_MAX_SLIPPAGE_BPS, CoinbaseConfig
 
@@ -405,7 +413,10 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
         }
 
         def existing() -> dict | None:
-            order = self._find_order(intent.client_order_id, intent.symbol)
+            try:
+                order = self._find_order(intent.client_order_id, intent.symbol)
+            except BrokerError as exc:  # the create may have been done: never a refusal
+                raise _Unanswered(f"looking for the order sent before failed: {exc}") from None
             if order is None:
                 return None
             log.info(
@@ -416,9 +427,10 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
         try:
             data = self._call("POST", "/orders", body=body, before_retry=existing)
         except _Unanswered as exc:
-            raise BrokerError(
+            raise OrderUnsure(
                 f"{exc} Order {intent.client_order_id} may have reached Coinbase; submitting "
-                "the same intent again (same client_order_id) cannot create a second order."
+                "the same intent again (same client_order_id) cannot create a second order.",
+                intent.client_order_id,
             ) from None
         if not data.get("success"):
             err = data.get("error_response") or {}
