@@ -472,6 +472,12 @@ def test_record_steps_journals_a_groups_decisions_all_or_nothing(journal):
     with pytest.raises(ConfigError, match="non-empty list"):
         journal.record_steps(session, [])
     assert len(journal.signals(include_flat=True)) == 3  # nothing of the refused groups
+    with pytest.raises(JournalError, match="no session 'nope'"):
+        journal.record_steps("nope", [_step("BTC-USD", T1, flat)])
+    journal.end_session(session, "feed ended")
+    with pytest.raises(JournalError, match=r"ended at .*nothing more is recorded"):
+        journal.record_steps(session, [_step("BTC-USD", T1, flat), _step("ETH-USD", T1, flat)])
+    assert len(journal.signals(include_flat=True)) == 3
 
 
 def test_a_fill_and_its_final_status_land_in_one_transaction_or_neither(journal):

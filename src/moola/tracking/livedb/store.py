@@ -723,6 +723,7 @@ class LiveJournal:
         ]
 
         def work(conn: Connection) -> list[tuple[int, int]]:
+            _open_session(conn, session_id)  # once: each step's iteration relies on it
             out = [step_work(conn) for step_work in works]
             for key, value in state_values:
                 self._put_state(conn, key, value, now)
@@ -774,7 +775,7 @@ class LiveJournal:
             if position_values:
                 conn.execute(insert(_POSITIONS), position_values)
             # the parents are written here, so their checks (exists, session open) are done
-            iteration_id = iteration_work(conn)
+            iteration_id = iteration_work(conn, checked=True)
             members_work(conn, iteration_id, checked=True)
             decision_id = decision_work(conn, iteration_id, checked=True)
             for intent_work in intent_works:
@@ -798,7 +799,7 @@ class LiveJournal:
         bar_time: Any,
         feature_hash: str,
         bar: Mapping[str, Any],
-    ) -> Callable[[Connection], int]:
+    ) -> Callable[..., int]:
         _text(symbol, "symbol")
         _text(feature_hash, "feature_hash")
         when = _utc(bar_time, "bar_time")
@@ -806,8 +807,9 @@ class LiveJournal:
             raise ConfigError(f"bar must be a mapping, not {type(bar).__name__}.", param="bar")
         values = _jsonable(dict(bar))
 
-        def work(conn: Connection) -> int:
-            _open_session(conn, session_id)
+        def work(conn: Connection, checked: bool = False) -> int:
+            if not checked:  # record_steps checks the session once for its group
+                _open_session(conn, session_id)
             try:  # the unique (session, symbol, bar time) says "seen": no query before
                 result = conn.execute(
                     insert(_ITERATIONS),
