@@ -199,3 +199,31 @@ def test_a_kill_switch_seen_mid_group_journals_the_group_and_sends_nothing_more(
     assert "kill switch on (env)" in detail
     assert journal.pending_intents() == []
     journal.close()
+
+
+def test_max_bars_stops_inside_a_group_and_the_next_run_goes_on_from_there(tmp_path):
+    """``max_bars`` counts bars, not groups: a run may end after BTC's bar of a minute; a
+    restart on the same journal and broker decides ETH's bar of that minute and goes on,
+    ending where one uninterrupted run ends."""
+    whole, whole_result, _, whole_broker = _run(tmp_path / "whole.db", "orders", grouped=True)
+    config = _config()
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
+    broker = PaperBroker(config.execution, config.symbols)
+
+    def engine():
+        feed = ReplayFeed(_bars("orders"), config.symbols, "1m", config.staleness)
+        return Engine(config, journal, broker, [MinuteFlip()], feed, env={})
+
+    first = engine().run(max_bars=61)
+    assert first.decided == 61 and first.stopped == "max_bars 61 reached"
+    rows = journal.signals(include_flat=True)
+    assert (
+        rows["symbol"].iloc[-1] == "BTC" and (rows["bar_time"] == rows["bar_time"].max()).sum() == 1
+    )
+    second = engine().run()
+    assert first.decided + second.decided == whole_result.decided
+    assert broker.balances() == whole_broker.balances()
+    assert broker.positions() == whole_broker.positions()
+    assert first.intents + second.intents == whole_result.intents
+    journal.close()
+    whole.close()
