@@ -275,7 +275,7 @@ class FakeCoinbase:
                 return 404, {"error": "NOT_FOUND", "message": "order not found"}
             return 200, {"order": order}
         if method == "GET" and sub == "/accounts":
-            return 200, self._accounts()
+            return 200, self._accounts(query)
         if method == "GET" and sub.startswith("/products/") and sub.endswith("/candles"):
             return 200, self._candles(sub.split("/")[2], query)
         if method == "GET" and sub.startswith("/products/"):
@@ -459,7 +459,7 @@ class FakeCoinbase:
         page, cursor, _ = self._page(fills, query)
         return {"fills": page, "cursor": cursor}
 
-    def _accounts(self) -> dict:
+    def _accounts(self, query: dict) -> dict:
         accounts = [
             {
                 "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, currency)),
@@ -474,12 +474,38 @@ class FakeCoinbase:
             }
             for currency, amount in self.balances.items()
         ]
-        return {"accounts": accounts, "has_next": False, "cursor": "", "size": len(accounts)}
+        # List Accounts: ``limit`` 49 by default, at most 250; ``has_next``/``cursor`` pages
+        limit = int(query.get("limit", ["49"])[0])
+        if not 0 < limit <= 250:
+            raise _Refused(f"limit must be 1 to 250; got {limit}")
+        page, cursor, more = self._page(accounts, {**query, "limit": [str(limit)]})
+        return {"accounts": page, "has_next": more, "cursor": cursor, "size": len(page)}
+
+    @staticmethod
+    def _candle_window(query: dict) -> tuple[int, int, int, int]:
+        """Get Product Candles' documented query: ``start`` and ``end`` (UNIX seconds) and
+        ``granularity`` required, ``limit`` at most 350 (the default); a window of more
+        than 350 buckets is refused. (start, end, seconds per candle, limit)."""
+        missing = [k for k in ("start", "end", "granularity") if k not in query]
+        if missing:
+            raise _Refused(f"{', '.join(missing)} required")
+        try:
+            start, end = int(query["start"][0]), int(query["end"][0])
+            limit = int(query.get("limit", ["350"])[0])
+        except ValueError:
+            raise _Refused("start, end and limit must be integers") from None
+        seconds = {name: s for name, s in GRANULARITIES.values()}.get(query["granularity"][0])
+        if seconds is None:
+            raise _Refused(f"granularity {query['granularity'][0]!r} is not one of Coinbase's")
+        if end < start or not 0 < limit <= 350:
+            raise _Refused("end must not be before start; limit is 1 to 350")
+        if (end - start) / seconds > 350:
+            raise _Refused("number of candles requested should be less than 350")
+        return start, end, seconds, limit
 
     def _public_candles(self, product: str, query: dict) -> dict:
         """Candles that have started by ``now``; the one still forming as a partial candle."""
-        start, end = int(query["start"][0]), int(query["end"][0])
-        seconds = next(s for name, s in GRANULARITIES.values() if name == query["granularity"][0])
+        start, end, seconds, limit = self._candle_window(query)
         now = self.clock()
         rows = []
         for c in self.candles.get(product, []):
@@ -490,12 +516,12 @@ class FakeCoinbase:
                 c = {**c, "high": c["open"], "low": c["open"], "close": c["open"],
                      "volume": str(float(c["volume"]) / 2)}  # fmt: skip
             rows.append(c)
-        return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:350]}
+        return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:limit]}
 
     def _candles(self, product: str, query: dict) -> dict:
-        start, end = int(query["start"][0]), int(query["end"][0])
+        start, end, _, limit = self._candle_window(query)
         rows = [c for c in self.candles.get(product, []) if start <= int(c["start"]) <= end]
-        return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:350]}
+        return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:limit]}
 
 
 class _Refused(Exception):

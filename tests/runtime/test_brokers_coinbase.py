@@ -501,6 +501,33 @@ def test_candles_are_closed_bars_in_the_canonical_table(fake, broker):
         broker.candles("BTC-USD", t0, t0 + 60, "7m")
 
 
+def test_fake_candles_take_the_documented_window_only(fake, broker):
+    """Get Product Candles requires start, end and granularity and serves at most 350
+    buckets: the adapter's 350-bucket chunks pass, a wider window is refused."""
+    t0, path = 1_767_225_600, "/products/BTC-USD/candles"
+    ok = {"start": str(t0), "end": str(t0 + 60 * 350 - 1), "granularity": "ONE_MINUTE"}
+    assert broker._call("GET", path, params=ok) == {"candles": []}
+    wide = {**ok, "end": str(t0 + 60 * 351)}
+    with pytest.raises(BrokerError, match="INVALID_ARGUMENT: number of candles requested"):
+        broker._call("GET", path, params=wide)
+    with pytest.raises(BrokerError, match="INVALID_ARGUMENT: granularity required"):
+        broker._call("GET", path, params={"start": ok["start"], "end": ok["end"]})
+    with pytest.raises(BrokerError, match="granularity 'SEVEN_MINUTE' is not one of"):
+        broker._call("GET", path, params={**ok, "granularity": "SEVEN_MINUTE"})
+
+
+def test_balances_read_every_page_of_accounts(fake, broker, monkeypatch):
+    from moola.runtime.brokers import coinbase
+
+    fake.balances.update({"ETH": 2.0, "SOL": 0.0, "ADA": 0.0, "DOGE": 0.0})
+    fake.prices["ETH-USD"] = 3_000.0
+    monkeypatch.setattr(coinbase, "PAGE_LIMIT", 2)
+    balances = broker.balances()
+    assert set(balances) == {"USD", "BTC", "ETH", "SOL", "ADA", "DOGE", "equity"}
+    assert balances["equity"] == pytest.approx(10_000.0 + 2 * 3_000.0)
+    assert fake.calls("GET", "/accounts") == 3  # 2 + 2 + 2, has_next false on the last
+
+
 # ---------------------------------------------------------------------- credentials
 
 
