@@ -75,6 +75,17 @@ def test_plain_display_writes_one_timestamped_line_per_stage_and_update():
     assert texts[2:] == ["backtesting", "done"]
 
 
+def test_a_block_that_fails_ends_stopped_not_done():
+    for terminal in (False, True):
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=terminal, width=200)
+        with pytest.raises(ConfigError), stage_display(console) as display:
+            display.stage("paper session: BTC-USD")
+            raise ConfigError("bad bar")
+        out = buffer.getvalue()
+        assert "stopped" in out and "done" not in out
+
+
 def test_eta_text_reads_as_a_person_would():
     assert [eta_text(s) for s in (0, 42.4, 185, 3720)] == ["0s", "42s", "3m05s", "1h02m"]
 

@@ -41,8 +41,10 @@ def stage_display(console: Console) -> Iterator[StageDisplay]:
     display: _Rich | _Plain = _Rich(console) if console.is_terminal else _Plain(console)
     try:
         yield display
-    finally:
-        display.close()
+    except BaseException:
+        display.close(failed=True)  # never "done" right above the error that ended it
+        raise
+    display.close()
 
 
 def eta_text(seconds: float) -> str:
@@ -72,8 +74,8 @@ class _Plain:
         left = spent / progress.done * (progress.total - progress.done) if progress.done else 0
         self._line(f"  {progress.detail} [{progress.done}/{progress.total}, ETA {eta_text(left)}]")
 
-    def close(self) -> None:
-        self._line("done")
+    def close(self, failed: bool = False) -> None:
+        self._line("stopped" if failed else "done")
 
     def _line(self, text: str) -> None:
         elapsed = time.perf_counter() - self.started
@@ -132,14 +134,15 @@ class _Rich:
                 detail=escape(progress.detail),
             )
 
-    def close(self) -> None:
-        self._finish_stage()
+    def close(self, failed: bool = False) -> None:
+        self._finish_stage(failed)
         self.progress.stop()
 
-    def _finish_stage(self) -> None:
+    def _finish_stage(self, failed: bool = False) -> None:
         if self.task is None:
             return
         self.progress.remove_task(self.task)
         spent = time.perf_counter() - self.stage_started
-        self.console.print(f"[green]done[/] {escape(self.text)} [dim]({spent:.1f} s)[/]")
+        mark = "[red]stopped[/]" if failed else "[green]done[/]"
+        self.console.print(f"{mark} {escape(self.text)} [dim]({spent:.1f} s)[/]")
         self.task = None

@@ -4,12 +4,13 @@
 under a ``live.yaml`` config, every decision journaled before anything acts on it: bars
 replayed from ``--replay`` (a raw dataset or bars file), or, without it, polled live from
 the config's ``feed:`` section (Coinbase's public candles; Ctrl-C stops it cleanly, the
-journal holding every bar decided); ``status`` and
-``signals`` read the journal; ``kill on|off`` sets the journal's kill switch (the
-``KILL_SWITCH`` environment variable overrides it); ``unlock`` lifts a risk halt, recording
-who and why. The journal is the mode's (``--mode``, default the config's, else paper):
-``live/<mode>.db`` under the data root, ``DB_URL`` / ``DB_URL_PAPER``, or the config's
-``journal_url``.
+journal holding every bar decided); ``status`` and ``signals`` read the journal (one that
+does not exist yet is an error, not a new file); ``kill on|off`` sets the journal's kill
+switch, both modes' journals when neither a config nor a mode is given (the
+``KILL_SWITCH`` environment variable overrides it); ``unlock`` lifts a risk halt,
+recording who and why. The journal is the mode's (``--mode``, default the config's, else
+paper): ``live/<mode>.db`` under the data root, ``DB_URL`` / ``DB_URL_PAPER``, or the
+config's ``journal_url``.
 """
 
 from __future__ import annotations
@@ -47,12 +48,34 @@ def _config(path: Path | None, mode: str | None) -> Any:
     return load_live_config(path).with_mode(_mode(mode))
 
 
-def _journal(ctx: typer.Context, config_path: Path | None, mode: str | None) -> Any:
+def _journal(
+    ctx: typer.Context, config_path: Path | None, mode: str | None, *, reading: bool = False
+) -> Any:
+    """The journal the options name. ``reading`` (status, signals): a SQLite journal that
+    does not exist yet is an error naming it, not a new empty file."""
     from moola.runtime.engine import open_journal
 
     config = _config(config_path, mode)
     chosen = _mode(mode) or (config.mode if config is not None else "paper")
-    return open_journal(settings_of(ctx).data_root, chosen, config)
+    root = settings_of(ctx).data_root
+    if reading:
+        _require_journal(root, chosen, config)
+    return open_journal(root, chosen, config)
+
+
+def _require_journal(root: Path, mode: str, config: Any) -> None:
+    """Refuse to read a SQLite journal file that is not there (no session has run)."""
+    from sqlalchemy.engine import make_url
+
+    from moola.tracking.livedb import journal_url
+
+    url = make_url((config.journal_url if config is not None else None) or journal_url(root, mode))
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        raise ConfigError(
+            f"No {mode} journal at {url.database}: no {mode} session has run with this data "
+            f"root and journal settings (`moola live run --mode {mode} ...` starts one).",
+            param="mode",
+        )
 
 
 @app.command()
@@ -120,6 +143,7 @@ def run(
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
+    typer.echo(f"session: {result.session_id}")  # whole, for --session and parity
     console.print(f"stopped: {result.stopped}")
 
 
@@ -132,12 +156,14 @@ def status(
     """Sessions, positions, the kill switch, the risk halt and pending orders."""
     from moola.runtime.engine import session_status
 
-    info = session_status(_journal(ctx, config, mode))
+    info = session_status(_journal(ctx, config, mode, reading=True))
     console.print(f"journal: {info['url']}")
     console.print(f"kill switch: {info['kill']}")
     console.print(f"risk halt: {info['halt']}")
     console.print(f"pending orders: {info['pending_intents']}")
-    console.print(f"signals this hour: {info['signals_last_hour']}")
+    limits = info["rate_limits"]
+    used = ", ".join(f"{name} {spent}" for name, spent in sorted(limits.items())) or "none yet"
+    console.print(f"signals this hour: {info['signals_last_hour']} (rate limits used: {used})")
     console.print(
         f"equity: {_money(info['equity'])}  day PnL: {_money(info['day_pnl'])}  "
         f"daily loss used: {_share(info['day_loss_used'])}  "
@@ -152,7 +178,8 @@ def status(
         )
     console.print(positions)
     sessions = Table(title="Sessions (newest first)")
-    for column in ("id", "mode", "started_at", "ended_at", "end_reason"):
+    sessions.add_column("id", no_wrap=True, overflow="fold")  # copied whole for --session
+    for column in ("mode", "started_at", "ended_at", "end_reason"):
         sessions.add_column(column)
     for row in info["sessions"][:10]:
         sessions.add_row(
@@ -172,7 +199,7 @@ def signals(
     """The journal's signals (decisions with a direction) and their orders."""
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"--format {fmt!r}: use table, csv or json.", param="format")
-    frame = _journal(ctx, config, mode).signals(since)
+    frame = _journal(ctx, config, mode, reading=True).signals(since)
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)
         return
@@ -226,13 +253,20 @@ def kill(
     config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
     mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
 ) -> None:
-    """Turn the journal's kill switch on (engines cancel open orders and stop) or off."""
+    """Turn the journal's kill switch on (engines cancel open orders and stop) or off.
+
+    Without ``--config`` and ``--mode`` it is set in BOTH the paper and the live journal
+    (the ones the data root and ``DB_URL`` / ``DB_URL_PAPER`` name), so an emergency stop
+    typed in a hurry cannot miss a live session; each journal set is printed."""
     from moola.runtime.engine import set_kill_switch
 
     if state not in ("on", "off"):
         raise ConfigError(f"kill {state!r}: use on or off.", param="state")
-    set_kill_switch(_journal(ctx, config, mode), state == "on", by=by, reason=reason)
-    console.print(f"kill switch {state}")
+    modes = [None] if config is not None or mode is not None else ["paper", "live"]
+    for each in modes:
+        journal = _journal(ctx, config, mode or each)
+        set_kill_switch(journal, state == "on", by=by, reason=reason)
+        console.print(f"kill switch {state}: {journal.url}", soft_wrap=True)
 
 
 @app.command()

@@ -93,9 +93,10 @@ def parse_config(schema: type[ConfigT], values: dict, *, where: str) -> ConfigT:
 def _describe(exc: ValidationError, where: str) -> str:
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        key = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
         if error["type"] == "extra_forbidden":
             problems.append(f"unknown key '{key}'")
-        else:
-            problems.append(f"'{key}': {error['msg'].rstrip('.')}")
+        else:  # a model-level check has no key: its message names what it checked
+            problems.append(f"'{key}': {message}" if key else message)
     return f"Invalid {where}: " + "; ".join(problems) + "."

@@ -328,7 +328,7 @@ class LiveConfig(_Frozen):
             return self
         values = self.resolved()
         values["mode"] = mode
-        return parse_live_config(values, where="the config with mode overridden")
+        return parse_live_config(values, where=f"live config with its mode overridden to {mode}")
 
 
 def parse_live_config(values: Mapping[str, Any], *, where: str = "the live config") -> LiveConfig:
