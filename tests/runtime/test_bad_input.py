@@ -173,12 +173,6 @@ def five_minute_run(tmp_path_factory):
     return registry.root, run_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 gap: a supervised member trained on another bar timeframe is not "
-    "refused (only an RL member's timeframe is checked); its 105-bar window of 5m bars is "
-    "fed 105 one-minute bars and the session trades on it",
-)
 def test_a_member_trained_on_another_timeframe_is_refused_naming_both(
     capsys, five_minute_run, tmp_path
 ):

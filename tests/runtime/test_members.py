@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,7 +27,7 @@ from moola.pipeline.lifecycle import promote
 from moola.pipeline.predictor import Predictor
 from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.config import parse_live_config
-from moola.runtime.members import _check_fits, load_members, up_probability
+from moola.runtime.members import _check_fits, load_members, run_timeframes, up_probability
 from tests.conftest import random_walk_bars
 from tests.runtime._lab import SYMBOLS, build_lab
 
@@ -92,6 +94,39 @@ def test_calibration_off_gives_the_estimators_raw_probabilities(lab):
     assert on.value("ETH", window, None) == pytest.approx(p.predict_proba(window)[0, k])
 
 
+def test_a_run_trained_on_other_bars_than_the_sessions_is_refused_naming_both(lab):
+    """The lab's run trained on 1m bars (raw mkt@v1): a 5m session is refused at load,
+    naming the member, the run, both timeframes and the raw bars; a 1m session loads it
+    with nothing to note."""
+    root, run_id = lab
+    assert run_timeframes(root, run_id) == (("1m",), "mkt@v1")
+    five = _config(run_id).model_copy(update={"timeframe": "5m"})
+    with pytest.raises(ConfigError, match="trained on 1m bars") as caught:
+        load_members(root, five, load_feature_set("intraday31"))
+    message = str(caught.value)
+    assert "'direction'" in message and run_id in message and "5m" in message
+    assert "mkt@v1" in message and caught.value.param == "timeframe"
+    (member,) = load_members(root, _config(run_id), load_feature_set("intraday31"))
+    assert member.note == ""
+
+
+def test_a_run_whose_lineage_is_not_stored_loads_with_a_note_saying_so(lab, tmp_path, caplog):
+    """A data root holding the promoted model but not the datasets it trained on (a
+    trading host): the timeframe cannot be checked, so the member loads, its note and a
+    logged warning saying what was not checked and why."""
+    root, run_id = lab
+    host = tmp_path / "moola_data"
+    shutil.copytree(root, host)
+    shutil.rmtree(host / "data" / "labeled")
+    assert run_timeframes(host, run_id)[0] == ()
+    config = _config(run_id).model_copy(update={"timeframe": "5m"})
+    with caplog.at_level(logging.WARNING, logger="moola.runtime.members"):
+        (member,) = load_members(host, config, load_feature_set("intraday31"))
+    assert run_id in member.note and "pat@v1" in member.note and "5m" in member.note
+    assert "not checked" in member.note
+    assert member.note in caplog.text
+
+
 def _fake(**fields):
     base = {"feature_set": None, "length": 60, "columns": ("open", "close"), "symbols": ()}
     return SimpleNamespace(**{**base, **fields})
@@ -155,6 +190,7 @@ def test_a_feature_window_member_reads_the_streamed_rows_as_the_run_reads_batch_
     fset = load_feature_set(config.feature_set)
     (member,) = load_members(root, config, fset)
     assert member.rows_needed == 10 and member.bars_needed == 0
+    assert run_timeframes(root, run_id) == (("1m",), "mkt@v1")  # through the feature windows
     stream = IncrementalFeatures(fset)
     rows = pd.DataFrame([stream.update(bar) for _, bar in bars.iloc[:200].iterrows()])
     assert member.value("BTC", bars.iloc[:5], rows.iloc[:5]) is None  # warm-up

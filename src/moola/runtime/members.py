@@ -54,10 +54,29 @@ run's classes.
 (same spec), else it is refused naming both. A multi-symbol run with a symbol embedding
 must know every session symbol. Until enough bars (or settled feature rows) exist, the
 member's value is None (missing: the ensemble renormalises over the others).
+
+**The bar timeframe.** A run's window is so many bars of the timeframe it trained on: a
+run trained on 5m windows fed 1m bars reads a fifth of the span it learned from, and
+trades on it. A supervised run's manifest does not name its timeframe; its dataset
+lineage does (:func:`run_timeframes`: the promoted manifest's dataset -> that version's
+``meta.json`` ``raw`` reference, or each ``feature_tables`` raw -> the raw version's
+``meta.json`` ``timeframe``, what ``Registry.write_raw`` recorded from the bars). A run
+whose raw bars are of another timeframe than the session's is refused at load, naming the
+run, its timeframe and the session's. A run trained on several timeframes (raw bars that
+mixed them) fits a session of any of them. A run whose lineage names no timeframe (its
+dataset is not in this data root, or does not name its raw bars) is **accepted, with a
+warning** logged and kept on the member (``Member.note``, for the session's record): a
+promoted model is built to predict from its promoted folder alone (``Predictor.
+from_promoted``: "predicts even after its run folder is gone"), so a data root holding
+promoted models but not their training data (a trading host) is a supported setup that a
+refusal would make unusable with no way around it; and an RL run whose record names no
+timeframe likewise takes the session's. Refused is what is known not to fit, not what
+cannot be checked.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,17 +86,22 @@ import numpy as np
 import pandas as pd
 
 from moola.core.errors import ConfigError, MoolaError
+from moola.core.integrity import read_json_bytes
 from moola.core.timeframes import parse_timeframe
+from moola.data.registry import Registry
 from moola.features.featureset import FeatureSet
 from moola.pipeline.predictor import Predictor
 from moola.runtime.config import LiveConfig, MemberConfig
 from moola.runtime.feed import BAR_FIELDS
-from moola.tracking.runs import RunStore
+from moola.tracking.manifest import parse_train_manifest
+from moola.tracking.runs import MANIFEST_FILE, RunStore
 
 if TYPE_CHECKING:
     from moola.rl.policy import LivePolicy
 
-__all__ = ["Member", "PolicyMember", "load_members", "up_probability"]
+__all__ = ["Member", "PolicyMember", "load_members", "run_timeframes", "up_probability"]
+
+log = logging.getLogger(__name__)
 
 
 def up_probability(proba: np.ndarray, classes: Sequence[str], up: str, down: str | None) -> float:
@@ -122,6 +146,9 @@ class Member(_Configured):
     calibrated: bool = True
     """Apply the run's calibrator (the session's ``calibration``); False: the estimator's
     raw probabilities."""
+    note: str = ""
+    """What the load could not check, in words for the session's record (a run whose
+    lineage names no bar timeframe: module docstring); empty when everything was."""
 
     @property
     def reads_features(self) -> bool:
@@ -246,7 +273,9 @@ def load_members(
     Refused with ``ConfigError`` naming the member and the run: a run that is not promoted;
     an ``up_class``/``down_class`` the run does not have; a window that does not fit the
     session's bars (raw columns that are not bar fields, a feature set other than the
-    session's ``feature_set``, a symbol the run's embedding does not know). An ``rl``
+    session's ``feature_set``, a symbol the run's embedding does not know); a run trained
+    on bars of another timeframe than the session's (``run_timeframes``; a lineage that
+    names none is accepted with ``Member.note``, module docstring). An ``rl``
     member must name a promoted RL run (its ``policy.json``; ``moola promote RUN`` on an
     RL run writes it) that runs live (``moola.rl.policy.LivePolicy.check_record``); an RL
     run in another role is refused, naming the role to use.
@@ -276,8 +305,73 @@ def load_members(
             raise type(exc)(f"{where}: {exc}", param="members") from None
         _check_classes(where, member, predictor)
         _check_fits(where, predictor, config, feature_set)
-        members.append(Member(member, predictor, calibrated=config.calibration))
+        note = _check_timeframe(where, root, predictor, config)
+        members.append(Member(member, predictor, calibrated=config.calibration, note=note))
     return tuple(members)
+
+
+def run_timeframes(root: str | Path, run_id: str) -> tuple[tuple[str, ...], str]:
+    """The bar timeframes promoted run ``run_id`` trained on, read through its dataset
+    lineage under data root ``root`` (module docstring), and the raw versions they come
+    from (``"mkt@v1"``, comma-separated); ``((), why)`` when the lineage names none (its
+    dataset is not stored here, names no raw bars, or a raw version records no
+    timeframe), ``why`` saying which. Reads verified manifests and metas only."""
+    store = RunStore(root)
+    path = store.promoted_dir / run_id / MANIFEST_FILE
+    manifest = parse_train_manifest(
+        read_json_bytes(store.read_promoted(run_id, MANIFEST_FILE), path), run_id, path
+    )
+    recorded = manifest.data.dataset
+    registry = Registry(root)
+    dataset = f"{recorded.kind} dataset {recorded.pinned}"
+    try:
+        stored = registry.resolve(recorded.kind, recorded.name, recorded.version)
+        if stored.content_hash != recorded.content_hash:
+            return (), f"its {dataset} in this data root is not the version it trained on"
+        meta = registry.meta(stored)
+    except MoolaError as exc:
+        return (), f"its {dataset} cannot be read here ({exc})"
+    raws = [entry.get("raw") for entry in meta.get("feature_tables") or ()] or [meta.get("raw")]
+    if not all(isinstance(raw, dict) for raw in raws):
+        return (), f"its {dataset} names no raw bars"
+    found: list[str] = []
+    for raw in raws:
+        pinned = f"{raw.get('name')}@v{raw.get('version')}"
+        try:
+            ref = registry.resolve("raw", str(raw["name"]), int(raw["version"]))
+            timeframes = registry.meta(ref).get("timeframe")
+        except (MoolaError, KeyError, TypeError, ValueError) as exc:
+            return (), f"its raw bars {pinned} cannot be read here ({exc})"
+        if isinstance(timeframes, str):
+            timeframes = [timeframes]
+        if not timeframes:
+            return (), f"its raw bars {pinned} record no timeframe"
+        found += [str(t) for t in timeframes if str(t) not in found]
+    return tuple(found), ", ".join(f"{raw['name']}@v{raw['version']}" for raw in raws)
+
+
+def _check_timeframe(where: str, root: str | Path, predictor: Predictor, config: LiveConfig) -> str:
+    """Refuse a run trained on bars of another timeframe than the session's (module
+    docstring); returns the note (logged) when its lineage names no timeframe."""
+    timeframes, source = run_timeframes(root, predictor.run_id)
+    if not timeframes:
+        note = (
+            f"{where}: the bar timeframe it trained on is unknown ({source}); it was not "
+            f"checked against the session's {config.timeframe}."
+        )
+        log.warning(note)
+        return note
+    session = parse_timeframe(config.timeframe)
+    if any(parse_timeframe(t) == session for t in timeframes):
+        return ""
+    trained = "/".join(timeframes)
+    raise ConfigError(
+        f"{where}: the run was trained on {trained} bars (raw {source}); the session's "
+        f"timeframe is {config.timeframe}: its {predictor.length}-bar window would read "
+        f"{config.timeframe} bars. Use a run trained on {config.timeframe} bars, or set "
+        f"the session's timeframe to {timeframes[0]}.",
+        param="timeframe",
+    )
 
 
 #: ``moola.rl.policy.POLICY_FILE`` (spelled here so that a session without an RL member
