@@ -1,5 +1,6 @@
 """Sizing: the stop atr_multiple ATRs away loses at most risk_per_trade of equity, in whole
-lots, capped by max_position; nothing to size on gives 0 units and says why."""
+lots, capped by max_position and by what the buying power pays for (costs included);
+nothing to size on gives 0 units and says why."""
 
 from __future__ import annotations
 
@@ -92,3 +93,76 @@ def test_a_sized_trade_risks_at_most_the_budget_and_one_more_lot_exceeds_it(
     assert size.units * multiple * atr <= budget * (1.0 + 1e-9)
     assert (size.units + lot) * multiple * atr > budget * (1.0 - 1e-9)
     assert math.isclose(size.units / lot, round(size.units / lot), abs_tol=1e-6)
+
+
+def test_buying_power_caps_the_readme_config_to_what_the_account_pays_for() -> None:
+    """The README's live config: ``max_position: 5`` of a ~15,000 asset on 10,000 of
+    equity. Risk sizing at a stop of 2 x 15 buys 3.33 units (5x equity); a spot account
+    with 10,000 to spend buys 0.66666666 of them (whole lots of 1e-8, rounded down), and
+    the reason says the buying power bound it."""
+    uncapped = position_size(10_000.0, 15_000.0, 15.0, max_position=5.0)
+    assert uncapped.units * 15_000.0 > 4 * 10_000.0  # the bug: four times the account
+    size = position_size(10_000.0, 15_000.0, 15.0, max_position=5.0, buying_power=10_000.0)
+    assert size.units == pytest.approx(0.66666666, abs=1e-12)
+    assert size.units * 15_000.0 <= 10_000.0
+    assert "buying power 10,000.00" in size.reason and "3.33333" in size.reason
+    assert size.risk == pytest.approx(size.units * 30.0)  # the risk taken is the capped size's
+
+
+def test_the_cost_allowance_comes_out_of_the_buying_power() -> None:
+    size = position_size(
+        10_000.0, 100.0, 0.5, lot=1.0, buying_power=1_000.0, cost_rate=0.006
+    )  # 100 units by risk; 1,000 / 100.6 = 9.94 -> 9 whole units
+    assert size.units == 9.0
+    assert "costs 0.006" in size.reason
+    exact = position_size(10_000.0, 100.0, 0.5, lot=1.0, buying_power=1_000.0)
+    assert exact.units == 10.0  # no costs: exactly 10 units fit
+
+
+def test_a_buying_power_that_does_not_bind_changes_nothing() -> None:
+    free = position_size(10_000.0, 100.0, 0.5, lot=0.01, max_position=2.5)
+    assert position_size(10_000.0, 100.0, 0.5, lot=0.01, max_position=2.5, buying_power=1e6) == free
+
+
+@pytest.mark.parametrize("power", [0.0, -5.0, math.nan, math.inf])
+def test_no_buying_power_sizes_to_zero_and_says_so(power) -> None:
+    size = position_size(10_000.0, 100.0, 0.5, buying_power=power)
+    assert size.units == 0.0
+    assert size.reason.startswith("buying_power")
+
+
+def test_buying_power_below_one_lot_sizes_to_zero_naming_it() -> None:
+    size = position_size(10_000.0, 15_000.0, 15.0, lot=1.0, buying_power=10_000.0)
+    assert size.units == 0.0
+    assert "buying power" in size.reason
+
+
+@pytest.mark.parametrize("cost", [-0.001, math.nan, math.inf])
+def test_a_bad_cost_rate_is_refused_naming_it(cost) -> None:
+    with pytest.raises(ConfigError, match="cost_rate") as info:
+        position_size(10_000.0, 100.0, 1.0, buying_power=1_000.0, cost_rate=cost)
+    assert info.value.param == "cost_rate"
+
+
+@given(
+    equity=st.floats(1.0, 1e8),
+    price=st.floats(1e-4, 1e6),
+    atr=st.floats(1e-6, 1e4),
+    power=st.floats(1e-3, 1e9),
+    cost=st.sampled_from([0.0, 0.0005, 0.006, 0.05]),
+    lot=st.sampled_from([1e-8, 1e-3, 0.1, 1.0]),
+    cap=st.none() | st.floats(1e-3, 1e4),
+    point_value=st.sampled_from([1.0, 5.0, 50.0]),
+)
+def test_a_sized_order_never_costs_more_than_the_buying_power_nor_exceeds_the_uncapped_size(
+    equity, price, atr, power, cost, lot, cap, point_value
+) -> None:
+    terms = {"lot": lot, "max_position": cap, "point_value": point_value}
+    uncapped = position_size(equity, price, atr, **terms)
+    size = position_size(equity, price, atr, buying_power=power, cost_rate=cost, **terms)
+    assert 0.0 <= size.units <= uncapped.units
+    assert size.units * price * point_value * (1.0 + cost) <= power
+    assert math.isclose(size.units / lot, round(size.units / lot), abs_tol=1e-6)
+    if size.units < uncapped.units:  # the cap bound: one more lot would not be paid for
+        assert "buying power" in size.reason
+        assert (size.units + lot) * price * point_value * (1.0 + cost) > power * (1 - 1e-9)
