@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from moola.cli.live import app
+from moola.cli.live import KILLED_EXIT, app
 from moola.core.errors import ConfigError
 from tests.runtime._lab import build_lab
 
@@ -72,8 +72,11 @@ def test_the_kill_switch_from_the_cli_stops_the_next_session(session):
     _, config = session
     _ok(["kill", "on", "--config", str(config), "--by", "ops", "--reason", "drill"])
     assert "kill switch: on (by ops: drill)" in _ok(["status", "--config", str(config)])
-    out = _ok(["run", "--config", str(config), "--replay", "mkt", "--max-bars", "50"])
-    assert "kill switch on" in out
+    stopped = runner.invoke(
+        app, ["run", "--config", str(config), "--replay", "mkt", "--max-bars", "50"]
+    )
+    assert stopped.exit_code == KILLED_EXIT, stopped.output  # told apart from a clean end
+    assert "kill switch on" in stopped.output
     _ok(["kill", "off", "--config", str(config)])
     assert "kill switch: off" in _ok(["status", "--config", str(config)])
 

@@ -30,6 +30,10 @@ app = typer.Typer(
     "orders), its journal, the kill switch and risk unlocks."
 )
 
+KILLED_EXIT = 3
+"""``moola live run``'s exit status when the kill switch stopped the session (0: the feed
+ended or ``--max-bars`` was reached; 2: an error; 130: Ctrl-C)."""
+
 _CONFIG_HELP = "The session config (YAML: symbols, members, risk, execution, broker...)."
 _MODE_HELP = "paper or live (default: the config's mode, else paper)."
 
@@ -145,6 +149,8 @@ def run(
     console.print(table)
     typer.echo(f"session: {result.session_id}")  # whole, for --session and parity
     console.print(f"stopped: {result.stopped}")
+    if "kill switch on" in result.stopped:  # a supervisor must not restart it blindly
+        raise typer.Exit(KILLED_EXIT)
 
 
 @app.command()
