@@ -189,7 +189,7 @@ def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction
     """The fill a partly filled IOC kept and the order's final status (expired, filled
     0.5 of N) go into the bar's one transaction, never into a write of their own after
     it: no crash can leave the fill's "filled" without the final status, or the other
-    way round."""
+    way round. The fills are read for the settled order alone (``order_fills``)."""
     bars = two_symbol_bars(40, 3)
     bars["symbol"] = bars["symbol"].map(PRODUCTS)
     last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
@@ -220,3 +220,8 @@ def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction
                 settled += 1
     assert settled >= 2
     assert journal.pending_intents() == []
+    # each settled order's fills are read for that order alone; the account's whole fill
+    # history only once, to reconcile on start
+    listings = [q for m, p, q, _ in fake.requests if p.endswith("/orders/historical/fills")]
+    assert len([q for q in listings if "order_ids" in q]) >= settled
+    assert len([q for q in listings if "order_ids" not in q]) == 1

@@ -492,7 +492,8 @@ class Engine:
 
     def _settle_orders(self) -> list[Any]:
         """Ask the broker what became of each working order; returns the fills of the
-        final ones the journal does not hold yet (the bar journals them with its step).
+        final ones the journal does not hold yet (the bar journals them with its step),
+        read per order (``order_fills``) where the broker offers it.
 
         A final order's status is queued for the bar's transaction, written there after
         its fills (which mark it filled), so no crash keeps one without the other: an
@@ -504,6 +505,7 @@ class Engine:
         asked again at the next bar."""
         fills: list[Any] = []
         broker_fills: list[Any] | None = None
+        order_fills = getattr(self.broker, "order_fills", None)  # a SettlingBroker
         for coid in list(self._working):
             try:
                 status = self.broker.order_status(coid)  # type: ignore[attr-defined]
@@ -515,12 +517,14 @@ class Engine:
             if status is None or not status.final:
                 continue
             if status.filled_qty > _QTY_EPS:
-                if broker_fills is None:
-                    broker_fills = self.broker.fills()
+                if callable(order_fills):  # that order's fills only, not the account's
+                    its = list(order_fills(coid))
+                else:
+                    if broker_fills is None:
+                        broker_fills = self.broker.fills()
+                    its = broker_fills
                 known = {f["fill_id"] for f in self.journal.fills(coid)}
-                fills += [
-                    f for f in broker_fills if f.client_order_id == coid and f.fill_id not in known
-                ]
+                fills += [f for f in its if f.client_order_id == coid and f.fill_id not in known]
             detail = (
                 f"{status.state} at the broker: filled {status.filled_qty:g} of "
                 f"{status.qty:g}" + (f"; {status.reason}" if status.reason else "")
