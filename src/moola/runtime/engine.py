@@ -227,7 +227,9 @@ class Engine:
         Paper or real; a paper broker (with ``on_bar``) is advanced by the engine.
     members : sequence of Member
         The loaded ensemble members (``load_members``).
-    feed : ReplayFeed (or any iterable of ``FeedBar``)
+    feed : ReplayFeed or PollingFeed (or any iterable of ``FeedBar``)
+        A feed with ``groups()`` hands over each bar time's bars together (decided as one
+        group, one transaction); any other iterable is taken one bar at a time.
     parts : DecisionParts, optional
         Default: ``DecisionParts.from_config(config, state)`` with the journal's state.
     feature_set : FeatureSet, optional
