@@ -112,27 +112,36 @@ def test_a_run_trained_on_other_bars_than_the_sessions_is_refused_naming_both(la
     assert member.note == ""
 
 
-def test_a_run_whose_lineage_is_not_stored_loads_with_a_note_saying_so(lab, tmp_path, caplog):
-    """A data root holding the promoted model but not the datasets it trained on (a
-    trading host): the timeframe cannot be checked, so the member loads, its note and a
-    logged warning saying what was not checked and why."""
+@pytest.mark.parametrize(
+    ("removed", "why"),
+    [
+        ("labeled", "its labeled dataset pat@v1 is not stored in this data root"),
+        ("raw", "its raw bars mkt@v1 are not stored in this data root"),
+    ],
+)
+def test_a_run_whose_lineage_is_not_stored_loads_with_a_note_saying_so(
+    lab, tmp_path, caplog, removed, why
+):
+    """A data root holding the promoted model but not the data it trained on (a trading
+    host): the timeframe cannot be checked, so the member loads, its note and a logged
+    warning saying what was not checked and why."""
     root, run_id = lab
-    host = _trading_host(root, tmp_path)
-    assert run_timeframes(host, run_id)[0] == ()
+    host = _trading_host(root, tmp_path, removed)
+    assert run_timeframes(host, run_id) == ((), why)
     config = _config(run_id).model_copy(update={"timeframe": "5m"})
     with caplog.at_level(logging.WARNING, logger="moola.runtime.members"):
         (member,) = load_members(host, config, load_feature_set("intraday31"))
-    assert run_id in member.note and "pat@v1" in member.note and "5m" in member.note
+    assert run_id in member.note and why in member.note and "5m" in member.note
     assert "not checked" in member.note
     assert member.note in caplog.text
 
 
-def _trading_host(root, tmp_path):
-    """A copy of data root ``root`` without its labeled datasets: the promoted models and
-    the raw bars, not what the runs trained on."""
+def _trading_host(root, tmp_path, removed="labeled"):
+    """A copy of data root ``root`` without its ``removed`` datasets (by default the
+    labeled ones: the promoted models and the raw bars, not what the runs trained on)."""
     host = tmp_path / "moola_data"
     shutil.copytree(root, host)
-    shutil.rmtree(host / "data" / "labeled")
+    shutil.rmtree(host / "data" / removed)
     return host
 
 

@@ -326,12 +326,16 @@ def run_timeframes(root: str | Path, run_id: str) -> tuple[tuple[str, ...], str]
     dataset = f"{recorded.kind} dataset {recorded.pinned}"
     try:
         stored = registry.resolve(recorded.kind, recorded.name, recorded.version)
-        if stored.content_hash != recorded.content_hash:
-            return (), f"its {dataset} in this data root is not the version it trained on"
+    except MoolaError:
+        return (), f"its {dataset} is not stored in this data root"
+    if stored.content_hash != recorded.content_hash:
+        return (), f"its {dataset} in this data root is not the version it trained on"
+    try:
         meta = registry.meta(stored)
     except MoolaError as exc:
-        return (), f"its {dataset} cannot be read here ({exc})"
-    raws = [entry.get("raw") for entry in meta.get("feature_tables") or ()] or [meta.get("raw")]
+        return (), f"the meta.json of its {dataset} cannot be read: {exc}"
+    tables = meta.get("feature_tables") or ()
+    raws = [e.get("raw") if isinstance(e, dict) else None for e in tables] or [meta.get("raw")]
     if not all(isinstance(raw, dict) for raw in raws):
         return (), f"its {dataset} names no raw bars"
     found: list[str] = []
@@ -339,9 +343,12 @@ def run_timeframes(root: str | Path, run_id: str) -> tuple[tuple[str, ...], str]
         pinned = f"{raw.get('name')}@v{raw.get('version')}"
         try:
             ref = registry.resolve("raw", str(raw["name"]), int(raw["version"]))
+        except (MoolaError, KeyError, TypeError, ValueError):
+            return (), f"its raw bars {pinned} are not stored in this data root"
+        try:
             timeframes = registry.meta(ref).get("timeframe")
-        except (MoolaError, KeyError, TypeError, ValueError) as exc:
-            return (), f"its raw bars {pinned} cannot be read here ({exc})"
+        except MoolaError as exc:
+            return (), f"the meta.json of its raw bars {pinned} cannot be read: {exc}"
         if isinstance(timeframes, str):
             timeframes = [timeframes]
         if not timeframes:
