@@ -26,6 +26,7 @@ from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.lifecycle import promote
 from moola.pipeline.predictor import Predictor
 from moola.pipeline.train import TrainConfig, run_training
+from moola.runtime import members
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import run_session
 from moola.runtime.members import _check_fits, load_members, run_timeframes, up_probability
@@ -134,6 +135,29 @@ def test_a_run_whose_lineage_is_not_stored_loads_with_a_note_saying_so(
     assert run_id in member.note and why in member.note and "5m" in member.note
     assert "not checked" in member.note
     assert member.note in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("trained", "session", "fits"),
+    [
+        (("1m", "5m"), "5m", True),  # raw bars that mixed timeframes fit either
+        (("1m", "5m"), "15m", False),
+        (("60m",), "1h", True),  # one duration, two spellings
+        (("dc0.5",), "1m", False),  # bars that are not of a time frame fit none
+    ],
+)
+def test_the_timeframes_a_run_trained_on_decide_what_session_it_fits(
+    monkeypatch, trained, session, fits
+):
+    monkeypatch.setattr(members, "run_timeframes", lambda root, run: (trained, "mkt@v1"))
+    config = _config("r").model_copy(update={"timeframe": session})
+    where = "member 'direction' (run r)"
+    if fits:
+        assert members._check_timeframe(where, "root", _fake(run_id="r"), config) == ""
+        return
+    with pytest.raises(ConfigError, match="/".join(trained)) as caught:
+        members._check_timeframe(where, "root", _fake(run_id="r"), config)
+    assert session in str(caught.value) and caught.value.param == "timeframe"
 
 
 def _trading_host(root, tmp_path, removed="labeled"):

@@ -357,6 +357,15 @@ def run_timeframes(root: str | Path, run_id: str) -> tuple[tuple[str, ...], str]
     return tuple(found), ", ".join(f"{raw['name']}@v{raw['version']}" for raw in raws)
 
 
+def _duration(timeframe: str) -> Any:
+    """The duration of a bar of ``timeframe``; None for bars that are not of a time frame
+    (they fit no session's)."""
+    try:
+        return parse_timeframe(timeframe)
+    except ConfigError:
+        return None
+
+
 def _check_timeframe(where: str, root: str | Path, predictor: Predictor, config: LiveConfig) -> str:
     """Refuse a run trained on bars of another timeframe than the session's (module
     docstring); returns the note (logged) when its lineage names no timeframe."""
@@ -369,7 +378,7 @@ def _check_timeframe(where: str, root: str | Path, predictor: Predictor, config:
         log.warning(note)
         return note
     session = parse_timeframe(config.timeframe)
-    if any(parse_timeframe(t) == session for t in timeframes):
+    if any(_duration(t) == session for t in timeframes):
         return ""
     trained = "/".join(timeframes)
     raise ConfigError(
