@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from moola.core.errors import BrokerError
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
@@ -495,12 +496,6 @@ def test_an_order_the_exchange_refuses_is_journaled_with_its_reason_and_the_loop
     assert held and positions == pytest.approx(held)  # the later buys: journal = exchange
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 bug: an order whose create timed out (Coinbase made it, the answer was "
-    "lost, the adapter could not look it up) is journaled 'rejected' and never asked about "
-    "again; its fill is lost to the journal and the engine, still flat, buys again",
-)
 def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, key):
     """The first buy's ``POST /orders`` is carried out by the exchange, but its answer
     never arrives and the lookup that would find it fails: the adapter says the order may
@@ -535,3 +530,42 @@ def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, 
     assert status != "rejected", f"the journal says {lost} was {status}; the exchange filled it"
     positions = {p["symbol"]: p["qty"] for p in journal.status()["positions"] if p["qty"]}
     assert positions == pytest.approx(held)
+
+
+def test_while_an_unsure_order_cannot_be_looked_up_its_symbol_is_not_bought_again(tmp_path, key):
+    """The first buy's answer is lost and every later look-up fails too (the exchange
+    cannot say what became of it): the intent stays ``sent``, each later bar of its symbol
+    is decided with no order, naming the working order, and the exchange sees one buy of
+    that symbol; the other symbol trades as usual."""
+    pem, private = key
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=_last_closes(),
+                      balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
+        config, bars, broker = _live_parts(fake, pem)
+        first = _first_order_meets(
+            fake,
+            broker,
+            ("POST", "/orders", "lost"),
+            ("GET", "/orders/historical/batch", 500, 500, 500),
+        )
+
+        def no_answer(client_order_id):
+            raise BrokerError(f"Coinbase cannot be reached about {client_order_id}")
+
+        broker.order_status = no_answer  # every look-up after the create fails
+        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+        with broker:
+            Engine(config, journal, broker, [Rising()], feed, env={}).run()
+        created = {o["client_order_id"]: o for o in fake.orders.values()}
+    (lost,) = first
+    product = created[lost]["product_id"]
+    by_product = {
+        p: sum(o["side"] == "BUY" for o in created.values() if o["product_id"] == p)
+        for p in PRODUCTS.values()
+    }
+    assert by_product == {p: 1 for p in PRODUCTS.values()}  # the other symbol bought too
+    assert journal.intent_status(lost) == "sent"
+    signals = journal.signals()
+    signals = signals[signals["symbol"] == product]
+    named = signals["reasons"].map(lambda r: f"an order is working for {product}: {lost}" in r)
+    assert named.sum() == len(signals) - 1 > 10  # every bar after the buy names the order

@@ -21,7 +21,10 @@ feed's order, as follows:
    trade over an ``atr_multiple`` ATR stop, capped by ``max_position``), -1 on a held
    symbol sells it (spot: no shorts); the order passes the feed check (gap, staleness),
    the risk gate (the backtest's rule objects) and the rate limits, in that order; a
-   refusal is the decision's action with its reasons, and nothing is sent;
+   refusal is the decision's action with its reasons, and nothing is sent; while an order
+   of the symbol is still working at a broker that settles its orders (acknowledged and
+   not final, or sent with its answer lost: ``OrderUnsure``, kept ``sent`` and asked about
+   each bar), no new order is decided for it (``hold``, naming the order);
 6. then, for the whole group: each bar's fills (their intents marked filled, then a
    settled order's final status) and position snapshots, the iteration (bar, feature
    hash), member outputs, decision, a refusal's event, the ``OrderIntent`` -- with a
@@ -76,6 +79,7 @@ from moola.core.errors import BrokerError, ConfigError, JournalError, MoolaError
 from moola.core.hashing import sha256_json
 from moola.features.base import create_feature
 from moola.features.featureset import FeatureSet, IncrementalFeatures, load_feature_set
+from moola.runtime.brokers.base import OrderUnsure, SettlingBroker
 from moola.runtime.config import LiveConfig
 from moola.runtime.feed import BAR_FIELDS, FeedBar, PollingFeed, open_feed
 from moola.runtime.members import Member, load_members
@@ -459,17 +463,27 @@ class Engine:
                     f"position {symbol}: the journal expects {expected:g}, the broker holds "
                     f"{actual:g}"
                 )
-        for intent in self.broker.open_orders():
+        open_orders = self.broker.open_orders()
+        for intent in open_orders:
             status = self.journal.intent_status(intent.client_order_id)
             if status is None:
                 problems.append(
                     f"open order {intent.client_order_id} ({intent.side} {intent.qty:g} "
                     f"{intent.symbol}) at the broker is not in the journal"
                 )
-        known = {o.client_order_id for o in self.broker.open_orders()} | {
-            f.client_order_id for f in self.broker.fills()
-        }
-        for pending in self.journal.pending_intents(None):
+        pending_intents = self.journal.pending_intents(None)
+        known: set[str] = set()
+        if pending_intents and isinstance(self.broker, SettlingBroker):
+            known = {  # one question per pending order, not the account's whole history
+                p["client_order_id"]
+                for p in pending_intents
+                if self.broker.order_status(p["client_order_id"]) is not None
+            }
+        elif pending_intents:
+            known = {o.client_order_id for o in open_orders} | {
+                f.client_order_id for f in self.broker.fills()
+            }
+        for pending in pending_intents:
             coid = pending["client_order_id"]
             if coid in known:
                 self.journal.mark_intent(coid, "sent", detail="found at the broker on restart")
@@ -844,7 +858,13 @@ class Engine:
             decision["action"] = "killed"
             return outputs, decision, None, why
         held = self.positions.get(symbol, 0.0)
+        working = self._working_order(symbol)
         if parts.risk.halted and parts.risk.flatten_requested and abs(held) > _QTY_EPS:
+            if working is not None:  # its fills move the position: flattened once it ends
+                decision["action"] = "hold"
+                reasons.append(f"halted: {parts.risk.halted}")
+                reasons.append(f"an order is working for {symbol}: {working}")
+                return outputs, decision, None, None
             decision["action"] = "flatten"
             reasons.append(f"halted: {parts.risk.halted}")
             return outputs, decision, ("sell" if held > 0 else "buy", abs(held)), None
@@ -869,6 +889,10 @@ class Engine:
             decision["action"] = "hold"
             reasons.append("no order: already at the signal's target position")
             return outputs, decision, None, None
+        if working is not None:  # not settled yet (or unsure): nothing bought twice
+            decision["action"] = "hold"
+            reasons.append(f"an order is working for {symbol}: {working}")
+            return outputs, decision, None, None
         side, qty, stop_distance = order
         decision.update(side=side, qty=qty)
         if fb.refused:
@@ -890,6 +914,17 @@ class Engine:
             return outputs, decision, None, None
         decision["action"] = "order"
         return outputs, decision, (side, qty), None
+
+    def _working_order(self, symbol: str) -> str | None:
+        """The client order id of an order still working for ``symbol`` at a broker that
+        settles its orders (acknowledged and not final, or sent with its answer lost:
+        ``OrderUnsure``), or None. While there is one, no new order is decided for the
+        symbol: the position it will leave is not known yet, so a second buy could double
+        it."""
+        for coid, held_by in self._working.items():
+            if held_by == symbol:
+                return coid
+        return None
 
     def _follow_unlock(self) -> None:
         """A person unlocked the halt (``unlock_halt``, maybe from another process, which
@@ -914,6 +949,17 @@ class Engine:
         try:
             ack = self.broker.submit(intent)
             crash_point("engine.submitted")
+        except OrderUnsure as exc:  # it may be working or filled: asked about, never resent
+            self.journal.mark_intent(coid, "sent", detail=str(exc))
+            self.journal.record_event(
+                self.session_id, "broker_error", {"client_order_id": coid, "reason": str(exc)}
+            )
+            if callable(getattr(self.broker, "order_status", None)):
+                self._working[coid] = record["symbol"]  # settled by order_status next bar
+            result.refused["broker_error"] = result.refused.get("broker_error", 0) + 1
+            if self.notifier is not None:
+                self.notifier.error(f"broker may hold {coid}: {exc}")
+            return False
         except BrokerError as exc:
             self.journal.mark_intent(coid, "rejected", detail=str(exc))
             self.journal.record_event(
