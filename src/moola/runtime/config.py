@@ -24,6 +24,7 @@ Example::
     broker: paper
     feed: {source: coinbase, poll_seconds: 5, lookback_bars: 300}   # live bars, no --replay
     coinbase: {max_slippage_bps: 50}
+    kill_switch: {flatten: false}   # true: the kill switch also closes every position
 
 ``feed`` (optional) is where a session without ``--replay`` polls its closed bars
 (``FeedConfig``); ``coinbase`` is the venue: its API root, timeouts and retries (for the
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_TIERS",
     "CoinbaseConfig",
     "FeedConfig",
+    "KillSwitchConfig",
     "LiveConfig",
     "MemberConfig",
     "RateLimitConfig",
@@ -159,6 +161,19 @@ class RiskConfig(_Frozen):
     max_open_positions: PositiveInt = 3
 
 
+class KillSwitchConfig(_Frozen):
+    """What the kill switch does besides cancelling open orders and stopping.
+
+    ``flatten``: also close every held position (False: positions are left as they are,
+    for a person to handle). On, each held symbol's next bar journals a market order
+    closing it (decision ``flatten``, its reason naming the kill switch), before it is
+    sent; the risk gate and the rate limits do not judge it. The session stops once
+    nothing is held and no order is working.
+    """
+
+    flatten: bool = False
+
+
 class StalenessConfig(_Frozen):
     """When a bar is not traded: older than ``max_bar_age_seconds`` (its close to now), or
     more than ``max_gap_bars`` bar lengths after its symbol's previous bar (a gap)."""
@@ -235,7 +250,8 @@ class LiveConfig(_Frozen):
     data root (``live/<mode>.db``). ``notifier_url``: a webhook for signals, denials,
     halts and errors (None: no notifications). ``feed``: where bars are polled from
     when no replay is given (None: a session needs ``--replay``). ``coinbase``: the venue's
-    settings (``CoinbaseConfig``).
+    settings (``CoinbaseConfig``). ``kill_switch``: whether turning it on also flattens
+    (``KillSwitchConfig``).
     """
 
     mode: Literal["paper", "live"] = "paper"
@@ -254,6 +270,7 @@ class LiveConfig(_Frozen):
     notifier_url: str | None = None
     feed: FeedConfig | None = None
     coinbase: CoinbaseConfig = CoinbaseConfig()
+    kill_switch: KillSwitchConfig = KillSwitchConfig()
 
     @field_validator("symbols")
     @classmethod

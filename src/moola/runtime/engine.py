@@ -15,8 +15,11 @@ feed's order, as follows:
    calibrated by its run unless ``calibration`` is off) -> tier (no tier: no signal);
 4. the kill switch (environment or journal) is read on every bar: on, open orders are
    cancelled, an intent decided earlier in the group is withdrawn (never sent, marked
-   cancelled) and the loop stops at this bar; a halted gate flattens each held symbol
-   at its next bar;
+   cancelled) and the loop stops at this bar; with ``kill_switch.flatten`` each held
+   symbol is closed at its next bar instead (a ``flatten`` decision naming the kill switch,
+   journaled before it is sent, not judged by risk or rate limits; the switch's own
+   flatten orders are not cancelled) and the loop stops once nothing is held or working;
+   a halted gate flattens each held symbol at its next bar;
 5. a signal becomes an order: +1 on a flat symbol buys ``position_size`` units (risk per
    trade over an ``atr_multiple`` ATR stop, capped by ``max_position``), -1 on a held
    symbol sells it (spot: no shorts); the order passes the feed check (gap, staleness),
@@ -66,7 +69,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,6 +285,7 @@ class Engine:
         self.session_id: str | None = None
         self._working: dict[str, str] = {}  # client order id -> symbol, asked each bar
         self._unsent: dict[str, str] = {}  # the group's intents not sent yet -> symbol
+        self._flattening: set[str] = set()  # the kill switch's flatten orders: not cancelled
 
     # ------------------------------------------------------------------ start
 
@@ -331,6 +335,13 @@ class Engine:
         self._atr = create_feature("atr", period=self.config.risk.atr_period)
         if record is not None and hasattr(self.broker, "on_bar"):
             self._rebuild_paper_book(record)
+        if record is not None:  # a kill switch's flatten orders placed before the restart
+            self._flattening = {
+                intent.client_order_id
+                for it in record.iterations
+                if it.decision is not None and it.decision.action == "flatten"
+                for intent in it.intents
+            }
         self._reconcile()
         self._working = self._working_orders()
         crash_point("engine.reconciled")
@@ -724,6 +735,8 @@ class Engine:
             if self.journal.intent_status(coid) is None:  # never recorded or sent twice
                 intents.append(_intent_record(coid, symbol, side, qty))
                 self._unsent[coid] = symbol
+                if decision["action"] == "flatten" and stop is None:
+                    self._flattening.add(coid)  # a kill switch's cancel keeps it
         self.last_bars[symbol] = time
         queued = self._queued
         if decision["action"] in REFUSALS:
@@ -774,17 +787,22 @@ class Engine:
                 self.notifier.halt(reason)
             self._cancel_open_orders(f"halted: {reason}")
 
-    def _cancel_open_orders(self, why: str) -> None:
-        """Cancel every open order at the broker and mark its intent cancelled in the
-        journal, so the journal never shows as working an order that will not fill. An
-        intent an earlier bar of this group decided is not at the broker yet: it is
-        withdrawn (never sent) and marked cancelled in the group's transaction."""
+    def _cancel_open_orders(self, why: str, keep: Collection[str] = ()) -> None:
+        """Cancel every open order at the broker (but those in ``keep``: the kill switch's
+        flatten orders) and mark its intent cancelled in the journal, so the journal never
+        shows as working an order that will not fill. An intent an earlier bar of this
+        group decided is not at the broker yet: it is withdrawn (never sent) and marked
+        cancelled in the group's transaction."""
         for intent in self.broker.open_orders():
             coid = intent.client_order_id
+            if coid in keep:
+                continue
             if self.broker.cancel(coid) and self.journal.intent_status(coid) is not None:
                 self.journal.mark_intent(coid, "cancelled", detail=why)
                 self._working.pop(coid, None)
         for coid in list(self._unsent):
+            if coid in keep:
+                continue
             del self._unsent[coid]
             self._queued.marks.append((coid, "cancelled", why))
 
@@ -851,6 +869,10 @@ class Engine:
         if parts.risk.halted or self.carried_halt:
             self._follow_unlock()
         kill = parts.kill.is_on(self.env, self.journal.get_state(KILL_SWITCH_KEY))
+        if kill.on and self.config.kill_switch.flatten:
+            why = f"kill switch on ({kill.source}): {kill.reason}"
+            order, stop = self._flatten_on_kill(symbol, why, decision)
+            return outputs, decision, order, stop
         if kill.on:
             why = f"kill switch on ({kill.source}): {kill.reason}"
             self._cancel_open_orders(why)
@@ -914,6 +936,49 @@ class Engine:
             return outputs, decision, None, None
         decision["action"] = "order"
         return outputs, decision, (side, qty), None
+
+    def _flatten_on_kill(
+        self, symbol: str, why: str, decision: dict[str, Any]
+    ) -> tuple[tuple[str, float] | None, str | None]:
+        """The kill switch is on and ``kill_switch.flatten`` set: (order, why to stop).
+
+        Open orders are cancelled (the kill switch's own flatten orders kept), then a held
+        ``symbol`` with no order working is closed by a market order (``flatten``, its
+        reason naming the kill switch), journaled with the bar before it is sent; the risk
+        gate and rate limits do not judge it (closing only lowers risk). A symbol whose
+        flatten order is still working holds. The loop stops (``killed``) once nothing is
+        held and no order is open or working."""
+        reasons = decision["reasons"]
+        reasons.append(why)
+        self._cancel_open_orders(why, keep=self._flattening)
+        open_symbols = {o.symbol for o in self.broker.open_orders()}
+        held = self.positions.get(symbol, 0.0)
+        working = self._working_order(symbol)
+        if abs(held) > _QTY_EPS and working is None and symbol not in open_symbols:
+            decision["action"] = "flatten"
+            reasons.append(f"kill switch flattens {symbol}: closing {held:g} units")
+            return ("sell" if held > 0 else "buy", abs(held)), None
+        still = sorted(
+            {s for s, q in self.positions.items() if abs(q) > _QTY_EPS}
+            | open_symbols
+            | set(self._working.values())
+        )
+        if not still:
+            decision["action"] = "killed"
+            reasons.append("kill switch flattened every position")
+            return None, why
+        decision["action"] = "hold"
+        reasons.append(f"kill switch flattening: waiting for {', '.join(still)} to close")
+        return None, None
+
+    def flattens_on_kill(self) -> bool:
+        """True when the kill switch flattens (``kill_switch.flatten``) and something is
+        held or working: a polled feed turned off by the kill switch keeps handing bars
+        over until the engine has closed every position (and stops the loop itself)."""
+        if not self.config.kill_switch.flatten:
+            return False
+        held = any(abs(q) > _QTY_EPS for q in getattr(self, "positions", {}).values())
+        return held or bool(self._working)
 
     def _working_order(self, symbol: str) -> str | None:
         """The client order id of an order still working for ``symbol`` at a broker that
@@ -1149,8 +1214,6 @@ def run_session(
     members = load_members(root, config, feature_set)
     feed = open_feed(root, config, replay=replay)
     journal = open_journal(root, config.mode, config, env)
-    if isinstance(feed, PollingFeed):
-        feed.stop_when = lambda: _kill_reason(env, journal)
     notifier = None
     if config.notifier_url:
         from moola.runtime.notify import WebhookNotifier
@@ -1178,6 +1241,9 @@ def run_session(
         resume_book=config.mode == "live" or session_id is not None,
         notifier=notifier,
     )
+    if isinstance(feed, PollingFeed):
+        # a kill switch that flattens waits for the next bars: they close the positions
+        feed.stop_when = lambda: None if engine.flattens_on_kill() else _kill_reason(env, journal)
     try:
         if session_id is not None:
             engine.start(session_id)
