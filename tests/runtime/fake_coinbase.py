@@ -129,6 +129,7 @@ class FakeCoinbase:
     exec_prices: dict[str, float] = field(default_factory=dict)
     now: float | None = None  # the exchange's clock (epoch seconds); None: time.time()
     liquidity: dict[str, float] = field(default_factory=dict)  # units an IOC limit can take
+    holds: dict[str, float] = field(default_factory=dict)  # held for open orders, by currency
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict] = {}
@@ -470,7 +471,7 @@ class FakeCoinbase:
                 "active": True,
                 "type": "ACCOUNT_TYPE_CRYPTO" if currency != "USD" else "ACCOUNT_TYPE_FIAT",
                 "ready": True,
-                "hold": {"value": "0", "currency": currency},
+                "hold": {"value": str(self.holds.get(currency, 0.0)), "currency": currency},
             }
             for currency, amount in self.balances.items()
         ]

@@ -528,6 +528,21 @@ def test_balances_read_every_page_of_accounts(fake, broker, monkeypatch):
     assert fake.calls("GET", "/accounts") == 3  # 2 + 2 + 2, has_next false on the last
 
 
+def test_available_is_what_can_be_spent_not_what_open_orders_hold(fake, broker, monkeypatch):
+    """``balances`` counts the funds Coinbase holds for open orders; ``available`` (what a
+    live buy is sized within) leaves them out, reading every page of accounts."""
+    from moola.runtime.brokers import coinbase
+
+    fake.balances.update({"USD": 2_500.0, "ETH": 1.0, "SOL": 0.0})
+    fake.prices["ETH-USD"] = 3_000.0
+    fake.holds["USD"] = 7_500.0
+    monkeypatch.setattr(coinbase, "PAGE_LIMIT", 2)
+    assert broker.balances()["USD"] == pytest.approx(10_000.0)
+    assert broker.available("USD") == pytest.approx(2_500.0)
+    assert broker.available("ETH") == pytest.approx(1.0)
+    assert broker.available("XRP") == 0.0
+
+
 # ---------------------------------------------------------------------- credentials
 
 

@@ -169,12 +169,6 @@ def _trading_host(root, tmp_path, removed="labeled"):
     return host
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 gap: Member.note (what loading could not check: a lineage without a "
-    "timeframe) is logged but not journaled; engine.py's Engine.start must record it as a "
-    "member_note event of the new session (G5's report)",
-)
 def test_a_session_records_what_loading_its_members_could_not_check(lab, tmp_path):
     root, run_id = lab
     host = _trading_host(root, tmp_path)

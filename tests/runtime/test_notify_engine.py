@@ -192,12 +192,6 @@ class Notes:
         return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 gap: a journal error stops the loop (risk fails closed) but notifies "
-    "nobody: Engine.run re-raises the JournalError without notifier.error, so the people "
-    "watching learn of a stopped session only from the process's exit",
-)
 def test_a_journal_error_that_stops_trading_is_notified_naming_it(tmp_path):
     notes = Notes()
     engine, journal, broker = _engine(tmp_path, two_symbol_bars(60, 1), _config(), notes)

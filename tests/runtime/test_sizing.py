@@ -177,14 +177,6 @@ def test_a_sized_order_never_costs_more_than_the_buying_power_nor_exceeds_the_un
 # ------------------------------------------------------------------ the engine's sizing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 gap: the engine sizes without the buying power (DecisionParts."
-    "from_config's size closure and Engine._order_for pass none to position_size), so each "
-    "buy asks for about 4x a paper sleeve's equity and the paper broker cuts it to its "
-    "max_leverage (Coinbase, spot, would refuse it); the change engine.py needs is in G5's "
-    "report",
-)
 def test_a_paper_session_on_the_readme_config_never_buys_more_than_a_sleeve_pays_for(tmp_path):
     """The README's config (10,000 a symbol, ``max_position: 5``) on a ~15,000 and a
     ~30,000 asset: every buy the engine decides is one the paper broker takes whole, not
@@ -214,3 +206,50 @@ def test_a_paper_session_on_the_readme_config_never_buys_more_than_a_sleeve_pays
     for intent in buys:
         assert "max_leverage" not in (intent.detail or ""), intent.detail
         assert filled[intent.client_order_id] == pytest.approx(float(intent.qty))
+
+
+def test_a_live_buy_is_sized_within_the_quote_currency_available_not_the_held_funds(tmp_path):
+    """On Coinbase (spot) a buy is paid from the quote currency available now: with 5,000
+    USD available and 1,000,000 held for open orders, the engine's first buy costs at most
+    the 5,000 (sized from ``available``), though equity and ``balances`` count the holds."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from moola.runtime.brokers import CoinbaseAdvancedTrade, Credentials
+    from tests.runtime.fake_coinbase import FakeCoinbase
+
+    key_name = "organizations/test-org/apiKeys/test-key-0001"
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    products = {s: f"{s}-USD" for s in SYMBOLS}
+    bars = two_symbol_bars(40, 3)
+    bars["symbol"] = bars["symbol"].map(products)
+    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in products.values()}
+    config = parse_live_config(
+        {
+            "symbols": list(products.values()),
+            "members": [{"role": "direction", "run": "scripted"}],
+            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
+            "risk": {"max_position": 1000.0},
+            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
+        }
+    )
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    with FakeCoinbase(key_name, private.public_key(), prices=last, hold_s=0.6,
+                      balances={"USD": 5_000.0}, holds={"USD": 1e6}) as fake:  # fmt: skip
+        broker = CoinbaseAdvancedTrade(
+            base_url=fake.url, credentials=Credentials(key_name, pem), timeout=0.5,
+            max_retries=1, backoff=0.0, sleep=lambda s: None,
+        )  # fmt: skip
+        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+        with broker:
+            Engine(config, journal, broker, [MinuteFlip(period=30)], feed, env={}).run(max_bars=50)
+    record = journal.session_record(journal.status()["sessions"][0]["id"])
+    buys = [i for i in record.intents if i.side == "buy"]
+    assert buys
+    first = buys[0]
+    assert 0 < first.qty * last[first.symbol] <= 5_000.0 * 1.01  # the price moved a little

@@ -147,8 +147,9 @@ class DecisionParts:
     ``combine(outputs, weights) -> EnsembleResult`` (``moola.runtime.ensemble``);
     ``tier_of(confidence) -> str | None`` (``tiers``, with the config's thresholds);
     ``limiter``: a ``RateLimiter``; ``kill``: a ``KillSwitch``; ``risk``: a ``RiskGate``
-    (the backtest's own rule objects); ``size(equity, price, atr) -> units``
-    (``sizing.position_size`` with the config's risk settings).
+    (the backtest's own rule objects); ``size(equity, price, atr, buying_power=None) ->
+    units`` (``sizing.position_size`` with the config's risk settings, capped at what
+    ``buying_power`` pays for, with a live buy's cost allowance: ``_buy_cost_rate``).
     """
 
     combine: Callable[..., Any]
@@ -186,7 +187,9 @@ class DecisionParts:
             gate.load_state(state["risk"])
         table = config.tiers.as_tuple()
 
-        def size(equity: float, price: float, atr: float) -> float:
+        def size(
+            equity: float, price: float, atr: float, buying_power: float | None = None
+        ) -> float:
             return float(
                 sizing.position_size(
                     equity,
@@ -195,6 +198,8 @@ class DecisionParts:
                     risk_per_trade=config.risk.risk_per_trade,
                     atr_multiple=config.risk.atr_multiple,
                     max_position=config.risk.max_position,
+                    buying_power=buying_power,
+                    cost_rate=_buy_cost_rate(config),
                 ).units
             )
 
@@ -317,6 +322,13 @@ class Engine:
             session_id = journal.start_session(
                 self.config.mode, self.config.resolved(), self.config.config_hash
             )
+            for member in self.members:  # what loading could not check, once a session
+                if getattr(member, "note", ""):
+                    journal.record_event(
+                        session_id,
+                        "member_note",
+                        {"member": member.name, "run_id": member.run_id, "note": member.note},
+                    )
         self.session_id = session_id
         crash_point("engine.session_started")
         self.positions: dict[str, float] = {
@@ -598,6 +610,8 @@ class Engine:
         except JournalError as exc:
             stopped = f"journal error: {exc}"
             result.stopped = stopped
+            if self.notifier is not None:  # the journal cannot hold it: told, then raised
+                self.notifier.error(f"trading stopped, nothing more is sent: {stopped}")
             raise
         result.stopped = stopped
         crash_point("engine.session_ending")
@@ -1057,10 +1071,29 @@ class Engine:
         stop_distance = self.config.risk.atr_multiple * atr
         if signal > 0 and abs(current) <= _QTY_EPS:
             equity = float(self.broker.balances().get("equity", 0.0))
-            units = self.parts.size(equity, self._prices[symbol], atr)
+            power = self._buying_power(symbol)
+            units = self.parts.size(equity, self._prices[symbol], atr, power)
             return ("buy", float(units), stop_distance) if units > _QTY_EPS else None
         if signal < 0 and current > _QTY_EPS:
             return ("sell", float(current), stop_distance)
+        return None
+
+    def _buying_power(self, symbol: str) -> float | None:
+        """What a buy of ``symbol`` may spend (``sizing.position_size``'s ``buying_power``):
+        a paper sleeve's ``max_leverage * equity`` (the kernel's own limit: more would be
+        cut), a spot account's quote balance available now (``available``: not the funds
+        held for open orders; Coinbase refuses a buy it cannot pay for); None for a broker
+        that says neither."""
+        sleeves = getattr(self.broker, "brokers_", None)
+        if isinstance(sleeves, Mapping) and symbol in sleeves:
+            sleeve = sleeves[symbol]
+            return float(sleeve.instrument.max_leverage * sleeve.portfolio.equity)
+        quote = getattr(self.broker, "quote_currency", None)
+        if quote is not None:
+            available = getattr(self.broker, "available", None)
+            if callable(available):
+                return float(available(quote))
+            return float(self.broker.balances().get(quote, 0.0))
         return None
 
     def _current_atr(self, bars: pd.DataFrame) -> float:
@@ -1254,6 +1287,18 @@ def run_session(
         if notifier is not None:
             notifier.close()
         journal.close()
+
+
+def _buy_cost_rate(config: LiveConfig) -> float:
+    """What a buy pays on top of ``qty * price``, as a fraction of it, for sizing within
+    the buying power: live, the commission rate and the limit Coinbase's buy is sent at
+    (``max_slippage_bps`` above the last price: the exchange holds that much); paper,
+    nothing (the kernel's leverage limit counts the notional alone)."""
+    if config.mode != "live":
+        return 0.0
+    commission = config.execution.commission
+    rate = float(getattr(commission, "rate", 0.0) or 0.0)
+    return (1.0 + config.coinbase.max_slippage_bps / 1e4) * (1.0 + rate) - 1.0
 
 
 def _kill_reason(env: Mapping[str, str], journal: Any) -> str | None:

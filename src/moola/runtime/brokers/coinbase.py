@@ -582,6 +582,16 @@ class CoinbaseAdvancedTrade(_CoinbaseREST):
             out[currency] = out.get(currency, 0.0) + amount
         return out
 
+    def available(self, currency: str) -> float:
+        """What of ``currency`` can be spent now: its accounts' ``available_balance`` alone
+        (``balances`` counts the funds held for open orders too, which a new order cannot
+        use). The engine sizes a live buy within the quote currency's."""
+        total = 0.0
+        for account in self._pages("/accounts", "accounts", {"limit": PAGE_LIMIT}):
+            if str(account.get("currency")) == currency:
+                total += _float((account.get("available_balance") or {}).get("value"))
+        return total
+
     def positions(self) -> dict[str, float]:
         """``<BASE>-<QUOTE>`` -> units held, for each non-zero balance other than the quote."""
         quote = self.quote_currency
