@@ -304,8 +304,9 @@ def test_a_policy_with_a_coarser_timescale_answers_live_with_parity(lab, coarse_
 
 def test_for_another_symbol_the_rl_member_is_missing_and_the_decision_names_it(lab):
     """A session trading BTC and ETH with a policy trained on BTC: every ETH decision is
-    made from the direction member alone, naming ``rl`` missing (renormalised), while BTC
-    decisions use the policy once its window is full."""
+    made from the direction member alone, naming ``rl`` missing (renormalised) and why
+    (the policy trades BTC only), while BTC decisions use the policy once its window is
+    full (before, the decision says its windows are filling)."""
     registry, supervised, rl_run, _, _ = lab
     btc = registry.load_raw("mkt").iloc[:120]
     eth = random_walk_bars(120, symbol="ETH", timeframe="60m", seed=9)
@@ -324,7 +325,13 @@ def test_for_another_symbol_the_rl_member_is_missing_and_the_decision_names_it(l
     for it in by_symbol["ETH"]:
         assert next(m.value for m in it.members if m.member == "rl") is None
         assert "rl" in it.decision.detail["missing"]
+        assert "the policy trades BTC only" in it.decision.detail["missing_reasons"]["rl"]
         assert "rl" not in it.decision.detail["weights_used"]
+    filling = [it for it in by_symbol["BTC"] if "rl" in it.decision.detail["missing"]]
+    assert filling and all(
+        "observation windows filling" in it.decision.detail["missing_reasons"]["rl"]
+        for it in filling
+    )
     answered = [it for it in by_symbol["BTC"] if "rl" in it.decision.detail["weights_used"]]
     assert len(answered) > 80 and all("rl" not in it.decision.detail["missing"] for it in answered)
     eth_used = [it.decision.detail["weights_used"] for it in by_symbol["ETH"]]

@@ -877,6 +877,8 @@ class Engine:
             "weights_used": ensemble.weights_used,
             "missing": list(ensemble.missing),
         }
+        if ensemble.missing:  # why each is missing, in the member's words where it has them
+            decision["missing_reasons"] = self._missing_reasons(symbol, ensemble)
         reasons = decision["reasons"]
         if fb.refused:  # recorded with the decision, whatever it is
             reasons.append(fb.refused)
@@ -1004,6 +1006,18 @@ class Engine:
             if held_by == symbol:
                 return coid
         return None
+
+    def _missing_reasons(self, symbol: str, ensemble: Any) -> dict[str, str]:
+        """Member name -> why it gave the ensemble nothing for ``symbol``: the member's own
+        ``missing_reason(symbol)`` where it has one (an RL policy trained on another symbol,
+        its windows still filling), else the ensemble's reason (absent, stale, no value)."""
+        members = {m.name: m for m in self.members}
+        reasons: dict[str, str] = {}
+        for name in ensemble.missing:
+            explain = getattr(members.get(name), "missing_reason", None)
+            why = explain(symbol) if callable(explain) else None
+            reasons[name] = str(why or ensemble.reasons.get(name) or "missing")
+        return reasons
 
     def _follow_unlock(self) -> None:
         """A person unlocked the halt (``unlock_halt``, maybe from another process, which
