@@ -255,12 +255,6 @@ def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_i
     assert _files(tmp_path) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 bug: a journal whose state row is not JSON makes `moola live run` and "
-    "`moola live status` end in a JSONDecodeError traceback (exit 1) instead of a "
-    "JournalError naming the journal and the key (nothing is sent: it fails closed)",
-)
 def test_a_journal_whose_state_cannot_be_read_is_a_clear_error_and_nothing_is_sent(
     capsys, lab, tmp_path
 ):

@@ -547,6 +547,26 @@ def test_get_state_sees_a_value_another_connection_wrote(journal, open_journal):
     assert journal.get_state(KILL_SWITCH_KEY) is None
 
 
+def test_a_state_row_that_is_not_json_is_a_journal_error_naming_the_key(tmp_path):
+    """A state value written by another program (not JSON) is a ``JournalError`` naming
+    the journal and the key, from ``get_state`` and ``status`` alike, not a decoding
+    traceback. (SQLite only: PostgreSQL's JSON column refuses such a row itself.)"""
+    url = journal_url(tmp_path, "paper", env={})
+    journal = LiveJournal(url)
+    try:
+        journal.set_state("engine", {"positions": {}})
+        journal.set_state(KILL_SWITCH_KEY, {"on": False})
+        with _raw(url).begin() as conn:
+            conn.execute(sa.text("UPDATE state SET value = 'not json' WHERE key = 'engine'"))
+        for read in (lambda: journal.get_state("engine"), journal.status):
+            with pytest.raises(JournalError, match="state 'engine' that is not JSON") as err:
+                read()
+            assert str(tmp_path) in str(err.value)
+        assert journal.get_state(KILL_SWITCH_KEY) == {"on": False}  # the other keys read
+    finally:
+        journal.close()
+
+
 def test_positions_events_and_state_round_trip(journal):
     session = journal.start_session("live", {}, "h")
     for at, qty in ((T0, 1.0), (T0 + timedelta(minutes=1), 0.5)):

@@ -61,6 +61,8 @@ from alembic.util import CommandError
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
+    cast,
     create_engine,
     event,
     func,
@@ -1083,13 +1085,29 @@ class LiveJournal:
                 self._state_version = version
             elif key in self._state_cache:
                 return json.loads(self._state_cache[key])
-        value = self._read_core(
+        raw = self._read_core(
             f"read state {key!r}",
-            lambda conn: conn.scalar(select(_STATE.c.value).where(_STATE.c.key == key)),
+            lambda conn: conn.scalar(select(_STATE_TEXT).where(_STATE.c.key == key)),
         )
+        value = self._state_value(key, raw)
         if version is not None:
             self._state_cache[key] = json.dumps(value)
         return value
+
+    def _state_value(self, key: str, raw: str | None) -> Any:
+        """The JSON text stored under ``key`` as its value; a row that is not JSON (written
+        by hand, or by another program) is a ``JournalError`` naming the journal and the
+        key: the engine fails closed, with a clear error rather than a traceback."""
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise JournalError(
+                f"The live journal {self.url} holds state {key!r} that is not JSON "
+                f"({exc}): it was not written by moola. Restore it or delete the row "
+                f"(state key {key!r}); nothing was sent."
+            ) from None
 
     def intent_status(self, client_order_id: str) -> str | None:
         """The status of the intent with this client order id, or None if never recorded."""
@@ -1274,7 +1292,8 @@ class LiveJournal:
                     "symbol": iteration.symbol,
                     "bar_time": iteration.bar_time,
                 }
-            state = {row.key: row.value for row in session.scalars(select(StateEntry))}
+            rows = session.execute(select(_STATE.c.key, _STATE_TEXT)).all()
+            state = {key: self._state_value(key, raw) for key, raw in rows}
             pending = session.scalar(
                 select(func.count())
                 .select_from(OrderIntentRow)
@@ -1307,6 +1326,9 @@ _FILLS = Fill.__table__
 _POSITIONS = PositionSnapshot.__table__
 _EVENTS = Event.__table__
 _STATE = StateEntry.__table__
+#: A state value as its stored JSON text (decoded by ``LiveJournal._state_value``, which names
+#: the key of a row that is not JSON).
+_STATE_TEXT = cast(_STATE.c.value, Text)
 _FILL_KEYS = ("fill_id", "client_order_id", "symbol", "qty", "price", "fee", "time")
 
 
