@@ -280,13 +280,6 @@ def test_a_journal_whose_state_cannot_be_read_is_a_clear_error_and_nothing_is_se
 # ------------------------------------------------------------------ the bar feed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 gap: a replayed bars file is not validated (moola.data.validation."
-    "validate_bars, as `moola data ingest` does): a bar with high below low is traded, a "
-    "negative close ends the session mid-run with the member's 'X holds 1 NaN/infinite "
-    "values (rows [0])', a NaN close mid-run with the broker's error, the session left open",
-)
 @pytest.mark.parametrize(
     ("column", "value"), [("low", "high+1"), ("close", "-5"), ("close", "nan")]
 )
@@ -302,7 +295,7 @@ def test_a_bars_file_with_an_impossible_bar_is_refused_before_the_session(
     journal = tmp_path / "paper.db"
     config = _config(tmp_path / "live.yaml", run_id, journal)
     err = _refused(capsys, root, "live", "run", "--config", str(config), "--replay", str(file))
-    assert "broken-bars.csv" in err
+    assert "broken-bars.csv" in err and f"row {row}, column '{column}'" in err
     assert not journal.exists()  # refused before a session exists
 
 

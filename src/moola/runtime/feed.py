@@ -60,6 +60,7 @@ from moola.core.errors import ConfigError, MoolaError, SourceError
 from moola.core.timeframes import parse_timeframe
 from moola.data.registry import Registry, parse_ref
 from moola.data.sources import read_bars
+from moola.data.validation import validate_bars
 from moola.runtime.config import LiveConfig, StalenessConfig
 
 __all__ = [
@@ -133,10 +134,16 @@ class GapCheck:
 def load_replay_bars(root: str | Path, source: str, timeframe: str | None = None) -> pd.DataFrame:
     """Bars of ``source``: an existing bars file (its bars ``timeframe`` long, when the file
     does not say), else a raw dataset ``NAME[@vN]`` of the registry under ``root``.
-    Neither -> ``ConfigError`` naming ``source``."""
+    Neither -> ``ConfigError`` naming ``source``.
+
+    A file is checked as ``moola data ingest`` checks one (``validate_bars``, strict): a
+    bar that cannot be (high below low, a negative or NaN price...) is refused before any
+    session starts, naming the file and the row (``BarValidationError``); a stored raw
+    dataset was checked when it was ingested."""
     path = Path(source)
     if path.is_file():
-        return read_bars(path, timeframe=timeframe)
+        bars = read_bars(path, timeframe=timeframe)
+        return validate_bars(bars, mode="strict", source=str(path))[0]
     try:
         name, version = parse_ref(source)
     except MoolaError:  # not a dataset reference either
