@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from moola.core.errors import ConfigError, MoolaError
+from moola.core.errors import ConfigError
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import run_session
 from tests.runtime._lab import build_lab
@@ -166,10 +166,11 @@ def test_a_paper_session_is_not_resumed_in_live_mode(open_session):
 
 def test_a_session_that_does_not_exist_is_refused_by_name(open_session):
     root, run_id, db, session_id = open_session
-    with pytest.raises(MoolaError, match="'no-such-session'") as info:
+    with pytest.raises(ConfigError, match="'no-such-session'") as info:
         run_session(
             root, _config(run_id, db), replay="mkt", max_bars=1, env={},
             session_id="no-such-session",
         )  # fmt: skip
+    assert info.value.param == "session"
     assert session_id in str(info.value)  # it lists the sessions there are
     assert len(_journal(db)["iterations"]) == N

@@ -361,8 +361,16 @@ class Engine:
 
     def _resumable(self, session_id: str) -> Any:
         """The journal's record of ``session_id`` when this engine may resume it: open, of
-        this mode and config. ``ConfigError`` naming what differs otherwise."""
-        record = self.journal.session_record(session_id)
+        this mode and config. ``ConfigError`` naming what differs otherwise (or that the
+        journal has no such session)."""
+        from moola.tracking.livedb import UnknownSession
+
+        try:
+            record = self.journal.session_record(session_id)
+        except UnknownSession as exc:
+            raise ConfigError(
+                f"session {session_id!r} can not be resumed: {exc}", param="session"
+            ) from None
         info = record.session
         if info.ended_at is not None:
             raise ConfigError(

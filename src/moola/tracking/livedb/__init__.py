@@ -26,6 +26,7 @@ from moola.tracking.livedb.store import (
     MODES,
     SCHEMA_HEAD,
     LiveJournal,
+    UnknownSession,
     journal_url,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "PositionRecord",
     "SessionInfo",
     "SessionRecord",
+    "UnknownSession",
     "journal_url",
 ]

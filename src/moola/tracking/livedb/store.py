@@ -110,6 +110,7 @@ __all__ = [
     "MODES",
     "SCHEMA_HEAD",
     "LiveJournal",
+    "UnknownSession",
     "journal_url",
 ]
 
@@ -313,6 +314,11 @@ class _StepWork:
 
     def __call__(self, conn: Connection) -> tuple[int, int]:
         return self.write(conn)
+
+
+class UnknownSession(JournalError):
+    """The journal holds no session of that id (``session_record``): the caller named one
+    that is not there, not a journal that failed."""
 
 
 class LiveJournal:
@@ -1490,7 +1496,7 @@ def _session_record(session: OrmSession, session_id: str) -> SessionRecord:
     found = session.get(LiveSession, session_id)
     if found is None:
         known = list(session.scalars(select(LiveSession.id).order_by(LiveSession.started_at)))
-        raise JournalError(
+        raise UnknownSession(
             f"The live journal has no session {session_id!r}; it has "
             f"{known[-10:] if known else 'none'} (`moola live status` lists them)."
         )
