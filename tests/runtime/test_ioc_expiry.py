@@ -220,6 +220,17 @@ def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction
                 settled += 1
     assert settled >= 2
     assert journal.pending_intents() == []
+    # `moola live signals` shows what filled beside what was asked for
+    orders = journal.signals().dropna(subset=["client_order_id"])
+    expired = orders[orders["status"] == "expired"]
+    assert len(expired) >= 2
+    assert (expired["filled_qty"] == 0.5).all() and (expired["qty"] > 0.5).all()
+    assert (
+        journal.signals(include_flat=True)
+        .query("client_order_id.isna()")["filled_qty"]
+        .isna()
+        .all()
+    )
     # each settled order's fills are read for that order alone; the account's whole fill
     # history never (a start asks about each pending order, not the whole history)
     listings = [q for m, p, q, _ in fake.requests if p.endswith("/orders/historical/fills")]

@@ -97,6 +97,7 @@ def test_the_kill_switch_flattens_only_when_asked_and_sends_nothing_else(tmp_pat
     assert sorted(flattens["client_order_id"]) == sorted(i.client_order_id for i, _ in after)
     assert all("kill switch on (env)" in r[0] for r in flattens["reasons"])
     assert set(flattens["status"]) == {"filled"}
+    assert list(flattens["filled_qty"]) == pytest.approx(list(flattens["qty"]))
     assert signals["action"].iloc[-1] == "killed"  # the loop stopped once flat
     assert not journal.events(kind="rate_limited") and not journal.events(kind="denied")
 

@@ -1210,6 +1210,7 @@ class LiveJournal:
         "side",
         "qty",
         "status",
+        "filled_qty",
     )
 
     def signals(
@@ -1221,8 +1222,17 @@ class LiveJournal:
     ) -> pd.DataFrame:
         """Decisions with bar time at or after ``since`` (all when None), oldest first, one
         row per decision and order intent (:attr:`SIGNAL_COLUMNS`; intent columns empty
-        when it sent none). Only signals (signal -1 or 1) unless ``include_flat``."""
+        when it sent none). Only signals (signal -1 or 1) unless ``include_flat``.
+
+        ``qty`` is what the decision asked for; ``filled_qty`` what filled of it (the units
+        of the intent's fills journaled so far, unsigned: 0 while none, less than ``qty``
+        for an order the exchange ended part-filled), NaN for a decision without an order."""
         start = None if since is None else _utc(since, "since")
+        filled = (
+            select(func.abs(func.coalesce(func.sum(Fill.qty), 0.0)))
+            .where(Fill.client_order_id == OrderIntentRow.client_order_id)
+            .scalar_subquery()
+        )
 
         def work(session: OrmSession) -> list[tuple]:
             query = (
@@ -1242,6 +1252,7 @@ class LiveJournal:
                     OrderIntentRow.side,
                     OrderIntentRow.qty,
                     OrderIntentRow.status,
+                    filled,
                 )
                 .join(Iteration, Decision.iteration_id == Iteration.id)
                 .outerjoin(OrderIntentRow, OrderIntentRow.decision_id == Decision.id)
@@ -1258,6 +1269,9 @@ class LiveJournal:
         frame = pd.DataFrame(self._read("read the signals", work), columns=self.SIGNAL_COLUMNS)
         for column in ("bar_time", "decided_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame["filled_qty"] = frame["filled_qty"].astype("float64").where(
+            frame["client_order_id"].notna()
+        )
         return frame
 
     def status(self) -> dict[str, Any]:
