@@ -227,3 +227,45 @@ def test_max_bars_stops_inside_a_group_and_the_next_run_goes_on_from_there(tmp_p
     assert first.intents + second.intents == whole_result.intents
     journal.close()
     whole.close()
+
+
+class Marks:
+    """The journal, each ``mark_intents`` / ``mark_intent`` call kept in ``calls`` with the
+    client ids the broker had taken by then."""
+
+    def __init__(self, inner, sent):
+        self._inner, self._sent, self.calls = inner, sent, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name not in ("mark_intents", "mark_intent"):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append((name, args, [i.client_order_id for i in self._sent]))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_groups_acks_are_journaled_in_one_transaction_after_all_its_submits(tmp_path):
+    """Both symbols order at the same minutes: their acks go to the journal in ONE
+    ``mark_intents`` call (one durable commit), made after the group's last submit; no
+    ack is journaled on its own. Every intent still ends acknowledged (then filled)."""
+    config = _config()
+    feed = ReplayFeed(_bars("orders"), config.symbols, "1m", config.staleness)
+    broker = PaperBroker(config.execution, config.symbols)
+    sent: list = []
+    submit = broker.submit
+    broker.submit = lambda intent: sent.append(intent) or submit(intent)
+    journal = Marks(LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}"), sent)
+    Engine(config, journal, broker, [MinuteFlip(period=15)], feed, env={}).run()
+    assert not [c for c in journal.calls if c[0] == "mark_intent"]
+    pairs = [c for c in journal.calls if len(c[1][0]) == len(SYMBOLS)]
+    assert len(pairs) >= 3  # groups where both symbols ordered
+    for _, (marks,), sent_by_then in journal.calls:
+        acked = [m["client_order_id"] for m in marks]
+        assert {m["status"] for m in marks} == {"acknowledged"}
+        assert sent_by_then[-len(acked) :] == acked  # right after the group's submits
+    assert len(sent) == sum(len(c[1][0]) for c in journal.calls)
+    assert journal.pending_intents() == []

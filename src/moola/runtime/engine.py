@@ -35,8 +35,11 @@ feed's order, as follows:
    and the engine state (positions, last bar decided, risk and rate-limit state) are
    journaled in ONE transaction (``record_steps``, one durable commit for all the
    symbols of the bar time: all or nothing); only then the group's intents go to
-   ``broker.submit``, one by one, each ack journaled after it. If any journal write
-   fails (``JournalError``) the loop stops and nothing more is sent: risk fails closed.
+   ``broker.submit``, one by one, and their acks are journaled together after the last
+   (``mark_intents``: one more commit per group, not one per order; a crash before it
+   leaves them sent without their ack, which a restart settles from the broker). If any
+   journal write fails (``JournalError``) the loop stops and nothing more is sent: risk
+   fails closed.
    A notifier, when given, hears of it last.
 
 Deciding a group changes no decision: the orders of a group are sent after every bar of
@@ -706,6 +709,8 @@ class Engine:
         crash_point("engine.state_saved")
         result.decided += len(steps)
         first = True
+        acks: list[dict[str, Any]] = []
+        sent: list[tuple[_Step, dict[str, Any]]] = []
         for step in steps:
             for intent in step.intents:
                 if self._unsent.pop(intent["client_order_id"], None) is None:
@@ -714,16 +719,24 @@ class Engine:
                     crash_point("engine.group_next_submit")
                 first = False
                 crash_point("engine.before_submit")
-                if self._submit(intent, step.fb.time, result) and self.notifier is not None:
-                    self.notifier.signal(
-                        symbol=step.fb.symbol,
-                        side=intent["side"],
-                        tier=step.decision["tier"] or step.decision["action"],
-                        probability=step.decision["probability"] or 0.5,
-                        qty=intent["qty"],
-                        price=float(step.fb.bar["close"]),
-                        bar_time=step.fb.time.isoformat(),
-                    )
+                if self._submit(intent, step.fb.time, result, acks):
+                    sent.append((step, intent))
+        if acks:
+            # the group's acks: ONE durable commit after all its submits (a crash before it
+            # leaves them sent without their ack, which a restart settles from the broker)
+            self.journal.mark_intents(acks)
+            crash_point("engine.ack_journaled")
+        if self.notifier is not None:
+            for step, intent in sent:  # after the journal holds the acks
+                self.notifier.signal(
+                    symbol=step.fb.symbol,
+                    side=intent["side"],
+                    tier=step.decision["tier"] or step.decision["action"],
+                    probability=step.decision["probability"] or 0.5,
+                    qty=intent["qty"],
+                    price=float(step.fb.bar["close"]),
+                    bar_time=step.fb.time.isoformat(),
+                )
         return stop
 
     def _decide_bar(self, fb: FeedBar, result: SessionResult) -> _Step | None:
@@ -1042,8 +1055,15 @@ class Engine:
             self.parts.risk.unlock(str(payload["person"]), str(payload["reason"]))
         self.carried_halt = None
 
-    def _submit(self, record: Mapping[str, Any], time: Any, result: SessionResult) -> bool:
-        """Hand a journaled intent to the broker; journal its ack (or the broker's error).
+    def _submit(
+        self,
+        record: Mapping[str, Any],
+        time: Any,
+        result: SessionResult,
+        acks: list[dict[str, Any]],
+    ) -> bool:
+        """Hand a journaled intent to the broker; its ack is added to ``acks`` (journaled
+        with the group's others in one transaction), a broker error journaled at once.
         True when the broker accepted it."""
         coid = record["client_order_id"]
         intent = self._intent(coid, record["symbol"], record["side"], record["qty"], time)
@@ -1071,8 +1091,14 @@ class Engine:
                 self.notifier.error(f"broker refused {coid}: {exc}")
             return False
         status = "acknowledged" if ack.accepted else "rejected"
-        self.journal.mark_intent(coid, status, ack.broker_order_id or None, ack.detail)
-        crash_point("engine.ack_journaled")
+        acks.append(
+            {
+                "client_order_id": coid,
+                "status": status,
+                "broker_order_id": ack.broker_order_id or None,
+                "detail": ack.detail,
+            }
+        )
         if ack.accepted and callable(getattr(self.broker, "order_status", None)):
             self._working[coid] = record["symbol"]  # asked what became of it each bar
         result.intents += 1

@@ -1006,18 +1006,33 @@ class LiveJournal:
     ) -> None:
         """Record what became of an intent: sent, acknowledged, partially_filled, filled,
         rejected, cancelled or expired (each change is also an ``intent_status`` event)."""
-        values = _mark_values(
-            {
-                "client_order_id": client_order_id,
-                "status": status,
-                "broker_order_id": broker_order_id,
-                "detail": detail,
-            },
-            "mark",
+        self.mark_intents(
+            [
+                {
+                    "client_order_id": client_order_id,
+                    "status": status,
+                    "broker_order_id": broker_order_id,
+                    "detail": detail,
+                }
+            ]
         )
 
+    def mark_intents(self, marks: Sequence[Mapping[str, Any]]) -> None:
+        """``mark_intent`` for several intents in ONE transaction (one durable commit), all
+        or nothing: ``[{"client_order_id", "status", "broker_order_id"?, "detail"?}, ...]``.
+        The engine journals a bar time's acks together after the group's submits."""
+        if isinstance(marks, Mapping) or not isinstance(marks, Sequence):
+            raise ConfigError(
+                f"marks must be a list of status marks; got {type(marks).__name__}.",
+                param="marks",
+            )
+        values = [_mark_values(mark, f"marks[{i}]") for i, mark in enumerate(marks)]
+        if not values:
+            return
+
         def work(conn: Connection) -> None:
-            _mark(conn, **values)
+            for one in values:
+                _mark(conn, **one)
             crash_point("livedb.mark_before_commit")
 
         self._write_core("record the order status", work)
@@ -1269,8 +1284,8 @@ class LiveJournal:
         frame = pd.DataFrame(self._read("read the signals", work), columns=self.SIGNAL_COLUMNS)
         for column in ("bar_time", "decided_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
-        frame["filled_qty"] = frame["filled_qty"].astype("float64").where(
-            frame["client_order_id"].notna()
+        frame["filled_qty"] = (
+            frame["filled_qty"].astype("float64").where(frame["client_order_id"].notna())
         )
         return frame
 
