@@ -167,3 +167,19 @@ def test_the_kill_switch_section_refuses_unknown_keys():
                 "kill_switch": {"flaten": True},
             }
         )
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_a_polled_feed_goes_on_after_the_kill_only_while_a_flatten_is_due(tmp_path, flatten):
+    """``run_session`` stops a polled feed when the kill switch goes on unless the engine
+    still has positions to flatten (``flattens_on_kill``): their closing orders need the
+    next bars."""
+    config = _config(flatten)
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
+    feed = ReplayFeed(two_symbol_bars(30, 3), config.symbols, "1m", config.staleness)
+    broker = PaperBroker(config.execution, config.symbols)
+    engine = Engine(config, journal, broker, [MinuteFlip(period=30)], feed, env={})
+    engine.start()
+    assert engine.flattens_on_kill() is False  # nothing held
+    engine.positions["BTC"] = 2.0
+    assert engine.flattens_on_kill() is flatten
