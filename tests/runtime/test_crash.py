@@ -80,7 +80,7 @@ WHEN = {
     "engine.step_recorded": 61,  # both buys of minute 60 committed, none sent
     "livedb.state_before_commit": 32,  # the engine's own state: with both fills' positions
     "engine.state_saved": 106,  # both sells of minute 105 journaled, before the first submit
-    "engine.group_next_submit": 2,  # minute 45: BTC's sell sent and acked, ETH's not sent
+    "engine.group_next_submit": 2,  # minute 45: BTC's sell sent (ack not journaled), ETH's not
     "engine.before_submit": 2,
     "paper.order_placed": 2,
     "engine.submitted": 3,
