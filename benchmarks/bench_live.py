@@ -1,7 +1,7 @@
 """Live engine benchmark: bar time -> journaled order intents latency, against bare inference.
 
 Run: ``.venv/bin/python benchmarks/bench_live.py [--symbols 3 50] [--samples 1500]
-[--timed 40] [--warmup 110] [--journals disk tmpfs] [--profile]``.
+[--timed 200] [--warmup 110] [--journals disk tmpfs] [--profile]``.
 
 Issue 18's target: the engine's own overhead (everything but model inference) under 5 ms
 per symbol at p99 on cpu, for 3 and 50 symbols with the default three-member ensemble.
@@ -14,7 +14,8 @@ windows, Platt-calibrated. Then, per symbol count and journal location, a paper 
 (``Engine`` over a ``ReplayFeed``, a ``PaperBroker`` and a ``LiveJournal`` on SQLite with
 WAL and ``synchronous=FULL``) over seeded random-walk bars of every symbol on one time
 grid, rate limits raised so that signals become orders, ``--warmup`` + T bars per symbol,
-T = max(``--timed``, ``--samples`` / symbols). The feed hands the engine each minute's
+T = max(``--timed``, ``--samples`` / symbols) (200 groups at least by default: a p99 over
+fewer groups is its maximum). The feed hands the engine each minute's
 bars of all symbols as one group (``ReplayFeed.groups``), which it decides symbol by
 symbol and journals in one transaction. Per group (bar time) after the warm-up (every
 member has a value) it times, in the same run:
@@ -352,7 +353,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, nargs="+", default=[3, 50])
     parser.add_argument("--samples", type=int, default=1500, help="timed symbol-bars (at least)")
-    parser.add_argument("--timed", type=int, default=40, help="timed bars per symbol (at least)")
+    parser.add_argument(
+        "--timed", type=int, default=200, help="timed bar times (groups) per symbol count, at least"
+    )
     parser.add_argument("--warmup", type=int, default=110, help="untimed bars per symbol")
     parser.add_argument("--journals", nargs="+", default=["disk", "tmpfs"])
     parser.add_argument("--profile", action="store_true")
