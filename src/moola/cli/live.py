@@ -224,6 +224,7 @@ def signals(
         "action",
         "side",
         "qty",
+        "filled_qty",
         "status",
     ]
     columns = [c for c in columns if c in frame.columns]

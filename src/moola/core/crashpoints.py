@@ -85,13 +85,20 @@ CRASH_POINTS: tuple[tuple[str, str], ...] = (
     ("engine.state_saved", "the group is decided and the state saved, before any submit"),
     (
         "engine.group_next_submit",
-        "one intent of the group is sent and its ack journaled, before the group's next submit",
+        "one intent of the group is sent (the group's acks are journaled together after its "
+        "last submit), before the group's next submit",
     ),
     ("engine.before_submit", "an intent is journaled and the state saved, before broker.submit"),
     ("paper.order_placed", "the paper kernel took the order, before the ack is kept"),
-    ("engine.submitted", "broker.submit returned, before its ack is journaled"),
-    ("livedb.mark_before_commit", "the intent's new status is written, before the commit"),
-    ("engine.ack_journaled", "the ack is journaled, before the next bar"),
+    ("engine.submitted", "broker.submit returned, before the group's acks are journaled"),
+    (
+        "livedb.mark_before_commit",
+        "the intents' new statuses are written (one mark, or a group's acks), before the commit",
+    ),
+    (
+        "engine.ack_journaled",
+        "the group's acks are journaled (one transaction), before the next bar",
+    ),
     ("engine.session_ending", "the feed ended, before the session row is closed"),
     ("engine.session_ended", "the session row is closed, before the process returns"),
 )
