@@ -10,11 +10,25 @@ import pandas as pd
 
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
+from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
+from moola.features.labels import build_labels
 from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
+from moola.pipeline.feature_windows import build_feature_windows
+from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.lifecycle import promote
 from moola.pipeline.train import TrainConfig, run_training
+from tests.conftest import random_walk_bars
 
 SYMBOLS = ("BTC", "ETH")
+
+#: A small feature set (a session computes ``intraday31`` unless its config names another).
+SMALL = FeatureSetSpec(
+    name="small",
+    features=[
+        FeatureSpecEntry(name="sma", params={"period": 5}),
+        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
+    ],
+)
 
 
 def build_lab(parent: Path, *, promoted: bool = True) -> tuple[Path, str]:
@@ -34,6 +48,23 @@ def build_lab(parent: Path, *, promoted: bool = True) -> tuple[Path, str]:
     if promoted:
         promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
     return registry.root, run_id
+
+
+def build_feature_lab(parent: Path) -> tuple[Path, str, pd.DataFrame]:
+    """Data root with a promoted logistic regression on 10-row windows of ``SMALL`` (classes
+    "-1" / "1": the sign of the 5-bar forward return) over 400 one-minute BTC bars (raw
+    ``mkt``). Returns (root, run id, the bars)."""
+    registry = Registry(parent / "moola_data")
+    bars = random_walk_bars(400, symbol="BTC")
+    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
+    labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
+    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
+    ref = build_feature_windows(registry, "mkt", SMALL, name="fw", length=10, labels="mkt")
+    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
+    config = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
+    run_id = run_training(registry, config).run_id
+    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    return registry.root, run_id, bars.reset_index(drop=True)
 
 
 def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFrame:
@@ -68,9 +99,10 @@ def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFra
 class MinuteFlip:
     """A stand-in member (fast to fork, no model): p(up) 0.9 for ``period`` minutes of bar
     time, then 0.1 for ``period``, so both symbols buy and sell several times in a short
-    feed; None until ``bars_needed`` bars have been seen."""
+    feed; None until ``bars_needed`` bars have been seen. ``period=None`` never flips: 0.9
+    on every bar (``RISING``)."""
 
-    period: int = 15
+    period: int | None = 15
     name: str = "direction"
     run_id: str = "scripted"
     weight: float = 0.35
@@ -80,5 +112,11 @@ class MinuteFlip:
     def value(self, symbol, bars, rows):
         if len(bars) < self.bars_needed:
             return None
+        if self.period is None:
+            return 0.9
         minute = bars["timestamp"].iloc[-1].minute
         return 0.9 if (minute // self.period) % 2 == 0 else 0.1
+
+
+#: p(up) 0.9 on every bar once 20 bars are in: the engine buys each symbol once, then holds.
+RISING = MinuteFlip(period=None)

@@ -12,7 +12,6 @@ Advanced Trade on 127.0.0.1.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from moola.core.errors import BrokerError
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
-from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
-from moola.features.labels import build_labels
 from moola.pipeline.datasets import make_and_store_split, planted_labeled, synthesize_raw
-from moola.pipeline.feature_windows import build_feature_windows
-from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.lifecycle import promote
 from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
@@ -36,9 +31,8 @@ from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.conftest import random_walk_bars
 from tests.fuzz_helpers import snapshot
-from tests.runtime._lab import SYMBOLS, build_lab, two_symbol_bars
+from tests.runtime._lab import RISING, SYMBOLS, build_feature_lab, build_lab, two_symbol_bars
 from tests.runtime.fake_coinbase import FakeCoinbase
 from tests.test_cli import run
 
@@ -118,30 +112,12 @@ def test_a_run_that_is_not_promoted_is_named_and_no_journal_is_opened(capsys, la
     assert not journal.exists()  # nothing recorded, so nothing could be sent
 
 
-SMALL = FeatureSetSpec(
-    name="small",
-    features=[
-        FeatureSpecEntry(name="sma", params={"period": 5}),
-        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
-    ],
-)
-
-
 @pytest.fixture(scope="module")
 def feature_run(tmp_path_factory):
     """(data root, run id): a promoted run on 10-row windows of the feature set ``small``
     (a session computes ``intraday31`` unless its config says otherwise)."""
-    registry = Registry(tmp_path_factory.mktemp("bad_input_features") / "moola_data")
-    bars = random_walk_bars(400, symbol="BTC")
-    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
-    labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
-    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
-    ref = build_feature_windows(registry, "mkt", SMALL, name="fw", length=10, labels="mkt")
-    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
-    config = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
-    run_id = run_training(registry, config).run_id
-    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
-    return registry.root, run_id
+    root, run_id, _ = build_feature_lab(tmp_path_factory.mktemp("bad_input_features"))
+    return root, run_id
 
 
 def test_a_member_whose_input_does_not_fit_the_session_names_both(capsys, feature_run, tmp_path):
@@ -395,21 +371,6 @@ def test_a_live_session_replaying_history_sends_nothing_every_bar_refused_as_sta
     assert _query(journal, "SELECT COUNT(*) FROM order_intents") == [(0,)]
 
 
-@dataclass(frozen=True)
-class Rising:
-    """A stand-in member: p(up) 0.9 on every bar once 20 bars are in, so the engine buys
-    each symbol once and then holds it."""
-
-    name: str = "direction"
-    run_id: str = "scripted"
-    weight: float = 0.35
-    bars_needed: int = 20
-    rows_needed: int = 0
-
-    def value(self, symbol, bars, rows):
-        return None if len(bars) < self.bars_needed else 0.9
-
-
 def _live_parts(fake, pem):
     """(config, bars, adapter) of a live session on the fake exchange: BTC-USD and ETH-USD,
     40 one-minute bars each, the exchange's prices the last closes (a buy's IOC cap holds)."""
@@ -469,7 +430,7 @@ def test_an_order_the_exchange_refuses_is_journaled_with_its_reason_and_the_loop
         )
         feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
         with broker:
-            result = Engine(config, journal, broker, [Rising()], feed, env={}).run()
+            result = Engine(config, journal, broker, [RISING], feed, env={}).run()
             held = {p: q for p, q in broker.positions().items() if q}
         created = {o["client_order_id"] for o in fake.orders.values()}
     (refused,) = first
@@ -501,7 +462,7 @@ def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, 
         )
         feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
         with broker:
-            Engine(config, journal, broker, [Rising()], feed, env={}).run()
+            Engine(config, journal, broker, [RISING], feed, env={}).run()
             held = {p: q for p, q in broker.positions().items() if q}
         created = {o["client_order_id"]: o for o in fake.orders.values()}
     (lost,) = first
@@ -542,7 +503,7 @@ def test_while_an_unsure_order_cannot_be_looked_up_its_symbol_is_not_bought_agai
         broker.order_status = no_answer  # every look-up after the create fails
         feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
         with broker:
-            Engine(config, journal, broker, [Rising()], feed, env={}).run()
+            Engine(config, journal, broker, [RISING], feed, env={}).run()
         created = {o["client_order_id"]: o for o in fake.orders.values()}
     (lost,) = first
     product = created[lost]["product_id"]

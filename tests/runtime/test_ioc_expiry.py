@@ -10,8 +10,6 @@ the real adapter against the local fake of the Advanced Trade API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,25 +20,11 @@ from moola.runtime.config import parse_live_config
 from moola.runtime.engine import WORKING, Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, two_symbol_bars
+from tests.runtime._lab import RISING, SYMBOLS, two_symbol_bars
 from tests.runtime.fake_coinbase import FakeCoinbase
 
 KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
 PRODUCTS = {s: f"{s}-USD" for s in SYMBOLS}
-
-
-@dataclass(frozen=True)
-class Rising:
-    """p(up) 0.9 on every bar once warm: the engine wants to buy."""
-
-    name: str = "direction"
-    run_id: str = "scripted"
-    weight: float = 0.35
-    bars_needed: int = 20
-    rows_needed: int = 0
-
-    def value(self, symbol, bars, rows):
-        return None if len(bars) < self.bars_needed else 0.9
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def _engine(fake, credentials, journal, bars):
     )
     broker = CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials[0])
     feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
-    return Engine(config, journal, broker, [Rising()], feed, env={}), broker
+    return Engine(config, journal, broker, [RISING], feed, env={}), broker
 
 
 def _creates(fake) -> list[str]:

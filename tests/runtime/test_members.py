@@ -12,27 +12,14 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.data.registry import Registry
-from moola.evaluation.gates import GateConfig
-from moola.features.featureset import (
-    FeatureSetSpec,
-    FeatureSpecEntry,
-    IncrementalFeatures,
-    load_feature_set,
-)
-from moola.features.labels import build_labels
-from moola.pipeline.datasets import make_and_store_split
-from moola.pipeline.feature_windows import build_feature_windows
-from moola.pipeline.ingest import ingest_bars
-from moola.pipeline.lifecycle import promote
+from moola.features.featureset import IncrementalFeatures, load_feature_set
 from moola.pipeline.predictor import Predictor
-from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime import members
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import run_session
 from moola.runtime.members import _check_fits, load_members, run_timeframes, up_probability
 from moola.tracking.livedb import LiveJournal
-from tests.conftest import random_walk_bars
-from tests.runtime._lab import SYMBOLS, build_lab
+from tests.runtime._lab import SMALL, SYMBOLS, build_feature_lab, build_lab
 
 
 @pytest.fixture(scope="module")
@@ -202,33 +189,16 @@ def test_a_member_whose_input_does_not_fit_the_feed_is_refused_naming_both(lab):
     _check_fits(where, _fake(), config, session)  # raw OHLC windows fit
 
 
-SMALL = FeatureSetSpec(
-    name="small",
-    features=[
-        FeatureSpecEntry(name="sma", params={"period": 5}),
-        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
-    ],
-)
-
-
 @pytest.fixture(scope="module")
 def feature_lab(tmp_path_factory):
     """A promoted logistic regression on 10-row windows of the feature set ``small``
-    (classes "-1" / "1": the sign of the 5-bar forward return) over 400 BTC bars."""
+    (classes "-1" / "1": the sign of the 5-bar forward return) over 400 BTC bars, and the
+    set's YAML file. Returns (root, run id, spec file, bars)."""
     parent = tmp_path_factory.mktemp("feature_member")
-    registry = Registry(parent / "moola_data")
-    bars = random_walk_bars(400, symbol="BTC")
-    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
-    labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
-    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
-    ref = build_feature_windows(registry, "mkt", SMALL, name="fw", length=10, labels="mkt")
-    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
-    config = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
-    run_id = run_training(registry, config).run_id
-    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    root, run_id, bars = build_feature_lab(parent)
     spec = parent / "small.yaml"
     spec.write_text(SMALL.to_yaml(), encoding="utf-8")
-    return registry.root, run_id, spec, bars.reset_index(drop=True)
+    return root, run_id, spec, bars
 
 
 def test_a_feature_window_member_reads_the_streamed_rows_as_the_run_reads_batch_rows(

@@ -14,7 +14,7 @@ from moola.core.errors import ConfigError, LeakageError
 from moola.core.hashing import sha256_bytes
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
-from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry, load_feature_set
+from moola.features.featureset import load_feature_set
 from moola.features.labels import build_labels
 from moola.pipeline.datasets import make_and_store_split
 from moola.pipeline.feature_windows import build_feature_windows
@@ -30,14 +30,8 @@ from moola.runtime.parity import read_session, session_parity
 from moola.tracking.journal import GateDecision, JsonlJournal
 from moola.tracking.runs import RunStore
 from tests.conftest import random_walk_bars
+from tests.runtime._lab import SMALL
 
-SMALL = FeatureSetSpec(
-    name="small",
-    features=[
-        FeatureSpecEntry(name="sma", params={"period": 5}),
-        FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
-    ],
-)
 TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 2}
 #: Gates the tiny agent passes (the defaults want a positive after-cost return).
 OPEN = {"metric_gates": ("eval_return>-1",), "max_drawdown": 1.0}
