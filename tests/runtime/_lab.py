@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.lifecycle import promote
 from moola.pipeline.train import TrainConfig, run_training
+from moola.runtime.config import LiveConfig, parse_live_config
 from tests.conftest import random_walk_bars
 
 SYMBOLS = ("BTC", "ETH")
@@ -65,6 +68,21 @@ def build_feature_lab(parent: Path) -> tuple[Path, str, pd.DataFrame]:
     run_id = run_training(registry, config).run_id
     promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
     return registry.root, run_id, bars.reset_index(drop=True)
+
+
+def scripted_config(symbols: Iterable[str] = SYMBOLS, **overrides: Any) -> LiveConfig:
+    """A session's config for the stand-in members below (one ``direction`` member, run
+    ``scripted``) on ``symbols``: crypto, 100,000 in cash, no trading rules, positions up
+    to 1,000 units, rate limits out of the way; ``overrides`` replace top-level keys."""
+    values: dict[str, Any] = {
+        "symbols": list(symbols),
+        "members": [{"role": "direction", "run": "scripted"}],
+        "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
+        "risk": {"max_position": 1000.0},
+        "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
+    }
+    values.update(overrides)
+    return parse_live_config(values)
 
 
 def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFrame:
@@ -120,3 +138,13 @@ class MinuteFlip:
 
 #: p(up) 0.9 on every bar once 20 bars are in: the engine buys each symbol once, then holds.
 RISING = MinuteFlip(period=None)
+
+
+class Notes:
+    """A notifier stand-in: what it was told, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, kind):
+        return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True

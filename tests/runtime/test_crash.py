@@ -61,7 +61,7 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.crashpoints import CRASH_POINTS, ENV_VAR, parse_target
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import MinuteFlip, scripted_config, two_symbol_bars
 
 REPO = Path(__file__).resolve().parents[2]
 N_BARS = 120  # per symbol: 240 decisions, orders on both symbols every 30 bars
@@ -109,20 +109,11 @@ def _session(db: Path, resume: bool = False) -> None:
     fresh book rebuilt from the journal), or does nothing when the session had ended, or
     starts one when the crash came before there was one."""
     from moola.runtime.brokers import PaperBroker
-    from moola.runtime.config import parse_live_config
     from moola.runtime.engine import Engine
     from moola.runtime.feed import ReplayFeed
     from moola.tracking.livedb import LiveJournal
 
-    config = parse_live_config(
-        {
-            "symbols": list(SYMBOLS),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    config = scripted_config()
     journal = LiveJournal(f"sqlite:///{db}")
     broker = PaperBroker(config.execution, config.symbols)
     feed = ReplayFeed(_bars(), config.symbols, "1m", config.staleness)

@@ -16,7 +16,6 @@ import pytest
 from moola.core.errors import BrokerError, JournalError
 from moola.features.featureset import load_feature_set
 from moola.runtime.brokers import PaperBroker
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import (
     Engine,
     ReconcileError,
@@ -27,7 +26,7 @@ from moola.runtime.engine import (
 )
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, Notes, scripted_config, two_symbol_bars
 
 
 def _bars(n: int = 90, seed: int = 1) -> pd.DataFrame:
@@ -55,20 +54,8 @@ class Spy:
         return call
 
 
-def _config(**overrides):
-    values = {
-        "symbols": list(SYMBOLS),
-        "members": [{"role": "direction", "run": "scripted"}],
-        "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-        "risk": {"max_position": 1000.0},
-        "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-    }
-    values.update(overrides)
-    return parse_live_config(values)
-
-
 def _engine(tmp_path, bars=None, *, journal=None, broker=None, config=None, **kw):
-    config = config or _config()
+    config = config or scripted_config()
     journal = journal or LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
     broker = broker or PaperBroker(config.execution, config.symbols)
     feed = ReplayFeed(_bars() if bars is None else bars, config.symbols, "1m", config.staleness)
@@ -149,7 +136,7 @@ def test_a_restart_never_sends_an_intent_twice_and_ends_where_one_run_ends(tmp_p
 
 
 def test_a_broker_position_the_journal_does_not_know_refuses_to_trade(tmp_path):
-    config = _config()
+    config = scripted_config()
     broker = PaperBroker(config.execution, config.symbols)
     stranger, _, _ = _engine(tmp_path / "x", broker=broker)
     (tmp_path / "x").mkdir(exist_ok=True)
@@ -240,7 +227,7 @@ def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
     crash &= bars["timestamp"] < pd.Timestamp("2024-01-01 01:00", tz="UTC")
     for column in ("open", "high", "low", "close"):
         bars.loc[crash, column] *= 0.7  # BTC falls 30% for half an hour
-    config = _config(risk={"max_position": 1000.0, "daily_loss": 0.02})
+    config = scripted_config(risk={"max_position": 1000.0, "daily_loss": 0.02})
     first = bars[bars["timestamp"] < pd.Timestamp("2024-01-01 01:30", tz="UTC")]
     engine, journal, broker = _engine(tmp_path, first, config=config)
     engine.run()
@@ -279,7 +266,7 @@ def test_a_loss_limit_breach_flattens_halts_until_a_person_unlocks(tmp_path):
 
 
 def test_rate_limit_buckets_survive_a_restart(tmp_path):
-    config = _config(rate_limits={"all_per_window": 2, "high_per_window": 2})
+    config = scripted_config(rate_limits={"all_per_window": 2, "high_per_window": 2})
     first, journal, broker = _engine(tmp_path, config=config)
     first.run(max_bars=50)  # both symbols buy: the two signals of the hour are spent
     assert _orders(journal) == 2
@@ -313,18 +300,8 @@ def test_a_broker_error_is_recorded_and_the_loop_goes_on(tmp_path):
     assert set(orders.loc[orders["action"] == "order", "status"]) == {"rejected"}
 
 
-class Notes:
-    """A notifier stand-in: what it was told, in order."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, kind):
-        return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True
-
-
 def test_the_notifier_hears_signals_denials_and_the_kill_after_the_journal(tmp_path):
-    config = _config(rate_limits={"all_per_window": 2, "high_per_window": 2})
+    config = scripted_config(rate_limits={"all_per_window": 2, "high_per_window": 2})
     notes = Notes()
     engine, journal, _ = _engine(tmp_path, config=config, notifier=notes)
     result = engine.run()
@@ -348,7 +325,7 @@ def test_the_kill_switch_cancels_open_orders_and_marks_their_intents(tmp_path):
     which never shows as working an order that will not fill."""
     execution = {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none",
                  "latency_bars": 3}  # fmt: skip
-    engine, journal, broker = _engine(tmp_path, config=_config(execution=execution))
+    engine, journal, broker = _engine(tmp_path, config=scripted_config(execution=execution))
     engine.start()
     feed = iter(engine.feed)
     while not broker.open_orders():

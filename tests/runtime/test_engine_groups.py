@@ -19,26 +19,17 @@ import pandas as pd
 import pytest
 
 from moola.runtime.brokers import PaperBroker
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, scripted_config, two_symbol_bars
 
 RISK = {"max_position": 1000.0}
 RATE = {"all_per_window": 1000, "high_per_window": 1000}
 
 
 def _config(risk=None, rate=None):
-    return parse_live_config(
-        {
-            "symbols": list(SYMBOLS),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": risk or RISK,
-            "rate_limits": rate or RATE,
-        }
-    )
+    return scripted_config(risk=risk or RISK, rate_limits=rate or RATE)
 
 
 def _bars(case: str) -> pd.DataFrame:

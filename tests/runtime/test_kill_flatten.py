@@ -16,22 +16,16 @@ from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, MinuteFlip, scripted_config, two_symbol_bars
 
 N_BARS = 90
 
 
 def _config(flatten: bool):
-    return parse_live_config(
-        {
-            "symbols": list(SYMBOLS),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0},
-            # the two buys spend the whole hour's signals: a judged flatten would be refused
-            "rate_limits": {"all_per_window": 2, "high_per_window": 2},
-            "kill_switch": {"flatten": flatten},
-        }
+    return scripted_config(
+        # the two buys spend the whole hour's signals: a judged flatten would be refused
+        rate_limits={"all_per_window": 2, "high_per_window": 2},
+        kill_switch={"flatten": flatten},
     )
 
 

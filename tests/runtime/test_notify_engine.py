@@ -21,12 +21,11 @@ import pytest
 
 from moola.core.errors import BrokerError, JournalError
 from moola.runtime.brokers import PaperBroker
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.notify import WebhookNotifier
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import MinuteFlip, Notes, scripted_config, two_symbol_bars
 
 HALT = "<b>HALT</b>: "
 ERROR = "<b>Error</b>: "
@@ -93,18 +92,6 @@ def witness(tmp_path):
     hook.close()
 
 
-def _config(**overrides):
-    values = {
-        "symbols": list(SYMBOLS),
-        "members": [{"role": "direction", "run": "scripted"}],
-        "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-        "risk": {"max_position": 1000.0},
-        "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-    }
-    values.update(overrides)
-    return parse_live_config(values)
-
-
 def _engine(tmp_path, bars, config, notifier, broker=None):
     journal = LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
     broker = broker or PaperBroker(config.execution, config.symbols)
@@ -127,7 +114,7 @@ def test_a_loss_limit_halt_is_notified_after_the_journal_holds_it_with_its_reaso
     crash &= bars["timestamp"] < pd.Timestamp("2024-01-01 01:00", tz="UTC")
     for column in ("open", "high", "low", "close"):
         bars.loc[crash, column] *= 0.7  # BTC falls 30% after it was bought
-    config = _config(risk={"max_position": 1000.0, "daily_loss": 0.02})
+    config = scripted_config(risk={"max_position": 1000.0, "daily_loss": 0.02})
     notifier = _notifier(witness.url)
     engine, journal, _ = _engine(tmp_path, bars, config, notifier)
     engine.run()
@@ -143,7 +130,7 @@ def test_a_loss_limit_halt_is_notified_after_the_journal_holds_it_with_its_reaso
 
 
 def test_a_broker_refusal_is_notified_after_the_journal_holds_it_with_its_reason(tmp_path, witness):
-    config = _config()
+    config = scripted_config()
     notifier = _notifier(witness.url)
     engine, journal, broker = _engine(tmp_path, two_symbol_bars(90, 1), config, notifier)
 
@@ -182,19 +169,9 @@ class FailingJournal:
         return getattr(self._inner, name)
 
 
-class Notes:
-    """A notifier stand-in: what it was told, in order."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, kind):
-        return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True
-
-
 def test_a_journal_error_that_stops_trading_is_notified_naming_it(tmp_path):
     notes = Notes()
-    engine, journal, broker = _engine(tmp_path, two_symbol_bars(60, 1), _config(), notes)
+    engine, journal, broker = _engine(tmp_path, two_symbol_bars(60, 1), scripted_config(), notes)
     engine.journal = FailingJournal(journal)
     with pytest.raises(JournalError):
         engine.run()

@@ -11,30 +11,17 @@ import pandas as pd
 import pytest
 
 from moola.runtime.brokers import OrderIntent, PaperBroker
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine, ReconcileError
 from moola.runtime.feed import BAR_FIELDS, ReplayFeed
 from moola.sim import Bar
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import MinuteFlip, scripted_config, two_symbol_bars
 
 
 def _config():
-    return parse_live_config(
-        {
-            "symbols": list(SYMBOLS),
-            "members": [{"role": "direction", "run": "scripted"}],
-            # orders fill three bars after they are placed: they stay open meanwhile
-            "execution": {
-                "instrument": "crypto",
-                "initial_cash": 100_000.0,
-                "rules": "none",
-                "latency_bars": 3,
-            },
-            "risk": {"max_position": 1000.0},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    # orders fill three bars after they are placed: they stay open meanwhile
+    execution = {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"}
+    return scripted_config(execution={**execution, "latency_bars": 3})
 
 
 class Calls:

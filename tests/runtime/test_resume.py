@@ -14,25 +14,16 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.brokers import PaperBroker
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine, ReconcileError
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import MinuteFlip, scripted_config, two_symbol_bars
 
 N_BARS = 90
 
 
 def _config(**risk):
-    return parse_live_config(
-        {
-            "symbols": list(SYMBOLS),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0, **risk},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    return scripted_config(risk={"max_position": 1000.0, **risk})
 
 
 def _engine(journal, config=None, *, resume=False, member=None):
