@@ -23,6 +23,8 @@ from moola.runtime.config import LiveConfig, parse_live_config
 from tests.conftest import random_walk_bars
 
 SYMBOLS = ("BTC", "ETH")
+#: ``SYMBOLS`` as Coinbase names its products.
+PRODUCTS = {s: f"{s}-USD" for s in SYMBOLS}
 
 #: A small feature set (a session computes ``intraday31`` unless its config names another).
 SMALL = FeatureSetSpec(
@@ -111,6 +113,19 @@ def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFra
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def product_bars(n: int, seed: int) -> pd.DataFrame:
+    """``two_symbol_bars(n, seed)`` named by ``PRODUCTS`` (BTC-USD, ETH-USD)."""
+    bars = two_symbol_bars(n, seed)
+    bars["symbol"] = bars["symbol"].map(PRODUCTS)
+    return bars
+
+
+def last_closes(bars: pd.DataFrame) -> dict[str, float]:
+    """Each symbol's last close in ``bars``: the prices to give a fake exchange, so that a
+    buy's IOC cap above the last price holds."""
+    return {s: float(frame["close"].iloc[-1]) for s, frame in bars.groupby("symbol", sort=False)}
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from moola.runtime.brokers.coinbase import GRANULARITIES
+
+#: The CDP API key name the tests sign with.
+KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
 
 PREFIX = "/api/v3/brokerage"
 PUBLIC = ("/api/v3/brokerage/time",)
@@ -523,6 +528,22 @@ class FakeCoinbase:
         start, end, _, limit = self._candle_window(query)
         rows = [c for c in self.candles.get(product, []) if start <= int(c["start"]) <= end]
         return {"candles": sorted(rows, key=lambda c: -int(c["start"]))[:limit]}
+
+
+def pem_of(key: ec.EllipticCurvePrivateKey) -> str:
+    """``key`` as the PEM text a CDP key file (and ``COINBASE_API_PRIVATE_KEY``) holds."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def cdp_key() -> tuple[str, ec.EllipticCurvePrivateKey]:
+    """A fresh CDP-style EC key (P-256): its PEM and the key itself, whose public half is
+    what :class:`FakeCoinbase` checks each request's signature with."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return pem_of(key), key
 
 
 class _Refused(Exception):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from moola.core.errors import BrokerError
@@ -27,17 +26,23 @@ from moola.pipeline.lifecycle import promote
 from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
 from moola.runtime.brokers.credentials import Credentials
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
 from tests.fuzz_helpers import snapshot
-from tests.runtime._lab import RISING, SYMBOLS, build_feature_lab, build_lab, two_symbol_bars
-from tests.runtime.fake_coinbase import FakeCoinbase
+from tests.runtime._lab import (
+    PRODUCTS,
+    RISING,
+    SYMBOLS,
+    build_feature_lab,
+    build_lab,
+    last_closes,
+    product_bars,
+    scripted_config,
+    two_symbol_bars,
+)
+from tests.runtime.fake_coinbase import KEY_NAME, FakeCoinbase, cdp_key
 from tests.test_cli import run
-
-KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
-PRODUCTS = {s: f"{s}-USD" for s in SYMBOLS}
 
 
 @pytest.fixture(scope="module")
@@ -320,13 +325,7 @@ def test_a_gapped_feed_refuses_the_bar_after_each_gap_naming_it(capsys, lab, tmp
 @pytest.fixture(scope="module")
 def key() -> tuple[str, ec.EllipticCurvePrivateKey]:
     """A CDP-style EC key: its PEM (what the environment holds) and the key itself."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    return pem, private
+    return cdp_key()
 
 
 def test_a_live_session_replaying_history_sends_nothing_every_bar_refused_as_stale(
@@ -374,27 +373,13 @@ def test_a_live_session_replaying_history_sends_nothing_every_bar_refused_as_sta
 def _live_parts(fake, pem):
     """(config, bars, adapter) of a live session on the fake exchange: BTC-USD and ETH-USD,
     40 one-minute bars each, the exchange's prices the last closes (a buy's IOC cap holds)."""
-    bars = two_symbol_bars(40, 3)
-    bars["symbol"] = bars["symbol"].map(PRODUCTS)
-    config = parse_live_config(
-        {
-            "symbols": list(PRODUCTS.values()),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    bars = product_bars(40, 3)
+    config = scripted_config(PRODUCTS.values())
     broker = CoinbaseAdvancedTrade(
         base_url=fake.url, credentials=Credentials(KEY_NAME, pem), timeout=0.25,
         max_retries=2, backoff=0.0, sleep=lambda s: None,
     )  # fmt: skip
     return config, bars, broker
-
-
-def _last_closes() -> dict[str, float]:
-    bars = two_symbol_bars(40, 3)
-    return {PRODUCTS[s]: float(bars[bars["symbol"] == s]["close"].iloc[-1]) for s in SYMBOLS}
 
 
 def _first_order_meets(fake, broker, *faults) -> list[str]:
@@ -422,7 +407,7 @@ def test_an_order_the_exchange_refuses_is_journaled_with_its_reason_and_the_loop
     exchange holds is what the journal holds."""
     pem, private = key
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=_last_closes(),
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
                       balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
         config, bars, broker = _live_parts(fake, pem)
         first = _first_order_meets(
@@ -451,7 +436,7 @@ def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, 
     fill and position, and the engine must not buy the symbol a second time."""
     pem, private = key
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=_last_closes(),
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
                       balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
         config, bars, broker = _live_parts(fake, pem)
         first = _first_order_meets(
@@ -487,7 +472,7 @@ def test_while_an_unsure_order_cannot_be_looked_up_its_symbol_is_not_bought_agai
     that symbol; the other symbol trades as usual."""
     pem, private = key
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=_last_closes(),
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
                       balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
         config, bars, broker = _live_parts(fake, pem)
         first = _first_order_meets(

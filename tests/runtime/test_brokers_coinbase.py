@@ -9,7 +9,6 @@ import subprocess
 import jwt
 import pandas as pd
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from moola.core.errors import BrokerError, ConfigError
@@ -21,17 +20,7 @@ from moola.runtime.brokers import (
     OrderIntent,
 )
 from moola.runtime.brokers.base import OrderUnsure
-from tests.runtime.fake_coinbase import FakeCoinbase
-
-KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
-
-
-def _pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
+from tests.runtime.fake_coinbase import KEY_NAME, FakeCoinbase, pem_of
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +30,7 @@ def key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture(scope="module")
 def credentials(key) -> Credentials:
-    return Credentials(KEY_NAME, _pem(key))
+    return Credentials(KEY_NAME, pem_of(key))
 
 
 @pytest.fixture
@@ -98,7 +87,7 @@ def test_every_request_is_signed_for_its_own_method_and_path(fake, broker):
 
 
 def test_a_wrong_key_is_refused_without_retries(fake, sleeps):
-    other = Credentials(KEY_NAME, _pem(ec.generate_private_key(ec.SECP256R1())))
+    other = Credentials(KEY_NAME, pem_of(ec.generate_private_key(ec.SECP256R1())))
     adapter = CoinbaseAdvancedTrade(base_url=fake.url, credentials=other, sleep=sleeps)
     with pytest.raises(BrokerError, match="GET /accounts: HTTP 401 UNAUTHORIZED"):
         adapter.balances()
@@ -547,7 +536,7 @@ def test_available_is_what_can_be_spent_not_what_open_orders_hold(fake, broker, 
 
 
 def test_credentials_from_env(key):
-    pem = _pem(key).replace("\n", "\\n")  # one-line form of a .env file
+    pem = pem_of(key).replace("\n", "\\n")  # one-line form of a .env file
     creds = Credentials.from_env({"COINBASE_API_KEY_NAME": KEY_NAME,
                                   "COINBASE_API_PRIVATE_KEY": pem})  # fmt: skip
     assert creds.key_name == KEY_NAME
@@ -556,7 +545,7 @@ def test_credentials_from_env(key):
 
 
 def test_credentials_file_must_be_private_and_outside_git(key, tmp_path):
-    body = json.dumps({"name": KEY_NAME, "privateKey": _pem(key)})
+    body = json.dumps({"name": KEY_NAME, "privateKey": pem_of(key)})
     good = tmp_path / "cdp_api_key.json"
     good.write_text(body)
     good.chmod(0o600)
@@ -577,7 +566,7 @@ def test_credentials_file_must_be_private_and_outside_git(key, tmp_path):
 
 
 def test_the_secret_appears_in_no_log_repr_or_error(fake, key, caplog, tmp_path, sleeps):
-    pem = _pem(key)
+    pem = pem_of(key)
     secret_lines = [line for line in pem.splitlines() if "-----" not in line]
     creds = Credentials(KEY_NAME, pem)
     texts = [repr(creds), str(creds)]

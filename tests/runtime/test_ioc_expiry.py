@@ -11,46 +11,45 @@ the real adapter against the local fake of the Advanced Trade API.
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
 from moola.runtime.brokers.credentials import Credentials
-from moola.runtime.config import parse_live_config
 from moola.runtime.engine import WORKING, Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import RISING, SYMBOLS, two_symbol_bars
-from tests.runtime.fake_coinbase import FakeCoinbase
-
-KEY_NAME = "organizations/test-org/apiKeys/test-key-0001"
-PRODUCTS = {s: f"{s}-USD" for s in SYMBOLS}
+from tests.runtime._lab import PRODUCTS, RISING, last_closes, product_bars, scripted_config
+from tests.runtime.fake_coinbase import KEY_NAME, FakeCoinbase, cdp_key
 
 
 @pytest.fixture(scope="module")
-def credentials() -> Credentials:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
+def credentials() -> tuple[Credentials, ec.EllipticCurvePrivateKey]:
+    pem, key = cdp_key()
     return Credentials(KEY_NAME, pem), key
 
 
 def _engine(fake, credentials, journal, bars):
-    config = parse_live_config(
-        {
-            "symbols": list(PRODUCTS.values()),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    config = scripted_config(PRODUCTS.values())
     broker = CoinbaseAdvancedTrade(base_url=fake.url, credentials=credentials[0])
     feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
     return Engine(config, journal, broker, [RISING], feed, env={}), broker
+
+
+def _exchange(credentials, ask: float, liquidity: float | None = None):
+    """(bars, fake exchange): 40 one-minute bars of BTC-USD and ETH-USD, and the exchange
+    priced at their last closes (a buy's cap: that price + 50 bps) that executes at ``ask``
+    times it, taking at most ``liquidity`` units of each product's IOC order when given."""
+    bars = product_bars(40, 3)
+    last = last_closes(bars)
+    fake = FakeCoinbase(
+        KEY_NAME,
+        credentials[1].public_key(),
+        prices=last,
+        exec_prices={p: price * ask for p, price in last.items()},
+        balances={"USD": 1e7},
+        liquidity={} if liquidity is None else {p: liquidity for p in PRODUCTS.values()},
+    )
+    return bars, fake
 
 
 def _creates(fake) -> list[str]:
@@ -65,16 +64,7 @@ def _intents(journal, *sessions):
 def test_an_ioc_buy_coinbase_cancels_unfilled_ends_expired_and_is_never_resent(
     tmp_path, credentials
 ):
-    bars = two_symbol_bars(40, 3)
-    bars["symbol"] = bars["symbol"].map(PRODUCTS)
-    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
-    fake = FakeCoinbase(
-        KEY_NAME,
-        credentials[1].public_key(),
-        prices=last,  # the cap is last price + 50 bps ...
-        exec_prices={p: price * 1.01 for p, price in last.items()},  # ... the ask is 1% above
-        balances={"USD": 1e7},
-    )
+    bars, fake = _exchange(credentials, ask=1.01)  # the ask is 1% above the buy's cap
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
     with fake:
         engine, broker = _engine(fake, credentials, journal, bars)
@@ -107,17 +97,8 @@ def test_an_ioc_buy_coinbase_cancels_unfilled_ends_expired_and_is_never_resent(
 
 
 def test_a_partly_filled_ioc_keeps_its_fill_and_closes_the_rest(tmp_path, credentials):
-    bars = two_symbol_bars(40, 3)
-    bars["symbol"] = bars["symbol"].map(PRODUCTS)
-    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
-    fake = FakeCoinbase(
-        KEY_NAME,
-        credentials[1].public_key(),
-        prices=last,
-        exec_prices={p: price * 1.001 for p, price in last.items()},  # within the cap
-        balances={"USD": 1e7},
-        liquidity={p: 0.5 for p in PRODUCTS.values()},  # the book takes 0.5 units of each
-    )
+    # the ask within the cap; the book takes 0.5 units of each product
+    bars, fake = _exchange(credentials, ask=1.001, liquidity=0.5)
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
     with fake:
         engine, broker = _engine(fake, credentials, journal, bars)
@@ -174,17 +155,7 @@ def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction
     0.5 of N) go into the bar's one transaction, never into a write of their own after
     it: no crash can leave the fill's "filled" without the final status, or the other
     way round. The fills are read for the settled order alone (``order_fills``)."""
-    bars = two_symbol_bars(40, 3)
-    bars["symbol"] = bars["symbol"].map(PRODUCTS)
-    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in PRODUCTS.values()}
-    fake = FakeCoinbase(
-        KEY_NAME,
-        credentials[1].public_key(),
-        prices=last,
-        exec_prices={p: price * 1.001 for p, price in last.items()},
-        balances={"USD": 1e7},
-        liquidity={p: 0.5 for p in PRODUCTS.values()},
-    )
+    bars, fake = _exchange(credentials, ask=1.001, liquidity=0.5)
     journal = Spy(LiveJournal(f"sqlite:///{tmp_path / 'live.db'}"))
     with fake:
         engine, broker = _engine(fake, credentials, journal, bars)

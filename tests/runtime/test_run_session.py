@@ -10,13 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from moola.core.errors import ConfigError
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import run_session
 from tests.runtime._lab import build_lab
+from tests.runtime.fake_coinbase import cdp_key
 
 N = 300  # decisions before the interruption (150 bars of each symbol), then N more
 
@@ -146,14 +145,10 @@ def test_a_session_of_another_config_is_not_resumed(open_session):
 
 def test_a_paper_session_is_not_resumed_in_live_mode(open_session):
     root, run_id, db, session_id = open_session
-    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+    pem, _ = cdp_key()
     env = {
         "COINBASE_API_KEY_NAME": "organizations/test/apiKeys/test",
-        "COINBASE_API_PRIVATE_KEY": key.decode(),
+        "COINBASE_API_PRIVATE_KEY": pem,
     }
     live = _config(
         run_id, db, mode="live", broker="coinbase", coinbase={"base_url": "http://127.0.0.1:9"}

@@ -17,7 +17,15 @@ from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.sizing import position_size
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import (
+    PRODUCTS,
+    SYMBOLS,
+    MinuteFlip,
+    last_closes,
+    product_bars,
+    scripted_config,
+    two_symbol_bars,
+)
 
 
 def test_one_percent_at_two_atr() -> None:
@@ -212,37 +220,18 @@ def test_a_live_buy_is_sized_within_the_quote_currency_available_not_the_held_fu
     """On Coinbase (spot) a buy is paid from the quote currency available now: with 5,000
     USD available and 1,000,000 held for open orders, the engine's first buy costs at most
     the 5,000 (sized from ``available``), though equity and ``balances`` count the holds."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     from moola.runtime.brokers import CoinbaseAdvancedTrade, Credentials
-    from tests.runtime.fake_coinbase import FakeCoinbase
+    from tests.runtime.fake_coinbase import KEY_NAME, FakeCoinbase, cdp_key
 
-    key_name = "organizations/test-org/apiKeys/test-key-0001"
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    products = {s: f"{s}-USD" for s in SYMBOLS}
-    bars = two_symbol_bars(40, 3)
-    bars["symbol"] = bars["symbol"].map(products)
-    last = {p: float(bars[bars["symbol"] == p]["close"].iloc[-1]) for p in products.values()}
-    config = parse_live_config(
-        {
-            "symbols": list(products.values()),
-            "members": [{"role": "direction", "run": "scripted"}],
-            "execution": {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"},
-            "risk": {"max_position": 1000.0},
-            "rate_limits": {"all_per_window": 1000, "high_per_window": 1000},
-        }
-    )
+    pem, private = cdp_key()
+    bars = product_bars(40, 3)
+    last = last_closes(bars)
+    config = scripted_config(PRODUCTS.values())
     journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(key_name, private.public_key(), prices=last, hold_s=0.6,
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last, hold_s=0.6,
                       balances={"USD": 5_000.0}, holds={"USD": 1e6}) as fake:  # fmt: skip
         broker = CoinbaseAdvancedTrade(
-            base_url=fake.url, credentials=Credentials(key_name, pem), timeout=0.5,
+            base_url=fake.url, credentials=Credentials(KEY_NAME, pem), timeout=0.5,
             max_retries=1, backoff=0.0, sleep=lambda s: None,
         )  # fmt: skip
         feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
