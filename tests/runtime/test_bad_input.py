@@ -12,6 +12,7 @@ Advanced Trade on 127.0.0.1.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ from moola.pipeline.lifecycle import promote
 from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.brokers.coinbase import CoinbaseAdvancedTrade
 from moola.runtime.brokers.credentials import Credentials
-from moola.runtime.engine import Engine
+from moola.runtime.engine import Engine, SessionResult
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
 from tests.fuzz_helpers import snapshot
@@ -370,18 +371,6 @@ def test_a_live_session_replaying_history_sends_nothing_every_bar_refused_as_sta
     assert _query(journal, "SELECT COUNT(*) FROM order_intents") == [(0,)]
 
 
-def _live_parts(fake, pem):
-    """(config, bars, adapter) of a live session on the fake exchange: BTC-USD and ETH-USD,
-    40 one-minute bars each, the exchange's prices the last closes (a buy's IOC cap holds)."""
-    bars = product_bars(40, 3)
-    config = scripted_config(PRODUCTS.values())
-    broker = CoinbaseAdvancedTrade(
-        base_url=fake.url, credentials=Credentials(KEY_NAME, pem), timeout=0.25,
-        max_retries=2, backoff=0.0, sleep=lambda s: None,
-    )  # fmt: skip
-    return config, bars, broker
-
-
 def _first_order_meets(fake, broker, *faults) -> list[str]:
     """Queue ``faults`` (method, path, outcomes...) just before the adapter's first
     create, so the start's reconciliation is not what meets them; returns [its id]."""
@@ -398,6 +387,51 @@ def _first_order_meets(fake, broker, *faults) -> list[str]:
     return first
 
 
+@dataclass(frozen=True)
+class LiveRun:
+    """What a live session on the fake exchange left: the feed's ``bars``, the
+    ``journal``, the client order id of the ``first`` create, the positions the adapter
+    ``held`` at the end and the orders the exchange ``created`` (by client order id)."""
+
+    result: SessionResult
+    bars: pd.DataFrame
+    journal: LiveJournal
+    first: str
+    held: dict[str, float]
+    created: dict[str, dict]
+
+
+def _live_run(tmp_path, key, *faults, lookups_fail: bool = False) -> LiveRun:
+    """A live session (``RISING``) of BTC-USD and ETH-USD, 40 one-minute bars each, on the
+    fake exchange priced at their last closes (a buy's IOC cap holds); its first create
+    meets ``faults`` (see ``_first_order_meets``), and with ``lookups_fail`` every order
+    look-up after that create fails too."""
+    pem, private = key
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    bars = product_bars(40, 3)
+    config = scripted_config(PRODUCTS.values())
+    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(bars),
+                      balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
+        broker = CoinbaseAdvancedTrade(
+            base_url=fake.url, credentials=Credentials(KEY_NAME, pem), timeout=0.25,
+            max_retries=2, backoff=0.0, sleep=lambda s: None,
+        )  # fmt: skip
+        first = _first_order_meets(fake, broker, *faults)
+        if lookups_fail:
+
+            def no_answer(client_order_id):
+                raise BrokerError(f"Coinbase cannot be reached about {client_order_id}")
+
+            broker.order_status = no_answer
+        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+        with broker:
+            result = Engine(config, journal, broker, [RISING], feed, env={}).run()
+            held = {p: q for p, q in broker.positions().items() if q}
+        created = {o["client_order_id"]: o for o in fake.orders.values()}
+    (first_id,) = first
+    return LiveRun(result, bars, journal, first_id, held, created)
+
+
 def test_an_order_the_exchange_refuses_is_journaled_with_its_reason_and_the_loop_goes_on(
     tmp_path, key
 ):
@@ -405,22 +439,12 @@ def test_an_order_the_exchange_refuses_is_journaled_with_its_reason_and_the_loop
     journaled rejected with Coinbase's code and message, a broker_error event names it,
     nothing is created at the exchange for it, the session decides every bar, and what the
     exchange holds is what the journal holds."""
-    pem, private = key
-    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
-                      balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
-        config, bars, broker = _live_parts(fake, pem)
-        first = _first_order_meets(
-            fake, broker, ("POST", "/orders", (400, "INVALID_ORDER", "size below minimum"))
-        )
-        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
-        with broker:
-            result = Engine(config, journal, broker, [RISING], feed, env={}).run()
-            held = {p: q for p, q in broker.positions().items() if q}
-        created = {o["client_order_id"] for o in fake.orders.values()}
-    (refused,) = first
-    assert refused not in created  # nothing sent through
-    assert result.decided == len(bars) and result.refused == {"broker_error": 1}
+    run = _live_run(
+        tmp_path, key, ("POST", "/orders", (400, "INVALID_ORDER", "size below minimum"))
+    )
+    journal, refused, held = run.journal, run.first, run.held
+    assert refused not in run.created  # nothing sent through
+    assert run.result.decided == len(run.bars) and run.result.refused == {"broker_error": 1}
     assert journal.intent_status(refused) == "rejected"
     (error,) = journal.events(kind="broker_error")
     assert error["payload"]["client_order_id"] == refused
@@ -434,23 +458,13 @@ def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, 
     never arrives and the lookup that would find it fails: the adapter says the order may
     have reached Coinbase. Nothing may be lost: the journal must end up with the order's
     fill and position, and the engine must not buy the symbol a second time."""
-    pem, private = key
-    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
-                      balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
-        config, bars, broker = _live_parts(fake, pem)
-        first = _first_order_meets(
-            fake,
-            broker,
-            ("POST", "/orders", "lost"),  # created, the answer held past the timeout
-            ("GET", "/orders/historical/batch", 500, 500, 500),  # the lookup fails
-        )
-        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
-        with broker:
-            Engine(config, journal, broker, [RISING], feed, env={}).run()
-            held = {p: q for p, q in broker.positions().items() if q}
-        created = {o["client_order_id"]: o for o in fake.orders.values()}
-    (lost,) = first
+    run = _live_run(
+        tmp_path,
+        key,
+        ("POST", "/orders", "lost"),  # created, the answer held past the timeout
+        ("GET", "/orders/historical/batch", 500, 500, 500),  # the lookup fails
+    )
+    journal, lost, created = run.journal, run.first, run.created
     assert lost in created  # the exchange made it: the test's premise
     (error,) = journal.events(kind="broker_error")
     assert error["payload"]["client_order_id"] == lost
@@ -462,7 +476,7 @@ def test_an_order_whose_answer_timed_out_is_not_lost_nor_bought_twice(tmp_path, 
     status = journal.intent_status(lost)
     assert status != "rejected", f"the journal says {lost} was {status}; the exchange filled it"
     positions = {p["symbol"]: p["qty"] for p in journal.status()["positions"] if p["qty"]}
-    assert positions == pytest.approx(held)
+    assert positions == pytest.approx(run.held)
 
 
 def test_while_an_unsure_order_cannot_be_looked_up_its_symbol_is_not_bought_again(tmp_path, key):
@@ -470,27 +484,14 @@ def test_while_an_unsure_order_cannot_be_looked_up_its_symbol_is_not_bought_agai
     cannot say what became of it): the intent stays ``sent``, each later bar of its symbol
     is decided with no order, naming the working order, and the exchange sees one buy of
     that symbol; the other symbol trades as usual."""
-    pem, private = key
-    journal = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
-    with FakeCoinbase(KEY_NAME, private.public_key(), prices=last_closes(product_bars(40, 3)),
-                      balances={"USD": 1e7}, hold_s=0.6) as fake:  # fmt: skip
-        config, bars, broker = _live_parts(fake, pem)
-        first = _first_order_meets(
-            fake,
-            broker,
-            ("POST", "/orders", "lost"),
-            ("GET", "/orders/historical/batch", 500, 500, 500),
-        )
-
-        def no_answer(client_order_id):
-            raise BrokerError(f"Coinbase cannot be reached about {client_order_id}")
-
-        broker.order_status = no_answer  # every look-up after the create fails
-        feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
-        with broker:
-            Engine(config, journal, broker, [RISING], feed, env={}).run()
-        created = {o["client_order_id"]: o for o in fake.orders.values()}
-    (lost,) = first
+    run = _live_run(
+        tmp_path,
+        key,
+        ("POST", "/orders", "lost"),
+        ("GET", "/orders/historical/batch", 500, 500, 500),
+        lookups_fail=True,
+    )
+    journal, lost, created = run.journal, run.first, run.created
     product = created[lost]["product_id"]
     by_product = {
         p: sum(o["side"] == "BUY" for o in created.values() if o["product_id"] == p)
