@@ -32,7 +32,7 @@ Pure computing: no I/O.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from moola.core.errors import ConfigError
 
@@ -52,13 +52,18 @@ class Size(NamedTuple):
     risk: float
 
 
+def _number(value: Any) -> float:
+    """``value`` as a float; NaN when it is not a number (so a finiteness check refuses it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _setting(name: str, value: float, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0.0:
         raise ConfigError(f"{name}={value!r}: must be a finite number > 0.", param=name)
     return number
@@ -98,10 +103,7 @@ def position_size(
     cap = _setting("max_position", max_position, allow_none=True)  # type: ignore[arg-type]
     pv = _setting("point_value", point_value)
     assert multiple is not None and step is not None and pv is not None
-    try:
-        costs = float(cost_rate)
-    except (TypeError, ValueError):
-        costs = math.nan
+    costs = _number(cost_rate)
     if isinstance(cost_rate, bool) or not math.isfinite(costs) or costs < 0.0:
         raise ConfigError(
             f"cost_rate={cost_rate!r}: a fraction of notional, finite and >= 0.",
@@ -111,10 +113,7 @@ def position_size(
     if buying_power is not None:
         inputs.append(("buying_power", buying_power))
     for name, value in inputs:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
+        number = _number(value)
         if not math.isfinite(number) or number <= 0.0:
             why = (
                 "no money to buy with" if name == "buying_power" else "no stop distance to size on"
