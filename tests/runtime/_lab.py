@@ -55,12 +55,12 @@ def build_lab(parent: Path, *, promoted: bool = True) -> tuple[Path, str]:
     return registry.root, run_id
 
 
-def build_feature_lab(parent: Path) -> tuple[Path, str, pd.DataFrame]:
+def build_feature_lab(parent: Path, n_bars: int = 400) -> tuple[Path, str, pd.DataFrame]:
     """Data root with a promoted logistic regression on 10-row windows of ``SMALL`` (classes
-    "-1" / "1": the sign of the 5-bar forward return) over 400 one-minute BTC bars (raw
-    ``mkt``). Returns (root, run id, the bars)."""
+    "-1" / "1": the sign of the 5-bar forward return) over ``n_bars`` one-minute BTC bars
+    (raw ``mkt``). Returns (root, run id, the bars)."""
     registry = Registry(parent / "moola_data")
-    bars = random_walk_bars(400, symbol="BTC")
+    bars = random_walk_bars(n_bars, symbol="BTC")
     raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
     labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
     registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})

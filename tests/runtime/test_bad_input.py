@@ -202,12 +202,9 @@ def test_a_zero_or_negative_risk_setting_is_named_with_its_file(capsys, lab, tmp
 # ------------------------------------------------------------------ the journal
 
 
-def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_it_was(
-    capsys, lab, tmp_path
-):
-    """A journal a newer moola migrated: run, status, signals, kill, unlock and parity each
-    refuse it naming both revisions; not one byte of it changes (nothing migrated down,
-    no kill switch or session written)."""
+def _five_bars(capsys, lab, tmp_path) -> tuple[Path, Path]:
+    """(config, journal): a paper session of ``lab``'s run over the first 5 bars of ``mkt``,
+    run as a user runs it, its journal at ``tmp_path / "paper.db"``."""
     root, run_id = lab
     journal = tmp_path / "paper.db"
     config = _config(tmp_path / "live.yaml", run_id, journal)
@@ -215,6 +212,17 @@ def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_i
         capsys, root, "live", "run", "--config", str(config), "--replay", "mkt", "--max-bars", "5"
     )
     assert code == 0, (out, err)
+    return config, journal
+
+
+def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_it_was(
+    capsys, lab, tmp_path
+):
+    """A journal a newer moola migrated: run, status, signals, kill, unlock and parity each
+    refuse it naming both revisions; not one byte of it changes (nothing migrated down,
+    no kill switch or session written)."""
+    root, _ = lab
+    config, journal = _five_bars(capsys, lab, tmp_path)
     (session,) = _query(journal, "SELECT id FROM sessions")[0]
     with sqlite3.connect(journal) as conn:
         (ours,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -240,13 +248,8 @@ def test_a_journal_from_a_newer_schema_is_refused_by_every_command_and_left_as_i
 def test_a_journal_whose_state_cannot_be_read_is_a_clear_error_and_nothing_is_sent(
     capsys, lab, tmp_path
 ):
-    root, run_id = lab
-    journal = tmp_path / "paper.db"
-    config = _config(tmp_path / "live.yaml", run_id, journal)
-    code, out, err = _moola(
-        capsys, root, "live", "run", "--config", str(config), "--replay", "mkt", "--max-bars", "5"
-    )
-    assert code == 0, (out, err)
+    root, _ = lab
+    config, journal = _five_bars(capsys, lab, tmp_path)
     with sqlite3.connect(journal) as conn:
         conn.execute("UPDATE state SET value = 'not json' WHERE key = 'engine'")
     intents = _query(journal, "SELECT COUNT(*) FROM order_intents")

@@ -23,7 +23,7 @@ from moola.runtime.engine import Engine, open_journal, run_session
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.parity import CHECKS, session_parity
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, MinuteFlip, two_symbol_bars
+from tests.runtime._lab import SMALL, SYMBOLS, MinuteFlip, build_feature_lab, two_symbol_bars
 
 
 def _bars(n: int, seed: int = 3) -> pd.DataFrame:
@@ -261,45 +261,18 @@ def test_a_session_of_a_promoted_run_replays_through_its_batch_predictions(tmp_p
 def test_a_feature_window_member_replays_through_its_batch_predictions(tmp_path):
     """A promoted run on 10-row windows of a small feature set: its batch predictions over
     the session's feature rows equal what the engine journaled bar by bar."""
-    from moola.data.registry import Registry
-    from moola.evaluation.gates import GateConfig
-    from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
-    from moola.features.labels import build_labels
-    from moola.pipeline.datasets import make_and_store_split
-    from moola.pipeline.feature_windows import build_feature_windows
-    from moola.pipeline.ingest import ingest_bars
-    from moola.pipeline.lifecycle import promote
-    from moola.pipeline.train import TrainConfig, run_training
-    from tests.conftest import random_walk_bars
-
-    small = FeatureSetSpec(
-        name="small",
-        features=[
-            FeatureSpecEntry(name="sma", params={"period": 5}),
-            FeatureSpecEntry(name="rsi", params={"period": 3}, scale="robust"),
-        ],
-    )
-    registry = Registry(tmp_path / "moola_data")
-    bars = random_walk_bars(300, symbol="BTC").reset_index(drop=True)
-    raw = ingest_bars(registry, bars, name="mkt", sources=[{"test": "mkt"}], mode="repair").ref
-    labels = build_labels(bars, "forward-return", horizon=5)
-    registry.write_table("labels", "mkt", labels, parents=[raw], meta={"target": "label"})
-    ref = build_feature_windows(registry, "mkt", small, name="fw", length=10, labels="mkt")
-    make_and_store_split(registry, ref, "walk-forward", name="wf", n_splits=3)
-    train = TrainConfig(model="logistic_regression", dataset="fw", split="wf", n_bootstrap=10)
-    run_id = run_training(registry, train).run_id
-    promote(registry, run_id, GateConfig(min_accuracy=0.0, max_ece=1.0))
+    root, run_id, _ = build_feature_lab(tmp_path, n_bars=300)
     spec = tmp_path / "small.yaml"
-    spec.write_text(small.to_yaml(), encoding="utf-8")
+    spec.write_text(SMALL.to_yaml(), encoding="utf-8")
     config = _config(
         symbols=["BTC"],
         feature_set=str(spec),
         members=[{"role": "trend", "run": run_id, "up_class": "1"}],
         tiers={"high": 0.5004, "medium": 0.5002, "low": 0.5001},  # a weak model: trade it
     )
-    result = run_session(registry.root, config, replay="mkt", env={})
-    journal = open_journal(registry.root, "paper", config, {})
-    report = session_parity(journal, result.session_id, root=registry.root)
+    result = run_session(root, config, replay="mkt", env={})
+    journal = open_journal(root, "paper", config, {})
+    report = session_parity(journal, result.session_id, root=root)
     assert report.ok, [str(d) for d in report.differences]
     values = journal.signals(include_flat=True)
     assert values["probability"].notna().sum() > 200  # the member gave values
