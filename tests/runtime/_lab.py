@@ -163,3 +163,22 @@ class Notes:
 
     def __getattr__(self, kind):
         return lambda *args, **kwargs: self.calls.append((kind, args, kwargs)) or True
+
+
+class Recorder:
+    """``inner`` (a journal, a broker) with each call of the methods ``names`` kept in
+    ``calls`` as (name, args, kwargs), in order, before it goes through."""
+
+    def __init__(self, inner, *names: str):
+        self._inner, self._names, self.calls = inner, names, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name not in self._names:
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return attr(*args, **kwargs)
+
+        return call

@@ -18,7 +18,14 @@ from moola.runtime.brokers.credentials import Credentials
 from moola.runtime.engine import WORKING, Engine
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import PRODUCTS, RISING, last_closes, product_bars, scripted_config
+from tests.runtime._lab import (
+    PRODUCTS,
+    RISING,
+    Recorder,
+    last_closes,
+    product_bars,
+    scripted_config,
+)
 from tests.runtime.fake_coinbase import KEY_NAME, FakeCoinbase, cdp_key
 
 
@@ -130,24 +137,6 @@ def test_a_partly_filled_ioc_keeps_its_fill_and_closes_the_rest(tmp_path, creden
         assert exchange and exchange <= journaled
 
 
-class Spy:
-    """The journal, each ``record_steps`` and ``mark_intent`` call kept in ``calls``."""
-
-    def __init__(self, inner):
-        self._inner, self.calls = inner, []
-
-    def __getattr__(self, name):
-        attr = getattr(self._inner, name)
-        if name not in ("record_steps", "mark_intent"):
-            return attr
-
-        def call(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return attr(*args, **kwargs)
-
-        return call
-
-
 def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction(
     tmp_path, credentials
 ):
@@ -156,7 +145,8 @@ def test_a_settled_orders_fill_and_final_status_are_journaled_in_one_transaction
     it: no crash can leave the fill's "filled" without the final status, or the other
     way round. The fills are read for the settled order alone (``order_fills``)."""
     bars, fake = _exchange(credentials, ask=1.001, liquidity=0.5)
-    journal = Spy(LiveJournal(f"sqlite:///{tmp_path / 'live.db'}"))
+    inner = LiveJournal(f"sqlite:///{tmp_path / 'live.db'}")
+    journal = Recorder(inner, "record_steps", "mark_intent")
     with fake:
         engine, broker = _engine(fake, credentials, journal, bars)
         with broker:

@@ -15,31 +15,13 @@ from moola.runtime.engine import Engine, ReconcileError
 from moola.runtime.feed import BAR_FIELDS, ReplayFeed
 from moola.sim import Bar
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import MinuteFlip, scripted_config, two_symbol_bars
+from tests.runtime._lab import MinuteFlip, Recorder, scripted_config, two_symbol_bars
 
 
 def _config():
     # orders fill three bars after they are placed: they stay open meanwhile
     execution = {"instrument": "crypto", "initial_cash": 100_000.0, "rules": "none"}
     return scripted_config(execution={**execution, "latency_bars": 3})
-
-
-class Calls:
-    """The broker, its ``submit`` and ``cancel`` calls logged (what reached the broker)."""
-
-    def __init__(self, inner):
-        self._inner, self.sent = inner, []
-
-    def __getattr__(self, name):
-        attr = getattr(self._inner, name)
-        if name not in ("submit", "cancel"):
-            return attr
-
-        def call(arg):
-            self.sent.append((name, arg))
-            return attr(arg)
-
-        return call
 
 
 def _journal(tmp_path):
@@ -62,7 +44,7 @@ def test_an_open_order_the_journal_never_recorded_refuses_to_trade_naming_it(tmp
     paper.on_bar("BTC", Bar(*(first[k] for k in BAR_FIELDS)))  # the broker's first bar
     stranger = OrderIntent(client_order_id="by-hand-0001", symbol="BTC", side="buy", qty=2.5)
     assert paper.submit(stranger).accepted
-    broker = Calls(paper)
+    broker = Recorder(paper, "submit", "cancel")  # what reached the broker
     engine, journal = _engine(_journal(tmp_path), broker, config, bars)
     with pytest.raises(ReconcileError, match="by-hand-0001") as caught:
         engine.run()
@@ -70,7 +52,7 @@ def test_an_open_order_the_journal_never_recorded_refuses_to_trade_naming_it(tmp
     (event,) = journal.events(kind="reconcile_failed")
     assert "by-hand-0001" in event["payload"]["reason"]
     assert event["session_id"] == engine.session_id
-    assert broker.sent == []  # nothing sent, nothing cancelled
+    assert broker.calls == []  # nothing sent, nothing cancelled
     assert [o.client_order_id for o in paper.open_orders()] == ["by-hand-0001"]
     assert journal.signals(include_flat=True).empty  # no bar decided
     assert journal.pending_intents() == []
@@ -91,13 +73,13 @@ def test_an_open_order_the_journal_knows_is_the_engines_own_and_trading_goes_on(
     working = [o.client_order_id for o in paper.open_orders()]
     assert {journal.intent_status(c) for c in working} == {"acknowledged"}
     stopped_at = max(first.last_bars.values())  # the process ends here
-    broker = Calls(paper)
+    broker = Recorder(paper, "submit", "cancel")  # what reached the broker
     again, _ = _engine(journal, broker, config, bars)  # the same bars: decided ones skipped
     result = again.run()
     assert journal.events(kind="reconcile_failed") == []
     assert result.decided > 0 and result.stopped == "feed ended"
     assert {journal.intent_status(c) for c in working} == {"filled"}
-    sent = [arg.client_order_id for name, arg in broker.sent if name == "submit"]
+    sent = [args[0].client_order_id for name, args, _ in broker.calls if name == "submit"]
     assert sent and not set(sent) & set(working)  # new orders, the known ones not resent
     later = journal.signals()
     later = later[pd.to_datetime(later["bar_time"], utc=True) > stopped_at]
