@@ -2,62 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.notify import WebhookNotifier
+from tests.runtime.fake_webhook import Hook
 
 TOKEN = "123456:SECRET-bot-token"
 
 
-class Hook:
-    """A webhook on 127.0.0.1 that records each body and answers from a script
-    (``(status, body, headers)``; ``200 {"ok": true}`` once the script is spent)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.script: list[tuple[int, dict, dict]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format, *args):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                hook.bodies.append(json.loads(self.rfile.read(length)))
-                status, body, headers = (
-                    hook.script.pop(0) if hook.script else (200, {"ok": True}, {})
-                )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot{TOKEN}/sendMessage"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def hook():
-    server = Hook()
+    server = Hook(f"/bot{TOKEN}/sendMessage")
     yield server
     server.close()
 

@@ -11,9 +11,6 @@ merely written by the engine's own connection. The loss-limit session is the one
 from __future__ import annotations
 
 import html
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -26,12 +23,13 @@ from moola.runtime.feed import ReplayFeed
 from moola.runtime.notify import WebhookNotifier
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import MinuteFlip, Notes, scripted_config, two_symbol_bars
+from tests.runtime.fake_webhook import Hook
 
 HALT = "<b>HALT</b>: "
 ERROR = "<b>Error</b>: "
 
 
-class Witness:
+class Witness(Hook):
     """A webhook on 127.0.0.1 that, for each halt or error message it receives, reads the
     journal at ``db`` through its own connection and keeps (text, the halt events, the
     broker_error events, the intents' statuses) as they were when the message came."""
@@ -41,30 +39,13 @@ class Witness:
         self.texts: list[str] = []
         self.reader: LiveJournal | None = None
         self.db = db
-        witness = self
+        super().__init__("/hook")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format, *args):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                text = json.loads(self.rfile.read(length))["text"]
-                witness.texts.append(text)
-                if text.startswith((HALT, ERROR)):
-                    witness.seen.append(witness._look(text))
-                data = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+    def on_body(self, body: dict) -> None:
+        text = body["text"]
+        self.texts.append(text)
+        if text.startswith((HALT, ERROR)):
+            self.seen.append(self._look(text))
 
     def _look(self, text: str) -> tuple[str, list[dict], list[dict], dict[str, str | None]]:
         if self.reader is None:
@@ -79,8 +60,7 @@ class Witness:
         return text, self.reader.events(kind="halt"), errors, statuses
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
         if self.reader is not None:
             self.reader.close()
 
