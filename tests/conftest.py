@@ -36,6 +36,23 @@ def random_walk_bars(
     return make_bars(stamps, open_, high, low, close, volume, symbol=symbol, timeframe=timeframe)
 
 
+def store_labeled_pair(registry: Registry) -> None:
+    """Raws ``aaa`` and ``bbb`` (symbols AAA and BBB, 300 seeded one-minute bars on one time
+    grid) and labels of the same names: the sign of each bar's 5-bar forward return."""
+    from moola.features.labels import build_labels
+    from moola.pipeline.ingest import ingest_bars
+
+    for symbol, seed in (("AAA", 1), ("BBB", 2)):
+        bars = random_walk_bars(300, symbol=symbol, seed=seed)
+        raw = ingest_bars(
+            registry, bars, name=symbol.lower(), sources=[{"t": symbol}], mode="repair"
+        ).ref
+        labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
+        registry.write_table(
+            "labels", symbol.lower(), labels, parents=[raw], meta={"target": "label"}
+        )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """One torch thread for the whole suite: the test models are tiny and gain nothing

@@ -26,7 +26,7 @@ from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
 from moola.pipeline.train import TrainConfig, run_training
 from moola.tracking.runs import RunStore
-from tests.conftest import random_walk_bars
+from tests.conftest import random_walk_bars, store_labeled_pair
 
 SPEC = FeatureSetSpec(
     name="small",
@@ -360,15 +360,7 @@ def test_moola_train_shows_each_epoch_of_every_fit(capsys, windows):
 def two_symbols(registry: Registry) -> Registry:
     """Feature windows ``pair`` over two raws (symbols AAA and BBB on one time grid) with a
     forward-chaining split ``pair-fc``."""
-    for symbol, seed in (("AAA", 1), ("BBB", 2)):
-        bars = random_walk_bars(300, symbol=symbol, seed=seed)
-        raw = ingest_bars(
-            registry, bars, name=symbol.lower(), sources=[{"t": symbol}], mode="repair"
-        ).ref
-        labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
-        registry.write_table(
-            "labels", symbol.lower(), labels, parents=[raw], meta={"target": "label"}
-        )
+    store_labeled_pair(registry)
     ref = build_feature_windows(
         registry, "aaa,bbb", SPEC, name="pair", length=LENGTH, labels=["aaa", "bbb"],
         targets=["forward_return"],

@@ -19,7 +19,6 @@ from moola.core.errors import ConfigError
 from moola.data.registry import Registry
 from moola.evaluation.gates import GateConfig
 from moola.features.featureset import FeatureSetSpec, FeatureSpecEntry
-from moola.features.labels import build_labels
 from moola.pipeline.datasets import make_and_store_split
 from moola.pipeline.feature_windows import build_feature_windows
 from moola.pipeline.ingest import ingest_bars
@@ -29,7 +28,7 @@ from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.config import parse_live_config
 from moola.runtime.engine import open_journal, run_session
 from moola.runtime.parity import read_session, session_parity
-from tests.conftest import random_walk_bars
+from tests.conftest import random_walk_bars, store_labeled_pair
 
 SPEC = FeatureSetSpec(
     name="small",
@@ -53,15 +52,7 @@ def lab(tmp_path_factory):
     direction run, feature set yaml)."""
     parent = tmp_path_factory.mktemp("multisymbol")
     registry = Registry(parent / "moola_data")
-    for symbol, seed in (("AAA", 1), ("BBB", 2)):
-        bars = random_walk_bars(300, symbol=symbol, seed=seed)
-        raw = ingest_bars(
-            registry, bars, name=symbol.lower(), sources=[{"t": symbol}], mode="repair"
-        ).ref
-        labels = build_labels(bars.reset_index(drop=True), "forward-return", horizon=5)
-        registry.write_table(
-            "labels", symbol.lower(), labels, parents=[raw], meta={"target": "label"}
-        )
+    store_labeled_pair(registry)
     runs = {}
     for name, length, model, params in (
         ("pair", 10, "bilstm", {"epochs": 1, "hidden": 8}),
