@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moola.core.errors import ConfigError
+from moola.core.numbers import as_number
 
 __all__ = ["DEFAULT_WEIGHTS", "EnsembleResult", "MemberOutput", "combine", "validate_weights"]
 
@@ -83,10 +84,7 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
             raise ConfigError(
                 f"weights: member name {name!r} must be a non-empty string.", param="weights"
             )
-        try:
-            value = float(weight)
-        except (TypeError, ValueError):
-            value = math.nan
+        value = as_number(weight)
         if isinstance(weight, bool) or not math.isfinite(value) or value < 0.0:
             raise ConfigError(
                 f"weights[{name!r}]={weight!r}: a weight must be a finite number >= 0.",

@@ -56,6 +56,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from moola.core.errors import ConfigError
+from moola.core.numbers import as_number
 from moola.sim import (
     Breach,
     BrokerState,
@@ -106,10 +107,7 @@ def _positive(name: str, value: Any, *, fraction: bool = False, whole: bool = Fa
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return f"{name}={value!r} (a whole number >= 1)"
         return ""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = as_number(value)
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0.0:
         return f"{name}={value!r} (a finite number > 0{', at most 1' if fraction else ''})"
     if fraction and number > 1.0:

@@ -32,9 +32,10 @@ Pure computing: no I/O.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from moola.core.errors import ConfigError
+from moola.core.numbers import as_number
 
 __all__ = ["Size", "position_size"]
 
@@ -52,18 +53,10 @@ class Size(NamedTuple):
     risk: float
 
 
-def _number(value: Any) -> float:
-    """``value`` as a float; NaN when it is not a number (so a finiteness check refuses it)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _setting(name: str, value: float, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    number = _number(value)
+    number = as_number(value)
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0.0:
         raise ConfigError(f"{name}={value!r}: must be a finite number > 0.", param=name)
     return number
@@ -103,7 +96,7 @@ def position_size(
     cap = _setting("max_position", max_position, allow_none=True)  # type: ignore[arg-type]
     pv = _setting("point_value", point_value)
     assert multiple is not None and step is not None and pv is not None
-    costs = _number(cost_rate)
+    costs = as_number(cost_rate)
     if isinstance(cost_rate, bool) or not math.isfinite(costs) or costs < 0.0:
         raise ConfigError(
             f"cost_rate={cost_rate!r}: a fraction of notional, finite and >= 0.",
@@ -113,7 +106,7 @@ def position_size(
     if buying_power is not None:
         inputs.append(("buying_power", buying_power))
     for name, value in inputs:
-        number = _number(value)
+        number = as_number(value)
         if not math.isfinite(number) or number <= 0.0:
             why = (
                 "no money to buy with" if name == "buying_power" else "no stop distance to size on"

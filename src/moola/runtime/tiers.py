@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from moola.core.errors import ConfigError
+from moola.core.numbers import as_number
 
 __all__ = ["TIERS", "Signal", "classify", "confidence_of", "tier_of", "validate_tiers"]
 
@@ -66,10 +67,7 @@ def confidence_of(probability: float) -> float:
 
 
 def _probability(value: float, name: str) -> float:
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        p = math.nan
+    p = as_number(value)
     if not (0.0 <= p <= 1.0):
         raise ConfigError(f"{name}={value!r}: must be a number in [0, 1].", param=name)
     return p

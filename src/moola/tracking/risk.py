@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from moola.core.errors import ConfigError
+from moola.core.numbers import as_number
 from moola.tracking.journal import (
     Journal,
     JournalEvent,
@@ -159,20 +160,14 @@ def _time(value: Any, name: str, row: int) -> str:
 
 
 def _bar(value: Any, name: str, row: int) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = as_number(value)
     if not (math.isfinite(number) and number >= 0 and number == int(number)):
         raise ConfigError(f"{_where(name, row)}: bar must be a bar index >= 0; got {value!r}.")
     return int(number)
 
 
 def _quantity(value: Any, column: str, name: str, row: int) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = as_number(value)
     if not math.isfinite(number):
         raise ConfigError(f"{_where(name, row)}: {column} must be a finite number; got {value!r}.")
     return number
