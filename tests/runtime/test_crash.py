@@ -128,9 +128,10 @@ def _session(db: Path, resume: bool = False) -> None:
     journal.close()
 
 
-def _fork(db: Path, crash_at: str | None, resume: bool = False) -> int:
-    """Run ``_session`` in a forked child with ``MOOLA_CRASH_AT`` = ``crash_at`` (unset when
-    None); its exit status, negative for the signal that ended it."""
+def _fork(db: Path, crash_at: str | None, resume: bool = False, session=None) -> int:
+    """Run ``session`` (``_session`` unless given) in a forked child with ``MOOLA_CRASH_AT``
+    = ``crash_at`` (unset when None); its exit status, negative for the signal that ended
+    it."""
     from moola.runtime import crashpoints
 
     pid = os.fork()
@@ -142,7 +143,7 @@ def _fork(db: Path, crash_at: str | None, resume: bool = False) -> int:
             else:
                 os.environ[ENV_VAR] = crash_at
             crashpoints.arm(os.environ.get(ENV_VAR))
-            _session(db, resume)
+            (session or _session)(db, resume)
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -192,10 +193,10 @@ def runs(tmp_path_factory):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _drive_in_subprocess(work: Path) -> tuple[Path, dict, str]:
+def _drive_in_subprocess(work: Path, driver: str = DRIVER) -> tuple[Path, dict, str]:
     env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "KILL_SWITCH")}
     proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(work)],
+        [sys.executable, "-c", driver, str(work)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -339,3 +340,182 @@ def test_the_crash_variable_names_a_point_and_a_positive_count():
     for bad in ("engine.nowhere", "engine.decided@0", "engine.decided@x"):
         with pytest.raises(ConfigError, match=ENV_VAR):
             parse_target(bad)
+
+
+# ------------------------------------------------ the kill switch's flatten, killed mid-way
+
+#: The flatten scenario: a member that always says up (p 0.9) buys both symbols at 00:19
+#: (filled at 00:20); once the ``KILL_AFTER``-th bar time (00:24) is done the kill switch
+#: goes on in the journal, as ``moola live kill on`` turns it on, with
+#: ``kill_switch.flatten``: 00:25 decides and sends both closing orders, 00:26 fills them
+#: (BTC holds, waiting for ETH's; ETH stops the session, ``killed``). The feed has bars to
+#: spare after it.
+FLAT_BARS = 40
+KILL_AFTER = 25
+KILL_REASON = "crash test: kill and flatten"
+#: The points the flatten path passes through (every point but the migration's and the
+#: session start's, which come before the kill), each armed as the kill switch goes on and
+#: counted from there: @1 is its first time after the kill, later counts reach into the
+#: flatten (both closing orders decided at 00:25, sent one by one) and the fills of 00:26.
+FLATTEN_WHEN = {
+    "engine.bar_received": 3,  # 00:26, BTC: its closing order's fill not yet taken
+    "paper.bar_advanced": 3,  # 00:26, BTC's closing order filled, not yet mapped
+    "engine.risk_marked": 3,  # 00:26, BTC's fill queued, before its decision
+    "engine.decided": 1,  # 00:25: BTC's flatten decided, ETH's not yet
+    "engine.group_decided": 1,  # both flattens decided, nothing journaled
+    "livedb.step_before_commit": 1,  # both flattens written, uncommitted
+    "livedb.state_before_commit": 1,
+    "engine.step_recorded": 1,  # both flattens committed, none sent
+    "engine.state_saved": 1,
+    "engine.before_submit": 2,  # BTC's flatten sent, ETH's journaled and not
+    "engine.group_next_submit": 1,  # BTC's flatten sent (no ack journaled), ETH's not
+    "paper.order_placed": 2,  # both placed, the second's ack not kept
+    "engine.submitted": 1,  # BTC's flatten placed, ETH's not
+    "livedb.mark_before_commit": 1,  # both flattens' acks written, uncommitted
+    "engine.ack_journaled": 1,
+    "engine.fill_before_journal": 2,  # 00:26: ETH's closing fill, BTC's queued
+    "livedb.fill_before_commit": 1,  # both closing fills written, uncommitted
+    "engine.fill_journaled": 1,
+    "engine.fill_marked": 2,
+    "engine.position_recorded": 1,
+    "engine.fill_state_saved": 2,
+    "engine.session_ending": 1,  # 00:26 stopped the loop: the session row still open
+    "engine.session_ended": 1,
+}
+FLATTEN_CASES = {name: f"{name}@{n}" for name, n in FLATTEN_WHEN.items()}
+
+FLATTEN_DRIVER = (
+    "import sys; from tests.runtime.test_crash import drive_flatten; drive_flatten(sys.argv[1])"
+)
+
+
+def _flatten_session(db: Path, resume: bool = False, arm_at: str | None = None) -> None:
+    """The flatten scenario's paper session (wired as ``_session`` wires one); the kill
+    switch goes on in the journal after bar time ``KILL_AFTER`` unless it is on already (a
+    resumed session finds it there), and ``arm_at`` is armed at that moment."""
+    from moola.runtime import crashpoints
+    from moola.runtime.brokers import PaperBroker
+    from moola.runtime.engine import KILL_SWITCH_KEY, Engine, set_kill_switch
+    from moola.runtime.feed import ReplayFeed
+    from moola.tracking.livedb import LiveJournal
+    from tests.runtime._lab import RISING
+
+    config = scripted_config(kill_switch={"flatten": True})
+    journal = LiveJournal(f"sqlite:///{db}")
+    status = journal.status() if resume else {}
+    if resume and status["sessions"] and not status["open_sessions"]:
+        journal.close()  # the crash came after the session ended: nothing to resume
+        return
+    broker = PaperBroker(config.execution, config.symbols)
+    feed = ReplayFeed(_bars(FLAT_BARS), config.symbols, "1m", config.staleness)
+    engine = Engine(config, journal, broker, [RISING], feed, env={}, resume_book=resume)
+
+    def on_bar(done: int, total: int) -> None:
+        if done < 2 * KILL_AFTER or (journal.get_state(KILL_SWITCH_KEY) or {}).get("on"):
+            return
+        set_kill_switch(journal, True, by="test", reason=KILL_REASON)
+        crashpoints.arm(arm_at)
+
+    engine.on_bar = on_bar
+    if resume and status["open_sessions"]:
+        engine.start(status["open_sessions"][0])
+    engine.run()
+    journal.close()
+
+
+def drive_flatten(workdir: str) -> None:
+    """The flatten scenario's driver (``python -c``): the uninterrupted reference, then per
+    point a run killed there and the same session resumed on its journal."""
+    work = Path(workdir)
+    _flatten_session(work / "warm-up.db")
+    results = {"reference": _fork(work / "reference.db", None, session=_flatten_session)}
+    for k, (name, arm_at) in enumerate(FLATTEN_CASES.items()):
+        db = work / f"flatten{k}.db"
+
+        def crashing(db: Path, resume: bool, arm_at: str = arm_at) -> None:
+            _flatten_session(db, resume, arm_at)
+
+        crash = _fork(db, None, session=crashing)
+        resumed = _fork(db, None, resume=True, session=_flatten_session)
+        results[name] = {"db": str(db), "crash": crash, "resume": resumed}
+    (work / "results.json").write_text(json.dumps(results), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def flatten_runs(tmp_path_factory):
+    shm = Path("/dev/shm")  # as ``runs``: journals in memory where there is such a place
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        work = Path(tempfile.mkdtemp(prefix="moola-crash-flatten-", dir=shm))
+    else:
+        work = tmp_path_factory.mktemp("crash-flatten")
+    try:
+        yield _drive_in_subprocess(work, FLATTEN_DRIVER)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FLATTEN_WHEN))
+def test_a_kill_switch_flatten_killed_at_the_point_resumes_to_the_uninterrupted_result(
+    flatten_runs, name
+):
+    """A paper session holding both symbols is turned off (journal) with flatten on and
+    killed by SIGKILL at the point; resumed (same session, fresh book rebuilt from the
+    journal), it sends each flatten order once, sends nothing else, ends flat and leaves
+    the journal the uninterrupted run leaves: decisions, intents, fills, positions, state."""
+    work, results, log = flatten_runs
+    case = results[name]
+    assert results["reference"] == 0, log[-4000:]
+    assert case["crash"] == -9, f"{FLATTEN_CASES[name]} did not die by SIGKILL: {case}"
+    assert case["resume"] == 0, f"resuming after {FLATTEN_CASES[name]} failed\n{log[-4000:]}"
+    ref, got = _read(work / "reference.db"), _read(Path(case["db"]))
+    ((ref_id, _, ref_reason),) = ref["sessions"]
+    assert ref_reason.startswith("kill switch on (journal)")  # the scenario stops by kill
+    ((session_id, ended_at, reason),) = got["sessions"]
+    assert ended_at is not None and reason == ref_reason
+
+    flattens = _flatten_ids(work / "reference.db")
+    assert len(flattens) == 2  # one closing order per held symbol
+    got_flattens = _flatten_ids(Path(case["db"]))
+    assert len(got_flattens) == 2
+    intents = {row[1]: row for row in got["intents"]}
+    for coid in got_flattens:  # sent once (acknowledged once), filled once, in full
+        assert got["acknowledged"].count(coid) == 1
+        assert [row[1] for row in got["fills"]].count(coid) == 1
+        assert intents[coid][3] == "sell" and intents[coid][5] == "filled"
+    ids = [row[1] for row in got["intents"]]
+    assert len(ids) == len(set(ids))
+    assert sorted(got["acknowledged"]) == sorted(ids)  # nothing sent but the journaled
+    assert got["engine"]["positions"] == {"BTC": 0.0, "ETH": 0.0}
+
+    def no_id(rows):
+        return [row[1:] for row in rows]
+
+    decisions, want = _of(got["decisions"], session_id), _of(ref["decisions"], ref_id)
+    assert decisions[: len(want)] == want
+    engine, ref_engine = got["engine"], ref["engine"]
+    if name == "engine.session_ending":
+        # The loop had stopped (``killed``: flat, nothing working) but the crash left the
+        # session row open: the resumed session decides the next bar time's first bar once
+        # more, ``killed`` again (nothing sent), and its state moves on by that bar.
+        assert [row[2] for row in decisions[len(want) :]] == ["killed"]
+        engine, ref_engine = (
+            {k: v for k, v in e.items() if k not in ("last_bars", "risk")}
+            for e in (engine, ref_engine)
+        )
+    else:
+        assert decisions == want
+    assert no_id(_of(got["intents"], session_id)) == no_id(_of(ref["intents"], ref_id))
+    assert no_id(_of(got["fills"], session_id)) == no_id(_of(ref["fills"], ref_id))
+    assert _of(got["positions"], session_id) == _of(ref["positions"], ref_id)
+    assert engine == ref_engine
+
+
+def _flatten_ids(db: Path) -> list[str]:
+    """The client order ids of the journal's ``flatten`` decisions."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT o.client_order_id FROM order_intents o JOIN decisions d "
+            "ON o.decision_id = d.id WHERE d.action = 'flatten'"
+        ).fetchall()
+    return [coid for (coid,) in rows]
