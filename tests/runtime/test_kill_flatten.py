@@ -8,12 +8,14 @@ between the journaled flatten and the broker call resumes without sending it twi
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.brokers import PaperBroker
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import Engine
+from moola.runtime.engine import KILL_SWITCH_KEY, Engine, set_kill_switch
 from moola.runtime.feed import ReplayFeed
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SYMBOLS, MinuteFlip, scripted_config, two_symbol_bars
@@ -177,3 +179,43 @@ def test_a_polled_feed_goes_on_after_the_kill_only_while_a_flatten_is_due(tmp_pa
     assert engine.flattens_on_kill() is False  # nothing held
     engine.positions["BTC"] = 2.0
     assert engine.flattens_on_kill() is flatten
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_a_session_resumed_after_its_kill_switch_stop_decides_nothing_more(tmp_path, flatten):
+    """A crash after the loop stopped for the kill switch (journal, as ``moola live kill on``
+    sets it) but before the session row closed: resumed on a fresh paper book, the session
+    decides no further bar (no second ``killed``), journals no order, and ends with the
+    stop's reason, as the uninterrupted run ended."""
+    config = _config(flatten)
+    bars = two_symbol_bars(N_BARS, 3)
+    journal = LiveJournal(f"sqlite:///{tmp_path / 'paper.db'}")
+    feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+    paper = PaperBroker(config.execution, config.symbols)
+    engine = Engine(config, journal, paper, [MinuteFlip(period=30)], feed, env={})
+    session_id = engine.start()
+    stop = None
+    for group in feed.groups():  # run's loop, without its end_session: the crash
+        if all(engine.positions.values()) and journal.get_state(KILL_SWITCH_KEY) is None:
+            set_kill_switch(journal, True, by="ops", reason="drill")
+        stop = engine.step_group(group)
+        if stop:
+            break
+    assert stop is not None and stop.startswith("kill switch on (journal)")
+    decided, intents = len(journal.signals(include_flat=True)), _intents(tmp_path)
+    assert journal.status()["open_sessions"] == [session_id]
+
+    feed = ReplayFeed(bars, config.symbols, "1m", config.staleness)
+    paper = PaperBroker(config.execution, config.symbols)
+    again = Engine(config, journal, paper, [MinuteFlip(period=30)], feed, env={}, resume_book=True)
+    again.start(session_id)
+    result = again.run()
+    assert result.stopped == stop and result.decided == 0
+    assert len(journal.signals(include_flat=True)) == decided
+    assert _intents(tmp_path) == intents
+    assert journal.status()["open_sessions"] == []
+
+
+def _intents(tmp_path) -> int:
+    with sqlite3.connect(tmp_path / "paper.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM order_intents").fetchone()[0]

@@ -294,6 +294,7 @@ class Engine:
         self._working: dict[str, str] = {}  # client order id -> symbol, asked each bar
         self._unsent: dict[str, str] = {}  # the group's intents not sent yet -> symbol
         self._flattening: set[str] = set()  # the kill switch's flatten orders: not cancelled
+        self._stopped: str | None = None  # a resumed session's loop had stopped: why
 
     # ------------------------------------------------------------------ start
 
@@ -305,7 +306,9 @@ class Engine:
         config (``ConfigError`` otherwise); the engine state is the one its last bar saved,
         and a paper broker (one with ``on_bar``, fresh) gets its book back by replaying the
         session's journaled bars and orders (``_rebuild_paper_book``), so the session goes
-        on where it was killed."""
+        on where it was killed; one whose loop had already stopped for the kill switch (its
+        last decision ``killed``: the crash came before its row was closed) decides no more
+        bars and ends with that stop's reason, as it would have ended."""
         journal = self.journal
         record = None
         if session_id is not None and self.resume_book:
@@ -350,6 +353,7 @@ class Engine:
         self._atr = create_feature("atr", period=self.config.risk.atr_period)
         if record is not None and hasattr(self.broker, "on_bar"):
             self._rebuild_paper_book(record)
+        self._stopped = _stopped_by(record)
         if record is not None:  # a kill switch's flatten orders placed before the restart
             self._flattening = {
                 intent.client_order_id
@@ -598,7 +602,9 @@ class Engine:
             total = min(total, max_bars)
         stopped = "feed ended"
         try:
-            for group in self._groups():
+            # a resumed session whose loop had already stopped (the crash came before its
+            # row was closed) decides nothing more: it ends as it would have ended
+            for group in () if self._stopped else self._groups():
                 if max_bars is not None:
                     group = self._up_to(group, max_bars - result.decided)
                 result.bars += len(group)
@@ -614,7 +620,9 @@ class Engine:
                     break
             else:  # the feed ended by itself: a polled feed says why (Ctrl-C, kill switch)
                 reason = getattr(self.feed, "stop_reason", None)
-                if reason:
+                if self._stopped:
+                    stopped = self._stopped
+                elif reason:
                     stopped = f"feed stopped: {reason}"
                     if reason.startswith("kill switch"):
                         self._cancel_open_orders(reason)
@@ -1335,6 +1343,17 @@ def run_session(
         if notifier is not None:
             notifier.close()
         journal.close()
+
+
+def _stopped_by(record: Any) -> str | None:
+    """Why a resumed session's loop had already stopped: its last journaled decision is
+    the kill switch's stop (``killed``), whose reason naming the kill switch is the stop's
+    (``run`` ends the session with it, deciding nothing more); None otherwise."""
+    iterations = [] if record is None else [it for it in record.iterations if it.decision]
+    if not iterations or iterations[-1].decision.action != "killed":
+        return None
+    reasons = iterations[-1].decision.reasons
+    return next((r for r in reasons if r.startswith("kill switch on")), None)
 
 
 def _buy_cost_rate(config: LiveConfig) -> float:
