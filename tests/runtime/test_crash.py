@@ -41,6 +41,12 @@ reference decided it, the same intents (none pending), fills, position snapshots
 engine state as the uninterrupted run, each client order id recorded once and
 acknowledged by a broker once (an order whose ack the crash lost is placed in the
 rebuilt book and acknowledged there, once).
+
+A second scenario kills a kill switch's flatten (``kill_switch: {flatten: true}``): a
+session holding both symbols is turned off in the journal, as ``moola live kill on`` does,
+and killed at each point the flatten passes through (armed as the kill switch goes on);
+resumed, it sends each closing order once and nothing else, ends flat, and leaves the
+uninterrupted run's decisions, intents, fills, positions and engine state.
 """
 
 from __future__ import annotations
