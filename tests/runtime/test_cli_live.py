@@ -129,7 +129,7 @@ def test_ctrl_c_during_a_run_exits_130_saying_the_journal_holds_the_bars(session
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("moola.runtime.engine.run_session", interrupted)
+    monkeypatch.setattr("moola.runtime.session.run_session", interrupted)
     result = runner.invoke(app, ["run", "--config", str(config), "--replay", "mkt"])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "journal" in result.output

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from moola.cli.live import KILLED_EXIT, app
 from moola.core.errors import ConfigError
 from moola.runtime.config import load_live_config
-from moola.runtime.engine import run_session
+from moola.runtime.session import run_session
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SYMBOLS, build_lab, two_symbol_bars
 from tests.runtime.fake_coinbase import FakeCoinbase

@@ -401,8 +401,9 @@ def _flatten_session(db: Path, resume: bool = False, arm_at: str | None = None) 
     resumed session finds it there), and ``arm_at`` is armed at that moment."""
     from moola.runtime import crashpoints
     from moola.runtime.brokers import PaperBroker
-    from moola.runtime.engine import KILL_SWITCH_KEY, Engine, set_kill_switch
+    from moola.runtime.engine import KILL_SWITCH_KEY, Engine
     from moola.runtime.feed import ReplayFeed
+    from moola.runtime.session import set_kill_switch
     from moola.tracking.livedb import LiveJournal
     from tests.runtime._lab import RISING
 

@@ -16,15 +16,9 @@ import pytest
 from moola.core.errors import BrokerError, JournalError
 from moola.features.featureset import load_feature_set
 from moola.runtime.brokers import PaperBroker
-from moola.runtime.engine import (
-    Engine,
-    ReconcileError,
-    client_order_id,
-    session_status,
-    set_kill_switch,
-    unlock_halt,
-)
+from moola.runtime.engine import Engine, ReconcileError, client_order_id
 from moola.runtime.feed import ReplayFeed
+from moola.runtime.session import session_status, set_kill_switch, unlock_halt
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SYMBOLS, MinuteFlip, Notes, scripted_config, two_symbol_bars
 

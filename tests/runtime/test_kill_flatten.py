@@ -15,8 +15,9 @@ import pytest
 from moola.core.errors import ConfigError
 from moola.runtime.brokers import PaperBroker
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import KILL_SWITCH_KEY, Engine, set_kill_switch
+from moola.runtime.engine import KILL_SWITCH_KEY, Engine
 from moola.runtime.feed import ReplayFeed
+from moola.runtime.session import set_kill_switch
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SYMBOLS, MinuteFlip, scripted_config, two_symbol_bars
 

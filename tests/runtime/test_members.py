@@ -16,8 +16,8 @@ from moola.features.featureset import IncrementalFeatures, load_feature_set
 from moola.pipeline.predictor import Predictor
 from moola.runtime import members
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import run_session
 from moola.runtime.members import _check_fits, load_members, run_timeframes, up_probability
+from moola.runtime.session import run_session
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SMALL, SYMBOLS, build_feature_lab, build_lab
 

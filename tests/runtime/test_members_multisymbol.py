@@ -26,8 +26,8 @@ from moola.pipeline.lifecycle import promote
 from moola.pipeline.predictor import Predictor
 from moola.pipeline.train import TrainConfig, run_training
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import open_journal, run_session
 from moola.runtime.parity import read_session, session_parity
+from moola.runtime.session import open_journal, run_session
 from tests.conftest import random_walk_bars, store_labeled_pair
 
 SPEC = FeatureSetSpec(

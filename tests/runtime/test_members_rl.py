@@ -24,9 +24,9 @@ from moola.pipeline.rl import RLConfig, evaluate_rl, train_rl
 from moola.pipeline.train import TrainConfig, run_training
 from moola.rl.policy import POLICY_FILE, LivePolicy
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import open_journal, run_session
 from moola.runtime.members import PolicyMember, load_members
 from moola.runtime.parity import read_session, session_parity
+from moola.runtime.session import open_journal, run_session
 from moola.tracking.journal import GateDecision, JsonlJournal
 from moola.tracking.runs import RunStore
 from tests.conftest import random_walk_bars

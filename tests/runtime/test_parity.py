@@ -19,9 +19,10 @@ import pytest
 from moola.core.errors import ConfigError, JournalError
 from moola.runtime.brokers import PaperBroker
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import Engine, open_journal, run_session
+from moola.runtime.engine import Engine
 from moola.runtime.feed import ReplayFeed
 from moola.runtime.parity import CHECKS, session_parity
+from moola.runtime.session import open_journal, run_session
 from moola.tracking.livedb import LiveJournal
 from tests.runtime._lab import SMALL, SYMBOLS, MinuteFlip, build_feature_lab, two_symbol_bars
 

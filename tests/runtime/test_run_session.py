@@ -13,7 +13,7 @@ import pytest
 
 from moola.core.errors import ConfigError
 from moola.runtime.config import parse_live_config
-from moola.runtime.engine import run_session
+from moola.runtime.session import run_session
 from tests.runtime._lab import build_lab
 from tests.runtime.fake_coinbase import cdp_key
 

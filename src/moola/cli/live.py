@@ -1,6 +1,6 @@
 """``moola live run | status | signals | kill | unlock``: the paper and live decision loop.
 
-``run`` takes each closed bar through the engine (``moola.runtime.engine.run_session``)
+``run`` takes each closed bar through the engine (``moola.runtime.session.run_session``)
 under a ``live.yaml`` config, every decision journaled before anything acts on it: bars
 replayed from ``--replay`` (a raw dataset or bars file), or, without it, polled live from
 the config's ``feed:`` section (Coinbase's public candles; Ctrl-C stops it cleanly, the
@@ -57,7 +57,7 @@ def _journal(
 ) -> Any:
     """The journal the options name. ``reading`` (status, signals): a SQLite journal that
     does not exist yet is an error naming it, not a new empty file."""
-    from moola.runtime.engine import open_journal
+    from moola.runtime.session import open_journal
 
     config = _config(config_path, mode)
     chosen = _mode(mode) or (config.mode if config is not None else "paper")
@@ -108,7 +108,7 @@ def run(
     session after a crash: a paper session's book is rebuilt from its journal and the
     session goes on after the last bar it decided."""
     from moola.cli._progress import stage_display
-    from moola.runtime.engine import run_session
+    from moola.runtime.session import run_session
     from moola.training.callbacks import ProgressUpdate
 
     settings = settings_of(ctx)
@@ -160,7 +160,7 @@ def status(
     mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
 ) -> None:
     """Sessions, positions, the kill switch, the risk halt and pending orders."""
-    from moola.runtime.engine import session_status
+    from moola.runtime.session import session_status
 
     info = session_status(_journal(ctx, config, mode, reading=True))
     console.print(f"journal: {info['url']}")
@@ -265,7 +265,7 @@ def kill(
     Without ``--config`` and ``--mode`` it is set in BOTH the paper and the live journal
     (the ones the data root and ``DB_URL`` / ``DB_URL_PAPER`` name), so an emergency stop
     typed in a hurry cannot miss a live session; each journal set is printed."""
-    from moola.runtime.engine import set_kill_switch
+    from moola.runtime.session import set_kill_switch
 
     if state not in ("on", "off"):
         raise ConfigError(f"kill {state!r}: use on or off.", param="state")
@@ -285,7 +285,7 @@ def unlock(
     mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP),
 ) -> None:
     """Lift a risk halt (a loss limit broke); the person and reason are recorded."""
-    from moola.runtime.engine import unlock_halt
+    from moola.runtime.session import unlock_halt
 
     live_config = _config(config, mode)
     journal = _journal(ctx, config, mode)
