@@ -158,9 +158,15 @@ def processes(device: str = "auto") -> Iterator[DistContext | None]:
     context = init_from_env(device) if under_launcher() else None
     try:
         yield context
-    finally:
+    except BaseException:
         if context is not None:
             destroy()
+        raise
+    if context is not None:
+        # every rank leaves together: a rank tearing gloo down while another still
+        # finishes its last collective can abort at exit (SIGABRT after the work is done)
+        barrier()
+        destroy()
 
 
 def destroy() -> None:
