@@ -4,21 +4,17 @@ serially, in local processes or as Ray tasks with the same results."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from moola.cli import train as train_commands
 from moola.core.errors import ConfigError
-from moola.core.settings import load_settings
 from moola.data.registry import Registry
 from moola.pipeline.train import TrainConfig, run_seed_repeats
 from moola.tracking.runs import RunStore
 from moola.tune.executors import make_fold_executor
+from tests.cli_harness import bare_cli
 from tests.tune._study_lab import make_lab
 
 # A small forest: its trees depend on the seed, so the seeds' metrics differ; fast.
@@ -30,15 +26,7 @@ CONFIG = TrainConfig(
     params={"n_estimators": 8},
 )
 
-app = typer.Typer()
-app.registered_commands.extend(train_commands.app.registered_commands)
-
-
-@app.callback()
-def _global_options(
-    ctx: typer.Context, data_root: Annotated[Path | None, typer.Option("--data-root")] = None
-) -> None:
-    ctx.obj = load_settings(home=data_root)
+app = bare_cli(train_commands.app)
 
 
 @pytest.fixture(scope="module")

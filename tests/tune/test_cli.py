@@ -4,28 +4,18 @@ same global --data-root option)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from moola.cli import tune as tune_commands
 from moola.core.errors import ConfigError
-from moola.core.settings import load_settings
 from moola.tracking.runs import RunStore
 from moola.tune.storage import study_dir
+from tests.cli_harness import bare_cli
 from tests.tune._study_lab import logistic_space, make_lab, write_yaml
 
-app = typer.Typer()
-app.add_typer(tune_commands.app, name="tune")
-
-
-@app.callback()
-def _global_options(
-    ctx: typer.Context, data_root: Annotated[Path | None, typer.Option("--data-root")] = None
-) -> None:
-    ctx.obj = load_settings(home=data_root)
+app = bare_cli(tune_commands.app, "tune")
 
 
 @pytest.fixture(scope="module")
