@@ -87,6 +87,29 @@ def scripted_config(symbols: Iterable[str] = SYMBOLS, **overrides: Any) -> LiveC
     return parse_live_config(values)
 
 
+def cli_session(tmp_path: Path, root: Path, run_id: str, monkeypatch: Any, extra: str = "") -> Path:
+    """The CLI tests' paper session: ``MOOLA_HOME`` at ``root``, no kill switch or database
+    variable from the caller's environment, and ``tmp_path/live.yaml`` (BTC and ETH, the
+    promoted ``run_id`` as the direction member, the journal ``tmp_path/paper.db``) with
+    ``extra`` YAML lines on top. Returns the config's path."""
+    monkeypatch.setenv("MOOLA_HOME", str(root))
+    for name in ("KILL_SWITCH", "DB_URL", "DB_URL_PAPER"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "live.yaml"
+    config.write_text(
+        "mode: paper\n"
+        "symbols: [BTC, ETH]\n"
+        "members:\n"
+        f"  - {{role: direction, run: {run_id}, up_class: retracement}}\n"
+        "execution: {instrument: crypto, initial_cash: 10000, rules: none}\n"
+        "risk: {max_position: 5}\n"
+        f"{extra}"
+        f"journal_url: sqlite:///{tmp_path / 'paper.db'}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
 def two_symbol_bars(n: int, seed: int, *, open_noise: float = 0.0) -> pd.DataFrame:
     """``n`` seeded one-minute random-walk bars of each of ``SYMBOLS`` (BTC about 100, ETH
     about 200), from 2024-01-01 UTC; ``open_noise`` moves each open off the previous close

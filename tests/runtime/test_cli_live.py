@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from moola.cli.live import KILLED_EXIT, app
 from moola.core.errors import ConfigError
-from tests.runtime._lab import build_lab
+from tests.runtime._lab import build_lab, cli_session
 
 runner = CliRunner()
 
@@ -23,21 +23,7 @@ def lab(tmp_path_factory):
 @pytest.fixture
 def session(lab, tmp_path, monkeypatch):
     root, run_id = lab
-    monkeypatch.setenv("MOOLA_HOME", str(root))
-    monkeypatch.delenv("KILL_SWITCH", raising=False)
-    monkeypatch.delenv("DB_URL", raising=False)
-    monkeypatch.delenv("DB_URL_PAPER", raising=False)
-    config = tmp_path / "live.yaml"
-    config.write_text(
-        "mode: paper\n"
-        "symbols: [BTC, ETH]\n"
-        "members:\n"
-        f"  - {{role: direction, run: {run_id}, up_class: retracement}}\n"
-        "execution: {instrument: crypto, initial_cash: 10000, rules: none}\n"
-        "risk: {max_position: 5}\n"
-        f"journal_url: sqlite:///{tmp_path / 'paper.db'}\n",
-        encoding="utf-8",
-    )
+    config = cli_session(tmp_path, root, run_id, monkeypatch)
     return root, config
 
 

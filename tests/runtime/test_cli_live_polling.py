@@ -21,7 +21,7 @@ from moola.core.errors import ConfigError
 from moola.runtime.config import load_live_config
 from moola.runtime.session import run_session
 from moola.tracking.livedb import LiveJournal
-from tests.runtime._lab import SYMBOLS, build_lab, two_symbol_bars
+from tests.runtime._lab import SYMBOLS, build_lab, cli_session, two_symbol_bars
 from tests.runtime.fake_coinbase import FakeCoinbase
 
 runner = CliRunner()
@@ -54,22 +54,9 @@ def fake():
 @pytest.fixture
 def session(lab, fake, tmp_path, monkeypatch):
     root, run_id = lab
-    monkeypatch.setenv("MOOLA_HOME", str(root))
-    for name in ("KILL_SWITCH", "DB_URL", "DB_URL_PAPER"):
-        monkeypatch.delenv(name, raising=False)
-    config = tmp_path / "live.yaml"
-    config.write_text(
-        "mode: paper\n"
-        "symbols: [BTC, ETH]\n"
-        "members:\n"
-        f"  - {{role: direction, run: {run_id}, up_class: retracement}}\n"
-        "execution: {instrument: crypto, initial_cash: 10000, rules: none}\n"
-        "risk: {max_position: 5}\n"
-        "feed: {source: coinbase, lookback_bars: 350, poll_seconds: 0.01, max_failed_polls: 1}\n"
-        f"coinbase: {{base_url: '{fake.url}', max_retries: 0}}\n"
-        f"journal_url: sqlite:///{tmp_path / 'paper.db'}\n",
-        encoding="utf-8",
-    )
+    feed = "feed: {source: coinbase, lookback_bars: 350, poll_seconds: 0.01, max_failed_polls: 1}\n"
+    coinbase = f"coinbase: {{base_url: '{fake.url}', max_retries: 0}}\n"
+    config = cli_session(tmp_path, root, run_id, monkeypatch, feed + coinbase)
     return root, config, tmp_path / "paper.db"
 
 
