@@ -160,18 +160,20 @@ def processes(device: str = "auto") -> Iterator[DistContext | None]:
         yield context
     except BaseException:
         if context is not None:
-            destroy()
+            destroy(together=False)  # the other ranks may never reach a barrier
         raise
     if context is not None:
-        # every rank leaves together: a rank tearing gloo down while another still
-        # finishes its last collective can abort at exit (SIGABRT after the work is done)
-        barrier()
         destroy()
 
 
-def destroy() -> None:
-    """Leave the process group (if this process is in one)."""
+def destroy(together: bool = True) -> None:
+    """Leave the process group (if this process is in one). ``together``: every rank
+    meets at a barrier first, as on a normal exit: a rank tearing gloo down while another
+    still finishes its last collective can abort at exit (SIGABRT after the work is
+    done); False after an error, when the other ranks may never get there."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if together:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
